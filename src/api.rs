@@ -1,0 +1,408 @@
+//! The HTTP surface: routes, wire DTOs, and the one mapping of errors to HTTP status
+//! codes and the protocol's error shape `{"error": {"code", "message"}}`.
+//!
+//! Architecture invariant: this is the only module that knows HTTP. Handlers parse
+//! the wire format into domain types ([`SealedExecution`]), call the domain, and
+//! turn its answers back into JSON. A 4xx is logged at debug level without its
+//! body; a 5xx is logged with its cause but answered with an opaque message.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::envelope::{self, Enc};
+use crate::execution::{ExecutionError, Executor, SealedExecution};
+use crate::keys::ServerKey;
+use crate::payload::{decode_base64, encode_base64};
+use crate::session::{SessionError, SessionStore};
+
+/// Shared state of the handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub executor: Executor,
+    pub sessions: Arc<SessionStore>,
+    pub key: Arc<ServerKey>,
+    pub origin: Arc<str>,
+    pub started: Instant,
+    /// SHA-256 digests of accepted bearer tokens; empty disables authentication.
+    pub token_digests: Arc<[[u8; 32]]>,
+    pub max_request_bytes: usize,
+}
+
+/// The service's routes with their layers.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/sessions", post(create_session))
+        .route("/execute", post(execute))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(protected)
+        .route("/keys", get(keys))
+        .route("/health", get(health))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.max_request_bytes))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Every error the API answers with. `code` and status are part of the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `malformed_body`: the body is not the JSON the endpoint takes.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// 415 `unsupported_media_type`: the body is not `application/json`.
+    #[error("the body must be application/json")]
+    UnsupportedMediaType,
+    /// 413 `payload_too_large`: the body is over `limits.max_request_bytes`.
+    #[error("the body is larger than this server accepts (limits.max_request_bytes)")]
+    PayloadTooLarge,
+    /// 401 `unauthorized`: authentication is on and no valid bearer token was sent.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// 404 `session_not_found`: unknown, expired or already used session.
+    #[error("unknown, expired or already used session")]
+    SessionNotFound,
+    /// 400 `decryption_failed`: the ciphertext does not open under the session.
+    #[error("decryption failed")]
+    DecryptionFailed,
+    /// 503 `overloaded`: no execution slot within the queue bounds.
+    #[error("the server is at capacity; retry later")]
+    Overloaded { retry_after: Duration },
+    /// 503 `too_many_sessions`: the bound on pending sessions is reached.
+    #[error("too many pending sessions; retry later")]
+    TooManySessions { retry_after: Duration },
+    /// 503 `log_unavailable`: the audit log cannot record, so no result is released.
+    #[error("the audit log is not writable; the execution was not recorded")]
+    LogUnavailable,
+    /// 404 `not_found`: no such route.
+    #[error("no such endpoint")]
+    NotFound,
+    /// 405 `method_not_allowed`: the route exists but not with this method.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// 500 `internal_error`: a bug; the cause is in the server's log only.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedBody(_) | ApiError::DecryptionFailed => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::SessionNotFound | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Overloaded { .. }
+            | ApiError::TooManySessions { .. }
+            | ApiError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedBody(_) => "malformed_body",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::SessionNotFound => "session_not_found",
+            ApiError::DecryptionFailed => "decryption_failed",
+            ApiError::Overloaded { .. } => "overloaded",
+            ApiError::TooManySessions { .. } => "too_many_sessions",
+            ApiError::LogUnavailable => "log_unavailable",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Internal => "internal_error",
+        }
+    }
+}
+
+/// The protocol's error shape.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(code = self.code(), "request failed");
+        } else {
+            tracing::debug!(code = self.code(), "request refused");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        let retry_after = match &self {
+            ApiError::Overloaded { retry_after } | ApiError::TooManySessions { retry_after } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        };
+        if let Some(wait) = retry_after {
+            // Whole seconds, at least one (RFC 9110 §10.2.3).
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// A JSON body extractor whose every rejection is an [`ApiError`], so that even
+/// serde's complaints come back in the protocol's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(ref failed)
+                        if failed.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                    {
+                        ApiError::PayloadTooLarge
+                    }
+                    other => ApiError::MalformedBody(format!("cannot read the body: {other}")),
+                })?;
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|error| ApiError::MalformedBody(format!("invalid JSON body: {error}")))
+    }
+}
+
+async fn authenticate(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if state.token_digests.is_empty() {
+        return Ok(next.run(request).await);
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    let digest = envelope::sha256(token.trim().as_bytes());
+    // Compare against every digest, in constant time, without stopping early.
+    let accepted = state.token_digests.iter().fold(false, |found, known| {
+        found | envelope::digest_eq(known, &digest)
+    });
+    if !accepted {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(next.run(request).await)
+}
+
+/// `POST /sessions` answer (protocol §1).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SessionResponse {
+    pub session_id: String,
+    pub public_key: String,
+    pub suite: Suite,
+    pub expires_at: String,
+    pub signature: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Suite {
+    pub kem: String,
+    pub kdf: String,
+    pub aead: String,
+}
+
+impl Suite {
+    pub fn v1() -> Suite {
+        Suite {
+            kem: "DHKEM(P-256, HKDF-SHA256)".to_owned(),
+            kdf: "HKDF-SHA256".to_owned(),
+            aead: "AES-256-GCM".to_owned(),
+        }
+    }
+}
+
+async fn create_session(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let session = state.sessions.create().map_err(|error| match error {
+        SessionError::TooManyPending { retry_after } => ApiError::TooManySessions { retry_after },
+        SessionError::Unknown => ApiError::Internal,
+    })?;
+    let message = envelope::session_signature_message(&session.id, &session.public_key);
+    let body = SessionResponse {
+        session_id: session.id.hyphenated().to_string(),
+        public_key: encode_base64(&session.public_key),
+        suite: Suite::v1(),
+        expires_at: humantime::format_rfc3339_seconds(session.expires_at).to_string(),
+        signature: encode_base64(&state.key.sign(&message)),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `POST /execute` body (protocol §3).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteBody {
+    pub session_id: String,
+    pub enc: String,
+    pub ciphertext: String,
+}
+
+/// `POST /execute` answer (protocol §3).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecuteResponse {
+    pub execution_id: String,
+    pub ciphertext: String,
+    pub commitment: String,
+    pub log_index: u64,
+    pub leaf_signature: String,
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ExecuteBody>,
+) -> Result<Json<ExecuteResponse>, ApiError> {
+    let session_id = parse_uuid(&body.session_id)
+        .ok_or_else(|| ApiError::MalformedBody("`session_id` is not a UUID".to_owned()))?;
+    let enc = decode_base64(&body.enc)
+        .ok()
+        .and_then(|bytes| Enc::parse(&bytes).ok())
+        .ok_or_else(|| {
+            ApiError::MalformedBody(
+                "`enc` is not the base64 of a 65-byte uncompressed P-256 point".to_owned(),
+            )
+        })?;
+    let ciphertext = decode_base64(&body.ciphertext)
+        .map_err(|_| ApiError::MalformedBody("`ciphertext` is not valid base64".to_owned()))?;
+    let sealed = SealedExecution {
+        session_id,
+        enc,
+        ciphertext,
+    };
+    // Its own task: a client that disconnects must not cancel an execution whose
+    // plaintext is already open (it still has to be logged), and a panic in it must
+    // only fail this request.
+    let executor = state.executor.clone();
+    let receipt = tokio::spawn(async move { executor.execute(sealed).await })
+        .await
+        .map_err(|join_error| {
+            tracing::error!(error = %join_error, "execution task failed");
+            ApiError::Internal
+        })?
+        .map_err(|error| match error {
+            ExecutionError::UnknownSession => ApiError::SessionNotFound,
+            ExecutionError::DecryptionFailed => ApiError::DecryptionFailed,
+            ExecutionError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
+            ExecutionError::LogUnavailable(cause) => {
+                tracing::error!(error = %cause, "execution not recorded");
+                ApiError::LogUnavailable
+            }
+        })?;
+    Ok(Json(ExecuteResponse {
+        execution_id: receipt.execution_id.hyphenated().to_string(),
+        ciphertext: encode_base64(&receipt.ciphertext),
+        commitment: hex::encode(receipt.commitment),
+        log_index: receipt.log_index,
+        leaf_signature: encode_base64(&receipt.leaf_signature),
+    }))
+}
+
+/// Session and execution ids travel in their 36-character hyphenated form only.
+fn parse_uuid(text: &str) -> Option<Uuid> {
+    if text.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(text).ok()
+}
+
+/// `GET /keys` answer (protocol §4).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeysResponse {
+    pub origin: String,
+    pub public_key: String,
+    pub key_id: String,
+}
+
+async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
+    let public = state.key.public();
+    Json(KeysResponse {
+        origin: state.origin.to_string(),
+        public_key: encode_base64(&public.spki_der()),
+        key_id: public.key_id_hex(),
+    })
+}
+
+/// `GET /health` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub status: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub slots_in_use: usize,
+    pub queue_depth: usize,
+    pub sessions_pending: usize,
+    pub log_size: u64,
+}
+
+async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        slots_in_use: state.executor.slots_in_use(),
+        queue_depth: state.executor.queue_depth(),
+        sessions_pending: state.sessions.pending(),
+        log_size: state.executor.log().size(),
+    })
+}

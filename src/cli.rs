@@ -1,0 +1,340 @@
+//! The command line: `serve` runs the service, `run` executes a module on a server
+//! end to end as a client.
+//!
+//! `run` exits with the guest's exit code when the execution completed. Otherwise it
+//! prints one line on stderr and exits with a code of its own:
+//!
+//! | status / failure | exit code |
+//! | --- | --- |
+//! | `timeout` | 124 |
+//! | the client could not complete the protocol | 125 |
+//! | `invalid_module`, `invalid_request` | 126 |
+//! | `trap` | 134 |
+//! | `memory_limit` | 137 |
+//! | `fuel_exhausted` | 152 |
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{Client, Execution};
+use crate::config::{Config, Overrides};
+use crate::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
+use crate::server::{Service, shutdown_signal};
+
+/// Exit code when the client could not complete the protocol.
+pub const EXIT_CLIENT_ERROR: u8 = 125;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wasm-hypervisor",
+    version,
+    about = "Runs untrusted WebAssembly behind sealed requests and results, with a verifiable audit log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+    /// Execute a WebAssembly module on a server and print its output.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// YAML configuration file (every key optional; see config.yaml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, overriding the configuration.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory (signing key, audit log), overriding the configuration.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WASM_HYPERVISOR_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// Bearer token, when the server requires one.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "WASM_HYPERVISOR_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Expected key id (hex SHA-256 of the server's SPKI); refuse any other key.
+    #[arg(long, value_name = "HEX", env = "WASM_HYPERVISOR_KEY_ID")]
+    key_id: Option<String>,
+    /// Write a receipt (JSON) that proves this execution later.
+    #[arg(long, value_name = "FILE")]
+    receipt: Option<PathBuf>,
+    /// The guest's stdin (default: this process's stdin, or empty if it is a terminal).
+    #[arg(long, value_name = "FILE")]
+    stdin: Option<PathBuf>,
+    /// An environment variable for the guest; repeatable.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env_pair)]
+    env: Vec<(String, String)>,
+    /// Fuel limit (at most the server's).
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// Linear-memory limit in bytes (at most the server's).
+    #[arg(long, value_name = "BYTES")]
+    memory: Option<u64>,
+    /// Wall-clock limit in milliseconds (at most the server's).
+    #[arg(long, value_name = "N")]
+    timeout_ms: Option<u64>,
+    /// Cap on each of stdout and stderr, in bytes (at most the server's).
+    #[arg(long, value_name = "BYTES")]
+    max_output_bytes: Option<u64>,
+    /// The module, then everything for the guest: `run prog.wasm -d x` passes `-d x`.
+    #[arg(value_name = "MODULE.wasm", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    module_and_args: Vec<String>,
+}
+
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got `{text}`")),
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Run(args) => run(args),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime")
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_tracing();
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+    };
+    let config = match Config::load(args.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("wasm-hypervisor: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime().block_on(async move {
+        let service = Service::build(&config)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(crate::server::ServerError::Serve)?;
+        tracing::info!(
+            listen = %listener.local_addr().map_err(crate::server::ServerError::Serve)?,
+            data_dir = %config.data_dir.display(),
+            "wasm-hypervisor serving"
+        );
+        service.serve(listener, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("wasm-hypervisor: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// What `run --receipt` writes: everything needed to prove the execution later.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Receipt {
+    pub version: u32,
+    pub server: String,
+    pub origin: String,
+    /// Hex SHA-256 of the server's SPKI: the key that signed the leaf.
+    pub key_id: String,
+    pub execution_id: String,
+    pub log_index: u64,
+    pub status: Status,
+    /// Hex.
+    pub commitment: String,
+    /// Hex; with the two hashes it opens the commitment. Keep it private.
+    pub salt: String,
+    /// Hex SHA-256 of the exact request plaintext that was sealed.
+    pub request_sha256: String,
+    /// Hex SHA-256 of the exact result plaintext that was opened.
+    pub result_sha256: String,
+    /// Hex SHA-256 of the module.
+    pub module_sha256: Option<String>,
+    /// Base64 DER ECDSA over the 57-byte leaf.
+    pub leaf_signature: String,
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    match runtime().block_on(run_client(args)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("wasm-hypervisor: {message}");
+            ExitCode::from(EXIT_CLIENT_ERROR)
+        }
+    }
+}
+
+async fn run_client(args: RunArgs) -> Result<ExitCode, String> {
+    let (module_path, guest_args) = args
+        .module_and_args
+        .split_first()
+        .expect("clap requires the module");
+    let module =
+        std::fs::read(module_path).map_err(|e| format!("cannot read {module_path}: {e}"))?;
+    let stdin = match &args.stdin {
+        Some(path) => {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
+        None if std::io::stdin().is_terminal() => Vec::new(),
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read stdin: {e}"))?;
+            bytes
+        }
+    };
+    let limits = RequestedLimits {
+        fuel: args.fuel,
+        memory_bytes: args.memory,
+        timeout_ms: args.timeout_ms,
+        max_output_bytes: args.max_output_bytes,
+    };
+    let request = ExecutionRequest {
+        module: encode_base64(&module),
+        invoke: None,
+        args: guest_args.to_vec(),
+        env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
+        stdin: (!stdin.is_empty()).then(|| encode_base64(&stdin)),
+        limits: (limits != RequestedLimits::default()).then_some(limits),
+    };
+    let plaintext = zeroize::Zeroizing::new(
+        serde_json::to_vec(&request).map_err(|e| format!("cannot encode the request: {e}"))?,
+    );
+    drop(request);
+
+    let client = Client::new(&args.server, args.token);
+    let identity = client
+        .identity(args.key_id.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let session = client
+        .open_session(&identity.public_key)
+        .await
+        .map_err(|e| e.to_string())?;
+    let execution = client
+        .execute(&session, &plaintext)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    if let Some(path) = &args.receipt {
+        let receipt = Receipt {
+            version: 1,
+            server: args.server.clone(),
+            origin: identity.origin.clone(),
+            key_id: identity.key_id.clone(),
+            execution_id: execution.response.execution_id.clone(),
+            log_index: execution.response.log_index,
+            status: execution.result.status,
+            commitment: execution.response.commitment.clone(),
+            salt: hex::encode(execution.salt),
+            request_sha256: hex::encode(execution.request_sha256),
+            result_sha256: hex::encode(execution.result_sha256),
+            module_sha256: execution.result.module_sha256.clone(),
+            leaf_signature: execution.response.leaf_signature.clone(),
+        };
+        write_private(path, &receipt)?;
+    }
+    Ok(report(&execution))
+}
+
+/// Writes the guest's output to ours and picks the exit code.
+fn report(execution: &Execution) -> ExitCode {
+    let result = &execution.result;
+    let _ = std::io::stdout().write_all(&result.stdout_bytes());
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().write_all(&result.stderr_bytes());
+    for (truncated, stream) in [
+        (result.stdout_truncated, "stdout"),
+        (result.stderr_truncated, "stderr"),
+    ] {
+        if truncated {
+            eprintln!(
+                "wasm-hypervisor: the guest's {stream} was truncated at {} bytes",
+                result.limits.max_output_bytes
+            );
+        }
+    }
+    let code = match result.status {
+        Status::Completed => {
+            // Exit codes outside 0..=255 cannot be passed on as they are.
+            let code = result.exit_code.unwrap_or(0);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+        Status::Timeout => 124,
+        Status::InvalidModule | Status::InvalidRequest => 126,
+        Status::Trap => 134,
+        Status::MemoryLimit => 137,
+        Status::FuelExhausted => 152,
+    };
+    let reason = result
+        .error
+        .as_deref()
+        .and_then(|error| error.lines().next())
+        .unwrap_or("");
+    eprintln!(
+        "wasm-hypervisor: execution {} ended with status {}: {reason}",
+        execution.execution_id, result.status
+    );
+    ExitCode::from(code)
+}
+
+fn write_private(path: &Path, value: &impl Serialize) -> Result<(), String> {
+    let mut json = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+    json.push(b'\n');
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(&json))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

@@ -1,0 +1,375 @@
+//! The service configuration: one struct whose doc comments are the documentation.
+//!
+//! Sources, later ones overriding earlier ones: the embedded defaults, an optional
+//! YAML file (`--config`), environment variables `WASM_HYPERVISOR_<KEY>` with `__`
+//! between nesting levels (`WASM_HYPERVISOR_LIMITS__TIMEOUT_MS=5000`), and the
+//! command-line flags. The result is validated once, at start-up: a value that makes
+//! no sense stops the server with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override the file.
+pub const ENV_PREFIX: &str = "WASM_HYPERVISOR_";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or a value has the wrong type or an unknown key.
+    #[error("invalid configuration: {0}")]
+    Source(String),
+    /// A value parsed but is out of its allowed range.
+    #[error("invalid configuration: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// Everything the server can be told. Every key is optional; `config.yaml` at the
+/// top of the repository lists them all with their defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Directory for the signing key and the audit log; created (mode 0700) if
+    /// missing. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Name of this log in signed checkpoints (C2SP tlog-checkpoint "origin"): a
+    /// schema-less URL that identifies this log instance. Default
+    /// `localhost/wasm-hypervisor`.
+    pub origin: String,
+    pub sessions: SessionsConfig,
+    pub limits: LimitsConfig,
+    pub execution: ExecutionConfig,
+    pub auth: AuthConfig,
+}
+
+/// Pending sessions (`POST /sessions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Seconds a session key lives before it is destroyed unused. 1..=3600, default 60.
+    pub ttl_secs: u64,
+    /// Most sessions pending at once; past it `POST /sessions` answers 503 with
+    /// `Retry-After`. 1..=1000000, default 10000.
+    pub max_pending: usize,
+}
+
+/// The server's maxima for one execution. A request may lower each, never raise it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Wasmtime fuel units (about one per executed instruction). >= 1, default 10000000000.
+    pub fuel: u64,
+    /// Largest linear memory, in bytes, for each memory of the guest. 64 KiB..=4 GiB,
+    /// default 67108864 (64 MiB).
+    pub memory_bytes: u64,
+    /// Wall-clock milliseconds from the moment the guest starts (queueing and
+    /// compilation excluded); also ends a guest blocked in a host call.
+    /// 1..=600000, default 10000.
+    pub timeout_ms: u64,
+    /// Bytes of stdout, and separately of stderr, returned; more is dropped and
+    /// flagged as truncated. 0..=64 MiB, default 1048576 (1 MiB).
+    pub max_output_bytes: u64,
+    /// Largest module, in bytes, accepted for compilation. >= 8, default 8388608 (8 MiB).
+    pub max_module_bytes: u64,
+    /// Largest HTTP request body, in bytes, read before anything is decoded; larger
+    /// bodies get 413. The module travels base64-encoded inside base64-encoded
+    /// ciphertext, so this should be at least about 1.8 x `max_module_bytes`.
+    /// >= 1024, default 16777216 (16 MiB).
+    pub max_request_bytes: u64,
+}
+
+/// Admission control for executions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionConfig {
+    /// Guests running at once. 1..=10000, default 100.
+    pub max_concurrent: usize,
+    /// Requests waiting for a slot; past it `/execute` answers 503 at once.
+    /// 0..=100000, default 200.
+    pub max_queued: usize,
+    /// Milliseconds a request may wait for a slot before it gets 503. 1..=600000,
+    /// default 5000.
+    pub queue_timeout_ms: u64,
+}
+
+/// Optional bearer-token authentication of `POST /sessions` and `POST /execute`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lowercase hex SHA-256 digests of the accepted bearer tokens (the tokens
+    /// themselves are never stored). Empty (the default) disables authentication.
+    /// Make one with `printf %s "$TOKEN" | sha256sum`.
+    pub tokens_sha256: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            origin: "localhost/wasm-hypervisor".to_owned(),
+            sessions: SessionsConfig::default(),
+            limits: LimitsConfig::default(),
+            execution: ExecutionConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            ttl_secs: 60,
+            max_pending: 10_000,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            fuel: 10_000_000_000,
+            memory_bytes: 64 << 20,
+            timeout_ms: 10_000,
+            max_output_bytes: 1 << 20,
+            max_module_bytes: 8 << 20,
+            max_request_bytes: 16 << 20,
+        }
+    }
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        ExecutionConfig {
+            max_concurrent: 100,
+            max_queued: 200,
+            queue_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Command-line overrides, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment, then `overrides`,
+    /// and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Source(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Yaml::file_exact(path));
+        }
+        // `run`'s client settings share the prefix; they are not server configuration.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                .ignore(&["server", "token", "key_id"]),
+        );
+        let mut config: Config = figment
+            .extract()
+            .map_err(|error| ConfigError::Source(error.to_string()))?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value against its documented bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, key: &'static str, problem: &str) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    problem: problem.to_owned(),
+                })
+            }
+        }
+        let origin_ok = !self.origin.is_empty()
+            && self.origin.len() <= 256
+            && !self.origin.chars().any(|c| c.is_control() || c == ' ');
+        check(
+            origin_ok,
+            "origin",
+            "must be 1..=256 printable characters without spaces",
+        )?;
+        check(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir",
+            "must not be empty",
+        )?;
+        let s = &self.sessions;
+        check(
+            (1..=3600).contains(&s.ttl_secs),
+            "sessions.ttl_secs",
+            "must be between 1 and 3600",
+        )?;
+        check(
+            (1..=1_000_000).contains(&s.max_pending),
+            "sessions.max_pending",
+            "must be between 1 and 1000000",
+        )?;
+        let l = &self.limits;
+        check(l.fuel >= 1, "limits.fuel", "must be at least 1")?;
+        check(
+            (65_536..=4 << 30).contains(&l.memory_bytes),
+            "limits.memory_bytes",
+            "must be between 65536 (one wasm page) and 4294967296",
+        )?;
+        check(
+            (1..=600_000).contains(&l.timeout_ms),
+            "limits.timeout_ms",
+            "must be between 1 and 600000",
+        )?;
+        check(
+            l.max_output_bytes <= 64 << 20,
+            "limits.max_output_bytes",
+            "must be at most 67108864",
+        )?;
+        check(
+            l.max_module_bytes >= 8,
+            "limits.max_module_bytes",
+            "must be at least 8",
+        )?;
+        check(
+            l.max_request_bytes >= 1024,
+            "limits.max_request_bytes",
+            "must be at least 1024",
+        )?;
+        let e = &self.execution;
+        check(
+            (1..=10_000).contains(&e.max_concurrent),
+            "execution.max_concurrent",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            e.max_queued <= 100_000,
+            "execution.max_queued",
+            "must be at most 100000",
+        )?;
+        check(
+            (1..=600_000).contains(&e.queue_timeout_ms),
+            "execution.queue_timeout_ms",
+            "must be between 1 and 600000",
+        )?;
+        for digest in &self.auth.tokens_sha256 {
+            let ok = digest.len() == 64
+                && digest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            check(
+                ok,
+                "auth.tokens_sha256",
+                "entries must be 64 lowercase hex characters (a SHA-256 digest)",
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.sessions.ttl_secs)
+    }
+
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.execution.queue_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+// figment's Jail closures return its large error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn top_level_config_yaml_equals_the_embedded_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let from_file: Config = Figment::new()
+            .merge(Yaml::file_exact(&path))
+            .extract()
+            .unwrap();
+        assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_file_and_names_bad_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.yaml",
+                "limits:\n  timeout_ms: 1234\nlisten: 127.0.0.1:9\n",
+            )?;
+            let config = Config::load(Some(Path::new("c.yaml")), &Overrides::default()).unwrap();
+            assert_eq!(config.limits.timeout_ms, 1234);
+
+            jail.set_env("WASM_HYPERVISOR_LIMITS__TIMEOUT_MS", "5000");
+            let config = Config::load(Some(Path::new("c.yaml")), &Overrides::default()).unwrap();
+            assert_eq!(config.limits.timeout_ms, 5000);
+
+            let flags = Overrides {
+                listen: Some("127.0.0.1:7".parse().unwrap()),
+                data_dir: None,
+            };
+            let config = Config::load(Some(Path::new("c.yaml")), &flags).unwrap();
+            assert_eq!(config.listen.port(), 7);
+
+            jail.set_env("WASM_HYPERVISOR_LIMITS__TIMEOUT_MS", "0");
+            let error = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(error.to_string().contains("limits.timeout_ms"), "{error}");
+
+            jail.set_env("WASM_HYPERVISOR_LIMITS__TIMEOUT_MS", "soon");
+            let error = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .to_lowercase()
+                    .contains("limits.timeout_ms"),
+                "{error}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "limits:\n  timeout: 5\n")?;
+            let error = Config::load(Some(Path::new("c.yaml")), &Overrides::default()).unwrap_err();
+            assert!(error.to_string().contains("timeout"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn token_digests_must_be_sha256_hex() {
+        let mut config = Config::default();
+        config.auth.tokens_sha256 = vec!["not-a-digest".into()];
+        let error = config.validate().unwrap_err();
+        assert!(error.to_string().contains("auth.tokens_sha256"));
+    }
+}

@@ -1,0 +1,372 @@
+//! The one orchestrator of an execution: admit → take session → open → run →
+//! seal → commit → sign → log (protocol §3).
+//!
+//! Errors before the plaintext is recovered are [`ExecutionError`]s, answered in the
+//! clear. Once the plaintext is open, every outcome, including an unparsable
+//! request, is an execution: it gets an id, a sealed result, a commitment and a
+//! durable log record.
+//!
+//! Architecture invariant: the session is taken (and its key destroyed) only after a
+//! slot is granted, so a request turned away for overload or a malformed body keeps
+//! its session and can be retried unchanged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use crate::audit::{AuditError, AuditLog, Leaf, LogRecord};
+use crate::envelope::{self, Enc};
+use crate::keys::ServerKey;
+use crate::payload::{self, EffectiveLimits, ExecutionRequest, ExecutionResult, Status};
+use crate::sandbox::{GuestInput, GuestLimits, GuestOutcome, RunReport, Sandbox};
+use crate::session::{SessionError, SessionStore};
+
+/// Why an `/execute` was refused before its plaintext was recovered.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    /// The session was never issued, has expired or was already used.
+    #[error("unknown, expired or already used session")]
+    UnknownSession,
+    /// The ciphertext did not open under the session's key.
+    #[error("decryption failed")]
+    DecryptionFailed,
+    /// Every slot is busy and the queue is full or the wait timed out.
+    #[error("the server is at capacity")]
+    Overloaded { retry_after: Duration },
+    /// The result could not be made durable in the audit log, so it is withheld.
+    #[error("the audit log is not writable")]
+    LogUnavailable(#[source] AuditError),
+}
+
+/// A request as it arrives: which session, and the sealed bytes.
+#[derive(Clone)]
+pub struct SealedExecution {
+    pub session_id: Uuid,
+    pub enc: Enc,
+    pub ciphertext: Vec<u8>,
+}
+
+/// What `/execute` answers after a recovered plaintext.
+#[derive(Debug, Clone)]
+pub struct ExecutionReceipt {
+    pub execution_id: Uuid,
+    pub ciphertext: Vec<u8>,
+    pub commitment: [u8; 32],
+    pub log_index: u64,
+    pub leaf_signature: Vec<u8>,
+    /// For the operator's log line only; it also travels inside the sealed result.
+    pub status: Status,
+}
+
+/// Server-side limits on executions, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutionPolicy {
+    pub maxima: EffectiveLimits,
+    pub max_module_bytes: u64,
+    pub max_concurrent: usize,
+    pub max_queued: usize,
+    pub queue_timeout: Duration,
+}
+
+/// Runs executions; cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: Arc<SessionStore>,
+    key: Arc<ServerKey>,
+    sandbox: Sandbox,
+    log: AuditLog,
+    policy: ExecutionPolicy,
+    slots: Arc<Semaphore>,
+    queued: AtomicUsize,
+}
+
+impl Executor {
+    pub fn new(
+        sessions: Arc<SessionStore>,
+        key: Arc<ServerKey>,
+        sandbox: Sandbox,
+        log: AuditLog,
+        policy: ExecutionPolicy,
+    ) -> Executor {
+        Executor {
+            inner: Arc::new(Inner {
+                sessions,
+                key,
+                sandbox,
+                log,
+                slots: Arc::new(Semaphore::new(policy.max_concurrent)),
+                queued: AtomicUsize::new(0),
+                policy,
+            }),
+        }
+    }
+
+    /// Guests running now.
+    pub fn slots_in_use(&self) -> usize {
+        self.inner.policy.max_concurrent - self.inner.slots.available_permits()
+    }
+
+    /// Requests waiting for a slot now.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn log(&self) -> &AuditLog {
+        &self.inner.log
+    }
+
+    /// Runs one sealed request end to end. Callers should run this on its own task
+    /// (see `api`): once the plaintext is open, the execution must finish and be
+    /// logged even if the client goes away.
+    pub async fn execute(
+        &self,
+        sealed: SealedExecution,
+    ) -> Result<ExecutionReceipt, ExecutionError> {
+        let inner = &self.inner;
+        if !inner.sessions.is_live(&sealed.session_id) {
+            return Err(ExecutionError::UnknownSession);
+        }
+        let permit = self.admit().await?;
+        let secret = inner
+            .sessions
+            .take(&sealed.session_id)
+            .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
+        let opened =
+            envelope::open_request(secret, &sealed.session_id, &sealed.enc, &sealed.ciphertext)
+                .map_err(|_| ExecutionError::DecryptionFailed)?;
+
+        let execution_id = Uuid::new_v4();
+        let result = self.run(execution_id, &opened.plaintext).await;
+        drop(permit);
+
+        let status = result.status;
+        let result_plaintext =
+            serde_json::to_vec(&result).expect("a result always serializes to JSON");
+        let ciphertext = opened.keys.seal_result(&execution_id, &result_plaintext);
+        let commitment = opened.keys.commitment(&opened.plaintext, &result_plaintext);
+        let leaf = Leaf {
+            execution_id,
+            timestamp_ms: unix_millis(SystemTime::now()),
+            commitment,
+        };
+        let leaf_signature = inner.key.sign(&leaf.to_bytes());
+        let log_index = inner
+            .log
+            .append(LogRecord {
+                leaf,
+                signature: leaf_signature.clone(),
+            })
+            .await
+            .map_err(ExecutionError::LogUnavailable)?;
+        tracing::info!(
+            %execution_id,
+            status = status.as_str(),
+            fuel_consumed = result.fuel_consumed,
+            wall_time_us = result.wall_time_us,
+            log_index,
+            "execution recorded"
+        );
+        Ok(ExecutionReceipt {
+            execution_id,
+            ciphertext,
+            commitment,
+            log_index,
+            leaf_signature,
+            status,
+        })
+    }
+
+    /// Waits for a guest slot: at once if one is free, otherwise in a queue bounded
+    /// in length and in time.
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, ExecutionError> {
+        let inner = &self.inner;
+        if let Ok(permit) = inner.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let overloaded = ExecutionError::Overloaded {
+            retry_after: Duration::from_secs(1),
+        };
+        if inner.queued.fetch_add(1, Ordering::AcqRel) >= inner.policy.max_queued {
+            inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(overloaded);
+        }
+        let waited = tokio::time::timeout(
+            inner.policy.queue_timeout,
+            inner.slots.clone().acquire_owned(),
+        )
+        .await;
+        inner.queued.fetch_sub(1, Ordering::AcqRel);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(overloaded),
+        }
+    }
+
+    /// Everything between the opened plaintext and the result document.
+    async fn run(&self, execution_id: Uuid, plaintext: &[u8]) -> ExecutionResult {
+        let policy = &self.inner.policy;
+        let mut result = ExecutionResult {
+            execution_id: execution_id.hyphenated().to_string(),
+            status: Status::InvalidRequest,
+            exit_code: None,
+            returns: Vec::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            error: None,
+            fuel_consumed: 0,
+            wall_time_us: 0,
+            module_sha256: None,
+            limits: policy.maxima,
+            engine: Sandbox::engine_name(),
+        };
+        let invalid = |mut result: ExecutionResult, status: Status, error: String| {
+            result.status = status;
+            result.error = Some(error);
+            result
+        };
+
+        let request: ExecutionRequest = match serde_json::from_slice(plaintext) {
+            Ok(request) => request,
+            Err(error) => {
+                return invalid(
+                    result,
+                    Status::InvalidRequest,
+                    format!("the request is not a valid execution request: {error}"),
+                );
+            }
+        };
+        let module = match payload::decode_base64(&request.module) {
+            Ok(module) => module,
+            Err(error) => {
+                return invalid(
+                    result,
+                    Status::InvalidRequest,
+                    format!("`module` is not valid base64: {error}"),
+                );
+            }
+        };
+        result.module_sha256 = Some(hex::encode(envelope::sha256(&module)));
+        match EffectiveLimits::apply(policy.maxima, request.limits) {
+            Ok(limits) => result.limits = limits,
+            Err(error) => return invalid(result, Status::InvalidRequest, error),
+        }
+        if request.invoke.is_some() {
+            return invalid(
+                result,
+                Status::InvalidRequest,
+                "`invoke` is not supported by this server yet; omit it to run the module \
+                 as a WASI command"
+                    .to_owned(),
+            );
+        }
+        let input = match guest_input(request) {
+            Ok(input) => input,
+            Err(error) => return invalid(result, Status::InvalidRequest, error),
+        };
+        if module.len() as u64 > policy.max_module_bytes {
+            return invalid(
+                result,
+                Status::InvalidModule,
+                format!(
+                    "the module is {} bytes; the limit is {} bytes",
+                    module.len(),
+                    policy.max_module_bytes
+                ),
+            );
+        }
+
+        let compiled = match self.inner.sandbox.compile(module.into()).await {
+            Ok(compiled) => compiled,
+            Err(error) => return invalid(result, Status::InvalidModule, error),
+        };
+        let limits = GuestLimits {
+            fuel: result.limits.fuel,
+            memory_bytes: result.limits.memory_bytes,
+            timeout: Duration::from_millis(result.limits.timeout_ms),
+            max_output_bytes: usize::try_from(result.limits.max_output_bytes).unwrap_or(usize::MAX),
+        };
+        let started = Instant::now();
+        let report = self
+            .inner
+            .sandbox
+            .run_command(&compiled, input, limits)
+            .await;
+        tracing::debug!(%execution_id, elapsed_us = started.elapsed().as_micros() as u64, "guest finished");
+        fill_from_report(&mut result, report);
+        result
+    }
+}
+
+/// The guest's argv, env and stdin, checked for what WASI cannot carry.
+fn guest_input(request: ExecutionRequest) -> Result<GuestInput, String> {
+    let stdin = match &request.stdin {
+        Some(text) => payload::decode_base64(text)
+            .map_err(|error| format!("`stdin` is not valid base64: {error}"))?,
+        None => Vec::new(),
+    };
+    if request.args.iter().any(|arg| arg.contains('\0')) {
+        return Err("`args` may not contain NUL characters".to_owned());
+    }
+    for (name, value) in &request.env {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err("`env` names must be non-empty and may not contain `=` or NUL".to_owned());
+        }
+        if value.contains('\0') {
+            return Err("`env` values may not contain NUL characters".to_owned());
+        }
+    }
+    Ok(GuestInput {
+        args: request.args,
+        env: request.env.into_iter().collect(),
+        stdin,
+    })
+}
+
+fn fill_from_report(result: &mut ExecutionResult, report: RunReport) {
+    let (status, exit_code, error) = match report.outcome {
+        GuestOutcome::Exited(code) => (Status::Completed, Some(code), None),
+        GuestOutcome::Trapped(message) => (Status::Trap, None, Some(message)),
+        GuestOutcome::OutOfFuel => (
+            Status::FuelExhausted,
+            None,
+            Some(format!(
+                "the guest used all of its {} units of fuel",
+                result.limits.fuel
+            )),
+        ),
+        GuestOutcome::TimedOut => (
+            Status::Timeout,
+            None,
+            Some(format!(
+                "the guest ran past its {} ms wall-clock limit",
+                result.limits.timeout_ms
+            )),
+        ),
+        GuestOutcome::MemoryLimit(message) => (Status::MemoryLimit, None, Some(message)),
+        GuestOutcome::InvalidModule(message) => (Status::InvalidModule, None, Some(message)),
+    };
+    result.status = status;
+    result.exit_code = exit_code;
+    result.error = error;
+    result.stdout = payload::encode_base64(&report.stdout);
+    result.stderr = payload::encode_base64(&report.stderr);
+    result.stdout_truncated = report.stdout_truncated;
+    result.stderr_truncated = report.stderr_truncated;
+    result.fuel_consumed = report.fuel_consumed;
+    result.wall_time_us = u64::try_from(report.wall_time.as_micros()).unwrap_or(u64::MAX);
+}
+
+fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

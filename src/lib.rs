@@ -1,0 +1,32 @@
+//! wasm-hypervisor: runs untrusted WebAssembly behind HPKE-sealed requests and
+//! results, and commits every execution to a signed, append-only audit log.
+//!
+//! The wire contract is `PROTOCOL.md`; the code map and its invariants are in
+//! `ARCHITECTURE.md`.
+//!
+//! # Layout
+//! - [`config`]: the one configuration struct, loaded from file, environment and flags.
+//! - [`keys`]: the server's long-term ECDSA P-256 signing key and signature checks.
+//! - [`envelope`]: HPKE open/seal of requests, sealing of results, the commitment.
+//! - [`session`]: pending per-session HPKE key pairs, single use and expiring.
+//! - [`payload`]: the sealed request and result documents (the JSON inside the envelope).
+//! - [`sandbox`]: the Wasmtime engine, limits and WASI policy; runs one guest.
+//! - [`audit`]: the audit-log leaf format and the durable, file-backed log.
+//! - [`execution`]: the orchestrator: open → run → commit → log → seal.
+//! - [`api`]: HTTP routes, wire DTOs and the mapping of errors to HTTP.
+//! - [`server`]: builds the shared state and serves it on a listener until shutdown.
+//! - [`client`]: the client side of the protocol, used by the CLI and the tests.
+//! - [`cli`]: the `serve` and `run` commands.
+
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod envelope;
+pub mod execution;
+pub mod keys;
+pub mod payload;
+pub mod sandbox;
+pub mod server;
+pub mod session;

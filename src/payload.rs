@@ -1,0 +1,257 @@
+//! The sealed documents: the execution request a client encrypts, and the result
+//! the server encrypts back (protocol §2 and §3, "request_plaintext" and
+//! "result_plaintext").
+//!
+//! These are JSON, but not HTTP: they travel inside the envelope and their exact
+//! bytes are committed to, so they live here rather than in `api`.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+/// Every execution status of protocol §3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The guest ran to the end (`exit_code` says how).
+    Completed,
+    /// The guest trapped (unreachable, out-of-bounds access, stack overflow, ...).
+    Trap,
+    /// The guest burned all its fuel.
+    FuelExhausted,
+    /// The guest ran past `timeout_ms` of wall-clock time.
+    Timeout,
+    /// The guest needed more memory (or table space) than allowed.
+    MemoryLimit,
+    /// The module does not compile, link or is not a runnable command.
+    InvalidModule,
+    /// The request plaintext is not a valid execution request.
+    InvalidRequest,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Completed,
+        Status::Trap,
+        Status::FuelExhausted,
+        Status::Timeout,
+        Status::MemoryLimit,
+        Status::InvalidModule,
+        Status::InvalidRequest,
+    ];
+
+    /// The snake_case word used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Completed => "completed",
+            Status::Trap => "trap",
+            Status::FuelExhausted => "fuel_exhausted",
+            Status::Timeout => "timeout",
+            Status::MemoryLimit => "memory_limit",
+            Status::InvalidModule => "invalid_module",
+            Status::InvalidRequest => "invalid_request",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The request plaintext as a client writes it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionRequest {
+    /// Base64 of the WebAssembly binary.
+    pub module: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoke: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Base64 of the guest's stdin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<RequestedLimits>,
+}
+
+/// Limits a request asks for; each may only lower the server's maximum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u64>,
+}
+
+/// The limits in force for one execution, after applying the server's maxima.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectiveLimits {
+    pub fuel: u64,
+    pub memory_bytes: u64,
+    pub timeout_ms: u64,
+    pub max_output_bytes: u64,
+}
+
+impl EffectiveLimits {
+    /// Applies a request's limits under the server's maxima. A requested value
+    /// above the maximum (or a zero) is refused with a message naming the field.
+    pub fn apply(
+        maxima: EffectiveLimits,
+        requested: Option<RequestedLimits>,
+    ) -> Result<EffectiveLimits, String> {
+        let Some(requested) = requested else {
+            return Ok(maxima);
+        };
+        fn lower(name: &str, max: u64, asked: Option<u64>, min: u64) -> Result<u64, String> {
+            match asked {
+                None => Ok(max),
+                Some(value) if value > max => Err(format!(
+                    "limits.{name} = {value} is above the server's maximum of {max}"
+                )),
+                Some(value) if value < min => Err(format!(
+                    "limits.{name} = {value} is below the minimum of {min}"
+                )),
+                Some(value) => Ok(value),
+            }
+        }
+        Ok(EffectiveLimits {
+            fuel: lower("fuel", maxima.fuel, requested.fuel, 1)?,
+            memory_bytes: lower(
+                "memory_bytes",
+                maxima.memory_bytes,
+                requested.memory_bytes,
+                0,
+            )?,
+            timeout_ms: lower("timeout_ms", maxima.timeout_ms, requested.timeout_ms, 1)?,
+            max_output_bytes: lower(
+                "max_output_bytes",
+                maxima.max_output_bytes,
+                requested.max_output_bytes,
+                0,
+            )?,
+        })
+    }
+}
+
+/// The result plaintext, field order as in protocol §3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionResult {
+    pub execution_id: String,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub returns: Vec<String>,
+    /// Base64.
+    pub stdout: String,
+    /// Base64.
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub fuel_consumed: u64,
+    pub wall_time_us: u64,
+    /// Hex SHA-256 of the module bytes; `null` when the request carried no decodable
+    /// module (an `invalid_request`).
+    pub module_sha256: Option<String>,
+    pub limits: EffectiveLimits,
+    pub engine: String,
+}
+
+impl ExecutionResult {
+    pub fn stdout_bytes(&self) -> Vec<u8> {
+        B64.decode(&self.stdout).unwrap_or_default()
+    }
+
+    pub fn stderr_bytes(&self) -> Vec<u8> {
+        B64.decode(&self.stderr).unwrap_or_default()
+    }
+}
+
+/// Standard base64 with padding (protocol conventions).
+pub fn encode_base64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    B64.decode(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: EffectiveLimits = EffectiveLimits {
+        fuel: 100,
+        memory_bytes: 1 << 20,
+        timeout_ms: 1000,
+        max_output_bytes: 10,
+    };
+
+    #[test]
+    fn requested_limits_may_only_lower_the_maxima() {
+        let lowered = EffectiveLimits::apply(
+            MAX,
+            Some(RequestedLimits {
+                fuel: Some(50),
+                timeout_ms: Some(10),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        assert_eq!(lowered.fuel, 50);
+        assert_eq!(lowered.timeout_ms, 10);
+        assert_eq!(lowered.memory_bytes, MAX.memory_bytes);
+
+        let error = EffectiveLimits::apply(
+            MAX,
+            Some(RequestedLimits {
+                memory_bytes: Some(2 << 20),
+                ..Default::default()
+            }),
+        )
+        .unwrap_err();
+        assert!(error.contains("limits.memory_bytes"), "{error}");
+        assert!(
+            EffectiveLimits::apply(
+                MAX,
+                Some(RequestedLimits {
+                    timeout_ms: Some(0),
+                    ..Default::default()
+                })
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn unknown_request_fields_are_refused() {
+        let error =
+            serde_json::from_str::<ExecutionRequest>(r#"{"module":"","argv":[]}"#).unwrap_err();
+        assert!(error.to_string().contains("argv"));
+        let error = serde_json::from_str::<ExecutionRequest>(
+            r#"{"module":"","limits":{"fuel":1,"cpu":2}}"#,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("cpu"));
+    }
+
+    #[test]
+    fn status_words_match_the_protocol() {
+        for status in Status::ALL {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+    }
+}

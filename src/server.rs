@@ -1,0 +1,164 @@
+//! Builds the service from a [`Config`] and serves it on a listener until a shutdown
+//! signal, then closes the audit log cleanly.
+//!
+//! Everything that can be wrong with the configuration, the data directory, the key
+//! or the log fails here, before the listener accepts a connection.
+
+use std::future::Future;
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::audit::{AuditError, AuditLog};
+use crate::config::Config;
+use crate::execution::{ExecutionPolicy, Executor};
+use crate::keys::{KeyError, ServerKey};
+use crate::payload::EffectiveLimits;
+use crate::sandbox::{Sandbox, SandboxError};
+use crate::session::SessionStore;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The signing key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The audit log could not be opened or is damaged.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The Wasmtime engine could not be built.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// Serving connections failed.
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built service: the router plus what must be shut down with it.
+pub struct Service {
+    pub state: AppState,
+    log: AuditLog,
+}
+
+impl Service {
+    /// Opens the data directory, key and log and builds the engine.
+    pub fn build(config: &Config) -> Result<Service, ServerError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .map_err(|source| ServerError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        let key = Arc::new(ServerKey::load_or_create(&config.data_dir)?);
+        let (log, recovery) = AuditLog::open(&config.data_dir)?;
+        if recovery.truncated_bytes > 0 {
+            tracing::warn!(
+                path = %log.path().display(),
+                truncated_bytes = recovery.truncated_bytes,
+                "cut a torn record off the end of the audit log (a crash during an unacknowledged append)"
+            );
+        }
+        tracing::info!(
+            records = recovery.records,
+            key_id = %key.public().key_id_hex(),
+            "audit log open"
+        );
+        let sandbox = Sandbox::new()?;
+        let sessions = Arc::new(SessionStore::new(
+            config.session_ttl(),
+            config.sessions.max_pending,
+        ));
+        let limits = &config.limits;
+        let policy = ExecutionPolicy {
+            maxima: EffectiveLimits {
+                fuel: limits.fuel,
+                memory_bytes: limits.memory_bytes,
+                timeout_ms: limits.timeout_ms,
+                max_output_bytes: limits.max_output_bytes,
+            },
+            max_module_bytes: limits.max_module_bytes,
+            max_concurrent: config.execution.max_concurrent,
+            max_queued: config.execution.max_queued,
+            queue_timeout: config.queue_timeout(),
+        };
+        let executor = Executor::new(sessions.clone(), key.clone(), sandbox, log.clone(), policy);
+        let token_digests = config
+            .auth
+            .tokens_sha256
+            .iter()
+            .map(|digest| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(digest, &mut out).expect("validated as 64 hex characters");
+                out
+            })
+            .collect();
+        let state = AppState {
+            executor,
+            sessions,
+            key,
+            origin: config.origin.as_str().into(),
+            started: Instant::now(),
+            token_digests,
+            max_request_bytes: usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX),
+        };
+        Ok(Service { state, log })
+    }
+
+    /// Serves until `shutdown` completes, then waits for in-flight requests and
+    /// closes the audit log (every acknowledged record is already synced; closing
+    /// releases the file lock).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let sweeper = {
+            let sessions = self.state.sessions.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    every.tick().await;
+                    sessions.sweep();
+                }
+            })
+        };
+        let router = api::router(self.state.clone());
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        sweeper.abort();
+        self.log.close().await;
+        served.map_err(ServerError::Serve)
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

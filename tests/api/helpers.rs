@@ -1,0 +1,222 @@
+//! `TestApp`: a server on an ephemeral port with its own data directory, and typed
+//! helpers to drive it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wasm_hypervisor::audit::log::{LOG_FILE, read_records};
+use wasm_hypervisor::client::{Client, Execution, ServerIdentity};
+use wasm_hypervisor::config::Config;
+use wasm_hypervisor::keys::PublicKey;
+use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, encode_base64};
+use wasm_hypervisor::server::{ServerError, Service};
+
+static TRACING: Once = Once::new();
+
+fn init_tracing() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("debug,cranelift=info,wasmtime=info,hyper=info")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub identity: ServerIdentity,
+    pub http: reqwest::Client,
+    pub data_dir: DataDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    served: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+/// The data directory of a test server, kept across restarts.
+pub struct DataDir {
+    _temp: TempDir,
+    pub path: PathBuf,
+}
+
+impl DataDir {
+    pub fn new() -> DataDir {
+        let temp = tempfile::tempdir().expect("temporary directory");
+        let path = temp.path().join("data");
+        DataDir { _temp: temp, path }
+    }
+}
+
+/// The configuration tests start from: small limits so hostile guests end fast.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_owned(),
+        origin: "wasm-hypervisor.test".to_owned(),
+        ..Config::default()
+    };
+    config.limits.timeout_ms = 5_000;
+    config.limits.memory_bytes = 64 << 20;
+    config.limits.max_module_bytes = 1 << 20;
+    config.limits.max_request_bytes = 2 << 20;
+    config
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_in(DataDir::new(), configure).await
+    }
+
+    /// Starts a server on `data_dir` (possibly one a previous server used).
+    pub async fn spawn_in(data_dir: DataDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+        init_tracing();
+        let mut config = test_config(&data_dir.path);
+        configure(&mut config);
+        config.validate().expect("test configuration is valid");
+        let service = Service::build(&config).expect("service builds");
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let served = tokio::spawn(service.serve(listener, async move {
+            let _ = stop.await;
+        }));
+        let token = config
+            .auth
+            .tokens_sha256
+            .first()
+            .map(|_| TEST_TOKEN.to_owned());
+        let client = Client::new(&base, token);
+        let identity = client.identity(None).await.expect("GET /keys");
+        TestApp {
+            base,
+            client,
+            identity,
+            http: reqwest::Client::new(),
+            data_dir,
+            shutdown: Some(shutdown),
+            served: Some(served),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Runs a request through the whole protocol and returns the opened result.
+    pub async fn execute(&self, request: &ExecutionRequest) -> Execution {
+        let session = self
+            .client
+            .open_session(&self.identity.public_key)
+            .await
+            .expect("open a session");
+        let plaintext = serde_json::to_vec(request).unwrap();
+        self.client
+            .execute(&session, &plaintext)
+            .await
+            .expect("execute")
+    }
+
+    /// Runs raw request plaintext bytes (for invalid requests).
+    pub async fn execute_plaintext(&self, plaintext: &[u8]) -> Execution {
+        let session = self
+            .client
+            .open_session(&self.identity.public_key)
+            .await
+            .expect("open a session");
+        self.client
+            .execute(&session, plaintext)
+            .await
+            .expect("execute")
+    }
+
+    pub async fn health(&self) -> serde_json::Value {
+        self.http
+            .get(self.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server gracefully and waits until it has closed its log.
+    pub async fn stop(mut self) -> DataDir {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.served
+            .take()
+            .unwrap()
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
+        self.data_dir
+    }
+
+    /// Stops the server, then re-reads the whole audit log from the file and checks
+    /// every record: its leaf signature under the server's key, and unique ids.
+    /// Returns the number of records.
+    pub async fn stop_and_verify_log(self) -> usize {
+        let key = self.identity.public_key;
+        let data_dir = self.stop().await;
+        verify_log_file(&data_dir.path, &key)
+    }
+}
+
+/// Re-verifies a log file from scratch.
+pub fn verify_log_file(data_dir: &Path, key: &PublicKey) -> usize {
+    let records = read_records(&data_dir.join(LOG_FILE)).expect("the log file reads cleanly");
+    let mut ids = std::collections::HashSet::new();
+    for (index, record) in records.iter().enumerate() {
+        key.verify(&record.leaf.to_bytes(), &record.signature)
+            .unwrap_or_else(|_| panic!("leaf {index} signature does not verify"));
+        assert!(
+            ids.insert(record.leaf.execution_id),
+            "execution id of leaf {index} appears twice"
+        );
+    }
+    records.len()
+}
+
+/// The bearer token tests use when authentication is on.
+pub const TEST_TOKEN: &str = "test-token-please-ignore";
+
+/// Reads `tests/fixtures/NAME.wat` and assembles it.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.wat"));
+    wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Reads a compiled C example from `examples/`.
+pub fn example(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A request that runs `module` with no input.
+pub fn request(module: &[u8]) -> ExecutionRequest {
+    ExecutionRequest {
+        module: encode_base64(module),
+        ..Default::default()
+    }
+}
+
+pub fn limits(fuel: Option<u64>, timeout_ms: Option<u64>) -> Option<RequestedLimits> {
+    Some(RequestedLimits {
+        fuel,
+        timeout_ms,
+        ..Default::default()
+    })
+}

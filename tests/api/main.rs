@@ -1,0 +1,12 @@
+//! Integration tests: the real server on a real port-0 socket, driven over HTTP.
+//!
+//! One binary, one module per feature. Every test that writes to the audit log ends
+//! with [`helpers::TestApp::stop_and_verify_log`], which re-reads the whole log file
+//! from scratch and checks every record against the server's key. Set `TEST_LOG=1`
+//! to see the server's tracing output.
+
+mod errors;
+mod execute;
+mod helpers;
+mod restart;
+mod sessions;
