@@ -406,3 +406,52 @@ async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         log_size: state.executor.log().size(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_errors() -> Vec<ApiError> {
+        vec![
+            ApiError::MalformedBody(String::new()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge,
+            ApiError::Unauthorized,
+            ApiError::SessionNotFound,
+            ApiError::DecryptionFailed,
+            ApiError::Overloaded {
+                retry_after: Duration::ZERO,
+            },
+            ApiError::TooManySessions {
+                retry_after: Duration::ZERO,
+            },
+            ApiError::LogUnavailable,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::Internal,
+        ]
+    }
+
+    #[test]
+    fn every_error_code_is_documented_with_its_status_in_protocol_md() {
+        let doc = include_str!("../PROTOCOL.md");
+        for error in all_errors() {
+            let row = format!("| `{}` | {} |", error.code(), error.status().as_u16());
+            assert!(doc.contains(&row), "PROTOCOL.md lacks the row {row}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_and_at_least_one() {
+        let response = ApiError::Overloaded {
+            retry_after: Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let response = ApiError::TooManySessions {
+            retry_after: Duration::ZERO,
+        }
+        .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+}

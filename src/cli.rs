@@ -1,5 +1,5 @@
 //! The command line: `serve` runs the service, `run` executes a module on a server
-//! end to end as a client.
+//! end to end as a client, `health` probes a server for container health checks.
 //!
 //! `run` exits with the guest's exit code when the execution completed. Otherwise it
 //! prints one line on stderr and exits with a code of its own:
@@ -48,6 +48,21 @@ enum Command {
     Serve(ServeArgs),
     /// Execute a WebAssembly module on a server and print its output.
     Run(RunArgs),
+    /// Exit 0 if the server's /health answers 200 within 5 seconds (for container
+    /// health checks), 1 otherwise.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+struct HealthArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WASM_HYPERVISOR_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +138,30 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Run(args) => run(args),
+        Command::Health(args) => health(args),
+    }
+}
+
+fn health(args: HealthArgs) -> ExitCode {
+    let url = format!("{}/health", args.server.trim_end_matches('/'));
+    let checked = runtime().block_on(async {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?
+            .get(&url)
+            .send()
+            .await
+    });
+    match checked {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("wasm-hypervisor: {url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("wasm-hypervisor: {url}: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -72,13 +72,49 @@ pub struct ExecutionRequest {
     pub invoke: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_keys"
+    )]
     pub env: BTreeMap<String, String>,
     /// Base64 of the guest's stdin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<RequestedLimits>,
+}
+
+/// A JSON object whose keys must be unique: serde's maps keep the last of duplicate
+/// keys silently, which would let two readers of the same committed plaintext
+/// disagree about the guest's environment.
+fn unique_keys<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of strings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate env name `{key}`"
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Visitor)
 }
 
 /// Limits a request asks for; each may only lower the server's maximum.
@@ -245,6 +281,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("cpu"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let top = serde_json::from_str::<ExecutionRequest>(r#"{"module":"","module":""}"#);
+        assert!(top.unwrap_err().to_string().contains("duplicate field"));
+        let env =
+            serde_json::from_str::<ExecutionRequest>(r#"{"module":"","env":{"A":"1","A":"2"}}"#);
+        assert!(
+            env.unwrap_err()
+                .to_string()
+                .contains("duplicate env name `A`")
+        );
+        let fine = serde_json::from_str::<ExecutionRequest>(r#"{"module":"","env":{"A":"1"}}"#);
+        assert_eq!(fine.unwrap().env["A"], "1");
     }
 
     #[test]

@@ -314,6 +314,11 @@ async fn bad_request_plaintexts_are_invalid_request_executions() {
             format!(r#"{{"module":"{module}","env":{{"A=B":"c"}}}}"#).into_bytes(),
             "env",
         ),
+        (
+            "duplicate env name",
+            format!(r#"{{"module":"{module}","env":{{"A":"1","A":"2"}}}}"#).into_bytes(),
+            "duplicate env name `A`",
+        ),
     ];
     for (name, plaintext, needle) in cases {
         let execution = app.execute_plaintext(&plaintext).await;
@@ -327,7 +332,7 @@ async fn bad_request_plaintexts_are_invalid_request_executions() {
             hex_to_32(&execution.response.commitment)
         );
     }
-    assert_eq!(app.stop_and_verify_log().await, 8);
+    assert_eq!(app.stop_and_verify_log().await, 9);
 }
 
 #[tokio::test(flavor = "multi_thread")]
