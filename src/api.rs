@@ -9,8 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use std::collections::HashMap;
+
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +24,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
+use crate::audit::SignedCheckpoint;
 use crate::envelope::{self, Enc};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
 use crate::keys::ServerKey;
@@ -51,6 +54,9 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .route("/keys", get(keys))
         .route("/health", get(health))
+        .route("/log/checkpoint", get(checkpoint))
+        .route("/log/consistency", get(consistency))
+        .route("/verify/{execution_id}", get(verify))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.max_request_bytes))
@@ -72,6 +78,13 @@ pub enum ApiError {
     /// 413 `payload_too_large`: the body is over `limits.max_request_bytes`.
     #[error("the body is larger than this server accepts (limits.max_request_bytes)")]
     PayloadTooLarge,
+    /// 400 `invalid_parameter`: a path or query parameter is missing, malformed or
+    /// out of range.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// 404 `execution_not_found`: no execution with this id is in the log.
+    #[error("no execution with this id is in the log")]
+    ExecutionNotFound,
     /// 401 `unauthorized`: authentication is on and no valid bearer token was sent.
     #[error("a valid bearer token is required")]
     Unauthorized,
@@ -104,11 +117,15 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MalformedBody(_) | ApiError::DecryptionFailed => StatusCode::BAD_REQUEST,
+            ApiError::MalformedBody(_)
+            | ApiError::DecryptionFailed
+            | ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::SessionNotFound | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::SessionNotFound | ApiError::NotFound | ApiError::ExecutionNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded { .. }
             | ApiError::TooManySessions { .. }
@@ -120,6 +137,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::MalformedBody(_) => "malformed_body",
+            ApiError::InvalidParameter(_) => "invalid_parameter",
+            ApiError::ExecutionNotFound => "execution_not_found",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Unauthorized => "unauthorized",
@@ -407,6 +426,123 @@ async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     })
 }
 
+/// A signed checkpoint on the wire (protocol §4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointResponse {
+    pub origin: String,
+    pub tree_size: u64,
+    /// Base64.
+    pub root_hash: String,
+    /// The C2SP tlog-checkpoint body that `signature` signs.
+    pub body: String,
+    /// Base64 DER ECDSA P-256 SHA-256 over the bytes of `body`.
+    pub signature: String,
+}
+
+impl From<&SignedCheckpoint> for CheckpointResponse {
+    fn from(signed: &SignedCheckpoint) -> Self {
+        CheckpointResponse {
+            origin: signed.checkpoint.origin.clone(),
+            tree_size: signed.checkpoint.tree_size,
+            root_hash: encode_base64(&signed.checkpoint.root_hash),
+            body: signed.checkpoint.body(),
+            signature: encode_base64(&signed.signature),
+        }
+    }
+}
+
+async fn checkpoint(State(state): State<AppState>) -> Json<CheckpointResponse> {
+    Json(CheckpointResponse::from(&state.executor.log().checkpoint()))
+}
+
+/// `GET /verify/{execution_id}` answer (protocol §4).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub execution_id: String,
+    pub log_index: u64,
+    pub timestamp_ms: u64,
+    /// Hex.
+    pub commitment: String,
+    /// Base64 of the 57-byte leaf.
+    pub leaf: String,
+    /// Base64 DER ECDSA over the leaf bytes.
+    pub leaf_signature: String,
+    /// Base64 hashes, RFC 9162 §2.1.3, against `checkpoint`.
+    pub inclusion_proof: Vec<String>,
+    pub checkpoint: CheckpointResponse,
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    Path(execution_id): Path<String>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    let id = parse_uuid(&execution_id).ok_or_else(|| {
+        ApiError::InvalidParameter("the execution id is not a 36-character UUID".to_owned())
+    })?;
+    let inclusion = state
+        .executor
+        .log()
+        .inclusion(&id)
+        .map_err(|error| {
+            tracing::error!(%error, "cannot read a logged record back");
+            ApiError::Internal
+        })?
+        .ok_or(ApiError::ExecutionNotFound)?;
+    let leaf = inclusion.record.leaf;
+    Ok(Json(VerifyResponse {
+        execution_id: leaf.execution_id.hyphenated().to_string(),
+        log_index: inclusion.index,
+        timestamp_ms: leaf.timestamp_ms,
+        commitment: hex::encode(leaf.commitment),
+        leaf: encode_base64(&leaf.to_bytes()),
+        leaf_signature: encode_base64(&inclusion.record.signature),
+        inclusion_proof: inclusion.proof.iter().map(|h| encode_base64(h)).collect(),
+        checkpoint: CheckpointResponse::from(&inclusion.checkpoint),
+    }))
+}
+
+/// `GET /log/consistency` answer (protocol §4).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConsistencyResponse {
+    pub first: u64,
+    pub second: u64,
+    /// Base64 hashes, RFC 9162 §2.1.4.
+    pub proof: Vec<String>,
+}
+
+async fn consistency(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<ConsistencyResponse>, ApiError> {
+    let Query(params) = query.map_err(|rejection| {
+        ApiError::InvalidParameter(format!("cannot read the query string: {rejection}"))
+    })?;
+    let size_param = |name: &str| -> Result<u64, ApiError> {
+        let text = params.get(name).ok_or_else(|| {
+            ApiError::InvalidParameter(format!("the query parameter `{name}` is required"))
+        })?;
+        text.parse::<u64>().map_err(|_| {
+            ApiError::InvalidParameter(format!("`{name}` is not a non-negative integer"))
+        })
+    };
+    let (first, second) = (size_param("first")?, size_param("second")?);
+    let log = state.executor.log();
+    let size = log.size();
+    if first == 0 || first > second || second > size {
+        return Err(ApiError::InvalidParameter(format!(
+            "need 1 <= first <= second <= {size} (the current tree size)"
+        )));
+    }
+    let proof = log
+        .consistency(first, second)
+        .map_err(|error| ApiError::InvalidParameter(error.to_string()))?;
+    Ok(Json(ConsistencyResponse {
+        first,
+        second,
+        proof: proof.iter().map(|h| encode_base64(h)).collect(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +550,8 @@ mod tests {
     fn all_errors() -> Vec<ApiError> {
         vec![
             ApiError::MalformedBody(String::new()),
+            ApiError::InvalidParameter(String::new()),
+            ApiError::ExecutionNotFound,
             ApiError::UnsupportedMediaType,
             ApiError::PayloadTooLarge,
             ApiError::Unauthorized,

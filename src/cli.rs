@@ -1,5 +1,7 @@
 //! The command line: `serve` runs the service, `run` executes a module on a server
-//! end to end as a client, `health` probes a server for container health checks.
+//! end to end as a client, `verify` proves an execution from its receipt (or the
+//! log's consistency with a saved checkpoint), `health` probes a server for
+//! container health checks.
 //!
 //! `run` exits with the guest's exit code when the execution completed. Otherwise it
 //! prints one line on stderr and exits with a code of its own:
@@ -21,11 +23,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::client::{Client, Execution};
+use crate::api::CheckpointResponse;
+use crate::client::{Client, Execution, ServerIdentity};
 use crate::config::{Config, Overrides};
 use crate::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
+use crate::receipt::{self, Check, Receipt};
 use crate::server::{Service, shutdown_signal};
 
 /// Exit code when the client could not complete the protocol.
@@ -48,9 +52,40 @@ enum Command {
     Serve(ServeArgs),
     /// Execute a WebAssembly module on a server and print its output.
     Run(RunArgs),
+    /// Prove an execution from its receipt, or that the log is consistent with a
+    /// checkpoint saved earlier. Exit 0 only if every check holds.
+    Verify(VerifyArgs),
     /// Exit 0 if the server's /health answers 200 within 5 seconds (for container
     /// health checks), 1 otherwise.
     Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The server's URL (default: the receipt's server, else http://127.0.0.1:8080).
+    #[arg(long, value_name = "URL", env = "WASM_HYPERVISOR_SERVER")]
+    server: Option<String>,
+    /// The key id the server must have (hex SHA-256 of its SPKI). Without it, the key
+    /// from /keys (or, with --proof, the receipt's) is used and printed.
+    #[arg(long, value_name = "HEX", env = "WASM_HYPERVISOR_KEY_ID")]
+    key_id: Option<String>,
+    /// Check the log is consistent with this checkpoint (the JSON of an earlier
+    /// GET /log/checkpoint) instead of verifying a receipt.
+    #[arg(long, value_name = "OLD.json", conflicts_with_all = ["receipt", "proof", "save_proof"])]
+    checkpoint: Option<PathBuf>,
+    /// With --checkpoint: after a successful check, write the current checkpoint here
+    /// (the same file, for a monitor that runs periodically).
+    #[arg(long, value_name = "FILE", requires = "checkpoint")]
+    save: Option<PathBuf>,
+    /// Verify offline against a saved /verify answer instead of asking the server.
+    #[arg(long, value_name = "FILE", conflicts_with = "save_proof")]
+    proof: Option<PathBuf>,
+    /// Save the server's /verify answer, to verify offline later with --proof.
+    #[arg(long, value_name = "FILE")]
+    save_proof: Option<PathBuf>,
+    /// The receipt written by `run --receipt`.
+    #[arg(value_name = "RECEIPT.json", required_unless_present = "checkpoint")]
+    receipt: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -139,7 +174,135 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Run(args) => run(args),
         Command::Health(args) => health(args),
+        Command::Verify(args) => verify(args),
     }
+}
+
+/// Exit code of `verify` when a check failed.
+const EXIT_VERIFY_FAILED: u8 = 1;
+
+fn verify(args: VerifyArgs) -> ExitCode {
+    match runtime().block_on(verify_client(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_VERIFY_FAILED),
+        Err(message) => {
+            eprintln!("wasm-hypervisor: {message}");
+            ExitCode::from(EXIT_CLIENT_ERROR)
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{} is not valid: {e}", path.display()))
+}
+
+/// Fetches the server's key, pinned to `key_id` when given, and says which it is.
+async fn server_identity(client: &Client, key_id: Option<&str>) -> Result<ServerIdentity, String> {
+    let identity = client.identity(key_id).await.map_err(|e| e.to_string())?;
+    if key_id.is_none() {
+        println!(
+            "server key id {} (not pinned; pass --key-id to pin it)",
+            identity.key_id
+        );
+    }
+    Ok(identity)
+}
+
+fn report_checks(checks: &[Check]) -> bool {
+    for check in checks {
+        match &check.outcome {
+            Ok(()) => println!("ok      {}", check.name),
+            Err(why) => println!("FAILED  {}: {why}", check.name),
+        }
+    }
+    receipt::all_hold(checks)
+}
+
+async fn verify_client(args: VerifyArgs) -> Result<bool, String> {
+    if let Some(path) = &args.checkpoint {
+        let server = args.server.as_deref().unwrap_or("http://127.0.0.1:8080");
+        let client = Client::new(server, None);
+        let identity = server_identity(&client, args.key_id.as_deref()).await?;
+        let old: CheckpointResponse = read_json(path)?;
+        let new = client.checkpoint().await.map_err(|e| e.to_string())?;
+        let proof = if old.tree_size > 0 && old.tree_size <= new.tree_size {
+            client
+                .consistency(old.tree_size, new.tree_size)
+                .await
+                .map_err(|e| e.to_string())?
+                .proof
+        } else {
+            Vec::new()
+        };
+        let checks = receipt::check_consistency(&old, &new, &proof, &identity.public_key);
+        let held = report_checks(&checks);
+        if held {
+            println!(
+                "consistent: the log `{}` at {} entries extends the saved checkpoint at {}",
+                new.origin, new.tree_size, old.tree_size
+            );
+            if let Some(save) = &args.save {
+                write_private(save, &new)?;
+            }
+        } else {
+            println!("verification failed: the log is NOT consistent with the saved checkpoint");
+        }
+        return Ok(held);
+    }
+
+    let receipt_path = args.receipt.as_deref().expect("clap requires a receipt");
+    let receipt: Receipt = read_json(receipt_path)?;
+    let (answer, key) = match &args.proof {
+        Some(proof_path) => {
+            let der = crate::payload::decode_base64(&receipt.public_key)
+                .map_err(|_| "the receipt's public_key is not base64".to_owned())?;
+            let key = crate::keys::PublicKey::from_spki_der(&der).map_err(|e| e.to_string())?;
+            match &args.key_id {
+                Some(pinned) if !pinned.eq_ignore_ascii_case(&key.key_id_hex()) => {
+                    return Err(format!(
+                        "the receipt's key id is {}, not the pinned {pinned}",
+                        key.key_id_hex()
+                    ));
+                }
+                Some(_) => {}
+                None => println!(
+                    "receipt key id {} (not pinned; pass --key-id to pin it)",
+                    key.key_id_hex()
+                ),
+            }
+            (read_json(proof_path)?, key)
+        }
+        None => {
+            let server = args.server.as_deref().unwrap_or(&receipt.server);
+            let client = Client::new(server, None);
+            let identity = server_identity(&client, args.key_id.as_deref()).await?;
+            let answer = client
+                .inclusion(&receipt.execution_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(save) = &args.save_proof {
+                write_private(save, &answer)?;
+            }
+            (answer, identity.public_key)
+        }
+    };
+    let checks = receipt::check_receipt(&receipt, &answer, &key);
+    let held = report_checks(&checks);
+    if held {
+        println!(
+            "verified: execution {} ({}) is entry {} of the log `{}` at size {}, under key {}",
+            receipt.execution_id,
+            receipt.status,
+            answer.log_index,
+            answer.checkpoint.origin,
+            answer.checkpoint.tree_size,
+            key.key_id_hex()
+        );
+    } else {
+        println!("verification failed");
+    }
+    Ok(held)
 }
 
 fn health(args: HealthArgs) -> ExitCode {
@@ -216,31 +379,6 @@ fn init_tracing() {
         .try_init();
 }
 
-/// What `run --receipt` writes: everything needed to prove the execution later.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Receipt {
-    pub version: u32,
-    pub server: String,
-    pub origin: String,
-    /// Hex SHA-256 of the server's SPKI: the key that signed the leaf.
-    pub key_id: String,
-    pub execution_id: String,
-    pub log_index: u64,
-    pub status: Status,
-    /// Hex.
-    pub commitment: String,
-    /// Hex; with the two hashes it opens the commitment. Keep it private.
-    pub salt: String,
-    /// Hex SHA-256 of the exact request plaintext that was sealed.
-    pub request_sha256: String,
-    /// Hex SHA-256 of the exact result plaintext that was opened.
-    pub result_sha256: String,
-    /// Hex SHA-256 of the module.
-    pub module_sha256: Option<String>,
-    /// Base64 DER ECDSA over the 57-byte leaf.
-    pub leaf_signature: String,
-}
-
 fn run(args: RunArgs) -> ExitCode {
     match runtime().block_on(run_client(args)) {
         Ok(code) => code,
@@ -310,6 +448,7 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, String> {
             server: args.server.clone(),
             origin: identity.origin.clone(),
             key_id: identity.key_id.clone(),
+            public_key: encode_base64(&identity.public_key.spki_der()),
             execution_id: execution.response.execution_id.clone(),
             log_index: execution.response.log_index,
             status: execution.result.status,

@@ -4,7 +4,10 @@
 
 use uuid::Uuid;
 
-use crate::api::{ErrorBody, ExecuteBody, ExecuteResponse, KeysResponse, SessionResponse, Suite};
+use crate::api::{
+    CheckpointResponse, ConsistencyResponse, ErrorBody, ExecuteBody, ExecuteResponse, KeysResponse,
+    SessionResponse, Suite, VerifyResponse,
+};
 use crate::envelope::{self, EnvelopeError, POINT_LEN, ResponseKeys};
 use crate::keys::PublicKey;
 use crate::payload::{ExecutionResult, decode_base64, encode_base64};
@@ -160,6 +163,45 @@ impl Client {
         let response = self.post("/execute").json(&body).send().await?;
         let response: ExecuteResponse = parse(response).await?;
         open_execution(response, &sealed.keys, request_plaintext)
+    }
+}
+
+impl Client {
+    /// `GET /log/checkpoint`.
+    pub async fn checkpoint(&self) -> Result<CheckpointResponse, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/log/checkpoint", self.base))
+            .send()
+            .await?;
+        parse(response).await
+    }
+
+    /// `GET /verify/{execution_id}`.
+    pub async fn inclusion(&self, execution_id: &str) -> Result<VerifyResponse, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/verify/{execution_id}", self.base))
+            .send()
+            .await?;
+        parse(response).await
+    }
+
+    /// `GET /log/consistency?first=..&second=..`.
+    pub async fn consistency(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<ConsistencyResponse, ClientError> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/log/consistency?first={first}&second={second}",
+                self.base
+            ))
+            .send()
+            .await?;
+        parse(response).await
     }
 }
 

@@ -16,7 +16,8 @@
 //! - [`api`]: HTTP routes, wire DTOs and the mapping of errors to HTTP.
 //! - [`server`]: builds the shared state and serves it on a listener until shutdown.
 //! - [`client`]: the client side of the protocol, used by the CLI and the tests.
-//! - [`cli`]: the `serve` and `run` commands.
+//! - [`receipt`]: what a client keeps to prove an execution, and the checks that do.
+//! - [`cli`]: the `serve`, `run`, `verify` and `health` commands.
 
 pub mod api;
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod envelope;
 pub mod execution;
 pub mod keys;
 pub mod payload;
+pub mod receipt;
 pub mod sandbox;
 pub mod server;
 pub mod session;

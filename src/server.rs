@@ -61,7 +61,7 @@ impl Service {
                 source,
             })?;
         let key = Arc::new(ServerKey::load_or_create(&config.data_dir)?);
-        let (log, recovery) = AuditLog::open(&config.data_dir)?;
+        let (log, recovery) = AuditLog::open(&config.data_dir, &config.origin, key.clone())?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(
                 path = %log.path().display(),
@@ -71,8 +71,9 @@ impl Service {
         }
         tracing::info!(
             records = recovery.records,
+            checkpoint_size = recovery.checkpoint_size,
             key_id = %key.public().key_id_hex(),
-            "audit log open"
+            "audit log open and consistent with its signed checkpoint"
         );
         let sandbox = Sandbox::new()?;
         let sessions = Arc::new(SessionStore::new(

@@ -6,24 +6,48 @@
 //! one `write`, calls `fdatasync` once, and only then acknowledges each with its log
 //! index (group commit). An append that returns `Ok` is on disk.
 //!
+//! Beside it, `checkpoint` holds the last signed checkpoint the writer persisted (at
+//! most a second behind the log, and exactly the log at a clean close): the C2SP
+//! body, then the base64 DER signature on a fourth line.
+//!
 //! On open the whole file is checked: a partial record at the very end (a crash in
 //! the middle of an append, never acknowledged) is cut off and reported; any other
-//! damage stops the open with the file and byte offset. History is never rewritten.
+//! damage stops the open with the file and byte offset. The recovered tree must then
+//! contain the persisted checkpoint's tree: at least as many leaves, and the same
+//! root at that size. History is never rewritten.
+//!
+//! In memory the log keeps its [`MerkleTree`] (about 64 bytes per leaf), each
+//! record's file offset (8 bytes) and an execution id → index map (about 40 bytes):
+//! proofs cost O(log n) hashes, and a leaf is read back from the file by offset.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::AuditError;
-use super::record::{Decoded, LogRecord};
+use super::checkpoint::{Checkpoint, SignedCheckpoint};
+use super::merkle::{Hash, MerkleTree};
+use super::record::{Decoded, LogRecord, MAX_SIGNATURE_LEN, RECORD_HEADER_LEN};
+use crate::keys::ServerKey;
 
 /// File name of the log inside the data directory.
 pub const LOG_FILE: &str = "audit.log";
+/// File name of the persisted signed checkpoint inside the data directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+
+/// How far the persisted checkpoint may lag behind the log while appends go on.
+/// Persisting costs a signature, a write and two syncs; once a second bounds that
+/// cost under load, and a clean close always persists the exact tree.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// First bytes of every log file: names the format and its version.
 pub const FILE_MAGIC: &[u8; 32] = b"wasm-hypervisor audit log v1\n\0\0\0";
@@ -40,14 +64,36 @@ pub struct Recovery {
     pub records: u64,
     /// Bytes of a torn final record that were cut off (0 when the file was clean).
     pub truncated_bytes: u64,
+    /// Tree size of the persisted checkpoint the log was checked against.
+    pub checkpoint_size: Option<u64>,
+}
+
+/// A record with its inclusion proof against a signed checkpoint.
+#[derive(Debug, Clone)]
+pub struct Inclusion {
+    pub index: u64,
+    pub record: LogRecord,
+    pub proof: Vec<Hash>,
+    pub checkpoint: SignedCheckpoint,
 }
 
 /// A handle on the log; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
     commands: mpsc::Sender<Command>,
-    index: Arc<Mutex<Index>>,
+    shared: Arc<Shared>,
+}
+
+/// What the handle and the writer share.
+struct Shared {
+    index: Mutex<Index>,
+    /// A read-only handle for reading records back by offset.
+    reader: File,
     path: PathBuf,
+    origin: String,
+    key: Arc<ServerKey>,
+    /// The latest signed checkpoint, re-signed only when the tree has grown.
+    latest: Mutex<Option<SignedCheckpoint>>,
 }
 
 enum Command {
@@ -59,18 +105,34 @@ enum Command {
     Close { done: oneshot::Sender<()> },
 }
 
-/// What the process keeps of the log in memory: the leaf hash of every record (for
-/// the Merkle tree) and where each execution id sits.
+/// What the process keeps of the log in memory.
 #[derive(Default)]
 struct Index {
-    leaf_hashes: Vec<[u8; 32]>,
+    tree: MerkleTree,
+    /// File offset of each record.
+    offsets: Vec<u64>,
     by_execution: HashMap<Uuid, u64>,
+}
+
+impl Index {
+    fn push(&mut self, record: &LogRecord, offset: u64) {
+        let position = self.tree.size();
+        self.tree.push(record.leaf.hash());
+        self.offsets.push(offset);
+        self.by_execution.insert(record.leaf.execution_id, position);
+    }
 }
 
 impl AuditLog {
     /// Opens (or creates) `dir/audit.log`, checks every record, cuts a torn tail,
-    /// takes an exclusive lock on the file and starts the writer thread.
-    pub fn open(dir: &Path) -> Result<(AuditLog, Recovery), AuditError> {
+    /// checks the tree against the persisted checkpoint, takes an exclusive lock on
+    /// the file and starts the writer thread. `origin` names the log in checkpoints,
+    /// which `key` signs.
+    pub fn open(
+        dir: &Path,
+        origin: &str,
+        key: Arc<ServerKey>,
+    ) -> Result<(AuditLog, Recovery), AuditError> {
         let path = dir.join(LOG_FILE);
         let io = |source| AuditError::Io {
             path: path.clone(),
@@ -98,45 +160,50 @@ impl AuditLog {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
             bytes.extend_from_slice(FILE_MAGIC);
         }
+        let stored = read_checkpoint(dir, &key)?;
         let scan = scan(&path, &bytes)?;
+        let mut index = Index::default();
+        for (record, offset) in scan.records.iter().zip(&scan.offsets) {
+            index.push(record, *offset);
+        }
+        if let Some(stored) = &stored {
+            check_against_checkpoint(dir, &path, &index.tree, stored, origin)?;
+        }
         let truncated_bytes = bytes.len() as u64 - scan.valid_len;
         if truncated_bytes > 0 {
             file.set_len(scan.valid_len).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
         file.seek(SeekFrom::Start(scan.valid_len)).map_err(io)?;
+        let reader = File::open(&path).map_err(io)?;
 
-        let mut index = Index::default();
-        for (position, record) in scan.records.iter().enumerate() {
-            index.leaf_hashes.push(record.leaf.hash());
-            index
-                .by_execution
-                .insert(record.leaf.execution_id, position as u64);
-        }
         let recovery = Recovery {
-            records: scan.records.len() as u64,
+            records: index.tree.size(),
             truncated_bytes,
+            checkpoint_size: stored.map(|s| s.checkpoint.tree_size),
         };
-        let index = Arc::new(Mutex::new(index));
+        let shared = Arc::new(Shared {
+            index: Mutex::new(index),
+            reader,
+            path: path.clone(),
+            origin: origin.to_owned(),
+            key,
+            latest: Mutex::new(None),
+        });
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
             file,
-            path: path.clone(),
+            dir: dir.to_owned(),
             committed_len: scan.valid_len,
-            index: index.clone(),
+            shared: shared.clone(),
+            persisted_size: recovery.checkpoint_size,
+            persisted_at: Instant::now(),
         };
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer.run(queue))
             .map_err(io)?;
-        Ok((
-            AuditLog {
-                commands,
-                index,
-                path,
-            },
-            recovery,
-        ))
+        Ok((AuditLog { commands, shared }, recovery))
     }
 
     /// Appends a record and returns its log index once it is durably on disk.
@@ -162,7 +229,7 @@ impl AuditLog {
 
     /// Number of durable records.
     pub fn size(&self) -> u64 {
-        self.lock().leaf_hashes.len() as u64
+        self.lock().tree.size()
     }
 
     /// The log index of an execution, if it is in the log.
@@ -170,21 +237,144 @@ impl AuditLog {
         self.lock().by_execution.get(execution_id).copied()
     }
 
-    /// The leaf hashes of the first `n` records (all when `n` is larger).
-    pub fn leaf_hashes(&self, n: usize) -> Vec<[u8; 32]> {
-        let index = self.lock();
-        index.leaf_hashes[..n.min(index.leaf_hashes.len())].to_vec()
+    pub fn path(&self) -> &Path {
+        &self.shared.path
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Approximate heap bytes of the in-memory index: the tree, the record offsets
+    /// and the execution id map (16-byte key, 8-byte value, 1 control byte a slot).
+    pub fn memory_bytes(&self) -> usize {
+        let index = self.lock();
+        index.tree.memory_bytes()
+            + index.offsets.capacity() * std::mem::size_of::<u64>()
+            + index.by_execution.capacity() * (16 + 8 + 1)
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    /// A signed checkpoint of the whole log as it is now.
+    pub fn checkpoint(&self) -> SignedCheckpoint {
+        let (size, root) = {
+            let index = self.lock();
+            let size = index.tree.size();
+            (
+                size,
+                index.tree.root(size).expect("the current size is in range"),
+            )
+        };
+        self.shared.sign(size, root)
+    }
+
+    /// An execution's record and its inclusion proof against a fresh checkpoint, or
+    /// `None` if the execution is not in the log.
+    pub fn inclusion(&self, execution_id: &Uuid) -> Result<Option<Inclusion>, AuditError> {
+        let (index, offset, size, root, proof) = {
+            let guard = self.lock();
+            let Some(&index) = guard.by_execution.get(execution_id) else {
+                return Ok(None);
+            };
+            let size = guard.tree.size();
+            let proof = guard
+                .tree
+                .inclusion_proof(index, size)
+                .expect("a logged index is inside the tree");
+            let root = guard.tree.root(size).expect("the current size is in range");
+            (index, guard.offsets[index as usize], size, root, proof)
+        };
+        let record = self.shared.read_record(offset)?;
+        Ok(Some(Inclusion {
+            index,
+            record,
+            proof,
+            checkpoint: self.shared.sign(size, root),
+        }))
+    }
+
+    /// RFC 9162 §2.1.4 consistency proof between two sizes of this log.
+    pub fn consistency(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<Hash>, super::merkle::MerkleError> {
+        self.lock().tree.consistency_proof(first, second)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
-        // Index updates are a push and an insert; a panic cannot leave them torn.
+        self.shared.lock_index()
+    }
+}
+
+impl Shared {
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, Index> {
+        // Index updates are pushes and an insert; a panic cannot leave them torn.
         self.index
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Signs a checkpoint for `size`, reusing the last signature when the tree has
+    /// not grown since (signing is most of the cost of serving a proof).
+    fn sign(&self, size: u64, root: Hash) -> SignedCheckpoint {
+        let mut latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(signed) = latest.as_ref()
+            && signed.checkpoint.tree_size == size
+        {
+            return signed.clone();
+        }
+        let checkpoint = Checkpoint {
+            origin: self.origin.clone(),
+            tree_size: size,
+            root_hash: root,
+        };
+        let signature = self.key.sign(checkpoint.body().as_bytes());
+        let signed = SignedCheckpoint {
+            checkpoint,
+            signature,
+        };
+        if latest
+            .as_ref()
+            .is_none_or(|current| current.checkpoint.tree_size < size)
+        {
+            *latest = Some(signed.clone());
+        }
+        signed
+    }
+
+    fn read_record(&self, offset: u64) -> Result<LogRecord, AuditError> {
+        let mut buffer = [0u8; RECORD_HEADER_LEN + super::LEAF_LEN + MAX_SIGNATURE_LEN];
+        let mut filled = 0;
+        // A record is at most this long; the file may end sooner after the last one.
+        while filled < buffer.len() {
+            let read = self
+                .reader
+                .read_at(&mut buffer[filled..], offset + filled as u64)
+                .map_err(|source| AuditError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            if read == 0 {
+                break;
+            }
+            filled += read;
+        }
+        match LogRecord::decode(&buffer[..filled]) {
+            Decoded::Record(record, _) => Ok(record),
+            Decoded::Incomplete => Err(AuditError::Corrupt {
+                path: self.path.clone(),
+                offset,
+                problem: "a logged record is cut short on disk".to_owned(),
+            }),
+            Decoded::Invalid(problem) => Err(AuditError::Corrupt {
+                path: self.path.clone(),
+                offset,
+                problem,
+            }),
+        }
     }
 }
 
@@ -208,6 +398,8 @@ pub fn read_records(path: &Path) -> Result<Vec<LogRecord>, AuditError> {
 
 struct Scan {
     records: Vec<LogRecord>,
+    /// File offset of each record.
+    offsets: Vec<u64>,
     /// Length of the valid prefix: header plus whole records.
     valid_len: u64,
 }
@@ -226,6 +418,7 @@ fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, AuditError> {
     }
     let mut offset = FILE_MAGIC.len();
     let mut records = Vec::new();
+    let mut offsets = Vec::new();
     loop {
         if offset == bytes.len() {
             break;
@@ -233,6 +426,7 @@ fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, AuditError> {
         match LogRecord::decode(&bytes[offset..]) {
             Decoded::Record(record, used) => {
                 records.push(record);
+                offsets.push(offset as u64);
                 offset += used;
             }
             // Only the last record can be torn: appends are sequential.
@@ -247,17 +441,114 @@ fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, AuditError> {
     }
     Ok(Scan {
         records,
+        offsets,
         valid_len: offset as u64,
     })
+}
+
+/// Reads and checks `dir/checkpoint`, if there is one.
+fn read_checkpoint(dir: &Path, key: &ServerKey) -> Result<Option<SignedCheckpoint>, AuditError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(AuditError::Io { path, source }),
+    };
+    let corrupt = |problem: &str| AuditError::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        problem: problem.to_owned(),
+    };
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    if lines.len() != 4 {
+        return Err(corrupt("expected three body lines and a signature line"));
+    }
+    let signature_line = lines.pop().expect("four lines");
+    let body: String = lines.concat();
+    let checkpoint = Checkpoint::parse(&body).map_err(|error| corrupt(&error.to_string()))?;
+    let signature = B64
+        .decode(signature_line.trim_end_matches('\n'))
+        .map_err(|_| corrupt("the signature line is not base64"))?;
+    key.public()
+        .verify(body.as_bytes(), &signature)
+        .map_err(|_| corrupt("the signature does not verify under this server's key"))?;
+    Ok(Some(SignedCheckpoint {
+        checkpoint,
+        signature,
+    }))
+}
+
+/// The recovered tree must contain the persisted checkpoint's tree.
+fn check_against_checkpoint(
+    dir: &Path,
+    log_path: &Path,
+    tree: &MerkleTree,
+    stored: &SignedCheckpoint,
+    origin: &str,
+) -> Result<(), AuditError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let checkpoint = &stored.checkpoint;
+    if checkpoint.origin != origin {
+        return Err(AuditError::Corrupt {
+            path,
+            offset: 0,
+            problem: format!(
+                "the checkpoint names the log `{}` but the configured origin is `{origin}`",
+                checkpoint.origin
+            ),
+        });
+    }
+    if tree.size() < checkpoint.tree_size {
+        return Err(AuditError::Corrupt {
+            path: log_path.to_owned(),
+            offset: 0,
+            problem: format!(
+                "the log holds {} records but its signed checkpoint covers {}: records were lost",
+                tree.size(),
+                checkpoint.tree_size
+            ),
+        });
+    }
+    let root = tree
+        .root(checkpoint.tree_size)
+        .expect("size checked against the tree");
+    if !crate::envelope::digest_eq(&root, &checkpoint.root_hash) {
+        return Err(AuditError::Corrupt {
+            path: log_path.to_owned(),
+            offset: 0,
+            problem: format!(
+                "the first {} records do not hash to the root of the signed checkpoint in {}",
+                checkpoint.tree_size,
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Writes `dir/checkpoint` atomically: temporary file, sync, rename, sync the
+/// directory.
+fn write_checkpoint(dir: &Path, signed: &SignedCheckpoint) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let mut text = signed.checkpoint.body();
+    text.push_str(&B64.encode(&signed.signature));
+    text.push('\n');
+    let mut file = File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))?;
+    File::open(dir)?.sync_all()
 }
 
 /// Owns the file; runs on its own thread so that `write` and `fdatasync` never
 /// block an async worker.
 struct Writer {
     file: File,
-    path: PathBuf,
+    dir: PathBuf,
     committed_len: u64,
-    index: Arc<Mutex<Index>>,
+    shared: Arc<Shared>,
+    persisted_size: Option<u64>,
+    persisted_at: Instant,
 }
 
 impl Writer {
@@ -281,6 +572,9 @@ impl Writer {
                 }
             }
             self.commit(&mut batch, &mut buffer);
+            if self.persisted_at.elapsed() >= CHECKPOINT_INTERVAL {
+                self.persist_checkpoint();
+            }
             if let Some(done) = close.take() {
                 queue.close();
                 // Appends that raced with the close are refused, never lost silently.
@@ -291,6 +585,7 @@ impl Writer {
                     }
                 }
                 let _ = self.file.sync_all();
+                self.persist_checkpoint();
                 drop(self.file);
                 let _ = done.send(());
                 return;
@@ -311,26 +606,46 @@ impl Writer {
         for (record, _) in batch.iter() {
             record.encode_into(buffer);
         }
+        let start = self.committed_len;
         match self.write_durably(buffer) {
             Ok(()) => {
-                let mut index = self
-                    .index
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut index = self.shared.lock_index();
+                let mut offset = start;
                 for (record, done) in batch.drain(..) {
-                    let position = index.leaf_hashes.len() as u64;
-                    index.leaf_hashes.push(record.leaf.hash());
-                    index
-                        .by_execution
-                        .insert(record.leaf.execution_id, position);
+                    let position = index.tree.size();
+                    index.push(&record, offset);
+                    offset += record.encoded_len() as u64;
                     let _ = done.send(Ok(position));
                 }
             }
             Err(error) => {
-                tracing::error!(path = %self.path.display(), %error, "audit log append failed; the batch was not acknowledged");
+                tracing::error!(path = %self.shared.path.display(), %error, "audit log append failed; the batch was not acknowledged");
                 for (_, done) in batch.drain(..) {
                     let _ = done.send(Err(AuditError::Unavailable(error.to_string())));
                 }
+            }
+        }
+    }
+
+    /// Signs and persists a checkpoint of the durable tree, if it grew.
+    fn persist_checkpoint(&mut self) {
+        self.persisted_at = Instant::now();
+        let (size, root) = {
+            let index = self.shared.lock_index();
+            let size = index.tree.size();
+            (
+                size,
+                index.tree.root(size).expect("the current size is in range"),
+            )
+        };
+        if self.persisted_size == Some(size) {
+            return;
+        }
+        let signed = self.shared.sign(size, root);
+        match write_checkpoint(&self.dir, &signed) {
+            Ok(()) => self.persisted_size = Some(size),
+            Err(error) => {
+                tracing::error!(dir = %self.dir.display(), %error, "cannot persist the audit checkpoint")
             }
         }
     }
@@ -362,6 +677,14 @@ mod tests {
     use super::super::record::Leaf;
     use super::*;
 
+    fn key() -> Arc<ServerKey> {
+        Arc::new(ServerKey::from_scalar(&[7; 32]).unwrap())
+    }
+
+    fn open(dir: &Path) -> Result<(AuditLog, Recovery), AuditError> {
+        AuditLog::open(dir, "test.example/log", key())
+    }
+
     fn record(n: u8) -> LogRecord {
         LogRecord {
             leaf: Leaf {
@@ -376,7 +699,7 @@ mod tests {
     #[tokio::test]
     async fn appended_records_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, recovery) = AuditLog::open(dir.path()).unwrap();
+        let (log, recovery) = open(dir.path()).unwrap();
         assert_eq!(recovery.records, 0);
         assert_eq!(log.append(record(1)).await.unwrap(), 0);
         assert_eq!(log.append(record(2)).await.unwrap(), 1);
@@ -385,7 +708,7 @@ mod tests {
             log.append(record(3)).await,
             Err(AuditError::Unavailable(_))
         ));
-        let (log, recovery) = AuditLog::open(dir.path()).unwrap();
+        let (log, recovery) = open(dir.path()).unwrap();
         assert_eq!(recovery.records, 2);
         assert_eq!(log.index_of(&Uuid::from_bytes([2; 16])), Some(1));
         assert_eq!(
@@ -397,7 +720,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_appends_get_distinct_indices() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = AuditLog::open(dir.path()).unwrap();
+        let (log, _) = open(dir.path()).unwrap();
         let mut tasks = Vec::new();
         for n in 0..50u8 {
             let log = log.clone();
@@ -415,11 +738,8 @@ mod tests {
     #[test]
     fn a_second_writer_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, _) = AuditLog::open(dir.path()).unwrap();
-        assert!(matches!(
-            AuditLog::open(dir.path()),
-            Err(AuditError::Locked { .. })
-        ));
+        let (_log, _) = open(dir.path()).unwrap();
+        assert!(matches!(open(dir.path()), Err(AuditError::Locked { .. })));
     }
 
     #[test]
@@ -432,7 +752,7 @@ mod tests {
         let whole = bytes.len();
         bytes.truncate(whole - 10);
         std::fs::write(&path, &bytes).unwrap();
-        let (log, recovery) = AuditLog::open(dir.path()).unwrap();
+        let (log, recovery) = open(dir.path()).unwrap();
         assert_eq!(recovery.records, 1);
         assert!(recovery.truncated_bytes > 0);
         assert_eq!(log.size(), 1);
@@ -445,9 +765,84 @@ mod tests {
         record(2).encode_into(&mut bytes);
         bytes[FILE_MAGIC.len() + 20] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        match AuditLog::open(dir.path()) {
+        match open(dir.path()) {
             Err(AuditError::Corrupt { offset, .. }) => assert_eq!(offset, FILE_MAGIC.len() as u64),
             other => panic!("expected corruption, got {:?}", other.map(|(_, r)| r)),
+        }
+    }
+
+    #[tokio::test]
+    async fn inclusion_proofs_verify_against_the_signed_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path()).unwrap();
+        for n in 1..=5 {
+            log.append(record(n)).await.unwrap();
+        }
+        for n in 1..=5u8 {
+            let inclusion = log.inclusion(&Uuid::from_bytes([n; 16])).unwrap().unwrap();
+            assert_eq!(inclusion.record, record(n));
+            let checkpoint = &inclusion.checkpoint.checkpoint;
+            assert_eq!(checkpoint.tree_size, 5);
+            super::super::merkle::verify_inclusion(
+                &inclusion.record.leaf.hash(),
+                inclusion.index,
+                checkpoint.tree_size,
+                &inclusion.proof,
+                &checkpoint.root_hash,
+            )
+            .unwrap();
+            key()
+                .public()
+                .verify(
+                    checkpoint.body().as_bytes(),
+                    &inclusion.checkpoint.signature,
+                )
+                .unwrap();
+        }
+        assert!(log.inclusion(&Uuid::from_bytes([9; 16])).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn closing_persists_a_checkpoint_that_reopening_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path()).unwrap();
+        let mut ends = Vec::new();
+        for n in 1..=3 {
+            log.append(record(n)).await.unwrap();
+            ends.push(std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len());
+        }
+        log.close().await;
+        let (log, recovery) = open(dir.path()).unwrap();
+        assert_eq!(recovery.checkpoint_size, Some(3));
+        log.close().await;
+
+        // Dropping a whole acknowledged record leaves a valid-looking file, but not
+        // the tree the checkpoint signed.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join(LOG_FILE))
+            .unwrap();
+        file.set_len(ends[1]).unwrap();
+        match open(dir.path()) {
+            Err(AuditError::Corrupt { problem, .. }) => {
+                assert!(problem.contains("records were lost"), "{problem}")
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|(_, r)| r)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_signed_by_another_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path()).unwrap();
+        log.append(record(1)).await.unwrap();
+        log.close().await;
+        let other = Arc::new(ServerKey::from_scalar(&[8; 32]).unwrap());
+        match AuditLog::open(dir.path(), "test.example/log", other) {
+            Err(AuditError::Corrupt { problem, .. }) => {
+                assert!(problem.contains("signature"), "{problem}")
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|(_, r)| r)),
         }
     }
 }

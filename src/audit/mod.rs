@@ -2,15 +2,18 @@
 //!
 //! - [`record`]: the 57-byte leaf of protocol §4, its hash, and the framing of one
 //!   log record on disk. Pure: no I/O, no clock.
-//! - [`log`]: the durable, append-only log file and its group-committing writer.
-//!
-//! The Merkle tree over the leaf hashes, checkpoints and proofs build on the
-//! in-memory leaf hashes that [`log::AuditLog`] keeps.
+//! - [`merkle`]: the RFC 9162 tree, its proofs and their verifiers. Pure.
+//! - [`checkpoint`]: the C2SP tlog-checkpoint body of a signed tree head. Pure.
+//! - [`log`]: the durable, append-only log file, its group-committing writer, the
+//!   in-memory tree, and the persisted checkpoint recovery is checked against.
 
+pub mod checkpoint;
 pub mod log;
+pub mod merkle;
 pub mod record;
 
-pub use self::log::{AuditLog, Recovery};
+pub use self::checkpoint::{Checkpoint, SignedCheckpoint};
+pub use self::log::{AuditLog, Inclusion, Recovery};
 pub use self::record::{LEAF_LEN, Leaf, LogRecord};
 
 /// What can go wrong with the audit log.

@@ -81,6 +81,11 @@ pub enum Decoded {
 }
 
 impl LogRecord {
+    /// Bytes the framed record takes on disk.
+    pub fn encoded_len(&self) -> usize {
+        RECORD_HEADER_LEN + LEAF_LEN + self.signature.len()
+    }
+
     /// Appends the framed record to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         assert!(

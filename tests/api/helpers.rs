@@ -7,11 +7,14 @@ use std::sync::Once;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wasm_hypervisor::audit::log::{LOG_FILE, read_records};
+use wasm_hypervisor::api::CheckpointResponse;
+use wasm_hypervisor::audit::Checkpoint;
+use wasm_hypervisor::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
+use wasm_hypervisor::audit::merkle::{MerkleTree, leaf_hash};
 use wasm_hypervisor::client::{Client, Execution, ServerIdentity};
 use wasm_hypervisor::config::Config;
 use wasm_hypervisor::keys::PublicKey;
-use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, encode_base64};
+use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, decode_base64, encode_base64};
 use wasm_hypervisor::server::{ServerError, Service};
 
 static TRACING: Once = Once::new();
@@ -161,20 +164,40 @@ impl TestApp {
         self.data_dir
     }
 
+    pub async fn checkpoint(&self) -> CheckpointResponse {
+        self.http
+            .get(self.url("/log/checkpoint"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Stops the server, then re-reads the whole audit log from the file and checks
-    /// every record: its leaf signature under the server's key, and unique ids.
-    /// Returns the number of records.
+    /// it against the latest checkpoint the server signed. Returns the number of
+    /// records.
     pub async fn stop_and_verify_log(self) -> usize {
         let key = self.identity.public_key;
+        let served = self.checkpoint().await;
         let data_dir = self.stop().await;
-        verify_log_file(&data_dir.path, &key)
+        let records = verify_log_file(&data_dir.path, &key);
+        assert_eq!(
+            served.tree_size, records as u64,
+            "the last served checkpoint covers the whole log"
+        );
+        records
     }
 }
 
-/// Re-verifies a log file from scratch.
+/// Re-verifies a log from scratch: every leaf's signature under the server's key,
+/// unique execution ids, and the root of all leaves against the checkpoint the
+/// server persisted beside the log (signature included). Returns the record count.
 pub fn verify_log_file(data_dir: &Path, key: &PublicKey) -> usize {
     let records = read_records(&data_dir.join(LOG_FILE)).expect("the log file reads cleanly");
     let mut ids = std::collections::HashSet::new();
+    let mut tree = MerkleTree::new();
     for (index, record) in records.iter().enumerate() {
         key.verify(&record.leaf.to_bytes(), &record.signature)
             .unwrap_or_else(|_| panic!("leaf {index} signature does not verify"));
@@ -182,7 +205,21 @@ pub fn verify_log_file(data_dir: &Path, key: &PublicKey) -> usize {
             ids.insert(record.leaf.execution_id),
             "execution id of leaf {index} appears twice"
         );
+        tree.push(leaf_hash(&record.leaf.to_bytes()));
     }
+    let text = std::fs::read_to_string(data_dir.join(CHECKPOINT_FILE))
+        .expect("a cleanly stopped server leaves a checkpoint");
+    let (body, signature) = text.rsplit_once('\n').unwrap().0.rsplit_once('\n').unwrap();
+    let body = format!("{body}\n");
+    key.verify(body.as_bytes(), &decode_base64(signature).unwrap())
+        .expect("the persisted checkpoint is signed by the server key");
+    let checkpoint = Checkpoint::parse(&body).unwrap();
+    assert_eq!(checkpoint.tree_size, records.len() as u64);
+    assert_eq!(
+        tree.root(checkpoint.tree_size).unwrap(),
+        checkpoint.root_hash,
+        "the root of every leaf in the file is the signed root"
+    );
     records.len()
 }
 

@@ -5,6 +5,8 @@
 //! from scratch and checks every record against the server's key. Set `TEST_LOG=1`
 //! to see the server's tracing output.
 
+mod audit;
+mod crash;
 mod errors;
 mod execute;
 mod helpers;

@@ -1,0 +1,88 @@
+//! The audit log at scale: start-up (open, checksum and rebuild the tree), proof
+//! serving and memory with a million records. Run with
+//! `cargo bench --bench audit_log`; results in BENCHMARKS.md.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use uuid::Uuid;
+use wasm_hypervisor::audit::log::{FILE_MAGIC, LOG_FILE};
+use wasm_hypervisor::audit::{AuditLog, Leaf, LogRecord};
+use wasm_hypervisor::keys::ServerKey;
+
+/// Records in the benchmark log.
+const RECORDS: u64 = 1_000_000;
+
+fn execution_id(n: u64) -> Uuid {
+    Uuid::from_u64_pair(n, !n)
+}
+
+/// Writes a log of `RECORDS` records straight to disk (start-up does not verify
+/// signatures, so one real signature is reused for every record).
+fn write_log(dir: &std::path::Path, key: &ServerKey) {
+    let signature = key.sign(b"benchmark");
+    let mut bytes = FILE_MAGIC.to_vec();
+    for n in 0..RECORDS {
+        LogRecord {
+            leaf: Leaf {
+                execution_id: execution_id(n),
+                timestamp_ms: 1_795_000_000_000 + n,
+                commitment: [(n % 251) as u8; 32],
+            },
+            signature: signature.clone(),
+        }
+        .encode_into(&mut bytes);
+    }
+    std::fs::File::create(dir.join(LOG_FILE))
+        .unwrap()
+        .write_all(&bytes)
+        .unwrap();
+}
+
+fn audit_log(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(ServerKey::from_scalar(&[7; 32]).unwrap());
+    let started = Instant::now();
+    write_log(dir.path(), &key);
+    let size = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+    eprintln!(
+        "wrote {RECORDS} records ({size} bytes) in {:?}",
+        started.elapsed()
+    );
+
+    let mut group = c.benchmark_group("a log of 1,000,000 records");
+    group.sample_size(10);
+    group.bench_function("is opened, checked and indexed at start-up", |b| {
+        b.iter(|| {
+            let (log, recovery) = AuditLog::open(dir.path(), "bench/log", key.clone()).unwrap();
+            assert_eq!(recovery.records, RECORDS);
+            runtime.block_on(log.close());
+        })
+    });
+    let (log, _) = AuditLog::open(dir.path(), "bench/log", key.clone()).unwrap();
+    eprintln!(
+        "in-memory index at {RECORDS} records: {} bytes",
+        log.memory_bytes()
+    );
+    group.finish();
+
+    let mut group = c.benchmark_group("from a log of 1,000,000 records");
+    let mut n = 0u64;
+    group.bench_function("an execution's leaf and inclusion proof are served", |b| {
+        b.iter(|| {
+            n = (n + 7919) % RECORDS;
+            log.inclusion(&execution_id(n)).unwrap().unwrap()
+        })
+    });
+    group.bench_function("a consistency proof from 500,000 is served", |b| {
+        b.iter(|| log.consistency(RECORDS / 2, RECORDS).unwrap())
+    });
+    group.finish();
+    runtime.block_on(log.close());
+}
+
+criterion_group!(benches, audit_log);
+criterion_main!(benches);

@@ -1,0 +1,327 @@
+//! The audit log over HTTP: inclusion proofs, checkpoints, consistency proofs, and
+//! the `verify` command proving a receipt end to end.
+
+use std::process::Output;
+
+use serde_json::Value;
+use wasm_hypervisor::api::{CheckpointResponse, VerifyResponse};
+use wasm_hypervisor::audit::merkle::{self, Hash};
+use wasm_hypervisor::payload::decode_base64;
+use wasm_hypervisor::receipt;
+
+use crate::helpers::{TestApp, example, fixture, request};
+
+fn hash(text: &str) -> Hash {
+    decode_base64(text).unwrap().try_into().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_execution_has_an_inclusion_proof_against_a_signed_checkpoint() {
+    let app = TestApp::spawn().await;
+    let mut executions = Vec::new();
+    for _ in 0..5 {
+        executions.push(app.execute(&request(&fixture("exit_code"))).await);
+    }
+    for execution in &executions {
+        let answer: VerifyResponse = app
+            .client
+            .inclusion(&execution.response.execution_id)
+            .await
+            .unwrap();
+        assert_eq!(answer.execution_id, execution.response.execution_id);
+        assert_eq!(answer.log_index, execution.response.log_index);
+        assert_eq!(answer.commitment, execution.response.commitment);
+        let leaf = decode_base64(&answer.leaf).unwrap();
+        assert_eq!(leaf.len(), 57);
+        assert_eq!(&leaf[1..17], execution.execution_id.as_bytes());
+        assert_eq!(&leaf[25..57], &execution.commitment);
+        assert_eq!(
+            u64::from_be_bytes(leaf[17..25].try_into().unwrap()),
+            answer.timestamp_ms
+        );
+        let key = &app.identity.public_key;
+        key.verify(&leaf, &decode_base64(&answer.leaf_signature).unwrap())
+            .unwrap();
+        assert_eq!(answer.leaf_signature, execution.response.leaf_signature);
+        let checkpoint = receipt::check_checkpoint(&answer.checkpoint, key).unwrap();
+        assert_eq!(checkpoint.tree_size, 5);
+        assert_eq!(checkpoint.origin, "wasm-hypervisor.test");
+        let proof: Vec<Hash> = answer.inclusion_proof.iter().map(|h| hash(h)).collect();
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(&leaf),
+            answer.log_index,
+            5,
+            &proof,
+            &checkpoint.root_hash,
+        )
+        .unwrap();
+    }
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consistency_proofs_link_every_pair_of_checkpoints() {
+    let app = TestApp::spawn().await;
+    let mut checkpoints: Vec<CheckpointResponse> = vec![app.checkpoint().await];
+    assert_eq!(checkpoints[0].tree_size, 0);
+    for _ in 0..6 {
+        app.execute(&request(&fixture("exit_code"))).await;
+        checkpoints.push(app.checkpoint().await);
+    }
+    for old in &checkpoints {
+        for new in checkpoints.iter().filter(|c| c.tree_size >= old.tree_size) {
+            let proof = if old.tree_size == 0 {
+                Vec::new()
+            } else {
+                let answer = app
+                    .client
+                    .consistency(old.tree_size, new.tree_size)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    (answer.first, answer.second),
+                    (old.tree_size, new.tree_size)
+                );
+                answer.proof
+            };
+            let checks = receipt::check_consistency(old, new, &proof, &app.identity.public_key);
+            assert!(receipt::all_hold(&checks), "{old:?} -> {new:?}: {checks:?}");
+        }
+    }
+    // A newer tree is not consistent with a forged older root.
+    let mut forged = checkpoints[3].clone();
+    forged.root_hash = checkpoints[2].root_hash.clone();
+    let proof = app.client.consistency(3, 6).await.unwrap().proof;
+    let checks =
+        receipt::check_consistency(&forged, &checkpoints[6], &proof, &app.identity.public_key);
+    assert!(!receipt::all_hold(&checks));
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proof_endpoints_refuse_bad_parameters_in_the_error_shape() {
+    let app = TestApp::spawn().await;
+    app.execute(&request(&fixture("exit_code"))).await;
+    app.execute(&request(&fixture("exit_code"))).await;
+    let cases = [
+        ("/verify/not-a-uuid", 400, "invalid_parameter"),
+        (
+            "/verify/7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            404,
+            "execution_not_found",
+        ),
+        ("/log/consistency", 400, "invalid_parameter"),
+        ("/log/consistency?first=1", 400, "invalid_parameter"),
+        (
+            "/log/consistency?first=x&second=2",
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/log/consistency?first=0&second=2",
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/log/consistency?first=2&second=1",
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/log/consistency?first=1&second=3",
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/log/consistency?first=-1&second=2",
+            400,
+            "invalid_parameter",
+        ),
+    ];
+    for (path, status, code) in cases {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{path}");
+    }
+    let ok = app.client.consistency(1, 2).await.unwrap();
+    assert_eq!(ok.proof.len(), 1);
+    app.stop_and_verify_log().await;
+}
+
+/// Runs the real `wasm-hypervisor` binary.
+async fn cli(args: &[&str], stdin: &[u8]) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).await.unwrap();
+    drop(input);
+    child.wait_with_output().await.unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receipt_from_run_is_proven_by_verify_and_tampering_is_named() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let receipt_path = dir.path().join("receipt.json");
+    let module = dir.path().join("sha256sum.wasm");
+    std::fs::write(&module, example("sha256sum")).unwrap();
+    let run = cli(
+        &[
+            "run",
+            "--server",
+            &app.base,
+            "--receipt",
+            receipt_path.to_str().unwrap(),
+            module.to_str().unwrap(),
+        ],
+        b"abc",
+    )
+    .await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(
+        text(&run.stdout),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  -\n"
+    );
+    let receipt = receipt_path.to_str().unwrap();
+    let key_id = app.identity.key_id.clone();
+
+    let verified = cli(
+        &[
+            "verify", "--server", &app.base, "--key-id", &key_id, receipt,
+        ],
+        b"",
+    )
+    .await;
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+    let stdout = text(&verified.stdout);
+    for check in [
+        "receipt key",
+        "leaf signature",
+        "leaf contents",
+        "commitment opening",
+        "checkpoint signature",
+        "inclusion proof",
+    ] {
+        assert!(stdout.contains(&format!("ok      {check}")), "{stdout}");
+    }
+    assert!(stdout.contains("verified: execution"), "{stdout}");
+
+    // Without a pin, the server's key is used and printed.
+    let unpinned = cli(&["verify", "--server", &app.base, receipt], b"").await;
+    assert!(unpinned.status.success());
+    assert!(text(&unpinned.stdout).contains(&key_id));
+
+    // A wrong pin is refused before any check.
+    let wrong = "00".repeat(32);
+    let pinned = cli(
+        &["verify", "--server", &app.base, "--key-id", &wrong, receipt],
+        b"",
+    )
+    .await;
+    assert_eq!(pinned.status.code(), Some(125), "{}", text(&pinned.stderr));
+
+    // A receipt whose salt was changed no longer opens its commitment.
+    let mut tampered: Value =
+        serde_json::from_slice(&std::fs::read(&receipt_path).unwrap()).unwrap();
+    tampered["salt"] = Value::String("11".repeat(32));
+    let tampered_path = dir.path().join("tampered.json");
+    std::fs::write(&tampered_path, serde_json::to_vec(&tampered).unwrap()).unwrap();
+    let failed = cli(
+        &[
+            "verify",
+            "--server",
+            &app.base,
+            tampered_path.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(failed.status.code(), Some(1));
+    let stdout = text(&failed.stdout);
+    assert!(stdout.contains("FAILED  commitment opening"), "{stdout}");
+    assert!(stdout.contains("ok      inclusion proof"), "{stdout}");
+
+    // A receipt claiming another commitment fails the leaf check.
+    let mut tampered: Value =
+        serde_json::from_slice(&std::fs::read(&receipt_path).unwrap()).unwrap();
+    tampered["commitment"] = Value::String("22".repeat(32));
+    std::fs::write(&tampered_path, serde_json::to_vec(&tampered).unwrap()).unwrap();
+    let failed = cli(
+        &[
+            "verify",
+            "--server",
+            &app.base,
+            tampered_path.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(text(&failed.stdout).contains("FAILED  leaf contents"));
+
+    // Save the proof, stop the server, and verify offline.
+    let proof = dir.path().join("proof.json");
+    let saved = cli(
+        &[
+            "verify",
+            "--server",
+            &app.base,
+            "--save-proof",
+            proof.to_str().unwrap(),
+            receipt,
+        ],
+        b"",
+    )
+    .await;
+    assert!(saved.status.success());
+    let checkpoint_path = dir.path().join("checkpoint.json");
+    std::fs::write(
+        &checkpoint_path,
+        serde_json::to_vec(&app.checkpoint().await).unwrap(),
+    )
+    .unwrap();
+    app.execute(&request(&fixture("exit_code"))).await;
+    let monitored = cli(
+        &[
+            "verify",
+            "--server",
+            &app.base,
+            "--checkpoint",
+            checkpoint_path.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .await;
+    assert!(monitored.status.success(), "{}", text(&monitored.stdout));
+    assert!(text(&monitored.stdout).contains("consistent"));
+    let base = app.base.clone();
+    app.stop_and_verify_log().await;
+
+    let offline = cli(
+        &[
+            "verify",
+            "--key-id",
+            &key_id,
+            "--proof",
+            proof.to_str().unwrap(),
+            receipt,
+        ],
+        b"",
+    )
+    .await;
+    assert!(offline.status.success(), "{}", text(&offline.stdout));
+    // ...and the server is really gone.
+    let gone = cli(&["verify", "--server", &base, receipt], b"").await;
+    assert_eq!(gone.status.code(), Some(125));
+}

@@ -1,0 +1,211 @@
+//! Crash safety of the audit log: torn tails are cut, damage stops the server, and
+//! a server killed with SIGKILL loses no acknowledged execution.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use wasm_hypervisor::audit::log::{FILE_MAGIC, LOG_FILE};
+use wasm_hypervisor::audit::merkle::{self, Hash};
+use wasm_hypervisor::client::Client;
+use wasm_hypervisor::payload::{Status, decode_base64};
+use wasm_hypervisor::receipt;
+use wasm_hypervisor::server::{ServerError, Service};
+
+use crate::helpers::{DataDir, TestApp, fixture, request, test_config};
+
+/// Record 0 begins right after the file header.
+const FIRST_RECORD: u64 = FILE_MAGIC.len() as u64;
+
+async fn log_three_executions() -> (DataDir, wasm_hypervisor::keys::PublicKey) {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.execute(&request(&fixture("exit_code"))).await;
+    }
+    let key = app.identity.public_key;
+    (app.stop().await, key)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_that_ends_mid_record_is_cut_back_and_serves() {
+    let (data_dir, key) = log_three_executions().await;
+    let path = data_dir.path.join(LOG_FILE);
+    let clean_len = std::fs::metadata(&path).unwrap().len();
+    // A crash during a fourth append: only the first 40 bytes of a record (here a
+    // copy of record 0's, a plausible header and leaf start) reached the disk.
+    let mut torn = std::fs::read(&path).unwrap();
+    let partial = torn[FIRST_RECORD as usize..FIRST_RECORD as usize + 40].to_vec();
+    torn.extend_from_slice(&partial);
+    std::fs::write(&path, &torn).unwrap();
+
+    let app = TestApp::spawn_in(data_dir, |_| {}).await;
+    assert_eq!(app.health().await["log_size"], 3);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        clean_len,
+        "the torn bytes are gone"
+    );
+    let next = app.execute(&request(&fixture("exit_code"))).await;
+    assert_eq!(next.response.log_index, 3);
+    assert_eq!(app.identity.public_key, key);
+    assert_eq!(app.stop_and_verify_log().await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_cut_inside_an_acknowledged_record_stops_the_server() {
+    let (data_dir, _) = log_three_executions().await;
+    let path = data_dir.path.join(LOG_FILE);
+    let len = std::fs::metadata(&path).unwrap().len();
+    // The last record was acknowledged and is covered by the signed checkpoint:
+    // losing its end is lost history, not a torn append.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let error = build_error(&data_dir);
+    assert!(error.contains("records were lost"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flipped_byte_in_the_middle_of_the_log_stops_the_server_naming_file_and_offset() {
+    let (data_dir, _) = log_three_executions().await;
+    let path = data_dir.path.join(LOG_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let second_record = FIRST_RECORD as usize + (bytes.len() - FIRST_RECORD as usize) / 3;
+    bytes[second_record + 30] ^= 0x04;
+    std::fs::write(&path, &bytes).unwrap();
+    let error = build_error(&data_dir);
+    assert!(error.contains(&path.display().to_string()), "{error}");
+    assert!(error.contains("corrupt at byte offset"), "{error}");
+    assert!(error.contains("record 1"), "{error}");
+    // Nothing was rewritten.
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+fn build_error(data_dir: &DataDir) -> String {
+    match Service::build(&test_config(&data_dir.path)) {
+        Err(error @ ServerError::Audit(_)) => error.to_string(),
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("the server started on a damaged log"),
+    }
+}
+
+/// A `wasm-hypervisor serve` child process on an ephemeral port.
+struct ServerProcess {
+    child: Child,
+    base: String,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &std::path::Path) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server announces its address once it listens.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("listen=").nth(1) {
+                break format!("http://{}", rest.split_whitespace().next().unwrap());
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess { child, base }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_sigkill_every_answered_execution_is_in_the_log_with_a_valid_proof() {
+    let data_dir = DataDir::new();
+    let mut server = ServerProcess::start(&data_dir.path);
+    let client = Client::new(&server.base, None);
+    let key = client.identity(None).await.unwrap().public_key;
+
+    // Eight clients execute in a loop; the server is killed while they do.
+    let (answered_tx, mut answered_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let client = client.clone();
+        let answered = answered_tx.clone();
+        workers.push(tokio::spawn(async move {
+            let plaintext = serde_json::to_vec(&request(&fixture("exit_code"))).unwrap();
+            loop {
+                let Ok(session) = client.open_session(&key).await else {
+                    return;
+                };
+                match client.execute(&session, &plaintext).await {
+                    Ok(execution) => {
+                        assert_eq!(execution.result.status, Status::Completed);
+                        if answered.send(execution).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    drop(answered_tx);
+    let mut answered = Vec::new();
+    while answered.len() < 40 {
+        answered.push(answered_rx.recv().await.expect("executions are answered"));
+    }
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    while let Some(execution) = answered_rx.recv().await {
+        answered.push(execution);
+    }
+
+    let server = ServerProcess::start(&data_dir.path);
+    let client = Client::new(&server.base, None);
+    for execution in &answered {
+        let answer = client
+            .inclusion(&execution.response.execution_id)
+            .await
+            .unwrap();
+        assert_eq!(answer.log_index, execution.response.log_index);
+        assert_eq!(answer.commitment, execution.response.commitment);
+        let checkpoint = receipt::check_checkpoint(&answer.checkpoint, &key).unwrap();
+        let proof: Vec<Hash> = answer
+            .inclusion_proof
+            .iter()
+            .map(|h| decode_base64(h).unwrap().try_into().unwrap())
+            .collect();
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(&decode_base64(&answer.leaf).unwrap()),
+            answer.log_index,
+            checkpoint.tree_size,
+            &proof,
+            &checkpoint.root_hash,
+        )
+        .unwrap();
+    }
+    // Stop it cleanly and re-verify the whole file.
+    let mut server = server;
+    sigterm(&server.child);
+    assert!(server.child.wait().unwrap().success());
+    let records = crate::helpers::verify_log_file(&data_dir.path, &key);
+    assert!(records >= answered.len(), "{records} < {}", answered.len());
+}
+
+/// Sends SIGTERM (a graceful stop) to a child process.
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
