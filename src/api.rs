@@ -409,6 +409,8 @@ pub struct HealthResponse {
     pub version: String,
     pub uptime_secs: u64,
     pub slots_in_use: usize,
+    /// The most guests that ran at once since start.
+    pub slots_peak: usize,
     pub queue_depth: usize,
     pub sessions_pending: usize,
     pub log_size: u64,
@@ -420,6 +422,7 @@ async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_secs: state.started.elapsed().as_secs(),
         slots_in_use: state.executor.slots_in_use(),
+        slots_peak: state.executor.peak_slots_in_use(),
         queue_depth: state.executor.queue_depth(),
         sessions_pending: state.sessions.pending(),
         log_size: state.executor.log().size(),

@@ -24,6 +24,8 @@ pub enum ClientError {
         status: u16,
         code: String,
         message: String,
+        /// Seconds from the `Retry-After` header, when the server sent one.
+        retry_after: Option<u64>,
     },
     /// The server's key does not match the pinned key id.
     #[error("the server's key id is {actual}, not the pinned {expected}")]
@@ -249,6 +251,11 @@ async fn parse<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
 ) -> Result<T, ClientError> {
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok());
     let bytes = response.bytes().await?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
@@ -256,11 +263,13 @@ async fn parse<T: serde::de::DeserializeOwned>(
                 status: status.as_u16(),
                 code: body.error.code,
                 message: body.error.message,
+                retry_after,
             },
             Err(_) => ClientError::Server {
                 status: status.as_u16(),
                 code: "unknown".to_owned(),
                 message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                retry_after,
             },
         });
     }

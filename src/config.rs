@@ -96,6 +96,9 @@ pub struct ExecutionConfig {
     /// Milliseconds a request may wait for a slot before it gets 503. 1..=600000,
     /// default 5000.
     pub queue_timeout_ms: u64,
+    /// Bytes of compiled modules kept in memory, least recently used out first.
+    /// 0 disables caching. At most 64 GiB, default 268435456 (256 MiB).
+    pub module_cache_bytes: u64,
 }
 
 /// Optional bearer-token authentication of `POST /sessions` and `POST /execute`.
@@ -150,6 +153,7 @@ impl Default for ExecutionConfig {
             max_concurrent: 100,
             max_queued: 200,
             queue_timeout_ms: 5_000,
+            module_cache_bytes: 256 << 20,
         }
     }
 }
@@ -272,6 +276,11 @@ impl Config {
             (1..=600_000).contains(&e.queue_timeout_ms),
             "execution.queue_timeout_ms",
             "must be between 1 and 600000",
+        )?;
+        check(
+            e.module_cache_bytes <= 64 << 30,
+            "execution.module_cache_bytes",
+            "must be at most 68719476736",
         )?;
         for digest in &self.auth.tokens_sha256 {
             let ok = digest.len() == 64

@@ -10,8 +10,11 @@
 //! slot is granted, so a request turned away for overload or a malformed body keeps
 //! its session and can be retried unchanged.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::FutureExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -85,6 +88,8 @@ struct Inner {
     policy: ExecutionPolicy,
     slots: Arc<Semaphore>,
     queued: AtomicUsize,
+    /// The most guests ever running at once since start (a high-water mark).
+    peak: AtomicUsize,
 }
 
 impl Executor {
@@ -103,6 +108,7 @@ impl Executor {
                 log,
                 slots: Arc::new(Semaphore::new(policy.max_concurrent)),
                 queued: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
                 policy,
             }),
         }
@@ -111,6 +117,16 @@ impl Executor {
     /// Guests running now.
     pub fn slots_in_use(&self) -> usize {
         self.inner.policy.max_concurrent - self.inner.slots.available_permits()
+    }
+
+    /// The most guests that ever ran at once since start.
+    pub fn peak_slots_in_use(&self) -> usize {
+        self.inner.peak.load(Ordering::Relaxed)
+    }
+
+    /// Module cache hits and misses since start.
+    pub fn module_cache_stats(&self) -> (u64, u64) {
+        self.inner.sandbox.cache_stats()
     }
 
     /// Requests waiting for a slot now.
@@ -134,6 +150,7 @@ impl Executor {
             return Err(ExecutionError::UnknownSession);
         }
         let permit = self.admit().await?;
+        inner.peak.fetch_max(self.slots_in_use(), Ordering::Relaxed);
         let secret = inner
             .sessions
             .take(&sealed.session_id)
@@ -143,7 +160,18 @@ impl Executor {
                 .map_err(|_| ExecutionError::DecryptionFailed)?;
 
         let execution_id = Uuid::new_v4();
-        let result = self.run(execution_id, &opened.plaintext).await;
+        // From here on the plaintext is open: whatever happens, including a panic
+        // while preparing or running the guest, must end as a logged execution.
+        let result = match AssertUnwindSafe(self.run(execution_id, &opened.plaintext))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(_panic) => {
+                tracing::error!(%execution_id, "preparing or running an execution panicked");
+                host_failure(execution_id, inner.policy.maxima)
+            }
+        };
         drop(permit);
 
         let status = result.status;
@@ -211,6 +239,12 @@ impl Executor {
 
     /// Everything between the opened plaintext and the result document.
     async fn run(&self, execution_id: Uuid, plaintext: &[u8]) -> ExecutionResult {
+        // Fault injection for the crash-isolation test; compiled out of every build
+        // but the crate's own unit tests.
+        #[cfg(test)]
+        if plaintext == tests::PANIC_TRIGGER {
+            panic!("a panic injected by a test");
+        }
         let policy = &self.inner.policy;
         let mut result = ExecutionResult {
             execution_id: execution_id.hyphenated().to_string(),
@@ -284,8 +318,10 @@ impl Executor {
             );
         }
 
-        let compiled = match self.inner.sandbox.compile(module.into()).await {
-            Ok(compiled) => compiled,
+        let module_hash = envelope::sha256(&module);
+        let preparation = self.inner.sandbox.prepare(module_hash, module.into()).await;
+        let prepared = match preparation.value {
+            Ok(prepared) => prepared,
             Err(error) => return invalid(result, Status::InvalidModule, error),
         };
         let limits = GuestLimits {
@@ -298,11 +334,35 @@ impl Executor {
         let report = self
             .inner
             .sandbox
-            .run_command(&compiled, input, limits)
+            .run_command(prepared, input, limits)
             .await;
         tracing::debug!(%execution_id, elapsed_us = started.elapsed().as_micros() as u64, "guest finished");
         fill_from_report(&mut result, report);
         result
+    }
+}
+
+/// The result of an execution the host failed to carry out (a server bug).
+fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult {
+    ExecutionResult {
+        execution_id: execution_id.hyphenated().to_string(),
+        status: Status::Trap,
+        exit_code: None,
+        returns: Vec::new(),
+        stdout: String::new(),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        error: Some(
+            "the host failed while running the guest (a server bug; the server's log has \
+             the details)"
+                .to_owned(),
+        ),
+        fuel_consumed: 0,
+        wall_time_us: 0,
+        module_sha256: None,
+        limits,
+        engine: Sandbox::engine_name(),
     }
 }
 
@@ -353,6 +413,9 @@ fn fill_from_report(result: &mut ExecutionResult, report: RunReport) {
         ),
         GuestOutcome::MemoryLimit(message) => (Status::MemoryLimit, None, Some(message)),
         GuestOutcome::InvalidModule(message) => (Status::InvalidModule, None, Some(message)),
+        // No status says "the host failed"; the run was aborted like a trap, and
+        // the error says whose fault it was.
+        GuestOutcome::HostFailure(message) => (Status::Trap, None, Some(message)),
     };
     result.status = status;
     result.exit_code = exit_code;
@@ -369,4 +432,79 @@ fn unix_millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::SandboxSettings;
+
+    /// A request plaintext that makes `run` panic (see there).
+    pub(super) const PANIC_TRIGGER: &[u8] = b"\"panic in the host\"";
+
+    async fn executor(dir: &std::path::Path) -> (Executor, Arc<SessionStore>) {
+        let key = Arc::new(ServerKey::from_scalar(&[7; 32]).unwrap());
+        let (log, _) = AuditLog::open(dir, "test/log", key.clone()).unwrap();
+        let sessions = Arc::new(SessionStore::new(Duration::from_secs(60), 10));
+        let sandbox = Sandbox::new(SandboxSettings {
+            max_concurrent: 2,
+            module_cache_bytes: 1 << 20,
+            guest_threads: 1,
+        })
+        .unwrap();
+        let policy = ExecutionPolicy {
+            maxima: EffectiveLimits {
+                fuel: 1_000_000,
+                memory_bytes: 1 << 20,
+                timeout_ms: 1000,
+                max_output_bytes: 1024,
+            },
+            max_module_bytes: 1 << 20,
+            max_concurrent: 2,
+            max_queued: 0,
+            queue_timeout: Duration::from_millis(100),
+        };
+        (
+            Executor::new(sessions.clone(), key, sandbox, log, policy),
+            sessions,
+        )
+    }
+
+    async fn sealed(sessions: &SessionStore, plaintext: &[u8]) -> SealedExecution {
+        let session = sessions.create().unwrap();
+        let sealed = envelope::seal_request(&session.public_key, &session.id, plaintext).unwrap();
+        SealedExecution {
+            session_id: session.id,
+            enc: Enc::parse(&sealed.enc).unwrap(),
+            ciphertext: sealed.ciphertext,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panic_after_the_plaintext_is_open_is_still_a_logged_execution() {
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, sessions) = executor(dir.path()).await;
+        let receipt = executor
+            .execute(sealed(&sessions, PANIC_TRIGGER).await)
+            .await
+            .unwrap();
+        assert_eq!(receipt.status, Status::Trap);
+        assert_eq!(receipt.log_index, 0);
+        assert_eq!(executor.log().size(), 1);
+        assert_eq!(executor.slots_in_use(), 0, "the slot was released");
+        // The executor goes on serving.
+        let module = crate::payload::encode_base64(b"\0asm\x01\0\0\0");
+        let request = format!(r#"{{"module":"{module}"}}"#);
+        let next = executor
+            .execute(sealed(&sessions, request.as_bytes()).await)
+            .await
+            .unwrap();
+        assert_eq!(
+            next.status,
+            Status::InvalidModule,
+            "an empty module has no _start"
+        );
+        assert_eq!(next.log_index, 1);
+        executor.log().close().await;
+    }
 }

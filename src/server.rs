@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::execution::{ExecutionPolicy, Executor};
 use crate::keys::{KeyError, ServerKey};
 use crate::payload::EffectiveLimits;
-use crate::sandbox::{Sandbox, SandboxError};
+use crate::sandbox::{Sandbox, SandboxError, SandboxSettings};
 use crate::session::SessionStore;
 
 /// Why the server could not start or stopped with an error.
@@ -75,7 +75,12 @@ impl Service {
             key_id = %key.public().key_id_hex(),
             "audit log open and consistent with its signed checkpoint"
         );
-        let sandbox = Sandbox::new()?;
+        let sandbox = Sandbox::new(SandboxSettings {
+            max_concurrent: config.execution.max_concurrent,
+            module_cache_bytes: usize::try_from(config.execution.module_cache_bytes)
+                .unwrap_or(usize::MAX),
+            guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        })?;
         let sessions = Arc::new(SessionStore::new(
             config.session_ttl(),
             config.sessions.max_pending,

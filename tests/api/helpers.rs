@@ -33,6 +33,8 @@ fn init_tracing() {
 /// A running server.
 pub struct TestApp {
     pub base: String,
+    /// The server's executor, for what only the process can see (cache counters).
+    pub executor: wasm_hypervisor::execution::Executor,
     pub client: Client,
     pub identity: ServerIdentity,
     pub http: reqwest::Client,
@@ -86,6 +88,7 @@ impl TestApp {
         configure(&mut config);
         config.validate().expect("test configuration is valid");
         let service = Service::build(&config).expect("service builds");
+        let executor = service.state.executor.clone();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -101,6 +104,7 @@ impl TestApp {
         let identity = client.identity(None).await.expect("GET /keys");
         TestApp {
             base,
+            executor,
             client,
             identity,
             http: reqwest::Client::new(),

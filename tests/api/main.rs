@@ -6,6 +6,7 @@
 //! to see the server's tracing output.
 
 mod audit;
+mod capacity;
 mod crash;
 mod errors;
 mod execute;
