@@ -155,6 +155,10 @@ struct RunArgs {
     /// Cap on each of stdout and stderr, in bytes (at most the server's).
     #[arg(long, value_name = "BYTES")]
     max_output_bytes: Option<u64>,
+    /// Call one export instead of running a command, written as a WAVE call
+    /// expression (`add(1, 2)`, `greet("x")`); its results are printed one a line.
+    #[arg(long, value_name = "EXPR")]
+    invoke: Option<String>,
     /// The module, then everything for the guest: `run prog.wasm -d x` passes `-d x`.
     #[arg(value_name = "MODULE.wasm", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     module_and_args: Vec<String>,
@@ -417,7 +421,7 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, String> {
     };
     let request = ExecutionRequest {
         module: encode_base64(&module),
-        invoke: None,
+        invoke: args.invoke.clone(),
         args: guest_args.to_vec(),
         env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
         stdin: (!stdin.is_empty()).then(|| encode_base64(&stdin)),
@@ -468,6 +472,9 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, String> {
 fn report(execution: &Execution) -> ExitCode {
     let result = &execution.result;
     let _ = std::io::stdout().write_all(&result.stdout_bytes());
+    for value in &result.returns {
+        println!("{value}");
+    }
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().write_all(&result.stderr_bytes());
     for (truncated, stream) in [

@@ -24,7 +24,7 @@ use crate::audit::{AuditError, AuditLog, Leaf, LogRecord};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
 use crate::payload::{self, EffectiveLimits, ExecutionRequest, ExecutionResult, Status};
-use crate::sandbox::{GuestInput, GuestLimits, GuestOutcome, RunReport, Sandbox};
+use crate::sandbox::{Entry, GuestInput, GuestLimits, GuestOutcome, RunReport, Sandbox};
 use crate::session::{SessionError, SessionStore};
 
 /// Why an `/execute` was refused before its plaintext was recovered.
@@ -293,15 +293,10 @@ impl Executor {
             Ok(limits) => result.limits = limits,
             Err(error) => return invalid(result, Status::InvalidRequest, error),
         }
-        if request.invoke.is_some() {
-            return invalid(
-                result,
-                Status::InvalidRequest,
-                "`invoke` is not supported by this server yet; omit it to run the module \
-                 as a WASI command"
-                    .to_owned(),
-            );
-        }
+        let entry = match &request.invoke {
+            Some(expression) => Entry::Invoke(expression.clone()),
+            None => Entry::Command,
+        };
         let input = match guest_input(request) {
             Ok(input) => input,
             Err(error) => return invalid(result, Status::InvalidRequest, error),
@@ -331,11 +326,7 @@ impl Executor {
             max_output_bytes: usize::try_from(result.limits.max_output_bytes).unwrap_or(usize::MAX),
         };
         let started = Instant::now();
-        let report = self
-            .inner
-            .sandbox
-            .run_command(prepared, input, limits)
-            .await;
+        let report = self.inner.sandbox.run(prepared, entry, input, limits).await;
         tracing::debug!(%execution_id, elapsed_us = started.elapsed().as_micros() as u64, "guest finished");
         fill_from_report(&mut result, report);
         result
@@ -394,6 +385,8 @@ fn guest_input(request: ExecutionRequest) -> Result<GuestInput, String> {
 fn fill_from_report(result: &mut ExecutionResult, report: RunReport) {
     let (status, exit_code, error) = match report.outcome {
         GuestOutcome::Exited(code) => (Status::Completed, Some(code), None),
+        GuestOutcome::Returned => (Status::Completed, None, None),
+        GuestOutcome::BadInvoke(message) => (Status::InvalidRequest, None, Some(message)),
         GuestOutcome::Trapped(message) => (Status::Trap, None, Some(message)),
         GuestOutcome::OutOfFuel => (
             Status::FuelExhausted,
@@ -420,6 +413,7 @@ fn fill_from_report(result: &mut ExecutionResult, report: RunReport) {
     result.status = status;
     result.exit_code = exit_code;
     result.error = error;
+    result.returns = report.returns;
     result.stdout = payload::encode_base64(&report.stdout);
     result.stderr = payload::encode_base64(&report.stderr);
     result.stdout_truncated = report.stdout_truncated;

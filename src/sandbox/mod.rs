@@ -1,28 +1,33 @@
-//! The Wasmtime sandbox: one engine and linker for the process, a fresh store per
-//! execution, and the policy that bounds a guest.
+//! The Wasmtime sandbox: one engine, linkers and module cache for the process, a
+//! fresh store per execution, and the policy that bounds a guest.
 //!
-//! A core module runs as a WASI preview1 command: `_start` with the request's args,
-//! env and stdin, stdout/stderr captured in memory. The guest gets no preopened
-//! directories, no sockets, nothing of the host's environment, and these limits,
-//! every one set explicitly because Wasmtime's defaults are permissive:
+//! A guest is a core module ([`core`]: WASI preview1, `_start`) or a component
+//! ([`component`]: WASI preview2, `wasi:cli/run`), told apart by the binary's
+//! header. Either runs as a command with the request's args, env and stdin and its
+//! stdout/stderr captured, or has one export called with WAVE-encoded arguments
+//! (`invoke`). The guest gets no preopened directories, no sockets, nothing of the
+//! host's environment, and these limits, every one set explicitly because
+//! Wasmtime's defaults are permissive:
 //!
 //! | limit | mechanism | status when hit |
 //! | --- | --- | --- |
 //! | fuel | `Config::consume_fuel`, `Store::set_fuel` | `fuel_exhausted` |
-//! | linear memory | [`GuestLimiter::memory_growing`] errs past the limit, also for the initial size | `memory_limit` |
+//! | linear memory | [`GuestLimiter::memory_growing`] errs past the limit; initial sizes checked before instantiation | `memory_limit` |
 //! | table elements | [`GuestLimiter::table_growing`], [`MAX_TABLE_ELEMENTS`] | `memory_limit` |
 //! | wall clock | epoch deadline callback + `tokio::time::timeout` around the whole run | `timeout` |
 //! | wasm stack | `Config::max_wasm_stack`, [`MAX_WASM_STACK`] | `trap` (stack overflow) |
-//! | instances, tables, memories | [`GuestLimiter`] counts | `memory_limit` / `invalid_module` |
-//! | output | [`CappedOutput`] keeps `max_output_bytes`, flags the rest | never an error |
+//! | instances, tables, memories | pool limits and [`GuestLimiter`] counts | `invalid_module` / `memory_limit` |
+//! | output | [`output::CappedOutput`] keeps `max_output_bytes`, flags the rest | never an error |
 //!
 //! The timeout covers instantiation too, so a module's start function runs under the
-//! same fuel, memory and time limits as `_start`.
+//! same fuel, memory and time limits as the rest.
 //!
 //! Architecture invariant: this module never sees ciphertext, keys or HTTP, and
 //! nothing it logs contains guest bytes, arguments or output.
 
 pub mod cache;
+pub mod component;
+pub mod core;
 pub mod output;
 
 use std::sync::Arc;
@@ -32,13 +37,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::{
-    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap, UpdateDeadline,
 };
 use wasmtime_wasi::I32Exit;
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use self::cache::ModuleCache;
 use self::output::CappedOutput;
@@ -60,21 +62,20 @@ pub const ASYNC_STACK: usize = MAX_WASM_STACK + (1 << 20);
 /// pointer-sized elements is 8 MiB.
 pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
-/// Instances per store: a core module is one; the rest is headroom for components.
+/// Core instances per store: a core module is one; a component made from a module
+/// and the WASI adapter has a handful.
 pub const MAX_INSTANCES: usize = 16;
-/// Tables per module (and store). Each pooled table slot reserves
-/// `MAX_TABLE_ELEMENTS` pointers of address space, so this stays small.
+/// Tables per core module. Each pooled table slot reserves `MAX_TABLE_ELEMENTS`
+/// pointers of address space, so this stays small.
 pub const MAX_TABLES: usize = 4;
-/// Linear memories per module (and store), each bounded by the memory limit. Each
-/// pooled memory slot reserves address space for the largest memory, so this stays
-/// small; compilers emit one memory.
+/// Linear memories per core module, each bounded by the memory limit. Each pooled
+/// memory slot reserves 4 GiB of address space, so this stays small; compilers emit
+/// one memory.
 pub const MAX_MEMORIES: usize = 2;
-
-/// Address space of each pooled memory slot: the whole 32-bit range.
-const POOL_MEMORY_BYTES: usize = 4 << 30;
-
-/// Bytes in a WebAssembly page.
-const WASM_PAGE: u64 = 65_536;
+/// Tables in one execution (all core instances of a component together).
+pub const MAX_STORE_TABLES: usize = 8;
+/// Linear memories in one execution (all core instances of a component together).
+pub const MAX_STORE_MEMORIES: usize = 4;
 
 /// Frames of wasm backtrace kept in a trap's error text.
 pub const MAX_BACKTRACE_FRAMES: usize = 16;
@@ -82,12 +83,29 @@ pub const MAX_BACKTRACE_FRAMES: usize = 16;
 /// argv[0] as the guest sees it (protocol §2).
 pub const ARGV0: &str = "module.wasm";
 
+/// Address space of each pooled memory slot: the whole 32-bit range.
+const POOL_MEMORY_BYTES: usize = 4 << 30;
+
+/// Bytes in a WebAssembly page.
+const WASM_PAGE: u64 = 65_536;
+
 /// The sandbox could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// Wasmtime refused the engine configuration or the WASI linker.
     #[error("cannot set up the Wasmtime engine: {0}")]
     Engine(String),
+}
+
+/// How the sandbox is sized, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxSettings {
+    /// Guests running at once (`execution.max_concurrent`): sizes the instance pool.
+    pub max_concurrent: usize,
+    /// Bytes of compiled code the module cache keeps (`execution.module_cache_bytes`).
+    pub module_cache_bytes: usize,
+    /// Threads of the guest runtime.
+    pub guest_threads: usize,
 }
 
 /// Limits for one run, already capped by the server's maxima.
@@ -117,19 +135,33 @@ impl std::fmt::Debug for GuestInput {
     }
 }
 
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// The guest as a command: `_start`, or `wasi:cli/run` for a component.
+    Command,
+    /// One export called with arguments: a WAVE call expression, `add(1, 2)`.
+    Invoke(String),
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestOutcome {
-    /// `_start` returned (code 0) or the guest called `proc_exit(code)`.
+    /// A command finished: `_start` returned (0), `proc_exit(code)`, or a component's
+    /// `run` returned `ok` (0) or `err` (1).
     Exited(i32),
+    /// An invoked export returned; `RunReport::returns` has its results.
+    Returned,
     /// A trap other than the ones below; the text says which.
     Trapped(String),
     OutOfFuel,
     TimedOut,
     /// A memory or table grew, or started, past its limit.
     MemoryLimit(String),
-    /// The module is not a runnable command (bad binary, missing import, no `_start`).
+    /// The binary is not a runnable guest (bad binary, missing import, no entry).
     InvalidModule(String),
+    /// `invoke` names no export, or its arguments do not fit the export's type.
+    BadInvoke(String),
     /// The host failed (a panic in Wasmtime or a host function: a bug).
     HostFailure(String),
 }
@@ -138,6 +170,8 @@ pub enum GuestOutcome {
 #[derive(Debug)]
 pub struct RunReport {
     pub outcome: GuestOutcome,
+    /// WAVE-encoded results of an invoked export.
+    pub returns: Vec<String>,
     pub stdout: Bytes,
     pub stderr: Bytes,
     pub stdout_truncated: bool,
@@ -146,37 +180,25 @@ pub struct RunReport {
     pub wall_time: Duration,
 }
 
-/// How the sandbox is sized, from the configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct SandboxSettings {
-    /// Guests running at once (`execution.max_concurrent`): sizes the instance pool.
-    pub max_concurrent: usize,
-    /// Bytes of compiled code the module cache keeps (`execution.module_cache_bytes`).
-    pub module_cache_bytes: usize,
-    /// Threads of the guest runtime.
-    pub guest_threads: usize,
+/// A compiled guest, linked against WASI once: what the cache holds.
+pub enum Prepared {
+    Core(core::PreparedModule),
+    Component(component::PreparedComponent),
 }
 
-/// A compiled module, linked against WASI once: what the cache holds.
-pub struct Prepared {
-    module: Module,
-    /// The linked, ready-to-instantiate module, or why it cannot run as a command
-    /// (a missing import, no `_start`, the wrong `_start` type).
-    runnable: Result<InstancePre<GuestState>, String>,
-}
-
-/// A cache lookup: the prepared module (or why it does not compile) and whether it
+/// A cache lookup: the prepared guest (or why it does not compile) and whether it
 /// was compiled for this request.
 pub type Preparation = cache::Lookup<Prepared>;
 
-/// The engine, the WASI linker, the module cache, the guest runtime and the epoch
+/// The engine, the WASI linkers, the module cache, the guest runtime and the epoch
 /// ticker, built once at start.
 pub struct Sandbox {
     engine: Engine,
-    linker: Arc<Linker<GuestState>>,
+    core_linker: Arc<wasmtime::Linker<core::CoreState>>,
+    component_linker: Arc<wasmtime::component::Linker<component::ComponentState>>,
     cache: ModuleCache<Prepared>,
     /// Guests run on their own runtime, not the one serving HTTP (see
-    /// [`Sandbox::run_command`]). An `Option` only so that `Drop` can take it.
+    /// [`Sandbox::run`]). An `Option` only so that `Drop` can take it.
     guests: Option<tokio::runtime::Runtime>,
     _ticker: EpochTicker,
 }
@@ -202,11 +224,14 @@ impl Sandbox {
         // copy-on-write images make instantiation a few page-table updates.
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(slots.saturating_mul(MAX_INSTANCES as u32))
-            .total_memories(slots.saturating_mul(MAX_MEMORIES as u32))
-            .total_tables(slots.saturating_mul(MAX_TABLES as u32))
+            .total_component_instances(slots)
+            .total_memories(slots.saturating_mul(MAX_STORE_MEMORIES as u32))
+            .total_tables(slots.saturating_mul(MAX_STORE_TABLES as u32))
             .total_stacks(slots)
-            .total_component_instances(0)
             .total_gc_heaps(0)
+            .max_core_instances_per_component(MAX_INSTANCES as u32)
+            .max_memories_per_component(MAX_STORE_MEMORIES as u32)
+            .max_tables_per_component(MAX_STORE_TABLES as u32)
             .max_memories_per_module(MAX_MEMORIES as u32)
             .max_tables_per_module(MAX_TABLES as u32)
             .table_elements(MAX_TABLE_ELEMENTS)
@@ -223,20 +248,17 @@ impl Sandbox {
             .epoch_interruption(true)
             .max_wasm_stack(MAX_WASM_STACK)
             .async_stack_size(ASYNC_STACK)
+            .wasm_component_model(true)
             // Shared memories are not seen by the resource limiter, and GC heaps are
             // not bounded by it: both are off so that `memory_bytes` means what it says.
             .wasm_threads(false)
             .wasm_gc(false)
-            .wasm_component_model(false)
             // Traps carry a short wasm backtrace into the (sealed) `error` text;
             // capped so a deep recursion cannot make the error itself huge.
             .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(MAX_BACKTRACE_FRAMES));
         let engine = Engine::new(&config).map_err(engine_error)?;
-        let mut linker: Linker<GuestState> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut GuestState| {
-            &mut state.wasi
-        })
-        .map_err(engine_error)?;
+        let core_linker = core::linker(&engine).map_err(engine_error)?;
+        let component_linker = component::linker(&engine).map_err(engine_error)?;
         let guests = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(settings.guest_threads.max(1))
             .thread_name("guest")
@@ -246,7 +268,8 @@ impl Sandbox {
         let ticker = EpochTicker::start(engine.clone());
         Ok(Sandbox {
             engine,
-            linker: Arc::new(linker),
+            core_linker: Arc::new(core_linker),
+            component_linker: Arc::new(component_linker),
             cache: ModuleCache::new(settings.module_cache_bytes),
             guests: Some(guests),
             _ticker: ticker,
@@ -263,46 +286,41 @@ impl Sandbox {
         (self.cache.hits(), self.cache.misses())
     }
 
-    /// The compiled and linked module for `bytes`, from the cache or compiled now
+    /// The compiled and linked guest for `bytes`, from the cache or compiled now
     /// (once, however many requests ask at the same time). `hash` is the SHA-256 of
     /// `bytes`. The error text is for the client only.
     pub async fn prepare(&self, hash: [u8; 32], bytes: Arc<[u8]>) -> Preparation {
         let engine = self.engine.clone();
-        let linker = self.linker.clone();
+        let core_linker = self.core_linker.clone();
+        let component_linker = self.component_linker.clone();
         self.cache
             .get_or_compile(hash, || async move {
                 let charge = bytes.len();
-                match classify(&bytes) {
-                    BinaryKind::CoreModule => {}
-                    BinaryKind::Component => {
-                        let error = "this module is a WebAssembly component; components are \
-                                     not supported yet, only core modules";
-                        return (Err(error.to_owned()), charge);
-                    }
-                    BinaryKind::Other => {
-                        let error = "not a WebAssembly binary (bad magic number or version)";
-                        return (Err(error.to_owned()), charge);
-                    }
+                let kind = classify(&bytes);
+                if kind == BinaryKind::Other {
+                    let error = "not a WebAssembly module or component (bad magic number, \
+                                 version or layer)";
+                    return (Err(error.to_owned()), charge);
                 }
                 // Cranelift is CPU-bound: compile on a blocking thread, never on an
                 // async worker.
-                let compiled =
-                    tokio::task::spawn_blocking(move || Module::from_binary(&engine, &bytes)).await;
+                let compiled = tokio::task::spawn_blocking(move || match kind {
+                    BinaryKind::CoreModule => core::prepare(&engine, &core_linker, &bytes)
+                        .map(|(module, size)| (Prepared::Core(module), size)),
+                    _ => component::prepare(&engine, &component_linker, &bytes)
+                        .map(|(component, size)| (Prepared::Component(component), size)),
+                })
+                .await;
                 match compiled {
-                    Ok(Ok(module)) => {
-                        let image = module.image_range();
-                        let size = (image.end as usize).saturating_sub(image.start as usize);
-                        let runnable = link_command(&linker, &module);
-                        (Ok(Prepared { module, runnable }), size.max(charge))
-                    }
-                    Ok(Err(error)) => (Err(format!("module does not compile: {error:#}")), charge),
+                    Ok(Ok((prepared, size))) => (Ok(prepared), size.max(charge)),
+                    Ok(Err(error)) => (Err(error), charge),
                     Err(_) => (Err("the compiler failed unexpectedly".to_owned()), charge),
                 }
             })
             .await
     }
 
-    /// Runs a WASI preview1 command to completion or to a limit.
+    /// Runs a prepared guest to completion or to a limit.
     ///
     /// Fairness: guests run on the sandbox's own multi-thread runtime, and yield to
     /// it at every epoch tick (10 ms). The HTTP side has its own runtime, so however
@@ -311,18 +329,24 @@ impl Sandbox {
     /// the per-tick yield gives each a turn, so a long CPU-bound guest cannot starve
     /// short ones. The alternative, one blocking thread per guest, would need up to
     /// `max_concurrent` OS threads and could not be cancelled in a host call.
-    pub async fn run_command(
+    pub async fn run(
         &self,
         prepared: Arc<Prepared>,
+        entry: Entry,
         input: GuestInput,
         limits: GuestLimits,
     ) -> RunReport {
         let engine = self.engine.clone();
         let guests = self.guests.as_ref().expect("present until drop");
-        match guests
-            .spawn(run_command(engine, prepared, input, limits))
-            .await
-        {
+        let run = async move {
+            match &*prepared {
+                Prepared::Core(module) => core::run(&engine, module, entry, input, limits).await,
+                Prepared::Component(component) => {
+                    component::run(&engine, component, entry, input, limits).await
+                }
+            }
+        };
+        match guests.spawn(run).await {
             Ok(report) => report,
             Err(join_error) => {
                 // A panic in Wasmtime or a host function: a bug, contained to this
@@ -334,6 +358,7 @@ impl Sandbox {
                          server's log has the details)"
                             .to_owned(),
                     ),
+                    returns: Vec::new(),
                     stdout: Bytes::new(),
                     stderr: Bytes::new(),
                     stdout_truncated: false,
@@ -346,27 +371,162 @@ impl Sandbox {
     }
 }
 
-/// Links a module against WASI and checks that it is a command.
-fn link_command(
-    linker: &Linker<GuestState>,
-    module: &Module,
-) -> Result<InstancePre<GuestState>, String> {
-    let pre = linker
-        .instantiate_pre(module)
-        .map_err(|error| format!("{error:#}"))?;
-    match module.get_export("_start") {
-        Some(ExternType::Func(func)) if func.params().len() == 0 && func.results().len() == 0 => {
-            Ok(pre)
-        }
-        Some(_) => Err("`_start` is not a function of type [] -> []".to_owned()),
-        None => Err("module does not export a `_start` function (not a WASI command)".to_owned()),
+/// Splits an `invoke` expression into the export's name and its WAVE arguments.
+///
+/// WAVE parses the whole call, but its names are kebab-case labels, and exports
+/// are often not: `_start`, `add_one`, `example:app/api#greet`. So the name is
+/// everything before the first `(`, and only the argument list goes to WAVE.
+fn parse_call(
+    expression: &str,
+) -> Result<
+    (
+        String,
+        wasmtime::component::wasm_wave::untyped::UntypedFuncCall<'static>,
+    ),
+    String,
+> {
+    let expression = expression.trim();
+    let open = expression
+        .find('(')
+        .ok_or("`invoke` must be a call expression such as `add(1, 2)`")?;
+    let name = expression[..open].trim();
+    if name.is_empty() {
+        return Err("`invoke` names no function before `(`".to_owned());
+    }
+    let arguments = format!("f{}", &expression[open..]);
+    let call = wasmtime::component::wasm_wave::untyped::UntypedFuncCall::parse(&arguments)
+        .map_err(|error| format!("`invoke` is not a WAVE call expression: {error}"))?
+        .into_owned();
+    Ok((name.to_owned(), call))
+}
+
+/// What a binary's 8-byte header says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryKind {
+    CoreModule,
+    Component,
+    Other,
+}
+
+/// Tells a core module (`\0asm`, version 1, layer 0) from a component (`\0asm`,
+/// version 0x0d, layer 1) by the header alone.
+pub fn classify(bytes: &[u8]) -> BinaryKind {
+    match bytes.get(..8) {
+        Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => BinaryKind::CoreModule,
+        Some([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]) => BinaryKind::Component,
+        _ => BinaryKind::Other,
     }
 }
 
-/// Checks what a module needs before instantiating it, so that the pool's own
-/// refusals never surface as generic errors.
-fn check_resources(module: &Module, memory_bytes: u64) -> Result<(), GuestOutcome> {
-    let needs = module.resources_required();
+/// Per-store data common to both kinds of guest.
+trait Guest: Send + 'static {
+    fn limiter(&mut self) -> &mut GuestLimiter;
+}
+
+/// A store with the run's fuel, limits and deadline, and the pipes it writes to.
+struct Run<T: Guest> {
+    store: Store<T>,
+    stdout: CappedOutput,
+    stderr: CappedOutput,
+    started: Instant,
+    limits: GuestLimits,
+}
+
+impl<T: Guest> Run<T> {
+    fn new(
+        engine: &Engine,
+        state: T,
+        limits: GuestLimits,
+        stdout: CappedOutput,
+        stderr: CappedOutput,
+    ) -> Run<T> {
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| state.limiter());
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel is enabled in the engine's configuration");
+        let started = Instant::now();
+        // The deadline is enforced twice: the epoch callback stops a guest that is
+        // computing, and the tokio timeout around the run drops it (and so cancels
+        // it) when the guest is parked in an async host call such as a sleep.
+        let deadline = started + limits.timeout;
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::from(DeadlineReached))
+            } else {
+                // Yield at every tick so one guest cannot hold a worker thread.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        Run {
+            store,
+            stdout,
+            stderr,
+            started,
+            limits,
+        }
+    }
+
+    /// The outcome of a guest future run under the wall-clock limit.
+    fn outcome<R>(
+        &mut self,
+        result: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    ) -> Result<R, GuestOutcome> {
+        match result {
+            Err(_elapsed) => Err(GuestOutcome::TimedOut),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(classify_error(
+                error,
+                self.store.data_mut().limiter().hit.as_ref(),
+            )),
+        }
+    }
+
+    fn report(self, outcome: GuestOutcome, returns: Vec<String>) -> RunReport {
+        RunReport {
+            outcome,
+            returns,
+            stdout: self.stdout.contents(),
+            stderr: self.stderr.contents(),
+            stdout_truncated: self.stdout.truncated(),
+            stderr_truncated: self.stderr.truncated(),
+            fuel_consumed: self
+                .limits
+                .fuel
+                .saturating_sub(self.store.get_fuel().unwrap_or(0)),
+            wall_time: self.started.elapsed(),
+        }
+    }
+}
+
+fn classify_error(error: wasmtime::Error, limit_hit: Option<&LimitHit>) -> GuestOutcome {
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return GuestOutcome::Exited(exit.0);
+    }
+    if let Some(hit) = limit_hit {
+        return GuestOutcome::MemoryLimit(hit.to_string());
+    }
+    if error.downcast_ref::<DeadlineReached>().is_some() {
+        return GuestOutcome::TimedOut;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => GuestOutcome::OutOfFuel,
+        Some(Trap::Interrupt) => GuestOutcome::TimedOut,
+        Some(Trap::StackOverflow) => GuestOutcome::Trapped(format!(
+            "stack overflow: the guest used more than {} KiB of wasm stack: {error:#}",
+            MAX_WASM_STACK >> 10
+        )),
+        _ => GuestOutcome::Trapped(format!("{error:#}")),
+    }
+}
+
+/// Checks a core module's declared needs before instantiating it, so that the
+/// pool's own refusals never surface as generic errors.
+fn check_resources(
+    needs: wasmtime::ResourcesRequired,
+    memory_bytes: u64,
+) -> Result<(), GuestOutcome> {
     if needs.num_memories as usize > MAX_MEMORIES {
         return Err(GuestOutcome::InvalidModule(format!(
             "the module defines {} memories; at most {MAX_MEMORIES} are allowed",
@@ -404,135 +564,10 @@ fn check_resources(module: &Module, memory_bytes: u64) -> Result<(), GuestOutcom
     Ok(())
 }
 
-/// One run, on the guest runtime.
-async fn run_command(
-    engine: Engine,
-    prepared: Arc<Prepared>,
-    input: GuestInput,
-    limits: GuestLimits,
-) -> RunReport {
-    let stdout = CappedOutput::new(limits.max_output_bytes);
-    let stderr = CappedOutput::new(limits.max_output_bytes);
-    let mut builder = WasiCtxBuilder::new();
-    let mut argv = Vec::with_capacity(input.args.len() + 1);
-    argv.push(ARGV0.to_owned());
-    argv.extend(input.args);
-    builder
-        .args(&argv)
-        .envs(&input.env)
-        .stdin(MemoryInputPipe::new(input.stdin))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
-    let state = GuestState {
-        wasi: builder.build_p1(),
-        limiter: GuestLimiter::new(limits.memory_bytes),
-    };
-    let mut store = Store::new(&engine, state);
-    store.limiter(|state| &mut state.limiter);
-    let start = Instant::now();
-    let report = |outcome, store: &Store<GuestState>| RunReport {
-        outcome,
-        stdout: stdout.contents(),
-        stderr: stderr.contents(),
-        stdout_truncated: stdout.truncated(),
-        stderr_truncated: stderr.truncated(),
-        fuel_consumed: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
-        wall_time: start.elapsed(),
-    };
-    if let Err(e) = store.set_fuel(limits.fuel) {
-        return report(
-            GuestOutcome::HostFailure(format!("cannot set fuel: {e}")),
-            &store,
-        );
-    }
-    let pre = match &prepared.runnable {
-        Ok(pre) => pre.clone(),
-        Err(message) => return report(GuestOutcome::InvalidModule(message.clone()), &store),
-    };
-    if let Err(outcome) = check_resources(&prepared.module, limits.memory_bytes) {
-        return report(outcome, &store);
-    }
-
-    // The deadline is enforced twice: the epoch callback stops a guest that is
-    // computing, and the tokio timeout drops the run (and so cancels it) when the
-    // guest is parked in an async host call such as a `poll_oneoff` sleep.
-    let deadline = start + limits.timeout;
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Err(wasmtime::Error::from(DeadlineReached))
-        } else {
-            // Yield at every tick so one guest cannot hold a worker thread.
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-    store.set_epoch_deadline(1);
-
-    let run = async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        let start_fn = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start_fn.call_async(&mut store, ()).await
-    };
-    let result = tokio::time::timeout(limits.timeout, run).await;
-    let outcome = match result {
-        Err(_elapsed) => GuestOutcome::TimedOut,
-        Ok(Ok(())) => GuestOutcome::Exited(0),
-        Ok(Err(error)) => classify_error(error, store.data().limiter.hit.as_ref()),
-    };
-    report(outcome, &store)
-}
-
-/// What a binary's 8-byte header says it is.
-#[derive(Debug, PartialEq, Eq)]
-pub enum BinaryKind {
-    CoreModule,
-    Component,
-    Other,
-}
-
-/// Tells a core module (`\0asm` version 1) from a component (`\0asm` version 0x0d,
-/// layer 1) by the header alone.
-pub fn classify(bytes: &[u8]) -> BinaryKind {
-    match bytes.get(..8) {
-        Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => BinaryKind::CoreModule,
-        Some([0x00, 0x61, 0x73, 0x6d, _, _, 0x01, 0x00]) => BinaryKind::Component,
-        _ => BinaryKind::Other,
-    }
-}
-
-fn classify_error(error: wasmtime::Error, limit_hit: Option<&LimitHit>) -> GuestOutcome {
-    if let Some(exit) = error.downcast_ref::<I32Exit>() {
-        return GuestOutcome::Exited(exit.0);
-    }
-    if let Some(hit) = limit_hit {
-        return GuestOutcome::MemoryLimit(hit.to_string());
-    }
-    if error.downcast_ref::<DeadlineReached>().is_some() {
-        return GuestOutcome::TimedOut;
-    }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => GuestOutcome::OutOfFuel,
-        Some(Trap::Interrupt) => GuestOutcome::TimedOut,
-        Some(Trap::StackOverflow) => GuestOutcome::Trapped(format!(
-            "stack overflow: the guest used more than {} KiB of wasm stack: {error:#}",
-            MAX_WASM_STACK >> 10
-        )),
-        _ => GuestOutcome::Trapped(format!("{error:#}")),
-    }
-}
-
 /// Raised from the epoch callback when the wall-clock deadline has passed.
 #[derive(Debug, thiserror::Error)]
 #[error("wall-clock timeout")]
 struct DeadlineReached;
-
-/// Per-store data: the WASI context and the limiter.
-pub struct GuestState {
-    wasi: WasiP1Ctx,
-    limiter: GuestLimiter,
-}
 
 /// Which limit a guest ran into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -614,11 +649,11 @@ impl ResourceLimiter for GuestLimiter {
     }
 
     fn tables(&self) -> usize {
-        MAX_TABLES
+        MAX_STORE_TABLES
     }
 
     fn memories(&self) -> usize {
-        MAX_MEMORIES
+        MAX_STORE_MEMORIES
     }
 }
 
@@ -663,9 +698,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn invoke_names_need_not_be_wave_labels() {
+        for (expression, name) in [
+            ("add(1, 2)", "add"),
+            ("_start()", "_start"),
+            (" add_one (1) ", "add_one"),
+            ("example:app/api#greet(\"x\")", "example:app/api#greet"),
+        ] {
+            assert_eq!(parse_call(expression).unwrap().0, name, "{expression}");
+        }
+        for bad in ["add", "(1)", "add(1", "add(1))", "add(,)"] {
+            assert!(parse_call(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn binaries_are_told_apart_by_their_header() {
         assert_eq!(classify(b"\0asm\x01\0\0\0rest"), BinaryKind::CoreModule);
         assert_eq!(classify(b"\0asm\x0d\0\x01\0"), BinaryKind::Component);
+        assert_eq!(classify(b"\0asm\x0e\0\x01\0"), BinaryKind::Other);
         assert_eq!(classify(b"\0asm"), BinaryKind::Other);
         assert_eq!(classify(b"(module)"), BinaryKind::Other);
     }

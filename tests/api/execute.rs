@@ -238,7 +238,7 @@ async fn modules_that_cannot_run_are_invalid_module() {
         (
             "random bytes",
             b"\x13\x37 definitely not wasm".to_vec(),
-            "not a WebAssembly binary",
+            "not a WebAssembly module or component",
         ),
         (
             "bad body",
@@ -251,7 +251,16 @@ async fn modules_that_cannot_run_are_invalid_module() {
             "launch_missiles",
         ),
         ("no _start", fixture("no_start"), "_start"),
-        ("component", b"\0asm\x0d\0\x01\0".to_vec(), "component"),
+        (
+            "empty component",
+            b"\0asm\x0d\0\x01\0".to_vec(),
+            "does not export `wasi:cli/run`",
+        ),
+        (
+            "unknown layer",
+            b"\0asm\x0d\0\x02\0".to_vec(),
+            "not a WebAssembly module or component",
+        ),
         (
             "too large",
             {

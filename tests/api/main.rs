@@ -7,6 +7,7 @@
 
 mod audit;
 mod capacity;
+mod components;
 mod crash;
 mod errors;
 mod execute;

@@ -1,0 +1,84 @@
+//! The sandbox's per-execution costs: compiling a real ~1 MB module cold and
+//! finding it warm in the cache, and instantiating and running a cached module
+//! from the pool. Run with `cargo bench --bench sandbox`; results in BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wasm_hypervisor::envelope::sha256;
+use wasm_hypervisor::sandbox::{Entry, GuestInput, GuestLimits, Sandbox, SandboxSettings};
+
+/// SQLite 3.54.1 built by Emscripten: 879,084 bytes (see benches/fixtures/README.md).
+const SQLITE: &[u8] = include_bytes!("fixtures/sqlite3.wasm");
+/// The C example from examples/hello.c (33 KB, wasi-libc).
+const HELLO: &[u8] = include_bytes!("../examples/hello.wasm");
+
+fn limits() -> GuestLimits {
+    GuestLimits {
+        fuel: 1_000_000_000,
+        memory_bytes: 64 << 20,
+        timeout: Duration::from_secs(10),
+        max_output_bytes: 1 << 20,
+    }
+}
+
+fn sandbox(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = Sandbox::new(SandboxSettings {
+        max_concurrent: 100,
+        module_cache_bytes: 256 << 20,
+        guest_threads: 2,
+    })
+    .unwrap();
+    let sqlite: Arc<[u8]> = SQLITE.into();
+
+    let mut group = c.benchmark_group("the 879 KB SQLite module");
+    group.sample_size(10);
+    let mut n = 0u64;
+    group.bench_function("is compiled cold (cache miss)", |b| {
+        b.iter(|| {
+            // A key never used before forces a compilation of the same bytes.
+            n += 1;
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&n.to_be_bytes());
+            let lookup = runtime.block_on(sandbox.prepare(key, sqlite.clone()));
+            assert!(!lookup.hit && lookup.value.is_ok());
+        })
+    });
+    group.finish();
+    let key = sha256(SQLITE);
+    runtime.block_on(sandbox.prepare(key, sqlite.clone()));
+    c.bench_function("the 879 KB SQLite module is found warm in the cache", |b| {
+        b.iter(|| {
+            let lookup = runtime.block_on(sandbox.prepare(key, sqlite.clone()));
+            assert!(lookup.hit);
+        })
+    });
+
+    let hello_key = sha256(HELLO);
+    let hello = runtime
+        .block_on(sandbox.prepare(hello_key, HELLO.into()))
+        .value
+        .unwrap();
+    c.bench_function(
+        "a cached C program is instantiated from the pool and run to exit",
+        |b| {
+            b.iter(|| {
+                let report = runtime.block_on(sandbox.run(
+                    hello.clone(),
+                    Entry::Command,
+                    GuestInput::default(),
+                    limits(),
+                ));
+                assert_eq!(
+                    report.outcome,
+                    wasm_hypervisor::sandbox::GuestOutcome::Exited(0)
+                );
+            })
+        },
+    );
+}
+
+criterion_group!(benches, sandbox);
+criterion_main!(benches);
