@@ -246,22 +246,7 @@ impl Executor {
             panic!("a panic injected by a test");
         }
         let policy = &self.inner.policy;
-        let mut result = ExecutionResult {
-            execution_id: execution_id.hyphenated().to_string(),
-            status: Status::InvalidRequest,
-            exit_code: None,
-            returns: Vec::new(),
-            stdout: String::new(),
-            stderr: String::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            error: None,
-            fuel_consumed: 0,
-            wall_time_us: 0,
-            module_sha256: None,
-            limits: policy.maxima,
-            engine: Sandbox::engine_name(),
-        };
+        let mut result = blank_result(execution_id, policy.maxima);
         let invalid = |mut result: ExecutionResult, status: Status, error: String| {
             result.status = status;
             result.error = Some(error);
@@ -333,27 +318,36 @@ impl Executor {
     }
 }
 
-/// The result of an execution the host failed to carry out (a server bug).
-fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult {
+/// A result with nothing in it yet: the starting point of every result.
+fn blank_result(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult {
     ExecutionResult {
         execution_id: execution_id.hyphenated().to_string(),
-        status: Status::Trap,
+        status: Status::InvalidRequest,
         exit_code: None,
         returns: Vec::new(),
         stdout: String::new(),
         stderr: String::new(),
         stdout_truncated: false,
         stderr_truncated: false,
-        error: Some(
-            "the host failed while running the guest (a server bug; the server's log has \
-             the details)"
-                .to_owned(),
-        ),
+        error: None,
         fuel_consumed: 0,
         wall_time_us: 0,
         module_sha256: None,
         limits,
         engine: Sandbox::engine_name(),
+    }
+}
+
+/// The result of an execution the host failed to carry out (a server bug).
+fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult {
+    ExecutionResult {
+        status: Status::Trap,
+        error: Some(
+            "the host failed while running the guest (a server bug; the server's log has \
+             the details)"
+                .to_owned(),
+        ),
+        ..blank_result(execution_id, limits)
     }
 }
 

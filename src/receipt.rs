@@ -68,6 +68,19 @@ fn hex32(text: &str, what: &str) -> Result<Hash, String> {
         .ok_or_else(|| format!("{what} is not 32 bytes of hex"))
 }
 
+/// Proof hashes from their base64.
+fn decode_hashes(hashes: &[String]) -> Result<Vec<Hash>, String> {
+    hashes
+        .iter()
+        .map(|hash| {
+            decode_base64(hash)
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| "a proof hash is not 32 bytes of base64".to_owned())
+        })
+        .collect()
+}
+
 /// Checks a signed checkpoint: its signature over `body`, and that the JSON fields
 /// say what the body says. Returns the parsed checkpoint.
 pub fn check_checkpoint(
@@ -162,16 +175,7 @@ pub fn check_receipt(receipt: &Receipt, answer: &VerifyResponse, key: &PublicKey
         "inclusion proof",
         (|| {
             let checkpoint = checkpoint.as_ref().map_err(|_| "no valid checkpoint")?;
-            let proof: Vec<Hash> = answer
-                .inclusion_proof
-                .iter()
-                .map(|h| {
-                    decode_base64(h)
-                        .ok()
-                        .and_then(|b| b.try_into().ok())
-                        .ok_or("a proof hash is not 32 bytes of base64")
-                })
-                .collect::<Result<_, _>>()?;
+            let proof = decode_hashes(&answer.inclusion_proof)?;
             merkle::verify_inclusion(
                 &merkle::leaf_hash(&leaf_bytes),
                 answer.log_index,
@@ -225,15 +229,7 @@ pub fn check_consistency(
                     old.tree_size, new.tree_size
                 ));
             }
-            let proof: Vec<Hash> = proof
-                .iter()
-                .map(|h| {
-                    decode_base64(h)
-                        .ok()
-                        .and_then(|b| b.try_into().ok())
-                        .ok_or("a proof hash is not 32 bytes of base64")
-                })
-                .collect::<Result<_, _>>()?;
+            let proof = decode_hashes(proof)?;
             if old.tree_size == 0 {
                 return if proof.is_empty() {
                     Ok(())

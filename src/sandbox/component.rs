@@ -5,15 +5,15 @@
 use wasmtime::Engine;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{
-    Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Type, Val, wasm_wave,
+    Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Type, Val,
 };
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::output::CappedOutput;
 use super::{
-    ARGV0, Entry, Guest, GuestInput, GuestLimiter, GuestLimits, GuestOutcome, Run, RunReport,
+    Entry, Guest, GuestInput, GuestLimiter, GuestLimits, GuestOutcome, Run, RunReport, image_size,
+    wasi_context, wave,
 };
 
 /// Per-store data of a component: its WASI preview2 context, resource table and
@@ -60,8 +60,7 @@ pub(super) fn prepare(
 ) -> Result<(PreparedComponent, usize), String> {
     let component = Component::from_binary(engine, bytes)
         .map_err(|error| format!("component does not compile: {error:#}"))?;
-    let image = component.image_range();
-    let size = (image.end as usize).saturating_sub(image.start as usize);
+    let size = image_size(component.image_range());
     let linked = linker
         .instantiate_pre(&component)
         .map_err(|error| format!("{error:#}"));
@@ -78,19 +77,7 @@ pub(super) async fn run(
 ) -> RunReport {
     let stdout = CappedOutput::new(limits.max_output_bytes);
     let stderr = CappedOutput::new(limits.max_output_bytes);
-    let mut argv = Vec::with_capacity(input.args.len() + 1);
-    argv.push(ARGV0.to_owned());
-    argv.extend(input.args);
-    let ctx = WasiCtxBuilder::new()
-        .args(&argv)
-        .envs(&input.env)
-        .stdin(MemoryInputPipe::new(input.stdin))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build();
+    let ctx = wasi_context(input, &stdout, &stderr).build();
     let state = ComponentState {
         ctx,
         table: ResourceTable::new(),
@@ -143,13 +130,7 @@ pub(super) async fn run(
                 Ok(results)
             })
             .await;
-            match run.outcome(result) {
-                Ok(results) => {
-                    let returns = results.iter().map(wave).collect();
-                    run.report(GuestOutcome::Returned, returns)
-                }
-                Err(outcome) => run.report(outcome, vec![]),
-            }
+            run.report_invoke(result, wave)
         }
     }
 }
@@ -253,9 +234,4 @@ fn find_function(
             ))
         }
     }
-}
-
-/// A component value in WAVE.
-fn wave(value: &Val) -> String {
-    wasm_wave::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
 }

@@ -1,15 +1,12 @@
 //! Core modules: WASI preview1 commands (`_start`) and `invoke` of a numeric export.
 
-use wasmtime::component::wasm_wave;
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Val, ValType};
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use super::output::CappedOutput;
 use super::{
-    ARGV0, Entry, Guest, GuestInput, GuestLimiter, GuestLimits, GuestOutcome, Run, RunReport,
-    check_resources,
+    Entry, Guest, GuestInput, GuestLimiter, GuestLimits, GuestOutcome, Run, RunReport,
+    check_resources, image_size, wasi_context, wave,
 };
 
 /// Per-store data of a core module: its WASI preview1 context and the limiter.
@@ -45,8 +42,7 @@ pub(super) fn prepare(
 ) -> Result<(PreparedModule, usize), String> {
     let module = Module::from_binary(engine, bytes)
         .map_err(|error| format!("module does not compile: {error:#}"))?;
-    let image = module.image_range();
-    let size = (image.end as usize).saturating_sub(image.start as usize);
+    let size = image_size(module.image_range());
     let linked = linker
         .instantiate_pre(&module)
         .map_err(|error| format!("{error:#}"));
@@ -63,19 +59,7 @@ pub(super) async fn run(
 ) -> RunReport {
     let stdout = CappedOutput::new(limits.max_output_bytes);
     let stderr = CappedOutput::new(limits.max_output_bytes);
-    let mut argv = Vec::with_capacity(input.args.len() + 1);
-    argv.push(ARGV0.to_owned());
-    argv.extend(input.args);
-    let wasi = WasiCtxBuilder::new()
-        .args(&argv)
-        .envs(&input.env)
-        .stdin(MemoryInputPipe::new(input.stdin))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build_p1();
+    let wasi = wasi_context(input, &stdout, &stderr).build_p1();
     let state = CoreState {
         wasi,
         limiter: GuestLimiter::new(limits.memory_bytes),
@@ -135,13 +119,7 @@ pub(super) async fn run(
                 Ok(results)
             })
             .await;
-            match run.outcome(result) {
-                Ok(results) => {
-                    let returns = results.iter().map(wave).collect();
-                    run.report(GuestOutcome::Returned, returns)
-                }
-                Err(outcome) => run.report(outcome, vec![]),
-            }
+            run.report_invoke(result, wave)
         }
     }
 }
@@ -184,9 +162,4 @@ impl Call {
             results: func.results().len(),
         })
     }
-}
-
-/// A core value in WAVE.
-fn wave(value: &Val) -> String {
-    wasm_wave::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
 }

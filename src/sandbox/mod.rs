@@ -418,6 +418,41 @@ pub fn classify(bytes: &[u8]) -> BinaryKind {
     }
 }
 
+/// The WASI context both kinds of guest get: argv (with [`ARGV0`]), env and stdin
+/// from the request, stdout and stderr into capped pipes, and no network. Nothing
+/// of the host's environment, no preopened directory.
+fn wasi_context(
+    input: GuestInput,
+    stdout: &CappedOutput,
+    stderr: &CappedOutput,
+) -> wasmtime_wasi::WasiCtxBuilder {
+    let mut argv = Vec::with_capacity(input.args.len() + 1);
+    argv.push(ARGV0.to_owned());
+    argv.extend(input.args);
+    let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
+    builder
+        .args(&argv)
+        .envs(&input.env)
+        .stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(input.stdin))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder
+}
+
+/// Bytes of compiled code and data behind an artifact, for the cache's budget.
+fn image_size(image: std::ops::Range<*const u8>) -> usize {
+    (image.end as usize).saturating_sub(image.start as usize)
+}
+
+/// A value in WAVE, the `returns` encoding.
+fn wave(value: &impl wasmtime::component::wasm_wave::wasm::WasmValue) -> String {
+    wasmtime::component::wasm_wave::to_string(value)
+        .unwrap_or_else(|error| format!("<not encodable in WAVE: {error}>"))
+}
+
 /// Per-store data common to both kinds of guest.
 trait Guest: Send + 'static {
     fn limiter(&mut self) -> &mut GuestLimiter;
@@ -480,6 +515,21 @@ impl<T: Guest> Run<T> {
                 error,
                 self.store.data_mut().limiter().hit.as_ref(),
             )),
+        }
+    }
+
+    /// The report of an invoked export: its results in WAVE, or how it failed.
+    fn report_invoke<V>(
+        mut self,
+        result: Result<wasmtime::Result<Vec<V>>, tokio::time::error::Elapsed>,
+        wave: fn(&V) -> String,
+    ) -> RunReport {
+        match self.outcome(result) {
+            Ok(results) => {
+                let returns = results.iter().map(wave).collect();
+                self.report(GuestOutcome::Returned, returns)
+            }
+            Err(outcome) => self.report(outcome, vec![]),
         }
     }
 

@@ -78,6 +78,7 @@ async fn concurrent_requests_for_one_new_module_compile_it_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_guests_end_with_their_status_in_bounded_time_while_health_answers() {
+    let _alone = crate::helpers::load_heavy_test().await;
     let app = TestApp::spawn_with(|config| config.limits.timeout_ms = 3_000).await;
     let with = |module: Vec<u8>, limits: Option<RequestedLimits>| ExecutionRequest {
         limits,
@@ -97,68 +98,68 @@ async fn hostile_guests_end_with_their_status_in_bounded_time_while_health_answe
             "infinite loop, fuel",
             with(fixture("infinite_loop"), limits(Some(5_000_000), None)),
             &[Status::FuelExhausted],
-            3,
+            10,
         ),
         (
             "infinite loop, time",
             with(fixture("infinite_loop"), limits(None, Some(500))),
             &[Status::Timeout],
-            3,
+            10,
         ),
         (
             "start function loop",
             with(fixture("start_function_loop"), limits(None, Some(500))),
             &[Status::Timeout],
-            3,
+            10,
         ),
         (
             "memory growth bomb",
             with(fixture("memory_bomb"), None),
             &[Status::MemoryLimit],
-            3,
+            10,
         ),
         (
             "initial memory too large",
             with(fixture("initial_memory_too_large"), None),
             &[Status::MemoryLimit],
-            3,
+            10,
         ),
         (
             "table growth bomb",
             with(fixture("table_bomb"), None),
             &[Status::MemoryLimit],
-            3,
+            10,
         ),
         (
             "unbounded recursion",
             with(fixture("unbounded_recursion"), None),
             &[Status::Trap],
-            3,
+            10,
         ),
         (
             "output flood",
             with(fixture("output_flood"), Some(flood)),
             &[Status::Timeout, Status::FuelExhausted],
-            3,
+            10,
         ),
-        ("sleep past the timeout", sleeper, &[Status::Timeout], 3),
+        ("sleep past the timeout", sleeper, &[Status::Timeout], 10),
         (
             "missing import",
             with(fixture("missing_import"), None),
             &[Status::InvalidModule],
-            3,
+            10,
         ),
         (
             "random bytes",
             with(b"\x7fELF random bytes, not wasm".to_vec(), None),
             &[Status::InvalidModule],
-            3,
+            10,
         ),
         (
             "just over the size limit",
             with(too_big, None),
             &[Status::InvalidModule],
-            3,
+            10,
         ),
     ];
 
@@ -216,6 +217,7 @@ async fn hostile_guests_end_with_their_status_in_bounded_time_while_health_answe
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_hundred_fifty_clients_get_their_own_answers_or_a_retryable_503() {
+    let _alone = crate::helpers::load_heavy_test().await;
     const CLIENTS: usize = 150;
     const SLOTS: usize = 10;
     let app = TestApp::spawn_with(|config| {

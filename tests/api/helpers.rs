@@ -19,6 +19,15 @@ use wasm_hypervisor::server::{ServerError, Service};
 
 static TRACING: Once = Once::new();
 
+/// Held by the tests that load the machine on purpose (the hostile suite, the 150
+/// clients), so that they do not run at the same time and each measures its own
+/// load, not the other's.
+static LOAD_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn load_heavy_test() -> tokio::sync::MutexGuard<'static, ()> {
+    LOAD_HEAVY.lock().await
+}
+
 fn init_tracing() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
@@ -145,15 +154,14 @@ impl TestApp {
             .expect("execute")
     }
 
+    /// GETs `path` and parses the JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     pub async fn health(&self) -> serde_json::Value {
-        self.http
-            .get(self.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get_json("/health").await
     }
 
     /// Stops the server gracefully and waits until it has closed its log.
@@ -169,14 +177,7 @@ impl TestApp {
     }
 
     pub async fn checkpoint(&self) -> CheckpointResponse {
-        self.http
-            .get(self.url("/log/checkpoint"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get_json("/log/checkpoint").await
     }
 
     /// Stops the server, then re-reads the whole audit log from the file and checks
