@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::audit::SignedCheckpoint;
 use crate::envelope::{self, Enc};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
+use crate::health::Health;
 use crate::keys::ServerKey;
 use crate::payload::{decode_base64, encode_base64};
 use crate::session::{SessionError, SessionStore};
@@ -36,6 +37,7 @@ use crate::session::{SessionError, SessionStore};
 pub struct AppState {
     pub executor: Executor,
     pub sessions: Arc<SessionStore>,
+    pub health: Health,
     pub key: Arc<ServerKey>,
     pub origin: Arc<str>,
     pub started: Instant,
@@ -402,9 +404,10 @@ async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
     })
 }
 
-/// `GET /health` answer.
+/// `GET /health` answer, the same shape with 200 and with 503.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct HealthResponse {
+    /// `ok` (200) or `unavailable` (503).
     pub status: String,
     pub version: String,
     pub uptime_secs: u64,
@@ -412,18 +415,30 @@ pub struct HealthResponse {
     pub queue_depth: usize,
     pub sessions_pending: usize,
     pub log_size: u64,
+    /// Why the instance is unavailable, from a fixed set of words; empty with 200.
+    pub reasons: Vec<String>,
 }
 
-async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
-    Json(HealthResponse {
-        status: "ok".to_owned(),
+/// 200 while the instance can execute and append to its log, 503 otherwise, so
+/// that a load balancer takes it out of rotation.
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
+    let problems = state.health.problems();
+    let (status, word) = if problems.is_empty() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    let body = HealthResponse {
+        status: word.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_secs: state.started.elapsed().as_secs(),
         slots_in_use: state.executor.slots_in_use(),
         queue_depth: state.executor.queue_depth(),
         sessions_pending: state.sessions.pending(),
         log_size: state.executor.log().size(),
-    })
+        reasons: problems.iter().map(|p| p.as_str().to_owned()).collect(),
+    };
+    (status, Json(body))
 }
 
 /// A signed checkpoint on the wire (protocol §4).

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::api::CheckpointResponse;
+use crate::api::{CheckpointResponse, HealthResponse};
 use crate::client::{Client, Execution, ServerIdentity};
 use crate::config::{Config, Overrides};
 use crate::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
@@ -308,17 +308,28 @@ async fn verify_client(args: VerifyArgs) -> Result<bool, String> {
 fn health(args: HealthArgs) -> ExitCode {
     let url = format!("{}/health", args.server.trim_end_matches('/'));
     let checked = runtime().block_on(async {
-        reqwest::Client::builder()
+        let response = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
             .build()?
             .get(&url)
             .send()
+            .await?;
+        let status = response.status();
+        // A 503 names its reasons; anything else unreadable just has none.
+        let reasons = response
+            .json::<HealthResponse>()
             .await
+            .map(|body| body.reasons)
+            .unwrap_or_default();
+        Ok::<_, reqwest::Error>((status, reasons))
     });
     match checked {
-        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
-        Ok(response) => {
-            eprintln!("wasm-hypervisor: {url} answered {}", response.status());
+        Ok((status, _)) if status.is_success() => ExitCode::SUCCESS,
+        Ok((status, reasons)) => {
+            eprintln!(
+                "wasm-hypervisor: {url} answered {status} {}",
+                reasons.join(", ")
+            );
             ExitCode::FAILURE
         }
         Err(error) => {

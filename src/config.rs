@@ -38,6 +38,13 @@ pub struct Config {
     /// Directory for the signing key and the audit log; created (mode 0700) if
     /// missing. Default `./data`.
     pub data_dir: PathBuf,
+    /// Free space, in bytes, that the data directory's file system must keep for
+    /// `GET /health` to answer 200; below it, health answers 503 with
+    /// `data_dir_low_space` so that a load balancer drains this instance before
+    /// appends start failing. An audit record is about 137 bytes, so the default
+    /// 67108864 (64 MiB) is room for some 490,000 more executions. 0 turns the
+    /// check off. Default 67108864.
+    pub data_dir_min_free_bytes: u64,
     /// Name of this log in signed checkpoints (C2SP tlog-checkpoint "origin"): a
     /// schema-less URL that identifies this log instance. Default
     /// `localhost/wasm-hypervisor`.
@@ -113,6 +120,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            data_dir_min_free_bytes: 64 << 20,
             origin: "localhost/wasm-hypervisor".to_owned(),
             sessions: SessionsConfig::default(),
             limits: LimitsConfig::default(),

@@ -15,6 +15,7 @@ use crate::api::{self, AppState};
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::execution::{ExecutionPolicy, Executor};
+use crate::health::Health;
 use crate::keys::{KeyError, ServerKey};
 use crate::payload::EffectiveLimits;
 use crate::sandbox::{Sandbox, SandboxError};
@@ -93,6 +94,11 @@ impl Service {
             max_queued: config.execution.max_queued,
             queue_timeout: config.queue_timeout(),
         };
+        let health = Health::new(
+            log.clone(),
+            &config.data_dir,
+            config.data_dir_min_free_bytes,
+        );
         let executor = Executor::new(sessions.clone(), key.clone(), sandbox, log.clone(), policy);
         let token_digests = config
             .auth
@@ -107,6 +113,7 @@ impl Service {
         let state = AppState {
             executor,
             sessions,
+            health,
             key,
             origin: config.origin.as_str().into(),
             started: Instant::now(),
@@ -135,8 +142,12 @@ impl Service {
             })
         };
         let router = api::router(self.state.clone());
+        let health = self.state.health.clone();
         let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                health.begin_shutdown();
+            })
             .await;
         sweeper.abort();
         self.log.close().await;

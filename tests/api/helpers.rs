@@ -1,8 +1,10 @@
 //! `TestApp`: a server on an ephemeral port with its own data directory, and typed
 //! helpers to drive it.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, Once};
 
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -256,4 +258,108 @@ pub fn limits(fuel: Option<u64>, timeout_ms: Option<u64>) -> Option<RequestedLim
         timeout_ms,
         ..Default::default()
     })
+}
+
+/// A `wasm-hypervisor serve` child process on an ephemeral port, killed if the test
+/// ends without stopping it.
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub base: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    pub fn start(data_dir: &Path) -> ServerProcess {
+        ServerProcess::start_wrapped(&[], data_dir)
+    }
+
+    /// Starts the server through `wrapper`, a program and its arguments that end
+    /// by running the command line that follows them (`sh -c '...; exec "$@"' sh`).
+    pub fn start_wrapped(wrapper: &[&str], data_dir: &Path) -> ServerProcess {
+        let server = env!("CARGO_BIN_EXE_wasm-hypervisor");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(server);
+                command
+            }
+            None => Command::new(server),
+        };
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server announces its address once it listens.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .unwrap();
+            let address = line
+                .split("listen=")
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap().to_owned());
+            stderr.lock().unwrap().push(line);
+            if let Some(address) = address {
+                break format!("http://{address}");
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        let kept = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        ServerProcess {
+            child: Some(child),
+            base,
+            stderr,
+        }
+    }
+
+    /// Every line the server wrote on stderr so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM (a graceful stop).
+    pub fn sigterm(&self) {
+        let pid = self.child.as_ref().unwrap().id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Waits for the server to exit, without blocking the runtime.
+    pub async fn wait(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -9,6 +9,7 @@ mod audit;
 mod crash;
 mod errors;
 mod execute;
+mod health;
 mod helpers;
 mod restart;
 mod sessions;
