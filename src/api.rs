@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use std::collections::HashMap;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,7 @@ use crate::envelope::{self, Enc};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
 use crate::health::Health;
 use crate::keys::ServerKey;
+use crate::metrics::{self, Gauges, Metrics};
 use crate::payload::{decode_base64, encode_base64};
 use crate::session::{SessionError, SessionStore};
 
@@ -38,6 +39,7 @@ pub struct AppState {
     pub executor: Executor,
     pub sessions: Arc<SessionStore>,
     pub health: Health,
+    pub metrics: Metrics,
     pub key: Arc<ServerKey>,
     pub origin: Arc<str>,
     pub started: Instant,
@@ -56,12 +58,17 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .route("/keys", get(keys))
         .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
         .route("/log/checkpoint", get(checkpoint))
         .route("/log/consistency", get(consistency))
         .route("/verify/{execution_id}", get(verify))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.max_request_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            count_request,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -241,6 +248,27 @@ where
             .map(ApiJson)
             .map_err(|error| ApiError::MalformedBody(format!("invalid JSON body: {error}")))
     }
+}
+
+/// Counts every request by route template (never the raw path: see `metrics`).
+/// The layer runs after routing, so the matched route is known; the fallback has
+/// none.
+async fn count_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(metrics::UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    metrics.observe_http(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 async fn authenticate(
@@ -439,6 +467,17 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRespon
         reasons: problems.iter().map(|p| p.as_str().to_owned()).collect(),
     };
     (status, Json(body))
+}
+
+/// `GET /metrics`: the Prometheus exposition, gauges read now.
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(Gauges {
+        executions_in_flight: state.executor.slots_in_use(),
+        execution_queue_depth: state.executor.queue_depth(),
+        sessions_pending: state.sessions.pending(),
+        audit_log_size: state.executor.log().size(),
+    });
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// A signed checkpoint on the wire (protocol §4).

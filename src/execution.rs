@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::audit::{AuditError, AuditLog, Leaf, LogRecord};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
+use crate::metrics::Metrics;
 use crate::payload::{self, EffectiveLimits, ExecutionRequest, ExecutionResult, Status};
 use crate::sandbox::{GuestInput, GuestLimits, GuestOutcome, RunReport, Sandbox};
 use crate::session::{SessionError, SessionStore};
@@ -85,6 +86,7 @@ struct Inner {
     policy: ExecutionPolicy,
     slots: Arc<Semaphore>,
     queued: AtomicUsize,
+    metrics: Metrics,
 }
 
 impl Executor {
@@ -94,6 +96,7 @@ impl Executor {
         sandbox: Sandbox,
         log: AuditLog,
         policy: ExecutionPolicy,
+        metrics: Metrics,
     ) -> Executor {
         Executor {
             inner: Arc::new(Inner {
@@ -104,6 +107,7 @@ impl Executor {
                 slots: Arc::new(Semaphore::new(policy.max_concurrent)),
                 queued: AtomicUsize::new(0),
                 policy,
+                metrics,
             }),
         }
     }
@@ -147,6 +151,9 @@ impl Executor {
         drop(permit);
 
         let status = result.status;
+        inner
+            .metrics
+            .observe_execution(status, result.fuel_consumed, result.wall_time_us);
         let result_plaintext =
             serde_json::to_vec(&result).expect("a result always serializes to JSON");
         let ciphertext = opened.keys.seal_result(&execution_id, &result_plaintext);
@@ -157,6 +164,7 @@ impl Executor {
             commitment,
         };
         let leaf_signature = inner.key.sign(&leaf.to_bytes());
+        let append_started = Instant::now();
         let log_index = inner
             .log
             .append(LogRecord {
@@ -165,6 +173,9 @@ impl Executor {
             })
             .await
             .map_err(ExecutionError::LogUnavailable)?;
+        inner
+            .metrics
+            .observe_audit_append(append_started.elapsed().as_secs_f64());
         tracing::info!(
             %execution_id,
             status = status.as_str(),
@@ -284,7 +295,12 @@ impl Executor {
             );
         }
 
-        let compiled = match self.inner.sandbox.compile(module.into()).await {
+        let compile_started = Instant::now();
+        let compiled = self.inner.sandbox.compile(module.into()).await;
+        self.inner
+            .metrics
+            .observe_compile(compile_started.elapsed().as_secs_f64());
+        let compiled = match compiled {
             Ok(compiled) => compiled,
             Err(error) => return invalid(result, Status::InvalidModule, error),
         };

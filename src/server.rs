@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::execution::{ExecutionPolicy, Executor};
 use crate::health::Health;
 use crate::keys::{KeyError, ServerKey};
+use crate::metrics::Metrics;
 use crate::payload::EffectiveLimits;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::session::SessionStore;
@@ -99,7 +100,15 @@ impl Service {
             &config.data_dir,
             config.data_dir_min_free_bytes,
         );
-        let executor = Executor::new(sessions.clone(), key.clone(), sandbox, log.clone(), policy);
+        let metrics = Metrics::new();
+        let executor = Executor::new(
+            sessions.clone(),
+            key.clone(),
+            sandbox,
+            log.clone(),
+            policy,
+            metrics.clone(),
+        );
         let token_digests = config
             .auth
             .tokens_sha256
@@ -114,6 +123,7 @@ impl Service {
             executor,
             sessions,
             health,
+            metrics,
             key,
             origin: config.origin.as_str().into(),
             started: Instant::now(),

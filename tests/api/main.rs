@@ -11,5 +11,6 @@ mod errors;
 mod execute;
 mod health;
 mod helpers;
+mod metrics;
 mod restart;
 mod sessions;
