@@ -20,8 +20,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::audit::SignedCheckpoint;
@@ -70,9 +72,70 @@ pub fn router(state: AppState) -> Router {
             count_request,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(DefaultOnRequest::new())
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(LatencyUnit::Micros),
+                )
+                // A 5xx is already logged once, with its code, by `ApiError`.
+                .on_failure(()),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(drop_unusable_request_id))
         .with_state(state)
+}
+
+/// The header that carries a request's id, set by the client or by us.
+const REQUEST_ID: &str = "x-request-id";
+
+/// One span per request, carrying what identifies it in the logs: method, route
+/// template (never the raw path), request id, and once known the execution's id and
+/// status. Never a body, a key or a header other than the request id.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(metrics::UNMATCHED_ROUTE, MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id,
+        execution_id = tracing::field::Empty,
+        execution_status = tracing::field::Empty,
+    )
+}
+
+/// A client's `x-request-id` is honoured (kept, logged, returned) only if it looks
+/// like an id: 1 to 128 characters of letters, digits and `-_.:`. Anything else is
+/// dropped here, so that `SetRequestIdLayer` gives the request a fresh UUID instead
+/// of writing an arbitrary client string into every log line.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        (1..=128).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    if request
+        .headers()
+        .get_all(REQUEST_ID)
+        .iter()
+        .any(|value| !usable(value))
+    {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
 }
 
 /// Every error the API answers with. `code` and status are part of the protocol.
@@ -382,8 +445,10 @@ async fn execute(
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
     // only fail this request.
+    // The task runs inside this request's span, so its log lines carry the request
+    // id even after the client has gone.
     let executor = state.executor.clone();
-    let receipt = tokio::spawn(async move { executor.execute(sealed).await })
+    let receipt = tokio::spawn(async move { executor.execute(sealed).await }.in_current_span())
         .await
         .map_err(|join_error| {
             tracing::error!(error = %join_error, "execution task failed");
@@ -398,6 +463,12 @@ async fn execute(
                 ApiError::LogUnavailable
             }
         })?;
+    let span = tracing::Span::current();
+    span.record(
+        "execution_id",
+        tracing::field::display(receipt.execution_id),
+    );
+    span.record("execution_status", receipt.status.as_str());
     Ok(Json(ExecuteResponse {
         execution_id: receipt.execution_id.hyphenated().to_string(),
         ciphertext: encode_base64(&receipt.ciphertext),

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::api::{CheckpointResponse, HealthResponse};
 use crate::client::{Client, Execution, ServerIdentity};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, LogFormat, Overrides};
 use crate::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
 use crate::receipt::{self, Check, Receipt};
 use crate::server::{Service, shutdown_signal};
@@ -347,7 +347,6 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_tracing();
     let overrides = Overrides {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -359,6 +358,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_tracing(config.log_format);
     let result = runtime().block_on(async move {
         let service = Service::build(&config)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -380,14 +380,25 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // Every enclosing span, so that each line carries the request's id and route
+        // even when it comes from deeper down.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 fn run(args: RunArgs) -> ExitCode {

@@ -49,10 +49,26 @@ pub struct Config {
     /// schema-less URL that identifies this log instance. Default
     /// `localhost/wasm-hypervisor`.
     pub origin: String,
+    /// How log lines on stderr look: `text`, one human-readable line per event, or
+    /// `json`, one JSON object per event with the request's span (method, route,
+    /// request id, execution id) in `spans`, for log collectors. `RUST_LOG`
+    /// filters them either way. Default `text`.
+    pub log_format: LogFormat,
     pub sessions: SessionsConfig,
     pub limits: LimitsConfig,
     pub execution: ExecutionConfig,
     pub auth: AuthConfig,
+}
+
+/// The shape of log lines (`log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Pending sessions (`POST /sessions`).
@@ -122,6 +138,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             data_dir_min_free_bytes: 64 << 20,
             origin: "localhost/wasm-hypervisor".to_owned(),
+            log_format: LogFormat::Text,
             sessions: SessionsConfig::default(),
             limits: LimitsConfig::default(),
             execution: ExecutionConfig::default(),
@@ -369,6 +386,31 @@ mod tests {
             jail.create_file("c.yaml", "limits:\n  timeout: 5\n")?;
             let error = Config::load(Some(Path::new("c.yaml")), &Overrides::default()).unwrap_err();
             assert!(error.to_string().contains("timeout"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn log_format_is_text_or_json_and_anything_else_names_the_key() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(None, &Overrides::default())
+                    .unwrap()
+                    .log_format,
+                LogFormat::Text
+            );
+            jail.set_env("WASM_HYPERVISOR_LOG_FORMAT", "json");
+            assert_eq!(
+                Config::load(None, &Overrides::default())
+                    .unwrap()
+                    .log_format,
+                LogFormat::Json
+            );
+            jail.set_env("WASM_HYPERVISOR_LOG_FORMAT", "xml");
+            let error = Config::load(None, &Overrides::default()).unwrap_err();
+            let message = error.to_string().to_lowercase();
+            assert!(message.contains("log_format"), "{error}");
+            assert!(message.contains("`text` or `json`"), "{error}");
             Ok(())
         });
     }

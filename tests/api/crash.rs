@@ -158,7 +158,7 @@ async fn after_sigkill_every_answered_execution_is_in_the_log_with_a_valid_proof
     }
     // Stop it cleanly and re-verify the whole file.
     server.sigterm();
-    assert!(server.wait().await.success());
+    assert!(server.wait().await.status.success());
     let records = crate::helpers::verify_log_file(&data_dir.path, &key);
     assert!(records >= answered.len(), "{records} < {}", answered.len());
 }

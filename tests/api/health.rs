@@ -63,9 +63,10 @@ async fn a_data_directory_that_disappeared_is_503_data_dir_not_writable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn when_the_log_cannot_be_written_health_is_503_and_nothing_unlogged_is_answered() {
     let data_dir = DataDir::new();
-    let server = ServerProcess::start_wrapped(
-        &["sh", "-c", r#"trap "" XFSZ; ulimit -f 2; exec "$@""#, "sh"],
+    let server = ServerProcess::start_with(
         &data_dir.path,
+        &["sh", "-c", r#"trap "" XFSZ; ulimit -f 2; exec "$@""#, "sh"],
+        &[],
     );
     let http = reqwest::Client::new();
     assert_eq!(get_health(&http, &server.base).await.0, 200);
@@ -99,18 +100,19 @@ async fn when_the_log_cannot_be_written_health_is_503_and_nothing_unlogged_is_an
         serde_json::json!(["audit_log_write_failed"])
     );
     assert_eq!(body["log_size"], answered.len());
+
+    server.sigterm();
+    let exited = server.wait().await;
+    assert!(exited.status.success());
     // The operator's log names the cause.
     assert!(
-        server
-            .stderr_lines()
+        exited
+            .stderr
             .iter()
             .any(|line| line.contains("audit log append failed") && line.contains("File too large")),
         "{:#?}",
-        server.stderr_lines()
+        exited.stderr
     );
-
-    server.sigterm();
-    assert!(server.wait().await.success());
     // The failed write was cut back: the file holds exactly the answered records.
     let records = wasm_hypervisor::audit::log::read_records(
         &data_dir.path.join(wasm_hypervisor::audit::log::LOG_FILE),

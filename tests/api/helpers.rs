@@ -266,16 +266,24 @@ pub struct ServerProcess {
     child: Option<Child>,
     pub base: String,
     stderr: Arc<Mutex<Vec<String>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How a server process ended, with everything it wrote on stderr.
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stderr: Vec<String>,
 }
 
 impl ServerProcess {
     pub fn start(data_dir: &Path) -> ServerProcess {
-        ServerProcess::start_wrapped(&[], data_dir)
+        ServerProcess::start_with(data_dir, &[], &[])
     }
 
-    /// Starts the server through `wrapper`, a program and its arguments that end
-    /// by running the command line that follows them (`sh -c '...; exec "$@"' sh`).
-    pub fn start_wrapped(wrapper: &[&str], data_dir: &Path) -> ServerProcess {
+    /// Starts the server with `env` added to its environment, through `wrapper` if
+    /// not empty: a program and its arguments that end by running the command line
+    /// that follows them (`sh -c '...; exec "$@"' sh`).
+    pub fn start_with(data_dir: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let server = env!("CARGO_BIN_EXE_wasm-hypervisor");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -289,11 +297,13 @@ impl ServerProcess {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // The server announces its address once it listens.
+        // The server announces its address once it listens: `listen=ADDR` in a
+        // text line, `"listen":"ADDR"` in a JSON one.
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let base = loop {
@@ -301,10 +311,10 @@ impl ServerProcess {
                 .next()
                 .expect("the server exited before listening")
                 .unwrap();
-            let address = line
-                .split("listen=")
-                .nth(1)
-                .map(|rest| rest.split_whitespace().next().unwrap().to_owned());
+            let address = ["listen=", "\"listen\":\""].iter().find_map(|key| {
+                let rest = line.split(key).nth(1)?;
+                Some(rest.split([' ', '"']).next().unwrap().to_owned())
+            });
             stderr.lock().unwrap().push(line);
             if let Some(address) = address {
                 break format!("http://{address}");
@@ -312,7 +322,7 @@ impl ServerProcess {
         };
         // Keep draining stderr so the child never blocks on a full pipe.
         let kept = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 kept.lock().unwrap().push(line);
             }
@@ -321,12 +331,8 @@ impl ServerProcess {
             child: Some(child),
             base,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
-    }
-
-    /// Every line the server wrote on stderr so far.
-    pub fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
     }
 
     /// Sends SIGTERM (a graceful stop).
@@ -346,12 +352,22 @@ impl ServerProcess {
         child.wait().unwrap();
     }
 
-    /// Waits for the server to exit, without blocking the runtime.
-    pub async fn wait(mut self) -> ExitStatus {
+    /// Waits for the server to exit, without blocking the runtime, and for the
+    /// last of its stderr.
+    pub async fn wait(mut self) -> Exited {
         let mut child = self.child.take().unwrap();
-        tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap()
+        let reader = self.stderr_reader.take().unwrap();
+        let status = tokio::task::spawn_blocking(move || {
+            let status = child.wait().unwrap();
+            reader.join().unwrap();
+            status
+        })
+        .await
+        .unwrap();
+        Exited {
+            status,
+            stderr: self.stderr.lock().unwrap().clone(),
+        }
     }
 }
 

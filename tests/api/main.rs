@@ -11,6 +11,7 @@ mod errors;
 mod execute;
 mod health;
 mod helpers;
+mod logs;
 mod metrics;
 mod restart;
 mod sessions;
