@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio_util::task::TaskTracker;
 use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
@@ -47,6 +48,9 @@ pub struct AppState {
     pub started: Instant,
     /// SHA-256 digests of accepted bearer tokens; empty disables authentication.
     pub token_digests: Arc<[[u8; 32]]>,
+    /// The execution tasks, which a shutdown waits for: they outlive their request
+    /// when the client goes away.
+    pub executions: TaskTracker,
     pub max_request_bytes: usize,
 }
 
@@ -448,7 +452,9 @@ async fn execute(
     // The task runs inside this request's span, so its log lines carry the request
     // id even after the client has gone.
     let executor = state.executor.clone();
-    let receipt = tokio::spawn(async move { executor.execute(sealed).await }.in_current_span())
+    let receipt = state
+        .executions
+        .spawn(async move { executor.execute(sealed).await }.in_current_span())
         .await
         .map_err(|join_error| {
             tracing::error!(error = %join_error, "execution task failed");

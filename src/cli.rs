@@ -359,7 +359,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_tracing(config.log_format);
-    let result = runtime().block_on(async move {
+    let runtime = runtime();
+    let result = runtime.block_on(async move {
         let service = Service::build(&config)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -371,6 +372,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         service.serve(listener, shutdown_signal()).await
     });
+    // The log is closed. Executions abandoned at the end of the grace period may
+    // still hold a thread (a compilation): dropping the runtime would wait for it.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

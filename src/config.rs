@@ -54,6 +54,12 @@ pub struct Config {
     /// request id, execution id) in `spans`, for log collectors. `RUST_LOG`
     /// filters them either way. Default `text`.
     pub log_format: LogFormat,
+    /// Seconds a shutdown (SIGTERM or Ctrl-C) waits for requests and executions in
+    /// flight before it closes the audit log anyway. The server stops accepting
+    /// connections at once. Keep the orchestrator's stop timeout above this (`docker
+    /// stop --time`, Kubernetes `terminationGracePeriodSeconds`), or it kills the
+    /// server mid-drain. 0..=3600, default 30.
+    pub shutdown_grace_secs: u64,
     pub sessions: SessionsConfig,
     pub limits: LimitsConfig,
     pub execution: ExecutionConfig,
@@ -139,6 +145,7 @@ impl Default for Config {
             data_dir_min_free_bytes: 64 << 20,
             origin: "localhost/wasm-hypervisor".to_owned(),
             log_format: LogFormat::Text,
+            shutdown_grace_secs: 30,
             sessions: SessionsConfig::default(),
             limits: LimitsConfig::default(),
             execution: ExecutionConfig::default(),
@@ -244,6 +251,11 @@ impl Config {
             "data_dir",
             "must not be empty",
         )?;
+        check(
+            self.shutdown_grace_secs <= 3600,
+            "shutdown_grace_secs",
+            "must be at most 3600",
+        )?;
         let s = &self.sessions;
         check(
             (1..=3600).contains(&s.ttl_secs),
@@ -314,6 +326,10 @@ impl Config {
 
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.sessions.ttl_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     pub fn queue_timeout(&self) -> Duration {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Once};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wasm_hypervisor::api::CheckpointResponse;
+use wasm_hypervisor::api::{AppState, CheckpointResponse};
 use wasm_hypervisor::audit::Checkpoint;
 use wasm_hypervisor::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
 use wasm_hypervisor::audit::merkle::{MerkleTree, leaf_hash};
@@ -35,6 +35,8 @@ fn init_tracing() {
 /// A running server.
 pub struct TestApp {
     pub base: String,
+    /// The server's state, to reach it without HTTP (while it drains, say).
+    pub state: AppState,
     pub client: Client,
     pub identity: ServerIdentity,
     pub http: reqwest::Client,
@@ -88,6 +90,7 @@ impl TestApp {
         configure(&mut config);
         config.validate().expect("test configuration is valid");
         let service = Service::build(&config).expect("service builds");
+        let state = service.state.clone();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -103,6 +106,7 @@ impl TestApp {
         let identity = client.identity(None).await.expect("GET /keys");
         TestApp {
             base,
+            state,
             client,
             identity,
             http: reqwest::Client::new(),
@@ -154,9 +158,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Signals the server to shut down, as SIGTERM would, without waiting.
+    pub fn begin_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
     /// Stops the server gracefully and waits until it has closed its log.
     pub async fn stop(mut self) -> DataDir {
-        let _ = self.shutdown.take().unwrap().send(());
+        self.begin_stop();
         self.served
             .take()
             .unwrap()

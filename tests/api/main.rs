@@ -15,3 +15,4 @@ mod logs;
 mod metrics;
 mod restart;
 mod sessions;
+mod shutdown;
