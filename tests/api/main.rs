@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod logs;
 mod metrics;
+mod openapi;
 mod restart;
 mod sessions;
 mod shutdown;
