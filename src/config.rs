@@ -359,6 +359,38 @@ mod tests {
     }
 
     #[test]
+    fn env_example_lists_every_key_with_its_default() {
+        fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, inner) in map {
+                        let name = format!("{prefix}{}", key.to_uppercase());
+                        leaves(&format!("{name}__"), inner, out);
+                    }
+                }
+                serde_json::Value::String(text) => {
+                    out.push((prefix.trim_end_matches('_').to_owned(), text.clone()))
+                }
+                other => out.push((prefix.trim_end_matches('_').to_owned(), other.to_string())),
+            }
+        }
+        let example = include_str!("../.env.example");
+        let mut keys = Vec::new();
+        leaves(
+            ENV_PREFIX,
+            &serde_json::to_value(Config::default()).unwrap(),
+            &mut keys,
+        );
+        for (name, default) in keys {
+            let line = format!("{name}={default}");
+            assert!(
+                example.lines().any(|l| l == line),
+                ".env.example lacks the line {line}"
+            );
+        }
+    }
+
+    #[test]
     fn environment_overrides_file_and_names_bad_keys() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
