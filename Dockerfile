@@ -23,8 +23,13 @@ ENV WASM_HYPERVISOR_LISTEN=0.0.0.0:8080 \
     RUST_LOG=info
 VOLUME ["/data"]
 EXPOSE 8080
+# `health` fails on any 503: the log cannot be written, /data is not writable or
+# has less than data_dir_min_free_bytes free, or the server is shutting down.
 HEALTHCHECK --interval=10s --timeout=6s --start-period=5s --retries=3 \
     CMD ["wasm-hypervisor", "health", "--server", "http://127.0.0.1:8080"]
+# On SIGTERM the server drains for up to shutdown_grace_secs (default 30) before it
+# closes the log and exits 0: run with a stop timeout above that (docker run
+# --stop-timeout 40), since Docker's default of 10 s would SIGKILL it mid-drain.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["wasm-hypervisor"]
 CMD ["serve"]

@@ -12,22 +12,30 @@ use std::time::{Duration, Instant};
 use std::collections::HashMap;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio_util::task::TaskTracker;
+use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tracing::Instrument;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::audit::SignedCheckpoint;
 use crate::envelope::{self, Enc};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
+use crate::health::Health;
 use crate::keys::ServerKey;
+use crate::metrics::{self, Gauges, Metrics};
 use crate::payload::{decode_base64, encode_base64};
 use crate::session::{SessionError, SessionStore};
 
@@ -36,34 +44,120 @@ use crate::session::{SessionError, SessionStore};
 pub struct AppState {
     pub executor: Executor,
     pub sessions: Arc<SessionStore>,
+    pub health: Health,
+    pub metrics: Metrics,
     pub key: Arc<ServerKey>,
     pub origin: Arc<str>,
     pub started: Instant,
     /// SHA-256 digests of accepted bearer tokens; empty disables authentication.
     pub token_digests: Arc<[[u8; 32]]>,
+    /// The execution tasks, which a shutdown waits for: they outlive their request
+    /// when the client goes away.
+    pub executions: TaskTracker,
     pub max_request_bytes: usize,
+}
+
+/// Every route with its OpenAPI description: each handler's `#[utoipa::path]` is
+/// both what the router serves and what `/openapi.json` documents, so the two
+/// cannot drift apart. Only authentication needs a value (the accepted token
+/// digests); the document does not depend on it.
+fn routes(token_digests: Arc<[[u8; 32]]>) -> OpenApiRouter<AppState> {
+    let protected = OpenApiRouter::new()
+        .routes(routes!(create_session))
+        .routes(routes!(execute))
+        .route_layer(middleware::from_fn_with_state(token_digests, authenticate));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(protected)
+        .routes(routes!(keys))
+        .routes(routes!(health))
+        .routes(routes!(metrics_text))
+        .routes(routes!(checkpoint))
+        .routes(routes!(consistency))
+        .routes(routes!(verify))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI 3.1 document of every route, as `GET /openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes(Arc::from([])).into_openapi()
 }
 
 /// The service's routes with their layers.
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
-        .route("/sessions", post(create_session))
-        .route("/execute", post(execute))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
-        .merge(protected)
-        .route("/keys", get(keys))
-        .route("/health", get(health))
-        .route("/log/checkpoint", get(checkpoint))
-        .route("/log/consistency", get(consistency))
-        .route("/verify/{execution_id}", get(verify))
+    let (routes, _document) = routes(state.token_digests.clone()).split_for_parts();
+    routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.max_request_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            count_request,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(DefaultOnRequest::new())
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(LatencyUnit::Micros),
+                )
+                // A 5xx is already logged once, with its code, by `ApiError`.
+                .on_failure(()),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(drop_unusable_request_id))
         .with_state(state)
+}
+
+/// The header that carries a request's id, set by the client or by us.
+const REQUEST_ID: &str = "x-request-id";
+
+/// One span per request, carrying what identifies it in the logs: method, route
+/// template (never the raw path), request id, and once known the execution's id and
+/// status. Never a body, a key or a header other than the request id.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(metrics::UNMATCHED_ROUTE, MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id,
+        execution_id = tracing::field::Empty,
+        execution_status = tracing::field::Empty,
+    )
+}
+
+/// A client's `x-request-id` is honoured (kept, logged, returned) only if it looks
+/// like an id: 1 to 128 characters of letters, digits and `-_.:`. Anything else is
+/// dropped here, so that `SetRequestIdLayer` gives the request a fresh UUID instead
+/// of writing an arbitrary client string into every log line.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        (1..=128).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    if request
+        .headers()
+        .get_all(REQUEST_ID)
+        .iter()
+        .any(|value| !usable(value))
+    {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
 }
 
 /// Every error the API answers with. `code` and status are part of the protocol.
@@ -155,15 +249,82 @@ impl ApiError {
 }
 
 /// The protocol's error shape.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
+    /// Stable snake_case code; each response below names the codes it can carry.
+    #[schema(example = "session_not_found")]
     pub code: String,
+    /// For a person to read; may change between versions.
     pub message: String,
+}
+
+/// The document's frame: title, version (from Cargo), the error conventions and the
+/// optional bearer authentication. The paths come from the handlers (`routes`).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "wasm-hypervisor",
+        description = "Runs untrusted WebAssembly behind HPKE-sealed requests and results, \
+            and logs every execution in a signed Merkle audit log. The byte-level protocol \
+            (sealing, result encryption, the commitment, the log) is PROTOCOL.md; this \
+            document is its HTTP surface.\n\n\
+            Every error is `{\"error\": {\"code\", \"message\"}}` (`ErrorBody`). Besides \
+            the codes each operation lists, any request can get `not_found` (404) for a \
+            path that is not listed here and `method_not_allowed` (405) for a listed path \
+            with a method it does not list. Every response carries `x-request-id`."
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` scheme that `POST /sessions` and `POST /execute` accept.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Required only when the server sets `auth.tokens_sha256`; \
+                         otherwise no authentication",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /openapi.json`: this document, built once.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json"),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+    )
+)]
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        openapi()
+            .to_json()
+            .expect("the OpenAPI document serializes")
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -241,12 +402,33 @@ where
     }
 }
 
+/// Counts every request by route template (never the raw path: see `metrics`).
+/// The layer runs after routing, so the matched route is known; the fallback has
+/// none.
+async fn count_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(metrics::UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    metrics.observe_http(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
 async fn authenticate(
-    State(state): State<AppState>,
+    State(token_digests): State<Arc<[[u8; 32]]>>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if state.token_digests.is_empty() {
+    if token_digests.is_empty() {
         return Ok(next.run(request).await);
     }
     let token = request
@@ -257,7 +439,7 @@ async fn authenticate(
         .ok_or(ApiError::Unauthorized)?;
     let digest = envelope::sha256(token.trim().as_bytes());
     // Compare against every digest, in constant time, without stopping early.
-    let accepted = state.token_digests.iter().fold(false, |found, known| {
+    let accepted = token_digests.iter().fold(false, |found, known| {
         found | envelope::digest_eq(known, &digest)
     });
     if !accepted {
@@ -267,16 +449,23 @@ async fn authenticate(
 }
 
 /// `POST /sessions` answer (protocol §1).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SessionResponse {
+    /// UUID v4, 36 characters.
     pub session_id: String,
+    /// Base64 of the session's 65-byte SEC1 uncompressed P-256 point.
+    #[schema(content_encoding = "base64")]
     pub public_key: String,
     pub suite: Suite,
+    /// RFC 3339 UTC, whole seconds.
     pub expires_at: String,
+    /// Base64 DER ECDSA P-256 SHA-256 by the server's key over
+    /// `"wasm-hypervisor v1 session " || session_id || public_key`.
+    #[schema(content_encoding = "base64")]
     pub signature: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Suite {
     pub kem: String,
     pub kdf: String,
@@ -293,6 +482,22 @@ impl Suite {
     }
 }
 
+/// Open a session: a fresh P-256 key for one `/execute`, signed by the server's key.
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    tag = "protocol",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "A session (protocol §1)", body = SessionResponse),
+        (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`too_many_sessions`: `sessions.max_pending` sessions are pending", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the oldest pending session expires, at least 1"))),
+    )
+)]
 async fn create_session(State(state): State<AppState>) -> Result<Response, ApiError> {
     let session = state.sessions.create().map_err(|error| match error {
         SessionError::TooManyPending { retry_after } => ApiError::TooManySessions { retry_after },
@@ -310,24 +515,58 @@ async fn create_session(State(state): State<AppState>) -> Result<Response, ApiEr
 }
 
 /// `POST /execute` body (protocol §3).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteBody {
+    /// From `POST /sessions`.
     pub session_id: String,
+    /// Base64 of the HPKE encapsulated key, a 65-byte uncompressed P-256 point.
+    #[schema(content_encoding = "base64")]
     pub enc: String,
+    /// Base64 of the HPKE-sealed request plaintext.
+    #[schema(content_encoding = "base64")]
     pub ciphertext: String,
 }
 
 /// `POST /execute` answer (protocol §3).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ExecuteResponse {
+    /// UUID v4, 36 characters.
     pub execution_id: String,
+    /// Base64 of the AES-256-GCM-sealed result plaintext.
+    #[schema(content_encoding = "base64")]
     pub ciphertext: String,
+    /// Hex SHA-256 commitment to request and result.
     pub commitment: String,
+    /// The execution's position in the audit log.
     pub log_index: u64,
+    /// Base64 DER ECDSA P-256 SHA-256 over the 57-byte leaf.
+    #[schema(content_encoding = "base64")]
     pub leaf_signature: String,
 }
 
+/// Run a sealed request. Once its plaintext opens, every outcome is a 200 with a
+/// sealed result, committed and logged.
+#[utoipa::path(
+    post,
+    path = "/execute",
+    tag = "protocol",
+    security((), ("bearer" = [])),
+    request_body(content = ExecuteBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "An execution, sealed, committed and durably logged (protocol §3)", body = ExecuteResponse),
+        (status = 400, description = "`malformed_body`: not the JSON this endpoint takes; `decryption_failed`: the ciphertext does not open under the session's key", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "`session_not_found`: unknown, expired or already used session", body = ErrorBody),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`overloaded`: no execution slot within the queue bounds (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "With `overloaded`: seconds to wait before retrying"))),
+    )
+)]
 async fn execute(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ExecuteBody>,
@@ -352,8 +591,12 @@ async fn execute(
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
     // only fail this request.
+    // The task runs inside this request's span, so its log lines carry the request
+    // id even after the client has gone.
     let executor = state.executor.clone();
-    let receipt = tokio::spawn(async move { executor.execute(sealed).await })
+    let receipt = state
+        .executions
+        .spawn(async move { executor.execute(sealed).await }.in_current_span())
         .await
         .map_err(|join_error| {
             tracing::error!(error = %join_error, "execution task failed");
@@ -368,6 +611,12 @@ async fn execute(
                 ApiError::LogUnavailable
             }
         })?;
+    let span = tracing::Span::current();
+    span.record(
+        "execution_id",
+        tracing::field::display(receipt.execution_id),
+    );
+    span.record("execution_status", receipt.status.as_str());
     Ok(Json(ExecuteResponse {
         execution_id: receipt.execution_id.hyphenated().to_string(),
         ciphertext: encode_base64(&receipt.ciphertext),
@@ -386,13 +635,27 @@ fn parse_uuid(text: &str) -> Option<Uuid> {
 }
 
 /// `GET /keys` answer (protocol §4).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KeysResponse {
+    /// The log's name in signed checkpoints.
     pub origin: String,
+    /// Base64 of the signing key's SPKI DER.
+    #[schema(content_encoding = "base64")]
     pub public_key: String,
+    /// Hex SHA-256 of the SPKI DER.
     pub key_id: String,
 }
 
+/// The server's long-term public key (protocol §4).
+#[utoipa::path(
+    get,
+    path = "/keys",
+    tag = "protocol",
+    responses(
+        (status = 200, description = "The log's origin and the server's signing key", body = KeysResponse),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+    )
+)]
 async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
     let public = state.key.public();
     Json(KeysResponse {
@@ -402,9 +665,10 @@ async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
     })
 }
 
-/// `GET /health` answer.
-#[derive(Debug, Serialize, Deserialize)]
+/// `GET /health` answer, the same shape with 200 and with 503.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HealthResponse {
+    /// `ok` (200) or `unavailable` (503).
     pub status: String,
     pub version: String,
     pub uptime_secs: u64,
@@ -414,11 +678,31 @@ pub struct HealthResponse {
     pub queue_depth: usize,
     pub sessions_pending: usize,
     pub log_size: u64,
+    /// Why the instance is unavailable, from a fixed set of words; empty with 200.
+    pub reasons: Vec<String>,
 }
 
-async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
-    Json(HealthResponse {
-        status: "ok".to_owned(),
+/// 200 while the instance can execute and append to its log, 503 otherwise, so
+/// that a load balancer takes it out of rotation.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`status` is `ok` and `reasons` is empty", body = HealthResponse),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 503, description = "`status` is `unavailable`; `reasons` holds one or more of `shutting_down`, `audit_log_write_failed`, `data_dir_not_writable`, `data_dir_low_space`", body = HealthResponse),
+    )
+)]
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
+    let problems = state.health.problems();
+    let (status, word) = if problems.is_empty() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    let body = HealthResponse {
+        status: word.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_secs: state.started.elapsed().as_secs(),
         slots_in_use: state.executor.slots_in_use(),
@@ -426,11 +710,34 @@ async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         queue_depth: state.executor.queue_depth(),
         sessions_pending: state.sessions.pending(),
         log_size: state.executor.log().size(),
-    })
+        reasons: problems.iter().map(|p| p.as_str().to_owned()).collect(),
+    };
+    (status, Json(body))
+}
+
+/// `GET /metrics`: the Prometheus exposition, gauges read now.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every series in the OpenMetrics text format (PROTOCOL.md, \"Metrics\")",
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+    )
+)]
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(Gauges {
+        executions_in_flight: state.executor.slots_in_use(),
+        execution_queue_depth: state.executor.queue_depth(),
+        sessions_pending: state.sessions.pending(),
+        audit_log_size: state.executor.log().size(),
+    });
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// A signed checkpoint on the wire (protocol §4).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CheckpointResponse {
     pub origin: String,
     pub tree_size: u64,
@@ -454,12 +761,22 @@ impl From<&SignedCheckpoint> for CheckpointResponse {
     }
 }
 
+/// The signed tree head of the whole log as it is now (protocol §4).
+#[utoipa::path(
+    get,
+    path = "/log/checkpoint",
+    tag = "protocol",
+    responses(
+        (status = 200, description = "A signed checkpoint", body = CheckpointResponse),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+    )
+)]
 async fn checkpoint(State(state): State<AppState>) -> Json<CheckpointResponse> {
     Json(CheckpointResponse::from(&state.executor.log().checkpoint()))
 }
 
 /// `GET /verify/{execution_id}` answer (protocol §4).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VerifyResponse {
     pub execution_id: String,
     pub log_index: u64,
@@ -475,6 +792,21 @@ pub struct VerifyResponse {
     pub checkpoint: CheckpointResponse,
 }
 
+/// An execution's leaf and its inclusion proof against a fresh checkpoint
+/// (protocol §4).
+#[utoipa::path(
+    get,
+    path = "/verify/{execution_id}",
+    tag = "protocol",
+    params(("execution_id" = String, Path, description = "The execution id, a 36-character lowercase UUID")),
+    responses(
+        (status = 200, description = "The leaf, its signature and an RFC 9162 inclusion proof", body = VerifyResponse),
+        (status = 400, description = "`invalid_parameter`: the id is not a 36-character UUID", body = ErrorBody),
+        (status = 404, description = "`execution_not_found`: no execution with this id is in the log", body = ErrorBody),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 async fn verify(
     State(state): State<AppState>,
     Path(execution_id): Path<String>,
@@ -505,7 +837,7 @@ async fn verify(
 }
 
 /// `GET /log/consistency` answer (protocol §4).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConsistencyResponse {
     pub first: u64,
     pub second: u64,
@@ -513,6 +845,21 @@ pub struct ConsistencyResponse {
     pub proof: Vec<String>,
 }
 
+/// An RFC 9162 consistency proof between two sizes of the log (protocol §4).
+#[utoipa::path(
+    get,
+    path = "/log/consistency",
+    tag = "protocol",
+    params(
+        ("first" = u64, Query, description = "The smaller tree size, at least 1"),
+        ("second" = u64, Query, description = "The larger tree size, at most the current size"),
+    ),
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyResponse),
+        (status = 400, description = "`invalid_parameter`: `first` and `second` missing, not integers, or not 1 <= first <= second <= size", body = ErrorBody),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+    )
+)]
 async fn consistency(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -571,6 +918,41 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::Internal,
         ]
+    }
+
+    /// Whether `document` names `code` with `status`: in an operation's response
+    /// for that status, or in the general conventions of `info.description`.
+    fn documents_code(document: &serde_json::Value, status: u16, code: &str) -> bool {
+        let needle = format!("`{code}`");
+        let in_an_operation = document["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|paths| paths.values())
+            .filter_map(|item| item.as_object())
+            .flat_map(|item| item.values())
+            .any(|operation| {
+                operation["responses"][status.to_string()]["description"]
+                    .as_str()
+                    .is_some_and(|description| description.contains(&needle))
+            });
+        let in_the_conventions = document["info"]["description"]
+            .as_str()
+            .is_some_and(|description| description.contains(&format!("{needle} ({status})")));
+        in_an_operation || in_the_conventions
+    }
+
+    #[test]
+    fn every_error_code_is_in_the_openapi_document_with_its_status() {
+        let document = serde_json::to_value(openapi()).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        for error in all_errors() {
+            assert!(
+                documents_code(&document, error.status().as_u16(), error.code()),
+                "the OpenAPI document lacks `{}` with {}",
+                error.code(),
+                error.status()
+            );
+        }
     }
 
     #[test]

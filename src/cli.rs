@@ -25,9 +25,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::api::CheckpointResponse;
+use crate::api::{CheckpointResponse, HealthResponse};
 use crate::client::{Client, Execution, ServerIdentity};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, LogFormat, Overrides};
 use crate::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
 use crate::receipt::{self, Check, Receipt};
 use crate::server::{Service, shutdown_signal};
@@ -312,17 +312,28 @@ async fn verify_client(args: VerifyArgs) -> Result<bool, String> {
 fn health(args: HealthArgs) -> ExitCode {
     let url = format!("{}/health", args.server.trim_end_matches('/'));
     let checked = runtime().block_on(async {
-        reqwest::Client::builder()
+        let response = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
             .build()?
             .get(&url)
             .send()
+            .await?;
+        let status = response.status();
+        // A 503 names its reasons; anything else unreadable just has none.
+        let reasons = response
+            .json::<HealthResponse>()
             .await
+            .map(|body| body.reasons)
+            .unwrap_or_default();
+        Ok::<_, reqwest::Error>((status, reasons))
     });
     match checked {
-        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
-        Ok(response) => {
-            eprintln!("wasm-hypervisor: {url} answered {}", response.status());
+        Ok((status, _)) if status.is_success() => ExitCode::SUCCESS,
+        Ok((status, reasons)) => {
+            eprintln!(
+                "wasm-hypervisor: {url} answered {status} {}",
+                reasons.join(", ")
+            );
             ExitCode::FAILURE
         }
         Err(error) => {
@@ -340,7 +351,6 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_tracing();
     let overrides = Overrides {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -352,7 +362,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime().block_on(async move {
+    init_tracing(config.log_format);
+    let runtime = runtime();
+    let result = runtime.block_on(async move {
         let service = Service::build(&config)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -364,6 +376,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         service.serve(listener, shutdown_signal()).await
     });
+    // The log is closed. Executions abandoned at the end of the grace period may
+    // still hold a thread (a compilation): dropping the runtime would wait for it.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -373,14 +388,25 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // Every enclosing span, so that each line carries the request's id and route
+        // even when it comes from deeper down.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 fn run(args: RunArgs) -> ExitCode {

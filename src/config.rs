@@ -38,14 +38,43 @@ pub struct Config {
     /// Directory for the signing key and the audit log; created (mode 0700) if
     /// missing. Default `./data`.
     pub data_dir: PathBuf,
+    /// Free space, in bytes, that the data directory's file system must keep for
+    /// `GET /health` to answer 200; below it, health answers 503 with
+    /// `data_dir_low_space` so that a load balancer drains this instance before
+    /// appends start failing. An audit record is about 137 bytes, so the default
+    /// 67108864 (64 MiB) is room for some 490,000 more executions. 0 turns the
+    /// check off. Default 67108864.
+    pub data_dir_min_free_bytes: u64,
     /// Name of this log in signed checkpoints (C2SP tlog-checkpoint "origin"): a
     /// schema-less URL that identifies this log instance. Default
     /// `localhost/wasm-hypervisor`.
     pub origin: String,
+    /// How log lines on stderr look: `text`, one human-readable line per event, or
+    /// `json`, one JSON object per event with the request's span (method, route,
+    /// request id, execution id) in `spans`, for log collectors. `RUST_LOG`
+    /// filters them either way. Default `text`.
+    pub log_format: LogFormat,
+    /// Seconds a shutdown (SIGTERM or Ctrl-C) waits for requests and executions in
+    /// flight before it closes the audit log anyway. The server stops accepting
+    /// connections at once. Keep the orchestrator's stop timeout above this (`docker
+    /// stop --time`, Kubernetes `terminationGracePeriodSeconds`), or it kills the
+    /// server mid-drain. 0..=3600, default 30.
+    pub shutdown_grace_secs: u64,
     pub sessions: SessionsConfig,
     pub limits: LimitsConfig,
     pub execution: ExecutionConfig,
     pub auth: AuthConfig,
+}
+
+/// The shape of log lines (`log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Pending sessions (`POST /sessions`).
@@ -116,7 +145,10 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            data_dir_min_free_bytes: 64 << 20,
             origin: "localhost/wasm-hypervisor".to_owned(),
+            log_format: LogFormat::Text,
+            shutdown_grace_secs: 30,
             sessions: SessionsConfig::default(),
             limits: LimitsConfig::default(),
             execution: ExecutionConfig::default(),
@@ -223,6 +255,11 @@ impl Config {
             "data_dir",
             "must not be empty",
         )?;
+        check(
+            self.shutdown_grace_secs <= 3600,
+            "shutdown_grace_secs",
+            "must be at most 3600",
+        )?;
         let s = &self.sessions;
         check(
             (1..=3600).contains(&s.ttl_secs),
@@ -300,6 +337,10 @@ impl Config {
         Duration::from_secs(self.sessions.ttl_secs)
     }
 
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_millis(self.execution.queue_timeout_ms)
     }
@@ -324,6 +365,38 @@ mod tests {
             .extract()
             .unwrap();
         assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn env_example_lists_every_key_with_its_default() {
+        fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, inner) in map {
+                        let name = format!("{prefix}{}", key.to_uppercase());
+                        leaves(&format!("{name}__"), inner, out);
+                    }
+                }
+                serde_json::Value::String(text) => {
+                    out.push((prefix.trim_end_matches('_').to_owned(), text.clone()))
+                }
+                other => out.push((prefix.trim_end_matches('_').to_owned(), other.to_string())),
+            }
+        }
+        let example = include_str!("../.env.example");
+        let mut keys = Vec::new();
+        leaves(
+            ENV_PREFIX,
+            &serde_json::to_value(Config::default()).unwrap(),
+            &mut keys,
+        );
+        for (name, default) in keys {
+            let line = format!("{name}={default}");
+            assert!(
+                example.lines().any(|l| l == line),
+                ".env.example lacks the line {line}"
+            );
+        }
     }
 
     #[test]
@@ -370,6 +443,31 @@ mod tests {
             jail.create_file("c.yaml", "limits:\n  timeout: 5\n")?;
             let error = Config::load(Some(Path::new("c.yaml")), &Overrides::default()).unwrap_err();
             assert!(error.to_string().contains("timeout"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn log_format_is_text_or_json_and_anything_else_names_the_key() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(None, &Overrides::default())
+                    .unwrap()
+                    .log_format,
+                LogFormat::Text
+            );
+            jail.set_env("WASM_HYPERVISOR_LOG_FORMAT", "json");
+            assert_eq!(
+                Config::load(None, &Overrides::default())
+                    .unwrap()
+                    .log_format,
+                LogFormat::Json
+            );
+            jail.set_env("WASM_HYPERVISOR_LOG_FORMAT", "xml");
+            let error = Config::load(None, &Overrides::default()).unwrap_err();
+            let message = error.to_string().to_lowercase();
+            assert!(message.contains("log_format"), "{error}");
+            assert!(message.contains("`text` or `json`"), "{error}");
             Ok(())
         });
     }

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::audit::{AuditError, AuditLog, Leaf, LogRecord};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
+use crate::metrics::Metrics;
 use crate::payload::{self, EffectiveLimits, ExecutionRequest, ExecutionResult, Status};
 use crate::sandbox::{Entry, GuestInput, GuestLimits, GuestOutcome, RunReport, Sandbox};
 use crate::session::{SessionError, SessionStore};
@@ -90,6 +91,7 @@ struct Inner {
     queued: AtomicUsize,
     /// The most guests ever running at once since start (a high-water mark).
     peak: AtomicUsize,
+    metrics: Metrics,
 }
 
 impl Executor {
@@ -99,6 +101,7 @@ impl Executor {
         sandbox: Sandbox,
         log: AuditLog,
         policy: ExecutionPolicy,
+        metrics: Metrics,
     ) -> Executor {
         Executor {
             inner: Arc::new(Inner {
@@ -110,6 +113,7 @@ impl Executor {
                 queued: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
                 policy,
+                metrics,
             }),
         }
     }
@@ -175,6 +179,9 @@ impl Executor {
         drop(permit);
 
         let status = result.status;
+        inner
+            .metrics
+            .observe_execution(status, result.fuel_consumed, result.wall_time_us);
         let result_plaintext =
             serde_json::to_vec(&result).expect("a result always serializes to JSON");
         let ciphertext = opened.keys.seal_result(&execution_id, &result_plaintext);
@@ -185,6 +192,7 @@ impl Executor {
             commitment,
         };
         let leaf_signature = inner.key.sign(&leaf.to_bytes());
+        let append_started = Instant::now();
         let log_index = inner
             .log
             .append(LogRecord {
@@ -193,6 +201,9 @@ impl Executor {
             })
             .await
             .map_err(ExecutionError::LogUnavailable)?;
+        inner
+            .metrics
+            .observe_audit_append(append_started.elapsed().as_secs_f64());
         tracing::info!(
             %execution_id,
             status = status.as_str(),
@@ -300,6 +311,12 @@ impl Executor {
 
         let module_hash = envelope::sha256(&module);
         let preparation = self.inner.sandbox.prepare(module_hash, module.into()).await;
+        self.inner.metrics.record_module_cache(preparation.hit);
+        if let Some(compile_time) = preparation.compile_time {
+            self.inner
+                .metrics
+                .observe_compile(compile_time.as_secs_f64());
+        }
         let prepared = match preparation.value {
             Ok(prepared) => prepared,
             Err(error) => return invalid(result, Status::InvalidModule, error),
@@ -453,7 +470,14 @@ mod tests {
             queue_timeout: Duration::from_millis(100),
         };
         (
-            Executor::new(sessions.clone(), key, sandbox, log, policy),
+            Executor::new(
+                sessions.clone(),
+                key,
+                sandbox,
+                log,
+                policy,
+                crate::metrics::Metrics::new(),
+            ),
             sessions,
         )
     }

@@ -13,6 +13,8 @@
 //! - [`sandbox`]: the Wasmtime engine, limits and WASI policy; runs one guest.
 //! - [`audit`]: the audit-log leaf format and the durable, file-backed log.
 //! - [`execution`]: the orchestrator: open → run → commit → log → seal.
+//! - [`health`]: whether the instance can execute and append now (`GET /health`).
+//! - [`metrics`]: the Prometheus registry and every series, with fixed label sets.
 //! - [`api`]: HTTP routes, wire DTOs and the mapping of errors to HTTP.
 //! - [`server`]: builds the shared state and serves it on a listener until shutdown.
 //! - [`client`]: the client side of the protocol, used by the CLI and the tests.
@@ -26,7 +28,9 @@ pub mod client;
 pub mod config;
 pub mod envelope;
 pub mod execution;
+pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod payload;
 pub mod receipt;
 pub mod sandbox;

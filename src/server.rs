@@ -1,21 +1,27 @@
 //! Builds the service from a [`Config`] and serves it on a listener until a shutdown
-//! signal, then closes the audit log cleanly.
+//! signal, then drains what is in flight (up to `shutdown_grace_secs`) and closes
+//! the audit log cleanly.
 //!
 //! Everything that can be wrong with the configuration, the data directory, the key
 //! or the log fails here, before the listener accepts a connection.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::execution::{ExecutionPolicy, Executor};
+use crate::health::Health;
 use crate::keys::{KeyError, ServerKey};
+use crate::metrics::Metrics;
 use crate::payload::EffectiveLimits;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSettings};
 use crate::session::SessionStore;
@@ -47,6 +53,8 @@ pub enum ServerError {
 pub struct Service {
     pub state: AppState,
     log: AuditLog,
+    /// How long a shutdown waits for requests and executions in flight.
+    grace: Duration,
 }
 
 impl Service {
@@ -98,7 +106,20 @@ impl Service {
             max_queued: config.execution.max_queued,
             queue_timeout: config.queue_timeout(),
         };
-        let executor = Executor::new(sessions.clone(), key.clone(), sandbox, log.clone(), policy);
+        let health = Health::new(
+            log.clone(),
+            &config.data_dir,
+            config.data_dir_min_free_bytes,
+        );
+        let metrics = Metrics::new();
+        let executor = Executor::new(
+            sessions.clone(),
+            key.clone(),
+            sandbox,
+            log.clone(),
+            policy,
+            metrics.clone(),
+        );
         let token_digests = config
             .auth
             .tokens_sha256
@@ -112,18 +133,26 @@ impl Service {
         let state = AppState {
             executor,
             sessions,
+            health,
+            metrics,
             key,
             origin: config.origin.as_str().into(),
             started: Instant::now(),
             token_digests,
+            executions: TaskTracker::new(),
             max_request_bytes: usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX),
         };
-        Ok(Service { state, log })
+        Ok(Service {
+            state,
+            log,
+            grace: config.shutdown_grace(),
+        })
     }
 
-    /// Serves until `shutdown` completes, then waits for in-flight requests and
-    /// closes the audit log (every acknowledged record is already synced; closing
-    /// releases the file lock).
+    /// Serves until `shutdown` completes, then drains: stops accepting connections,
+    /// reports `shutting_down` on `/health`, waits up to the grace period for
+    /// requests and executions in flight, and closes the audit log (which writes
+    /// what is queued, syncs, persists the checkpoint and releases the file lock).
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -132,7 +161,7 @@ impl Service {
         let sweeper = {
             let sessions = self.state.sessions.clone();
             tokio::spawn(async move {
-                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                let mut every = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     every.tick().await;
                     sessions.sweep();
@@ -140,12 +169,69 @@ impl Service {
             })
         };
         let router = api::router(self.state.clone());
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let (stop_accepting, stopped) = oneshot::channel::<()>();
+        let mut serving = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
+        let served = tokio::select! {
+            // Serving only ends on its own if it failed.
+            joined = &mut serving => joined_serve(joined),
+            () = shutdown => {
+                self.state.health.begin_shutdown();
+                let _ = stop_accepting.send(());
+                self.drain(serving).await
+            }
+        };
         sweeper.abort();
         self.log.close().await;
-        served.map_err(ServerError::Serve)
+        served
+    }
+
+    /// Waits for the connections still open (axum's graceful shutdown answers their
+    /// requests, then closes them) and then for execution tasks whose client went
+    /// away: `/execute` runs each execution on its own task, which the connection
+    /// does not wait for. Past the grace period it stops waiting: whatever is still
+    /// running gets no answer, and its record is not acknowledged to anyone.
+    async fn drain(&self, serving: JoinHandle<std::io::Result<()>>) -> Result<(), ServerError> {
+        let executions = self.state.executions.clone();
+        executions.close();
+        tracing::info!(
+            executions_in_flight = executions.len(),
+            grace_secs = self.grace.as_secs(),
+            "shutdown requested; no new connections, finishing what is in flight"
+        );
+        let abort_serving = serving.abort_handle();
+        let drained = tokio::time::timeout(self.grace, async {
+            let served = joined_serve(serving.await);
+            executions.wait().await;
+            served
+        })
+        .await;
+        match drained {
+            Ok(served) => served,
+            Err(_elapsed) => {
+                abort_serving.abort();
+                tracing::warn!(
+                    executions_abandoned = executions.len(),
+                    grace_secs = self.grace.as_secs(),
+                    "the shutdown grace period is over; closing the log with executions still running"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+fn joined_serve(
+    joined: Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Result<(), ServerError> {
+    match joined {
+        Ok(served) => served.map_err(ServerError::Serve),
+        Err(join_error) => Err(ServerError::Serve(std::io::Error::other(join_error))),
     }
 }
 
@@ -166,5 +252,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }

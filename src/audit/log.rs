@@ -25,6 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,9 @@ struct Shared {
     key: Arc<ServerKey>,
     /// The latest signed checkpoint, re-signed only when the tree has grown.
     latest: Mutex<Option<SignedCheckpoint>>,
+    /// Whether the writer's last batch was written and synced. Set by the writer
+    /// only, after every batch; read by health checks.
+    last_batch_ok: AtomicBool,
 }
 
 enum Command {
@@ -189,6 +193,7 @@ impl AuditLog {
             origin: origin.to_owned(),
             key,
             latest: Mutex::new(None),
+            last_batch_ok: AtomicBool::new(true),
         });
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
@@ -225,6 +230,14 @@ impl AuditLog {
         if self.commands.send(Command::Close { done }).await.is_ok() {
             let _ = closed.await;
         }
+    }
+
+    /// Whether an append can be expected to succeed: false once the writer's last
+    /// write or sync failed (until a later batch succeeds) or once the writer has
+    /// stopped. Nothing is retried in the background: after an I/O error the next
+    /// append is the probe.
+    pub fn is_writable(&self) -> bool {
+        self.shared.last_batch_ok.load(Ordering::Acquire) && !self.commands.is_closed()
     }
 
     /// Number of durable records.
@@ -607,8 +620,11 @@ impl Writer {
             record.encode_into(buffer);
         }
         let start = self.committed_len;
+        // The health flag changes before any acknowledgement goes out, so that a
+        // client that was answered and then asks `/health` sees the same state.
         match self.write_durably(buffer) {
             Ok(()) => {
+                self.shared.last_batch_ok.store(true, Ordering::Release);
                 let mut index = self.shared.lock_index();
                 let mut offset = start;
                 for (record, done) in batch.drain(..) {
@@ -619,6 +635,7 @@ impl Writer {
                 }
             }
             Err(error) => {
+                self.shared.last_batch_ok.store(false, Ordering::Release);
                 tracing::error!(path = %self.shared.path.display(), %error, "audit log append failed; the batch was not acknowledged");
                 for (_, done) in batch.drain(..) {
                     let _ = done.send(Err(AuditError::Unavailable(error.to_string())));
@@ -715,6 +732,76 @@ mod tests {
             read_records(&dir.path().join(LOG_FILE)).unwrap(),
             vec![record(1), record(2)]
         );
+    }
+
+    /// A writer on `file` over an empty log in `dir`, as `AuditLog::open` builds it
+    /// but without its thread, and a handle that reads its state.
+    fn writer_on(file: File, dir: &Path) -> (Writer, AuditLog, mpsc::Receiver<Command>) {
+        let path = dir.join(LOG_FILE);
+        std::fs::write(&path, FILE_MAGIC).unwrap();
+        let shared = Arc::new(Shared {
+            index: Mutex::default(),
+            reader: File::open(&path).unwrap(),
+            path,
+            origin: "test.example/log".to_owned(),
+            key: key(),
+            latest: Mutex::new(None),
+            last_batch_ok: AtomicBool::new(true),
+        });
+        let (commands, queue) = mpsc::channel(1);
+        let writer = Writer {
+            file,
+            dir: dir.to_owned(),
+            committed_len: FILE_MAGIC.len() as u64,
+            shared: shared.clone(),
+            persisted_size: None,
+            persisted_at: Instant::now(),
+        };
+        (writer, AuditLog { commands, shared }, queue)
+    }
+
+    fn commit_one(writer: &mut Writer, record: LogRecord) -> Result<u64, AuditError> {
+        let (done, acknowledged) = oneshot::channel();
+        writer.commit(&mut vec![(record, done)], &mut Vec::new());
+        acknowledged.blocking_recv().unwrap()
+    }
+
+    #[test]
+    fn a_failed_write_makes_the_log_unwritable_until_a_batch_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every write to /dev/full fails with ENOSPC: a full disk, not a mock.
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let (mut writer, log, _queue) = writer_on(full, dir.path());
+        assert!(log.is_writable());
+        assert!(matches!(
+            commit_one(&mut writer, record(1)),
+            Err(AuditError::Unavailable(_))
+        ));
+        assert!(!log.is_writable());
+        assert_eq!(log.size(), 0, "nothing was acknowledged");
+
+        // Space is back: the next batch succeeds and the log is writable again.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join(LOG_FILE))
+            .unwrap();
+        file.seek(SeekFrom::End(0)).unwrap();
+        writer.file = file;
+        assert_eq!(commit_one(&mut writer, record(2)).unwrap(), 0);
+        assert!(log.is_writable());
+        assert_eq!(
+            read_records(&dir.path().join(LOG_FILE)).unwrap(),
+            vec![record(2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_log_is_not_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path()).unwrap();
+        assert!(log.is_writable());
+        log.close().await;
+        assert!(!log.is_writable());
     }
 
     #[tokio::test]

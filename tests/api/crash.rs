@@ -1,9 +1,6 @@
 //! Crash safety of the audit log: torn tails are cut, damage stops the server, and
 //! a server killed with SIGKILL loses no acknowledged execution.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use wasm_hypervisor::audit::log::{FILE_MAGIC, LOG_FILE};
 use wasm_hypervisor::audit::merkle::{self, Hash};
 use wasm_hypervisor::client::Client;
@@ -11,7 +8,7 @@ use wasm_hypervisor::payload::{Status, decode_base64};
 use wasm_hypervisor::receipt;
 use wasm_hypervisor::server::{ServerError, Service};
 
-use crate::helpers::{DataDir, TestApp, fixture, request, test_config};
+use crate::helpers::{DataDir, ServerProcess, TestApp, fixture, request, test_config};
 
 /// Record 0 begins right after the file header.
 const FIRST_RECORD: u64 = FILE_MAGIC.len() as u64;
@@ -91,43 +88,10 @@ fn build_error(data_dir: &DataDir) -> String {
     }
 }
 
-/// A `wasm-hypervisor serve` child process on an ephemeral port.
-struct ServerProcess {
-    child: Child,
-    base: String,
-}
-
-impl ServerProcess {
-    fn start(data_dir: &std::path::Path) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The server announces its address once it listens.
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("the server exited before listening")
-                .unwrap();
-            if let Some(rest) = line.split("listen=").nth(1) {
-                break format!("http://{}", rest.split_whitespace().next().unwrap());
-            }
-        };
-        // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, base }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn after_sigkill_every_answered_execution_is_in_the_log_with_a_valid_proof() {
     let data_dir = DataDir::new();
-    let mut server = ServerProcess::start(&data_dir.path);
+    let server = ServerProcess::start(&data_dir.path);
     let client = Client::new(&server.base, None);
     let key = client.identity(None).await.unwrap().public_key;
 
@@ -160,8 +124,7 @@ async fn after_sigkill_every_answered_execution_is_in_the_log_with_a_valid_proof
     while answered.len() < 40 {
         answered.push(answered_rx.recv().await.expect("executions are answered"));
     }
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+    server.kill();
     for worker in workers {
         worker.await.unwrap();
     }
@@ -194,18 +157,8 @@ async fn after_sigkill_every_answered_execution_is_in_the_log_with_a_valid_proof
         .unwrap();
     }
     // Stop it cleanly and re-verify the whole file.
-    let mut server = server;
-    sigterm(&server.child);
-    assert!(server.child.wait().unwrap().success());
+    server.sigterm();
+    assert!(server.wait().await.status.success());
     let records = crate::helpers::verify_log_file(&data_dir.path, &key);
     assert!(records >= answered.len(), "{records} < {}", answered.len());
-}
-
-/// Sends SIGTERM (a graceful stop) to a child process.
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }

@@ -1,13 +1,15 @@
 //! `TestApp`: a server on an ephemeral port with its own data directory, and typed
 //! helpers to drive it.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, Once};
 
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wasm_hypervisor::api::CheckpointResponse;
+use wasm_hypervisor::api::{AppState, CheckpointResponse};
 use wasm_hypervisor::audit::Checkpoint;
 use wasm_hypervisor::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
 use wasm_hypervisor::audit::merkle::{MerkleTree, leaf_hash};
@@ -44,6 +46,8 @@ pub struct TestApp {
     pub base: String,
     /// The server's executor, for what only the process can see (cache counters).
     pub executor: wasm_hypervisor::execution::Executor,
+    /// The server's state, to reach it without HTTP (while it drains, say).
+    pub state: AppState,
     pub client: Client,
     pub identity: ServerIdentity,
     pub http: reqwest::Client,
@@ -98,6 +102,7 @@ impl TestApp {
         config.validate().expect("test configuration is valid");
         let service = Service::build(&config).expect("service builds");
         let executor = service.state.executor.clone();
+        let state = service.state.clone();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -114,6 +119,7 @@ impl TestApp {
         TestApp {
             base,
             executor,
+            state,
             client,
             identity,
             http: reqwest::Client::new(),
@@ -164,9 +170,16 @@ impl TestApp {
         self.get_json("/health").await
     }
 
+    /// Signals the server to shut down, as SIGTERM would, without waiting.
+    pub fn begin_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
     /// Stops the server gracefully and waits until it has closed its log.
     pub async fn stop(mut self) -> DataDir {
-        let _ = self.shutdown.take().unwrap().send(());
+        self.begin_stop();
         self.served
             .take()
             .unwrap()
@@ -261,4 +274,124 @@ pub fn limits(fuel: Option<u64>, timeout_ms: Option<u64>) -> Option<RequestedLim
         timeout_ms,
         ..Default::default()
     })
+}
+
+/// A `wasm-hypervisor serve` child process on an ephemeral port, killed if the test
+/// ends without stopping it.
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub base: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How a server process ended, with everything it wrote on stderr.
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stderr: Vec<String>,
+}
+
+impl ServerProcess {
+    pub fn start(data_dir: &Path) -> ServerProcess {
+        ServerProcess::start_with(data_dir, &[], &[])
+    }
+
+    /// Starts the server with `env` added to its environment, through `wrapper` if
+    /// not empty: a program and its arguments that end by running the command line
+    /// that follows them (`sh -c '...; exec "$@"' sh`).
+    pub fn start_with(data_dir: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        let server = env!("CARGO_BIN_EXE_wasm-hypervisor");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(server);
+                command
+            }
+            None => Command::new(server),
+        };
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server announces its address once it listens: `listen=ADDR` in a
+        // text line, `"listen":"ADDR"` in a JSON one.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .unwrap();
+            let address = ["listen=", "\"listen\":\""].iter().find_map(|key| {
+                let rest = line.split(key).nth(1)?;
+                Some(rest.split([' ', '"']).next().unwrap().to_owned())
+            });
+            stderr.lock().unwrap().push(line);
+            if let Some(address) = address {
+                break format!("http://{address}");
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        let kept = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        ServerProcess {
+            child: Some(child),
+            base,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// Sends SIGTERM (a graceful stop).
+    pub fn sigterm(&self) {
+        let pid = self.child.as_ref().unwrap().id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Waits for the server to exit, without blocking the runtime, and for the
+    /// last of its stderr.
+    pub async fn wait(mut self) -> Exited {
+        let mut child = self.child.take().unwrap();
+        let reader = self.stderr_reader.take().unwrap();
+        let status = tokio::task::spawn_blocking(move || {
+            let status = child.wait().unwrap();
+            reader.join().unwrap();
+            status
+        })
+        .await
+        .unwrap();
+        Exited {
+            status,
+            stderr: self.stderr.lock().unwrap().clone(),
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -1,0 +1,364 @@
+//! The service's Prometheus metrics: one registry, every series in it, and the
+//! calls that observe them. Encoding is `prometheus-client`'s (the OpenMetrics text
+//! format, which Prometheus scrapes natively).
+//!
+//! Architecture invariant: every label value comes from a fixed set the server
+//! defines: route templates (`/verify/{execution_id}`, never the path a client
+//! sent) or `unmatched`, an HTTP method from [`METHODS`] or `other`, an HTTP status
+//! code the server produced, an execution status word. Nothing a client chooses —
+//! an id, a hash, a raw path, a header — becomes a label value, so the number of
+//! series stays bounded and no metric identifies an execution.
+//!
+//! Gauges that mirror state other modules already keep (slots in use, queue depth,
+//! pending sessions, log size) are not updated as that state changes: the caller
+//! of [`Metrics::render`] reads them at scrape time.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::payload::Status;
+
+/// Prefix of every series name.
+pub const PREFIX: &str = "wasm_hypervisor";
+
+/// `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// HTTP methods that get their own label value; any other is `other`.
+pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// Route label of requests that matched no route (404 from the fallback).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+/// HTTP latencies: 0.5 ms (`/health`, `/keys`) to 16 s (an `/execute` that waited
+/// `queue_timeout_ms` and then ran for `timeout_ms`, at their defaults 5 s + 10 s).
+fn http_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The gauges read from other modules' state at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub executions_in_flight: usize,
+    pub execution_queue_depth: usize,
+    pub sessions_pending: usize,
+    pub audit_log_size: u64,
+}
+
+/// Every series of the service; cheap to clone (each metric is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    http_requests: Family<RequestLabels, Counter>,
+    http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    executions: Family<StatusLabels, Counter>,
+    execution_duration: Histogram,
+    compile_duration: Histogram,
+    module_cache_hits: Counter,
+    module_cache_misses: Counter,
+    fuel_consumed: Counter,
+    audit_append_duration: Histogram,
+    executions_in_flight: Gauge,
+    execution_queue_depth: Gauge,
+    sessions_pending: Gauge,
+    audit_log_size: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status code",
+            http_requests.clone(),
+        );
+        let http_request_duration = Family::new_with_constructor(http_buckets as fn() -> _);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from a request's arrival to its response, by route template",
+            Unit::Seconds,
+            http_request_duration.clone(),
+        );
+        let executions = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "executions",
+            "Executions (requests whose plaintext was opened), by result status",
+            executions.clone(),
+        );
+        // Guest time: from 100 µs to 582 s, about the largest `limits.timeout_ms`.
+        let execution_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 18));
+        registry.register_with_unit(
+            "execution_duration",
+            "Time spent in the guest (the result's wall_time_us), for executions whose \
+             guest was started",
+            Unit::Seconds,
+            execution_duration.clone(),
+        );
+        // Cranelift: a small C program compiles in a few ms, an 8 MiB module in seconds.
+        let compile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register_with_unit(
+            "compile_duration",
+            "Time to compile a module, successful or not",
+            Unit::Seconds,
+            compile_duration.clone(),
+        );
+        let module_cache_hits = Counter::default();
+        registry.register(
+            "module_cache_hits",
+            "Modules found compiled in the module cache",
+            module_cache_hits.clone(),
+        );
+        let module_cache_misses = Counter::default();
+        registry.register(
+            "module_cache_misses",
+            "Modules not in the module cache, compiled anew",
+            module_cache_misses.clone(),
+        );
+        let fuel_consumed = Counter::default();
+        registry.register(
+            "fuel_consumed",
+            "Wasmtime fuel units burned by guests",
+            fuel_consumed.clone(),
+        );
+        // Group commit: one write and one fdatasync, 50 µs on fast local disks to
+        // around a second on a struggling one.
+        let audit_append_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
+        registry.register_with_unit(
+            "audit_append_duration",
+            "Time from handing a record to the audit writer to it being durable",
+            Unit::Seconds,
+            audit_append_duration.clone(),
+        );
+        let executions_in_flight = Gauge::default();
+        registry.register(
+            "executions_in_flight",
+            "Guests running now (execution slots in use)",
+            executions_in_flight.clone(),
+        );
+        let execution_queue_depth = Gauge::default();
+        registry.register(
+            "execution_queue_depth",
+            "Executions waiting for a slot now",
+            execution_queue_depth.clone(),
+        );
+        let sessions_pending = Gauge::default();
+        registry.register(
+            "sessions_pending",
+            "Sessions issued and neither used nor expired",
+            sessions_pending.clone(),
+        );
+        let audit_log_size = Gauge::default();
+        registry.register(
+            "audit_log_size",
+            "Records in the audit log",
+            audit_log_size.clone(),
+        );
+        // Every status exists from the start, at 0, so that rates and alerts on a
+        // status that has not happened yet see a series rather than nothing.
+        for status in Status::ALL {
+            let _series = executions.get_or_create(&StatusLabels {
+                status: status.as_str(),
+            });
+        }
+        Metrics {
+            registry: Arc::new(registry),
+            http_requests,
+            http_request_duration,
+            executions,
+            execution_duration,
+            compile_duration,
+            module_cache_hits,
+            module_cache_misses,
+            fuel_consumed,
+            audit_append_duration,
+            executions_in_flight,
+            execution_queue_depth,
+            sessions_pending,
+            audit_log_size,
+        }
+    }
+
+    /// One answered HTTP request. `route` must be the matched route's template or
+    /// [`UNMATCHED_ROUTE`]; `method` is reduced to [`METHODS`] or `other`.
+    pub fn observe_http(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let method = METHODS
+            .iter()
+            .find(|known| **known == method)
+            .copied()
+            .unwrap_or("other");
+        self.http_requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method,
+                status,
+            })
+            .inc();
+        self.http_request_duration
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// One finished execution: its status, the fuel it burned and its guest time.
+    pub fn observe_execution(&self, status: Status, fuel_consumed: u64, wall_time_us: u64) {
+        self.executions
+            .get_or_create(&StatusLabels {
+                status: status.as_str(),
+            })
+            .inc();
+        self.fuel_consumed.inc_by(fuel_consumed);
+        // These never start the guest; a 0 would only drag the quantiles down.
+        if !matches!(status, Status::InvalidModule | Status::InvalidRequest) {
+            self.execution_duration.observe(wall_time_us as f64 / 1e6);
+        }
+    }
+
+    /// One compilation of a module, successful or not.
+    pub fn observe_compile(&self, seconds: f64) {
+        self.compile_duration.observe(seconds);
+    }
+
+    /// One module-cache lookup.
+    pub fn record_module_cache(&self, hit: bool) {
+        if hit {
+            self.module_cache_hits.inc();
+        } else {
+            self.module_cache_misses.inc();
+        }
+    }
+
+    /// One durable append to the audit log.
+    pub fn observe_audit_append(&self, seconds: f64) {
+        self.audit_append_duration.observe(seconds);
+    }
+
+    /// The whole exposition, with the gauges set to `gauges`.
+    pub fn render(&self, gauges: Gauges) -> String {
+        let saturate = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.executions_in_flight
+            .set(saturate(gauges.executions_in_flight as u64));
+        self.execution_queue_depth
+            .set(saturate(gauges.execution_queue_depth as u64));
+        self.sessions_pending
+            .set(saturate(gauges.sessions_pending as u64));
+        self.audit_log_size.set(saturate(gauges.audit_log_size));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.parse().unwrap())
+    }
+
+    #[test]
+    fn methods_outside_the_fixed_set_are_other() {
+        let metrics = Metrics::new();
+        metrics.observe_http("/health", "GET", 200, 0.001);
+        metrics.observe_http("/health", "BREW", 405, 0.001);
+        let text = metrics.render(Gauges::default());
+        assert_eq!(
+            line_value(
+                &text,
+                r#"wasm_hypervisor_http_requests_total{route="/health",method="GET",status="200"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                r#"wasm_hypervisor_http_requests_total{route="/health",method="other",status="405"}"#
+            ),
+            Some(1.0)
+        );
+        assert!(!text.contains("BREW"));
+    }
+
+    #[test]
+    fn every_execution_status_has_a_series_from_the_start() {
+        let text = Metrics::new().render(Gauges::default());
+        for status in Status::ALL {
+            let series = format!(
+                "wasm_hypervisor_executions_total{{status=\"{}\"}}",
+                status.as_str()
+            );
+            assert_eq!(line_value(&text, &series), Some(0.0), "{series}");
+        }
+    }
+
+    #[test]
+    fn executions_that_never_started_a_guest_add_no_guest_time() {
+        let metrics = Metrics::new();
+        metrics.observe_execution(Status::Completed, 10, 2_000);
+        metrics.observe_execution(Status::InvalidModule, 0, 0);
+        let text = metrics.render(Gauges::default());
+        assert_eq!(
+            line_value(&text, "wasm_hypervisor_execution_duration_seconds_count"),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(&text, "wasm_hypervisor_execution_duration_seconds_sum"),
+            Some(0.002)
+        );
+        assert_eq!(
+            line_value(&text, "wasm_hypervisor_fuel_consumed_total"),
+            Some(10.0)
+        );
+    }
+
+    #[test]
+    fn module_cache_lookups_count_hits_and_misses_apart() {
+        let metrics = Metrics::new();
+        metrics.record_module_cache(true);
+        metrics.record_module_cache(false);
+        metrics.record_module_cache(false);
+        let text = metrics.render(Gauges::default());
+        assert_eq!(
+            line_value(&text, "wasm_hypervisor_module_cache_hits_total"),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(&text, "wasm_hypervisor_module_cache_misses_total"),
+            Some(2.0)
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! `GET /health`: 200 while the instance can execute and append, 503 with the
+//! reasons when it cannot. Every failure here is real: a file system that refuses
+//! the write, a directory that is gone, a free-space threshold above what the disk
+//! has.
+
+use serde_json::Value;
+use wasm_hypervisor::client::{Client, ClientError};
+use wasm_hypervisor::payload::Status;
+
+use crate::helpers::{DataDir, ServerProcess, TestApp, fixture, request, verify_log_file};
+
+async fn get_health(http: &reqwest::Client, base: &str) -> (u16, Value) {
+    let response = http.get(format!("{base}/health")).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_working_instance_is_200_ok_with_no_reasons() {
+    let app = TestApp::spawn().await;
+    app.execute(&request(&fixture("exit_code"))).await;
+    let (status, body) = get_health(&app.http, &app.base).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["reasons"], serde_json::json!([]));
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["log_size"], 1);
+    assert_eq!(body["slots_in_use"], 0);
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn less_free_space_than_the_threshold_is_503_data_dir_low_space() {
+    // No disk has 16 EiB free: the real statvfs answer is below this threshold.
+    let app = TestApp::spawn_with(|config| config.data_dir_min_free_bytes = u64::MAX).await;
+    let (status, body) = get_health(&app.http, &app.base).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["reasons"], serde_json::json!(["data_dir_low_space"]));
+    // The same shape as a 200.
+    assert_eq!(body["log_size"], 0);
+    assert!(body["uptime_secs"].is_u64());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_directory_that_disappeared_is_503_data_dir_not_writable() {
+    let app = TestApp::spawn().await;
+    std::fs::remove_dir_all(&app.data_dir.path).unwrap();
+    let (status, body) = get_health(&app.http, &app.base).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body["reasons"],
+        serde_json::json!(["data_dir_not_writable"])
+    );
+    app.stop().await;
+}
+
+/// The server runs under a 1 KiB file-size limit (`ulimit -f 2`, with SIGXFSZ
+/// ignored so that the kernel fails the write with EFBIG instead of killing the
+/// process): the audit log takes a handful of records, then a write genuinely
+/// fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_log_cannot_be_written_health_is_503_and_nothing_unlogged_is_answered() {
+    let data_dir = DataDir::new();
+    let server = ServerProcess::start_with(
+        &data_dir.path,
+        &["sh", "-c", r#"trap "" XFSZ; ulimit -f 2; exec "$@""#, "sh"],
+        &[],
+    );
+    let http = reqwest::Client::new();
+    assert_eq!(get_health(&http, &server.base).await.0, 200);
+    let client = Client::new(&server.base, None);
+    let key = client.identity(None).await.unwrap().public_key;
+    let plaintext = serde_json::to_vec(&request(&fixture("exit_code"))).unwrap();
+
+    let mut answered = Vec::new();
+    let refused = loop {
+        assert!(answered.len() < 20, "the file-size limit never bit");
+        let session = client.open_session(&key).await.unwrap();
+        match client.execute(&session, &plaintext).await {
+            Ok(execution) => {
+                assert_eq!(execution.result.status, Status::Completed);
+                answered.push(execution.execution_id);
+            }
+            Err(error) => break error,
+        }
+    };
+    match refused {
+        ClientError::Server { status, code, .. } => {
+            assert_eq!((status, code.as_str()), (503, "log_unavailable"))
+        }
+        other => panic!("expected 503 log_unavailable, got {other}"),
+    }
+    let (status, body) = get_health(&http, &server.base).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(
+        body["reasons"],
+        serde_json::json!(["audit_log_write_failed"])
+    );
+    assert_eq!(body["log_size"], answered.len());
+
+    server.sigterm();
+    let exited = server.wait().await;
+    assert!(exited.status.success());
+    // The operator's log names the cause.
+    assert!(
+        exited
+            .stderr
+            .iter()
+            .any(|line| line.contains("audit log append failed") && line.contains("File too large")),
+        "{:#?}",
+        exited.stderr
+    );
+    // The failed write was cut back: the file holds exactly the answered records.
+    let records = wasm_hypervisor::audit::log::read_records(
+        &data_dir.path.join(wasm_hypervisor::audit::log::LOG_FILE),
+    )
+    .unwrap();
+    let logged: Vec<_> = records.iter().map(|r| r.leaf.execution_id).collect();
+    assert_eq!(logged, answered);
+    assert_eq!(verify_log_file(&data_dir.path, &key), answered.len());
+}
