@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -142,11 +142,13 @@ impl AuditLog {
             path: path.clone(),
             source,
         };
+        // Owner-only, like everything in the data directory.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(io)?;
         match file.try_lock() {
@@ -546,7 +548,12 @@ fn write_checkpoint(dir: &Path, signed: &SignedCheckpoint) -> std::io::Result<()
     let mut text = signed.checkpoint.body();
     text.push_str(&B64.encode(&signed.signature));
     text.push('\n');
-    let mut file = File::create(&tmp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))?;

@@ -34,7 +34,7 @@ async fn an_acknowledged_execution_survives_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_signing_key_file_is_owner_only() {
+async fn the_data_directory_and_its_files_are_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let app = TestApp::spawn().await;
     let path = app.data_dir.path.join("signing_key.pem");
@@ -46,5 +46,14 @@ async fn the_signing_key_file_is_owner_only() {
         .mode()
         & 0o777;
     assert_eq!(dir_mode, 0o700);
-    app.stop().await;
+    app.execute(&request(&fixture("exit_code"))).await;
+    let data_dir = app.stop().await;
+    for file in ["audit.log", "checkpoint"] {
+        let mode = std::fs::metadata(data_dir.path.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
 }
