@@ -284,7 +284,9 @@ impl Executor {
                 );
             }
         };
-        result.module_sha256 = Some(hex::encode(envelope::sha256(&module)));
+        // Hashed once: the result reports it and the module cache is keyed by it.
+        let module_hash = envelope::sha256(&module);
+        result.module_sha256 = Some(hex::encode(module_hash));
         match EffectiveLimits::apply(policy.maxima, request.limits) {
             Ok(limits) => result.limits = limits,
             Err(error) => return invalid(result, Status::InvalidRequest, error),
@@ -309,7 +311,6 @@ impl Executor {
             );
         }
 
-        let module_hash = envelope::sha256(&module);
         let preparation = self.inner.sandbox.prepare(module_hash, module.into()).await;
         self.inner.metrics.record_module_cache(preparation.hit);
         if let Some(compile_time) = preparation.compile_time {
