@@ -160,7 +160,7 @@ impl Executor {
             .take(&sealed.session_id)
             .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
         let opened =
-            envelope::open_request(secret, &sealed.session_id, &sealed.enc, &sealed.ciphertext)
+            envelope::open_request(secret, &sealed.session_id, &sealed.enc, sealed.ciphertext)
                 .map_err(|_| ExecutionError::DecryptionFailed)?;
 
         let execution_id = Uuid::new_v4();

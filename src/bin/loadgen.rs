@@ -1,0 +1,244 @@
+//! Load generator for a running wasm-hypervisor: `--concurrency` clients, each doing
+//! the whole protocol in a loop (`POST /sessions` with its signature checked, HPKE
+//! seal, `POST /execute`, result opened and commitment checked) for `--duration`
+//! seconds after a `--warmup`. Reports throughput, latency p50/p90/p99/max, the count
+//! of every guest status and error, and, given `--server-pid`, the server process's
+//! CPU time per execution (from `/proc/<pid>/stat`: user + system, all threads).
+//!
+//! ```sh
+//! cargo run --release -- serve &
+//! cargo run --release --bin loadgen -- --concurrency 32 --duration 10 \
+//!     --server-pid $(pgrep -f 'wasm-hypervisor serve')
+//! cargo run --release --bin loadgen -- --module target/third-party/boolector.wasm \
+//!     --stdin-file benches/fixtures/bv.smt2 --arg --model-gen
+//! ```
+//! The default guest is `examples/tiny.wasm` (writes `hello`). Only ever point it at
+//! a server you run yourself.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use wasm_hypervisor::client::{Client, ClientError};
+use wasm_hypervisor::payload::{ExecutionRequest, encode_base64};
+
+/// `examples/tiny.wat`, assembled.
+const TINY: &[u8] = include_bytes!("../../examples/tiny.wasm");
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for wasm-hypervisor: the full protocol, real HPKE")]
+struct Args {
+    /// The server's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Clients running at once, each one request after another.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    concurrency: usize,
+    /// Seconds of measured load.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of unmeasured load first (fills the server's module cache and pools).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// The guest: a WASI command (core module or component). Default: the built-in
+    /// tiny module, examples/tiny.wasm.
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// An argument for the guest (repeatable); argv[0] is the module's name.
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// A file sent as the guest's stdin.
+    #[arg(long, conflicts_with = "stdin_bytes")]
+    stdin_file: Option<PathBuf>,
+    /// This many bytes of `x` sent as the guest's stdin.
+    #[arg(long)]
+    stdin_bytes: Option<usize>,
+    /// The server's process id: report its CPU time per execution.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Bearer token, if the server requires one.
+    #[arg(long, env = "WASM_HYPERVISOR_TOKEN")]
+    token: Option<String>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    outcomes: BTreeMap<String, u64>,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let (module_name, module) = match &args.module {
+        Some(path) => (path.display().to_string(), std::fs::read(path)?),
+        None => ("examples/tiny.wasm (built in)".to_owned(), TINY.to_vec()),
+    };
+    let stdin = match (&args.stdin_file, args.stdin_bytes) {
+        (Some(path), _) => Some(std::fs::read(path)?),
+        (None, Some(n)) => Some(vec![b'x'; n]),
+        (None, None) => None,
+    };
+    let request = ExecutionRequest {
+        module: encode_base64(&module),
+        args: args.args.clone(),
+        stdin: stdin.as_deref().map(encode_base64),
+        ..Default::default()
+    };
+    let plaintext = serde_json::to_vec(&request)?;
+    let client = Client::new(&args.server, args.token.clone());
+    let identity = client.identity(None).await?;
+
+    let warmup = Duration::from_secs_f64(args.warmup);
+    let duration = Duration::from_secs_f64(args.duration);
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let stop_at = measure_from + duration;
+
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (client, key, plaintext) = (client.clone(), identity.public_key, plaintext.clone());
+        workers.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            loop {
+                let began = Instant::now();
+                if began >= stop_at {
+                    break;
+                }
+                let outcome = match client.open_session(&key).await {
+                    Ok(session) => match client.execute(&session, &plaintext).await {
+                        Ok(execution) => execution.result.status.as_str().to_owned(),
+                        Err(error) => describe(&error),
+                    },
+                    Err(error) => describe(&error),
+                };
+                // Only requests that both start and end inside the window count.
+                let ended = Instant::now();
+                if began >= measure_from && ended <= stop_at {
+                    tally.latencies.push(ended - began);
+                    *tally.outcomes.entry(outcome).or_default() += 1;
+                }
+            }
+            tally
+        }));
+    }
+
+    // Server CPU is sampled at the window's edges, while the clients keep going.
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_before = args.server_pid.map(process_cpu).transpose()?;
+    let own_before = own_cpu();
+    tokio::time::sleep_until(stop_at.into()).await;
+    let cpu_after = args.server_pid.map(process_cpu).transpose()?;
+    let own_after = own_cpu();
+
+    let mut all = Tally::default();
+    for worker in workers {
+        let tally = worker.await?;
+        all.latencies.extend(tally.latencies);
+        for (outcome, count) in tally.outcomes {
+            *all.outcomes.entry(outcome).or_default() += count;
+        }
+    }
+    all.latencies.sort();
+    let count = all.latencies.len();
+    let percentile = |p: f64| -> Duration {
+        if count == 0 {
+            return Duration::ZERO;
+        }
+        // Nearest rank: the smallest latency at or above a fraction p of them.
+        let rank = ((p * count as f64).ceil() as usize).clamp(1, count);
+        all.latencies[rank - 1]
+    };
+    let per_second = count as f64 / duration.as_secs_f64();
+    let server_cpu_us = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) if count > 0 => {
+            Some((after - before).as_secs_f64() * 1e6 / count as f64)
+        }
+        _ => None,
+    };
+    let client_cpu_us = (count > 0)
+        .then(|| (own_after.saturating_sub(own_before)).as_secs_f64() * 1e6 / count as f64);
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+
+    if args.json {
+        let report = serde_json::json!({
+            "module": module_name,
+            "module_bytes": module.len(),
+            "concurrency": args.concurrency,
+            "duration_s": args.duration,
+            "executions": count,
+            "executions_per_s": per_second,
+            "latency_us": {
+                "p50": micros(percentile(0.50)),
+                "p90": micros(percentile(0.90)),
+                "p99": micros(percentile(0.99)),
+                "max": micros(percentile(1.0)),
+            },
+            "outcomes": all.outcomes,
+            "server_cpu_us_per_execution": server_cpu_us,
+            "loadgen_cpu_us_per_execution": client_cpu_us,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "{module_name} ({} bytes), {} clients, {:.1} s measured after {:.1} s warm-up",
+        module.len(),
+        args.concurrency,
+        args.duration,
+        args.warmup
+    );
+    println!("executions:   {count} ({per_second:.1}/s)");
+    println!(
+        "latency:      p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  max {:.0} µs  (session + execute)",
+        micros(percentile(0.50)),
+        micros(percentile(0.90)),
+        micros(percentile(0.99)),
+        micros(percentile(1.0))
+    );
+    if let Some(us) = server_cpu_us {
+        println!("server CPU:   {us:.1} µs per execution (user + system, all threads)");
+    }
+    if let Some(us) = client_cpu_us {
+        println!("loadgen CPU:  {us:.1} µs per execution");
+    }
+    println!("outcomes:");
+    for (outcome, count) in &all.outcomes {
+        println!("  {outcome}: {count}");
+    }
+    Ok(())
+}
+
+fn describe(error: &ClientError) -> String {
+    match error {
+        ClientError::Server { status, code, .. } => format!("http {status} {code}"),
+        other => format!("client error: {other}"),
+    }
+}
+
+/// User + system CPU time of a whole process (all threads), from `/proc/<pid>/stat`.
+fn process_cpu(pid: u32) -> std::io::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; fields after it are plain.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
+    let ticks = |i: usize| -> std::io::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("unexpected /proc/{pid}/stat")))
+    };
+    let total = ticks(11)? + ticks(12)?;
+    let hz = rustix::param::clock_ticks_per_second();
+    Ok(Duration::from_secs_f64(total as f64 / hz as f64))
+}
+
+/// This process's own user + system CPU time.
+fn own_cpu() -> Duration {
+    process_cpu(std::process::id()).unwrap_or_default()
+}
