@@ -53,6 +53,8 @@ fn audit_log(c: &mut Criterion) {
         started.elapsed()
     );
 
+    appends(c, &runtime, &key);
+
     let mut group = c.benchmark_group("a log of 1,000,000 records");
     group.sample_size(10);
     group.bench_function("is opened, checked and indexed at start-up", |b| {
@@ -79,6 +81,54 @@ fn audit_log(c: &mut Criterion) {
     });
     group.bench_function("a consistency proof from 500,000 is served", |b| {
         b.iter(|| log.consistency(RECORDS / 2, RECORDS).unwrap())
+    });
+    group.finish();
+    runtime.block_on(log.close());
+}
+
+/// Leaves appended together in the batched benchmark: what a busy server's
+/// concurrent executions hand the writer between two syncs.
+const BATCH: usize = 256;
+
+/// Durable appends (write + fdatasync) to a fresh log: one at a time, each waiting
+/// for its own sync, and `BATCH` at once, which the writer commits with one sync.
+fn appends(c: &mut Criterion, runtime: &tokio::runtime::Runtime, key: &Arc<ServerKey>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = AuditLog::open(dir.path(), "bench/appends", key.clone()).unwrap();
+    let log = Arc::new(log);
+    let signature = key.sign(b"benchmark");
+    let mut n = 0u64;
+    let mut record = move || {
+        n += 1;
+        LogRecord {
+            leaf: Leaf {
+                execution_id: execution_id(n),
+                timestamp_ms: 1_795_000_000_000 + n,
+                commitment: [(n % 251) as u8; 32],
+            },
+            signature: signature.clone(),
+        }
+    };
+    let mut group = c.benchmark_group("durable appends to the audit log");
+    group.throughput(criterion::Throughput::Elements(1));
+    group.bench_function("one at a time (one fdatasync each)", |b| {
+        b.iter(|| runtime.block_on(log.append(record())).unwrap())
+    });
+    group.throughput(criterion::Throughput::Elements(BATCH as u64));
+    group.bench_function(format!("{BATCH} at once (group commit)"), |b| {
+        b.iter(|| {
+            let appends: Vec<_> = (0..BATCH)
+                .map(|_| {
+                    let (log, record) = (log.clone(), record());
+                    runtime.spawn(async move { log.append(record).await })
+                })
+                .collect();
+            runtime.block_on(async {
+                for append in appends {
+                    append.await.unwrap().unwrap();
+                }
+            })
+        })
     });
     group.finish();
     runtime.block_on(log.close());

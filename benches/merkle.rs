@@ -65,6 +65,20 @@ fn tree(c: &mut Criterion) {
         },
     );
 
+    // Proof generation as the log grows: 10^3 .. 10^6 leaves, the proven leaf in the
+    // first eighth (its proof folds the tree's ragged right edge).
+    let mut group = c.benchmark_group("an inclusion proof is generated at log size");
+    for size in [1_000u64, 10_000, 100_000, 1_000_000] {
+        let index = size / 8 + 1;
+        group.bench_function(format!("{size}"), |b| {
+            b.iter(|| {
+                tree.inclusion_proof(black_box(index), black_box(size))
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+
     let inclusion = tree.inclusion_proof(PROVEN_INDEX, LOG_SIZE).unwrap();
     let consistency = tree.consistency_proof(OLD_SIZE, LOG_SIZE).unwrap();
     c.bench_function(

@@ -11,6 +11,8 @@ use wasm_hypervisor::sandbox::{Entry, GuestInput, GuestLimits, Sandbox, SandboxS
 
 /// SQLite 3.54.1 built by Emscripten: 879,084 bytes (see benches/fixtures/README.md).
 const SQLITE: &[u8] = include_bytes!("fixtures/sqlite3.wasm");
+/// examples/tiny.wat: a 153-byte WASI command that writes `hello`.
+const TINY: &[u8] = include_bytes!("../examples/tiny.wasm");
 /// The C example from examples/hello.c (33 KB, wasi-libc).
 const HELLO: &[u8] = include_bytes!("../examples/hello.wasm");
 
@@ -55,6 +57,28 @@ fn sandbox(c: &mut Criterion) {
             assert!(lookup.hit);
         })
     });
+
+    let tiny = runtime
+        .block_on(sandbox.prepare(sha256(TINY), TINY.into()))
+        .value
+        .unwrap();
+    c.bench_function(
+        "a tiny WASI command is instantiated from the pool, run and dropped",
+        |b| {
+            b.iter(|| {
+                let report = runtime.block_on(sandbox.run(
+                    tiny.clone(),
+                    Entry::Command,
+                    GuestInput::default(),
+                    limits(),
+                ));
+                assert_eq!(
+                    report.outcome,
+                    wasm_hypervisor::sandbox::GuestOutcome::Exited(0)
+                );
+            })
+        },
+    );
 
     let hello_key = sha256(HELLO);
     let hello = runtime

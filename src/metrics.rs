@@ -68,9 +68,12 @@ pub struct Gauges {
     pub audit_log_size: u64,
 }
 
-/// Every series of the service; cheap to clone (each metric is an `Arc` inside).
+/// Every series of the service; cheap to clone (one `Arc`: handlers clone it per
+/// request).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Series>);
+
+struct Series {
     registry: Arc<Registry>,
     http_requests: Family<RequestLabels, Counter>,
     http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -190,7 +193,7 @@ impl Metrics {
                 status: status.as_str(),
             });
         }
-        Metrics {
+        Metrics(Arc::new(Series {
             registry: Arc::new(registry),
             http_requests,
             http_request_duration,
@@ -205,7 +208,7 @@ impl Metrics {
             execution_queue_depth,
             sessions_pending,
             audit_log_size,
-        }
+        }))
     }
 
     /// One answered HTTP request. `route` must be the matched route's template or
@@ -216,14 +219,16 @@ impl Metrics {
             .find(|known| **known == method)
             .copied()
             .unwrap_or("other");
-        self.http_requests
+        self.0
+            .http_requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
                 method,
                 status,
             })
             .inc();
-        self.http_request_duration
+        self.0
+            .http_request_duration
             .get_or_create(&RouteLabels {
                 route: route.to_owned(),
             })
@@ -232,49 +237,53 @@ impl Metrics {
 
     /// One finished execution: its status, the fuel it burned and its guest time.
     pub fn observe_execution(&self, status: Status, fuel_consumed: u64, wall_time_us: u64) {
-        self.executions
+        self.0
+            .executions
             .get_or_create(&StatusLabels {
                 status: status.as_str(),
             })
             .inc();
-        self.fuel_consumed.inc_by(fuel_consumed);
+        self.0.fuel_consumed.inc_by(fuel_consumed);
         // These never start the guest; a 0 would only drag the quantiles down.
         if !matches!(status, Status::InvalidModule | Status::InvalidRequest) {
-            self.execution_duration.observe(wall_time_us as f64 / 1e6);
+            self.0.execution_duration.observe(wall_time_us as f64 / 1e6);
         }
     }
 
     /// One compilation of a module, successful or not.
     pub fn observe_compile(&self, seconds: f64) {
-        self.compile_duration.observe(seconds);
+        self.0.compile_duration.observe(seconds);
     }
 
     /// One module-cache lookup.
     pub fn record_module_cache(&self, hit: bool) {
         if hit {
-            self.module_cache_hits.inc();
+            self.0.module_cache_hits.inc();
         } else {
-            self.module_cache_misses.inc();
+            self.0.module_cache_misses.inc();
         }
     }
 
     /// One durable append to the audit log.
     pub fn observe_audit_append(&self, seconds: f64) {
-        self.audit_append_duration.observe(seconds);
+        self.0.audit_append_duration.observe(seconds);
     }
 
     /// The whole exposition, with the gauges set to `gauges`.
     pub fn render(&self, gauges: Gauges) -> String {
         let saturate = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.executions_in_flight
+        self.0
+            .executions_in_flight
             .set(saturate(gauges.executions_in_flight as u64));
-        self.execution_queue_depth
+        self.0
+            .execution_queue_depth
             .set(saturate(gauges.execution_queue_depth as u64));
-        self.sessions_pending
+        self.0
+            .sessions_pending
             .set(saturate(gauges.sessions_pending as u64));
-        self.audit_log_size.set(saturate(gauges.audit_log_size));
+        self.0.audit_log_size.set(saturate(gauges.audit_log_size));
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+        prometheus_client::encoding::text::encode(&mut text, &self.0.registry)
             .expect("writing to a String cannot fail");
         text
     }
