@@ -6,18 +6,21 @@
 //! turn its answers back into JSON. A 4xx is logged at debug level without its
 //! body; a 5xx is logged with its cause but answered with an opaque message.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
-
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio_util::task::TaskTracker;
 use tower_http::LatencyUnit;
@@ -30,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::access::{ClientKey, ExecutionPermit, QuotaError, Quotas, TokenSet};
 use crate::audit::SignedCheckpoint;
 use crate::envelope::{self, Enc};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
@@ -49,8 +53,18 @@ pub struct AppState {
     pub key: Arc<ServerKey>,
     pub origin: Arc<str>,
     pub started: Instant,
-    /// SHA-256 digests of accepted bearer tokens; empty disables authentication.
-    pub token_digests: Arc<[[u8; 32]]>,
+    /// Tokens accepted by `POST /sessions` and `POST /execute`; empty: open.
+    pub tokens: TokenSet,
+    /// Tokens accepted by `GET /metrics`; empty: open.
+    pub metrics_tokens: TokenSet,
+    /// Per-client request rates and executions in flight.
+    pub quotas: Quotas,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` header is believed.
+    pub trusted_proxies: Arc<[IpNet]>,
+    /// How long a client may take to send a whole body.
+    pub body_read_timeout: Duration,
+    /// Most bytes of request line and headers accepted.
+    pub max_header_bytes: usize,
     /// The execution tasks, which a shutdown waits for: they outlive their request
     /// when the client goes away.
     pub executions: TaskTracker,
@@ -59,36 +73,73 @@ pub struct AppState {
 
 /// Every route with its OpenAPI description: each handler's `#[utoipa::path]` is
 /// both what the router serves and what `/openapi.json` documents, so the two
-/// cannot drift apart. Only authentication needs a value (the accepted token
-/// digests); the document does not depend on it.
-fn routes(token_digests: Arc<[[u8; 32]]>) -> OpenApiRouter<AppState> {
-    let protected = OpenApiRouter::new()
-        .routes(routes!(create_session))
-        .routes(routes!(execute))
-        .route_layer(middleware::from_fn_with_state(token_digests, authenticate));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(protected)
+/// cannot drift apart. Access control needs the state (tokens, quotas); the
+/// document does not depend on it, so it is built without (`state` = `None`).
+///
+/// What each route goes through, outermost first:
+/// - `POST /sessions`, `POST /execute`: the client's token (when `auth.tokens_sha256`
+///   is set), then its request rate (keyed by that token, else by address); and
+///   for `/execute` its executions in flight.
+/// - `GET /metrics`: the scraper's token (when `auth.metrics_tokens_sha256` is set),
+///   then the request rate.
+/// - `/health`: nothing, so that probes never see a 429.
+/// - every other route: the request rate, keyed by address.
+fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
+    let mut execute = OpenApiRouter::new().routes(routes!(execute));
+    let mut protected = OpenApiRouter::new().routes(routes!(create_session));
+    let mut metrics = OpenApiRouter::new().routes(routes!(metrics_text));
+    let mut public = OpenApiRouter::new()
         .routes(routes!(keys))
-        .routes(routes!(health))
-        .routes(routes!(metrics_text))
         .routes(routes!(checkpoint))
         .routes(routes!(consistency))
         .routes(routes!(verify))
-        .routes(routes!(openapi_json))
+        .routes(routes!(openapi_json));
+    if let Some(state) = state {
+        let limit_rate = || middleware::from_fn_with_state(state.clone(), limit_requests);
+        execute = execute.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_executions,
+        ));
+        protected = protected
+            .merge(execute)
+            .route_layer(limit_rate())
+            .route_layer(middleware::from_fn_with_state(
+                state.tokens.clone(),
+                authenticate,
+            ));
+        metrics = metrics
+            .route_layer(limit_rate())
+            .route_layer(middleware::from_fn_with_state(
+                state.metrics_tokens.clone(),
+                authenticate,
+            ));
+        public = public.route_layer(limit_rate());
+    } else {
+        protected = protected.merge(execute);
+    }
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(protected)
+        .merge(metrics)
+        .merge(public)
+        .routes(routes!(health))
 }
 
 /// The OpenAPI 3.1 document of every route, as `GET /openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes(Arc::from([])).into_openapi()
+    routes(None).into_openapi()
 }
 
 /// The service's routes with their layers.
 pub fn router(state: AppState) -> Router {
-    let (routes, _document) = routes(state.token_digests.clone()).split_for_parts();
+    let (routes, _document) = routes(Some(&state)).split_for_parts();
     routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.max_request_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.max_header_bytes,
+            limit_headers,
+        ))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             count_request,
@@ -182,6 +233,21 @@ pub enum ApiError {
     /// 401 `unauthorized`: authentication is on and no valid bearer token was sent.
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// 408 `request_timeout`: the body did not arrive within
+    /// `http.body_read_timeout_ms`.
+    #[error("the request body did not arrive in time (http.body_read_timeout_ms)")]
+    RequestTimeout,
+    /// 431 `headers_too_large`: request line and headers are over
+    /// `http.max_header_bytes`.
+    #[error("the request's headers are larger than this server accepts (http.max_header_bytes)")]
+    HeadersTooLarge,
+    /// 429 `rate_limited`: this client is over `clients.requests_per_second`.
+    #[error("too many requests from this client; retry later")]
+    RateLimited { retry_after: Duration },
+    /// 429 `too_many_executions`: this client has
+    /// `clients.max_concurrent_executions` executions in flight.
+    #[error("this client has as many executions in flight as it may; retry when one ends")]
+    TooManyExecutions,
     /// 404 `session_not_found`: unknown, expired or already used session.
     #[error("unknown, expired or already used session")]
     SessionNotFound,
@@ -217,6 +283,11 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RateLimited { .. } | ApiError::TooManyExecutions => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::SessionNotFound | ApiError::NotFound | ApiError::ExecutionNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -236,6 +307,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::HeadersTooLarge => "headers_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::TooManyExecutions => "too_many_executions",
             ApiError::SessionNotFound => "session_not_found",
             ApiError::DecryptionFailed => "decryption_failed",
             ApiError::Overloaded { .. } => "overloaded",
@@ -275,15 +350,18 @@ pub struct ErrorDetail {
             document is its HTTP surface.\n\n\
             Every error is `{\"error\": {\"code\", \"message\"}}` (`ErrorBody`). Besides \
             the codes each operation lists, any request can get `not_found` (404) for a \
-            path that is not listed here and `method_not_allowed` (405) for a listed path \
-            with a method it does not list. Every response carries `x-request-id`."
+            path that is not listed here, `method_not_allowed` (405) for a listed path \
+            with a method it does not list, and `headers_too_large` (431) when its request \
+            line and headers are over `http.max_header_bytes`. Every response carries \
+            `x-request-id`."
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
 
-/// Declares the `bearer` scheme that `POST /sessions` and `POST /execute` accept.
+/// Declares the `bearer` scheme that `POST /sessions`, `POST /execute` and `GET
+/// /metrics` accept.
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -295,8 +373,10 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "Required only when the server sets `auth.tokens_sha256`; \
-                         otherwise no authentication",
+                        "Required by `POST /sessions` and `POST /execute` only when \
+                         the server sets `auth.tokens_sha256`, and by `GET /metrics` only \
+                         when it sets `auth.metrics_tokens_sha256`; otherwise no \
+                         authentication",
                     ))
                     .build(),
             ),
@@ -312,6 +392,8 @@ impl utoipa::Modify for BearerAuth {
     responses(
         (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json"),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
     )
 )]
 async fn openapi_json() -> Response {
@@ -343,9 +425,12 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         let retry_after = match &self {
-            ApiError::Overloaded { retry_after } | ApiError::TooManySessions { retry_after } => {
-                Some(*retry_after)
-            }
+            ApiError::Overloaded { retry_after }
+            | ApiError::TooManySessions { retry_after }
+            | ApiError::RateLimited { retry_after } => Some(*retry_after),
+            // Executions take seconds; a client that retries at once only burns
+            // its request rate.
+            ApiError::TooManyExecutions => Some(Duration::from_secs(1)),
             _ => None,
         };
         if let Some(wait) = retry_after {
@@ -355,10 +440,20 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        if matches!(self, ApiError::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // The rest of the body may still be on its way: end the connection
+            // rather than read it.
+            ApiError::RequestTimeout | ApiError::HeadersTooLarge => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }
@@ -368,14 +463,13 @@ impl IntoResponse for ApiError {
 /// serde's complaints come back in the protocol's error shape.
 pub struct ApiJson<T>(pub T);
 
-impl<S, T> FromRequest<S> for ApiJson<T>
+impl<T> FromRequest<AppState> for ApiJson<T>
 where
-    S: Send + Sync,
     T: serde::de::DeserializeOwned,
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let is_json = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -385,9 +479,13 @@ where
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // One deadline for the whole body, so that a client cannot hold a
+        // connection (and, for `/execute`, one of its execution slots) by sending
+        // a byte now and then.
         let bytes =
-            Bytes::from_request(request, state)
+            tokio::time::timeout(state.body_read_timeout, Bytes::from_request(request, state))
                 .await
+                .map_err(|_elapsed| ApiError::RequestTimeout)?
                 .map_err(|rejection| match rejection {
                     BytesRejection::FailedToBufferBody(ref failed)
                         if failed.status() == StatusCode::PAYLOAD_TOO_LARGE =>
@@ -396,9 +494,7 @@ where
                     }
                     other => ApiError::MalformedBody(format!("cannot read the body: {other}")),
                 })?;
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|error| ApiError::MalformedBody(format!("invalid JSON body: {error}")))
+        json_body(&bytes).map(ApiJson)
     }
 }
 
@@ -423,27 +519,165 @@ async fn count_request(State(metrics): State<Metrics>, request: Request, next: N
     response
 }
 
+/// The client a request belongs to, once its token is accepted.
+#[derive(Debug, Clone, Copy)]
+struct Authenticated(ClientKey);
+
+/// Lets the request through if `tokens` is empty or it carries
+/// `Authorization: Bearer <token>` with one of them (RFC 6750 §2.1; the scheme is
+/// case-insensitive, RFC 9110 §11.1). The accepted token's digest then keys the
+/// client's quotas; a refused token leaves no trace.
 async fn authenticate(
-    State(token_digests): State<Arc<[[u8; 32]]>>,
-    request: Request,
+    State(tokens): State<TokenSet>,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if token_digests.is_empty() {
+    if tokens.is_empty() {
         return Ok(next.run(request).await);
     }
-    let token = request
+    let digest = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|(_, token)| tokens.accept(token.trim()))
         .ok_or(ApiError::Unauthorized)?;
-    let digest = envelope::sha256(token.trim().as_bytes());
-    // Compare against every digest, in constant time, without stopping early.
-    let accepted = token_digests.iter().fold(false, |found, known| {
-        found | envelope::digest_eq(known, &digest)
-    });
-    if !accepted {
-        return Err(ApiError::Unauthorized);
+    request
+        .extensions_mut()
+        .insert(Authenticated(ClientKey::Token(digest)));
+    Ok(next.run(request).await)
+}
+
+/// Whom a request counts against: its accepted token, else its address.
+fn client_of(state: &AppState, request: &Request) -> ClientKey {
+    if let Some(Authenticated(client)) = request.extensions().get::<Authenticated>() {
+        return *client;
+    }
+    // Served without a socket (in-process tests): one anonymous client.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+    ClientKey::address(client_address(
+        peer,
+        request.headers(),
+        &state.trusted_proxies,
+    ))
+}
+
+impl From<QuotaError> for ApiError {
+    fn from(error: QuotaError) -> Self {
+        match error {
+            QuotaError::RateLimited { retry_after } => ApiError::RateLimited { retry_after },
+            QuotaError::TooManyExecutions => ApiError::TooManyExecutions,
+            QuotaError::TableFull => ApiError::RateLimited {
+                retry_after: Duration::from_secs(1),
+            },
+        }
+    }
+}
+
+/// Counts the request against its client's rate (`clients.requests_per_second`).
+async fn limit_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &request);
+    state.quotas.check_request(client, Instant::now())?;
+    Ok(next.run(request).await)
+}
+
+/// Takes one of the client's execution slots (`clients.max_concurrent_executions`)
+/// for the handler, which keeps it until the execution ends.
+async fn limit_executions(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &request);
+    let permit = state.quotas.begin_execution(client, Instant::now())?;
+    request.extensions_mut().insert(permit);
+    Ok(next.run(request).await)
+}
+
+/// The client's address. The socket peer, unless the peer is a trusted proxy:
+/// then the forwarding header's hops are read from the right (the one the proxy
+/// added) and the first that is not itself a trusted proxy is the client.
+/// `X-Forwarded-For` is read if present, else `Forwarded` (RFC 7239). A hop that
+/// does not parse (`unknown`, an obfuscated name) ends the walk at the last
+/// trusted hop: no one the operator does not trust can choose the key.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |address: &IpAddr| {
+        let address = address.to_canonical();
+        trusted.iter().any(|network| network.contains(&address))
+    };
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<Option<IpAddr>> = if headers.contains_key("x-forwarded-for") {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+            .map(|hop| parse_hop(hop.trim()))
+            .collect()
+    } else {
+        headers
+            .get_all(header::FORWARDED)
+            .iter()
+            .flat_map(|value| value.to_str().unwrap_or("for=?").split(','))
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(name, _)| name.trim().eq_ignore_ascii_case("for"))
+                    .and_then(|(_, value)| parse_hop(value.trim().trim_matches('"')))
+            })
+            .collect()
+    };
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        let Some(address) = hop else { break };
+        client = address;
+        if !is_trusted(&address) {
+            break;
+        }
+    }
+    client
+}
+
+/// One hop of a forwarding header: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`
+/// or `[2001:db8::1]:4711`.
+fn parse_hop(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
+        .or_else(|| {
+            text.strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inner| inner.parse().ok())
+        })
+}
+
+/// Refuses a request whose request line and headers are over `max_header_bytes`
+/// (431), counted as on the wire. hyper enforces a slightly larger hard limit
+/// before this layer sees anything (`server`), answering a bare 431.
+async fn limit_headers(
+    State(max_header_bytes): State<usize>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    // "METHOD URI HTTP/1.1\r\n", then "name: value\r\n" per header.
+    let request_line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if request_line + headers > max_header_bytes {
+        return Err(ApiError::HeadersTooLarge);
     }
     Ok(next.run(request).await)
 }
@@ -493,6 +727,8 @@ impl Suite {
         (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`too_many_sessions`: `sessions.max_pending` sessions are pending", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the oldest pending session expires, at least 1"))),
@@ -528,6 +764,43 @@ pub struct ExecuteBody {
     pub ciphertext: String,
 }
 
+impl ExecuteBody {
+    /// The sealed request this body carries, every field checked: a 36-character
+    /// session id, `enc` a point on P-256, `ciphertext` base64.
+    pub fn into_sealed(self) -> Result<SealedExecution, ApiError> {
+        let session_id = parse_uuid(&self.session_id)
+            .ok_or_else(|| ApiError::MalformedBody("`session_id` is not a UUID".to_owned()))?;
+        let enc = decode_base64(&self.enc)
+            .ok()
+            .and_then(|bytes| Enc::parse(&bytes).ok())
+            .ok_or_else(|| {
+                ApiError::MalformedBody(
+                    "`enc` is not the base64 of a 65-byte uncompressed P-256 point".to_owned(),
+                )
+            })?;
+        let ciphertext = decode_base64(&self.ciphertext)
+            .map_err(|_| ApiError::MalformedBody("`ciphertext` is not valid base64".to_owned()))?;
+        Ok(SealedExecution {
+            session_id,
+            enc,
+            ciphertext,
+        })
+    }
+}
+
+/// Decodes a whole `POST /execute` body as the handler does (after the media type
+/// and size checks): the JSON, then [`ExecuteBody::into_sealed`]. Pure; the fuzz
+/// target `execute_body` drives it.
+pub fn decode_execute_body(bytes: &[u8]) -> Result<SealedExecution, ApiError> {
+    json_body::<ExecuteBody>(bytes)?.into_sealed()
+}
+
+/// Parses a JSON body, every failure a `malformed_body`.
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::MalformedBody(format!("invalid JSON body: {error}")))
+}
+
 /// `POST /execute` answer (protocol §3).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ExecuteResponse {
@@ -560,8 +833,11 @@ pub struct ExecuteResponse {
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 404, description = "`session_not_found`: unknown, expired or already used session", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`overloaded`: no execution slot within the queue bounds (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld", body = ErrorBody,
             headers(("Retry-After" = u64, description = "With `overloaded`: seconds to wait before retrying"))),
@@ -569,25 +845,10 @@ pub struct ExecuteResponse {
 )]
 async fn execute(
     State(state): State<AppState>,
+    permit: Option<Extension<ExecutionPermit>>,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
-    let session_id = parse_uuid(&body.session_id)
-        .ok_or_else(|| ApiError::MalformedBody("`session_id` is not a UUID".to_owned()))?;
-    let enc = decode_base64(&body.enc)
-        .ok()
-        .and_then(|bytes| Enc::parse(&bytes).ok())
-        .ok_or_else(|| {
-            ApiError::MalformedBody(
-                "`enc` is not the base64 of a 65-byte uncompressed P-256 point".to_owned(),
-            )
-        })?;
-    let ciphertext = decode_base64(&body.ciphertext)
-        .map_err(|_| ApiError::MalformedBody("`ciphertext` is not valid base64".to_owned()))?;
-    let sealed = SealedExecution {
-        session_id,
-        enc,
-        ciphertext,
-    };
+    let sealed = body.into_sealed()?;
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
     // only fail this request.
@@ -596,7 +857,15 @@ async fn execute(
     let executor = state.executor.clone();
     let receipt = state
         .executions
-        .spawn(async move { executor.execute(sealed).await }.in_current_span())
+        .spawn(
+            async move {
+                // The client's execution slot is held until the execution ends,
+                // even if the client has gone by then.
+                let _permit = permit;
+                executor.execute(sealed).await
+            }
+            .in_current_span(),
+        )
         .await
         .map_err(|join_error| {
             tracing::error!(error = %join_error, "execution task failed");
@@ -654,6 +923,8 @@ pub struct KeysResponse {
     responses(
         (status = 200, description = "The log's origin and the server's signing key", body = KeysResponse),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
     )
 )]
 async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
@@ -720,10 +991,15 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRespon
     get,
     path = "/metrics",
     tag = "operations",
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Every series in the OpenMetrics text format (PROTOCOL.md, \"Metrics\")",
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "`unauthorized`: `auth.metrics_tokens_sha256` is set and no valid bearer token was sent", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
     )
 )]
 async fn metrics_text(State(state): State<AppState>) -> Response {
@@ -769,6 +1045,8 @@ impl From<&SignedCheckpoint> for CheckpointResponse {
     responses(
         (status = 200, description = "A signed checkpoint", body = CheckpointResponse),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
     )
 )]
 async fn checkpoint(State(state): State<AppState>) -> Json<CheckpointResponse> {
@@ -804,6 +1082,8 @@ pub struct VerifyResponse {
         (status = 400, description = "`invalid_parameter`: the id is not a 36-character UUID", body = ErrorBody),
         (status = 404, description = "`execution_not_found`: no execution with this id is in the log", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
     )
 )]
@@ -858,6 +1138,8 @@ pub struct ConsistencyResponse {
         (status = 200, description = "The proof", body = ConsistencyResponse),
         (status = 400, description = "`invalid_parameter`: `first` and `second` missing, not integers, or not 1 <= first <= second <= size", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
     )
 )]
 async fn consistency(
@@ -905,6 +1187,12 @@ mod tests {
             ApiError::UnsupportedMediaType,
             ApiError::PayloadTooLarge,
             ApiError::Unauthorized,
+            ApiError::RequestTimeout,
+            ApiError::HeadersTooLarge,
+            ApiError::RateLimited {
+                retry_after: Duration::ZERO,
+            },
+            ApiError::TooManyExecutions,
             ApiError::SessionNotFound,
             ApiError::DecryptionFailed,
             ApiError::Overloaded {
@@ -962,6 +1250,100 @@ mod tests {
             let row = format!("| `{}` | {} |", error.code(), error.status().as_u16());
             assert!(doc.contains(&row), "PROTOCOL.md lacks the row {row}");
         }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarding_headers_are_ignored_unless_the_peer_is_trusted() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let claims = headers(&[
+            ("x-forwarded-for", "192.0.2.1"),
+            ("forwarded", "for=192.0.2.2"),
+        ]);
+        assert_eq!(
+            client_address(ip("198.51.100.7"), &claims, &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_address(ip("198.51.100.7"), &claims, &[]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_address(ip("10.1.1.1"), &claims, &trusted),
+            ip("192.0.2.1")
+        );
+        // A trusted peer that forwards nothing is the client.
+        assert_eq!(
+            client_address(ip("10.1.1.1"), &HeaderMap::new(), &trusted),
+            ip("10.1.1.1")
+        );
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_hop_that_is_not_a_trusted_proxy() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let chain = headers(&[
+            ("x-forwarded-for", "203.0.113.66, 192.0.2.1"),
+            ("x-forwarded-for", "10.2.2.2"),
+        ]);
+        assert_eq!(
+            client_address(ip("10.1.1.1"), &chain, &trusted),
+            ip("192.0.2.1")
+        );
+        // All hops trusted: the leftmost.
+        let inside = headers(&[("x-forwarded-for", "10.3.3.3, 10.2.2.2")]);
+        assert_eq!(
+            client_address(ip("10.1.1.1"), &inside, &trusted),
+            ip("10.3.3.3")
+        );
+        // An unreadable hop stops the walk at the last trusted one.
+        let garbage = headers(&[("x-forwarded-for", "192.0.2.1, nonsense, 10.2.2.2")]);
+        assert_eq!(
+            client_address(ip("10.1.1.1"), &garbage, &trusted),
+            ip("10.2.2.2")
+        );
+        let garbage = headers(&[("x-forwarded-for", "")]);
+        assert_eq!(
+            client_address(ip("10.1.1.1"), &garbage, &trusted),
+            ip("10.1.1.1")
+        );
+    }
+
+    #[test]
+    fn forwarded_is_read_when_x_forwarded_for_is_absent() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let cases = [
+            ("for=192.0.2.60;proto=http;by=203.0.113.43", "192.0.2.60"),
+            ("for=\"[2001:db8:cafe::17]:4711\"", "2001:db8:cafe::17"),
+            ("For=\"192.0.2.1:80\", for=10.9.9.9", "192.0.2.1"),
+            ("for=unknown", "10.1.1.1"),
+            ("for=_hidden, for=192.0.2.5", "192.0.2.5"),
+        ];
+        for (value, expected) in cases {
+            let map = headers(&[("forwarded", value)]);
+            assert_eq!(
+                client_address(ip("10.1.1.1"), &map, &trusted),
+                ip(expected),
+                "{value}"
+            );
+        }
+        // IPv4-mapped peers match IPv4 networks.
+        let map = headers(&[("forwarded", "for=192.0.2.9")]);
+        assert_eq!(
+            client_address(ip("::ffff:10.0.0.1"), &map, &trusted),
+            ip("192.0.2.9")
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The command line: `serve` runs the service, `run` executes a module on a server
 //! end to end as a client, `verify` proves an execution from its receipt (or the
 //! log's consistency with a saved checkpoint), `health` probes a server for
-//! container health checks.
+//! container health checks, `token` makes a bearer token and its digest.
 //!
 //! `run` exits with the guest's exit code when the execution completed. Otherwise it
 //! prints one line on stderr and exits with a code of its own:
@@ -58,6 +58,9 @@ enum Command {
     /// Exit 0 if the server's /health answers 200 within 5 seconds (for container
     /// health checks), 1 otherwise.
     Health(HealthArgs),
+    /// Print a new random bearer token on the first line and its SHA-256 digest
+    /// (for `auth.tokens_sha256` or `auth.metrics_tokens_sha256`) on the second.
+    Token,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +182,27 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Health(args) => health(args),
         Command::Verify(args) => verify(args),
+        Command::Token => token(),
+    }
+}
+
+/// Prints a fresh token and its digest. The token goes to the client, the digest
+/// to the server's configuration; the server never sees the token at rest.
+fn token() -> ExitCode {
+    match crate::access::new_token() {
+        Ok((token, digest)) => {
+            println!("{token}");
+            println!("{digest}");
+            eprintln!(
+                "wasm-hypervisor: line 1 is the token (give it to the client: `run --token`, \
+                 WASM_HYPERVISOR_TOKEN); line 2 its SHA-256, for auth.tokens_sha256"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("wasm-hypervisor: cannot read the OS random source: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

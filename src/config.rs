@@ -6,12 +6,13 @@
 //! command-line flags. The result is validated once, at start-up: a value that makes
 //! no sense stops the server with a message naming the key.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override the file.
@@ -64,6 +65,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub execution: ExecutionConfig,
     pub auth: AuthConfig,
+    pub clients: ClientsConfig,
+    pub http: HttpConfig,
 }
 
 /// The shape of log lines (`log_format`).
@@ -130,14 +133,68 @@ pub struct ExecutionConfig {
     pub module_cache_bytes: u64,
 }
 
-/// Optional bearer-token authentication of `POST /sessions` and `POST /execute`.
+/// Optional bearer-token authentication of `POST /sessions` and `POST /execute`,
+/// and separately of `GET /metrics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Lowercase hex SHA-256 digests of the accepted bearer tokens (the tokens
-    /// themselves are never stored). Empty (the default) disables authentication.
-    /// Make one with `printf %s "$TOKEN" | sha256sum`.
+    /// themselves are never stored). Empty (the default) disables authentication:
+    /// anyone who can reach the port may run code, and the server says so at start
+    /// when it listens on anything but loopback. Make a token and its digest with
+    /// `wasm-hypervisor token`.
     pub tokens_sha256: Vec<String>,
+    /// Lowercase hex SHA-256 digests of the bearer tokens accepted by `GET
+    /// /metrics` (a scraper's, not a client's). Empty (the default) leaves
+    /// `/metrics` open.
+    pub metrics_tokens_sha256: Vec<String>,
+}
+
+/// Per-client limits. A client is its bearer token when authentication is on
+/// (`POST /sessions`, `POST /execute`), otherwise its address: the socket peer, or
+/// the address a trusted proxy forwarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientsConfig {
+    /// Requests a second one client may make, sustained, to every endpoint but
+    /// `/health`; past it, 429 `rate_limited` with `Retry-After`. 0 turns the rate
+    /// limit off. 0..=1000000, default 100.
+    pub requests_per_second: u32,
+    /// Requests one client may make at once above the sustained rate (the bucket's
+    /// size). >= 1, default 200.
+    pub burst: u32,
+    /// `POST /execute` requests one client may have in flight (queued or running);
+    /// past it, 429 `too_many_executions`. 0 turns the limit off. 0..=10000,
+    /// default 16.
+    pub max_concurrent_executions: u32,
+    /// Most clients tracked at once. Idle clients are forgotten first; when every
+    /// tracked client is busy, a new one gets 429 `rate_limited`. 16..=10000000,
+    /// default 100000 (about 10 MB).
+    pub max_tracked: usize,
+    /// Reverse proxies (CIDRs such as `10.0.0.0/8`, or single addresses) whose
+    /// `X-Forwarded-For` or `Forwarded` header names the client. Requests from any
+    /// other peer are keyed by the peer's address, whatever they claim. Default
+    /// empty: headers are never trusted.
+    pub trusted_proxies: Vec<String>,
+}
+
+/// Protection of the HTTP layer against slow, oversized and idle clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Milliseconds a connection may take to send a request's headers, counted
+    /// from when the server starts waiting for them (also on an idle keep-alive
+    /// connection); then it is closed. 100..=600000, default 10000.
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a client may take to send a whole request body; past it, 408
+    /// `request_timeout`. 100..=3600000, default 60000.
+    pub body_read_timeout_ms: u64,
+    /// Bytes of request line and headers accepted; past it, 431
+    /// `headers_too_large`. 1024..=1048576, default 16384.
+    pub max_header_bytes: usize,
+    /// Connections open at once; further ones wait in the kernel's backlog.
+    /// 1..=1000000, default 4096.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -153,6 +210,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             execution: ExecutionConfig::default(),
             auth: AuthConfig::default(),
+            clients: ClientsConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -186,6 +245,29 @@ impl Default for ExecutionConfig {
             max_queued: 200,
             queue_timeout_ms: 5_000,
             module_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        ClientsConfig {
+            requests_per_second: 100,
+            burst: 200,
+            max_concurrent_executions: 16,
+            max_tracked: 100_000,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            max_header_bytes: 16 << 10,
+            max_connections: 4096,
         }
     }
 }
@@ -319,18 +401,78 @@ impl Config {
             "execution.module_cache_bytes",
             "must be at most 68719476736",
         )?;
-        for digest in &self.auth.tokens_sha256 {
-            let ok = digest.len() == 64
+        let is_digest = |digest: &String| {
+            digest.len() == 64
                 && digest
                     .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            check(
-                ok,
-                "auth.tokens_sha256",
-                "entries must be 64 lowercase hex characters (a SHA-256 digest)",
-            )?;
-        }
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        check(
+            self.auth.tokens_sha256.iter().all(is_digest),
+            "auth.tokens_sha256",
+            "entries must be 64 lowercase hex characters (a SHA-256 digest)",
+        )?;
+        check(
+            self.auth.metrics_tokens_sha256.iter().all(is_digest),
+            "auth.metrics_tokens_sha256",
+            "entries must be 64 lowercase hex characters (a SHA-256 digest)",
+        )?;
+        let c = &self.clients;
+        check(
+            c.requests_per_second <= 1_000_000,
+            "clients.requests_per_second",
+            "must be at most 1000000",
+        )?;
+        check(c.burst >= 1, "clients.burst", "must be at least 1")?;
+        check(
+            c.max_concurrent_executions <= 10_000,
+            "clients.max_concurrent_executions",
+            "must be at most 10000",
+        )?;
+        check(
+            (16..=10_000_000).contains(&c.max_tracked),
+            "clients.max_tracked",
+            "must be between 16 and 10000000",
+        )?;
+        self.trusted_proxies()?;
+        let h = &self.http;
+        check(
+            (100..=600_000).contains(&h.header_read_timeout_ms),
+            "http.header_read_timeout_ms",
+            "must be between 100 and 600000",
+        )?;
+        check(
+            (100..=3_600_000).contains(&h.body_read_timeout_ms),
+            "http.body_read_timeout_ms",
+            "must be between 100 and 3600000",
+        )?;
+        check(
+            (1024..=1 << 20).contains(&h.max_header_bytes),
+            "http.max_header_bytes",
+            "must be between 1024 and 1048576",
+        )?;
+        check(
+            (1..=1_000_000).contains(&h.max_connections),
+            "http.max_connections",
+            "must be between 1 and 1000000",
+        )?;
         Ok(())
+    }
+
+    /// `clients.trusted_proxies` as networks; a bare address is a network of one.
+    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
+        self.clients
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "clients.trusted_proxies",
+                        problem: format!("has `{text}`, which is neither a CIDR nor an address"),
+                    })
+            })
+            .collect()
     }
 
     pub fn session_ttl(&self) -> Duration {
@@ -478,5 +620,39 @@ mod tests {
         config.auth.tokens_sha256 = vec!["not-a-digest".into()];
         let error = config.validate().unwrap_err();
         assert!(error.to_string().contains("auth.tokens_sha256"));
+        let mut config = Config::default();
+        config.auth.metrics_tokens_sha256 = vec!["A".repeat(64)];
+        let error = config.validate().unwrap_err();
+        assert!(error.to_string().contains("auth.metrics_tokens_sha256"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_or_addresses_and_anything_else_names_the_key() {
+        let mut config = Config::default();
+        config.clients.trusted_proxies =
+            vec!["10.0.0.0/8".into(), "127.0.0.1".into(), "fd00::/8".into()];
+        let networks = config.trusted_proxies().unwrap();
+        assert_eq!(networks[1], "127.0.0.1/32".parse::<IpNet>().unwrap());
+        config.validate().unwrap();
+        config.clients.trusted_proxies.push("proxy.example".into());
+        let error = config.validate().unwrap_err();
+        assert!(
+            error.to_string().contains("clients.trusted_proxies"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("proxy.example"), "{error}");
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_environment_as_a_list() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "WASM_HYPERVISOR_CLIENTS__TRUSTED_PROXIES",
+                "[10.1.2.3, 192.168.0.0/16]",
+            );
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.trusted_proxies().unwrap().len(), 2);
+            Ok(())
+        });
     }
 }

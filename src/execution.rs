@@ -369,8 +369,10 @@ fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
     }
 }
 
-/// The guest's argv, env and stdin, checked for what WASI cannot carry.
-fn guest_input(request: ExecutionRequest) -> Result<GuestInput, String> {
+/// The guest's argv, env and stdin, checked for what WASI cannot carry. Public
+/// for the fuzz target `request_plaintext`, which drives it with the rest of the
+/// plaintext's parsing.
+pub fn guest_input(request: ExecutionRequest) -> Result<GuestInput, String> {
     let stdin = match &request.stdin {
         Some(text) => payload::decode_base64(text)
             .map_err(|error| format!("`stdin` is not valid base64: {error}"))?,

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`config`]: the one configuration struct, loaded from file, environment and flags.
+//! - [`access`]: bearer tokens and per-client quotas (request rate, executions in flight).
 //! - [`keys`]: the server's long-term ECDSA P-256 signing key and signature checks.
 //! - [`envelope`]: HPKE open/seal of requests, sealing of results, the commitment.
 //! - [`session`]: pending per-session HPKE key pairs, single use and expiring.
@@ -21,6 +22,7 @@
 //! - [`receipt`]: what a client keeps to prove an execution, and the checks that do.
 //! - [`cli`]: the `serve`, `run`, `verify` and `health` commands.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod cli;

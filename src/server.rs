@@ -5,16 +5,26 @@
 //! Everything that can be wrong with the configuration, the data directory, the key
 //! or the log fails here, before the listener accepts a connection.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
+use crate::access::{QuotaSettings, Quotas, TokenSet};
 use crate::api::{self, AppState};
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
@@ -47,6 +57,9 @@ pub enum ServerError {
     /// Serving connections failed.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A built service: the router plus what must be shut down with it.
@@ -55,6 +68,18 @@ pub struct Service {
     log: AuditLog,
     /// How long a shutdown waits for requests and executions in flight.
     grace: Duration,
+    connections: ConnectionSettings,
+}
+
+/// What hyper enforces on each connection, before a request reaches the router.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionSettings {
+    header_read_timeout: Duration,
+    /// hyper's own limit on request line and headers: the router's limit
+    /// (`http.max_header_bytes`, answered in the error shape) plus slack, so that
+    /// hyper's bare 431 is only the last resort.
+    max_header_bytes: usize,
+    max_connections: usize,
 }
 
 impl Service {
@@ -120,16 +145,29 @@ impl Service {
             policy,
             metrics.clone(),
         );
-        let token_digests = config
-            .auth
-            .tokens_sha256
-            .iter()
-            .map(|digest| {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(digest, &mut out).expect("validated as 64 hex characters");
-                out
-            })
-            .collect();
+        let tokens =
+            TokenSet::from_hex(&config.auth.tokens_sha256).expect("validated as 64 hex characters");
+        let metrics_tokens = TokenSet::from_hex(&config.auth.metrics_tokens_sha256)
+            .expect("validated as 64 hex characters");
+        if tokens.is_empty() && !config.listen.ip().is_loopback() {
+            // Not `listen=`: that key announces the bound address (tests read it).
+            tracing::warn!(
+                address = %config.listen,
+                "AUTHENTICATION IS OFF and the server listens beyond loopback: anyone who can \
+                 reach this port can run code on this machine. Set auth.tokens_sha256 (make a \
+                 token with `wasm-hypervisor token`)"
+            );
+        }
+        let quotas = Quotas::new(QuotaSettings {
+            requests_per_second: config.clients.requests_per_second,
+            burst: config.clients.burst,
+            max_concurrent_executions: config.clients.max_concurrent_executions,
+            max_tracked: config.clients.max_tracked,
+        });
+        let trusted_proxies = config
+            .trusted_proxies()
+            .map_err(ServerError::Config)?
+            .into();
         let state = AppState {
             executor,
             sessions,
@@ -138,7 +176,12 @@ impl Service {
             key,
             origin: config.origin.as_str().into(),
             started: Instant::now(),
-            token_digests,
+            tokens,
+            metrics_tokens,
+            quotas,
+            trusted_proxies,
+            body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
+            max_header_bytes: config.http.max_header_bytes,
             executions: TaskTracker::new(),
             max_request_bytes: usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX),
         };
@@ -146,6 +189,11 @@ impl Service {
             state,
             log,
             grace: config.shutdown_grace(),
+            connections: ConnectionSettings {
+                header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),
+                max_header_bytes: config.http.max_header_bytes + 8192,
+                max_connections: config.http.max_connections,
+            },
         })
     }
 
@@ -170,13 +218,14 @@ impl Service {
         };
         let router = api::router(self.state.clone());
         let (stop_accepting, stopped) = oneshot::channel::<()>();
-        let mut serving = tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .into_future(),
-        );
+        let mut serving = tokio::spawn(serve_connections(
+            listener,
+            router,
+            self.connections,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let served = tokio::select! {
             // Serving only ends on its own if it failed.
             joined = &mut serving => joined_serve(joined),
@@ -224,6 +273,76 @@ impl Service {
             }
         }
     }
+}
+
+/// Accepts connections until `stop`, serving each with hyper's HTTP/1.1 under
+/// `settings`, then stops accepting and waits for the open connections to finish
+/// their requests in flight (idle keep-alive connections are closed at once).
+///
+/// This is `axum::serve` plus what it does not set: a header read timeout (which
+/// also ends idle keep-alive connections and slowloris clients that never finish
+/// their headers), hyper's header size limit, and a bound on open connections
+/// (past it, new ones wait in the kernel's backlog).
+async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    settings: ConnectionSettings,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(settings.max_connections));
+    let mut stop = pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut stop => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // A connection that failed before it was accepted concerns that
+                    // client only; anything else (out of file descriptors) is
+                    // waited out briefly rather than spun on.
+                    if !matches!(
+                        error.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionRefused
+                    ) {
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut request: hyper::Request<Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                request.map(axum::body::Body::new)
+            });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout)
+            .max_header_size(settings.max_header_bytes)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // An error here is one client's broken or timed-out connection.
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 fn joined_serve(

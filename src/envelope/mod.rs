@@ -43,6 +43,9 @@ pub enum EnvelopeError {
     /// tampered bytes): one error, whatever the cause.
     #[error("decryption failed")]
     DecryptionFailed,
+    /// The system's random number generator failed.
+    #[error("the system's random number generator is unavailable")]
+    RandomUnavailable,
 }
 
 /// A session's private key. AWS-LC clears it when dropped; `Debug` shows nothing.
@@ -290,6 +293,16 @@ pub fn commitment(
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
+}
+
+/// `N` bytes from the system's cryptographic RNG (AWS-LC's, seeded by the OS).
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], EnvelopeError> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut bytes = [0u8; N];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| EnvelopeError::RandomUnavailable)?;
+    Ok(bytes)
 }
 
 /// Constant-time equality of two digests.

@@ -388,7 +388,8 @@ impl Sandbox {
 /// WAVE parses the whole call, but its names are kebab-case labels, and exports
 /// are often not: `_start`, `add_one`, `example:app/api#greet`. So the name is
 /// everything before the first `(`, and only the argument list goes to WAVE.
-fn parse_call(
+/// Public for the fuzz target `wave_invoke`.
+pub fn parse_call(
     expression: &str,
 ) -> Result<
     (

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use wasm_hypervisor::envelope;
 use wasm_hypervisor::payload::{Status, encode_base64};
 
-use crate::helpers::{TEST_TOKEN, TestApp, example, fixture, limits, request};
+use crate::helpers::{TestApp, example, fixture, limits, request};
 
 /// Posts `body` to /execute and returns (status, error code).
 async fn post_execute(
@@ -265,37 +265,6 @@ async fn overload_is_503_with_retry_after_and_keeps_the_session() {
         wasm_hypervisor::client::open_execution(answer, &sealed.keys, &plaintext).unwrap();
     assert_eq!(execution.result.exit_code, Some(42));
     assert_eq!(app.stop_and_verify_log().await, 2);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn with_auth_on_a_bearer_token_is_required() {
-    let digest = hex::encode(envelope::sha256(TEST_TOKEN.as_bytes()));
-    let app = TestApp::spawn_with(|config| config.auth.tokens_sha256 = vec![digest]).await;
-    let bare = app.http.post(app.url("/sessions")).send().await.unwrap();
-    assert_eq!(bare.status(), 401);
-    assert_eq!(bare.headers()["www-authenticate"], "Bearer");
-    let wrong = app
-        .http
-        .post(app.url("/sessions"))
-        .bearer_auth("guess")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
-    let body: Value = wrong.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unauthorized");
-    // The test client sends the right token; the plain endpoints need none.
-    still_serving(&app).await;
-    assert_eq!(
-        app.http
-            .get(app.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    app.stop_and_verify_log().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

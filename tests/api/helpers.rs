@@ -82,6 +82,10 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.limits.memory_bytes = 64 << 20;
     config.limits.max_module_bytes = 1 << 20;
     config.limits.max_request_bytes = 2 << 20;
+    // Every test client is 127.0.0.1: per-client limits are off unless a test
+    // (tests/api/access.rs) is about them.
+    config.clients.requests_per_second = 0;
+    config.clients.max_concurrent_executions = 0;
     config
 }
 
@@ -300,6 +304,16 @@ impl ServerProcess {
     /// not empty: a program and its arguments that end by running the command line
     /// that follows them (`sh -c '...; exec "$@"' sh`).
     pub fn start_with(data_dir: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_listening(data_dir, "127.0.0.1:0", wrapper, env)
+    }
+
+    /// As [`ServerProcess::start_with`], listening on `listen`.
+    pub fn start_listening(
+        data_dir: &Path,
+        listen: &str,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let server = env!("CARGO_BIN_EXE_wasm-hypervisor");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -310,9 +324,12 @@ impl ServerProcess {
             None => Command::new(server),
         };
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "info")
+            // As in `test_config`: every test client is 127.0.0.1.
+            .env("WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND", "0")
+            .env("WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -349,6 +366,11 @@ impl ServerProcess {
             stderr,
             stderr_reader: Some(stderr_reader),
         }
+    }
+
+    /// The lines the server wrote on stderr so far.
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// Sends SIGTERM (a graceful stop).

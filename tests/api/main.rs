@@ -5,6 +5,7 @@
 //! from scratch and checks every record against the server's key. Set `TEST_LOG=1`
 //! to see the server's tracing output.
 
+mod access;
 mod audit;
 mod capacity;
 mod components;
@@ -13,6 +14,7 @@ mod errors;
 mod execute;
 mod health;
 mod helpers;
+mod http_limits;
 mod logs;
 mod metrics;
 mod openapi;
