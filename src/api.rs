@@ -43,9 +43,27 @@ use crate::metrics::{self, Gauges, Metrics};
 use crate::payload::{decode_base64, encode_base64};
 use crate::session::{SessionError, SessionStore};
 
-/// Shared state of the handlers; cheap to clone.
+/// Shared state of the handlers: one `Arc`, because axum clones the state for
+/// every extractor of every request (a struct of a dozen `Arc`s cost more CPU per
+/// request than routing it; see BENCHMARKS.md).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub executor: Executor,
     pub sessions: Arc<SessionStore>,
     pub health: Health,

@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::access::{QuotaSettings, Quotas, TokenSet};
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Shared};
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::execution::{ExecutionPolicy, Executor};
@@ -168,7 +168,7 @@ impl Service {
             .trusted_proxies()
             .map_err(ServerError::Config)?
             .into();
-        let state = AppState {
+        let state = AppState::new(Shared {
             executor,
             sessions,
             health,
@@ -184,7 +184,7 @@ impl Service {
             max_header_bytes: config.http.max_header_bytes,
             executions: TaskTracker::new(),
             max_request_bytes: usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX),
-        };
+        });
         Ok(Service {
             state,
             log,
