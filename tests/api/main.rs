@@ -15,6 +15,7 @@ mod execute;
 mod health;
 mod helpers;
 mod http_limits;
+mod loadgen;
 mod logs;
 mod metrics;
 mod openapi;

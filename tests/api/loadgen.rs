@@ -1,0 +1,57 @@
+//! The load generator (`src/bin/loadgen.rs`) against a real server process: it
+//! drives the whole protocol, counts what the server answered, and reads the
+//! server's CPU time from `/proc`.
+
+use serde_json::Value;
+use wasm_hypervisor::client::Client;
+
+use crate::helpers::{DataDir, ServerProcess, verify_log_file};
+
+#[tokio::test]
+async fn loadgen_runs_the_protocol_and_reports_latency_outcomes_and_server_cpu() {
+    let data_dir = DataDir::new();
+    let server = ServerProcess::start(&data_dir.path);
+    let key = Client::new(&server.base, None)
+        .identity(None)
+        .await
+        .unwrap()
+        .public_key;
+    let pid = server.pid().to_string();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--server", &server.base, "--server-pid", &pid])
+        .args([
+            "--concurrency",
+            "2",
+            "--warmup",
+            "0.2",
+            "--duration",
+            "1",
+            "--json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let executions = report["executions"].as_u64().unwrap();
+    assert!(executions > 0, "{report}");
+    // Every counted execution ran the built-in tiny module to completion.
+    assert_eq!(report["outcomes"]["completed"].as_u64(), Some(executions));
+    let latency = &report["latency_us"];
+    let percentiles: Vec<f64> = ["p50", "p90", "p99", "max"]
+        .iter()
+        .map(|p| latency[p].as_f64().unwrap())
+        .collect();
+    assert!(percentiles[0] > 0.0, "{report}");
+    assert!(percentiles.windows(2).all(|w| w[0] <= w[1]), "{report}");
+    assert!(report["server_cpu_us_per_execution"].as_f64().unwrap() > 0.0);
+
+    server.sigterm();
+    assert!(server.wait().await.status.success());
+    // Warm-up and measured executions alike are all in the log.
+    assert!(verify_log_file(&data_dir.path, &key) as u64 >= executions);
+}
