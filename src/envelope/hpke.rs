@@ -207,25 +207,30 @@ fn key_schedule(shared_secret: &[u8; NH], info: &[u8]) -> Context {
 }
 
 impl Context {
-    /// `ComputeNonce(seq)` and `IncrementSeq()`. The sequence number is 96 bits in
-    /// the RFC; a u64 cannot overflow here in practice, and is checked anyway.
-    fn next_nonce(&mut self) -> Result<Nonce, Error> {
+    /// `ComputeNonce(seq)`: the base nonce XOR the sequence number, big-endian. The
+    /// sequence number is 96 bits in the RFC; a u64 cannot run out here.
+    fn nonce(&self) -> Nonce {
         let mut nonce = self.base_nonce;
         for (byte, seq) in nonce[NN - 8..].iter_mut().zip(self.seq.to_be_bytes()) {
             *byte ^= seq;
         }
+        Nonce::assume_unique_for_key(nonce)
+    }
+
+    /// `IncrementSeq()`, refusing to wrap.
+    fn increment_seq(&mut self) -> Result<(), Error> {
         self.seq = self.seq.checked_add(1).ok_or(Error)?;
-        Ok(Nonce::assume_unique_for_key(nonce))
+        Ok(())
     }
 
     /// `ContextS.Seal(aad, pt)`.
     pub fn seal(&mut self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-        let nonce = self.next_nonce()?;
         let mut in_out = Vec::with_capacity(plaintext.len() + NT);
         in_out.extend_from_slice(plaintext);
         self.key
-            .seal_in_place_append_tag(nonce, Aad::from(aad), &mut in_out)
+            .seal_in_place_append_tag(self.nonce(), Aad::from(aad), &mut in_out)
             .map_err(|_| Error)?;
+        self.increment_seq()?;
         Ok(in_out)
     }
 
@@ -313,4 +318,50 @@ fn labeled_expand(suite_id: &[u8], prk: &[u8], label: &[u8], info: &[u8], len: u
     }
     out.truncate(len);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Context, Context) {
+        let recipient = PrivateKey::generate().unwrap();
+        let ephemeral = PrivateKey::generate().unwrap();
+        let (enc, sender) = setup_base_s(&ephemeral, recipient.public_key(), b"info").unwrap();
+        let receiver = setup_base_r(&enc, &recipient, b"info").unwrap();
+        (sender, receiver)
+    }
+
+    #[test]
+    fn messages_open_only_in_sequence_and_a_failed_open_does_not_advance_it() {
+        let (mut sender, mut receiver) = pair();
+        let first = sender.seal(b"", b"first").unwrap();
+        let second = sender.seal(b"", b"second").unwrap();
+        // Out of order: the second ciphertext does not open under sequence 0.
+        let mut out_of_order = second.clone();
+        assert_eq!(receiver.open_in_place(b"", &mut out_of_order), Err(Error));
+        let mut tampered = first.clone();
+        tampered[0] ^= 1;
+        assert_eq!(receiver.open_in_place(b"", &mut tampered), Err(Error));
+        // Neither failure moved the sequence: first, then second, still open.
+        let mut in_out = first;
+        receiver.open_in_place(b"", &mut in_out).unwrap();
+        assert_eq!(in_out, b"first");
+        let mut in_out = second;
+        receiver.open_in_place(b"", &mut in_out).unwrap();
+        assert_eq!(in_out, b"second");
+    }
+
+    #[test]
+    fn a_point_must_be_uncompressed_and_on_the_curve() {
+        let key = PrivateKey::generate().unwrap();
+        assert!(parse_point(key.public_key()).is_ok());
+        let mut compressed_tag = *key.public_key();
+        compressed_tag[0] = 0x02;
+        assert!(parse_point(&compressed_tag).is_err());
+        let mut off_curve = *key.public_key();
+        off_curve[64] ^= 1;
+        assert!(parse_point(&off_curve).is_err());
+        assert!(key.dh(&off_curve).is_err());
+    }
 }
