@@ -19,21 +19,26 @@ fn execution_id(n: u64) -> Uuid {
     Uuid::from_u64_pair(n, !n)
 }
 
+/// The `n`th benchmark record: a distinct id, timestamp and commitment, and one
+/// real signature reused (neither start-up nor appends verify signatures).
+fn record(n: u64, signature: &[u8]) -> LogRecord {
+    LogRecord {
+        leaf: Leaf {
+            execution_id: execution_id(n),
+            timestamp_ms: 1_795_000_000_000 + n,
+            commitment: [(n % 251) as u8; 32],
+        },
+        signature: signature.to_vec(),
+    }
+}
+
 /// Writes a log of `RECORDS` records straight to disk (start-up does not verify
 /// signatures, so one real signature is reused for every record).
 fn write_log(dir: &std::path::Path, key: &ServerKey) {
     let signature = key.sign(b"benchmark");
     let mut bytes = FILE_MAGIC.to_vec();
     for n in 0..RECORDS {
-        LogRecord {
-            leaf: Leaf {
-                execution_id: execution_id(n),
-                timestamp_ms: 1_795_000_000_000 + n,
-                commitment: [(n % 251) as u8; 32],
-            },
-            signature: signature.clone(),
-        }
-        .encode_into(&mut bytes);
+        record(n, &signature).encode_into(&mut bytes);
     }
     std::fs::File::create(dir.join(LOG_FILE))
         .unwrap()
@@ -98,28 +103,21 @@ fn appends(c: &mut Criterion, runtime: &tokio::runtime::Runtime, key: &Arc<Serve
     let log = Arc::new(log);
     let signature = key.sign(b"benchmark");
     let mut n = 0u64;
-    let mut record = move || {
+    let mut next_record = move || {
         n += 1;
-        LogRecord {
-            leaf: Leaf {
-                execution_id: execution_id(n),
-                timestamp_ms: 1_795_000_000_000 + n,
-                commitment: [(n % 251) as u8; 32],
-            },
-            signature: signature.clone(),
-        }
+        record(n, &signature)
     };
     let mut group = c.benchmark_group("durable appends to the audit log");
     group.throughput(criterion::Throughput::Elements(1));
     group.bench_function("one at a time (one fdatasync each)", |b| {
-        b.iter(|| runtime.block_on(log.append(record())).unwrap())
+        b.iter(|| runtime.block_on(log.append(next_record())).unwrap())
     });
     group.throughput(criterion::Throughput::Elements(BATCH as u64));
     group.bench_function(format!("{BATCH} at once (group commit)"), |b| {
         b.iter(|| {
             let appends: Vec<_> = (0..BATCH)
                 .map(|_| {
-                    let (log, record) = (log.clone(), record());
+                    let (log, record) = (log.clone(), next_record());
                     runtime.spawn(async move { log.append(record).await })
                 })
                 .collect();

@@ -32,13 +32,18 @@ async fn error_of(response: reqwest::Response) -> (u16, String, reqwest::header:
     (status, code, headers)
 }
 
-/// An `/execute` body sealing `plaintext` to a fresh session, opened with `token`.
-async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -> String {
+/// `POST /sessions`, with `token` as the bearer token if given.
+async fn open_session(app: &TestApp, token: Option<&str>) -> reqwest::Response {
     let mut post = app.http.post(app.url("/sessions"));
     if let Some(token) = token {
         post = post.bearer_auth(token);
     }
-    let session: Value = post.send().await.unwrap().json().await.unwrap();
+    post.send().await.unwrap()
+}
+
+/// An `/execute` body sealing `plaintext` to a fresh session, opened with `token`.
+async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -> String {
+    let session: Value = open_session(app, token).await.json().await.unwrap();
     let id: uuid::Uuid = session["session_id"].as_str().unwrap().parse().unwrap();
     let public_key: [u8; 65] =
         wasm_hypervisor::payload::decode_base64(session["public_key"].as_str().unwrap())
@@ -169,13 +174,7 @@ async fn metrics_can_have_a_token_of_its_own() {
     assert_eq!(scraped.status(), 200);
     assert!(scraped.text().await.unwrap().contains("wasm_hypervisor_"));
     // And a scraper's token opens no session.
-    let session = app
-        .http
-        .post(app.url("/sessions"))
-        .bearer_auth(scraper)
-        .send()
-        .await
-        .unwrap();
+    let session = open_session(&app, Some(scraper)).await;
     assert_eq!(session.status(), 401);
     app.stop().await;
 }
@@ -200,13 +199,7 @@ async fn the_token_command_prints_a_fresh_token_and_its_digest() {
 
     // The digest configures a server that then accepts the token.
     let app = TestApp::spawn_with(|config| config.auth.tokens_sha256 = vec![printed_digest]).await;
-    let accepted = app
-        .http
-        .post(app.url("/sessions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let accepted = open_session(&app, Some(&token)).await;
     assert_eq!(accepted.status(), 201);
     app.stop().await;
 }
