@@ -67,7 +67,10 @@ struct Args {
 
 #[derive(Default)]
 struct Tally {
+    /// Of executions only: refusals are fast and would flatter the percentiles.
     latencies: Vec<Duration>,
+    /// Requests that got no result (HTTP errors, client errors).
+    errors: u64,
     outcomes: BTreeMap<String, u64>,
 }
 
@@ -109,17 +112,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if began >= stop_at {
                     break;
                 }
-                let outcome = match client.open_session(&key).await {
+                // An execution is a request that got a sealed result back, whatever
+                // the guest's status; a refusal or failure is only counted.
+                let (outcome, executed) = match client.open_session(&key).await {
                     Ok(session) => match client.execute(&session, &plaintext).await {
-                        Ok(execution) => execution.result.status.as_str().to_owned(),
-                        Err(error) => describe(&error),
+                        Ok(execution) => (execution.result.status.as_str().to_owned(), true),
+                        Err(error) => (describe(&error), false),
                     },
-                    Err(error) => describe(&error),
+                    Err(error) => (describe(&error), false),
                 };
                 // Only requests that both start and end inside the window count.
                 let ended = Instant::now();
                 if began >= measure_from && ended <= stop_at {
-                    tally.latencies.push(ended - began);
+                    if executed {
+                        tally.latencies.push(ended - began);
+                    } else {
+                        tally.errors += 1;
+                    }
                     *tally.outcomes.entry(outcome).or_default() += 1;
                 }
             }
@@ -139,6 +148,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for worker in workers {
         let tally = worker.await?;
         all.latencies.extend(tally.latencies);
+        all.errors += tally.errors;
         for (outcome, count) in tally.outcomes {
             *all.outcomes.entry(outcome).or_default() += count;
         }
@@ -164,6 +174,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .then(|| (own_after.saturating_sub(own_before)).as_secs_f64() * 1e6 / count as f64);
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
 
+    if all
+        .outcomes
+        .keys()
+        .any(|outcome| outcome.starts_with("http 429"))
+    {
+        eprintln!(
+            "note: the server refused requests with 429: its per-client limits apply to this \
+             load generator (lift them with WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 and \
+             WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0)"
+        );
+    }
     if args.json {
         let report = serde_json::json!({
             "module": module_name,
@@ -171,6 +192,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "concurrency": args.concurrency,
             "duration_s": args.duration,
             "executions": count,
+            "errors": all.errors,
             "executions_per_s": per_second,
             "latency_us": {
                 "p50": micros(percentile(0.50)),
@@ -192,7 +214,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.duration,
         args.warmup
     );
-    println!("executions:   {count} ({per_second:.1}/s)");
+    println!(
+        "executions:   {count} ({per_second:.1}/s), and {} requests without a result",
+        all.errors
+    );
     println!(
         "latency:      p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  max {:.0} µs  (session + execute)",
         micros(percentile(0.50)),

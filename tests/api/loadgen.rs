@@ -41,6 +41,7 @@ async fn loadgen_runs_the_protocol_and_reports_latency_outcomes_and_server_cpu()
     assert!(executions > 0, "{report}");
     // Every counted execution ran the built-in tiny module to completion.
     assert_eq!(report["outcomes"]["completed"].as_u64(), Some(executions));
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
     let latency = &report["latency_us"];
     let percentiles: Vec<f64> = ["p50", "p90", "p99", "max"]
         .iter()
@@ -54,4 +55,38 @@ async fn loadgen_runs_the_protocol_and_reports_latency_outcomes_and_server_cpu()
     assert!(server.wait().await.status.success());
     // Warm-up and measured executions alike are all in the log.
     assert!(verify_log_file(&data_dir.path, &key) as u64 >= executions);
+}
+
+#[tokio::test]
+async fn loadgen_counts_refusals_as_errors_not_as_executions() {
+    let data_dir = DataDir::new();
+    // One request a second: almost everything the generator sends is refused.
+    let server = ServerProcess::start_with(
+        &data_dir.path,
+        &[],
+        &[
+            ("WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND", "1"),
+            ("WASM_HYPERVISOR_CLIENTS__BURST", "1"),
+        ],
+    );
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--server", &server.base])
+        .args(["--warmup", "0", "--duration", "1", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let refused = report["outcomes"]["http 429 rate_limited"]
+        .as_u64()
+        .unwrap();
+    assert!(refused > 0, "{report}");
+    assert_eq!(report["errors"].as_u64(), Some(refused), "{report}");
+    let completed = report["outcomes"]["completed"].as_u64().unwrap_or(0);
+    assert_eq!(report["executions"].as_u64(), Some(completed), "{report}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0")
+    );
+    server.kill();
 }
