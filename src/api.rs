@@ -617,6 +617,7 @@ async fn limit_executions(
     let client = client_of(&state, &request);
     let permit = state.quotas.begin_execution(client, Instant::now())?;
     request.extensions_mut().insert(permit);
+    request.extensions_mut().insert(client);
     Ok(next.run(request).await)
 }
 
@@ -785,7 +786,7 @@ pub struct ExecuteBody {
 impl ExecuteBody {
     /// The sealed request this body carries, every field checked: a 36-character
     /// session id, `enc` a point on P-256, `ciphertext` base64.
-    pub fn into_sealed(self) -> Result<SealedExecution, ApiError> {
+    pub fn into_sealed(self, client: ClientKey) -> Result<SealedExecution, ApiError> {
         let session_id = parse_uuid(&self.session_id)
             .ok_or_else(|| ApiError::MalformedBody("`session_id` is not a UUID".to_owned()))?;
         let enc = decode_base64(&self.enc)
@@ -802,6 +803,7 @@ impl ExecuteBody {
             session_id,
             enc,
             ciphertext,
+            client,
         })
     }
 }
@@ -810,7 +812,8 @@ impl ExecuteBody {
 /// and size checks): the JSON, then [`ExecuteBody::into_sealed`]. Pure; the fuzz
 /// target `execute_body` drives it.
 pub fn decode_execute_body(bytes: &[u8]) -> Result<SealedExecution, ApiError> {
-    json_body::<ExecuteBody>(bytes)?.into_sealed()
+    json_body::<ExecuteBody>(bytes)?
+        .into_sealed(ClientKey::address(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
 }
 
 /// Parses a JSON body, every failure a `malformed_body`.
@@ -864,9 +867,15 @@ pub struct ExecuteResponse {
 async fn execute(
     State(state): State<AppState>,
     permit: Option<Extension<ExecutionPermit>>,
+    client: Option<Extension<ClientKey>>,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
-    let sealed = body.into_sealed()?;
+    // In-process tests serve the router without the access layers: one
+    // anonymous client.
+    let client = client.map_or(ClientKey::address(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), |c| {
+        c.0
+    });
+    let sealed = body.into_sealed(client)?;
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
     // only fail this request.

@@ -61,6 +61,13 @@ enum Command {
     /// Print a new random bearer token on the first line and its SHA-256 digest
     /// (for `auth.tokens_sha256` or `auth.metrics_tokens_sha256`) on the second.
     Token,
+    /// Internal: compile one module read from stdin under CPU and memory limits,
+    /// for the server (see `sandbox::compiler`).
+    #[command(name = "compile-worker", hide = true)]
+    CompileWorker {
+        #[arg(num_args = 3, value_names = ["KIND", "CPU_SECS", "MEMORY_BYTES"])]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +190,7 @@ pub fn main() -> ExitCode {
         Command::Health(args) => health(args),
         Command::Verify(args) => verify(args),
         Command::Token => token(),
+        Command::CompileWorker { args } => crate::sandbox::compiler::worker_main(&args),
     }
 }
 

@@ -114,6 +114,18 @@ pub struct LimitsConfig {
     /// ciphertext, so this should be at least about 1.8 x `max_module_bytes`.
     /// >= 1024, default 16777216 (16 MiB).
     pub max_request_bytes: u64,
+    /// Most `args` entries a request may give the guest; more is an
+    /// `invalid_request`. Parsing stops at 65536 whatever this says.
+    /// 0..=65536, default 4096.
+    pub max_args: u64,
+    /// Most `env` entries a request may give the guest; more is an
+    /// `invalid_request`. Parsing stops at 65536 whatever this says.
+    /// 0..=65536, default 4096.
+    pub max_env: u64,
+    /// Most bytes of `args` and `env` together (each string's UTF-8 bytes plus one
+    /// for its terminating NUL, and one for each `=`, as the guest sees them);
+    /// more is an `invalid_request`. 0..=16 MiB, default 1048576 (1 MiB).
+    pub max_args_env_bytes: u64,
 }
 
 /// Admission control for executions.
@@ -131,6 +143,29 @@ pub struct ExecutionConfig {
     /// Bytes of compiled modules kept in memory, least recently used out first.
     /// 0 disables caching. At most 64 GiB, default 268435456 (256 MiB).
     pub module_cache_bytes: u64,
+    /// Modules compiled at once, each in its own worker process on one core.
+    /// Executions of cached modules never wait for a compilation, and at most this
+    /// many cores compile, so the rest keep running guests. 0 means the number of
+    /// cores minus one (at least 1). 0..=the number of cores, default 0.
+    pub max_concurrent_compilations: usize,
+    /// Executions that may be in the compile stage at once without holding a
+    /// guest slot (waiting for or going through a compilation, then for a slot to
+    /// run in). Past it, an execution compiles in its guest slot, as if compiling
+    /// were part of running. 0..=100000, default 100.
+    pub max_queued_compilations: usize,
+    /// CPU seconds one compilation may take; past it the worker is killed and
+    /// the module is refused (`invalid_module`, cached by hash). The wall-clock
+    /// bound is three times this plus 5 s. 1..=3600, default 300.
+    pub compile_timeout_secs: u64,
+    /// Address space, in bytes, of one compilation's worker process; a module
+    /// whose compilation needs more is refused (`invalid_module`, cached by hash).
+    /// 256 MiB..=64 GiB, default 4294967296 (4 GiB).
+    pub compile_memory_bytes: u64,
+    /// Not a configuration key: the program run as `PROGRAM compile-worker`.
+    /// `None`, always in the server, means this executable; tests that serve from
+    /// their own binary point it at the built `wasm-hypervisor`.
+    #[serde(skip)]
+    pub compile_worker: Option<PathBuf>,
 }
 
 /// Optional bearer-token authentication of `POST /sessions` and `POST /execute`,
@@ -171,6 +206,12 @@ pub struct ClientsConfig {
     /// tracked client is busy, a new one gets 429 `rate_limited`. 16..=10000000,
     /// default 100000 (about 10 MB).
     pub max_tracked: usize,
+    /// Seconds of compilation one client may use per hour (a token bucket that
+    /// holds an hour's worth, charged with each compilation's duration). A client
+    /// with nothing left gets `invalid_module` with a retryable error for modules
+    /// that are not cached; cached modules still run. 0 turns the budget off.
+    /// 0..=360000, default 600.
+    pub compile_seconds_per_hour: u64,
     /// Reverse proxies (CIDRs such as `10.0.0.0/8`, or single addresses) whose
     /// `X-Forwarded-For` or `Forwarded` header names the client. Requests from any
     /// other peer are keyed by the peer's address, whatever they claim. Default
@@ -234,6 +275,9 @@ impl Default for LimitsConfig {
             max_output_bytes: 1 << 20,
             max_module_bytes: 8 << 20,
             max_request_bytes: 16 << 20,
+            max_args: 4096,
+            max_env: 4096,
+            max_args_env_bytes: 1 << 20,
         }
     }
 }
@@ -245,6 +289,11 @@ impl Default for ExecutionConfig {
             max_queued: 200,
             queue_timeout_ms: 5_000,
             module_cache_bytes: 256 << 20,
+            max_concurrent_compilations: 0,
+            max_queued_compilations: 100,
+            compile_timeout_secs: 300,
+            compile_memory_bytes: 4 << 30,
+            compile_worker: None,
         }
     }
 }
@@ -256,6 +305,7 @@ impl Default for ClientsConfig {
             burst: 200,
             max_concurrent_executions: 16,
             max_tracked: 100_000,
+            compile_seconds_per_hour: 600,
             trusted_proxies: Vec::new(),
         }
     }
@@ -380,6 +430,21 @@ impl Config {
             "limits.max_request_bytes",
             "must be at least 1024",
         )?;
+        check(
+            l.max_args <= crate::payload::MAX_ARGS_CEILING as u64,
+            "limits.max_args",
+            "must be at most 65536",
+        )?;
+        check(
+            l.max_env <= crate::payload::MAX_ENV_CEILING as u64,
+            "limits.max_env",
+            "must be at most 65536",
+        )?;
+        check(
+            l.max_args_env_bytes <= 16 << 20,
+            "limits.max_args_env_bytes",
+            "must be at most 16777216",
+        )?;
         let e = &self.execution;
         check(
             (1..=10_000).contains(&e.max_concurrent),
@@ -400,6 +465,26 @@ impl Config {
             e.module_cache_bytes <= 64 << 30,
             "execution.module_cache_bytes",
             "must be at most 68719476736",
+        )?;
+        check(
+            e.max_concurrent_compilations <= cores(),
+            "execution.max_concurrent_compilations",
+            &format!("must be at most the number of cores ({})", cores()),
+        )?;
+        check(
+            e.max_queued_compilations <= 100_000,
+            "execution.max_queued_compilations",
+            "must be at most 100000",
+        )?;
+        check(
+            (1..=3600).contains(&e.compile_timeout_secs),
+            "execution.compile_timeout_secs",
+            "must be between 1 and 3600",
+        )?;
+        check(
+            (256 << 20..=64 << 30).contains(&e.compile_memory_bytes),
+            "execution.compile_memory_bytes",
+            "must be between 268435456 and 68719476736",
         )?;
         let is_digest = |digest: &String| {
             digest.len() == 64
@@ -433,6 +518,11 @@ impl Config {
             (16..=10_000_000).contains(&c.max_tracked),
             "clients.max_tracked",
             "must be between 16 and 10000000",
+        )?;
+        check(
+            c.compile_seconds_per_hour <= 360_000,
+            "clients.compile_seconds_per_hour",
+            "must be at most 360000",
         )?;
         self.trusted_proxies()?;
         let h = &self.http;
@@ -486,6 +576,20 @@ impl Config {
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_millis(self.execution.queue_timeout_ms)
     }
+
+    /// `execution.max_concurrent_compilations` with 0 resolved: the cores but one,
+    /// at least one.
+    pub fn compilations(&self) -> usize {
+        match self.execution.max_concurrent_compilations {
+            0 => cores().saturating_sub(1).max(1),
+            n => n,
+        }
+    }
+}
+
+/// The cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]

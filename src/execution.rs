@@ -20,7 +20,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::access::ClientKey;
 use crate::audit::{AuditError, AuditLog, Leaf, LogRecord};
+use crate::compile_budget::{BudgetError, CompileBudgets};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
@@ -45,12 +49,14 @@ pub enum ExecutionError {
     LogUnavailable(#[source] AuditError),
 }
 
-/// A request as it arrives: which session, and the sealed bytes.
+/// A request as it arrives: which session, the sealed bytes, and whose it is.
 #[derive(Clone)]
 pub struct SealedExecution {
     pub session_id: Uuid,
     pub enc: Enc,
     pub ciphertext: Vec<u8>,
+    /// The client it counts against (its compilation budget).
+    pub client: ClientKey,
 }
 
 /// What `/execute` answers after a recovered plaintext.
@@ -70,7 +76,19 @@ pub struct ExecutionReceipt {
 pub struct ExecutionPolicy {
     pub maxima: EffectiveLimits,
     pub max_module_bytes: u64,
+    /// Most `args` entries (`limits.max_args`).
+    pub max_args: usize,
+    /// Most `env` entries (`limits.max_env`).
+    pub max_env: usize,
+    /// Most bytes of `args` and `env` as the guest sees them
+    /// (`limits.max_args_env_bytes`).
+    pub max_args_env_bytes: usize,
     pub max_concurrent: usize,
+    /// Executions in the compile stage without a guest slot
+    /// (`execution.max_queued_compilations`).
+    pub max_compiling: usize,
+    /// Each client's compilation budget (`clients.compile_seconds_per_hour`).
+    pub compile_seconds_per_hour: u64,
     pub max_queued: usize,
     pub queue_timeout: Duration,
 }
@@ -88,10 +106,15 @@ struct Inner {
     log: AuditLog,
     policy: ExecutionPolicy,
     slots: Arc<Semaphore>,
+    /// One per execution in the compile stage (waiting for, or going through, a
+    /// compilation, then waiting for a slot to run) without a guest slot
+    /// (`execution.max_queued_compilations`).
+    compile_tickets: Arc<Semaphore>,
     queued: AtomicUsize,
     /// The most guests ever running at once since start (a high-water mark).
     peak: AtomicUsize,
     metrics: Metrics,
+    budgets: CompileBudgets,
 }
 
 impl Executor {
@@ -110,10 +133,12 @@ impl Executor {
                 sandbox,
                 log,
                 slots: Arc::new(Semaphore::new(policy.max_concurrent)),
+                compile_tickets: Arc::new(Semaphore::new(policy.max_compiling)),
                 queued: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
                 policy,
                 metrics,
+                budgets: CompileBudgets::new(policy.compile_seconds_per_hour),
             }),
         }
     }
@@ -131,6 +156,11 @@ impl Executor {
     /// Module cache hits and misses since start.
     pub fn module_cache_stats(&self) -> (u64, u64) {
         self.inner.sandbox.cache_stats()
+    }
+
+    /// Modules being compiled now (in worker processes).
+    pub fn compilations_running(&self) -> usize {
+        self.inner.sandbox.compilations_running()
     }
 
     /// Requests waiting for a slot now.
@@ -154,7 +184,7 @@ impl Executor {
             return Err(ExecutionError::UnknownSession);
         }
         let permit = self.admit().await?;
-        inner.peak.fetch_max(self.slots_in_use(), Ordering::Relaxed);
+        self.note_peak();
         let secret = inner
             .sessions
             .take(&sealed.session_id)
@@ -166,9 +196,16 @@ impl Executor {
         let execution_id = Uuid::new_v4();
         // From here on the plaintext is open: whatever happens, including a panic
         // while preparing or running the guest, must end as a logged execution.
-        let result = match AssertUnwindSafe(self.run(execution_id, &opened.plaintext))
-            .catch_unwind()
-            .await
+        // `run` gives the slot back while it waits for a compilation, and takes
+        // one again to run the guest; it holds none when it returns (or panics).
+        let mut result = match AssertUnwindSafe(self.run(
+            execution_id,
+            &opened.plaintext,
+            permit,
+            sealed.client,
+        ))
+        .catch_unwind()
+        .await
         {
             Ok(result) => result,
             Err(_panic) => {
@@ -176,14 +213,21 @@ impl Executor {
                 host_failure(execution_id, inner.policy.maxima)
             }
         };
-        drop(permit);
 
         let status = result.status;
         inner
             .metrics
             .observe_execution(status, result.fuel_consumed, result.wall_time_us);
-        let result_plaintext =
-            serde_json::to_vec(&result).expect("a result always serializes to JSON");
+        let result_plaintext = Zeroizing::new(
+            serde_json::to_vec(&result).expect("a result always serializes to JSON"),
+        );
+        // The guest's output, in the clear, is no longer needed.
+        result.stdout.zeroize();
+        result.stderr.zeroize();
+        result.returns.zeroize();
+        if let Some(error) = result.error.as_mut() {
+            error.zeroize();
+        }
         let ciphertext = opened.keys.seal_result(&execution_id, &result_plaintext);
         let commitment = opened.keys.commitment(&opened.plaintext, &result_plaintext);
         let leaf = Leaf {
@@ -222,6 +266,13 @@ impl Executor {
         })
     }
 
+    /// Records the number of guests running now if it is a new high.
+    fn note_peak(&self) {
+        self.inner
+            .peak
+            .fetch_max(self.slots_in_use(), Ordering::Relaxed);
+    }
+
     /// Waits for a guest slot: at once if one is free, otherwise in a queue bounded
     /// in length and in time.
     async fn admit(&self) -> Result<OwnedSemaphorePermit, ExecutionError> {
@@ -248,8 +299,17 @@ impl Executor {
         }
     }
 
-    /// Everything between the opened plaintext and the result document.
-    async fn run(&self, execution_id: Uuid, plaintext: &[u8]) -> ExecutionResult {
+    /// Everything between the opened plaintext and the result document. Holds
+    /// `slot` while the guest runs; a module that must be compiled gives it back
+    /// while it waits for and goes through compilation, so that executions of
+    /// cached modules never wait behind a compiler, and takes a slot again after.
+    async fn run(
+        &self,
+        execution_id: Uuid,
+        plaintext: &[u8],
+        slot: OwnedSemaphorePermit,
+        client: ClientKey,
+    ) -> ExecutionResult {
         // Fault injection for the crash-isolation test; compiled out of every build
         // but the crate's own unit tests.
         #[cfg(test)]
@@ -264,7 +324,7 @@ impl Executor {
             result
         };
 
-        let request: ExecutionRequest = match serde_json::from_slice(plaintext) {
+        let mut request: ExecutionRequest = match serde_json::from_slice(plaintext) {
             Ok(request) => request,
             Err(error) => {
                 return invalid(
@@ -274,8 +334,10 @@ impl Executor {
                 );
             }
         };
-        let module = match payload::decode_base64(&request.module) {
-            Ok(module) => module,
+        let decoded = payload::decode_base64(&request.module);
+        request.module.zeroize();
+        let module = match decoded {
+            Ok(module) => Zeroizing::new(module),
             Err(error) => {
                 return invalid(
                     result,
@@ -299,6 +361,11 @@ impl Executor {
             Ok(input) => input,
             Err(error) => return invalid(result, Status::InvalidRequest, error),
         };
+        if let Err(error) =
+            input.check_size(policy.max_args, policy.max_env, policy.max_args_env_bytes)
+        {
+            return invalid(result, Status::InvalidRequest, error);
+        }
         if module.len() as u64 > policy.max_module_bytes {
             return invalid(
                 result,
@@ -311,16 +378,39 @@ impl Executor {
             );
         }
 
-        let preparation = self.inner.sandbox.prepare(module_hash, module.into()).await;
-        self.inner.metrics.record_module_cache(preparation.hit);
-        if let Some(compile_time) = preparation.compile_time {
-            self.inner
-                .metrics
-                .observe_compile(compile_time.as_secs_f64());
-        }
-        let prepared = match preparation.value {
+        let (prepared, slot) = match self.inner.sandbox.lookup(&module_hash) {
+            Some(found) => {
+                self.inner.metrics.record_module_cache(true);
+                (found.map_err(CompileRefusal::Compiler), slot)
+            }
+            None => match self.inner.compile_tickets.clone().try_acquire_owned() {
+                // The usual case: the slot goes back while this execution
+                // waits for and goes through compilation, and it queues for one
+                // again after; the tickets bound how many do so.
+                Ok(ticket) => {
+                    drop(slot);
+                    let prepared = self.compile(module_hash, &module, client).await;
+                    let slot = self
+                        .inner
+                        .slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    drop(ticket);
+                    self.note_peak();
+                    (prepared, slot)
+                }
+                // So many executions are compiling that this one compiles in
+                // its slot, as if compilation were part of running: bounded by
+                // the slots, and never refused after its plaintext was opened.
+                Err(_) => (self.compile(module_hash, &module, client).await, slot),
+            },
+        };
+        drop(module);
+        let prepared = match prepared {
             Ok(prepared) => prepared,
-            Err(error) => return invalid(result, Status::InvalidModule, error),
+            Err(error) => return invalid(result, Status::InvalidModule, error.to_string()),
         };
         let limits = GuestLimits {
             fuel: result.limits.fuel,
@@ -330,10 +420,46 @@ impl Executor {
         };
         let started = Instant::now();
         let report = self.inner.sandbox.run(prepared, entry, input, limits).await;
+        drop(slot);
         tracing::debug!(%execution_id, elapsed_us = started.elapsed().as_micros() as u64, "guest finished");
         fill_from_report(&mut result, report);
         result
     }
+
+    /// Compiles a module that is not cached, if `client`'s compilation budget
+    /// allows, and charges the budget with the time it took.
+    async fn compile(
+        &self,
+        hash: [u8; 32],
+        module: &[u8],
+        client: ClientKey,
+    ) -> Result<Arc<crate::sandbox::Prepared>, CompileRefusal> {
+        let inner = &self.inner;
+        if let Err(BudgetError::Spent { retry_after }) = inner.budgets.check(client, Instant::now())
+        {
+            return Err(CompileRefusal::Budget { retry_after });
+        }
+        let preparation = inner.sandbox.prepare(hash, module).await;
+        inner.metrics.record_module_cache(preparation.hit);
+        if let Some(compile_time) = preparation.compile_time {
+            inner.metrics.observe_compile(compile_time.as_secs_f64());
+            inner.budgets.charge(client, compile_time, Instant::now());
+        }
+        preparation.value.map_err(CompileRefusal::Compiler)
+    }
+}
+
+/// Why a module was not compiled, for the result's `error`.
+#[derive(Debug, thiserror::Error)]
+enum CompileRefusal {
+    #[error("{0}")]
+    Compiler(crate::sandbox::compiler::CompileError),
+    #[error(
+        "this client has spent its compilation budget (clients.compile_seconds_per_hour); \
+         modules already compiled still run; retry an uncached module in {} s",
+        retry_after.as_secs().max(1)
+    )]
+    Budget { retry_after: Duration },
 }
 
 /// A result with nothing in it yet: the starting point of every result.
@@ -372,16 +498,23 @@ fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
 /// The guest's argv, env and stdin, checked for what WASI cannot carry. Public
 /// for the fuzz target `request_plaintext`, which drives it with the rest of the
 /// plaintext's parsing.
-pub fn guest_input(request: ExecutionRequest) -> Result<GuestInput, String> {
-    let stdin = match &request.stdin {
-        Some(text) => payload::decode_base64(text)
-            .map_err(|error| format!("`stdin` is not valid base64: {error}"))?,
-        None => Vec::new(),
+pub fn guest_input(mut request: ExecutionRequest) -> Result<GuestInput, String> {
+    // Moved into a `GuestInput` first: it zeroizes them when dropped, also when
+    // they are refused below.
+    let mut input = GuestInput {
+        args: std::mem::take(&mut request.args),
+        env: std::mem::take(&mut request.env).into_iter().collect(),
+        stdin: Vec::new(),
     };
-    if request.args.iter().any(|arg| arg.contains('\0')) {
+    if let Some(mut text) = request.stdin.take() {
+        let decoded = payload::decode_base64(&text);
+        text.zeroize();
+        input.stdin = decoded.map_err(|error| format!("`stdin` is not valid base64: {error}"))?;
+    }
+    if input.args.iter().any(|arg| arg.contains('\0')) {
         return Err("`args` may not contain NUL characters".to_owned());
     }
-    for (name, value) in &request.env {
+    for (name, value) in &input.env {
         if name.is_empty() || name.contains('=') || name.contains('\0') {
             return Err("`env` names must be non-empty and may not contain `=` or NUL".to_owned());
         }
@@ -389,11 +522,7 @@ pub fn guest_input(request: ExecutionRequest) -> Result<GuestInput, String> {
             return Err("`env` values may not contain NUL characters".to_owned());
         }
     }
-    Ok(GuestInput {
-        args: request.args,
-        env: request.env.into_iter().collect(),
-        stdin,
-    })
+    Ok(input)
 }
 
 fn fill_from_report(result: &mut ExecutionResult, report: RunReport) {
@@ -458,6 +587,13 @@ mod tests {
             max_concurrent: 2,
             module_cache_bytes: 1 << 20,
             guest_threads: 1,
+            // These tests send nothing that reaches the compiler.
+            compiler: crate::sandbox::compiler::CompilerSettings {
+                program: "/nonexistent/compile-worker".into(),
+                slots: 1,
+                cpu: Duration::from_secs(1),
+                memory_bytes: 1 << 30,
+            },
         })
         .unwrap();
         let policy = ExecutionPolicy {
@@ -468,7 +604,12 @@ mod tests {
                 max_output_bytes: 1024,
             },
             max_module_bytes: 1 << 20,
+            max_args: 16,
+            max_env: 16,
+            max_args_env_bytes: 1024,
             max_concurrent: 2,
+            max_compiling: 2,
+            compile_seconds_per_hour: 0,
             max_queued: 0,
             queue_timeout: Duration::from_millis(100),
         };
@@ -492,6 +633,7 @@ mod tests {
             session_id: session.id,
             enc: Enc::parse(&sealed.enc).unwrap(),
             ciphertext: sealed.ciphertext,
+            client: ClientKey::address(std::net::Ipv4Addr::LOCALHOST.into()),
         }
     }
 
@@ -508,7 +650,7 @@ mod tests {
         assert_eq!(executor.log().size(), 1);
         assert_eq!(executor.slots_in_use(), 0, "the slot was released");
         // The executor goes on serving.
-        let module = crate::payload::encode_base64(b"\0asm\x01\0\0\0");
+        let module = crate::payload::encode_base64(b"not a wasm binary");
         let request = format!(r#"{{"module":"{module}"}}"#);
         let next = executor
             .execute(sealed(&sessions, request.as_bytes()).await)
@@ -517,7 +659,7 @@ mod tests {
         assert_eq!(
             next.status,
             Status::InvalidModule,
-            "an empty module has no _start"
+            "a binary without the wasm header"
         );
         assert_eq!(next.log_index, 1);
         executor.log().close().await;

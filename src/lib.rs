@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`config`]: the one configuration struct, loaded from file, environment and flags.
 //! - [`access`]: bearer tokens and per-client quotas (request rate, executions in flight).
+//! - [`compile_budget`]: each client's budget of compilation time.
 //! - [`keys`]: the server's long-term ECDSA P-256 signing key and signature checks.
 //! - [`envelope`]: HPKE open/seal of requests, sealing of results, the commitment.
 //! - [`session`]: pending per-session HPKE key pairs, single use and expiring.
@@ -27,6 +28,7 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod client;
+pub mod compile_budget;
 pub mod config;
 pub mod envelope;
 pub mod execution;

@@ -70,7 +70,11 @@ pub struct ExecutionRequest {
     pub module: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoke: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded_args"
+    )]
     pub args: Vec<String>,
     #[serde(
         default,
@@ -85,9 +89,50 @@ pub struct ExecutionRequest {
     pub limits: Option<RequestedLimits>,
 }
 
+/// Most `args` entries, and separately `env` entries, that a request plaintext may
+/// carry at all, whatever the server's configured maxima (`limits.max_args`,
+/// `limits.max_env`, which may only be lower). Enforced while parsing, so that a
+/// plaintext of millions of empty strings is refused after a bounded amount of work
+/// and memory instead of costing a `String` (24 bytes and an allocation) each: a
+/// 16 MB body of `"",` holds four million of them.
+pub const MAX_ARGS_CEILING: usize = 65_536;
+/// See [`MAX_ARGS_CEILING`].
+pub const MAX_ENV_CEILING: usize = 65_536;
+
+/// A JSON array of strings of at most [`MAX_ARGS_CEILING`] entries.
+fn bounded_args<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of strings")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            // The size hint is the client's claim: never trusted for capacity.
+            let mut out = Vec::new();
+            while let Some(arg) = seq.next_element::<String>()? {
+                if out.len() == MAX_ARGS_CEILING {
+                    return Err(serde::de::Error::custom(format!(
+                        "`args` has more than {MAX_ARGS_CEILING} entries"
+                    )));
+                }
+                out.push(arg);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_seq(Visitor)
+}
+
 /// A JSON object whose keys must be unique: serde's maps keep the last of duplicate
 /// keys silently, which would let two readers of the same committed plaintext
-/// disagree about the guest's environment.
+/// disagree about the guest's environment. At most [`MAX_ENV_CEILING`] entries.
 fn unique_keys<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -104,6 +149,11 @@ where
         ) -> Result<Self::Value, A::Error> {
             let mut out = BTreeMap::new();
             while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if out.len() == MAX_ENV_CEILING {
+                    return Err(serde::de::Error::custom(format!(
+                        "`env` has more than {MAX_ENV_CEILING} entries"
+                    )));
+                }
                 if out.contains_key(&key) {
                     return Err(serde::de::Error::custom(format!(
                         "duplicate env name `{key}`"
@@ -281,6 +331,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("cpu"));
+    }
+
+    #[test]
+    fn args_and_env_past_their_ceilings_are_refused_while_parsing() {
+        let args = vec!["\"\""; MAX_ARGS_CEILING + 1].join(",");
+        let error = serde_json::from_str::<ExecutionRequest>(&format!(
+            r#"{{"module":"","args":[{args}]}}"#
+        ))
+        .unwrap_err();
+        assert!(error.to_string().contains("more than 65536"), "{error}");
+        let at_ceiling = vec!["\"\""; MAX_ARGS_CEILING].join(",");
+        let request: ExecutionRequest =
+            serde_json::from_str(&format!(r#"{{"module":"","args":[{at_ceiling}]}}"#)).unwrap();
+        assert_eq!(request.args.len(), MAX_ARGS_CEILING);
+
+        let env: Vec<String> = (0..=MAX_ENV_CEILING)
+            .map(|n| format!(r#""V{n}":"""#))
+            .collect();
+        let error = serde_json::from_str::<ExecutionRequest>(&format!(
+            r#"{{"module":"","env":{{{}}}}}"#,
+            env.join(",")
+        ))
+        .unwrap_err();
+        assert!(error.to_string().contains("more than 65536"), "{error}");
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::health::Health;
 use crate::keys::{KeyError, ServerKey};
 use crate::metrics::Metrics;
 use crate::payload::EffectiveLimits;
+use crate::sandbox::compiler::CompilerSettings;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSettings};
 use crate::session::SessionStore;
 
@@ -108,11 +109,24 @@ impl Service {
             key_id = %key.public().key_id_hex(),
             "audit log open and consistent with its signed checkpoint"
         );
+        let compile_worker = match &config.execution.compile_worker {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().map_err(|source| ServerError::DataDir {
+                path: "/proc/self/exe".into(),
+                source,
+            })?,
+        };
         let sandbox = Sandbox::new(SandboxSettings {
             max_concurrent: config.execution.max_concurrent,
             module_cache_bytes: usize::try_from(config.execution.module_cache_bytes)
                 .unwrap_or(usize::MAX),
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            compiler: CompilerSettings {
+                program: compile_worker,
+                slots: config.compilations(),
+                cpu: Duration::from_secs(config.execution.compile_timeout_secs),
+                memory_bytes: config.execution.compile_memory_bytes,
+            },
         })?;
         let sessions = Arc::new(SessionStore::new(
             config.session_ttl(),
@@ -127,7 +141,12 @@ impl Service {
                 max_output_bytes: limits.max_output_bytes,
             },
             max_module_bytes: limits.max_module_bytes,
+            max_args: limits.max_args as usize,
+            max_env: limits.max_env as usize,
+            max_args_env_bytes: limits.max_args_env_bytes as usize,
             max_concurrent: config.execution.max_concurrent,
+            max_compiling: config.execution.max_queued_compilations,
+            compile_seconds_per_hour: config.clients.compile_seconds_per_hour,
             max_queued: config.execution.max_queued,
             queue_timeout: config.queue_timeout(),
         };

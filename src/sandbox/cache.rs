@@ -2,9 +2,10 @@
 //! by total size with least-recently-used eviction, and compiled once however many
 //! requests ask for the same uncached module at the same time.
 //!
-//! Failures are cached too (a module that does not compile, or does not link, is
-//! charged its byte size): otherwise one bad module, sent over and over, would make
-//! the server compile it every time.
+//! Refusals are cached too (a module that does not compile, fails the shape check,
+//! or exceeds the compiler's bounds, is charged its byte size): otherwise one bad
+//! module, sent over and over, would make the server compile it every time. Only a
+//! refusal that says nothing about the module (the compiler was busy) is not kept.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 
+use super::compiler::CompileError;
+
 /// The cache key: SHA-256 of the module bytes.
 pub type ModuleHash = [u8; 32];
 
 /// What a lookup found.
 pub struct Lookup<T> {
-    pub value: Result<Arc<T>, String>,
+    pub value: Result<Arc<T>, CompileError>,
     /// Whether the value was already cached (or being compiled by another request).
     pub hit: bool,
     /// How long this request spent compiling, if it was the one that compiled.
@@ -43,13 +46,13 @@ struct State<T> {
 }
 
 struct Entry<T> {
-    value: Result<Arc<T>, String>,
+    value: Result<Arc<T>, CompileError>,
     size: usize,
     last_used: u64,
 }
 
 struct Compiled<T> {
-    value: Result<Arc<T>, String>,
+    value: Result<Arc<T>, CompileError>,
     size: usize,
 }
 
@@ -84,7 +87,7 @@ impl<T: Send + Sync + 'static> ModuleCache<T> {
     pub async fn get_or_compile<F, Fut>(&self, key: ModuleHash, compile: F) -> Lookup<T>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = (Result<T, String>, usize)>,
+        Fut: Future<Output = (Result<T, CompileError>, usize)>,
     {
         let cell = {
             let mut state = self.lock();
@@ -132,10 +135,26 @@ impl<T: Send + Sync + 'static> ModuleCache<T> {
         }
     }
 
+    /// The cached value for `key`, if any, counted as a hit; `None` (not counted)
+    /// if it must be compiled.
+    pub fn get(&self, key: &ModuleHash) -> Option<Result<Arc<T>, CompileError>> {
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        let entry = state.entries.get_mut(key)?;
+        entry.last_used = now;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(entry.value.clone())
+    }
+
     fn insert(&self, key: ModuleHash, compiled: Compiled<T>) {
         let mut state = self.lock();
         state.pending.remove(&key);
-        if compiled.size > self.budget {
+        let keep = match &compiled.value {
+            Ok(_) => true,
+            Err(error) => error.is_cacheable(),
+        };
+        if !keep || compiled.size > self.budget {
             return;
         }
         state.clock += 1;
@@ -291,12 +310,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_busy_compiler_is_not_remembered_as_the_modules_fault() {
+        let cache = ModuleCache::<u8>::new(30);
+        let busy = cache
+            .get_or_compile(key(1), || async {
+                (Err(CompileError::Unavailable("busy".to_owned())), 5)
+            })
+            .await;
+        assert!(busy.value.is_err());
+        assert!(cache.get(&key(1)).is_none(), "not cached");
+        let compiled = cache.get_or_compile(key(1), || async { (Ok(1), 5) }).await;
+        assert_eq!(*compiled.value.unwrap(), 1);
+        assert!(cache.get(&key(1)).is_some());
+    }
+
+    #[tokio::test]
     async fn failures_are_cached_and_oversized_values_are_not() {
         let cache = ModuleCache::<u8>::new(30);
         let failed = cache
-            .get_or_compile(key(1), || async { (Err("bad".to_owned()), 5) })
+            .get_or_compile(key(1), || async {
+                (Err(CompileError::Refused("bad".to_owned())), 5)
+            })
             .await;
-        assert_eq!(failed.value.unwrap_err(), "bad");
+        assert_eq!(failed.value.unwrap_err().to_string(), "bad");
         assert!(
             cache
                 .get_or_compile(key(1), || async { (Ok(1), 5) })

@@ -52,14 +52,17 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>
     Ok(linker)
 }
 
-/// Compiles and links; returns the prepared component and the bytes to charge.
-pub(super) fn prepare(
+/// Loads a worker's compiled artifact and links it; returns the prepared
+/// component and the bytes to charge.
+pub(super) fn load(
     engine: &Engine,
     linker: &Linker<ComponentState>,
-    bytes: &[u8],
+    artifact: &[u8],
 ) -> Result<(PreparedComponent, usize), String> {
-    let component = Component::from_binary(engine, bytes)
-        .map_err(|error| format!("component does not compile: {error:#}"))?;
+    // SAFETY: as for core modules (`super::core::load`): the artifact is our own
+    // compile worker's output, from the same binary and engine configuration.
+    let component = unsafe { Component::deserialize(engine, artifact) }
+        .map_err(|error| format!("the compiled component does not load: {error:#}"))?;
     let size = image_size(component.image_range());
     let linked = linker
         .instantiate_pre(&component)

@@ -12,8 +12,11 @@
 //! | limit | mechanism | status when hit |
 //! | --- | --- | --- |
 //! | fuel | `Config::consume_fuel`, `Store::set_fuel` | `fuel_exhausted` |
-//! | linear memory | [`GuestLimiter::memory_growing`] errs past the limit; initial sizes checked before instantiation | `memory_limit` |
+//! | linear memories and tables, together | [`GuestLimiter`]: one `memory_bytes` budget over every memory and table (8 bytes an element), initial sizes included | `memory_limit` |
 //! | table elements | [`GuestLimiter::table_growing`], [`MAX_TABLE_ELEMENTS`] | `memory_limit` |
+//! | bytes passed guest to host in one call | `Store::set_hostcall_fuel`: `max_output_bytes`, at least [`MIN_HOSTCALL_FUEL`] | `trap` |
+//! | invoke return values | WAVE-encoded within `max_output_bytes`, stopping as soon as they pass it | `trap` |
+//! | compilation | [`shape`] check, then a [`compiler`] worker process under `RLIMIT_CPU`/`RLIMIT_AS` | `invalid_module` |
 //! | wall clock | epoch deadline callback + `tokio::time::timeout` around the whole run | `timeout` |
 //! | wasm stack | `Config::max_wasm_stack`, [`MAX_WASM_STACK`] | `trap` (stack overflow) |
 //! | instances, tables, memories | pool limits and [`GuestLimiter`] counts | `invalid_module` / `memory_limit` |
@@ -26,16 +29,17 @@
 //! nothing it logs contains guest bytes, arguments or output.
 
 pub mod cache;
+pub mod compiler;
 pub mod component;
 pub mod core;
 pub mod output;
+pub mod shape;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     Trap, UpdateDeadline,
@@ -43,6 +47,7 @@ use wasmtime::{
 use wasmtime_wasi::I32Exit;
 
 use self::cache::ModuleCache;
+use self::compiler::{CompileError, Compiler, CompilerSettings};
 use self::output::CappedOutput;
 
 /// Bytes of each pooled linear memory reset with `memset` rather than `madvise`
@@ -104,7 +109,7 @@ pub enum SandboxError {
 }
 
 /// How the sandbox is sized, from the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SandboxSettings {
     /// Guests running at once (`execution.max_concurrent`): sizes the instance pool.
     pub max_concurrent: usize,
@@ -112,6 +117,8 @@ pub struct SandboxSettings {
     pub module_cache_bytes: usize,
     /// Threads of the guest runtime.
     pub guest_threads: usize,
+    /// How compilations are bounded.
+    pub compiler: CompilerSettings,
 }
 
 /// Limits for one run, already capped by the server's maxima.
@@ -129,6 +136,59 @@ pub struct GuestInput {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub stdin: Vec<u8>,
+}
+
+impl GuestInput {
+    /// Checks the guest's argv and environment against the server's maxima: at most
+    /// `max_args` arguments, `max_env` variables, and `max_bytes` in all as the
+    /// guest's `args_sizes_get`/`environ_sizes_get` count them (each string and its
+    /// NUL, `NAME=value` for a variable). The error is for the client.
+    pub fn check_size(
+        &self,
+        max_args: usize,
+        max_env: usize,
+        max_bytes: usize,
+    ) -> Result<(), String> {
+        if self.args.len() > max_args {
+            return Err(format!(
+                "`args` has {} entries; this server allows at most {max_args} (limits.max_args)",
+                self.args.len()
+            ));
+        }
+        if self.env.len() > max_env {
+            return Err(format!(
+                "`env` has {} entries; this server allows at most {max_env} (limits.max_env)",
+                self.env.len()
+            ));
+        }
+        let args: usize = self.args.iter().map(|arg| arg.len() + 1).sum();
+        let env: usize = self
+            .env
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 2)
+            .sum();
+        if args + env > max_bytes {
+            return Err(format!(
+                "`args` and `env` take {} bytes; this server allows at most {max_bytes} \
+                 (limits.max_args_env_bytes)",
+                args + env
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for GuestInput {
+    fn drop(&mut self) {
+        // Plaintext-derived: cleared before the allocator sees it again.
+        use zeroize::Zeroize;
+        self.args.zeroize();
+        for (name, value) in &mut self.env {
+            name.zeroize();
+            value.zeroize();
+        }
+        self.stdin.zeroize();
+    }
 }
 
 impl std::fmt::Debug for GuestInput {
@@ -178,8 +238,8 @@ pub struct RunReport {
     pub outcome: GuestOutcome,
     /// WAVE-encoded results of an invoked export.
     pub returns: Vec<String>,
-    pub stdout: Bytes,
-    pub stderr: Bytes,
+    pub stdout: zeroize::Zeroizing<Vec<u8>>,
+    pub stderr: zeroize::Zeroizing<Vec<u8>>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub fuel_consumed: u64,
@@ -196,6 +256,35 @@ pub enum Prepared {
 /// was compiled for this request.
 pub type Preparation = cache::Lookup<Prepared>;
 
+/// The Wasmtime configuration of both the server's engine and the compile
+/// workers' (`pool` is the server's; a worker only compiles and allocates
+/// nothing). Everything that shapes the compiled code is set here, once, so that
+/// an artifact from a worker loads into the server's engine.
+pub(crate) fn engine_config(pool: Option<PoolingAllocationConfig>, parallel: bool) -> Config {
+    let mut config = Config::new();
+    if let Some(pool) = pool {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+        .memory_init_cow(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(ASYNC_STACK)
+        .wasm_component_model(true)
+        // Shared memories are not seen by the resource limiter, and GC heaps are
+        // not bounded by it: both are off so that `memory_bytes` means what it says.
+        .wasm_threads(false)
+        .wasm_gc(false)
+        // A worker compiles on one core: `execution.max_concurrent_compilations`
+        // is then the number of cores compilation may take.
+        .parallel_compilation(parallel)
+        // Traps carry a short wasm backtrace into the (sealed) `error` text;
+        // capped so a deep recursion cannot make the error itself huge.
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(MAX_BACKTRACE_FRAMES));
+    config
+}
+
 /// The engine, the WASI linkers, the module cache, the guest runtime and the epoch
 /// ticker, built once at start.
 pub struct Sandbox {
@@ -203,6 +292,7 @@ pub struct Sandbox {
     core_linker: Arc<wasmtime::Linker<core::CoreState>>,
     component_linker: Arc<wasmtime::component::Linker<component::ComponentState>>,
     cache: ModuleCache<Prepared>,
+    compiler: Compiler,
     /// Guests run on their own runtime, not the one serving HTTP (see
     /// [`Sandbox::run`]). An `Option` only so that `Drop` can take it.
     guests: Option<tokio::runtime::Runtime>,
@@ -252,22 +342,7 @@ impl Sandbox {
             // page faults of the next run. Beyond these bytes, `madvise` as before.
             .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
             .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES);
-        let mut config = Config::new();
-        config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .memory_init_cow(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(MAX_WASM_STACK)
-            .async_stack_size(ASYNC_STACK)
-            .wasm_component_model(true)
-            // Shared memories are not seen by the resource limiter, and GC heaps are
-            // not bounded by it: both are off so that `memory_bytes` means what it says.
-            .wasm_threads(false)
-            .wasm_gc(false)
-            // Traps carry a short wasm backtrace into the (sealed) `error` text;
-            // capped so a deep recursion cannot make the error itself huge.
-            .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(MAX_BACKTRACE_FRAMES));
+        let config = engine_config(Some(pool), true);
         let engine = Engine::new(&config).map_err(engine_error)?;
         let core_linker = core::linker(&engine).map_err(engine_error)?;
         let component_linker = component::linker(&engine).map_err(engine_error)?;
@@ -283,6 +358,7 @@ impl Sandbox {
             core_linker: Arc::new(core_linker),
             component_linker: Arc::new(component_linker),
             cache: ModuleCache::new(settings.module_cache_bytes),
+            compiler: Compiler::new(settings.compiler),
             guests: Some(guests),
             _ticker: ticker,
         })
@@ -298,35 +374,55 @@ impl Sandbox {
         (self.cache.hits(), self.cache.misses())
     }
 
-    /// The compiled and linked guest for `bytes`, from the cache or compiled now
-    /// (once, however many requests ask at the same time). `hash` is the SHA-256 of
-    /// `bytes`. The error text is for the client only.
-    pub async fn prepare(&self, hash: [u8; 32], bytes: Arc<[u8]>) -> Preparation {
-        let engine = self.engine.clone();
-        let core_linker = self.core_linker.clone();
-        let component_linker = self.component_linker.clone();
+    /// The prepared guest (or its cached refusal) for the module whose SHA-256 is
+    /// `hash`, if the cache has it. Costs a map lookup; never compiles.
+    pub fn lookup(&self, hash: &[u8; 32]) -> Option<Result<Arc<Prepared>, CompileError>> {
+        self.cache.get(hash)
+    }
+
+    /// Compilations running now.
+    pub fn compilations_running(&self) -> usize {
+        self.compiler.running()
+    }
+
+    /// The compiled and linked guest for `bytes`, compiled now in a bounded
+    /// worker process (once, however many requests ask at the same time) unless
+    /// the cache has it. `hash` is the SHA-256 of `bytes`. The error text is for
+    /// the client only.
+    pub async fn prepare(&self, hash: [u8; 32], bytes: &[u8]) -> Preparation {
         self.cache
             .get_or_compile(hash, || async move {
                 let charge = bytes.len();
-                let kind = classify(&bytes);
+                let kind = classify(bytes);
                 if kind == BinaryKind::Other {
                     let error = "not a WebAssembly module or component (bad magic number, \
                                  version or layer)";
-                    return (Err(error.to_owned()), charge);
+                    return (Err(CompileError::Refused(error.to_owned())), charge);
                 }
-                // Cranelift is CPU-bound: compile on a blocking thread, never on an
-                // async worker.
-                let compiled = tokio::task::spawn_blocking(move || match kind {
-                    BinaryKind::CoreModule => core::prepare(&engine, &core_linker, &bytes)
+                let artifact = match self.compiler.compile(kind, bytes).await {
+                    Ok(artifact) => artifact,
+                    Err(error) => return (Err(error), charge),
+                };
+                // Loading maps the artifact and links it: quick, but not async.
+                let engine = self.engine.clone();
+                let core_linker = self.core_linker.clone();
+                let component_linker = self.component_linker.clone();
+                let loaded = tokio::task::spawn_blocking(move || match kind {
+                    BinaryKind::CoreModule => core::load(&engine, &core_linker, &artifact.0)
                         .map(|(module, size)| (Prepared::Core(module), size)),
-                    _ => component::prepare(&engine, &component_linker, &bytes)
+                    _ => component::load(&engine, &component_linker, &artifact.0)
                         .map(|(component, size)| (Prepared::Component(component), size)),
                 })
                 .await;
-                match compiled {
+                match loaded {
                     Ok(Ok((prepared, size))) => (Ok(prepared), size.max(charge)),
-                    Ok(Err(error)) => (Err(error), charge),
-                    Err(_) => (Err("the compiler failed unexpectedly".to_owned()), charge),
+                    Ok(Err(error)) => (Err(CompileError::Refused(error)), charge),
+                    Err(_) => (
+                        Err(CompileError::Unavailable(
+                            "the compiler failed unexpectedly; retry later".to_owned(),
+                        )),
+                        charge,
+                    ),
                 }
             })
             .await
@@ -371,8 +467,8 @@ impl Sandbox {
                             .to_owned(),
                     ),
                     returns: Vec::new(),
-                    stdout: Bytes::new(),
-                    stderr: Bytes::new(),
+                    stdout: Default::default(),
+                    stderr: Default::default(),
                     stdout_truncated: false,
                     stderr_truncated: false,
                     fuel_consumed: 0,
@@ -434,19 +530,25 @@ pub fn classify(bytes: &[u8]) -> BinaryKind {
 /// The WASI context both kinds of guest get: argv (with [`ARGV0`]), env and stdin
 /// from the request, stdout and stderr into capped pipes, and no network. Nothing
 /// of the host's environment, no preopened directory.
+///
+/// Our copies of argv and env are zeroized when `input` drops; the WASI context's
+/// own copies, and the stdin buffer handed to it, are freed by Wasmtime without
+/// clearing (see PROTOCOL.md, "What is zeroized").
 fn wasi_context(
-    input: GuestInput,
+    mut input: GuestInput,
     stdout: &CappedOutput,
     stderr: &CappedOutput,
 ) -> wasmtime_wasi::WasiCtxBuilder {
-    let mut argv = Vec::with_capacity(input.args.len() + 1);
+    let mut argv = zeroize::Zeroizing::new(Vec::with_capacity(input.args.len() + 1));
     argv.push(ARGV0.to_owned());
-    argv.extend(input.args);
+    argv.append(&mut input.args);
     let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
     builder
         .args(&argv)
         .envs(&input.env)
-        .stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(input.stdin))
+        .stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(
+            std::mem::take(&mut input.stdin),
+        ))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_tcp(false)
@@ -460,11 +562,45 @@ fn image_size(image: std::ops::Range<*const u8>) -> usize {
     (image.end as usize).saturating_sub(image.start as usize)
 }
 
-/// A value in WAVE, the `returns` encoding.
-fn wave(value: &impl wasmtime::component::wasm_wave::wasm::WasmValue) -> String {
-    wasmtime::component::wasm_wave::to_string(value)
-        .unwrap_or_else(|error| format!("<not encodable in WAVE: {error}>"))
+/// A value in WAVE, the `returns` encoding, in at most `room` bytes: `None` if
+/// it needs more. The encoding stops as soon as it passes `room`, so a huge
+/// return value costs the host no more than `room` bytes of text.
+fn wave(
+    value: &impl wasmtime::component::wasm_wave::wasm::WasmValue,
+    room: usize,
+) -> Option<String> {
+    /// A string that refuses to grow past its room.
+    struct Capped {
+        text: String,
+        room: usize,
+    }
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+            if self.text.len() + piece.len() > self.room {
+                return Err(std::fmt::Error);
+            }
+            self.text.push_str(piece);
+            Ok(())
+        }
+    }
+    let mut capped = Capped {
+        text: String::new(),
+        room,
+    };
+    let mut writer = wasmtime::component::wasm_wave::writer::Writer::new(&mut capped);
+    match writer.write_value(value) {
+        Ok(()) => Some(capped.text),
+        Err(_) if capped.text.len() + 64 > room => None,
+        Err(error) => Some(format!("<not encodable in WAVE: {error}>")),
+    }
 }
+
+/// Hostcall fuel: the bytes one call may copy from the guest into the host
+/// (a string or list argument of a WASI call, an invoked export's return
+/// values). Wasmtime's default is 128 MiB; it is set to the run's
+/// `max_output_bytes`, and never below this floor so that WASI calls with
+/// ordinary arguments (paths, environment) work when output is capped low.
+pub const MIN_HOSTCALL_FUEL: usize = 1 << 20;
 
 /// Per-store data common to both kinds of guest.
 trait Guest: Send + 'static {
@@ -490,6 +626,7 @@ impl<T: Guest> Run<T> {
     ) -> Run<T> {
         let mut store = Store::new(engine, state);
         store.limiter(|state| state.limiter());
+        store.set_hostcall_fuel(limits.max_output_bytes.max(MIN_HOSTCALL_FUEL));
         store
             .set_fuel(limits.fuel)
             .expect("fuel is enabled in the engine's configuration");
@@ -524,6 +661,15 @@ impl<T: Guest> Run<T> {
         match result {
             Err(_elapsed) => Err(GuestOutcome::TimedOut),
             Ok(Ok(value)) => Ok(value),
+            // Wasmtime refused to copy more than the hostcall fuel out of the
+            // guest: for an invoke, its return values.
+            Ok(Err(error)) if format!("{error:#}").contains("fuel allocated for hostcalls") => {
+                Err(GuestOutcome::Trapped(format!(
+                    "the guest passed the host more than {} bytes in one call \
+                     (max_output_bytes, at least {MIN_HOSTCALL_FUEL})",
+                    self.limits.max_output_bytes.max(MIN_HOSTCALL_FUEL)
+                )))
+            }
             Ok(Err(error)) => Err(classify_error(
                 error,
                 self.store.data_mut().limiter().hit.as_ref(),
@@ -535,23 +681,46 @@ impl<T: Guest> Run<T> {
     fn report_invoke<V>(
         mut self,
         result: Result<wasmtime::Result<Vec<V>>, tokio::time::error::Elapsed>,
-        wave: fn(&V) -> String,
+        wave: fn(&V, usize) -> Option<String>,
     ) -> RunReport {
-        match self.outcome(result) {
-            Ok(results) => {
-                let returns = results.iter().map(wave).collect();
-                self.report(GuestOutcome::Returned, returns)
+        let results = match self.outcome(result) {
+            Ok(results) => results,
+            Err(outcome) => return self.report(outcome, vec![]),
+        };
+        // The return values count against `max_output_bytes` together, as they
+        // are encoded.
+        let mut room = self.limits.max_output_bytes;
+        let mut returns = Vec::with_capacity(results.len());
+        for value in &results {
+            match wave(value, room) {
+                Some(text) => {
+                    room -= text.len();
+                    returns.push(text);
+                }
+                None => {
+                    drop(results);
+                    let outcome = self.returns_too_large();
+                    return self.report(outcome, vec![]);
+                }
             }
-            Err(outcome) => self.report(outcome, vec![]),
         }
+        self.report(GuestOutcome::Returned, returns)
+    }
+
+    /// The outcome of return values past `max_output_bytes`.
+    fn returns_too_large(&self) -> GuestOutcome {
+        GuestOutcome::Trapped(format!(
+            "the invoked export's return values are larger than max_output_bytes ({} bytes)",
+            self.limits.max_output_bytes
+        ))
     }
 
     fn report(self, outcome: GuestOutcome, returns: Vec<String>) -> RunReport {
         RunReport {
             outcome,
             returns,
-            stdout: self.stdout.contents(),
-            stderr: self.stderr.contents(),
+            stdout: self.stdout.take_contents(),
+            stderr: self.stderr.take_contents(),
             stdout_truncated: self.stdout.truncated(),
             stderr_truncated: self.stderr.truncated(),
             fuel_consumed: self
@@ -635,8 +804,14 @@ struct DeadlineReached;
 /// Which limit a guest ran into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LimitHit {
-    Memory { desired: u64, limit: u64 },
-    Table { desired: u64 },
+    /// All memories and tables together would pass `memory_bytes`.
+    Memory {
+        desired: u64,
+        limit: u64,
+    },
+    Table {
+        desired: u64,
+    },
 }
 
 impl std::fmt::Display for LimitHit {
@@ -644,7 +819,8 @@ impl std::fmt::Display for LimitHit {
         match self {
             LimitHit::Memory { desired, limit } => write!(
                 f,
-                "linear memory of {desired} bytes requested; the limit is {limit} bytes"
+                "linear memory and tables of {desired} bytes in all requested; the limit is \
+                 {limit} bytes"
             ),
             LimitHit::Table { desired } => write!(
                 f,
@@ -654,11 +830,22 @@ impl std::fmt::Display for LimitHit {
     }
 }
 
-/// Enforces memory and table limits by failing (trapping) the growth, and
-/// remembers which limit was hit so the run ends as `memory_limit` rather than a
-/// generic trap.
+/// Host bytes of one table element: tables hold pointers.
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// Enforces one budget, `memory_bytes`, for all of a guest's linear memories and
+/// tables together (a component has several core instances, each may have its
+/// own), by failing (trapping) the growth that would pass it; remembers which
+/// limit was hit so the run ends as `memory_limit` rather than a generic trap.
+///
+/// Wasmtime asks the limiter for every memory's and table's initial size at
+/// instantiation (growth from 0) and for every later growth, with the sizes
+/// before and after, so the sum of `desired - current` over all calls is what the
+/// guest holds.
 struct GuestLimiter {
     memory_bytes: u64,
+    /// Bytes of memories and tables the guest holds now.
+    used: u64,
     hit: Option<LimitHit>,
 }
 
@@ -666,33 +853,41 @@ impl GuestLimiter {
     fn new(memory_bytes: u64) -> GuestLimiter {
         GuestLimiter {
             memory_bytes,
+            used: 0,
             hit: None,
         }
     }
-}
 
-impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_bytes {
+    /// Grows the total by `current -> desired` bytes, or records the hit.
+    fn grow(&mut self, current: u64, desired: u64) -> wasmtime::Result<bool> {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.memory_bytes {
             let hit = LimitHit::Memory {
-                desired: desired as u64,
+                desired: total,
                 limit: self.memory_bytes,
             };
             let message = hit.to_string();
             self.hit = Some(hit);
             return Err(wasmtime::Error::msg(message));
         }
+        self.used = total;
         Ok(true)
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(current as u64, desired as u64)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -704,7 +899,10 @@ impl ResourceLimiter for GuestLimiter {
             self.hit = Some(hit);
             return Err(wasmtime::Error::msg(message));
         }
-        Ok(true)
+        self.grow(
+            current as u64 * TABLE_ELEMENT_BYTES,
+            desired as u64 * TABLE_ELEMENT_BYTES,
+        )
     }
 
     fn instances(&self) -> usize {
@@ -773,6 +971,41 @@ mod tests {
         for bad in ["add", "(1)", "add(1", "add(1))", "add(,)"] {
             assert!(parse_call(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn memories_and_tables_share_one_budget() {
+        let mut limiter = GuestLimiter::new(4 * WASM_PAGE);
+        // Two memories of two pages each: the budget is spent.
+        assert!(
+            limiter
+                .memory_growing(0, 2 * WASM_PAGE as usize, None)
+                .unwrap()
+        );
+        assert!(
+            limiter
+                .memory_growing(0, 2 * WASM_PAGE as usize, None)
+                .unwrap()
+        );
+        // A third memory, or a table, or growing either memory, passes it.
+        assert!(limiter.memory_growing(0, WASM_PAGE as usize, None).is_err());
+        assert!(limiter.table_growing(0, 1, None).is_err());
+        assert!(
+            limiter
+                .memory_growing(2 * WASM_PAGE as usize, 3 * WASM_PAGE as usize, None)
+                .is_err()
+        );
+        assert!(matches!(
+            limiter.hit,
+            Some(LimitHit::Memory { desired, limit }) if desired > limit
+        ));
+        // Refused growth is not counted.
+        assert_eq!(limiter.used, 4 * WASM_PAGE);
+
+        let mut tables = GuestLimiter::new(1000 * TABLE_ELEMENT_BYTES);
+        assert!(tables.table_growing(0, 600, None).unwrap());
+        assert!(tables.table_growing(0, 500, None).is_err());
+        assert!(tables.table_growing(0, 400, None).unwrap());
     }
 
     #[test]

@@ -21,6 +21,13 @@ struct CappedBuffer {
     truncated: bool,
 }
 
+impl Drop for CappedBuffer {
+    fn drop(&mut self) {
+        // The guest's output is the client's secret.
+        zeroize::Zeroize::zeroize(&mut self.bytes);
+    }
+}
+
 /// Largest write a guest is offered at once; it only bounds one host-side copy.
 const WRITE_BUDGET: usize = 64 << 10;
 
@@ -45,8 +52,10 @@ impl CappedOutput {
         buffer.bytes.extend_from_slice(&data[..kept]);
     }
 
-    pub fn contents(&self) -> Bytes {
-        Bytes::copy_from_slice(&self.lock().bytes)
+    /// What was kept, moved out (the pipe is empty after), in a buffer that is
+    /// zeroized when dropped.
+    pub fn take_contents(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(std::mem::take(&mut self.lock().bytes))
     }
 
     pub fn truncated(&self) -> bool {
@@ -132,9 +141,8 @@ mod tests {
         out.push(b"abc");
         assert!(!out.truncated());
         out.push(b"defg");
-        assert_eq!(&out.contents()[..], b"abcde");
-        assert!(out.truncated());
         out.push(b"h");
-        assert_eq!(&out.contents()[..], b"abcde");
+        assert!(out.truncated());
+        assert_eq!(&out.take_contents()[..], b"abcde");
     }
 }

@@ -210,8 +210,11 @@ async fn overload_is_503_with_retry_after_and_keeps_the_session() {
         config.execution.max_queued = 0;
     })
     .await;
-    // Occupy the only slot with a sleeping guest.
+    // Occupy the only slot with a sleeping guest, compiled first: an execution
+    // holds no slot while its module is compiled.
     let mut sleeper = request(&example("sleep"));
+    sleeper.args = vec!["0".into()];
+    assert_eq!(app.execute(&sleeper).await.result.status, Status::Completed);
     sleeper.args = vec!["60000".into()];
     sleeper.limits = limits(None, Some(3000));
     let busy = {
@@ -264,7 +267,7 @@ async fn overload_is_503_with_retry_after_and_keeps_the_session() {
     let execution =
         wasm_hypervisor::client::open_execution(answer, &sealed.keys, &plaintext).unwrap();
     assert_eq!(execution.result.exit_code, Some(42));
-    assert_eq!(app.stop_and_verify_log().await, 2);
+    assert_eq!(app.stop_and_verify_log().await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

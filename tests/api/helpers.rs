@@ -86,6 +86,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     // (tests/api/access.rs) is about them.
     config.clients.requests_per_second = 0;
     config.clients.max_concurrent_executions = 0;
+    // The server compiles in worker processes of its own binary; this test
+    // binary is not it.
+    config.execution.compile_worker = Some(PathBuf::from(env!("CARGO_BIN_EXE_wasm-hypervisor")));
     config
 }
 

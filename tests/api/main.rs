@@ -8,10 +8,12 @@
 mod access;
 mod audit;
 mod capacity;
+mod compilation;
 mod components;
 mod crash;
 mod errors;
 mod execute;
+mod guest_budget;
 mod health;
 mod helpers;
 mod http_limits;

@@ -35,6 +35,17 @@ fn execute_in_background(
     })
 }
 
+/// Runs the sleep module once, so that it is compiled and cached: an execution
+/// of an uncached module holds no guest slot while it is compiled, and these
+/// tests read `slots_in_use` to know that a guest runs.
+async fn compile_the_sleeper(client: &Client, key: PublicKey) {
+    let warm = execute_in_background(client, key, &sleeper(0, 5000))
+        .await
+        .unwrap()
+        .expect("the warm-up runs");
+    assert_eq!(warm.result.status, Status::Completed);
+}
+
 /// Polls `/health` (a condition, not a guess at timing) until a guest runs.
 async fn wait_for_a_running_guest(base: &str) {
     wait_for_running_guests(base, 1).await;
@@ -64,6 +75,7 @@ async fn executions_in_flight_at_sigterm_are_finished_and_logged_and_the_server_
     let server = ServerProcess::start(&data_dir.path);
     let client = Client::new(&server.base, None);
     let key = client.identity(None).await.unwrap().public_key;
+    compile_the_sleeper(&client, key).await;
     let answer = execute_in_background(&client, key, &sleeper(1500, 5000));
     // A second client hangs up while its guest runs, and that guest runs longest:
     // once its connection is gone, only the server's own tracking of execution
@@ -95,9 +107,9 @@ async fn executions_in_flight_at_sigterm_are_finished_and_logged_and_the_server_
         "{:#?}",
         exited.stderr
     );
-    // Both executions are in the log: the answered one, and the one nobody waited
-    // for.
-    assert_eq!(verify_log_file(&data_dir.path, &key), 2);
+    // Both executions are in the log (after the warm-up): the answered one, and
+    // the one nobody waited for.
+    assert_eq!(verify_log_file(&data_dir.path, &key), 3);
     let records = wasm_hypervisor::audit::log::read_records(
         &data_dir.path.join(wasm_hypervisor::audit::log::LOG_FILE),
     )
@@ -113,6 +125,7 @@ async fn executions_in_flight_at_sigterm_are_finished_and_logged_and_the_server_
 async fn while_draining_health_is_503_shutting_down_and_new_connections_are_refused() {
     let mut app = TestApp::spawn().await;
     let key = app.identity.public_key;
+    compile_the_sleeper(&app.client, key).await;
     // Sleeps until its 2 s timeout: long enough to look at the draining server.
     let answer = execute_in_background(&app.client, key, &sleeper(60_000, 2000));
     wait_for_a_running_guest(&app.base).await;
@@ -140,7 +153,7 @@ async fn while_draining_health_is_503_shutting_down_and_new_connections_are_refu
     let execution = answer.await.unwrap().expect("the execution is answered");
     assert_eq!(execution.result.status, Status::Timeout);
     let data_dir = app.stop().await;
-    assert_eq!(verify_log_file(&data_dir.path, &key), 1);
+    assert_eq!(verify_log_file(&data_dir.path, &key), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,6 +161,7 @@ async fn past_the_grace_period_the_log_is_closed_and_the_late_result_withheld() 
     let app = TestApp::spawn_with(|config| config.shutdown_grace_secs = 0).await;
     let key = app.identity.public_key;
     let executor = app.state.executor.clone();
+    compile_the_sleeper(&app.client, key).await;
     let answer = execute_in_background(&app.client, key, &sleeper(60_000, 3000));
     wait_for_a_running_guest(&app.base).await;
 
@@ -165,5 +179,6 @@ async fn past_the_grace_period_the_log_is_closed_and_the_late_result_withheld() 
             execution.result.status
         ),
     }
-    assert_eq!(verify_log_file(&data_dir.path, &key), 0);
+    // Only the warm-up is in the log.
+    assert_eq!(verify_log_file(&data_dir.path, &key), 1);
 }

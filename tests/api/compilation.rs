@@ -1,0 +1,248 @@
+//! Compilation is bounded: hostile shapes are refused before the compiler sees
+//! them, each compilation runs in a worker process bounded in CPU time and memory,
+//! a few at a time and outside the guest slots, every refusal that is the module's
+//! fault is cached by hash, and each client has a budget of compile time. In every
+//! case another client's cached module is still served.
+
+use std::time::{Duration, Instant};
+
+use wasm_hypervisor::payload::{ExecutionRequest, Status};
+
+use crate::helpers::{TestApp, example, load_heavy_test, request};
+
+/// A function of `depth` nested loops that reads `locals` locals inside the
+/// innermost one: the shape that makes Cranelift's cost explode.
+fn nested_loops(depth: usize, locals: usize) -> Vec<u8> {
+    let body = format!(
+        "{}{}{}",
+        "loop ".repeat(depth),
+        (0..locals)
+            .map(|l| format!("local.get {l} drop "))
+            .collect::<String>(),
+        "end ".repeat(depth)
+    );
+    wat::parse_str(format!(
+        "(module (func (local {}) {body}) (export \"_start\" (func 0)))",
+        "i32 ".repeat(locals)
+    ))
+    .unwrap()
+}
+
+/// A module within every shape bound whose compilation takes seconds of CPU:
+/// `functions` copies of a function of 64 nested loops over 2,000 locals (cost
+/// 128,000, under the bound of 250,000; about 2.6 s of CPU each in a debug
+/// build). `salt` makes the bytes, and so the cache key, unique.
+fn slow_module(functions: usize, salt: u64) -> Vec<u8> {
+    let locals = 2_000;
+    let body = format!(
+        "(local {}) {}{}{}",
+        "i32 ".repeat(locals),
+        "loop ".repeat(64),
+        (0..locals)
+            .map(|l| format!("local.get {l} drop "))
+            .collect::<String>(),
+        "end ".repeat(64)
+    );
+    let funcs: String = (0..functions).map(|_| format!("(func {body})")).collect();
+    wat::parse_str(format!(
+        "(module {funcs} (func (export \"_start\")) (@custom \"salt\" \"{salt:016x}\"))"
+    ))
+    .unwrap()
+}
+
+/// A unique salt per call, so that no two tests share a cache key.
+fn salt() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed) ^ (std::process::id() as u64) << 32
+}
+
+fn error_of(status: Status, error: &Option<String>) -> String {
+    format!("{status:?}: {}", error.as_deref().unwrap_or(""))
+}
+
+/// Another client's cached module still runs, and completes.
+async fn cached_hello_completes(app: &TestApp) {
+    let hello = app.execute(&request(&example("hello"))).await;
+    assert_eq!(
+        hello.result.status,
+        Status::Completed,
+        "{:?}",
+        hello.result.error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compiler_bomb_is_refused_by_its_shape_and_the_refusal_is_cached() {
+    let app = TestApp::spawn().await;
+    cached_hello_completes(&app).await;
+    // The adversarial review's module: a thousand nested loops reading two
+    // thousand locals (11 s and 660 MB of compilation before this check). The
+    // shape check stops at the 126th loop: 2,000 locals times 126 is past 250,000.
+    let bomb = request(&nested_loops(1_000, 2_000));
+    let started = Instant::now();
+    let first = app.execute(&bomb).await.result;
+    assert_eq!(first.status, Status::InvalidModule);
+    let error = error_of(first.status, &first.error);
+    assert!(error.contains("refused before compilation"), "{error}");
+    assert!(error.contains("locals times loop depth"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused without compiling"
+    );
+
+    let (hits, _) = app.executor.module_cache_stats();
+    let second = app.execute(&bomb).await.result;
+    assert_eq!(second.error, first.error);
+    assert_eq!(
+        app.executor.module_cache_stats().0,
+        hits + 1,
+        "the refusal was cached"
+    );
+    cached_hello_completes(&app).await;
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compilation_past_its_cpu_budget_is_killed_refused_and_cached() {
+    let _turn = load_heavy_test().await;
+    let app = TestApp::spawn_with(|config| config.execution.compile_timeout_secs = 1).await;
+    let slow = request(&slow_module(3, salt()));
+    let started = Instant::now();
+    let first = app.execute(&slow).await.result;
+    let error = error_of(first.status, &first.error);
+    assert_eq!(first.status, Status::InvalidModule, "{error}");
+    assert!(error.contains("more than 1 s of CPU time"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the worker was killed at its CPU limit, not left running: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.executor.compilations_running(), 0);
+
+    let (hits, misses) = app.executor.module_cache_stats();
+    let second = app.execute(&slow).await.result;
+    assert_eq!(second.error, first.error);
+    assert_eq!(
+        app.executor.module_cache_stats(),
+        (hits + 1, misses),
+        "cached, not recompiled"
+    );
+    cached_hello_completes(&app).await;
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn executions_of_cached_modules_never_wait_for_compilations() {
+    let _turn = load_heavy_test().await;
+    let app = TestApp::spawn_with(|config| {
+        config.execution.max_concurrent_compilations = 1;
+        config.execution.max_queued_compilations = 10;
+        config.execution.compile_timeout_secs = 2;
+        // Few guest slots: if compilations held them, hello would have to wait.
+        config.execution.max_concurrent = 2;
+    })
+    .await;
+    cached_hello_completes(&app).await;
+    let app = std::sync::Arc::new(app);
+    let mut compiling = Vec::new();
+    for _ in 0..3 {
+        let app = app.clone();
+        compiling.push(tokio::spawn(async move {
+            app.execute(&request(&slow_module(3, salt()))).await.result
+        }));
+    }
+    // Wait until the compiler is busy (bounded: the first compile starts at once).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.executor.compilations_running() == 0 {
+        assert!(Instant::now() < deadline, "no compilation started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..5 {
+        cached_hello_completes(&app).await;
+        assert!(
+            app.executor.compilations_running() <= 1,
+            "one compilation at a time"
+        );
+    }
+    assert!(
+        app.executor.compilations_running() == 1,
+        "hello completed five times while the three compilations (two seconds of CPU \
+         each, one at a time) were still going"
+    );
+    for task in compiling {
+        let result = task.await.unwrap();
+        assert_eq!(result.status, Status::InvalidModule, "{:?}", result.error);
+    }
+    let app = std::sync::Arc::into_inner(app).unwrap();
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_max_queued_compilations_an_execution_compiles_in_its_guest_slot() {
+    let _turn = load_heavy_test().await;
+    let app = TestApp::spawn_with(|config| {
+        config.execution.max_concurrent_compilations = 1;
+        config.execution.max_queued_compilations = 1;
+        config.execution.compile_timeout_secs = 1;
+        config.execution.max_concurrent = 3;
+    })
+    .await;
+    cached_hello_completes(&app).await;
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            app.execute(&request(&slow_module(3, salt()))).await.result
+        }));
+    }
+    // One compiles without a slot (the one ticket); the other two wait for the
+    // compiler in theirs, which leaves one slot for everyone else.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.executor.slots_in_use() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the two without a ticket never took their slots"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cached_hello_completes(&app).await;
+    for task in tasks {
+        let result = task.await.unwrap();
+        let error = error_of(result.status, &result.error);
+        assert_eq!(result.status, Status::InvalidModule, "{error}");
+        assert!(
+            error.contains("CPU time"),
+            "compiled and refused for its CPU: {error}"
+        );
+    }
+    assert!(app.executor.peak_slots_in_use() <= 3);
+    let app = std::sync::Arc::into_inner(app).unwrap();
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_past_its_compile_budget_runs_cached_modules_but_compiles_nothing() {
+    let _turn = load_heavy_test().await;
+    let app = TestApp::spawn_with(|config| {
+        config.clients.compile_seconds_per_hour = 1;
+        config.execution.compile_timeout_secs = 1;
+    })
+    .await;
+    cached_hello_completes(&app).await;
+    // About a second of compilation: the hour's budget of one second is spent.
+    let slow = app.execute(&request(&slow_module(3, salt()))).await.result;
+    assert_eq!(slow.status, Status::InvalidModule);
+    let fresh = ExecutionRequest {
+        args: vec!["unique".into()],
+        ..request(&slow_module(1, salt()))
+    };
+    let refused = app.execute(&fresh).await.result;
+    let error = error_of(refused.status, &refused.error);
+    assert_eq!(refused.status, Status::InvalidModule, "{error}");
+    assert!(error.contains("compilation budget"), "{error}");
+    assert!(error.contains("retry an uncached module in"), "{error}");
+    cached_hello_completes(&app).await;
+    app.stop_and_verify_log().await;
+}
