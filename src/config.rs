@@ -157,9 +157,11 @@ pub struct ExecutionConfig {
     /// the module is refused (`invalid_module`, cached by hash). The wall-clock
     /// bound is three times this plus 5 s. 1..=3600, default 300.
     pub compile_timeout_secs: u64,
-    /// Address space, in bytes, of one compilation's worker process; a module
-    /// whose compilation needs more is refused (`invalid_module`, cached by hash).
-    /// 256 MiB..=64 GiB, default 4294967296 (4 GiB).
+    /// Address space, in bytes, one compilation may take in its worker process
+    /// (on top of what the worker maps at start: its binary and the allocator's
+    /// reservation); a module whose compilation needs more is refused
+    /// (`invalid_module`, cached by hash).
+    /// 16 MiB..=64 GiB, default 4294967296 (4 GiB).
     pub compile_memory_bytes: u64,
     /// Not a configuration key: the program run as `PROGRAM compile-worker`.
     /// `None`, always in the server, means this executable; tests that serve from
@@ -482,9 +484,9 @@ impl Config {
             "must be between 1 and 3600",
         )?;
         check(
-            (256 << 20..=64 << 30).contains(&e.compile_memory_bytes),
+            (16 << 20..=64 << 30).contains(&e.compile_memory_bytes),
             "execution.compile_memory_bytes",
-            "must be between 268435456 and 68719476736",
+            "must be between 16777216 and 68719476736",
         )?;
         let is_digest = |digest: &String| {
             digest.len() == 64

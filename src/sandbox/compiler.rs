@@ -15,7 +15,8 @@
 //! many may wait for one is bounded by the caller (`execution`'s compile tickets).
 //!
 //! Architecture invariant: the child gets the module bytes on its stdin and nothing
-//! else: no environment, no inherited descriptors but its three pipes, no key.
+//! else: no environment (but the allocator's setting), no inherited descriptors
+//! but its three pipes, no key.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -123,6 +124,10 @@ impl Compiler {
             .arg(cpu_secs.to_string())
             .arg(settings.memory_bytes.to_string())
             .env_clear()
+            // mimalloc otherwise reserves 1 GiB of address space up front, in
+            // which the heap then grows unseen by RLIMIT_AS; without the
+            // reservation, every allocation counts against the bound.
+            .env("MIMALLOC_ARENA_RESERVE", "0")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -193,9 +198,12 @@ fn died(
 ) -> CompileError {
     use std::os::unix::process::ExitStatusExt;
     let text = String::from_utf8_lossy(diagnostics);
+    // Out of address space, the allocator fails (an abort that says so), or the
+    // stack cannot grow (a segmentation fault).
     let out_of_memory = text.contains("memory allocation")
         || text.contains("out of memory")
-        || text.contains("Cannot allocate memory");
+        || text.contains("Cannot allocate memory")
+        || status.signal() == Some(SIGSEGV);
     match status.signal() {
         // RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one.
         Some(SIGXCPU | SIGKILL) => CompileError::Refused(format!(
@@ -224,6 +232,7 @@ fn died(
 }
 
 const SIGXCPU: i32 = 24;
+const SIGSEGV: i32 = 11;
 const SIGKILL: i32 = 9;
 
 /// The worker's side: `PROGRAM compile-worker module|component CPU_SECS
@@ -243,6 +252,13 @@ pub fn worker_main(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     };
     use rustix::process::{Resource, Rlimit, setrlimit};
+    // The budget is for compiling: on top of what the worker has mapped when it
+    // starts (its binary, its libraries, the allocator's first pages).
+    let Some(mapped) = mapped_bytes() else {
+        eprintln!("cannot read the compile worker's own size");
+        return ExitCode::from(3);
+    };
+    let memory_bytes = mapped.saturating_add(memory_bytes);
     let limited = setrlimit(
         Resource::Cpu,
         Rlimit {
@@ -277,6 +293,14 @@ pub fn worker_main(args: &[String]) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(3),
     }
+}
+
+/// Bytes of address space this process has mapped (`VmSize`).
+fn mapped_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmSize:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Checks the shape and compiles, in this process, with the worker's engine: what

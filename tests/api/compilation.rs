@@ -110,6 +110,10 @@ async fn a_compilation_past_its_cpu_budget_is_killed_refused_and_cached() {
     let slow = request(&slow_module(3, salt()));
     let started = Instant::now();
     let first = app.execute(&slow).await.result;
+    eprintln!(
+        "a compilation past its 1 s CPU budget was refused in {:?}",
+        started.elapsed()
+    );
     let error = error_of(first.status, &first.error);
     assert_eq!(first.status, Status::InvalidModule, "{error}");
     assert!(error.contains("more than 1 s of CPU time"), "{error}");
@@ -128,6 +132,36 @@ async fn a_compilation_past_its_cpu_budget_is_killed_refused_and_cached() {
         (hits + 1, misses),
         "cached, not recompiled"
     );
+    cached_hello_completes(&app).await;
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compilation_past_its_memory_budget_is_refused_and_cached() {
+    let _turn = load_heavy_test().await;
+    let app = TestApp::spawn_with(|config| {
+        config.execution.compile_memory_bytes = 64 << 20;
+        config.execution.compile_timeout_secs = 60;
+    })
+    .await;
+    // Within the shape bounds (3,900 locals in 64 loops); about 180 MB to compile.
+    let hungry = request(&nested_loops(64, 3_900));
+    let first = app.execute(&hungry).await.result;
+    let error = error_of(first.status, &first.error);
+    assert_eq!(first.status, Status::InvalidModule, "{error}");
+    assert!(
+        error.contains("needed more than 67108864 bytes of memory"),
+        "{error}"
+    );
+    let (hits, misses) = app.executor.module_cache_stats();
+    let second = app.execute(&hungry).await.result;
+    assert_eq!(second.error, first.error);
+    assert_eq!(
+        app.executor.module_cache_stats(),
+        (hits + 1, misses),
+        "cached"
+    );
+    // The same bound leaves room for an ordinary program.
     cached_hello_completes(&app).await;
     app.stop_and_verify_log().await;
 }
