@@ -157,8 +157,9 @@ pub struct AuthConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ClientsConfig {
     /// Requests a second one client may make, sustained, to every endpoint but
-    /// `/health`; past it, 429 `rate_limited` with `Retry-After`. 0 turns the rate
-    /// limit off. 0..=1000000, default 100.
+    /// `/health` (which has `http.health_requests_per_second`), unknown routes and
+    /// methods included; past it, 429 `rate_limited` with `Retry-After`. 0 turns
+    /// the rate limit off. 0..=1000000, default 100.
     pub requests_per_second: u32,
     /// Requests one client may make at once above the sustained rate (the bucket's
     /// size). >= 1, default 200.
