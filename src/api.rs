@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State,
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query,
+    Request, State,
 };
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use bytes::Bytes;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -33,7 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::access::{ClientKey, ExecutionPermit, QuotaError, Quotas, TokenSet};
+use crate::access::{ClientKey, QuotaError, Quotas, TokenSet};
 use crate::audit::SignedCheckpoint;
 use crate::envelope::{self, Enc};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
@@ -77,6 +79,8 @@ pub struct Shared {
     pub metrics_tokens: TokenSet,
     /// Per-client request rates and executions in flight.
     pub quotas: Quotas,
+    /// `GET /health`'s own request rate per address (`http.health_requests_per_second`).
+    pub health_quotas: Quotas,
     /// Peers whose `X-Forwarded-For` / `Forwarded` header is believed.
     pub trusted_proxies: Arc<[IpNet]>,
     /// How long a client may take to send a whole body.
@@ -94,16 +98,20 @@ pub struct Shared {
 /// cannot drift apart. Access control needs the state (tokens, quotas); the
 /// document does not depend on it, so it is built without (`state` = `None`).
 ///
-/// What each route goes through, outermost first:
+/// What each route goes through, outermost first (after what every request goes
+/// through, `router`):
 /// - `POST /sessions`, `POST /execute`: the client's token (when `auth.tokens_sha256`
 ///   is set), then its request rate (keyed by that token, else by address); and
-///   for `/execute` its executions in flight.
+///   for `/execute`, once its body is read and decoded, its executions in flight.
 /// - `GET /metrics`: the scraper's token (when `auth.metrics_tokens_sha256` is set),
 ///   then the request rate.
-/// - `/health`: nothing, so that probes never see a 429.
-/// - every other route: the request rate, keyed by address.
+/// - `/health`: a request rate of its own per address
+///   (`http.health_requests_per_second`), so that a client's API traffic never
+///   makes its load balancer's probes fail.
+/// - every other route, and the 404 and 405 fallbacks: the request rate, keyed
+///   by address.
 fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
-    let mut execute = OpenApiRouter::new().routes(routes!(execute));
+    let execute = OpenApiRouter::new().routes(routes!(execute));
     let mut protected = OpenApiRouter::new().routes(routes!(create_session));
     let mut metrics = OpenApiRouter::new().routes(routes!(metrics_text));
     let mut public = OpenApiRouter::new()
@@ -112,12 +120,9 @@ fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(consistency))
         .routes(routes!(verify))
         .routes(routes!(openapi_json));
+    let mut health = OpenApiRouter::new().routes(routes!(health));
     if let Some(state) = state {
         let limit_rate = || middleware::from_fn_with_state(state.clone(), limit_requests);
-        execute = execute.route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_executions,
-        ));
         protected = protected
             .merge(execute)
             .route_layer(limit_rate())
@@ -132,6 +137,10 @@ fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
                 authenticate,
             ));
         public = public.route_layer(limit_rate());
+        health = health.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_health_probes,
+        ));
     } else {
         protected = protected.merge(execute);
     }
@@ -139,7 +148,7 @@ fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .merge(protected)
         .merge(metrics)
         .merge(public)
-        .routes(routes!(health))
+        .merge(health)
 }
 
 /// The OpenAPI 3.1 document of every route, as `GET /openapi.json` serves it.
@@ -147,17 +156,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes(None).into_openapi()
 }
 
-/// The service's routes with their layers.
+/// The service's routes with their layers. Every request goes through, outermost
+/// first: request id, trace span, request metrics, the connection's standing
+/// ([`ExcessConnection`]: 429), header size (431), an announced body size (413),
+/// then its route's own layers (`routes`).
 pub fn router(state: AppState) -> Router {
     let (routes, _document) = routes(Some(&state)).split_for_parts();
     routes
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(no_such_method)
         .layer(DefaultBodyLimit::max(state.max_request_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.max_request_bytes,
+            refuse_announced_oversize,
+        ))
         .layer(middleware::from_fn_with_state(
             state.max_header_bytes,
             limit_headers,
         ))
+        .layer(middleware::from_fn(refuse_excess_connection))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             count_request,
@@ -266,6 +283,12 @@ pub enum ApiError {
     /// `clients.max_concurrent_executions` executions in flight.
     #[error("this client has as many executions in flight as it may; retry when one ends")]
     TooManyExecutions,
+    /// 429 `too_many_connections`: this address has
+    /// `http.max_connections_per_address` connections open.
+    #[error(
+        "this address has as many connections open as it may (http.max_connections_per_address); reuse one"
+    )]
+    TooManyConnections,
     /// 404 `session_not_found`: unknown, expired or already used session.
     #[error("unknown, expired or already used session")]
     SessionNotFound,
@@ -303,9 +326,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::RateLimited { .. } | ApiError::TooManyExecutions => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::TooManyExecutions
+            | ApiError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             ApiError::SessionNotFound | ApiError::NotFound | ApiError::ExecutionNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -329,6 +352,7 @@ impl ApiError {
             ApiError::HeadersTooLarge => "headers_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::TooManyExecutions => "too_many_executions",
+            ApiError::TooManyConnections => "too_many_connections",
             ApiError::SessionNotFound => "session_not_found",
             ApiError::DecryptionFailed => "decryption_failed",
             ApiError::Overloaded { .. } => "overloaded",
@@ -369,9 +393,11 @@ pub struct ErrorDetail {
             Every error is `{\"error\": {\"code\", \"message\"}}` (`ErrorBody`). Besides \
             the codes each operation lists, any request can get `not_found` (404) for a \
             path that is not listed here, `method_not_allowed` (405) for a listed path \
-            with a method it does not list, and `headers_too_large` (431) when its request \
-            line and headers are over `http.max_header_bytes`. Every response carries \
-            `x-request-id`."
+            with a method it does not list (both counted against the client's request \
+            rate, so also `rate_limited` (429)), `headers_too_large` (431) when its \
+            request line and headers are over `http.max_header_bytes`, and \
+            `too_many_connections` (429) on a connection past \
+            `http.max_connections_per_address`. Every response carries `x-request-id`."
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
@@ -447,8 +473,11 @@ impl IntoResponse for ApiError {
             | ApiError::TooManySessions { retry_after }
             | ApiError::RateLimited { retry_after } => Some(*retry_after),
             // Executions take seconds; a client that retries at once only burns
-            // its request rate.
-            ApiError::TooManyExecutions => Some(Duration::from_secs(1)),
+            // its request rate. Connections close within a second or so of their
+            // last request.
+            ApiError::TooManyExecutions | ApiError::TooManyConnections => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         };
         if let Some(wait) = retry_after {
@@ -465,8 +494,12 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             // The rest of the body may still be on its way: end the connection
-            // rather than read it.
-            ApiError::RequestTimeout | ApiError::HeadersTooLarge => {
+            // rather than read it. A connection past its address's cap is only
+            // kept for this answer.
+            ApiError::RequestTimeout
+            | ApiError::HeadersTooLarge
+            | ApiError::PayloadTooLarge
+            | ApiError::TooManyConnections => {
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -568,20 +601,39 @@ async fn authenticate(
 }
 
 /// Whom a request counts against: its accepted token, else its address.
-fn client_of(state: &AppState, request: &Request) -> ClientKey {
-    if let Some(Authenticated(client)) = request.extensions().get::<Authenticated>() {
+fn client_of(state: &AppState, extensions: &Extensions, headers: &HeaderMap) -> ClientKey {
+    if let Some(Authenticated(client)) = extensions.get::<Authenticated>() {
         return *client;
     }
+    address_of(state, extensions, headers)
+}
+
+/// The client's address as a quota key, whether or not it authenticated.
+fn address_of(state: &AppState, extensions: &Extensions, headers: &HeaderMap) -> ClientKey {
     // Served without a socket (in-process tests): one anonymous client.
-    let peer = request
-        .extensions()
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-    ClientKey::address(client_address(
-        peer,
-        request.headers(),
-        &state.trusted_proxies,
-    ))
+    ClientKey::address(client_address(peer, headers, &state.trusted_proxies))
+}
+
+/// The client a request counts against (see `client_of`), as an extractor: for
+/// `/execute`, which takes an execution slot only once its body is decoded.
+struct QuotaClient(ClientKey);
+
+impl FromRequestParts<AppState> for QuotaClient {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(QuotaClient(client_of(
+            state,
+            &parts.extensions,
+            &parts.headers,
+        )))
+    }
 }
 
 impl From<QuotaError> for ApiError {
@@ -602,22 +654,77 @@ async fn limit_requests(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let client = client_of(&state, &request);
+    let client = client_of(&state, request.extensions(), request.headers());
     state.quotas.check_request(client, Instant::now())?;
     Ok(next.run(request).await)
 }
 
-/// Takes one of the client's execution slots (`clients.max_concurrent_executions`)
-/// for the handler, which keeps it until the execution ends.
-async fn limit_executions(
+/// Counts a `/health` request against its address's own probe rate
+/// (`http.health_requests_per_second`), apart from the API's rate: a map lookup,
+/// so that a flood of probes costs less than answering them would (a `statvfs`
+/// and an `faccessat` each).
+async fn limit_health_probes(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let client = client_of(&state, &request);
-    let permit = state.quotas.begin_execution(client, Instant::now())?;
-    request.extensions_mut().insert(permit);
-    request.extensions_mut().insert(client);
+    let address = address_of(&state, request.extensions(), request.headers());
+    state.health_quotas.check_request(address, Instant::now())?;
+    Ok(next.run(request).await)
+}
+
+/// The 404 fallback: a path that is not a route still takes one request of the
+/// client's rate, so that probing for paths costs like any request.
+async fn no_such_route(State(state): State<AppState>, request: Request) -> ApiError {
+    let client = client_of(&state, request.extensions(), request.headers());
+    match state.quotas.check_request(client, Instant::now()) {
+        Ok(()) => ApiError::NotFound,
+        Err(refused) => refused.into(),
+    }
+}
+
+/// The 405 fallback, counted like [`no_such_route`].
+async fn no_such_method(State(state): State<AppState>, request: Request) -> ApiError {
+    let client = client_of(&state, request.extensions(), request.headers());
+    match state.quotas.check_request(client, Instant::now()) {
+        Ok(()) => ApiError::MethodNotAllowed,
+        Err(refused) => refused.into(),
+    }
+}
+
+/// Marks the requests of a connection admitted past
+/// `http.max_connections_per_address` (set by `server`): each is answered 429
+/// `too_many_connections` with `Connection: close`, before anything else is done
+/// for it.
+#[derive(Debug, Clone, Copy)]
+pub struct ExcessConnection;
+
+async fn refuse_excess_connection(request: Request, next: Next) -> Result<Response, ApiError> {
+    if request.extensions().get::<ExcessConnection>().is_some() {
+        return Err(ApiError::TooManyConnections);
+    }
+    Ok(next.run(request).await)
+}
+
+/// Refuses a body whose `Content-Length` announces more than
+/// `limits.max_request_bytes` (413, and the connection is closed), before any of
+/// it is read and before authentication or any quota is spent on it. A body
+/// without a length (chunked) is cut off at the limit as it streams in
+/// (`DefaultBodyLimit`, in the extractor).
+async fn refuse_announced_oversize(
+    State(max_request_bytes): State<usize>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    // hyper has already refused a `Content-Length` that is not one number.
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > max_request_bytes as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
     Ok(next.run(request).await)
 }
 
@@ -787,8 +894,9 @@ impl ExecuteBody {
     /// The sealed request this body carries, every field checked: a 36-character
     /// session id, `enc` a point on P-256, `ciphertext` base64.
     pub fn into_sealed(self, client: ClientKey) -> Result<SealedExecution, ApiError> {
-        let session_id = parse_uuid(&self.session_id)
-            .ok_or_else(|| ApiError::MalformedBody("`session_id` is not a UUID".to_owned()))?;
+        let session_id = parse_uuid(&self.session_id).ok_or_else(|| {
+            ApiError::MalformedBody("`session_id` is not a 36-character lowercase UUID".to_owned())
+        })?;
         let enc = decode_base64(&self.enc)
             .ok()
             .and_then(|bytes| Enc::parse(&bytes).ok())
@@ -855,7 +963,7 @@ pub struct ExecuteResponse {
         (status = 404, description = "`session_not_found`: unknown, expired or already used session", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`, announced (refused before it is read) or streamed; the connection is closed", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying, at least 1"))),
@@ -866,16 +974,14 @@ pub struct ExecuteResponse {
 )]
 async fn execute(
     State(state): State<AppState>,
-    permit: Option<Extension<ExecutionPermit>>,
-    client: Option<Extension<ClientKey>>,
+    QuotaClient(client): QuotaClient,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
-    // In-process tests serve the router without the access layers: one
-    // anonymous client.
-    let client = client.map_or(ClientKey::address(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), |c| {
-        c.0
-    });
     let sealed = body.into_sealed(client)?;
+    // One of the client's execution slots (`clients.max_concurrent_executions`),
+    // taken only now that the body is read and decoded: a slow, oversized or
+    // malformed body never holds one.
+    let permit = state.quotas.begin_execution(client, Instant::now())?;
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
     // only fail this request.
@@ -922,9 +1028,11 @@ async fn execute(
     }))
 }
 
-/// Session and execution ids travel in their 36-character hyphenated form only.
+/// Session and execution ids travel in their 36-character lowercase hyphenated
+/// form only (PROTOCOL.md, "Sessions"): one spelling per id, as the server writes
+/// them, so that an id compared or logged as text is the same id.
 fn parse_uuid(text: &str) -> Option<Uuid> {
-    if text.len() != 36 {
+    if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
     Uuid::try_parse(text).ok()
@@ -989,6 +1097,8 @@ pub struct HealthResponse {
     responses(
         (status = 200, description = "`status` is `ok` and `reasons` is empty", body = HealthResponse),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this address is over `http.health_requests_per_second` (a bucket apart from the API's rate)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the address may probe again, at least 1"))),
         (status = 503, description = "`status` is `unavailable`; `reasons` holds one or more of `shutting_down`, `audit_log_write_failed`, `data_dir_not_writable`, `data_dir_low_space`", body = HealthResponse),
     )
 )]
@@ -1106,7 +1216,7 @@ pub struct VerifyResponse {
     params(("execution_id" = String, Path, description = "The execution id, a 36-character lowercase UUID")),
     responses(
         (status = 200, description = "The leaf, its signature and an RFC 9162 inclusion proof", body = VerifyResponse),
-        (status = 400, description = "`invalid_parameter`: the id is not a 36-character UUID", body = ErrorBody),
+        (status = 400, description = "`invalid_parameter`: the id is not a 36-character lowercase UUID", body = ErrorBody),
         (status = 404, description = "`execution_not_found`: no execution with this id is in the log", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
@@ -1119,7 +1229,9 @@ async fn verify(
     Path(execution_id): Path<String>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let id = parse_uuid(&execution_id).ok_or_else(|| {
-        ApiError::InvalidParameter("the execution id is not a 36-character UUID".to_owned())
+        ApiError::InvalidParameter(
+            "the execution id is not a 36-character lowercase UUID".to_owned(),
+        )
     })?;
     let inclusion = state
         .executor
@@ -1220,6 +1332,7 @@ mod tests {
                 retry_after: Duration::ZERO,
             },
             ApiError::TooManyExecutions,
+            ApiError::TooManyConnections,
             ApiError::SessionNotFound,
             ApiError::DecryptionFailed,
             ApiError::Overloaded {
@@ -1371,6 +1484,18 @@ mod tests {
             client_address(ip("::ffff:10.0.0.1"), &map, &trusted),
             ip("192.0.2.9")
         );
+    }
+
+    #[test]
+    fn ids_are_taken_only_in_their_36_character_lowercase_form() {
+        let lowercase = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
+        let id = parse_uuid(lowercase).unwrap();
+        assert_eq!(id.hyphenated().to_string(), lowercase);
+        assert_eq!(parse_uuid(&lowercase.to_uppercase()), None);
+        assert_eq!(parse_uuid("1B4e28ba-2fa1-41d2-883f-0016d3cca427"), None);
+        assert_eq!(parse_uuid(&id.simple().to_string()), None);
+        assert_eq!(parse_uuid(&id.braced().to_string()), None);
+        assert_eq!(parse_uuid(&id.urn().to_string()), None);
     }
 
     #[test]

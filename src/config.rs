@@ -194,8 +194,9 @@ pub struct AuthConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ClientsConfig {
     /// Requests a second one client may make, sustained, to every endpoint but
-    /// `/health`; past it, 429 `rate_limited` with `Retry-After`. 0 turns the rate
-    /// limit off. 0..=1000000, default 100.
+    /// `/health` (which has `http.health_requests_per_second`), unknown routes and
+    /// methods included; past it, 429 `rate_limited` with `Retry-After`. 0 turns
+    /// the rate limit off. 0..=1000000, default 100.
     pub requests_per_second: u32,
     /// Requests one client may make at once above the sustained rate (the bucket's
     /// size). >= 1, default 200.
@@ -235,9 +236,36 @@ pub struct HttpConfig {
     /// Bytes of request line and headers accepted; past it, 431
     /// `headers_too_large`. 1024..=1048576, default 16384.
     pub max_header_bytes: usize,
-    /// Connections open at once; further ones wait in the kernel's backlog.
-    /// 1..=1000000, default 4096.
+    /// Connections open at once. When a new one arrives at this cap, the oldest
+    /// idle connection (no request in flight, no response stalled) is closed to
+    /// admit it; if none is idle, the new one waits in the kernel's backlog until a
+    /// connection closes or goes idle. 1..=1000000, default 4096.
     pub max_connections: usize,
+    /// Connections open at once from one address (an IPv6 address counts as its
+    /// /64), counted by the TCP peer. A connection past it answers its request 429
+    /// `too_many_connections` and is closed. Peers in `clients.trusted_proxies`
+    /// carry many clients and are bounded only by `max_connections`. Above
+    /// `max_connections` it has no effect. 1..=1000000, default 64.
+    pub max_connections_per_address: usize,
+    /// Milliseconds a response write may make no progress (the client does not
+    /// read and the socket's buffers are full); then the connection is closed.
+    /// 100..=600000, default 10000.
+    pub response_write_timeout_ms: u64,
+    /// Seconds a connection may stay open: then it is closed at once if idle,
+    /// else after the response in flight, which says `Connection: close`.
+    /// 1..=86400, default 3600.
+    pub max_connection_age_secs: u64,
+    /// Requests one connection may make; the last is answered with `Connection:
+    /// close` and the connection is closed after it. Requests are answered one at a
+    /// time; pipelined ones wait, unread, in a bounded buffer. 1..=1000000,
+    /// default 1000.
+    pub max_requests_per_connection: u64,
+    /// Requests a second to `GET /health` from one address (the one the per-client
+    /// rate would use), in bursts of twice that; past it, 429 `rate_limited`. A
+    /// bucket of its own, apart from `clients.requests_per_second`, so that a load
+    /// balancer's probes (a few a second) never see a 429 however busy the API is
+    /// from the same address. 0 turns it off. 0..=1000000, default 10.
+    pub health_requests_per_second: u32,
 }
 
 impl Default for Config {
@@ -320,6 +348,11 @@ impl Default for HttpConfig {
             body_read_timeout_ms: 60_000,
             max_header_bytes: 16 << 10,
             max_connections: 4096,
+            max_connections_per_address: 64,
+            response_write_timeout_ms: 10_000,
+            max_connection_age_secs: 3600,
+            max_requests_per_connection: 1000,
+            health_requests_per_second: 10,
         }
     }
 }
@@ -547,6 +580,31 @@ impl Config {
             (1..=1_000_000).contains(&h.max_connections),
             "http.max_connections",
             "must be between 1 and 1000000",
+        )?;
+        check(
+            (1..=1_000_000).contains(&h.max_connections_per_address),
+            "http.max_connections_per_address",
+            "must be between 1 and 1000000",
+        )?;
+        check(
+            (100..=600_000).contains(&h.response_write_timeout_ms),
+            "http.response_write_timeout_ms",
+            "must be between 100 and 600000",
+        )?;
+        check(
+            (1..=86_400).contains(&h.max_connection_age_secs),
+            "http.max_connection_age_secs",
+            "must be between 1 and 86400",
+        )?;
+        check(
+            (1..=1_000_000).contains(&h.max_requests_per_connection),
+            "http.max_requests_per_connection",
+            "must be between 1 and 1000000",
+        )?;
+        check(
+            h.health_requests_per_second <= 1_000_000,
+            "http.health_requests_per_second",
+            "must be at most 1000000",
         )?;
         Ok(())
     }

@@ -18,6 +18,7 @@
 //! - [`health`]: whether the instance can execute and append now (`GET /health`).
 //! - [`metrics`]: the Prometheus registry and every series, with fixed label sets.
 //! - [`api`]: HTTP routes, wire DTOs and the mapping of errors to HTTP.
+//! - [`connections`]: the open HTTP connections and their bounds (caps, age, idle, writes).
 //! - [`server`]: builds the shared state and serves it on a listener until shutdown.
 //! - [`client`]: the client side of the protocol, used by the CLI and the tests.
 //! - [`receipt`]: what a client keeps to prove an execution, and the checks that do.
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod client;
 pub mod compile_budget;
 pub mod config;
+pub mod connections;
 pub mod envelope;
 pub mod execution;
 pub mod health;

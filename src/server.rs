@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -28,6 +28,7 @@ use crate::access::{QuotaSettings, Quotas, TokenSet};
 use crate::api::{self, AppState, Shared};
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
+use crate::connections::{Connection, ConnectionIo, ConnectionLimits, Connections};
 use crate::execution::{ExecutionPolicy, Executor};
 use crate::health::Health;
 use crate::keys::{KeyError, ServerKey};
@@ -72,15 +73,15 @@ pub struct Service {
     connections: ConnectionSettings,
 }
 
-/// What hyper enforces on each connection, before a request reaches the router.
-#[derive(Debug, Clone, Copy)]
+/// What is enforced on each connection, before a request reaches the router.
+#[derive(Debug, Clone)]
 struct ConnectionSettings {
     header_read_timeout: Duration,
     /// hyper's own limit on request line and headers: the router's limit
     /// (`http.max_header_bytes`, answered in the error shape) plus slack, so that
     /// hyper's bare 431 is only the last resort.
     max_header_bytes: usize,
-    max_connections: usize,
+    limits: ConnectionLimits,
 }
 
 impl Service {
@@ -183,7 +184,16 @@ impl Service {
             max_concurrent_executions: config.clients.max_concurrent_executions,
             max_tracked: config.clients.max_tracked,
         });
-        let trusted_proxies = config
+        // `/health`'s own bucket, per address: a client that spends its request
+        // rate must not make its load balancer's probes fail.
+        let health_rate = config.http.health_requests_per_second;
+        let health_quotas = Quotas::new(QuotaSettings {
+            requests_per_second: health_rate,
+            burst: health_rate.saturating_mul(2).max(1),
+            max_concurrent_executions: 0,
+            max_tracked: config.clients.max_tracked,
+        });
+        let trusted_proxies: Arc<[ipnet::IpNet]> = config
             .trusted_proxies()
             .map_err(ServerError::Config)?
             .into();
@@ -198,7 +208,8 @@ impl Service {
             tokens,
             metrics_tokens,
             quotas,
-            trusted_proxies,
+            health_quotas,
+            trusted_proxies: trusted_proxies.clone(),
             body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
             max_header_bytes: config.http.max_header_bytes,
             executions: TaskTracker::new(),
@@ -211,7 +222,14 @@ impl Service {
             connections: ConnectionSettings {
                 header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),
                 max_header_bytes: config.http.max_header_bytes + 8192,
-                max_connections: config.http.max_connections,
+                limits: ConnectionLimits {
+                    max_connections: config.http.max_connections,
+                    max_per_address: config.http.max_connections_per_address,
+                    exempt: trusted_proxies,
+                    max_age: Duration::from_secs(config.http.max_connection_age_secs),
+                    max_requests: config.http.max_requests_per_connection,
+                    write_timeout: Duration::from_millis(config.http.response_write_timeout_ms),
+                },
             },
         })
     }
@@ -240,7 +258,7 @@ impl Service {
         let mut serving = tokio::spawn(serve_connections(
             listener,
             router,
-            self.connections,
+            self.connections.clone(),
             async move {
                 let _ = stopped.await;
             },
@@ -295,27 +313,26 @@ impl Service {
 }
 
 /// Accepts connections until `stop`, serving each with hyper's HTTP/1.1 under
-/// `settings`, then stops accepting and waits for the open connections to finish
-/// their requests in flight (idle keep-alive connections are closed at once).
+/// `settings`, then stops accepting, asks every connection to close (idle ones
+/// at once, the others after their request in flight) and waits for them.
 ///
 /// This is `axum::serve` plus what it does not set: a header read timeout (which
 /// also ends idle keep-alive connections and slowloris clients that never finish
-/// their headers), hyper's header size limit, and a bound on open connections
-/// (past it, new ones wait in the kernel's backlog).
+/// their headers), hyper's header size limit, and what `connections` bounds: open
+/// connections in all and per address, each connection's age and requests, and
+/// response writes that make no progress. At the cap a new connection closes the
+/// oldest idle one; if none is idle it waits (the rest in the kernel's backlog)
+/// until one closes or goes idle.
 async fn serve_connections(
     listener: TcpListener,
     router: Router,
     settings: ConnectionSettings,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let open = Arc::new(Semaphore::new(settings.max_connections));
+    let connections = Connections::new(settings.limits.clone());
+    let tasks = TaskTracker::new();
     let mut stop = pin!(stop);
-    loop {
-        let permit = tokio::select! {
-            permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut stop => break,
-        };
+    'accepting: loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -337,31 +354,92 @@ async fn serve_connections(
             },
             () = &mut stop => break,
         };
-        let service = router
-            .clone()
-            .map_request(move |mut request: hyper::Request<Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
-                request.map(axum::body::Body::new)
-            });
-        let connection = hyper::server::conn::http1::Builder::new()
+        let open = loop {
+            if let Some(open) = connections.admit(peer.ip()) {
+                break open;
+            }
+            connections.make_room();
+            tokio::select! {
+                () = connections.changed() => {}
+                () = &mut stop => break 'accepting,
+            }
+        };
+        let connection = open.connection().clone();
+        if connection.over_address_cap() {
+            tracing::debug!(
+                "a connection past http.max_connections_per_address; answering too_many_connections"
+            );
+        }
+        let service = connection_service(router.clone(), peer, connection.clone());
+        let io = ConnectionIo::new(stream, connection.clone(), settings.limits.write_timeout);
+        let serving = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout)
             .max_header_size(settings.max_header_bytes)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+        tasks.spawn(async move {
+            let mut serving = pin!(serving);
+            let ended = tokio::select! {
+                ended = serving.as_mut() => ended,
+                () = connection.closing() => {
+                    // Closes an idle connection now; one with a request in flight
+                    // answers it first.
+                    serving.as_mut().graceful_shutdown();
+                    serving.await
+                }
+            };
             // An error here is one client's broken or timed-out connection.
-            if let Err(error) = connection.await {
+            if let Err(error) = ended {
                 tracing::debug!(%error, "connection ended with an error");
             }
-            drop(permit);
+            drop(open);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.close_all();
+    tasks.close();
+    tasks.wait().await;
     Ok(())
+}
+
+/// The router as one connection sees it: each request carries its peer address
+/// (and, past the address's connection cap, the [`api::ExcessConnection`] mark),
+/// counts as in flight until its response is ready, and the connection's last
+/// response says `Connection: close`.
+fn connection_service(
+    router: Router,
+    peer: SocketAddr,
+    connection: Arc<Connection>,
+) -> impl tower::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    let over_address_cap = connection.over_address_cap();
+    router
+        .map_request(move |mut request: hyper::Request<Incoming>| {
+            let extensions = request.extensions_mut();
+            extensions.insert(ConnectInfo::<SocketAddr>(peer));
+            if over_address_cap {
+                extensions.insert(api::ExcessConnection);
+            }
+            request.map(axum::body::Body::new)
+        })
+        .map_future(move |responding| {
+            let in_flight = connection.begin_request();
+            async move {
+                let mut response = responding.await?;
+                if in_flight.is_last() {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok(response)
+            }
+        })
 }
 
 fn joined_serve(

@@ -5,13 +5,14 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use wasm_hypervisor::access::ClientKey;
 use wasm_hypervisor::envelope;
-use wasm_hypervisor::payload::{Status, encode_base64};
+use wasm_hypervisor::payload::Status;
 
 use crate::helpers::{
-    DataDir, ServerProcess, TEST_TOKEN, TestApp, example, fixture, limits, request,
+    DataDir, ServerProcess, TEST_TOKEN, TestApp, example, fixture, limits, open_session, request,
+    sealed_body,
 };
 
 fn digest(token: &str) -> String {
@@ -30,33 +31,6 @@ async fn error_of(response: reqwest::Response) -> (u16, String, reqwest::header:
         .expect("error.code")
         .to_owned();
     (status, code, headers)
-}
-
-/// `POST /sessions`, with `token` as the bearer token if given.
-async fn open_session(app: &TestApp, token: Option<&str>) -> reqwest::Response {
-    let mut post = app.http.post(app.url("/sessions"));
-    if let Some(token) = token {
-        post = post.bearer_auth(token);
-    }
-    post.send().await.unwrap()
-}
-
-/// An `/execute` body sealing `plaintext` to a fresh session, opened with `token`.
-async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -> String {
-    let session: Value = open_session(app, token).await.json().await.unwrap();
-    let id: uuid::Uuid = session["session_id"].as_str().unwrap().parse().unwrap();
-    let public_key: [u8; 65] =
-        wasm_hypervisor::payload::decode_base64(session["public_key"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-    let sealed = envelope::seal_request(&public_key, &id, plaintext).unwrap();
-    json!({
-        "session_id": id.to_string(),
-        "enc": encode_base64(&sealed.enc),
-        "ciphertext": encode_base64(&sealed.ciphertext),
-    })
-    .to_string()
 }
 
 fn post_execute(app: &TestApp, body: String) -> reqwest::RequestBuilder {

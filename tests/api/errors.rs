@@ -299,3 +299,60 @@ async fn every_response_carries_a_request_id() {
     assert_eq!(echoed.headers()["x-request-id"], "abc-123");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uppercase_ids_are_refused_and_their_lowercase_form_still_works() {
+    let app = TestApp::spawn().await;
+    let session = fresh_session(&app).await;
+    let plaintext = serde_json::to_vec(&request(&fixture("exit_code"))).unwrap();
+    let sealed = envelope::seal_request(&session.public_key, &session.id, &plaintext).unwrap();
+    let body = |session_id: String| {
+        json!({
+            "session_id": session_id,
+            "enc": encode_base64(&sealed.enc),
+            "ciphertext": encode_base64(&sealed.ciphertext),
+        })
+        .to_string()
+    };
+    let lowercase = session.id.hyphenated().to_string();
+    assert_eq!(
+        post_execute(&app, body(lowercase.to_uppercase()), "application/json").await,
+        (400, "malformed_body".to_owned())
+    );
+    // The refusal did not use the session: the lowercase id runs it.
+    let response = app
+        .http
+        .post(app.url("/execute"))
+        .header("content-type", "application/json")
+        .body(body(lowercase))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let execution = wasm_hypervisor::client::open_execution(
+        response.json().await.unwrap(),
+        &sealed.keys,
+        &plaintext,
+    )
+    .unwrap();
+    assert_eq!(execution.result.exit_code, Some(42));
+
+    let id = execution.execution_id.hyphenated().to_string();
+    let upper = app
+        .http
+        .get(app.url(&format!("/verify/{}", id.to_uppercase())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upper.status(), 400);
+    let error: Value = upper.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_parameter");
+    let lower = app
+        .http
+        .get(app.url(&format!("/verify/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200);
+    assert_eq!(app.stop_and_verify_log().await, 1);
+}

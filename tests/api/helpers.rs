@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, Once};
 
+use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -15,6 +16,7 @@ use wasm_hypervisor::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
 use wasm_hypervisor::audit::merkle::{MerkleTree, leaf_hash};
 use wasm_hypervisor::client::{Client, Execution, ServerIdentity};
 use wasm_hypervisor::config::Config;
+use wasm_hypervisor::envelope;
 use wasm_hypervisor::keys::PublicKey;
 use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, decode_base64, encode_base64};
 use wasm_hypervisor::server::{ServerError, Service};
@@ -89,6 +91,10 @@ pub fn test_config(data_dir: &Path) -> Config {
     // The server compiles in worker processes of its own binary; this test
     // binary is not it.
     config.execution.compile_worker = Some(PathBuf::from(env!("CARGO_BIN_EXE_wasm-hypervisor")));
+    // Likewise the per-address bounds of the HTTP layer (tests/api/http_limits.rs):
+    // tests poll /health in loops and open many connections from 127.0.0.1.
+    config.http.health_requests_per_second = 0;
+    config.http.max_connections_per_address = 1_000_000;
     config
 }
 
@@ -248,6 +254,33 @@ pub fn verify_log_file(data_dir: &Path, key: &PublicKey) -> usize {
     records.len()
 }
 
+/// `POST /sessions`, with `token` as the bearer token if given.
+pub async fn open_session(app: &TestApp, token: Option<&str>) -> reqwest::Response {
+    let mut post = app.http.post(app.url("/sessions"));
+    if let Some(token) = token {
+        post = post.bearer_auth(token);
+    }
+    post.send().await.unwrap()
+}
+
+/// An `/execute` body sealing `plaintext` to a fresh session, opened with `token`.
+pub async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -> String {
+    let session: Value = open_session(app, token).await.json().await.unwrap();
+    let id: uuid::Uuid = session["session_id"].as_str().unwrap().parse().unwrap();
+    let public_key: [u8; 65] =
+        wasm_hypervisor::payload::decode_base64(session["public_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let sealed = envelope::seal_request(&public_key, &id, plaintext).unwrap();
+    json!({
+        "session_id": id.to_string(),
+        "enc": encode_base64(&sealed.enc),
+        "ciphertext": encode_base64(&sealed.ciphertext),
+    })
+    .to_string()
+}
+
 /// The bearer token tests use when authentication is on.
 pub const TEST_TOKEN: &str = "test-token-please-ignore";
 
@@ -333,6 +366,11 @@ impl ServerProcess {
             // As in `test_config`: every test client is 127.0.0.1.
             .env("WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND", "0")
             .env("WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS", "0")
+            .env("WASM_HYPERVISOR_HTTP__HEALTH_REQUESTS_PER_SECOND", "0")
+            .env(
+                "WASM_HYPERVISOR_HTTP__MAX_CONNECTIONS_PER_ADDRESS",
+                "1000000",
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
