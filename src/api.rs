@@ -39,7 +39,7 @@ use crate::envelope::{self, Enc};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
 use crate::health::Health;
 use crate::keys::ServerKey;
-use crate::metrics::{self, Gauges, Metrics};
+use crate::metrics::{self, Audience, Gauges, Metrics};
 use crate::payload::{decode_base64, encode_base64};
 use crate::session::{SessionError, SessionStore};
 
@@ -73,8 +73,8 @@ pub struct Shared {
     pub started: Instant,
     /// Tokens accepted by `POST /sessions` and `POST /execute`; empty: open.
     pub tokens: TokenSet,
-    /// Tokens accepted by `GET /metrics`; empty: open.
-    pub metrics_tokens: TokenSet,
+    /// Who may read `GET /metrics`, and how much of it.
+    pub metrics_access: MetricsAccess,
     /// Per-client request rates and executions in flight.
     pub quotas: Quotas,
     /// Peers whose `X-Forwarded-For` / `Forwarded` header is believed.
@@ -98,7 +98,8 @@ pub struct Shared {
 /// - `POST /sessions`, `POST /execute`: the client's token (when `auth.tokens_sha256`
 ///   is set), then its request rate (keyed by that token, else by address); and
 ///   for `/execute` its executions in flight.
-/// - `GET /metrics`: the scraper's token (when `auth.metrics_tokens_sha256` is set),
+/// - `GET /metrics`: the scraper's token (when `auth.metrics_tokens_sha256` is set;
+///   closed to everyone when only `auth.tokens_sha256` is: see [`MetricsAccess`]),
 ///   then the request rate.
 /// - `/health`: nothing, so that probes never see a 429.
 /// - every other route: the request rate, keyed by address.
@@ -128,8 +129,8 @@ fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         metrics = metrics
             .route_layer(limit_rate())
             .route_layer(middleware::from_fn_with_state(
-                state.metrics_tokens.clone(),
-                authenticate,
+                state.metrics_access.clone(),
+                authorize_scraper,
             ));
         public = public.route_layer(limit_rate());
     } else {
@@ -392,8 +393,9 @@ impl utoipa::Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "Required by `POST /sessions` and `POST /execute` only when \
-                         the server sets `auth.tokens_sha256`, and by `GET /metrics` only \
-                         when it sets `auth.metrics_tokens_sha256`; otherwise no \
+                         the server sets `auth.tokens_sha256`, and by `GET /metrics` \
+                         when it sets `auth.metrics_tokens_sha256` (with only \
+                         `auth.tokens_sha256` set, `GET /metrics` is closed); otherwise no \
                          authentication",
                     ))
                     .build(),
@@ -553,17 +555,72 @@ async fn authenticate(
     if tokens.is_empty() {
         return Ok(next.run(request).await);
     }
-    let digest = request
-        .headers()
+    let digest = bearer_digest(request.headers(), &tokens).ok_or(ApiError::Unauthorized)?;
+    request
+        .extensions_mut()
+        .insert(Authenticated(ClientKey::Token(digest)));
+    Ok(next.run(request).await)
+}
+
+/// The digest of the request's `Authorization: Bearer` token, if it is one of
+/// `tokens`.
+fn bearer_digest(headers: &HeaderMap, tokens: &TokenSet) -> Option<[u8; 32]> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .and_then(|(_, token)| tokens.accept(token.trim()))
-        .ok_or(ApiError::Unauthorized)?;
-    request
-        .extensions_mut()
-        .insert(Authenticated(ClientKey::Token(digest)));
+}
+
+/// Who may read `GET /metrics`, and how much of it (PROTOCOL.md, "Metrics"): only
+/// a scraper with a metrics token sees the series that one execution's content
+/// moves (fuel, times, module cache lookups).
+#[derive(Clone)]
+pub enum MetricsAccess {
+    /// No token of either kind is configured: open, to [`Audience::Public`].
+    Open,
+    /// `auth.metrics_tokens_sha256` is set: one of its tokens required, then
+    /// [`Audience::Operator`].
+    Token(TokenSet),
+    /// Authentication is on (`auth.tokens_sha256`) and no metrics token is set:
+    /// closed, 401 to everyone. A server that guards its executions does not show
+    /// anything about them to whoever asks.
+    Closed,
+}
+
+impl MetricsAccess {
+    pub fn new(tokens: &TokenSet, metrics_tokens: TokenSet) -> MetricsAccess {
+        if !metrics_tokens.is_empty() {
+            MetricsAccess::Token(metrics_tokens)
+        } else if tokens.is_empty() {
+            MetricsAccess::Open
+        } else {
+            MetricsAccess::Closed
+        }
+    }
+}
+
+/// Lets a scrape through as [`MetricsAccess`] says, marking it with the
+/// [`Audience`] it may see. An accepted metrics token keys the scraper's request
+/// rate, as a client's token keys its own.
+async fn authorize_scraper(
+    State(access): State<MetricsAccess>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let audience = match &access {
+        MetricsAccess::Open => Audience::Public,
+        MetricsAccess::Closed => return Err(ApiError::Unauthorized),
+        MetricsAccess::Token(tokens) => {
+            let digest = bearer_digest(request.headers(), tokens).ok_or(ApiError::Unauthorized)?;
+            request
+                .extensions_mut()
+                .insert(Authenticated(ClientKey::Token(digest)));
+            Audience::Operator
+        }
+    };
+    request.extensions_mut().insert(audience);
     Ok(next.run(request).await)
 }
 
@@ -1004,29 +1061,36 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRespon
     (status, Json(body))
 }
 
-/// `GET /metrics`: the Prometheus exposition, gauges read now.
+/// `GET /metrics`: the Prometheus exposition, gauges read now, with the series the
+/// scraper's [`Audience`] may see.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Every series in the OpenMetrics text format (PROTOCOL.md, \"Metrics\")",
+        (status = 200, description = "The OpenMetrics text format (PROTOCOL.md, \"Metrics\"): every series with a metrics token; without one (`/metrics` open), counts by status and gauges only",
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
-        (status = 401, description = "`unauthorized`: `auth.metrics_tokens_sha256` is set and no valid bearer token was sent", body = ErrorBody,
+        (status = 401, description = "`unauthorized`: `auth.metrics_tokens_sha256` is set and none of its tokens was sent, or authentication is on (`auth.tokens_sha256`) and no metrics token is configured, which closes `/metrics`", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
     )
 )]
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(Gauges {
+async fn metrics_text(
+    State(state): State<AppState>,
+    audience: Option<Extension<Audience>>,
+) -> Response {
+    // Unmarked (it cannot be, behind `authorize_scraper`): the least.
+    let audience = audience.map_or(Audience::Public, |Extension(audience)| audience);
+    let gauges = Gauges {
         executions_in_flight: state.executor.slots_in_use(),
         execution_queue_depth: state.executor.queue_depth(),
         sessions_pending: state.sessions.pending(),
         audit_log_size: state.executor.log().size(),
-    });
+    };
+    let text = state.metrics.render(gauges, audience);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

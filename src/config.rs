@@ -134,7 +134,13 @@ pub struct ExecutionConfig {
 }
 
 /// Optional bearer-token authentication of `POST /sessions` and `POST /execute`,
-/// and separately of `GET /metrics`.
+/// and separately of `GET /metrics`. What `/metrics` shows depends on both keys:
+///
+/// | `tokens_sha256` | `metrics_tokens_sha256` | `GET /metrics` |
+/// | --- | --- | --- |
+/// | empty | empty | open; counts and gauges only, nothing measured per execution |
+/// | any | set | a metrics token required; every series |
+/// | set | empty | closed: 401 to everyone (the server says so at start) |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
@@ -145,8 +151,11 @@ pub struct AuthConfig {
     /// `wasm-hypervisor token`.
     pub tokens_sha256: Vec<String>,
     /// Lowercase hex SHA-256 digests of the bearer tokens accepted by `GET
-    /// /metrics` (a scraper's, not a client's). Empty (the default) leaves
-    /// `/metrics` open.
+    /// /metrics` (a scraper's, not a client's); a scraper with one sees every
+    /// series, including fuel, guest, compile and request times and module cache
+    /// lookups. Empty (the default): with authentication off `/metrics` is open
+    /// but shows only counts by status and the gauges, which say nothing about one
+    /// execution's content; with authentication on it is closed (401).
     pub metrics_tokens_sha256: Vec<String>,
 }
 

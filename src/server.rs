@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::access::{QuotaSettings, Quotas, TokenSet};
-use crate::api::{self, AppState, Shared};
+use crate::api::{self, AppState, MetricsAccess, Shared};
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::execution::{ExecutionPolicy, Executor};
@@ -158,6 +158,19 @@ impl Service {
                  token with `wasm-hypervisor token`)"
             );
         }
+        let metrics_access = MetricsAccess::new(&tokens, metrics_tokens);
+        match metrics_access {
+            MetricsAccess::Closed => tracing::warn!(
+                "GET /metrics is closed (401 to everyone): authentication is on and \
+                 auth.metrics_tokens_sha256 is empty. Set it to scrape metrics (make a token \
+                 with `wasm-hypervisor token`)"
+            ),
+            MetricsAccess::Open => tracing::info!(
+                "GET /metrics is open without a token and shows counts and gauges only; \
+                 set auth.metrics_tokens_sha256 for every series"
+            ),
+            MetricsAccess::Token(_) => {}
+        }
         let quotas = Quotas::new(QuotaSettings {
             requests_per_second: config.clients.requests_per_second,
             burst: config.clients.burst,
@@ -177,7 +190,7 @@ impl Service {
             origin: config.origin.as_str().into(),
             started: Instant::now(),
             tokens,
-            metrics_tokens,
+            metrics_access,
             quotas,
             trusted_proxies,
             body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
