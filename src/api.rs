@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State,
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query,
+    Request, State,
 };
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
@@ -267,7 +269,11 @@ pub enum ApiError {
     /// `clients.max_concurrent_executions` executions in flight.
     #[error("this client has as many executions in flight as it may; retry when one ends")]
     TooManyExecutions,
-    /// 404 `session_not_found`: unknown, expired or already used session.
+    /// 429 `too_many_client_sessions`: this client has
+    /// `sessions.max_pending_per_client` sessions pending.
+    #[error("this client has as many pending sessions as it may; use or let expire one of them")]
+    TooManyClientSessions { retry_after: Duration },
+    /// 404 `session_not_found`: unknown, expired, evicted or already used session.
     #[error("unknown, expired or already used session")]
     SessionNotFound,
     /// 400 `decryption_failed`: the ciphertext does not open under the session.
@@ -304,9 +310,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::RateLimited { .. } | ApiError::TooManyExecutions => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::TooManyExecutions
+            | ApiError::TooManyClientSessions { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::SessionNotFound | ApiError::NotFound | ApiError::ExecutionNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -330,6 +336,7 @@ impl ApiError {
             ApiError::HeadersTooLarge => "headers_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::TooManyExecutions => "too_many_executions",
+            ApiError::TooManyClientSessions { .. } => "too_many_client_sessions",
             ApiError::SessionNotFound => "session_not_found",
             ApiError::DecryptionFailed => "decryption_failed",
             ApiError::Overloaded { .. } => "overloaded",
@@ -447,6 +454,7 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::Overloaded { retry_after }
             | ApiError::TooManySessions { retry_after }
+            | ApiError::TooManyClientSessions { retry_after }
             | ApiError::RateLimited { retry_after } => Some(*retry_after),
             // Executions take seconds; a client that retries at once only burns
             // its request rate.
@@ -626,19 +634,33 @@ async fn authorize_scraper(
 
 /// Whom a request counts against: its accepted token, else its address.
 fn client_of(state: &AppState, request: &Request) -> ClientKey {
-    if let Some(Authenticated(client)) = request.extensions().get::<Authenticated>() {
+    client_key(state, request.extensions(), request.headers())
+}
+
+fn client_key(state: &AppState, extensions: &Extensions, headers: &HeaderMap) -> ClientKey {
+    if let Some(Authenticated(client)) = extensions.get::<Authenticated>() {
         return *client;
     }
     // Served without a socket (in-process tests): one anonymous client.
-    let peer = request
-        .extensions()
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-    ClientKey::address(client_address(
-        peer,
-        request.headers(),
-        &state.trusted_proxies,
-    ))
+    ClientKey::address(client_address(peer, headers, &state.trusted_proxies))
+}
+
+/// The client a handler serves, as [`client_of`] says: for what is counted per
+/// client inside the handler (pending sessions).
+struct Client(ClientKey);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Client(client_key(state, &parts.extensions, &parts.headers)))
+    }
 }
 
 impl From<QuotaError> for ApiError {
@@ -802,18 +824,29 @@ impl Suite {
         (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_client_sessions`: this client has `sessions.max_pending_per_client` sessions pending", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again (`rate_limited`) or until its oldest pending session expires (`too_many_client_sessions`), at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`too_many_sessions`: `sessions.max_pending` sessions are pending", body = ErrorBody,
+        (status = 503, description = "`too_many_sessions`: `sessions.max_pending` sessions are pending and no client holds more of them than this one", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the oldest pending session expires, at least 1"))),
     )
 )]
-async fn create_session(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let session = state.sessions.create().map_err(|error| match error {
-        SessionError::TooManyPending { retry_after } => ApiError::TooManySessions { retry_after },
-        SessionError::Unknown => ApiError::Internal,
-    })?;
+async fn create_session(
+    State(state): State<AppState>,
+    Client(client): Client,
+) -> Result<Response, ApiError> {
+    let session = state
+        .sessions
+        .create_for(client)
+        .map_err(|error| match error {
+            SessionError::ClientShareReached { retry_after } => {
+                ApiError::TooManyClientSessions { retry_after }
+            }
+            SessionError::TooManyPending { retry_after } => {
+                ApiError::TooManySessions { retry_after }
+            }
+            SessionError::Unknown => ApiError::Internal,
+        })?;
     let message = envelope::session_signature_message(&session.id, &session.public_key);
     let body = SessionResponse {
         session_id: session.id.hyphenated().to_string(),
@@ -906,7 +939,7 @@ pub struct ExecuteResponse {
         (status = 400, description = "`malformed_body`: not the JSON this endpoint takes; `decryption_failed`: the ciphertext does not open under the session's key", body = ErrorBody),
         (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 404, description = "`session_not_found`: unknown, expired or already used session", body = ErrorBody),
+        (status = 404, description = "`session_not_found`: unknown, expired, evicted or already used session", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`", body = ErrorBody),
@@ -1275,6 +1308,9 @@ mod tests {
                 retry_after: Duration::ZERO,
             },
             ApiError::TooManyExecutions,
+            ApiError::TooManyClientSessions {
+                retry_after: Duration::ZERO,
+            },
             ApiError::SessionNotFound,
             ApiError::DecryptionFailed,
             ApiError::Overloaded {

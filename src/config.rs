@@ -86,9 +86,19 @@ pub enum LogFormat {
 pub struct SessionsConfig {
     /// Seconds a session key lives before it is destroyed unused. 1..=3600, default 60.
     pub ttl_secs: u64,
-    /// Most sessions pending at once; past it `POST /sessions` answers 503 with
+    /// Most sessions pending at once. When the pool is full, a client that holds
+    /// fewer pending sessions than the client holding the most takes the place of
+    /// that client's oldest one (which then answers `session_not_found`, like an
+    /// expired session); any other client gets 503 `too_many_sessions` with
     /// `Retry-After`. 1..=1000000, default 10000.
     pub max_pending: usize,
+    /// Most sessions one client (its token when authentication is on, else its
+    /// address) may have pending, counting those being created; past it `POST
+    /// /sessions` answers 429 `too_many_client_sessions` with `Retry-After`, before
+    /// any key is generated. 0 turns the share off (a client may then hold the
+    /// whole pool, still subject to eviction by the others). 0..=`max_pending`,
+    /// default 64 (four times `clients.max_concurrent_executions`' default).
+    pub max_pending_per_client: usize,
 }
 
 /// The server's maxima for one execution. A request may lower each, never raise it.
@@ -230,6 +240,7 @@ impl Default for SessionsConfig {
         SessionsConfig {
             ttl_secs: 60,
             max_pending: 10_000,
+            max_pending_per_client: 64,
         }
     }
 }
@@ -361,6 +372,11 @@ impl Config {
             (1..=1_000_000).contains(&s.max_pending),
             "sessions.max_pending",
             "must be between 1 and 1000000",
+        )?;
+        check(
+            s.max_pending_per_client <= s.max_pending,
+            "sessions.max_pending_per_client",
+            "must be at most sessions.max_pending (0 turns the share off)",
         )?;
         let l = &self.limits;
         check(l.fuel >= 1, "limits.fuel", "must be at least 1")?;
@@ -621,6 +637,23 @@ mod tests {
             assert!(message.contains("`text` or `json`"), "{error}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_client_share_of_sessions_is_at_most_the_pool() {
+        let mut config = Config::default();
+        config.sessions.max_pending_per_client = 0;
+        config.validate().unwrap();
+        config.sessions.max_pending_per_client = config.sessions.max_pending;
+        config.validate().unwrap();
+        config.sessions.max_pending_per_client = config.sessions.max_pending + 1;
+        let error = config.validate().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("sessions.max_pending_per_client"),
+            "{error}"
+        );
     }
 
     #[test]

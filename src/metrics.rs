@@ -251,7 +251,7 @@ impl Metrics {
         registries.register(
             Public,
             "sessions_pending",
-            "Sessions issued and neither used nor expired",
+            "Sessions issued and neither used, expired nor evicted",
             None,
             sessions_pending.clone(),
         );

@@ -62,6 +62,11 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
 }
 
+/// The session sweeper's shortest sleep: an expired key may stay in memory this
+/// long (it cannot be used: `take` checks expiry itself), and a burst of sessions
+/// created over a second wakes the sweeper at most ten times when they expire.
+const SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(100);
+
 /// A built service: the router plus what must be shut down with it.
 pub struct Service {
     pub state: AppState,
@@ -114,10 +119,10 @@ impl Service {
                 .unwrap_or(usize::MAX),
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })?;
-        let sessions = Arc::new(SessionStore::new(
-            config.session_ttl(),
-            config.sessions.max_pending,
-        ));
+        let sessions = Arc::new(
+            SessionStore::new(config.session_ttl(), config.sessions.max_pending)
+                .with_client_share(config.sessions.max_pending_per_client),
+        );
         let limits = &config.limits;
         let policy = ExecutionPolicy {
             maxima: EffectiveLimits {
@@ -219,13 +224,19 @@ impl Service {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        // Destroys session keys as they expire: wakes when the oldest is due (a
+        // session created meanwhile expires later), at most every
+        // `SWEEP_INTERVAL_MIN`, and at least once a TTL.
         let sweeper = {
             let sessions = self.state.sessions.clone();
             tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(1));
                 loop {
-                    every.tick().await;
-                    sessions.sweep();
+                    let now = Instant::now();
+                    let next = sessions
+                        .sweep(now)
+                        .unwrap_or(now + sessions.ttl())
+                        .max(now + SWEEP_INTERVAL_MIN);
+                    tokio::time::sleep_until(next.into()).await;
                 }
             })
         };

@@ -86,6 +86,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     // (tests/api/access.rs) is about them.
     config.clients.requests_per_second = 0;
     config.clients.max_concurrent_executions = 0;
+    config.sessions.max_pending_per_client = 0;
     config
 }
 
@@ -330,6 +331,7 @@ impl ServerProcess {
             // As in `test_config`: every test client is 127.0.0.1.
             .env("WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND", "0")
             .env("WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS", "0")
+            .env("WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
