@@ -78,8 +78,9 @@ pub fn new_token() -> Result<(String, String), envelope::EnvelopeError> {
     Ok((token, digest))
 }
 
-/// Whom a quota belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Whom a quota, or a share of the pending sessions (`session`), belongs to.
+/// Ordered only so that it can break ties in ordered sets; the order means nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ClientKey {
     /// A client that authenticated: the digest of its token.
     Token([u8; 32]),

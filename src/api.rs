@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,7 @@ use crate::envelope::{self, Enc};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
 use crate::health::Health;
 use crate::keys::ServerKey;
-use crate::metrics::{self, Gauges, Metrics};
+use crate::metrics::{self, Audience, Gauges, Metrics};
 use crate::payload::{decode_base64, encode_base64};
 use crate::session::{SessionError, SessionStore};
 
@@ -75,8 +75,8 @@ pub struct Shared {
     pub started: Instant,
     /// Tokens accepted by `POST /sessions` and `POST /execute`; empty: open.
     pub tokens: TokenSet,
-    /// Tokens accepted by `GET /metrics`; empty: open.
-    pub metrics_tokens: TokenSet,
+    /// Who may read `GET /metrics`, and how much of it.
+    pub metrics_access: MetricsAccess,
     /// Per-client request rates and executions in flight.
     pub quotas: Quotas,
     /// `GET /health`'s own request rate per address (`http.health_requests_per_second`).
@@ -103,7 +103,8 @@ pub struct Shared {
 /// - `POST /sessions`, `POST /execute`: the client's token (when `auth.tokens_sha256`
 ///   is set), then its request rate (keyed by that token, else by address); and
 ///   for `/execute`, once its body is read and decoded, its executions in flight.
-/// - `GET /metrics`: the scraper's token (when `auth.metrics_tokens_sha256` is set),
+/// - `GET /metrics`: the scraper's token (when `auth.metrics_tokens_sha256` is set;
+///   closed to everyone when only `auth.tokens_sha256` is: see [`MetricsAccess`]),
 ///   then the request rate.
 /// - `/health`: a request rate of its own per address
 ///   (`http.health_requests_per_second`), so that a client's API traffic never
@@ -133,8 +134,8 @@ fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         metrics = metrics
             .route_layer(limit_rate())
             .route_layer(middleware::from_fn_with_state(
-                state.metrics_tokens.clone(),
-                authenticate,
+                state.metrics_access.clone(),
+                authorize_scraper,
             ));
         public = public.route_layer(limit_rate());
         health = health.route_layer(middleware::from_fn_with_state(
@@ -289,7 +290,11 @@ pub enum ApiError {
         "this address has as many connections open as it may (http.max_connections_per_address); reuse one"
     )]
     TooManyConnections,
-    /// 404 `session_not_found`: unknown, expired or already used session.
+    /// 429 `too_many_client_sessions`: this client has
+    /// `sessions.max_pending_per_client` sessions pending.
+    #[error("this client has as many pending sessions as it may; use or let expire one of them")]
+    TooManyClientSessions { retry_after: Duration },
+    /// 404 `session_not_found`: unknown, expired, evicted or already used session.
     #[error("unknown, expired or already used session")]
     SessionNotFound,
     /// 400 `decryption_failed`: the ciphertext does not open under the session.
@@ -328,7 +333,8 @@ impl ApiError {
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RateLimited { .. }
             | ApiError::TooManyExecutions
-            | ApiError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
+            | ApiError::TooManyConnections
+            | ApiError::TooManyClientSessions { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::SessionNotFound | ApiError::NotFound | ApiError::ExecutionNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -353,6 +359,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::TooManyExecutions => "too_many_executions",
             ApiError::TooManyConnections => "too_many_connections",
+            ApiError::TooManyClientSessions { .. } => "too_many_client_sessions",
             ApiError::SessionNotFound => "session_not_found",
             ApiError::DecryptionFailed => "decryption_failed",
             ApiError::Overloaded { .. } => "overloaded",
@@ -418,8 +425,9 @@ impl utoipa::Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "Required by `POST /sessions` and `POST /execute` only when \
-                         the server sets `auth.tokens_sha256`, and by `GET /metrics` only \
-                         when it sets `auth.metrics_tokens_sha256`; otherwise no \
+                         the server sets `auth.tokens_sha256`, and by `GET /metrics` \
+                         when it sets `auth.metrics_tokens_sha256` (with only \
+                         `auth.tokens_sha256` set, `GET /metrics` is closed); otherwise no \
                          authentication",
                     ))
                     .build(),
@@ -471,6 +479,7 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::Overloaded { retry_after }
             | ApiError::TooManySessions { retry_after }
+            | ApiError::TooManyClientSessions { retry_after }
             | ApiError::RateLimited { retry_after } => Some(*retry_after),
             // Executions take seconds; a client that retries at once only burns
             // its request rate. Connections close within a second or so of their
@@ -586,17 +595,72 @@ async fn authenticate(
     if tokens.is_empty() {
         return Ok(next.run(request).await);
     }
-    let digest = request
-        .headers()
+    let digest = bearer_digest(request.headers(), &tokens).ok_or(ApiError::Unauthorized)?;
+    request
+        .extensions_mut()
+        .insert(Authenticated(ClientKey::Token(digest)));
+    Ok(next.run(request).await)
+}
+
+/// The digest of the request's `Authorization: Bearer` token, if it is one of
+/// `tokens`.
+fn bearer_digest(headers: &HeaderMap, tokens: &TokenSet) -> Option<[u8; 32]> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .and_then(|(_, token)| tokens.accept(token.trim()))
-        .ok_or(ApiError::Unauthorized)?;
-    request
-        .extensions_mut()
-        .insert(Authenticated(ClientKey::Token(digest)));
+}
+
+/// Who may read `GET /metrics`, and how much of it (PROTOCOL.md, "Metrics"): only
+/// a scraper with a metrics token sees the series that one execution's content
+/// moves (fuel, times, module cache lookups).
+#[derive(Clone)]
+pub enum MetricsAccess {
+    /// No token of either kind is configured: open, to [`Audience::Public`].
+    Open,
+    /// `auth.metrics_tokens_sha256` is set: one of its tokens required, then
+    /// [`Audience::Operator`].
+    Token(TokenSet),
+    /// Authentication is on (`auth.tokens_sha256`) and no metrics token is set:
+    /// closed, 401 to everyone. A server that guards its executions does not show
+    /// anything about them to whoever asks.
+    Closed,
+}
+
+impl MetricsAccess {
+    pub fn new(tokens: &TokenSet, metrics_tokens: TokenSet) -> MetricsAccess {
+        if !metrics_tokens.is_empty() {
+            MetricsAccess::Token(metrics_tokens)
+        } else if tokens.is_empty() {
+            MetricsAccess::Open
+        } else {
+            MetricsAccess::Closed
+        }
+    }
+}
+
+/// Lets a scrape through as [`MetricsAccess`] says, marking it with the
+/// [`Audience`] it may see. An accepted metrics token keys the scraper's request
+/// rate, as a client's token keys its own.
+async fn authorize_scraper(
+    State(access): State<MetricsAccess>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let audience = match &access {
+        MetricsAccess::Open => Audience::Public,
+        MetricsAccess::Closed => return Err(ApiError::Unauthorized),
+        MetricsAccess::Token(tokens) => {
+            let digest = bearer_digest(request.headers(), tokens).ok_or(ApiError::Unauthorized)?;
+            request
+                .extensions_mut()
+                .insert(Authenticated(ClientKey::Token(digest)));
+            Audience::Operator
+        }
+    };
+    request.extensions_mut().insert(audience);
     Ok(next.run(request).await)
 }
 
@@ -853,18 +917,29 @@ impl Suite {
         (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_client_sessions`: this client has `sessions.max_pending_per_client` sessions pending", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again (`rate_limited`) or until its oldest pending session expires (`too_many_client_sessions`), at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`too_many_sessions`: `sessions.max_pending` sessions are pending", body = ErrorBody,
+        (status = 503, description = "`too_many_sessions`: `sessions.max_pending` sessions are pending and no client holds more of them than this one", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the oldest pending session expires, at least 1"))),
     )
 )]
-async fn create_session(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let session = state.sessions.create().map_err(|error| match error {
-        SessionError::TooManyPending { retry_after } => ApiError::TooManySessions { retry_after },
-        SessionError::Unknown => ApiError::Internal,
-    })?;
+async fn create_session(
+    State(state): State<AppState>,
+    QuotaClient(client): QuotaClient,
+) -> Result<Response, ApiError> {
+    let session = state
+        .sessions
+        .create_for(client)
+        .map_err(|error| match error {
+            SessionError::ClientShareReached { retry_after } => {
+                ApiError::TooManyClientSessions { retry_after }
+            }
+            SessionError::TooManyPending { retry_after } => {
+                ApiError::TooManySessions { retry_after }
+            }
+            SessionError::Unknown => ApiError::Internal,
+        })?;
     let message = envelope::session_signature_message(&session.id, &session.public_key);
     let body = SessionResponse {
         session_id: session.id.hyphenated().to_string(),
@@ -960,7 +1035,7 @@ pub struct ExecuteResponse {
         (status = 400, description = "`malformed_body`: not the JSON this endpoint takes; `decryption_failed`: the ciphertext does not open under the session's key", body = ErrorBody),
         (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 404, description = "`session_not_found`: unknown, expired or already used session", body = ErrorBody),
+        (status = 404, description = "`session_not_found`: unknown, expired, evicted or already used session", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`, announced (refused before it is read) or streamed; the connection is closed", body = ErrorBody),
@@ -1123,29 +1198,36 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRespon
     (status, Json(body))
 }
 
-/// `GET /metrics`: the Prometheus exposition, gauges read now.
+/// `GET /metrics`: the Prometheus exposition, gauges read now, with the series the
+/// scraper's [`Audience`] may see.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Every series in the OpenMetrics text format (PROTOCOL.md, \"Metrics\")",
+        (status = 200, description = "The OpenMetrics text format (PROTOCOL.md, \"Metrics\"): every series with a metrics token; without one (`/metrics` open), counts by status and gauges only",
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
-        (status = 401, description = "`unauthorized`: `auth.metrics_tokens_sha256` is set and no valid bearer token was sent", body = ErrorBody,
+        (status = 401, description = "`unauthorized`: `auth.metrics_tokens_sha256` is set and none of its tokens was sent, or authentication is on (`auth.tokens_sha256`) and no metrics token is configured, which closes `/metrics`", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
     )
 )]
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(Gauges {
+async fn metrics_text(
+    State(state): State<AppState>,
+    audience: Option<Extension<Audience>>,
+) -> Response {
+    // Unmarked (it cannot be, behind `authorize_scraper`): the least.
+    let audience = audience.map_or(Audience::Public, |Extension(audience)| audience);
+    let gauges = Gauges {
         executions_in_flight: state.executor.slots_in_use(),
         execution_queue_depth: state.executor.queue_depth(),
         sessions_pending: state.sessions.pending(),
         audit_log_size: state.executor.log().size(),
-    });
+    };
+    let text = state.metrics.render(gauges, audience);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
@@ -1333,6 +1415,9 @@ mod tests {
             },
             ApiError::TooManyExecutions,
             ApiError::TooManyConnections,
+            ApiError::TooManyClientSessions {
+                retry_after: Duration::ZERO,
+            },
             ApiError::SessionNotFound,
             ApiError::DecryptionFailed,
             ApiError::Overloaded {

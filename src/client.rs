@@ -76,8 +76,13 @@ pub struct Client {
 impl Client {
     /// `base` is the server's URL, e.g. `http://127.0.0.1:8080`.
     pub fn new(base: &str, token: Option<String>) -> Client {
+        Client::with_http(reqwest::Client::new(), base, token)
+    }
+
+    /// As [`Client::new`], over `http` (bound to a local address, say).
+    pub fn with_http(http: reqwest::Client, base: &str, token: Option<String>) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http,
             base: base.trim_end_matches('/').to_owned(),
             token,
         }

@@ -86,9 +86,19 @@ pub enum LogFormat {
 pub struct SessionsConfig {
     /// Seconds a session key lives before it is destroyed unused. 1..=3600, default 60.
     pub ttl_secs: u64,
-    /// Most sessions pending at once; past it `POST /sessions` answers 503 with
+    /// Most sessions pending at once. When the pool is full, a client that holds
+    /// fewer pending sessions than the client holding the most takes the place of
+    /// that client's oldest one (which then answers `session_not_found`, like an
+    /// expired session); any other client gets 503 `too_many_sessions` with
     /// `Retry-After`. 1..=1000000, default 10000.
     pub max_pending: usize,
+    /// Most sessions one client (its token when authentication is on, else its
+    /// address) may have pending, counting those being created; past it `POST
+    /// /sessions` answers 429 `too_many_client_sessions` with `Retry-After`, before
+    /// any key is generated. 0 turns the share off (a client may then hold the
+    /// whole pool, still subject to eviction by the others). 0..=`max_pending`,
+    /// default 64 (four times `clients.max_concurrent_executions`' default).
+    pub max_pending_per_client: usize,
 }
 
 /// The server's maxima for one execution. A request may lower each, never raise it.
@@ -171,7 +181,13 @@ pub struct ExecutionConfig {
 }
 
 /// Optional bearer-token authentication of `POST /sessions` and `POST /execute`,
-/// and separately of `GET /metrics`.
+/// and separately of `GET /metrics`. What `/metrics` shows depends on both keys:
+///
+/// | `tokens_sha256` | `metrics_tokens_sha256` | `GET /metrics` |
+/// | --- | --- | --- |
+/// | empty | empty | open; counts and gauges only, nothing measured per execution |
+/// | any | set | a metrics token required; every series |
+/// | set | empty | closed: 401 to everyone (the server says so at start) |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
@@ -182,8 +198,11 @@ pub struct AuthConfig {
     /// `wasm-hypervisor token`.
     pub tokens_sha256: Vec<String>,
     /// Lowercase hex SHA-256 digests of the bearer tokens accepted by `GET
-    /// /metrics` (a scraper's, not a client's). Empty (the default) leaves
-    /// `/metrics` open.
+    /// /metrics` (a scraper's, not a client's); a scraper with one sees every
+    /// series, including fuel, guest, compile and request times and module cache
+    /// lookups. Empty (the default): with authentication off `/metrics` is open
+    /// but shows only counts by status and the gauges, which say nothing about one
+    /// execution's content; with authentication on it is closed (401).
     pub metrics_tokens_sha256: Vec<String>,
 }
 
@@ -292,6 +311,7 @@ impl Default for SessionsConfig {
         SessionsConfig {
             ttl_secs: 60,
             max_pending: 10_000,
+            max_pending_per_client: 64,
         }
     }
 }
@@ -437,6 +457,11 @@ impl Config {
             (1..=1_000_000).contains(&s.max_pending),
             "sessions.max_pending",
             "must be between 1 and 1000000",
+        )?;
+        check(
+            s.max_pending_per_client <= s.max_pending,
+            "sessions.max_pending_per_client",
+            "must be at most sessions.max_pending (0 turns the share off)",
         )?;
         let l = &self.limits;
         check(l.fuel >= 1, "limits.fuel", "must be at least 1")?;
@@ -776,6 +801,23 @@ mod tests {
             assert!(message.contains("`text` or `json`"), "{error}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_client_share_of_sessions_is_at_most_the_pool() {
+        let mut config = Config::default();
+        config.sessions.max_pending_per_client = 0;
+        config.validate().unwrap();
+        config.sessions.max_pending_per_client = config.sessions.max_pending;
+        config.validate().unwrap();
+        config.sessions.max_pending_per_client = config.sessions.max_pending + 1;
+        let error = config.validate().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("sessions.max_pending_per_client"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -12,6 +12,15 @@
 //! Gauges that mirror state other modules already keep (slots in use, queue depth,
 //! pending sessions, log size) are not updated as that state changes: the caller
 //! of [`Metrics::render`] reads them at scrape time.
+//!
+//! Architecture invariant: two audiences, two registries. An execution's result
+//! is sealed, but a quantity it alone adds to a series is not: the step of
+//! `fuel_consumed_total` around one execution is that execution's `fuel_consumed`,
+//! the step of a time histogram's sum is its guest, compile or request time, and a
+//! module cache hit says someone already sent the same module. Those series are
+//! for the [`Audience::Operator`] only (a scraper with a metrics token). The
+//! [`Audience::Public`] gets what no single execution's content shapes: requests
+//! and executions as counts by status, and the gauges.
 
 use std::sync::Arc;
 
@@ -68,13 +77,51 @@ pub struct Gauges {
     pub audit_log_size: u64,
 }
 
+/// Who reads the exposition, and so how much of it they see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Anyone, where `/metrics` needs no token: counts by status and gauges only,
+    /// no series a single execution's content moves by more than one.
+    Public,
+    /// A scraper that presented a metrics token: every series.
+    Operator,
+}
+
 /// Every series of the service; cheap to clone (one `Arc`: handlers clone it per
 /// request).
 #[derive(Clone)]
 pub struct Metrics(Arc<Series>);
 
+/// The two registries: the same series objects (clones share their values), each
+/// registered with the operator's and, if public, with the public one too.
+struct Registries {
+    public: Registry,
+    operator: Registry,
+}
+
+impl Registries {
+    fn register(
+        &mut self,
+        audience: Audience,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        metric: impl prometheus_client::registry::Metric + Clone,
+    ) {
+        let add = |registry: &mut Registry, metric| match unit.clone() {
+            Some(unit) => registry.register_with_unit(name, help, unit, metric),
+            None => registry.register(name, help, metric),
+        };
+        if audience == Audience::Public {
+            add(&mut self.public, metric.clone());
+        }
+        add(&mut self.operator, metric);
+    }
+}
+
 struct Series {
-    registry: Arc<Registry>,
+    public: Registry,
+    operator: Registry,
     http_requests: Family<RequestLabels, Counter>,
     http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     executions: Family<StatusLabels, Counter>,
@@ -98,92 +145,122 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix(PREFIX);
+        use Audience::{Operator, Public};
+        let mut registries = Registries {
+            public: Registry::with_prefix(PREFIX),
+            operator: Registry::with_prefix(PREFIX),
+        };
         let http_requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        registries.register(
+            Public,
             "http_requests",
             "HTTP requests answered, by route template, method and status code",
+            None,
             http_requests.clone(),
         );
+        // Operator only: an `/execute`'s time is mostly its guest and compile time.
         let http_request_duration = Family::new_with_constructor(http_buckets as fn() -> _);
-        registry.register_with_unit(
+        registries.register(
+            Operator,
             "http_request_duration",
             "Time from a request's arrival to its response, by route template",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             http_request_duration.clone(),
         );
         let executions = Family::<StatusLabels, Counter>::default();
-        registry.register(
+        registries.register(
+            Public,
             "executions",
             "Executions (requests whose plaintext was opened), by result status",
+            None,
             executions.clone(),
         );
         // Guest time: from 100 µs to 582 s, about the largest `limits.timeout_ms`.
         let execution_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 18));
-        registry.register_with_unit(
+        registries.register(
+            Operator,
             "execution_duration",
             "Time spent in the guest (the result's wall_time_us), for executions whose \
              guest was started",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             execution_duration.clone(),
         );
         // Cranelift: a small C program compiles in a few ms, an 8 MiB module in seconds.
         let compile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        registry.register_with_unit(
+        registries.register(
+            Operator,
             "compile_duration",
             "Time to compile a module, successful or not",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             compile_duration.clone(),
         );
+        // Operator only: a hit says someone already sent this very module.
         let module_cache_hits = Counter::default();
-        registry.register(
+        registries.register(
+            Operator,
             "module_cache_hits",
             "Modules found compiled in the module cache",
+            None,
             module_cache_hits.clone(),
         );
         let module_cache_misses = Counter::default();
-        registry.register(
+        registries.register(
+            Operator,
             "module_cache_misses",
             "Modules not in the module cache, compiled anew",
+            None,
             module_cache_misses.clone(),
         );
         let fuel_consumed = Counter::default();
-        registry.register(
+        registries.register(
+            Operator,
             "fuel_consumed",
             "Wasmtime fuel units burned by guests",
+            None,
             fuel_consumed.clone(),
         );
         // Group commit: one write and one fdatasync, 50 µs on fast local disks to
         // around a second on a struggling one.
+        // Operator only: not shaped by content, but kept with the other timings so
+        // that the public set holds no histogram at all.
         let audit_append_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
-        registry.register_with_unit(
+        registries.register(
+            Operator,
             "audit_append_duration",
             "Time from handing a record to the audit writer to it being durable",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             audit_append_duration.clone(),
         );
         let executions_in_flight = Gauge::default();
-        registry.register(
+        registries.register(
+            Public,
             "executions_in_flight",
             "Guests running now (execution slots in use)",
+            None,
             executions_in_flight.clone(),
         );
         let execution_queue_depth = Gauge::default();
-        registry.register(
+        registries.register(
+            Public,
             "execution_queue_depth",
             "Executions waiting for a slot now",
+            None,
             execution_queue_depth.clone(),
         );
         let sessions_pending = Gauge::default();
-        registry.register(
+        registries.register(
+            Public,
             "sessions_pending",
-            "Sessions issued and neither used nor expired",
+            "Sessions issued and neither used, expired nor evicted",
+            None,
             sessions_pending.clone(),
         );
         let audit_log_size = Gauge::default();
-        registry.register(
+        registries.register(
+            Public,
             "audit_log_size",
             "Records in the audit log",
+            None,
             audit_log_size.clone(),
         );
         // Every status exists from the start, at 0, so that rates and alerts on a
@@ -194,7 +271,8 @@ impl Metrics {
             });
         }
         Metrics(Arc::new(Series {
-            registry: Arc::new(registry),
+            public: registries.public,
+            operator: registries.operator,
             http_requests,
             http_request_duration,
             executions,
@@ -269,8 +347,8 @@ impl Metrics {
         self.0.audit_append_duration.observe(seconds);
     }
 
-    /// The whole exposition, with the gauges set to `gauges`.
-    pub fn render(&self, gauges: Gauges) -> String {
+    /// The exposition `audience` may see, with the gauges set to `gauges`.
+    pub fn render(&self, gauges: Gauges, audience: Audience) -> String {
         let saturate = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.0
             .executions_in_flight
@@ -283,7 +361,11 @@ impl Metrics {
             .set(saturate(gauges.sessions_pending as u64));
         self.0.audit_log_size.set(saturate(gauges.audit_log_size));
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.0.registry)
+        let registry = match audience {
+            Audience::Public => &self.0.public,
+            Audience::Operator => &self.0.operator,
+        };
+        prometheus_client::encoding::text::encode(&mut text, registry)
             .expect("writing to a String cannot fail");
         text
     }
@@ -304,7 +386,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.observe_http("/health", "GET", 200, 0.001);
         metrics.observe_http("/health", "BREW", 405, 0.001);
-        let text = metrics.render(Gauges::default());
+        let text = metrics.render(Gauges::default(), Audience::Operator);
         assert_eq!(
             line_value(
                 &text,
@@ -324,7 +406,7 @@ mod tests {
 
     #[test]
     fn every_execution_status_has_a_series_from_the_start() {
-        let text = Metrics::new().render(Gauges::default());
+        let text = Metrics::new().render(Gauges::default(), Audience::Operator);
         for status in Status::ALL {
             let series = format!(
                 "wasm_hypervisor_executions_total{{status=\"{}\"}}",
@@ -339,7 +421,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.observe_execution(Status::Completed, 10, 2_000);
         metrics.observe_execution(Status::InvalidModule, 0, 0);
-        let text = metrics.render(Gauges::default());
+        let text = metrics.render(Gauges::default(), Audience::Operator);
         assert_eq!(
             line_value(&text, "wasm_hypervisor_execution_duration_seconds_count"),
             Some(1.0)
@@ -355,12 +437,73 @@ mod tests {
     }
 
     #[test]
+    fn the_public_exposition_has_counts_and_gauges_and_nothing_measured_per_execution() {
+        let metrics = Metrics::new();
+        metrics.observe_http("/execute", "POST", 200, 0.25);
+        metrics.observe_execution(Status::Completed, 55_558, 2_000);
+        metrics.observe_compile(0.01);
+        metrics.record_module_cache(true);
+        metrics.observe_audit_append(0.001);
+        let gauges = Gauges {
+            executions_in_flight: 1,
+            execution_queue_depth: 2,
+            sessions_pending: 3,
+            audit_log_size: 4,
+        };
+        let public = metrics.render(gauges, Audience::Public);
+        let names: Vec<&str> = public
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(|line| line.split(['{', ' ']).next().unwrap())
+            .collect();
+        for name in &names {
+            assert!(
+                [
+                    "wasm_hypervisor_http_requests_total",
+                    "wasm_hypervisor_executions_total",
+                    "wasm_hypervisor_executions_in_flight",
+                    "wasm_hypervisor_execution_queue_depth",
+                    "wasm_hypervisor_sessions_pending",
+                    "wasm_hypervisor_audit_log_size",
+                ]
+                .contains(name),
+                "{name} is public"
+            );
+        }
+        assert_eq!(
+            line_value(
+                &public,
+                r#"wasm_hypervisor_executions_total{status="completed"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(&public, "wasm_hypervisor_sessions_pending"),
+            Some(3.0)
+        );
+        assert!(!public.contains("55558"));
+        // The operator sees the same series and every other.
+        let operator = metrics.render(gauges, Audience::Operator);
+        for line in public.lines().filter(|line| !line.starts_with('#')) {
+            assert!(operator.lines().any(|l| l == line), "{line}");
+        }
+        assert_eq!(
+            line_value(&operator, "wasm_hypervisor_fuel_consumed_total"),
+            Some(55_558.0)
+        );
+        assert_eq!(
+            line_value(&operator, "wasm_hypervisor_module_cache_hits_total"),
+            Some(1.0)
+        );
+    }
+
+    #[test]
     fn module_cache_lookups_count_hits_and_misses_apart() {
         let metrics = Metrics::new();
         metrics.record_module_cache(true);
         metrics.record_module_cache(false);
         metrics.record_module_cache(false);
-        let text = metrics.render(Gauges::default());
+        let text = metrics.render(Gauges::default(), Audience::Operator);
         assert_eq!(
             line_value(&text, "wasm_hypervisor_module_cache_hits_total"),
             Some(1.0)

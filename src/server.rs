@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::access::{QuotaSettings, Quotas, TokenSet};
-use crate::api::{self, AppState, Shared};
+use crate::api::{self, AppState, MetricsAccess, Shared};
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::connections::{Connection, ConnectionIo, ConnectionLimits, Connections};
@@ -63,6 +63,11 @@ pub enum ServerError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
+
+/// The session sweeper's shortest sleep: an expired key may stay in memory this
+/// long (it cannot be used: `take` checks expiry itself), and a burst of sessions
+/// created over a second wakes the sweeper at most ten times when they expire.
+const SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(100);
 
 /// A built service: the router plus what must be shut down with it.
 pub struct Service {
@@ -129,10 +134,10 @@ impl Service {
                 memory_bytes: config.execution.compile_memory_bytes,
             },
         })?;
-        let sessions = Arc::new(SessionStore::new(
-            config.session_ttl(),
-            config.sessions.max_pending,
-        ));
+        let sessions = Arc::new(
+            SessionStore::new(config.session_ttl(), config.sessions.max_pending)
+                .with_client_share(config.sessions.max_pending_per_client),
+        );
         let limits = &config.limits;
         let policy = ExecutionPolicy {
             maxima: EffectiveLimits {
@@ -178,6 +183,19 @@ impl Service {
                  token with `wasm-hypervisor token`)"
             );
         }
+        let metrics_access = MetricsAccess::new(&tokens, metrics_tokens);
+        match metrics_access {
+            MetricsAccess::Closed => tracing::warn!(
+                "GET /metrics is closed (401 to everyone): authentication is on and \
+                 auth.metrics_tokens_sha256 is empty. Set it to scrape metrics (make a token \
+                 with `wasm-hypervisor token`)"
+            ),
+            MetricsAccess::Open => tracing::info!(
+                "GET /metrics is open without a token and shows counts and gauges only; \
+                 set auth.metrics_tokens_sha256 for every series"
+            ),
+            MetricsAccess::Token(_) => {}
+        }
         let quotas = Quotas::new(QuotaSettings {
             requests_per_second: config.clients.requests_per_second,
             burst: config.clients.burst,
@@ -206,7 +224,7 @@ impl Service {
             origin: config.origin.as_str().into(),
             started: Instant::now(),
             tokens,
-            metrics_tokens,
+            metrics_access,
             quotas,
             health_quotas,
             trusted_proxies: trusted_proxies.clone(),
@@ -243,13 +261,19 @@ impl Service {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        // Destroys session keys as they expire: wakes when the oldest is due (a
+        // session created meanwhile expires later), at most every
+        // `SWEEP_INTERVAL_MIN`, and at least once a TTL.
         let sweeper = {
             let sessions = self.state.sessions.clone();
             tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(1));
                 loop {
-                    every.tick().await;
-                    sessions.sweep();
+                    let now = Instant::now();
+                    let next = sessions
+                        .sweep(now)
+                        .unwrap_or(now + sessions.ttl())
+                        .max(now + SWEEP_INTERVAL_MIN);
+                    tokio::time::sleep_until(next.into()).await;
                 }
             })
         };

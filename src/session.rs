@@ -3,23 +3,67 @@
 //!
 //! A session's private key lives only here, in memory. It leaves the store exactly
 //! once, when an execution takes it (and is dropped, zeroized, right after the open
-//! attempt), or is destroyed when it expires. The number pending is bounded.
+//! attempt), or is destroyed when it expires or is evicted.
+//!
+//! # Shares
+//! The pool holds at most `max_pending` sessions, and each client (an
+//! [`ClientKey`]: its token's digest, else its address) at most
+//! `max_pending_per_client` of them, counting the ones whose keys are being made.
+//! A client's share is checked, and its place in the pool reserved, *before* its
+//! key pair is generated: a refusal costs no key generation, and the lock is never
+//! held while one is made.
+//!
+//! When the pool is full, a client asking for a session takes the place of the
+//! oldest pending session of the client that holds the most, if that client holds
+//! more than the asker (among clients that hold as many, the one whose oldest
+//! session is the oldest). The pool therefore tends to an even split between the
+//! clients that want sessions: a client is refused only when every client holding
+//! sessions holds at least as many as it does, so a client holding fewer than
+//! `max_pending` divided by the number of such clients is never refused, and a
+//! client holding none is always served. Many addresses can push each other's
+//! sessions out, but not take the pool from anyone else. An evicted session is
+//! gone like an expired one: `/execute` answers it `session_not_found`.
+//!
+//! # Expiry
+//! Every session lives the same TTL, so expiry order is creation order: sessions
+//! are indexed by a creation sequence number, and expiring is popping the front of
+//! that index. Nothing scans the pool. Every operation under the lock is a handful
+//! of map operations, O(log n); the sweep pops at most [`SWEEP_BATCH`] sessions per
+//! lock and drops (zeroizes) their keys after releasing it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use uuid::Uuid;
 
+use crate::access::ClientKey;
 use crate::envelope::{self, POINT_LEN, SessionSecret};
+
+/// Most expired sessions destroyed per hold of the lock, by the sweep and by a
+/// creation (which expires the front of the queue first, so that a late sweep
+/// never makes a full pool of dead sessions refuse anyone). Bounds how long
+/// `/execute`'s `take` can wait behind either.
+pub const SWEEP_BATCH: usize = 256;
+
+/// The `Retry-After` of a refusal when nothing in the pool is due to expire (every
+/// place is a key being generated, which takes microseconds).
+const RETRY_SOON: Duration = Duration::from_secs(1);
 
 /// Why a session could not be created or used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SessionError {
-    /// The bound on pending sessions is reached; one frees up within `retry_after`.
+    /// The client already holds its share (`max_pending_per_client`); its oldest
+    /// session expires within `retry_after`.
+    #[error("the client holds as many pending sessions as it may")]
+    ClientShareReached { retry_after: Duration },
+    /// The pool is full and no client holds more sessions than this one; one
+    /// expires within `retry_after`.
     #[error("too many pending sessions")]
     TooManyPending { retry_after: Duration },
-    /// No such session: never issued, expired, or already used.
+    /// No such session: never issued, expired, evicted, or already used.
     #[error("unknown, expired or already used session")]
     Unknown,
 }
@@ -35,59 +79,274 @@ pub struct IssuedSession {
 struct Pending {
     secret: SessionSecret,
     expires: Instant,
+    client: ClientKey,
+    /// Its place in the creation order (`Pool::by_age`, `Holder::sessions`).
+    sequence: u64,
 }
 
-/// The pending sessions. Shared behind an `Arc`; every method holds the lock only
-/// for a map operation (never across an `.await`, never while doing crypto), so a
-/// `std::sync::Mutex` is the right lock.
-pub struct SessionStore {
-    pending: Mutex<HashMap<Uuid, Pending>>,
-    ttl: Duration,
-    max_pending: usize,
+/// What one client holds.
+#[derive(Default)]
+struct Holder {
+    /// Its pending sessions by creation sequence, oldest first.
+    sessions: BTreeMap<u64, Uuid>,
+    /// Places reserved for its sessions whose keys are being generated now.
+    reserved: usize,
 }
 
-impl SessionStore {
-    pub fn new(ttl: Duration, max_pending: usize) -> SessionStore {
-        SessionStore {
-            pending: Mutex::new(HashMap::new()),
-            ttl,
-            max_pending,
+impl Holder {
+    /// What counts against its share, and what it is compared by for eviction.
+    fn holding(&self) -> usize {
+        self.sessions.len() + self.reserved
+    }
+}
+
+/// A client's place in the eviction order: most pending sessions last, and among
+/// equals the one whose oldest session is the oldest last (`Reverse` of its
+/// sequence), so `BTreeSet::last` is the victim. The key makes it unique.
+type Rank = (usize, Reverse<u64>, ClientKey);
+
+fn rank_of(client: ClientKey, holder: &Holder) -> Option<Rank> {
+    let (&oldest, _) = holder.sessions.first_key_value()?;
+    Some((holder.sessions.len(), Reverse(oldest), client))
+}
+
+/// The store's state, all behind one lock. Invariants (checked by the tests'
+/// `check_invariants`): `by_id`, `by_age` and the holders' `sessions` index the
+/// same sessions; `ranks` has exactly one entry per holder with a session, equal
+/// to `rank_of`; `holders` has no empty holder; `reserved` is the sum of the
+/// holders' `reserved`.
+#[derive(Default)]
+struct Pool {
+    by_id: HashMap<Uuid, Pending>,
+    /// Every pending session by creation sequence: the expiry queue.
+    by_age: BTreeMap<u64, Uuid>,
+    holders: HashMap<ClientKey, Holder>,
+    ranks: BTreeSet<Rank>,
+    /// Places reserved, in all.
+    reserved: usize,
+    next_sequence: u64,
+    /// The latest expiry given; a later session never expires before it, which
+    /// keeps expiry order equal to creation order even if two creations read the
+    /// clock in one order and take the lock in the other.
+    last_expiry: Option<Instant>,
+}
+
+impl Pool {
+    /// Runs `change` on `client`'s holder (created if missing) and keeps `ranks`
+    /// and `holders` true to it: the only way a holder is changed.
+    fn change_holder<R>(&mut self, client: ClientKey, change: impl FnOnce(&mut Holder) -> R) -> R {
+        let holder = self.holders.entry(client).or_default();
+        if let Some(rank) = rank_of(client, holder) {
+            self.ranks.remove(&rank);
+        }
+        let result = change(holder);
+        if let Some(rank) = rank_of(client, holder) {
+            self.ranks.insert(rank);
+        }
+        if holder.holding() == 0 {
+            self.holders.remove(&client);
+        }
+        result
+    }
+
+    fn holding(&self, client: &ClientKey) -> usize {
+        self.holders.get(client).map_or(0, Holder::holding)
+    }
+
+    /// Takes `id` out of every index.
+    fn remove(&mut self, id: &Uuid) -> Option<Pending> {
+        let pending = self.by_id.remove(id)?;
+        self.by_age.remove(&pending.sequence);
+        self.change_holder(pending.client, |holder| {
+            holder.sessions.remove(&pending.sequence);
+        });
+        Some(pending)
+    }
+
+    /// Removes up to `at_most` sessions expired at `now`, oldest first, into
+    /// `expired` (for the caller to drop after releasing the lock).
+    fn expire(&mut self, now: Instant, at_most: usize, expired: &mut Vec<Pending>) {
+        for _ in 0..at_most {
+            let Some((_, &id)) = self.by_age.first_key_value() else {
+                return;
+            };
+            if self.by_id[&id].expires > now {
+                return;
+            }
+            expired.extend(self.remove(&id));
         }
     }
 
-    /// Makes a fresh key pair and keeps its private half until use or expiry.
-    pub fn create(&self) -> Result<IssuedSession, SessionError> {
-        // Key generation happens before taking the lock.
-        let (secret, public_key) = envelope::generate_session_key();
+    /// When the oldest session expires.
+    fn next_expiry(&self) -> Option<Instant> {
+        let (_, id) = self.by_age.first_key_value()?;
+        Some(self.by_id[id].expires)
+    }
+}
+
+/// The limits of a [`SessionStore`].
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    ttl: Duration,
+    max_pending: usize,
+    /// 0: no share of its own, a client may hold the whole pool.
+    max_pending_per_client: usize,
+}
+
+/// The pending sessions. Shared behind an `Arc`; every method holds the lock only
+/// for a few map operations (never across an `.await`, never while doing crypto,
+/// never to drop a key), so a `std::sync::Mutex` is the right lock.
+pub struct SessionStore {
+    pool: Mutex<Pool>,
+    limits: Limits,
+}
+
+/// A place in the pool, held for one client while its key pair is generated
+/// outside the lock. Dropped without [`Reservation::fulfil`] (a panic), it gives
+/// the place back.
+struct Reservation<'a> {
+    store: &'a SessionStore,
+    client: ClientKey,
+    fulfilled: bool,
+}
+
+impl Reservation<'_> {
+    /// Puts the session in the pool, in the place reserved, expiring `ttl` after
+    /// `now`.
+    fn fulfil(mut self, secret: SessionSecret, now: Instant) -> (Uuid, Instant) {
         let id = Uuid::new_v4();
-        let now = Instant::now();
-        let expires = now + self.ttl;
-        let mut pending = self.lock();
-        if pending.len() >= self.max_pending {
-            pending.retain(|_, session| session.expires > now);
-            if pending.len() >= self.max_pending {
-                let soonest = pending
-                    .values()
-                    .map(|session| session.expires)
-                    .min()
-                    .unwrap_or(expires);
-                return Err(SessionError::TooManyPending {
-                    retry_after: soonest.saturating_duration_since(now),
-                });
-            }
+        let mut pool = self.store.lock();
+        let expires = pool
+            .last_expiry
+            .map_or(now + self.store.limits.ttl, |last| {
+                last.max(now + self.store.limits.ttl)
+            });
+        pool.last_expiry = Some(expires);
+        let sequence = pool.next_sequence;
+        pool.next_sequence += 1;
+        pool.reserved -= 1;
+        pool.change_holder(self.client, |holder| {
+            holder.reserved -= 1;
+            holder.sessions.insert(sequence, id);
+        });
+        pool.by_age.insert(sequence, id);
+        pool.by_id.insert(
+            id,
+            Pending {
+                secret,
+                expires,
+                client: self.client,
+                sequence,
+            },
+        );
+        self.fulfilled = true;
+        (id, expires)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.fulfilled {
+            let mut pool = self.store.lock();
+            pool.reserved -= 1;
+            pool.change_holder(self.client, |holder| holder.reserved -= 1);
         }
-        pending.insert(id, Pending { secret, expires });
+    }
+}
+
+impl SessionStore {
+    /// A store of at most `max_pending` sessions living `ttl` each, with no share
+    /// per client (see [`SessionStore::with_client_share`]).
+    pub fn new(ttl: Duration, max_pending: usize) -> SessionStore {
+        SessionStore {
+            pool: Mutex::new(Pool::default()),
+            limits: Limits {
+                ttl,
+                max_pending,
+                max_pending_per_client: 0,
+            },
+        }
+    }
+
+    /// Limits each client to `share` pending sessions; 0 for no limit.
+    pub fn with_client_share(mut self, share: usize) -> SessionStore {
+        self.limits.max_pending_per_client = share;
+        self
+    }
+
+    /// Makes a fresh key pair for `client` and keeps its private half until use,
+    /// expiry or eviction: reserve a place (refused at once if there is none),
+    /// generate the key without the lock, then insert it.
+    pub fn create_for(&self, client: ClientKey) -> Result<IssuedSession, SessionError> {
+        let reservation = self.reserve(client, Instant::now())?;
+        let (secret, public_key) = envelope::generate_session_key();
+        let (id, _) = reservation.fulfil(secret, Instant::now());
         Ok(IssuedSession {
             id,
             public_key,
-            expires_at: SystemTime::now() + self.ttl,
+            expires_at: SystemTime::now() + self.limits.ttl,
         })
+    }
+
+    /// [`SessionStore::create_for`] the one client of a caller that has no
+    /// others: the unspecified address, the client `api` gives a request served
+    /// without a socket.
+    pub fn create(&self) -> Result<IssuedSession, SessionError> {
+        self.create_for(ClientKey::address(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
+    }
+
+    /// Reserves a place for one more session of `client` at `now`, evicting the
+    /// largest holder's oldest session if the pool is full (module doc).
+    fn reserve(&self, client: ClientKey, now: Instant) -> Result<Reservation<'_>, SessionError> {
+        let limits = self.limits;
+        // Keys to destroy, after the lock is released.
+        let mut dropped = Vec::new();
+        let reserved = {
+            let mut pool = self.lock();
+            pool.expire(now, SWEEP_BATCH, &mut dropped);
+            let holding = pool.holding(&client);
+            if limits.max_pending_per_client > 0 && holding >= limits.max_pending_per_client {
+                let own_oldest = pool
+                    .holders
+                    .get(&client)
+                    .and_then(|holder| holder.sessions.first_key_value())
+                    .map(|(_, id)| pool.by_id[id].expires);
+                return Err(SessionError::ClientShareReached {
+                    retry_after: retry_after(own_oldest, now),
+                });
+            }
+            if pool.by_id.len() + pool.reserved >= limits.max_pending {
+                let victim = pool
+                    .ranks
+                    .last()
+                    .filter(|(count, _, _)| *count > holding)
+                    .map(|&(_, Reverse(sequence), _)| pool.by_age[&sequence]);
+                match victim {
+                    Some(id) => dropped.extend(pool.remove(&id)),
+                    None => {
+                        return Err(SessionError::TooManyPending {
+                            retry_after: retry_after(pool.next_expiry(), now),
+                        });
+                    }
+                }
+            }
+            pool.reserved += 1;
+            pool.change_holder(client, |holder| holder.reserved += 1);
+            Reservation {
+                store: self,
+                client,
+                fulfilled: false,
+            }
+        };
+        drop(dropped);
+        Ok(reserved)
     }
 
     /// Whether `id` names a live session, without using it.
     pub fn is_live(&self, id: &Uuid) -> bool {
         let now = Instant::now();
         self.lock()
+            .by_id
             .get(id)
             .is_some_and(|session| session.expires > now)
     }
@@ -102,40 +361,118 @@ impl SessionStore {
         Ok(session.secret)
     }
 
-    /// Destroys every expired session; returns how many remain.
-    pub fn sweep(&self) -> usize {
-        let now = Instant::now();
-        let mut pending = self.lock();
-        pending.retain(|_, session| session.expires > now);
-        pending.len()
+    /// Destroys every session expired at `now`, [`SWEEP_BATCH`] at a time; returns
+    /// when the next one expires, if any is pending.
+    pub fn sweep(&self, now: Instant) -> Option<Instant> {
+        loop {
+            let mut expired = Vec::new();
+            let next = {
+                let mut pool = self.lock();
+                pool.expire(now, SWEEP_BATCH, &mut expired);
+                pool.next_expiry()
+            };
+            let more = expired.len() == SWEEP_BATCH;
+            drop(expired);
+            if !more {
+                return next;
+            }
+        }
     }
 
+    /// Sessions issued and neither used, expired (and swept) nor evicted.
     pub fn pending(&self) -> usize {
-        self.lock().len()
+        self.lock().by_id.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Pending>> {
-        // A panic while holding this lock cannot leave the map half-updated (every
-        // critical section is a single map operation), so a poisoned lock is safe
-        // to keep using.
-        self.pending
+    /// How long a session lives.
+    pub fn ttl(&self) -> Duration {
+        self.limits.ttl
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        // Every critical section either completes its updates or panics before
+        // the first (the indexes are updated together, by code that does not
+        // panic on a consistent pool), so a poisoned lock is safe to keep using.
+        self.pool
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Until `expiry`, at least [`RETRY_SOON`] if none is due.
+fn retry_after(expiry: Option<Instant>, now: Instant) -> Duration {
+    expiry.map_or(RETRY_SOON, |expiry| expiry.saturating_duration_since(now))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn address(n: u16) -> ClientKey {
+        let [high, low] = n.to_be_bytes();
+        ClientKey::address(IpAddr::from([192, 0, high, low]))
+    }
+
+    /// Creates a session for `client` at `now`, as `create_for` does.
+    fn create_at(
+        store: &SessionStore,
+        client: ClientKey,
+        now: Instant,
+    ) -> Result<Uuid, SessionError> {
+        let reservation = store.reserve(client, now)?;
+        let (secret, _) = envelope::generate_session_key();
+        Ok(reservation.fulfil(secret, now).0)
+    }
+
+    fn check_invariants(store: &SessionStore) {
+        let pool = store.lock();
+        assert_eq!(pool.by_id.len(), pool.by_age.len());
+        for (sequence, id) in &pool.by_age {
+            let pending = &pool.by_id[id];
+            assert_eq!(pending.sequence, *sequence);
+            assert_eq!(pool.holders[&pending.client].sessions[sequence], *id);
+        }
+        let mut expiries = pool.by_age.values().map(|id| pool.by_id[id].expires);
+        if let Some(mut previous) = expiries.next() {
+            for expiry in expiries {
+                assert!(previous <= expiry, "expiry order is creation order");
+                previous = expiry;
+            }
+        }
+        let held: usize = pool.holders.values().map(|h| h.sessions.len()).sum();
+        assert_eq!(held, pool.by_id.len());
+        let reserved: usize = pool.holders.values().map(|h| h.reserved).sum();
+        assert_eq!(reserved, pool.reserved);
+        assert!(pool.holders.values().all(|holder| holder.holding() > 0));
+        let ranks: BTreeSet<Rank> = pool
+            .holders
+            .iter()
+            .filter_map(|(client, holder)| rank_of(*client, holder))
+            .collect();
+        assert_eq!(ranks, pool.ranks);
+        let limits = store.limits;
+        assert!(pool.by_id.len() + pool.reserved <= limits.max_pending);
+        if limits.max_pending_per_client > 0 {
+            assert!(
+                pool.holders
+                    .values()
+                    .all(|holder| holder.holding() <= limits.max_pending_per_client)
+            );
+        }
+    }
+
     #[test]
     fn a_session_can_be_taken_once() {
-        let store = SessionStore::new(Duration::from_secs(60), 10);
+        let store = SessionStore::new(MINUTE, 10);
         let session = store.create().unwrap();
         assert!(store.is_live(&session.id));
         assert!(store.take(&session.id).is_ok());
         assert!(!store.is_live(&session.id));
         assert_eq!(store.take(&session.id).err(), Some(SessionError::Unknown));
+        assert_eq!(store.pending(), 0);
+        check_invariants(&store);
     }
 
     #[test]
@@ -147,28 +484,193 @@ mod tests {
     }
 
     #[test]
-    fn pending_sessions_are_bounded_and_expired_ones_make_room() {
-        let store = SessionStore::new(Duration::from_secs(60), 2);
-        store.create().unwrap();
-        store.create().unwrap();
-        match store.create() {
-            Err(SessionError::TooManyPending { retry_after }) => {
-                assert!(retry_after <= Duration::from_secs(60));
-            }
-            other => panic!("expected TooManyPending, got {other:?}"),
-        }
-        let expiring = SessionStore::new(Duration::ZERO, 1);
-        expiring.create().unwrap();
-        expiring.create().unwrap();
-        assert_eq!(expiring.sweep(), 0);
-    }
-
-    #[test]
     fn unknown_ids_are_unknown() {
-        let store = SessionStore::new(Duration::from_secs(60), 10);
+        let store = SessionStore::new(MINUTE, 10);
         assert_eq!(
             store.take(&Uuid::new_v4()).err(),
             Some(SessionError::Unknown)
         );
+    }
+
+    #[test]
+    fn sessions_expire_in_creation_order_and_the_sweep_says_when_the_next_does() {
+        let store = SessionStore::new(MINUTE, 10);
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let ids: Vec<Uuid> = (0..3)
+            .map(|n| create_at(&store, address(1), start + n * second).unwrap())
+            .collect();
+        assert_eq!(store.sweep(start), Some(start + MINUTE));
+        // A minute and a second later, the first two have gone; the third is due
+        // a second after.
+        assert_eq!(
+            store.sweep(start + MINUTE + second),
+            Some(start + MINUTE + 2 * second)
+        );
+        assert_eq!(store.pending(), 1);
+        assert!(!store.is_live(&ids[0]) && !store.is_live(&ids[1]));
+        assert!(store.is_live(&ids[2]));
+        assert_eq!(store.sweep(start + 2 * MINUTE), None);
+        assert_eq!(store.pending(), 0);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_sweep_destroys_more_than_a_batch_of_expired_sessions() {
+        let store = SessionStore::new(MINUTE, 3 * SWEEP_BATCH);
+        let start = Instant::now();
+        for n in 0..(2 * SWEEP_BATCH + 5) {
+            create_at(&store, address(n as u16), start).unwrap();
+        }
+        assert_eq!(store.sweep(start + MINUTE), None);
+        assert_eq!(store.pending(), 0);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_client_past_its_share_is_refused_until_its_oldest_session_expires() {
+        let store = SessionStore::new(MINUTE, 100).with_client_share(2);
+        let start = Instant::now();
+        create_at(&store, address(1), start).unwrap();
+        create_at(&store, address(1), start + Duration::from_secs(10)).unwrap();
+        let later = start + Duration::from_secs(20);
+        assert_eq!(
+            create_at(&store, address(1), later).err(),
+            Some(SessionError::ClientShareReached {
+                retry_after: Duration::from_secs(40)
+            })
+        );
+        // Another client is not affected.
+        create_at(&store, address(2), later).unwrap();
+        // Once the first has expired, the client may have another.
+        create_at(&store, address(1), start + MINUTE).unwrap();
+        assert_eq!(store.pending(), 3);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_reservation_counts_against_the_share_and_is_given_back_if_never_fulfilled() {
+        let store = SessionStore::new(MINUTE, 100).with_client_share(1);
+        let now = Instant::now();
+        let reservation = store.reserve(address(1), now).unwrap();
+        assert!(matches!(
+            store.reserve(address(1), now).err(),
+            Some(SessionError::ClientShareReached { .. })
+        ));
+        check_invariants(&store);
+        // As if key generation had panicked.
+        drop(reservation);
+        check_invariants(&store);
+        assert!(store.lock().holders.is_empty());
+        create_at(&store, address(1), now).unwrap();
+    }
+
+    #[test]
+    fn a_full_pool_evicts_the_oldest_session_of_the_client_that_holds_the_most() {
+        let store = SessionStore::new(MINUTE, 4);
+        let now = Instant::now();
+        let big: Vec<Uuid> = (0..3)
+            .map(|_| create_at(&store, address(1), now).unwrap())
+            .collect();
+        let small = create_at(&store, address(2), now).unwrap();
+        // Full. A newcomer takes the place of the big holder's oldest session,
+        // which is then unknown, like an expired one.
+        let newcomer = create_at(&store, address(3), now).unwrap();
+        assert_eq!(store.pending(), 4);
+        assert!(!store.is_live(&big[0]));
+        assert_eq!(store.take(&big[0]).err(), Some(SessionError::Unknown));
+        assert!(store.is_live(&big[1]) && store.is_live(&small) && store.is_live(&newcomer));
+        // Holdings 2, 1, 1: client 1 may not grow at anyone's expense, client 2
+        // may grow to 2 at client 1's.
+        assert!(matches!(
+            create_at(&store, address(1), now),
+            Err(SessionError::TooManyPending { .. })
+        ));
+        create_at(&store, address(2), now).unwrap();
+        assert!(!store.is_live(&big[1]) && store.is_live(&big[2]));
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn among_equal_holders_the_one_with_the_oldest_session_is_evicted() {
+        let store = SessionStore::new(MINUTE, 4);
+        let start = Instant::now();
+        let at = |s| start + Duration::from_secs(s);
+        let late_a = create_at(&store, address(1), at(2)).unwrap();
+        let early_b = create_at(&store, address(2), at(3)).unwrap();
+        let late_b = create_at(&store, address(2), at(4)).unwrap();
+        let later_a = create_at(&store, address(1), at(5)).unwrap();
+        // Both hold 2; client 1's oldest is older.
+        create_at(&store, address(3), at(6)).unwrap();
+        assert!(!store.is_live(&late_a));
+        assert!(store.is_live(&early_b) && store.is_live(&late_b) && store.is_live(&later_a));
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_full_pool_refuses_a_client_that_holds_as_much_as_anyone() {
+        let store = SessionStore::new(MINUTE, 4);
+        let start = Instant::now();
+        for n in 0..4 {
+            create_at(&store, address(n), start).unwrap();
+        }
+        let later = start + Duration::from_secs(15);
+        assert_eq!(
+            create_at(&store, address(0), later).err(),
+            Some(SessionError::TooManyPending {
+                retry_after: Duration::from_secs(45)
+            })
+        );
+        // A client holding none is still served.
+        create_at(&store, address(9), later).unwrap();
+        assert_eq!(store.pending(), 4);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn more_clients_than_places_keep_the_pool_bounded_and_one_holding_none_is_served() {
+        let store = SessionStore::new(MINUTE, 64).with_client_share(8);
+        let now = Instant::now();
+        let first = create_at(&store, address(0), now).unwrap();
+        for round in 0..10 {
+            for client in 1..=500 {
+                match create_at(&store, address(client), now) {
+                    Ok(_) | Err(SessionError::TooManyPending { .. }) => {}
+                    Err(other) => panic!("{other:?}"),
+                }
+                assert!(store.pending() <= 64);
+            }
+            // Some sessions are used meanwhile.
+            let some: Vec<Uuid> = store.lock().by_id.keys().copied().take(round).collect();
+            for id in &some {
+                store.take(id).unwrap();
+            }
+            check_invariants(&store);
+            create_at(&store, address(1000 + round as u16), now).unwrap();
+        }
+        // 500 clients over 64 places all hold one at most, so they push out each
+        // other's sessions, oldest first: client 0's went as soon as the pool
+        // was full, but client 0, holding none, is served again.
+        assert!(!store.is_live(&first));
+        create_at(&store, address(0), now).unwrap();
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_client_holding_one_session_keeps_it_while_fewer_clients_than_places_compete() {
+        let store = SessionStore::new(MINUTE, 64).with_client_share(8);
+        let now = Instant::now();
+        let patient = create_at(&store, address(0), now).unwrap();
+        // 32 other clients each want 8: the pool is full and they push each other
+        // out, but someone always holds 2 or more, so a holder of one is never the
+        // victim.
+        for _ in 0..8 {
+            for client in 1..=32 {
+                let _ = create_at(&store, address(client), now);
+            }
+        }
+        assert_eq!(store.pending(), 64);
+        assert!(store.is_live(&patient));
+        check_invariants(&store);
     }
 }

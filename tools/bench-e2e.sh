@@ -24,6 +24,7 @@ trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm
 # One load generator on loopback is one client: per-client limits off for the run.
 WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0 \
 WASM_HYPERVISOR_HTTP__MAX_CONNECTIONS_PER_ADDRESS=1000000 \
+WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0 \
 ./target/release/wasm-hypervisor serve --listen "127.0.0.1:$PORT" --data-dir "$data" 2>"$data.log" &
 server=$!
 for _ in $(seq 100); do

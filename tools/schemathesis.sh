@@ -7,7 +7,7 @@
 #   tools/schemathesis.sh                  # default budget: --max-examples 50
 #   tools/schemathesis.sh --max-time 300   # extra arguments go to `schemathesis run`
 #
-# Per-client rate limits are off for the run (every request comes from one
+# Per-client rate limits and session shares are off for the run (every request comes from one
 # address, and a run of 429s would test nothing else); the 429 answers have tests
 # of their own. Excluded checks, because they assume what this API is not:
 # - positive_data_acceptance: a body valid by the schema is still refused when it
@@ -32,7 +32,7 @@ BIN=target/$PROFILE/wasm-hypervisor
 
 DATA=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 RUST_LOG=warn \
+WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0 RUST_LOG=warn \
     "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" 2> "$DATA/server.log" &
 SERVER=$!
 cleanup() {

@@ -181,8 +181,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         eprintln!(
             "note: the server refused requests with 429: its per-client limits apply to this \
-             load generator (lift them with WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 and \
-             WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0, and past 64 clients \
+             load generator (lift them with WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0, \
+             WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0 and \
+             WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0, and past 64 clients \
              WASM_HYPERVISOR_HTTP__MAX_CONNECTIONS_PER_ADDRESS)"
         );
     }

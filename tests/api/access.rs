@@ -97,7 +97,8 @@ async fn tokens_are_accepted_rejected_and_required_and_bad_ones_leave_no_trace()
     // The test client sends its token: a whole execution goes through.
     let result = app.execute(&request(&fixture("exit_code"))).await.result;
     assert_eq!(result.status, Status::Completed);
-    // The auditors' endpoints need none.
+    // The auditors' endpoints need none; /metrics, with no metrics token set, is
+    // closed to everyone, the client's token included.
     let execution_id = app
         .execute(&request(&fixture("exit_code")))
         .await
@@ -108,11 +109,19 @@ async fn tokens_are_accepted_rejected_and_required_and_bad_ones_leave_no_trace()
         "/log/checkpoint".to_owned(),
         "/log/consistency?first=1&second=2".to_owned(),
         format!("/verify/{execution_id}"),
-        "/metrics".to_owned(),
         "/openapi.json".to_owned(),
     ] {
         let open = app.http.get(app.url(&path)).send().await.unwrap();
         assert_eq!(open.status(), 200, "{path}");
+    }
+    for token in [None, Some(TEST_TOKEN)] {
+        let mut get = app.http.get(app.url("/metrics"));
+        if let Some(token) = token {
+            get = get.bearer_auth(token);
+        }
+        let (status, code, headers) = error_of(get.send().await.unwrap()).await;
+        assert_eq!((status, code.as_str()), (401, "unauthorized"), "{token:?}");
+        assert_eq!(headers["www-authenticate"], "Bearer");
     }
     app.stop_and_verify_log().await;
 }
@@ -146,7 +155,13 @@ async fn metrics_can_have_a_token_of_its_own() {
         .await
         .unwrap();
     assert_eq!(scraped.status(), 200);
-    assert!(scraped.text().await.unwrap().contains("wasm_hypervisor_"));
+    // The whole set, with what only an operator sees.
+    let text = scraped.text().await.unwrap();
+    assert!(text.contains("wasm_hypervisor_executions_total"), "{text}");
+    assert!(
+        text.contains("wasm_hypervisor_fuel_consumed_total"),
+        "{text}"
+    );
     // And a scraper's token opens no session.
     let session = open_session(&app, Some(scraper)).await;
     assert_eq!(session.status(), 401);
@@ -224,6 +239,44 @@ async fn an_open_server_says_so_at_start_only_when_it_listens_beyond_loopback() 
         401,
         "the token list from the environment is in force"
     );
+    guarded.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tokens_and_no_metrics_token_metrics_is_closed_and_the_server_says_so() {
+    const NOTICE: &str = "GET /metrics is closed";
+    let data_dir = DataDir::new();
+    let open = ServerProcess::start(&data_dir.path);
+    assert!(
+        !open
+            .stderr_so_far()
+            .iter()
+            .any(|line| line.contains(NOTICE))
+    );
+    open.kill();
+
+    let env = [(
+        "WASM_HYPERVISOR_AUTH__TOKENS_SHA256",
+        format!("[\"{}\"]", digest(TEST_TOKEN)),
+    )];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let guarded = ServerProcess::start_with(&data_dir.path, &[], &env);
+    assert!(
+        guarded
+            .stderr_so_far()
+            .iter()
+            .any(|line| line.contains(NOTICE)),
+        "{:?}",
+        guarded.stderr_so_far()
+    );
+    let scrape = reqwest::Client::new()
+        .get(format!("{}/metrics", guarded.base))
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_of(scrape).await;
+    assert_eq!((status, code.as_str()), (401, "unauthorized"));
     guarded.kill();
 }
 

@@ -95,6 +95,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     // tests poll /health in loops and open many connections from 127.0.0.1.
     config.http.health_requests_per_second = 0;
     config.http.max_connections_per_address = 1_000_000;
+    config.sessions.max_pending_per_client = 0;
     config
 }
 
@@ -371,6 +372,7 @@ impl ServerProcess {
                 "WASM_HYPERVISOR_HTTP__MAX_CONNECTIONS_PER_ADDRESS",
                 "1000000",
             )
+            .env("WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

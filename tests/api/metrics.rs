@@ -1,12 +1,30 @@
 //! `GET /metrics` after real traffic: parsed as OpenMetrics text, every required
-//! series present and moving the right way, and every label value from a fixed set.
+//! series present and moving the right way, and every label value from a fixed set;
+//! without a metrics token, nothing that one execution's content moves.
 
 use std::collections::BTreeMap;
 
 use wasm_hypervisor::envelope::sha256;
-use wasm_hypervisor::payload::Status;
+use wasm_hypervisor::payload::{Status, encode_base64};
 
 use crate::helpers::{TestApp, example, fixture, limits, request};
+
+/// The metrics token of the tests that need every series.
+const SCRAPER_TOKEN: &str = "scraper-token-please-ignore";
+
+fn scraper_digest() -> String {
+    hex::encode(sha256(SCRAPER_TOKEN.as_bytes()))
+}
+
+/// The series an open `/metrics` may show (PROTOCOL.md, "Metrics").
+const PUBLIC_SERIES: [&str; 6] = [
+    "wasm_hypervisor_http_requests_total",
+    "wasm_hypervisor_executions_total",
+    "wasm_hypervisor_executions_in_flight",
+    "wasm_hypervisor_execution_queue_depth",
+    "wasm_hypervisor_sessions_pending",
+    "wasm_hypervisor_audit_log_size",
+];
 
 /// One sample line: `name{label="value",...} value`.
 #[derive(Debug)]
@@ -104,8 +122,17 @@ fn parse_labels(text: &str, line: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// Scrapes with the metrics token.
 async fn scrape(app: &TestApp) -> Exposition {
-    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    scrape_as(app, Some(SCRAPER_TOKEN)).await
+}
+
+async fn scrape_as(app: &TestApp, token: Option<&str>) -> Exposition {
+    let mut get = app.http.get(app.url("/metrics"));
+    if let Some(token) = token {
+        get = get.bearer_auth(token);
+    }
+    let response = get.send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
@@ -146,7 +173,9 @@ fn label_value_is_from_a_fixed_set(key: &str, value: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
-    let app = TestApp::spawn().await;
+    let app =
+        TestApp::spawn_with(|config| config.auth.metrics_tokens_sha256 = vec![scraper_digest()])
+            .await;
     let before = scrape(&app).await;
     for status in Status::ALL {
         let series = [("status", status.as_str())];
@@ -317,6 +346,7 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
     let text = app
         .http
         .get(app.url("/metrics"))
+        .bearer_auth(SCRAPER_TOKEN)
         .send()
         .await
         .unwrap()
@@ -335,5 +365,106 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
     for secret in secrets {
         assert!(!text.contains(&secret), "/metrics mentions {secret}");
     }
+    app.stop_and_verify_log().await;
+}
+
+/// Every series of `after` with its step since `before` (a series absent before
+/// counts from 0).
+fn steps(before: &Exposition, after: &Exposition) -> BTreeMap<String, f64> {
+    after
+        .samples
+        .iter()
+        .map(|sample| {
+            let labels: Vec<(&str, &str)> = sample
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let was = before.value(&sample.name, &labels).unwrap_or(0.0);
+            (
+                format!("{}{:?}", sample.name, sample.labels),
+                sample.value - was,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_metrics_endpoint_has_no_series_that_reveals_an_executions_fuel_or_time() {
+    // No token of either kind: /metrics is open, to the public series.
+    let app = TestApp::spawn().await;
+    let mut runs = Vec::new();
+    // The same guest on 10 and on 1,000 bytes of input: different fuel, different
+    // time, and (the module is cached after the first run) the same steps.
+    for stdin_bytes in [10, 1000, 10, 1000] {
+        let before = scrape_as(&app, None).await;
+        let mut hashing = request(&example("sha256sum"));
+        hashing.stdin = Some(encode_base64(&vec![b'x'; stdin_bytes]));
+        let execution = app.execute(&hashing).await;
+        assert_eq!(execution.result.status, Status::Completed);
+        let after = scrape_as(&app, None).await;
+        for sample in &after.samples {
+            assert!(
+                PUBLIC_SERIES.contains(&sample.name.as_str()),
+                "{} is on an open /metrics",
+                sample.name
+            );
+        }
+        runs.push((execution.result, steps(&before, &after)));
+    }
+    let (small, large) = (&runs[2], &runs[3]);
+    assert!(large.0.fuel_consumed > small.0.fuel_consumed);
+    // Every series moved by one request or execution at most...
+    for (_, steps) in &runs {
+        for (series, step) in steps {
+            assert!([0.0, 1.0].contains(step), "{series} moved by {step}");
+        }
+    }
+    // ...and by the same around either input, so no step carries its fuel.
+    assert_eq!(small.1, large.1);
+    // Executions are still counted by status, and the gauges are there.
+    let last = scrape_as(&app, None).await;
+    assert_eq!(
+        last.get(
+            "wasm_hypervisor_executions_total",
+            &[("status", "completed")]
+        ),
+        4.0
+    );
+    assert_eq!(last.get("wasm_hypervisor_audit_log_size", &[]), 4.0);
+    assert_eq!(last.get("wasm_hypervisor_sessions_pending", &[]), 0.0);
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_metrics_token_every_series_is_shown_and_without_it_only_the_public_ones() {
+    let app =
+        TestApp::spawn_with(|config| config.auth.metrics_tokens_sha256 = vec![scraper_digest()])
+            .await;
+    let mut hashing = request(&example("sha256sum"));
+    hashing.stdin = Some(encode_base64(b"0123456789"));
+    let execution = app.execute(&hashing).await;
+    let full = scrape(&app).await;
+    assert_eq!(
+        full.get("wasm_hypervisor_fuel_consumed_total", &[]),
+        execution.result.fuel_consumed as f64
+    );
+    for series in [
+        "wasm_hypervisor_execution_duration_seconds_count",
+        "wasm_hypervisor_compile_duration_seconds_count",
+        "wasm_hypervisor_module_cache_misses_total",
+        "wasm_hypervisor_audit_append_duration_seconds_count",
+    ] {
+        assert_eq!(full.get(series, &[]), 1.0, "{series}");
+    }
+    for series in PUBLIC_SERIES {
+        assert!(
+            full.samples.iter().any(|sample| sample.name == series),
+            "{series}"
+        );
+    }
+    // Without the token: 401, not the public set.
+    let refused = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
     app.stop_and_verify_log().await;
 }

@@ -1,8 +1,11 @@
-//! `POST /sessions` and `GET /keys`: shapes, signatures, single use, expiry, bounds.
+//! `POST /sessions` and `GET /keys`: shapes, signatures, single use, expiry, bounds,
+//! each client's share and eviction from a full pool.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use wasm_hypervisor::api::{KeysResponse, SessionResponse};
+use wasm_hypervisor::client::{Client, ClientError, Session};
 use wasm_hypervisor::envelope;
 use wasm_hypervisor::keys::PublicKey;
 use wasm_hypervisor::payload::{Status, decode_base64};
@@ -126,4 +129,183 @@ async fn pending_sessions_are_bounded_with_retry_after() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_sessions");
     app.stop().await;
+}
+
+/// An HTTP client whose connections come from `address` (any of 127.0.0.0/8 is
+/// loopback on Linux, so one test can be many clients).
+fn http_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::from(address))
+        .build()
+        .unwrap()
+}
+
+/// A protocol client whose connections come from `address`.
+fn client_from(app: &TestApp, address: [u8; 4]) -> Client {
+    Client::with_http(http_from(address), &app.base, None)
+}
+
+/// (status, error code) of a `POST /sessions` answer; the code is empty for 201.
+async fn open(http: &reqwest::Client, app: &TestApp) -> (u16, String) {
+    let response = http.post(app.url("/sessions")).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
+    (status, code)
+}
+
+/// The whole protocol with `session`: its result's status.
+async fn execute_with(client: &Client, session: &Session) -> Result<Status, ClientError> {
+    let plaintext = serde_json::to_vec(&request(&fixture("exit_code"))).unwrap();
+    Ok(client.execute(session, &plaintext).await?.result.status)
+}
+
+fn is_session_not_found(error: &ClientError) -> bool {
+    matches!(error, ClientError::Server { status: 404, code, .. } if code == "session_not_found")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_past_its_share_gets_429_and_others_are_still_served() {
+    let app = TestApp::spawn_with(|config| config.sessions.max_pending_per_client = 2).await;
+    let greedy = client_from(&app, [127, 0, 0, 2]);
+    let key = &app.identity.public_key;
+    let first = greedy.open_session(key).await.unwrap();
+    greedy.open_session(key).await.unwrap();
+    let response = http_from([127, 0, 0, 2])
+        .post(app.url("/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_client_sessions");
+    assert_eq!(
+        app.state.sessions.pending(),
+        2,
+        "the refusal made no session"
+    );
+    // Another address has a share of its own.
+    let other = client_from(&app, [127, 0, 0, 3]);
+    let session = other.open_session(key).await.unwrap();
+    assert_eq!(
+        execute_with(&other, &session).await.unwrap(),
+        Status::Completed
+    );
+    // Using a session gives its place in the share back.
+    assert_eq!(
+        execute_with(&greedy, &first).await.unwrap(),
+        Status::Completed
+    );
+    greedy.open_session(key).await.unwrap();
+    assert_eq!(app.stop_and_verify_log().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_full_pool_a_smaller_holder_evicts_the_largest_holders_oldest_session() {
+    let app = TestApp::spawn_with(|config| config.sessions.max_pending = 2).await;
+    let key = &app.identity.public_key;
+    let big = client_from(&app, [127, 0, 0, 2]);
+    let oldest = big.open_session(key).await.unwrap();
+    let newer = big.open_session(key).await.unwrap();
+    // Full, and 127.0.0.3 holds none: it takes the place of 127.0.0.2's oldest.
+    let small = client_from(&app, [127, 0, 0, 3]);
+    let taken = small.open_session(key).await.unwrap();
+    assert_eq!(app.state.sessions.pending(), 2);
+    let evicted = execute_with(&big, &oldest).await.unwrap_err();
+    assert!(is_session_not_found(&evicted), "{evicted}");
+    // Both now hold one: neither may push the other out.
+    let (status, code) = open(&http_from([127, 0, 0, 3]), &app).await;
+    assert_eq!((status, code.as_str()), (503, "too_many_sessions"));
+    assert_eq!(execute_with(&big, &newer).await.unwrap(), Status::Completed);
+    assert_eq!(
+        execute_with(&small, &taken).await.unwrap(),
+        Status::Completed
+    );
+    assert_eq!(app.stop_and_verify_log().await, 2);
+}
+
+/// The attack of issue 12 item 4 at a small size: many addresses, each opening
+/// sessions as fast as it is answered, against a pool of 64 with a share of 8.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_addresses_cannot_take_the_session_pool_from_another_client() {
+    const POOL: usize = 64;
+    const SHARE: usize = 8;
+    // 24 addresses one request at a time each: at most 24 places reserved at once,
+    // so a full pool always has a holder of two or more, and a holder of one (the
+    // patient client) is never the one pushed out (PROTOCOL.md, "Sessions").
+    const ATTACKERS: u8 = 24;
+    const ATTEMPTS: usize = 3 * SHARE;
+    let app = TestApp::spawn_with(|config| {
+        config.sessions.max_pending = POOL;
+        config.sessions.max_pending_per_client = SHARE;
+    })
+    .await;
+    let key = app.identity.public_key;
+    let patient = app.client.open_session(&key).await.unwrap();
+
+    let mut attackers = Vec::new();
+    for n in 0..ATTACKERS {
+        let http = http_from([127, 0, 1, n]);
+        let url = app.url("/sessions");
+        let state = app.state.clone();
+        attackers.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..ATTEMPTS {
+                let response = http.post(&url).send().await.unwrap();
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap();
+                let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
+                outcomes.push((status, code));
+                assert!(state.sessions.pending() <= POOL);
+            }
+            outcomes
+        }));
+    }
+    let mut created = 0;
+    let mut refused = std::collections::BTreeMap::new();
+    for attacker in attackers {
+        for (status, code) in attacker.await.unwrap() {
+            match status {
+                201 => created += 1,
+                429 | 503 => *refused.entry((status, code)).or_insert(0) += 1,
+                other => panic!("an attacker got {other} {code}"),
+            }
+        }
+    }
+    // The pool filled and overflowed (sessions were evicted), stayed bounded, and
+    // the attackers were refused only with the documented codes.
+    assert!(created > POOL, "{created} created");
+    assert_eq!(app.state.sessions.pending(), POOL);
+    assert_eq!(app.health().await["sessions_pending"], POOL);
+    let known = [
+        (429, "too_many_client_sessions".to_owned()),
+        (503, "too_many_sessions".to_owned()),
+    ];
+    assert!(refused.keys().all(|k| known.contains(k)), "{refused:?}");
+
+    // A newcomer is served from the full pool, and executes.
+    let newcomer = client_from(&app, [127, 0, 2, 1]);
+    let session = newcomer.open_session(&key).await.unwrap();
+    assert_eq!(app.state.sessions.pending(), POOL);
+    assert_eq!(
+        execute_with(&newcomer, &session).await.unwrap(),
+        Status::Completed
+    );
+    // The patient client's session survived the attack, and it gets another.
+    assert_eq!(
+        execute_with(&app.client, &patient).await.unwrap(),
+        Status::Completed
+    );
+    let again = app.client.open_session(&key).await.unwrap();
+    assert_eq!(
+        execute_with(&app.client, &again).await.unwrap(),
+        Status::Completed
+    );
+    assert_eq!(app.stop_and_verify_log().await, 3);
 }
