@@ -237,18 +237,13 @@ impl Context {
     /// `ContextR.Open(aad, ct)`, in place: on success `in_out` holds the plaintext.
     /// The sequence number advances only when the ciphertext opens, as the RFC says.
     pub fn open_in_place(&mut self, aad: &[u8], in_out: &mut Vec<u8>) -> Result<(), Error> {
-        let mut nonce = self.base_nonce;
-        for (byte, seq) in nonce[NN - 8..].iter_mut().zip(self.seq.to_be_bytes()) {
-            *byte ^= seq;
-        }
         let len = self
             .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), in_out)
+            .open_in_place(self.nonce(), Aad::from(aad), in_out)
             .map_err(|_| Error)?
             .len();
         in_out.truncate(len);
-        self.seq = self.seq.checked_add(1).ok_or(Error)?;
-        Ok(())
+        self.increment_seq()
     }
 
     /// `Context.Export(exporter_context, L)`, written into `out` (`L = out.len()`).
