@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use crate::access::{ClientKey, ExecutionPermit, QuotaError, Quotas, TokenSet};
 use crate::audit::SignedCheckpoint;
-use crate::envelope::{self, Enc};
+use crate::envelope::{self, Enc, Provider};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
 use crate::health::Health;
 use crate::keys::ServerKey;
@@ -784,13 +784,13 @@ pub struct ExecuteBody {
 
 impl ExecuteBody {
     /// The sealed request this body carries, every field checked: a 36-character
-    /// session id, `enc` a point on P-256, `ciphertext` base64.
-    pub fn into_sealed(self) -> Result<SealedExecution, ApiError> {
+    /// session id, `enc` a point on P-256 (checked on `provider`), `ciphertext` base64.
+    pub fn into_sealed(self, provider: Provider) -> Result<SealedExecution, ApiError> {
         let session_id = parse_uuid(&self.session_id)
             .ok_or_else(|| ApiError::MalformedBody("`session_id` is not a UUID".to_owned()))?;
         let enc = decode_base64(&self.enc)
             .ok()
-            .and_then(|bytes| Enc::parse(&bytes).ok())
+            .and_then(|bytes| Enc::parse(provider, &bytes).ok())
             .ok_or_else(|| {
                 ApiError::MalformedBody(
                     "`enc` is not the base64 of a 65-byte uncompressed P-256 point".to_owned(),
@@ -809,8 +809,8 @@ impl ExecuteBody {
 /// Decodes a whole `POST /execute` body as the handler does (after the media type
 /// and size checks): the JSON, then [`ExecuteBody::into_sealed`]. Pure; the fuzz
 /// target `execute_body` drives it.
-pub fn decode_execute_body(bytes: &[u8]) -> Result<SealedExecution, ApiError> {
-    json_body::<ExecuteBody>(bytes)?.into_sealed()
+pub fn decode_execute_body(provider: Provider, bytes: &[u8]) -> Result<SealedExecution, ApiError> {
+    json_body::<ExecuteBody>(bytes)?.into_sealed(provider)
 }
 
 /// Parses a JSON body, every failure a `malformed_body`.
@@ -866,7 +866,7 @@ async fn execute(
     permit: Option<Extension<ExecutionPermit>>,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
-    let sealed = body.into_sealed()?;
+    let sealed = body.into_sealed(state.sessions.provider())?;
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
     // only fail this request.

@@ -93,7 +93,8 @@ impl Service {
                 path: config.data_dir.clone(),
                 source,
             })?;
-        let key = Arc::new(ServerKey::load_or_create(&config.data_dir)?);
+        let provider = config.crypto_provider()?;
+        let key = Arc::new(ServerKey::load_or_create(provider, &config.data_dir)?);
         let (log, recovery) = AuditLog::open(&config.data_dir, &config.origin, key.clone())?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(
@@ -106,6 +107,7 @@ impl Service {
             records = recovery.records,
             checkpoint_size = recovery.checkpoint_size,
             key_id = %key.public().key_id_hex(),
+            crypto_provider = provider.name(),
             "audit log open and consistent with its signed checkpoint"
         );
         let sandbox = Sandbox::new(SandboxSettings {
@@ -115,6 +117,7 @@ impl Service {
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })?;
         let sessions = Arc::new(SessionStore::new(
+            provider,
             config.session_ttl(),
             config.sessions.max_pending,
         ));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use uuid::Uuid;
 
-use crate::envelope::{self, POINT_LEN, SessionSecret};
+use crate::envelope::{self, POINT_LEN, Provider, SessionSecret};
 
 /// Why a session could not be created or used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,14 +41,17 @@ struct Pending {
 /// for a map operation (never across an `.await`, never while doing crypto), so a
 /// `std::sync::Mutex` is the right lock.
 pub struct SessionStore {
+    /// Makes every session key (`crypto.provider`); the keys open requests on it.
+    provider: Provider,
     pending: Mutex<HashMap<Uuid, Pending>>,
     ttl: Duration,
     max_pending: usize,
 }
 
 impl SessionStore {
-    pub fn new(ttl: Duration, max_pending: usize) -> SessionStore {
+    pub fn new(provider: Provider, ttl: Duration, max_pending: usize) -> SessionStore {
         SessionStore {
+            provider,
             pending: Mutex::new(HashMap::new()),
             ttl,
             max_pending,
@@ -58,7 +61,7 @@ impl SessionStore {
     /// Makes a fresh key pair and keeps its private half until use or expiry.
     pub fn create(&self) -> Result<IssuedSession, SessionError> {
         // Key generation happens before taking the lock.
-        let (secret, public_key) = envelope::generate_session_key();
+        let (secret, public_key) = envelope::generate_session_key(self.provider);
         let id = Uuid::new_v4();
         let now = Instant::now();
         let expires = now + self.ttl;
@@ -82,6 +85,11 @@ impl SessionStore {
             public_key,
             expires_at: SystemTime::now() + self.ttl,
         })
+    }
+
+    /// The provider session keys are made on; it also checks `enc` points.
+    pub fn provider(&self) -> Provider {
+        self.provider
     }
 
     /// Whether `id` names a live session, without using it.
@@ -130,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_session_can_be_taken_once() {
-        let store = SessionStore::new(Duration::from_secs(60), 10);
+        let store = SessionStore::new(Provider::default(), Duration::from_secs(60), 10);
         let session = store.create().unwrap();
         assert!(store.is_live(&session.id));
         assert!(store.take(&session.id).is_ok());
@@ -140,7 +148,7 @@ mod tests {
 
     #[test]
     fn expired_sessions_cannot_be_taken() {
-        let store = SessionStore::new(Duration::ZERO, 10);
+        let store = SessionStore::new(Provider::default(), Duration::ZERO, 10);
         let session = store.create().unwrap();
         assert!(!store.is_live(&session.id));
         assert_eq!(store.take(&session.id).err(), Some(SessionError::Unknown));
@@ -148,7 +156,7 @@ mod tests {
 
     #[test]
     fn pending_sessions_are_bounded_and_expired_ones_make_room() {
-        let store = SessionStore::new(Duration::from_secs(60), 2);
+        let store = SessionStore::new(Provider::default(), Duration::from_secs(60), 2);
         store.create().unwrap();
         store.create().unwrap();
         match store.create() {
@@ -157,7 +165,7 @@ mod tests {
             }
             other => panic!("expected TooManyPending, got {other:?}"),
         }
-        let expiring = SessionStore::new(Duration::ZERO, 1);
+        let expiring = SessionStore::new(Provider::default(), Duration::ZERO, 1);
         expiring.create().unwrap();
         expiring.create().unwrap();
         assert_eq!(expiring.sweep(), 0);
@@ -165,7 +173,7 @@ mod tests {
 
     #[test]
     fn unknown_ids_are_unknown() {
-        let store = SessionStore::new(Duration::from_secs(60), 10);
+        let store = SessionStore::new(Provider::default(), Duration::from_secs(60), 10);
         assert_eq!(
             store.take(&Uuid::new_v4()).err(),
             Some(SessionError::Unknown)

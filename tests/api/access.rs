@@ -50,7 +50,8 @@ async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -> St
             .unwrap()
             .try_into()
             .unwrap();
-    let sealed = envelope::seal_request(&public_key, &id, plaintext).unwrap();
+    let sealed =
+        envelope::seal_request(envelope::Provider::default(), &public_key, &id, plaintext).unwrap();
     json!({
         "session_id": id.to_string(),
         "enc": encode_base64(&sealed.enc),

@@ -15,6 +15,7 @@ use wasm_hypervisor::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
 use wasm_hypervisor::audit::merkle::{MerkleTree, leaf_hash};
 use wasm_hypervisor::client::{Client, Execution, ServerIdentity};
 use wasm_hypervisor::config::Config;
+use wasm_hypervisor::envelope::Provider;
 use wasm_hypervisor::keys::PublicKey;
 use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, decode_base64, encode_base64};
 use wasm_hypervisor::server::{ServerError, Service};
@@ -86,6 +87,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     // (tests/api/access.rs) is about them.
     config.clients.requests_per_second = 0;
     config.clients.max_concurrent_executions = 0;
+    // The fastest provider this build has (`aws-lc` unless built without it).
+    config.crypto.provider = Provider::default().name().to_owned();
     config
 }
 
@@ -98,8 +101,25 @@ impl TestApp {
         TestApp::spawn_in(DataDir::new(), configure).await
     }
 
+    /// A server on `crypto.provider` `server` and a client sealing and verifying on
+    /// `client`.
+    pub async fn spawn_with_providers(server: Provider, client: Provider) -> TestApp {
+        TestApp::spawn_with_client_provider(DataDir::new(), client, |config| {
+            config.crypto.provider = server.name().to_owned()
+        })
+        .await
+    }
+
     /// Starts a server on `data_dir` (possibly one a previous server used).
     pub async fn spawn_in(data_dir: DataDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_with_client_provider(data_dir, Provider::default(), configure).await
+    }
+
+    async fn spawn_with_client_provider(
+        data_dir: DataDir,
+        client_provider: Provider,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         init_tracing();
         let mut config = test_config(&data_dir.path);
         configure(&mut config);
@@ -118,7 +138,7 @@ impl TestApp {
             .tokens_sha256
             .first()
             .map(|_| TEST_TOKEN.to_owned());
-        let client = Client::new(&base, token);
+        let client = Client::new(&base, token).with_provider(client_provider);
         let identity = client.identity(None).await.expect("GET /keys");
         TestApp {
             base,
@@ -330,6 +350,10 @@ impl ServerProcess {
             // As in `test_config`: every test client is 127.0.0.1.
             .env("WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND", "0")
             .env("WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS", "0")
+            .env(
+                "WASM_HYPERVISOR_CRYPTO__PROVIDER",
+                Provider::default().name(),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -10,6 +10,7 @@ mod audit;
 mod capacity;
 mod components;
 mod crash;
+mod crypto_providers;
 mod errors;
 mod execute;
 mod health;
