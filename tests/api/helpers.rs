@@ -103,6 +103,7 @@ impl TestApp {
 
     /// A server on `crypto.provider` `server` and a client sealing and verifying on
     /// `client`.
+    #[cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
     pub async fn spawn_with_providers(server: Provider, client: Provider) -> TestApp {
         TestApp::spawn_with_client_provider(DataDir::new(), client, |config| {
             config.crypto.provider = server.name().to_owned()
