@@ -10,6 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
 use wasm_hypervisor::audit::log::{FILE_MAGIC, LOG_FILE};
 use wasm_hypervisor::audit::{AuditLog, Leaf, LogRecord};
+use wasm_hypervisor::envelope::Provider;
 use wasm_hypervisor::keys::ServerKey;
 
 /// Records in the benchmark log.
@@ -49,7 +50,7 @@ fn write_log(dir: &std::path::Path, key: &ServerKey) {
 fn audit_log(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let key = Arc::new(ServerKey::from_scalar(&[7; 32]).unwrap());
+    let key = Arc::new(ServerKey::from_scalar(Provider::default(), &[7; 32]).unwrap());
     let started = Instant::now();
     write_log(dir.path(), &key);
     let size = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();

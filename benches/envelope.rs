@@ -1,15 +1,14 @@
-//! The per-execution crypto: what every `/sessions` and `/execute` pays besides the
-//! guest, stage by stage, and the P-256 floor those stages cannot go below. Run
-//! with `cargo bench --bench envelope`; results in BENCHMARKS.md.
+//! The per-execution crypto, stage by stage, on every crypto provider side by side:
+//! what every `/sessions` and `/execute` pays besides the guest, and the P-256 floor
+//! those stages cannot go below. Each group is one stage; its members are the
+//! providers (`aws-lc`, `rustcrypto`). Run with `cargo bench --bench envelope`;
+//! results in BENCHMARKS.md.
 
-use aws_lc_rs::agreement;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use uuid::Uuid;
 use wasm_hypervisor::audit::Leaf;
-use wasm_hypervisor::envelope::{self, Enc};
+use wasm_hypervisor::envelope::{self, Enc, Provider};
 use wasm_hypervisor::keys::ServerKey;
 
 /// A small sealed request: a tiny module and its input.
@@ -20,99 +19,148 @@ const LARGE_REQUEST_BYTES: usize = 1 << 20;
 const RESULT_BYTES: usize = 1 << 10;
 
 fn crypto(c: &mut Criterion) {
-    let server_key = ServerKey::from_scalar(&[7; 32]).unwrap();
+    let providers = Provider::compiled_in();
     let session_id = Uuid::new_v4();
 
-    c.bench_function("a session key pair is generated", |b| {
-        b.iter(envelope::generate_session_key)
-    });
-    let (_, session_public) = envelope::generate_session_key();
-    let session_message = envelope::session_signature_message(&session_id, &session_public);
-    c.bench_function("a session public key is signed", |b| {
-        b.iter(|| server_key.sign(black_box(&session_message)))
-    });
+    let mut group = c.benchmark_group("a session key pair is generated");
+    for provider in providers {
+        group.bench_function(provider.name(), |b| {
+            b.iter(|| envelope::generate_session_key(*provider))
+        });
+    }
+    group.finish();
 
-    let mut group =
-        c.benchmark_group("a sealed request is opened (ECDH, key schedule, AES-GCM, exports)");
+    let (_, session_public) = envelope::generate_session_key(Provider::default());
+    let session_message = envelope::session_signature_message(&session_id, &session_public);
+    let mut group = c.benchmark_group("a session public key is signed");
+    for provider in providers {
+        let server_key = ServerKey::from_scalar(*provider, &[7; 32]).unwrap();
+        group.bench_function(provider.name(), |b| {
+            b.iter(|| server_key.sign(black_box(&session_message)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("a session signature is verified (client)");
+    for provider in providers {
+        let server_key = ServerKey::from_scalar(*provider, &[7; 32]).unwrap();
+        let signature = server_key.sign(&session_message);
+        group.bench_function(provider.name(), |b| {
+            b.iter(|| {
+                server_key
+                    .public()
+                    .verify(black_box(&session_message), &signature)
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("a 1 KiB request is sealed (client)");
+    let plaintext = vec![0x5a; SMALL_REQUEST_BYTES];
+    for provider in providers {
+        group.bench_function(provider.name(), |b| {
+            b.iter(|| envelope::seal_request(*provider, &session_public, &session_id, &plaintext))
+        });
+    }
+    group.finish();
+
     for size in [SMALL_REQUEST_BYTES, LARGE_REQUEST_BYTES] {
+        let mut group = c.benchmark_group(format!(
+            "a sealed {} KiB request is opened (ECDH, key schedule, AES-GCM, exports)",
+            size >> 10
+        ));
         let plaintext = vec![0x5a; size];
         group.throughput(Throughput::Bytes(size as u64));
         if size == LARGE_REQUEST_BYTES {
             group.sample_size(20);
         }
-        group.bench_function(format!("{size} bytes"), |b| {
-            b.iter_batched(
-                || {
-                    let (secret, public) = envelope::generate_session_key();
-                    let sealed = envelope::seal_request(&public, &session_id, &plaintext).unwrap();
-                    (secret, Enc::parse(&sealed.enc).unwrap(), sealed.ciphertext)
-                },
-                |(secret, enc, ciphertext)| {
-                    envelope::open_request(secret, &session_id, &enc, ciphertext).unwrap()
-                },
-                BatchSize::LargeInput,
-            )
+        for provider in providers {
+            let provider = *provider;
+            group.bench_function(provider.name(), |b| {
+                b.iter_batched(
+                    || {
+                        let (secret, public) = envelope::generate_session_key(provider);
+                        let sealed =
+                            envelope::seal_request(provider, &public, &session_id, &plaintext)
+                                .unwrap();
+                        let enc = Enc::parse(provider, &sealed.enc).unwrap();
+                        (secret, enc, sealed.ciphertext)
+                    },
+                    |(secret, enc, ciphertext)| {
+                        envelope::open_request(secret, &session_id, &enc, ciphertext).unwrap()
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        group.finish();
+    }
+
+    let result = vec![0x33; RESULT_BYTES];
+    let request = vec![0x5a; SMALL_REQUEST_BYTES];
+    let opened: Vec<_> = providers
+        .iter()
+        .map(|provider| {
+            let (secret, public) = envelope::generate_session_key(*provider);
+            let sealed = envelope::seal_request(*provider, &public, &session_id, b"{}").unwrap();
+            let enc = Enc::parse(*provider, &sealed.enc).unwrap();
+            envelope::open_request(secret, &session_id, &enc, sealed.ciphertext).unwrap()
+        })
+        .collect();
+    let mut group = c.benchmark_group("a 1 KiB result is sealed (AES-256-GCM)");
+    for (provider, opened) in providers.iter().zip(&opened) {
+        group.bench_function(provider.name(), |b| {
+            b.iter(|| opened.keys.seal_result(&session_id, black_box(&result)))
         });
     }
     group.finish();
 
-    let (secret, public) = envelope::generate_session_key();
-    let sealed = envelope::seal_request(&public, &session_id, b"{}").unwrap();
-    let opened = envelope::open_request(
-        secret,
-        &session_id,
-        &Enc::parse(&sealed.enc).unwrap(),
-        sealed.ciphertext,
-    )
-    .unwrap();
-    let result = vec![0x33; RESULT_BYTES];
-    c.bench_function("a 1 KiB result is sealed", |b| {
-        b.iter(|| opened.keys.seal_result(&session_id, black_box(&result)))
-    });
-    let request = vec![0x5a; SMALL_REQUEST_BYTES];
-    c.bench_function(
-        "the commitment to a 1 KiB request and result is computed",
-        |b| {
+    let mut group = c.benchmark_group("the commitment to a 1 KiB request and result is computed");
+    for (provider, opened) in providers.iter().zip(&opened) {
+        group.bench_function(provider.name(), |b| {
             b.iter(|| {
                 opened
                     .keys
                     .commitment(black_box(&request), black_box(&result))
             })
-        },
-    );
+        });
+    }
+    group.finish();
+
     let leaf = Leaf {
         execution_id: session_id,
         timestamp_ms: 1_795_000_000_000,
         commitment: [0x11; 32],
     };
-    c.bench_function("an audit leaf is signed", |b| {
-        b.iter(|| server_key.sign(black_box(&leaf.to_bytes())))
-    });
+    let mut group = c.benchmark_group("an audit leaf is signed");
+    for provider in providers {
+        let server_key = ServerKey::from_scalar(*provider, &[7; 32]).unwrap();
+        group.bench_function(provider.name(), |b| {
+            b.iter(|| server_key.sign(black_box(&leaf.to_bytes())))
+        });
+    }
+    group.finish();
 
     // The floor: the P-256 work an execution cannot avoid (one key generation, one
-    // ECDH, two signatures) straight from AWS-LC, with nothing of ours around it;
-    // the counterpart of `openssl speed ecdhp256 ecdsap256`.
-    let (_, client_public) = envelope::generate_session_key();
-    let signer = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
-    let rng = SystemRandom::new();
-    c.bench_function(
-        "P-256 floor (AWS-LC alone): one key generation, one ECDH, two signatures",
-        |b| {
+    // ECDH, two signatures) through the provider interface with nothing of the
+    // protocol around it; the counterpart of `openssl speed ecdhp256 ecdsap256`.
+    let (_, client_public) = envelope::generate_session_key(Provider::default());
+    let mut group = c.benchmark_group(
+        "P-256 floor (the provider alone): one key generation, one ECDH, two signatures",
+    );
+    for provider in providers {
+        let signer = provider.generate_signing_key().unwrap();
+        group.bench_function(provider.name(), |b| {
             b.iter(|| {
-                let secret = agreement::PrivateKey::generate(&agreement::ECDH_P256).unwrap();
-                let public = secret.compute_public_key().unwrap();
-                let peer = agreement::UnparsedPublicKey::new(
-                    &agreement::ECDH_P256,
-                    black_box(&client_public),
-                );
-                let shared: [u8; 32] =
-                    agreement::agree(&secret, peer, (), |x| Ok(x.try_into().unwrap())).unwrap();
-                let s1 = signer.sign(&rng, public.as_ref()).unwrap();
-                let s2 = signer.sign(&rng, &shared).unwrap();
+                let secret = provider.generate_ecdh_key().unwrap();
+                let shared = secret.diffie_hellman(black_box(&client_public)).unwrap();
+                let s1 = signer.sign(secret.public_key()).unwrap();
+                let s2 = signer.sign(&shared[..]).unwrap();
                 (s1, s2)
             })
-        },
-    );
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, crypto);

@@ -68,11 +68,13 @@ impl TokenSet {
     }
 }
 
-/// A fresh bearer token: 32 random bytes from the system RNG, base64url without
+/// A fresh bearer token: 32 random bytes from `provider`'s RNG, base64url without
 /// padding (43 characters), and its lowercase hex SHA-256 digest for
 /// `auth.tokens_sha256`.
-pub fn new_token() -> Result<(String, String), envelope::EnvelopeError> {
-    let bytes: [u8; 32] = envelope::random_bytes()?;
+pub fn new_token(
+    provider: envelope::Provider,
+) -> Result<(String, String), envelope::EnvelopeError> {
+    let bytes: [u8; 32] = envelope::random_bytes(provider)?;
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let digest = hex::encode(envelope::sha256(token.as_bytes()));
     Ok((token, digest))
@@ -437,13 +439,13 @@ mod tests {
 
     #[test]
     fn a_token_set_accepts_exactly_its_tokens() {
-        let (token, digest) = new_token().unwrap();
+        let (token, digest) = new_token(envelope::Provider::default()).unwrap();
         assert_eq!(token.len(), 43);
         let set = TokenSet::from_hex(&[hex::encode([0u8; 32]), digest.clone()]).unwrap();
         assert_eq!(set.accept(&token).map(hex::encode), Some(digest));
         assert_eq!(set.accept("guess"), None);
         assert_eq!(set.accept(""), None);
         assert!(TokenSet::default().is_empty());
-        assert_ne!(new_token().unwrap().0, token);
+        assert_ne!(new_token(envelope::Provider::default()).unwrap().0, token);
     }
 }

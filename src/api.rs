@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 use crate::access::{ClientKey, QuotaError, Quotas, TokenSet};
 use crate::audit::SignedCheckpoint;
-use crate::envelope::{self, Enc};
+use crate::envelope::{self, Enc, Provider};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
 use crate::health::Health;
 use crate::keys::ServerKey;
@@ -967,14 +967,18 @@ pub struct ExecuteBody {
 
 impl ExecuteBody {
     /// The sealed request this body carries, every field checked: a 36-character
-    /// session id, `enc` a point on P-256, `ciphertext` base64.
-    pub fn into_sealed(self, client: ClientKey) -> Result<SealedExecution, ApiError> {
+    /// session id, `enc` a point on P-256 (checked on `provider`), `ciphertext` base64.
+    pub fn into_sealed(
+        self,
+        provider: Provider,
+        client: ClientKey,
+    ) -> Result<SealedExecution, ApiError> {
         let session_id = parse_uuid(&self.session_id).ok_or_else(|| {
             ApiError::MalformedBody("`session_id` is not a 36-character lowercase UUID".to_owned())
         })?;
         let enc = decode_base64(&self.enc)
             .ok()
-            .and_then(|bytes| Enc::parse(&bytes).ok())
+            .and_then(|bytes| Enc::parse(provider, &bytes).ok())
             .ok_or_else(|| {
                 ApiError::MalformedBody(
                     "`enc` is not the base64 of a 65-byte uncompressed P-256 point".to_owned(),
@@ -994,9 +998,11 @@ impl ExecuteBody {
 /// Decodes a whole `POST /execute` body as the handler does (after the media type
 /// and size checks): the JSON, then [`ExecuteBody::into_sealed`]. Pure; the fuzz
 /// target `execute_body` drives it.
-pub fn decode_execute_body(bytes: &[u8]) -> Result<SealedExecution, ApiError> {
-    json_body::<ExecuteBody>(bytes)?
-        .into_sealed(ClientKey::address(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
+pub fn decode_execute_body(provider: Provider, bytes: &[u8]) -> Result<SealedExecution, ApiError> {
+    json_body::<ExecuteBody>(bytes)?.into_sealed(
+        provider,
+        ClientKey::address(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    )
 }
 
 /// Parses a JSON body, every failure a `malformed_body`.
@@ -1052,7 +1058,7 @@ async fn execute(
     QuotaClient(client): QuotaClient,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
-    let sealed = body.into_sealed(client)?;
+    let sealed = body.into_sealed(state.sessions.provider(), client)?;
     // One of the client's execution slots (`clients.max_concurrent_executions`),
     // taken only now that the body is read and decoded: a slow, oversized or
     // malformed body never holds one.

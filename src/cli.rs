@@ -197,7 +197,7 @@ pub fn main() -> ExitCode {
 /// Prints a fresh token and its digest. The token goes to the client, the digest
 /// to the server's configuration; the server never sees the token at rest.
 fn token() -> ExitCode {
-    match crate::access::new_token() {
+    match crate::access::new_token(crate::envelope::Provider::default()) {
         Ok((token, digest)) => {
             println!("{token}");
             println!("{digest}");
@@ -293,7 +293,9 @@ async fn verify_client(args: VerifyArgs) -> Result<bool, String> {
         Some(proof_path) => {
             let der = crate::payload::decode_base64(&receipt.public_key)
                 .map_err(|_| "the receipt's public_key is not base64".to_owned())?;
-            let key = crate::keys::PublicKey::from_spki_der(&der).map_err(|e| e.to_string())?;
+            let key =
+                crate::keys::PublicKey::from_spki_der(crate::envelope::Provider::default(), &der)
+                    .map_err(|e| e.to_string())?;
             match &args.key_id {
                 Some(pinned) if !pinned.eq_ignore_ascii_case(&key.key_id_hex()) => {
                     return Err(format!(

@@ -8,7 +8,7 @@ use crate::api::{
     CheckpointResponse, ConsistencyResponse, ErrorBody, ExecuteBody, ExecuteResponse, KeysResponse,
     SessionResponse, Suite, VerifyResponse,
 };
-use crate::envelope::{self, EnvelopeError, POINT_LEN, ResponseKeys};
+use crate::envelope::{self, EnvelopeError, POINT_LEN, Provider, ResponseKeys};
 use crate::keys::PublicKey;
 use crate::payload::{ExecutionResult, decode_base64, encode_base64};
 
@@ -65,16 +65,19 @@ pub struct Execution {
     pub commitment: [u8; 32],
 }
 
-/// An HTTP client for one server.
+/// An HTTP client for one server, with the crypto provider it seals and verifies
+/// with (independent of the server's: the bytes on the wire are the same).
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    provider: Provider,
 }
 
 impl Client {
-    /// `base` is the server's URL, e.g. `http://127.0.0.1:8080`.
+    /// `base` is the server's URL, e.g. `http://127.0.0.1:8080`. The client uses the
+    /// fastest provider compiled in until [`Client::with_provider`] says otherwise.
     pub fn new(base: &str, token: Option<String>) -> Client {
         Client::with_http(reqwest::Client::new(), base, token)
     }
@@ -85,7 +88,17 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token,
+            provider: Provider::default(),
         }
+    }
+
+    /// The same client, sealing and verifying on `provider`.
+    pub fn with_provider(self, provider: Provider) -> Client {
+        Client { provider, ..self }
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.provider
     }
 
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
@@ -105,7 +118,7 @@ impl Client {
         let keys: KeysResponse = parse(response).await?;
         let der = decode_base64(&keys.public_key)
             .map_err(|_| ClientError::Protocol("`public_key` is not base64".into()))?;
-        let public_key = PublicKey::from_spki_der(&der)
+        let public_key = PublicKey::from_spki_der(self.provider, &der)
             .map_err(|_| ClientError::Protocol("`public_key` is not a P-256 SPKI".into()))?;
         let key_id = public_key.key_id_hex();
         if key_id != keys.key_id {
@@ -160,8 +173,13 @@ impl Client {
         session: &Session,
         request_plaintext: &[u8],
     ) -> Result<Execution, ClientError> {
-        let sealed = envelope::seal_request(&session.public_key, &session.id, request_plaintext)
-            .map_err(|error| ClientError::Protocol(error.to_string()))?;
+        let sealed = envelope::seal_request(
+            self.provider,
+            &session.public_key,
+            &session.id,
+            request_plaintext,
+        )
+        .map_err(|error| ClientError::Protocol(error.to_string()))?;
         let body = ExecuteBody {
             session_id: session.id.hyphenated().to_string(),
             enc: encode_base64(&sealed.enc),

@@ -15,6 +15,8 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::{PROVIDER_NAMES, Provider, ProviderNameError};
+
 /// Prefix of the environment variables that override the file.
 pub const ENV_PREFIX: &str = "WASM_HYPERVISOR_";
 
@@ -67,6 +69,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub clients: ClientsConfig,
     pub http: HttpConfig,
+    pub crypto: CryptoConfig,
 }
 
 /// The shape of log lines (`log_format`).
@@ -287,6 +290,28 @@ pub struct HttpConfig {
     pub health_requests_per_second: u32,
 }
 
+/// The implementation of the cryptography.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CryptoConfig {
+    /// The crypto provider behind HPKE, result sealing, the commitment and the
+    /// signing key: `aws-lc` (AWS-LC's assembly P-256 and AES-GCM, the faster; see
+    /// BENCHMARKS.md) or `rustcrypto` (pure Rust). Both put the same bytes on the
+    /// wire and read the same key file, so it can change between restarts. A
+    /// provider this binary was built without (cargo features `aws-lc`,
+    /// `rustcrypto`) stops the server at start; a build without `aws-lc` must say
+    /// `rustcrypto`. Default `aws-lc`.
+    pub provider: String,
+}
+
+impl Default for CryptoConfig {
+    fn default() -> Self {
+        CryptoConfig {
+            provider: PROVIDER_NAMES[0].to_owned(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -302,6 +327,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             clients: ClientsConfig::default(),
             http: HttpConfig::default(),
+            crypto: CryptoConfig::default(),
         }
     }
 }
@@ -631,7 +657,29 @@ impl Config {
             "http.health_requests_per_second",
             "must be at most 1000000",
         )?;
+        self.crypto_provider()?;
         Ok(())
+    }
+
+    /// `crypto.provider`, if this build has it.
+    pub fn crypto_provider(&self) -> Result<Provider, ConfigError> {
+        Provider::by_name(&self.crypto.provider).map_err(|error| ConfigError::Invalid {
+            key: "crypto.provider",
+            problem: match error {
+                ProviderNameError::Unknown(name) => {
+                    format!("is `{name}`; it must be `aws-lc` or `rustcrypto`")
+                }
+                ProviderNameError::NotCompiledIn(name) => format!(
+                    "is `{name}`, which this build does not include (it was built without \
+                     the `{name}` cargo feature); this build has {}",
+                    Provider::compiled_in()
+                        .iter()
+                        .map(|provider| format!("`{provider}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        })
     }
 
     /// `clients.trusted_proxies` as networks; a bare address is a network of one.
@@ -683,7 +731,9 @@ pub fn cores() -> usize {
 mod tests {
     use super::*;
 
+    /// (A build without `aws-lc` must set `crypto.provider`: see the test below.)
     #[test]
+    #[cfg(feature = "aws-lc")]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
     }
@@ -847,6 +897,39 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("proxy.example"), "{error}");
+    }
+
+    #[test]
+    fn crypto_provider_is_a_compiled_in_provider_and_anything_else_names_the_key() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(Config::default().crypto.provider, "aws-lc");
+            for provider in Provider::compiled_in() {
+                jail.set_env("WASM_HYPERVISOR_CRYPTO__PROVIDER", provider.name());
+                let config = Config::load(None, &Overrides::default()).unwrap();
+                assert_eq!(config.crypto_provider().unwrap(), *provider);
+            }
+            jail.set_env("WASM_HYPERVISOR_CRYPTO__PROVIDER", "openssl");
+            let error = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(error.to_string().contains("crypto.provider"), "{error}");
+            assert!(error.to_string().contains("`openssl`"), "{error}");
+            Ok(())
+        });
+    }
+
+    /// A build without a provider's feature refuses to start with it, saying why.
+    #[test]
+    #[cfg(not(all(feature = "aws-lc", feature = "rustcrypto")))]
+    fn crypto_provider_left_out_of_the_build_is_refused_naming_the_key() {
+        let missing = if cfg!(feature = "aws-lc") {
+            "rustcrypto"
+        } else {
+            "aws-lc"
+        };
+        let mut config = Config::default();
+        config.crypto.provider = missing.to_owned();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("crypto.provider"), "{error}");
+        assert!(error.contains("does not include"), "{error}");
     }
 
     #[test]

@@ -574,15 +574,17 @@ fn unix_millis(time: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::Provider;
     use crate::sandbox::SandboxSettings;
 
     /// A request plaintext that makes `run` panic (see there).
     pub(super) const PANIC_TRIGGER: &[u8] = b"\"panic in the host\"";
 
     async fn executor(dir: &std::path::Path) -> (Executor, Arc<SessionStore>) {
-        let key = Arc::new(ServerKey::from_scalar(&[7; 32]).unwrap());
+        let provider = Provider::default();
+        let key = Arc::new(ServerKey::from_scalar(provider, &[7; 32]).unwrap());
         let (log, _) = AuditLog::open(dir, "test/log", key.clone()).unwrap();
-        let sessions = Arc::new(SessionStore::new(Duration::from_secs(60), 10));
+        let sessions = Arc::new(SessionStore::new(provider, Duration::from_secs(60), 10));
         let sandbox = Sandbox::new(SandboxSettings {
             max_concurrent: 2,
             module_cache_bytes: 1 << 20,
@@ -628,10 +630,12 @@ mod tests {
 
     async fn sealed(sessions: &SessionStore, plaintext: &[u8]) -> SealedExecution {
         let session = sessions.create().unwrap();
-        let sealed = envelope::seal_request(&session.public_key, &session.id, plaintext).unwrap();
+        let provider = sessions.provider();
+        let sealed =
+            envelope::seal_request(provider, &session.public_key, &session.id, plaintext).unwrap();
         SealedExecution {
             session_id: session.id,
-            enc: Enc::parse(&sealed.enc).unwrap(),
+            enc: Enc::parse(provider, &sealed.enc).unwrap(),
             ciphertext: sealed.ciphertext,
             client: ClientKey::address(std::net::Ipv4Addr::LOCALHOST.into()),
         }

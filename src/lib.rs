@@ -8,8 +8,10 @@
 //! - [`config`]: the one configuration struct, loaded from file, environment and flags.
 //! - [`access`]: bearer tokens and per-client quotas (request rate, executions in flight).
 //! - [`compile_budget`]: each client's budget of compilation time.
-//! - [`keys`]: the server's long-term ECDSA P-256 signing key and signature checks.
-//! - [`envelope`]: HPKE open/seal of requests, sealing of results, the commitment.
+//! - [`keys`]: the server's long-term ECDSA P-256 signing key and its file.
+//! - [`envelope`]: HPKE open/seal of requests, sealing of results, the commitment:
+//!   the server's view of the `wasm-hypervisor-protocol` crate, where the crypto
+//!   and its providers (`aws-lc`, `rustcrypto`) live.
 //! - [`session`]: pending per-session HPKE key pairs, single use and expiring.
 //! - [`payload`]: the sealed request and result documents (the JSON inside the envelope).
 //! - [`sandbox`]: the Wasmtime engine, limits and WASI policy; runs one guest.
@@ -42,3 +44,30 @@ pub mod receipt;
 pub mod sandbox;
 pub mod server;
 pub mod session;
+
+/// Turns functions `fn name(provider: Provider)` into one `#[test]` per crypto
+/// provider compiled in: `aws_lc::name` and `rustcrypto::name`.
+#[cfg(test)]
+#[macro_export]
+macro_rules! tests_for_every_provider {
+    ($($test:ident),* $(,)?) => {
+        #[cfg(feature = "aws-lc")]
+        mod aws_lc {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(wasm_hypervisor_protocol::provider::Provider::aws_lc())
+                }
+            )*
+        }
+        #[cfg(feature = "rustcrypto")]
+        mod rustcrypto {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(wasm_hypervisor_protocol::provider::Provider::rustcrypto())
+                }
+            )*
+        }
+    };
+}

@@ -159,7 +159,9 @@ pub fn check_receipt(receipt: &Receipt, answer: &VerifyResponse, key: &PublicKey
             let request = hex32(&receipt.request_sha256, "request_sha256")?;
             let result = hex32(&receipt.result_sha256, "result_sha256")?;
             let commitment = hex32(&receipt.commitment, "the commitment")?;
-            if envelope::digest_eq(&envelope::commitment(&salt, &request, &result), &commitment) {
+            // On the provider the verifier read the server's key with.
+            let opened = envelope::commitment(key.provider(), &salt, &request, &result);
+            if envelope::digest_eq(&opened, &commitment) {
                 Ok(())
             } else {
                 Err("salt and plaintext hashes do not open the commitment".to_owned())

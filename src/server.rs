@@ -100,7 +100,8 @@ impl Service {
                 path: config.data_dir.clone(),
                 source,
             })?;
-        let key = Arc::new(ServerKey::load_or_create(&config.data_dir)?);
+        let provider = config.crypto_provider()?;
+        let key = Arc::new(ServerKey::load_or_create(provider, &config.data_dir)?);
         let (log, recovery) = AuditLog::open(&config.data_dir, &config.origin, key.clone())?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(
@@ -113,6 +114,7 @@ impl Service {
             records = recovery.records,
             checkpoint_size = recovery.checkpoint_size,
             key_id = %key.public().key_id_hex(),
+            crypto_provider = provider.name(),
             "audit log open and consistent with its signed checkpoint"
         );
         let compile_worker = match &config.execution.compile_worker {
@@ -135,7 +137,7 @@ impl Service {
             },
         })?;
         let sessions = Arc::new(
-            SessionStore::new(config.session_ttl(), config.sessions.max_pending)
+            SessionStore::new(provider, config.session_ttl(), config.sessions.max_pending)
                 .with_client_share(config.sessions.max_pending_per_client),
         );
         let limits = &config.limits;

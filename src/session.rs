@@ -40,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
 
 use crate::access::ClientKey;
-use crate::envelope::{self, POINT_LEN, SessionSecret};
+use crate::envelope::{self, POINT_LEN, Provider, SessionSecret};
 
 /// Most expired sessions destroyed per hold of the lock, by the sweep and by a
 /// creation (which expires the front of the queue first, so that a late sweep
@@ -197,6 +197,8 @@ struct Limits {
 /// for a few map operations (never across an `.await`, never while doing crypto,
 /// never to drop a key), so a `std::sync::Mutex` is the right lock.
 pub struct SessionStore {
+    /// Makes every session key (`crypto.provider`); the keys open requests on it.
+    provider: Provider,
     pool: Mutex<Pool>,
     limits: Limits,
 }
@@ -257,8 +259,9 @@ impl Drop for Reservation<'_> {
 impl SessionStore {
     /// A store of at most `max_pending` sessions living `ttl` each, with no share
     /// per client (see [`SessionStore::with_client_share`]).
-    pub fn new(ttl: Duration, max_pending: usize) -> SessionStore {
+    pub fn new(provider: Provider, ttl: Duration, max_pending: usize) -> SessionStore {
         SessionStore {
+            provider,
             pool: Mutex::new(Pool::default()),
             limits: Limits {
                 ttl,
@@ -266,6 +269,11 @@ impl SessionStore {
                 max_pending_per_client: 0,
             },
         }
+    }
+
+    /// The provider session keys are made on; it also checks `enc` points.
+    pub fn provider(&self) -> Provider {
+        self.provider
     }
 
     /// Limits each client to `share` pending sessions; 0 for no limit.
@@ -279,7 +287,7 @@ impl SessionStore {
     /// generate the key without the lock, then insert it.
     pub fn create_for(&self, client: ClientKey) -> Result<IssuedSession, SessionError> {
         let reservation = self.reserve(client, Instant::now())?;
-        let (secret, public_key) = envelope::generate_session_key();
+        let (secret, public_key) = envelope::generate_session_key(self.provider);
         let (id, _) = reservation.fulfil(secret, Instant::now());
         Ok(IssuedSession {
             id,
@@ -422,7 +430,7 @@ mod tests {
         now: Instant,
     ) -> Result<Uuid, SessionError> {
         let reservation = store.reserve(client, now)?;
-        let (secret, _) = envelope::generate_session_key();
+        let (secret, _) = envelope::generate_session_key(store.provider);
         Ok(reservation.fulfil(secret, now).0)
     }
 
@@ -465,7 +473,7 @@ mod tests {
 
     #[test]
     fn a_session_can_be_taken_once() {
-        let store = SessionStore::new(MINUTE, 10);
+        let store = SessionStore::new(Provider::default(), MINUTE, 10);
         let session = store.create().unwrap();
         assert!(store.is_live(&session.id));
         assert!(store.take(&session.id).is_ok());
@@ -477,7 +485,7 @@ mod tests {
 
     #[test]
     fn expired_sessions_cannot_be_taken() {
-        let store = SessionStore::new(Duration::ZERO, 10);
+        let store = SessionStore::new(Provider::default(), Duration::ZERO, 10);
         let session = store.create().unwrap();
         assert!(!store.is_live(&session.id));
         assert_eq!(store.take(&session.id).err(), Some(SessionError::Unknown));
@@ -485,7 +493,7 @@ mod tests {
 
     #[test]
     fn unknown_ids_are_unknown() {
-        let store = SessionStore::new(MINUTE, 10);
+        let store = SessionStore::new(Provider::default(), MINUTE, 10);
         assert_eq!(
             store.take(&Uuid::new_v4()).err(),
             Some(SessionError::Unknown)
@@ -494,7 +502,7 @@ mod tests {
 
     #[test]
     fn sessions_expire_in_creation_order_and_the_sweep_says_when_the_next_does() {
-        let store = SessionStore::new(MINUTE, 10);
+        let store = SessionStore::new(Provider::default(), MINUTE, 10);
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let ids: Vec<Uuid> = (0..3)
@@ -517,7 +525,7 @@ mod tests {
 
     #[test]
     fn a_sweep_destroys_more_than_a_batch_of_expired_sessions() {
-        let store = SessionStore::new(MINUTE, 3 * SWEEP_BATCH);
+        let store = SessionStore::new(Provider::default(), MINUTE, 3 * SWEEP_BATCH);
         let start = Instant::now();
         for n in 0..(2 * SWEEP_BATCH + 5) {
             create_at(&store, address(n as u16), start).unwrap();
@@ -529,7 +537,7 @@ mod tests {
 
     #[test]
     fn a_client_past_its_share_is_refused_until_its_oldest_session_expires() {
-        let store = SessionStore::new(MINUTE, 100).with_client_share(2);
+        let store = SessionStore::new(Provider::default(), MINUTE, 100).with_client_share(2);
         let start = Instant::now();
         create_at(&store, address(1), start).unwrap();
         create_at(&store, address(1), start + Duration::from_secs(10)).unwrap();
@@ -550,7 +558,7 @@ mod tests {
 
     #[test]
     fn a_reservation_counts_against_the_share_and_is_given_back_if_never_fulfilled() {
-        let store = SessionStore::new(MINUTE, 100).with_client_share(1);
+        let store = SessionStore::new(Provider::default(), MINUTE, 100).with_client_share(1);
         let now = Instant::now();
         let reservation = store.reserve(address(1), now).unwrap();
         assert!(matches!(
@@ -567,7 +575,7 @@ mod tests {
 
     #[test]
     fn a_full_pool_evicts_the_oldest_session_of_the_client_that_holds_the_most() {
-        let store = SessionStore::new(MINUTE, 4);
+        let store = SessionStore::new(Provider::default(), MINUTE, 4);
         let now = Instant::now();
         let big: Vec<Uuid> = (0..3)
             .map(|_| create_at(&store, address(1), now).unwrap())
@@ -593,7 +601,7 @@ mod tests {
 
     #[test]
     fn among_equal_holders_the_one_with_the_oldest_session_is_evicted() {
-        let store = SessionStore::new(MINUTE, 4);
+        let store = SessionStore::new(Provider::default(), MINUTE, 4);
         let start = Instant::now();
         let at = |s| start + Duration::from_secs(s);
         let late_a = create_at(&store, address(1), at(2)).unwrap();
@@ -609,7 +617,7 @@ mod tests {
 
     #[test]
     fn a_full_pool_refuses_a_client_that_holds_as_much_as_anyone() {
-        let store = SessionStore::new(MINUTE, 4);
+        let store = SessionStore::new(Provider::default(), MINUTE, 4);
         let start = Instant::now();
         for n in 0..4 {
             create_at(&store, address(n), start).unwrap();
@@ -629,7 +637,7 @@ mod tests {
 
     #[test]
     fn more_clients_than_places_keep_the_pool_bounded_and_one_holding_none_is_served() {
-        let store = SessionStore::new(MINUTE, 64).with_client_share(8);
+        let store = SessionStore::new(Provider::default(), MINUTE, 64).with_client_share(8);
         let now = Instant::now();
         let first = create_at(&store, address(0), now).unwrap();
         for round in 0..10 {
@@ -658,7 +666,7 @@ mod tests {
 
     #[test]
     fn a_client_holding_one_session_keeps_it_while_fewer_clients_than_places_compete() {
-        let store = SessionStore::new(MINUTE, 64).with_client_share(8);
+        let store = SessionStore::new(Provider::default(), MINUTE, 64).with_client_share(8);
         let now = Instant::now();
         let patient = create_at(&store, address(0), now).unwrap();
         // 32 other clients each want 8: the pool is full and they push each other

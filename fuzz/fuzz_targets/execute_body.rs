@@ -5,9 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use wasm_hypervisor::api::decode_execute_body;
+use wasm_hypervisor::envelope::Provider;
 
 fuzz_target!(|data: &[u8]| {
-    match decode_execute_body(data) {
+    match decode_execute_body(Provider::default(), data) {
         Ok(sealed) => assert_eq!(sealed.enc.to_bytes().len(), 65),
         Err(error) => assert_eq!(error.code(), "malformed_body"),
     }

@@ -702,7 +702,7 @@ mod tests {
     use super::*;
 
     fn key() -> Arc<ServerKey> {
-        Arc::new(ServerKey::from_scalar(&[7; 32]).unwrap())
+        Arc::new(ServerKey::from_scalar(crate::envelope::Provider::default(), &[7; 32]).unwrap())
     }
 
     fn open(dir: &Path) -> Result<(AuditLog, Recovery), AuditError> {
@@ -931,7 +931,9 @@ mod tests {
         let (log, _) = open(dir.path()).unwrap();
         log.append(record(1)).await.unwrap();
         log.close().await;
-        let other = Arc::new(ServerKey::from_scalar(&[8; 32]).unwrap());
+        let other = Arc::new(
+            ServerKey::from_scalar(crate::envelope::Provider::default(), &[8; 32]).unwrap(),
+        );
         match AuditLog::open(dir.path(), "test.example/log", other) {
             Err(AuditError::Corrupt { problem, .. }) => {
                 assert!(problem.contains("signature"), "{problem}")

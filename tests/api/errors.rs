@@ -152,7 +152,13 @@ impl futures_core::Stream for ReceiverStream {
 async fn an_unknown_session_is_404() {
     let app = TestApp::spawn().await;
     let session = fresh_session(&app).await;
-    let sealed = envelope::seal_request(&session.public_key, &session.id, b"{}").unwrap();
+    let sealed = envelope::seal_request(
+        envelope::Provider::default(),
+        &session.public_key,
+        &session.id,
+        b"{}",
+    )
+    .unwrap();
     let body = json!({
         "session_id": uuid::Uuid::new_v4().to_string(),
         "enc": encode_base64(&sealed.enc),
@@ -169,7 +175,13 @@ async fn an_unknown_session_is_404() {
 async fn a_ciphertext_that_does_not_open_is_400_and_uses_up_the_session() {
     let app = TestApp::spawn().await;
     let session = fresh_session(&app).await;
-    let mut sealed = envelope::seal_request(&session.public_key, &session.id, b"{}").unwrap();
+    let mut sealed = envelope::seal_request(
+        envelope::Provider::default(),
+        &session.public_key,
+        &session.id,
+        b"{}",
+    )
+    .unwrap();
     sealed.ciphertext[0] ^= 0x80;
     let body = json!({
         "session_id": session.id.to_string(),
@@ -189,7 +201,13 @@ async fn a_ciphertext_that_does_not_open_is_400_and_uses_up_the_session() {
     // Sealed to another session's key: also one indistinct decryption failure.
     let target = fresh_session(&app).await;
     let other = fresh_session(&app).await;
-    let sealed = envelope::seal_request(&other.public_key, &target.id, b"{}").unwrap();
+    let sealed = envelope::seal_request(
+        envelope::Provider::default(),
+        &other.public_key,
+        &target.id,
+        b"{}",
+    )
+    .unwrap();
     let body = json!({
         "session_id": target.id.to_string(),
         "enc": encode_base64(&sealed.enc),
@@ -232,7 +250,13 @@ async fn overload_is_503_with_retry_after_and_keeps_the_session() {
     }
     let session = fresh_session(&app).await;
     let plaintext = serde_json::to_vec(&request(&fixture("exit_code"))).unwrap();
-    let sealed = envelope::seal_request(&session.public_key, &session.id, &plaintext).unwrap();
+    let sealed = envelope::seal_request(
+        envelope::Provider::default(),
+        &session.public_key,
+        &session.id,
+        &plaintext,
+    )
+    .unwrap();
     let body = json!({
         "session_id": session.id.to_string(),
         "enc": encode_base64(&sealed.enc),
@@ -305,7 +329,13 @@ async fn uppercase_ids_are_refused_and_their_lowercase_form_still_works() {
     let app = TestApp::spawn().await;
     let session = fresh_session(&app).await;
     let plaintext = serde_json::to_vec(&request(&fixture("exit_code"))).unwrap();
-    let sealed = envelope::seal_request(&session.public_key, &session.id, &plaintext).unwrap();
+    let sealed = envelope::seal_request(
+        envelope::Provider::default(),
+        &session.public_key,
+        &session.id,
+        &plaintext,
+    )
+    .unwrap();
     let body = |session_id: String| {
         json!({
             "session_id": session_id,

@@ -16,7 +16,7 @@ use wasm_hypervisor::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
 use wasm_hypervisor::audit::merkle::{MerkleTree, leaf_hash};
 use wasm_hypervisor::client::{Client, Execution, ServerIdentity};
 use wasm_hypervisor::config::Config;
-use wasm_hypervisor::envelope;
+use wasm_hypervisor::envelope::{self, Provider};
 use wasm_hypervisor::keys::PublicKey;
 use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, decode_base64, encode_base64};
 use wasm_hypervisor::server::{ServerError, Service};
@@ -96,6 +96,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.http.health_requests_per_second = 0;
     config.http.max_connections_per_address = 1_000_000;
     config.sessions.max_pending_per_client = 0;
+    // The fastest provider this build has (`aws-lc` unless built without it).
+    config.crypto.provider = Provider::default().name().to_owned();
     config
 }
 
@@ -108,8 +110,26 @@ impl TestApp {
         TestApp::spawn_in(DataDir::new(), configure).await
     }
 
+    /// A server on `crypto.provider` `server` and a client sealing and verifying on
+    /// `client`.
+    #[cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
+    pub async fn spawn_with_providers(server: Provider, client: Provider) -> TestApp {
+        TestApp::spawn_with_client_provider(DataDir::new(), client, |config| {
+            config.crypto.provider = server.name().to_owned()
+        })
+        .await
+    }
+
     /// Starts a server on `data_dir` (possibly one a previous server used).
     pub async fn spawn_in(data_dir: DataDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_with_client_provider(data_dir, Provider::default(), configure).await
+    }
+
+    async fn spawn_with_client_provider(
+        data_dir: DataDir,
+        client_provider: Provider,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         init_tracing();
         let mut config = test_config(&data_dir.path);
         configure(&mut config);
@@ -128,7 +148,7 @@ impl TestApp {
             .tokens_sha256
             .first()
             .map(|_| TEST_TOKEN.to_owned());
-        let client = Client::new(&base, token);
+        let client = Client::new(&base, token).with_provider(client_provider);
         let identity = client.identity(None).await.expect("GET /keys");
         TestApp {
             base,
@@ -273,7 +293,7 @@ pub async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -
             .unwrap()
             .try_into()
             .unwrap();
-    let sealed = envelope::seal_request(&public_key, &id, plaintext).unwrap();
+    let sealed = envelope::seal_request(Provider::default(), &public_key, &id, plaintext).unwrap();
     json!({
         "session_id": id.to_string(),
         "enc": encode_base64(&sealed.enc),
@@ -373,6 +393,10 @@ impl ServerProcess {
                 "1000000",
             )
             .env("WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT", "0")
+            .env(
+                "WASM_HYPERVISOR_CRYPTO__PROVIDER",
+                Provider::default().name(),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

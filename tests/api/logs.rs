@@ -25,7 +25,13 @@ async fn execute_with_secrets(server: &ServerProcess) -> wasm_hypervisor::client
     req.env.insert("NAME".into(), SECRETS[1].into());
     req.stdin = Some(encode_base64(SECRETS[2].as_bytes()));
     let plaintext = serde_json::to_vec(&req).unwrap();
-    let sealed = envelope::seal_request(&session.public_key, &session.id, &plaintext).unwrap();
+    let sealed = envelope::seal_request(
+        envelope::Provider::default(),
+        &session.public_key,
+        &session.id,
+        &plaintext,
+    )
+    .unwrap();
     let response = reqwest::Client::new()
         .post(format!("{}/execute", server.base))
         .header("x-request-id", REQUEST_ID)

@@ -11,6 +11,7 @@ mod capacity;
 mod compilation;
 mod components;
 mod crash;
+mod crypto_providers;
 mod errors;
 mod execute;
 mod guest_budget;

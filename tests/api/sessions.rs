@@ -25,7 +25,11 @@ async fn a_session_carries_a_fresh_key_signed_by_the_server_key() {
         .await
         .unwrap();
     assert_eq!(keys.origin, "wasm-hypervisor.test");
-    let server_key = PublicKey::from_spki_der(&decode_base64(&keys.public_key).unwrap()).unwrap();
+    let server_key = PublicKey::from_spki_der(
+        envelope::Provider::default(),
+        &decode_base64(&keys.public_key).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         keys.key_id,
         hex::encode(envelope::sha256(&decode_base64(&keys.public_key).unwrap()))

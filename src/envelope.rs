@@ -1,0 +1,119 @@
+//! HPKE sealing of requests, AES-256-GCM sealing of results, and the commitment
+//! (protocol §2, §3): the server's view of [`wasm_hypervisor_protocol::envelope`].
+//!
+//! The protocol crate does the work, over the [`Provider`] the caller passes
+//! (`crypto.provider` on the server, the client's own in `client`); every key it
+//! makes keeps its provider. This module re-exports it under the names the server
+//! has always used, and adds what only the server needs: session keys whose
+//! generation cannot fail short of a broken OS, and [`sha256`] for the digests that
+//! name things (modules, tokens).
+//!
+//! Architecture invariant: this module never sees Wasmtime, HTTP or JSON, and no
+//! error it returns says *why* decryption failed (no oracle).
+
+use sha2::{Digest, Sha256};
+use wasm_hypervisor_protocol::envelope as protocol;
+
+/// The crypto provider handle, and what configuration needs to name one.
+pub use wasm_hypervisor_protocol::provider::{PROVIDER_NAMES, Provider, ProviderNameError};
+
+pub use wasm_hypervisor_protocol::envelope::{
+    COMMITMENT_LABEL, COMMITMENT_SALT_LABEL, Enc, EnvelopeError, OpenedRequest, POINT_LEN,
+    REQUEST_INFO_LABEL, RESPONSE_KEY_LABEL, RESPONSE_NONCE_LABEL, ResponseKeys,
+    SESSION_SIGNATURE_LABEL, SealedRequest, SessionSecret, commitment, digest_eq, open_request,
+    random_bytes, request_info, seal_request, seal_request_with_ikm, session_signature_message,
+};
+
+/// A fresh key pair for one session, on `provider`.
+pub fn generate_session_key(provider: Provider) -> (SessionSecret, [u8; POINT_LEN]) {
+    protocol::generate_session_key(provider).expect("the system RNG works")
+}
+
+/// The key pair RFC 9180 `DeriveKeyPair(ikm)` gives; for known-answer tests.
+pub fn derive_session_key(provider: Provider, ikm: &[u8]) -> (SessionSecret, [u8; POINT_LEN]) {
+    protocol::derive_session_key(provider, ikm).expect("some candidate is a valid scalar")
+}
+
+/// SHA-256, for the digests that name things: a module (`module_sha256`, the module
+/// cache's key), a bearer token. Fixed by the protocol and the same on every
+/// provider, so it does not take one: it is `sha2`, the audit log's hash too.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha256_is_every_providers_sha256(provider: Provider) {
+        for input in [&b""[..], b"abc", &[0x5a; 1000]] {
+            assert_eq!(sha256(input), provider.sha256(&[input]));
+        }
+        assert_eq!(
+            hex::encode(sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    /// The protocol-v1 vector's leaf and leaf hash (protocol §4), from the commitment
+    /// the protocol crate computes on this provider; the rest of the vector is
+    /// checked byte for byte in `wasm-hypervisor-protocol`'s known-answer tests.
+    fn protocol_v1_vector_leaf_is_committed_and_signed(provider: Provider) {
+        use serde_json::Value;
+        use uuid::Uuid;
+        let v: Value =
+            serde_json::from_str(include_str!("../tests/vectors/protocol_v1.json")).unwrap();
+        let hex_field = |value: &Value, name: &str| hex::decode(value[name].as_str().unwrap());
+        let hpke_fields = &v["hpke"];
+        let session_id = Uuid::parse_str(v["session_id"].as_str().unwrap()).unwrap();
+        let request_plaintext = hex_field(&v, "request_plaintext").unwrap();
+        let result_plaintext = hex_field(&v, "result_plaintext").unwrap();
+        let (secret, public) =
+            derive_session_key(provider, &hex_field(hpke_fields, "ikmR").unwrap());
+        let enc = Enc::parse(provider, &hex_field(hpke_fields, "enc").unwrap()).unwrap();
+        let opened = open_request(
+            secret,
+            &session_id,
+            &enc,
+            hex_field(&v, "ciphertext").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            session_signature_message(&session_id, &public),
+            hex_field(&v, "session_signature_message").unwrap()
+        );
+        let leaf = crate::audit::Leaf {
+            execution_id: Uuid::parse_str(v["execution_id"].as_str().unwrap()).unwrap(),
+            timestamp_ms: v["timestamp_ms"].as_u64().unwrap(),
+            commitment: opened
+                .keys
+                .commitment(&request_plaintext, &result_plaintext),
+        };
+        assert_eq!(leaf.to_bytes().to_vec(), hex_field(&v, "leaf").unwrap());
+        assert_eq!(leaf.hash().to_vec(), hex_field(&v, "leaf_hash").unwrap());
+
+        // The server key made from the vector's scalar signs leaves that verify, and
+        // verifies the leaf signature Python made.
+        let signing = &v["signing_key"];
+        let scalar: [u8; 32] = hex_field(signing, "d").unwrap().try_into().unwrap();
+        let key = crate::keys::ServerKey::from_scalar(provider, &scalar).unwrap();
+        assert_eq!(
+            key.public().key_id_hex(),
+            signing["key_id"].as_str().unwrap()
+        );
+        key.public()
+            .verify(
+                &leaf.to_bytes(),
+                &hex_field(&v, "leaf_signature_der").unwrap(),
+            )
+            .unwrap();
+        key.public()
+            .verify(&leaf.to_bytes(), &key.sign(&leaf.to_bytes()))
+            .unwrap();
+    }
+
+    crate::tests_for_every_provider!(
+        sha256_is_every_providers_sha256,
+        protocol_v1_vector_leaf_is_committed_and_signed,
+    );
+}

@@ -1,0 +1,110 @@
+//! The two crypto providers against each other through a real server over HTTP:
+//! the client seals, verifies and opens on one provider while the server opens,
+//! seals, commits and signs on the other (`crypto.provider`), in both directions.
+//! Nothing on the wire depends on the provider, so each side must accept the
+//! other's every byte.
+
+#![cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
+
+use wasm_hypervisor::envelope::{self, Provider};
+use wasm_hypervisor::payload::{Status, decode_base64, encode_base64};
+use wasm_hypervisor::receipt::{self, Receipt};
+
+use crate::helpers::{TestApp, example, request};
+
+/// Session (its signature checked by the client), sealed request, execution,
+/// opened result, commitment (recomputed by the client), leaf signature, inclusion
+/// proof and checkpoint signature (the receipt's checks), then the whole log file
+/// re-verified on the client's provider.
+async fn whole_protocol_with(server: Provider, client: Provider) {
+    let app = TestApp::spawn_with_providers(server, client).await;
+    // The two sides really are on different providers.
+    assert_eq!(app.state.sessions.provider(), server);
+    assert_eq!(app.state.key.provider(), server);
+    assert_eq!(app.client.provider(), client);
+    let key = app.identity.public_key;
+    assert_eq!(key.provider(), client);
+
+    let mut req = request(&example("hello"));
+    req.args = vec!["across".into(), "providers".into()];
+    let execution = app.execute(&req).await;
+    assert_eq!(execution.result.status, Status::Completed);
+    assert_eq!(
+        String::from_utf8(execution.result.stdout_bytes()).unwrap(),
+        "hello from wasm\narg[1]=across\narg[2]=providers\nstdin: 0 bytes\n"
+    );
+    // The server's commitment is the one the client computes on its own provider.
+    let opened = envelope::commitment(
+        client,
+        &execution.salt,
+        &execution.request_sha256,
+        &execution.result_sha256,
+    );
+    assert_eq!(opened, execution.commitment);
+    assert_eq!(hex::encode(opened), execution.response.commitment);
+
+    // The leaf signature, made on the server's provider, verifies on the client's.
+    let answer = app
+        .client
+        .inclusion(&execution.response.execution_id)
+        .await
+        .unwrap();
+    key.verify(
+        &decode_base64(&answer.leaf).unwrap(),
+        &decode_base64(&execution.response.leaf_signature).unwrap(),
+    )
+    .unwrap();
+    // And so does everything a receipt proves.
+    let receipt = Receipt {
+        version: 1,
+        server: app.base.clone(),
+        origin: app.identity.origin.clone(),
+        key_id: app.identity.key_id.clone(),
+        public_key: encode_base64(&key.spki_der()),
+        execution_id: execution.response.execution_id.clone(),
+        log_index: execution.response.log_index,
+        status: execution.result.status,
+        commitment: execution.response.commitment.clone(),
+        salt: hex::encode(execution.salt),
+        request_sha256: hex::encode(execution.request_sha256),
+        result_sha256: hex::encode(execution.result_sha256),
+        module_sha256: execution.result.module_sha256.clone(),
+        leaf_signature: execution.response.leaf_signature.clone(),
+    };
+    let checks = receipt::check_receipt(&receipt, &answer, &key);
+    assert!(receipt::all_hold(&checks), "{checks:?}");
+    assert_eq!(app.stop_and_verify_log().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_on_rustcrypto_runs_the_whole_protocol_against_a_server_on_aws_lc() {
+    whole_protocol_with(Provider::aws_lc(), Provider::rustcrypto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_on_aws_lc_runs_the_whole_protocol_against_a_server_on_rustcrypto() {
+    whole_protocol_with(Provider::rustcrypto(), Provider::aws_lc()).await;
+}
+
+/// Switching `crypto.provider` between restarts keeps the signing key (the key
+/// file is the same PKCS#8 to both) and the log, which the other provider's
+/// signatures then extend.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_restarted_on_the_other_provider_keeps_its_key_and_extends_its_log() {
+    let on = |provider: Provider| {
+        move |config: &mut wasm_hypervisor::config::Config| {
+            config.crypto.provider = provider.name().to_owned()
+        }
+    };
+    let first = TestApp::spawn_with(on(Provider::aws_lc())).await;
+    first.execute(&request(&example("hello"))).await;
+    let key_id = first.identity.key_id.clone();
+    let data_dir = first.stop().await;
+
+    let second = TestApp::spawn_in(data_dir, on(Provider::rustcrypto())).await;
+    assert_eq!(second.state.key.provider(), Provider::rustcrypto());
+    assert_eq!(second.identity.key_id, key_id);
+    let execution = second.execute(&request(&example("hello"))).await;
+    assert_eq!(execution.response.log_index, 1);
+    assert_eq!(second.stop_and_verify_log().await, 2);
+}

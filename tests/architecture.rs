@@ -1,0 +1,304 @@
+//! Architecture invariants that a reviewer should not have to check by eye
+//! (ARCHITECTURE.md, "Architecture invariants"):
+//!
+//! - only the protocol crate's providers name a crypto crate, in code and in
+//!   manifests (plus `sha2` for the audit log's and `envelope`'s fixed SHA-256);
+//! - the protocol crate depends on no runtime (tokio, axum, hyper, reqwest,
+//!   wasmtime), and with `rustcrypto` alone its build for wasm32-unknown-unknown
+//!   has nothing that compiles C.
+//!
+//! They read the sources and ask `cargo metadata` / `cargo tree`, so they hold for
+//! what is actually built, not for what a comment says.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Crates that implement cryptographic primitives, by the name code uses
+/// (`aws_lc_rs::`) and the name manifests use (`aws-lc-rs`).
+const CRYPTO_CRATES: &[&str] = &[
+    "aws-lc-rs",
+    "aws-lc-sys",
+    "ring",
+    "openssl",
+    "p256",
+    "ecdsa",
+    "elliptic-curve",
+    "aes-gcm",
+    "aes",
+    "hmac",
+    "hkdf",
+    "sha2",
+    "hpke",
+    "rand_core",
+    "getrandom",
+];
+
+/// Who may name which crypto crate in its source, and why.
+const SOURCE_ALLOWED: &[(&str, &[&str])] = &[
+    // The providers: the only place a primitive comes from.
+    ("crates/protocol/src/provider/aws_lc.rs", &["aws-lc-rs"]),
+    (
+        "crates/protocol/src/provider/rustcrypto.rs",
+        &["p256", "aes-gcm", "hmac", "sha2", "rand_core"],
+    ),
+    // RFC 9162 Merkle hashing and the leaf hash: SHA-256 fixed by the log format,
+    // hundreds of thousands of hashes at start-up, the same on every provider.
+    ("src/audit/merkle.rs", &["sha2"]),
+    ("src/audit/record.rs", &["sha2"]),
+    // `envelope::sha256`: digests that name modules and tokens, fixed SHA-256.
+    ("src/envelope.rs", &["sha2"]),
+];
+
+/// Which manifest may depend on which crypto crate.
+const MANIFEST_ALLOWED: &[(&str, &[&str])] = &[
+    (
+        "wasm-hypervisor-protocol",
+        &[
+            "aws-lc-rs",
+            "p256",
+            "aes-gcm",
+            "hmac",
+            "sha2",
+            "rand_core",
+            "getrandom",
+        ],
+    ),
+    ("wasm-hypervisor", &["sha2"]),
+];
+
+/// What the protocol crate must never pull in, however deep.
+const RUNTIMES: &[&str] = &["tokio", "axum", "hyper", "reqwest", "wasmtime", "mio"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The crypto crates a source file names in code (comments aside): `name::` or
+/// `use name`, unless the file imports a module of that name from elsewhere
+/// (`use crate::hpke;`, `use aws_lc_rs::hmac;`), which then shadows the crate.
+fn crypto_crates_named(source: &str) -> Vec<&'static str> {
+    let code: String = source
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    CRYPTO_CRATES
+        .iter()
+        .copied()
+        .filter(|name| {
+            let ident = name.replace('-', "_");
+            let imported_module = [";", ",", "}"]
+                .iter()
+                .any(|end| code.contains(&format!("::{ident}{end}")));
+            !imported_module
+                && code.match_indices(&ident).any(|(at, _)| {
+                    let before = code[..at].chars().next_back();
+                    let after = &code[at + ident.len()..];
+                    let starts_a_path = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+                        && (after.starts_with("::")
+                            || (code[..at].ends_with("use ") && after.starts_with([';', ' '])));
+                    // `crate::x::sha2` would be our own module, not the crate.
+                    starts_a_path && !code[..at].ends_with("::")
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_protocol_crates_providers_name_a_crypto_crate_in_code() {
+    let mut files = Vec::new();
+    for dir in ["src", "crates", "tests", "benches", "fuzz/fuzz_targets"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    assert!(files.len() > 50, "found only {} source files", files.len());
+    let mut offences = Vec::new();
+    for path in &files {
+        let relative = path
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if relative == "tests/architecture.rs" {
+            continue;
+        }
+        let allowed = SOURCE_ALLOWED
+            .iter()
+            .find(|(file, _)| *file == relative)
+            .map_or(&[][..], |(_, crates)| crates);
+        let source = std::fs::read_to_string(path).unwrap();
+        for name in crypto_crates_named(&source) {
+            if !allowed.contains(&name) {
+                offences.push(format!("{relative} names `{name}`"));
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "crypto crates named outside the providers (ARCHITECTURE.md): {offences:#?}"
+    );
+}
+
+#[test]
+fn the_source_scan_recognises_a_crypto_crate_and_ignores_lookalikes() {
+    assert_eq!(
+        crypto_crates_named("use aws_lc_rs::agreement;"),
+        ["aws-lc-rs"]
+    );
+    assert_eq!(
+        crypto_crates_named("let d = sha2::Sha256::new();"),
+        ["sha2"]
+    );
+    assert_eq!(crypto_crates_named("use hmac;"), ["hmac"]);
+    assert!(crypto_crates_named("// p256::PublicKey in a comment").is_empty());
+    assert!(crypto_crates_named("let p256_key = 1; my_sha2::x();").is_empty());
+    assert!(crypto_crates_named("use crate::audit::sha2::x;").is_empty());
+    assert!(crypto_crates_named("use crate::hpke;\nhpke::setup_base_s();").is_empty());
+}
+
+#[test]
+fn only_the_protocol_crate_depends_on_a_crypto_crate() {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut declared: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for package in metadata["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap().to_owned();
+        for dependency in package["dependencies"].as_array().unwrap() {
+            let crate_name = dependency["name"].as_str().unwrap();
+            if CRYPTO_CRATES.contains(&crate_name) {
+                declared
+                    .entry(name.clone())
+                    .or_default()
+                    .push(crate_name.to_owned());
+            }
+        }
+    }
+    assert!(
+        declared.contains_key("wasm-hypervisor-protocol"),
+        "{declared:?}"
+    );
+    for (package, crates) in &declared {
+        let allowed = MANIFEST_ALLOWED
+            .iter()
+            .find(|(name, _)| name == package)
+            .map_or(&[][..], |(_, crates)| crates);
+        for name in crates {
+            assert!(
+                allowed.contains(&name.as_str()),
+                "{package}'s Cargo.toml depends on the crypto crate {name}"
+            );
+        }
+    }
+}
+
+/// The packages `cargo tree` lists for the protocol crate with `args`.
+fn protocol_tree(args: &[&str]) -> Vec<String> {
+    let output = cargo()
+        .args([
+            "tree",
+            "--locked",
+            "-p",
+            "wasm-hypervisor-protocol",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8(output.stdout).unwrap();
+    let packages: Vec<String> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        packages.iter().any(|p| p == "wasm-hypervisor-protocol"),
+        "{tree}"
+    );
+    packages
+}
+
+#[test]
+fn the_protocol_crate_depends_on_no_runtime() {
+    for args in [
+        &["-e", "normal,build"][..],
+        &[
+            "-e",
+            "normal,build",
+            "--no-default-features",
+            "--features",
+            "rustcrypto",
+            "--target",
+            "wasm32-unknown-unknown",
+        ][..],
+    ] {
+        let packages = protocol_tree(args);
+        for runtime in RUNTIMES {
+            assert!(
+                !packages.iter().any(|p| p == runtime),
+                "`cargo tree -p wasm-hypervisor-protocol {}` has {runtime}",
+                args.join(" ")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_protocol_crate_for_the_browser_compiles_no_c() {
+    let packages = protocol_tree(&[
+        "-e",
+        "normal,build",
+        "--no-default-features",
+        "--features",
+        "rustcrypto",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]);
+    for c_build in ["cc", "cmake", "aws-lc-sys", "aws-lc-rs", "ring"] {
+        assert!(
+            !packages.iter().any(|p| p == c_build),
+            "the rustcrypto-only protocol build has {c_build}"
+        );
+    }
+    for pure in ["p256", "aes-gcm", "getrandom", "js-sys"] {
+        assert!(
+            packages.iter().any(|p| p == pure),
+            "expected {pure} in {packages:?}"
+        );
+    }
+}
