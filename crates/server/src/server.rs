@@ -219,6 +219,7 @@ impl Service {
             .into();
         let state = AppState::new(Shared {
             executor,
+            log: log.clone(),
             sessions,
             health,
             metrics,

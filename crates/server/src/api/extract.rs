@@ -1,0 +1,108 @@
+//! Extractors and the parsing done once at the edge: the JSON body extractor
+//! ([`ApiJson`]: media type, body deadline, size, serde's rejections in our error
+//! shape), the client a request counts against ([`QuotaClient`]), and ids in
+//! their only accepted form.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::access::ClientKey;
+
+use super::AppState;
+use super::error::ApiError;
+use super::middleware::client_of;
+
+/// A JSON body extractor whose every rejection is an [`ApiError`], so that even
+/// serde's complaints come back in the protocol's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T> FromRequest<AppState> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        // One deadline for the whole body, so that a client cannot hold a
+        // connection (and, for `/execute`, one of its execution slots) by sending
+        // a byte now and then.
+        let bytes =
+            tokio::time::timeout(state.body_read_timeout, Bytes::from_request(request, state))
+                .await
+                .map_err(|_elapsed| ApiError::RequestTimeout)?
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(ref failed)
+                        if failed.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                    {
+                        ApiError::PayloadTooLarge
+                    }
+                    other => ApiError::MalformedBody(format!("cannot read the body: {other}")),
+                })?;
+        json_body(&bytes).map(ApiJson)
+    }
+}
+
+/// The client a request counts against (see `client_of`), as an extractor: for
+/// `/execute`, which takes an execution slot only once its body is decoded.
+pub(super) struct QuotaClient(pub(super) ClientKey);
+
+impl FromRequestParts<AppState> for QuotaClient {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(QuotaClient(client_of(
+            state,
+            &parts.extensions,
+            &parts.headers,
+        )))
+    }
+}
+
+/// Parses a JSON body, every failure a `malformed_body`.
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::MalformedBody(format!("invalid JSON body: {error}")))
+}
+
+/// Session and execution ids travel in their 36-character lowercase hyphenated
+/// form only (PROTOCOL.md, "Sessions"): one spelling per id, as the server writes
+/// them, so that an id compared or logged as text is the same id.
+pub(super) fn parse_uuid(text: &str) -> Option<Uuid> {
+    if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    Uuid::try_parse(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_taken_only_in_their_36_character_lowercase_form() {
+        let lowercase = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
+        let id = parse_uuid(lowercase).unwrap();
+        assert_eq!(id.hyphenated().to_string(), lowercase);
+        assert_eq!(parse_uuid(&lowercase.to_uppercase()), None);
+        assert_eq!(parse_uuid("1B4e28ba-2fa1-41d2-883f-0016d3cca427"), None);
+        assert_eq!(parse_uuid(&id.simple().to_string()), None);
+        assert_eq!(parse_uuid(&id.braced().to_string()), None);
+        assert_eq!(parse_uuid(&id.urn().to_string()), None);
+    }
+}

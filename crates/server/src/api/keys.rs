@@ -1,0 +1,30 @@
+//! `GET /keys` (protocol §4): the log's origin and the server's signing key.
+
+use axum::Json;
+use axum::extract::State;
+
+use wasm_hypervisor_protocol::encoding::{Base64, Hex};
+use wasm_hypervisor_protocol::wire::{ErrorBody, KeysResponse};
+
+use super::AppState;
+
+/// The server's long-term public key (protocol §4).
+#[utoipa::path(
+    get,
+    path = "/keys",
+    tag = "protocol",
+    responses(
+        (status = 200, description = "The log's origin and the server's signing key", body = KeysResponse),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
+    )
+)]
+pub(super) async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
+    let public = state.key.public();
+    Json(KeysResponse {
+        origin: state.origin.to_string(),
+        public_key: Base64(public.spki_der()),
+        key_id: Hex(public.key_id()),
+    })
+}

@@ -1,0 +1,100 @@
+//! The HTTP surface: routes, the conversion between the protocol's wire types and
+//! domain values, and the one mapping of errors to HTTP status codes and the
+//! protocol's error shape.
+//!
+//! Architecture invariant: with `server`, which serves it, this is the only module
+//! that knows HTTP. Handlers parse the wire format into domain types
+//! ([`SealedExecution`](crate::execution::SealedExecution)), call the domain, and
+//! turn its answers back into the protocol's wire types.
+//!
+//! # Layout
+//! - `router`: the routes and the OpenAPI document made from the same annotations.
+//! - [`error`]: [`ApiError`] and its one mapping to status, code and body.
+//! - `extract`: the JSON extractor, the client a request counts against, ids.
+//! - `middleware`: the layers before the handlers (ids, spans, metrics, sizes,
+//!   tokens, rates, fallbacks).
+//! - `forwarded`: the client's address behind trusted proxies.
+//! - Handlers, by resource: `sessions`, `executions`, `keys`, `log`,
+//!   `operations` (`/health`, `/metrics`).
+
+mod error;
+mod executions;
+mod extract;
+mod forwarded;
+mod keys;
+mod log;
+mod middleware;
+mod operations;
+mod router;
+mod sessions;
+
+pub use self::error::ApiError;
+pub use self::executions::{decode_execute_body, sealed_execution};
+pub use self::forwarded::client_address;
+pub use self::middleware::{ExcessConnection, MetricsAccess};
+pub use self::router::{openapi, router};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio_util::task::TaskTracker;
+
+use crate::access::{Quotas, TokenSet};
+use crate::audit::AuditLog;
+use crate::execution::Executor;
+use crate::health::Health;
+use crate::keys::ServerKey;
+use crate::metrics::Metrics;
+use crate::session::SessionStore;
+
+/// Shared state of the handlers: one `Arc`, because axum clones the state for
+/// every extractor of every request (a struct of a dozen `Arc`s cost more CPU per
+/// request than routing it; see BENCHMARKS.md).
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
+    pub executor: Executor,
+    /// The audit log, which the log's routes and the gauges read directly; only
+    /// the executor appends to it.
+    pub log: AuditLog,
+    pub sessions: Arc<SessionStore>,
+    pub health: Health,
+    pub metrics: Metrics,
+    pub key: Arc<ServerKey>,
+    pub origin: Arc<str>,
+    pub started: Instant,
+    /// Tokens accepted by `POST /sessions` and `POST /execute`; empty: open.
+    pub tokens: TokenSet,
+    /// Who may read `GET /metrics`, and how much of it.
+    pub metrics_access: MetricsAccess,
+    /// Per-client request rates and executions in flight.
+    pub quotas: Quotas,
+    /// `GET /health`'s own request rate per address (`http.health_requests_per_second`).
+    pub health_quotas: Quotas,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` header is believed.
+    pub trusted_proxies: Arc<[IpNet]>,
+    /// How long a client may take to send a whole body.
+    pub body_read_timeout: Duration,
+    /// Most bytes of request line and headers accepted.
+    pub max_header_bytes: usize,
+    /// The execution tasks, which a shutdown waits for: they outlive their request
+    /// when the client goes away.
+    pub executions: TaskTracker,
+    pub max_request_bytes: usize,
+}
