@@ -32,8 +32,8 @@
 //!   fixed limits.
 //! - [`limits`]: a run's limits, the memory-and-table budget, hostcall fuel.
 //! - [`deadline`]: the epoch ticker and the per-store deadline.
-//! - [`target`]: [`RunTarget`], a binary's kind, loading compiled code (the only
-//!   unsafe code), the WASI linkers.
+//! - [`target`]: [`RunTarget`] and the run of its kind, a binary's kind, loading
+//!   compiled code (the only unsafe code), the WASI linkers.
 //! - [`run`]: a fresh store per run, how a run ended ([`RunError`]), its report.
 //! - [`core`], [`component`]: what a run is for each kind of guest.
 //! - [`invoke`]: parsing a call, why it does not fit, rendering return values.
@@ -41,6 +41,10 @@
 //! - [`output`]: the capped stdout and stderr pipes.
 //! - [`shape`], [`compiler`], [`cache`]: before a guest runs: the shape check,
 //!   compilation in worker processes, the compiled-module cache.
+//!
+//! Each builds only on those listed before it: `engine`, `limits`, `deadline`,
+//! `output`, `wasi`, `invoke`, `shape`; then `run`; then `core` and `component`;
+//! then `target`; then `compiler`, `cache` and the `Sandbox` here.
 //!
 //! Architecture invariant: this module never sees ciphertext, keys or HTTP, and
 //! nothing it logs contains guest bytes, arguments or output.
@@ -224,7 +228,7 @@ impl Sandbox {
     ) -> RunReport {
         let engine = self.engine.clone();
         let guests = self.guests.as_ref().expect("present until drop");
-        let run = async move { run::run(&engine, &target, entry, input, limits).await };
+        let run = async move { target.run(&engine, entry, input, limits).await };
         match guests.spawn(run).await {
             Ok(report) => report,
             Err(join_error) => {

@@ -1,9 +1,9 @@
-//! One run of a [`RunTarget`]: a fresh store ([`new_store`]) with the run's fuel,
-//! memory budget, hostcall fuel and deadline; its pipes; how it ended
+//! One run of a guest, whichever its kind: a fresh store ([`new_store`]) with the
+//! run's fuel, memory budget, hostcall fuel and deadline; its pipes; how it ended
 //! ([`GuestOutcome`], and for a failure the [`RunError`] that says why, with the
 //! classification of Wasmtime's error into it); and the [`RunReport`] handed
 //! back. What a run *is* for each kind of guest is in [`super::core`] and
-//! [`super::component`].
+//! [`super::component`], which build on this; [`super::target`] picks one.
 
 #![forbid(unsafe_code)]
 
@@ -20,9 +20,7 @@ use super::engine::{MAX_MEMORIES, MAX_TABLES, MAX_WASM_STACK};
 use super::invoke::{self, InvokeError};
 use super::limits::{GuestLimiter, GuestLimits, LimitHit, MIN_HOSTCALL_FUEL};
 use super::output::CappedOutput;
-use super::target::RunTarget;
 use super::wasi::{self, GuestInput};
-use super::{component, core};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -141,22 +139,6 @@ impl RunReport {
             stderr_truncated: false,
             fuel_consumed: 0,
             wall_time: Duration::ZERO,
-        }
-    }
-}
-
-/// Runs `target`'s command or invoked export to completion or to a limit.
-pub(super) async fn run(
-    engine: &Engine,
-    target: &RunTarget,
-    entry: Entry,
-    input: GuestInput,
-    limits: GuestLimits,
-) -> RunReport {
-    match target {
-        RunTarget::Core(module) => core::run(engine, module, entry, input, limits).await,
-        RunTarget::Component(component) => {
-            component::run(engine, component, entry, input, limits).await
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What runs: a [`RunTarget`], a core module or a component, compiled by a
-//! worker, loaded into the server's engine and linked against WASI once; which
+//! worker, loaded into the server's engine and linked against WASI once, and run
+//! by the module for its kind ([`super::core`], [`super::component`]); which
 //! kind a binary is ([`TargetKind`], from its header); compiling to, and loading
 //! from, Wasmtime's serialized artifacts; the two WASI linkers ([`Linkers`]).
 //!
@@ -16,6 +17,9 @@ use wasmtime::{Engine, Module};
 
 use super::component::{self, ComponentState, LinkedComponent};
 use super::core::{self, CoreState, LinkedModule};
+use super::limits::GuestLimits;
+use super::run::{Entry, RunReport};
+use super::wasi::GuestInput;
 
 /// A compiled guest, linked against WASI once: what the cache holds and a run
 /// takes. Like `wasmtime run`'s own `RunTarget`, one value for either kind.
@@ -24,6 +28,25 @@ pub enum RunTarget {
     Core(LinkedModule),
     /// A component: WASI preview2, `wasi:cli/run`.
     Component(LinkedComponent),
+}
+
+impl RunTarget {
+    /// Runs the command or the invoked export to completion or to a limit, in a
+    /// fresh store.
+    pub async fn run(
+        &self,
+        engine: &Engine,
+        entry: Entry,
+        input: GuestInput,
+        limits: GuestLimits,
+    ) -> RunReport {
+        match self {
+            RunTarget::Core(module) => core::run(engine, module, entry, input, limits).await,
+            RunTarget::Component(component) => {
+                component::run(engine, component, entry, input, limits).await
+            }
+        }
+    }
 }
 
 /// Which kind of guest a binary is, before it is compiled.
