@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasm_hypervisor::envelope::sha256;
-use wasm_hypervisor::sandbox::compiler::CompilerSettings;
-use wasm_hypervisor::sandbox::{
+use wasm_hypervisor_server::envelope::sha256;
+use wasm_hypervisor_server::sandbox::compiler::CompilerSettings;
+use wasm_hypervisor_server::sandbox::{
     Entry, GuestInput, GuestLimits, GuestOutcome, Sandbox, SandboxSettings,
 };
 

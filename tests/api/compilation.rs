@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasm_hypervisor::payload::{ExecutionRequest, Status};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, Status};
 
 use crate::helpers::{TestApp, example, load_heavy_test, request};
 

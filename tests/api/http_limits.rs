@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use wasm_hypervisor::access::ClientKey;
-use wasm_hypervisor::payload::Status;
+use wasm_hypervisor_protocol::payload::Status;
+use wasm_hypervisor_server::access::ClientKey;
 
 use crate::helpers::{TestApp, example, fixture, limits, request, sealed_body};
 
@@ -491,7 +491,7 @@ async fn an_announced_oversize_body_is_413_at_once_before_authentication_and_quo
         config.limits.max_request_bytes = 4096;
         // The body would otherwise be waited for a minute, and then be a 408.
         config.http.body_read_timeout_ms = 60_000;
-        config.auth.tokens_sha256 = vec![hex::encode(wasm_hypervisor::envelope::sha256(
+        config.auth.tokens_sha256 = vec![hex::encode(wasm_hypervisor_server::envelope::sha256(
             crate::helpers::TEST_TOKEN.as_bytes(),
         ))];
         config.clients.requests_per_second = 1;
@@ -689,7 +689,7 @@ async fn health_has_a_rate_of_its_own_and_unknown_routes_spend_the_clients_rate(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_at_the_default_health_rate_never_see_a_429() {
-    let rate = wasm_hypervisor::config::HttpConfig::default().health_requests_per_second;
+    let rate = wasm_hypervisor_server::config::HttpConfig::default().health_requests_per_second;
     let app = TestApp::spawn_with(|config| config.http.health_requests_per_second = rate).await;
     // A load balancer probes a few times a second; even twice the default rate at
     // once is answered.

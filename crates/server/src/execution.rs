@@ -23,18 +23,21 @@ use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::access::ClientKey;
-use crate::audit::{AuditError, AuditLog, Leaf, LogRecord};
+use crate::audit::{AuditError, AuditLog, LogRecord};
 use crate::compile_budget::{BudgetError, CompileBudgets};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
-use crate::payload::{self, EffectiveLimits, ExecutionRequest, ExecutionResult, Status};
 use crate::sandbox::compiler::CompileError;
 use crate::sandbox::wasi::InputError;
 use crate::sandbox::{
     Entry, GuestInput, GuestLimits, GuestOutcome, RunError, RunReport, RunTarget, Sandbox,
 };
 use crate::session::{SessionError, SessionStore};
+use wasm_hypervisor_protocol::leaf::Leaf;
+use wasm_hypervisor_protocol::payload::{
+    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, Status,
+};
 
 /// Why an `/execute` was refused before its plaintext was recovered.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +66,9 @@ pub enum RequestError {
     /// `module` is not base64.
     #[error("`module` is not valid base64: {0}")]
     ModuleBase64(base64::DecodeError),
-    /// The requested limits are refused: `payload`'s text, which names the key.
-    #[error("{0}")]
-    Limits(String),
+    /// A requested limit is refused (it names the key).
+    #[error(transparent)]
+    Limits(LimitError),
     /// `stdin` is not base64.
     #[error("`stdin` is not valid base64: {0}")]
     StdinBase64(base64::DecodeError),
@@ -683,7 +686,7 @@ mod tests {
         assert_eq!(executor.log().size(), 1);
         assert_eq!(executor.slots_in_use(), 0, "the slot was released");
         // The executor goes on serving.
-        let module = crate::payload::encode_base64(b"not a wasm binary");
+        let module = wasm_hypervisor_protocol::payload::encode_base64(b"not a wasm binary");
         let request = format!(r#"{{"module":"{module}"}}"#);
         let next = executor
             .execute(sealed(&sessions, request.as_bytes()).await)

@@ -517,12 +517,12 @@ impl Config {
             "must be at least 1024",
         )?;
         check(
-            l.max_args <= crate::payload::MAX_ARGS_CEILING as u64,
+            l.max_args <= wasm_hypervisor_protocol::payload::MAX_ARGS_CEILING as u64,
             "limits.max_args",
             "must be at most 65536",
         )?;
         check(
-            l.max_env <= crate::payload::MAX_ENV_CEILING as u64,
+            l.max_env <= wasm_hypervisor_protocol::payload::MAX_ENV_CEILING as u64,
             "limits.max_env",
             "must be at most 65536",
         )?;
@@ -740,7 +740,7 @@ mod tests {
 
     #[test]
     fn top_level_config_yaml_equals_the_embedded_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.yaml");
         let from_file: Config = Figment::new()
             .merge(Yaml::file_exact(&path))
             .extract()
@@ -764,7 +764,7 @@ mod tests {
                 other => out.push((prefix.trim_end_matches('_').to_owned(), other.to_string())),
             }
         }
-        let example = include_str!("../.env.example");
+        let example = include_str!("../../../.env.example");
         let mut keys = Vec::new();
         leaves(
             ENV_PREFIX,
