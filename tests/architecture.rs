@@ -12,6 +12,9 @@
 //! - the protocol crate depends on no runtime (tokio, axum, hyper, reqwest,
 //!   wasmtime), and with `rustcrypto` alone its build for wasm32-unknown-unknown
 //!   has nothing that compiles C.
+//! - the sandbox's only `unsafe` code loads what the compile worker compiled
+//!   (`sandbox::target`), each block with its `SAFETY` argument; every other
+//!   sandbox module forbids it.
 //!
 //! They read the sources and ask `cargo metadata` / `cargo tree`, so they hold for
 //! what is actually built, not for what a comment says.
@@ -431,4 +434,60 @@ fn the_protocol_crate_for_the_browser_compiles_no_c() {
             "expected {pure} in {packages:?}"
         );
     }
+}
+
+/// Sandbox modules that may hold `unsafe` code, and why.
+const SANDBOX_UNSAFE_ALLOWED: &[&str] = &[
+    // `Module::deserialize` and `Component::deserialize` of the artifacts our own
+    // compile worker produced.
+    "crates/server/src/sandbox/target.rs",
+];
+
+#[test]
+fn the_sandbox_forbids_unsafe_code_but_where_it_loads_compiled_code() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/server/src/sandbox"), &mut files);
+    assert!(
+        files.len() >= 10,
+        "found only {} sandbox files",
+        files.len()
+    );
+    let mut offences = Vec::new();
+    for path in &files {
+        let relative = path
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let source = std::fs::read_to_string(path).unwrap();
+        let lines: Vec<&str> = source.lines().map(str::trim).collect();
+        let unsafe_lines: Vec<usize> = (0..lines.len())
+            .filter(|&at| !lines[at].starts_with("//") && lines[at].contains("unsafe {"))
+            .collect();
+        if relative == "crates/server/src/sandbox/mod.rs" {
+            // `forbid` here would bind the allowed module too.
+            if !lines.contains(&"#![deny(unsafe_code)]") {
+                offences.push(format!("{relative} does not deny unsafe code"));
+            }
+        } else if !SANDBOX_UNSAFE_ALLOWED.contains(&relative.as_str()) {
+            if !lines.contains(&"#![forbid(unsafe_code)]") {
+                offences.push(format!("{relative} does not forbid unsafe code"));
+            }
+            continue;
+        }
+        for at in unsafe_lines {
+            // The comment block right above the block must open with its argument.
+            let comment_start = (0..at)
+                .rev()
+                .take_while(|&above| lines[above].starts_with("//"))
+                .last();
+            if !comment_start.is_some_and(|start| lines[start].starts_with("// SAFETY:")) {
+                offences.push(format!("{relative}:{} has no SAFETY comment", at + 1));
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "unsafe code in the sandbox (ARCHITECTURE.md): {offences:#?}"
+    );
 }

@@ -28,11 +28,15 @@ use crate::compile_budget::{BudgetError, CompileBudgets};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
-use crate::sandbox::{Entry, GuestInput, GuestLimits, GuestOutcome, RunReport, Sandbox};
+use crate::sandbox::compiler::CompileError;
+use crate::sandbox::wasi::InputError;
+use crate::sandbox::{
+    Entry, GuestInput, GuestLimits, GuestOutcome, RunError, RunReport, RunTarget, Sandbox,
+};
 use crate::session::{SessionError, SessionStore};
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::payload::{
-    self, EffectiveLimits, ExecutionRequest, ExecutionResult, Status,
+    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, Status,
 };
 
 /// Why an `/execute` was refused before its plaintext was recovered.
@@ -50,6 +54,36 @@ pub enum ExecutionError {
     /// The result could not be made durable in the audit log, so it is withheld.
     #[error("the audit log is not writable")]
     LogUnavailable(#[source] AuditError),
+}
+
+/// Why an opened plaintext is not a request that can run (status
+/// `invalid_request`). Public for the fuzz target `request_plaintext`.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The plaintext is not an `ExecutionRequest` in JSON.
+    #[error("the request is not a valid execution request: {0}")]
+    NotARequest(serde_json::Error),
+    /// `module` is not base64.
+    #[error("`module` is not valid base64: {0}")]
+    ModuleBase64(base64::DecodeError),
+    /// A requested limit is refused (it names the key).
+    #[error(transparent)]
+    Limits(LimitError),
+    /// `stdin` is not base64.
+    #[error("`stdin` is not valid base64: {0}")]
+    StdinBase64(base64::DecodeError),
+    /// An argument holds a NUL, which WASI cannot pass.
+    #[error("`args` may not contain NUL characters")]
+    NulInArgs,
+    /// An environment name is empty or holds `=` or NUL.
+    #[error("`env` names must be non-empty and may not contain `=` or NUL")]
+    BadEnvName,
+    /// An environment value holds a NUL.
+    #[error("`env` values may not contain NUL characters")]
+    NulInEnvValue,
+    /// argv and environment are past the server's maxima.
+    #[error(transparent)]
+    Input(#[from] InputError),
 }
 
 /// A request as it arrives: which session, the sealed bytes, and whose it is.
@@ -321,40 +355,25 @@ impl Executor {
         }
         let policy = &self.inner.policy;
         let mut result = blank_result(execution_id, policy.maxima);
-        let invalid = |mut result: ExecutionResult, status: Status, error: String| {
-            result.status = status;
-            result.error = Some(error);
-            result
-        };
+        let invalid_request =
+            |result, error: RequestError| refused(result, Status::InvalidRequest, error);
 
         let mut request: ExecutionRequest = match serde_json::from_slice(plaintext) {
             Ok(request) => request,
-            Err(error) => {
-                return invalid(
-                    result,
-                    Status::InvalidRequest,
-                    format!("the request is not a valid execution request: {error}"),
-                );
-            }
+            Err(error) => return invalid_request(result, RequestError::NotARequest(error)),
         };
         let decoded = payload::decode_base64(&request.module);
         request.module.zeroize();
         let module = match decoded {
             Ok(module) => Zeroizing::new(module),
-            Err(error) => {
-                return invalid(
-                    result,
-                    Status::InvalidRequest,
-                    format!("`module` is not valid base64: {error}"),
-                );
-            }
+            Err(error) => return invalid_request(result, RequestError::ModuleBase64(error)),
         };
         // Hashed once: the result reports it and the module cache is keyed by it.
         let module_hash = envelope::sha256(&module);
         result.module_sha256 = Some(hex::encode(module_hash));
         match EffectiveLimits::apply(policy.maxima, request.limits) {
             Ok(limits) => result.limits = limits,
-            Err(error) => return invalid(result, Status::InvalidRequest, error.to_string()),
+            Err(error) => return invalid_request(result, RequestError::Limits(error)),
         }
         let entry = match &request.invoke {
             Some(expression) => Entry::Invoke(expression.clone()),
@@ -362,23 +381,19 @@ impl Executor {
         };
         let input = match guest_input(request) {
             Ok(input) => input,
-            Err(error) => return invalid(result, Status::InvalidRequest, error),
+            Err(error) => return invalid_request(result, error),
         };
         if let Err(error) =
             input.check_size(policy.max_args, policy.max_env, policy.max_args_env_bytes)
         {
-            return invalid(result, Status::InvalidRequest, error);
+            return invalid_request(result, error.into());
         }
         if module.len() as u64 > policy.max_module_bytes {
-            return invalid(
-                result,
-                Status::InvalidModule,
-                format!(
-                    "the module is {} bytes; the limit is {} bytes",
-                    module.len(),
-                    policy.max_module_bytes
-                ),
-            );
+            let too_large = CompileRefusal::TooLarge {
+                bytes: module.len(),
+                limit: policy.max_module_bytes,
+            };
+            return refused(result, Status::InvalidModule, too_large);
         }
 
         let (prepared, slot) = match self.inner.sandbox.lookup(&module_hash) {
@@ -413,7 +428,7 @@ impl Executor {
         drop(module);
         let prepared = match prepared {
             Ok(prepared) => prepared,
-            Err(error) => return invalid(result, Status::InvalidModule, error.to_string()),
+            Err(error) => return refused(result, Status::InvalidModule, error),
         };
         let limits = GuestLimits {
             fuel: result.limits.fuel,
@@ -436,7 +451,7 @@ impl Executor {
         hash: [u8; 32],
         module: &[u8],
         client: ClientKey,
-    ) -> Result<Arc<crate::sandbox::Prepared>, CompileRefusal> {
+    ) -> Result<Arc<RunTarget>, CompileRefusal> {
         let inner = &self.inner;
         if let Err(BudgetError::Spent { retry_after }) = inner.budgets.check(client, Instant::now())
         {
@@ -452,17 +467,34 @@ impl Executor {
     }
 }
 
-/// Why a module was not compiled, for the result's `error`.
+/// Why a module was not compiled (status `invalid_module`).
 #[derive(Debug, thiserror::Error)]
 enum CompileRefusal {
-    #[error("{0}")]
-    Compiler(crate::sandbox::compiler::CompileError),
+    /// The module is larger than `limits.max_module_bytes`.
+    #[error("the module is {bytes} bytes; the limit is {limit} bytes")]
+    TooLarge { bytes: usize, limit: u64 },
+    /// The compiler refused it, or could not compile it now.
+    #[error(transparent)]
+    Compiler(CompileError),
+    /// The client's compilation budget is spent.
     #[error(
         "this client has spent its compilation budget (clients.compile_seconds_per_hour); \
          modules already compiled still run; retry an uncached module in {} s",
         retry_after.as_secs().max(1)
     )]
     Budget { retry_after: Duration },
+}
+
+/// `result` for an execution that ended with `error` before its guest ran: the
+/// status, and the text for the client, rendered here.
+fn refused(
+    mut result: ExecutionResult,
+    status: Status,
+    error: impl std::fmt::Display,
+) -> ExecutionResult {
+    result.status = status;
+    result.error = Some(error.to_string());
+    result
 }
 
 /// A result with nothing in it yet: the starting point of every result.
@@ -489,11 +521,7 @@ fn blank_result(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
 fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult {
     ExecutionResult {
         status: Status::Trap,
-        error: Some(
-            "the host failed while running the guest (a server bug; the server's log has \
-             the details)"
-                .to_owned(),
-        ),
+        error: Some(RunError::HostFailure.to_string()),
         ..blank_result(execution_id, limits)
     }
 }
@@ -501,7 +529,7 @@ fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
 /// The guest's argv, env and stdin, checked for what WASI cannot carry. Public
 /// for the fuzz target `request_plaintext`, which drives it with the rest of the
 /// plaintext's parsing.
-pub fn guest_input(mut request: ExecutionRequest) -> Result<GuestInput, String> {
+pub fn guest_input(mut request: ExecutionRequest) -> Result<GuestInput, RequestError> {
     // Moved into a `GuestInput` first: it zeroizes them when dropped, also when
     // they are refused below.
     let mut input = GuestInput {
@@ -512,17 +540,17 @@ pub fn guest_input(mut request: ExecutionRequest) -> Result<GuestInput, String> 
     if let Some(mut text) = request.stdin.take() {
         let decoded = payload::decode_base64(&text);
         text.zeroize();
-        input.stdin = decoded.map_err(|error| format!("`stdin` is not valid base64: {error}"))?;
+        input.stdin = decoded.map_err(RequestError::StdinBase64)?;
     }
     if input.args.iter().any(|arg| arg.contains('\0')) {
-        return Err("`args` may not contain NUL characters".to_owned());
+        return Err(RequestError::NulInArgs);
     }
     for (name, value) in &input.env {
         if name.is_empty() || name.contains('=') || name.contains('\0') {
-            return Err("`env` names must be non-empty and may not contain `=` or NUL".to_owned());
+            return Err(RequestError::BadEnvName);
         }
         if value.contains('\0') {
-            return Err("`env` values may not contain NUL characters".to_owned());
+            return Err(RequestError::NulInEnvValue);
         }
     }
     Ok(input)
@@ -532,29 +560,7 @@ fn fill_from_report(result: &mut ExecutionResult, report: RunReport) {
     let (status, exit_code, error) = match report.outcome {
         GuestOutcome::Exited(code) => (Status::Completed, Some(code), None),
         GuestOutcome::Returned => (Status::Completed, None, None),
-        GuestOutcome::BadInvoke(message) => (Status::InvalidRequest, None, Some(message)),
-        GuestOutcome::Trapped(message) => (Status::Trap, None, Some(message)),
-        GuestOutcome::OutOfFuel => (
-            Status::FuelExhausted,
-            None,
-            Some(format!(
-                "the guest used all of its {} units of fuel",
-                result.limits.fuel
-            )),
-        ),
-        GuestOutcome::TimedOut => (
-            Status::Timeout,
-            None,
-            Some(format!(
-                "the guest ran past its {} ms wall-clock limit",
-                result.limits.timeout_ms
-            )),
-        ),
-        GuestOutcome::MemoryLimit(message) => (Status::MemoryLimit, None, Some(message)),
-        GuestOutcome::InvalidModule(message) => (Status::InvalidModule, None, Some(message)),
-        // No status says "the host failed"; the run was aborted like a trap, and
-        // the error says whose fault it was.
-        GuestOutcome::HostFailure(message) => (Status::Trap, None, Some(message)),
+        GuestOutcome::Failed(error) => (status_of(&error), None, Some(error.to_string())),
     };
     result.status = status;
     result.exit_code = exit_code;
@@ -566,6 +572,29 @@ fn fill_from_report(result: &mut ExecutionResult, report: RunReport) {
     result.stderr_truncated = report.stderr_truncated;
     result.fuel_consumed = report.fuel_consumed;
     result.wall_time_us = u64::try_from(report.wall_time.as_micros()).unwrap_or(u64::MAX);
+}
+
+/// The status of a run that failed with `error`.
+fn status_of(error: &RunError) -> Status {
+    match error {
+        RunError::OutOfFuel { .. } => Status::FuelExhausted,
+        RunError::TimedOut { .. } => Status::Timeout,
+        RunError::MemoryLimit(_) => Status::MemoryLimit,
+        RunError::Unlinkable(_)
+        | RunError::TooManyMemories { .. }
+        | RunError::TooManyTables { .. }
+        | RunError::NoStart
+        | RunError::StartNotCommand
+        | RunError::NoCliRun => Status::InvalidModule,
+        RunError::BadInvoke(_) => Status::InvalidRequest,
+        RunError::Trap(_)
+        | RunError::StackOverflow(_)
+        | RunError::HostcallFuel { .. }
+        | RunError::ReturnsTooLarge { .. } => Status::Trap,
+        // No status says "the host failed"; the run was aborted like a trap, and
+        // the error says whose fault it was.
+        RunError::HostFailure => Status::Trap,
+    }
 }
 
 fn unix_millis(time: SystemTime) -> u64 {

@@ -7,6 +7,8 @@
 //! module, sent over and over, would make the server compile it every time. Only a
 //! refusal that says nothing about the module (the compiler was busy) is not kept.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -314,7 +316,7 @@ mod tests {
         let cache = ModuleCache::<u8>::new(30);
         let busy = cache
             .get_or_compile(key(1), || async {
-                (Err(CompileError::Unavailable("busy".to_owned())), 5)
+                (Err(CompileError::WallClock { wall_secs: 8 }), 5)
             })
             .await;
         assert!(busy.value.is_err());

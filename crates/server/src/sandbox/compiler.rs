@@ -18,6 +18,8 @@
 //! else: no environment (but the allocator's setting), no inherited descriptors
 //! but its three pipes, no key.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
@@ -26,9 +28,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
-use wasmtime::Engine;
 
-use super::BinaryKind;
+use super::engine;
+use super::shape::{self, ShapeError};
+use super::target::{LoadError, TargetKind};
 
 /// The subcommand that runs a worker (hidden from `--help`).
 pub const WORKER_COMMAND: &str = "compile-worker";
@@ -55,24 +58,76 @@ pub struct CompilerSettings {
     pub memory_bytes: u64,
 }
 
-/// Why a module was not compiled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a module was not compiled (status `invalid_module`). The first group is
+/// the module's fault: the same bytes always fail the same way, so the refusal
+/// is cached by hash. The last three are the server's, retryable, and not cached.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CompileError {
-    /// The module is at fault: it does not parse, fails the shape check, does not
-    /// compile, or its compilation exceeded the CPU or memory bound. The same bytes
-    /// always fail the same way, so the refusal is cached by hash.
+    /// The header says neither core module nor component.
+    #[error("not a WebAssembly module or component (bad magic number, version or layer)")]
+    NotWasm,
+    /// (In the worker.) The module fails the shape check.
+    #[error("module refused before compilation: {0}")]
+    Shape(ShapeError),
+    /// (In the worker.) The worker's engine could not be built.
+    #[error("the compiler could not start: {0:#}")]
+    WorkerEngine(Arc<wasmtime::Error>),
+    /// (In the worker.) Wasmtime refused the binary: Wasmtime's text.
+    #[error("{kind} does not compile: {error:#}")]
+    DoesNotCompile {
+        kind: TargetKind,
+        error: Arc<wasmtime::Error>,
+    },
+    /// The worker refused the module: its reason, as it wrote it on its pipe.
     #[error("{0}")]
     Refused(String),
-    /// The server could not compile it now (the wall-clock bound passed on a busy
-    /// machine, the worker could not start): retryable, and not cached.
-    #[error("{0}")]
-    Unavailable(String),
+    /// The worker passed its CPU bound.
+    #[error(
+        "compiling the module took more than {cpu_secs} s of CPU time \
+         (execution.compile_timeout_secs)"
+    )]
+    CpuTime { cpu_secs: u64 },
+    /// The worker ran out of its address space.
+    #[error(
+        "compiling the module needed more than {memory_bytes} bytes of memory \
+         (execution.compile_memory_bytes)"
+    )]
+    Memory { memory_bytes: u64 },
+    /// The worker died otherwise: a compiler bug this module triggers, every time.
+    #[error("the compiler crashed on this module (a server bug; the server's log has the details)")]
+    Crashed,
+    /// The worker's artifact does not load into the server's engine.
+    #[error(transparent)]
+    Load(LoadError),
+    /// The worker could not be started.
+    #[error("the server could not start a compiler; retry later")]
+    CannotStart,
+    /// The wall-clock bound passed (a busy machine, not the module's fault).
+    #[error("the compilation did not finish within {wall_secs} s of wall-clock time; retry later")]
+    WallClock { wall_secs: u64 },
+    /// The worker, or loading its artifact, failed in a way that says nothing
+    /// about the module.
+    #[error("the compiler failed unexpectedly; retry later")]
+    Failed,
 }
 
 impl CompileError {
     /// Whether the same bytes would fail the same way again.
     pub fn is_cacheable(&self) -> bool {
-        matches!(self, CompileError::Refused(_))
+        match self {
+            CompileError::NotWasm
+            | CompileError::Shape(_)
+            | CompileError::WorkerEngine(_)
+            | CompileError::DoesNotCompile { .. }
+            | CompileError::Refused(_)
+            | CompileError::CpuTime { .. }
+            | CompileError::Memory { .. }
+            | CompileError::Crashed
+            | CompileError::Load(_) => true,
+            CompileError::CannotStart | CompileError::WallClock { .. } | CompileError::Failed => {
+                false
+            }
+        }
     }
 }
 
@@ -100,7 +155,7 @@ impl Compiler {
 
     /// Waits for a slot, then compiles `bytes` in a worker under the CPU, memory
     /// and wall-clock bounds.
-    pub async fn compile(&self, kind: BinaryKind, bytes: &[u8]) -> Result<Artifact, CompileError> {
+    pub async fn compile(&self, kind: TargetKind, bytes: &[u8]) -> Result<Artifact, CompileError> {
         let permit = self
             .slots
             .clone()
@@ -112,15 +167,12 @@ impl Compiler {
         compiled
     }
 
-    async fn run_worker(&self, kind: BinaryKind, bytes: &[u8]) -> Result<Artifact, CompileError> {
+    async fn run_worker(&self, kind: TargetKind, bytes: &[u8]) -> Result<Artifact, CompileError> {
         let settings = &self.settings;
         let cpu_secs = settings.cpu.as_secs().max(1);
         let mut child = tokio::process::Command::new(&settings.program)
             .arg(WORKER_COMMAND)
-            .arg(match kind {
-                BinaryKind::Component => "component",
-                _ => "module",
-            })
+            .arg(kind.as_str())
             .arg(cpu_secs.to_string())
             .arg(settings.memory_bytes.to_string())
             .env_clear()
@@ -135,7 +187,7 @@ impl Compiler {
             .spawn()
             .map_err(|error| {
                 tracing::error!(%error, program = %settings.program.display(), "cannot start a compile worker");
-                CompileError::Unavailable("the server could not start a compiler; retry later".to_owned())
+                CompileError::CannotStart
             })?;
         let mut stdin = child.stdin.take().expect("piped");
         let mut stdout = child.stdout.take().expect("piped");
@@ -164,15 +216,12 @@ impl Compiler {
             Ok(done) => done,
             Err(_elapsed) => {
                 // Dropping the exchange drops the child, which kills it.
-                return Err(CompileError::Unavailable(format!(
-                    "the compilation did not finish within {} s of wall-clock time; retry later",
-                    wall.as_secs()
-                )));
+                return Err(CompileError::WallClock {
+                    wall_secs: wall.as_secs(),
+                });
             }
         };
-        let status = status.map_err(|_| {
-            CompileError::Unavailable("the compiler failed unexpectedly; retry later".to_owned())
-        })?;
+        let status = status.map_err(|_| CompileError::Failed)?;
         if status.success() {
             let answer = answer.unwrap_or_default();
             return match answer.split_first() {
@@ -180,9 +229,7 @@ impl Compiler {
                 Some((&REFUSED, reason)) => Err(CompileError::Refused(
                     String::from_utf8_lossy(reason).into_owned(),
                 )),
-                _ => Err(CompileError::Unavailable(
-                    "the compiler failed unexpectedly; retry later".to_owned(),
-                )),
+                _ => Err(CompileError::Failed),
             };
         }
         Err(died(status, &diagnostics, cpu_secs, settings.memory_bytes))
@@ -206,27 +253,17 @@ fn died(
         || status.signal() == Some(SIGSEGV);
     match status.signal() {
         // RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one.
-        Some(SIGXCPU | SIGKILL) => CompileError::Refused(format!(
-            "compiling the module took more than {cpu_secs} s of CPU time \
-                 (execution.compile_timeout_secs)"
-        )),
-        _ if out_of_memory => CompileError::Refused(format!(
-            "compiling the module needed more than {memory_bytes} bytes of memory \
-             (execution.compile_memory_bytes)"
-        )),
+        Some(SIGXCPU | SIGKILL) => CompileError::CpuTime { cpu_secs },
+        _ if out_of_memory => CompileError::Memory { memory_bytes },
         Some(_) => {
             // An abort without an allocation failure: a compiler bug this module
             // triggers, every time.
             tracing::error!(?status, "a compile worker died");
-            CompileError::Refused(
-                "the compiler crashed on this module (a server bug; the server's log has the \
-                 details)"
-                    .to_owned(),
-            )
+            CompileError::Crashed
         }
         None => {
             tracing::error!(?status, "a compile worker failed");
-            CompileError::Unavailable("the compiler failed unexpectedly; retry later".to_owned())
+            CompileError::Failed
         }
     }
 }
@@ -240,9 +277,8 @@ const SIGKILL: i32 = 9;
 /// limits before it reads a byte.
 pub fn worker_main(args: &[String]) -> ExitCode {
     let parsed = match args {
-        [kind, cpu, memory] => match (kind.as_str(), cpu.parse::<u64>(), memory.parse::<u64>()) {
-            ("module", Ok(cpu), Ok(memory)) => Some((BinaryKind::CoreModule, cpu, memory)),
-            ("component", Ok(cpu), Ok(memory)) => Some((BinaryKind::Component, cpu, memory)),
+        [kind, cpu, memory] => match (TargetKind::parse(kind), cpu.parse(), memory.parse()) {
+            (Some(kind), Ok(cpu), Ok(memory)) => Some((kind, cpu, memory)),
             _ => None,
         },
         _ => None,
@@ -286,7 +322,9 @@ pub fn worker_main(args: &[String]) -> ExitCode {
     }
     let answer = match compile_here(kind, &bytes) {
         Ok(artifact) => [&[COMPILED][..], &artifact].concat(),
-        Err(reason) => [&[REFUSED][..], reason.as_bytes()].concat(),
+        // Rendered here, not where the result is sealed: the reason crosses a
+        // process boundary, and comes back as `CompileError::Refused`.
+        Err(reason) => [&[REFUSED][..], reason.to_string().as_bytes()].concat(),
     };
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(&answer).and_then(|()| stdout.flush()) {
@@ -304,22 +342,68 @@ fn mapped_bytes() -> Option<u64> {
 }
 
 /// Checks the shape and compiles, in this process, with the worker's engine: what
-/// a worker does between reading and writing. The error is for the client.
-pub fn compile_here(kind: BinaryKind, bytes: &[u8]) -> Result<Vec<u8>, String> {
-    match super::shape::check(bytes) {
+/// a worker does between reading and writing.
+pub fn compile_here(kind: TargetKind, bytes: &[u8]) -> Result<Vec<u8>, CompileError> {
+    match shape::check(bytes) {
         Ok(()) => {}
         // Wasmtime's validator says precisely what is wrong with the binary.
-        Err(super::shape::ShapeError::Malformed(_)) => {}
-        Err(error) => return Err(format!("module refused before compilation: {error}")),
+        Err(ShapeError::Malformed(_)) => {}
+        Err(error) => return Err(CompileError::Shape(error)),
     }
-    let engine = Engine::new(&super::engine_config(None, false))
-        .map_err(|error| format!("the compiler could not start: {error:#}"))?;
-    match kind {
-        BinaryKind::Component => wasmtime::component::Component::from_binary(&engine, bytes)
-            .and_then(|component| component.serialize())
-            .map_err(|error| format!("component does not compile: {error:#}")),
-        _ => wasmtime::Module::from_binary(&engine, bytes)
-            .and_then(|module| module.serialize())
-            .map_err(|error| format!("module does not compile: {error:#}")),
+    let engine = engine::worker().map_err(|error| CompileError::WorkerEngine(Arc::new(error)))?;
+    kind.compile(&engine, bytes)
+        .map_err(|error| CompileError::DoesNotCompile {
+            kind,
+            error: Arc::new(error),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_from_the_worker_reads_as_it_did_in_the_worker() {
+        // What the worker writes after `REFUSED`, the server shows unchanged.
+        let shape = CompileError::Shape(ShapeError::LoopsNestedTooDeep {
+            index: 3,
+            depth: 300,
+        });
+        assert_eq!(
+            shape.to_string(),
+            "module refused before compilation: function 3 nests loops 300 deep; at most 256 \
+             are allowed"
+        );
+        let error = compile_here(TargetKind::Component, b"\0asm\x0d\0\x01\0junk").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("component does not compile: "),
+            "{error}"
+        );
+        assert!(CompileError::Refused(error.to_string()).is_cacheable());
+    }
+
+    #[test]
+    fn only_the_servers_own_failures_are_retried() {
+        assert!(CompileError::CpuTime { cpu_secs: 1 }.is_cacheable());
+        assert!(CompileError::Memory { memory_bytes: 1 }.is_cacheable());
+        assert!(CompileError::Crashed.is_cacheable());
+        assert!(CompileError::NotWasm.is_cacheable());
+        assert!(!CompileError::CannotStart.is_cacheable());
+        assert!(!CompileError::WallClock { wall_secs: 8 }.is_cacheable());
+        assert!(!CompileError::Failed.is_cacheable());
+        assert_eq!(
+            CompileError::CpuTime { cpu_secs: 1 }.to_string(),
+            "compiling the module took more than 1 s of CPU time (execution.compile_timeout_secs)"
+        );
+        assert_eq!(
+            CompileError::Memory {
+                memory_bytes: 67_108_864
+            }
+            .to_string(),
+            "compiling the module needed more than 67108864 bytes of memory \
+             (execution.compile_memory_bytes)"
+        );
     }
 }

@@ -1,6 +1,10 @@
-//! Components: WASI preview2 commands (`wasi:cli/run`) and `invoke` of any exported
-//! function, with arguments and results in WAVE checked against the export's
-//! component type.
+//! Components: WASI preview2 linking, commands (`wasi:cli/run`) and `invoke` of
+//! any exported function, with arguments and results in WAVE checked against the
+//! export's component type.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
@@ -10,11 +14,10 @@ use wasmtime::component::{
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::output::CappedOutput;
-use super::{
-    Entry, Guest, GuestInput, GuestLimiter, GuestLimits, GuestOutcome, Run, RunReport, image_size,
-    wasi_context, wave,
-};
+use super::invoke::{self, InvokeError};
+use super::limits::{GuestLimiter, GuestLimits};
+use super::run::{Entry, GuestOutcome, GuestState, Run, RunError, RunReport};
+use super::wasi::GuestInput;
 
 /// Per-store data of a component: its WASI preview2 context, resource table and
 /// the limiter.
@@ -33,16 +36,16 @@ impl WasiView for ComponentState {
     }
 }
 
-impl Guest for ComponentState {
+impl GuestState for ComponentState {
     fn limiter(&mut self) -> &mut GuestLimiter {
         &mut self.limiter
     }
 }
 
 /// A compiled component and its link against WASI (or why it does not link).
-pub struct PreparedComponent {
+pub struct LinkedComponent {
     component: Component,
-    linked: Result<InstancePre<ComponentState>, String>,
+    linked: Result<InstancePre<ComponentState>, Arc<wasmtime::Error>>,
 }
 
 /// The WASI preview2 linker, built once.
@@ -52,57 +55,38 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>
     Ok(linker)
 }
 
-/// Loads a worker's compiled artifact and links it; returns the prepared
-/// component and the bytes to charge.
-pub(super) fn load(
-    engine: &Engine,
-    linker: &Linker<ComponentState>,
-    artifact: &[u8],
-) -> Result<(PreparedComponent, usize), String> {
-    // SAFETY: as for core modules (`super::core::load`): the artifact is our own
-    // compile worker's output, from the same binary and engine configuration.
-    let component = unsafe { Component::deserialize(engine, artifact) }
-        .map_err(|error| format!("the compiled component does not load: {error:#}"))?;
-    let size = image_size(component.image_range());
-    let linked = linker
-        .instantiate_pre(&component)
-        .map_err(|error| format!("{error:#}"));
-    Ok((PreparedComponent { component, linked }, size))
+/// Links `component` against WASI, once; a component that does not link is
+/// kept with the reason, which every run of it reports.
+pub(super) fn link(linker: &Linker<ComponentState>, component: Component) -> LinkedComponent {
+    let linked = linker.instantiate_pre(&component).map_err(Arc::new);
+    LinkedComponent { component, linked }
 }
 
 /// Runs `wasi:cli/run`, or the invoked export, under `limits`.
 pub(super) async fn run(
     engine: &Engine,
-    prepared: &PreparedComponent,
+    target: &LinkedComponent,
     entry: Entry,
     input: GuestInput,
     limits: GuestLimits,
 ) -> RunReport {
-    let stdout = CappedOutput::new(limits.max_output_bytes);
-    let stderr = CappedOutput::new(limits.max_output_bytes);
-    let ctx = wasi_context(input, &stdout, &stderr).build();
-    let state = ComponentState {
-        ctx,
+    let mut run = Run::new(engine, input, limits, |mut wasi, limiter| ComponentState {
+        ctx: wasi.build(),
         table: ResourceTable::new(),
-        limiter: GuestLimiter::new(limits.memory_bytes),
-    };
-    let mut run = Run::new(engine, state, limits, stdout, stderr);
-    let pre = match &prepared.linked {
+        limiter,
+    });
+    let pre = match &target.linked {
         Ok(pre) => pre.clone(),
-        Err(message) => return run.report(GuestOutcome::InvalidModule(message.clone()), vec![]),
+        Err(error) => return run.fail(RunError::Unlinkable(error.clone())),
     };
     match entry {
         Entry::Command => {
-            let command = match CommandPre::new(pre) {
-                Ok(command) => command,
-                Err(_) => {
-                    let why = "the component does not export `wasi:cli/run` (not a WASI \
-                               command); name an export with `invoke` to call it";
-                    return run.report(GuestOutcome::InvalidModule(why.to_owned()), vec![]);
-                }
+            let Ok(command) = CommandPre::new(pre) else {
+                return run.fail(RunError::NoCliRun);
             };
+            let timeout = run.timeout();
             let store = &mut run.store;
-            let result = tokio::time::timeout(limits.timeout, async {
+            let result = tokio::time::timeout(timeout, async {
                 let command = command.instantiate_async(&mut *store).await?;
                 command.wasi_cli_run().call_run(&mut *store).await
             })
@@ -114,15 +98,16 @@ pub(super) async fn run(
                 Ok(Err(())) => GuestOutcome::Exited(1),
                 Err(outcome) => outcome,
             };
-            run.report(outcome, vec![])
+            run.finish(outcome)
         }
         Entry::Invoke(expression) => {
-            let call = match Call::check(engine, &prepared.component, &expression) {
+            let call = match Call::check(engine, &target.component, &expression) {
                 Ok(call) => call,
-                Err(why) => return run.report(GuestOutcome::BadInvoke(why), vec![]),
+                Err(error) => return run.fail(error.into()),
             };
+            let timeout = run.timeout();
             let store = &mut run.store;
-            let result = tokio::time::timeout(limits.timeout, async {
+            let result = tokio::time::timeout(timeout, async {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 let func = instance
                     .get_func(&mut *store, call.export)
@@ -133,7 +118,7 @@ pub(super) async fn run(
                 Ok(results)
             })
             .await;
-            run.report_invoke(result, wave)
+            run.finish_invoke(result)
         }
     }
 }
@@ -147,18 +132,25 @@ struct Call {
 }
 
 impl Call {
-    fn check(engine: &Engine, component: &Component, expression: &str) -> Result<Call, String> {
-        let (name, call) = super::parse_call(expression)?;
-        let name = name.as_str();
-        let (export, ty) = find_function(engine, component, name)?;
+    fn check(
+        engine: &Engine,
+        component: &Component,
+        expression: &str,
+    ) -> Result<Call, InvokeError> {
+        let (name, call) = invoke::parse_call(expression)?;
+        let (export, ty) = find_function(engine, component, &name)?;
         let types: Vec<Type> = ty.params().map(|(_, ty)| ty).collect();
-        let params = call.to_wasm_params::<Val>(&types).map_err(|error| {
-            let names: Vec<&str> = ty.params().map(|(name, _)| name).collect();
-            format!(
-                "the arguments do not fit `{name}({})`: {error}",
-                names.join(", ")
-            )
-        })?;
+        let params = match call.to_wasm_params::<Val>(&types) {
+            Ok(params) => params,
+            Err(error) => {
+                let params = ty.params().map(|(name, _)| name.to_owned()).collect();
+                return Err(InvokeError::ComponentArguments {
+                    name,
+                    params,
+                    error,
+                });
+            }
+        };
         Ok(Call {
             export,
             params,
@@ -174,18 +166,23 @@ fn find_function(
     engine: &Engine,
     component: &Component,
     name: &str,
-) -> Result<(ComponentExportIndex, ComponentFunc), String> {
+) -> Result<(ComponentExportIndex, ComponentFunc), InvokeError> {
     let ty = component.component_type();
     if let Some((interface, function)) = name.rsplit_once('#') {
         let Some(ComponentItem::ComponentInstance(instance)) =
             ty.get_export(engine, interface).map(|e| e.ty)
         else {
-            return Err(format!("the component exports no interface `{interface}`"));
+            return Err(InvokeError::NoInterface {
+                interface: interface.to_owned(),
+            });
         };
         let Some(ComponentItem::ComponentFunc(func)) =
             instance.get_export(engine, function).map(|e| e.ty)
         else {
-            return Err(format!("`{interface}` has no function `{function}`"));
+            return Err(InvokeError::NoInterfaceFunction {
+                interface: interface.to_owned(),
+                function: function.to_owned(),
+            });
         };
         let parent = component
             .get_export_index(None, interface)
@@ -202,7 +199,11 @@ fn find_function(
                 .expect("the type lists it");
             return Ok((index, func));
         }
-        Some(_) => return Err(format!("the export `{name}` is not a function")),
+        Some(_) => {
+            return Err(InvokeError::NotAFunction {
+                name: name.to_owned(),
+            });
+        }
         None => {}
     }
     let mut found = Vec::new();
@@ -215,7 +216,9 @@ fn find_function(
         }
     }
     match found.len() {
-        0 => Err(format!("the component exports no function named `{name}`")),
+        0 => Err(InvokeError::NoComponentFunction {
+            name: name.to_owned(),
+        }),
         1 => {
             let (interface, func) = found.pop().expect("one");
             let parent = component
@@ -226,15 +229,12 @@ fn find_function(
                 .expect("the type lists it");
             Ok((index, func))
         }
-        _ => {
-            let names: Vec<String> = found
+        _ => Err(InvokeError::Ambiguous {
+            name: name.to_owned(),
+            candidates: found
                 .iter()
                 .map(|(interface, _)| format!("{interface}#{name}"))
-                .collect();
-            Err(format!(
-                "`{name}` is exported by several interfaces; name one of: {}",
-                names.join(", ")
-            ))
-        }
+                .collect(),
+        }),
     }
 }

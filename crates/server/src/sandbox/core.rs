@@ -1,13 +1,19 @@
-//! Core modules: WASI preview1 commands (`_start`) and `invoke` of a numeric export.
+//! Core modules: WASI preview1 linking, the check of a module's declared
+//! memories and tables before it is instantiated, commands (`_start`) and
+//! `invoke` of an export with numeric parameters and results.
 
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Val, ValType};
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ResourcesRequired, Val, ValType};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use super::output::CappedOutput;
-use super::{
-    Entry, Guest, GuestInput, GuestLimiter, GuestLimits, GuestOutcome, Run, RunReport,
-    check_resources, image_size, wasi_context, wave,
-};
+use super::engine::{MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
+use super::invoke::{self, InvokeError};
+use super::limits::{GuestLimiter, GuestLimits, LimitHit, WASM_PAGE};
+use super::run::{Entry, GuestOutcome, GuestState, Run, RunError, RunReport};
+use super::wasi::GuestInput;
 
 /// Per-store data of a core module: its WASI preview1 context and the limiter.
 pub struct CoreState {
@@ -15,16 +21,16 @@ pub struct CoreState {
     limiter: GuestLimiter,
 }
 
-impl Guest for CoreState {
+impl GuestState for CoreState {
     fn limiter(&mut self) -> &mut GuestLimiter {
         &mut self.limiter
     }
 }
 
 /// A compiled module and its link against WASI (or why it does not link).
-pub struct PreparedModule {
+pub struct LinkedModule {
     module: Module,
-    linked: Result<InstancePre<CoreState>, String>,
+    linked: Result<InstancePre<CoreState>, Arc<wasmtime::Error>>,
 }
 
 /// The WASI preview1 linker, built once.
@@ -34,69 +40,43 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<CoreState>> {
     Ok(linker)
 }
 
-/// Loads a worker's compiled artifact and links it; returns the prepared module and
-/// the bytes to charge for it.
-pub(super) fn load(
-    engine: &Engine,
-    linker: &Linker<CoreState>,
-    artifact: &[u8],
-) -> Result<(PreparedModule, usize), String> {
-    // SAFETY: `Module::deserialize` trusts its input to be Wasmtime's own output.
-    // It is: the bytes come over a private pipe from our compile worker, the same
-    // binary and engine configuration (`super::engine_config`), which serialized
-    // what Cranelift compiled; Wasmtime still checks the version and configuration
-    // header. Compiled in this process, the same code would be just as trusted.
-    let module = unsafe { Module::deserialize(engine, artifact) }
-        .map_err(|error| format!("the compiled module does not load: {error:#}"))?;
-    let size = image_size(module.image_range());
-    let linked = linker
-        .instantiate_pre(&module)
-        .map_err(|error| format!("{error:#}"));
-    Ok((PreparedModule { module, linked }, size))
+/// Links `module` against WASI, once; a module that does not link is kept with
+/// the reason, which every run of it reports.
+pub(super) fn link(linker: &Linker<CoreState>, module: Module) -> LinkedModule {
+    let linked = linker.instantiate_pre(&module).map_err(Arc::new);
+    LinkedModule { module, linked }
 }
 
 /// Runs `_start`, or the invoked export, under `limits`.
 pub(super) async fn run(
     engine: &Engine,
-    prepared: &PreparedModule,
+    target: &LinkedModule,
     entry: Entry,
     input: GuestInput,
     limits: GuestLimits,
 ) -> RunReport {
-    let stdout = CappedOutput::new(limits.max_output_bytes);
-    let stderr = CappedOutput::new(limits.max_output_bytes);
-    let wasi = wasi_context(input, &stdout, &stderr).build_p1();
-    let state = CoreState {
-        wasi,
-        limiter: GuestLimiter::new(limits.memory_bytes),
-    };
-    let mut run = Run::new(engine, state, limits, stdout, stderr);
-
-    let pre = match &prepared.linked {
+    let mut run = Run::new(engine, input, limits, |mut wasi, limiter| CoreState {
+        wasi: wasi.build_p1(),
+        limiter,
+    });
+    let pre = match &target.linked {
         Ok(pre) => pre.clone(),
-        Err(message) => return run.report(GuestOutcome::InvalidModule(message.clone()), vec![]),
+        Err(error) => return run.fail(RunError::Unlinkable(error.clone())),
     };
-    if let Err(outcome) = check_resources(prepared.module.resources_required(), limits.memory_bytes)
-    {
-        return run.report(outcome, vec![]);
+    if let Err(error) = check_resources(target.module.resources_required(), limits.memory_bytes) {
+        return run.fail(error);
     }
     match entry {
         Entry::Command => {
-            match prepared.module.get_export("_start") {
+            match target.module.get_export("_start") {
                 Some(ExternType::Func(func))
                     if func.params().len() == 0 && func.results().len() == 0 => {}
-                Some(_) => {
-                    let why = "`_start` is not a function of type [] -> []";
-                    return run.report(GuestOutcome::InvalidModule(why.to_owned()), vec![]);
-                }
-                None => {
-                    let why = "module does not export a `_start` function (not a WASI \
-                               command); name an export with `invoke` to call it";
-                    return run.report(GuestOutcome::InvalidModule(why.to_owned()), vec![]);
-                }
+                Some(_) => return run.fail(RunError::StartNotCommand),
+                None => return run.fail(RunError::NoStart),
             }
+            let timeout = run.timeout();
             let store = &mut run.store;
-            let result = tokio::time::timeout(limits.timeout, async {
+            let result = tokio::time::timeout(timeout, async {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
                 start.call_async(&mut *store, ()).await
@@ -106,15 +86,16 @@ pub(super) async fn run(
                 Ok(()) => GuestOutcome::Exited(0),
                 Err(outcome) => outcome,
             };
-            run.report(outcome, vec![])
+            run.finish(outcome)
         }
         Entry::Invoke(expression) => {
-            let call = match Call::check(&prepared.module, &expression) {
+            let call = match Call::check(&target.module, &expression) {
                 Ok(call) => call,
-                Err(why) => return run.report(GuestOutcome::BadInvoke(why), vec![]),
+                Err(error) => return run.fail(error.into()),
             };
+            let timeout = run.timeout();
             let store = &mut run.store;
-            let result = tokio::time::timeout(limits.timeout, async {
+            let result = tokio::time::timeout(timeout, async {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 let func = instance
                     .get_func(&mut *store, &call.name)
@@ -125,9 +106,41 @@ pub(super) async fn run(
                 Ok(results)
             })
             .await;
-            run.report_invoke(result, wave)
+            run.finish_invoke(result)
         }
     }
+}
+
+/// Checks a core module's declared needs before instantiating it, so that the
+/// pool's own refusals never surface as generic errors.
+fn check_resources(needs: ResourcesRequired, memory_bytes: u64) -> Result<(), RunError> {
+    if needs.num_memories as usize > MAX_MEMORIES {
+        return Err(RunError::TooManyMemories {
+            defined: needs.num_memories,
+        });
+    }
+    if needs.num_tables as usize > MAX_TABLES {
+        return Err(RunError::TooManyTables {
+            defined: needs.num_tables,
+        });
+    }
+    let initial_memory = needs
+        .max_initial_memory_size
+        .unwrap_or(0)
+        .saturating_mul(WASM_PAGE);
+    if initial_memory > memory_bytes {
+        return Err(RunError::MemoryLimit(LimitHit::Memory {
+            desired: initial_memory,
+            limit: memory_bytes,
+        }));
+    }
+    let initial_table = needs.max_initial_table_size.unwrap_or(0);
+    if initial_table > MAX_TABLE_ELEMENTS as u64 {
+        return Err(RunError::MemoryLimit(LimitHit::Table {
+            desired: initial_table,
+        }));
+    }
+    Ok(())
 }
 
 /// An invocation checked against the module: the export exists, is a function of
@@ -139,12 +152,12 @@ struct Call {
 }
 
 impl Call {
-    fn check(module: &Module, expression: &str) -> Result<Call, String> {
-        let (name, call) = super::parse_call(expression)?;
+    fn check(module: &Module, expression: &str) -> Result<Call, InvokeError> {
+        let (name, call) = invoke::parse_call(expression)?;
         let func = match module.get_export(&name) {
             Some(ExternType::Func(func)) => func,
-            Some(_) => return Err(format!("the export `{name}` is not a function")),
-            None => return Err(format!("the module has no export named `{name}`")),
+            Some(_) => return Err(InvokeError::NotAFunction { name }),
+            None => return Err(InvokeError::NoModuleExport { name }),
         };
         let numeric = |ty: &ValType| {
             matches!(
@@ -153,15 +166,15 @@ impl Call {
             )
         };
         if !func.params().all(|ty| numeric(&ty)) || !func.results().all(|ty| numeric(&ty)) {
-            return Err(format!(
-                "`{name}` takes or returns a type other than i32, i64, f32 and f64, which \
-                 `invoke` cannot pass to a core module"
-            ));
+            return Err(InvokeError::NotNumeric { name });
         }
         let types: Vec<ValType> = func.params().collect();
-        let params = call.to_wasm_params::<Val>(&types).map_err(|error| {
-            format!("the arguments do not fit `{name}`'s parameters {types:?}: {error}")
-        })?;
+        let params = match call.to_wasm_params::<Val>(&types) {
+            Ok(params) => params,
+            Err(error) => {
+                return Err(InvokeError::ModuleArguments { name, types, error });
+            }
+        };
         Ok(Call {
             name,
             params,

@@ -15,6 +15,8 @@
 //!
 //! Pure: bytes in, a verdict out.
 
+#![forbid(unsafe_code)]
+
 use wasmparser::{Operator, Parser, Payload};
 
 /// Bytes of one function body (the JS API's limit).
