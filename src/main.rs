@@ -1,5 +1,7 @@
 //! The `wasm-hypervisor` binary: parse the command line and hand over to [`cli`].
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 mod cli;

@@ -6,6 +6,8 @@
 //! command-line flags. The result is validated once, at start-up: a value that makes
 //! no sense stops the server with a message naming the key.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -10,6 +10,8 @@
 //! This module owns the file: PEM, permissions, atomic creation. The crypto is the
 //! protocol crate's.
 
+#![forbid(unsafe_code)]
+
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

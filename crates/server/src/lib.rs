@@ -25,6 +25,8 @@
 //! - [`connections`]: the open HTTP connections and their bounds (caps, age, idle, writes).
 //! - [`server`]: builds the shared state and serves it on a listener until shutdown.
 
+#![deny(unsafe_code)]
+
 pub mod access;
 pub mod api;
 pub mod audit;

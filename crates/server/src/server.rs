@@ -5,6 +5,8 @@
 //! Everything that can be wrong with the configuration, the data directory, the key
 //! or the log fails here, before the listener accepts a connection.
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;

@@ -1,6 +1,8 @@
 //! `POST /execute` (protocol §3): the body parsed into a [`SealedExecution`], the
 //! client's execution slot, and the sealed, committed, logged answer.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 

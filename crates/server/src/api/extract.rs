@@ -3,6 +3,8 @@
 //! shape), the client a request counts against ([`QuotaClient`]), and ids in
 //! their only accepted form.
 
+#![forbid(unsafe_code)]
+
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;

@@ -17,6 +17,8 @@
 //! - Handlers, by resource: `sessions`, `executions`, `keys`, `log`,
 //!   `operations` (`/health`, `/metrics`).
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod executions;
 mod extract;

@@ -1,5 +1,7 @@
 //! `POST /sessions` (protocol §1): a fresh session key, signed by the server.
 
+#![forbid(unsafe_code)]
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -20,6 +20,8 @@
 //! record's file offset (8 bytes) and an execution id → index map (about 40 bytes):
 //! proofs cost O(log n) hashes, and a leaf is read back from the file by offset.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

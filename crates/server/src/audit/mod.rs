@@ -8,6 +8,8 @@
 //! - [`log`]: the durable, append-only log file, its group-committing writer, the
 //!   in-memory tree, and the persisted checkpoint recovery is checked against.
 
+#![forbid(unsafe_code)]
+
 pub mod log;
 pub mod record;
 

@@ -9,6 +9,8 @@
 //! A record's position in the file is its log index. The length and checksum let a
 //! reader tell a torn tail (a crash mid-append) from damage to history.
 
+#![forbid(unsafe_code)]
+
 use wasm_hypervisor_protocol::leaf::{LEAF_LEN, Leaf};
 
 /// Bytes before a record's payload.
