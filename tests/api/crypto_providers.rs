@@ -66,11 +66,7 @@ async fn whole_protocol_with(server: Provider, client: Provider) {
         salt: Hex(execution.salt),
         request_sha256: Hex(execution.request_sha256),
         result_sha256: Hex(execution.result_sha256),
-        module_sha256: execution
-            .result
-            .module_sha256
-            .as_deref()
-            .and_then(Hex::parse),
+        module_sha256: execution.result.module_sha256,
         leaf_signature: execution.response.leaf_signature.clone(),
     };
     let checks = receipt::check_receipt(&receipt, &answer, &key);

@@ -31,8 +31,8 @@ async fn a_c_program_gets_its_args_env_and_stdin_and_exits_zero() {
         result.engine
     );
     assert_eq!(
-        result.module_sha256.as_deref(),
-        Some(hex::encode(sha256(&example("hello"))).as_str())
+        result.module_sha256.map(|hash| hash.0),
+        Some(sha256(&example("hello")))
     );
     assert_eq!(execution.response.log_index, 0);
     assert_eq!(app.stop_and_verify_log().await, 1);
@@ -281,7 +281,10 @@ async fn modules_that_cannot_run_are_invalid_module() {
         );
         let error = result.error.unwrap();
         assert!(error.contains(needle), "{name}: {error}");
-        assert_eq!(result.module_sha256, Some(hex::encode(sha256(&module))));
+        assert_eq!(
+            result.module_sha256.map(|hash| hash.0),
+            Some(sha256(&module))
+        );
     }
     app.stop_and_verify_log().await;
 }

@@ -358,7 +358,7 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
         secrets.push(execution.execution_id.to_string());
         secrets.push(execution.response.execution_id.clone());
         if let Some(hash) = &execution.result.module_sha256 {
-            secrets.push(hash.clone());
+            secrets.push(hash.to_string());
         }
     }
     secrets.push(hex::encode(sha256(&fixture("exit_code"))));

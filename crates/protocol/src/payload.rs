@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
+
+use crate::encoding::{Base64, Hex};
 
 /// Every execution status of protocol §3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -258,30 +258,32 @@ pub struct ExecutionResult {
     pub status: Status,
     pub exit_code: Option<i32>,
     pub returns: Vec<String>,
-    /// Base64.
-    pub stdout: String,
-    /// Base64.
-    pub stderr: String,
+    /// What the guest wrote to stdout (up to `max_output_bytes`).
+    pub stdout: Base64,
+    /// What the guest wrote to stderr (up to `max_output_bytes`).
+    pub stderr: Base64,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub fuel_consumed: u64,
     pub wall_time_us: u64,
-    /// Hex SHA-256 of the module bytes; `null` when the request carried no decodable
+    /// SHA-256 of the module bytes; `null` when the request carried no decodable
     /// module (an `invalid_request`).
-    pub module_sha256: Option<String>,
+    pub module_sha256: Option<Hex>,
     pub limits: EffectiveLimits,
     pub engine: String,
 }
 
 impl ExecutionResult {
+    /// A copy of the guest's stdout.
     pub fn stdout_bytes(&self) -> Vec<u8> {
-        B64.decode(&self.stdout).unwrap_or_default()
+        self.stdout.0.clone()
     }
 
+    /// A copy of the guest's stderr.
     pub fn stderr_bytes(&self) -> Vec<u8> {
-        B64.decode(&self.stderr).unwrap_or_default()
+        self.stderr.0.clone()
     }
 }
 

@@ -36,6 +36,7 @@ use crate::sandbox::{
     Entry, GuestInput, GuestLimits, GuestOutcome, RunError, RunReport, RunTarget, Sandbox,
 };
 use crate::session::{SessionError, SessionStore};
+use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::payload::{
     self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, Status,
@@ -261,8 +262,8 @@ impl Executor {
             serde_json::to_vec(&result).expect("a result always serializes to JSON"),
         );
         // The guest's output, in the clear, is no longer needed.
-        result.stdout.zeroize();
-        result.stderr.zeroize();
+        result.stdout.0.zeroize();
+        result.stderr.0.zeroize();
         result.returns.zeroize();
         if let Some(error) = result.error.as_mut() {
             error.zeroize();
@@ -372,7 +373,7 @@ impl Executor {
         };
         // Hashed once: the result reports it and the module cache is keyed by it.
         let module_hash = envelope::sha256(&module);
-        result.module_sha256 = Some(hex::encode(module_hash));
+        result.module_sha256 = Some(Hex(module_hash));
         match EffectiveLimits::apply(policy.maxima, request.limits) {
             Ok(limits) => result.limits = limits,
             Err(error) => return invalid_request(result, RequestError::Limits(error)),
@@ -506,8 +507,8 @@ fn blank_result(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
         status: Status::InvalidRequest,
         exit_code: None,
         returns: Vec::new(),
-        stdout: String::new(),
-        stderr: String::new(),
+        stdout: Base64::default(),
+        stderr: Base64::default(),
         stdout_truncated: false,
         stderr_truncated: false,
         error: None,
@@ -558,7 +559,7 @@ pub fn guest_input(mut request: ExecutionRequest) -> Result<GuestInput, RequestE
     Ok(input)
 }
 
-fn fill_from_report(result: &mut ExecutionResult, report: RunReport) {
+fn fill_from_report(result: &mut ExecutionResult, mut report: RunReport) {
     let (status, exit_code, error) = match report.outcome {
         GuestOutcome::Exited(code) => (Status::Completed, Some(code), None),
         GuestOutcome::Returned => (Status::Completed, None, None),
@@ -568,8 +569,9 @@ fn fill_from_report(result: &mut ExecutionResult, report: RunReport) {
     result.exit_code = exit_code;
     result.error = error;
     result.returns = report.returns;
-    result.stdout = payload::encode_base64(&report.stdout);
-    result.stderr = payload::encode_base64(&report.stderr);
+    // Moved, not copied: the result's buffers are zeroized once it is sealed.
+    result.stdout = Base64(std::mem::take(&mut *report.stdout));
+    result.stderr = Base64(std::mem::take(&mut *report.stderr));
     result.stdout_truncated = report.stdout_truncated;
     result.stderr_truncated = report.stderr_truncated;
     result.fuel_consumed = report.fuel_consumed;
