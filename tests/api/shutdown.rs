@@ -8,6 +8,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 use wasm_hypervisor::api;
 use wasm_hypervisor::client::{Client, ClientError, Execution};
+use wasm_hypervisor::config::Secs;
 use wasm_hypervisor::keys::PublicKey;
 use wasm_hypervisor::payload::{ExecutionRequest, Status};
 
@@ -158,7 +159,8 @@ async fn while_draining_health_is_503_shutting_down_and_new_connections_are_refu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn past_the_grace_period_the_log_is_closed_and_the_late_result_withheld() {
-    let app = TestApp::spawn_with(|config| config.shutdown_grace_secs = 0).await;
+    let app =
+        TestApp::spawn_with(|config| config.shutdown_grace_secs = Secs::constant::<0>()).await;
     let key = app.identity.public_key;
     let executor = app.state.executor.clone();
     compile_the_sleeper(&app.client, key).await;
