@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
-use wasm_hypervisor::audit::log::{FILE_MAGIC, LOG_FILE};
-use wasm_hypervisor::audit::{AuditLog, Leaf, LogRecord};
-use wasm_hypervisor::envelope::Provider;
-use wasm_hypervisor::keys::ServerKey;
+use wasm_hypervisor_protocol::leaf::Leaf;
+use wasm_hypervisor_server::audit::log::{FILE_MAGIC, LOG_FILE};
+use wasm_hypervisor_server::audit::{AuditLog, LogRecord};
+use wasm_hypervisor_server::envelope::Provider;
+use wasm_hypervisor_server::keys::ServerKey;
 
 /// Records in the benchmark log.
 const RECORDS: u64 = 1_000_000;

@@ -7,9 +7,9 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use uuid::Uuid;
-use wasm_hypervisor::audit::Leaf;
-use wasm_hypervisor::envelope::{self, Enc, Provider};
-use wasm_hypervisor::keys::ServerKey;
+use wasm_hypervisor_protocol::leaf::Leaf;
+use wasm_hypervisor_server::envelope::{self, Enc, Provider};
+use wasm_hypervisor_server::keys::ServerKey;
 
 /// A small sealed request: a tiny module and its input.
 const SMALL_REQUEST_BYTES: usize = 1 << 10;

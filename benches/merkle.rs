@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use std::hint::black_box;
-use wasm_hypervisor::audit::merkle::{self, Hash, MerkleTree};
+use wasm_hypervisor_protocol::merkle::{self, Hash, MerkleTree};
 
 /// Leaves in the benchmarked log: a million executions.
 const LOG_SIZE: u64 = 1_000_000;

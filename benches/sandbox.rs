@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasm_hypervisor::envelope::sha256;
-use wasm_hypervisor::sandbox::compiler::CompilerSettings;
-use wasm_hypervisor::sandbox::{Entry, GuestInput, GuestLimits, Sandbox, SandboxSettings};
+use wasm_hypervisor_server::envelope::sha256;
+use wasm_hypervisor_server::sandbox::compiler::CompilerSettings;
+use wasm_hypervisor_server::sandbox::{Entry, GuestInput, GuestLimits, Sandbox, SandboxSettings};
 
 /// SQLite 3.54.1 built by Emscripten: 879,084 bytes (see benches/fixtures/README.md).
 const SQLITE: &[u8] = include_bytes!("fixtures/sqlite3.wasm");
@@ -79,7 +79,7 @@ fn sandbox(c: &mut Criterion) {
                 ));
                 assert_eq!(
                     report.outcome,
-                    wasm_hypervisor::sandbox::GuestOutcome::Exited(0)
+                    wasm_hypervisor_server::sandbox::GuestOutcome::Exited(0)
                 );
             })
         },
@@ -102,7 +102,7 @@ fn sandbox(c: &mut Criterion) {
                 ));
                 assert_eq!(
                     report.outcome,
-                    wasm_hypervisor::sandbox::GuestOutcome::Exited(0)
+                    wasm_hypervisor_server::sandbox::GuestOutcome::Exited(0)
                 );
             })
         },

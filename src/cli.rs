@@ -25,12 +25,17 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::api::{CheckpointResponse, HealthResponse};
-use crate::client::{Client, Execution, ServerIdentity};
-use crate::config::{Config, LogFormat, Overrides};
-use crate::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
-use crate::receipt::{self, Check, Receipt};
-use crate::server::{Service, shutdown_signal};
+use wasm_hypervisor_client::{Client, ClientError, Execution, ServerIdentity};
+use wasm_hypervisor_protocol::encoding::{Base64, Hex, encode_base64};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, Status};
+use wasm_hypervisor_protocol::provider::Provider;
+use wasm_hypervisor_protocol::receipt::{self, Check, Receipt};
+use wasm_hypervisor_protocol::signing::{PublicKey, SignatureError};
+use wasm_hypervisor_protocol::wire::CheckpointResponse;
+use wasm_hypervisor_server::access;
+use wasm_hypervisor_server::config::{Config, LogFormat, Overrides};
+use wasm_hypervisor_server::sandbox::compiler;
+use wasm_hypervisor_server::server::{ServerError, Service, shutdown_signal};
 
 /// Exit code when the client could not complete the protocol.
 pub const EXIT_CLIENT_ERROR: u8 = 125;
@@ -174,10 +179,51 @@ struct RunArgs {
     module_and_args: Vec<String>,
 }
 
-fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+/// Why a client command (`run`, `verify`, `health`) could not do its work; a
+/// failed check is not one of these, it is a result.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// A file or stdin could not be read.
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        source: std::io::Error,
+    },
+    /// A file is not the JSON document it should be.
+    #[error("{} is not valid: {source}", path.display())]
+    Document {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The request could not be encoded.
+    #[error("cannot encode the request: {0}")]
+    Encode(serde_json::Error),
+    /// Talking to the server failed, or its answer broke the protocol.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The receipt carries a key that is not a P-256 SPKI.
+    #[error("the receipt's public key: {0}")]
+    ReceiptKey(SignatureError),
+    /// The receipt was signed by another key than the one pinned.
+    #[error("the receipt's key id is {actual}, not the pinned {pinned}")]
+    ReceiptKeyNotPinned { actual: String, pinned: String },
+}
+
+/// A `--env` value that is not `NAME=VALUE`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected NAME=VALUE, got `{0}`")]
+struct EnvPairError(String);
+
+fn parse_env_pair(text: &str) -> Result<(String, String), EnvPairError> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got `{text}`")),
+        _ => Err(EnvPairError(text.to_owned())),
     }
 }
 
@@ -190,14 +236,14 @@ pub fn main() -> ExitCode {
         Command::Health(args) => health(args),
         Command::Verify(args) => verify(args),
         Command::Token => token(),
-        Command::CompileWorker { args } => crate::sandbox::compiler::worker_main(&args),
+        Command::CompileWorker { args } => compiler::worker_main(&args),
     }
 }
 
 /// Prints a fresh token and its digest. The token goes to the client, the digest
 /// to the server's configuration; the server never sees the token at rest.
 fn token() -> ExitCode {
-    match crate::access::new_token(crate::envelope::Provider::default()) {
+    match access::new_token(Provider::default()) {
         Ok((token, digest)) => {
             println!("{token}");
             println!("{digest}");
@@ -228,14 +274,23 @@ fn verify(args: VerifyArgs) -> ExitCode {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("{} is not valid: {e}", path.display()))
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CliError> {
+    let bytes = std::fs::read(path).map_err(|source| CliError::Read {
+        what: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| CliError::Document {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Fetches the server's key, pinned to `key_id` when given, and says which it is.
-async fn server_identity(client: &Client, key_id: Option<&str>) -> Result<ServerIdentity, String> {
-    let identity = client.identity(key_id).await.map_err(|e| e.to_string())?;
+async fn server_identity(
+    client: &Client,
+    key_id: Option<&str>,
+) -> Result<ServerIdentity, CliError> {
+    let identity = client.identity(key_id).await?;
     if key_id.is_none() {
         println!(
             "server key id {} (not pinned; pass --key-id to pin it)",
@@ -255,18 +310,17 @@ fn report_checks(checks: &[Check]) -> bool {
     receipt::all_hold(checks)
 }
 
-async fn verify_client(args: VerifyArgs) -> Result<bool, String> {
+async fn verify_client(args: VerifyArgs) -> Result<bool, CliError> {
     if let Some(path) = &args.checkpoint {
         let server = args.server.as_deref().unwrap_or("http://127.0.0.1:8080");
         let client = Client::new(server, None);
         let identity = server_identity(&client, args.key_id.as_deref()).await?;
         let old: CheckpointResponse = read_json(path)?;
-        let new = client.checkpoint().await.map_err(|e| e.to_string())?;
+        let new = client.checkpoint().await?;
         let proof = if old.tree_size > 0 && old.tree_size <= new.tree_size {
             client
                 .consistency(old.tree_size, new.tree_size)
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .proof
         } else {
             Vec::new()
@@ -291,17 +345,14 @@ async fn verify_client(args: VerifyArgs) -> Result<bool, String> {
     let receipt: Receipt = read_json(receipt_path)?;
     let (answer, key) = match &args.proof {
         Some(proof_path) => {
-            let der = crate::payload::decode_base64(&receipt.public_key)
-                .map_err(|_| "the receipt's public_key is not base64".to_owned())?;
-            let key =
-                crate::keys::PublicKey::from_spki_der(crate::envelope::Provider::default(), &der)
-                    .map_err(|e| e.to_string())?;
+            let key = PublicKey::from_spki_der(Provider::default(), &receipt.public_key.0)
+                .map_err(CliError::ReceiptKey)?;
             match &args.key_id {
                 Some(pinned) if !pinned.eq_ignore_ascii_case(&key.key_id_hex()) => {
-                    return Err(format!(
-                        "the receipt's key id is {}, not the pinned {pinned}",
-                        key.key_id_hex()
-                    ));
+                    return Err(CliError::ReceiptKeyNotPinned {
+                        actual: key.key_id_hex(),
+                        pinned: pinned.clone(),
+                    });
                 }
                 Some(_) => {}
                 None => println!(
@@ -315,10 +366,7 @@ async fn verify_client(args: VerifyArgs) -> Result<bool, String> {
             let server = args.server.as_deref().unwrap_or(&receipt.server);
             let client = Client::new(server, None);
             let identity = server_identity(&client, args.key_id.as_deref()).await?;
-            let answer = client
-                .inclusion(&receipt.execution_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            let answer = client.inclusion(&receipt.execution_id).await?;
             if let Some(save) = &args.save_proof {
                 write_private(save, &answer)?;
             }
@@ -343,30 +391,22 @@ async fn verify_client(args: VerifyArgs) -> Result<bool, String> {
     Ok(held)
 }
 
+/// How long `health` waits for an answer: it is a container's health check.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn health(args: HealthArgs) -> ExitCode {
     let url = format!("{}/health", args.server.trim_end_matches('/'));
     let checked = runtime().block_on(async {
-        let response = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .build()?
-            .get(&url)
-            .send()
-            .await?;
-        let status = response.status();
-        // A 503 names its reasons; anything else unreadable just has none.
-        let reasons = response
-            .json::<HealthResponse>()
-            .await
-            .map(|body| body.reasons)
-            .unwrap_or_default();
-        Ok::<_, reqwest::Error>((status, reasons))
+        let client = Client::with_timeout(&args.server, None, HEALTH_TIMEOUT)?;
+        client.health().await
     });
     match checked {
-        Ok((status, _)) if status.is_success() => ExitCode::SUCCESS,
-        Ok((status, reasons)) => {
+        Ok(health) if health.is_ok() => ExitCode::SUCCESS,
+        Ok(health) => {
             eprintln!(
-                "wasm-hypervisor: {url} answered {status} {}",
-                reasons.join(", ")
+                "wasm-hypervisor: {url} answered {} {}",
+                health.status,
+                health.reasons.join(", ")
             );
             ExitCode::FAILURE
         }
@@ -402,9 +442,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         let service = Service::build(&config)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(crate::server::ServerError::Serve)?;
+            .map_err(ServerError::Serve)?;
         tracing::info!(
-            listen = %listener.local_addr().map_err(crate::server::ServerError::Serve)?,
+            listen = %listener.local_addr().map_err(ServerError::Serve)?,
             data_dir = %config.data_dir.as_path().display(),
             "wasm-hypervisor serving"
         );
@@ -453,23 +493,29 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-async fn run_client(args: RunArgs) -> Result<ExitCode, String> {
+async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
     let (module_path, guest_args) = args
         .module_and_args
         .split_first()
         .expect("clap requires the module");
-    let module =
-        std::fs::read(module_path).map_err(|e| format!("cannot read {module_path}: {e}"))?;
+    let module = std::fs::read(module_path).map_err(|source| CliError::Read {
+        what: module_path.clone(),
+        source,
+    })?;
     let stdin = match &args.stdin {
-        Some(path) => {
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
+        Some(path) => std::fs::read(path).map_err(|source| CliError::Read {
+            what: path.display().to_string(),
+            source,
+        })?,
         None if std::io::stdin().is_terminal() => Vec::new(),
         None => {
             let mut bytes = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut bytes)
-                .map_err(|e| format!("cannot read stdin: {e}"))?;
+                .map_err(|source| CliError::Read {
+                    what: "stdin".to_owned(),
+                    source,
+                })?;
             bytes
         }
     };
@@ -487,40 +533,34 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, String> {
         stdin: (!stdin.is_empty()).then(|| encode_base64(&stdin)),
         limits: (limits != RequestedLimits::default()).then_some(limits),
     };
-    let plaintext = zeroize::Zeroizing::new(
-        serde_json::to_vec(&request).map_err(|e| format!("cannot encode the request: {e}"))?,
-    );
+    let plaintext =
+        zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(CliError::Encode)?);
     drop(request);
 
     let client = Client::new(&args.server, args.token);
-    let identity = client
-        .identity(args.key_id.as_deref())
-        .await
-        .map_err(|e| e.to_string())?;
-    let session = client
-        .open_session(&identity.public_key)
-        .await
-        .map_err(|e| e.to_string())?;
-    let execution = client
-        .execute(&session, &plaintext)
-        .await
-        .map_err(|e| e.to_string())?;
+    let identity = client.identity(args.key_id.as_deref()).await?;
+    let session = client.open_session(&identity.public_key).await?;
+    let execution = client.execute(&session, &plaintext).await?;
 
     if let Some(path) = &args.receipt {
         let receipt = Receipt {
             version: 1,
             server: args.server.clone(),
             origin: identity.origin.clone(),
-            key_id: identity.key_id.clone(),
-            public_key: encode_base64(&identity.public_key.spki_der()),
+            key_id: identity.key_id,
+            public_key: Base64(identity.public_key.spki_der()),
             execution_id: execution.response.execution_id.clone(),
             log_index: execution.response.log_index,
             status: execution.result.status,
-            commitment: execution.response.commitment.clone(),
-            salt: hex::encode(execution.salt),
-            request_sha256: hex::encode(execution.request_sha256),
-            result_sha256: hex::encode(execution.result_sha256),
-            module_sha256: execution.result.module_sha256.clone(),
+            commitment: execution.response.commitment,
+            salt: Hex(execution.salt),
+            request_sha256: Hex(execution.request_sha256),
+            result_sha256: Hex(execution.result_sha256),
+            module_sha256: execution
+                .result
+                .module_sha256
+                .as_deref()
+                .and_then(Hex::parse),
             leaf_signature: execution.response.leaf_signature.clone(),
         };
         write_private(path, &receipt)?;
@@ -572,8 +612,8 @@ fn report(execution: &Execution) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn write_private(path: &Path, value: &impl Serialize) -> Result<(), String> {
-    let mut json = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+fn write_private(path: &Path, value: &impl Serialize) -> Result<(), CliError> {
+    let mut json = serde_json::to_vec_pretty(value).map_err(CliError::Encode)?;
     json.push(b'\n');
     std::fs::OpenOptions::new()
         .write(true)
@@ -582,5 +622,8 @@ fn write_private(path: &Path, value: &impl Serialize) -> Result<(), String> {
         .mode(0o600)
         .open(path)
         .and_then(|mut file| file.write_all(&json))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|source| CliError::Write {
+            path: path.to_owned(),
+            source,
+        })
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use wasm_hypervisor::cli;
+mod cli;
 
 /// mimalloc instead of glibc's malloc: every request allocates and frees many small
 /// buffers on two runtimes' threads, and glibc's allocator was about a tenth of the

@@ -1,8 +1,14 @@
 //! Architecture invariants that a reviewer should not have to check by eye
 //! (ARCHITECTURE.md, "Architecture invariants"):
 //!
+//! - the layers: `protocol` depends on no other crate of ours; `server` and
+//!   `client` depend on `protocol` and never on each other; only the binary
+//!   package depends on all three;
 //! - only the protocol crate's providers name a crypto crate, in code and in
-//!   manifests (plus `sha2` for the audit log's and `envelope`'s fixed SHA-256);
+//!   manifests (plus `sha2` for the SHA-256 the protocol fixes: `digest`,
+//!   `merkle`);
+//! - in the server, only `api` and `server` name an HTTP crate, and only
+//!   `sandbox` names Wasmtime;
 //! - the protocol crate depends on no runtime (tokio, axum, hyper, reqwest,
 //!   wasmtime), and with `rustcrypto` alone its build for wasm32-unknown-unknown
 //!   has nothing that compiles C.
@@ -42,30 +48,56 @@ const SOURCE_ALLOWED: &[(&str, &[&str])] = &[
         "crates/protocol/src/provider/rustcrypto.rs",
         &["p256", "aes-gcm", "hmac", "sha2", "rand_core"],
     ),
-    // RFC 9162 Merkle hashing and the leaf hash: SHA-256 fixed by the log format,
-    // hundreds of thousands of hashes at start-up, the same on every provider.
-    ("src/audit/merkle.rs", &["sha2"]),
-    ("src/audit/record.rs", &["sha2"]),
-    // `envelope::sha256`: digests that name modules and tokens, fixed SHA-256.
-    ("src/envelope.rs", &["sha2"]),
+    // SHA-256 fixed by the protocol, the same on every provider: the digests that
+    // name modules, tokens and keys, and RFC 9162 hashing (hundreds of thousands of
+    // hashes when a server starts).
+    ("crates/protocol/src/digest.rs", &["sha2"]),
+    ("crates/protocol/src/merkle.rs", &["sha2"]),
 ];
 
 /// Which manifest may depend on which crypto crate.
-const MANIFEST_ALLOWED: &[(&str, &[&str])] = &[
+const MANIFEST_ALLOWED: &[(&str, &[&str])] = &[(
+    "wasm-hypervisor-protocol",
+    &[
+        "aws-lc-rs",
+        "p256",
+        "aes-gcm",
+        "hmac",
+        "sha2",
+        "rand_core",
+        "getrandom",
+    ],
+)];
+
+/// Which of our crates each of our packages may depend on: the layers.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("wasm-hypervisor-protocol", &[]),
+    ("wasm-hypervisor-server", &["wasm-hypervisor-protocol"]),
+    ("wasm-hypervisor-client", &["wasm-hypervisor-protocol"]),
     (
-        "wasm-hypervisor-protocol",
+        "wasm-hypervisor",
         &[
-            "aws-lc-rs",
-            "p256",
-            "aes-gcm",
-            "hmac",
-            "sha2",
-            "rand_core",
-            "getrandom",
+            "wasm-hypervisor-protocol",
+            "wasm-hypervisor-server",
+            "wasm-hypervisor-client",
         ],
     ),
-    ("wasm-hypervisor", &["sha2"]),
 ];
+
+/// Crates that speak HTTP, by the name code uses them by.
+const HTTP_CRATES: &[&str] = &[
+    "axum",
+    "hyper",
+    "hyper-util",
+    "tower",
+    "tower-http",
+    "utoipa",
+    "utoipa-axum",
+    "reqwest",
+];
+
+/// Wasmtime and the WebAssembly parser it uses.
+const WASM_CRATES: &[&str] = &["wasmtime", "wasmtime-wasi", "wasmparser"];
 
 /// What the protocol crate must never pull in, however deep.
 const RUNTIMES: &[&str] = &["tokio", "axum", "hyper", "reqwest", "wasmtime", "mio"];
@@ -98,12 +130,17 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `use name`, unless the file imports a module of that name from elsewhere
 /// (`use crate::hpke;`, `use aws_lc_rs::hmac;`), which then shadows the crate.
 fn crypto_crates_named(source: &str) -> Vec<&'static str> {
+    crates_named(source, CRYPTO_CRATES)
+}
+
+/// Which of `names` a source file names in code, as [`crypto_crates_named`] does.
+fn crates_named(source: &str, names: &[&'static str]) -> Vec<&'static str> {
     let code: String = source
         .lines()
         .map(|line| line.split("//").next().unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n");
-    CRYPTO_CRATES
+    names
         .iter()
         .copied()
         .filter(|name| {
@@ -178,16 +215,7 @@ fn the_source_scan_recognises_a_crypto_crate_and_ignores_lookalikes() {
 
 #[test]
 fn only_the_protocol_crate_depends_on_a_crypto_crate() {
-    let output = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let metadata = workspace_metadata();
     let mut declared: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for package in metadata["packages"].as_array().unwrap() {
         let name = package["name"].as_str().unwrap().to_owned();
@@ -217,6 +245,108 @@ fn only_the_protocol_crate_depends_on_a_crypto_crate() {
             );
         }
     }
+}
+
+/// `cargo metadata` of the workspace's own packages.
+fn workspace_metadata() -> serde_json::Value {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn each_layer_depends_only_on_the_layers_below_it() {
+    let metadata = workspace_metadata();
+    let packages = metadata["packages"].as_array().unwrap();
+    let ours: Vec<&str> = packages
+        .iter()
+        .map(|package| package["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(ours.len(), LAYERS.len(), "{ours:?}");
+    for package in packages {
+        let name = package["name"].as_str().unwrap();
+        let (_, allowed) = LAYERS
+            .iter()
+            .find(|(layer, _)| *layer == name)
+            .unwrap_or_else(|| panic!("{name} is not a layer of ARCHITECTURE.md"));
+        for dependency in package["dependencies"].as_array().unwrap() {
+            let dependency = dependency["name"].as_str().unwrap();
+            if ours.contains(&dependency) {
+                assert!(
+                    allowed.contains(&dependency),
+                    "{name} depends on {dependency}, which is not below it"
+                );
+            }
+        }
+    }
+}
+
+/// Files under `dir` (relative to the root) that name one of `names`, other than
+/// those under one of `allowed` (prefixes relative to the root).
+fn files_naming(dir: &str, names: &[&'static str], allowed: &[&str]) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&root().join(dir), &mut files);
+    assert!(!files.is_empty(), "no sources under {dir}");
+    let mut offences = Vec::new();
+    for path in files {
+        let relative = path
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if allowed.iter().any(|prefix| relative.starts_with(prefix)) {
+            continue;
+        }
+        let named = crates_named(&std::fs::read_to_string(&path).unwrap(), names);
+        if !named.is_empty() {
+            offences.push(format!("{relative} names {named:?}"));
+        }
+    }
+    offences
+}
+
+#[test]
+fn in_the_server_only_api_and_server_know_http() {
+    let offences = files_naming(
+        "crates/server/src",
+        HTTP_CRATES,
+        &["crates/server/src/api", "crates/server/src/server.rs"],
+    );
+    assert!(offences.is_empty(), "{offences:#?}");
+}
+
+#[test]
+fn in_the_server_only_the_sandbox_knows_wasmtime() {
+    let offences = files_naming(
+        "crates/server/src",
+        WASM_CRATES,
+        &["crates/server/src/sandbox"],
+    );
+    assert!(offences.is_empty(), "{offences:#?}");
+}
+
+#[test]
+fn the_protocol_and_client_crates_know_neither_wasmtime_nor_the_server_runtime() {
+    let mut offences = files_naming(
+        "crates/protocol/src",
+        &[
+            "wasmtime", "axum", "hyper", "tokio", "reqwest", "std::fs", "std::net",
+        ],
+        &[],
+    );
+    offences.extend(files_naming(
+        "crates/client/src",
+        &["wasmtime", "axum", "hyper", "wasm_hypervisor_server"],
+        &[],
+    ));
+    assert!(offences.is_empty(), "{offences:#?}");
 }
 
 /// The packages `cargo tree` lists for the protocol crate with `args`.

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_hypervisor::api::decode_execute_body;
-use wasm_hypervisor::envelope::Provider;
+use wasm_hypervisor_server::api::decode_execute_body;
+use wasm_hypervisor_server::envelope::Provider;
 
 fuzz_target!(|data: &[u8]| {
     match decode_execute_body(Provider::default(), data) {

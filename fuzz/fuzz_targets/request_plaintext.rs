@@ -5,9 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_hypervisor::execution::guest_input;
-use wasm_hypervisor::payload::{EffectiveLimits, ExecutionRequest, decode_base64};
-use wasm_hypervisor::sandbox::parse_call;
+use wasm_hypervisor_server::execution::guest_input;
+use wasm_hypervisor_protocol::payload::{EffectiveLimits, ExecutionRequest, decode_base64};
+use wasm_hypervisor_server::sandbox::parse_call;
 
 const MAXIMA: EffectiveLimits = EffectiveLimits {
     fuel: 1_000_000,

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_hypervisor::sandbox::parse_call;
+use wasm_hypervisor_server::sandbox::parse_call;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(expression) = std::str::from_utf8(data) else {

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use wasm_hypervisor::client::{Client, ClientError};
-use wasm_hypervisor::payload::{ExecutionRequest, encode_base64};
+use wasm_hypervisor_client::{Client, ClientError};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, encode_base64};
 
 /// `examples/tiny.wat`, assembled.
 const TINY: &[u8] = include_bytes!("../../examples/tiny.wasm");

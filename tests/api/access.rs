@@ -6,10 +6,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wasm_hypervisor::access::ClientKey;
-use wasm_hypervisor::config::Bounded;
-use wasm_hypervisor::envelope;
-use wasm_hypervisor::payload::Status;
+use wasm_hypervisor_protocol::payload::Status;
+use wasm_hypervisor_server::access::ClientKey;
+use wasm_hypervisor_server::config::Bounded;
+use wasm_hypervisor_server::envelope;
 
 use crate::helpers::{
     DataDir, ServerProcess, TEST_TOKEN, TestApp, example, fixture, limits, open_session, request,

@@ -4,16 +4,11 @@
 use std::process::Output;
 
 use serde_json::Value;
-use wasm_hypervisor::api::{CheckpointResponse, VerifyResponse};
-use wasm_hypervisor::audit::merkle::{self, Hash};
-use wasm_hypervisor::payload::decode_base64;
-use wasm_hypervisor::receipt;
+use wasm_hypervisor_protocol::merkle::{self, Hash};
+use wasm_hypervisor_protocol::receipt;
+use wasm_hypervisor_protocol::wire::{CheckpointResponse, VerifyResponse};
 
 use crate::helpers::{TestApp, example, fixture, request};
-
-fn hash(text: &str) -> Hash {
-    decode_base64(text).unwrap().try_into().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_execution_has_an_inclusion_proof_against_a_signed_checkpoint() {
@@ -31,7 +26,7 @@ async fn every_execution_has_an_inclusion_proof_against_a_signed_checkpoint() {
         assert_eq!(answer.execution_id, execution.response.execution_id);
         assert_eq!(answer.log_index, execution.response.log_index);
         assert_eq!(answer.commitment, execution.response.commitment);
-        let leaf = decode_base64(&answer.leaf).unwrap();
+        let leaf = answer.leaf.0.clone();
         assert_eq!(leaf.len(), 57);
         assert_eq!(&leaf[1..17], execution.execution_id.as_bytes());
         assert_eq!(&leaf[25..57], &execution.commitment);
@@ -40,13 +35,12 @@ async fn every_execution_has_an_inclusion_proof_against_a_signed_checkpoint() {
             answer.timestamp_ms
         );
         let key = &app.identity.public_key;
-        key.verify(&leaf, &decode_base64(&answer.leaf_signature).unwrap())
-            .unwrap();
+        key.verify(&leaf, &answer.leaf_signature.0).unwrap();
         assert_eq!(answer.leaf_signature, execution.response.leaf_signature);
         let checkpoint = receipt::check_checkpoint(&answer.checkpoint, key).unwrap();
         assert_eq!(checkpoint.tree_size, 5);
         assert_eq!(checkpoint.origin, "wasm-hypervisor.test");
-        let proof: Vec<Hash> = answer.inclusion_proof.iter().map(|h| hash(h)).collect();
+        let proof: Vec<Hash> = answer.inclusion_proof.iter().map(|h| h.0).collect();
         merkle::verify_inclusion(
             &merkle::leaf_hash(&leaf),
             answer.log_index,
@@ -194,7 +188,7 @@ async fn a_receipt_from_run_is_proven_by_verify_and_tampering_is_named() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  -\n"
     );
     let receipt = receipt_path.to_str().unwrap();
-    let key_id = app.identity.key_id.clone();
+    let key_id = app.identity.key_id.to_string();
 
     let verified = cli(
         &[

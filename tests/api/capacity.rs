@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use wasm_hypervisor::client::ClientError;
-use wasm_hypervisor::config::{Bounded, Millis};
-use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
+use wasm_hypervisor_client::ClientError;
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
+use wasm_hypervisor_server::config::{Bounded, Millis};
 
 use crate::helpers::{TestApp, example, fixture, limits, request};
 

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use wasm_hypervisor::config::{Bounded, CompileSlots, Secs};
-use wasm_hypervisor::payload::{ExecutionRequest, Status};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, Status};
+use wasm_hypervisor_server::config::{Bounded, CompileSlots, Secs};
 
 use crate::helpers::{TestApp, example, load_heavy_test, request};
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
 
 use crate::helpers::{TestApp, example, fixture, limits, request};
 

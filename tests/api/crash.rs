@@ -1,19 +1,19 @@
 //! Crash safety of the audit log: torn tails are cut, damage stops the server, and
 //! a server killed with SIGKILL loses no acknowledged execution.
 
-use wasm_hypervisor::audit::log::{FILE_MAGIC, LOG_FILE};
-use wasm_hypervisor::audit::merkle::{self, Hash};
-use wasm_hypervisor::client::Client;
-use wasm_hypervisor::payload::{Status, decode_base64};
-use wasm_hypervisor::receipt;
-use wasm_hypervisor::server::{ServerError, Service};
+use wasm_hypervisor_client::Client;
+use wasm_hypervisor_protocol::merkle::{self, Hash};
+use wasm_hypervisor_protocol::payload::Status;
+use wasm_hypervisor_protocol::receipt;
+use wasm_hypervisor_server::audit::log::{FILE_MAGIC, LOG_FILE};
+use wasm_hypervisor_server::server::{ServerError, Service};
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, fixture, request, test_config};
 
 /// Record 0 begins right after the file header.
 const FIRST_RECORD: u64 = FILE_MAGIC.len() as u64;
 
-async fn log_three_executions() -> (DataDir, wasm_hypervisor::keys::PublicKey) {
+async fn log_three_executions() -> (DataDir, wasm_hypervisor_server::keys::PublicKey) {
     let app = TestApp::spawn().await;
     for _ in 0..3 {
         app.execute(&request(&fixture("exit_code"))).await;
@@ -142,13 +142,9 @@ async fn after_sigkill_every_answered_execution_is_in_the_log_with_a_valid_proof
         assert_eq!(answer.log_index, execution.response.log_index);
         assert_eq!(answer.commitment, execution.response.commitment);
         let checkpoint = receipt::check_checkpoint(&answer.checkpoint, &key).unwrap();
-        let proof: Vec<Hash> = answer
-            .inclusion_proof
-            .iter()
-            .map(|h| decode_base64(h).unwrap().try_into().unwrap())
-            .collect();
+        let proof: Vec<Hash> = answer.inclusion_proof.iter().map(|h| h.0).collect();
         merkle::verify_inclusion(
-            &merkle::leaf_hash(&decode_base64(&answer.leaf).unwrap()),
+            &merkle::leaf_hash(&answer.leaf.0),
             answer.log_index,
             checkpoint.tree_size,
             &proof,

@@ -6,9 +6,10 @@
 
 #![cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
 
-use wasm_hypervisor::envelope::{self, Provider};
-use wasm_hypervisor::payload::{Status, decode_base64, encode_base64};
-use wasm_hypervisor::receipt::{self, Receipt};
+use wasm_hypervisor_protocol::encoding::{Base64, Hex};
+use wasm_hypervisor_protocol::payload::Status;
+use wasm_hypervisor_protocol::receipt::{self, Receipt};
+use wasm_hypervisor_server::envelope::{self, Provider};
 
 use crate::helpers::{TestApp, example, request};
 
@@ -41,7 +42,7 @@ async fn whole_protocol_with(server: Provider, client: Provider) {
         &execution.result_sha256,
     );
     assert_eq!(opened, execution.commitment);
-    assert_eq!(hex::encode(opened), execution.response.commitment);
+    assert_eq!(opened, execution.response.commitment.0);
 
     // The leaf signature, made on the server's provider, verifies on the client's.
     let answer = app
@@ -49,26 +50,27 @@ async fn whole_protocol_with(server: Provider, client: Provider) {
         .inclusion(&execution.response.execution_id)
         .await
         .unwrap();
-    key.verify(
-        &decode_base64(&answer.leaf).unwrap(),
-        &decode_base64(&execution.response.leaf_signature).unwrap(),
-    )
-    .unwrap();
+    key.verify(&answer.leaf.0, &execution.response.leaf_signature.0)
+        .unwrap();
     // And so does everything a receipt proves.
     let receipt = Receipt {
         version: 1,
         server: app.base.clone(),
         origin: app.identity.origin.clone(),
-        key_id: app.identity.key_id.clone(),
-        public_key: encode_base64(&key.spki_der()),
+        key_id: app.identity.key_id,
+        public_key: Base64(key.spki_der()),
         execution_id: execution.response.execution_id.clone(),
         log_index: execution.response.log_index,
         status: execution.result.status,
-        commitment: execution.response.commitment.clone(),
-        salt: hex::encode(execution.salt),
-        request_sha256: hex::encode(execution.request_sha256),
-        result_sha256: hex::encode(execution.result_sha256),
-        module_sha256: execution.result.module_sha256.clone(),
+        commitment: execution.response.commitment,
+        salt: Hex(execution.salt),
+        request_sha256: Hex(execution.request_sha256),
+        result_sha256: Hex(execution.result_sha256),
+        module_sha256: execution
+            .result
+            .module_sha256
+            .as_deref()
+            .and_then(Hex::parse),
         leaf_signature: execution.response.leaf_signature.clone(),
     };
     let checks = receipt::check_receipt(&receipt, &answer, &key);
@@ -92,11 +94,11 @@ async fn client_on_aws_lc_runs_the_whole_protocol_against_a_server_on_rustcrypto
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_restarted_on_the_other_provider_keeps_its_key_and_extends_its_log() {
     let on = |provider: Provider| {
-        move |config: &mut wasm_hypervisor::config::Config| config.crypto.provider = provider
+        move |config: &mut wasm_hypervisor_server::config::Config| config.crypto.provider = provider
     };
     let first = TestApp::spawn_with(on(Provider::aws_lc())).await;
     first.execute(&request(&example("hello"))).await;
-    let key_id = first.identity.key_id.clone();
+    let key_id = first.identity.key_id;
     let data_dir = first.stop().await;
 
     let second = TestApp::spawn_in(data_dir, on(Provider::rustcrypto())).await;

@@ -2,9 +2,9 @@
 //! shape, and the service still serving everyone else afterwards.
 
 use serde_json::{Value, json};
-use wasm_hypervisor::config::Bounded;
-use wasm_hypervisor::envelope;
-use wasm_hypervisor::payload::{Status, encode_base64};
+use wasm_hypervisor_protocol::payload::{Status, encode_base64};
+use wasm_hypervisor_server::config::Bounded;
+use wasm_hypervisor_server::envelope;
 
 use crate::helpers::{TestApp, example, fixture, limits, request};
 
@@ -32,7 +32,7 @@ async fn post_execute(
     (status, code)
 }
 
-async fn fresh_session(app: &TestApp) -> wasm_hypervisor::client::Session {
+async fn fresh_session(app: &TestApp) -> wasm_hypervisor_client::Session {
     app.client
         .open_session(&app.identity.public_key)
         .await
@@ -292,7 +292,7 @@ async fn overload_is_503_with_retry_after_and_keeps_the_session() {
     assert_eq!(response.status(), 200);
     let answer = response.json().await.unwrap();
     let execution =
-        wasm_hypervisor::client::open_execution(answer, &sealed.keys, &plaintext).unwrap();
+        wasm_hypervisor_client::open_execution(answer, &sealed.keys, &plaintext).unwrap();
     assert_eq!(execution.result.exit_code, Some(42));
     assert_eq!(app.stop_and_verify_log().await, 3);
 }
@@ -362,7 +362,7 @@ async fn uppercase_ids_are_refused_and_their_lowercase_form_still_works() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let execution = wasm_hypervisor::client::open_execution(
+    let execution = wasm_hypervisor_client::open_execution(
         response.json().await.unwrap(),
         &sealed.keys,
         &plaintext,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasm_hypervisor::payload::{RequestedLimits, Status, encode_base64};
+use wasm_hypervisor_protocol::payload::{RequestedLimits, Status, encode_base64};
 
 use crate::helpers::{TestApp, example, fixture, limits, request};
 
@@ -336,10 +336,7 @@ async fn bad_request_plaintexts_are_invalid_request_executions() {
         let error = result.error.unwrap();
         assert!(error.contains(needle), "{name}: {error}");
         // Still an execution: logged, committed to, with a log index.
-        assert_eq!(
-            execution.commitment,
-            hex_to_32(&execution.response.commitment)
-        );
+        assert_eq!(execution.commitment, execution.response.commitment.0);
     }
     assert_eq!(app.stop_and_verify_log().await, 9);
 }
@@ -358,9 +355,5 @@ async fn each_execution_is_isolated_from_the_previous_one() {
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
-    wasm_hypervisor::envelope::sha256(bytes)
-}
-
-fn hex_to_32(text: &str) -> [u8; 32] {
-    hex::decode(text).unwrap().try_into().unwrap()
+    wasm_hypervisor_server::envelope::sha256(bytes)
 }

@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
-use wasm_hypervisor::client::Client;
-use wasm_hypervisor::config::Bounded;
-use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, Status};
+use wasm_hypervisor_client::Client;
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, Status};
+use wasm_hypervisor_server::config::Bounded;
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, example, request};
 
@@ -44,7 +44,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 /// Runs `plaintext` through the whole protocol against a server process.
-async fn execute_on(base: &str, plaintext: &[u8]) -> wasm_hypervisor::payload::ExecutionResult {
+async fn execute_on(
+    base: &str,
+    plaintext: &[u8],
+) -> wasm_hypervisor_protocol::payload::ExecutionResult {
     let client = Client::new(base, None);
     let identity = client.identity(None).await.unwrap();
     let session = client.open_session(&identity.public_key).await.unwrap();
@@ -188,7 +191,7 @@ async fn millions_of_empty_arguments_cost_the_server_a_bounded_amount_of_memory(
     let before = peak_rss_kib(server.pid());
     // 2.5 million empty arguments: a 10 MB plaintext (the review's 4 million in
     // 16 MB cost 350 MB of memory each).
-    let module = wasm_hypervisor::payload::encode_base64(&example("hello"));
+    let module = wasm_hypervisor_protocol::payload::encode_base64(&example("hello"));
     let plaintext = format!(
         r#"{{"module":"{module}","args":[{}""]}}"#,
         "\"\",".repeat(2_500_000)

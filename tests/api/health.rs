@@ -4,8 +4,8 @@
 //! has.
 
 use serde_json::Value;
-use wasm_hypervisor::client::{Client, ClientError};
-use wasm_hypervisor::payload::Status;
+use wasm_hypervisor_client::{Client, ClientError};
+use wasm_hypervisor_protocol::payload::Status;
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, fixture, request, verify_log_file};
 
@@ -114,8 +114,10 @@ async fn when_the_log_cannot_be_written_health_is_503_and_nothing_unlogged_is_an
         exited.stderr
     );
     // The failed write was cut back: the file holds exactly the answered records.
-    let records = wasm_hypervisor::audit::log::read_records(
-        &data_dir.path.join(wasm_hypervisor::audit::log::LOG_FILE),
+    let records = wasm_hypervisor_server::audit::log::read_records(
+        &data_dir
+            .path
+            .join(wasm_hypervisor_server::audit::log::LOG_FILE),
     )
     .unwrap();
     let logged: Vec<_> = records.iter().map(|r| r.leaf.execution_id).collect();

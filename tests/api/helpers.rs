@@ -10,16 +10,19 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wasm_hypervisor::api::{AppState, CheckpointResponse};
-use wasm_hypervisor::audit::Checkpoint;
-use wasm_hypervisor::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
-use wasm_hypervisor::audit::merkle::{MerkleTree, leaf_hash};
-use wasm_hypervisor::client::{Client, Execution, ServerIdentity};
-use wasm_hypervisor::config::{Bounded, Config, Millis, TokenDigest};
-use wasm_hypervisor::envelope::{self, Provider};
-use wasm_hypervisor::keys::PublicKey;
-use wasm_hypervisor::payload::{ExecutionRequest, RequestedLimits, decode_base64, encode_base64};
-use wasm_hypervisor::server::{ServerError, Service};
+use wasm_hypervisor_client::{Client, Execution, ServerIdentity};
+use wasm_hypervisor_protocol::checkpoint::Checkpoint;
+use wasm_hypervisor_protocol::merkle::{MerkleTree, leaf_hash};
+use wasm_hypervisor_protocol::payload::{
+    ExecutionRequest, RequestedLimits, decode_base64, encode_base64,
+};
+use wasm_hypervisor_protocol::wire::CheckpointResponse;
+use wasm_hypervisor_server::api::AppState;
+use wasm_hypervisor_server::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
+use wasm_hypervisor_server::config::{Bounded, Config, Millis, TokenDigest};
+use wasm_hypervisor_server::envelope::{self, Provider};
+use wasm_hypervisor_server::keys::PublicKey;
+use wasm_hypervisor_server::server::{ServerError, Service};
 
 static TRACING: Once = Once::new();
 
@@ -47,7 +50,7 @@ fn init_tracing() {
 pub struct TestApp {
     pub base: String,
     /// The server's executor, for what only the process can see (cache counters).
-    pub executor: wasm_hypervisor::execution::Executor,
+    pub executor: wasm_hypervisor_server::execution::Executor,
     /// The server's state, to reach it without HTTP (while it drains, say).
     pub state: AppState,
     pub client: Client,
@@ -291,7 +294,7 @@ pub async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -
     let session: Value = open_session(app, token).await.json().await.unwrap();
     let id: uuid::Uuid = session["session_id"].as_str().unwrap().parse().unwrap();
     let public_key: [u8; 65] =
-        wasm_hypervisor::payload::decode_base64(session["public_key"].as_str().unwrap())
+        wasm_hypervisor_protocol::payload::decode_base64(session["public_key"].as_str().unwrap())
             .unwrap()
             .try_into()
             .unwrap();

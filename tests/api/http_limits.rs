@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use wasm_hypervisor::access::ClientKey;
-use wasm_hypervisor::config::{Bounded, Millis, Secs};
-use wasm_hypervisor::payload::Status;
+use wasm_hypervisor_protocol::payload::Status;
+use wasm_hypervisor_server::access::ClientKey;
+use wasm_hypervisor_server::config::{Bounded, Millis, Secs};
 
 use crate::helpers::{TestApp, example, fixture, limits, request, sealed_body, token_digest};
 
@@ -690,7 +690,7 @@ async fn health_has_a_rate_of_its_own_and_unknown_routes_spend_the_clients_rate(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_at_the_default_health_rate_never_see_a_429() {
-    let rate = wasm_hypervisor::config::HttpConfig::default().health_requests_per_second;
+    let rate = wasm_hypervisor_server::config::HttpConfig::default().health_requests_per_second;
     let app = TestApp::spawn_with(|config| config.http.health_requests_per_second = rate).await;
     // A load balancer probes a few times a second; even twice the default rate at
     // once is answered.

@@ -3,7 +3,7 @@
 //! server's CPU time from `/proc`.
 
 use serde_json::Value;
-use wasm_hypervisor::client::Client;
+use wasm_hypervisor_client::Client;
 
 use crate::helpers::{DataDir, ServerProcess, verify_log_file};
 

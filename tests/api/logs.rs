@@ -3,9 +3,9 @@
 //! configuration; never plaintext.
 
 use serde_json::{Value, json};
-use wasm_hypervisor::client::{Client, open_execution};
-use wasm_hypervisor::envelope;
-use wasm_hypervisor::payload::{Status, encode_base64};
+use wasm_hypervisor_client::{Client, open_execution};
+use wasm_hypervisor_protocol::payload::{Status, encode_base64};
+use wasm_hypervisor_server::envelope;
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, example, request};
 
@@ -16,7 +16,7 @@ const SECRETS: [&str; 3] = ["argsecret5d0c", "envsecret91c2", "stdinsecret7f3a"]
 
 /// Runs `examples/hello` with the secrets as argument, environment and stdin,
 /// sending our own request id; returns the opened execution.
-async fn execute_with_secrets(server: &ServerProcess) -> wasm_hypervisor::client::Execution {
+async fn execute_with_secrets(server: &ServerProcess) -> wasm_hypervisor_client::Execution {
     let client = Client::new(&server.base, None);
     let key = client.identity(None).await.unwrap().public_key;
     let session = client.open_session(&key).await.unwrap();

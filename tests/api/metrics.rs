@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use wasm_hypervisor::config::TokenDigest;
-use wasm_hypervisor::envelope::sha256;
-use wasm_hypervisor::payload::{Status, encode_base64};
+use wasm_hypervisor_protocol::payload::{Status, encode_base64};
+use wasm_hypervisor_server::config::TokenDigest;
+use wasm_hypervisor_server::envelope::sha256;
 
 use crate::helpers::{TestApp, example, fixture, limits, request, token_digest};
 

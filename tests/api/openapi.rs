@@ -70,7 +70,7 @@ async fn the_openapi_document_lists_exactly_the_served_routes_and_every_error_co
     assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         document,
-        serde_json::to_value(wasm_hypervisor::api::openapi()).unwrap(),
+        serde_json::to_value(wasm_hypervisor_server::api::openapi()).unwrap(),
         "the server serves the document generated from its handlers"
     );
 

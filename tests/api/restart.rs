@@ -1,6 +1,6 @@
 //! Durability across restarts: the key and every acknowledged record survive.
 
-use wasm_hypervisor::payload::Status;
+use wasm_hypervisor_protocol::payload::Status;
 
 use crate::helpers::{TestApp, fixture, request, verify_log_file};
 
@@ -9,7 +9,7 @@ async fn an_acknowledged_execution_survives_a_restart() {
     let app = TestApp::spawn().await;
     let first = app.execute(&request(&fixture("exit_code"))).await;
     assert_eq!(first.result.status, Status::Completed);
-    let key_id = app.identity.key_id.clone();
+    let key_id = app.identity.key_id;
     let key = app.identity.public_key;
     let data_dir = app.stop().await;
 
@@ -23,8 +23,10 @@ async fn an_acknowledged_execution_survives_a_restart() {
     );
     let data_dir = app.stop().await;
 
-    let records = wasm_hypervisor::audit::log::read_records(
-        &data_dir.path.join(wasm_hypervisor::audit::log::LOG_FILE),
+    let records = wasm_hypervisor_server::audit::log::read_records(
+        &data_dir
+            .path
+            .join(wasm_hypervisor_server::audit::log::LOG_FILE),
     )
     .unwrap();
     assert_eq!(records[0].leaf.execution_id, first.execution_id);

@@ -4,12 +4,12 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use wasm_hypervisor::api::{KeysResponse, SessionResponse};
-use wasm_hypervisor::client::{Client, ClientError, Session};
-use wasm_hypervisor::config::{Bounded, Secs};
-use wasm_hypervisor::envelope;
-use wasm_hypervisor::keys::PublicKey;
-use wasm_hypervisor::payload::{Status, decode_base64};
+use wasm_hypervisor_client::{Client, ClientError, Session};
+use wasm_hypervisor_protocol::payload::Status;
+use wasm_hypervisor_protocol::wire::{KeysResponse, SessionResponse};
+use wasm_hypervisor_server::config::{Bounded, Secs};
+use wasm_hypervisor_server::envelope;
+use wasm_hypervisor_server::keys::PublicKey;
 
 use crate::helpers::{TestApp, fixture, request};
 
@@ -26,15 +26,9 @@ async fn a_session_carries_a_fresh_key_signed_by_the_server_key() {
         .await
         .unwrap();
     assert_eq!(keys.origin, "wasm-hypervisor.test");
-    let server_key = PublicKey::from_spki_der(
-        envelope::Provider::default(),
-        &decode_base64(&keys.public_key).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        keys.key_id,
-        hex::encode(envelope::sha256(&decode_base64(&keys.public_key).unwrap()))
-    );
+    let server_key =
+        PublicKey::from_spki_der(envelope::Provider::default(), &keys.public_key.0).unwrap();
+    assert_eq!(keys.key_id.0, envelope::sha256(&keys.public_key.0));
 
     let mut seen = std::collections::HashSet::new();
     for _ in 0..3 {
@@ -42,7 +36,7 @@ async fn a_session_carries_a_fresh_key_signed_by_the_server_key() {
         assert_eq!(response.status(), 201);
         let session: SessionResponse = response.json().await.unwrap();
         assert_eq!(session.session_id.len(), 36);
-        let public_key = decode_base64(&session.public_key).unwrap();
+        let public_key = session.public_key.0.to_vec();
         assert_eq!(public_key.len(), 65);
         assert_eq!(public_key[0], 0x04, "SEC1 uncompressed");
         assert!(seen.insert(public_key.clone()), "a fresh key per session");
@@ -57,9 +51,7 @@ async fn a_session_carries_a_fresh_key_signed_by_the_server_key() {
         let mut message = b"wasm-hypervisor v1 session ".to_vec();
         message.extend_from_slice(session.session_id.as_bytes());
         message.extend_from_slice(&public_key);
-        server_key
-            .verify(&message, &decode_base64(&session.signature).unwrap())
-            .unwrap();
+        server_key.verify(&message, &session.signature.0).unwrap();
     }
     app.stop().await;
 }

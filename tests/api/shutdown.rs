@@ -6,11 +6,11 @@ use axum::body::Body;
 use axum::http::Request;
 use serde_json::Value;
 use tower::ServiceExt;
-use wasm_hypervisor::api;
-use wasm_hypervisor::client::{Client, ClientError, Execution};
-use wasm_hypervisor::config::Secs;
-use wasm_hypervisor::keys::PublicKey;
-use wasm_hypervisor::payload::{ExecutionRequest, Status};
+use wasm_hypervisor_client::{Client, ClientError, Execution};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, Status};
+use wasm_hypervisor_server::api;
+use wasm_hypervisor_server::config::Secs;
+use wasm_hypervisor_server::keys::PublicKey;
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, example, limits, request, verify_log_file};
 
@@ -111,8 +111,10 @@ async fn executions_in_flight_at_sigterm_are_finished_and_logged_and_the_server_
     // Both executions are in the log (after the warm-up): the answered one, and
     // the one nobody waited for.
     assert_eq!(verify_log_file(&data_dir.path, &key), 3);
-    let records = wasm_hypervisor::audit::log::read_records(
-        &data_dir.path.join(wasm_hypervisor::audit::log::LOG_FILE),
+    let records = wasm_hypervisor_server::audit::log::read_records(
+        &data_dir
+            .path
+            .join(wasm_hypervisor_server::audit::log::LOG_FILE),
     )
     .unwrap();
     let answered = records

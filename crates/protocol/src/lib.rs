@@ -1,11 +1,13 @@
-//! The wasm-hypervisor protocol's cryptography, shared by the server and its
-//! clients: HPKE sealing of requests, sealing of results, the commitment, and ECDSA
-//! signatures, over a choice of crypto providers.
+//! The wasm-hypervisor protocol in code, shared by the server and every client:
+//! the wire types, HPKE sealing of requests, sealing of results, the commitment,
+//! ECDSA signatures, receipts and their checks, and the RFC 9162 proofs and signed
+//! checkpoints of the audit log, over a choice of crypto providers.
 //!
 //! Pure: no I/O, no clock, no async runtime, so it builds for
 //! `wasm32-unknown-unknown` (with the `rustcrypto` provider) and a browser client
-//! can use it as is. The wire contract is `shared/spec/protocol-v1.md`; the
-//! vectors in `tests/vectors/` pin every byte, on every provider.
+//! can use it as is. The wire contract is `shared/spec/protocol-v1.md` and the
+//! repository's PROTOCOL.md; the vectors in `tests/vectors/` pin every byte, on
+//! every provider.
 //!
 //! # Layout
 //! - [`provider`]: the crypto provider interface and the providers compiled in
@@ -14,13 +16,29 @@
 //! - [`envelope`]: sealing and opening requests, result keys and sealing, the
 //!   commitment, the session-signature message.
 //! - [`signing`]: ECDSA P-256 signing keys (PKCS#8) and public keys (SPKI, key id).
+//! - [`digest`]: SHA-256 where the protocol fixes it, the same on every provider.
+//! - [`encoding`]: base64 and hex fields of wire documents, typed.
+//! - [`wire`]: the HTTP bodies (sessions, executions, keys, health, the log).
+//! - [`payload`]: the sealed documents: the request and result plaintexts.
+//! - [`leaf`]: the 57-byte audit-log leaf and its hash.
+//! - [`merkle`]: the RFC 9162 tree, its proofs and their verifiers.
+//! - [`checkpoint`]: the C2SP checkpoint body of a signed tree head.
+//! - [`receipt`]: what a client keeps to prove an execution, and the checks.
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
+pub mod digest;
+pub mod encoding;
 pub mod envelope;
 pub mod hpke;
+pub mod leaf;
+pub mod merkle;
+pub mod payload;
 pub mod provider;
+pub mod receipt;
 pub mod signing;
+pub mod wire;
 
 #[cfg(test)]
 mod known_answer_tests;

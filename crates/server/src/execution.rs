@@ -23,14 +23,17 @@ use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::access::ClientKey;
-use crate::audit::{AuditError, AuditLog, Leaf, LogRecord};
+use crate::audit::{AuditError, AuditLog, LogRecord};
 use crate::compile_budget::{BudgetError, CompileBudgets};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
-use crate::payload::{self, EffectiveLimits, ExecutionRequest, ExecutionResult, Status};
 use crate::sandbox::{Entry, GuestInput, GuestLimits, GuestOutcome, RunReport, Sandbox};
 use crate::session::{SessionError, SessionStore};
+use wasm_hypervisor_protocol::leaf::Leaf;
+use wasm_hypervisor_protocol::payload::{
+    self, EffectiveLimits, ExecutionRequest, ExecutionResult, Status,
+};
 
 /// Why an `/execute` was refused before its plaintext was recovered.
 #[derive(Debug, thiserror::Error)]
@@ -351,7 +354,7 @@ impl Executor {
         result.module_sha256 = Some(hex::encode(module_hash));
         match EffectiveLimits::apply(policy.maxima, request.limits) {
             Ok(limits) => result.limits = limits,
-            Err(error) => return invalid(result, Status::InvalidRequest, error),
+            Err(error) => return invalid(result, Status::InvalidRequest, error.to_string()),
         }
         let entry = match &request.invoke {
             Some(expression) => Entry::Invoke(expression.clone()),
@@ -654,7 +657,7 @@ mod tests {
         assert_eq!(executor.log().size(), 1);
         assert_eq!(executor.slots_in_use(), 0, "the slot was released");
         // The executor goes on serving.
-        let module = crate::payload::encode_base64(b"not a wasm binary");
+        let module = wasm_hypervisor_protocol::payload::encode_base64(b"not a wasm binary");
         let request = format!(r#"{{"module":"{module}"}}"#);
         let next = executor
             .execute(sealed(&sessions, request.as_bytes()).await)

@@ -35,10 +35,11 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::AuditError;
-use super::checkpoint::{Checkpoint, SignedCheckpoint};
-use super::merkle::{Hash, MerkleTree};
 use super::record::{Decoded, LogRecord, MAX_SIGNATURE_LEN, RECORD_HEADER_LEN};
 use crate::keys::ServerKey;
+use wasm_hypervisor_protocol::checkpoint::{Checkpoint, SignedCheckpoint};
+use wasm_hypervisor_protocol::leaf::LEAF_LEN;
+use wasm_hypervisor_protocol::merkle::{Hash, MerkleError, MerkleTree};
 
 /// File name of the log inside the data directory.
 pub const LOG_FILE: &str = "audit.log";
@@ -308,11 +309,7 @@ impl AuditLog {
     }
 
     /// RFC 9162 §2.1.4 consistency proof between two sizes of this log.
-    pub fn consistency(
-        &self,
-        first: u64,
-        second: u64,
-    ) -> Result<Vec<Hash>, super::merkle::MerkleError> {
+    pub fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError> {
         self.lock().tree.consistency_proof(first, second)
     }
 
@@ -361,7 +358,7 @@ impl Shared {
     }
 
     fn read_record(&self, offset: u64) -> Result<LogRecord, AuditError> {
-        let mut buffer = [0u8; RECORD_HEADER_LEN + super::LEAF_LEN + MAX_SIGNATURE_LEN];
+        let mut buffer = [0u8; RECORD_HEADER_LEN + LEAF_LEN + MAX_SIGNATURE_LEN];
         let mut filled = 0;
         // A record is at most this long; the file may end sooner after the last one.
         while filled < buffer.len() {
@@ -698,8 +695,8 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::Leaf;
     use super::*;
+    use wasm_hypervisor_protocol::leaf::Leaf;
 
     fn key() -> Arc<ServerKey> {
         Arc::new(ServerKey::from_scalar(crate::envelope::Provider::default(), &[7; 32]).unwrap())
@@ -877,7 +874,7 @@ mod tests {
             assert_eq!(inclusion.record, record(n));
             let checkpoint = &inclusion.checkpoint.checkpoint;
             assert_eq!(checkpoint.tree_size, 5);
-            super::super::merkle::verify_inclusion(
+            wasm_hypervisor_protocol::merkle::verify_inclusion(
                 &inclusion.record.leaf.hash(),
                 inclusion.index,
                 checkpoint.tree_size,

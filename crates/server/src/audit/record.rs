@@ -1,9 +1,7 @@
-//! The audit-log leaf (protocol §4) and the on-disk framing of a log record.
+//! The on-disk framing of a log record: a leaf (the protocol crate's
+//! [`Leaf`], protocol §4) and its signature.
 //!
 //! ```text
-//! leaf      = 0x01 || execution_id (16 bytes) || timestamp_ms (u64 BE) || commitment (32)
-//! leaf_hash = SHA-256(0x00 || leaf)                                  (RFC 9162 §2.1.1)
-//!
 //! record    = length (u32 BE) || crc32 (u32 BE) || payload
 //! payload   = leaf (57 bytes) || leaf_signature (DER, 8..=72 bytes)
 //! crc32     = CRC-32/ISO-HDLC over length || payload
@@ -11,56 +9,13 @@
 //! A record's position in the file is its log index. The length and checksum let a
 //! reader tell a torn tail (a crash mid-append) from damage to history.
 
-use sha2::{Digest, Sha256};
-use uuid::Uuid;
+use wasm_hypervisor_protocol::leaf::{LEAF_LEN, Leaf};
 
-/// Bytes in a leaf.
-pub const LEAF_LEN: usize = 57;
-/// Version byte that starts every v1 leaf.
-pub const LEAF_VERSION: u8 = 0x01;
 /// Bytes before a record's payload.
 pub const RECORD_HEADER_LEN: usize = 8;
 /// Shortest and longest DER ECDSA P-256 signatures.
 pub const MIN_SIGNATURE_LEN: usize = 8;
 pub const MAX_SIGNATURE_LEN: usize = 72;
-
-/// One entry of the log, as the tree sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Leaf {
-    pub execution_id: Uuid,
-    pub timestamp_ms: u64,
-    pub commitment: [u8; 32],
-}
-
-impl Leaf {
-    pub fn to_bytes(&self) -> [u8; LEAF_LEN] {
-        let mut out = [0u8; LEAF_LEN];
-        out[0] = LEAF_VERSION;
-        out[1..17].copy_from_slice(self.execution_id.as_bytes());
-        out[17..25].copy_from_slice(&self.timestamp_ms.to_be_bytes());
-        out[25..57].copy_from_slice(&self.commitment);
-        out
-    }
-
-    pub fn parse(bytes: &[u8]) -> Option<Leaf> {
-        if bytes.len() != LEAF_LEN || bytes[0] != LEAF_VERSION {
-            return None;
-        }
-        Some(Leaf {
-            execution_id: Uuid::from_slice(&bytes[1..17]).ok()?,
-            timestamp_ms: u64::from_be_bytes(bytes[17..25].try_into().ok()?),
-            commitment: bytes[25..57].try_into().ok()?,
-        })
-    }
-
-    /// `SHA-256(0x00 || leaf)`, RFC 9162 §2.1.1.
-    pub fn hash(&self) -> [u8; 32] {
-        let mut hasher = Sha256::new();
-        hasher.update([0x00]);
-        hasher.update(self.to_bytes());
-        hasher.finalize().into()
-    }
-}
 
 /// A leaf and the server's signature over its 57 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +94,8 @@ impl LogRecord {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     fn sample() -> LogRecord {
@@ -150,16 +107,6 @@ mod tests {
             },
             signature: vec![0x30; 70],
         }
-    }
-
-    #[test]
-    fn leaf_layout_is_the_protocol_one() {
-        let bytes = sample().leaf.to_bytes();
-        assert_eq!(bytes[0], 0x01);
-        assert_eq!(&bytes[1..17], &[0xab; 16]);
-        assert_eq!(&bytes[17..25], &1_795_000_000_000u64.to_be_bytes());
-        assert_eq!(&bytes[25..], &[0xcd; 32]);
-        assert_eq!(Leaf::parse(&bytes), Some(sample().leaf));
     }
 
     #[test]

@@ -1,16 +1,29 @@
-//! The client side of the protocol over HTTP: fetch and pin the server's key, open a
-//! session and check its signature, seal a request, open the result and check the
-//! commitment. Used by `wasm-hypervisor run` and by the integration tests.
+//! The Rust client of wasm-hypervisor: the client side of the protocol over HTTP.
+//! It fetches and pins the server's key, opens a session and checks its signature,
+//! seals a request, opens the result and checks the commitment, and fetches what
+//! a receipt is checked against (`/verify`, checkpoints, consistency proofs).
+//!
+//! It is the protocol crate ([`wasm_hypervisor_protocol`]) plus HTTP (reqwest);
+//! the `run`, `verify` and `health` commands, `loadgen` and the integration tests
+//! use it. It never depends on the server.
+//!
+//! # Layout
+//! One module: [`Client`] and what its calls return, [`ClientError`] and the
+//! [`Violation`]s of the protocol a client refuses.
+
+#![forbid(unsafe_code)]
 
 use uuid::Uuid;
-
-use crate::api::{
-    CheckpointResponse, ConsistencyResponse, ErrorBody, ExecuteBody, ExecuteResponse, KeysResponse,
-    SessionResponse, Suite, VerifyResponse,
+use wasm_hypervisor_protocol::digest::sha256;
+use wasm_hypervisor_protocol::encoding::{Base64, Hex};
+use wasm_hypervisor_protocol::envelope::{self, EnvelopeError, POINT_LEN, ResponseKeys};
+use wasm_hypervisor_protocol::payload::ExecutionResult;
+use wasm_hypervisor_protocol::provider::Provider;
+use wasm_hypervisor_protocol::signing::PublicKey;
+use wasm_hypervisor_protocol::wire::{
+    CheckpointResponse, ConsistencyResponse, ErrorBody, ExecuteBody, ExecuteResponse,
+    HealthResponse, KeysResponse, SessionResponse, Suite, VerifyResponse,
 };
-use crate::envelope::{self, EnvelopeError, POINT_LEN, Provider, ResponseKeys};
-use crate::keys::PublicKey;
-use crate::payload::{ExecutionResult, decode_base64, encode_base64};
 
 /// What can go wrong talking to a server.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +48,45 @@ pub enum ClientError {
     BadSessionSignature,
     /// The server answered something that does not follow the protocol.
     #[error("protocol violation: {0}")]
-    Protocol(String),
+    Protocol(#[from] Violation),
+    /// The request could not be sealed to the session's key.
+    #[error("cannot seal the request: {0}")]
+    Seal(EnvelopeError),
+}
+
+/// How a server's answer breaks the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum Violation {
+    /// A body is not the document the protocol says.
+    #[error("unexpected answer: {0}")]
+    Body(serde_json::Error),
+    /// `/keys` gave a public key that is not a P-256 SPKI.
+    #[error("`public_key` is not a P-256 SPKI")]
+    PublicKey,
+    /// `/keys` gave a key id that is not the key's SHA-256.
+    #[error("`key_id` is not the SHA-256 of the public key")]
+    KeyId,
+    /// A session of another suite than v1's.
+    #[error("unexpected cipher suite {0:?}")]
+    Suite(Suite),
+    /// A session id that is not a UUID.
+    #[error("`session_id` is not a UUID")]
+    SessionId,
+    /// An execution id that is not a UUID.
+    #[error("`execution_id` is not a UUID")]
+    ExecutionId,
+    /// The sealed result does not open with the request's keys.
+    #[error("the result does not decrypt with this request's keys")]
+    ResultDoesNotOpen,
+    /// The opened result is not a result plaintext.
+    #[error("the result is not valid: {0}")]
+    Result(serde_json::Error),
+    /// The opened result names another execution than the answer.
+    #[error("the sealed result names another execution")]
+    OtherExecution,
+    /// The commitment is not the one request and result give.
+    #[error("the commitment does not match the request and result")]
+    Commitment,
 }
 
 /// The server's identity, from `GET /keys`.
@@ -43,7 +94,7 @@ pub enum ClientError {
 pub struct ServerIdentity {
     pub origin: String,
     pub public_key: PublicKey,
-    pub key_id: String,
+    pub key_id: Hex,
 }
 
 /// An open session whose key the server vouched for.
@@ -92,6 +143,16 @@ impl Client {
         }
     }
 
+    /// As [`Client::new`], giving up on any request after `timeout`.
+    pub fn with_timeout(
+        base: &str,
+        token: Option<String>,
+        timeout: std::time::Duration,
+    ) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(Client::with_http(http, base, token))
+    }
+
     /// The same client, sealing and verifying on `provider`.
     pub fn with_provider(self, provider: Provider) -> Client {
         Client { provider, ..self }
@@ -116,22 +177,18 @@ impl Client {
     ) -> Result<ServerIdentity, ClientError> {
         let response = self.http.get(format!("{}/keys", self.base)).send().await?;
         let keys: KeysResponse = parse(response).await?;
-        let der = decode_base64(&keys.public_key)
-            .map_err(|_| ClientError::Protocol("`public_key` is not base64".into()))?;
-        let public_key = PublicKey::from_spki_der(self.provider, &der)
-            .map_err(|_| ClientError::Protocol("`public_key` is not a P-256 SPKI".into()))?;
-        let key_id = public_key.key_id_hex();
+        let public_key = PublicKey::from_spki_der(self.provider, &keys.public_key.0)
+            .map_err(|_| Violation::PublicKey)?;
+        let key_id = Hex(public_key.key_id());
         if key_id != keys.key_id {
-            return Err(ClientError::Protocol(
-                "`key_id` is not the SHA-256 of the public key".into(),
-            ));
+            return Err(Violation::KeyId.into());
         }
         if let Some(expected) = pinned_key_id
-            && !expected.eq_ignore_ascii_case(&key_id)
+            && !expected.eq_ignore_ascii_case(&key_id.to_string())
         {
             return Err(ClientError::KeyMismatch {
                 expected: expected.to_owned(),
-                actual: key_id,
+                actual: key_id.to_string(),
             });
         }
         Ok(ServerIdentity {
@@ -146,22 +203,13 @@ impl Client {
         let response = self.post("/sessions").send().await?;
         let session: SessionResponse = parse(response).await?;
         if session.suite != Suite::v1() {
-            return Err(ClientError::Protocol(format!(
-                "unexpected cipher suite {:?}",
-                session.suite
-            )));
+            return Err(Violation::Suite(session.suite).into());
         }
-        let id = Uuid::try_parse(&session.session_id)
-            .map_err(|_| ClientError::Protocol("`session_id` is not a UUID".into()))?;
-        let public_key: [u8; POINT_LEN] = decode_base64(&session.public_key)
-            .ok()
-            .and_then(|bytes| bytes.try_into().ok())
-            .ok_or_else(|| ClientError::Protocol("`public_key` is not 65 bytes".into()))?;
-        let signature = decode_base64(&session.signature)
-            .map_err(|_| ClientError::Protocol("`signature` is not base64".into()))?;
+        let id = Uuid::try_parse(&session.session_id).map_err(|_| Violation::SessionId)?;
+        let public_key: [u8; POINT_LEN] = session.public_key.0;
         let message = envelope::session_signature_message(&id, &public_key);
         server_key
-            .verify(&message, &signature)
+            .verify(&message, &session.signature.0)
             .map_err(|_| ClientError::BadSessionSignature)?;
         Ok(Session { id, public_key })
     }
@@ -179,11 +227,11 @@ impl Client {
             &session.id,
             request_plaintext,
         )
-        .map_err(|error| ClientError::Protocol(error.to_string()))?;
+        .map_err(ClientError::Seal)?;
         let body = ExecuteBody {
             session_id: session.id.hyphenated().to_string(),
-            enc: encode_base64(&sealed.enc),
-            ciphertext: encode_base64(&sealed.ciphertext),
+            enc: Base64(sealed.enc),
+            ciphertext: Base64(sealed.ciphertext),
         };
         let response = self.post("/execute").json(&body).send().await?;
         let response: ExecuteResponse = parse(response).await?;
@@ -191,7 +239,41 @@ impl Client {
     }
 }
 
+/// What `GET /health` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The HTTP status: 200 while the server can execute and log, 503 otherwise.
+    pub status: u16,
+    /// Why it cannot (PROTOCOL.md, "Health"); empty with 200, or when the body
+    /// could not be read.
+    pub reasons: Vec<String>,
+}
+
+impl Health {
+    /// Whether the server is in rotation.
+    pub fn is_ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
 impl Client {
+    /// `GET /health`. Either status is an answer; only a failed request is an error.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/health", self.base))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        // A 503 names its reasons; anything else unreadable just has none.
+        let reasons = response
+            .json::<HealthResponse>()
+            .await
+            .map(|body| body.reasons)
+            .unwrap_or_default();
+        Ok(Health { status, reasons })
+    }
+
     /// `GET /log/checkpoint`.
     pub async fn checkpoint(&self) -> Result<CheckpointResponse, ClientError> {
         let response = self
@@ -236,32 +318,24 @@ pub fn open_execution(
     keys: &ResponseKeys,
     request_plaintext: &[u8],
 ) -> Result<Execution, ClientError> {
-    let execution_id = Uuid::try_parse(&response.execution_id)
-        .map_err(|_| ClientError::Protocol("`execution_id` is not a UUID".into()))?;
-    let ciphertext = decode_base64(&response.ciphertext)
-        .map_err(|_| ClientError::Protocol("`ciphertext` is not base64".into()))?;
-    let result_plaintext =
-        keys.open_result(&execution_id, &ciphertext)
-            .map_err(|_: EnvelopeError| {
-                ClientError::Protocol("the result does not decrypt with this request's keys".into())
-            })?;
-    let result: ExecutionResult = serde_json::from_slice(&result_plaintext)
-        .map_err(|error| ClientError::Protocol(format!("the result is not valid: {error}")))?;
+    let execution_id =
+        Uuid::try_parse(&response.execution_id).map_err(|_| Violation::ExecutionId)?;
+    let result_plaintext = keys
+        .open_result(&execution_id, &response.ciphertext.0)
+        .map_err(|_: EnvelopeError| Violation::ResultDoesNotOpen)?;
+    let result: ExecutionResult =
+        serde_json::from_slice(&result_plaintext).map_err(Violation::Result)?;
     if result.execution_id != response.execution_id {
-        return Err(ClientError::Protocol(
-            "the sealed result names another execution".into(),
-        ));
+        return Err(Violation::OtherExecution.into());
     }
     let commitment = keys.commitment(request_plaintext, &result_plaintext);
-    if hex::encode(commitment) != response.commitment {
-        return Err(ClientError::Protocol(
-            "the commitment does not match the request and result".into(),
-        ));
+    if !envelope::digest_eq(&commitment, &response.commitment.0) {
+        return Err(Violation::Commitment.into());
     }
     Ok(Execution {
         execution_id,
-        request_sha256: envelope::sha256(request_plaintext),
-        result_sha256: envelope::sha256(&result_plaintext),
+        request_sha256: sha256(request_plaintext),
+        result_sha256: sha256(&result_plaintext),
         salt: keys.salt(),
         commitment,
         result,
@@ -296,6 +370,5 @@ async fn parse<T: serde::de::DeserializeOwned>(
             },
         });
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|error| ClientError::Protocol(format!("unexpected answer: {error}")))
+    serde_json::from_slice(&bytes).map_err(|error| Violation::Body(error).into())
 }

@@ -1,8 +1,11 @@
-//! wasm-hypervisor: runs untrusted WebAssembly behind HPKE-sealed requests and
-//! results, and commits every execution to a signed, append-only audit log.
+//! The wasm-hypervisor server: runs untrusted WebAssembly behind HPKE-sealed
+//! requests and results, and commits every execution to a signed, append-only
+//! audit log.
 //!
-//! The wire contract is `PROTOCOL.md`; the code map and its invariants are in
-//! `ARCHITECTURE.md`.
+//! The protocol itself (wire types, sealing, receipts, proofs) is the
+//! `wasm-hypervisor-protocol` crate; this crate is the service around it: the axum
+//! API, the Wasmtime sandbox, the audit log. The wire contract is `PROTOCOL.md`;
+//! the code map and its invariants are in `ARCHITECTURE.md`.
 //!
 //! # Layout
 //! - [`config`]: the one configuration struct, loaded from file, environment and flags
@@ -14,24 +17,18 @@
 //!   the server's view of the `wasm-hypervisor-protocol` crate, where the crypto
 //!   and its providers (`aws-lc`, `rustcrypto`) live.
 //! - [`session`]: pending per-session HPKE key pairs, single use and expiring.
-//! - [`payload`]: the sealed request and result documents (the JSON inside the envelope).
 //! - [`sandbox`]: the Wasmtime engine, limits and WASI policy; runs one guest.
-//! - [`audit`]: the audit-log leaf format and the durable, file-backed log.
+//! - [`audit`]: the durable, file-backed audit log and its in-memory tree.
 //! - [`execution`]: the orchestrator: open → run → commit → log → seal.
 //! - [`health`]: whether the instance can execute and append now (`GET /health`).
 //! - [`metrics`]: the Prometheus registry and every series, with fixed label sets.
-//! - [`api`]: HTTP routes, wire DTOs and the mapping of errors to HTTP.
+//! - [`api`]: HTTP routes, the conversion of wire types, and the mapping of errors to HTTP.
 //! - [`connections`]: the open HTTP connections and their bounds (caps, age, idle, writes).
 //! - [`server`]: builds the shared state and serves it on a listener until shutdown.
-//! - [`client`]: the client side of the protocol, used by the CLI and the tests.
-//! - [`receipt`]: what a client keeps to prove an execution, and the checks that do.
-//! - [`cli`]: the `serve`, `run`, `verify` and `health` commands.
 
 pub mod access;
 pub mod api;
 pub mod audit;
-pub mod cli;
-pub mod client;
 pub mod compile_budget;
 pub mod config;
 pub mod connections;
@@ -40,8 +37,6 @@ pub mod execution;
 pub mod health;
 pub mod keys;
 pub mod metrics;
-pub mod payload;
-pub mod receipt;
 pub mod sandbox;
 pub mod server;
 pub mod session;

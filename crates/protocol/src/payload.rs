@@ -190,25 +190,45 @@ pub struct EffectiveLimits {
     pub max_output_bytes: u64,
 }
 
+/// Why a request's limits cannot be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// A requested limit is above the server's maximum.
+    #[error("limits.{name} = {value} is above the server's maximum of {max}")]
+    AboveMaximum {
+        name: &'static str,
+        value: u64,
+        max: u64,
+    },
+    /// A requested limit is below what the field allows (a zero fuel or timeout).
+    #[error("limits.{name} = {value} is below the minimum of {min}")]
+    BelowMinimum {
+        name: &'static str,
+        value: u64,
+        min: u64,
+    },
+}
+
 impl EffectiveLimits {
     /// Applies a request's limits under the server's maxima. A requested value
-    /// above the maximum (or a zero) is refused with a message naming the field.
+    /// above the maximum (or a zero) is refused, naming the field.
     pub fn apply(
         maxima: EffectiveLimits,
         requested: Option<RequestedLimits>,
-    ) -> Result<EffectiveLimits, String> {
+    ) -> Result<EffectiveLimits, LimitError> {
         let Some(requested) = requested else {
             return Ok(maxima);
         };
-        fn lower(name: &str, max: u64, asked: Option<u64>, min: u64) -> Result<u64, String> {
+        fn lower(
+            name: &'static str,
+            max: u64,
+            asked: Option<u64>,
+            min: u64,
+        ) -> Result<u64, LimitError> {
             match asked {
                 None => Ok(max),
-                Some(value) if value > max => Err(format!(
-                    "limits.{name} = {value} is above the server's maximum of {max}"
-                )),
-                Some(value) if value < min => Err(format!(
-                    "limits.{name} = {value} is below the minimum of {min}"
-                )),
+                Some(value) if value > max => Err(LimitError::AboveMaximum { name, value, max }),
+                Some(value) if value < min => Err(LimitError::BelowMinimum { name, value, min }),
                 Some(value) => Ok(value),
             }
         }
@@ -265,14 +285,7 @@ impl ExecutionResult {
     }
 }
 
-/// Standard base64 with padding (protocol conventions).
-pub fn encode_base64(bytes: &[u8]) -> String {
-    B64.encode(bytes)
-}
-
-pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    B64.decode(text)
-}
+pub use crate::encoding::{decode_base64, encode_base64};
 
 #[cfg(test)]
 mod tests {
@@ -308,7 +321,7 @@ mod tests {
             }),
         )
         .unwrap_err();
-        assert!(error.contains("limits.memory_bytes"), "{error}");
+        assert!(error.to_string().contains("limits.memory_bytes"), "{error}");
         assert!(
             EffectiveLimits::apply(
                 MAX,

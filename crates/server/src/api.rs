@@ -23,27 +23,29 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 use tokio_util::task::TaskTracker;
 use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Instrument;
+use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::access::{ClientKey, QuotaError, Quotas, TokenSet};
-use crate::audit::SignedCheckpoint;
 use crate::envelope::{self, Enc, Provider};
 use crate::execution::{ExecutionError, Executor, SealedExecution};
 use crate::health::Health;
 use crate::keys::ServerKey;
 use crate::metrics::{self, Audience, Gauges, Metrics};
-use crate::payload::{decode_base64, encode_base64};
 use crate::session::{SessionError, SessionStore};
+use wasm_hypervisor_protocol::encoding::{Base64, Hex};
+use wasm_hypervisor_protocol::wire::{
+    CheckpointResponse, ConsistencyResponse, ErrorBody, ErrorDetail, ExecuteBody, ExecuteResponse,
+    HealthResponse, KeysResponse, SessionResponse, Suite, VerifyResponse,
+};
 
 /// Shared state of the handlers: one `Arc`, because axum clones the state for
 /// every extractor of every request (a struct of a dozen `Arc`s cost more CPU per
@@ -370,21 +372,6 @@ impl ApiError {
             ApiError::Internal => "internal_error",
         }
     }
-}
-
-/// The protocol's error shape.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable snake_case code; each response below names the codes it can carry.
-    #[schema(example = "session_not_found")]
-    pub code: String,
-    /// For a person to read; may change between versions.
-    pub message: String,
 }
 
 /// The document's frame: title, version (from Cargo), the error conventions and the
@@ -872,40 +859,6 @@ async fn limit_headers(
     Ok(next.run(request).await)
 }
 
-/// `POST /sessions` answer (protocol §1).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SessionResponse {
-    /// UUID v4, 36 characters.
-    pub session_id: String,
-    /// Base64 of the session's 65-byte SEC1 uncompressed P-256 point.
-    #[schema(content_encoding = "base64")]
-    pub public_key: String,
-    pub suite: Suite,
-    /// RFC 3339 UTC, whole seconds.
-    pub expires_at: String,
-    /// Base64 DER ECDSA P-256 SHA-256 by the server's key over
-    /// `"wasm-hypervisor v1 session " || session_id || public_key`.
-    #[schema(content_encoding = "base64")]
-    pub signature: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
-pub struct Suite {
-    pub kem: String,
-    pub kdf: String,
-    pub aead: String,
-}
-
-impl Suite {
-    pub fn v1() -> Suite {
-        Suite {
-            kem: "DHKEM(P-256, HKDF-SHA256)".to_owned(),
-            kdf: "HKDF-SHA256".to_owned(),
-            aead: "AES-256-GCM".to_owned(),
-        }
-    }
-}
-
 /// Open a session: a fresh P-256 key for one `/execute`, signed by the server's key.
 #[utoipa::path(
     post,
@@ -943,63 +896,42 @@ async fn create_session(
     let message = envelope::session_signature_message(&session.id, &session.public_key);
     let body = SessionResponse {
         session_id: session.id.hyphenated().to_string(),
-        public_key: encode_base64(&session.public_key),
+        public_key: Base64(session.public_key),
         suite: Suite::v1(),
         expires_at: humantime::format_rfc3339_seconds(session.expires_at).to_string(),
-        signature: encode_base64(&state.key.sign(&message)),
+        signature: Base64(state.key.sign(&message)),
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// `POST /execute` body (protocol §3).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExecuteBody {
-    /// From `POST /sessions`.
-    pub session_id: String,
-    /// Base64 of the HPKE encapsulated key, a 65-byte uncompressed P-256 point.
-    #[schema(content_encoding = "base64")]
-    pub enc: String,
-    /// Base64 of the HPKE-sealed request plaintext.
-    #[schema(content_encoding = "base64")]
-    pub ciphertext: String,
-}
-
-impl ExecuteBody {
-    /// The sealed request this body carries, every field checked: a 36-character
-    /// session id, `enc` a point on P-256 (checked on `provider`), `ciphertext` base64.
-    pub fn into_sealed(
-        self,
-        provider: Provider,
-        client: ClientKey,
-    ) -> Result<SealedExecution, ApiError> {
-        let session_id = parse_uuid(&self.session_id).ok_or_else(|| {
-            ApiError::MalformedBody("`session_id` is not a 36-character lowercase UUID".to_owned())
-        })?;
-        let enc = decode_base64(&self.enc)
-            .ok()
-            .and_then(|bytes| Enc::parse(provider, &bytes).ok())
-            .ok_or_else(|| {
-                ApiError::MalformedBody(
-                    "`enc` is not the base64 of a 65-byte uncompressed P-256 point".to_owned(),
-                )
-            })?;
-        let ciphertext = decode_base64(&self.ciphertext)
-            .map_err(|_| ApiError::MalformedBody("`ciphertext` is not valid base64".to_owned()))?;
-        Ok(SealedExecution {
-            session_id,
-            enc,
-            ciphertext,
-            client,
-        })
-    }
+/// The sealed request an `/execute` body carries, every field checked: a
+/// 36-character lowercase session id, `enc` a point on P-256 (checked on
+/// `provider`); the base64 was checked as the body was read.
+pub fn sealed_execution(
+    body: ExecuteBody,
+    provider: Provider,
+    client: ClientKey,
+) -> Result<SealedExecution, ApiError> {
+    let session_id = parse_uuid(&body.session_id).ok_or_else(|| {
+        ApiError::MalformedBody("`session_id` is not a 36-character lowercase UUID".to_owned())
+    })?;
+    let enc = Enc::parse(provider, &body.enc.0).map_err(|_| {
+        ApiError::MalformedBody("`enc` is not a 65-byte uncompressed P-256 point".to_owned())
+    })?;
+    Ok(SealedExecution {
+        session_id,
+        enc,
+        ciphertext: body.ciphertext.0,
+        client,
+    })
 }
 
 /// Decodes a whole `POST /execute` body as the handler does (after the media type
-/// and size checks): the JSON, then [`ExecuteBody::into_sealed`]. Pure; the fuzz
-/// target `execute_body` drives it.
+/// and size checks): the JSON, then [`sealed_execution`]. Pure; the fuzz target
+/// `execute_body` drives it.
 pub fn decode_execute_body(provider: Provider, bytes: &[u8]) -> Result<SealedExecution, ApiError> {
-    json_body::<ExecuteBody>(bytes)?.into_sealed(
+    sealed_execution(
+        json_body::<ExecuteBody>(bytes)?,
         provider,
         ClientKey::address(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
     )
@@ -1009,23 +941,6 @@ pub fn decode_execute_body(provider: Provider, bytes: &[u8]) -> Result<SealedExe
 fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|error| ApiError::MalformedBody(format!("invalid JSON body: {error}")))
-}
-
-/// `POST /execute` answer (protocol §3).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ExecuteResponse {
-    /// UUID v4, 36 characters.
-    pub execution_id: String,
-    /// Base64 of the AES-256-GCM-sealed result plaintext.
-    #[schema(content_encoding = "base64")]
-    pub ciphertext: String,
-    /// Hex SHA-256 commitment to request and result.
-    pub commitment: String,
-    /// The execution's position in the audit log.
-    pub log_index: u64,
-    /// Base64 DER ECDSA P-256 SHA-256 over the 57-byte leaf.
-    #[schema(content_encoding = "base64")]
-    pub leaf_signature: String,
 }
 
 /// Run a sealed request. Once its plaintext opens, every outcome is a 200 with a
@@ -1058,7 +973,7 @@ async fn execute(
     QuotaClient(client): QuotaClient,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
-    let sealed = body.into_sealed(state.sessions.provider(), client)?;
+    let sealed = sealed_execution(body, state.sessions.provider(), client)?;
     // One of the client's execution slots (`clients.max_concurrent_executions`),
     // taken only now that the body is read and decoded: a slow, oversized or
     // malformed body never holds one.
@@ -1102,10 +1017,10 @@ async fn execute(
     span.record("execution_status", receipt.status.as_str());
     Ok(Json(ExecuteResponse {
         execution_id: receipt.execution_id.hyphenated().to_string(),
-        ciphertext: encode_base64(&receipt.ciphertext),
-        commitment: hex::encode(receipt.commitment),
+        ciphertext: Base64(receipt.ciphertext),
+        commitment: Hex(receipt.commitment),
         log_index: receipt.log_index,
-        leaf_signature: encode_base64(&receipt.leaf_signature),
+        leaf_signature: Base64(receipt.leaf_signature),
     }))
 }
 
@@ -1117,18 +1032,6 @@ fn parse_uuid(text: &str) -> Option<Uuid> {
         return None;
     }
     Uuid::try_parse(text).ok()
-}
-
-/// `GET /keys` answer (protocol §4).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct KeysResponse {
-    /// The log's name in signed checkpoints.
-    pub origin: String,
-    /// Base64 of the signing key's SPKI DER.
-    #[schema(content_encoding = "base64")]
-    pub public_key: String,
-    /// Hex SHA-256 of the SPKI DER.
-    pub key_id: String,
 }
 
 /// The server's long-term public key (protocol §4).
@@ -1147,26 +1050,9 @@ async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
     let public = state.key.public();
     Json(KeysResponse {
         origin: state.origin.to_string(),
-        public_key: encode_base64(&public.spki_der()),
-        key_id: public.key_id_hex(),
+        public_key: Base64(public.spki_der()),
+        key_id: Hex(public.key_id()),
     })
-}
-
-/// `GET /health` answer, the same shape with 200 and with 503.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HealthResponse {
-    /// `ok` (200) or `unavailable` (503).
-    pub status: String,
-    pub version: String,
-    pub uptime_secs: u64,
-    pub slots_in_use: usize,
-    /// The most guests that ran at once since start.
-    pub slots_peak: usize,
-    pub queue_depth: usize,
-    pub sessions_pending: usize,
-    pub log_size: u64,
-    /// Why the instance is unavailable, from a fixed set of words; empty with 200.
-    pub reasons: Vec<String>,
 }
 
 /// 200 while the instance can execute and append to its log, 503 otherwise, so
@@ -1237,31 +1123,6 @@ async fn metrics_text(
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
-/// A signed checkpoint on the wire (protocol §4).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CheckpointResponse {
-    pub origin: String,
-    pub tree_size: u64,
-    /// Base64.
-    pub root_hash: String,
-    /// The C2SP tlog-checkpoint body that `signature` signs.
-    pub body: String,
-    /// Base64 DER ECDSA P-256 SHA-256 over the bytes of `body`.
-    pub signature: String,
-}
-
-impl From<&SignedCheckpoint> for CheckpointResponse {
-    fn from(signed: &SignedCheckpoint) -> Self {
-        CheckpointResponse {
-            origin: signed.checkpoint.origin.clone(),
-            tree_size: signed.checkpoint.tree_size,
-            root_hash: encode_base64(&signed.checkpoint.root_hash),
-            body: signed.checkpoint.body(),
-            signature: encode_base64(&signed.signature),
-        }
-    }
-}
-
 /// The signed tree head of the whole log as it is now (protocol §4).
 #[utoipa::path(
     get,
@@ -1276,23 +1137,6 @@ impl From<&SignedCheckpoint> for CheckpointResponse {
 )]
 async fn checkpoint(State(state): State<AppState>) -> Json<CheckpointResponse> {
     Json(CheckpointResponse::from(&state.executor.log().checkpoint()))
-}
-
-/// `GET /verify/{execution_id}` answer (protocol §4).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct VerifyResponse {
-    pub execution_id: String,
-    pub log_index: u64,
-    pub timestamp_ms: u64,
-    /// Hex.
-    pub commitment: String,
-    /// Base64 of the 57-byte leaf.
-    pub leaf: String,
-    /// Base64 DER ECDSA over the leaf bytes.
-    pub leaf_signature: String,
-    /// Base64 hashes, RFC 9162 §2.1.3, against `checkpoint`.
-    pub inclusion_proof: Vec<String>,
-    pub checkpoint: CheckpointResponse,
 }
 
 /// An execution's leaf and its inclusion proof against a fresh checkpoint
@@ -1335,21 +1179,12 @@ async fn verify(
         execution_id: leaf.execution_id.hyphenated().to_string(),
         log_index: inclusion.index,
         timestamp_ms: leaf.timestamp_ms,
-        commitment: hex::encode(leaf.commitment),
-        leaf: encode_base64(&leaf.to_bytes()),
-        leaf_signature: encode_base64(&inclusion.record.signature),
-        inclusion_proof: inclusion.proof.iter().map(|h| encode_base64(h)).collect(),
+        commitment: Hex(leaf.commitment),
+        leaf: Base64(leaf.to_bytes().to_vec()),
+        leaf_signature: Base64(inclusion.record.signature),
+        inclusion_proof: inclusion.proof.into_iter().map(Base64).collect(),
         checkpoint: CheckpointResponse::from(&inclusion.checkpoint),
     }))
-}
-
-/// `GET /log/consistency` answer (protocol §4).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ConsistencyResponse {
-    pub first: u64,
-    pub second: u64,
-    /// Base64 hashes, RFC 9162 §2.1.4.
-    pub proof: Vec<String>,
 }
 
 /// An RFC 9162 consistency proof between two sizes of the log (protocol §4).
@@ -1398,7 +1233,7 @@ async fn consistency(
     Ok(Json(ConsistencyResponse {
         first,
         second,
-        proof: proof.iter().map(|h| encode_base64(h)).collect(),
+        proof: proof.into_iter().map(Base64).collect(),
     }))
 }
 
@@ -1476,7 +1311,7 @@ mod tests {
 
     #[test]
     fn every_error_code_is_documented_with_its_status_in_protocol_md() {
-        let doc = include_str!("../PROTOCOL.md");
+        let doc = include_str!("../../../PROTOCOL.md");
         for error in all_errors() {
             let row = format!("| `{}` | {} |", error.code(), error.status().as_u16());
             assert!(doc.contains(&row), "PROTOCOL.md lacks the row {row}");

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 /// Why a checkpoint body could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum CheckpointError {
     /// The body is not three newline-terminated lines.
     #[error("a checkpoint body is exactly three lines, each ending in a newline")]

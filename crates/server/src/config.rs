@@ -43,8 +43,9 @@ use figment::{Figment, Metadata, Profile, Provider as _};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use wasm_hypervisor_protocol::payload::{MAX_ARGS_CEILING, MAX_ENV_CEILING};
+
 use crate::envelope::{PROVIDER_NAMES, Provider};
-use crate::payload::{MAX_ARGS_CEILING, MAX_ENV_CEILING};
 
 mod value;
 
@@ -824,7 +825,7 @@ mod tests {
     #[test]
     #[cfg(feature = "aws-lc")]
     fn top_level_config_yaml_equals_the_embedded_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.yaml");
         let from_file: Config = Figment::new()
             .merge(Yaml::file_exact(&path))
             .extract()
@@ -850,7 +851,7 @@ mod tests {
                 other => out.push((prefix.trim_end_matches('_').to_owned(), other.to_string())),
             }
         }
-        let example = include_str!("../.env.example");
+        let example = include_str!("../../../.env.example");
         let mut keys = Vec::new();
         leaves(
             ENV_PREFIX,

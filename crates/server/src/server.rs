@@ -33,10 +33,10 @@ use crate::execution::{ExecutionPolicy, Executor};
 use crate::health::Health;
 use crate::keys::{KeyError, ServerKey};
 use crate::metrics::Metrics;
-use crate::payload::EffectiveLimits;
 use crate::sandbox::compiler::CompilerSettings;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSettings};
 use crate::session::SessionStore;
+use wasm_hypervisor_protocol::payload::EffectiveLimits;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,6 @@
 //! Architecture invariant: this module never sees Wasmtime, HTTP or JSON, and no
 //! error it returns says *why* decryption failed (no oracle).
 
-use sha2::{Digest, Sha256};
 use wasm_hypervisor_protocol::envelope as protocol;
 
 /// The crypto provider handle, and what configuration needs to name one.
@@ -36,24 +35,12 @@ pub fn derive_session_key(provider: Provider, ikm: &[u8]) -> (SessionSecret, [u8
 
 /// SHA-256, for the digests that name things: a module (`module_sha256`, the module
 /// cache's key), a bearer token. Fixed by the protocol and the same on every
-/// provider, so it does not take one: it is `sha2`, the audit log's hash too.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
+/// provider, so it does not take one.
+pub use wasm_hypervisor_protocol::digest::sha256;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sha256_is_every_providers_sha256(provider: Provider) {
-        for input in [&b""[..], b"abc", &[0x5a; 1000]] {
-            assert_eq!(sha256(input), provider.sha256(&[input]));
-        }
-        assert_eq!(
-            hex::encode(sha256(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
 
     /// The protocol-v1 vector's leaf and leaf hash (protocol §4), from the commitment
     /// the protocol crate computes on this provider; the rest of the vector is
@@ -62,7 +49,7 @@ mod tests {
         use serde_json::Value;
         use uuid::Uuid;
         let v: Value =
-            serde_json::from_str(include_str!("../tests/vectors/protocol_v1.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/vectors/protocol_v1.json")).unwrap();
         let hex_field = |value: &Value, name: &str| hex::decode(value[name].as_str().unwrap());
         let hpke_fields = &v["hpke"];
         let session_id = Uuid::parse_str(v["session_id"].as_str().unwrap()).unwrap();
@@ -82,7 +69,7 @@ mod tests {
             session_signature_message(&session_id, &public),
             hex_field(&v, "session_signature_message").unwrap()
         );
-        let leaf = crate::audit::Leaf {
+        let leaf = wasm_hypervisor_protocol::leaf::Leaf {
             execution_id: Uuid::parse_str(v["execution_id"].as_str().unwrap()).unwrap(),
             timestamp_ms: v["timestamp_ms"].as_u64().unwrap(),
             commitment: opened
@@ -112,8 +99,5 @@ mod tests {
             .unwrap();
     }
 
-    crate::tests_for_every_provider!(
-        sha256_is_every_providers_sha256,
-        protocol_v1_vector_leaf_is_committed_and_signed,
-    );
+    crate::tests_for_every_provider!(protocol_v1_vector_leaf_is_committed_and_signed);
 }

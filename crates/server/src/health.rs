@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn every_reason_is_documented_in_protocol_md() {
-        let doc = include_str!("../PROTOCOL.md");
+        let doc = include_str!("../../../PROTOCOL.md");
         for problem in Problem::ALL {
             let row = format!("| `{}` |", problem.as_str());
             assert!(doc.contains(&row), "PROTOCOL.md lacks the row {row}");

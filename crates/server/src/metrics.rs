@@ -31,7 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::payload::Status;
+use wasm_hypervisor_protocol::payload::Status;
 
 /// Prefix of every series name.
 pub const PREFIX: &str = "wasm_hypervisor";

@@ -2,8 +2,8 @@
 //! say which engine ran it (`"engine": "wasmtime 48.0.8"`).
 
 fn main() {
-    println!("cargo:rerun-if-changed=Cargo.lock");
-    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    println!("cargo:rerun-if-changed=../../Cargo.lock");
+    let lock = std::fs::read_to_string("../../Cargo.lock").unwrap_or_default();
     let mut version = "unknown".to_owned();
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {

@@ -1,20 +1,18 @@
 //! The audit log: what is recorded for every execution, and where.
 //!
-//! - [`record`]: the 57-byte leaf of protocol §4, its hash, and the framing of one
-//!   log record on disk. Pure: no I/O, no clock.
-//! - [`merkle`]: the RFC 9162 tree, its proofs and their verifiers. Pure.
-//! - [`checkpoint`]: the C2SP tlog-checkpoint body of a signed tree head. Pure.
+//! What a leaf is, how the RFC 9162 tree hashes and proves, and what a checkpoint
+//! says are the protocol's (`wasm_hypervisor_protocol::{leaf, merkle, checkpoint}`);
+//! this module keeps them durable.
+//!
+//! - [`record`]: the framing of one log record on disk. Pure: no I/O, no clock.
 //! - [`log`]: the durable, append-only log file, its group-committing writer, the
 //!   in-memory tree, and the persisted checkpoint recovery is checked against.
 
-pub mod checkpoint;
 pub mod log;
-pub mod merkle;
 pub mod record;
 
-pub use self::checkpoint::{Checkpoint, SignedCheckpoint};
 pub use self::log::{AuditLog, Inclusion, Recovery};
-pub use self::record::{LEAF_LEN, Leaf, LogRecord};
+pub use self::record::LogRecord;
 
 /// What can go wrong with the audit log.
 #[derive(Debug, thiserror::Error)]

@@ -190,8 +190,8 @@ mod tests {
     fn ordinary_modules_pass() {
         check(&nested_loops(4, 100)).unwrap();
         check(&wat::parse_str("(module)").unwrap()).unwrap();
-        check(include_bytes!("../../examples/hello.wasm")).unwrap();
-        check(include_bytes!("../../examples/hello.component.wasm")).unwrap();
+        check(include_bytes!("../../../../examples/hello.wasm")).unwrap();
+        check(include_bytes!("../../../../examples/hello.component.wasm")).unwrap();
     }
 
     #[test]

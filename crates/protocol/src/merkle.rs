@@ -461,7 +461,8 @@ mod tests {
 
     /// Vectors from github.com/transparency-dev/merkle; the file's `source` field
     /// names the files and commits.
-    const TRANSPARENCY_DEV: &str = include_str!("../../tests/vectors/merkle/transparency_dev.json");
+    const TRANSPARENCY_DEV: &str =
+        include_str!("../../../tests/vectors/merkle/transparency_dev.json");
 
     /// The sweep covers every tree size up to this many leaves: the size of the
     /// subtree vectors, and enough to cross 2^7 with a ragged right edge.
