@@ -445,7 +445,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             .map_err(ServerError::Serve)?;
         tracing::info!(
             listen = %listener.local_addr().map_err(ServerError::Serve)?,
-            data_dir = %config.data_dir.display(),
+            data_dir = %config.data_dir.as_path().display(),
             "wasm-hypervisor serving"
         );
         service.serve(listener, shutdown_signal()).await

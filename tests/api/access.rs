@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wasm_hypervisor_protocol::payload::Status;
 use wasm_hypervisor_server::access::ClientKey;
+use wasm_hypervisor_server::config::Bounded;
 use wasm_hypervisor_server::envelope;
 
 use crate::helpers::{
     DataDir, ServerProcess, TEST_TOKEN, TestApp, example, fixture, limits, open_session, request,
-    sealed_body,
+    sealed_body, token_digest,
 };
 
 fn digest(token: &str) -> String {
@@ -44,8 +45,8 @@ fn post_execute(app: &TestApp, body: String) -> reqwest::RequestBuilder {
 async fn tokens_are_accepted_rejected_and_required_and_bad_ones_leave_no_trace() {
     let other = "another-accepted-token";
     let app = TestApp::spawn_with(|config| {
-        config.auth.tokens_sha256 = vec![digest(TEST_TOKEN), digest(other)];
-        config.clients.requests_per_second = 1000;
+        config.auth.tokens_sha256 = vec![token_digest(TEST_TOKEN), token_digest(other)];
+        config.clients.requests_per_second = Bounded::constant::<1000>();
     })
     .await;
     let tracked = app.state.quotas.tracked();
@@ -130,8 +131,8 @@ async fn tokens_are_accepted_rejected_and_required_and_bad_ones_leave_no_trace()
 async fn metrics_can_have_a_token_of_its_own() {
     let scraper = "scraper-token";
     let app = TestApp::spawn_with(|config| {
-        config.auth.tokens_sha256 = vec![digest(TEST_TOKEN)];
-        config.auth.metrics_tokens_sha256 = vec![digest(scraper)];
+        config.auth.tokens_sha256 = vec![token_digest(TEST_TOKEN)];
+        config.auth.metrics_tokens_sha256 = vec![token_digest(scraper)];
     })
     .await;
     let metrics = app.url("/metrics");
@@ -187,7 +188,10 @@ async fn the_token_command_prints_a_fresh_token_and_its_digest() {
     assert_ne!(run().0, token, "every token is new");
 
     // The digest configures a server that then accepts the token.
-    let app = TestApp::spawn_with(|config| config.auth.tokens_sha256 = vec![printed_digest]).await;
+    let app = TestApp::spawn_with(|config| {
+        config.auth.tokens_sha256 = vec![printed_digest.parse().unwrap()]
+    })
+    .await;
     let accepted = open_session(&app, Some(&token)).await;
     assert_eq!(accepted.status(), 201);
     app.stop().await;
@@ -293,9 +297,9 @@ async fn keys_as(app: &TestApp, address: &str) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_over_its_rate_gets_429_with_retry_after_and_recovers_after_it() {
     let app = TestApp::spawn_with(|config| {
-        config.clients.requests_per_second = 1;
-        config.clients.burst = 2;
-        config.clients.trusted_proxies = vec!["127.0.0.1".into()];
+        config.clients.requests_per_second = Bounded::constant::<1>();
+        config.clients.burst = Bounded::constant::<2>();
+        config.clients.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     let client = "192.0.2.1";
@@ -326,9 +330,9 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_recovers_after_it(
 async fn with_tokens_each_token_has_its_own_rate() {
     let second = "second-token";
     let app = TestApp::spawn_with(|config| {
-        config.auth.tokens_sha256 = vec![digest(TEST_TOKEN), digest(second)];
-        config.clients.requests_per_second = 1;
-        config.clients.burst = 3;
+        config.auth.tokens_sha256 = vec![token_digest(TEST_TOKEN), token_digest(second)];
+        config.clients.requests_per_second = Bounded::constant::<1>();
+        config.clients.burst = Bounded::constant::<3>();
     })
     .await;
     let open = |token: &'static str| {
@@ -359,8 +363,8 @@ async fn with_tokens_each_token_has_its_own_rate() {
 async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
     // Not trusted: every request is 127.0.0.1's, whatever it claims.
     let app = TestApp::spawn_with(|config| {
-        config.clients.requests_per_second = 1;
-        config.clients.burst = 3;
+        config.clients.requests_per_second = Bounded::constant::<1>();
+        config.clients.burst = Bounded::constant::<3>();
     })
     .await;
     let started = Instant::now();
@@ -377,9 +381,9 @@ async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
 
     // Trusted: each forwarded address is its own client, by either header.
     let app = TestApp::spawn_with(|config| {
-        config.clients.requests_per_second = 1;
-        config.clients.burst = 1;
-        config.clients.trusted_proxies = vec!["127.0.0.0/8".into()];
+        config.clients.requests_per_second = Bounded::constant::<1>();
+        config.clients.burst = Bounded::constant::<1>();
+        config.clients.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
     for n in 0..10 {
@@ -410,8 +414,8 @@ async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_gets_429_past_its_executions_in_flight_and_gets_them_back_on_every_path() {
     let app = TestApp::spawn_with(|config| {
-        config.clients.max_concurrent_executions = 1;
-        config.clients.trusted_proxies = vec!["127.0.0.1".into()];
+        config.clients.max_concurrent_executions = Bounded::constant::<1>();
+        config.clients.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     let local = ClientKey::address(IpAddr::from([127, 0, 0, 1]));

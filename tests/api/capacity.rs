@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use wasm_hypervisor_client::ClientError;
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, Status, encode_base64};
+use wasm_hypervisor_server::config::{Bounded, Millis};
 
 use crate::helpers::{TestApp, example, fixture, limits, request};
 
@@ -79,7 +80,8 @@ async fn concurrent_requests_for_one_new_module_compile_it_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_guests_end_with_their_status_in_bounded_time_while_health_answers() {
     let _alone = crate::helpers::load_heavy_test().await;
-    let app = TestApp::spawn_with(|config| config.limits.timeout_ms = 3_000).await;
+    let app =
+        TestApp::spawn_with(|config| config.limits.timeout_ms = Millis::constant::<3_000>()).await;
     let with = |module: Vec<u8>, limits: Option<RequestedLimits>| ExecutionRequest {
         limits,
         ..request(&module)
@@ -221,13 +223,13 @@ async fn one_hundred_fifty_clients_get_their_own_answers_or_a_retryable_503() {
     const CLIENTS: usize = 150;
     const SLOTS: usize = 10;
     let app = TestApp::spawn_with(|config| {
-        config.execution.max_concurrent = SLOTS;
-        config.execution.max_queued = 20;
-        config.execution.queue_timeout_ms = 500;
+        config.execution.max_concurrent = Bounded::constant::<{ SLOTS as u64 }>();
+        config.execution.max_queued = Bounded::constant::<20>();
+        config.execution.queue_timeout_ms = Millis::constant::<500>();
         // Each CPU-bound guest must end by its fuel, which proves the answer is
         // its own; time is not what this test is about, and on a loaded machine
         // ten guests sharing two cores can take seconds each.
-        config.limits.timeout_ms = 60_000;
+        config.limits.timeout_ms = Millis::constant::<60_000>();
     })
     .await;
     let echo = example("hello");

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, Status};
+use wasm_hypervisor_server::config::{Bounded, CompileSlots, Secs};
 
 use crate::helpers::{TestApp, example, load_heavy_test, request};
 
@@ -106,7 +107,9 @@ async fn a_compiler_bomb_is_refused_by_its_shape_and_the_refusal_is_cached() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compilation_past_its_cpu_budget_is_killed_refused_and_cached() {
     let _turn = load_heavy_test().await;
-    let app = TestApp::spawn_with(|config| config.execution.compile_timeout_secs = 1).await;
+    let app =
+        TestApp::spawn_with(|config| config.execution.compile_timeout_secs = Secs::constant::<1>())
+            .await;
     let slow = request(&slow_module(3, salt()));
     let started = Instant::now();
     let first = app.execute(&slow).await.result;
@@ -140,8 +143,8 @@ async fn a_compilation_past_its_cpu_budget_is_killed_refused_and_cached() {
 async fn a_compilation_past_its_memory_budget_is_refused_and_cached() {
     let _turn = load_heavy_test().await;
     let app = TestApp::spawn_with(|config| {
-        config.execution.compile_memory_bytes = 64 << 20;
-        config.execution.compile_timeout_secs = 60;
+        config.execution.compile_memory_bytes = Bounded::constant::<{ 64 << 20 }>();
+        config.execution.compile_timeout_secs = Secs::constant::<60>();
     })
     .await;
     // Within the shape bounds (3,900 locals in 64 loops); about 180 MB to compile.
@@ -170,11 +173,11 @@ async fn a_compilation_past_its_memory_budget_is_refused_and_cached() {
 async fn executions_of_cached_modules_never_wait_for_compilations() {
     let _turn = load_heavy_test().await;
     let app = TestApp::spawn_with(|config| {
-        config.execution.max_concurrent_compilations = 1;
-        config.execution.max_queued_compilations = 10;
-        config.execution.compile_timeout_secs = 2;
+        config.execution.max_concurrent_compilations = CompileSlots::try_from(1).unwrap();
+        config.execution.max_queued_compilations = Bounded::constant::<10>();
+        config.execution.compile_timeout_secs = Secs::constant::<2>();
         // Few guest slots: if compilations held them, hello would have to wait.
-        config.execution.max_concurrent = 2;
+        config.execution.max_concurrent = Bounded::constant::<2>();
     })
     .await;
     cached_hello_completes(&app).await;
@@ -216,10 +219,10 @@ async fn executions_of_cached_modules_never_wait_for_compilations() {
 async fn past_max_queued_compilations_an_execution_compiles_in_its_guest_slot() {
     let _turn = load_heavy_test().await;
     let app = TestApp::spawn_with(|config| {
-        config.execution.max_concurrent_compilations = 1;
-        config.execution.max_queued_compilations = 1;
-        config.execution.compile_timeout_secs = 1;
-        config.execution.max_concurrent = 3;
+        config.execution.max_concurrent_compilations = CompileSlots::try_from(1).unwrap();
+        config.execution.max_queued_compilations = Bounded::constant::<1>();
+        config.execution.compile_timeout_secs = Secs::constant::<1>();
+        config.execution.max_concurrent = Bounded::constant::<3>();
     })
     .await;
     cached_hello_completes(&app).await;
@@ -260,8 +263,8 @@ async fn past_max_queued_compilations_an_execution_compiles_in_its_guest_slot() 
 async fn a_client_past_its_compile_budget_runs_cached_modules_but_compiles_nothing() {
     let _turn = load_heavy_test().await;
     let app = TestApp::spawn_with(|config| {
-        config.clients.compile_seconds_per_hour = 1;
-        config.execution.compile_timeout_secs = 1;
+        config.clients.compile_seconds_per_hour = Bounded::constant::<1>();
+        config.execution.compile_timeout_secs = Secs::constant::<1>();
     })
     .await;
     cached_hello_completes(&app).await;

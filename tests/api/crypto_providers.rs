@@ -90,9 +90,7 @@ async fn client_on_aws_lc_runs_the_whole_protocol_against_a_server_on_rustcrypto
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_restarted_on_the_other_provider_keeps_its_key_and_extends_its_log() {
     let on = |provider: Provider| {
-        move |config: &mut wasm_hypervisor_server::config::Config| {
-            config.crypto.provider = provider.name().to_owned()
-        }
+        move |config: &mut wasm_hypervisor_server::config::Config| config.crypto.provider = provider
     };
     let first = TestApp::spawn_with(on(Provider::aws_lc())).await;
     first.execute(&request(&example("hello"))).await;

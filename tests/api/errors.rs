@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use wasm_hypervisor_protocol::payload::{Status, encode_base64};
+use wasm_hypervisor_server::config::Bounded;
 use wasm_hypervisor_server::envelope;
 
 use crate::helpers::{TestApp, example, fixture, limits, request};
@@ -109,7 +110,9 @@ async fn a_body_that_is_not_json_is_415() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_body_is_413_before_decoding() {
-    let app = TestApp::spawn_with(|config| config.limits.max_request_bytes = 4096).await;
+    let app =
+        TestApp::spawn_with(|config| config.limits.max_request_bytes = Bounded::constant::<4096>())
+            .await;
     let huge = format!("{{\"session_id\":\"{}\"}}", "x".repeat(10_000));
     assert_eq!(
         post_execute(&app, huge, "application/json").await,
@@ -224,8 +227,8 @@ async fn a_ciphertext_that_does_not_open_is_400_and_uses_up_the_session() {
 #[tokio::test(flavor = "multi_thread")]
 async fn overload_is_503_with_retry_after_and_keeps_the_session() {
     let app = TestApp::spawn_with(|config| {
-        config.execution.max_concurrent = 1;
-        config.execution.max_queued = 0;
+        config.execution.max_concurrent = Bounded::constant::<1>();
+        config.execution.max_queued = Bounded::constant::<0>();
     })
     .await;
     // Occupy the only slot with a sleeping guest, compiled first: an execution

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use wasm_hypervisor_client::Client;
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, Status};
+use wasm_hypervisor_server::config::Bounded;
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, example, request};
 
@@ -132,9 +133,9 @@ async fn a_60_mib_return_value_costs_the_server_a_bounded_amount_of_memory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn args_and_env_are_bounded_in_count_and_bytes() {
     let app = TestApp::spawn_with(|config| {
-        config.limits.max_args = 4;
-        config.limits.max_env = 2;
-        config.limits.max_args_env_bytes = 64;
+        config.limits.max_args = Bounded::constant::<4>();
+        config.limits.max_env = Bounded::constant::<2>();
+        config.limits.max_args_env_bytes = Bounded::constant::<64>();
     })
     .await;
     let hello = example("hello");

@@ -19,7 +19,7 @@ use wasm_hypervisor_protocol::payload::{
 use wasm_hypervisor_protocol::wire::CheckpointResponse;
 use wasm_hypervisor_server::api::AppState;
 use wasm_hypervisor_server::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
-use wasm_hypervisor_server::config::Config;
+use wasm_hypervisor_server::config::{Bounded, Config, Millis, TokenDigest};
 use wasm_hypervisor_server::envelope::{self, Provider};
 use wasm_hypervisor_server::keys::PublicKey;
 use wasm_hypervisor_server::server::{ServerError, Service};
@@ -79,28 +79,31 @@ impl DataDir {
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.to_owned(),
-        origin: "wasm-hypervisor.test".to_owned(),
+        data_dir: data_dir.try_into().unwrap(),
+        origin: "wasm-hypervisor.test".parse().unwrap(),
         ..Config::default()
     };
-    config.limits.timeout_ms = 5_000;
-    config.limits.memory_bytes = 64 << 20;
-    config.limits.max_module_bytes = 1 << 20;
-    config.limits.max_request_bytes = 2 << 20;
+    config.limits.timeout_ms = Millis::constant::<5_000>();
+    config.limits.memory_bytes = Bounded::constant::<{ 64 << 20 }>();
+    config.limits.max_module_bytes = Bounded::constant::<{ 1 << 20 }>();
+    config.limits.max_request_bytes = Bounded::constant::<{ 2 << 20 }>();
     // Every test client is 127.0.0.1: per-client limits are off unless a test
     // (tests/api/access.rs) is about them.
-    config.clients.requests_per_second = 0;
-    config.clients.max_concurrent_executions = 0;
+    config.clients.requests_per_second = Bounded::constant::<0>();
+    config.clients.max_concurrent_executions = Bounded::constant::<0>();
     // The server compiles in worker processes of its own binary; this test
     // binary is not it.
     config.execution.compile_worker = Some(PathBuf::from(env!("CARGO_BIN_EXE_wasm-hypervisor")));
     // Likewise the per-address bounds of the HTTP layer (tests/api/http_limits.rs):
     // tests poll /health in loops and open many connections from 127.0.0.1.
-    config.http.health_requests_per_second = 0;
-    config.http.max_connections_per_address = 1_000_000;
-    config.sessions.max_pending_per_client = 0;
+    config.http.health_requests_per_second = Bounded::constant::<0>();
+    config.http.max_connections_per_address = Bounded::constant::<1_000_000>();
+    config
+        .sessions
+        .set_max_pending_per_client(Bounded::constant::<0>())
+        .unwrap();
     // The fastest provider this build has (`aws-lc` unless built without it).
-    config.crypto.provider = Provider::default().name().to_owned();
+    config.crypto.provider = Provider::default();
     config
 }
 
@@ -118,7 +121,7 @@ impl TestApp {
     #[cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
     pub async fn spawn_with_providers(server: Provider, client: Provider) -> TestApp {
         TestApp::spawn_with_client_provider(DataDir::new(), client, |config| {
-            config.crypto.provider = server.name().to_owned()
+            config.crypto.provider = server
         })
         .await
     }
@@ -136,7 +139,6 @@ impl TestApp {
         init_tracing();
         let mut config = test_config(&data_dir.path);
         configure(&mut config);
-        config.validate().expect("test configuration is valid");
         let service = Service::build(&config).expect("service builds");
         let executor = service.state.executor.clone();
         let state = service.state.clone();
@@ -307,6 +309,11 @@ pub async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -
 
 /// The bearer token tests use when authentication is on.
 pub const TEST_TOKEN: &str = "test-token-please-ignore";
+
+/// What configures `token` in `auth.tokens_sha256` or `auth.metrics_tokens_sha256`.
+pub fn token_digest(token: &str) -> TokenDigest {
+    TokenDigest::from(envelope::sha256(token.as_bytes()))
+}
 
 /// Reads `tests/fixtures/NAME.wat` and assembles it.
 pub fn fixture(name: &str) -> Vec<u8> {

@@ -12,16 +12,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use wasm_hypervisor_protocol::payload::Status;
 use wasm_hypervisor_server::access::ClientKey;
+use wasm_hypervisor_server::config::{Bounded, Millis, Secs};
 
-use crate::helpers::{TestApp, example, fixture, limits, request, sealed_body};
+use crate::helpers::{TestApp, example, fixture, limits, request, sealed_body, token_digest};
 
-/// The configured window the tests wait out.
-const HEADER_TIMEOUT: Duration = Duration::from_millis(500);
+/// The configured window the tests wait out (`http.header_read_timeout_ms`).
+const HEADER_TIMEOUT: Millis<100, 600_000> = Millis::constant::<500>();
 
 async fn app_with_short_timeouts() -> TestApp {
     TestApp::spawn_with(|config| {
-        config.http.header_read_timeout_ms = HEADER_TIMEOUT.as_millis() as u64;
-        config.http.body_read_timeout_ms = 500;
+        config.http.header_read_timeout_ms = HEADER_TIMEOUT;
+        config.http.body_read_timeout_ms = Millis::constant::<500>();
     })
     .await
 }
@@ -106,7 +107,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off_however_it_trickles
     assert!(closed.is_ok(), "a trickling client kept its connection");
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= HEADER_TIMEOUT - Duration::from_millis(100),
+        elapsed >= HEADER_TIMEOUT.get() - Duration::from_millis(100),
         "{elapsed:?}"
     );
     assert!(
@@ -125,7 +126,7 @@ async fn an_idle_connection_is_closed_after_the_header_timeout() {
     let started = Instant::now();
     let received = read_until_closed(&mut idle, Duration::from_secs(5)).await;
     assert!(received.is_empty() || received.starts_with(b"HTTP/1.1 408"));
-    assert!(started.elapsed() >= HEADER_TIMEOUT - Duration::from_millis(100));
+    assert!(started.elapsed() >= HEADER_TIMEOUT.get() - Duration::from_millis(100));
 
     // Also after a first request on a keep-alive connection.
     let mut kept = connect(&app).await;
@@ -164,7 +165,9 @@ async fn a_body_that_does_not_arrive_in_time_is_408_in_the_error_shape() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_headers_are_431_in_the_error_shape_and_far_oversized_ones_still_431() {
-    let app = TestApp::spawn_with(|config| config.http.max_header_bytes = 4096).await;
+    let app =
+        TestApp::spawn_with(|config| config.http.max_header_bytes = Bounded::constant::<4096>())
+            .await;
     let fits = app
         .http
         .get(app.url("/keys"))
@@ -352,11 +355,11 @@ async fn served_promptly_from(app: &TestApp, local: [u8; 4]) -> Duration {
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_that_pipeline_and_never_read_are_cut_off_and_others_are_still_served() {
     let app = TestApp::spawn_with(|config| {
-        config.http.max_connections = 8;
-        config.http.response_write_timeout_ms = 300;
+        config.http.max_connections = Bounded::constant::<8>();
+        config.http.response_write_timeout_ms = Millis::constant::<300>();
         // Neither the idle timeout nor the request count may be what ends them.
-        config.http.header_read_timeout_ms = 60_000;
-        config.http.max_requests_per_connection = 1_000_000;
+        config.http.header_read_timeout_ms = Millis::constant::<60_000>();
+        config.http.max_requests_per_connection = Bounded::constant::<1_000_000>();
     })
     .await;
     // A large answer fills the socket buffers sooner than /health's would.
@@ -391,9 +394,9 @@ async fn clients_that_pipeline_and_never_read_are_cut_off_and_others_are_still_s
 #[tokio::test(flavor = "multi_thread")]
 async fn at_the_cap_the_oldest_idle_connection_makes_room_and_one_in_flight_is_never_cut() {
     let app = TestApp::spawn_with(|config| {
-        config.http.max_connections = 4;
+        config.http.max_connections = Bounded::constant::<4>();
         // Idle connections would otherwise hold their places for a minute.
-        config.http.header_read_timeout_ms = 60_000;
+        config.http.header_read_timeout_ms = Millis::constant::<60_000>();
     })
     .await;
     // The oldest connection (the app client's) gets a request in flight: a guest
@@ -438,9 +441,9 @@ async fn at_the_cap_the_oldest_idle_connection_makes_room_and_one_in_flight_is_n
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_from_one_address_are_capped_and_other_addresses_are_still_served() {
     let app = TestApp::spawn_with(|config| {
-        config.http.max_connections_per_address = 3;
-        config.http.header_read_timeout_ms = 60_000;
-        config.clients.trusted_proxies = vec!["127.0.0.3".into()];
+        config.http.max_connections_per_address = Bounded::constant::<3>();
+        config.http.header_read_timeout_ms = Millis::constant::<60_000>();
+        config.clients.trusted_proxies = vec!["127.0.0.3/32".parse().unwrap()];
     })
     .await;
     let attacker = [127, 0, 0, 2];
@@ -488,14 +491,12 @@ async fn connections_from_one_address_are_capped_and_other_addresses_are_still_s
 #[tokio::test(flavor = "multi_thread")]
 async fn an_announced_oversize_body_is_413_at_once_before_authentication_and_quotas() {
     let app = TestApp::spawn_with(|config| {
-        config.limits.max_request_bytes = 4096;
+        config.limits.max_request_bytes = Bounded::constant::<4096>();
         // The body would otherwise be waited for a minute, and then be a 408.
-        config.http.body_read_timeout_ms = 60_000;
-        config.auth.tokens_sha256 = vec![hex::encode(wasm_hypervisor_server::envelope::sha256(
-            crate::helpers::TEST_TOKEN.as_bytes(),
-        ))];
-        config.clients.requests_per_second = 1;
-        config.clients.burst = 1;
+        config.http.body_read_timeout_ms = Millis::constant::<60_000>();
+        config.auth.tokens_sha256 = vec![token_digest(crate::helpers::TEST_TOKEN)];
+        config.clients.requests_per_second = Bounded::constant::<1>();
+        config.clients.burst = Bounded::constant::<1>();
     })
     .await;
     let attacker = [127, 0, 0, 2];
@@ -530,12 +531,12 @@ async fn an_announced_oversize_body_is_413_at_once_before_authentication_and_quo
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_body_never_holds_the_clients_execution_slot() {
     let app = TestApp::spawn_with(|config| {
-        config.clients.max_concurrent_executions = 1;
+        config.clients.max_concurrent_executions = Bounded::constant::<1>();
         // A rate high enough never to refuse, on so that the client is tracked.
-        config.clients.requests_per_second = 1000;
-        config.clients.burst = 1000;
-        config.clients.trusted_proxies = vec!["127.0.0.1".into()];
-        config.http.body_read_timeout_ms = 60_000;
+        config.clients.requests_per_second = Bounded::constant::<1000>();
+        config.clients.burst = Bounded::constant::<1000>();
+        config.clients.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        config.http.body_read_timeout_ms = Millis::constant::<60_000>();
     })
     .await;
     let client = ClientKey::address(IpAddr::from([192, 0, 2, 9]));
@@ -580,8 +581,8 @@ async fn a_slow_body_never_holds_the_clients_execution_slot() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_answers_at_most_its_request_count_and_says_so_on_the_last() {
     let app = TestApp::spawn_with(|config| {
-        config.http.max_requests_per_connection = 3;
-        config.http.header_read_timeout_ms = 60_000;
+        config.http.max_requests_per_connection = Bounded::constant::<3>();
+        config.http.header_read_timeout_ms = Millis::constant::<60_000>();
     })
     .await;
     let mut pipelining = connect(&app).await;
@@ -601,9 +602,9 @@ async fn a_connection_answers_at_most_its_request_count_and_says_so_on_the_last(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_past_its_age_is_closed_when_idle_or_after_its_request_in_flight() {
     let app = TestApp::spawn_with(|config| {
-        config.http.max_connection_age_secs = 1;
-        config.http.header_read_timeout_ms = 60_000;
-        config.http.body_read_timeout_ms = 60_000;
+        config.http.max_connection_age_secs = Secs::constant::<1>();
+        config.http.header_read_timeout_ms = Millis::constant::<60_000>();
+        config.http.body_read_timeout_ms = Millis::constant::<60_000>();
     })
     .await;
     // Idle when it comes of age: closed then, not a minute later.
@@ -642,9 +643,9 @@ async fn a_connection_past_its_age_is_closed_when_idle_or_after_its_request_in_f
 #[tokio::test(flavor = "multi_thread")]
 async fn health_has_a_rate_of_its_own_and_unknown_routes_spend_the_clients_rate() {
     let app = TestApp::spawn_with(|config| {
-        config.http.health_requests_per_second = 1;
-        config.clients.requests_per_second = 1;
-        config.clients.burst = 1;
+        config.http.health_requests_per_second = Bounded::constant::<1>();
+        config.clients.requests_per_second = Bounded::constant::<1>();
+        config.clients.burst = Bounded::constant::<1>();
     })
     .await;
     let client = reqwest::Client::builder()
@@ -693,7 +694,7 @@ async fn probes_at_the_default_health_rate_never_see_a_429() {
     let app = TestApp::spawn_with(|config| config.http.health_requests_per_second = rate).await;
     // A load balancer probes a few times a second; even twice the default rate at
     // once is answered.
-    for _ in 0..2 * rate {
+    for _ in 0..2 * rate.get() {
         let health = app.http.get(app.url("/health")).send().await.unwrap();
         assert_eq!(health.status(), 200);
     }

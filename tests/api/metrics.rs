@@ -5,15 +5,16 @@
 use std::collections::BTreeMap;
 
 use wasm_hypervisor_protocol::payload::{Status, encode_base64};
+use wasm_hypervisor_server::config::TokenDigest;
 use wasm_hypervisor_server::envelope::sha256;
 
-use crate::helpers::{TestApp, example, fixture, limits, request};
+use crate::helpers::{TestApp, example, fixture, limits, request, token_digest};
 
 /// The metrics token of the tests that need every series.
 const SCRAPER_TOKEN: &str = "scraper-token-please-ignore";
 
-fn scraper_digest() -> String {
-    hex::encode(sha256(SCRAPER_TOKEN.as_bytes()))
+fn scraper_digest() -> TokenDigest {
+    token_digest(SCRAPER_TOKEN)
 }
 
 /// The series an open `/metrics` may show (PROTOCOL.md, "Metrics").

@@ -7,6 +7,7 @@ use std::time::Duration;
 use wasm_hypervisor_client::{Client, ClientError, Session};
 use wasm_hypervisor_protocol::payload::Status;
 use wasm_hypervisor_protocol::wire::{KeysResponse, SessionResponse};
+use wasm_hypervisor_server::config::{Bounded, Secs};
 use wasm_hypervisor_server::envelope;
 use wasm_hypervisor_server::keys::PublicKey;
 
@@ -80,7 +81,7 @@ async fn a_session_is_used_by_exactly_one_execution() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_session_is_refused() {
-    let app = TestApp::spawn_with(|config| config.sessions.ttl_secs = 1).await;
+    let app = TestApp::spawn_with(|config| config.sessions.ttl_secs = Secs::constant::<1>()).await;
     let session = app
         .client
         .open_session(&app.identity.public_key)
@@ -102,7 +103,13 @@ async fn an_expired_session_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pending_sessions_are_bounded_with_retry_after() {
-    let app = TestApp::spawn_with(|config| config.sessions.max_pending = 2).await;
+    let app = TestApp::spawn_with(|config| {
+        config
+            .sessions
+            .set_max_pending(Bounded::constant::<2>())
+            .unwrap()
+    })
+    .await;
     for _ in 0..2 {
         assert_eq!(
             app.http
@@ -162,7 +169,13 @@ fn is_session_not_found(error: &ClientError) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_past_its_share_gets_429_and_others_are_still_served() {
-    let app = TestApp::spawn_with(|config| config.sessions.max_pending_per_client = 2).await;
+    let app = TestApp::spawn_with(|config| {
+        config
+            .sessions
+            .set_max_pending_per_client(Bounded::constant::<2>())
+            .unwrap()
+    })
+    .await;
     let greedy = client_from(&app, [127, 0, 0, 2]);
     let key = &app.identity.public_key;
     let first = greedy.open_session(key).await.unwrap();
@@ -204,7 +217,13 @@ async fn a_client_past_its_share_gets_429_and_others_are_still_served() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_a_full_pool_a_smaller_holder_evicts_the_largest_holders_oldest_session() {
-    let app = TestApp::spawn_with(|config| config.sessions.max_pending = 2).await;
+    let app = TestApp::spawn_with(|config| {
+        config
+            .sessions
+            .set_max_pending(Bounded::constant::<2>())
+            .unwrap()
+    })
+    .await;
     let key = &app.identity.public_key;
     let big = client_from(&app, [127, 0, 0, 2]);
     let oldest = big.open_session(key).await.unwrap();
@@ -238,8 +257,14 @@ async fn many_addresses_cannot_take_the_session_pool_from_another_client() {
     const ATTACKERS: u8 = 24;
     const ATTEMPTS: usize = 3 * SHARE;
     let app = TestApp::spawn_with(|config| {
-        config.sessions.max_pending = POOL;
-        config.sessions.max_pending_per_client = SHARE;
+        config
+            .sessions
+            .set_max_pending(Bounded::constant::<{ POOL as u64 }>())
+            .unwrap();
+        config
+            .sessions
+            .set_max_pending_per_client(Bounded::constant::<{ SHARE as u64 }>())
+            .unwrap();
     })
     .await;
     let key = app.identity.public_key;

@@ -9,6 +9,7 @@ use tower::ServiceExt;
 use wasm_hypervisor_client::{Client, ClientError, Execution};
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, Status};
 use wasm_hypervisor_server::api;
+use wasm_hypervisor_server::config::Secs;
 use wasm_hypervisor_server::keys::PublicKey;
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, example, limits, request, verify_log_file};
@@ -160,7 +161,8 @@ async fn while_draining_health_is_503_shutting_down_and_new_connections_are_refu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn past_the_grace_period_the_log_is_closed_and_the_late_result_withheld() {
-    let app = TestApp::spawn_with(|config| config.shutdown_grace_secs = 0).await;
+    let app =
+        TestApp::spawn_with(|config| config.shutdown_grace_secs = Secs::constant::<0>()).await;
     let key = app.identity.public_key;
     let executor = app.state.executor.clone();
     compile_the_sleeper(&app.client, key).await;

@@ -8,7 +8,8 @@
 //! the code map and its invariants are in `ARCHITECTURE.md`.
 //!
 //! # Layout
-//! - [`config`]: the one configuration struct, loaded from file, environment and flags.
+//! - [`config`]: the one configuration struct, loaded from file, environment and flags
+//!   and parsed once into typed values.
 //! - [`access`]: bearer tokens and per-client quotas (request rate, executions in flight).
 //! - [`compile_budget`]: each client's budget of compilation time.
 //! - [`keys`]: the server's long-term ECDSA P-256 signing key and its file.

@@ -61,9 +61,6 @@ pub enum ServerError {
     /// Serving connections failed.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
 }
 
 /// The session sweeper's shortest sleep: an expired key may stay in memory this
@@ -92,19 +89,22 @@ struct ConnectionSettings {
 }
 
 impl Service {
-    /// Opens the data directory, key and log and builds the engine.
+    /// Opens the data directory, key and log and builds the engine. The
+    /// configuration's values were checked when it was parsed; what can still fail
+    /// here is the file system, the key, the log and the engine.
     pub fn build(config: &Config) -> Result<Service, ServerError> {
+        let data_dir = config.data_dir.as_path();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&config.data_dir)
+            .create(data_dir)
             .map_err(|source| ServerError::DataDir {
-                path: config.data_dir.clone(),
+                path: data_dir.to_owned(),
                 source,
             })?;
-        let provider = config.crypto_provider()?;
-        let key = Arc::new(ServerKey::load_or_create(provider, &config.data_dir)?);
-        let (log, recovery) = AuditLog::open(&config.data_dir, &config.origin, key.clone())?;
+        let provider = config.crypto.provider;
+        let key = Arc::new(ServerKey::load_or_create(provider, data_dir)?);
+        let (log, recovery) = AuditLog::open(data_dir, config.origin.as_str(), key.clone())?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(
                 path = %log.path().display(),
@@ -126,45 +126,47 @@ impl Service {
                 source,
             })?,
         };
+        let execution = &config.execution;
         let sandbox = Sandbox::new(SandboxSettings {
-            max_concurrent: config.execution.max_concurrent,
-            module_cache_bytes: usize::try_from(config.execution.module_cache_bytes)
+            max_concurrent: execution.max_concurrent.get_usize(),
+            // At most 64 GiB: all of it on 64-bit targets, as much as there is on others.
+            module_cache_bytes: usize::try_from(execution.module_cache_bytes.get())
                 .unwrap_or(usize::MAX),
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             compiler: CompilerSettings {
                 program: compile_worker,
-                slots: config.compilations(),
-                cpu: Duration::from_secs(config.execution.compile_timeout_secs),
-                memory_bytes: config.execution.compile_memory_bytes,
+                slots: execution.max_concurrent_compilations.get().get(),
+                cpu: execution.compile_timeout_secs.get(),
+                memory_bytes: execution.compile_memory_bytes.get(),
             },
         })?;
         let sessions = Arc::new(
-            SessionStore::new(provider, config.session_ttl(), config.sessions.max_pending)
-                .with_client_share(config.sessions.max_pending_per_client),
+            SessionStore::new(
+                provider,
+                config.sessions.ttl_secs.get(),
+                config.sessions.max_pending(),
+            )
+            .with_client_share(config.sessions.max_pending_per_client()),
         );
         let limits = &config.limits;
         let policy = ExecutionPolicy {
             maxima: EffectiveLimits {
-                fuel: limits.fuel,
-                memory_bytes: limits.memory_bytes,
-                timeout_ms: limits.timeout_ms,
-                max_output_bytes: limits.max_output_bytes,
+                fuel: limits.fuel.get(),
+                memory_bytes: limits.memory_bytes.get(),
+                timeout_ms: limits.timeout_ms.count(),
+                max_output_bytes: limits.max_output_bytes.get(),
             },
-            max_module_bytes: limits.max_module_bytes,
-            max_args: limits.max_args as usize,
-            max_env: limits.max_env as usize,
-            max_args_env_bytes: limits.max_args_env_bytes as usize,
-            max_concurrent: config.execution.max_concurrent,
-            max_compiling: config.execution.max_queued_compilations,
-            compile_seconds_per_hour: config.clients.compile_seconds_per_hour,
-            max_queued: config.execution.max_queued,
-            queue_timeout: config.queue_timeout(),
+            max_module_bytes: limits.max_module_bytes.get(),
+            max_args: limits.max_args.get_usize(),
+            max_env: limits.max_env.get_usize(),
+            max_args_env_bytes: limits.max_args_env_bytes.get_usize(),
+            max_concurrent: execution.max_concurrent.get_usize(),
+            max_compiling: execution.max_queued_compilations.get_usize(),
+            compile_seconds_per_hour: config.clients.compile_seconds_per_hour.get(),
+            max_queued: execution.max_queued.get_usize(),
+            queue_timeout: execution.queue_timeout_ms.get(),
         };
-        let health = Health::new(
-            log.clone(),
-            &config.data_dir,
-            config.data_dir_min_free_bytes,
-        );
+        let health = Health::new(log.clone(), data_dir, config.data_dir_min_free_bytes);
         let metrics = Metrics::new();
         let executor = Executor::new(
             sessions.clone(),
@@ -174,10 +176,9 @@ impl Service {
             policy,
             metrics.clone(),
         );
-        let tokens =
-            TokenSet::from_hex(&config.auth.tokens_sha256).expect("validated as 64 hex characters");
-        let metrics_tokens = TokenSet::from_hex(&config.auth.metrics_tokens_sha256)
-            .expect("validated as 64 hex characters");
+        let tokens = TokenSet::from_digests(config.auth.tokens_sha256.iter().map(|d| d.bytes()));
+        let metrics_tokens =
+            TokenSet::from_digests(config.auth.metrics_tokens_sha256.iter().map(|d| d.bytes()));
         if tokens.is_empty() && !config.listen.ip().is_loopback() {
             // Not `listen=`: that key announces the bound address (tests read it).
             tracing::warn!(
@@ -200,25 +201,25 @@ impl Service {
             ),
             MetricsAccess::Token(_) => {}
         }
+        let clients = &config.clients;
         let quotas = Quotas::new(QuotaSettings {
-            requests_per_second: config.clients.requests_per_second,
-            burst: config.clients.burst,
-            max_concurrent_executions: config.clients.max_concurrent_executions,
-            max_tracked: config.clients.max_tracked,
+            requests_per_second: clients.requests_per_second.get_u32(),
+            burst: clients.burst.get_u32(),
+            max_concurrent_executions: clients.max_concurrent_executions.get_u32(),
+            max_tracked: clients.max_tracked.get_usize(),
         });
         // `/health`'s own bucket, per address: a client that spends its request
-        // rate must not make its load balancer's probes fail.
-        let health_rate = config.http.health_requests_per_second;
+        // rate must not make its load balancer's probes fail. Bursts of twice the
+        // rate; a bucket holds at least one (with the rate 0, the limit is off).
+        let health_rate = config.http.health_requests_per_second.get_u32();
         let health_quotas = Quotas::new(QuotaSettings {
             requests_per_second: health_rate,
             burst: health_rate.saturating_mul(2).max(1),
             max_concurrent_executions: 0,
-            max_tracked: config.clients.max_tracked,
+            max_tracked: clients.max_tracked.get_usize(),
         });
-        let trusted_proxies: Arc<[ipnet::IpNet]> = config
-            .trusted_proxies()
-            .map_err(ServerError::Config)?
-            .into();
+        let trusted_proxies: Arc<[ipnet::IpNet]> = clients.trusted_proxies.as_slice().into();
+        let http = &config.http;
         let state = AppState::new(Shared {
             executor,
             log: log.clone(),
@@ -233,25 +234,27 @@ impl Service {
             quotas,
             health_quotas,
             trusted_proxies: trusted_proxies.clone(),
-            body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
-            max_header_bytes: config.http.max_header_bytes,
+            body_read_timeout: http.body_read_timeout_ms.get(),
+            max_header_bytes: http.max_header_bytes.get_usize(),
             executions: TaskTracker::new(),
-            max_request_bytes: usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX),
+            // Unbounded above: a limit past the address space is no limit.
+            max_request_bytes: usize::try_from(limits.max_request_bytes.get())
+                .unwrap_or(usize::MAX),
         });
         Ok(Service {
             state,
             log,
-            grace: config.shutdown_grace(),
+            grace: config.shutdown_grace_secs.get(),
             connections: ConnectionSettings {
-                header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),
-                max_header_bytes: config.http.max_header_bytes + 8192,
+                header_read_timeout: http.header_read_timeout_ms.get(),
+                max_header_bytes: http.max_header_bytes.get_usize() + 8192,
                 limits: ConnectionLimits {
-                    max_connections: config.http.max_connections,
-                    max_per_address: config.http.max_connections_per_address,
+                    max_connections: http.max_connections.get_usize(),
+                    max_per_address: http.max_connections_per_address.get_usize(),
                     exempt: trusted_proxies,
-                    max_age: Duration::from_secs(config.http.max_connection_age_secs),
-                    max_requests: config.http.max_requests_per_connection,
-                    write_timeout: Duration::from_millis(config.http.response_write_timeout_ms),
+                    max_age: http.max_connection_age_secs.get(),
+                    max_requests: http.max_requests_per_connection.get(),
+                    write_timeout: http.response_write_timeout_ms.get(),
                 },
             },
         })
