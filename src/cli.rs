@@ -26,7 +26,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use wasm_hypervisor_client::{Client, ClientError, Execution, ServerIdentity};
-use wasm_hypervisor_protocol::encoding::{Base64, Hex, encode_base64};
+use wasm_hypervisor_protocol::encoding::encode_base64;
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, Status};
 use wasm_hypervisor_protocol::provider::Provider;
 use wasm_hypervisor_protocol::receipt::{self, Check, Receipt};
@@ -543,22 +543,7 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
     let execution = client.execute(&session, &plaintext).await?;
 
     if let Some(path) = &args.receipt {
-        let receipt = Receipt {
-            version: 1,
-            server: args.server.clone(),
-            origin: identity.origin.clone(),
-            key_id: identity.key_id,
-            public_key: Base64(identity.public_key.spki_der()),
-            execution_id: execution.response.execution_id.clone(),
-            log_index: execution.response.log_index,
-            status: execution.result.status,
-            commitment: execution.response.commitment,
-            salt: Hex(execution.salt),
-            request_sha256: Hex(execution.request_sha256),
-            result_sha256: Hex(execution.result_sha256),
-            module_sha256: execution.result.module_sha256,
-            leaf_signature: execution.response.leaf_signature.clone(),
-        };
+        let receipt = execution.receipt(&args.server, &identity);
         write_private(path, &receipt)?;
     }
     Ok(report(&execution))

@@ -6,9 +6,8 @@
 
 #![cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
 
-use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::payload::Status;
-use wasm_hypervisor_protocol::receipt::{self, Receipt};
+use wasm_hypervisor_protocol::receipt;
 use wasm_hypervisor_server::envelope::{self, Provider};
 
 use crate::helpers::{TestApp, example, request};
@@ -53,22 +52,7 @@ async fn whole_protocol_with(server: Provider, client: Provider) {
     key.verify(&answer.leaf.0, &execution.response.leaf_signature.0)
         .unwrap();
     // And so does everything a receipt proves.
-    let receipt = Receipt {
-        version: 1,
-        server: app.base.clone(),
-        origin: app.identity.origin.clone(),
-        key_id: app.identity.key_id,
-        public_key: Base64(key.spki_der()),
-        execution_id: execution.response.execution_id.clone(),
-        log_index: execution.response.log_index,
-        status: execution.result.status,
-        commitment: execution.response.commitment,
-        salt: Hex(execution.salt),
-        request_sha256: Hex(execution.request_sha256),
-        result_sha256: Hex(execution.result_sha256),
-        module_sha256: execution.result.module_sha256,
-        leaf_signature: execution.response.leaf_signature.clone(),
-    };
+    let receipt = execution.receipt(&app.base, &app.identity);
     let checks = receipt::check_receipt(&receipt, &answer, &key);
     assert!(receipt::all_hold(&checks), "{checks:?}");
     assert_eq!(app.stop_and_verify_log().await, 1);

@@ -19,6 +19,7 @@ use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::envelope::{self, EnvelopeError, POINT_LEN, ResponseKeys};
 use wasm_hypervisor_protocol::payload::ExecutionResult;
 use wasm_hypervisor_protocol::provider::Provider;
+use wasm_hypervisor_protocol::receipt::{RECEIPT_VERSION, Receipt};
 use wasm_hypervisor_protocol::signing::PublicKey;
 use wasm_hypervisor_protocol::wire::{
     CheckpointResponse, ConsistencyResponse, ErrorBody, ExecuteBody, ExecuteResponse,
@@ -114,6 +115,30 @@ pub struct Execution {
     pub result_sha256: [u8; 32],
     pub salt: [u8; 32],
     pub commitment: [u8; 32],
+}
+
+impl Execution {
+    /// The receipt that proves this execution later, offline or against the log
+    /// (`verify`): what `run --receipt` writes. It holds the commitment's salt,
+    /// so whoever keeps it should keep it private.
+    pub fn receipt(&self, server: &str, identity: &ServerIdentity) -> Receipt {
+        Receipt {
+            version: RECEIPT_VERSION,
+            server: server.to_owned(),
+            origin: identity.origin.clone(),
+            key_id: identity.key_id,
+            public_key: Base64(identity.public_key.spki_der()),
+            execution_id: self.response.execution_id.clone(),
+            log_index: self.response.log_index,
+            status: self.result.status,
+            commitment: self.response.commitment,
+            salt: Hex(self.salt),
+            request_sha256: Hex(self.request_sha256),
+            result_sha256: Hex(self.result_sha256),
+            module_sha256: self.result.module_sha256,
+            leaf_signature: self.response.leaf_signature.clone(),
+        }
+    }
 }
 
 /// An HTTP client for one server, with the crypto provider it seals and verifies

@@ -19,6 +19,9 @@ use crate::payload::Status;
 use crate::signing::PublicKey;
 use crate::wire::{CheckpointResponse, VerifyResponse};
 
+/// The receipt format's version, the only one there is.
+pub const RECEIPT_VERSION: u32 = 1;
+
 /// What `run --receipt` writes: everything needed to prove the execution later.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Receipt {
