@@ -1,15 +1,16 @@
 //! The per-execution crypto, stage by stage, on every crypto provider side by side:
 //! what every `/sessions` and `/execute` pays besides the guest, and the P-256 floor
 //! those stages cannot go below. Each group is one stage; its members are the
-//! providers (`aws-lc`, `rustcrypto`). Run with `cargo bench --bench envelope`;
+//! providers (`aws-lc`, `rustcrypto`). Run with `cargo bench -p wasm-hypervisor-protocol --bench envelope`;
 //! results in BENCHMARKS.md.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use uuid::Uuid;
+use wasm_hypervisor_protocol::envelope::{self, Enc};
 use wasm_hypervisor_protocol::leaf::Leaf;
-use wasm_hypervisor_server::envelope::{self, Enc, Provider};
-use wasm_hypervisor_server::keys::ServerKey;
+use wasm_hypervisor_protocol::provider::Provider;
+use wasm_hypervisor_protocol::signing::SigningKey;
 
 /// A small sealed request: a tiny module and its input.
 const SMALL_REQUEST_BYTES: usize = 1 << 10;
@@ -25,26 +26,26 @@ fn crypto(c: &mut Criterion) {
     let mut group = c.benchmark_group("a session key pair is generated");
     for provider in providers {
         group.bench_function(provider.name(), |b| {
-            b.iter(|| envelope::generate_session_key(*provider))
+            b.iter(|| envelope::generate_session_key(*provider).unwrap())
         });
     }
     group.finish();
 
-    let (_, session_public) = envelope::generate_session_key(Provider::default());
+    let (_, session_public) = envelope::generate_session_key(Provider::default()).unwrap();
     let session_message = envelope::session_signature_message(&session_id, &session_public);
     let mut group = c.benchmark_group("a session public key is signed");
     for provider in providers {
-        let server_key = ServerKey::from_scalar(*provider, &[7; 32]).unwrap();
+        let server_key = SigningKey::from_scalar(*provider, &[7; 32]).unwrap();
         group.bench_function(provider.name(), |b| {
-            b.iter(|| server_key.sign(black_box(&session_message)))
+            b.iter(|| server_key.sign(black_box(&session_message)).unwrap())
         });
     }
     group.finish();
 
     let mut group = c.benchmark_group("a session signature is verified (client)");
     for provider in providers {
-        let server_key = ServerKey::from_scalar(*provider, &[7; 32]).unwrap();
-        let signature = server_key.sign(&session_message);
+        let server_key = SigningKey::from_scalar(*provider, &[7; 32]).unwrap();
+        let signature = server_key.sign(&session_message).unwrap();
         group.bench_function(provider.name(), |b| {
             b.iter(|| {
                 server_key
@@ -79,7 +80,7 @@ fn crypto(c: &mut Criterion) {
             group.bench_function(provider.name(), |b| {
                 b.iter_batched(
                     || {
-                        let (secret, public) = envelope::generate_session_key(provider);
+                        let (secret, public) = envelope::generate_session_key(provider).unwrap();
                         let sealed =
                             envelope::seal_request(provider, &public, &session_id, &plaintext)
                                 .unwrap();
@@ -101,7 +102,7 @@ fn crypto(c: &mut Criterion) {
     let opened: Vec<_> = providers
         .iter()
         .map(|provider| {
-            let (secret, public) = envelope::generate_session_key(*provider);
+            let (secret, public) = envelope::generate_session_key(*provider).unwrap();
             let sealed = envelope::seal_request(*provider, &public, &session_id, b"{}").unwrap();
             let enc = Enc::parse(*provider, &sealed.enc).unwrap();
             envelope::open_request(secret, &session_id, &enc, sealed.ciphertext).unwrap()
@@ -134,9 +135,9 @@ fn crypto(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("an audit leaf is signed");
     for provider in providers {
-        let server_key = ServerKey::from_scalar(*provider, &[7; 32]).unwrap();
+        let server_key = SigningKey::from_scalar(*provider, &[7; 32]).unwrap();
         group.bench_function(provider.name(), |b| {
-            b.iter(|| server_key.sign(black_box(&leaf.to_bytes())))
+            b.iter(|| server_key.sign(black_box(&leaf.to_bytes())).unwrap())
         });
     }
     group.finish();
@@ -144,7 +145,7 @@ fn crypto(c: &mut Criterion) {
     // The floor: the P-256 work an execution cannot avoid (one key generation, one
     // ECDH, two signatures) through the provider interface with nothing of the
     // protocol around it; the counterpart of `openssl speed ecdhp256 ecdsap256`.
-    let (_, client_public) = envelope::generate_session_key(Provider::default());
+    let (_, client_public) = envelope::generate_session_key(Provider::default()).unwrap();
     let mut group = c.benchmark_group(
         "P-256 floor (the provider alone): one key generation, one ECDH, two signatures",
     );

@@ -1,6 +1,6 @@
 //! The audit log's Merkle tree: what building it at start-up costs, and what one
 //! `/verify` inclusion proof or one `/log/consistency` proof costs to answer and to
-//! check. Run with `cargo bench --bench merkle`.
+//! check. Run with `cargo bench -p wasm-hypervisor-protocol --bench merkle`.
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use std::hint::black_box;
