@@ -115,6 +115,14 @@ fn cargo() -> Command {
     command
 }
 
+/// `path` relative to the repository root, as the rules above name files.
+fn relative(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -174,11 +182,7 @@ fn only_the_protocol_crates_providers_name_a_crypto_crate_in_code() {
     assert!(files.len() > 50, "found only {} source files", files.len());
     let mut offences = Vec::new();
     for path in &files {
-        let relative = path
-            .strip_prefix(root())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let relative = relative(path);
         if relative == "tests/architecture.rs" {
             continue;
         }
@@ -299,11 +303,7 @@ fn files_naming(dir: &str, names: &[&'static str], allowed: &[&str]) -> Vec<Stri
     assert!(!files.is_empty(), "no sources under {dir}");
     let mut offences = Vec::new();
     for path in files {
-        let relative = path
-            .strip_prefix(root())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let relative = relative(&path);
         if allowed.iter().any(|prefix| relative.starts_with(prefix)) {
             continue;
         }
@@ -474,11 +474,7 @@ fn unsafe_code_is_forbidden_everywhere_but_where_the_sandbox_loads_compiled_code
     assert!(files.len() >= 30, "found only {} server files", files.len());
     let mut offences = Vec::new();
     for path in &files {
-        let relative = path
-            .strip_prefix(root())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let relative = relative(path);
         let source = std::fs::read_to_string(path).unwrap();
         let lines: Vec<&str> = source.lines().map(str::trim).collect();
         let unsafe_lines: Vec<usize> = (0..lines.len())
