@@ -60,6 +60,7 @@ pub mod component;
 pub mod core;
 pub mod deadline;
 pub mod engine;
+pub mod fs;
 pub mod invoke;
 pub mod limits;
 pub mod output;

@@ -1,0 +1,3 @@
+//! The WASI preview1 front end (work in progress).
+
+#![forbid(unsafe_code)]
