@@ -14,6 +14,7 @@ use wasmtime::component::{
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::fs::{MountSpec, Mounts};
 use super::invoke::{self, InvokeError};
 use super::limits::{GuestLimiter, GuestLimits};
 use super::run::{Entry, GuestOutcome, GuestState, Run, RunError, RunReport};
@@ -40,6 +41,10 @@ impl GuestState for ComponentState {
     fn limiter(&mut self) -> &mut GuestLimiter {
         &mut self.limiter
     }
+
+    fn mounts(&self) -> Option<&Mounts> {
+        None
+    }
 }
 
 /// A compiled component and its link against WASI (or why it does not link).
@@ -62,12 +67,14 @@ pub(super) fn link(linker: &Linker<ComponentState>, component: Component) -> Lin
     LinkedComponent { component, linked }
 }
 
-/// Runs `wasi:cli/run`, or the invoked export, under `limits`.
+/// Runs `wasi:cli/run`, or the invoked export, under `limits`. A component
+/// cannot have mounts yet: any is refused ([`RunError::ComponentMounts`]).
 pub(super) async fn run(
     engine: &Engine,
     target: &LinkedComponent,
     entry: Entry,
     input: GuestInput,
+    mounts: Vec<MountSpec>,
     limits: GuestLimits,
 ) -> RunReport {
     let mut run = Run::new(engine, input, limits, |mut wasi, limiter| ComponentState {
@@ -75,6 +82,9 @@ pub(super) async fn run(
         table: ResourceTable::new(),
         limiter,
     });
+    if !mounts.is_empty() {
+        return run.fail(RunError::ComponentMounts);
+    }
     let pre = match &target.linked {
         Ok(pre) => pre.clone(),
         Err(error) => return run.fail(RunError::Unlinkable(error.clone())),

@@ -76,10 +76,11 @@ pub enum ArchiveError {
 /// execution's own, lower limits are checked when it mounts the image); parsing
 /// stops at member `max_entries + 1`, so the work is bounded whatever the archive.
 pub fn read_image(
-    bytes: Bytes,
+    bytes: impl Into<Bytes>,
     max_files_bytes: u64,
     max_entries: u32,
 ) -> Result<MountImage, ArchiveError> {
+    let bytes: Bytes = bytes.into();
     let mut archive = tar::Archive::new(Cursor::new(&bytes[..]));
     let malformed = |index: usize, error: std::io::Error| ArchiveError::Malformed {
         index,

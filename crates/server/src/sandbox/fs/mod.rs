@@ -42,6 +42,17 @@ pub struct MountSpec {
     pub image: Option<Arc<MountImage>>,
 }
 
+/// Checks the mounts' initial contents against an execution's `files_bytes` and
+/// `max_mount_entries`, as [`Mounts::new`] does: for the caller that wants the
+/// refusal before it runs anything.
+pub fn check_limits(
+    specs: &[MountSpec],
+    files_bytes: u64,
+    max_entries: u32,
+) -> Result<(), MountError> {
+    tree::check_limits(specs, files_bytes, max_entries).map(|_| ())
+}
+
 /// The mounts' initial contents are over the execution's limits (status
 /// `invalid_request`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

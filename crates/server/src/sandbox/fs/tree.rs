@@ -380,6 +380,37 @@ fn is_dot(component: &[u8]) -> bool {
     component == b"." || component == b".."
 }
 
+/// The initial contents of `specs` against `files_bytes` and `max_entries`.
+pub(super) fn check_limits(
+    specs: &[MountSpec],
+    files_bytes: u64,
+    max_entries: u32,
+) -> Result<(u64, u64), MountError> {
+    let bytes: u64 = specs
+        .iter()
+        .filter_map(|spec| spec.image.as_ref())
+        .map(|image| image.file_bytes())
+        .fold(0, u64::saturating_add);
+    let entries: u64 = specs
+        .iter()
+        .filter_map(|spec| spec.image.as_ref())
+        .map(|image| u64::from(image.entry_count()))
+        .sum();
+    if bytes > files_bytes {
+        return Err(MountError::FilesBytes {
+            bytes,
+            limit: files_bytes,
+        });
+    }
+    if entries > u64::from(max_entries) {
+        return Err(MountError::Entries {
+            entries,
+            limit: max_entries,
+        });
+    }
+    Ok((bytes, entries))
+}
+
 /// The execution's whole file system: its mounts in request order (the index is
 /// the mount's id, and its device number minus one) and their budget.
 pub struct Mounts {
@@ -398,28 +429,7 @@ impl Mounts {
         files_bytes: u64,
         max_entries: u32,
     ) -> Result<Mounts, MountError> {
-        let bytes: u64 = specs
-            .iter()
-            .filter_map(|spec| spec.image.as_ref())
-            .map(|image| image.file_bytes())
-            .fold(0, u64::saturating_add);
-        let entries: u64 = specs
-            .iter()
-            .filter_map(|spec| spec.image.as_ref())
-            .map(|image| u64::from(image.entry_count()))
-            .sum();
-        if bytes > files_bytes {
-            return Err(MountError::FilesBytes {
-                bytes,
-                limit: files_bytes,
-            });
-        }
-        if entries > u64::from(max_entries) {
-            return Err(MountError::Entries {
-                entries,
-                limit: max_entries,
-            });
-        }
+        check_limits(&specs, files_bytes, max_entries)?;
         let budget = Arc::new(FilesBudget::new(files_bytes, max_entries));
         let mut mounts = Mounts {
             mounts: Vec::with_capacity(specs.len()),
@@ -451,6 +461,15 @@ impl Mounts {
             });
         }
         Ok(mounts)
+    }
+
+    /// No mounts at all.
+    pub fn none() -> Mounts {
+        Mounts {
+            mounts: Vec::new(),
+            budget: Arc::new(FilesBudget::new(0, 0)),
+            next_ino: 1,
+        }
     }
 
     /// A writable mount's nodes from its image: inodes `ino_base + index`,
@@ -879,20 +898,41 @@ impl Mounts {
 
     /// At most `max` bytes of a file from `offset` (fewer at its end).
     pub fn read(&self, node: &Node, offset: u64, max: usize) -> Result<Zeroizing<Vec<u8>>, FsErr> {
-        let copy = |bytes: &[u8]| {
+        self.read_with(node, offset, max, |bytes| Zeroizing::new(bytes.to_vec()))
+    }
+
+    /// Calls `f` with at most `max` bytes of a file from `offset` (fewer at its
+    /// end), without copying them first.
+    pub fn read_with<R>(
+        &self,
+        node: &Node,
+        offset: u64,
+        max: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, FsErr> {
+        let window = |bytes: &[u8]| {
             let start = usize::try_from(offset)
                 .unwrap_or(usize::MAX)
                 .min(bytes.len());
             let end = start.saturating_add(max).min(bytes.len());
-            Zeroizing::new(bytes[start..end].to_vec())
+            (start, end)
         };
         match node {
             Node::Image { image, index, .. } => match image.kind(*index) {
                 Kind::Dir => Err(FsErr::IsDirectory),
-                Kind::File => Ok(copy(&image.file_bytes_of(*index))),
+                Kind::File => {
+                    let bytes = image.file_bytes_of(*index);
+                    let (start, end) = window(&bytes);
+                    Ok(f(&bytes[start..end]))
+                }
             },
             Node::Dir(_) => Err(FsErr::IsDirectory),
-            Node::File(file) => Ok(copy(lock(&file.data).content.as_slice())),
+            Node::File(file) => {
+                let data = lock(&file.data);
+                let bytes = data.content.as_slice();
+                let (start, end) = window(bytes);
+                Ok(f(&bytes[start..end]))
+            }
         }
     }
 
