@@ -444,3 +444,161 @@ async fn invoke_still_works_with_mounts() {
         assert_eq!(report.mounts_out.len(), 1);
     }
 }
+
+const WASI_IMPORTS: &str = r#"
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_renumber" (func $renumber (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fd_renumber_stays_in_one_fd_space() {
+    // Opens `f` (fd 4), renumbers it over stdout, writes "to file" to fd 1, then
+    // opens `g`, which gets the lowest free number, 4 again, and writes "to g"
+    // there and "stderr ok" to fd 2.
+    let module = wat::parse_str(format!(
+        r#"(module {WASI_IMPORTS}
+  (memory (export "memory") 1)
+  (data (i32.const 0) "f")
+  (data (i32.const 1) "g")
+  (data (i32.const 8) "to file")
+  (data (i32.const 48) "stderr ok")
+  (data (i32.const 64) "to g")
+  (func $print (param $fd i32) (param $at i32) (param $len i32)
+    (i32.store (i32.const 16) (local.get $at))
+    (i32.store (i32.const 20) (local.get $len))
+    (if (call $write (local.get $fd) (i32.const 16) (i32.const 1) (i32.const 24)) (then unreachable)))
+  (func (export "_start")
+    (if (call $open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 1)
+                    (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 32))
+      (then unreachable))
+    (if (i32.ne (i32.load (i32.const 32)) (i32.const 4)) (then unreachable))
+    (if (call $renumber (i32.const 4) (i32.const 1)) (then unreachable))
+    (call $print (i32.const 1) (i32.const 8) (i32.const 7))
+    (if (call $open (i32.const 3) (i32.const 0) (i32.const 1) (i32.const 1)
+                    (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 36))
+      (then unreachable))
+    (if (i32.ne (i32.load (i32.const 36)) (i32.const 4)) (then unreachable))
+    (call $print (i32.const 4) (i32.const 64) (i32.const 4))
+    (call $print (i32.const 2) (i32.const 48) (i32.const 9))
+    ;; fd 4 over 3 (the preopen): fd 3 is now `g`, the preopen is gone.
+    (if (call $renumber (i32.const 4) (i32.const 3)) (then unreachable))
+    ;; Renumbering to or from a closed fd is EBADF (8).
+    (if (i32.ne (call $renumber (i32.const 4) (i32.const 3)) (i32.const 8)) (then unreachable))))
+"#
+    ))
+    .unwrap();
+    let report = run(&module, &[], vec![mount("/out", true, None)], 1 << 20).await;
+    assert_eq!(exit_code(&report), 0, "{:?}", report.outcome);
+    assert_eq!(stdout(&report), "");
+    assert_eq!(&report.stderr[..], b"stderr ok");
+    let files = unpack(&report.mounts_out[0]);
+    assert_eq!(files["f"].as_deref(), Some(&b"to file"[..]));
+    assert_eq!(files["g"].as_deref(), Some(&b"to g"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poll_oneoff_reports_mount_files_ready_and_sleeps_on_clocks() {
+    // `file`: one fd_read subscription on a 3-byte file and a 10 s clock; returns
+    // events * 1,000,000 + the first event's userdata * 1,000 + its nbytes.
+    // `clock`: one 200 ms clock alone; returns events * 10 + the event's type.
+    let module = wat::parse_str(format!(
+        r#"(module {WASI_IMPORTS}
+  (memory (export "memory") 1)
+  (data (i32.const 0) "f")
+  (func (export "file") (result i64)
+    (if (call $open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 1)
+                    (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 32))
+      (then unreachable))
+    ;; subscription 0 at 64: userdata 7, fd_read (1) on the file
+    (i64.store (i32.const 64) (i64.const 7))
+    (i32.store8 (i32.const 72) (i32.const 1))
+    (i32.store (i32.const 80) (i32.load (i32.const 32)))
+    ;; subscription 1 at 112: userdata 8, clock (0), monotonic, 10 s relative
+    (i64.store (i32.const 112) (i64.const 8))
+    (i32.store8 (i32.const 120) (i32.const 0))
+    (i32.store (i32.const 128) (i32.const 1))
+    (i64.store (i32.const 136) (i64.const 10000000000))
+    (if (call $poll (i32.const 64) (i32.const 256) (i32.const 2) (i32.const 400)) (then unreachable))
+    (i64.add
+      (i64.add
+        (i64.mul (i64.extend_i32_u (i32.load (i32.const 400))) (i64.const 1000000))
+        (i64.mul (i64.load (i32.const 256)) (i64.const 1000)))
+      (i64.load (i32.const 272))))
+  (func (export "clock") (result i64)
+    (i64.store (i32.const 64) (i64.const 9))
+    (i32.store8 (i32.const 72) (i32.const 0))
+    (i32.store (i32.const 80) (i32.const 1))
+    (i64.store (i32.const 88) (i64.const 200000000))
+    (if (call $poll (i32.const 64) (i32.const 256) (i32.const 1) (i32.const 400)) (then unreachable))
+    (i64.add
+      (i64.mul (i64.extend_i32_u (i32.load (i32.const 400))) (i64.const 10))
+      (i64.extend_i32_u (i32.load8_u (i32.const 266))))))
+"#
+    ))
+    .unwrap();
+    let input = image(gnu_tar(&[("f", b"abc")]));
+    let sandbox = sandbox();
+    let started = std::time::Instant::now();
+    let report = run_with(
+        &sandbox,
+        &module,
+        Entry::Invoke("file()".into()),
+        &[],
+        vec![mount("/in", false, Some(input.clone()))],
+        limits(1 << 20),
+    )
+    .await;
+    assert!(
+        matches!(report.outcome, GuestOutcome::Returned),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(report.returns, ["1007003"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait for the clock"
+    );
+    let started = std::time::Instant::now();
+    let report = run_with(
+        &sandbox,
+        &module,
+        Entry::Invoke("clock()".into()),
+        &[],
+        vec![mount("/in", false, Some(input))],
+        limits(1 << 20),
+    )
+    .await;
+    assert_eq!(report.returns, ["10"], "one clock event (type 0)");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdio_args_env_and_clocks_are_unchanged_with_mounts() {
+    // hello.c with a mount it does not use: the same output as without.
+    let sandbox = sandbox();
+    let mut outputs = Vec::new();
+    for mounts in [Vec::new(), vec![mount("/out", true, None)]] {
+        let target = sandbox
+            .prepare(sha256(&example("hello")), &example("hello"))
+            .await
+            .value
+            .unwrap();
+        let mut input = GuestInput::default();
+        input.args = vec!["one".into(), "two".into()];
+        input.env = vec![
+            ("NAME".into(), "wasm".into()),
+            ("EXIT_CODE".into(), "3".into()),
+        ];
+        input.stdin = b"line\n".to_vec();
+        let report = sandbox
+            .run(target, Entry::Command, input, mounts, limits(1 << 20))
+            .await;
+        assert_eq!(exit_code(&report), 3);
+        outputs.push((stdout(&report), report.stderr.to_vec()));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert!(outputs[0].0.contains("arg[1]=one"), "{}", outputs[0].0);
+}
