@@ -400,18 +400,63 @@ async fn mount_contents_over_the_limits_are_a_typed_error() {
     ));
 }
 
+/// `examples/files.component.wasm`: files.c wrapped as a `wasi:cli/run`
+/// component with the preview1 adapter, so it uses `wasi:filesystem`.
+fn files_component() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/files.component.wasm"))
+        .unwrap()
+}
+
+/// The same C program as a component: every file call goes through
+/// `wasi:filesystem`. wasmtime-wasi's own implementation has no preopens here
+/// (the sandbox preopens no host directory), so reading `/in/input.txt` at all
+/// shows the interface is ours.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_component_with_mounts_is_refused_until_components_have_files() {
-    let hello =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello.component.wasm"))
-            .unwrap();
-    let report = run(&hello, &[], vec![mount("/out", true, None)], 1 << 20).await;
-    assert!(matches!(
-        report.outcome,
-        GuestOutcome::Failed(RunError::ComponentMounts)
-    ));
-    let without = run(&hello, &[], Vec::new(), 0).await;
-    assert_eq!(exit_code(&without), 0);
+async fn a_component_reads_and_writes_its_mounts() {
+    let input = image(gnu_tar(&[
+        ("input.txt", b"hello from the archive"),
+        ("b.txt", b"b"),
+        ("sub/c.txt", b"c"),
+    ]));
+    let report = run(
+        &files_component(),
+        &["selftest", "/in", "/out"],
+        vec![mount("/in", false, Some(input)), mount("/out", true, None)],
+        1 << 20,
+    )
+    .await;
+    let out = stdout(&report);
+    assert_eq!(exit_code(&report), 0, "{out}");
+    assert!(out.contains("input.txt: hello from the archive\n"), "{out}");
+    assert!(out.contains("readdir: . .. b.txt input.txt sub\n"), "{out}");
+    assert!(out.contains("create in IN is EROFS: ok\n"), "{out}");
+    assert!(out.contains("rename IN to OUT is EXDEV: ok\n"), "{out}");
+    assert!(out.ends_with("selftest: ok\n"), "{out}");
+    let files = unpack(&report.mounts_out[0]);
+    let expected: BTreeMap<String, Option<Vec<u8>>> = [
+        ("log.txt".to_string(), Some(b"Hello World".to_vec())),
+        ("trunc.txt".to_string(), Some(b"abc".to_vec())),
+    ]
+    .into();
+    assert_eq!(files, expected);
+}
+
+/// Through the adapter, file writes are `write-via-stream` writes: past
+/// `files_bytes` the stream fails, and `filesystem-error-code` says
+/// `insufficient-space`, which the guest sees as ENOSPC.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_filling_files_bytes_gets_insufficient_space() {
+    let report = run(
+        &files_component(),
+        &["fill", "/out"],
+        vec![mount("/out", true, None)],
+        (1 << 20) + 1000,
+    )
+    .await;
+    assert_eq!(exit_code(&report), 0, "{}", stdout(&report));
+    assert_eq!(stdout(&report), "filled 1048576 bytes\n");
+    let files = unpack(&report.mounts_out[0]);
+    assert_eq!(files["fill.bin"].as_ref().map(Vec::len), Some(1 << 20));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -597,9 +597,7 @@ fn status_of(error: &RunError) -> Status {
         | RunError::NoStart
         | RunError::StartNotCommand
         | RunError::NoCliRun => Status::InvalidModule,
-        RunError::BadInvoke(_) | RunError::Mounts(_) | RunError::ComponentMounts => {
-            Status::InvalidRequest
-        }
+        RunError::BadInvoke(_) | RunError::Mounts(_) => Status::InvalidRequest,
         RunError::Trap(_)
         | RunError::StackOverflow(_)
         | RunError::HostcallFuel { .. }

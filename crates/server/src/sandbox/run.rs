@@ -109,10 +109,6 @@ pub enum RunError {
     /// `max_mount_entries` (status `invalid_request`).
     #[error(transparent)]
     Mounts(#[from] MountError),
-    /// A component was given mounts; only core modules can have them for now
-    /// (status `invalid_request`).
-    #[error("mounts are not supported for components yet; only core modules can have them")]
-    ComponentMounts,
     /// The host failed (a panic in Wasmtime or a host function: a bug).
     #[error(
         "the host failed while running the guest (a server bug; the server's log has the \

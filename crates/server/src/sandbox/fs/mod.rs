@@ -13,6 +13,9 @@
 //! - [`archive`]: tar in (`read_image`, every validation) and out
 //!   (`write_tree`, the `mounts_out` archives).
 //! - [`p1`]: the WASI preview1 front end for core modules.
+//! - [`p2`]: `wasi:filesystem` (preview2) for components.
+//!
+//! `p1` and `p2` are two thin front ends over the one core (`tree`).
 //!
 //! Each builds only on those before it.
 
@@ -22,6 +25,7 @@ pub mod archive;
 pub mod budget;
 pub mod image;
 pub mod p1;
+pub mod p2;
 pub mod tree;
 
 use std::sync::Arc;

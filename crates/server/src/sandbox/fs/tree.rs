@@ -95,6 +95,53 @@ impl Node {
         }
     }
 
+    /// Calls `f` with at most `max` bytes of this file from `offset` (fewer at
+    /// its end), without copying them first.
+    pub fn read_with<R>(
+        &self,
+        offset: u64,
+        max: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, FsErr> {
+        let window = |bytes: &[u8]| {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let end = start.saturating_add(max).min(bytes.len());
+            (start, end)
+        };
+        match self {
+            Node::Image { image, index, .. } => match image.kind(*index) {
+                Kind::Dir => Err(FsErr::IsDirectory),
+                Kind::File => {
+                    let bytes = image.file_bytes_of(*index);
+                    let (start, end) = window(&bytes);
+                    Ok(f(&bytes[start..end]))
+                }
+            },
+            Node::Dir(_) => Err(FsErr::IsDirectory),
+            Node::File(file) => {
+                let data = lock(&file.data);
+                let bytes = data.content.as_slice();
+                let (start, end) = window(bytes);
+                Ok(f(&bytes[start..end]))
+            }
+        }
+    }
+
+    /// Writes `bytes` at `offset` of this file, as [`Mounts::write`] does; only
+    /// a writable mount has [`Node::File`]s, so anything else is refused
+    /// (`ReadOnly` for an image's file, `IsDirectory` for a directory).
+    pub fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<u64, FsErr> {
+        match self {
+            Node::Image { image, index, .. } if image.kind(*index) == Kind::File => {
+                Err(FsErr::ReadOnly)
+            }
+            Node::Image { .. } | Node::Dir(_) => Err(FsErr::IsDirectory),
+            Node::File(file) => file.write(offset, bytes),
+        }
+    }
+
     /// Whether `self` and `other` are the same file or directory.
     pub fn same(&self, other: &Node) -> bool {
         match (self, other) {
@@ -910,30 +957,7 @@ impl Mounts {
         max: usize,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, FsErr> {
-        let window = |bytes: &[u8]| {
-            let start = usize::try_from(offset)
-                .unwrap_or(usize::MAX)
-                .min(bytes.len());
-            let end = start.saturating_add(max).min(bytes.len());
-            (start, end)
-        };
-        match node {
-            Node::Image { image, index, .. } => match image.kind(*index) {
-                Kind::Dir => Err(FsErr::IsDirectory),
-                Kind::File => {
-                    let bytes = image.file_bytes_of(*index);
-                    let (start, end) = window(&bytes);
-                    Ok(f(&bytes[start..end]))
-                }
-            },
-            Node::Dir(_) => Err(FsErr::IsDirectory),
-            Node::File(file) => {
-                let data = lock(&file.data);
-                let bytes = data.content.as_slice();
-                let (start, end) = window(bytes);
-                Ok(f(&bytes[start..end]))
-            }
-        }
+        node.read_with(offset, max, f)
     }
 
     /// Calls `f` with a file's whole contents (empty for a directory).
