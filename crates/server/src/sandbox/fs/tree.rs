@@ -183,6 +183,25 @@ impl Drop for MemDir {
         if self.counted {
             self.budget.remove_entry();
         }
+        // Iteratively, not by recursion: a guest can nest directories as deep
+        // as `max_mount_entries` (through directory descriptors, past the
+        // 4,096-byte path limit), and a recursive drop would overflow the stack.
+        let mut pending: Vec<Arc<MemDir>> = Vec::new();
+        let take = |dir: &mut MemDir, pending: &mut Vec<Arc<MemDir>>| {
+            let data = dir.data.get_mut().unwrap_or_else(PoisonError::into_inner);
+            for (_, node) in std::mem::take(&mut data.entries) {
+                if let Node::Dir(sub) = node {
+                    pending.push(sub);
+                }
+            }
+        };
+        take(self, &mut pending);
+        while let Some(dir) = pending.pop() {
+            // Still open elsewhere (a descriptor): its last holder drops it.
+            if let Ok(mut dir) = Arc::try_unwrap(dir) {
+                take(&mut dir, &mut pending);
+            }
+        }
     }
 }
 
@@ -1022,7 +1041,9 @@ impl Mounts {
 
     /// Every file and directory under a mount's root (the root not listed), with
     /// its path from the root, sorted by path bytes (a parent before its
-    /// children).
+    /// children). Paths longer than [`MAX_PATH_BYTES`] are left out, and what is
+    /// under them: a guest can nest deeper through directory descriptors, and
+    /// listing every path of a deep chain would take memory quadratic in its depth.
     pub fn walk_mount(&self, mount: u32) -> Vec<(Vec<u8>, Node)> {
         let Some(mount) = self.mounts.get(mount as usize) else {
             return Vec::new();
@@ -1039,6 +1060,9 @@ impl Mounts {
                     child_path.push(b'/');
                 }
                 child_path.extend_from_slice(&entry.name);
+                if child_path.len() > MAX_PATH_BYTES {
+                    continue;
+                }
                 let Ok(child) = self.child(&node, &entry.name) else {
                     continue;
                 };
@@ -1376,6 +1400,26 @@ mod tests {
         // The read-only mount of the same image still reads the archive's bytes.
         let ro = m.lookup(&root(&m, 0), "in.txt").unwrap();
         assert_eq!(&m.read(&ro, 0, 10).unwrap()[..], b"hello");
+    }
+
+    #[test]
+    fn two_hundred_thousand_nested_directories_drop_without_recursion() {
+        let mut m = mounts(1 << 20, 300_000);
+        let mut dir = root(&m, 1);
+        let depth = 200_000;
+        for _ in 0..depth {
+            m.create_dir(1, &dir, "d").unwrap();
+            dir = m.lookup(&dir, "d").unwrap();
+        }
+        assert_eq!(m.budget().used().1, 6 + depth);
+        drop(dir);
+        // The image's 3 entries, then "d", "d/d", ... down to paths of 4,096
+        // bytes: 2,048 of them (the k-th is 2k - 1 bytes long).
+        let listed = m.walk_mount(1);
+        assert_eq!(listed.len(), 3 + 2048);
+        assert!(listed.iter().all(|(path, _)| path.len() <= MAX_PATH_BYTES));
+        m.remove_dir(1, &root(&m, 1), "d").unwrap_err();
+        drop(m);
     }
 
     #[test]
