@@ -13,6 +13,7 @@
  *   files fill OUT          writes 64 KiB chunks to OUT/fill.bin until a write
  *                           fails; prints "filled N bytes" and exits 0 if it
  *                           failed with ENOSPC, else exits 1.
+ *   files ls DIR            prints the names readdir gives for DIR, one a line.
  *   files fds DIR N         opens DIR/fd.txt (created first) up to N times,
  *                           keeping every descriptor open; prints "opened K"
  *                           and, if an open failed, "then: <strerror>".
@@ -158,6 +159,19 @@ static int fill(const char *out) {
     return 0;
 }
 
+static int ls(const char *path) {
+    DIR *dir = opendir(path);
+    if (!dir) {
+        printf("opendir: %s\n", strerror(errno));
+        return 1;
+    }
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL)
+        printf("%s\n", entry->d_name);
+    closedir(dir);
+    return 0;
+}
+
 static int fds(const char *dir, long n) {
     int fd = open(path(dir, "fd.txt"), O_CREAT | O_WRONLY, 0644);
     if (fd < 0) {
@@ -185,8 +199,10 @@ int main(int argc, char **argv) {
         return selftest(argv[2], argv[3]);
     if (argc == 3 && strcmp(argv[1], "fill") == 0)
         return fill(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "ls") == 0)
+        return ls(argv[2]);
     if (argc == 4 && strcmp(argv[1], "fds") == 0)
         return fds(argv[2], strtol(argv[3], NULL, 10));
-    fprintf(stderr, "usage: files selftest IN OUT | files fill OUT | files fds DIR N\n");
+    fprintf(stderr, "usage: files selftest IN OUT | files fill OUT | files ls DIR | files fds DIR N\n");
     return 2;
 }

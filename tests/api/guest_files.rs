@@ -647,3 +647,34 @@ async fn stdio_args_env_and_clocks_are_unchanged_with_mounts() {
     assert_eq!(outputs[0], outputs[1]);
     assert!(outputs[0].0.contains("arg[1]=one"), "{}", outputs[0].0);
 }
+
+/// 500 files whose names and dirents need several `fd_readdir` calls of
+/// wasi-libc's 4 KiB buffer: every name once, in name order, for a read-only
+/// (image) and a writable mount, a module and a component.
+#[tokio::test(flavor = "multi_thread")]
+async fn readdir_lists_a_large_directory_in_order_across_calls() {
+    let names: Vec<String> = (0..500).map(|i| format!("file-number-{i:04}")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    let tar = gnu_tar(&files);
+    let mut expected = String::from(".\n..\n");
+    for name in &names {
+        expected.push_str(name);
+        expected.push('\n');
+    }
+    let sandbox = sandbox();
+    for guest in [example("files"), files_component()] {
+        for writable in [false, true] {
+            let report = run_with(
+                &sandbox,
+                &guest,
+                Entry::Command,
+                &["ls", "/d"],
+                vec![mount("/d", writable, Some(image(tar.clone())))],
+                limits(1 << 20),
+            )
+            .await;
+            assert_eq!(exit_code(&report), 0);
+            assert_eq!(stdout(&report), expected, "writable: {writable}");
+        }
+    }
+}

@@ -876,17 +876,21 @@ impl WasiSnapshotPreview1 for P1 {
             (b".".to_vec(), Kind::Dir, ino),
             (b"..".to_vec(), Kind::Dir, ino),
         ];
-        let entries = self.mounts.list(&node)?;
+        // Only the entries this buffer can hold (each takes at least a dirent),
+        // from the cookie on: a large directory is not listed whole per call.
+        let room = (buf_len / types::Dirent::guest_size()) as usize + 1;
+        let entries = self
+            .mounts
+            .list_range(&node, cookie.saturating_sub(2), room)?;
         // As wasmtime-wasi: `.` and `..` first, cookie = index of the next entry,
         // the last entry cut to fill the buffer exactly (the guest asks again
         // with a larger buffer).
         let mut buf = buf;
         let mut cap = buf_len;
         let mut dirent = [0u8; 24];
-        let all = head
-            .into_iter()
-            .chain(entries.into_iter().map(|e| (e.name, e.kind, e.ino)));
-        for (next, (name, kind, ino)) in (1u64..).zip(all).skip(cookie) {
+        let head = head.into_iter().skip(cookie.min(2));
+        let all = head.chain(entries.into_iter().map(|e| (e.name, e.kind, e.ino)));
+        for (next, (name, kind, ino)) in (cookie as u64 + 1..).zip(all) {
             let namlen = u32::try_from(name.len()).map_err(|_| Errno::Overflow)?;
             dirent[0..8].copy_from_slice(&next.to_le_bytes());
             dirent[8..16].copy_from_slice(&ino.to_le_bytes());

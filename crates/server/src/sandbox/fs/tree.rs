@@ -1011,6 +1011,18 @@ impl Mounts {
 
     /// A directory's entries, sorted by name bytes.
     pub fn list(&self, node: &Node) -> Result<Vec<DirEntry>, FsErr> {
+        self.list_range(node, 0, usize::MAX)
+    }
+
+    /// At most `take` of a directory's entries (sorted by name bytes) after the
+    /// first `skip`: what one `fd_readdir` call can return, without listing the
+    /// rest of a large directory each time.
+    pub fn list_range(
+        &self,
+        node: &Node,
+        skip: usize,
+        take: usize,
+    ) -> Result<Vec<DirEntry>, FsErr> {
         match node {
             Node::Image {
                 image,
@@ -1019,6 +1031,8 @@ impl Mounts {
             } => {
                 let children = image.children(*index).ok_or(FsErr::NotDirectory)?;
                 Ok(children
+                    .skip(skip)
+                    .take(take)
                     .map(|child| DirEntry {
                         name: image.name(child).to_vec(),
                         kind: image.kind(child),
@@ -1029,6 +1043,8 @@ impl Mounts {
             Node::Dir(dir) => Ok(lock(&dir.data)
                 .entries
                 .iter()
+                .skip(skip)
+                .take(take)
                 .map(|(name, node)| DirEntry {
                     name: name.to_vec(),
                     kind: node.kind(),
