@@ -441,6 +441,46 @@ async fn a_component_reads_and_writes_its_mounts() {
     assert_eq!(files, expected);
 }
 
+/// A component sees exactly the request's mounts as preopens: a mounted path
+/// lists, any other path is not there (wasmtime-wasi's own implementation would
+/// have no preopens at all).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_filesystem_interface_is_ours_not_wasmtime_wasis() {
+    let sandbox = sandbox();
+    let tar = gnu_tar(&[("in-zeta", b"z")]);
+    let mounts = || {
+        vec![
+            mount("/zeta", false, Some(image(tar.clone()))),
+            mount("/alpha", true, None),
+        ]
+    };
+    let zeta = run_with(
+        &sandbox,
+        &files_component(),
+        Entry::Command,
+        &["ls", "/zeta"],
+        mounts(),
+        limits(1 << 20),
+    )
+    .await;
+    assert_eq!(stdout(&zeta), ".\n..\nin-zeta\n");
+    let elsewhere = run_with(
+        &sandbox,
+        &files_component(),
+        Entry::Command,
+        &["ls", "/tmp"],
+        mounts(),
+        limits(1 << 20),
+    )
+    .await;
+    assert_eq!(exit_code(&elsewhere), 1);
+    assert!(
+        stdout(&elsewhere).starts_with("opendir: "),
+        "{}",
+        stdout(&elsewhere)
+    );
+}
+
 /// Through the adapter, file writes are `write-via-stream` writes: past
 /// `files_bytes` the stream fails, and `filesystem-error-code` says
 /// `insufficient-space`, which the guest sees as ENOSPC.

@@ -658,6 +658,50 @@ mod tests {
     use super::*;
     use crate::sandbox::fs::MountSpec;
 
+    #[tokio::test]
+    async fn a_descriptor_write_past_files_bytes_is_insufficient_space() {
+        let mut table = ResourceTable::new();
+        let mut mounts = Mounts::new(
+            vec![MountSpec {
+                path: "/out".into(),
+                writable: true,
+                image: None,
+            }],
+            4,
+            10,
+        )
+        .unwrap();
+        let hasher = RandomState::new();
+        let mut view = MemFsView {
+            table: &mut table,
+            mounts: &mut mounts,
+            hasher: &hasher,
+        };
+        use preopens::Host as _;
+        let (root, path) = view.get_directories().unwrap().pop().unwrap();
+        assert_eq!(path, "/out");
+        let file = view
+            .open_at(
+                root,
+                PathFlags::empty(),
+                "f".into(),
+                OpenFlags::CREATE,
+                DescriptorFlags::READ | DescriptorFlags::WRITE,
+            )
+            .await
+            .unwrap();
+        let borrowed = || Resource::<types::Descriptor>::new_borrow(file.rep());
+        assert_eq!(view.write(borrowed(), b"123".to_vec(), 0).await.unwrap(), 3);
+        let error = view.write(borrowed(), b"45".to_vec(), 3).await.unwrap_err();
+        assert_eq!(error.downcast().unwrap(), ErrorCode::InsufficientSpace);
+        let (bytes, _) = view.read(borrowed(), 100, 0).await.unwrap();
+        assert_eq!(bytes, b"123", "nothing of the refused write");
+        // A handle of another type is refused, never confused with a descriptor.
+        let stream = view.read_via_stream(borrowed(), 0).unwrap();
+        let wrong = Resource::<types::Descriptor>::new_borrow(stream.rep());
+        assert!(view.stat(wrong).await.is_err());
+    }
+
     #[test]
     fn filesystem_error_code_maps_our_stream_errors() {
         let mut table = ResourceTable::new();
