@@ -524,9 +524,12 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
         memory_bytes: args.memory,
         timeout_ms: args.timeout_ms,
         max_output_bytes: args.max_output_bytes,
+        files_bytes: None,
     };
     let request = ExecutionRequest {
-        module: encode_base64(&module),
+        module: Some(encode_base64(&module)),
+        module_sha256: None,
+        mounts: Vec::new(),
         invoke: args.invoke.clone(),
         args: guest_args.to_vec(),
         env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
@@ -576,7 +579,9 @@ fn report(execution: &Execution) -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
         Status::Timeout => 124,
-        Status::InvalidModule | Status::InvalidRequest => 126,
+        // `run` sends its module's bytes; a server answering `missing_blob` to that
+        // is refusing the request as it was made.
+        Status::InvalidModule | Status::InvalidRequest | Status::MissingBlob => 126,
         Status::Trap => 134,
         Status::MemoryLimit => 137,
         Status::FuelExhausted => 152,

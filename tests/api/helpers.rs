@@ -334,7 +334,7 @@ pub fn example(name: &str) -> Vec<u8> {
 /// A request that runs `module` with no input.
 pub fn request(module: &[u8]) -> ExecutionRequest {
     ExecutionRequest {
-        module: encode_base64(module),
+        module: Some(encode_base64(module)),
         ..Default::default()
     }
 }

@@ -7,6 +7,7 @@
 
 mod access;
 mod audit;
+mod blobs;
 mod capacity;
 mod compilation;
 mod components;

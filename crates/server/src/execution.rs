@@ -26,6 +26,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::access::ClientKey;
 use crate::audit::{AuditError, AuditLog, LogRecord};
+use crate::blobs::{Blob, BlobStore, BlobStores, Scope};
 use crate::compile_budget::{BudgetError, CompileBudgets};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
@@ -39,7 +40,8 @@ use crate::session::{SessionError, SessionStore};
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::payload::{
-    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, Status,
+    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, MountPathError,
+    MountRequest, Status,
 };
 
 /// Why an `/execute` was refused before its plaintext was recovered.
@@ -66,9 +68,36 @@ pub enum RequestError {
     /// The plaintext is not an `ExecutionRequest` in JSON.
     #[error("the request is not a valid execution request: {0}")]
     NotARequest(serde_json::Error),
+    /// Neither or both of `module` and `module_sha256`.
+    #[error("exactly one of `module` and `module_sha256` is required")]
+    ModuleChoice,
     /// `module` is not base64.
     #[error("`module` is not valid base64: {0}")]
     ModuleBase64(base64::DecodeError),
+    /// A mount's path is not absolute and normalized.
+    #[error("`mounts[{index}].path` {reason}")]
+    MountPath {
+        index: usize,
+        reason: MountPathError,
+    },
+    /// Two mounts at the same path, or one inside another.
+    #[error("`mounts[{inner}].path` is inside `mounts[{outer}].path`; mounts may not overlap")]
+    MountsOverlap { inner: usize, outer: usize },
+    /// A mount with both `tar` and `tar_sha256`, or a read-only one with neither.
+    #[error(
+        "`mounts[{0}]` needs exactly one of `tar` and `tar_sha256` (a writable mount may \
+         have neither and starts empty)"
+    )]
+    MountSource(usize),
+    /// This server cannot give a guest files yet.
+    #[error("this server does not support `mounts` yet")]
+    MountsUnsupported,
+    /// A mount's `tar` is not base64.
+    #[error("`mounts[{index}].tar` is not valid base64: {error}")]
+    TarBase64 {
+        index: usize,
+        error: base64::DecodeError,
+    },
     /// A requested limit is refused (it names the key).
     #[error(transparent)]
     Limits(LimitError),
@@ -127,6 +156,11 @@ pub struct ExecutionPolicy {
     /// Executions in the compile stage without a guest slot
     /// (`execution.max_queued_compilations`).
     pub max_compiling: usize,
+    /// Most files and directories of all mounts together
+    /// (`limits.max_mount_entries`).
+    pub max_mount_entries: u32,
+    /// Bytes of blobs each scope keeps (`blobs.store_bytes`).
+    pub blob_store_bytes: usize,
     /// Each client's compilation budget (`clients.compile_seconds_per_hour`).
     pub compile_seconds_per_hour: u64,
     pub max_queued: usize,
@@ -155,6 +189,7 @@ struct Inner {
     peak: AtomicUsize,
     metrics: Metrics,
     budgets: CompileBudgets,
+    blobs: Arc<BlobStores>,
 }
 
 impl Executor {
@@ -179,6 +214,7 @@ impl Executor {
                 policy,
                 metrics,
                 budgets: CompileBudgets::new(policy.compile_seconds_per_hour),
+                blobs: Arc::new(BlobStores::new(policy.blob_store_bytes)),
             }),
         }
     }
@@ -210,6 +246,11 @@ impl Executor {
 
     pub fn log(&self) -> &AuditLog {
         &self.inner.log
+    }
+
+    /// The blob stores (protocol v1.1 §D).
+    pub fn blobs(&self) -> &BlobStores {
+        &self.inner.blobs
     }
 
     /// Runs one sealed request end to end. Callers should run this on its own task
@@ -365,18 +406,30 @@ impl Executor {
             Ok(request) => request,
             Err(error) => return invalid_request(result, RequestError::NotARequest(error)),
         };
-        let decoded = payload::decode_base64(&request.module);
-        request.module.zeroize();
-        let module = match decoded {
-            Ok(module) => Zeroizing::new(module),
-            Err(error) => return invalid_request(result, RequestError::ModuleBase64(error)),
+        // `limits.files_bytes` is in the result only for a request that uses files,
+        // so that a v1 request's result is a v1 result byte for byte.
+        let uses_files = !request.mounts.is_empty()
+            || request
+                .limits
+                .is_some_and(|limits| limits.files_bytes.is_some());
+        if let Err(error) = check_mounts(&request.mounts) {
+            return invalid_request(result, error);
+        }
+        let store = self.inner.blobs.scope(Scope::of(&client));
+        let blobs = match receive_blobs(&store, &mut request) {
+            Ok(blobs) => blobs,
+            Err(error) => return invalid_request(result, error),
         };
-        // Hashed once: the result reports it and the module cache is keyed by it.
-        let module_hash = envelope::sha256(&module);
-        result.module_sha256 = Some(Hex(module_hash));
+        result.module_sha256 = Some(Hex(blobs.module_sha256));
+        self.inner
+            .metrics
+            .record_blob_lookups(blobs.found, blobs.missing.len() as u64);
         match EffectiveLimits::apply(policy.maxima, request.limits) {
             Ok(limits) => result.limits = limits,
             Err(error) => return invalid_request(result, RequestError::Limits(error)),
+        }
+        if !uses_files {
+            result.limits.files_bytes = None;
         }
         let entry = match &request.invoke {
             Some(expression) => Entry::Invoke(expression.clone()),
@@ -391,12 +444,34 @@ impl Executor {
         {
             return invalid_request(result, error.into());
         }
-        if module.len() as u64 > policy.max_module_bytes {
+        let FoundBlobs { module, mounts } = match blobs.complete() {
+            Ok(found) => found,
+            Err(missing) => {
+                let list = missing
+                    .iter()
+                    .map(|hash| Hex(*hash).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                result.missing_blobs = Some(missing.into_iter().map(Hex).collect());
+                return refused(
+                    result,
+                    Status::MissingBlob,
+                    format_args!(
+                        "blobs not in this client's store: {list}; send them again with their bytes"
+                    ),
+                );
+            }
+        };
+        let module_hash = module.sha256;
+        if module.bytes.len() as u64 > policy.max_module_bytes {
             let too_large = CompileRefusal::TooLarge {
-                bytes: module.len(),
+                bytes: module.bytes.len(),
                 limit: policy.max_module_bytes,
             };
             return refused(result, Status::InvalidModule, too_large);
+        }
+        if !mounts.is_empty() {
+            return invalid_request(result, RequestError::MountsUnsupported);
         }
 
         let (prepared, slot) = match self.inner.sandbox.lookup(&module_hash) {
@@ -410,7 +485,7 @@ impl Executor {
                 // again after; the tickets bound how many do so.
                 Ok(ticket) => {
                     drop(slot);
-                    let prepared = self.compile(module_hash, &module, client).await;
+                    let prepared = self.compile(module_hash, &module.bytes, client).await;
                     let slot = self
                         .inner
                         .slots
@@ -425,7 +500,7 @@ impl Executor {
                 // So many executions are compiling that this one compiles in
                 // its slot, as if compilation were part of running: bounded by
                 // the slots, and never refused after its plaintext was opened.
-                Err(_) => (self.compile(module_hash, &module, client).await, slot),
+                Err(_) => (self.compile(module_hash, &module.bytes, client).await, slot),
             },
         };
         drop(module);
@@ -515,8 +590,13 @@ fn blank_result(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
         fuel_consumed: 0,
         wall_time_us: 0,
         module_sha256: None,
-        limits,
+        limits: EffectiveLimits {
+            files_bytes: None,
+            ..limits
+        },
         engine: Sandbox::engine_name(),
+        missing_blobs: None,
+        mounts_out: None,
     }
 }
 
@@ -527,6 +607,131 @@ fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
         error: Some(RunError::HostFailure.to_string()),
         ..blank_result(execution_id, limits)
     }
+}
+
+/// Checks the shape of a request's mounts (protocol v1.1 §E): each path absolute
+/// and normalized, no two overlapping, and each with at most one of `tar` and
+/// `tar_sha256`, a read-only one with exactly one.
+fn check_mounts(mounts: &[MountRequest]) -> Result<(), RequestError> {
+    for (index, mount) in mounts.iter().enumerate() {
+        payload::check_mount_path(&mount.path)
+            .map_err(|reason| RequestError::MountPath { index, reason })?;
+        let sources = usize::from(mount.tar.is_some()) + usize::from(mount.tar_sha256.is_some());
+        if sources > 1 || (sources == 0 && !mount.writable) {
+            return Err(RequestError::MountSource(index));
+        }
+    }
+    for (inner, mount) in mounts.iter().enumerate() {
+        for (outer, other) in mounts.iter().enumerate() {
+            if inner != outer && payload::mount_path_within(&mount.path, &other.path) {
+                return Err(RequestError::MountsOverlap { inner, outer });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A request's blobs after [`receive_blobs`]: those it sent, now in the store, and
+/// those it named, found there or missing.
+struct RequestBlobs {
+    /// The module's SHA-256, computed or named.
+    module_sha256: [u8; 32],
+    module: Option<Arc<Blob>>,
+    mounts: Vec<MountBlobs>,
+    /// Every named blob the store does not hold: the module first, then the
+    /// mounts' archives in request order, each once.
+    missing: Vec<[u8; 32]>,
+    /// Named blobs the store held.
+    found: u64,
+}
+
+/// A request's blobs, every one of them found.
+struct FoundBlobs {
+    module: Arc<Blob>,
+    mounts: Vec<MountBlobs>,
+}
+
+/// One mount with its archive, if it has one and the store holds it.
+#[expect(dead_code, reason = "read once mounts reach the sandbox (issue 14)")]
+struct MountBlobs {
+    path: String,
+    writable: bool,
+    archive: Option<Arc<Blob>>,
+}
+
+impl RequestBlobs {
+    /// The module and mounts, or every missing hash.
+    fn complete(self) -> Result<FoundBlobs, Vec<[u8; 32]>> {
+        match self.module {
+            Some(module) if self.missing.is_empty() => Ok(FoundBlobs {
+                module,
+                mounts: self.mounts,
+            }),
+            // A module that is not here was named and not found: it is in `missing`.
+            _ => Err(self.missing),
+        }
+    }
+}
+
+/// Decodes every module and archive `request` sends, keeps each in `store`
+/// (protocol v1.1 §D: every blob received, even if the execution then fails), and
+/// looks up those it names. The base64 text is zeroized as it is decoded.
+fn receive_blobs(
+    store: &BlobStore,
+    request: &mut ExecutionRequest,
+) -> Result<RequestBlobs, RequestError> {
+    let mut missing = Vec::new();
+    let mut found = 0;
+    let mut named = |hash: [u8; 32], missing: &mut Vec<[u8; 32]>| {
+        let blob = store.get(&hash);
+        match &blob {
+            Some(_) => found += 1,
+            None if !missing.contains(&hash) => missing.push(hash),
+            None => {}
+        }
+        blob
+    };
+    let (module_sha256, module) = match (request.module.take(), request.module_sha256.take()) {
+        (Some(mut text), None) => {
+            let decoded = payload::decode_base64(&text);
+            text.zeroize();
+            let bytes = decoded.map_err(RequestError::ModuleBase64)?;
+            let hash = envelope::sha256(&bytes);
+            (hash, Some(store.insert(hash, bytes)))
+        }
+        (None, Some(Hex(hash))) => (hash, named(hash, &mut missing)),
+        (Some(mut text), Some(_)) => {
+            text.zeroize();
+            return Err(RequestError::ModuleChoice);
+        }
+        (None, None) => return Err(RequestError::ModuleChoice),
+    };
+    let mut mounts = Vec::with_capacity(request.mounts.len());
+    for (index, mount) in request.mounts.iter_mut().enumerate() {
+        let archive = match (mount.tar.take(), mount.tar_sha256.take()) {
+            (Some(mut text), _) => {
+                let decoded = payload::decode_base64(&text);
+                text.zeroize();
+                let bytes = decoded.map_err(|error| RequestError::TarBase64 { index, error })?;
+                let hash = envelope::sha256(&bytes);
+                Some(store.insert(hash, bytes))
+            }
+            (None, Some(Hex(hash))) => named(hash, &mut missing),
+            (None, None) => None,
+        };
+        mounts.push(MountBlobs {
+            path: std::mem::take(&mut mount.path),
+            writable: mount.writable,
+            archive,
+        });
+    }
+    Ok(RequestBlobs {
+        module_sha256,
+        module,
+        mounts,
+        missing,
+        found,
+    })
 }
 
 /// The guest's argv, env and stdin, checked for what WASI cannot carry. Public
@@ -640,8 +845,11 @@ mod tests {
                 memory_bytes: 1 << 20,
                 timeout_ms: 1000,
                 max_output_bytes: 1024,
+                files_bytes: Some(1 << 20),
             },
             max_module_bytes: 1 << 20,
+            max_mount_entries: 1000,
+            blob_store_bytes: 1 << 20,
             max_args: 16,
             max_env: 16,
             max_args_env_bytes: 1024,

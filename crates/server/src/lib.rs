@@ -17,6 +17,8 @@
 //!   the server's view of the `wasm-hypervisor-protocol` crate, where the crypto
 //!   and its providers (`aws-lc`, `rustcrypto`) live.
 //! - [`session`]: pending per-session HPKE key pairs, single use and expiring.
+//! - [`blobs`]: each client scope's store of the modules and archives it sent,
+//!   named later by SHA-256 (protocol v1.1 §D).
 //! - [`sandbox`]: the Wasmtime engine, limits and WASI policy; runs one guest.
 //! - [`audit`]: the durable, file-backed audit log and its in-memory tree.
 //! - [`execution`]: the orchestrator: open → run → commit → log → seal.
@@ -31,6 +33,7 @@
 pub mod access;
 pub mod api;
 pub mod audit;
+pub mod blobs;
 pub mod compile_budget;
 pub mod config;
 pub mod connections;

@@ -77,6 +77,8 @@ pub struct Gauges {
     pub execution_queue_depth: usize,
     pub sessions_pending: usize,
     pub audit_log_size: u64,
+    /// Bytes held by the blob stores of every scope.
+    pub blob_store_bytes: usize,
 }
 
 /// Who reads the exposition, and so how much of it they see.
@@ -137,6 +139,9 @@ struct Series {
     execution_queue_depth: Gauge,
     sessions_pending: Gauge,
     audit_log_size: Gauge,
+    blob_store_bytes: Gauge,
+    blob_store_hits: Counter,
+    blob_store_misses: Counter,
 }
 
 impl Default for Metrics {
@@ -265,6 +270,31 @@ impl Metrics {
             None,
             audit_log_size.clone(),
         );
+        // Operator only: a scope's store moves with what its clients send.
+        let blob_store_bytes = Gauge::default();
+        registries.register(
+            Operator,
+            "blob_store_bytes",
+            "Bytes of modules and archives held by the blob stores of every scope",
+            None,
+            blob_store_bytes.clone(),
+        );
+        let blob_store_hits = Counter::default();
+        registries.register(
+            Operator,
+            "blob_store_hits",
+            "Blobs named by SHA-256 and found in the client's scope",
+            None,
+            blob_store_hits.clone(),
+        );
+        let blob_store_misses = Counter::default();
+        registries.register(
+            Operator,
+            "blob_store_misses",
+            "Blobs named by SHA-256 and not found in the client's scope (missing_blob)",
+            None,
+            blob_store_misses.clone(),
+        );
         // Every status exists from the start, at 0, so that rates and alerts on a
         // status that has not happened yet see a series rather than nothing.
         for status in Status::ALL {
@@ -288,6 +318,9 @@ impl Metrics {
             execution_queue_depth,
             sessions_pending,
             audit_log_size,
+            blob_store_bytes,
+            blob_store_hits,
+            blob_store_misses,
         }))
     }
 
@@ -344,6 +377,12 @@ impl Metrics {
         }
     }
 
+    /// Lookups of blobs a request named by SHA-256: found, and not found.
+    pub fn record_blob_lookups(&self, found: u64, missing: u64) {
+        self.0.blob_store_hits.inc_by(found);
+        self.0.blob_store_misses.inc_by(missing);
+    }
+
     /// One durable append to the audit log.
     pub fn observe_audit_append(&self, seconds: f64) {
         self.0.audit_append_duration.observe(seconds);
@@ -362,6 +401,10 @@ impl Metrics {
             .sessions_pending
             .set(saturate(gauges.sessions_pending as u64));
         self.0.audit_log_size.set(saturate(gauges.audit_log_size));
+        self.0
+            .blob_store_bytes
+            .set(saturate(gauges.blob_store_bytes as u64));
+
         let mut text = String::new();
         let registry = match audience {
             Audience::Public => &self.0.public,
@@ -451,7 +494,9 @@ mod tests {
             execution_queue_depth: 2,
             sessions_pending: 3,
             audit_log_size: 4,
+            blob_store_bytes: 5,
         };
+        metrics.record_blob_lookups(6, 7);
         let public = metrics.render(gauges, Audience::Public);
         let names: Vec<&str> = public
             .lines()
@@ -497,6 +542,13 @@ mod tests {
             line_value(&operator, "wasm_hypervisor_module_cache_hits_total"),
             Some(1.0)
         );
+        for (series, value) in [
+            ("wasm_hypervisor_blob_store_bytes", 5.0),
+            ("wasm_hypervisor_blob_store_hits_total", 6.0),
+            ("wasm_hypervisor_blob_store_misses_total", 7.0),
+        ] {
+            assert_eq!(line_value(&operator, series), Some(value), "{series}");
+        }
     }
 
     #[test]

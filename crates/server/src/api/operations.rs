@@ -76,6 +76,7 @@ pub(super) async fn metrics_text(
         execution_queue_depth: state.executor.queue_depth(),
         sessions_pending: state.sessions.pending(),
         audit_log_size: state.log.size(),
+        blob_store_bytes: state.executor.blobs().total_bytes(),
     };
     let text = state.metrics.render(gauges, audience);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
