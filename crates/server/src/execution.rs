@@ -19,12 +19,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::FutureExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::access::ClientKey;
+use crate::async_results::{AsyncExecutions, AsyncFull, Scope, Withheld};
 use crate::audit::{AuditError, AuditLog, LogRecord};
 use crate::compile_budget::{BudgetError, CompileBudgets};
 use crate::envelope::{self, Enc};
@@ -225,34 +226,104 @@ impl Executor {
         }
         let permit = self.admit().await?;
         self.note_peak();
-        let secret = inner
-            .sessions
-            .take(&sealed.session_id)
-            .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
-        let opened =
-            envelope::open_request(secret, &sealed.session_id, &sealed.enc, sealed.ciphertext)
-                .map_err(|_| ExecutionError::DecryptionFailed)?;
-
+        let opened = self.open(sealed.session_id, &sealed.enc, sealed.ciphertext)?;
         let execution_id = Uuid::new_v4();
+        self.carry_out(execution_id, opened, permit, sealed.client)
+            .await
+    }
+
+    /// As [`Executor::execute`] for a request with `Prefer: respond-async`
+    /// (protocol v1.1 §F). Admission is a place in `results` instead of a slot
+    /// (refused, like a full queue, before the session is used); once the
+    /// plaintext opens, `accepted` receives the execution id, and the execution
+    /// then waits for a slot as long as it takes (it was accepted: no
+    /// `queue_timeout_ms`), runs, is sealed, committed and logged, and its answer
+    /// is kept in `results`. A dropped `accepted` means nothing: the execution
+    /// still finishes.
+    pub async fn execute_async(
+        &self,
+        sealed: SealedExecution,
+        results: &AsyncExecutions,
+        scope: Scope,
+        accepted: oneshot::Sender<Uuid>,
+    ) -> Result<ExecutionReceipt, ExecutionError> {
+        let inner = &self.inner;
+        if !inner.sessions.is_live(&sealed.session_id) {
+            return Err(ExecutionError::UnknownSession);
+        }
+        // Dropped (and so given back) if the session or decryption fails.
+        let ticket = results
+            .reserve(scope)
+            .map_err(|_: AsyncFull| ExecutionError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            })?;
+        let opened = self.open(sealed.session_id, &sealed.enc, sealed.ciphertext)?;
+        let execution_id = Uuid::new_v4();
+        // Owned by this task from here: a panic or an abort records a withheld
+        // answer instead of leaving the entry queued for ever.
+        let entry = ticket.register(execution_id);
+        let _ = accepted.send(execution_id);
+        let permit = inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        self.note_peak();
+        entry.mark_running();
+        let outcome = self
+            .carry_out(execution_id, opened, permit, sealed.client)
+            .await;
+        entry.finish(match &outcome {
+            Ok(receipt) => Ok(receipt.clone()),
+            Err(ExecutionError::LogUnavailable(_)) => Err(Withheld::LogUnavailable),
+            Err(_) => Err(Withheld::Internal),
+        });
+        outcome
+    }
+
+    /// Takes the session out of the store (its key leaves memory with this
+    /// attempt) and opens the request.
+    fn open(
+        &self,
+        session_id: Uuid,
+        enc: &Enc,
+        ciphertext: Vec<u8>,
+    ) -> Result<envelope::OpenedRequest, ExecutionError> {
+        let secret = self
+            .inner
+            .sessions
+            .take(&session_id)
+            .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
+        envelope::open_request(secret, &session_id, enc, ciphertext)
+            .map_err(|_| ExecutionError::DecryptionFailed)
+    }
+
+    /// Everything after the plaintext opened: run (holding `permit`), seal,
+    /// commit, sign, log.
+    async fn carry_out(
+        &self,
+        execution_id: Uuid,
+        opened: envelope::OpenedRequest,
+        permit: OwnedSemaphorePermit,
+        client: ClientKey,
+    ) -> Result<ExecutionReceipt, ExecutionError> {
+        let inner = &self.inner;
         // From here on the plaintext is open: whatever happens, including a panic
         // while preparing or running the guest, must end as a logged execution.
         // `run` gives the slot back while it waits for a compilation, and takes
         // one again to run the guest; it holds none when it returns (or panics).
-        let mut result = match AssertUnwindSafe(self.run(
-            execution_id,
-            &opened.plaintext,
-            permit,
-            sealed.client,
-        ))
-        .catch_unwind()
-        .await
-        {
-            Ok(result) => result,
-            Err(_panic) => {
-                tracing::error!(%execution_id, "preparing or running an execution panicked");
-                host_failure(execution_id, inner.policy.maxima)
-            }
-        };
+        let mut result =
+            match AssertUnwindSafe(self.run(execution_id, &opened.plaintext, permit, client))
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(_panic) => {
+                    tracing::error!(%execution_id, "preparing or running an execution panicked");
+                    host_failure(execution_id, inner.policy.maxima)
+                }
+            };
 
         let status = result.status;
         inner

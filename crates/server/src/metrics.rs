@@ -77,6 +77,12 @@ pub struct Gauges {
     pub execution_queue_depth: usize,
     pub sessions_pending: usize,
     pub audit_log_size: u64,
+    /// Async executions accepted and not finished.
+    pub async_executions_pending: usize,
+    /// Finished async answers kept.
+    pub async_results_stored: usize,
+    /// Bytes of the finished async answers kept.
+    pub async_results_bytes: usize,
 }
 
 /// Who reads the exposition, and so how much of it they see.
@@ -137,6 +143,10 @@ struct Series {
     execution_queue_depth: Gauge,
     sessions_pending: Gauge,
     audit_log_size: Gauge,
+    async_executions: Counter,
+    async_executions_pending: Gauge,
+    async_results_stored: Gauge,
+    async_results_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -265,6 +275,40 @@ impl Metrics {
             None,
             audit_log_size.clone(),
         );
+        let async_executions = Counter::default();
+        registries.register(
+            Public,
+            "async_executions",
+            "Executions accepted with Prefer: respond-async (answered 202)",
+            None,
+            async_executions.clone(),
+        );
+        let async_executions_pending = Gauge::default();
+        registries.register(
+            Public,
+            "async_executions_pending",
+            "Async executions accepted and not finished",
+            None,
+            async_executions_pending.clone(),
+        );
+        let async_results_stored = Gauge::default();
+        registries.register(
+            Public,
+            "async_results_stored",
+            "Finished async answers kept for their client",
+            None,
+            async_results_stored.clone(),
+        );
+        // Operator only: its step when one answer is stored is that execution's
+        // sealed result size, which follows its output's size.
+        let async_results_bytes = Gauge::default();
+        registries.register(
+            Operator,
+            "async_results",
+            "Bytes of the finished async answers kept",
+            Some(Unit::Bytes),
+            async_results_bytes.clone(),
+        );
         // Every status exists from the start, at 0, so that rates and alerts on a
         // status that has not happened yet see a series rather than nothing.
         for status in Status::ALL {
@@ -288,6 +332,10 @@ impl Metrics {
             execution_queue_depth,
             sessions_pending,
             audit_log_size,
+            async_executions,
+            async_executions_pending,
+            async_results_stored,
+            async_results_bytes,
         }))
     }
 
@@ -349,6 +397,11 @@ impl Metrics {
         self.0.audit_append_duration.observe(seconds);
     }
 
+    /// One execution accepted with `Prefer: respond-async`.
+    pub fn record_async_execution(&self) {
+        self.0.async_executions.inc();
+    }
+
     /// The exposition `audience` may see, with the gauges set to `gauges`.
     pub fn render(&self, gauges: Gauges, audience: Audience) -> String {
         let saturate = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -362,6 +415,15 @@ impl Metrics {
             .sessions_pending
             .set(saturate(gauges.sessions_pending as u64));
         self.0.audit_log_size.set(saturate(gauges.audit_log_size));
+        self.0
+            .async_executions_pending
+            .set(saturate(gauges.async_executions_pending as u64));
+        self.0
+            .async_results_stored
+            .set(saturate(gauges.async_results_stored as u64));
+        self.0
+            .async_results_bytes
+            .set(saturate(gauges.async_results_bytes as u64));
         let mut text = String::new();
         let registry = match audience {
             Audience::Public => &self.0.public,
@@ -451,6 +513,9 @@ mod tests {
             execution_queue_depth: 2,
             sessions_pending: 3,
             audit_log_size: 4,
+            async_executions_pending: 5,
+            async_results_stored: 6,
+            async_results_bytes: 7_777,
         };
         let public = metrics.render(gauges, Audience::Public);
         let names: Vec<&str> = public
@@ -467,6 +532,9 @@ mod tests {
                     "wasm_hypervisor_execution_queue_depth",
                     "wasm_hypervisor_sessions_pending",
                     "wasm_hypervisor_audit_log_size",
+                    "wasm_hypervisor_async_executions_total",
+                    "wasm_hypervisor_async_executions_pending",
+                    "wasm_hypervisor_async_results_stored",
                 ]
                 .contains(name),
                 "{name} is public"
@@ -484,6 +552,11 @@ mod tests {
             Some(3.0)
         );
         assert!(!public.contains("55558"));
+        assert_eq!(
+            line_value(&public, "wasm_hypervisor_async_results_stored"),
+            Some(6.0)
+        );
+        assert!(!public.contains("7777"), "stored bytes are the operator's");
         // The operator sees the same series and every other.
         let operator = metrics.render(gauges, Audience::Operator);
         for line in public.lines().filter(|line| !line.starts_with('#')) {
@@ -496,6 +569,10 @@ mod tests {
         assert_eq!(
             line_value(&operator, "wasm_hypervisor_module_cache_hits_total"),
             Some(1.0)
+        );
+        assert_eq!(
+            line_value(&operator, "wasm_hypervisor_async_results_bytes"),
+            Some(7_777.0)
         );
     }
 
