@@ -208,7 +208,6 @@ async fn an_async_execution_whose_client_went_away_is_logged_and_fetchable_later
         .execute_async(&session, &serde_json::to_vec(&sleeper(1000)).unwrap())
         .await
         .unwrap();
-    drop(session);
     drop(gone);
     // Another client, later, with only what the first kept (the id and the keys).
     wait_for_log_size(&app, before + 1).await;

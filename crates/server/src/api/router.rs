@@ -159,8 +159,8 @@ pub fn router(state: AppState) -> Router {
 )]
 pub(super) struct ApiDoc;
 
-/// Declares the `bearer` scheme that `POST /sessions`, `POST /execute` and `GET
-/// /metrics` accept.
+/// Declares the `bearer` scheme that `POST /sessions`, `POST /execute`, `GET
+/// /executions/{execution_id}` and `GET /metrics` accept.
 pub(super) struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -172,8 +172,9 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "Required by `POST /sessions` and `POST /execute` only when \
-                         the server sets `auth.tokens_sha256`, and by `GET /metrics` \
+                        "Required by `POST /sessions`, `POST /execute` and `GET \
+                         /executions/{execution_id}` only when the server sets \
+                         `auth.tokens_sha256`, and by `GET /metrics` \
                          when it sets `auth.metrics_tokens_sha256` (with only \
                          `auth.tokens_sha256` set, `GET /metrics` is closed); otherwise no \
                          authentication",
