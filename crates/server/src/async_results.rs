@@ -68,7 +68,7 @@ pub enum Withheld {
 pub enum View {
     /// Accepted, waiting for a guest slot.
     Queued,
-    /// In a guest slot (compiling, running, or being sealed and logged).
+    /// Had its first guest slot: compiling, running, or being sealed and logged.
     Running,
     /// Finished and logged: the answer `/execute` would have given.
     Done(Arc<ExecutionReceipt>),

@@ -775,4 +775,45 @@ mod tests {
         assert_eq!(next.log_index, 1);
         executor.log().close().await;
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_async_execution_says_its_id_once_open_and_keeps_its_answer() {
+        use crate::async_results::{AsyncSettings, View};
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, sessions) = executor(dir.path()).await;
+        let results = AsyncExecutions::in_memory(AsyncSettings {
+            retention: Duration::from_secs(600),
+            max_pending: 1,
+            max_bytes: 1 << 20,
+        });
+        // A place is taken: refused before the session is used.
+        let taken = results.reserve(Scope::Open).unwrap();
+        let sealed_request = sealed(&sessions, b"{}").await;
+        let (accepted, _) = oneshot::channel();
+        let refused = executor
+            .execute_async(sealed_request.clone(), &results, Scope::Open, accepted)
+            .await;
+        assert!(matches!(refused, Err(ExecutionError::Overloaded { .. })));
+        assert!(sessions.is_live(&sealed_request.session_id));
+        drop(taken);
+
+        let (accepted, opened) = oneshot::channel();
+        let receipt = executor
+            .execute_async(sealed_request, &results, Scope::Open, accepted)
+            .await
+            .unwrap();
+        assert_eq!(opened.await.unwrap(), receipt.execution_id);
+        assert_eq!(
+            receipt.status,
+            Status::InvalidRequest,
+            "`{{}}` has no module"
+        );
+        match results.get(&receipt.execution_id, Scope::Open) {
+            Some(View::Done(kept)) => assert_eq!(kept.ciphertext, receipt.ciphertext),
+            _ => panic!("the answer is kept"),
+        }
+        assert_eq!(results.counts().pending, 0);
+        assert_eq!(executor.log().size(), 1);
+        executor.log().close().await;
+    }
 }
