@@ -227,15 +227,19 @@ async fn an_async_execution_past_the_grace_period_is_withheld_as_log_unavailable
     let session = app.client.open_session(&key).await.unwrap();
     let pending = app
         .client
-        .execute_async(&session, &serde_json::to_vec(&sleeper(500, 5000)).unwrap())
+        .execute_async(&session, &serde_json::to_vec(&sleeper(2000, 5000)).unwrap())
         .await
         .unwrap();
     wait_for_a_running_guest(&app.base).await;
     let data_dir = app.stop().await;
     // The guest finishes after the log closed: its record cannot be made durable.
-    while state.async_executions.counts().pending > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while state.async_executions.counts().pending > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the execution ends after the log closed");
     let response = api::router(state.clone())
         .oneshot(
             Request::get(format!("/executions/{}", pending.execution_id))

@@ -7,8 +7,9 @@
 //! durable log record.
 //!
 //! Architecture invariant: the session is taken (and its key destroyed) only after a
-//! slot is granted, so a request turned away for overload or a malformed body keeps
-//! its session and can be retried unchanged.
+//! slot is granted (for a long job, a place in [`AsyncExecutions`]), so a request
+//! turned away for overload or a malformed body keeps its session and can be
+//! retried unchanged.
 
 #![forbid(unsafe_code)]
 
