@@ -338,7 +338,9 @@ impl Client {
     }
 
     /// `GET /executions/{id}` once: the execution opened and checked if it has
-    /// finished, else where it is and how long the server asks to wait.
+    /// finished, else where it is and how long the server asks to wait. For an
+    /// execution the server answered at once (it ignored the preference:
+    /// `location` is `None`) there is nothing to poll; [`Client::wait`] returns it.
     pub async fn poll(&self, pending: &PendingExecution) -> Result<Progress, ClientError> {
         let Some(location) = &pending.location else {
             return Err(Violation::Accepted.into());
