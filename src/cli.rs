@@ -174,6 +174,10 @@ struct RunArgs {
     /// expression (`add(1, 2)`, `greet("x")`); its results are printed one a line.
     #[arg(long, value_name = "EXPR")]
     invoke: Option<String>,
+    /// Submit as a long job (`Prefer: respond-async`): print the execution id on
+    /// stderr as soon as the server accepts it, then poll for the answer.
+    #[arg(long = "async")]
+    submit_async: bool,
     /// The module, then everything for the guest: `run prog.wasm -d x` passes `-d x`.
     #[arg(value_name = "MODULE.wasm", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     module_and_args: Vec<String>,
@@ -543,7 +547,13 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
     let client = Client::new(&args.server, args.token);
     let identity = client.identity(args.key_id.as_deref()).await?;
     let session = client.open_session(&identity.public_key).await?;
-    let execution = client.execute(&session, &plaintext).await?;
+    let execution = if args.submit_async {
+        let pending = client.execute_async(&session, &plaintext).await?;
+        eprintln!("wasm-hypervisor: execution {}", pending.execution_id);
+        client.wait(pending).await?
+    } else {
+        client.execute(&session, &plaintext).await?
+    };
 
     if let Some(path) = &args.receipt {
         let receipt = execution.receipt(&args.server, &identity);

@@ -25,27 +25,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use zeroize::Zeroize;
 
-use crate::access::ClientKey;
-
-/// Whose blobs a request may see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// Authentication is off: every client shares one store.
-    Open,
-    /// The client authenticated with the token of this digest.
-    Token([u8; 32]),
-}
-
-impl Scope {
-    /// The scope of a client: its token, or the open scope for a client known only
-    /// by its address (which happens only with authentication off).
-    pub fn of(client: &ClientKey) -> Scope {
-        match client {
-            ClientKey::Token(digest) => Scope::Token(*digest),
-            ClientKey::Address(_) => Scope::Open,
-        }
-    }
-}
+use crate::access::Scope;
 
 /// The blob stores of every scope; cheap to share behind an `Arc`.
 pub struct BlobStores {

@@ -429,6 +429,19 @@ pub struct ExecutionConfig {
     /// (`invalid_module`, cached by hash).
     /// 16 MiB..=64 GiB, default 4294967296 (4 GiB).
     pub compile_memory_bytes: Bounded<{ 16 << 20 }, { 64 << 30 }>,
+    /// Seconds a finished async execution's answer (`Prefer: respond-async`) is
+    /// kept for `GET /executions/{id}`, counted from when it finished; then 404
+    /// (the log entry stays provable at `/verify`). 600..=86400, default 900.
+    pub async_retention_secs: Secs<600, 86_400>,
+    /// Async executions accepted and not finished at once; past it `POST /execute`
+    /// with `Prefer: respond-async` answers 503 `overloaded` before using the
+    /// session. 0 turns long jobs off: the preference is ignored (RFC 7240 §2) and
+    /// every execution is answered synchronously. 0..=100000, default 1000.
+    pub max_async_pending: Bounded<0, 100_000>,
+    /// Bytes of finished async answers kept (sealed results and signatures); while
+    /// over it, new async executions are refused as `overloaded` (kept answers are
+    /// never dropped early). 1 MiB..=64 GiB, default 268435456 (256 MiB).
+    pub async_results_bytes: Bounded<{ 1 << 20 }, { 64 << 30 }>,
     /// Not a configuration key: the program run as `PROGRAM compile-worker`.
     /// `None`, always in the server, means this executable; tests that serve from
     /// their own binary point it at the built `wasm-hypervisor`.
@@ -646,6 +659,9 @@ impl Default for ExecutionConfig {
             max_queued_compilations: Bounded::constant::<100>(),
             compile_timeout_secs: Secs::constant::<300>(),
             compile_memory_bytes: Bounded::constant::<{ 4 << 30 }>(),
+            async_retention_secs: Secs::constant::<900>(),
+            max_async_pending: Bounded::constant::<1000>(),
+            async_results_bytes: Bounded::constant::<{ 256 << 20 }>(),
             compile_worker: None,
         }
     }
@@ -900,7 +916,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 47, "{keys:?}");
+        assert_eq!(keys.len(), 50, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(

@@ -7,8 +7,9 @@
 //! durable log record.
 //!
 //! Architecture invariant: the session is taken (and its key destroyed) only after a
-//! slot is granted, so a request turned away for overload or a malformed body keeps
-//! its session and can be retried unchanged.
+//! slot is granted (for a long job, a place in [`AsyncExecutions`]), so a request
+//! turned away for overload or a malformed body keeps its session and can be
+//! retried unchanged.
 
 #![forbid(unsafe_code)]
 
@@ -19,14 +20,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::FutureExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::access::ClientKey;
+use crate::access::{ClientKey, Scope};
+use crate::async_results::{AsyncExecutions, AsyncFull, Withheld};
 use crate::audit::{AuditError, AuditLog, LogRecord};
-use crate::blobs::{Blob, BlobStore, BlobStores, Scope};
+use crate::blobs::{Blob, BlobStore, BlobStores};
 use crate::compile_budget::{BudgetError, CompileBudgets};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
@@ -266,34 +268,104 @@ impl Executor {
         }
         let permit = self.admit().await?;
         self.note_peak();
-        let secret = inner
-            .sessions
-            .take(&sealed.session_id)
-            .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
-        let opened =
-            envelope::open_request(secret, &sealed.session_id, &sealed.enc, sealed.ciphertext)
-                .map_err(|_| ExecutionError::DecryptionFailed)?;
-
+        let opened = self.open(sealed.session_id, &sealed.enc, sealed.ciphertext)?;
         let execution_id = Uuid::new_v4();
+        self.carry_out(execution_id, opened, permit, sealed.client)
+            .await
+    }
+
+    /// As [`Executor::execute`] for a request with `Prefer: respond-async`
+    /// (protocol v1.1 §F). Admission is a place in `results` instead of a slot
+    /// (refused, like a full queue, before the session is used); once the
+    /// plaintext opens, `accepted` receives the execution id, and the execution
+    /// then waits for a slot as long as it takes (it was accepted: no
+    /// `queue_timeout_ms`), runs, is sealed, committed and logged, and its answer
+    /// is kept in `results`. A dropped `accepted` means nothing: the execution
+    /// still finishes.
+    pub async fn execute_async(
+        &self,
+        sealed: SealedExecution,
+        results: &AsyncExecutions,
+        scope: Scope,
+        accepted: oneshot::Sender<Uuid>,
+    ) -> Result<ExecutionReceipt, ExecutionError> {
+        let inner = &self.inner;
+        if !inner.sessions.is_live(&sealed.session_id) {
+            return Err(ExecutionError::UnknownSession);
+        }
+        // Dropped (and so given back) if the session or decryption fails.
+        let ticket = results
+            .reserve(scope)
+            .map_err(|_: AsyncFull| ExecutionError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            })?;
+        let opened = self.open(sealed.session_id, &sealed.enc, sealed.ciphertext)?;
+        let execution_id = Uuid::new_v4();
+        // Owned by this task from here: a panic or an abort records a withheld
+        // answer instead of leaving the entry queued for ever.
+        let entry = ticket.register(execution_id);
+        let _ = accepted.send(execution_id);
+        let permit = inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        self.note_peak();
+        entry.mark_running();
+        let outcome = self
+            .carry_out(execution_id, opened, permit, sealed.client)
+            .await;
+        entry.finish(match &outcome {
+            Ok(receipt) => Ok(receipt.clone()),
+            Err(ExecutionError::LogUnavailable(_)) => Err(Withheld::LogUnavailable),
+            Err(_) => Err(Withheld::Internal),
+        });
+        outcome
+    }
+
+    /// Takes the session out of the store (its key leaves memory with this
+    /// attempt) and opens the request.
+    fn open(
+        &self,
+        session_id: Uuid,
+        enc: &Enc,
+        ciphertext: Vec<u8>,
+    ) -> Result<envelope::OpenedRequest, ExecutionError> {
+        let secret = self
+            .inner
+            .sessions
+            .take(&session_id)
+            .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
+        envelope::open_request(secret, &session_id, enc, ciphertext)
+            .map_err(|_| ExecutionError::DecryptionFailed)
+    }
+
+    /// Everything after the plaintext opened: run (holding `permit`), seal,
+    /// commit, sign, log.
+    async fn carry_out(
+        &self,
+        execution_id: Uuid,
+        opened: envelope::OpenedRequest,
+        permit: OwnedSemaphorePermit,
+        client: ClientKey,
+    ) -> Result<ExecutionReceipt, ExecutionError> {
+        let inner = &self.inner;
         // From here on the plaintext is open: whatever happens, including a panic
         // while preparing or running the guest, must end as a logged execution.
         // `run` gives the slot back while it waits for a compilation, and takes
         // one again to run the guest; it holds none when it returns (or panics).
-        let mut result = match AssertUnwindSafe(self.run(
-            execution_id,
-            &opened.plaintext,
-            permit,
-            sealed.client,
-        ))
-        .catch_unwind()
-        .await
-        {
-            Ok(result) => result,
-            Err(_panic) => {
-                tracing::error!(%execution_id, "preparing or running an execution panicked");
-                host_failure(execution_id, inner.policy.maxima)
-            }
-        };
+        let mut result =
+            match AssertUnwindSafe(self.run(execution_id, &opened.plaintext, permit, client))
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(_panic) => {
+                    tracing::error!(%execution_id, "preparing or running an execution panicked");
+                    host_failure(execution_id, inner.policy.maxima)
+                }
+            };
 
         let status = result.status;
         inner
@@ -415,7 +487,7 @@ impl Executor {
         if let Err(error) = check_mounts(&request.mounts) {
             return invalid_request(result, error);
         }
-        let store = self.inner.blobs.scope(Scope::of(&client));
+        let store = self.inner.blobs.scope(Scope::of(client));
         let blobs = match receive_blobs(&store, &mut request) {
             Ok(blobs) => blobs,
             Err(error) => return invalid_request(result, error),
@@ -910,6 +982,47 @@ mod tests {
             "a binary without the wasm header"
         );
         assert_eq!(next.log_index, 1);
+        executor.log().close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_async_execution_says_its_id_once_open_and_keeps_its_answer() {
+        use crate::async_results::{AsyncSettings, View};
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, sessions) = executor(dir.path()).await;
+        let results = AsyncExecutions::in_memory(AsyncSettings {
+            retention: Duration::from_secs(600),
+            max_pending: 1,
+            max_bytes: 1 << 20,
+        });
+        // A place is taken: refused before the session is used.
+        let taken = results.reserve(Scope::Open).unwrap();
+        let sealed_request = sealed(&sessions, b"{}").await;
+        let (accepted, _) = oneshot::channel();
+        let refused = executor
+            .execute_async(sealed_request.clone(), &results, Scope::Open, accepted)
+            .await;
+        assert!(matches!(refused, Err(ExecutionError::Overloaded { .. })));
+        assert!(sessions.is_live(&sealed_request.session_id));
+        drop(taken);
+
+        let (accepted, opened) = oneshot::channel();
+        let receipt = executor
+            .execute_async(sealed_request, &results, Scope::Open, accepted)
+            .await
+            .unwrap();
+        assert_eq!(opened.await.unwrap(), receipt.execution_id);
+        assert_eq!(
+            receipt.status,
+            Status::InvalidRequest,
+            "`{{}}` has no module"
+        );
+        match results.get(&receipt.execution_id, Scope::Open) {
+            Some(View::Done(kept)) => assert_eq!(kept.ciphertext, receipt.ciphertext),
+            _ => panic!("the answer is kept"),
+        }
+        assert_eq!(results.counts().pending, 0);
+        assert_eq!(executor.log().size(), 1);
         executor.log().close().await;
     }
 }

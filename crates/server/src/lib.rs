@@ -22,6 +22,8 @@
 //! - [`sandbox`]: the Wasmtime engine, limits and WASI policy; runs one guest.
 //! - [`audit`]: the durable, file-backed audit log and its in-memory tree.
 //! - [`execution`]: the orchestrator: open → run → commit → log → seal.
+//! - [`async_results`]: long jobs (`Prefer: respond-async`): pending executions and
+//!   the sealed answers kept for their client.
 //! - [`health`]: whether the instance can execute and append now (`GET /health`).
 //! - [`metrics`]: the Prometheus registry and every series, with fixed label sets.
 //! - [`api`]: HTTP routes, the conversion of wire types, and the mapping of errors to HTTP.
@@ -32,6 +34,7 @@
 
 pub mod access;
 pub mod api;
+pub mod async_results;
 pub mod audit;
 pub mod blobs;
 pub mod compile_budget;

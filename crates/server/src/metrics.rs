@@ -79,6 +79,12 @@ pub struct Gauges {
     pub audit_log_size: u64,
     /// Bytes held by the blob stores of every scope.
     pub blob_store_bytes: usize,
+    /// Async executions accepted and not finished.
+    pub async_executions_pending: usize,
+    /// Finished async answers kept.
+    pub async_results_stored: usize,
+    /// Bytes of the finished async answers kept.
+    pub async_results_bytes: usize,
 }
 
 /// Who reads the exposition, and so how much of it they see.
@@ -142,6 +148,10 @@ struct Series {
     blob_store_bytes: Gauge,
     blob_store_hits: Counter,
     blob_store_misses: Counter,
+    async_executions: Counter,
+    async_executions_pending: Gauge,
+    async_results_stored: Gauge,
+    async_results_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -295,6 +305,40 @@ impl Metrics {
             None,
             blob_store_misses.clone(),
         );
+        let async_executions = Counter::default();
+        registries.register(
+            Public,
+            "async_executions",
+            "Executions accepted with Prefer: respond-async (answered 202)",
+            None,
+            async_executions.clone(),
+        );
+        let async_executions_pending = Gauge::default();
+        registries.register(
+            Public,
+            "async_executions_pending",
+            "Async executions accepted and not finished",
+            None,
+            async_executions_pending.clone(),
+        );
+        let async_results_stored = Gauge::default();
+        registries.register(
+            Public,
+            "async_results_stored",
+            "Finished async answers kept for their client",
+            None,
+            async_results_stored.clone(),
+        );
+        // Operator only: its step when one answer is stored is that execution's
+        // sealed result size, which follows its output's size.
+        let async_results_bytes = Gauge::default();
+        registries.register(
+            Operator,
+            "async_results",
+            "Bytes of the finished async answers kept",
+            Some(Unit::Bytes),
+            async_results_bytes.clone(),
+        );
         // Every status exists from the start, at 0, so that rates and alerts on a
         // status that has not happened yet see a series rather than nothing.
         for status in Status::ALL {
@@ -321,6 +365,10 @@ impl Metrics {
             blob_store_bytes,
             blob_store_hits,
             blob_store_misses,
+            async_executions,
+            async_executions_pending,
+            async_results_stored,
+            async_results_bytes,
         }))
     }
 
@@ -388,6 +436,11 @@ impl Metrics {
         self.0.audit_append_duration.observe(seconds);
     }
 
+    /// One execution accepted with `Prefer: respond-async`.
+    pub fn record_async_execution(&self) {
+        self.0.async_executions.inc();
+    }
+
     /// The exposition `audience` may see, with the gauges set to `gauges`.
     pub fn render(&self, gauges: Gauges, audience: Audience) -> String {
         let saturate = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -404,7 +457,15 @@ impl Metrics {
         self.0
             .blob_store_bytes
             .set(saturate(gauges.blob_store_bytes as u64));
-
+        self.0
+            .async_executions_pending
+            .set(saturate(gauges.async_executions_pending as u64));
+        self.0
+            .async_results_stored
+            .set(saturate(gauges.async_results_stored as u64));
+        self.0
+            .async_results_bytes
+            .set(saturate(gauges.async_results_bytes as u64));
         let mut text = String::new();
         let registry = match audience {
             Audience::Public => &self.0.public,
@@ -495,6 +556,9 @@ mod tests {
             sessions_pending: 3,
             audit_log_size: 4,
             blob_store_bytes: 5,
+            async_executions_pending: 5,
+            async_results_stored: 6,
+            async_results_bytes: 7_777,
         };
         metrics.record_blob_lookups(6, 7);
         let public = metrics.render(gauges, Audience::Public);
@@ -512,6 +576,9 @@ mod tests {
                     "wasm_hypervisor_execution_queue_depth",
                     "wasm_hypervisor_sessions_pending",
                     "wasm_hypervisor_audit_log_size",
+                    "wasm_hypervisor_async_executions_total",
+                    "wasm_hypervisor_async_executions_pending",
+                    "wasm_hypervisor_async_results_stored",
                 ]
                 .contains(name),
                 "{name} is public"
@@ -529,6 +596,11 @@ mod tests {
             Some(3.0)
         );
         assert!(!public.contains("55558"));
+        assert_eq!(
+            line_value(&public, "wasm_hypervisor_async_results_stored"),
+            Some(6.0)
+        );
+        assert!(!public.contains("7777"), "stored bytes are the operator's");
         // The operator sees the same series and every other.
         let operator = metrics.render(gauges, Audience::Operator);
         for line in public.lines().filter(|line| !line.starts_with('#')) {
@@ -549,6 +621,10 @@ mod tests {
         ] {
             assert_eq!(line_value(&operator, series), Some(value), "{series}");
         }
+        assert_eq!(
+            line_value(&operator, "wasm_hypervisor_async_results_bytes"),
+            Some(7_777.0)
+        );
     }
 
     #[test]
