@@ -457,7 +457,7 @@ async fn run_async_submits_and_polls() {
     let module = dir.path().join("sleep.wasm");
     std::fs::write(&module, example("sleep")).unwrap();
     let receipt = dir.path().join("receipt.json");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"))
+    let output = crate::helpers::cli_command()
         .args(["run", "--server", &app.base, "--async", "--receipt"])
         .arg(&receipt)
         .arg(&module)
@@ -477,7 +477,7 @@ async fn run_async_submits_and_polls() {
     let receipt: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
     assert_eq!(receipt["execution_id"], id);
     // A guest's failure is the exit code, as with `run`.
-    let failed = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"))
+    let failed = crate::helpers::cli_command()
         .args(["run", "--server", &app.base, "--async", "--fuel", "1"])
         .arg(&module)
         .arg("0")

@@ -254,3 +254,73 @@ async fn malformed_mounts_are_invalid_requests_naming_the_mount() {
         assert!(error.starts_with(expected), "{error}");
     }
 }
+
+/// Runs `wasm-hypervisor run` against `app` with `cache` as its blob cache.
+async fn cli_run(app: &TestApp, cache: &std::path::Path, args: &[&str]) -> std::process::Output {
+    crate::helpers::cli_command()
+        .env("XDG_CACHE_HOME", cache)
+        .args(["run", "--server", &app.base])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap()
+}
+
+/// Named blobs found in the client's scope, from the operator's metrics.
+fn blob_hits(app: &TestApp) -> u64 {
+    use wasm_hypervisor_server::metrics::{Audience, Gauges};
+    let text = app
+        .state
+        .metrics
+        .render(Gauges::default(), Audience::Operator);
+    text.lines()
+        .find_map(|line| line.strip_prefix("wasm_hypervisor_blob_store_hits_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_sends_known_blobs_by_reference_and_resends_missing_ones() {
+    let app = TestApp::spawn().await;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("hello.wasm");
+    std::fs::write(&module, example("hello")).unwrap();
+    let module = module.to_str().unwrap();
+    let stdout_of = |output: &std::process::Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout.clone()).unwrap()
+    };
+
+    let first = cli_run(&app, cache.path(), &[module, "x"]).await;
+    assert!(stdout_of(&first).contains("arg[1]=x"));
+    assert_eq!(blob_hits(&app), 0, "the first run sends the bytes");
+    let second = cli_run(&app, cache.path(), &[module, "y"]).await;
+    assert!(stdout_of(&second).contains("arg[1]=y"));
+    assert_eq!(blob_hits(&app), 1, "the second names the module");
+    let with_bytes = cli_run(&app, cache.path(), &["--no-references", module, "z"]).await;
+    assert!(stdout_of(&with_bytes).contains("arg[1]=z"));
+    assert_eq!(blob_hits(&app), 1, "--no-references sends the bytes");
+
+    // A restarted server holds no blobs: the reference is a missing_blob, and
+    // run sends the bytes again without the user noticing.
+    let data_dir = app.stop().await;
+    let app = TestApp::spawn_in(data_dir, |_| {}).await;
+    let size_before = app.state.log.size();
+    let third = cli_run(&app, cache.path(), &[module, "again"]).await;
+    assert!(stdout_of(&third).contains("arg[1]=again"));
+    assert_eq!(
+        app.state.log.size(),
+        size_before + 2,
+        "the missing_blob is an execution too, then the run with the bytes"
+    );
+    let fourth = cli_run(&app, cache.path(), &[module, "last"]).await;
+    assert!(stdout_of(&fourth).contains("arg[1]=last"));
+    assert_eq!(app.state.log.size(), size_before + 3, "named again, found");
+}

@@ -499,3 +499,15 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// The real `wasm-hypervisor` binary, with its blob cache (what `run` remembers
+/// of the blobs a server holds) under the target directory rather than the home
+/// directory of whoever runs the tests.
+pub fn cli_command() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"));
+    command.env(
+        "XDG_CACHE_HOME",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
+    );
+    command
+}

@@ -8,10 +8,14 @@
 //! use it. It never depends on the server.
 //!
 //! # Layout
-//! One module: [`Client`] and what its calls return, [`ClientError`] and the
-//! [`Violation`]s of the protocol a client refuses.
+//! - The crate root: [`Client`] and what its calls return, [`ClientError`] and the
+//!   [`Violation`]s of the protocol a client refuses.
+//! - [`archive`]: mount archives, a host directory packed and a `mounts_out`
+//!   archive unpacked.
 
 #![forbid(unsafe_code)]
+
+pub mod archive;
 
 use uuid::Uuid;
 use wasm_hypervisor_protocol::digest::sha256;
