@@ -26,8 +26,10 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use wasm_hypervisor_client::{Client, ClientError, Execution, ServerIdentity};
-use wasm_hypervisor_protocol::encoding::encode_base64;
-use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, Status};
+use wasm_hypervisor_protocol::encoding::{Hex, encode_base64};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, MountRequest, RequestedLimits, Status};
+
+use crate::blob_cache::BlobCache;
 use wasm_hypervisor_protocol::provider::Provider;
 use wasm_hypervisor_protocol::receipt::{self, Check, Receipt};
 use wasm_hypervisor_protocol::signing::{PublicKey, SignatureError};
@@ -174,6 +176,28 @@ struct RunArgs {
     /// expression (`add(1, 2)`, `greet("x")`); its results are printed one a line.
     #[arg(long, value_name = "EXPR")]
     invoke: Option<String>,
+    /// Submit as a long job (`Prefer: respond-async`): print the execution id on
+    /// stderr as soon as the server accepts it, then poll for the answer.
+    #[arg(long = "async")]
+    submit_async: bool,
+    /// Mount the host directory HOST read-only at GUEST, as `wasmtime run --dir`
+    /// does (its regular files and directories; a symbolic link is an error).
+    /// Repeatable.
+    #[arg(long = "dir", value_name = "HOST::GUEST", value_parser = parse_mapping)]
+    dirs: Vec<(PathBuf, String)>,
+    /// Give the guest a writable directory at GUEST, starting empty; what the
+    /// guest leaves there is written into HOST (created if missing, which must
+    /// otherwise be empty) once it ends, whatever its status. Repeatable.
+    #[arg(long = "out-dir", value_name = "HOST::GUEST", value_parser = parse_mapping)]
+    out_dirs: Vec<(PathBuf, String)>,
+    /// Bytes of all mounts' files together (at most the server's).
+    #[arg(long, value_name = "BYTES")]
+    files_bytes: Option<u64>,
+    /// Always send the module and archives themselves. By default a module or
+    /// archive this machine already sent to the server goes by its SHA-256, and is
+    /// sent again if the server no longer holds it.
+    #[arg(long)]
+    no_references: bool,
     /// The module, then everything for the guest: `run prog.wasm -d x` passes `-d x`.
     #[arg(value_name = "MODULE.wasm", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     module_and_args: Vec<String>,
@@ -213,6 +237,23 @@ enum CliError {
     /// The receipt was signed by another key than the one pinned.
     #[error("the receipt's key id is {actual}, not the pinned {pinned}")]
     ReceiptKeyNotPinned { actual: String, pinned: String },
+    /// A directory could not be packed for a mount, or a writable mount unpacked.
+    #[error("{0}")]
+    Archive(#[from] wasm_hypervisor_client::archive::ArchiveError),
+}
+
+/// A `--dir` or `--out-dir` value that is not `HOST::GUEST`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected HOST::GUEST with a non-empty host path and an absolute guest path, got `{0}`")]
+struct MappingError(String);
+
+fn parse_mapping(text: &str) -> Result<(PathBuf, String), MappingError> {
+    match text.split_once("::") {
+        Some((host, guest)) if !host.is_empty() && guest.starts_with('/') => {
+            Ok((PathBuf::from(host), guest.to_owned()))
+        }
+        _ => Err(MappingError(text.to_owned())),
+    }
 }
 
 /// A `--env` value that is not `NAME=VALUE`.
@@ -524,29 +565,141 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
         memory_bytes: args.memory,
         timeout_ms: args.timeout_ms,
         max_output_bytes: args.max_output_bytes,
+        files_bytes: args.files_bytes,
     };
-    let request = ExecutionRequest {
-        module: encode_base64(&module),
+    // Refused now rather than after the run: an output directory that is not empty.
+    for (host, _) in &args.out_dirs {
+        if std::fs::read_dir(host).is_ok_and(|mut entries| entries.next().is_some()) {
+            return Err(
+                wasm_hypervisor_client::archive::ArchiveError::NotEmpty(host.clone()).into(),
+            );
+        }
+    }
+    let module = OutgoingBlob::new(module);
+    let mut mounts = Vec::with_capacity(args.dirs.len() + args.out_dirs.len());
+    for (host, guest) in &args.dirs {
+        let archive = wasm_hypervisor_client::archive::pack_directory(host)?;
+        mounts.push((guest.clone(), false, Some(OutgoingBlob::new(archive))));
+    }
+    for (_, guest) in &args.out_dirs {
+        mounts.push((guest.clone(), true, None));
+    }
+    let base = ExecutionRequest {
         invoke: args.invoke.clone(),
         args: guest_args.to_vec(),
         env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
         stdin: (!stdin.is_empty()).then(|| encode_base64(&stdin)),
         limits: (limits != RequestedLimits::default()).then_some(limits),
+        ..Default::default()
     };
-    let plaintext =
-        zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(CliError::Encode)?);
-    drop(request);
 
-    let client = Client::new(&args.server, args.token);
+    let client = Client::new(&args.server, args.token.clone());
     let identity = client.identity(args.key_id.as_deref()).await?;
-    let session = client.open_session(&identity.public_key).await?;
-    let execution = client.execute(&session, &plaintext).await?;
+    let mut cache = (!args.no_references)
+        .then(|| BlobCache::load(&identity.key_id.to_string(), args.token.as_deref()));
+    let blobs =
+        || std::iter::once(&module).chain(mounts.iter().filter_map(|(_, _, blob)| blob.as_ref()));
+    // Named rather than sent: what this machine sent before, when it is worth it.
+    let mut by_reference: Vec<[u8; 32]> = match &cache {
+        Some(cache) => blobs()
+            .filter(|blob| blob.bytes.len() >= REFERENCE_MIN_BYTES && cache.contains(&blob.sha256))
+            .map(|blob| blob.sha256)
+            .collect(),
+        None => Vec::new(),
+    };
+    let execution = loop {
+        let request = ExecutionRequest {
+            mounts: mounts
+                .iter()
+                .map(|(path, writable, blob)| MountRequest {
+                    path: path.clone(),
+                    writable: *writable,
+                    tar: blob
+                        .as_ref()
+                        .filter(|blob| !by_reference.contains(&blob.sha256))
+                        .map(|blob| encode_base64(&blob.bytes)),
+                    tar_sha256: blob
+                        .as_ref()
+                        .filter(|blob| by_reference.contains(&blob.sha256))
+                        .map(|blob| Hex(blob.sha256)),
+                })
+                .collect(),
+            module: (!by_reference.contains(&module.sha256)).then(|| encode_base64(&module.bytes)),
+            module_sha256: by_reference
+                .contains(&module.sha256)
+                .then_some(Hex(module.sha256)),
+            ..base.clone()
+        };
+        let plaintext =
+            zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(CliError::Encode)?);
+        drop(request);
+        let session = client.open_session(&identity.public_key).await?;
+        let execution = if args.submit_async {
+            let pending = client.execute_async(&session, &plaintext).await?;
+            eprintln!("wasm-hypervisor: execution {}", pending.execution_id);
+            client.wait(pending).await?
+        } else {
+            client.execute(&session, &plaintext).await?
+        };
+        // A server that lost blobs it held (a restart, an eviction) names them:
+        // send those again with their bytes, once.
+        let missing = execution.result.missing_blobs.clone().unwrap_or_default();
+        let resend = execution.result.status == Status::MissingBlob
+            && !missing.is_empty()
+            && missing.iter().all(|hash| by_reference.contains(&hash.0));
+        if !resend {
+            break execution;
+        }
+        by_reference.retain(|hash| !missing.iter().any(|lost| lost.0 == *hash));
+        if let Some(cache) = cache.as_mut() {
+            for hash in &missing {
+                cache.remove(&hash.0);
+            }
+        }
+    };
+    if let Some(cache) = cache.as_mut()
+        && execution.result.status != Status::MissingBlob
+    {
+        // The server keeps every blob it receives (within its budget).
+        for blob in blobs() {
+            cache.insert(blob.sha256);
+        }
+        cache.save();
+    }
 
     if let Some(path) = &args.receipt {
         let receipt = execution.receipt(&args.server, &identity);
         write_private(path, &receipt)?;
     }
+    for (host, guest) in &args.out_dirs {
+        let written = execution
+            .result
+            .mounts_out
+            .iter()
+            .flatten()
+            .find(|out| &out.path == guest);
+        if let Some(out) = written {
+            wasm_hypervisor_client::archive::unpack_into(&out.tar.0, host)?;
+        }
+    }
     Ok(report(&execution))
+}
+
+/// Modules and archives smaller than this always go by bytes: naming them saves
+/// little, and a reference the server no longer holds costs a round trip.
+const REFERENCE_MIN_BYTES: usize = 4096;
+
+/// A module or archive `run` sends, with its SHA-256.
+struct OutgoingBlob {
+    bytes: Vec<u8>,
+    sha256: [u8; 32],
+}
+
+impl OutgoingBlob {
+    fn new(bytes: Vec<u8>) -> OutgoingBlob {
+        let sha256 = wasm_hypervisor_protocol::digest::sha256(&bytes);
+        OutgoingBlob { bytes, sha256 }
+    }
 }
 
 /// Writes the guest's output to ours and picks the exit code.
@@ -576,7 +729,9 @@ fn report(execution: &Execution) -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
         Status::Timeout => 124,
-        Status::InvalidModule | Status::InvalidRequest => 126,
+        // `run` sends its module's bytes; a server answering `missing_blob` to that
+        // is refusing the request as it was made.
+        Status::InvalidModule | Status::InvalidRequest | Status::MissingBlob => 126,
         Status::Trap => 134,
         Status::MemoryLimit => 137,
         Status::FuelExhausted => 152,

@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+mod blob_cache;
 mod cli;
 
 /// mimalloc instead of glibc's malloc: every request allocates and frees many small

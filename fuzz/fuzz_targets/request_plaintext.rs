@@ -14,18 +14,25 @@ const MAXIMA: EffectiveLimits = EffectiveLimits {
     memory_bytes: 1 << 20,
     timeout_ms: 1_000,
     max_output_bytes: 4096,
+    files_bytes: Some(1 << 20),
 };
 
 fuzz_target!(|data: &[u8]| {
     let Ok(request) = serde_json::from_slice::<ExecutionRequest>(data) else {
         return;
     };
-    let _ = decode_base64(&request.module);
+    if let Some(module) = &request.module {
+        let _ = decode_base64(module);
+    }
+    for mount in &request.mounts {
+        let _ = wasm_hypervisor_protocol::payload::check_mount_path(&mount.path);
+    }
     if let Ok(limits) = EffectiveLimits::apply(MAXIMA, request.limits) {
         assert!(limits.fuel >= 1 && limits.fuel <= MAXIMA.fuel);
         assert!(limits.timeout_ms >= 1 && limits.timeout_ms <= MAXIMA.timeout_ms);
         assert!(limits.memory_bytes <= MAXIMA.memory_bytes);
         assert!(limits.max_output_bytes <= MAXIMA.max_output_bytes);
+        assert!(limits.files_bytes <= MAXIMA.files_bytes);
     }
     if let Some(expression) = &request.invoke {
         let _ = parse_call(expression);

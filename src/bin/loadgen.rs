@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (None, None) => None,
     };
     let request = ExecutionRequest {
-        module: encode_base64(&module),
+        module: Some(encode_base64(&module)),
         args: args.args.clone(),
         stdin: stdin.as_deref().map(encode_base64),
         ..Default::default()

@@ -146,7 +146,7 @@ async fn proof_endpoints_refuse_bad_parameters_in_the_error_shape() {
 /// Runs the real `wasm-hypervisor` binary.
 async fn cli(args: &[&str], stdin: &[u8]) -> Output {
     use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"))
+    let mut child = crate::helpers::cli_command()
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -195,7 +195,7 @@ async fn run_invoke_on_the_command_line_prints_the_returns() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("calc.wasm");
     std::fs::write(&path, component("calc")).unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"))
+    let output = crate::helpers::cli_command()
         .args(["run", "--server", &app.base, "--invoke", r#"greet("cli")"#])
         .arg(&path)
         .stdin(std::process::Stdio::null())
@@ -211,7 +211,7 @@ async fn run_invoke_on_the_command_line_prints_the_returns() {
         String::from_utf8(output.stdout).unwrap(),
         "\"Hello, cli!\"\n"
     );
-    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"))
+    let bad = crate::helpers::cli_command()
         .args(["run", "--server", &app.base, "--invoke", "nope()"])
         .arg(&path)
         .stdin(std::process::Stdio::null())

@@ -334,7 +334,7 @@ pub fn example(name: &str) -> Vec<u8> {
 /// A request that runs `module` with no input.
 pub fn request(module: &[u8]) -> ExecutionRequest {
     ExecutionRequest {
-        module: encode_base64(module),
+        module: Some(encode_base64(module)),
         ..Default::default()
     }
 }
@@ -498,4 +498,16 @@ impl Drop for ServerProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// The real `wasm-hypervisor` binary, with its blob cache (what `run` remembers
+/// of the blobs a server holds) under the target directory rather than the home
+/// directory of whoever runs the tests.
+pub fn cli_command() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"));
+    command.env(
+        "XDG_CACHE_HOME",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
+    );
+    command
 }

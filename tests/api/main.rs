@@ -6,7 +6,9 @@
 //! to see the server's tracing output.
 
 mod access;
+mod async_executions;
 mod audit;
+mod blobs;
 mod capacity;
 mod compilation;
 mod components;

@@ -18,13 +18,16 @@ fn scraper_digest() -> TokenDigest {
 }
 
 /// The series an open `/metrics` may show (PROTOCOL.md, "Metrics").
-const PUBLIC_SERIES: [&str; 6] = [
+const PUBLIC_SERIES: [&str; 9] = [
     "wasm_hypervisor_http_requests_total",
     "wasm_hypervisor_executions_total",
     "wasm_hypervisor_executions_in_flight",
     "wasm_hypervisor_execution_queue_depth",
     "wasm_hypervisor_sessions_pending",
     "wasm_hypervisor_audit_log_size",
+    "wasm_hypervisor_async_executions_total",
+    "wasm_hypervisor_async_executions_pending",
+    "wasm_hypervisor_async_results_stored",
 ];
 
 /// One sample line: `name{label="value",...} value`.

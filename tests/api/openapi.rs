@@ -9,9 +9,10 @@ use serde_json::Value;
 use crate::helpers::TestApp;
 
 /// Every route the server serves: the protocol's endpoints and the operational ones.
-const SERVED: [(&str, &str); 9] = [
+const SERVED: [(&str, &str); 10] = [
     ("post", "/sessions"),
     ("post", "/execute"),
+    ("get", "/executions/{execution_id}"),
     ("get", "/keys"),
     ("get", "/log/checkpoint"),
     ("get", "/log/consistency"),

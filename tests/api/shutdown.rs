@@ -186,3 +186,73 @@ async fn past_the_grace_period_the_log_is_closed_and_the_late_result_withheld() 
     // Only the warm-up is in the log.
     assert_eq!(verify_log_file(&data_dir.path, &key), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_waits_for_async_executions_within_the_grace_period() {
+    let app = TestApp::spawn().await;
+    let key = app.identity.public_key;
+    compile_the_sleeper(&app.client, key).await;
+    let session = app.client.open_session(&key).await.unwrap();
+    let pending = app
+        .client
+        .execute_async(&session, &serde_json::to_vec(&sleeper(1500, 5000)).unwrap())
+        .await
+        .unwrap();
+    wait_for_a_running_guest(&app.base).await;
+    // Nobody waits for its answer: only the server's tracking of the task keeps
+    // the log open for it.
+    let data_dir = app.stop().await;
+    assert_eq!(verify_log_file(&data_dir.path, &key), 2);
+    let records = wasm_hypervisor_server::audit::log::read_records(
+        &data_dir
+            .path
+            .join(wasm_hypervisor_server::audit::log::LOG_FILE),
+    )
+    .unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|record| record.leaf.execution_id == pending.execution_id),
+        "the async execution is logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_async_execution_past_the_grace_period_is_withheld_as_log_unavailable() {
+    let app =
+        TestApp::spawn_with(|config| config.shutdown_grace_secs = Secs::constant::<0>()).await;
+    let key = app.identity.public_key;
+    let state = app.state.clone();
+    compile_the_sleeper(&app.client, key).await;
+    let session = app.client.open_session(&key).await.unwrap();
+    let pending = app
+        .client
+        .execute_async(&session, &serde_json::to_vec(&sleeper(2000, 5000)).unwrap())
+        .await
+        .unwrap();
+    wait_for_a_running_guest(&app.base).await;
+    let data_dir = app.stop().await;
+    // The guest finishes after the log closed: its record cannot be made durable.
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while state.async_executions.counts().pending > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the execution ends after the log closed");
+    let response = api::router(state.clone())
+        .oneshot(
+            Request::get(format!("/executions/{}", pending.execution_id))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["code"], "log_unavailable");
+    assert_eq!(verify_log_file(&data_dir.path, &key), 1);
+}

@@ -8,10 +8,14 @@
 //! use it. It never depends on the server.
 //!
 //! # Layout
-//! One module: [`Client`] and what its calls return, [`ClientError`] and the
-//! [`Violation`]s of the protocol a client refuses.
+//! - The crate root: [`Client`] and what its calls return, [`ClientError`] and the
+//!   [`Violation`]s of the protocol a client refuses.
+//! - [`archive`]: mount archives, a host directory packed and a `mounts_out`
+//!   archive unpacked.
 
 #![forbid(unsafe_code)]
+
+pub mod archive;
 
 use uuid::Uuid;
 use wasm_hypervisor_protocol::digest::sha256;
@@ -23,7 +27,8 @@ use wasm_hypervisor_protocol::receipt::{RECEIPT_VERSION, Receipt};
 use wasm_hypervisor_protocol::signing::PublicKey;
 use wasm_hypervisor_protocol::wire::{
     CheckpointResponse, ConsistencyResponse, ErrorBody, ExecuteBody, ExecuteResponse,
-    HealthResponse, KeysResponse, SessionResponse, Suite, VerifyResponse,
+    ExecutionAccepted, ExecutionState, HealthResponse, KeysResponse, PendingState, SessionResponse,
+    Suite, VerifyResponse,
 };
 
 /// What can go wrong talking to a server.
@@ -88,6 +93,13 @@ pub enum Violation {
     /// The commitment is not the one request and result give.
     #[error("the commitment does not match the request and result")]
     Commitment,
+    /// A `202` to `Prefer: respond-async` without `Preference-Applied:
+    /// respond-async`, or whose `location` is not the execution's.
+    #[error("the server's 202 is not an accepted async execution")]
+    Accepted,
+    /// An answer of a status the endpoint does not give.
+    #[error("unexpected HTTP status {0}")]
+    Status(u16),
 }
 
 /// The server's identity, from `GET /keys`.
@@ -188,7 +200,10 @@ impl Client {
     }
 
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.post(format!("{}{path}", self.base));
+        self.authorized(self.http.post(format!("{}{path}", self.base)))
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -262,6 +277,141 @@ impl Client {
         let response: ExecuteResponse = parse(response).await?;
         open_execution(response, &sealed.keys, request_plaintext)
     }
+
+    /// As [`Client::execute`], with `Prefer: respond-async` (protocol v1.1 §F):
+    /// returns once the server has opened the request, with what is needed to
+    /// fetch and open the answer later ([`Client::poll`], [`Client::wait`]).
+    /// Refusals before the plaintext opened are errors, as with `execute`.
+    pub async fn execute_async(
+        &self,
+        session: &Session,
+        request_plaintext: &[u8],
+    ) -> Result<PendingExecution, ClientError> {
+        let sealed = envelope::seal_request(
+            self.provider,
+            &session.public_key,
+            &session.id,
+            request_plaintext,
+        )
+        .map_err(ClientError::Seal)?;
+        let body = ExecuteBody {
+            session_id: session.id.hyphenated().to_string(),
+            enc: Base64(sealed.enc),
+            ciphertext: Base64(sealed.ciphertext),
+        };
+        let response = self
+            .post("/execute")
+            .header("prefer", "respond-async")
+            .json(&body)
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::OK {
+            // A server may ignore the preference (RFC 7240): the answer is here.
+            let response: ExecuteResponse = parse(response).await?;
+            let execution = open_execution(response, &sealed.keys, request_plaintext)?;
+            return Ok(PendingExecution {
+                execution_id: execution.execution_id,
+                location: None,
+                keys: sealed.keys,
+                request_plaintext: request_plaintext.to_vec(),
+                finished: Some(Box::new(execution)),
+            });
+        }
+        let applied = response
+            .headers()
+            .get("preference-applied")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.eq_ignore_ascii_case("respond-async"));
+        let status = response.status();
+        let accepted: ExecutionAccepted = parse(response).await?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            return Err(Violation::Status(status.as_u16()).into());
+        }
+        let execution_id =
+            Uuid::try_parse(&accepted.execution_id).map_err(|_| Violation::ExecutionId)?;
+        if !applied || accepted.location != format!("/executions/{}", accepted.execution_id) {
+            return Err(Violation::Accepted.into());
+        }
+        Ok(PendingExecution {
+            execution_id,
+            location: Some(accepted.location),
+            keys: sealed.keys,
+            request_plaintext: request_plaintext.to_vec(),
+            finished: None,
+        })
+    }
+
+    /// `GET /executions/{id}` once: the execution opened and checked if it has
+    /// finished, else where it is and how long the server asks to wait. For an
+    /// execution the server answered at once (it ignored the preference:
+    /// `location` is `None`) there is nothing to poll; [`Client::wait`] returns it.
+    pub async fn poll(&self, pending: &PendingExecution) -> Result<Progress, ClientError> {
+        let Some(location) = &pending.location else {
+            return Err(Violation::Accepted.into());
+        };
+        let response = self
+            .authorized(self.http.get(format!("{}{location}", self.base)))
+            .send()
+            .await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::ACCEPTED {
+            let retry_after = retry_after(&response);
+            let state: ExecutionState = parse(response).await?;
+            if state.execution_id != pending.execution_id.hyphenated().to_string() {
+                return Err(Violation::OtherExecution.into());
+            }
+            return Ok(Progress::Pending {
+                state: state.state,
+                retry_after: std::time::Duration::from_secs(retry_after.unwrap_or(1)),
+            });
+        }
+        let response: ExecuteResponse = parse(response).await?;
+        if response.execution_id != pending.execution_id.hyphenated().to_string() {
+            return Err(Violation::OtherExecution.into());
+        }
+        let execution = open_execution(response, &pending.keys, &pending.request_plaintext)?;
+        Ok(Progress::Done(Box::new(execution)))
+    }
+
+    /// Polls until the execution has finished, waiting between polls as long as
+    /// the server's `Retry-After` says (at most a minute).
+    pub async fn wait(&self, mut pending: PendingExecution) -> Result<Execution, ClientError> {
+        if let Some(execution) = pending.finished.take() {
+            return Ok(*execution);
+        }
+        loop {
+            match self.poll(&pending).await? {
+                Progress::Done(execution) => return Ok(*execution),
+                Progress::Pending { retry_after, .. } => {
+                    tokio::time::sleep(retry_after.min(std::time::Duration::from_secs(60))).await
+                }
+            }
+        }
+    }
+}
+
+/// An execution accepted with `Prefer: respond-async`. It holds the request's
+/// response keys (which never leave the client) and plaintext (for the
+/// commitment), so whoever holds it can open the answer: keep it private.
+pub struct PendingExecution {
+    pub execution_id: Uuid,
+    /// `/executions/{execution_id}`; `None` if the server answered at once.
+    pub location: Option<String>,
+    keys: ResponseKeys,
+    request_plaintext: Vec<u8>,
+    /// The server ignored the preference and answered synchronously.
+    finished: Option<Box<Execution>>,
+}
+
+/// Where an async execution is.
+pub enum Progress {
+    /// Not finished: poll again after `retry_after`.
+    Pending {
+        state: PendingState,
+        retry_after: std::time::Duration,
+    },
+    /// Finished, opened and checked.
+    Done(Box<Execution>),
 }
 
 /// What `GET /health` said.
@@ -369,15 +519,20 @@ pub fn open_execution(
     })
 }
 
+/// Seconds from the `Retry-After` header, when it is a number of seconds.
+fn retry_after(response: &reqwest::Response) -> Option<u64> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+}
+
 async fn parse<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
 ) -> Result<T, ClientError> {
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok());
+    let retry_after = retry_after(&response);
     let bytes = response.bytes().await?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {

@@ -29,10 +29,13 @@ pub enum Status {
     InvalidModule,
     /// The request plaintext is not a valid execution request.
     InvalidRequest,
+    /// A blob the request names by its SHA-256 is not in the client's blob store
+    /// (protocol v1.1 §D): `missing_blobs` lists every missing hash.
+    MissingBlob,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Completed,
         Status::Trap,
         Status::FuelExhausted,
@@ -40,6 +43,7 @@ impl Status {
         Status::MemoryLimit,
         Status::InvalidModule,
         Status::InvalidRequest,
+        Status::MissingBlob,
     ];
 
     /// The snake_case word used on the wire.
@@ -52,6 +56,7 @@ impl Status {
             Status::MemoryLimit => "memory_limit",
             Status::InvalidModule => "invalid_module",
             Status::InvalidRequest => "invalid_request",
+            Status::MissingBlob => "missing_blob",
         }
     }
 }
@@ -66,8 +71,14 @@ impl std::fmt::Display for Status {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionRequest {
-    /// Base64 of the WebAssembly binary.
-    pub module: String,
+    /// Base64 of the WebAssembly binary. Exactly one of `module` and
+    /// `module_sha256` is required; the server checks that rule (so that a request
+    /// breaking it is a logged `invalid_request`, not a parse error of serde's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// The SHA-256 of a module this client sent before (protocol v1.1 §D).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_sha256: Option<Hex>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoke: Option<String>,
     #[serde(
@@ -87,6 +98,123 @@ pub struct ExecutionRequest {
     pub stdin: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<RequestedLimits>,
+    /// Directories the guest sees (protocol v1.1 §E), at most [`MAX_MOUNTS`].
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded_mounts"
+    )]
+    pub mounts: Vec<MountRequest>,
+}
+
+/// Most mounts a request may have (protocol v1.1 §E); parsing stops past it.
+pub const MAX_MOUNTS: usize = 16;
+/// Longest mount path, in bytes.
+pub const MAX_MOUNT_PATH_BYTES: usize = 4096;
+/// Longest segment of a mount path, in bytes.
+pub const MAX_MOUNT_SEGMENT_BYTES: usize = 255;
+
+/// One directory the guest sees (protocol v1.1 §E).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountRequest {
+    /// Where the guest sees it: absolute and normalized (see [`check_mount_path`]).
+    pub path: String,
+    /// Base64 of a tar archive of its initial contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tar: Option<String>,
+    /// The SHA-256 of an archive this client sent before, instead of `tar`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tar_sha256: Option<Hex>,
+    /// Whether the guest may change it; a writable mount comes back in the
+    /// result's `mounts_out`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable: bool,
+}
+
+/// Why a mount path is not absolute and normalized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MountPathError {
+    #[error("must start with `/`")]
+    NotAbsolute,
+    #[error("may not end with `/` (except `/` itself)")]
+    TrailingSlash,
+    #[error("may not have empty, `.` or `..` segments")]
+    NotNormalized,
+    #[error("may not contain NUL")]
+    Nul,
+    #[error("is longer than {MAX_MOUNT_PATH_BYTES} bytes")]
+    TooLong,
+    #[error("has a segment longer than {MAX_MOUNT_SEGMENT_BYTES} bytes")]
+    SegmentTooLong,
+}
+
+/// Checks that `path` is a mount path of protocol v1.1 §E: it starts with `/`, has
+/// no empty, `.` or `..` segment, no trailing `/` unless it is `/`, no NUL, is at
+/// most [`MAX_MOUNT_PATH_BYTES`] bytes with segments of at most
+/// [`MAX_MOUNT_SEGMENT_BYTES`].
+pub fn check_mount_path(path: &str) -> Result<(), MountPathError> {
+    if path.len() > MAX_MOUNT_PATH_BYTES {
+        return Err(MountPathError::TooLong);
+    }
+    if path.contains('\0') {
+        return Err(MountPathError::Nul);
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(MountPathError::NotAbsolute);
+    };
+    if rest.is_empty() {
+        return Ok(());
+    }
+    if rest.ends_with('/') {
+        return Err(MountPathError::TrailingSlash);
+    }
+    for segment in rest.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(MountPathError::NotNormalized);
+        }
+        if segment.len() > MAX_MOUNT_SEGMENT_BYTES {
+            return Err(MountPathError::SegmentTooLong);
+        }
+    }
+    Ok(())
+}
+
+/// Whether mount path `inner` is `outer` or lies inside it (both checked paths).
+pub fn mount_path_within(inner: &str, outer: &str) -> bool {
+    outer == "/"
+        || inner == outer
+        || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'/'))
+}
+
+/// A JSON array of at most [`MAX_MOUNTS`] mounts.
+fn bounded_mounts<'de, D>(deserializer: D) -> Result<Vec<MountRequest>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<MountRequest>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of mounts")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(mount) = seq.next_element::<MountRequest>()? {
+                if out.len() == MAX_MOUNTS {
+                    return Err(serde::de::Error::custom(format!(
+                        "`mounts` has more than {MAX_MOUNTS} entries"
+                    )));
+                }
+                out.push(mount);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_seq(Visitor)
 }
 
 /// Most `args` entries, and separately `env` entries, that a request plaintext may
@@ -179,6 +307,9 @@ pub struct RequestedLimits {
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
+    /// Bytes of all mounts' files together (protocol v1.1 §E).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_bytes: Option<u64>,
 }
 
 /// The limits in force for one execution, after applying the server's maxima.
@@ -188,6 +319,11 @@ pub struct EffectiveLimits {
     pub memory_bytes: u64,
     pub timeout_ms: u64,
     pub max_output_bytes: u64,
+    /// The files limit in force (protocol v1.1 §G). In a result only when the
+    /// request had mounts or asked for `limits.files_bytes`, so that the result of
+    /// a v1 request is byte for byte a v1 result; the server always knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_bytes: Option<u64>,
 }
 
 /// Why a request's limits cannot be applied.
@@ -247,6 +383,10 @@ impl EffectiveLimits {
                 requested.max_output_bytes,
                 0,
             )?,
+            files_bytes: match maxima.files_bytes {
+                Some(max) => Some(lower("files_bytes", max, requested.files_bytes, 0)?),
+                None => None,
+            },
         })
     }
 }
@@ -273,6 +413,24 @@ pub struct ExecutionResult {
     pub module_sha256: Option<Hex>,
     pub limits: EffectiveLimits,
     pub engine: String,
+    /// With `missing_blob` only: every blob the request named that the client's
+    /// store does not hold (protocol v1.1 §D, §G).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_blobs: Option<Vec<Hex>>,
+    /// When the request had a writable mount: each one's contents after the guest
+    /// ended, in request order (protocol v1.1 §E, §G).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounts_out: Option<Vec<MountOut>>,
+}
+
+/// A writable mount as the guest left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountOut {
+    pub path: String,
+    /// A ustar or pax archive of its regular files and directories, entries sorted
+    /// by name.
+    pub tar: Base64,
 }
 
 impl ExecutionResult {
@@ -298,6 +456,7 @@ mod tests {
         memory_bytes: 1 << 20,
         timeout_ms: 1000,
         max_output_bytes: 10,
+        files_bytes: Some(1000),
     };
 
     #[test]
@@ -385,6 +544,136 @@ mod tests {
         );
         let fine = serde_json::from_str::<ExecutionRequest>(r#"{"module":"","env":{"A":"1"}}"#);
         assert_eq!(fine.unwrap().env["A"], "1");
+    }
+
+    #[test]
+    fn module_and_module_sha256_are_both_optional_to_serde() {
+        // The exactly-one-of rule is the server's, so that breaking it is a logged
+        // `invalid_request` rather than an unparsable plaintext.
+        let neither: ExecutionRequest = serde_json::from_str("{}").unwrap();
+        assert!(neither.module.is_none() && neither.module_sha256.is_none());
+        let hash = "ab".repeat(32);
+        let both: ExecutionRequest =
+            serde_json::from_str(&format!(r#"{{"module":"","module_sha256":"{hash}"}}"#)).unwrap();
+        assert_eq!(both.module_sha256.unwrap().0, [0xab; 32]);
+    }
+
+    #[test]
+    fn module_sha256_must_be_lowercase_hex_of_32_bytes() {
+        for bad in ["AB".repeat(32), "ab".repeat(31), "zz".repeat(32)] {
+            let request = format!(r#"{{"module_sha256":"{bad}"}}"#);
+            assert!(
+                serde_json::from_str::<ExecutionRequest>(&request).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn mounts_past_16_are_refused_while_parsing() {
+        let mount = r#"{"path":"/a","writable":true}"#;
+        let at_max = vec![mount; MAX_MOUNTS].join(",");
+        let request: ExecutionRequest =
+            serde_json::from_str(&format!(r#"{{"mounts":[{at_max}]}}"#)).unwrap();
+        assert_eq!(request.mounts.len(), MAX_MOUNTS);
+        let past = vec![mount; MAX_MOUNTS + 1].join(",");
+        let error = serde_json::from_str::<ExecutionRequest>(&format!(r#"{{"mounts":[{past}]}}"#))
+            .unwrap_err();
+        assert!(error.to_string().contains("more than 16"), "{error}");
+        let unknown =
+            serde_json::from_str::<ExecutionRequest>(r#"{"mounts":[{"path":"/a","mode":"rw"}]}"#)
+                .unwrap_err();
+        assert!(unknown.to_string().contains("mode"), "{unknown}");
+    }
+
+    #[test]
+    fn mount_paths_must_be_absolute_and_normalized() {
+        for good in [
+            "/",
+            "/a",
+            "/a/b",
+            "/usr/local/lib/python3.11",
+            "/a..b",
+            "/.a",
+        ] {
+            assert_eq!(check_mount_path(good), Ok(()), "{good}");
+        }
+        let long_segment = format!("/{}", "x".repeat(MAX_MOUNT_SEGMENT_BYTES + 1));
+        let long_path = "/x".repeat(MAX_MOUNT_PATH_BYTES / 2 + 1);
+        for (bad, why) in [
+            ("", MountPathError::NotAbsolute),
+            ("a", MountPathError::NotAbsolute),
+            ("/a/", MountPathError::TrailingSlash),
+            ("//a", MountPathError::NotNormalized),
+            ("/a//b", MountPathError::NotNormalized),
+            ("/a/./b", MountPathError::NotNormalized),
+            ("/a/../b", MountPathError::NotNormalized),
+            ("/..", MountPathError::NotNormalized),
+            ("/a\0", MountPathError::Nul),
+            (long_segment.as_str(), MountPathError::SegmentTooLong),
+            (long_path.as_str(), MountPathError::TooLong),
+        ] {
+            assert_eq!(check_mount_path(bad), Err(why), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_mount_path_is_within_itself_its_ancestors_and_the_root() {
+        assert!(mount_path_within("/a/b", "/a"));
+        assert!(mount_path_within("/a", "/a"));
+        assert!(mount_path_within("/a", "/"));
+        assert!(!mount_path_within("/ab", "/a"));
+        assert!(!mount_path_within("/a", "/a/b"));
+    }
+
+    #[test]
+    fn files_bytes_may_only_lower_the_maximum() {
+        let asked = |files_bytes| {
+            EffectiveLimits::apply(
+                MAX,
+                Some(RequestedLimits {
+                    files_bytes: Some(files_bytes),
+                    ..Default::default()
+                }),
+            )
+        };
+        assert_eq!(asked(10).unwrap().files_bytes, Some(10));
+        assert_eq!(asked(0).unwrap().files_bytes, Some(0));
+        let error = asked(1001).unwrap_err();
+        assert!(error.to_string().contains("limits.files_bytes"), "{error}");
+    }
+
+    #[test]
+    fn a_v1_result_has_none_of_the_v1_1_fields() {
+        let result = ExecutionResult {
+            execution_id: "x".into(),
+            status: Status::Completed,
+            exit_code: Some(0),
+            returns: vec![],
+            stdout: Base64::default(),
+            stderr: Base64::default(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            error: None,
+            fuel_consumed: 1,
+            wall_time_us: 1,
+            module_sha256: None,
+            limits: EffectiveLimits {
+                files_bytes: None,
+                ..MAX
+            },
+            engine: "e".into(),
+            missing_blobs: None,
+            mounts_out: None,
+        };
+        let json = serde_json::to_string(&result).unwrap();
+        for field in ["files_bytes", "missing_blobs", "mounts_out"] {
+            assert!(!json.contains(field), "{json}");
+        }
+        assert!(
+            json.ends_with(r#""max_output_bytes":10},"engine":"e"}"#),
+            "{json}"
+        );
     }
 
     #[test]

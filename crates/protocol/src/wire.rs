@@ -119,6 +119,39 @@ pub struct ExecuteResponse {
     pub leaf_signature: Base64,
 }
 
+/// `202 Accepted` answer to `POST /execute` with `Prefer: respond-async`
+/// (protocol v1.1 §F): the execution's plaintext opened and it will run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionAccepted {
+    /// UUID v4, 36 characters.
+    pub execution_id: String,
+    /// `/executions/{execution_id}`, where the answer is fetched (also the
+    /// `Location` header).
+    pub location: String,
+}
+
+/// `202` answer to `GET /executions/{execution_id}` while the execution has not
+/// finished (protocol v1.1 §F).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionState {
+    /// UUID v4, 36 characters.
+    pub execution_id: String,
+    pub state: PendingState,
+}
+
+/// Where an accepted execution that has not finished is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PendingState {
+    /// Waiting for a guest slot (or a compilation).
+    Queued,
+    /// Its guest runs, or its result is being sealed and logged.
+    Running,
+}
+
 /// `GET /keys` answer (protocol §4).
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -88,6 +88,30 @@ pub enum ClientKey {
     Address(IpAddr),
 }
 
+/// What a request may see of what earlier requests left: the blobs of protocol
+/// v1.1 §D and the answers of long jobs (§F). With authentication on, a client's
+/// scope is its token; with it off, every client shares the open scope (not the
+/// address: a client may come back from another one, behind a NAT or after
+/// changing networks; an async answer's id, 122 random bits, is then the
+/// capability, and the answer is sealed to its sender anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Authentication is off.
+    Open,
+    /// The client authenticated with the token of this digest.
+    Token([u8; 32]),
+}
+
+impl Scope {
+    /// The scope of a request made by `client`.
+    pub fn of(client: ClientKey) -> Scope {
+        match client {
+            ClientKey::Token(digest) => Scope::Token(digest),
+            ClientKey::Address(_) => Scope::Open,
+        }
+    }
+}
+
 impl ClientKey {
     pub fn address(address: IpAddr) -> ClientKey {
         match address.to_canonical() {

@@ -229,6 +229,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub limits: LimitsConfig,
     pub execution: ExecutionConfig,
+    pub blobs: BlobsConfig,
     pub auth: AuthConfig,
     pub clients: ClientsConfig,
     pub http: HttpConfig,
@@ -357,13 +358,27 @@ pub struct LimitsConfig {
     /// Bytes of stdout, and separately of stderr, returned; more is dropped and
     /// flagged as truncated. 0..=64 MiB, default 1048576 (1 MiB).
     pub max_output_bytes: Bounded<0, { 64 << 20 }>,
-    /// Largest module, in bytes, accepted for compilation. >= 8, default 8388608 (8 MiB).
+    /// Largest module, in bytes, accepted for compilation, whether sent or named
+    /// by its SHA-256. >= 8, default 134217728 (128 MiB: yosys is 69 MB).
     pub max_module_bytes: Bounded<8, UNBOUNDED>,
     /// Largest HTTP request body, in bytes, read before anything is decoded; larger
-    /// bodies get 413. The module travels base64-encoded inside base64-encoded
-    /// ciphertext, so this should be at least about 1.8 x `max_module_bytes`.
-    /// >= 1024, default 16777216 (16 MiB).
+    /// bodies get 413. In a JSON body the module and archives travel base64-encoded
+    /// inside base64-encoded ciphertext, so this should be at least about 1.8 x
+    /// `max_module_bytes` for modules sent by bytes. A body is held in memory while
+    /// it is read: this bounds each connection's share. >= 1024, default
+    /// 268435456 (256 MiB).
     pub max_request_bytes: Bounded<1024, UNBOUNDED>,
+    /// Bytes of all regular files of all of an execution's mounts together
+    /// (protocol v1.1 §E): archive contents and what the guest writes. Mount
+    /// contents over it are an `invalid_request`; a write past it fails in the
+    /// guest with `ENOSPC`. Held in memory, never on disk, per execution running.
+    /// A request may lower it. 0..=4 GiB, default 268435456 (256 MiB).
+    pub files_bytes: Bounded<0, { 4 << 30 }>,
+    /// Most files and directories of all of an execution's mounts together,
+    /// archive members and what the guest creates; past it archives are an
+    /// `invalid_request` and creating an entry fails with `ENOSPC`.
+    /// 1..=1000000, default 100000.
+    pub max_mount_entries: Bounded<1, 1_000_000>,
     /// Most `args` entries a request may give the guest; more is an
     /// `invalid_request`. Parsing stops at 65536 whatever this says.
     /// 0..=65536, default 4096.
@@ -391,7 +406,8 @@ pub struct ExecutionConfig {
     /// default 5000.
     pub queue_timeout_ms: Millis<1, 600_000>,
     /// Bytes of compiled modules kept in memory, least recently used out first.
-    /// 0 disables caching. At most 64 GiB, default 268435456 (256 MiB).
+    /// 0 disables caching. One compiled CPython or yosys takes tens to hundreds
+    /// of MB. At most 64 GiB, default 1073741824 (1 GiB).
     pub module_cache_bytes: Bounded<0, { 64 << 30 }>,
     /// Modules compiled at once, each in its own worker process on one core.
     /// Executions of cached modules never wait for a compilation, and at most this
@@ -413,11 +429,45 @@ pub struct ExecutionConfig {
     /// (`invalid_module`, cached by hash).
     /// 16 MiB..=64 GiB, default 4294967296 (4 GiB).
     pub compile_memory_bytes: Bounded<{ 16 << 20 }, { 64 << 30 }>,
+    /// Seconds a finished async execution's answer (`Prefer: respond-async`) is
+    /// kept for `GET /executions/{id}`, counted from when it finished; then 404
+    /// (the log entry stays provable at `/verify`). 600..=86400, default 900.
+    pub async_retention_secs: Secs<600, 86_400>,
+    /// Async executions accepted and not finished at once; past it `POST /execute`
+    /// with `Prefer: respond-async` answers 503 `overloaded` before using the
+    /// session. 0 turns long jobs off: the preference is ignored (RFC 7240 §2) and
+    /// every execution is answered synchronously. 0..=100000, default 1000.
+    pub max_async_pending: Bounded<0, 100_000>,
+    /// Bytes of finished async answers kept (sealed results and signatures); while
+    /// over it, new async executions are refused as `overloaded` (kept answers are
+    /// never dropped early). 1 MiB..=64 GiB, default 268435456 (256 MiB).
+    pub async_results_bytes: Bounded<{ 1 << 20 }, { 64 << 30 }>,
     /// Not a configuration key: the program run as `PROGRAM compile-worker`.
     /// `None`, always in the server, means this executable; tests that serve from
     /// their own binary point it at the built `wasm-hypervisor`.
     #[serde(skip)]
     pub compile_worker: Option<PathBuf>,
+}
+
+/// The blob stores (protocol v1.1 §D): modules and archives clients sent, kept in
+/// memory so that later requests can name them by SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobsConfig {
+    /// Bytes of blobs kept for each scope (each bearer token, or everyone when
+    /// authentication is off), least recently used out first. The server holds
+    /// at most (tokens + 1) x this. A blob larger than this is used by its
+    /// execution and not kept; 0 keeps nothing (every reference is then a
+    /// `missing_blob`). 0..=64 GiB, default 536870912 (512 MiB).
+    pub store_bytes: Bounded<0, { 64 << 30 }>,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        BlobsConfig {
+            store_bytes: Bounded::constant::<{ 512 << 20 }>(),
+        }
+    }
 }
 
 /// Optional bearer-token authentication of `POST /sessions` and `POST /execute`,
@@ -555,6 +605,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             limits: LimitsConfig::default(),
             execution: ExecutionConfig::default(),
+            blobs: BlobsConfig::default(),
             auth: AuthConfig::default(),
             clients: ClientsConfig::default(),
             http: HttpConfig::default(),
@@ -586,8 +637,10 @@ impl Default for LimitsConfig {
             memory_bytes: Bounded::constant::<{ 64 << 20 }>(),
             timeout_ms: Millis::constant::<10_000>(),
             max_output_bytes: Bounded::constant::<{ 1 << 20 }>(),
-            max_module_bytes: Bounded::constant::<{ 8 << 20 }>(),
-            max_request_bytes: Bounded::constant::<{ 16 << 20 }>(),
+            max_module_bytes: Bounded::constant::<{ 128 << 20 }>(),
+            max_request_bytes: Bounded::constant::<{ 256 << 20 }>(),
+            files_bytes: Bounded::constant::<{ 256 << 20 }>(),
+            max_mount_entries: Bounded::constant::<100_000>(),
             max_args: Bounded::constant::<4096>(),
             max_env: Bounded::constant::<4096>(),
             max_args_env_bytes: Bounded::constant::<{ 1 << 20 }>(),
@@ -601,11 +654,14 @@ impl Default for ExecutionConfig {
             max_concurrent: Bounded::constant::<100>(),
             max_queued: Bounded::constant::<200>(),
             queue_timeout_ms: Millis::constant::<5_000>(),
-            module_cache_bytes: Bounded::constant::<{ 256 << 20 }>(),
+            module_cache_bytes: Bounded::constant::<{ 1 << 30 }>(),
             max_concurrent_compilations: CompileSlots::auto(),
             max_queued_compilations: Bounded::constant::<100>(),
             compile_timeout_secs: Secs::constant::<300>(),
             compile_memory_bytes: Bounded::constant::<{ 4 << 30 }>(),
+            async_retention_secs: Secs::constant::<900>(),
+            max_async_pending: Bounded::constant::<1000>(),
+            async_results_bytes: Bounded::constant::<{ 256 << 20 }>(),
             compile_worker: None,
         }
     }
@@ -860,7 +916,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 44, "{keys:?}");
+        assert_eq!(keys.len(), 50, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(

@@ -7,8 +7,9 @@
 //! durable log record.
 //!
 //! Architecture invariant: the session is taken (and its key destroyed) only after a
-//! slot is granted, so a request turned away for overload or a malformed body keeps
-//! its session and can be retried unchanged.
+//! slot is granted (for a long job, a place in [`AsyncExecutions`]), so a request
+//! turned away for overload or a malformed body keeps its session and can be
+//! retried unchanged.
 
 #![forbid(unsafe_code)]
 
@@ -19,13 +20,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::FutureExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::access::ClientKey;
+use crate::access::{ClientKey, Scope};
+use crate::async_results::{AsyncExecutions, AsyncFull, Withheld};
 use crate::audit::{AuditError, AuditLog, LogRecord};
+use crate::blobs::{Blob, BlobStore, BlobStores};
 use crate::compile_budget::{BudgetError, CompileBudgets};
 use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
@@ -39,7 +42,8 @@ use crate::session::{SessionError, SessionStore};
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::payload::{
-    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, Status,
+    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, MountPathError,
+    MountRequest, Status,
 };
 
 /// Why an `/execute` was refused before its plaintext was recovered.
@@ -66,9 +70,36 @@ pub enum RequestError {
     /// The plaintext is not an `ExecutionRequest` in JSON.
     #[error("the request is not a valid execution request: {0}")]
     NotARequest(serde_json::Error),
+    /// Neither or both of `module` and `module_sha256`.
+    #[error("exactly one of `module` and `module_sha256` is required")]
+    ModuleChoice,
     /// `module` is not base64.
     #[error("`module` is not valid base64: {0}")]
     ModuleBase64(base64::DecodeError),
+    /// A mount's path is not absolute and normalized.
+    #[error("`mounts[{index}].path` {reason}")]
+    MountPath {
+        index: usize,
+        reason: MountPathError,
+    },
+    /// Two mounts at the same path, or one inside another.
+    #[error("`mounts[{inner}].path` is inside `mounts[{outer}].path`; mounts may not overlap")]
+    MountsOverlap { inner: usize, outer: usize },
+    /// A mount with both `tar` and `tar_sha256`, or a read-only one with neither.
+    #[error(
+        "`mounts[{0}]` needs exactly one of `tar` and `tar_sha256` (a writable mount may \
+         have neither and starts empty)"
+    )]
+    MountSource(usize),
+    /// This server cannot give a guest files yet.
+    #[error("this server does not support `mounts` yet")]
+    MountsUnsupported,
+    /// A mount's `tar` is not base64.
+    #[error("`mounts[{index}].tar` is not valid base64: {error}")]
+    TarBase64 {
+        index: usize,
+        error: base64::DecodeError,
+    },
     /// A requested limit is refused (it names the key).
     #[error(transparent)]
     Limits(LimitError),
@@ -127,6 +158,11 @@ pub struct ExecutionPolicy {
     /// Executions in the compile stage without a guest slot
     /// (`execution.max_queued_compilations`).
     pub max_compiling: usize,
+    /// Most files and directories of all mounts together
+    /// (`limits.max_mount_entries`).
+    pub max_mount_entries: u32,
+    /// Bytes of blobs each scope keeps (`blobs.store_bytes`).
+    pub blob_store_bytes: usize,
     /// Each client's compilation budget (`clients.compile_seconds_per_hour`).
     pub compile_seconds_per_hour: u64,
     pub max_queued: usize,
@@ -155,6 +191,7 @@ struct Inner {
     peak: AtomicUsize,
     metrics: Metrics,
     budgets: CompileBudgets,
+    blobs: Arc<BlobStores>,
 }
 
 impl Executor {
@@ -179,6 +216,7 @@ impl Executor {
                 policy,
                 metrics,
                 budgets: CompileBudgets::new(policy.compile_seconds_per_hour),
+                blobs: Arc::new(BlobStores::new(policy.blob_store_bytes)),
             }),
         }
     }
@@ -212,6 +250,11 @@ impl Executor {
         &self.inner.log
     }
 
+    /// The blob stores (protocol v1.1 §D).
+    pub fn blobs(&self) -> &BlobStores {
+        &self.inner.blobs
+    }
+
     /// Runs one sealed request end to end. Callers should run this on its own task
     /// (see `api`): once the plaintext is open, the execution must finish and be
     /// logged even if the client goes away.
@@ -225,34 +268,104 @@ impl Executor {
         }
         let permit = self.admit().await?;
         self.note_peak();
-        let secret = inner
-            .sessions
-            .take(&sealed.session_id)
-            .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
-        let opened =
-            envelope::open_request(secret, &sealed.session_id, &sealed.enc, sealed.ciphertext)
-                .map_err(|_| ExecutionError::DecryptionFailed)?;
-
+        let opened = self.open(sealed.session_id, &sealed.enc, sealed.ciphertext)?;
         let execution_id = Uuid::new_v4();
+        self.carry_out(execution_id, opened, permit, sealed.client)
+            .await
+    }
+
+    /// As [`Executor::execute`] for a request with `Prefer: respond-async`
+    /// (protocol v1.1 §F). Admission is a place in `results` instead of a slot
+    /// (refused, like a full queue, before the session is used); once the
+    /// plaintext opens, `accepted` receives the execution id, and the execution
+    /// then waits for a slot as long as it takes (it was accepted: no
+    /// `queue_timeout_ms`), runs, is sealed, committed and logged, and its answer
+    /// is kept in `results`. A dropped `accepted` means nothing: the execution
+    /// still finishes.
+    pub async fn execute_async(
+        &self,
+        sealed: SealedExecution,
+        results: &AsyncExecutions,
+        scope: Scope,
+        accepted: oneshot::Sender<Uuid>,
+    ) -> Result<ExecutionReceipt, ExecutionError> {
+        let inner = &self.inner;
+        if !inner.sessions.is_live(&sealed.session_id) {
+            return Err(ExecutionError::UnknownSession);
+        }
+        // Dropped (and so given back) if the session or decryption fails.
+        let ticket = results
+            .reserve(scope)
+            .map_err(|_: AsyncFull| ExecutionError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            })?;
+        let opened = self.open(sealed.session_id, &sealed.enc, sealed.ciphertext)?;
+        let execution_id = Uuid::new_v4();
+        // Owned by this task from here: a panic or an abort records a withheld
+        // answer instead of leaving the entry queued for ever.
+        let entry = ticket.register(execution_id);
+        let _ = accepted.send(execution_id);
+        let permit = inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        self.note_peak();
+        entry.mark_running();
+        let outcome = self
+            .carry_out(execution_id, opened, permit, sealed.client)
+            .await;
+        entry.finish(match &outcome {
+            Ok(receipt) => Ok(receipt.clone()),
+            Err(ExecutionError::LogUnavailable(_)) => Err(Withheld::LogUnavailable),
+            Err(_) => Err(Withheld::Internal),
+        });
+        outcome
+    }
+
+    /// Takes the session out of the store (its key leaves memory with this
+    /// attempt) and opens the request.
+    fn open(
+        &self,
+        session_id: Uuid,
+        enc: &Enc,
+        ciphertext: Vec<u8>,
+    ) -> Result<envelope::OpenedRequest, ExecutionError> {
+        let secret = self
+            .inner
+            .sessions
+            .take(&session_id)
+            .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
+        envelope::open_request(secret, &session_id, enc, ciphertext)
+            .map_err(|_| ExecutionError::DecryptionFailed)
+    }
+
+    /// Everything after the plaintext opened: run (holding `permit`), seal,
+    /// commit, sign, log.
+    async fn carry_out(
+        &self,
+        execution_id: Uuid,
+        opened: envelope::OpenedRequest,
+        permit: OwnedSemaphorePermit,
+        client: ClientKey,
+    ) -> Result<ExecutionReceipt, ExecutionError> {
+        let inner = &self.inner;
         // From here on the plaintext is open: whatever happens, including a panic
         // while preparing or running the guest, must end as a logged execution.
         // `run` gives the slot back while it waits for a compilation, and takes
         // one again to run the guest; it holds none when it returns (or panics).
-        let mut result = match AssertUnwindSafe(self.run(
-            execution_id,
-            &opened.plaintext,
-            permit,
-            sealed.client,
-        ))
-        .catch_unwind()
-        .await
-        {
-            Ok(result) => result,
-            Err(_panic) => {
-                tracing::error!(%execution_id, "preparing or running an execution panicked");
-                host_failure(execution_id, inner.policy.maxima)
-            }
-        };
+        let mut result =
+            match AssertUnwindSafe(self.run(execution_id, &opened.plaintext, permit, client))
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(_panic) => {
+                    tracing::error!(%execution_id, "preparing or running an execution panicked");
+                    host_failure(execution_id, inner.policy.maxima)
+                }
+            };
 
         let status = result.status;
         inner
@@ -365,18 +478,30 @@ impl Executor {
             Ok(request) => request,
             Err(error) => return invalid_request(result, RequestError::NotARequest(error)),
         };
-        let decoded = payload::decode_base64(&request.module);
-        request.module.zeroize();
-        let module = match decoded {
-            Ok(module) => Zeroizing::new(module),
-            Err(error) => return invalid_request(result, RequestError::ModuleBase64(error)),
+        // `limits.files_bytes` is in the result only for a request that uses files,
+        // so that a v1 request's result is a v1 result byte for byte.
+        let uses_files = !request.mounts.is_empty()
+            || request
+                .limits
+                .is_some_and(|limits| limits.files_bytes.is_some());
+        if let Err(error) = check_mounts(&request.mounts) {
+            return invalid_request(result, error);
+        }
+        let store = self.inner.blobs.scope(Scope::of(client));
+        let blobs = match receive_blobs(&store, &mut request) {
+            Ok(blobs) => blobs,
+            Err(error) => return invalid_request(result, error),
         };
-        // Hashed once: the result reports it and the module cache is keyed by it.
-        let module_hash = envelope::sha256(&module);
-        result.module_sha256 = Some(Hex(module_hash));
+        result.module_sha256 = Some(Hex(blobs.module_sha256));
+        self.inner
+            .metrics
+            .record_blob_lookups(blobs.found, blobs.missing.len() as u64);
         match EffectiveLimits::apply(policy.maxima, request.limits) {
             Ok(limits) => result.limits = limits,
             Err(error) => return invalid_request(result, RequestError::Limits(error)),
+        }
+        if !uses_files {
+            result.limits.files_bytes = None;
         }
         let entry = match &request.invoke {
             Some(expression) => Entry::Invoke(expression.clone()),
@@ -391,12 +516,34 @@ impl Executor {
         {
             return invalid_request(result, error.into());
         }
-        if module.len() as u64 > policy.max_module_bytes {
+        let FoundBlobs { module, mounts } = match blobs.complete() {
+            Ok(found) => found,
+            Err(missing) => {
+                let list = missing
+                    .iter()
+                    .map(|hash| Hex(*hash).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                result.missing_blobs = Some(missing.into_iter().map(Hex).collect());
+                return refused(
+                    result,
+                    Status::MissingBlob,
+                    format_args!(
+                        "blobs not in this client's store: {list}; send them again with their bytes"
+                    ),
+                );
+            }
+        };
+        let module_hash = module.sha256;
+        if module.bytes.len() as u64 > policy.max_module_bytes {
             let too_large = CompileRefusal::TooLarge {
-                bytes: module.len(),
+                bytes: module.bytes.len(),
                 limit: policy.max_module_bytes,
             };
             return refused(result, Status::InvalidModule, too_large);
+        }
+        if !mounts.is_empty() {
+            return invalid_request(result, RequestError::MountsUnsupported);
         }
 
         let (prepared, slot) = match self.inner.sandbox.lookup(&module_hash) {
@@ -410,7 +557,7 @@ impl Executor {
                 // again after; the tickets bound how many do so.
                 Ok(ticket) => {
                     drop(slot);
-                    let prepared = self.compile(module_hash, &module, client).await;
+                    let prepared = self.compile(module_hash, &module.bytes, client).await;
                     let slot = self
                         .inner
                         .slots
@@ -425,7 +572,7 @@ impl Executor {
                 // So many executions are compiling that this one compiles in
                 // its slot, as if compilation were part of running: bounded by
                 // the slots, and never refused after its plaintext was opened.
-                Err(_) => (self.compile(module_hash, &module, client).await, slot),
+                Err(_) => (self.compile(module_hash, &module.bytes, client).await, slot),
             },
         };
         drop(module);
@@ -522,8 +669,13 @@ fn blank_result(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
         fuel_consumed: 0,
         wall_time_us: 0,
         module_sha256: None,
-        limits,
+        limits: EffectiveLimits {
+            files_bytes: None,
+            ..limits
+        },
         engine: Sandbox::engine_name(),
+        missing_blobs: None,
+        mounts_out: None,
     }
 }
 
@@ -534,6 +686,131 @@ fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
         error: Some(RunError::HostFailure.to_string()),
         ..blank_result(execution_id, limits)
     }
+}
+
+/// Checks the shape of a request's mounts (protocol v1.1 §E): each path absolute
+/// and normalized, no two overlapping, and each with at most one of `tar` and
+/// `tar_sha256`, a read-only one with exactly one.
+fn check_mounts(mounts: &[MountRequest]) -> Result<(), RequestError> {
+    for (index, mount) in mounts.iter().enumerate() {
+        payload::check_mount_path(&mount.path)
+            .map_err(|reason| RequestError::MountPath { index, reason })?;
+        let sources = usize::from(mount.tar.is_some()) + usize::from(mount.tar_sha256.is_some());
+        if sources > 1 || (sources == 0 && !mount.writable) {
+            return Err(RequestError::MountSource(index));
+        }
+    }
+    for (inner, mount) in mounts.iter().enumerate() {
+        for (outer, other) in mounts.iter().enumerate() {
+            if inner != outer && payload::mount_path_within(&mount.path, &other.path) {
+                return Err(RequestError::MountsOverlap { inner, outer });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A request's blobs after [`receive_blobs`]: those it sent, now in the store, and
+/// those it named, found there or missing.
+struct RequestBlobs {
+    /// The module's SHA-256, computed or named.
+    module_sha256: [u8; 32],
+    module: Option<Arc<Blob>>,
+    mounts: Vec<MountBlobs>,
+    /// Every named blob the store does not hold: the module first, then the
+    /// mounts' archives in request order, each once.
+    missing: Vec<[u8; 32]>,
+    /// Named blobs the store held.
+    found: u64,
+}
+
+/// A request's blobs, every one of them found.
+struct FoundBlobs {
+    module: Arc<Blob>,
+    mounts: Vec<MountBlobs>,
+}
+
+/// One mount with its archive, if it has one and the store holds it.
+#[expect(dead_code, reason = "read once mounts reach the sandbox (issue 14)")]
+struct MountBlobs {
+    path: String,
+    writable: bool,
+    archive: Option<Arc<Blob>>,
+}
+
+impl RequestBlobs {
+    /// The module and mounts, or every missing hash.
+    fn complete(self) -> Result<FoundBlobs, Vec<[u8; 32]>> {
+        match self.module {
+            Some(module) if self.missing.is_empty() => Ok(FoundBlobs {
+                module,
+                mounts: self.mounts,
+            }),
+            // A module that is not here was named and not found: it is in `missing`.
+            _ => Err(self.missing),
+        }
+    }
+}
+
+/// Decodes every module and archive `request` sends, keeps each in `store`
+/// (protocol v1.1 §D: every blob received, even if the execution then fails), and
+/// looks up those it names. The base64 text is zeroized as it is decoded.
+fn receive_blobs(
+    store: &BlobStore,
+    request: &mut ExecutionRequest,
+) -> Result<RequestBlobs, RequestError> {
+    let mut missing = Vec::new();
+    let mut found = 0;
+    let mut named = |hash: [u8; 32], missing: &mut Vec<[u8; 32]>| {
+        let blob = store.get(&hash);
+        match &blob {
+            Some(_) => found += 1,
+            None if !missing.contains(&hash) => missing.push(hash),
+            None => {}
+        }
+        blob
+    };
+    let (module_sha256, module) = match (request.module.take(), request.module_sha256.take()) {
+        (Some(mut text), None) => {
+            let decoded = payload::decode_base64(&text);
+            text.zeroize();
+            let bytes = decoded.map_err(RequestError::ModuleBase64)?;
+            let hash = envelope::sha256(&bytes);
+            (hash, Some(store.insert(hash, bytes)))
+        }
+        (None, Some(Hex(hash))) => (hash, named(hash, &mut missing)),
+        (Some(mut text), Some(_)) => {
+            text.zeroize();
+            return Err(RequestError::ModuleChoice);
+        }
+        (None, None) => return Err(RequestError::ModuleChoice),
+    };
+    let mut mounts = Vec::with_capacity(request.mounts.len());
+    for (index, mount) in request.mounts.iter_mut().enumerate() {
+        let archive = match (mount.tar.take(), mount.tar_sha256.take()) {
+            (Some(mut text), _) => {
+                let decoded = payload::decode_base64(&text);
+                text.zeroize();
+                let bytes = decoded.map_err(|error| RequestError::TarBase64 { index, error })?;
+                let hash = envelope::sha256(&bytes);
+                Some(store.insert(hash, bytes))
+            }
+            (None, Some(Hex(hash))) => named(hash, &mut missing),
+            (None, None) => None,
+        };
+        mounts.push(MountBlobs {
+            path: std::mem::take(&mut mount.path),
+            writable: mount.writable,
+            archive,
+        });
+    }
+    Ok(RequestBlobs {
+        module_sha256,
+        module,
+        mounts,
+        missing,
+        found,
+    })
 }
 
 /// The guest's argv, env and stdin, checked for what WASI cannot carry. Public
@@ -647,8 +924,11 @@ mod tests {
                 memory_bytes: 1 << 20,
                 timeout_ms: 1000,
                 max_output_bytes: 1024,
+                files_bytes: Some(1 << 20),
             },
             max_module_bytes: 1 << 20,
+            max_mount_entries: 1000,
+            blob_store_bytes: 1 << 20,
             max_args: 16,
             max_env: 16,
             max_args_env_bytes: 1024,
@@ -709,6 +989,47 @@ mod tests {
             "a binary without the wasm header"
         );
         assert_eq!(next.log_index, 1);
+        executor.log().close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_async_execution_says_its_id_once_open_and_keeps_its_answer() {
+        use crate::async_results::{AsyncSettings, View};
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, sessions) = executor(dir.path()).await;
+        let results = AsyncExecutions::in_memory(AsyncSettings {
+            retention: Duration::from_secs(600),
+            max_pending: 1,
+            max_bytes: 1 << 20,
+        });
+        // A place is taken: refused before the session is used.
+        let taken = results.reserve(Scope::Open).unwrap();
+        let sealed_request = sealed(&sessions, b"{}").await;
+        let (accepted, _) = oneshot::channel();
+        let refused = executor
+            .execute_async(sealed_request.clone(), &results, Scope::Open, accepted)
+            .await;
+        assert!(matches!(refused, Err(ExecutionError::Overloaded { .. })));
+        assert!(sessions.is_live(&sealed_request.session_id));
+        drop(taken);
+
+        let (accepted, opened) = oneshot::channel();
+        let receipt = executor
+            .execute_async(sealed_request, &results, Scope::Open, accepted)
+            .await
+            .unwrap();
+        assert_eq!(opened.await.unwrap(), receipt.execution_id);
+        assert_eq!(
+            receipt.status,
+            Status::InvalidRequest,
+            "`{{}}` has no module"
+        );
+        match results.get(&receipt.execution_id, Scope::Open) {
+            Some(View::Done(kept)) => assert_eq!(kept.ciphertext, receipt.ciphertext),
+            _ => panic!("the answer is kept"),
+        }
+        assert_eq!(results.counts().pending, 0);
+        assert_eq!(executor.log().size(), 1);
         executor.log().close().await;
     }
 }

@@ -17,9 +17,13 @@
 //!   the server's view of the `wasm-hypervisor-protocol` crate, where the crypto
 //!   and its providers (`aws-lc`, `rustcrypto`) live.
 //! - [`session`]: pending per-session HPKE key pairs, single use and expiring.
+//! - [`blobs`]: each client scope's store of the modules and archives it sent,
+//!   named later by SHA-256 (protocol v1.1 §D).
 //! - [`sandbox`]: the Wasmtime engine, limits and WASI policy; runs one guest.
 //! - [`audit`]: the durable, file-backed audit log and its in-memory tree.
 //! - [`execution`]: the orchestrator: open → run → commit → log → seal.
+//! - [`async_results`]: long jobs (`Prefer: respond-async`): pending executions and
+//!   the sealed answers kept for their client.
 //! - [`health`]: whether the instance can execute and append now (`GET /health`).
 //! - [`metrics`]: the Prometheus registry and every series, with fixed label sets.
 //! - [`api`]: HTTP routes, the conversion of wire types, and the mapping of errors to HTTP.
@@ -30,7 +34,9 @@
 
 pub mod access;
 pub mod api;
+pub mod async_results;
 pub mod audit;
+pub mod blobs;
 pub mod compile_budget;
 pub mod config;
 pub mod connections;

@@ -77,6 +77,14 @@ pub struct Gauges {
     pub execution_queue_depth: usize,
     pub sessions_pending: usize,
     pub audit_log_size: u64,
+    /// Bytes held by the blob stores of every scope.
+    pub blob_store_bytes: usize,
+    /// Async executions accepted and not finished.
+    pub async_executions_pending: usize,
+    /// Finished async answers kept.
+    pub async_results_stored: usize,
+    /// Bytes of the finished async answers kept.
+    pub async_results_bytes: usize,
 }
 
 /// Who reads the exposition, and so how much of it they see.
@@ -137,6 +145,13 @@ struct Series {
     execution_queue_depth: Gauge,
     sessions_pending: Gauge,
     audit_log_size: Gauge,
+    blob_store_bytes: Gauge,
+    blob_store_hits: Counter,
+    blob_store_misses: Counter,
+    async_executions: Counter,
+    async_executions_pending: Gauge,
+    async_results_stored: Gauge,
+    async_results_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -265,6 +280,65 @@ impl Metrics {
             None,
             audit_log_size.clone(),
         );
+        // Operator only: a scope's store moves with what its clients send.
+        let blob_store_bytes = Gauge::default();
+        registries.register(
+            Operator,
+            "blob_store_bytes",
+            "Bytes of modules and archives held by the blob stores of every scope",
+            None,
+            blob_store_bytes.clone(),
+        );
+        let blob_store_hits = Counter::default();
+        registries.register(
+            Operator,
+            "blob_store_hits",
+            "Blobs named by SHA-256 and found in the client's scope",
+            None,
+            blob_store_hits.clone(),
+        );
+        let blob_store_misses = Counter::default();
+        registries.register(
+            Operator,
+            "blob_store_misses",
+            "Blobs named by SHA-256 and not found in the client's scope (missing_blob)",
+            None,
+            blob_store_misses.clone(),
+        );
+        let async_executions = Counter::default();
+        registries.register(
+            Public,
+            "async_executions",
+            "Executions accepted with Prefer: respond-async (answered 202)",
+            None,
+            async_executions.clone(),
+        );
+        let async_executions_pending = Gauge::default();
+        registries.register(
+            Public,
+            "async_executions_pending",
+            "Async executions accepted and not finished",
+            None,
+            async_executions_pending.clone(),
+        );
+        let async_results_stored = Gauge::default();
+        registries.register(
+            Public,
+            "async_results_stored",
+            "Finished async answers kept for their client",
+            None,
+            async_results_stored.clone(),
+        );
+        // Operator only: its step when one answer is stored is that execution's
+        // sealed result size, which follows its output's size.
+        let async_results_bytes = Gauge::default();
+        registries.register(
+            Operator,
+            "async_results",
+            "Bytes of the finished async answers kept",
+            Some(Unit::Bytes),
+            async_results_bytes.clone(),
+        );
         // Every status exists from the start, at 0, so that rates and alerts on a
         // status that has not happened yet see a series rather than nothing.
         for status in Status::ALL {
@@ -288,6 +362,13 @@ impl Metrics {
             execution_queue_depth,
             sessions_pending,
             audit_log_size,
+            blob_store_bytes,
+            blob_store_hits,
+            blob_store_misses,
+            async_executions,
+            async_executions_pending,
+            async_results_stored,
+            async_results_bytes,
         }))
     }
 
@@ -344,9 +425,20 @@ impl Metrics {
         }
     }
 
+    /// Lookups of blobs a request named by SHA-256: found, and not found.
+    pub fn record_blob_lookups(&self, found: u64, missing: u64) {
+        self.0.blob_store_hits.inc_by(found);
+        self.0.blob_store_misses.inc_by(missing);
+    }
+
     /// One durable append to the audit log.
     pub fn observe_audit_append(&self, seconds: f64) {
         self.0.audit_append_duration.observe(seconds);
+    }
+
+    /// One execution accepted with `Prefer: respond-async`.
+    pub fn record_async_execution(&self) {
+        self.0.async_executions.inc();
     }
 
     /// The exposition `audience` may see, with the gauges set to `gauges`.
@@ -362,6 +454,18 @@ impl Metrics {
             .sessions_pending
             .set(saturate(gauges.sessions_pending as u64));
         self.0.audit_log_size.set(saturate(gauges.audit_log_size));
+        self.0
+            .blob_store_bytes
+            .set(saturate(gauges.blob_store_bytes as u64));
+        self.0
+            .async_executions_pending
+            .set(saturate(gauges.async_executions_pending as u64));
+        self.0
+            .async_results_stored
+            .set(saturate(gauges.async_results_stored as u64));
+        self.0
+            .async_results_bytes
+            .set(saturate(gauges.async_results_bytes as u64));
         let mut text = String::new();
         let registry = match audience {
             Audience::Public => &self.0.public,
@@ -451,7 +555,12 @@ mod tests {
             execution_queue_depth: 2,
             sessions_pending: 3,
             audit_log_size: 4,
+            blob_store_bytes: 5,
+            async_executions_pending: 5,
+            async_results_stored: 6,
+            async_results_bytes: 7_777,
         };
+        metrics.record_blob_lookups(6, 7);
         let public = metrics.render(gauges, Audience::Public);
         let names: Vec<&str> = public
             .lines()
@@ -467,6 +576,9 @@ mod tests {
                     "wasm_hypervisor_execution_queue_depth",
                     "wasm_hypervisor_sessions_pending",
                     "wasm_hypervisor_audit_log_size",
+                    "wasm_hypervisor_async_executions_total",
+                    "wasm_hypervisor_async_executions_pending",
+                    "wasm_hypervisor_async_results_stored",
                 ]
                 .contains(name),
                 "{name} is public"
@@ -484,6 +596,11 @@ mod tests {
             Some(3.0)
         );
         assert!(!public.contains("55558"));
+        assert_eq!(
+            line_value(&public, "wasm_hypervisor_async_results_stored"),
+            Some(6.0)
+        );
+        assert!(!public.contains("7777"), "stored bytes are the operator's");
         // The operator sees the same series and every other.
         let operator = metrics.render(gauges, Audience::Operator);
         for line in public.lines().filter(|line| !line.starts_with('#')) {
@@ -496,6 +613,17 @@ mod tests {
         assert_eq!(
             line_value(&operator, "wasm_hypervisor_module_cache_hits_total"),
             Some(1.0)
+        );
+        for (series, value) in [
+            ("wasm_hypervisor_blob_store_bytes", 5.0),
+            ("wasm_hypervisor_blob_store_hits_total", 6.0),
+            ("wasm_hypervisor_blob_store_misses_total", 7.0),
+        ] {
+            assert_eq!(line_value(&operator, series), Some(value), "{series}");
+        }
+        assert_eq!(
+            line_value(&operator, "wasm_hypervisor_async_results_bytes"),
+            Some(7_777.0)
         );
     }
 

@@ -28,6 +28,7 @@ use tower::ServiceExt;
 
 use crate::access::{QuotaSettings, Quotas, TokenSet};
 use crate::api::{self, AppState, MetricsAccess, Shared};
+use crate::async_results::{AsyncExecutions, AsyncSettings};
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::connections::{Connection, ConnectionIo, ConnectionLimits, Connections};
@@ -67,6 +68,11 @@ pub enum ServerError {
 /// long (it cannot be used: `take` checks expiry itself), and a burst of sessions
 /// created over a second wakes the sweeper at most ten times when they expire.
 const SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(100);
+
+/// The async answers' sweeper's shortest sleep: an answer past its retention
+/// may stay in memory this long (`get` refuses it already), and answers that
+/// finished within a second of each other are swept together.
+const ASYNC_SWEEP_INTERVAL_MIN: Duration = Duration::from_secs(1);
 
 /// A built service: the router plus what must be shut down with it.
 pub struct Service {
@@ -155,8 +161,11 @@ impl Service {
                 memory_bytes: limits.memory_bytes.get(),
                 timeout_ms: limits.timeout_ms.count(),
                 max_output_bytes: limits.max_output_bytes.get(),
+                files_bytes: Some(limits.files_bytes.get()),
             },
             max_module_bytes: limits.max_module_bytes.get(),
+            max_mount_entries: u32::try_from(limits.max_mount_entries.get()).unwrap_or(u32::MAX),
+            blob_store_bytes: usize::try_from(config.blobs.store_bytes.get()).unwrap_or(usize::MAX),
             max_args: limits.max_args.get_usize(),
             max_env: limits.max_env.get_usize(),
             max_args_env_bytes: limits.max_args_env_bytes.get_usize(),
@@ -237,6 +246,12 @@ impl Service {
             body_read_timeout: http.body_read_timeout_ms.get(),
             max_header_bytes: http.max_header_bytes.get_usize(),
             executions: TaskTracker::new(),
+            async_executions: AsyncExecutions::in_memory(AsyncSettings {
+                retention: execution.async_retention_secs.get(),
+                max_pending: execution.max_async_pending.get_usize(),
+                max_bytes: usize::try_from(execution.async_results_bytes.get())
+                    .unwrap_or(usize::MAX),
+            }),
             // Unbounded above: a limit past the address space is no limit.
             max_request_bytes: usize::try_from(limits.max_request_bytes.get())
                 .unwrap_or(usize::MAX),
@@ -285,6 +300,21 @@ impl Service {
                 }
             })
         };
+        // Forgets async answers past their retention, oldest first: wakes when the
+        // oldest is due, at most every `ASYNC_SWEEP_INTERVAL_MIN`.
+        let async_sweeper = {
+            let results = self.state.async_executions.clone();
+            tokio::spawn(async move {
+                loop {
+                    let now = Instant::now();
+                    let next = results
+                        .sweep(now)
+                        .unwrap_or(now + results.retention())
+                        .max(now + ASYNC_SWEEP_INTERVAL_MIN);
+                    tokio::time::sleep_until(next.into()).await;
+                }
+            })
+        };
         let router = api::router(self.state.clone());
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let mut serving = tokio::spawn(serve_connections(
@@ -305,6 +335,7 @@ impl Service {
             }
         };
         sweeper.abort();
+        async_sweeper.abort();
         self.log.close().await;
         served
     }

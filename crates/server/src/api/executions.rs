@@ -1,5 +1,7 @@
 //! `POST /execute` (protocol §3): the body parsed into a [`SealedExecution`], the
-//! client's execution slot, and the sealed, committed, logged answer.
+//! client's execution slot, and the sealed, committed, logged answer; with
+//! `Prefer: respond-async` (protocol v1.1 §F) a `202` once the plaintext opens,
+//! and `GET /executions/{execution_id}` for the answer.
 
 #![forbid(unsafe_code)]
 
@@ -7,14 +9,20 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::access::ClientKey;
+use crate::access::{ClientKey, Scope};
+use crate::async_results::{View, Withheld};
 use crate::envelope::{Enc, Provider};
-use crate::execution::{ExecutionError, SealedExecution};
+use crate::execution::{ExecutionError, ExecutionReceipt, SealedExecution};
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
-use wasm_hypervisor_protocol::wire::{ErrorBody, ExecuteBody, ExecuteResponse};
+use wasm_hypervisor_protocol::wire::{
+    ErrorBody, ExecuteBody, ExecuteResponse, ExecutionAccepted, ExecutionState, PendingState,
+};
 
 use super::AppState;
 use super::error::ApiError;
@@ -53,16 +61,64 @@ pub fn decode_execute_body(provider: Provider, bytes: &[u8]) -> Result<SealedExe
     )
 }
 
+/// `Preference-Applied` (RFC 7240 §3).
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+
+/// Whether the request's `Prefer` headers (RFC 7240 §2) hold the preference
+/// `respond-async`: each header a comma-separated list of preferences, each a
+/// token (case-insensitive), optionally `=value` and `;parameters`, which are
+/// ignored, as are all other preferences (`wait=`, `return=`, unknown ones).
+fn prefers_respond_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| {
+            let token = preference.split([';', '=']).next().unwrap_or("");
+            token.trim().eq_ignore_ascii_case("respond-async")
+        })
+}
+
+/// The answer `/execute` gives for a receipt, synchronous or fetched later.
+fn execute_response(receipt: &ExecutionReceipt) -> ExecuteResponse {
+    ExecuteResponse {
+        execution_id: receipt.execution_id.hyphenated().to_string(),
+        ciphertext: Base64(receipt.ciphertext.clone()),
+        commitment: Hex(receipt.commitment),
+        log_index: receipt.log_index,
+        leaf_signature: Base64(receipt.leaf_signature.clone()),
+    }
+}
+
+/// A refusal before the plaintext opened, or a withheld answer, as HTTP.
+fn api_error(error: ExecutionError) -> ApiError {
+    match error {
+        ExecutionError::UnknownSession => ApiError::SessionNotFound,
+        ExecutionError::DecryptionFailed => ApiError::DecryptionFailed,
+        ExecutionError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
+        ExecutionError::LogUnavailable(cause) => {
+            tracing::error!(error = %cause, "execution not recorded");
+            ApiError::LogUnavailable
+        }
+    }
+}
+
 /// Run a sealed request. Once its plaintext opens, every outcome is a 200 with a
-/// sealed result, committed and logged.
+/// sealed result, committed and logged; with `Prefer: respond-async`, a 202 and
+/// the same answer later at `GET /executions/{execution_id}`.
 #[utoipa::path(
     post,
     path = "/execute",
     tag = "protocol",
     security((), ("bearer" = [])),
+    params(("Prefer" = Option<String>, Header, description = "`respond-async` (RFC 7240): answer 202 as soon as the plaintext opens, and keep the answer for `GET /executions/{execution_id}` (protocol v1.1 §F); other preferences are ignored")),
     request_body(content = ExecuteBody, content_type = "application/json"),
     responses(
         (status = 200, description = "An execution, sealed, committed and durably logged (protocol §3)", body = ExecuteResponse),
+        (status = 202, description = "With `Prefer: respond-async`: the plaintext opened and the execution will run; its answer is at `Location`", body = ExecutionAccepted,
+            headers(("Location" = String, description = "`/executions/{execution_id}`"),
+                    ("Preference-Applied" = String, description = "`respond-async`"))),
         (status = 400, description = "`malformed_body`: not the JSON this endpoint takes; `decryption_failed`: the ciphertext does not open under the session's key", body = ErrorBody),
         (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
@@ -74,20 +130,26 @@ pub fn decode_execute_body(provider: Provider, bytes: &[u8]) -> Result<SealedExe
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`overloaded`: no execution slot within the queue bounds (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld", body = ErrorBody,
+        (status = 503, description = "`overloaded`: no execution slot within the queue bounds, or with `Prefer: respond-async` no room for another async execution (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld", body = ErrorBody,
             headers(("Retry-After" = u64, description = "With `overloaded`: seconds to wait before retrying"))),
     )
 )]
 pub(super) async fn execute(
     State(state): State<AppState>,
     QuotaClient(client): QuotaClient,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<ExecuteBody>,
-) -> Result<Json<ExecuteResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let sealed = sealed_execution(body, state.sessions.provider(), client)?;
     // One of the client's execution slots (`clients.max_concurrent_executions`),
     // taken only now that the body is read and decoded: a slow, oversized or
     // malformed body never holds one.
     let permit = state.quotas.begin_execution(client, Instant::now())?;
+    // With `execution.max_async_pending` 0 the preference is ignored (RFC 7240
+    // lets a server do so): answered synchronously, without `Preference-Applied`.
+    if prefers_respond_async(&headers) && state.async_executions.enabled() {
+        return execute_async(state, client, sealed, permit).await;
+    }
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
     // only fail this request.
@@ -110,26 +172,181 @@ pub(super) async fn execute(
             tracing::error!(error = %join_error, "execution task failed");
             ApiError::Internal
         })?
-        .map_err(|error| match error {
-            ExecutionError::UnknownSession => ApiError::SessionNotFound,
-            ExecutionError::DecryptionFailed => ApiError::DecryptionFailed,
-            ExecutionError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
-            ExecutionError::LogUnavailable(cause) => {
-                tracing::error!(error = %cause, "execution not recorded");
-                ApiError::LogUnavailable
-            }
-        })?;
+        .map_err(api_error)?;
+    record_in_span(&receipt);
+    Ok(Json(execute_response(&receipt)).into_response())
+}
+
+fn record_in_span(receipt: &ExecutionReceipt) {
     let span = tracing::Span::current();
     span.record(
         "execution_id",
         tracing::field::display(receipt.execution_id),
     );
     span.record("execution_status", receipt.status.as_str());
-    Ok(Json(ExecuteResponse {
-        execution_id: receipt.execution_id.hyphenated().to_string(),
-        ciphertext: Base64(receipt.ciphertext),
-        commitment: Hex(receipt.commitment),
-        log_index: receipt.log_index,
-        leaf_signature: Base64(receipt.leaf_signature),
-    }))
+}
+
+/// `execute` with `Prefer: respond-async`: the same task as a synchronous
+/// execution (tracked, so a shutdown waits for it), which tells this handler the
+/// execution id as soon as the plaintext opens; refusals before that are
+/// answered as a synchronous `/execute` answers them.
+async fn execute_async(
+    state: AppState,
+    client: ClientKey,
+    sealed: SealedExecution,
+    permit: crate::access::ExecutionPermit,
+) -> Result<Response, ApiError> {
+    let (accepted, opened) = oneshot::channel();
+    let executor = state.executor.clone();
+    let results = state.async_executions.clone();
+    let task = state.executions.spawn(
+        async move {
+            let _permit = permit;
+            let outcome = executor
+                .execute_async(sealed, &results, Scope::of(client), accepted)
+                .await;
+            // Nobody awaits an accepted execution's task: say here what the
+            // synchronous handler would have said.
+            match &outcome {
+                Ok(receipt) => record_in_span(receipt),
+                Err(ExecutionError::LogUnavailable(cause)) => {
+                    tracing::error!(error = %cause, "async execution not recorded; its answer is withheld");
+                }
+                Err(_) => {}
+            }
+            outcome
+        }
+        .in_current_span(),
+    );
+    let Ok(execution_id) = opened.await else {
+        // The plaintext never opened (or the task panicked before): the task's
+        // own answer says why.
+        let outcome = task.await.map_err(|join_error| {
+            tracing::error!(error = %join_error, "execution task failed");
+            ApiError::Internal
+        })?;
+        return Err(match outcome {
+            Err(error) => api_error(error),
+            // Unreachable: an opened plaintext sends its id first.
+            Ok(_) => ApiError::Internal,
+        });
+    };
+    state.metrics.record_async_execution();
+    tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
+    let id = execution_id.hyphenated().to_string();
+    let location = format!("/executions/{id}");
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(ExecutionAccepted {
+            execution_id: id,
+            location: location.clone(),
+        }),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::try_from(location).map_err(|_| ApiError::Internal)?,
+    );
+    headers.insert(
+        PREFERENCE_APPLIED,
+        HeaderValue::from_static("respond-async"),
+    );
+    Ok(response)
+}
+
+/// The answer of an execution accepted with `Prefer: respond-async` (protocol
+/// v1.1 §F), for the client that submitted it.
+#[utoipa::path(
+    get,
+    path = "/executions/{execution_id}",
+    tag = "protocol",
+    security((), ("bearer" = [])),
+    params(("execution_id" = String, Path, description = "The execution id from the 202 of `POST /execute`, a 36-character lowercase UUID")),
+    responses(
+        (status = 200, description = "Finished: exactly the body a synchronous `POST /execute` would have answered", body = ExecuteResponse),
+        (status = 202, description = "Queued or running; ask again after `Retry-After`", body = ExecutionState,
+            headers(("Retry-After" = u64, description = "Seconds to wait before asking again: 1"))),
+        (status = 400, description = "`invalid_parameter`: the id is not a 36-character lowercase UUID", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "`execution_not_found`: no async execution with this id for this client: unknown, submitted with another token, or finished longer ago than `execution.async_retention_secs` (its log entry stays provable at `/verify/{execution_id}`)", body = ErrorBody),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
+        (status = 500, description = "`internal_error`: the execution ended without an answer (a server bug)", body = ErrorBody),
+        (status = 503, description = "`log_unavailable`: the record could not be made durable, so the result is withheld", body = ErrorBody),
+    )
+)]
+pub(super) async fn get_execution(
+    State(state): State<AppState>,
+    QuotaClient(client): QuotaClient,
+    Path(execution_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_uuid(&execution_id).ok_or_else(|| {
+        ApiError::InvalidParameter(
+            "the execution id is not a 36-character lowercase UUID".to_owned(),
+        )
+    })?;
+    let view = state
+        .async_executions
+        .get(&id, Scope::of(client))
+        .ok_or(ApiError::ExecutionNotFound)?;
+    let pending = |state| {
+        let mut response = (
+            StatusCode::ACCEPTED,
+            Json(ExecutionState {
+                execution_id: execution_id.clone(),
+                state,
+            }),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
+        response
+    };
+    match view {
+        View::Queued => Ok(pending(PendingState::Queued)),
+        View::Running => Ok(pending(PendingState::Running)),
+        View::Done(receipt) => Ok(Json(execute_response(&receipt)).into_response()),
+        View::Withheld(Withheld::LogUnavailable) => Err(ApiError::LogUnavailable),
+        View::Withheld(Withheld::Internal) => Err(ApiError::Internal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefer(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("prefer", HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn respond_async_is_found_among_other_preferences_in_any_case() {
+        assert!(prefers_respond_async(&prefer(&["respond-async"])));
+        assert!(prefers_respond_async(&prefer(&["Respond-Async"])));
+        assert!(prefers_respond_async(&prefer(&["wait=10, respond-async"])));
+        assert!(prefers_respond_async(&prefer(&[
+            "return=minimal",
+            " RESPOND-ASYNC ;x=1"
+        ])));
+        assert!(prefers_respond_async(&prefer(&[
+            "handling=lenient,respond-async,wait=5"
+        ])));
+    }
+
+    #[test]
+    fn other_preferences_and_lookalikes_are_not_respond_async() {
+        assert!(!prefers_respond_async(&HeaderMap::new()));
+        assert!(!prefers_respond_async(&prefer(&["wait=10"])));
+        assert!(!prefers_respond_async(&prefer(&["respond-asynchronously"])));
+        assert!(!prefers_respond_async(&prefer(&["return=respond-async"])));
+        assert!(!prefers_respond_async(&prefer(&["x-respond-async"])));
+    }
 }

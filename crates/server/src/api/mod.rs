@@ -43,6 +43,7 @@ use ipnet::IpNet;
 use tokio_util::task::TaskTracker;
 
 use crate::access::{Quotas, TokenSet};
+use crate::async_results::AsyncExecutions;
 use crate::audit::AuditLog;
 use crate::execution::Executor;
 use crate::health::Health;
@@ -98,5 +99,7 @@ pub struct Shared {
     /// The execution tasks, which a shutdown waits for: they outlive their request
     /// when the client goes away.
     pub executions: TaskTracker,
+    /// Executions accepted with `Prefer: respond-async` and their kept answers.
+    pub async_executions: AsyncExecutions,
     pub max_request_bytes: usize,
 }

@@ -71,11 +71,16 @@ pub(super) async fn metrics_text(
 ) -> Response {
     // Unmarked (it cannot be, behind `authorize_scraper`): the least.
     let audience = audience.map_or(Audience::Public, |Extension(audience)| audience);
+    let async_counts = state.async_executions.counts();
     let gauges = Gauges {
         executions_in_flight: state.executor.slots_in_use(),
         execution_queue_depth: state.executor.queue_depth(),
         sessions_pending: state.sessions.pending(),
         audit_log_size: state.log.size(),
+        blob_store_bytes: state.executor.blobs().total_bytes(),
+        async_executions_pending: async_counts.pending,
+        async_results_stored: async_counts.stored,
+        async_results_bytes: async_counts.bytes,
     };
     let text = state.metrics.render(gauges, audience);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()

@@ -34,9 +34,10 @@ use super::{executions, keys, log, operations, sessions};
 ///
 /// What each route goes through, outermost first (after what every request goes
 /// through, `router`):
-/// - `POST /sessions`, `POST /execute`: the client's token (when `auth.tokens_sha256`
-///   is set), then its request rate (keyed by that token, else by address); and
-///   for `/execute`, once its body is read and decoded, its executions in flight.
+/// - `POST /sessions`, `POST /execute`, `GET /executions/{execution_id}`: the
+///   client's token (when `auth.tokens_sha256` is set), then its request rate
+///   (keyed by that token, else by address); and for `/execute`, once its body is
+///   read and decoded, its executions in flight.
 /// - `GET /metrics`: the scraper's token (when `auth.metrics_tokens_sha256` is set;
 ///   closed to everyone when only `auth.tokens_sha256` is: see [`MetricsAccess`]),
 ///   then the request rate.
@@ -47,7 +48,9 @@ use super::{executions, keys, log, operations, sessions};
 ///   by address.
 pub(super) fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     let execute = OpenApiRouter::new().routes(routes!(executions::execute));
-    let mut protected = OpenApiRouter::new().routes(routes!(sessions::create_session));
+    let mut protected = OpenApiRouter::new()
+        .routes(routes!(sessions::create_session))
+        .routes(routes!(executions::get_execution));
     let mut metrics = OpenApiRouter::new().routes(routes!(operations::metrics_text));
     let mut public = OpenApiRouter::new()
         .routes(routes!(keys::keys))
@@ -156,8 +159,8 @@ pub fn router(state: AppState) -> Router {
 )]
 pub(super) struct ApiDoc;
 
-/// Declares the `bearer` scheme that `POST /sessions`, `POST /execute` and `GET
-/// /metrics` accept.
+/// Declares the `bearer` scheme that `POST /sessions`, `POST /execute`, `GET
+/// /executions/{execution_id}` and `GET /metrics` accept.
 pub(super) struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -169,8 +172,9 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "Required by `POST /sessions` and `POST /execute` only when \
-                         the server sets `auth.tokens_sha256`, and by `GET /metrics` \
+                        "Required by `POST /sessions`, `POST /execute` and `GET \
+                         /executions/{execution_id}` only when the server sets \
+                         `auth.tokens_sha256`, and by `GET /metrics` \
                          when it sets `auth.metrics_tokens_sha256` (with only \
                          `auth.tokens_sha256` set, `GET /metrics` is closed); otherwise no \
                          authentication",

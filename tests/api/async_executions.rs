@@ -1,0 +1,509 @@
+//! Long jobs (protocol v1.1 §F): `POST /execute` with `Prefer: respond-async`
+//! answers 202 once the plaintext opens, and `GET /executions/{id}` answers
+//! `queued`/`running` (202) until the very body a synchronous `/execute` would
+//! have answered (200). Every accepted execution is logged, fetched or not.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+use wasm_hypervisor_client::{Client, Progress};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, Status};
+use wasm_hypervisor_protocol::receipt;
+use wasm_hypervisor_protocol::wire::PendingState;
+use wasm_hypervisor_server::config::Bounded;
+
+use crate::helpers::{
+    TEST_TOKEN, TestApp, example, fixture, limits, request, sealed_body, token_digest,
+};
+
+/// A guest that sleeps `ms` milliseconds (at most 5 s).
+fn sleeper(ms: u64) -> ExecutionRequest {
+    let mut sleeper = request(&example("sleep"));
+    sleeper.args = vec![ms.to_string()];
+    sleeper.limits = limits(None, Some(5000));
+    sleeper
+}
+
+/// `POST /execute` with `body`, with `Prefer: respond-async` if `prefer`.
+async fn post_execute(
+    app: &TestApp,
+    token: Option<&str>,
+    body: String,
+    prefer: bool,
+) -> reqwest::Response {
+    let mut post = app
+        .http
+        .post(app.url("/execute"))
+        .header("content-type", "application/json")
+        .body(body);
+    if prefer {
+        post = post.header("prefer", "wait=5, respond-async");
+    }
+    if let Some(token) = token {
+        post = post.bearer_auth(token);
+    }
+    post.send().await.unwrap()
+}
+
+/// `GET /executions/{id}` as `token`.
+async fn get_execution(app: &TestApp, token: Option<&str>, id: &str) -> reqwest::Response {
+    let mut get = app.http.get(app.url(&format!("/executions/{id}")));
+    if let Some(token) = token {
+        get = get.bearer_auth(token);
+    }
+    get.send().await.unwrap()
+}
+
+/// Submits `request` as a long job through the client library.
+async fn submit(
+    app: &TestApp,
+    request: &ExecutionRequest,
+) -> wasm_hypervisor_client::PendingExecution {
+    let session = app
+        .client
+        .open_session(&app.identity.public_key)
+        .await
+        .unwrap();
+    app.client
+        .execute_async(&session, &serde_json::to_vec(request).unwrap())
+        .await
+        .expect("accepted")
+}
+
+/// Waits (polling the log's size, a condition) until the log holds `size` records.
+async fn wait_for_log_size(app: &TestApp, size: u64) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while app.state.log.size() < size {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the execution is logged");
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_async_execution_answers_202_then_the_sync_body() {
+    let app = TestApp::spawn().await;
+    let sync = app.execute(&request(&example("hello"))).await;
+
+    // The 202 itself, over raw HTTP.
+    let body = sealed_body(
+        &app,
+        None,
+        &serde_json::to_vec(&request(&example("hello"))).unwrap(),
+    )
+    .await;
+    let accepted = post_execute(&app, None, body, true).await;
+    assert_eq!(accepted.status(), 202);
+    assert_eq!(accepted.headers()["preference-applied"], "respond-async");
+    let location = accepted.headers()["location"].to_str().unwrap().to_owned();
+    let accepted: Value = accepted.json().await.unwrap();
+    let id = accepted["execution_id"].as_str().unwrap();
+    assert_eq!(location, format!("/executions/{id}"));
+    assert_eq!(accepted["location"], location);
+    assert_eq!(accepted.as_object().unwrap().len(), 2);
+
+    // Through the client: accepted, then fetched, opened with the request's keys
+    // and its commitment checked (`Client::wait` refuses it otherwise).
+    let pending = submit(&app, &request(&example("hello"))).await;
+    let execution = app.client.wait(pending).await.unwrap();
+    assert_eq!(execution.result.status, Status::Completed);
+    assert_eq!(execution.result.stdout_bytes(), sync.result.stdout_bytes());
+
+    // The fetched body is what a synchronous /execute answers: the same fields.
+    let fetched: Value = get_execution(&app, None, &execution.response.execution_id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fields = |value: &Value| -> BTreeSet<String> {
+        value.as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(
+        fields(&fetched),
+        fields(&serde_json::to_value(&sync.response).unwrap())
+    );
+    assert_eq!(fetched, serde_json::to_value(&execution.response).unwrap());
+
+    // And it is in the log: its receipt checks against /verify.
+    wait_for_log_size(&app, 3).await;
+    let answer = app
+        .client
+        .inclusion(&execution.response.execution_id)
+        .await
+        .unwrap();
+    let receipt = execution.receipt(&app.base, &app.identity);
+    let checks = receipt::check_receipt(&receipt, &answer, &app.identity.public_key);
+    assert!(receipt::all_hold(&checks), "{checks:?}");
+    assert_eq!(app.stop_and_verify_log().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unfinished_execution_answers_202_with_retry_after() {
+    let app = TestApp::spawn_with(|config| {
+        config.execution.max_concurrent = Bounded::constant::<1>();
+    })
+    .await;
+    // Compiled once, so that both guests below only wait for the one slot.
+    app.execute(&sleeper(0)).await;
+    let first = submit(&app, &sleeper(3000)).await;
+    let second = submit(&app, &sleeper(3000)).await;
+    // One runs and the other waits for the slot, in either order.
+    let states = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut states = Vec::new();
+            for pending in [&first, &second] {
+                let response = get_execution(&app, None, &pending.execution_id.to_string()).await;
+                assert_eq!(response.status(), 202);
+                assert_eq!(response.headers()["retry-after"], "1");
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["execution_id"], pending.execution_id.to_string());
+                assert_eq!(body.as_object().unwrap().len(), 2);
+                states.push(body["state"].as_str().unwrap().to_owned());
+            }
+            states.sort();
+            if states == ["queued", "running"] {
+                return states;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("one guest runs while the other is queued");
+    assert_eq!(states, ["queued", "running"]);
+    // The client library sees the same.
+    match app.client.poll(&first).await.unwrap() {
+        Progress::Pending { state, retry_after } => {
+            assert!(matches!(
+                state,
+                PendingState::Queued | PendingState::Running
+            ));
+            assert_eq!(retry_after, Duration::from_secs(1));
+        }
+        Progress::Done(_) => panic!("the first sleeper ended within its 3 s"),
+    }
+    for pending in [first, second] {
+        let execution = app.client.wait(pending).await.unwrap();
+        assert_eq!(execution.result.stdout_bytes(), b"slept\n");
+    }
+    assert_eq!(app.stop_and_verify_log().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_async_execution_whose_client_went_away_is_logged_and_fetchable_later() {
+    let app = TestApp::spawn().await;
+    app.execute(&sleeper(0)).await;
+    let before = app.state.log.size();
+    // A client of its own, dropped (connections and all) right after the 202,
+    // while its guest still sleeps.
+    let gone = Client::new(&app.base, None);
+    let session = gone.open_session(&app.identity.public_key).await.unwrap();
+    let pending = gone
+        .execute_async(&session, &serde_json::to_vec(&sleeper(1000)).unwrap())
+        .await
+        .unwrap();
+    drop(gone);
+    // Another client, later, with only what the first kept (the id and the keys).
+    wait_for_log_size(&app, before + 1).await;
+    let later = Client::new(&app.base, None);
+    let execution = later.wait(pending).await.unwrap();
+    assert_eq!(execution.result.status, Status::Completed);
+    assert_eq!(execution.result.stdout_bytes(), b"slept\n");
+    assert_eq!(execution.response.log_index, before);
+    assert_eq!(app.stop_and_verify_log().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_async_execution_nobody_fetches_is_still_logged() {
+    let app = TestApp::spawn().await;
+    let body = sealed_body(
+        &app,
+        None,
+        &serde_json::to_vec(&request(&example("hello"))).unwrap(),
+    )
+    .await;
+    let accepted = post_execute(&app, None, body, true).await;
+    assert_eq!(accepted.status(), 202);
+    let accepted: Value = accepted.json().await.unwrap();
+    wait_for_log_size(&app, 1).await;
+    // Provable without ever being fetched.
+    let answer = app
+        .client
+        .inclusion(accepted["execution_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.log_index, 0);
+    assert_eq!(app.stop_and_verify_log().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_token_gets_404() {
+    const OTHER_TOKEN: &str = "another-test-token";
+    let app = TestApp::spawn_with(|config| {
+        config.auth.tokens_sha256 = vec![token_digest(TEST_TOKEN), token_digest(OTHER_TOKEN)];
+    })
+    .await;
+    let pending = submit(&app, &request(&example("hello"))).await;
+    let id = pending.execution_id.to_string();
+    let execution = app.client.wait(pending).await.unwrap();
+    assert_eq!(execution.result.status, Status::Completed);
+
+    let other = get_execution(&app, Some(OTHER_TOKEN), &id).await;
+    assert_eq!(other.status(), 404);
+    assert_eq!(
+        error_code(&other.json().await.unwrap()),
+        "execution_not_found"
+    );
+    let anonymous = get_execution(&app, None, &id).await;
+    assert_eq!(anonymous.status(), 401);
+    let owner = get_execution(&app, Some(TEST_TOKEN), &id).await;
+    assert_eq!(owner.status(), 200);
+    assert_eq!(app.stop_and_verify_log().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_and_malformed_ids_are_404_and_400() {
+    let app = TestApp::spawn().await;
+    let unknown = get_execution(&app, None, &Uuid::new_v4().to_string()).await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        error_code(&unknown.json().await.unwrap()),
+        "execution_not_found"
+    );
+    // A synchronous execution was never async: nothing to fetch.
+    let sync = app.execute(&request(&fixture("exit_code"))).await;
+    let not_async = get_execution(&app, None, &sync.response.execution_id).await;
+    assert_eq!(not_async.status(), 404);
+    for malformed in [
+        Uuid::new_v4().to_string().to_uppercase(),
+        Uuid::new_v4().simple().to_string(),
+        "nope".to_owned(),
+    ] {
+        let response = get_execution(&app, None, &malformed).await;
+        assert_eq!(response.status(), 400, "{malformed}");
+        assert_eq!(
+            error_code(&response.json().await.unwrap()),
+            "invalid_parameter"
+        );
+    }
+    assert_eq!(app.stop_and_verify_log().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_before_decryption_are_answered_in_the_clear_with_prefer() {
+    let app = TestApp::spawn().await;
+    let plaintext = serde_json::to_vec(&request(&example("hello"))).unwrap();
+    let answered_in_the_clear = |response: &reqwest::Response| {
+        assert!(response.headers().get("preference-applied").is_none());
+        assert!(response.headers().get("location").is_none());
+    };
+    // An unknown session.
+    let mut body: Value = serde_json::from_str(&sealed_body(&app, None, &plaintext).await).unwrap();
+    body["session_id"] = Value::String(Uuid::new_v4().to_string());
+    let response = post_execute(&app, None, body.to_string(), true).await;
+    assert_eq!(response.status(), 404);
+    answered_in_the_clear(&response);
+    assert_eq!(
+        error_code(&response.json().await.unwrap()),
+        "session_not_found"
+    );
+    // A ciphertext that does not open (its session is then used up, as in v1).
+    let mut body: Value = serde_json::from_str(&sealed_body(&app, None, &plaintext).await).unwrap();
+    let mut ciphertext =
+        wasm_hypervisor_protocol::payload::decode_base64(body["ciphertext"].as_str().unwrap())
+            .unwrap();
+    ciphertext[0] ^= 1;
+    body["ciphertext"] = Value::String(wasm_hypervisor_protocol::payload::encode_base64(
+        &ciphertext,
+    ));
+    let response = post_execute(&app, None, body.to_string(), true).await;
+    assert_eq!(response.status(), 400);
+    answered_in_the_clear(&response);
+    assert_eq!(
+        error_code(&response.json().await.unwrap()),
+        "decryption_failed"
+    );
+    // A body that is not an /execute body.
+    let response = post_execute(&app, None, "{}".to_owned(), true).await;
+    assert_eq!(response.status(), 400);
+    answered_in_the_clear(&response);
+    assert_eq!(
+        error_code(&response.json().await.unwrap()),
+        "malformed_body"
+    );
+    assert_eq!(app.state.async_executions.counts().pending, 0);
+    assert_eq!(app.stop_and_verify_log().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn async_capacity_full_is_overloaded_and_keeps_the_session() {
+    let app = TestApp::spawn_with(|config| {
+        config.execution.max_async_pending = Bounded::constant::<1>();
+    })
+    .await;
+    let running = submit(&app, &sleeper(1000)).await;
+    // The one place is taken: refused before the session is used.
+    let body = sealed_body(
+        &app,
+        None,
+        &serde_json::to_vec(&request(&example("hello"))).unwrap(),
+    )
+    .await;
+    let refused = post_execute(&app, None, body.clone(), true).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(refused.headers().get("preference-applied").is_none());
+    assert_eq!(error_code(&refused.json().await.unwrap()), "overloaded");
+    // Once the first has finished, the very same body (its session unused) is
+    // accepted.
+    app.client.wait(running).await.unwrap();
+    let retried = post_execute(&app, None, body, true).await;
+    assert_eq!(retried.status(), 202);
+    wait_for_log_size(&app, 2).await;
+    assert_eq!(app.stop_and_verify_log().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_async_places_the_preference_is_ignored() {
+    let app = TestApp::spawn_with(|config| {
+        config.execution.max_async_pending = Bounded::constant::<0>();
+    })
+    .await;
+    let body = sealed_body(
+        &app,
+        None,
+        &serde_json::to_vec(&request(&example("hello"))).unwrap(),
+    )
+    .await;
+    let response = post_execute(&app, None, body, true).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("preference-applied").is_none());
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["ciphertext"].is_string());
+    // The client library takes a synchronous answer to a preference as the answer.
+    let pending = submit(&app, &request(&example("hello"))).await;
+    assert!(pending.location.is_none());
+    let execution = app.client.wait(pending).await.unwrap();
+    assert_eq!(execution.result.status, Status::Completed);
+    assert_eq!(app.stop_and_verify_log().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn async_executions_count_in_metrics() {
+    let app = TestApp::spawn().await;
+    let scrape = || async {
+        app.http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} missing"))
+            .parse()
+            .unwrap()
+    };
+    let before = scrape().await;
+    assert_eq!(
+        value(&before, "wasm_hypervisor_async_executions_total"),
+        0.0
+    );
+    let pending = submit(&app, &sleeper(500)).await;
+    let during = scrape().await;
+    assert_eq!(
+        value(&during, "wasm_hypervisor_async_executions_total"),
+        1.0
+    );
+    assert_eq!(
+        value(&during, "wasm_hypervisor_async_executions_pending"),
+        1.0
+    );
+    app.client.wait(pending).await.unwrap();
+    let after = scrape().await;
+    assert_eq!(value(&after, "wasm_hypervisor_async_executions_total"), 1.0);
+    assert_eq!(
+        value(&after, "wasm_hypervisor_async_executions_pending"),
+        0.0
+    );
+    assert_eq!(value(&after, "wasm_hypervisor_async_results_stored"), 1.0);
+    // An async execution is an execution: counted by status like any.
+    assert_eq!(
+        value(
+            &after,
+            r#"wasm_hypervisor_executions_total{status="completed"}"#
+        ),
+        1.0
+    );
+    // The stored bytes follow one result's size: the operator's only.
+    assert!(!after.contains("wasm_hypervisor_async_results_bytes"));
+    assert_eq!(app.stop_and_verify_log().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_async_submits_and_polls() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("sleep.wasm");
+    std::fs::write(&module, example("sleep")).unwrap();
+    let receipt = dir.path().join("receipt.json");
+    let output = crate::helpers::cli_command()
+        .args(["run", "--server", &app.base, "--async", "--receipt"])
+        .arg(&receipt)
+        .arg(&module)
+        .arg("300")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), "slept\n");
+    // The id comes first, so a user can `verify` later.
+    let id = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("wasm-hypervisor: execution "))
+        .expect("the execution id on stderr");
+    let receipt: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!(receipt["execution_id"], id);
+    // A guest's failure is the exit code, as with `run`.
+    let failed = crate::helpers::cli_command()
+        .args(["run", "--server", &app.base, "--async", "--fuel", "1"])
+        .arg(&module)
+        .arg("0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(152));
+    assert_eq!(app.stop_and_verify_log().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accepted_execution_does_not_count_its_wait_against_the_queue_timeout() {
+    let app = TestApp::spawn_with(|config| {
+        config.execution.max_concurrent = Bounded::constant::<1>();
+        config.execution.max_queued = Bounded::constant::<0>();
+    })
+    .await;
+    app.execute(&sleeper(0)).await;
+    let first = submit(&app, &sleeper(1500)).await;
+    // No queue for synchronous executions, yet the second async one waits for
+    // the slot rather than being refused: it was accepted.
+    let second = submit(&app, &sleeper(0)).await;
+    for pending in [first, second] {
+        let execution = app.client.wait(pending).await.unwrap();
+        assert_eq!(execution.result.stdout_bytes(), b"slept\n");
+    }
+    assert_eq!(app.stop_and_verify_log().await, 3);
+}
