@@ -24,6 +24,8 @@ fn limits() -> GuestLimits {
         memory_bytes: 64 << 20,
         timeout: Duration::from_secs(10),
         max_output_bytes: 1 << 20,
+        files_bytes: 0,
+        max_mount_entries: 0,
     }
 }
 
@@ -77,6 +79,7 @@ fn sandbox(c: &mut Criterion) {
                     tiny.clone(),
                     Entry::Command,
                     GuestInput::default(),
+                    Vec::new(),
                     limits(),
                 ));
                 assert!(
@@ -101,6 +104,7 @@ fn sandbox(c: &mut Criterion) {
                     hello.clone(),
                     Entry::Command,
                     GuestInput::default(),
+                    Vec::new(),
                     limits(),
                 ));
                 assert!(

@@ -37,8 +37,9 @@ done
 ls -l ./*.wasm
 
 # The components are made from committed sources with the crate's own examples
-# (no C toolchain needed): the calc component from its WAT, and hello.wasm wrapped
-# as a WASI preview2 command with the preview1 adapter.
+# (no C toolchain needed): the calc component from its WAT, and hello.wasm and
+# files.wasm wrapped as WASI preview2 commands with the preview1 adapter.
 cargo run -q --example wat2wasm -- calc.wat calc.component.wasm
 cargo run -q --example componentize -- hello.wasm hello.component.wasm
+cargo run -q --example componentize -- files.wasm files.component.wasm
 ls -l ./*.component.wasm

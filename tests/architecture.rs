@@ -12,6 +12,9 @@
 //! - the protocol crate depends on no runtime (tokio, axum, hyper, reqwest,
 //!   wasmtime), and with `rustcrypto` alone its build for wasm32-unknown-unknown
 //!   has nothing that compiles C.
+//! - the guest's file system (`sandbox::fs`) names nothing of the host's disk,
+//!   no server file preopens a host directory, and in the server only
+//!   `sandbox::fs::archive` names `tar` and only `sandbox::fs::p1` names `wiggle`;
 //! - `unsafe` code is forbidden everywhere but where the sandbox loads what the
 //!   compile worker compiled (`sandbox::target`), each block with its `SAFETY`
 //!   argument.
@@ -332,6 +335,60 @@ fn in_the_server_only_the_sandbox_knows_wasmtime() {
         WASM_CRATES,
         &["crates/server/src/sandbox"],
     );
+    assert!(offences.is_empty(), "{offences:#?}");
+}
+
+/// Mount contents never touch disk: the guest's file system names no file API of
+/// the host, no temporary files, no capability-based directories.
+#[test]
+fn the_guest_file_system_names_nothing_of_the_hosts_disk() {
+    let offences = files_naming(
+        "crates/server/src/sandbox/fs",
+        &[
+            "std::fs",
+            "tokio::fs",
+            "tempfile",
+            "cap-std",
+            "cap-primitives",
+        ],
+        &[],
+    );
+    assert!(offences.is_empty(), "{offences:#?}");
+}
+
+/// No server file gives a guest a directory of the host.
+#[test]
+fn no_server_file_preopens_a_host_directory() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/server/src"), &mut files);
+    let offences: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .map(|line| line.split("//").next().unwrap_or(""))
+                .any(|code| code.contains("preopened_dir"))
+        })
+        .map(|path| relative(path))
+        .collect();
+    assert!(offences.is_empty(), "{offences:#?}");
+}
+
+/// In the server, tar archives are `sandbox::fs::archive`'s alone, and wiggle's
+/// guest-memory types (wasmtime-wasi's preview1 trait) `sandbox::fs::p1`'s.
+#[test]
+fn in_the_server_only_fs_archive_knows_tar_and_only_fs_p1_knows_wiggle() {
+    let mut offences = files_naming(
+        "crates/server/src",
+        &["tar"],
+        &["crates/server/src/sandbox/fs/archive.rs"],
+    );
+    offences.extend(files_naming(
+        "crates/server/src",
+        &["wiggle"],
+        &["crates/server/src/sandbox/fs/p1.rs"],
+    ));
     assert!(offences.is_empty(), "{offences:#?}");
 }
 

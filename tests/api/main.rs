@@ -17,6 +17,7 @@ mod crypto_providers;
 mod errors;
 mod execute;
 mod guest_budget;
+mod guest_files;
 mod health;
 mod helpers;
 mod http_limits;

@@ -585,9 +585,16 @@ impl Executor {
             memory_bytes: result.limits.memory_bytes,
             timeout: Duration::from_millis(result.limits.timeout_ms),
             max_output_bytes: usize::try_from(result.limits.max_output_bytes).unwrap_or(usize::MAX),
+            // No mounts until the request carries them (issue 14, WI-6).
+            files_bytes: 0,
+            max_mount_entries: 0,
         };
         let started = Instant::now();
-        let report = self.inner.sandbox.run(prepared, entry, input, limits).await;
+        let report = self
+            .inner
+            .sandbox
+            .run(prepared, entry, input, Vec::new(), limits)
+            .await;
         drop(slot);
         tracing::debug!(%execution_id, elapsed_us = started.elapsed().as_micros() as u64, "guest finished");
         fill_from_report(&mut result, report);
@@ -867,7 +874,7 @@ fn status_of(error: &RunError) -> Status {
         | RunError::NoStart
         | RunError::StartNotCommand
         | RunError::NoCliRun => Status::InvalidModule,
-        RunError::BadInvoke(_) => Status::InvalidRequest,
+        RunError::BadInvoke(_) | RunError::Mounts(_) => Status::InvalidRequest,
         RunError::Trap(_)
         | RunError::StackOverflow(_)
         | RunError::HostcallFuel { .. }

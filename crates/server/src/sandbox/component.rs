@@ -1,9 +1,11 @@
-//! Components: WASI preview2 linking, commands (`wasi:cli/run`) and `invoke` of
-//! any exported function, with arguments and results in WAVE checked against the
-//! export's component type.
+//! Components: WASI preview2 linking (with `wasi:filesystem` replaced by the
+//! execution's in-memory mounts, [`super::fs::p2`]), commands (`wasi:cli/run`)
+//! and `invoke` of any exported function, with arguments and results in WAVE
+//! checked against the export's component type.
 
 #![forbid(unsafe_code)]
 
+use std::hash::RandomState;
 use std::sync::Arc;
 
 use wasmtime::Engine;
@@ -14,17 +16,31 @@ use wasmtime::component::{
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::fs::p2::{MAX_TABLE_ENTRIES, MemFs, MemFsView};
+use super::fs::{MountSpec, Mounts};
 use super::invoke::{self, InvokeError};
 use super::limits::{GuestLimiter, GuestLimits};
 use super::run::{Entry, GuestOutcome, GuestState, Run, RunError, RunReport};
 use super::wasi::GuestInput;
 
-/// Per-store data of a component: its WASI preview2 context, resource table and
-/// the limiter.
+/// Per-store data of a component: its WASI preview2 context, resource table,
+/// file system and the limiter.
 pub struct ComponentState {
     ctx: WasiCtx,
     table: ResourceTable,
+    mounts: Mounts,
+    hasher: RandomState,
     limiter: GuestLimiter,
+}
+
+impl ComponentState {
+    fn fs(&mut self) -> MemFsView<'_> {
+        MemFsView {
+            table: &mut self.table,
+            mounts: &mut self.mounts,
+            hasher: &self.hasher,
+        }
+    }
 }
 
 impl WasiView for ComponentState {
@@ -40,6 +56,10 @@ impl GuestState for ComponentState {
     fn limiter(&mut self) -> &mut GuestLimiter {
         &mut self.limiter
     }
+
+    fn mounts(&self) -> Option<&Mounts> {
+        Some(&self.mounts)
+    }
 }
 
 /// A compiled component and its link against WASI (or why it does not link).
@@ -52,6 +72,20 @@ pub struct LinkedComponent {
 pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    // Replace wasi:filesystem (cap-std directories of the host) with the
+    // execution's in-memory mounts; every other interface stays wasmtime-wasi's.
+    // Shadowing, rather than listing the other interfaces ourselves, keeps this
+    // right when wasmtime-wasi adds one.
+    linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::filesystem::types::add_to_linker::<ComponentState, MemFs>(
+        &mut linker,
+        ComponentState::fs,
+    )?;
+    wasmtime_wasi::p2::bindings::filesystem::preopens::add_to_linker::<ComponentState, MemFs>(
+        &mut linker,
+        ComponentState::fs,
+    )?;
+    linker.allow_shadowing(false);
     Ok(linker)
 }
 
@@ -62,19 +96,32 @@ pub(super) fn link(linker: &Linker<ComponentState>, component: Component) -> Lin
     LinkedComponent { component, linked }
 }
 
-/// Runs `wasi:cli/run`, or the invoked export, under `limits`.
+/// Runs `wasi:cli/run`, or the invoked export, under `limits`, with `mounts`.
 pub(super) async fn run(
     engine: &Engine,
     target: &LinkedComponent,
     entry: Entry,
     input: GuestInput,
+    mounts: Vec<MountSpec>,
     limits: GuestLimits,
 ) -> RunReport {
+    let (mounts, refused) = match Mounts::new(mounts, limits.files_bytes, limits.max_mount_entries)
+    {
+        Ok(mounts) => (mounts, None),
+        Err(error) => (Mounts::none(), Some(error)),
+    };
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_TABLE_ENTRIES);
     let mut run = Run::new(engine, input, limits, |mut wasi, limiter| ComponentState {
         ctx: wasi.build(),
-        table: ResourceTable::new(),
+        table,
+        mounts,
+        hasher: RandomState::new(),
         limiter,
     });
+    if let Some(error) = refused {
+        return run.fail(error.into());
+    }
     let pre = match &target.linked {
         Ok(pre) => pre.clone(),
         Err(error) => return run.fail(RunError::Unlinkable(error.clone())),

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ResourcesRequired, Val, ValType};
-use wasmtime_wasi::p1::WasiP1Ctx;
+
+use super::fs::p1::P1;
+use super::fs::{MountSpec, Mounts};
 
 use super::engine::{MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use super::invoke::{self, InvokeError};
@@ -15,15 +17,20 @@ use super::limits::{GuestLimiter, GuestLimits, LimitHit, WASM_PAGE};
 use super::run::{Entry, GuestOutcome, GuestState, Run, RunError, RunReport};
 use super::wasi::GuestInput;
 
-/// Per-store data of a core module: its WASI preview1 context and the limiter.
+/// Per-store data of a core module: its WASI preview1 context (with the
+/// execution's mounts) and the limiter.
 pub struct CoreState {
-    wasi: WasiP1Ctx,
+    wasi: P1,
     limiter: GuestLimiter,
 }
 
 impl GuestState for CoreState {
     fn limiter(&mut self) -> &mut GuestLimiter {
         &mut self.limiter
+    }
+
+    fn mounts(&self) -> Option<&Mounts> {
+        Some(self.wasi.mounts())
     }
 }
 
@@ -36,7 +43,13 @@ pub struct LinkedModule {
 /// The WASI preview1 linker, built once.
 pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<CoreState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CoreState| &mut state.wasi)?;
+    // wasmtime-wasi's preview1 functions over our `P1`, which answers file calls
+    // from the mounts and hands every other call to wasmtime-wasi's own context
+    // (`wasmtime_wasi::p1::add_to_linker_async` is this call with `WasiP1Ctx`).
+    wasmtime_wasi::p1::wasi_snapshot_preview1::add_to_linker(
+        &mut linker,
+        |state: &mut CoreState| &mut state.wasi,
+    )?;
     Ok(linker)
 }
 
@@ -47,18 +60,27 @@ pub(super) fn link(linker: &Linker<CoreState>, module: Module) -> LinkedModule {
     LinkedModule { module, linked }
 }
 
-/// Runs `_start`, or the invoked export, under `limits`.
+/// Runs `_start`, or the invoked export, under `limits`, with `mounts`.
 pub(super) async fn run(
     engine: &Engine,
     target: &LinkedModule,
     entry: Entry,
     input: GuestInput,
+    mounts: Vec<MountSpec>,
     limits: GuestLimits,
 ) -> RunReport {
+    let (mounts, refused) = match Mounts::new(mounts, limits.files_bytes, limits.max_mount_entries)
+    {
+        Ok(mounts) => (mounts, None),
+        Err(error) => (Mounts::none(), Some(error)),
+    };
     let mut run = Run::new(engine, input, limits, |mut wasi, limiter| CoreState {
-        wasi: wasi.build_p1(),
+        wasi: P1::new(wasi.build_p1(), mounts),
         limiter,
     });
+    if let Some(error) = refused {
+        return run.fail(error.into());
+    }
     let pre = match &target.linked {
         Ok(pre) => pre.clone(),
         Err(error) => return run.fail(RunError::Unlinkable(error.clone())),

@@ -31,6 +31,10 @@ pub struct GuestLimits {
     pub memory_bytes: u64,
     pub timeout: Duration,
     pub max_output_bytes: usize,
+    /// Bytes of regular files in all of the run's mounts (`limits.files_bytes`).
+    pub files_bytes: u64,
+    /// Files and directories in all of the run's mounts (`limits.max_mount_entries`).
+    pub max_mount_entries: u32,
 }
 
 impl GuestLimits {

@@ -5,8 +5,9 @@
 //! or a component ([`component`]: WASI preview2, `wasi:cli/run`), told apart by
 //! the binary's header. Either runs as a command with the request's args, env and
 //! stdin and its stdout/stderr captured, or has one export called with
-//! WAVE-encoded arguments ([`invoke`]). The guest gets no preopened directories,
-//! no sockets, nothing of the host's environment ([`wasi`]), and these limits,
+//! WAVE-encoded arguments ([`invoke`]). The guest gets no directory of the host
+//! (its files are the request's mounts, in memory: [`fs`]), no sockets, nothing
+//! of the host's environment ([`wasi`]), and these limits,
 //! every one set explicitly because Wasmtime's defaults are permissive:
 //!
 //! | limit | mechanism | status when hit |
@@ -22,6 +23,7 @@
 //! | memories and tables of a core module | [`engine::MAX_MEMORIES`], [`engine::MAX_TABLES`], checked before it is instantiated (the pool's per-module limits too) | `invalid_module` |
 //! | core instances, memories and tables of an execution | [`engine::MAX_INSTANCES`], [`engine::MAX_STORE_MEMORIES`], [`engine::MAX_STORE_TABLES`]: `GuestLimiter`'s counts and the pool's per-component limits; Wasmtime refuses the instantiation past them | `trap` |
 //! | output | [`output::CappedOutput`] keeps `max_output_bytes`, flags the rest | never an error |
+//! | files | [`fs::FilesBudget`]: `files_bytes` of regular files and `max_mount_entries` files and directories in all mounts; 1,024 preview1 descriptors | initial contents: `invalid_request`; during the run the guest gets ENOSPC / EMFILE |
 //!
 //! The timeout covers instantiation too, so a module's start function runs under the
 //! same fuel, memory and time limits as the rest.
@@ -39,11 +41,13 @@
 //! - [`invoke`]: parsing a call, why it does not fit, rendering return values.
 //! - [`wasi`]: what the guest is given, and its WASI context.
 //! - [`output`]: the capped stdout and stderr pipes.
+//! - [`fs`]: the guest's file system in memory (mounts, archives in and out,
+//!   the preview1 front end).
 //! - [`shape`], [`compiler`], [`cache`]: before a guest runs: the shape check,
 //!   compilation in worker processes, the compiled-module cache.
 //!
 //! Each builds only on those listed before it: `engine`, `limits`, `deadline`,
-//! `output`, `wasi`, `invoke`, `shape`; then `run`; then `core` and `component`;
+//! `output`, `wasi`, `invoke`, `shape`, `fs`; then `run`; then `core` and `component`;
 //! then `target`; then `compiler`, `cache` and the `Sandbox` here.
 //!
 //! Architecture invariant: this module never sees ciphertext, keys or HTTP, and
@@ -60,6 +64,7 @@ pub mod component;
 pub mod core;
 pub mod deadline;
 pub mod engine;
+pub mod fs;
 pub mod invoke;
 pub mod limits;
 pub mod output;
@@ -77,6 +82,7 @@ use self::compiler::{CompileError, Compiler, CompilerSettings};
 use self::deadline::EpochTicker;
 use self::target::{Linkers, TargetKind};
 
+pub use self::fs::{MountError, MountImage, MountSpec};
 pub use self::invoke::parse_call;
 pub use self::limits::GuestLimits;
 pub use self::run::{Entry, GuestOutcome, RunError, RunReport};
@@ -219,16 +225,20 @@ impl Sandbox {
     /// the per-tick yield gives each a turn, so a long CPU-bound guest cannot starve
     /// short ones. The alternative, one blocking thread per guest, would need up to
     /// `max_concurrent` OS threads and could not be cancelled in a host call.
+    ///
+    /// `mounts` are the guest's file system, in request order (see [`fs`]); the
+    /// report's `mounts_out` has one archive per writable one.
     pub async fn run(
         &self,
         target: Arc<RunTarget>,
         entry: Entry,
         input: GuestInput,
+        mounts: Vec<MountSpec>,
         limits: GuestLimits,
     ) -> RunReport {
         let engine = self.engine.clone();
         let guests = self.guests.as_ref().expect("present until drop");
-        let run = async move { target.run(&engine, entry, input, limits).await };
+        let run = async move { target.run(&engine, entry, input, mounts, limits).await };
         match guests.spawn(run).await {
             Ok(report) => report,
             Err(join_error) => {

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use super::deadline::{self, DeadlineReached};
 use super::engine::{MAX_MEMORIES, MAX_TABLES, MAX_WASM_STACK};
+use super::fs::{self, MountError, Mounts};
 use super::invoke::{self, InvokeError};
 use super::limits::{GuestLimiter, GuestLimits, LimitHit, MIN_HOSTCALL_FUEL};
 use super::output::CappedOutput;
@@ -104,6 +105,10 @@ pub enum RunError {
     /// `invoke` names no export, or its arguments do not fit the export's type.
     #[error(transparent)]
     BadInvoke(#[from] InvokeError),
+    /// The mounts' initial contents are over `files_bytes` or
+    /// `max_mount_entries` (status `invalid_request`).
+    #[error(transparent)]
+    Mounts(#[from] MountError),
     /// The host failed (a panic in Wasmtime or a host function: a bug).
     #[error(
         "the host failed while running the guest (a server bug; the server's log has the \
@@ -124,6 +129,9 @@ pub struct RunReport {
     pub stderr_truncated: bool,
     pub fuel_consumed: u64,
     pub wall_time: Duration,
+    /// One tar archive per writable mount, in request order, made after the
+    /// guest ended however it ended (see [`fs::write_tree`]).
+    pub mounts_out: Vec<Zeroizing<Vec<u8>>>,
 }
 
 impl RunReport {
@@ -139,6 +147,7 @@ impl RunReport {
             stderr_truncated: false,
             fuel_consumed: 0,
             wall_time: Duration::ZERO,
+            mounts_out: Vec::new(),
         }
     }
 }
@@ -146,6 +155,8 @@ impl RunReport {
 /// Per-store data of either kind of guest: what every store needs of it.
 pub(super) trait GuestState: Send + 'static {
     fn limiter(&mut self) -> &mut GuestLimiter;
+    /// The run's file system, if it has one.
+    fn mounts(&self) -> Option<&Mounts>;
 }
 
 /// A fresh store for one run, with its limits: `state`'s limiter over memories
@@ -256,6 +267,13 @@ impl<T: GuestState> Run<T> {
     }
 
     fn report(self, outcome: GuestOutcome, returns: Vec<String>) -> RunReport {
+        let mounts_out = match self.store.data().mounts() {
+            Some(mounts) => (0..mounts.mounts().len())
+                .filter(|&index| mounts.mounts()[index].writable)
+                .map(|index| fs::write_tree(mounts, index as u32))
+                .collect(),
+            None => Vec::new(),
+        };
         RunReport {
             outcome,
             returns,
@@ -268,6 +286,7 @@ impl<T: GuestState> Run<T> {
                 .fuel
                 .saturating_sub(self.store.get_fuel().unwrap_or(0)),
             wall_time: self.started.elapsed(),
+            mounts_out,
         }
     }
 }
@@ -314,6 +333,8 @@ mod tests {
             memory_bytes: 1 << 20,
             timeout: Duration::from_millis(250),
             max_output_bytes: 10,
+            files_bytes: 0,
+            max_mount_entries: 0,
         }
     }
 

@@ -17,6 +17,7 @@ use wasmtime::{Engine, Module};
 
 use super::component::{self, ComponentState, LinkedComponent};
 use super::core::{self, CoreState, LinkedModule};
+use super::fs::MountSpec;
 use super::limits::GuestLimits;
 use super::run::{Entry, RunReport};
 use super::wasi::GuestInput;
@@ -32,18 +33,21 @@ pub enum RunTarget {
 
 impl RunTarget {
     /// Runs the command or the invoked export to completion or to a limit, in a
-    /// fresh store.
+    /// fresh store, with `mounts` as its file system.
     pub async fn run(
         &self,
         engine: &Engine,
         entry: Entry,
         input: GuestInput,
+        mounts: Vec<MountSpec>,
         limits: GuestLimits,
     ) -> RunReport {
         match self {
-            RunTarget::Core(module) => core::run(engine, module, entry, input, limits).await,
+            RunTarget::Core(module) => {
+                core::run(engine, module, entry, input, mounts, limits).await
+            }
             RunTarget::Component(component) => {
-                component::run(engine, component, entry, input, limits).await
+                component::run(engine, component, entry, input, mounts, limits).await
             }
         }
     }

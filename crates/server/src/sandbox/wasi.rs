@@ -1,7 +1,8 @@
 //! The guest's WASI world, the same for both kinds of guest: what the request
 //! gives it ([`GuestInput`]: argv, environment, stdin, and their size check) and
 //! the WASI context built from that, with stdout and stderr into capped pipes and
-//! nothing of the host: no environment, no preopened directory, no network.
+//! nothing of the host: no environment, no preopened directory of the host (a
+//! guest's files are its request's mounts, in memory: [`super::fs`]), no network.
 
 #![forbid(unsafe_code)]
 
