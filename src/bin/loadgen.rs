@@ -3,7 +3,9 @@
 //! seal, `POST /execute`, result opened and commitment checked) for `--duration`
 //! seconds after a `--warmup`. Reports throughput, latency p50/p90/p99/max, the count
 //! of every guest status and error, and, given `--server-pid`, the server process's
-//! CPU time per execution (from `/proc/<pid>/stat`: user + system, all threads).
+//! CPU time per execution (from `/proc/<pid>/stat`: user + system, all threads;
+//! and outside the threads that run guests, from `/proc/<pid>/task/*/stat`).
+//! `--by-reference` sends the module (and `--dir` archives) once, then names them.
 //!
 //! ```sh
 //! cargo run --release -- serve &
@@ -22,8 +24,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use wasm_hypervisor_client::archive::pack_directory;
 use wasm_hypervisor_client::{Client, ClientError};
-use wasm_hypervisor_protocol::payload::{ExecutionRequest, encode_base64};
+use wasm_hypervisor_protocol::digest::sha256;
+use wasm_hypervisor_protocol::encoding::Hex;
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, MountRequest, encode_base64};
 
 /// `examples/tiny.wat`, assembled.
 const TINY: &[u8] = include_bytes!("../../examples/tiny.wasm");
@@ -65,6 +70,17 @@ struct Args {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Send the module (and the `--dir` archives) once, then name them by SHA-256
+    /// in every request (protocol v1.1 §D), as `run` does once it has sent them.
+    #[arg(long)]
+    by_reference: bool,
+    /// Mount the host directory HOST read-only at GUEST (repeatable), packed as
+    /// `run --dir` packs it.
+    #[arg(long = "dir", value_name = "HOST::GUEST")]
+    dirs: Vec<String>,
+    /// An environment variable for the guest (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
 }
 
 #[derive(Default)]
@@ -88,15 +104,65 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (None, Some(n)) => Some(vec![b'x'; n]),
         (None, None) => None,
     };
-    let request = ExecutionRequest {
+    let mut archives = Vec::new();
+    for mapping in &args.dirs {
+        let (host, guest) = mapping
+            .split_once("::")
+            .ok_or_else(|| format!("--dir {mapping}: expected HOST::GUEST"))?;
+        archives.push((
+            guest.to_owned(),
+            pack_directory(std::path::Path::new(host))?,
+        ));
+    }
+    let env = args
+        .env
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("--env {pair}: expected K=V"))
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    let by_bytes = ExecutionRequest {
         module: Some(encode_base64(&module)),
         args: args.args.clone(),
+        env,
         stdin: stdin.as_deref().map(encode_base64),
+        mounts: archives
+            .iter()
+            .map(|(path, tar)| MountRequest {
+                path: path.clone(),
+                tar: Some(encode_base64(tar)),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     };
-    let plaintext = serde_json::to_vec(&request)?;
     let client = Client::new(&args.server, args.token.clone());
     let identity = client.identity(None).await?;
+    let plaintext = if args.by_reference {
+        // Sent once with the bytes (the server keeps them), then named.
+        let session = client.open_session(&identity.public_key).await?;
+        client
+            .execute(&session, &serde_json::to_vec(&by_bytes)?)
+            .await?;
+        let by_reference = ExecutionRequest {
+            module: None,
+            module_sha256: Some(Hex(sha256(&module))),
+            mounts: archives
+                .iter()
+                .map(|(path, tar)| MountRequest {
+                    path: path.clone(),
+                    tar_sha256: Some(Hex(sha256(tar))),
+                    ..Default::default()
+                })
+                .collect(),
+            ..by_bytes
+        };
+        serde_json::to_vec(&by_reference)?
+    } else {
+        serde_json::to_vec(&by_bytes)?
+    };
 
     let warmup = Duration::from_secs_f64(args.warmup);
     let duration = Duration::from_secs_f64(args.duration);
@@ -141,9 +207,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Server CPU is sampled at the window's edges, while the clients keep going.
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_before = args.server_pid.map(process_cpu).transpose()?;
+    let host_before = args.server_pid.map(host_cpu).transpose()?;
     let own_before = own_cpu();
     tokio::time::sleep_until(stop_at.into()).await;
     let cpu_after = args.server_pid.map(process_cpu).transpose()?;
+    let host_after = args.server_pid.map(host_cpu).transpose()?;
     let own_after = own_cpu();
 
     let mut all = Tally::default();
@@ -169,6 +237,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server_cpu_us = match (cpu_before, cpu_after) {
         (Some(before), Some(after)) if count > 0 => {
             Some((after - before).as_secs_f64() * 1e6 / count as f64)
+        }
+        _ => None,
+    };
+    let host_cpu_us = match (host_before, host_after) {
+        (Some(before), Some(after)) if count > 0 => {
+            Some(after.saturating_sub(before).as_secs_f64() * 1e6 / count as f64)
         }
         _ => None,
     };
@@ -206,6 +280,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             "outcomes": all.outcomes,
             "server_cpu_us_per_execution": server_cpu_us,
+            "server_cpu_outside_guests_us_per_execution": host_cpu_us,
             "loadgen_cpu_us_per_execution": client_cpu_us,
         });
         println!("{report}");
@@ -231,6 +306,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if let Some(us) = server_cpu_us {
         println!("server CPU:   {us:.1} µs per execution (user + system, all threads)");
+    }
+    if let Some(us) = host_cpu_us {
+        println!("server CPU:   {us:.1} µs per execution outside the guest threads");
     }
     if let Some(us) = client_cpu_us {
         println!("loadgen CPU:  {us:.1} µs per execution");
@@ -263,6 +341,37 @@ fn process_cpu(pid: u32) -> std::io::Result<Duration> {
             .ok_or_else(|| std::io::Error::other(format!("unexpected /proc/{pid}/stat")))
     };
     let total = ticks(11)? + ticks(12)?;
+    let hz = rustix::param::clock_ticks_per_second();
+    Ok(Duration::from_secs_f64(total as f64 / hz as f64))
+}
+
+/// User + system CPU time of the threads of a process that are not running
+/// guests (the server names those `guest`): the server's own work, without what
+/// the guest itself computes.
+fn host_cpu(pid: u32) -> std::io::Result<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = match std::fs::read_to_string(task?.path().join("stat")) {
+            Ok(stat) => stat,
+            // The thread ended since the directory was read.
+            Err(_) => continue,
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, name)| name);
+        if name.starts_with("guest") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        total += ticks(11) + ticks(12);
+    }
     let hz = rustix::param::clock_ticks_per_second();
     Ok(Duration::from_secs_f64(total as f64 / hz as f64))
 }

@@ -20,12 +20,13 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use zeroize::Zeroize;
 
 use crate::access::Scope;
+use crate::sandbox::fs::{ArchiveError, MountImage, read_image};
 
 /// The blob stores of every scope; cheap to share behind an `Arc`.
 pub struct BlobStores {
@@ -84,6 +85,35 @@ pub struct Blob {
     pub sha256: [u8; 32],
     /// The bytes, zeroized when the last slice of them is dropped.
     pub bytes: Bytes,
+    /// The bytes read as a mount's archive, once, the first time a mount needs
+    /// them (a refusal is kept too: the same bytes are refused the same way).
+    image: OnceLock<Result<Arc<MountImage>, ArchiveError>>,
+}
+
+impl Blob {
+    fn new(sha256: [u8; 32], bytes: Bytes) -> Blob {
+        Blob {
+            sha256,
+            bytes,
+            image: OnceLock::new(),
+        }
+    }
+
+    /// This blob as a mount's archive: parsed and checked on first use, at the
+    /// server's maxima (`limits.files_bytes`, `limits.max_mount_entries`, which
+    /// do not change while it runs), and shared by every execution that mounts it.
+    /// Its file contents are slices of the blob's bytes, not copies.
+    pub fn image(
+        &self,
+        max_files_bytes: u64,
+        max_entries: u32,
+    ) -> Result<Arc<MountImage>, ArchiveError> {
+        self.image
+            .get_or_init(|| {
+                read_image(self.bytes.clone(), max_files_bytes, max_entries).map(Arc::new)
+            })
+            .clone()
+    }
 }
 
 impl BlobStore {
@@ -120,10 +150,7 @@ impl BlobStore {
             return entry.blob.clone();
         }
         let size = bytes.len();
-        let blob = Arc::new(Blob {
-            sha256,
-            bytes: Bytes::from_owner(ZeroizingBuf(bytes)),
-        });
+        let blob = Arc::new(Blob::new(sha256, Bytes::from_owner(ZeroizingBuf(bytes))));
         if size > self.budget {
             return blob;
         }

@@ -34,15 +34,17 @@ use crate::envelope::{self, Enc};
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
 use crate::sandbox::compiler::CompileError;
+use crate::sandbox::fs::ArchiveError;
 use crate::sandbox::wasi::InputError;
 use crate::sandbox::{
-    Entry, GuestInput, GuestLimits, GuestOutcome, RunError, RunReport, RunTarget, Sandbox,
+    self, Entry, GuestInput, GuestLimits, GuestOutcome, MountError, MountSpec, RunError, RunReport,
+    RunTarget, Sandbox,
 };
 use crate::session::{SessionError, SessionStore};
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::payload::{
-    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, MountPathError,
+    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, MountOut, MountPathError,
     MountRequest, Status,
 };
 
@@ -91,9 +93,14 @@ pub enum RequestError {
          have neither and starts empty)"
     )]
     MountSource(usize),
-    /// This server cannot give a guest files yet.
-    #[error("this server does not support `mounts` yet")]
-    MountsUnsupported,
+    /// A mount's archive breaks the rules of protocol v1.1 §E (a link, a device,
+    /// an absolute name, `..`, a member claiming more bytes than it has, ...).
+    #[error("`mounts[{index}]`'s archive is refused: {error}")]
+    Archive { index: usize, error: ArchiveError },
+    /// The mounts' initial contents are over `files_bytes` or
+    /// `max_mount_entries`.
+    #[error("the mounts' contents are refused: {0}")]
+    MountContents(MountError),
     /// A mount's `tar` is not base64.
     #[error("`mounts[{index}].tar` is not valid base64: {error}")]
     TarBase64 {
@@ -381,6 +388,9 @@ impl Executor {
         if let Some(error) = result.error.as_mut() {
             error.zeroize();
         }
+        for mount in result.mounts_out.iter_mut().flatten() {
+            mount.tar.0.zeroize();
+        }
         let ciphertext = opened.keys.seal_result(&execution_id, &result_plaintext);
         let commitment = opened.keys.commitment(&opened.plaintext, &result_plaintext);
         let leaf = Leaf {
@@ -500,6 +510,8 @@ impl Executor {
             Ok(limits) => result.limits = limits,
             Err(error) => return invalid_request(result, RequestError::Limits(error)),
         }
+        // The files limit in force, whether or not the result shows it.
+        let files_bytes = result.limits.files_bytes.unwrap_or(0);
         if !uses_files {
             result.limits.files_bytes = None;
         }
@@ -542,9 +554,35 @@ impl Executor {
             };
             return refused(result, Status::InvalidModule, too_large);
         }
-        if !mounts.is_empty() {
-            return invalid_request(result, RequestError::MountsUnsupported);
+        // Each archive is parsed and checked once per blob, at the server's
+        // maxima; the request's own `files_bytes` is checked over all of them.
+        let max_files_bytes = policy.maxima.files_bytes.unwrap_or(0);
+        let mut specs = Vec::with_capacity(mounts.len());
+        for (index, mount) in mounts.into_iter().enumerate() {
+            let image = match &mount.archive {
+                Some(blob) => match blob.image(max_files_bytes, policy.max_mount_entries) {
+                    Ok(image) => Some(image),
+                    Err(error) => {
+                        return invalid_request(result, RequestError::Archive { index, error });
+                    }
+                },
+                None => None,
+            };
+            specs.push(MountSpec {
+                path: mount.path,
+                writable: mount.writable,
+                image,
+            });
         }
+        if let Err(error) = sandbox::fs::check_limits(&specs, files_bytes, policy.max_mount_entries)
+        {
+            return invalid_request(result, RequestError::MountContents(error));
+        }
+        let writable: Vec<String> = specs
+            .iter()
+            .filter(|spec| spec.writable)
+            .map(|spec| spec.path.clone())
+            .collect();
 
         let (prepared, slot) = match self.inner.sandbox.lookup(&module_hash) {
             Some(found) => {
@@ -585,19 +623,18 @@ impl Executor {
             memory_bytes: result.limits.memory_bytes,
             timeout: Duration::from_millis(result.limits.timeout_ms),
             max_output_bytes: usize::try_from(result.limits.max_output_bytes).unwrap_or(usize::MAX),
-            // No mounts until the request carries them (issue 14, WI-6).
-            files_bytes: 0,
-            max_mount_entries: 0,
+            files_bytes,
+            max_mount_entries: policy.max_mount_entries,
         };
         let started = Instant::now();
         let report = self
             .inner
             .sandbox
-            .run(prepared, entry, input, Vec::new(), limits)
+            .run(prepared, entry, input, specs, limits)
             .await;
         drop(slot);
         tracing::debug!(%execution_id, elapsed_us = started.elapsed().as_micros() as u64, "guest finished");
-        fill_from_report(&mut result, report);
+        fill_from_report(&mut result, report, writable);
         result
     }
 
@@ -731,7 +768,6 @@ struct FoundBlobs {
 }
 
 /// One mount with its archive, if it has one and the store holds it.
-#[expect(dead_code, reason = "read once mounts reach the sandbox (issue 14)")]
 struct MountBlobs {
     path: String,
     writable: bool,
@@ -843,7 +879,9 @@ pub fn guest_input(mut request: ExecutionRequest) -> Result<GuestInput, RequestE
     Ok(input)
 }
 
-fn fill_from_report(result: &mut ExecutionResult, mut report: RunReport) {
+/// The result of a guest that ran, from its report; `writable` are the paths of
+/// the writable mounts, in request order, which come back in `mounts_out`.
+fn fill_from_report(result: &mut ExecutionResult, mut report: RunReport, writable: Vec<String>) {
     let (status, exit_code, error) = match report.outcome {
         GuestOutcome::Exited(code) => (Status::Completed, Some(code), None),
         GuestOutcome::Returned => (Status::Completed, None, None),
@@ -860,6 +898,20 @@ fn fill_from_report(result: &mut ExecutionResult, mut report: RunReport) {
     result.stderr_truncated = report.stderr_truncated;
     result.fuel_consumed = report.fuel_consumed;
     result.wall_time_us = u64::try_from(report.wall_time.as_micros()).unwrap_or(u64::MAX);
+    // One archive per writable mount, built after the guest ended whatever its
+    // status; none after a host failure.
+    if !writable.is_empty() && report.mounts_out.len() == writable.len() {
+        result.mounts_out = Some(
+            writable
+                .into_iter()
+                .zip(report.mounts_out.iter_mut())
+                .map(|(path, tar)| MountOut {
+                    path,
+                    tar: Base64(std::mem::take(&mut **tar)),
+                })
+                .collect(),
+        );
+    }
 }
 
 /// The status of a run that failed with `error`.

@@ -81,6 +81,11 @@ fn config(pool: Option<PoolingAllocationConfig>, parallel: bool) -> Config {
         // not bounded by it: both are off so that `memory_bytes` means what it says.
         .wasm_threads(false)
         .wasm_gc(false)
+        // Exception handling allocates its exception objects on a GC heap too
+        // (which the pool has none of): a module that uses it is refused when it
+        // is validated, with the proposal's name, rather than trapping at
+        // instantiation. yosys from YoWASP is one (PROTOCOL.md, "The guest's world").
+        .wasm_exceptions(false)
         .parallel_compilation(parallel)
         // Traps carry a short wasm backtrace into the (sealed) `error` text;
         // capped so a deep recursion cannot make the error itself huge.
