@@ -261,6 +261,19 @@ impl Client {
         session: &Session,
         request_plaintext: &[u8],
     ) -> Result<Execution, ClientError> {
+        let (body, keys) = self.seal(session, request_plaintext)?;
+        let response = self.post("/execute").json(&body).send().await?;
+        let response: ExecuteResponse = parse(response).await?;
+        open_execution(response, &keys, request_plaintext)
+    }
+
+    /// The `/execute` body sealing `request_plaintext` to `session`, and the keys
+    /// that open its answer.
+    fn seal(
+        &self,
+        session: &Session,
+        request_plaintext: &[u8],
+    ) -> Result<(ExecuteBody, ResponseKeys), ClientError> {
         let sealed = envelope::seal_request(
             self.provider,
             &session.public_key,
@@ -273,9 +286,7 @@ impl Client {
             enc: Base64(sealed.enc),
             ciphertext: Base64(sealed.ciphertext),
         };
-        let response = self.post("/execute").json(&body).send().await?;
-        let response: ExecuteResponse = parse(response).await?;
-        open_execution(response, &sealed.keys, request_plaintext)
+        Ok((body, sealed.keys))
     }
 
     /// As [`Client::execute`], with `Prefer: respond-async` (protocol v1.1 §F):
@@ -287,18 +298,7 @@ impl Client {
         session: &Session,
         request_plaintext: &[u8],
     ) -> Result<PendingExecution, ClientError> {
-        let sealed = envelope::seal_request(
-            self.provider,
-            &session.public_key,
-            &session.id,
-            request_plaintext,
-        )
-        .map_err(ClientError::Seal)?;
-        let body = ExecuteBody {
-            session_id: session.id.hyphenated().to_string(),
-            enc: Base64(sealed.enc),
-            ciphertext: Base64(sealed.ciphertext),
-        };
+        let (body, keys) = self.seal(session, request_plaintext)?;
         let response = self
             .post("/execute")
             .header("prefer", "respond-async")
@@ -308,11 +308,11 @@ impl Client {
         if response.status() == reqwest::StatusCode::OK {
             // A server may ignore the preference (RFC 7240): the answer is here.
             let response: ExecuteResponse = parse(response).await?;
-            let execution = open_execution(response, &sealed.keys, request_plaintext)?;
+            let execution = open_execution(response, &keys, request_plaintext)?;
             return Ok(PendingExecution {
                 execution_id: execution.execution_id,
                 location: None,
-                keys: sealed.keys,
+                keys,
                 request_plaintext: request_plaintext.to_vec(),
                 finished: Some(Box::new(execution)),
             });
@@ -335,7 +335,7 @@ impl Client {
         Ok(PendingExecution {
             execution_id,
             location: Some(accepted.location),
-            keys: sealed.keys,
+            keys,
             request_plaintext: request_plaintext.to_vec(),
             finished: None,
         })
