@@ -243,6 +243,14 @@ async fn malformed_mounts_are_invalid_requests_naming_the_mount() {
             }],
             "`mounts[0]` needs exactly one of `tar` and `tar_sha256`",
         ),
+        (
+            vec![MountRequest {
+                path: "/ro".into(),
+                tar: Some("not base64!".into()),
+                ..Default::default()
+            }],
+            "`mounts[0].tar` is not valid base64",
+        ),
     ] {
         let plaintext = ExecutionRequest {
             mounts,
