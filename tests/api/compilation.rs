@@ -287,17 +287,3 @@ async fn a_client_past_its_compile_budget_runs_cached_modules_but_compiles_nothi
     cached_hello_completes(&app).await;
     app.stop_and_verify_log().await;
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_module_using_exception_handling_is_refused_naming_the_proposal() {
-    let app = TestApp::spawn().await;
-    // C++ built with -fwasm-exceptions looks like this (yosys from YoWASP does).
-    let module =
-        wat::parse_str(r#"(module (tag $oops) (func (export "_start") (throw $oops)))"#).unwrap();
-    let result = app.execute(&request(&module)).await.result;
-    let error = error_of(result.status, &result.error);
-    assert_eq!(result.status, Status::InvalidModule, "{error}");
-    assert!(error.contains("exceptions"), "{error}");
-    // The server goes on.
-    cached_hello_completes(&app).await;
-}

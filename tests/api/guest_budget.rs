@@ -10,7 +10,7 @@ use wasm_hypervisor_client::Client;
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, Status};
 use wasm_hypervisor_server::config::Bounded;
 
-use crate::helpers::{DataDir, ServerProcess, TestApp, example, request};
+use crate::helpers::{DataDir, ServerProcess, TestApp, example, fixture, request};
 
 fn component(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -212,4 +212,48 @@ async fn millions_of_empty_arguments_cost_the_server_a_bounded_amount_of_memory(
         execute_on(&server.base, &hello).await.status,
         Status::Completed
     );
+}
+
+fn keep_exceptions(count: u32, memory_bytes: u64) -> ExecutionRequest {
+    ExecutionRequest {
+        invoke: Some(format!("keep({count})")),
+        limits: Some(RequestedLimits {
+            memory_bytes: Some(memory_bytes),
+            ..Default::default()
+        }),
+        ..request(&fixture("exceptions"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_using_exception_handling_throws_and_catches() {
+    let app = TestApp::spawn().await;
+    let caught = ExecutionRequest {
+        invoke: Some("catch_one()".into()),
+        ..request(&fixture("exceptions"))
+    };
+    let result = app.execute(&caught).await.result;
+    assert_eq!(result.status, Status::Completed, "{:?}", result.error);
+    assert_eq!(result.returns, vec!["42".to_owned()]);
+    // A thousand exception objects kept alive fit in 4 MiB.
+    let result = app.execute(&keep_exceptions(1_000, 4 << 20)).await.result;
+    assert_eq!(result.status, Status::Completed, "{:?}", result.error);
+    assert_eq!(result.returns, vec!["1000".to_owned()]);
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exception_objects_count_in_the_memory_budget() {
+    let app = TestApp::spawn().await;
+    // 200,000 kept exceptions: their exnref table is 1.6 MB, within 4 MiB, but
+    // the objects themselves (GC heap) are several times that.
+    let result = app.execute(&keep_exceptions(200_000, 4 << 20)).await.result;
+    let error = result.error.clone().unwrap_or_default();
+    assert_eq!(result.status, Status::MemoryLimit, "{error}");
+    assert!(error.contains("4194304"), "{error}");
+    // The slot, its memories and its GC heap went back to the pool: the next
+    // execution runs.
+    let result = app.execute(&keep_exceptions(1_000, 4 << 20)).await.result;
+    assert_eq!(result.status, Status::Completed, "{:?}", result.error);
+    app.stop_and_verify_log().await;
 }

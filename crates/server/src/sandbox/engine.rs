@@ -77,15 +77,17 @@ fn config(pool: Option<PoolingAllocationConfig>, parallel: bool) -> Config {
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
         .wasm_component_model(true)
-        // Shared memories are not seen by the resource limiter, and GC heaps are
-        // not bounded by it: both are off so that `memory_bytes` means what it says.
+        // Shared memories are not seen by the resource limiter: off, so that
+        // `memory_bytes` means what it says. The GC proposal is off too (no guest
+        // language the service targets needs it, and it is a large new surface).
         .wasm_threads(false)
         .wasm_gc(false)
-        // Exception handling allocates its exception objects on a GC heap too
-        // (which the pool has none of): a module that uses it is refused when it
-        // is validated, with the proposal's name, rather than trapping at
-        // instantiation. yosys from YoWASP is one (PROTOCOL.md, "The guest's world").
-        .wasm_exceptions(false)
+        // Exception handling is on: C++ and other toolchains emit it (yosys from
+        // YoWASP needs it). Its exception objects live in the store's GC heap,
+        // which Wasmtime backs with a linear memory taken from the pool and grows
+        // through the store's resource limiter, so `GuestLimiter` counts it in
+        // `memory_bytes` with the guest's other memories and tables.
+        .wasm_exceptions(true)
         .parallel_compilation(parallel)
         // Traps carry a short wasm backtrace into the (sealed) `error` text;
         // capped so a deep recursion cannot make the error itself huge.
@@ -101,10 +103,12 @@ fn pool(slots: u32) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(slots.saturating_mul(MAX_INSTANCES as u32))
         .total_component_instances(slots)
-        .total_memories(slots.saturating_mul(MAX_STORE_MEMORIES as u32))
+        // Each store may also hold one GC heap (exception objects), which takes
+        // one more memory from the pool.
+        .total_memories(slots.saturating_mul(MAX_STORE_MEMORIES as u32 + 1))
         .total_tables(slots.saturating_mul(MAX_STORE_TABLES as u32))
         .total_stacks(slots)
-        .total_gc_heaps(0)
+        .total_gc_heaps(slots)
         .max_core_instances_per_component(MAX_INSTANCES as u32)
         .max_memories_per_component(MAX_STORE_MEMORIES as u32)
         .max_tables_per_component(MAX_STORE_TABLES as u32)

@@ -47,9 +47,10 @@ impl GuestLimits {
 /// Which limit a guest ran into (status `memory_limit`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitHit {
-    /// All memories and tables together would pass `memory_bytes`.
+    /// All memories (linear memories and the GC heap) and tables together would
+    /// pass `memory_bytes`.
     #[error(
-        "linear memory and tables of {desired} bytes in all requested; the limit is {limit} bytes"
+        "memories (linear and GC heap) and tables of {desired} bytes in all requested; the limit is {limit} bytes"
     )]
     Memory { desired: u64, limit: u64 },
     /// One table would have more than [`MAX_TABLE_ELEMENTS`] elements.
@@ -195,7 +196,7 @@ mod tests {
         };
         assert_eq!(
             memory.to_string(),
-            "linear memory and tables of 131072 bytes in all requested; the limit is 65536 bytes"
+            "memories (linear and GC heap) and tables of 131072 bytes in all requested; the limit is 65536 bytes"
         );
         let table = LimitHit::Table { desired: 2_000_000 };
         assert_eq!(
