@@ -53,9 +53,10 @@
 //!
 //! A v1 file (earlier releases: header [`FILE_MAGIC_V1`], records appended up to the
 //! end of the file) is read by the v1 rules (a partial record at the end is cut, any
-//! other damage stops the open), checked against the checkpoint, then converted in
-//! place once: its records are already v2 records of batch 0 (the same bytes), so
-//! only the header is rewritten and a chunk of zeros added.
+//! other damage stops the open), checked against the checkpoint, then converted
+//! once: its records become one v2 batch 0 (the same bytes, but for the mark on the
+//! last), written with a chunk of zeros to `audit.log.v2`, synced and renamed over
+//! `audit.log` (a crash leaves one file or the other, both valid).
 //!
 //! The recovered tree must then contain the persisted checkpoint's tree: at least as
 //! many leaves, and the same root at that size. History is never rewritten.
@@ -287,20 +288,17 @@ impl AuditLog {
 
         // Only now, with the history checked, is the file touched.
         let torn_bytes = scan.torn_end - scan.end;
-        let allocated = if scan.version == Version::V1 {
-            let allocated = scan.end + chunk;
-            let zeros = vec![0; (allocated - scan.end) as usize];
-            file.write_all_at(&zeros, scan.end).map_err(io)?;
-            file.set_len(allocated).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            file.write_all_at(FILE_MAGIC, 0).map_err(io)?;
-            allocated
+        let (file, allocated, next_batch) = if scan.version == Version::V1 {
+            let (converted, allocated) = convert_v1(dir, &path, &scan.records, chunk)?;
+            // The old file, replaced, is released only now that the new one is held.
+            drop(file);
+            (converted, allocated, BatchMark::next_batch(0))
         } else {
             if torn_bytes > 0 {
                 let zeros = vec![0; torn_bytes as usize];
                 file.write_all_at(&zeros, scan.end).map_err(io)?;
             }
-            bytes.len() as u64
+            (file, bytes.len() as u64, scan.next_batch)
         };
         // Also makes durable zeros that a crash interrupted before their `fsync`.
         file.sync_all().map_err(io)?;
@@ -333,7 +331,7 @@ impl AuditLog {
             end: scan.end,
             allocated,
             chunk,
-            batch: scan.next_batch,
+            batch: next_batch,
             last_commit: Duration::ZERO,
             previous_batch: 0,
             shared: shared.clone(),
@@ -558,6 +556,53 @@ pub fn read_records(path: &Path) -> Result<Vec<LogRecord>, AuditError> {
     Ok(scan.records)
 }
 
+/// Rewrites a checked v1 log as v2: the same records, as one batch 0 whose last
+/// record is marked (so that recovery knows where the next batch begins), then a
+/// chunk of zeros. Written to a temporary file, locked, synced and renamed over
+/// `path`, so that a crash leaves either the v1 file or the v2 one. Returns the new
+/// file and its length.
+fn convert_v1(
+    dir: &Path,
+    path: &Path,
+    records: &[LogRecord],
+    chunk: u64,
+) -> Result<(File, u64), AuditError> {
+    let tmp = dir.join(format!("{LOG_FILE}.v2"));
+    let io = |source| AuditError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let mut bytes = FILE_MAGIC.to_vec();
+    for (position, record) in records.iter().enumerate() {
+        let mark = BatchMark {
+            batch: 0,
+            last: position + 1 == records.len(),
+        };
+        record.encode_into(mark, &mut bytes);
+    }
+    bytes.resize(bytes.len() + chunk as usize, 0);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(AuditError::Locked { path: tmp });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+    }
+    file.write_all_at(&bytes, 0).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok((file, bytes.len() as u64))
+}
+
 /// What reading a log file found.
 struct Scan {
     version: Version,
@@ -618,9 +663,8 @@ fn scan_v1(path: &Path, bytes: &[u8]) -> Result<Scan, AuditError> {
         offsets,
         end: offset as u64,
         torn_end: bytes.len() as u64,
-        // The v1 history reads as batch 0, no record marked last: v2 appends
-        // continue it as batch 0 (see the module doc).
-        next_batch: 0,
+        // Converted at open into batch 0; the next batch is 1.
+        next_batch: 1,
     })
 }
 
@@ -1618,11 +1662,13 @@ mod tests {
         log.close().await;
         let converted = std::fs::read(&path).unwrap();
         assert_eq!(&converted[..FILE_MAGIC.len()], FILE_MAGIC);
+        let last = bytes.len() - 50 - record(4).encoded_len();
         assert_eq!(
-            converted[FILE_MAGIC.len()..bytes.len() - 50],
-            bytes[FILE_MAGIC.len()..bytes.len() - 50],
-            "the records' bytes are unchanged"
+            converted[FILE_MAGIC.len()..last],
+            bytes[FILE_MAGIC.len()..last],
+            "the records' bytes are unchanged but for the last one's batch mark"
         );
+        assert!(!dir.path().join("audit.log.v2").exists());
         let recovery = reopens_with_exactly(dir.path(), &records(1..=4)).await;
         assert!(!recovery.converted_from_v1);
 
@@ -1631,6 +1677,32 @@ mod tests {
         let mut expected = records(1..=4);
         expected.push(record(200));
         let recovery = reopens_with_exactly(dir.path(), &expected).await;
+        assert_eq!(recovery.torn_bytes, 100);
+    }
+
+    #[tokio::test]
+    async fn a_torn_first_batch_after_a_converted_v1_log_longer_than_a_batch_is_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let many = |n: u32| LogRecord {
+            leaf: Leaf {
+                execution_id: Uuid::from_u128(u128::from(n) + 1000),
+                timestamp_ms: u64::from(n),
+                commitment: [(n % 251) as u8; 32],
+            },
+            signature: vec![0x30; 70],
+        };
+        let history: Vec<LogRecord> = (0..1200).map(many).collect();
+        assert!(history.len() * record(1).encoded_len() > MAX_BATCH_BYTES as usize);
+        let mut bytes = FILE_MAGIC_V1.to_vec();
+        for r in &history {
+            r.encode_v1_into(&mut bytes);
+        }
+        std::fs::write(log_path(dir.path()), &bytes).unwrap();
+        let (log, recovery) = open(dir.path()).unwrap();
+        assert!(recovery.converted_from_v1);
+        log.close().await;
+        crash_during_batch(dir.path(), &records(1..=2), |bytes| bytes.truncate(100));
+        let recovery = reopens_with_exactly(dir.path(), &history).await;
         assert_eq!(recovery.torn_bytes, 100);
     }
 
