@@ -9,7 +9,8 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
 use wasm_hypervisor_protocol::leaf::Leaf;
-use wasm_hypervisor_server::audit::log::{FILE_MAGIC, LOG_FILE};
+use wasm_hypervisor_server::audit::log::{FILE_MAGIC, LOG_FILE, SEGMENT_CHUNK};
+use wasm_hypervisor_server::audit::record::{BATCH_MODULUS, BatchMark};
 use wasm_hypervisor_server::audit::{AuditLog, LogRecord};
 use wasm_hypervisor_server::envelope::Provider;
 use wasm_hypervisor_server::keys::ServerKey;
@@ -40,8 +41,15 @@ fn write_log(dir: &std::path::Path, key: &ServerKey) {
     let signature = key.sign(b"benchmark");
     let mut bytes = FILE_MAGIC.to_vec();
     for n in 0..RECORDS {
-        record(n, &signature).encode_into(&mut bytes);
+        // One batch per record, as appends one at a time would write them.
+        let mark = BatchMark {
+            batch: (n % u64::from(BATCH_MODULUS)) as u16,
+            last: true,
+        };
+        record(n, &signature).encode_into(mark, &mut bytes);
     }
+    // The preallocated zeros of a live log.
+    bytes.resize(bytes.len() + SEGMENT_CHUNK as usize, 0);
     std::fs::File::create(dir.join(LOG_FILE))
         .unwrap()
         .write_all(&bytes)

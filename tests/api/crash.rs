@@ -1,11 +1,11 @@
-//! Crash safety of the audit log: torn tails are cut, damage stops the server, and
+//! Crash safety of the audit log: torn tails are zeroed, damage stops the server, and
 //! a server killed with SIGKILL loses no acknowledged execution.
 
 use wasm_hypervisor_client::Client;
 use wasm_hypervisor_protocol::merkle::{self, Hash};
 use wasm_hypervisor_protocol::payload::Status;
 use wasm_hypervisor_protocol::receipt;
-use wasm_hypervisor_server::audit::log::{FILE_MAGIC, LOG_FILE};
+use wasm_hypervisor_server::audit::log::{FILE_MAGIC, LOG_FILE, read_records};
 use wasm_hypervisor_server::server::{ServerError, Service};
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, fixture, request, test_config};
@@ -22,24 +22,30 @@ async fn log_three_executions() -> (DataDir, wasm_hypervisor_server::keys::Publi
     (app.stop().await, key)
 }
 
+/// Where the log ends: the header and its records (zeros follow, up to the end of
+/// the preallocated file).
+fn end_of_log(path: &std::path::Path) -> usize {
+    let records = read_records(path).unwrap();
+    FIRST_RECORD as usize + records.iter().map(|r| r.encoded_len()).sum::<usize>()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_log_that_ends_mid_record_is_cut_back_and_serves() {
+async fn a_log_that_ends_mid_record_is_zeroed_back_and_serves() {
     let (data_dir, key) = log_three_executions().await;
     let path = data_dir.path.join(LOG_FILE);
-    let clean_len = std::fs::metadata(&path).unwrap().len();
+    let end = end_of_log(&path);
     // A crash during a fourth append: only the first 40 bytes of a record (here a
     // copy of record 0's, a plausible header and leaf start) reached the disk.
     let mut torn = std::fs::read(&path).unwrap();
     let partial = torn[FIRST_RECORD as usize..FIRST_RECORD as usize + 40].to_vec();
-    torn.extend_from_slice(&partial);
+    torn[end..end + 40].copy_from_slice(&partial);
     std::fs::write(&path, &torn).unwrap();
 
     let app = TestApp::spawn_in(data_dir, |_| {}).await;
     assert_eq!(app.health().await["log_size"], 3);
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().len(),
-        clean_len,
-        "the torn bytes are gone"
+    assert!(
+        std::fs::read(&path).unwrap()[end..].iter().all(|&b| b == 0),
+        "the torn bytes are zeros again"
     );
     let next = app.execute(&request(&fixture("exit_code"))).await;
     assert_eq!(next.response.log_index, 3);
@@ -48,18 +54,16 @@ async fn a_log_that_ends_mid_record_is_cut_back_and_serves() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_log_cut_inside_an_acknowledged_record_stops_the_server() {
+async fn a_log_whose_acknowledged_last_record_lost_its_end_stops_the_server() {
     let (data_dir, _) = log_three_executions().await;
     let path = data_dir.path.join(LOG_FILE);
-    let len = std::fs::metadata(&path).unwrap().len();
+    let end = end_of_log(&path);
     // The last record was acknowledged and is covered by the signed checkpoint:
-    // losing its end is lost history, not a torn append.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 10)
-        .unwrap();
+    // its end reading as zeros (as if it had never reached the disk) is lost
+    // history, not a torn append.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[end - 10..end].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
     let error = build_error(&data_dir);
     assert!(error.contains("records were lost"), "{error}");
 }
@@ -69,7 +73,7 @@ async fn a_flipped_byte_in_the_middle_of_the_log_stops_the_server_naming_file_an
     let (data_dir, _) = log_three_executions().await;
     let path = data_dir.path.join(LOG_FILE);
     let mut bytes = std::fs::read(&path).unwrap();
-    let second_record = FIRST_RECORD as usize + (bytes.len() - FIRST_RECORD as usize) / 3;
+    let second_record = FIRST_RECORD as usize + (end_of_log(&path) - FIRST_RECORD as usize) / 3;
     bytes[second_record + 30] ^= 0x04;
     std::fs::write(&path, &bytes).unwrap();
     let error = build_error(&data_dir);

@@ -58,11 +58,26 @@ async fn a_data_directory_that_disappeared_is_503_data_dir_not_writable() {
 
 /// The server runs under a 1 KiB file-size limit (`ulimit -f 2`, with SIGXFSZ
 /// ignored so that the kernel fails the write with EFBIG instead of killing the
-/// process): the audit log takes a handful of records, then a write genuinely
+/// process): the audit log takes a handful of records, then growing it genuinely
 /// fails.
 #[tokio::test(flavor = "multi_thread")]
 async fn when_the_log_cannot_be_written_health_is_503_and_nothing_unlogged_is_answered() {
     let data_dir = DataDir::new();
+    // The log is preallocated, so appends overwrite zeros and only growing the file
+    // can hit a file-size limit. Here the log has room for a few records (a header
+    // and 900 zeros, as a crash while growing it can leave), and the limit refuses
+    // the first chunk it grows by: the appends that fit are answered, the first
+    // that needs the file to grow is refused.
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&data_dir.path)
+        .unwrap();
+    let log = data_dir
+        .path
+        .join(wasm_hypervisor_server::audit::log::LOG_FILE);
+    let mut preallocated = wasm_hypervisor_server::audit::log::FILE_MAGIC.to_vec();
+    preallocated.resize(preallocated.len() + 900, 0);
+    std::fs::write(&log, &preallocated).unwrap();
+    std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let server = ServerProcess::start_with(
         &data_dir.path,
         &["sh", "-c", r#"trap "" XFSZ; ulimit -f 2; exec "$@""#, "sh"],
@@ -113,7 +128,7 @@ async fn when_the_log_cannot_be_written_health_is_503_and_nothing_unlogged_is_an
         "{:#?}",
         exited.stderr
     );
-    // The failed write was cut back: the file holds exactly the answered records.
+    // The failed batch left nothing: the log holds exactly the answered records.
     let records = wasm_hypervisor_server::audit::log::read_records(
         &data_dir
             .path

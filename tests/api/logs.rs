@@ -1,6 +1,7 @@
-//! Logs: one span per request with its method, route template and request id; the
-//! execution's id, status, fuel and timings inside it; text or JSON by
-//! configuration; never plaintext.
+//! Logs: one span per request with its method, route template and request id; one
+//! line per request, which for an answered execution is the execution's own (id,
+//! status, log index, fuel, durations, sizes); text or JSON by configuration;
+//! never plaintext.
 
 use serde_json::{Value, json};
 use wasm_hypervisor_client::{Client, open_execution};
@@ -101,35 +102,48 @@ async fn json_logs_put_the_execution_inside_the_request_span_and_no_plaintext() 
             .as_array()
             .is_some_and(|spans| spans.iter().any(|span| span["request_id"] == REQUEST_ID))
     };
-    let recorded = events
+    // One line for the execution, at info, inside the request's span: no request
+    // line besides it.
+    let lines: Vec<&Value> = events
         .iter()
         .filter(in_request)
-        .find(|event| event["message"] == "execution recorded")
-        .expect("the execution's event is inside the request's span");
+        .filter(|event| {
+            event["level"] == "INFO" || event["level"] == "WARN" || event["level"] == "ERROR"
+        })
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the execution: {lines:?}");
+    let recorded = lines[0];
+    assert_eq!(recorded["message"], "execution recorded");
     let result = &execution.result;
     assert_eq!(recorded["execution_id"], execution.execution_id.to_string());
     assert_eq!(recorded["status"], "completed");
     assert_eq!(recorded["fuel_consumed"], result.fuel_consumed);
     assert_eq!(recorded["wall_time_us"], result.wall_time_us);
     assert_eq!(recorded["log_index"], 0);
+    for field in ["append_us", "elapsed_us", "request_bytes", "result_bytes"] {
+        assert!(recorded[field].is_u64(), "{field} missing from {recorded}");
+    }
+    assert!(recorded["elapsed_us"].as_u64() >= recorded["append_us"].as_u64());
     let span = &recorded["spans"][0];
     assert_eq!(span["name"], "request");
     assert_eq!(span["method"], "POST");
     assert_eq!(span["route"], "/execute");
 
-    // The response line closes the request with its status and latency, and the
-    // span now names the execution.
-    let finished = events
+    // Other requests keep one line each, with their status and latency: here the
+    // session the client opened first.
+    let session_line = events
         .iter()
-        .filter(in_request)
-        .find(|event| event["message"] == "finished processing request")
-        .expect("the request's response is logged");
-    assert_eq!(finished["level"], "INFO");
-    assert_eq!(finished["status"], 200);
-    assert!(finished["latency"].as_str().unwrap().ends_with("μs"));
-    let span = &finished["spans"][0];
-    assert_eq!(span["execution_id"], execution.execution_id.to_string());
-    assert_eq!(span["execution_status"], "completed");
+        .find(|event| {
+            event["message"] == "request finished" && event["spans"][0]["route"] == "/sessions"
+        })
+        .expect("the session request is logged");
+    assert_eq!(session_line["level"], "INFO");
+    assert!(
+        session_line["status"]
+            .as_u64()
+            .is_some_and(|s| (200..300).contains(&s))
+    );
+    assert!(session_line["latency_us"].is_u64());
 
     assert_no_secret_in(&exited.stderr);
 }

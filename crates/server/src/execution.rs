@@ -358,6 +358,7 @@ impl Executor {
         client: ClientKey,
     ) -> Result<ExecutionReceipt, ExecutionError> {
         let inner = &self.inner;
+        let started = Instant::now();
         // From here on the plaintext is open: whatever happens, including a panic
         // while preparing or running the guest, must end as a logged execution.
         // `run` gives the slot back while it waits for a compilation, and takes
@@ -411,12 +412,18 @@ impl Executor {
         inner
             .metrics
             .observe_audit_append(append_started.elapsed().as_secs_f64());
+        // The one line an execution logs (the HTTP layer logs none for an answered
+        // execution): ids, status, counts, durations and sizes, never content.
         tracing::info!(
             %execution_id,
             status = status.as_str(),
+            log_index,
             fuel_consumed = result.fuel_consumed,
             wall_time_us = result.wall_time_us,
-            log_index,
+            append_us = append_started.elapsed().as_micros() as u64,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            request_bytes = opened.plaintext.len(),
+            result_bytes = ciphertext.len(),
             "execution recorded"
         );
         Ok(ExecutionReceipt {
@@ -626,14 +633,12 @@ impl Executor {
             files_bytes,
             max_mount_entries: policy.max_mount_entries,
         };
-        let started = Instant::now();
         let report = self
             .inner
             .sandbox
             .run(prepared, entry, input, specs, limits)
             .await;
         drop(slot);
-        tracing::debug!(%execution_id, elapsed_us = started.elapsed().as_micros() as u64, "guest finished");
         fill_from_report(&mut result, report, writable);
         result
     }

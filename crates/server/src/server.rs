@@ -111,12 +111,15 @@ impl Service {
         let provider = config.crypto.provider;
         let key = Arc::new(ServerKey::load_or_create(provider, data_dir)?);
         let (log, recovery) = AuditLog::open(data_dir, config.origin.as_str(), key.clone())?;
-        if recovery.truncated_bytes > 0 {
+        if recovery.torn_bytes > 0 {
             tracing::warn!(
                 path = %log.path().display(),
-                truncated_bytes = recovery.truncated_bytes,
-                "cut a torn record off the end of the audit log (a crash during an unacknowledged append)"
+                torn_bytes = recovery.torn_bytes,
+                "zeroed a torn batch at the end of the audit log (a crash during an unacknowledged append)"
             );
+        }
+        if recovery.converted_from_v1 {
+            tracing::info!(path = %log.path().display(), "converted the audit log from format v1 to v2");
         }
         tracing::info!(
             records = recovery.records,

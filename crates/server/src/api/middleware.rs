@@ -1,5 +1,5 @@
 //! The layers every request goes through before its handler: request id and
-//! span, request metrics, the connection's standing, header and announced body
+//! span, request metrics and log line, the connection's standing, header and announced body
 //! size, bearer tokens (clients and scrapers), request rates, and the 404/405
 //! fallbacks, each answering with an [`ApiError`].
 
@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{Extensions, HeaderMap, HeaderValue, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -69,9 +69,9 @@ pub(super) async fn drop_unusable_request_id(mut request: Request) -> Request {
     request
 }
 
-/// Counts every request by route template (never the raw path: see `metrics`).
-/// The layer runs after routing, so the matched route is known; the fallback has
-/// none.
+/// Counts every request by route template (never the raw path: see `metrics`) and
+/// logs its one line. The layer runs after routing, so the matched route is known;
+/// the fallback has none.
 pub(super) async fn count_request(
     State(metrics): State<Metrics>,
     request: Request,
@@ -85,14 +85,32 @@ pub(super) async fn count_request(
         .to_owned();
     let method = request.method().clone();
     let response = next.run(request).await;
+    let status = response.status();
+    let latency = started.elapsed();
     metrics.observe_http(
         &route,
         method.as_str(),
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
+        status.as_u16(),
+        latency.as_secs_f64(),
     );
+    // One line per request, inside its span (method, route, request id). An
+    // execution that was answered (200) or accepted (202) logs its own line, with
+    // its id, status, log index, durations and sizes, when it is recorded: that is
+    // the one line for it, and this one is left out.
+    let answered_execution =
+        route == EXECUTE_ROUTE && (status == StatusCode::OK || status == StatusCode::ACCEPTED);
+    if !answered_execution {
+        tracing::info!(
+            status = status.as_u16(),
+            latency_us = latency.as_micros() as u64,
+            "request finished"
+        );
+    }
     response
 }
+
+/// The route whose answered requests are logged by the execution they ran.
+const EXECUTE_ROUTE: &str = "/execute";
 
 /// The client a request belongs to, once its token is accepted.
 #[derive(Debug, Clone, Copy)]

@@ -9,9 +9,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
-use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -121,13 +120,11 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
-                .on_request(DefaultOnRequest::new())
-                .on_response(
-                    DefaultOnResponse::new()
-                        .level(tracing::Level::INFO)
-                        .latency_unit(LatencyUnit::Micros),
-                )
-                // A 5xx is already logged once, with its code, by `ApiError`.
+                // The span only: a request's one line comes from `count_request`
+                // (or, for an answered execution, from the execution), and a 5xx is
+                // also logged once, with its code, by `ApiError`.
+                .on_request(())
+                .on_response(())
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -13,7 +13,7 @@
 pub mod log;
 pub mod record;
 
-pub use self::log::{AuditLog, Inclusion, Recovery};
+pub use self::log::{AuditLog, Inclusion, Recovery, WriterStats};
 pub use self::record::LogRecord;
 
 /// What can go wrong with the audit log.
