@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cbor::{self, CborError, Fields, Item, Reader};
+use crate::cbor::{CborError, Fields, Item, Reader};
 use crate::encoding::{Base64, Hex, decode_base64};
 use crate::payload::{
     EffectiveLimits, ExecutionRequest, ExecutionResult, MAX_ARGS_CEILING, MAX_ENV_CEILING,
@@ -87,7 +87,7 @@ const MOUNT_FIELDS: &[&str] = &["path", "tar", "tar_sha256", "writable"];
 /// Parses a CBOR request plaintext strictly: the request with its byte fields
 /// (`module`, `stdin`, `mounts[].tar`) left `None`, and those bytes, borrowed.
 /// Unknown and duplicate keys (also in `env`), indefinite lengths, trailing
-/// bytes and everything [`cbor`] refuses are errors; so are `args`, `env` and
+/// bytes and everything [`crate::cbor`] refuses are errors; so are `args`, `env` and
 /// `mounts` past the ceilings JSON parsing has.
 pub fn decode_request(plaintext: &[u8]) -> Result<(ExecutionRequest, RequestBytes<'_>), CborError> {
     let mut reader = Reader::new(plaintext);
