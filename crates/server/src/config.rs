@@ -1024,7 +1024,7 @@ mod tests {
                 "SESSIONS__MAX_BATCH",
                 "63",
                 "sessions.max_batch",
-                "must be at least 64",
+                "must be between 64 and 1024, not 63",
             ),
             (
                 "SESSIONS__MAX_PENDING_PER_CLIENT",
