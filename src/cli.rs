@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use wasm_hypervisor_client::{Client, ClientError, Execution, ServerIdentity};
+use wasm_hypervisor_client::{Client, ClientError, Execution, ServerIdentity, SessionPool, Wire};
 use wasm_hypervisor_protocol::encoding::{Hex, encode_base64};
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, MountRequest, RequestedLimits, Status};
 
@@ -198,6 +198,10 @@ struct RunArgs {
     /// sent again if the server no longer holds it.
     #[arg(long)]
     no_references: bool,
+    /// The protocol: `v1.1` (binary body, CBOR plaintext, a session from a signed
+    /// batch) or `v1` (JSON throughout, protocol v1 exactly).
+    #[arg(long, value_name = "VERSION", default_value = "v1.1")]
+    wire: Wire,
     /// The module, then everything for the guest: `run prog.wasm -d x` passes `-d x`.
     #[arg(value_name = "MODULE.wasm", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     module_and_args: Vec<String>,
@@ -225,9 +229,12 @@ enum CliError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The request could not be encoded.
+    /// A document could not be encoded.
     #[error("cannot encode the request: {0}")]
     Encode(serde_json::Error),
+    /// The request plaintext could not be written.
+    #[error(transparent)]
+    Plaintext(#[from] wasm_hypervisor_client::EncodeError),
     /// Talking to the server failed, or its answer broke the protocol.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -593,8 +600,10 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
         ..Default::default()
     };
 
-    let client = Client::new(&args.server, args.token.clone());
+    let client = Client::new(&args.server, args.token.clone()).with_wire(args.wire);
     let identity = client.identity(args.key_id.as_deref()).await?;
+    // One execution (two if blobs must be sent again): batches of one.
+    let pool = SessionPool::new(client.clone(), identity.public_key).with_batch(1);
     let mut cache = (!args.no_references)
         .then(|| BlobCache::load(&identity.key_id.to_string(), args.token.as_deref()));
     let blobs =
@@ -630,16 +639,14 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
                 .then_some(Hex(module.sha256)),
             ..base.clone()
         };
-        let plaintext =
-            zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(CliError::Encode)?);
+        let plaintext = zeroize::Zeroizing::new(args.wire.encode_request(&request)?);
         drop(request);
-        let session = client.open_session(&identity.public_key).await?;
         let execution = if args.submit_async {
-            let pending = client.execute_async(&session, &plaintext).await?;
+            let pending = pool.execute_async(&plaintext).await?;
             eprintln!("wasm-hypervisor: execution {}", pending.execution_id);
             client.wait(pending).await?
         } else {
-            client.execute(&session, &plaintext).await?
+            pool.execute(&plaintext).await?
         };
         // A server that lost blobs it held (a restart, an eviction) names them:
         // send those again with their bytes, once.

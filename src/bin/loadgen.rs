@@ -6,6 +6,9 @@
 //! CPU time per execution (from `/proc/<pid>/stat`: user + system, all threads;
 //! and outside the threads that run guests, from `/proc/<pid>/task/*/stat`).
 //! `--by-reference` sends the module (and `--dir` archives) once, then names them.
+//! `--wire v1.1` (the default) sends binary bodies and CBOR plaintexts on sessions
+//! from a pool filled in signed batches of `--batch` (protocol v1.1 §A–C); `--wire
+//! v1` speaks protocol v1 only (JSON, a `POST /sessions` per execution).
 //!
 //! ```sh
 //! cargo run --release -- serve &
@@ -24,8 +27,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use std::sync::Arc;
 use wasm_hypervisor_client::archive::pack_directory;
-use wasm_hypervisor_client::{Client, ClientError};
+
+use wasm_hypervisor_client::{Client, ClientError, SessionPool, Wire};
 use wasm_hypervisor_protocol::digest::sha256;
 use wasm_hypervisor_protocol::encoding::Hex;
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, MountRequest, encode_base64};
@@ -81,6 +86,13 @@ struct Args {
     /// An environment variable for the guest (repeatable).
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
+    /// The protocol: `v1.1` (binary bodies, CBOR plaintexts, pooled sessions
+    /// opened in batches) or `v1` (JSON, one `POST /sessions` per execution).
+    #[arg(long, default_value = "v1.1")]
+    wire: Wire,
+    /// With `--wire v1.1`: sessions per `POST /sessions {"count": N}`.
+    #[arg(long, default_value_t = SessionPool::DEFAULT_BATCH)]
+    batch: usize,
 }
 
 #[derive(Default)]
@@ -138,13 +150,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect(),
         ..Default::default()
     };
-    let client = Client::new(&args.server, args.token.clone());
+    let client = Client::new(&args.server, args.token.clone()).with_wire(args.wire);
     let identity = client.identity(None).await?;
+    let wire = args.wire;
     let plaintext = if args.by_reference {
         // Sent once with the bytes (the server keeps them), then named.
         let session = client.open_session(&identity.public_key).await?;
         client
-            .execute(&session, &serde_json::to_vec(&by_bytes)?)
+            .execute(&session, &wire.encode_request(&by_bytes)?)
             .await?;
         let by_reference = ExecutionRequest {
             module: None,
@@ -159,10 +172,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .collect(),
             ..by_bytes
         };
-        serde_json::to_vec(&by_reference)?
+        wire.encode_request(&by_reference)?
     } else {
-        serde_json::to_vec(&by_bytes)?
+        wire.encode_request(&by_bytes)?
     };
+    // v1.1: one pool for every worker, filled in signed batches.
+    let pool =
+        Arc::new(SessionPool::new(client.clone(), identity.public_key).with_batch(args.batch));
 
     let warmup = Duration::from_secs_f64(args.warmup);
     let duration = Duration::from_secs_f64(args.duration);
@@ -173,6 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut workers = Vec::new();
     for _ in 0..args.concurrency.max(1) {
         let (client, key, plaintext) = (client.clone(), identity.public_key, plaintext.clone());
+        let pool = pool.clone();
         workers.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             loop {
@@ -182,11 +199,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 // An execution is a request that got a sealed result back, whatever
                 // the guest's status; a refusal or failure is only counted.
-                let (outcome, executed) = match client.open_session(&key).await {
-                    Ok(session) => match client.execute(&session, &plaintext).await {
-                        Ok(execution) => (execution.result.status.as_str().to_owned(), true),
-                        Err(error) => (describe(&error), false),
+                let outcome = match wire {
+                    Wire::V1 => match client.open_session(&key).await {
+                        Ok(session) => client.execute(&session, &plaintext).await,
+                        Err(error) => Err(error),
                     },
+                    Wire::V1_1 => pool.execute(&plaintext).await,
+                };
+                let (outcome, executed) = match outcome {
+                    Ok(execution) => (execution.result.status.as_str().to_owned(), true),
                     Err(error) => (describe(&error), false),
                 };
                 // Only requests that both start and end inside the window count.

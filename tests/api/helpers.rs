@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wasm_hypervisor_client::{Client, Execution, ServerIdentity};
+use wasm_hypervisor_client::{Client, Execution, ServerIdentity, Wire};
 use wasm_hypervisor_protocol::checkpoint::Checkpoint;
 use wasm_hypervisor_protocol::merkle::{MerkleTree, leaf_hash};
 use wasm_hypervisor_protocol::payload::{
@@ -153,7 +153,11 @@ impl TestApp {
             .tokens_sha256
             .first()
             .map(|_| TEST_TOKEN.to_owned());
-        let client = Client::new(&base, token).with_provider(client_provider);
+        // Protocol v1 exactly (JSON bodies), as every test written before v1.1
+        // expects; tests/api/wire.rs makes v1.1 clients of its own.
+        let client = Client::new(&base, token)
+            .with_provider(client_provider)
+            .with_wire(Wire::V1);
         let identity = client.identity(None).await.expect("GET /keys");
         TestApp {
             base,

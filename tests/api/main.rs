@@ -30,3 +30,4 @@ mod real_programs;
 mod restart;
 mod sessions;
 mod shutdown;
+mod wire;

@@ -171,6 +171,9 @@ fn label_value_is_from_a_fixed_set(key: &str, value: &str) -> bool {
                 || (value.len() == 3 && value.parse::<u16>().is_ok_and(|c| (100..600).contains(&c)))
         }
         "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
+        // Protocol v1.1's body types and plaintext formats.
+        "body" => ["json", "binary"].contains(&value),
+        "plaintext" => ["json", "cbor"].contains(&value),
         _ => false,
     }
 }

@@ -9,19 +9,28 @@
 //!
 //! # Layout
 //! - The crate root: [`Client`] and what its calls return, [`ClientError`] and the
-//!   [`Violation`]s of the protocol a client refuses.
+//!   [`Violation`]s of the protocol a client refuses; [`Wire`], the protocol
+//!   version it speaks (v1.1's binary bodies and CBOR plaintexts by default).
+//! - [`pool`]: a pool of pre-opened sessions, opened in signed batches (protocol
+//!   v1.1 §A), that replaces an expired session without the caller noticing.
 //! - [`archive`]: mount archives, a host directory packed and a `mounts_out`
 //!   archive unpacked.
 
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod pool;
+
+pub use pool::SessionPool;
 
 use uuid::Uuid;
+use wasm_hypervisor_protocol::binary::{self, BinaryError};
+use wasm_hypervisor_protocol::cbor::CborError;
 use wasm_hypervisor_protocol::digest::sha256;
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::envelope::{self, EnvelopeError, POINT_LEN, ResponseKeys};
-use wasm_hypervisor_protocol::payload::ExecutionResult;
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, ExecutionResult};
+use wasm_hypervisor_protocol::plaintext::{self, Format};
 use wasm_hypervisor_protocol::provider::Provider;
 use wasm_hypervisor_protocol::receipt::{RECEIPT_VERSION, Receipt};
 use wasm_hypervisor_protocol::signing::PublicKey;
@@ -87,6 +96,16 @@ pub enum Violation {
     /// The opened result is not a result plaintext.
     #[error("the result is not valid: {0}")]
     Result(serde_json::Error),
+    /// The opened result of a CBOR request is not a CBOR result plaintext.
+    #[error("the result is not valid CBOR: {0}")]
+    CborResult(CborError),
+    /// A binary answer whose framing does not hold (protocol v1.1 §B).
+    #[error("the binary answer is not valid: {0}")]
+    Binary(BinaryError),
+    /// A batch of sessions that is not what was asked, or not signed by the
+    /// server's key over the batch (protocol v1.1 §A).
+    #[error("the session batch is refused: {0}")]
+    Batch(wasm_hypervisor_protocol::wire::BatchError),
     /// The opened result names another execution than the answer.
     #[error("the sealed result names another execution")]
     OtherExecution,
@@ -97,6 +116,9 @@ pub enum Violation {
     /// respond-async`, or whose `location` is not the execution's.
     #[error("the server's 202 is not an accepted async execution")]
     Accepted,
+    /// A session's `expires_at` that is not RFC 3339.
+    #[error("`expires_at` is not an RFC 3339 time")]
+    ExpiresAt,
     /// An answer of a status the endpoint does not give.
     #[error("unexpected HTTP status {0}")]
     Status(u16),
@@ -115,6 +137,47 @@ pub struct ServerIdentity {
 pub struct Session {
     pub id: Uuid,
     pub public_key: [u8; POINT_LEN],
+}
+
+/// The protocol version a client speaks on `/execute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wire {
+    /// Protocol v1: JSON bodies and JSON plaintexts, base64 for bytes.
+    V1,
+    /// Protocol v1.1 §B and §C: binary bodies and CBOR plaintexts (the default).
+    #[default]
+    V1_1,
+}
+
+impl Wire {
+    /// The request plaintext of `request` in this version's format: JSON (v1) or
+    /// deterministic CBOR (v1.1). Its byte fields hold base64, as for JSON.
+    pub fn encode_request(self, request: &ExecutionRequest) -> Result<Vec<u8>, EncodeError> {
+        match self {
+            Wire::V1 => serde_json::to_vec(request).map_err(EncodeError::Json),
+            Wire::V1_1 => plaintext::encode_request(request).map_err(EncodeError::Cbor),
+        }
+    }
+}
+
+impl std::str::FromStr for Wire {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Wire, String> {
+        match text {
+            "v1" => Ok(Wire::V1),
+            "v1.1" => Ok(Wire::V1_1),
+            other => Err(format!("unknown wire version `{other}` (v1 or v1.1)")),
+        }
+    }
+}
+
+/// Why a request could not be written as a plaintext.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("cannot write the request as JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("cannot write the request as CBOR: {0}")]
+    Cbor(plaintext::EncodeError),
 }
 
 /// A finished execution, opened and checked.
@@ -161,6 +224,7 @@ pub struct Client {
     base: String,
     token: Option<String>,
     provider: Provider,
+    wire: Wire,
 }
 
 impl Client {
@@ -177,6 +241,7 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
             provider: Provider::default(),
+            wire: Wire::default(),
         }
     }
 
@@ -197,6 +262,17 @@ impl Client {
 
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+
+    /// The same client, sending `/execute` bodies of `wire`'s version (binary for
+    /// v1.1, JSON for v1). The plaintext's format is the caller's
+    /// ([`Wire::encode_request`]); the result is read in whichever it is.
+    pub fn with_wire(self, wire: Wire) -> Client {
+        Client { wire, ..self }
+    }
+
+    pub fn wire(&self) -> Wire {
+        self.wire
     }
 
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
@@ -240,6 +316,17 @@ impl Client {
 
     /// `POST /sessions`, checking the session key's signature under `server_key`.
     pub async fn open_session(&self, server_key: &PublicKey) -> Result<Session, ClientError> {
+        self.open_session_until(server_key)
+            .await
+            .map(|(session, _)| session)
+    }
+
+    /// [`Client::open_session`], with the session's `expires_at` as the server
+    /// wrote it.
+    pub async fn open_session_until(
+        &self,
+        server_key: &PublicKey,
+    ) -> Result<(Session, String), ClientError> {
         let response = self.post("/sessions").send().await?;
         let session: SessionResponse = parse(response).await?;
         if session.suite != Suite::v1() {
@@ -251,7 +338,31 @@ impl Client {
         server_key
             .verify(&message, &session.signature.0)
             .map_err(|_| ClientError::BadSessionSignature)?;
-        Ok(Session { id, public_key })
+        Ok((Session { id, public_key }, session.expires_at))
+    }
+
+    /// `POST /sessions {"count": N}` (protocol v1.1 §A): N sessions, their one
+    /// signature checked under `server_key` over the whole batch.
+    pub async fn open_sessions(
+        &self,
+        server_key: &PublicKey,
+        count: usize,
+    ) -> Result<Vec<wasm_hypervisor_protocol::wire::VerifiedSession>, ClientError> {
+        let request = wasm_hypervisor_protocol::wire::SessionsRequest {
+            count: i64::try_from(count).unwrap_or(i64::MAX),
+        };
+        let response = self.post("/sessions").json(&request).send().await?;
+        let batch: wasm_hypervisor_protocol::wire::SessionBatchResponse = parse(response).await?;
+        let sessions = batch.verify(server_key).map_err(|error| match error {
+            wasm_hypervisor_protocol::wire::BatchError::Signature => {
+                ClientError::BadSessionSignature
+            }
+            other => Violation::Batch(other).into(),
+        })?;
+        if sessions.len() != count {
+            return Err(Violation::Batch(wasm_hypervisor_protocol::wire::BatchError::Empty).into());
+        }
+        Ok(sessions)
     }
 
     /// Seals `request_plaintext` to the session, posts it, opens the result and
@@ -262,18 +373,18 @@ impl Client {
         request_plaintext: &[u8],
     ) -> Result<Execution, ClientError> {
         let (body, keys) = self.seal(session, request_plaintext)?;
-        let response = self.post("/execute").json(&body).send().await?;
-        let response: ExecuteResponse = parse(response).await?;
+        let response = body.post(self).send().await?;
+        let response = parse_execute_answer(response).await?;
         open_execution(response, &keys, request_plaintext)
     }
 
-    /// The `/execute` body sealing `request_plaintext` to `session`, and the keys
-    /// that open its answer.
+    /// The `/execute` body sealing `request_plaintext` to `session`, in this
+    /// client's wire version, and the keys that open its answer.
     fn seal(
         &self,
         session: &Session,
         request_plaintext: &[u8],
-    ) -> Result<(ExecuteBody, ResponseKeys), ClientError> {
+    ) -> Result<(SealedBody, ResponseKeys), ClientError> {
         let sealed = envelope::seal_request(
             self.provider,
             &session.public_key,
@@ -281,10 +392,20 @@ impl Client {
             request_plaintext,
         )
         .map_err(ClientError::Seal)?;
-        let body = ExecuteBody {
-            session_id: session.id.hyphenated().to_string(),
-            enc: Base64(sealed.enc),
-            ciphertext: Base64(sealed.ciphertext),
+        let body = match self.wire {
+            Wire::V1 => SealedBody::Json(ExecuteBody {
+                session_id: session.id.hyphenated().to_string(),
+                enc: Base64(sealed.enc),
+                ciphertext: Base64(sealed.ciphertext),
+            }),
+            Wire::V1_1 => SealedBody::Binary(
+                binary::ExecuteBody {
+                    session_id: session.id,
+                    enc: sealed.enc,
+                    ciphertext: &sealed.ciphertext,
+                }
+                .to_vec(),
+            ),
         };
         Ok((body, sealed.keys))
     }
@@ -299,15 +420,15 @@ impl Client {
         request_plaintext: &[u8],
     ) -> Result<PendingExecution, ClientError> {
         let (body, keys) = self.seal(session, request_plaintext)?;
-        let response = self
-            .post("/execute")
+        let binary = matches!(body, SealedBody::Binary(_));
+        let response = body
+            .post(self)
             .header("prefer", "respond-async")
-            .json(&body)
             .send()
             .await?;
         if response.status() == reqwest::StatusCode::OK {
             // A server may ignore the preference (RFC 7240): the answer is here.
-            let response: ExecuteResponse = parse(response).await?;
+            let response = parse_execute_answer(response).await?;
             let execution = open_execution(response, &keys, request_plaintext)?;
             return Ok(PendingExecution {
                 execution_id: execution.execution_id,
@@ -315,6 +436,7 @@ impl Client {
                 keys,
                 request_plaintext: request_plaintext.to_vec(),
                 finished: Some(Box::new(execution)),
+                binary,
             });
         }
         let applied = response
@@ -338,6 +460,7 @@ impl Client {
             keys,
             request_plaintext: request_plaintext.to_vec(),
             finished: None,
+            binary,
         })
     }
 
@@ -349,10 +472,12 @@ impl Client {
         let Some(location) = &pending.location else {
             return Err(Violation::Accepted.into());
         };
-        let response = self
-            .authorized(self.http.get(format!("{}{location}", self.base)))
-            .send()
-            .await?;
+        let mut request = self.authorized(self.http.get(format!("{}{location}", self.base)));
+        if pending.binary {
+            // Protocol v1.1 §F: the answer in binary, as the request was.
+            request = request.header(reqwest::header::ACCEPT, "application/octet-stream");
+        }
+        let response = request.send().await?;
         let status = response.status();
         if status == reqwest::StatusCode::ACCEPTED {
             let retry_after = retry_after(&response);
@@ -365,7 +490,7 @@ impl Client {
                 retry_after: std::time::Duration::from_secs(retry_after.unwrap_or(1)),
             });
         }
-        let response: ExecuteResponse = parse(response).await?;
+        let response = parse_execute_answer(response).await?;
         if response.execution_id != pending.execution_id.hyphenated().to_string() {
             return Err(Violation::OtherExecution.into());
         }
@@ -401,6 +526,51 @@ pub struct PendingExecution {
     request_plaintext: Vec<u8>,
     /// The server ignored the preference and answered synchronously.
     finished: Option<Box<Execution>>,
+    /// The request went as a binary body: its answer is fetched in binary.
+    binary: bool,
+}
+
+/// A sealed `/execute` body in one of the two body types.
+enum SealedBody {
+    Json(ExecuteBody),
+    Binary(Vec<u8>),
+}
+
+impl SealedBody {
+    /// `POST /execute` with this body and its `Content-Type`.
+    fn post(self, client: &Client) -> reqwest::RequestBuilder {
+        let request = client.post("/execute");
+        match self {
+            SealedBody::Json(body) => request.json(&body),
+            SealedBody::Binary(bytes) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(bytes),
+        }
+    }
+}
+
+/// An `/execute` `200` (or a finished `GET /executions/{id}`) in either body
+/// type, as the JSON document: a binary answer (protocol v1.1 §B) is told by its
+/// `Content-Type`. Errors are JSON whatever the request's type.
+async fn parse_execute_answer(response: reqwest::Response) -> Result<ExecuteResponse, ClientError> {
+    let binary = response.status().is_success()
+        && response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/octet-stream"));
+    if !binary {
+        return parse(response).await;
+    }
+    let bytes = response.bytes().await?;
+    let answer = binary::ExecuteAnswer::parse(&bytes).map_err(Violation::Binary)?;
+    Ok(ExecuteResponse {
+        execution_id: answer.execution_id.hyphenated().to_string(),
+        ciphertext: Base64(answer.ciphertext.to_vec()),
+        commitment: Hex(answer.commitment),
+        log_index: answer.log_index,
+        leaf_signature: Base64(answer.leaf_signature.to_vec()),
+    })
 }
 
 /// Where an async execution is.
@@ -498,8 +668,13 @@ pub fn open_execution(
     let result_plaintext = keys
         .open_result(&execution_id, &response.ciphertext.0)
         .map_err(|_: EnvelopeError| Violation::ResultDoesNotOpen)?;
-    let result: ExecutionResult =
-        serde_json::from_slice(&result_plaintext).map_err(Violation::Result)?;
+    // Protocol v1.1 §C: the result is in the request's format.
+    let result: ExecutionResult = match Format::of(request_plaintext) {
+        Format::Json => serde_json::from_slice(&result_plaintext).map_err(Violation::Result)?,
+        Format::Cbor => {
+            plaintext::decode_result(&result_plaintext).map_err(Violation::CborResult)?
+        }
+    };
     if result.execution_id != response.execution_id {
         return Err(Violation::OtherExecution.into());
     }

@@ -33,6 +33,9 @@ pub const COMMITMENT_SALT_LABEL: &[u8] = b"wasm-hypervisor v1 commitment salt";
 pub const COMMITMENT_LABEL: &[u8] = b"wasm-hypervisor v1 commitment";
 /// Prefix of the message the server signs to vouch for a session key.
 pub const SESSION_SIGNATURE_LABEL: &[u8] = b"wasm-hypervisor v1 session ";
+/// Prefix of the message the server signs to vouch for a batch of session keys
+/// (protocol v1.1 §A).
+pub const SESSIONS_SIGNATURE_LABEL: &[u8] = b"wasm-hypervisor v1 sessions ";
 
 /// What can go wrong opening or sealing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -118,6 +121,26 @@ pub fn session_signature_message(session_id: &Uuid, public_key: &[u8]) -> Vec<u8
     let mut message = SESSION_SIGNATURE_LABEL.to_vec();
     message.extend_from_slice(session_id.hyphenated().to_string().as_bytes());
     message.extend_from_slice(public_key);
+    message
+}
+
+/// Protocol v1.1 §A: `"wasm-hypervisor v1 sessions " || session_id_1 ||
+/// public_key_1 || … || session_id_N || public_key_N`, ids as 36-character text,
+/// keys as 65 bytes, in the order of the batch: what the server signs once for
+/// `POST /sessions {"count": N}`.
+pub fn sessions_signature_message<'a>(
+    sessions: impl IntoIterator<Item = (&'a Uuid, &'a [u8; POINT_LEN])>,
+) -> Vec<u8> {
+    let mut message = SESSIONS_SIGNATURE_LABEL.to_vec();
+    for (session_id, public_key) in sessions {
+        message.extend_from_slice(
+            session_id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        message.extend_from_slice(public_key);
+    }
     message
 }
 

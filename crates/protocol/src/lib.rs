@@ -18,8 +18,13 @@
 //! - [`signing`]: ECDSA P-256 signing keys (PKCS#8) and public keys (SPKI, key id).
 //! - [`digest`]: SHA-256 where the protocol fixes it, the same on every provider.
 //! - [`encoding`]: base64 and hex fields of wire documents, typed.
-//! - [`wire`]: the HTTP bodies (sessions, executions, keys, health, the log).
+//! - [`wire`]: the HTTP bodies (sessions and session batches, executions, keys,
+//!   health, the log), and the check of a batch's signature.
+//! - [`binary`]: the binary `/execute` body and answer (protocol v1.1 §B).
 //! - [`payload`]: the sealed documents: the request and result plaintexts.
+//! - [`plaintext`]: those documents in CBOR (protocol v1.1 §C), and which format a
+//!   plaintext is.
+//! - [`cbor`]: the strict CBOR reader and deterministic writer under `plaintext`.
 //! - [`leaf`]: the 57-byte audit-log leaf and its hash.
 //! - [`merkle`]: the RFC 9162 tree, its proofs and their verifiers.
 //! - [`checkpoint`]: the C2SP checkpoint body of a signed tree head.
@@ -27,6 +32,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod binary;
+pub mod cbor;
 pub mod checkpoint;
 pub mod digest;
 pub mod encoding;
@@ -35,6 +42,7 @@ pub mod hpke;
 pub mod leaf;
 pub mod merkle;
 pub mod payload;
+pub mod plaintext;
 pub mod provider;
 pub mod receipt;
 pub mod signing;

@@ -8,8 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use uuid::Uuid;
+
 use crate::checkpoint::SignedCheckpoint;
 use crate::encoding::{Base64, Hex};
+use crate::envelope::sessions_signature_message;
+use crate::signing::PublicKey;
 
 /// The protocol's error shape.
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +55,144 @@ pub struct SessionResponse {
         schema(value_type = String, content_encoding = "base64")
     )]
     pub signature: Base64,
+}
+
+/// `POST /sessions` body asking for a batch (protocol v1.1 §A): `{"count": N}`,
+/// nothing else. `count` is any JSON integer here; the server checks its range.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionsRequest {
+    /// How many sessions: 1 to the server's `sessions.max_batch` (at least 64).
+    pub count: i64,
+}
+
+/// Only a JSON object with the one key `count` (serde's derive would also take
+/// the array `[N]`).
+impl<'de> Deserialize<'de> for SessionsRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SessionsRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"an object {"count": N}"#)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SessionsRequest, A::Error> {
+                let mut count = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key != "count" {
+                        return Err(serde::de::Error::unknown_field(&key, &["count"]));
+                    }
+                    if count.is_some() {
+                        return Err(serde::de::Error::duplicate_field("count"));
+                    }
+                    count = Some(map.next_value::<i64>()?);
+                }
+                let count = count.ok_or_else(|| serde::de::Error::missing_field("count"))?;
+                Ok(SessionsRequest { count })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// `POST /sessions` answer to a batch (protocol v1.1 §A): N ordinary sessions and
+/// one signature over all of them.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionBatchResponse {
+    pub sessions: Vec<BatchedSession>,
+    pub suite: Suite,
+    /// Base64 DER ECDSA P-256 SHA-256 by the server's key over
+    /// `"wasm-hypervisor v1 sessions " || session_id_1 || public_key_1 || …`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, content_encoding = "base64")
+    )]
+    pub signature: Base64,
+}
+
+/// One session of a batch.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchedSession {
+    /// UUID v4, 36 characters.
+    pub session_id: String,
+    /// Base64 of the session's 65-byte SEC1 uncompressed P-256 point.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, content_encoding = "base64")
+    )]
+    pub public_key: Base64<[u8; 65]>,
+    /// RFC 3339 UTC, whole seconds.
+    pub expires_at: String,
+}
+
+/// A session of a batch whose signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedSession {
+    pub session_id: Uuid,
+    pub public_key: [u8; 65],
+    /// As the server wrote it (RFC 3339 UTC, whole seconds).
+    pub expires_at: String,
+}
+
+/// Why a batch answer is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Another suite than v1's.
+    #[error("unexpected cipher suite")]
+    Suite,
+    /// A session id that is not a 36-character lowercase UUID.
+    #[error("`session_id` is not a 36-character lowercase UUID")]
+    SessionId,
+    /// No sessions at all.
+    #[error("the batch is empty")]
+    Empty,
+    /// The signature does not verify under the server's key over the batch.
+    #[error("the batch is not signed by the server's key")]
+    Signature,
+}
+
+impl SessionBatchResponse {
+    /// Checks the batch's one signature under `server_key` over the exact message
+    /// of protocol v1.1 §A (ids as text, keys as bytes, in the array's order) and
+    /// the suite; returns its sessions.
+    pub fn verify(&self, server_key: &PublicKey) -> Result<Vec<VerifiedSession>, BatchError> {
+        if self.suite != Suite::v1() {
+            return Err(BatchError::Suite);
+        }
+        if self.sessions.is_empty() {
+            return Err(BatchError::Empty);
+        }
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|session| {
+                let text = &session.session_id;
+                if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(BatchError::SessionId);
+                }
+                let session_id = Uuid::try_parse(text).map_err(|_| BatchError::SessionId)?;
+                Ok(VerifiedSession {
+                    session_id,
+                    public_key: session.public_key.0,
+                    expires_at: session.expires_at.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let message = sessions_signature_message(
+            sessions
+                .iter()
+                .map(|session| (&session.session_id, &session.public_key)),
+        );
+        server_key
+            .verify(&message, &self.signature.0)
+            .map_err(|_| BatchError::Signature)?;
+        Ok(sessions)
+    }
 }
 
 /// The HPKE suite a session uses; v1 has one.
@@ -279,6 +421,78 @@ mod tests {
         let mut short = good;
         short["public_key"] = crate::encoding::encode_base64(&[4; 64]).into();
         assert!(serde_json::from_value::<SessionResponse>(short).is_err());
+    }
+
+    fn batch(key: &crate::signing::SigningKey, count: u8) -> SessionBatchResponse {
+        let sessions: Vec<(Uuid, [u8; 65])> = (0..count)
+            .map(|n| (Uuid::from_bytes([n; 16]), [n; 65]))
+            .collect();
+        let message = sessions_signature_message(sessions.iter().map(|(id, pk)| (id, pk)));
+        SessionBatchResponse {
+            sessions: sessions
+                .iter()
+                .map(|(id, pk)| BatchedSession {
+                    session_id: id.hyphenated().to_string(),
+                    public_key: Base64(*pk),
+                    expires_at: "2026-11-29T00:00:00Z".into(),
+                })
+                .collect(),
+            suite: Suite::v1(),
+            signature: Base64(key.sign(&message).unwrap()),
+        }
+    }
+
+    fn a_batch_verifies_over_the_exact_message(provider: crate::provider::Provider) {
+        let key = crate::signing::SigningKey::generate(provider).unwrap();
+        let good = batch(&key, 3);
+        let sessions = good.verify(key.public()).unwrap();
+        assert_eq!(sessions.len(), 3);
+        assert_eq!(sessions[2].public_key, [2; 65]);
+        // The message: label, then each id as text and key as bytes, in order.
+        let mut expected = b"wasm-hypervisor v1 sessions ".to_vec();
+        for n in 0..3u8 {
+            expected.extend_from_slice(
+                Uuid::from_bytes([n; 16])
+                    .hyphenated()
+                    .to_string()
+                    .as_bytes(),
+            );
+            expected.extend_from_slice(&[n; 65]);
+        }
+        key.public().verify(&expected, &good.signature.0).unwrap();
+        // Reordered, shortened or from another key: refused.
+        let mut swapped = batch(&key, 3);
+        swapped.sessions.swap(0, 1);
+        assert_eq!(swapped.verify(key.public()), Err(BatchError::Signature));
+        let mut shorter = batch(&key, 3);
+        shorter.sessions.pop();
+        assert_eq!(shorter.verify(key.public()), Err(BatchError::Signature));
+        let other = crate::signing::SigningKey::generate(provider).unwrap();
+        assert_eq!(good.verify(other.public()), Err(BatchError::Signature));
+        let mut upper = batch(&key, 1);
+        upper.sessions[0].session_id = "1B4E28BA-2FA1-41D2-883F-0016D3CCA427".into();
+        assert_eq!(upper.verify(key.public()), Err(BatchError::SessionId));
+    }
+
+    crate::tests_for_every_provider!(a_batch_verifies_over_the_exact_message);
+
+    #[test]
+    fn a_sessions_request_is_count_and_nothing_else() {
+        let parsed: SessionsRequest = serde_json::from_str(r#"{"count": 5}"#).unwrap();
+        assert_eq!(parsed.count, 5);
+        for bad in [
+            r#"{"count":"x"}"#,
+            "[1]",
+            r#"{"count":1,"x":2}"#,
+            "{}",
+            r#"{"count":1.5}"#,
+            r#"{"count":1,"count":2}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<SessionsRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

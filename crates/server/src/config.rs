@@ -269,6 +269,10 @@ pub struct SessionsConfig {
     /// whole pool, still subject to eviction by the others). 0..=`max_pending`,
     /// default 64 (four times `clients.max_concurrent_executions`' default).
     max_pending_per_client: Bounded<0, 1_000_000>,
+    /// Most sessions one `POST /sessions {"count": N}` may ask for (protocol v1.1
+    /// §A, which says the maximum is at least 64); a larger N is 400
+    /// `invalid_parameter`. 64..=1024, default 64.
+    pub max_batch: Bounded<64, 1024>,
 }
 
 /// `sessions` as the sources give it, before the share is held to the pool.
@@ -278,6 +282,7 @@ struct SessionsFields {
     ttl_secs: Secs<1, 3600>,
     max_pending: Bounded<1, 1_000_000>,
     max_pending_per_client: Bounded<0, 1_000_000>,
+    max_batch: Bounded<64, 1024>,
 }
 
 impl SessionsConfig {
@@ -328,6 +333,7 @@ impl TryFrom<SessionsFields> for SessionsConfig {
             ttl_secs: fields.ttl_secs,
             max_pending: pool,
             max_pending_per_client: share,
+            max_batch: fields.max_batch,
         })
     }
 }
@@ -338,6 +344,7 @@ impl From<SessionsConfig> for SessionsFields {
             ttl_secs: config.ttl_secs,
             max_pending: config.max_pending,
             max_pending_per_client: config.max_pending_per_client,
+            max_batch: config.max_batch,
         }
     }
 }
@@ -620,6 +627,7 @@ impl Default for SessionsConfig {
             ttl_secs: Secs::constant::<60>(),
             max_pending: Bounded::constant::<10_000>(),
             max_pending_per_client: Bounded::constant::<64>(),
+            max_batch: Bounded::constant::<64>(),
         }
     }
 }
@@ -916,7 +924,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 50, "{keys:?}");
+        assert_eq!(keys.len(), 51, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(
@@ -1010,6 +1018,13 @@ mod tests {
                 &too_many_cores,
                 "execution.max_concurrent_compilations",
                 "must be at most the number of cores",
+            ),
+            // Protocol v1.1 §A: the maximum batch is at least 64.
+            (
+                "SESSIONS__MAX_BATCH",
+                "63",
+                "sessions.max_batch",
+                "must be between 64 and 1024, not 63",
             ),
             (
                 "SESSIONS__MAX_PENDING_PER_CLIENT",

@@ -23,6 +23,7 @@ pub use wasm_hypervisor_protocol::envelope::{
     REQUEST_INFO_LABEL, RESPONSE_KEY_LABEL, RESPONSE_NONCE_LABEL, ResponseKeys,
     SESSION_SIGNATURE_LABEL, SealedRequest, SessionSecret, commitment, digest_eq, open_request,
     random_bytes, request_info, seal_request, seal_request_with_ikm, session_signature_message,
+    sessions_signature_message,
 };
 
 /// A fresh key pair for one session, on `provider`.

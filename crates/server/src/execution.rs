@@ -41,12 +41,14 @@ use crate::sandbox::{
     RunTarget, Sandbox,
 };
 use crate::session::{SessionError, SessionStore};
+use wasm_hypervisor_protocol::cbor::CborError;
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::payload::{
     self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, MountOut, MountPathError,
     MountRequest, Status,
 };
+use wasm_hypervisor_protocol::plaintext::{self, Format, RequestBytes};
 
 /// Why an `/execute` was refused before its plaintext was recovered.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,10 @@ pub enum RequestError {
     /// The plaintext is not an `ExecutionRequest` in JSON.
     #[error("the request is not a valid execution request: {0}")]
     NotARequest(serde_json::Error),
+    /// The plaintext is a CBOR map but not an `ExecutionRequest` in the strict
+    /// CBOR of protocol v1.1 §C.
+    #[error("the request is not a valid execution request: {0}")]
+    NotACborRequest(CborError),
     /// Neither or both of `module` and `module_sha256`.
     #[error("exactly one of `module` and `module_sha256` is required")]
     ModuleChoice,
@@ -379,9 +385,15 @@ impl Executor {
         inner
             .metrics
             .observe_execution(status, result.fuel_consumed, result.wall_time_us);
-        let result_plaintext = Zeroizing::new(
-            serde_json::to_vec(&result).expect("a result always serializes to JSON"),
-        );
+        // Protocol v1.1 §C: the result is in the request plaintext's format.
+        let format = Format::of(&opened.plaintext);
+        inner.metrics.record_request_plaintext(format.as_str());
+        let result_plaintext = Zeroizing::new(match format {
+            Format::Json => {
+                serde_json::to_vec(&result).expect("a result always serializes to JSON")
+            }
+            Format::Cbor => plaintext::encode_result(&result),
+        });
         // The guest's output, in the clear, is no longer needed.
         result.stdout.0.zeroize();
         result.stderr.0.zeroize();
@@ -491,9 +503,9 @@ impl Executor {
         let invalid_request =
             |result, error: RequestError| refused(result, Status::InvalidRequest, error);
 
-        let mut request: ExecutionRequest = match serde_json::from_slice(plaintext) {
-            Ok(request) => request,
-            Err(error) => return invalid_request(result, RequestError::NotARequest(error)),
+        let (mut request, bytes) = match parse_request(plaintext) {
+            Ok(parsed) => parsed,
+            Err(error) => return invalid_request(result, error),
         };
         // `limits.files_bytes` is in the result only for a request that uses files,
         // so that a v1 request's result is a v1 result byte for byte.
@@ -501,11 +513,11 @@ impl Executor {
             || request
                 .limits
                 .is_some_and(|limits| limits.files_bytes.is_some());
-        if let Err(error) = check_mounts(&request.mounts) {
+        if let Err(error) = check_mounts(&request.mounts, &bytes) {
             return invalid_request(result, error);
         }
         let store = self.inner.blobs.scope(Scope::of(client));
-        let blobs = match receive_blobs(&store, &mut request) {
+        let blobs = match receive_blobs(&store, &mut request, &bytes) {
             Ok(blobs) => blobs,
             Err(error) => return invalid_request(result, error),
         };
@@ -526,7 +538,7 @@ impl Executor {
             Some(expression) => Entry::Invoke(expression.clone()),
             None => Entry::Command,
         };
-        let input = match guest_input(request) {
+        let input = match guest_input_with(request, bytes.stdin) {
             Ok(input) => input,
             Err(error) => return invalid_request(result, error),
         };
@@ -730,14 +742,28 @@ fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult 
     }
 }
 
+/// Parses a request plaintext in either format (protocol v1.1 §C: a CBOR map
+/// head first is CBOR, anything else JSON exactly as in v1). A CBOR request's
+/// byte fields stay in the plaintext, borrowed.
+fn parse_request(plaintext: &[u8]) -> Result<(ExecutionRequest, RequestBytes<'_>), RequestError> {
+    match Format::of(plaintext) {
+        Format::Json => serde_json::from_slice(plaintext)
+            .map(|request| (request, RequestBytes::default()))
+            .map_err(RequestError::NotARequest),
+        Format::Cbor => plaintext::decode_request(plaintext).map_err(RequestError::NotACborRequest),
+    }
+}
+
 /// Checks the shape of a request's mounts (protocol v1.1 §E): each path absolute
 /// and normalized, no two overlapping, and each with at most one of `tar` and
-/// `tar_sha256`, a read-only one with exactly one.
-fn check_mounts(mounts: &[MountRequest]) -> Result<(), RequestError> {
+/// `tar_sha256`, a read-only one with exactly one. `bytes` holds the archives of
+/// a CBOR request.
+fn check_mounts(mounts: &[MountRequest], bytes: &RequestBytes<'_>) -> Result<(), RequestError> {
     for (index, mount) in mounts.iter().enumerate() {
         payload::check_mount_path(&mount.path)
             .map_err(|reason| RequestError::MountPath { index, reason })?;
-        let sources = usize::from(mount.tar.is_some()) + usize::from(mount.tar_sha256.is_some());
+        let sources = usize::from(mount.tar.is_some() || bytes.tar(index).is_some())
+            + usize::from(mount.tar_sha256.is_some());
         if sources > 1 || (sources == 0 && !mount.writable) {
             return Err(RequestError::MountSource(index));
         }
@@ -795,10 +821,12 @@ impl RequestBlobs {
 
 /// Decodes every module and archive `request` sends, keeps each in `store`
 /// (protocol v1.1 §D: every blob received, even if the execution then fails), and
-/// looks up those it names. The base64 text is zeroized as it is decoded.
+/// looks up those it names. The base64 text is zeroized as it is decoded; a CBOR
+/// request's bytes (`bytes`) are copied once, into the store.
 fn receive_blobs(
     store: &BlobStore,
     request: &mut ExecutionRequest,
+    bytes: &RequestBytes<'_>,
 ) -> Result<RequestBlobs, RequestError> {
     let mut missing = Vec::new();
     let mut found = 0;
@@ -812,6 +840,12 @@ fn receive_blobs(
         blob
     };
     let (module_sha256, module) = match (request.module.take(), request.module_sha256.take()) {
+        (None, None) if bytes.module.is_some() => {
+            let module = bytes.module.unwrap_or_default();
+            let hash = envelope::sha256(module);
+            (hash, Some(store.insert(hash, module.to_vec())))
+        }
+        (None, Some(_)) if bytes.module.is_some() => return Err(RequestError::ModuleChoice),
         (Some(mut text), None) => {
             let decoded = payload::decode_base64(&text);
             text.zeroize();
@@ -829,6 +863,11 @@ fn receive_blobs(
     let mut mounts = Vec::with_capacity(request.mounts.len());
     for (index, mount) in request.mounts.iter_mut().enumerate() {
         let archive = match (mount.tar.take(), mount.tar_sha256.take()) {
+            (None, _) if bytes.tar(index).is_some() => {
+                let tar = bytes.tar(index).unwrap_or_default();
+                let hash = envelope::sha256(tar);
+                Some(store.insert(hash, tar.to_vec()))
+            }
             (Some(mut text), _) => {
                 let decoded = payload::decode_base64(&text);
                 text.zeroize();
@@ -857,7 +896,16 @@ fn receive_blobs(
 /// The guest's argv, env and stdin, checked for what WASI cannot carry. Public
 /// for the fuzz target `request_plaintext`, which drives it with the rest of the
 /// plaintext's parsing.
-pub fn guest_input(mut request: ExecutionRequest) -> Result<GuestInput, RequestError> {
+pub fn guest_input(request: ExecutionRequest) -> Result<GuestInput, RequestError> {
+    guest_input_with(request, None)
+}
+
+/// [`guest_input`], with a CBOR request's `stdin` bytes (copied once, into the
+/// guest's input).
+fn guest_input_with(
+    mut request: ExecutionRequest,
+    stdin: Option<&[u8]>,
+) -> Result<GuestInput, RequestError> {
     // Moved into a `GuestInput` first: it zeroizes them when dropped, also when
     // they are refused below.
     let mut input = GuestInput {
@@ -869,6 +917,8 @@ pub fn guest_input(mut request: ExecutionRequest) -> Result<GuestInput, RequestE
         let decoded = payload::decode_base64(&text);
         text.zeroize();
         input.stdin = decoded.map_err(RequestError::StdinBase64)?;
+    } else if let Some(stdin) = stdin {
+        input.stdin = stdin.to_vec();
     }
     if input.args.iter().any(|arg| arg.contains('\0')) {
         return Err(RequestError::NulInArgs);

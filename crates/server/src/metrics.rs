@@ -60,6 +60,18 @@ struct RouteLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BodyLabels {
+    /// `json` or `binary`.
+    body: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaintextLabels {
+    /// `json` or `cbor`.
+    plaintext: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
 }
@@ -152,6 +164,8 @@ struct Series {
     async_executions_pending: Gauge,
     async_results_stored: Gauge,
     async_results_bytes: Gauge,
+    execute_bodies: Family<BodyLabels, Counter>,
+    request_plaintexts: Family<PlaintextLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -339,6 +353,29 @@ impl Metrics {
             Some(Unit::Bytes),
             async_results_bytes.clone(),
         );
+        // Operator only, like the other breakdowns of what clients send.
+        let execute_bodies = Family::<BodyLabels, Counter>::default();
+        registries.register(
+            Operator,
+            "execute_bodies",
+            "POST /execute bodies read and decoded, by body type (json, binary)",
+            None,
+            execute_bodies.clone(),
+        );
+        let request_plaintexts = Family::<PlaintextLabels, Counter>::default();
+        registries.register(
+            Operator,
+            "request_plaintexts",
+            "Request plaintexts opened, by format (json, cbor)",
+            None,
+            request_plaintexts.clone(),
+        );
+        for body in ["json", "binary"] {
+            let _series = execute_bodies.get_or_create(&BodyLabels { body });
+        }
+        for plaintext in ["json", "cbor"] {
+            let _series = request_plaintexts.get_or_create(&PlaintextLabels { plaintext });
+        }
         // Every status exists from the start, at 0, so that rates and alerts on a
         // status that has not happened yet see a series rather than nothing.
         for status in Status::ALL {
@@ -369,6 +406,8 @@ impl Metrics {
             async_executions_pending,
             async_results_stored,
             async_results_bytes,
+            execute_bodies,
+            request_plaintexts,
         }))
     }
 
@@ -394,6 +433,22 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// One `/execute` body read and decoded; `body` is `json` or `binary`.
+    pub fn record_execute_body(&self, body: &'static str) {
+        self.0
+            .execute_bodies
+            .get_or_create(&BodyLabels { body })
+            .inc();
+    }
+
+    /// One request plaintext opened; `plaintext` is `json` or `cbor`.
+    pub fn record_request_plaintext(&self, plaintext: &'static str) {
+        self.0
+            .request_plaintexts
+            .get_or_create(&PlaintextLabels { plaintext })
+            .inc();
     }
 
     /// One finished execution: its status, the fuel it burned and its guest time.

@@ -258,6 +258,7 @@ impl Service {
             // Unbounded above: a limit past the address space is no limit.
             max_request_bytes: usize::try_from(limits.max_request_bytes.get())
                 .unwrap_or(usize::MAX),
+            max_session_batch: config.sessions.max_batch.get_usize(),
         });
         Ok(Service {
             state,

@@ -165,6 +165,16 @@ impl Pool {
         Some(pending)
     }
 
+    /// Puts back a session [`Pool::remove`] took out (a refused batch's eviction).
+    fn restore(&mut self, id: Uuid, pending: Pending) {
+        let (sequence, client) = (pending.sequence, pending.client);
+        self.by_age.insert(sequence, id);
+        self.change_holder(client, |holder| {
+            holder.sessions.insert(sequence, id);
+        });
+        self.by_id.insert(id, pending);
+    }
+
     /// Removes up to `at_most` sessions expired at `now`, oldest first, into
     /// `expired` (for the caller to drop after releasing the lock).
     fn expire(&mut self, now: Instant, at_most: usize, expired: &mut Vec<Pending>) {
@@ -205,55 +215,71 @@ pub struct SessionStore {
     limits: Limits,
 }
 
-/// A place in the pool, held for one client while its key pair is generated
-/// outside the lock. Dropped without [`Reservation::fulfil`] (a panic), it gives
-/// the place back.
+/// Places in the pool, held for one client while its key pairs are generated
+/// outside the lock. Dropped before every place is fulfilled (a panic), it gives
+/// the rest back.
 struct Reservation<'a> {
     store: &'a SessionStore,
     client: ClientKey,
-    fulfilled: bool,
+    /// Places not yet fulfilled.
+    remaining: usize,
 }
 
 impl Reservation<'_> {
-    /// Puts the session in the pool, in the place reserved, expiring `ttl` after
+    /// Puts one session in the pool, in a place reserved, expiring `ttl` after
     /// `now`.
+    #[cfg(test)]
     fn fulfil(mut self, secret: SessionSecret, now: Instant) -> (Uuid, Instant) {
-        let id = Uuid::new_v4();
+        let mut placed = self.fulfil_all(vec![secret], now);
+        placed.remove(0)
+    }
+
+    /// Puts every session of `secrets` in the pool under one hold of the lock, in
+    /// the order given (so in creation and expiry order), each in a place
+    /// reserved. At most as many as were reserved.
+    fn fulfil_all(&mut self, secrets: Vec<SessionSecret>, now: Instant) -> Vec<(Uuid, Instant)> {
+        debug_assert!(secrets.len() <= self.remaining, "more sessions than places");
+        let mut placed = Vec::with_capacity(secrets.len());
         let mut pool = self.store.lock();
-        let expires = pool
-            .last_expiry
-            .map_or(now + self.store.limits.ttl, |last| {
-                last.max(now + self.store.limits.ttl)
+        for secret in secrets {
+            let id = Uuid::new_v4();
+            let expires = pool
+                .last_expiry
+                .map_or(now + self.store.limits.ttl, |last| {
+                    last.max(now + self.store.limits.ttl)
+                });
+            pool.last_expiry = Some(expires);
+            let sequence = pool.next_sequence;
+            pool.next_sequence += 1;
+            pool.reserved -= 1;
+            pool.change_holder(self.client, |holder| {
+                holder.reserved -= 1;
+                holder.sessions.insert(sequence, id);
             });
-        pool.last_expiry = Some(expires);
-        let sequence = pool.next_sequence;
-        pool.next_sequence += 1;
-        pool.reserved -= 1;
-        pool.change_holder(self.client, |holder| {
-            holder.reserved -= 1;
-            holder.sessions.insert(sequence, id);
-        });
-        pool.by_age.insert(sequence, id);
-        pool.by_id.insert(
-            id,
-            Pending {
-                secret,
-                expires,
-                client: self.client,
-                sequence,
-            },
-        );
-        self.fulfilled = true;
-        (id, expires)
+            pool.by_age.insert(sequence, id);
+            pool.by_id.insert(
+                id,
+                Pending {
+                    secret,
+                    expires,
+                    client: self.client,
+                    sequence,
+                },
+            );
+            self.remaining -= 1;
+            placed.push((id, expires));
+        }
+        placed
     }
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if !self.fulfilled {
+        if self.remaining > 0 {
             let mut pool = self.store.lock();
-            pool.reserved -= 1;
-            pool.change_holder(self.client, |holder| holder.reserved -= 1);
+            let remaining = self.remaining;
+            pool.reserved -= remaining;
+            pool.change_holder(self.client, |holder| holder.reserved -= remaining);
         }
     }
 }
@@ -288,14 +314,40 @@ impl SessionStore {
     /// expiry or eviction: reserve a place (refused at once if there is none),
     /// generate the key without the lock, then insert it.
     pub fn create_for(&self, client: ClientKey) -> Result<IssuedSession, SessionError> {
-        let reservation = self.reserve(client, Instant::now())?;
-        let (secret, public_key) = envelope::generate_session_key(self.provider);
-        let (id, _) = reservation.fulfil(secret, Instant::now());
-        Ok(IssuedSession {
-            id,
-            public_key,
-            expires_at: SystemTime::now() + self.limits.ttl,
-        })
+        let mut sessions = self.create_batch_for(client, 1)?;
+        sessions.pop().ok_or(SessionError::Unknown)
+    }
+
+    /// Makes `count` sessions for `client` (protocol v1.1 §A), all or nothing:
+    /// `count` places are reserved at once, as if the client asked for them one
+    /// by one (its share, then the pool, evicting larger holders' oldest sessions
+    /// as `count` single requests would), and a refusal reserves and evicts
+    /// nothing. The keys are generated without the lock and inserted under one
+    /// hold of it, in the order returned.
+    pub fn create_batch_for(
+        &self,
+        client: ClientKey,
+        count: usize,
+    ) -> Result<Vec<IssuedSession>, SessionError> {
+        let mut reservation = self.reserve_many(client, count, Instant::now())?;
+        let mut secrets = Vec::with_capacity(count);
+        let mut public_keys = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (secret, public_key) = envelope::generate_session_key(self.provider);
+            secrets.push(secret);
+            public_keys.push(public_key);
+        }
+        let placed = reservation.fulfil_all(secrets, Instant::now());
+        let expires_at = SystemTime::now() + self.limits.ttl;
+        Ok(placed
+            .into_iter()
+            .zip(public_keys)
+            .map(|((id, _), public_key)| IssuedSession {
+                id,
+                public_key,
+                expires_at,
+            })
+            .collect())
     }
 
     /// [`SessionStore::create_for`] the one client of a caller that has no
@@ -307,7 +359,22 @@ impl SessionStore {
 
     /// Reserves a place for one more session of `client` at `now`, evicting the
     /// largest holder's oldest session if the pool is full (module doc).
+    #[cfg(test)]
     fn reserve(&self, client: ClientKey, now: Instant) -> Result<Reservation<'_>, SessionError> {
+        self.reserve_many(client, 1, now)
+    }
+
+    /// Reserves `count` places for `client` at `now`: refused if its share cannot
+    /// take them all; then, for each place the pool lacks, the session that a
+    /// request for one more would evict (the largest holder's oldest, if that
+    /// holder holds more than the asker would by then), or, if there is none, a
+    /// refusal that puts back every session evicted so far.
+    fn reserve_many(
+        &self,
+        client: ClientKey,
+        count: usize,
+        now: Instant,
+    ) -> Result<Reservation<'_>, SessionError> {
         let limits = self.limits;
         // Keys to destroy, after the lock is released.
         let mut dropped = Vec::new();
@@ -315,7 +382,8 @@ impl SessionStore {
             let mut pool = self.lock();
             pool.expire(now, SWEEP_BATCH, &mut dropped);
             let holding = pool.holding(&client);
-            if limits.max_pending_per_client > 0 && holding >= limits.max_pending_per_client {
+            if limits.max_pending_per_client > 0 && holding + count > limits.max_pending_per_client
+            {
                 let own_oldest = pool
                     .holders
                     .get(&client)
@@ -325,27 +393,37 @@ impl SessionStore {
                     retry_after: retry_after(own_oldest, now),
                 });
             }
-            if pool.by_id.len() + pool.reserved >= limits.max_pending {
+            let occupied = pool.by_id.len() + pool.reserved;
+            let free = limits.max_pending.saturating_sub(occupied).min(count);
+            let mut evicted = Vec::new();
+            for place in free..count {
+                // The asker would hold `holding + place` when asking for this one.
                 let victim = pool
                     .ranks
                     .last()
-                    .filter(|(count, _, _)| *count > holding)
+                    .filter(|(held, _, _)| *held > holding + place)
                     .map(|&(_, Reverse(sequence), _)| pool.by_age[&sequence]);
                 match victim {
-                    Some(id) => dropped.extend(pool.remove(&id)),
+                    Some(id) => evicted.extend(pool.remove(&id).map(|pending| (id, pending))),
                     None => {
-                        return Err(SessionError::TooManyPending {
+                        let refusal = SessionError::TooManyPending {
                             retry_after: retry_after(pool.next_expiry(), now),
-                        });
+                        };
+                        // All or nothing: the batch evicts no one it does not replace.
+                        for (id, pending) in evicted.into_iter().rev() {
+                            pool.restore(id, pending);
+                        }
+                        return Err(refusal);
                     }
                 }
             }
-            pool.reserved += 1;
-            pool.change_holder(client, |holder| holder.reserved += 1);
+            dropped.extend(evicted.into_iter().map(|(_, pending)| pending));
+            pool.reserved += count;
+            pool.change_holder(client, |holder| holder.reserved += count);
             Reservation {
                 store: self,
                 client,
-                fulfilled: false,
+                remaining: count,
             }
         };
         drop(dropped);
@@ -471,6 +549,45 @@ mod tests {
                     .all(|holder| holder.holding() <= limits.max_pending_per_client)
             );
         }
+    }
+
+    #[test]
+    fn a_batch_is_single_use_sessions_in_creation_order() {
+        let store = SessionStore::new(Provider::default(), MINUTE, 100).with_client_share(10);
+        let batch = store.create_batch_for(address(1), 10).unwrap();
+        assert_eq!(batch.len(), 10);
+        assert_eq!(store.pending(), 10);
+        for session in &batch {
+            assert!(store.take(&session.id).is_ok());
+            assert_eq!(store.take(&session.id).err(), Some(SessionError::Unknown));
+        }
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_batch_past_the_share_or_the_pool_is_refused_whole() {
+        let store = SessionStore::new(Provider::default(), MINUTE, 6).with_client_share(4);
+        store.create_batch_for(address(1), 3).unwrap();
+        assert!(matches!(
+            store.create_batch_for(address(1), 2),
+            Err(SessionError::ClientShareReached { .. })
+        ));
+        assert_eq!(store.pending(), 3);
+        // Two places are free; a batch of 4 from a new client takes them, then
+        // evicts client 1's oldest for the third (3 > 0 + 2) but finds no one for
+        // the fourth (2 > 0 + 3 does not hold): refused, and the eviction undone.
+        store.create_batch_for(address(2), 1).unwrap();
+        assert!(matches!(
+            store.create_batch_for(address(3), 4),
+            Err(SessionError::TooManyPending { .. })
+        ));
+        assert_eq!(store.pending(), 4);
+        check_invariants(&store);
+        // Two fit, and a third evicts client 1's oldest (3 > 0 + 2).
+        let batch = store.create_batch_for(address(3), 3).unwrap();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(store.pending(), 6);
+        check_invariants(&store);
     }
 
     #[test]

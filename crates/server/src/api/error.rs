@@ -20,8 +20,9 @@ pub enum ApiError {
     /// 400 `malformed_body`: the body is not the JSON the endpoint takes.
     #[error("{0}")]
     MalformedBody(String),
-    /// 415 `unsupported_media_type`: the body is not `application/json`.
-    #[error("the body must be application/json")]
+    /// 415 `unsupported_media_type`: the body is not of a type the endpoint takes
+    /// (`application/json`, or for `/execute` also `application/octet-stream`).
+    #[error("the body must be application/json (or, for POST /execute, application/octet-stream)")]
     UnsupportedMediaType,
     /// 413 `payload_too_large`: the body is over `limits.max_request_bytes`.
     #[error("the body is larger than this server accepts (limits.max_request_bytes)")]

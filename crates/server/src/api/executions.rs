@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
@@ -19,6 +19,7 @@ use crate::access::{ClientKey, Scope};
 use crate::async_results::{View, Withheld};
 use crate::envelope::{Enc, Provider};
 use crate::execution::{ExecutionError, ExecutionReceipt, SealedExecution};
+use wasm_hypervisor_protocol::binary;
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::wire::{
     ErrorBody, ExecuteBody, ExecuteResponse, ExecutionAccepted, ExecutionState, PendingState,
@@ -26,7 +27,7 @@ use wasm_hypervisor_protocol::wire::{
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, QuotaClient, json_body, parse_uuid};
+use super::extract::{BodyFormat, QuotaClient, body_format, json_body, parse_uuid, read_body};
 
 /// The sealed request an `/execute` body carries, every field checked: a
 /// 36-character lowercase session id, `enc` a point on P-256 (checked on
@@ -46,6 +47,28 @@ pub fn sealed_execution(
         session_id,
         enc,
         ciphertext: body.ciphertext.0,
+        client,
+    })
+}
+
+/// The sealed request a binary `/execute` body carries (protocol v1.1 §B): at
+/// least 81 bytes, `enc` a point on P-256. The session id is any 16 bytes (one
+/// the server never issued is `session_not_found`, as in JSON).
+pub fn sealed_binary_execution(
+    bytes: &[u8],
+    provider: Provider,
+    client: ClientKey,
+) -> Result<SealedExecution, ApiError> {
+    let body = binary::ExecuteBody::parse(bytes)
+        .map_err(|error| ApiError::MalformedBody(error.to_string()))?;
+    let enc = Enc::parse(provider, &body.enc).map_err(|_| {
+        ApiError::MalformedBody("`enc` is not a 65-byte uncompressed P-256 point".to_owned())
+    })?;
+    Ok(SealedExecution {
+        session_id: body.session_id,
+        enc,
+        // The one copy of the ciphertext: it is decrypted in place.
+        ciphertext: body.ciphertext.to_vec(),
         client,
     })
 }
@@ -80,15 +103,55 @@ fn prefers_respond_async(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The answer `/execute` gives for a receipt, synchronous or fetched later.
-fn execute_response(receipt: &ExecutionReceipt) -> ExecuteResponse {
-    ExecuteResponse {
-        execution_id: receipt.execution_id.hyphenated().to_string(),
-        ciphertext: Base64(receipt.ciphertext.clone()),
-        commitment: Hex(receipt.commitment),
-        log_index: receipt.log_index,
-        leaf_signature: Base64(receipt.leaf_signature.clone()),
+/// The answer `/execute` gives for a receipt, synchronous or fetched later: the
+/// one place a `200` is built, in JSON (protocol §3) or binary (protocol v1.1 §B).
+fn execute_response(receipt: &ExecutionReceipt, format: BodyFormat) -> Result<Response, ApiError> {
+    match format {
+        BodyFormat::Json => Ok(Json(ExecuteResponse {
+            execution_id: receipt.execution_id.hyphenated().to_string(),
+            ciphertext: Base64(receipt.ciphertext.clone()),
+            commitment: Hex(receipt.commitment),
+            log_index: receipt.log_index,
+            leaf_signature: Base64(receipt.leaf_signature.clone()),
+        })
+        .into_response()),
+        BodyFormat::Binary => {
+            let answer = binary::ExecuteAnswer {
+                execution_id: receipt.execution_id,
+                log_index: receipt.log_index,
+                commitment: receipt.commitment,
+                leaf_signature: &receipt.leaf_signature,
+                ciphertext: &receipt.ciphertext,
+            }
+            .to_vec()
+            .map_err(|error| {
+                tracing::error!(%error, "binary answer not encodable");
+                ApiError::Internal
+            })?;
+            Ok((
+                [(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM))],
+                answer,
+            )
+                .into_response())
+        }
     }
+}
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// Whether the request's `Accept` headers name `application/octet-stream` (its
+/// media type, parameters ignored, in any case): `GET /executions/{id}` then
+/// answers a finished execution in binary (protocol v1.1 §F).
+fn accepts_binary(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|range| {
+            let mime = range.split(';').next().unwrap_or("");
+            mime.trim().eq_ignore_ascii_case(OCTET_STREAM)
+        })
 }
 
 /// A refusal before the plaintext opened, or a withheld answer, as HTTP.
@@ -113,20 +176,23 @@ fn api_error(error: ExecutionError) -> ApiError {
     tag = "protocol",
     security((), ("bearer" = [])),
     params(("Prefer" = Option<String>, Header, description = "`respond-async` (RFC 7240): answer 202 as soon as the plaintext opens, and keep the answer for `GET /executions/{execution_id}` (protocol v1.1 §F); other preferences are ignored")),
-    request_body(content = ExecuteBody, content_type = "application/json"),
+    request_body(content(
+        (ExecuteBody = "application/json"),
+        (Vec<u8> = "application/octet-stream"),
+    )),
     responses(
-        (status = 200, description = "An execution, sealed, committed and durably logged (protocol §3)", body = ExecuteResponse),
+        (status = 200, description = "An execution, sealed, committed and durably logged (protocol §3); for a binary body, `application/octet-stream`: execution_id (16 bytes) || log_index (u64 BE) || commitment (32 bytes) || leaf_signature_length (u16 BE) || leaf_signature || ciphertext (protocol v1.1 §B)", body = ExecuteResponse),
         (status = 202, description = "With `Prefer: respond-async`: the plaintext opened and the execution will run; its answer is at `Location`", body = ExecutionAccepted,
             headers(("Location" = String, description = "`/executions/{execution_id}`"),
                     ("Preference-Applied" = String, description = "`respond-async`"))),
-        (status = 400, description = "`malformed_body`: not the JSON this endpoint takes; `decryption_failed`: the ciphertext does not open under the session's key", body = ErrorBody),
+        (status = 400, description = "`malformed_body`: not the JSON this endpoint takes, or a binary body shorter than 81 bytes or with a bad `enc`; `decryption_failed`: the ciphertext does not open under the session's key", body = ErrorBody),
         (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 404, description = "`session_not_found`: unknown, expired, evicted or already used session", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`, announced (refused before it is read) or streamed; the connection is closed", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is neither `application/json` nor `application/octet-stream`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
@@ -138,9 +204,17 @@ pub(super) async fn execute(
     State(state): State<AppState>,
     QuotaClient(client): QuotaClient,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<ExecuteBody>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let sealed = sealed_execution(body, state.sessions.provider(), client)?;
+    let format = body_format(&request).ok_or(ApiError::UnsupportedMediaType)?;
+    let bytes = read_body(request, &state).await?;
+    let provider = state.sessions.provider();
+    let sealed = match format {
+        BodyFormat::Json => sealed_execution(json_body::<ExecuteBody>(&bytes)?, provider, client)?,
+        BodyFormat::Binary => sealed_binary_execution(&bytes, provider, client)?,
+    };
+    drop(bytes);
+    state.metrics.record_execute_body(format.as_str());
     // One of the client's execution slots (`clients.max_concurrent_executions`),
     // taken only now that the body is read and decoded: a slow, oversized or
     // malformed body never holds one.
@@ -174,7 +248,7 @@ pub(super) async fn execute(
         })?
         .map_err(api_error)?;
     record_in_span(&receipt);
-    Ok(Json(execute_response(&receipt)).into_response())
+    execute_response(&receipt, format)
 }
 
 fn record_in_span(receipt: &ExecutionReceipt) {
@@ -262,9 +336,10 @@ async fn execute_async(
     path = "/executions/{execution_id}",
     tag = "protocol",
     security((), ("bearer" = [])),
-    params(("execution_id" = String, Path, description = "The execution id from the 202 of `POST /execute`, a 36-character lowercase UUID")),
+    params(("execution_id" = String, Path, description = "The execution id from the 202 of `POST /execute`, a 36-character lowercase UUID"),
+        ("Accept" = Option<String>, Header, description = "`application/octet-stream`: a finished execution's answer in binary (protocol v1.1 §B); otherwise JSON")),
     responses(
-        (status = 200, description = "Finished: exactly the body a synchronous `POST /execute` would have answered", body = ExecuteResponse),
+        (status = 200, description = "Finished: exactly the body a synchronous `POST /execute` would have answered, in JSON, or in binary with `Accept: application/octet-stream`", body = ExecuteResponse),
         (status = 202, description = "Queued or running; ask again after `Retry-After`", body = ExecutionState,
             headers(("Retry-After" = u64, description = "Seconds to wait before asking again: 1"))),
         (status = 400, description = "`invalid_parameter`: the id is not a 36-character lowercase UUID", body = ErrorBody),
@@ -282,6 +357,7 @@ pub(super) async fn get_execution(
     State(state): State<AppState>,
     QuotaClient(client): QuotaClient,
     Path(execution_id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_uuid(&execution_id).ok_or_else(|| {
         ApiError::InvalidParameter(
@@ -309,7 +385,14 @@ pub(super) async fn get_execution(
     match view {
         View::Queued => Ok(pending(PendingState::Queued)),
         View::Running => Ok(pending(PendingState::Running)),
-        View::Done(receipt) => Ok(Json(execute_response(&receipt)).into_response()),
+        View::Done(receipt) => {
+            let format = if accepts_binary(&headers) {
+                BodyFormat::Binary
+            } else {
+                BodyFormat::Json
+            };
+            execute_response(&receipt, format)
+        }
         View::Withheld(Withheld::LogUnavailable) => Err(ApiError::LogUnavailable),
         View::Withheld(Withheld::Internal) => Err(ApiError::Internal),
     }

@@ -1,7 +1,7 @@
-//! Extractors and the parsing done once at the edge: the JSON body extractor
-//! ([`ApiJson`]: media type, body deadline, size, serde's rejections in our error
-//! shape), the client a request counts against ([`QuotaClient`]), and ids in
-//! their only accepted form.
+//! Extractors and the parsing done once at the edge: a body's type
+//! ([`BodyFormat`]) and its reading (deadline, size, every rejection in our error
+//! shape), JSON bodies with serde's rejections as `malformed_body`, the client a
+//! request counts against ([`QuotaClient`]), and ids in their only accepted form.
 
 #![forbid(unsafe_code)]
 
@@ -18,43 +18,60 @@ use super::AppState;
 use super::error::ApiError;
 use super::middleware::client_of;
 
-/// A JSON body extractor whose every rejection is an [`ApiError`], so that even
-/// serde's complaints come back in the protocol's error shape.
-pub struct ApiJson<T>(pub T);
+/// The two body types `POST /execute` takes (protocol v1.1 §B).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/json`: protocol v1.
+    Json,
+    /// `application/octet-stream`: protocol v1.1 §B.
+    Binary,
+}
 
-impl<T> FromRequest<AppState> for ApiJson<T>
-where
-    T: serde::de::DeserializeOwned,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType);
+impl BodyFormat {
+    /// `json` or `binary`, for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Json => "json",
+            BodyFormat::Binary => "binary",
         }
-        // One deadline for the whole body, so that a client cannot hold a
-        // connection (and, for `/execute`, one of its execution slots) by sending
-        // a byte now and then.
-        let bytes =
-            tokio::time::timeout(state.body_read_timeout, Bytes::from_request(request, state))
-                .await
-                .map_err(|_elapsed| ApiError::RequestTimeout)?
-                .map_err(|rejection| match rejection {
-                    BytesRejection::FailedToBufferBody(ref failed)
-                        if failed.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-                    {
-                        ApiError::PayloadTooLarge
-                    }
-                    other => ApiError::MalformedBody(format!("cannot read the body: {other}")),
-                })?;
-        json_body(&bytes).map(ApiJson)
     }
+}
+
+/// The body type the request's `Content-Type` names (its media type, parameters
+/// ignored, in any case), if it is one of the two.
+pub(super) fn body_format(request: &Request) -> Option<BodyFormat> {
+    let mime = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())?
+        .trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Some(BodyFormat::Json)
+    } else if mime.eq_ignore_ascii_case("application/octet-stream") {
+        Some(BodyFormat::Binary)
+    } else {
+        None
+    }
+}
+
+/// Reads the whole body within `http.body_read_timeout_ms` and under
+/// `limits.max_request_bytes`.
+pub(super) async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    // One deadline for the whole body, so that a client cannot hold a
+    // connection (and, for `/execute`, one of its execution slots) by sending
+    // a byte now and then.
+    tokio::time::timeout(state.body_read_timeout, Bytes::from_request(request, state))
+        .await
+        .map_err(|_elapsed| ApiError::RequestTimeout)?
+        .map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(ref failed)
+                if failed.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                ApiError::PayloadTooLarge
+            }
+            other => ApiError::MalformedBody(format!("cannot read the body: {other}")),
+        })
 }
 
 /// The client a request counts against (see `client_of`), as an extractor: for

@@ -10,7 +10,8 @@
 //! # Layout
 //! - `router`: the routes and the OpenAPI document made from the same annotations.
 //! - [`error`]: [`ApiError`] and its one mapping to status, code and body.
-//! - `extract`: the JSON extractor, the client a request counts against, ids.
+//! - `extract`: the JSON extractor, body reading and the two `/execute` body
+//!   types, the client a request counts against, ids.
 //! - `middleware`: the layers before the handlers (ids, spans, metrics, sizes,
 //!   tokens, rates, fallbacks).
 //! - `forwarded`: the client's address behind trusted proxies.
@@ -31,7 +32,7 @@ mod router;
 mod sessions;
 
 pub use self::error::ApiError;
-pub use self::executions::{decode_execute_body, sealed_execution};
+pub use self::executions::{decode_execute_body, sealed_binary_execution, sealed_execution};
 pub use self::forwarded::client_address;
 pub use self::middleware::{ExcessConnection, MetricsAccess};
 pub use self::router::{openapi, router};
@@ -102,4 +103,7 @@ pub struct Shared {
     /// Executions accepted with `Prefer: respond-async` and their kept answers.
     pub async_executions: AsyncExecutions,
     pub max_request_bytes: usize,
+    /// Most sessions one `POST /sessions {"count": N}` may ask for
+    /// (`sessions.max_batch`).
+    pub max_session_batch: usize,
 }

@@ -1,0 +1,190 @@
+//! A pool of pre-opened sessions, so that an execution costs one round trip.
+//!
+//! With protocol v1.1 the pool opens sessions in batches (`POST /sessions
+//! {"count": N}`, §A, default [`SessionPool::DEFAULT_BATCH`]) and checks each
+//! batch's one signature under the server's pinned key before it keeps any of
+//! them; with v1 it opens them one at a time, exactly as v1. A session that
+//! expires within [`SessionPool::DEFAULT_MARGIN`] is dropped rather than used.
+//! An `/execute` answered `session_not_found` (or `session_expired`), which
+//! guarantees that nothing ran, is sent once more on a freshly opened session
+//! without the caller noticing: a server that restarted or evicted sessions costs
+//! one extra round trip, not an error.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use wasm_hypervisor_protocol::signing::PublicKey;
+
+use crate::{Client, ClientError, Execution, PendingExecution, Session, Violation, Wire};
+
+/// A session in the pool, with when it expires (the server's `expires_at`).
+struct Pooled {
+    session: Session,
+    expires_at: SystemTime,
+}
+
+/// Sessions opened ahead of use, shared by every task that executes through it
+/// (a `std::sync::Mutex`, held only to push or pop, never across an `.await`).
+pub struct SessionPool {
+    client: Client,
+    server_key: PublicKey,
+    batch: usize,
+    margin: Duration,
+    sessions: Mutex<VecDeque<Pooled>>,
+}
+
+/// Whether an `/execute` error says the session was not there, so nothing ran and
+/// the same request may go again on another session.
+fn session_gone(error: &ClientError) -> bool {
+    matches!(error, ClientError::Server { code, .. }
+        if code == "session_not_found" || code == "session_expired")
+}
+
+impl SessionPool {
+    /// Sessions per `POST /sessions {"count": N}`.
+    pub const DEFAULT_BATCH: usize = 32;
+    /// A session expiring within this is not used: the request might arrive after
+    /// it has gone.
+    pub const DEFAULT_MARGIN: Duration = Duration::from_secs(5);
+
+    /// A pool over `client` (its wire version decides batches or single
+    /// sessions), trusting sessions signed by `server_key`.
+    pub fn new(client: Client, server_key: PublicKey) -> SessionPool {
+        SessionPool {
+            client,
+            server_key,
+            batch: SessionPool::DEFAULT_BATCH,
+            margin: SessionPool::DEFAULT_MARGIN,
+            sessions: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Opens `batch` sessions at a time (at least 1; v1.1 only).
+    pub fn with_batch(self, batch: usize) -> SessionPool {
+        SessionPool {
+            batch: batch.max(1),
+            ..self
+        }
+    }
+
+    /// Drops sessions expiring within `margin`.
+    pub fn with_margin(self, margin: Duration) -> SessionPool {
+        SessionPool { margin, ..self }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sessions held now (some may have expired since).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pooled>> {
+        // A panic while holding it leaves a queue of valid sessions.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A session that is not about to expire: the oldest pooled one, or one of a
+    /// batch opened now.
+    pub async fn take(&self) -> Result<Session, ClientError> {
+        let now = SystemTime::now();
+        {
+            let mut sessions = self.lock();
+            while let Some(pooled) = sessions.pop_front() {
+                if pooled.expires_at > now + self.margin {
+                    return Ok(pooled.session);
+                }
+            }
+        }
+        self.fresh().await
+    }
+
+    /// Opens sessions now (a batch with v1.1, one with v1), keeps all but the
+    /// first and returns it. A server whose sessions live less than the margin
+    /// still gets them used, fresh.
+    async fn fresh(&self) -> Result<Session, ClientError> {
+        let mut opened = self.open().await?.into_iter();
+        let first = opened.next().ok_or(Violation::Batch(
+            wasm_hypervisor_protocol::wire::BatchError::Empty,
+        ))?;
+        self.lock().extend(opened);
+        Ok(first.session)
+    }
+
+    async fn open(&self) -> Result<Vec<Pooled>, ClientError> {
+        let expiry = |text: &str| {
+            humantime::parse_rfc3339(text).map_err(|_| ClientError::from(Violation::ExpiresAt))
+        };
+        match self.client.wire() {
+            Wire::V1 => {
+                let (session, expires_at) =
+                    self.client.open_session_until(&self.server_key).await?;
+                Ok(vec![Pooled {
+                    session,
+                    expires_at: expiry(&expires_at)?,
+                }])
+            }
+            Wire::V1_1 => self
+                .client
+                .open_sessions(&self.server_key, self.batch)
+                .await?
+                .into_iter()
+                .map(|verified| {
+                    Ok(Pooled {
+                        expires_at: expiry(&verified.expires_at)?,
+                        session: Session {
+                            id: verified.session_id,
+                            public_key: verified.public_key,
+                        },
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Forgets every pooled session: after a `session_not_found` the others may
+    /// be gone too (a restarted server).
+    fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// [`Client::execute`] on a pooled session; a `session_not_found` is retried
+    /// once on a fresh session.
+    pub async fn execute(&self, request_plaintext: &[u8]) -> Result<Execution, ClientError> {
+        let session = self.take().await?;
+        match self.client.execute(&session, request_plaintext).await {
+            Err(error) if session_gone(&error) => {
+                self.clear();
+                let session = self.fresh().await?;
+                self.client.execute(&session, request_plaintext).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// [`Client::execute_async`] on a pooled session; a `session_not_found` is
+    /// retried once on a fresh session.
+    pub async fn execute_async(
+        &self,
+        request_plaintext: &[u8],
+    ) -> Result<PendingExecution, ClientError> {
+        let session = self.take().await?;
+        match self.client.execute_async(&session, request_plaintext).await {
+            Err(error) if session_gone(&error) => {
+                self.clear();
+                let session = self.fresh().await?;
+                self.client.execute_async(&session, request_plaintext).await
+            }
+            outcome => outcome,
+        }
+    }
+}

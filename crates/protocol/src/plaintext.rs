@@ -1,0 +1,785 @@
+//! The request and result plaintexts in CBOR (protocol v1.1 §C), and which of the
+//! two formats a plaintext is.
+//!
+//! The documents are [`payload`](crate::payload)'s, with the same keys, meanings
+//! and checks as in JSON; only the encoding differs: every field that is base64
+//! in JSON is a byte string, hex hashes and other strings are text strings, `env`
+//! is a map of text to text, `null` is `0xF6`. A request's byte fields (`module`,
+//! `stdin`, each mount's `tar`) are not copied while parsing: [`RequestBytes`]
+//! borrows them from the plaintext. Results are written in RFC 8949 §4.2.1 core
+//! deterministic encoding ([`cbor::Item`]).
+
+use std::collections::BTreeMap;
+
+use crate::cbor::{CborError, Fields, Item, Reader};
+use crate::encoding::{Base64, Hex, decode_base64};
+use crate::payload::{
+    EffectiveLimits, ExecutionRequest, ExecutionResult, MAX_ARGS_CEILING, MAX_ENV_CEILING,
+    MAX_MOUNTS, MountOut, MountRequest, RequestedLimits, Status,
+};
+
+/// The two encodings of a plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// UTF-8 JSON, as in protocol v1.
+    Json,
+    /// A CBOR map (protocol v1.1 §C).
+    Cbor,
+}
+
+impl Format {
+    /// Protocol v1.1 §C: a plaintext whose first byte is a CBOR map head
+    /// (0xA0–0xBB) is CBOR; anything else is JSON (and an empty plaintext is JSON,
+    /// which then fails to parse).
+    pub fn of(plaintext: &[u8]) -> Format {
+        match plaintext.first() {
+            Some(0xA0..=0xBB) => Format::Cbor,
+            _ => Format::Json,
+        }
+    }
+
+    /// `json` or `cbor`, e.g. for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Cbor => "cbor",
+        }
+    }
+}
+
+/// The byte fields of a CBOR request, borrowed from its plaintext: what JSON
+/// carries as base64 text in [`ExecutionRequest`]'s `module`, `stdin` and
+/// `mounts[].tar`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestBytes<'a> {
+    pub module: Option<&'a [u8]>,
+    pub stdin: Option<&'a [u8]>,
+    /// One per mount, in request order.
+    pub tars: Vec<Option<&'a [u8]>>,
+}
+
+impl<'a> RequestBytes<'a> {
+    /// Mount `index`'s archive bytes, if it sent any.
+    pub fn tar(&self, index: usize) -> Option<&'a [u8]> {
+        self.tars.get(index).copied().flatten()
+    }
+}
+
+const REQUEST_FIELDS: &[&str] = &[
+    "module",
+    "module_sha256",
+    "invoke",
+    "args",
+    "env",
+    "stdin",
+    "limits",
+    "mounts",
+];
+const LIMIT_FIELDS: &[&str] = &[
+    "fuel",
+    "memory_bytes",
+    "timeout_ms",
+    "max_output_bytes",
+    "files_bytes",
+];
+const MOUNT_FIELDS: &[&str] = &["path", "tar", "tar_sha256", "writable"];
+
+/// Parses a CBOR request plaintext strictly: the request with its byte fields
+/// (`module`, `stdin`, `mounts[].tar`) left `None`, and those bytes, borrowed.
+/// Unknown and duplicate keys (also in `env`), indefinite lengths, trailing
+/// bytes and everything [`crate::cbor`] refuses are errors; so are `args`, `env` and
+/// `mounts` past the ceilings JSON parsing has.
+pub fn decode_request(plaintext: &[u8]) -> Result<(ExecutionRequest, RequestBytes<'_>), CborError> {
+    let mut reader = Reader::new(plaintext);
+    let mut request = ExecutionRequest::default();
+    let mut bytes = RequestBytes::default();
+    let mut fields = Fields::new(REQUEST_FIELDS);
+    for _ in 0..reader.map_len()? {
+        match fields.index(reader.text()?)? {
+            0 => bytes.module = optional(&mut reader, Reader::bytes)?,
+            1 => request.module_sha256 = optional(&mut reader, read_hash)?,
+            2 => request.invoke = optional(&mut reader, |r| r.text().map(str::to_owned))?,
+            3 => {
+                let count = reader.array_len()?;
+                if count > MAX_ARGS_CEILING {
+                    return Err(invalid(format!(
+                        "`args` has more than {MAX_ARGS_CEILING} entries"
+                    )));
+                }
+                for _ in 0..count {
+                    request.args.push(reader.text()?.to_owned());
+                }
+            }
+            4 => request.env = read_env(&mut reader)?,
+            5 => bytes.stdin = optional(&mut reader, Reader::bytes)?,
+            6 => request.limits = optional(&mut reader, read_limits)?,
+            7 => {
+                let count = reader.array_len()?;
+                if count > MAX_MOUNTS {
+                    return Err(invalid(format!(
+                        "`mounts` has more than {MAX_MOUNTS} entries"
+                    )));
+                }
+                for _ in 0..count {
+                    let (mount, tar) = read_mount(&mut reader)?;
+                    request.mounts.push(mount);
+                    bytes.tars.push(tar);
+                }
+            }
+            _ => unreachable!("Fields only returns indexes of REQUEST_FIELDS"),
+        }
+    }
+    reader.finish()?;
+    Ok((request, bytes))
+}
+
+fn invalid(message: String) -> CborError {
+    CborError::Invalid(message)
+}
+
+/// `null` or what `read` reads, as JSON's `Option` fields take `null` or a value.
+fn optional<'a, T>(
+    reader: &mut Reader<'a>,
+    read: impl FnOnce(&mut Reader<'a>) -> Result<T, CborError>,
+) -> Result<Option<T>, CborError> {
+    if reader.null() {
+        Ok(None)
+    } else {
+        read(reader).map(Some)
+    }
+}
+
+/// A text string of 64 lowercase hex digits.
+fn read_hash(reader: &mut Reader<'_>) -> Result<Hex, CborError> {
+    Hex::parse(reader.text()?)
+        .ok_or_else(|| invalid("expected lowercase hex of 32 bytes".to_owned()))
+}
+
+fn read_env(reader: &mut Reader<'_>) -> Result<BTreeMap<String, String>, CborError> {
+    let count = reader.map_len()?;
+    if count > MAX_ENV_CEILING {
+        return Err(invalid(format!(
+            "`env` has more than {MAX_ENV_CEILING} entries"
+        )));
+    }
+    let mut env = BTreeMap::new();
+    for _ in 0..count {
+        let name = reader.text()?;
+        let value = reader.text()?;
+        if env.insert(name.to_owned(), value.to_owned()).is_some() {
+            return Err(invalid(format!("duplicate env name `{name}`")));
+        }
+    }
+    Ok(env)
+}
+
+fn read_limits(reader: &mut Reader<'_>) -> Result<RequestedLimits, CborError> {
+    let mut limits = RequestedLimits::default();
+    let mut fields = Fields::new(LIMIT_FIELDS);
+    for _ in 0..reader.map_len()? {
+        let index = fields.index(reader.text()?)?;
+        let value = optional(reader, Reader::unsigned)?;
+        match index {
+            0 => limits.fuel = value,
+            1 => limits.memory_bytes = value,
+            2 => limits.timeout_ms = value,
+            3 => limits.max_output_bytes = value,
+            4 => limits.files_bytes = value,
+            _ => unreachable!("Fields only returns indexes of LIMIT_FIELDS"),
+        }
+    }
+    Ok(limits)
+}
+
+fn read_mount<'a>(reader: &mut Reader<'a>) -> Result<(MountRequest, Option<&'a [u8]>), CborError> {
+    let mut mount = MountRequest::default();
+    let mut tar = None;
+    let mut fields = Fields::new(MOUNT_FIELDS);
+    for _ in 0..reader.map_len()? {
+        match fields.index(reader.text()?)? {
+            0 => mount.path = reader.text()?.to_owned(),
+            1 => tar = optional(reader, Reader::bytes)?,
+            2 => mount.tar_sha256 = optional(reader, read_hash)?,
+            3 => mount.writable = reader.boolean()?,
+            _ => unreachable!("Fields only returns indexes of MOUNT_FIELDS"),
+        }
+    }
+    if !fields.has("path") {
+        return Err(CborError::MissingField("path"));
+    }
+    Ok((mount, tar))
+}
+
+/// Why a request cannot be written in CBOR.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// A byte field holds text that is not base64.
+    #[error("`{0}` is not valid base64")]
+    Base64(&'static str),
+}
+
+/// Writes `request` as a CBOR plaintext (RFC 8949 §4.2.1 deterministic). Its
+/// byte fields hold base64 text, as for JSON; they are written as byte strings.
+pub fn encode_request(request: &ExecutionRequest) -> Result<Vec<u8>, EncodeError> {
+    let decode = |text: &Option<String>, name| match text {
+        Some(text) => decode_base64(text)
+            .map(Some)
+            .map_err(|_| EncodeError::Base64(name)),
+        None => Ok(None),
+    };
+    let module = decode(&request.module, "module")?;
+    let stdin = decode(&request.stdin, "stdin")?;
+    let tars = request
+        .mounts
+        .iter()
+        .map(|mount| decode(&mount.tar, "mounts[].tar"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = RequestBytes {
+        module: module.as_deref(),
+        stdin: stdin.as_deref(),
+        tars: tars.iter().map(Option::as_deref).collect(),
+    };
+    Ok(encode_request_with(request, &bytes))
+}
+
+/// Writes `request` as a CBOR plaintext with its byte fields taken from `bytes`
+/// (those of `request` are ignored): no base64 on the way.
+pub fn encode_request_with(request: &ExecutionRequest, bytes: &RequestBytes<'_>) -> Vec<u8> {
+    let mut map = Vec::new();
+    if let Some(module) = bytes.module {
+        map.push(("module", Item::Bytes(module)));
+    }
+    let module_sha256 = request.module_sha256.map(|hash| hash.to_string());
+    if let Some(hash) = &module_sha256 {
+        map.push(("module_sha256", Item::Text(hash)));
+    }
+    if let Some(invoke) = &request.invoke {
+        map.push(("invoke", Item::Text(invoke)));
+    }
+    if !request.args.is_empty() {
+        let args = request.args.iter().map(|arg| Item::Text(arg)).collect();
+        map.push(("args", Item::Array(args)));
+    }
+    if !request.env.is_empty() {
+        let env = request
+            .env
+            .iter()
+            .map(|(name, value)| (name.as_str(), Item::Text(value)))
+            .collect();
+        map.push(("env", Item::Map(env)));
+    }
+    if let Some(stdin) = bytes.stdin {
+        map.push(("stdin", Item::Bytes(stdin)));
+    }
+    if let Some(limits) = &request.limits {
+        let fields = [
+            ("fuel", limits.fuel),
+            ("memory_bytes", limits.memory_bytes),
+            ("timeout_ms", limits.timeout_ms),
+            ("max_output_bytes", limits.max_output_bytes),
+            ("files_bytes", limits.files_bytes),
+        ];
+        let limits = fields
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|value| (name, Item::Unsigned(value))))
+            .collect();
+        map.push(("limits", Item::Map(limits)));
+    }
+    let tar_hashes: Vec<Option<String>> = request
+        .mounts
+        .iter()
+        .map(|mount| mount.tar_sha256.map(|hash| hash.to_string()))
+        .collect();
+    if !request.mounts.is_empty() {
+        let mounts = request
+            .mounts
+            .iter()
+            .enumerate()
+            .map(|(index, mount)| {
+                let mut fields = vec![("path", Item::Text(&mount.path))];
+                if let Some(tar) = bytes.tar(index) {
+                    fields.push(("tar", Item::Bytes(tar)));
+                }
+                if let Some(hash) = &tar_hashes[index] {
+                    fields.push(("tar_sha256", Item::Text(hash)));
+                }
+                if mount.writable {
+                    fields.push(("writable", Item::Bool(true)));
+                }
+                Item::Map(fields)
+            })
+            .collect();
+        map.push(("mounts", Item::Array(mounts)));
+    }
+    Item::Map(map).to_vec()
+}
+
+/// Writes a result as a CBOR plaintext, in RFC 8949 §4.2.1 core deterministic
+/// encoding, with the fields JSON has (those JSON leaves out when empty are left
+/// out here too).
+pub fn encode_result(result: &ExecutionResult) -> Vec<u8> {
+    let module_sha256 = result.module_sha256.map(|hash| hash.to_string());
+    let missing: Vec<String> = result
+        .missing_blobs
+        .iter()
+        .flatten()
+        .map(|hash| hash.to_string())
+        .collect();
+    let limits = &result.limits;
+    let mut limit_fields = vec![
+        ("fuel", Item::Unsigned(limits.fuel)),
+        ("memory_bytes", Item::Unsigned(limits.memory_bytes)),
+        ("timeout_ms", Item::Unsigned(limits.timeout_ms)),
+        ("max_output_bytes", Item::Unsigned(limits.max_output_bytes)),
+    ];
+    if let Some(files_bytes) = limits.files_bytes {
+        limit_fields.push(("files_bytes", Item::Unsigned(files_bytes)));
+    }
+    let mut map = vec![
+        ("execution_id", Item::Text(&result.execution_id)),
+        ("status", Item::Text(result.status.as_str())),
+        (
+            "exit_code",
+            result
+                .exit_code
+                .map_or(Item::Null, |code| Item::Integer(i64::from(code))),
+        ),
+        (
+            "returns",
+            Item::Array(
+                result
+                    .returns
+                    .iter()
+                    .map(|value| Item::Text(value))
+                    .collect(),
+            ),
+        ),
+        ("stdout", Item::Bytes(&result.stdout.0)),
+        ("stderr", Item::Bytes(&result.stderr.0)),
+        ("stdout_truncated", Item::Bool(result.stdout_truncated)),
+        ("stderr_truncated", Item::Bool(result.stderr_truncated)),
+        ("fuel_consumed", Item::Unsigned(result.fuel_consumed)),
+        ("wall_time_us", Item::Unsigned(result.wall_time_us)),
+        (
+            "module_sha256",
+            module_sha256.as_deref().map_or(Item::Null, Item::Text),
+        ),
+        ("limits", Item::Map(limit_fields)),
+        ("engine", Item::Text(&result.engine)),
+    ];
+    if let Some(error) = &result.error {
+        map.push(("error", Item::Text(error)));
+    }
+    if result.missing_blobs.is_some() {
+        let hashes = missing.iter().map(|hash| Item::Text(hash)).collect();
+        map.push(("missing_blobs", Item::Array(hashes)));
+    }
+    if let Some(mounts) = &result.mounts_out {
+        let mounts = mounts
+            .iter()
+            .map(|mount| {
+                Item::Map(vec![
+                    ("path", Item::Text(&mount.path)),
+                    ("tar", Item::Bytes(&mount.tar.0)),
+                ])
+            })
+            .collect();
+        map.push(("mounts_out", Item::Array(mounts)));
+    }
+    Item::Map(map).to_vec()
+}
+
+const RESULT_FIELDS: &[&str] = &[
+    "execution_id",
+    "status",
+    "exit_code",
+    "returns",
+    "stdout",
+    "stderr",
+    "stdout_truncated",
+    "stderr_truncated",
+    "error",
+    "fuel_consumed",
+    "wall_time_us",
+    "module_sha256",
+    "limits",
+    "engine",
+    "missing_blobs",
+    "mounts_out",
+];
+
+/// Reads a CBOR result plaintext (the client's side), as strictly as a request;
+/// unknown keys are skipped, as JSON's reader ignores unknown fields of a result.
+pub fn decode_result(plaintext: &[u8]) -> Result<ExecutionResult, CborError> {
+    let mut reader = Reader::new(plaintext);
+    let mut result = ExecutionResult {
+        execution_id: String::new(),
+        status: Status::InvalidRequest,
+        exit_code: None,
+        returns: Vec::new(),
+        stdout: Base64::default(),
+        stderr: Base64::default(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        error: None,
+        fuel_consumed: 0,
+        wall_time_us: 0,
+        module_sha256: None,
+        limits: EffectiveLimits {
+            fuel: 0,
+            memory_bytes: 0,
+            timeout_ms: 0,
+            max_output_bytes: 0,
+            files_bytes: None,
+        },
+        engine: String::new(),
+        missing_blobs: None,
+        mounts_out: None,
+    };
+    let mut fields = Fields::new(RESULT_FIELDS);
+    let mut unknown = std::collections::BTreeSet::new();
+    for _ in 0..reader.map_len()? {
+        let key = reader.text()?;
+        let index = match fields.index(key) {
+            Ok(index) => index,
+            Err(CborError::UnknownField(_)) => {
+                if !unknown.insert(key) {
+                    return Err(CborError::DuplicateField(key.to_owned()));
+                }
+                reader.skip()?;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        match index {
+            0 => result.execution_id = reader.text()?.to_owned(),
+            1 => {
+                let at = reader.position();
+                let word = reader.text()?;
+                result.status = Status::ALL
+                    .into_iter()
+                    .find(|status| status.as_str() == word)
+                    .ok_or(CborError::Unexpected {
+                        at,
+                        expected: "a status word",
+                    })?;
+            }
+            2 => {
+                let at = reader.position();
+                result.exit_code = optional(&mut reader, Reader::integer)?
+                    .map(|code| i32::try_from(code).map_err(|_| CborError::OutOfRange(at)))
+                    .transpose()?;
+            }
+            3 => {
+                for _ in 0..reader.array_len()? {
+                    result.returns.push(reader.text()?.to_owned());
+                }
+            }
+            4 => result.stdout = Base64(reader.bytes()?.to_vec()),
+            5 => result.stderr = Base64(reader.bytes()?.to_vec()),
+            6 => result.stdout_truncated = reader.boolean()?,
+            7 => result.stderr_truncated = reader.boolean()?,
+            8 => result.error = Some(reader.text()?.to_owned()),
+            9 => result.fuel_consumed = reader.unsigned()?,
+            10 => result.wall_time_us = reader.unsigned()?,
+            11 => result.module_sha256 = optional(&mut reader, read_hash)?,
+            12 => result.limits = read_effective_limits(&mut reader)?,
+            13 => result.engine = reader.text()?.to_owned(),
+            14 => {
+                let mut hashes = Vec::new();
+                for _ in 0..reader.array_len()? {
+                    hashes.push(read_hash(&mut reader)?);
+                }
+                result.missing_blobs = Some(hashes);
+            }
+            15 => {
+                let mut mounts = Vec::new();
+                for _ in 0..reader.array_len()? {
+                    mounts.push(read_mount_out(&mut reader)?);
+                }
+                result.mounts_out = Some(mounts);
+            }
+            _ => unreachable!("Fields only returns indexes of RESULT_FIELDS"),
+        }
+    }
+    reader.finish()?;
+    for required in [
+        "execution_id",
+        "status",
+        "exit_code",
+        "returns",
+        "stdout",
+        "stderr",
+        "stdout_truncated",
+        "stderr_truncated",
+        "fuel_consumed",
+        "wall_time_us",
+        "module_sha256",
+        "limits",
+        "engine",
+    ] {
+        if !fields.has(required) {
+            return Err(CborError::MissingField(required));
+        }
+    }
+    Ok(result)
+}
+
+fn read_effective_limits(reader: &mut Reader<'_>) -> Result<EffectiveLimits, CborError> {
+    let requested = read_limits(reader)?;
+    let required = |value: Option<u64>, name| value.ok_or(CborError::MissingField(name));
+    Ok(EffectiveLimits {
+        fuel: required(requested.fuel, "limits.fuel")?,
+        memory_bytes: required(requested.memory_bytes, "limits.memory_bytes")?,
+        timeout_ms: required(requested.timeout_ms, "limits.timeout_ms")?,
+        max_output_bytes: required(requested.max_output_bytes, "limits.max_output_bytes")?,
+        files_bytes: requested.files_bytes,
+    })
+}
+
+fn read_mount_out(reader: &mut Reader<'_>) -> Result<MountOut, CborError> {
+    let mut fields = Fields::new(&["path", "tar"]);
+    let (mut path, mut tar) = (None, None);
+    for _ in 0..reader.map_len()? {
+        match fields.index(reader.text()?)? {
+            0 => path = Some(reader.text()?.to_owned()),
+            _ => tar = Some(reader.bytes()?.to_vec()),
+        }
+    }
+    Ok(MountOut {
+        path: path.ok_or(CborError::MissingField("path"))?,
+        tar: Base64(tar.ok_or(CborError::MissingField("tar"))?),
+    })
+}
+
+/// Reads either format of a result plaintext, as [`Format::of`] tells them apart.
+pub fn decode_result_any(plaintext: &[u8]) -> Result<ExecutionResult, ResultError> {
+    match Format::of(plaintext) {
+        Format::Json => serde_json::from_slice(plaintext).map_err(ResultError::Json),
+        Format::Cbor => decode_result(plaintext).map_err(ResultError::Cbor),
+    }
+}
+
+/// Why a result plaintext does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultError {
+    #[error("{0}")]
+    Json(serde_json::Error),
+    #[error("{0}")]
+    Cbor(CborError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::encode_base64;
+
+    fn full_request() -> ExecutionRequest {
+        ExecutionRequest {
+            module: Some(encode_base64(b"\0asm\x01\0\0\0")),
+            module_sha256: None,
+            invoke: Some("add(1, 2)".into()),
+            args: vec!["a".into(), "b c".into()],
+            env: [
+                ("K".to_owned(), "v".to_owned()),
+                ("LONGER".to_owned(), "w".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            stdin: Some(encode_base64(&[0, 1, 2, 255])),
+            limits: Some(RequestedLimits {
+                fuel: Some(1000),
+                timeout_ms: Some(5),
+                ..Default::default()
+            }),
+            mounts: vec![
+                MountRequest {
+                    path: "/data".into(),
+                    tar: Some(encode_base64(&[7; 1024])),
+                    tar_sha256: None,
+                    writable: false,
+                },
+                MountRequest {
+                    path: "/out".into(),
+                    tar: None,
+                    tar_sha256: Some(Hex([0xab; 32])),
+                    writable: true,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_format_is_told_by_the_first_byte() {
+        assert_eq!(Format::of(b"{}"), Format::Json);
+        assert_eq!(Format::of(b""), Format::Json);
+        assert_eq!(Format::of(&[0xA0]), Format::Cbor);
+        assert_eq!(Format::of(&[0xBB]), Format::Cbor);
+        assert_eq!(Format::of(&[0xBF]), Format::Json); // indefinite map: not CBOR here
+        assert_eq!(Format::of(&[0x9F]), Format::Json);
+    }
+
+    #[test]
+    fn a_cbor_request_parses_to_the_same_request_as_its_json() {
+        let request = full_request();
+        let cbor = encode_request(&request).unwrap();
+        assert_eq!(Format::of(&cbor), Format::Cbor);
+        let (parsed, bytes) = decode_request(&cbor).unwrap();
+        let json: ExecutionRequest =
+            serde_json::from_slice(&serde_json::to_vec(&request).unwrap()).unwrap();
+        assert_eq!(bytes.module.map(encode_base64), json.module);
+        assert_eq!(bytes.stdin.map(encode_base64), json.stdin);
+        assert_eq!(bytes.tar(0).map(encode_base64), json.mounts[0].tar);
+        assert_eq!(bytes.tar(1), None);
+        assert_eq!(parsed.module_sha256, json.module_sha256);
+        assert_eq!(parsed.invoke, json.invoke);
+        assert_eq!(parsed.args, json.args);
+        assert_eq!(parsed.env, json.env);
+        assert_eq!(parsed.limits, json.limits);
+        assert_eq!(parsed.mounts.len(), 2);
+        assert_eq!(parsed.mounts[1], json.mounts[1]);
+        assert_eq!(parsed.mounts[0].path, "/data");
+        assert_eq!(parsed.module, None);
+    }
+
+    #[test]
+    fn byte_fields_are_borrowed_from_the_plaintext() {
+        let cbor = encode_request(&full_request()).unwrap();
+        let (_, bytes) = decode_request(&cbor).unwrap();
+        let range = cbor.as_ptr_range();
+        for field in [bytes.module, bytes.stdin, bytes.tar(0)] {
+            let field = field.unwrap();
+            assert!(range.contains(&field.as_ptr()), "copied, not borrowed");
+        }
+    }
+
+    #[test]
+    fn a_request_is_written_deterministically() {
+        // {"args": ["x"], "module": h'00'} with the shorter key first.
+        let request = ExecutionRequest {
+            module: Some(encode_base64(&[0])),
+            args: vec!["x".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            hex::encode(encode_request(&request).unwrap()),
+            "a2646172677381617866 6d6f64756c654100".replace(' ', "")
+        );
+    }
+
+    fn refused(cbor: &[u8]) -> String {
+        decode_request(cbor).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_and_duplicate_keys_are_refused() {
+        // {"argv": []}
+        assert_eq!(
+            refused(&hex::decode("a1646172677680").unwrap()),
+            "unknown field `argv`"
+        );
+        // {"args": [], "args": []}
+        assert_eq!(
+            refused(&hex::decode("a2646172677380646172677380").unwrap()),
+            "duplicate field `args`"
+        );
+        // {"env": {"A": "1", "A": "2"}}
+        assert_eq!(
+            refused(&hex::decode("a163656e76a26141613161416132").unwrap()),
+            "duplicate env name `A`"
+        );
+        // {"limits": {"cpu": 1}}
+        assert_eq!(
+            refused(&hex::decode("a1666c696d697473a163637075 01".replace(' ', "")).unwrap()),
+            "unknown field `cpu`"
+        );
+        // {"mounts": [{"writable": true}]}
+        assert_eq!(
+            refused(
+                &hex::decode("a1666d6f756e747381a16877726974616 26c65f5".replace(' ', "")).unwrap()
+            ),
+            "missing field `path`"
+        );
+    }
+
+    #[test]
+    fn indefinite_lengths_trailing_bytes_and_wrong_types_are_refused() {
+        // An indefinite-length map starts with 0xBF: not even CBOR to `Format::of`,
+        // and refused by the reader too.
+        assert!(
+            refused(&hex::decode("bf6461726773 80ff".replace(' ', "")).unwrap())
+                .contains("indefinite")
+        );
+        // {"args": [_ "x"]}: an indefinite array inside.
+        assert!(
+            refused(&hex::decode("a16461726773 9f6178ff".replace(' ', "")).unwrap())
+                .contains("indefinite")
+        );
+        assert!(refused(&hex::decode("a000").unwrap()).contains("trailing"));
+        // {"stdin": "text"}: text where bytes go.
+        assert!(
+            refused(&hex::decode("a165737464696e 6474657874".replace(' ', "")).unwrap())
+                .contains("byte string")
+        );
+        // {"module_sha256": "AB..."}: uppercase hex.
+        let mut upper =
+            hex::decode("a16d6d6f64756c655f736861323536 7840".replace(' ', "")).unwrap();
+        upper.extend_from_slice("AB".repeat(32).as_bytes());
+        assert!(refused(&upper).contains("lowercase hex"));
+    }
+
+    #[test]
+    fn args_past_the_ceiling_are_refused_before_they_are_read() {
+        let mut cbor = hex::decode("a16461726773 9a00010001".replace(' ', "")).unwrap();
+        cbor.extend(std::iter::repeat_n(0x60, MAX_ARGS_CEILING + 1));
+        assert!(refused(&cbor).contains("more than 65536"));
+    }
+
+    #[test]
+    fn a_result_round_trips_and_is_deterministic() {
+        let result = ExecutionResult {
+            execution_id: "1b4e28ba-2fa1-41d2-883f-0016d3cca427".into(),
+            status: Status::Completed,
+            exit_code: Some(-3),
+            returns: vec!["3".into()],
+            stdout: Base64(b"out".to_vec()),
+            stderr: Base64(vec![]),
+            stdout_truncated: false,
+            stderr_truncated: true,
+            error: Some("e".into()),
+            fuel_consumed: 10,
+            wall_time_us: 20,
+            module_sha256: Some(Hex([1; 32])),
+            limits: EffectiveLimits {
+                fuel: 1,
+                memory_bytes: 2,
+                timeout_ms: 3,
+                max_output_bytes: 4,
+                files_bytes: Some(5),
+            },
+            engine: "wasmtime".into(),
+            missing_blobs: Some(vec![Hex([2; 32])]),
+            mounts_out: Some(vec![MountOut {
+                path: "/out".into(),
+                tar: Base64(vec![0; 1024]),
+            }]),
+        };
+        let cbor = encode_result(&result);
+        assert_eq!(decode_result(&cbor).unwrap(), result);
+        assert_eq!(decode_result_any(&cbor).unwrap(), result);
+        // Keys in deterministic order: the first is the shortest, "error".
+        assert_eq!(&cbor[..7], &hex::decode("b0656572726f72").unwrap()[..]);
+        let mut reader = Reader::new(&cbor);
+        reader.skip().unwrap();
+        reader.finish().unwrap();
+        let v1 = ExecutionResult {
+            error: None,
+            missing_blobs: None,
+            mounts_out: None,
+            module_sha256: None,
+            exit_code: None,
+            ..result
+        };
+        assert_eq!(decode_result(&encode_result(&v1)).unwrap(), v1);
+    }
+}
