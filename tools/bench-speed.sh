@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The measurements behind issue 15's goals (BENCHMARKS.md, "One round trip and the
+# floor"), in one run on this machine:
+#   1. the OpenSSL floor of one v1.1 execution: one key generation + one ECDH + one
+#      leaf signature (`openssl speed ecdhp256 ecdsap256`; a key generation counted
+#      as one signature, both one fixed-base scalar multiplication), and the per-byte
+#      floor: AES-256-GCM + SHA-256 of 16 KiB blocks (`openssl speed -evp`);
+#   2. a release server (per-client limits off), with loadgen:
+#      - a cached 64 KB module by reference, v1.1 (batches of 32, binary body, CBOR)
+#        against v1 JSON, at 1 and 32 clients;
+#      - tiny.wasm with stdin of 0, 1 MiB and 16 MiB, v1.1, by reference;
+#      - tiny.wasm at 32 clients (p99);
+#   3. through tools/delay-proxy.py adding 20 ms each way: v1 (a session per
+#      execution: two round trips) against v1.1 with a session pool (one).
+# Needs `cargo build --release --bins`.   Usage: tools/bench-speed.sh [seconds per run]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${1:-10}
+PORT=${PORT:-18310}
+PROXY_PORT=$((PORT + 1))
+BIN=target/release
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%FT%TZ)"
+echo "== OpenSSL P-256 floor ($(openssl version))"
+openssl speed -seconds 3 ecdhp256 ecdsap256 2>/dev/null | grep -E "nistp256"
+echo "== OpenSSL per-byte floor, 16 KiB blocks"
+openssl speed -seconds 3 -bytes 16384 -evp aes-256-gcm 2>/dev/null | grep -E "^aes-256-gcm|^AES-256-GCM"
+openssl speed -seconds 3 -bytes 16384 -evp sha256 2>/dev/null | grep -E "^sha256|^SHA256"
+
+work=$(mktemp -d)
+trap 'kill $server $proxy 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0 \
+WASM_HYPERVISOR_HTTP__MAX_CONNECTIONS_PER_ADDRESS=1000000 \
+WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0 \
+    $BIN/wasm-hypervisor serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" 2>"$work/server.log" &
+server=$!
+python3 tools/delay-proxy.py --listen "127.0.0.1:$PROXY_PORT" --to "127.0.0.1:$PORT" --delay-ms 20 \
+    >"$work/proxy.log" 2>&1 &
+proxy=$!
+until curl -sf "127.0.0.1:$PORT/health" >/dev/null; do sleep 0.1; done
+loadgen() {
+    echo "### loadgen $*"
+    $BIN/loadgen --server-pid "$server" --duration "$SECONDS_EACH" --warmup 2 "$@" \
+        | grep -E "executions:|latency:|server CPU|completed"
+}
+direct=(--server "http://127.0.0.1:$PORT")
+HELLO=(--module examples/hello.component.wasm --by-reference)
+
+for clients in 1 32; do
+    loadgen "${direct[@]}" -c $clients "${HELLO[@]}" --wire v1.1
+    loadgen "${direct[@]}" -c $clients "${HELLO[@]}" --wire v1
+done
+for bytes in 0 1048576 16777216; do
+    loadgen "${direct[@]}" -c 1 --by-reference --wire v1.1 --stdin-bytes $bytes
+done
+loadgen "${direct[@]}" -c 32 --wire v1.1
+loadgen "${direct[@]}" -c 32 --wire v1
+echo "== through a proxy adding 20 ms each way"
+loadgen --server "http://127.0.0.1:$PROXY_PORT" -c 1 --by-reference --wire v1
+loadgen --server "http://127.0.0.1:$PROXY_PORT" -c 1 --by-reference --wire v1.1
