@@ -127,6 +127,39 @@ async fn an_oversized_body_is_413_before_decoding() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_body_over_a_kilobyte_is_413_announced_or_streamed() {
+    let app = TestApp::spawn().await;
+    let post = |body: reqwest::Body| {
+        app.http
+            .post(app.url("/sessions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // `{"count": 1}` padded with whitespace: valid JSON, but past 1,024 bytes.
+    let padded = format!("{{\"count\": 1{}}}", " ".repeat(1100));
+    let announced = post(padded.into()).await.unwrap();
+    let status = announced.status().as_u16();
+    let body: serde_json::Value = announced.json().await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let streamed = post(futures_stream(vec![vec![b' '; 600], vec![b' '; 600]]))
+        .await
+        .unwrap();
+    let status = streamed.status().as_u16();
+    let body: serde_json::Value = streamed.json().await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    assert_eq!(app.state.sessions.pending(), 0);
+    still_serving(&app).await;
+    app.stop().await;
+}
+
 fn futures_stream(chunks: Vec<Vec<u8>>) -> reqwest::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     tokio::spawn(async move {

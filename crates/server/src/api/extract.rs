@@ -74,6 +74,36 @@ pub(super) async fn read_body(request: Request, state: &AppState) -> Result<Byte
         })
 }
 
+/// Reads a body that must be small (a `POST /sessions` body): over `limit`
+/// bytes is 413 `payload_too_large`, refused on its announced length before it is
+/// read, or as soon as the bytes received pass the limit; within
+/// `http.body_read_timeout_ms` as every body.
+pub(super) async fn read_small_body(
+    request: Request,
+    state: &AppState,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let body = Limited::new(request.into_body(), limit);
+    match tokio::time::timeout(state.body_read_timeout, body.collect()).await {
+        Err(_elapsed) => Err(ApiError::RequestTimeout),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge)
+        }
+        Ok(Err(error)) => Err(ApiError::MalformedBody(format!(
+            "cannot read the body: {error}"
+        ))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
 /// The client a request counts against (see `client_of`), as an extractor: for
 /// `/execute`, which takes an execution slot only once its body is decoded.
 pub(super) struct QuotaClient(pub(super) ClientKey);

@@ -17,7 +17,7 @@ use wasm_hypervisor_protocol::wire::{
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{QuotaClient, json_body, read_body};
+use super::extract::{QuotaClient, json_body, read_small_body};
 
 /// Open a session: a fresh P-256 key for one `/execute`, signed by the server's
 /// key; or, with `{"count": N}`, N of them under one signature.
@@ -35,7 +35,7 @@ use super::extract::{QuotaClient, json_body, read_body};
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 1,024 bytes", body = ErrorBody),
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_client_sessions`: this client has `sessions.max_pending_per_client` sessions pending (or would, with the batch)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again (`rate_limited`) or until its oldest pending session expires (`too_many_client_sessions`), at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
@@ -48,7 +48,7 @@ pub(super) async fn create_session(
     QuotaClient(client): QuotaClient,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let body = read_body(request, &state).await?;
+    let body = read_small_body(request, &state, MAX_SESSIONS_BODY_BYTES).await?;
     // No body: exactly protocol v1.
     if body.is_empty() {
         let session = state.sessions.create_for(client).map_err(session_error)?;
@@ -91,6 +91,10 @@ pub(super) async fn create_session(
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
+
+/// The largest `POST /sessions` body: `{"count": N}` is a dozen bytes, and a
+/// client may not make the server buffer more than this to open sessions.
+pub const MAX_SESSIONS_BODY_BYTES: usize = 1024;
 
 fn expires_at(session: &IssuedSession) -> String {
     humantime::format_rfc3339_seconds(session.expires_at).to_string()
