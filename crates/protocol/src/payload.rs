@@ -434,6 +434,29 @@ pub struct MountOut {
 }
 
 impl ExecutionResult {
+    /// A result with nothing in it yet (status `invalid_request`, no output, no
+    /// fuel): where the server starts each result, and a reader each decoding.
+    pub fn blank(execution_id: String, limits: EffectiveLimits, engine: String) -> ExecutionResult {
+        ExecutionResult {
+            execution_id,
+            status: Status::InvalidRequest,
+            exit_code: None,
+            returns: Vec::new(),
+            stdout: Base64::default(),
+            stderr: Base64::default(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            error: None,
+            fuel_consumed: 0,
+            wall_time_us: 0,
+            module_sha256: None,
+            limits,
+            engine,
+            missing_blobs: None,
+            mounts_out: None,
+        }
+    }
+
     /// A copy of the guest's stdout.
     pub fn stdout_bytes(&self) -> Vec<u8> {
         self.stdout.0.clone()

@@ -100,13 +100,7 @@ pub fn decode_request(plaintext: &[u8]) -> Result<(ExecutionRequest, RequestByte
             1 => request.module_sha256 = optional(&mut reader, read_hash)?,
             2 => request.invoke = optional(&mut reader, |r| r.text().map(str::to_owned))?,
             3 => {
-                let count = reader.array_len()?;
-                if count > MAX_ARGS_CEILING {
-                    return Err(invalid(format!(
-                        "`args` has more than {MAX_ARGS_CEILING} entries"
-                    )));
-                }
-                for _ in 0..count {
+                for _ in 0..array_len_at_most(&mut reader, MAX_ARGS_CEILING, "args")? {
                     request.args.push(reader.text()?.to_owned());
                 }
             }
@@ -114,13 +108,7 @@ pub fn decode_request(plaintext: &[u8]) -> Result<(ExecutionRequest, RequestByte
             5 => bytes.stdin = optional(&mut reader, Reader::bytes)?,
             6 => request.limits = optional(&mut reader, read_limits)?,
             7 => {
-                let count = reader.array_len()?;
-                if count > MAX_MOUNTS {
-                    return Err(invalid(format!(
-                        "`mounts` has more than {MAX_MOUNTS} entries"
-                    )));
-                }
-                for _ in 0..count {
+                for _ in 0..array_len_at_most(&mut reader, MAX_MOUNTS, "mounts")? {
                     let (mount, tar) = read_mount(&mut reader)?;
                     request.mounts.push(mount);
                     bytes.tars.push(tar);
@@ -131,6 +119,15 @@ pub fn decode_request(plaintext: &[u8]) -> Result<(ExecutionRequest, RequestByte
     }
     reader.finish()?;
     Ok((request, bytes))
+}
+
+/// An array's length, refused past `max` entries before any is read.
+fn array_len_at_most(reader: &mut Reader<'_>, max: usize, field: &str) -> Result<usize, CborError> {
+    let count = reader.array_len()?;
+    if count > max {
+        return Err(invalid(format!("`{field}` has more than {max} entries")));
+    }
+    Ok(count)
 }
 
 fn invalid(message: String) -> CborError {
@@ -412,30 +409,17 @@ const RESULT_FIELDS: &[&str] = &[
 /// unknown keys are skipped, as JSON's reader ignores unknown fields of a result.
 pub fn decode_result(plaintext: &[u8]) -> Result<ExecutionResult, CborError> {
     let mut reader = Reader::new(plaintext);
-    let mut result = ExecutionResult {
-        execution_id: String::new(),
-        status: Status::InvalidRequest,
-        exit_code: None,
-        returns: Vec::new(),
-        stdout: Base64::default(),
-        stderr: Base64::default(),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        error: None,
-        fuel_consumed: 0,
-        wall_time_us: 0,
-        module_sha256: None,
-        limits: EffectiveLimits {
+    let mut result = ExecutionResult::blank(
+        String::new(),
+        EffectiveLimits {
             fuel: 0,
             memory_bytes: 0,
             timeout_ms: 0,
             max_output_bytes: 0,
             files_bytes: None,
         },
-        engine: String::new(),
-        missing_blobs: None,
-        mounts_out: None,
-    };
+        String::new(),
+    );
     let mut fields = Fields::new(RESULT_FIELDS);
     let mut unknown = std::collections::BTreeSet::new();
     for _ in 0..reader.map_len()? {

@@ -710,27 +710,14 @@ fn refused(
 
 /// A result with nothing in it yet: the starting point of every result.
 fn blank_result(execution_id: Uuid, limits: EffectiveLimits) -> ExecutionResult {
-    ExecutionResult {
-        execution_id: execution_id.hyphenated().to_string(),
-        status: Status::InvalidRequest,
-        exit_code: None,
-        returns: Vec::new(),
-        stdout: Base64::default(),
-        stderr: Base64::default(),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        error: None,
-        fuel_consumed: 0,
-        wall_time_us: 0,
-        module_sha256: None,
-        limits: EffectiveLimits {
+    ExecutionResult::blank(
+        execution_id.hyphenated().to_string(),
+        EffectiveLimits {
             files_bytes: None,
             ..limits
         },
-        engine: Sandbox::engine_name(),
-        missing_blobs: None,
-        mounts_out: None,
-    }
+        Sandbox::engine_name(),
+    )
 }
 
 /// The result of an execution the host failed to carry out (a server bug).
