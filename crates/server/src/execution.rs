@@ -259,6 +259,11 @@ impl Executor {
         self.inner.queued.load(Ordering::Relaxed)
     }
 
+    /// Where executions must run (see [`Sandbox::runtime`]).
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        self.inner.sandbox.runtime()
+    }
+
     pub fn log(&self) -> &AuditLog {
         &self.inner.log
     }
@@ -270,7 +275,8 @@ impl Executor {
 
     /// Runs one sealed request end to end. Callers should run this on its own task
     /// (see `api`): once the plaintext is open, the execution must finish and be
-    /// logged even if the client goes away.
+    /// logged even if the client goes away. That task belongs on
+    /// [`Executor::runtime`]: the log append may block its thread for a sync.
     pub async fn execute(
         &self,
         sealed: SealedExecution,

@@ -226,13 +226,15 @@ pub(super) async fn execute(
     }
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
-    // only fail this request.
+    // only fail this request. It runs on the guest runtime, from the session's key
+    // to the durable log record: two thread crossings per execution, there and
+    // back (see `Sandbox::runtime`).
     // The task runs inside this request's span, so its log lines carry the request
     // id even after the client has gone.
     let executor = state.executor.clone();
     let receipt = state
         .executions
-        .spawn(
+        .spawn_on(
             async move {
                 // The client's execution slot is held until the execution ends,
                 // even if the client has gone by then.
@@ -240,6 +242,7 @@ pub(super) async fn execute(
                 executor.execute(sealed).await
             }
             .in_current_span(),
+            state.executor.runtime(),
         )
         .await
         .map_err(|join_error| {
@@ -273,7 +276,8 @@ async fn execute_async(
     let (accepted, opened) = oneshot::channel();
     let executor = state.executor.clone();
     let results = state.async_executions.clone();
-    let task = state.executions.spawn(
+    let runtime = state.executor.runtime().clone();
+    let task = state.executions.spawn_on(
         async move {
             let _permit = permit;
             let outcome = executor
@@ -291,6 +295,7 @@ async fn execute_async(
             outcome
         }
         .in_current_span(),
+        &runtime,
     );
     let Ok(execution_id) = opened.await else {
         // The plaintext never opened (or the task panicked before): the task's

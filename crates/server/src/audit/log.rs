@@ -7,24 +7,27 @@
 //! unwritten extent would make the first write into it a metadata change again),
 //! followed by one `fsync`. Records then overwrite zeros, so the `fdatasync` after a
 //! batch has no file size or extent to record: on ext4 it is a data-only flush, not
-//! a journal commit. The writer grows the file when the zeros left fall below a
-//! quarter of a chunk, just after acknowledging a batch: the next batch waits for
-//! that once every ~30,000 records (a 4 MiB write and an `fsync`, a few ms), and
-//! never a batch whose records would not fit (a batch is at most 140 KiB).
+//! a journal commit. Whoever wrote a batch grows the file when the zeros left fall
+//! below a quarter of a chunk, just after acknowledging it: once every ~30,000
+//! records (a 4 MiB write and an `fsync`, a few ms), and never for a batch whose
+//! records would not fit (a batch is at most 140 KiB).
 //!
-//! # Group commit, adaptive
-//! One writer thread owns the file: appends from all requests queue on a channel,
-//! and the writer takes every queued record, writes them with one positional
-//! `write`, calls `fdatasync` once, and only then acknowledges each with its log
-//! index. An append that returns `Ok` is on disk. A lone append (one queued record)
-//! is written at once: at one client nothing ever waits for company. When at least
-//! two appends were queued (concurrent load) but fewer than in the previous batch,
-//! the writer lets the group fill up to the previous batch's size for at most a
-//! quarter of the last commit's duration, capped at [`MAX_GATHER`] (see
-//! [`gather_window`]): stragglers of a group that is known to be arriving then share
-//! its sync instead of paying a sync of their own a moment later, and no append
-//! waits longer than a quarter of what one more sync would have cost it.
-//! [`AuditLog::writer_stats`] counts batches, records and batches that waited.
+//! # Group commit, adaptive, on the appending thread
+//! Appends queue in memory. An append that finds nobody writing (at light load,
+//! almost always) takes the file itself: it writes everything queued with one
+//! positional `write`, calls `fdatasync` once, and acknowledges each record with
+//! its log index, all on its own thread, with no hand-off to another thread and
+//! back. (Executions append from the guest runtime's threads, never from the one
+//! that serves HTTP, so `/health` never waits behind a sync.) Appends that arrive
+//! while the file is taken do not wait for it: they queue, and whoever holds the
+//! file hands them to the log's writer thread when it lets go. The writer thread
+//! thus only runs under concurrent load, where one wake-up serves a whole batch:
+//! it takes every queued record, and when at least two were queued but fewer than
+//! in the previous batch, lets the group fill up to the previous batch's size for
+//! at most a quarter of the last commit's duration, capped at [`MAX_GATHER`] (see
+//! [`gather_window`]). A lone append never waits for company. An append that
+//! returns `Ok` is on disk. [`AuditLog::writer_stats`] counts batches, records,
+//! batches that waited, and batches written by the appending task itself.
 //!
 //! # Recovery
 //! On open the whole file is read. Records are decoded from the header on:
@@ -61,7 +64,7 @@
 //! The recovered tree must then contain the persisted checkpoint's tree: at least as
 //! many leaves, and the same root at that size. History is never rewritten.
 //!
-//! Beside the log, `checkpoint` holds the last signed checkpoint the writer
+//! Beside the log, `checkpoint` holds the last signed checkpoint the writer thread
 //! persisted (at most a second behind the log, and exactly the log at a clean
 //! close): the C2SP body, then the base64 DER signature on a fourth line.
 //!
@@ -77,13 +80,12 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use uuid::Uuid;
 
 use super::AuditError;
@@ -118,7 +120,7 @@ const MAX_BATCH: usize = 1024;
 /// Most bytes one batch writes: how far past the start of a torn batch its bytes
 /// can reach.
 pub const MAX_BATCH_BYTES: u64 = (MAX_BATCH * MAX_RECORD_LEN) as u64;
-/// Appends waiting for the writer before senders wait too.
+/// Appends queued or being written before more appends wait to queue.
 const QUEUE_DEPTH: usize = 4096;
 /// Longest the writer lets a group form (see [`gather_window`]).
 pub const MAX_GATHER: Duration = Duration::from_micros(250);
@@ -146,8 +148,11 @@ pub struct WriterStats {
     pub batches: u64,
     /// Records in those batches.
     pub records: u64,
-    /// Batches for which the writer waited for more appends to join.
+    /// Batches for which the writer thread waited for more appends to join.
     pub gathered: u64,
+    /// Batches written by an appending task itself, with no hand-off to the
+    /// writer thread.
+    pub inline: u64,
 }
 
 /// A record with its inclusion proof against a signed checkpoint.
@@ -159,48 +164,80 @@ pub struct Inclusion {
     pub checkpoint: SignedCheckpoint,
 }
 
-/// A handle on the log; cheap to clone.
+/// A handle on the log; cheap to clone. When the last handle is dropped, the
+/// writer thread writes what is queued and stops, as on [`AuditLog::close`].
 #[derive(Clone)]
 pub struct AuditLog {
-    commands: Sender<Command>,
     shared: Arc<Shared>,
+    _owner: Arc<Owner>,
 }
 
-/// What the handle and the writer share.
+/// Stops the writer thread when the last handle goes.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.request_close(None);
+    }
+}
+
+/// What the handles, appending tasks and the writer thread share.
 struct Shared {
     index: Mutex<Index>,
     /// A read-only handle for reading records back by offset.
     reader: File,
     path: PathBuf,
+    dir: PathBuf,
     origin: String,
     key: Arc<ServerKey>,
     /// The latest signed checkpoint, re-signed only when the tree has grown.
     latest: Mutex<Option<SignedCheckpoint>>,
-    /// Whether the writer's last batch was written and synced. Set by the writer
-    /// only, after every batch; read by health checks.
+    /// Whether the last batch was written and synced. Set after every batch; read
+    /// by health checks.
     last_batch_ok: AtomicBool,
-    /// Set when the writer stops (closed, or its thread ended).
+    /// Set when the log stops (closed, or the writer thread ended).
     stopped: AtomicBool,
-    /// Bounds the queue: an append holds a permit until the writer takes it. (The
-    /// channel itself is std's, whose receiver can wait with a timeout of
-    /// microseconds, which group forming needs; tokio's timers tick in milliseconds.)
+    /// Bounds the appends queued or being written: each holds a permit until it is
+    /// answered.
     queue_slots: Arc<Semaphore>,
+    /// Appends waiting to be written, and what the writer thread is asked to do.
+    queue: Mutex<Queue>,
+    /// Wakes the writer thread (see [`Queue::wake`]), and wakes it early while it
+    /// lets a group form.
+    wake: Condvar,
+    /// The file: held by whoever writes a batch, an appending task or the writer
+    /// thread. `None` once the log is closed.
+    writer: Mutex<Option<Writer>>,
+    /// The checkpoint the writer thread last persisted.
+    persisted: Mutex<Persisted>,
     batches: AtomicU64,
     records: AtomicU64,
     gathered: AtomicU64,
+    inline: AtomicU64,
 }
 
-enum Command {
-    Append {
-        record: LogRecord,
-        done: oneshot::Sender<Result<u64, AuditError>>,
-        _slot: OwnedSemaphorePermit,
-    },
-    /// Sync, release the file and stop; appends queued before it are written first.
-    Close { done: oneshot::Sender<()> },
+/// The appends waiting for a writer.
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    /// The writer thread is asked to run: appends queued while the file was
+    /// taken, a checkpoint due, or a close.
+    wake: bool,
+    /// The writer thread is letting a group form: appends wake it.
+    gathering: bool,
+    /// Set by a close: appends are refused from then on.
+    closed: bool,
+    /// Told when the close is done.
+    close_done: Vec<oneshot::Sender<()>>,
 }
 
-/// An append the writer has taken and not yet answered.
+/// What the writer thread last persisted of the checkpoint, and when.
+struct Persisted {
+    size: Option<u64>,
+    at: Instant,
+}
+
+/// An append waiting for (or taken into) a batch.
 type Pending = (LogRecord, oneshot::Sender<Result<u64, AuditError>>);
 
 /// What the process keeps of the log in memory.
@@ -310,45 +347,53 @@ impl AuditLog {
             checkpoint_size: stored.map(|s| s.checkpoint.tree_size),
             converted_from_v1: scan.version == Version::V1,
         };
-        let shared = Arc::new(Shared {
-            index: Mutex::new(index),
+        let shared = Arc::new(Shared::new(
+            index,
             reader,
-            path: path.clone(),
-            origin: origin.to_owned(),
+            dir,
+            origin,
             key,
-            latest: Mutex::new(None),
-            last_batch_ok: AtomicBool::new(true),
-            stopped: AtomicBool::new(false),
-            queue_slots: Arc::new(Semaphore::new(QUEUE_DEPTH)),
-            batches: AtomicU64::new(0),
-            records: AtomicU64::new(0),
-            gathered: AtomicU64::new(0),
-        });
-        let (commands, queue) = std::sync::mpsc::channel();
-        let writer = Writer {
+            Persisted {
+                size: recovery.checkpoint_size,
+                at: Instant::now(),
+            },
+        ));
+        *shared.lock_writer() = Some(Writer {
             file,
-            dir: dir.to_owned(),
             end: scan.end,
             allocated,
             chunk,
             batch: next_batch,
             last_commit: Duration::ZERO,
             previous_batch: 0,
-            shared: shared.clone(),
-            persisted_size: recovery.checkpoint_size,
-            persisted_at: Instant::now(),
-        };
+            buffer: Vec::new(),
+        });
+        let thread = shared.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer.run(queue))
+            .spawn(move || writer_thread(thread))
             .map_err(io)?;
-        Ok((AuditLog { commands, shared }, recovery))
+        Ok((
+            AuditLog {
+                _owner: Arc::new(Owner(shared.clone())),
+                shared,
+            },
+            recovery,
+        ))
     }
 
     /// Appends a record and returns its log index once it is durably on disk.
+    ///
+    /// If nobody is writing, the calling thread writes and syncs the batch itself
+    /// (blocking for one `write` and one `fdatasync`): call it from a thread that
+    /// may block that long, never from the one serving `/health`.
     pub async fn append(&self, record: LogRecord) -> Result<u64, AuditError> {
         let stopped = || AuditError::Unavailable("the log writer has stopped".to_owned());
-        let slot = self
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(stopped());
+        }
+        // Held until the answer: bounds the appends queued or being written.
+        let _slot = self
             .shared
             .queue_slots
             .clone()
@@ -356,27 +401,30 @@ impl AuditLog {
             .await
             .map_err(|_| stopped())?;
         let (done, acknowledged) = oneshot::channel();
-        self.commands
-            .send(Command::Append {
-                record,
-                done,
-                _slot: slot,
-            })
-            .map_err(|_| stopped())?;
+        {
+            let mut queue = self.shared.lock_queue();
+            if queue.closed {
+                return Err(stopped());
+            }
+            queue.pending.push((record, done));
+            if queue.gathering {
+                self.shared.wake.notify_one();
+            }
+        }
+        self.shared.write_queued();
         acknowledged.await.map_err(|_| stopped())?
     }
 
-    /// Writes everything queued so far, releases the file and stops the writer.
-    /// Appends after this fail with [`AuditError::Unavailable`].
+    /// Writes everything queued so far, releases the file and stops the writer
+    /// thread. Appends after this fail with [`AuditError::Unavailable`].
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
-        if self.commands.send(Command::Close { done }).is_ok() {
-            let _ = closed.await;
-        }
+        self.shared.request_close(Some(done));
+        let _ = closed.await;
     }
 
-    /// Whether an append can be expected to succeed: false once the writer's last
-    /// write or sync failed (until a later batch succeeds) or once the writer has
+    /// Whether an append can be expected to succeed: false once the last batch's
+    /// write or sync failed (until a later batch succeeds) or once the log has
     /// stopped. Nothing is retried in the background: after an I/O error the next
     /// append is the probe.
     pub fn is_writable(&self) -> bool {
@@ -390,6 +438,7 @@ impl AuditLog {
             batches: self.shared.batches.load(Ordering::Relaxed),
             records: self.shared.records.load(Ordering::Relaxed),
             gathered: self.shared.gathered.load(Ordering::Relaxed),
+            inline: self.shared.inline.load(Ordering::Relaxed),
         }
     }
 
@@ -469,11 +518,110 @@ impl AuditLog {
 }
 
 impl Shared {
-    fn lock_index(&self) -> std::sync::MutexGuard<'_, Index> {
+    /// The state of the log `dir/audit.log`, without its file (see
+    /// [`Shared::writer`]).
+    fn new(
+        index: Index,
+        reader: File,
+        dir: &Path,
+        origin: &str,
+        key: Arc<ServerKey>,
+        persisted: Persisted,
+    ) -> Shared {
+        Shared {
+            index: Mutex::new(index),
+            reader,
+            path: dir.join(LOG_FILE),
+            dir: dir.to_owned(),
+            origin: origin.to_owned(),
+            key,
+            latest: Mutex::new(None),
+            last_batch_ok: AtomicBool::new(true),
+            stopped: AtomicBool::new(false),
+            queue_slots: Arc::new(Semaphore::new(QUEUE_DEPTH)),
+            queue: Mutex::default(),
+            wake: Condvar::new(),
+            writer: Mutex::new(None),
+            persisted: Mutex::new(persisted),
+            batches: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            gathered: AtomicU64::new(0),
+            inline: AtomicU64::new(0),
+        }
+    }
+
+    fn lock_index(&self) -> MutexGuard<'_, Index> {
         // Index updates are pushes and an insert; a panic cannot leave them torn.
-        self.index
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // Pushes, takes and flags: nothing a panic can leave torn.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Option<Writer>> {
+        // A panic while writing leaves `end` at the last durable batch: the next
+        // batch overwrites whatever the interrupted one wrote.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the writer thread to run (see [`Queue::wake`]).
+    fn wake_writer(&self, queue: &mut Queue) {
+        queue.wake = true;
+        self.wake.notify_one();
+    }
+
+    /// Refuses appends from now on and asks the writer thread to write what is
+    /// queued and stop; `done` is told when it has.
+    fn request_close(&self, done: Option<oneshot::Sender<()>>) {
+        let mut queue = self.lock_queue();
+        queue.closed = true;
+        queue.close_done.extend(done);
+        self.wake_writer(&mut queue);
+    }
+
+    /// Called by an appending task once its record is queued. If nobody holds the
+    /// file, writes one batch of what is queued on this thread; then, if appends
+    /// queued meanwhile (they found the file taken and left them to whoever held
+    /// it) or a checkpoint is due, wakes the writer thread.
+    ///
+    /// Nothing is left behind: an append either finds the file free, or is queued
+    /// before the holder lets go, and the holder looks at the queue after letting go.
+    fn write_queued(&self) {
+        let mut guard = match self.writer.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let Some(writer) = guard.as_mut() else {
+            return;
+        };
+        let mut batch = self.take_batch();
+        if !batch.is_empty() {
+            self.inline.fetch_add(1, Ordering::Relaxed);
+            writer.commit(self, &mut batch);
+            writer.keep_ahead(self);
+        }
+        drop(guard);
+        let checkpoint_due = self
+            .persisted
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
+            .at
+            .elapsed()
+            >= CHECKPOINT_INTERVAL;
+        let mut queue = self.lock_queue();
+        if (!queue.pending.is_empty() || checkpoint_due) && !queue.wake {
+            self.wake_writer(&mut queue);
+        }
+    }
+
+    /// Takes at most [`MAX_BATCH`] queued appends, oldest first.
+    fn take_batch(&self) -> Vec<Pending> {
+        let mut queue = self.lock_queue();
+        let count = queue.pending.len().min(MAX_BATCH);
+        queue.pending.drain(..count).collect()
     }
 
     /// Signs a checkpoint for `size`, reusing the last signature when the tree has
@@ -871,11 +1019,10 @@ pub fn gather_window(taken: usize, previous: usize, last_commit: Duration) -> Op
     (!window.is_zero()).then_some(window)
 }
 
-/// Owns the file; runs on its own thread so that `write` and `fdatasync` never
-/// block an async worker.
+/// The file and where it stands; whoever holds it (behind [`Shared::writer`])
+/// writes the next batch.
 struct Writer {
     file: File,
-    dir: PathBuf,
     /// Where the log ends: the next batch is written here.
     end: u64,
     /// The file's length: from `end` to here are durable zeros.
@@ -888,107 +1035,145 @@ struct Writer {
     last_commit: Duration,
     /// Records in the last batch.
     previous_batch: usize,
-    shared: Arc<Shared>,
-    persisted_size: Option<u64>,
-    persisted_at: Instant,
+    /// The encoded batch, reused.
+    buffer: Vec<u8>,
 }
 
-/// Marks the writer stopped however its thread ends, so that health checks and
-/// waiting appends learn of it.
+/// Marks the log stopped however the writer thread ends, so that health checks
+/// and waiting appends learn of it: appends still queued are answered with an
+/// error (their answer channels are dropped), never left waiting.
 struct StopGuard(Arc<Shared>);
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
         self.0.stopped.store(true, Ordering::Release);
         self.0.queue_slots.close();
+        let mut queue = self.0.lock_queue();
+        queue.closed = true;
+        queue.pending.clear();
+        queue.close_done.clear();
+    }
+}
+
+/// The writer thread: sleeps until woken (see [`Queue::wake`]), then writes every
+/// queued append, letting a group form as [`gather_window`] says, persists the
+/// checkpoint once a [`CHECKPOINT_INTERVAL`], and on a close writes the rest,
+/// persists the exact checkpoint, releases the file and ends.
+fn writer_thread(shared: Arc<Shared>) {
+    let _stop = StopGuard(shared.clone());
+    loop {
+        let closing = {
+            let mut queue = shared.lock_queue();
+            while !queue.wake {
+                queue = shared
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            queue.wake = false;
+            queue.closed
+        };
+        {
+            let mut guard = shared.lock_writer();
+            let Some(writer) = guard.as_mut() else {
+                return;
+            };
+            loop {
+                let mut batch = writer.gather(&shared);
+                if batch.is_empty() {
+                    break;
+                }
+                writer.commit(&shared, &mut batch);
+                writer.keep_ahead(&shared);
+            }
+            if closing {
+                let _ = writer.file.sync_all();
+                // Releases the file (and its lock).
+                *guard = None;
+            }
+        }
+        persist_checkpoint(&shared);
+        if closing {
+            shared.stopped.store(true, Ordering::Release);
+            shared.queue_slots.close();
+            for done in shared.lock_queue().close_done.drain(..) {
+                let _ = done.send(());
+            }
+            return;
+        }
+        // Appends that queued while this thread held the file left themselves to
+        // it: look again before sleeping.
+        let mut queue = shared.lock_queue();
+        if !queue.pending.is_empty() {
+            queue.wake = true;
+        }
+    }
+}
+
+/// Signs and persists a checkpoint of the durable tree, if it grew.
+fn persist_checkpoint(shared: &Shared) {
+    let mut persisted = shared
+        .persisted
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    persisted.at = Instant::now();
+    let (size, root) = {
+        let index = shared.lock_index();
+        let size = index.tree.size();
+        (
+            size,
+            index.tree.root(size).expect("the current size is in range"),
+        )
+    };
+    if persisted.size == Some(size) {
+        return;
+    }
+    let signed = shared.sign(size, root);
+    match write_checkpoint(&shared.dir, &signed) {
+        Ok(()) => persisted.size = Some(size),
+        Err(error) => {
+            tracing::error!(dir = %shared.dir.display(), %error, "cannot persist the audit checkpoint")
+        }
     }
 }
 
 impl Writer {
-    fn run(mut self, queue: Receiver<Command>) {
-        let _stop = StopGuard(self.shared.clone());
-        let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-        let mut buffer = Vec::new();
-        while let Ok(first) = queue.recv() {
-            let close = self.gather(first, &queue, &mut batch);
-            self.commit(&mut batch, &mut buffer);
-            if self.allocated.saturating_sub(self.end) < self.chunk / 4 {
-                let target = self.allocated + self.chunk;
-                if let Err(error) = self.grow(target) {
-                    tracing::error!(path = %self.shared.path.display(), %error, "cannot grow the audit log's preallocated segment");
-                }
+    /// On the writer thread: takes what is queued (at most [`MAX_BATCH`]), waiting
+    /// for more as [`gather_window`] says.
+    fn gather(&mut self, shared: &Shared) -> Vec<Pending> {
+        let mut queue = shared.lock_queue();
+        let Some(window) =
+            gather_window(queue.pending.len(), self.previous_batch, self.last_commit)
+        else {
+            let count = queue.pending.len().min(MAX_BATCH);
+            return queue.pending.drain(..count).collect();
+        };
+        shared.gathered.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + window;
+        queue.gathering = true;
+        // The group stops forming when it is as large as the previous batch.
+        while queue.pending.len() < self.previous_batch.min(MAX_BATCH) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
-            if self.persisted_at.elapsed() >= CHECKPOINT_INTERVAL {
-                self.persist_checkpoint();
-            }
-            if let Some(done) = close {
-                self.shared.stopped.store(true, Ordering::Release);
-                self.shared.queue_slots.close();
-                // Appends that raced with the close are refused, never lost silently:
-                // dropping them (and the queue) drops their answer channel.
-                while queue.try_recv().is_ok() {}
-                drop(queue);
-                let _ = self.file.sync_all();
-                self.persist_checkpoint();
-                drop(self.file);
-                let _ = done.send(());
-                return;
-            }
+            queue = shared
+                .wake
+                .wait_timeout(queue, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
-    }
-
-    /// Takes `first` and everything queued behind it into `batch`, waiting for more
-    /// as [`gather_window`] says; returns a close request if one came.
-    fn gather(
-        &mut self,
-        first: Command,
-        queue: &Receiver<Command>,
-        batch: &mut Vec<Pending>,
-    ) -> Option<oneshot::Sender<()>> {
-        let mut next = Some(first);
-        let mut deadline: Option<Instant> = None;
-        loop {
-            match next.take() {
-                Some(Command::Append { record, done, .. }) => batch.push((record, done)),
-                Some(Command::Close { done }) => return Some(done),
-                None => {}
-            }
-            if batch.len() >= MAX_BATCH {
-                return None;
-            }
-            match queue.try_recv() {
-                Ok(command) => {
-                    next = Some(command);
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => {}
-            }
-            let deadline = match deadline {
-                Some(deadline) => deadline,
-                None => {
-                    // No window: the batch is complete (and no close came with it).
-                    let window = gather_window(batch.len(), self.previous_batch, self.last_commit)?;
-                    self.shared.gathered.fetch_add(1, Ordering::Relaxed);
-                    *deadline.insert(Instant::now() + window)
-                }
-            };
-            // The group stops forming when it is as large as the previous batch.
-            if batch.len() >= self.previous_batch {
-                return None;
-            }
-            match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(command) => next = Some(command),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
-            }
-        }
+        queue.gathering = false;
+        let count = queue.pending.len().min(MAX_BATCH);
+        queue.pending.drain(..count).collect()
     }
 
     /// Writes one batch with a single write and sync, then acknowledges each append.
-    fn commit(&mut self, batch: &mut Vec<Pending>, buffer: &mut Vec<u8>) {
+    fn commit(&mut self, shared: &Shared, batch: &mut Vec<Pending>) {
         if batch.is_empty() {
             return;
         }
+        let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
         let count = batch.len();
         for (position, (record, _)) in batch.iter().enumerate() {
@@ -996,21 +1181,19 @@ impl Writer {
                 batch: self.batch,
                 last: position + 1 == count,
             };
-            record.encode_into(mark, buffer);
+            record.encode_into(mark, &mut buffer);
         }
         let start = self.end;
         // The health flag changes before any acknowledgement goes out, so that a
         // client that was answered and then asks `/health` sees the same state.
-        match self.write_durably(buffer) {
+        match self.write_durably(&buffer) {
             Ok(()) => {
                 self.batch = BatchMark::next_batch(self.batch);
                 self.previous_batch = count;
-                self.shared.batches.fetch_add(1, Ordering::Relaxed);
-                self.shared
-                    .records
-                    .fetch_add(count as u64, Ordering::Relaxed);
-                self.shared.last_batch_ok.store(true, Ordering::Release);
-                let mut index = self.shared.lock_index();
+                shared.batches.fetch_add(1, Ordering::Relaxed);
+                shared.records.fetch_add(count as u64, Ordering::Relaxed);
+                shared.last_batch_ok.store(true, Ordering::Release);
+                let mut index = shared.lock_index();
                 let mut offset = start;
                 for (record, done) in batch.drain(..) {
                     let position = index.tree.size();
@@ -1020,34 +1203,23 @@ impl Writer {
                 }
             }
             Err(error) => {
-                self.shared.last_batch_ok.store(false, Ordering::Release);
-                tracing::error!(path = %self.shared.path.display(), %error, "audit log append failed; the batch was not acknowledged");
+                shared.last_batch_ok.store(false, Ordering::Release);
+                tracing::error!(path = %shared.path.display(), %error, "audit log append failed; the batch was not acknowledged");
                 for (_, done) in batch.drain(..) {
                     let _ = done.send(Err(AuditError::Unavailable(error.to_string())));
                 }
             }
         }
+        self.buffer = buffer;
     }
 
-    /// Signs and persists a checkpoint of the durable tree, if it grew.
-    fn persist_checkpoint(&mut self) {
-        self.persisted_at = Instant::now();
-        let (size, root) = {
-            let index = self.shared.lock_index();
-            let size = index.tree.size();
-            (
-                size,
-                index.tree.root(size).expect("the current size is in range"),
-            )
-        };
-        if self.persisted_size == Some(size) {
-            return;
-        }
-        let signed = self.shared.sign(size, root);
-        match write_checkpoint(&self.dir, &signed) {
-            Ok(()) => self.persisted_size = Some(size),
-            Err(error) => {
-                tracing::error!(dir = %self.dir.display(), %error, "cannot persist the audit checkpoint")
+    /// After a batch: grows the file when the zeros left fall below a quarter of a
+    /// chunk.
+    fn keep_ahead(&mut self, shared: &Shared) {
+        if self.allocated.saturating_sub(self.end) < self.chunk / 4 {
+            let target = self.allocated + self.chunk;
+            if let Err(error) = self.grow(target) {
+                tracing::error!(path = %shared.path.display(), %error, "cannot grow the audit log's preallocated segment");
             }
         }
     }
@@ -1270,43 +1442,44 @@ mod tests {
 
     /// A writer on `file` over an empty log in `dir`, as `AuditLog::open` builds it
     /// but without its thread, and a handle that reads its state.
-    fn writer_on(file: File, dir: &Path) -> (Writer, AuditLog, Receiver<Command>) {
+    fn writer_on(file: File, dir: &Path) -> (Writer, AuditLog) {
         let path = log_path(dir);
         std::fs::write(&path, FILE_MAGIC).unwrap();
-        let shared = Arc::new(Shared {
-            index: Mutex::default(),
-            reader: File::open(&path).unwrap(),
-            path,
-            origin: "test.example/log".to_owned(),
-            key: key(),
-            latest: Mutex::new(None),
-            last_batch_ok: AtomicBool::new(true),
-            stopped: AtomicBool::new(false),
-            queue_slots: Arc::new(Semaphore::new(1)),
-            batches: AtomicU64::new(0),
-            records: AtomicU64::new(0),
-            gathered: AtomicU64::new(0),
-        });
-        let (commands, queue) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared::new(
+            Index::default(),
+            File::open(&path).unwrap(),
+            dir,
+            "test.example/log",
+            key(),
+            Persisted {
+                size: None,
+                at: Instant::now(),
+            },
+        ));
         let writer = Writer {
             file,
-            dir: dir.to_owned(),
             end: FILE_MAGIC.len() as u64,
             allocated: FILE_MAGIC.len() as u64,
             chunk: 4096,
             batch: 0,
             last_commit: Duration::ZERO,
             previous_batch: 0,
-            shared: shared.clone(),
-            persisted_size: None,
-            persisted_at: Instant::now(),
+            buffer: Vec::new(),
         };
-        (writer, AuditLog { commands, shared }, queue)
+        let log = AuditLog {
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
+        };
+        (writer, log)
     }
 
-    fn commit_one(writer: &mut Writer, record: LogRecord) -> Result<u64, AuditError> {
+    fn commit_one(
+        writer: &mut Writer,
+        log: &AuditLog,
+        record: LogRecord,
+    ) -> Result<u64, AuditError> {
         let (done, acknowledged) = oneshot::channel();
-        writer.commit(&mut vec![(record, done)], &mut Vec::new());
+        writer.commit(&log.shared, &mut vec![(record, done)]);
         acknowledged.blocking_recv().unwrap()
     }
 
@@ -1315,10 +1488,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Every write to /dev/full fails with ENOSPC: a full disk, not a mock.
         let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
-        let (mut writer, log, _queue) = writer_on(full, dir.path());
+        let (mut writer, log) = writer_on(full, dir.path());
         assert!(log.is_writable());
         assert!(matches!(
-            commit_one(&mut writer, record(1)),
+            commit_one(&mut writer, &log, record(1)),
             Err(AuditError::Unavailable(_))
         ));
         assert!(!log.is_writable());
@@ -1329,7 +1502,7 @@ mod tests {
             .write(true)
             .open(log_path(dir.path()))
             .unwrap();
-        assert_eq!(commit_one(&mut writer, record(2)).unwrap(), 0);
+        assert_eq!(commit_one(&mut writer, &log, record(2)).unwrap(), 0);
         assert!(log.is_writable());
         assert_eq!(
             read_records(&log_path(dir.path())).unwrap(),
@@ -1382,7 +1555,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lone_append_never_waits_for_company() {
+    async fn a_lone_append_is_written_by_its_own_task_and_never_waits_for_company() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path()).unwrap();
         for n in 1..=20 {
@@ -1393,8 +1566,10 @@ mod tests {
             WriterStats {
                 batches: 20,
                 records: 20,
-                gathered: 0
-            }
+                gathered: 0,
+                inline: 20,
+            },
+            "each lone append is written by its own task, with no thread hand-off"
         );
         log.close().await;
     }
