@@ -677,7 +677,7 @@ async fn stdio_args_env_and_clocks_are_unchanged_with_mounts() {
             ("NAME".into(), "wasm".into()),
             ("EXIT_CODE".into(), "3".into()),
         ];
-        input.stdin = b"line\n".to_vec();
+        input.stdin = b"line\n".to_vec().into();
         let report = sandbox
             .run(target, Entry::Command, input, mounts, limits(1 << 20))
             .await;

@@ -30,7 +30,7 @@ use crate::async_results::{AsyncExecutions, AsyncFull, Withheld};
 use crate::audit::{AuditError, AuditLog, LogRecord};
 use crate::blobs::{Blob, BlobStore, BlobStores};
 use crate::compile_budget::{BudgetError, CompileBudgets};
-use crate::envelope::{self, Enc};
+use crate::envelope::{self, Enc, Plaintext, ResponseKeys};
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
 use crate::sandbox::compiler::CompileError;
@@ -141,6 +141,12 @@ pub struct SealedExecution {
     pub ciphertext: Vec<u8>,
     /// The client it counts against (its compilation budget).
     pub client: ClientKey,
+}
+
+/// An opened request: its plaintext and the keys exported from its HPKE context.
+struct Opened {
+    plaintext: Plaintext,
+    keys: ResponseKeys,
 }
 
 /// What `/execute` answers after a recovered plaintext.
@@ -344,20 +350,29 @@ impl Executor {
     }
 
     /// Takes the session out of the store (its key leaves memory with this
-    /// attempt) and opens the request.
+    /// attempt) and opens the request (in place: the plaintext is the ciphertext's
+    /// buffer).
     fn open(
         &self,
         session_id: Uuid,
         enc: &Enc,
         ciphertext: Vec<u8>,
-    ) -> Result<envelope::OpenedRequest, ExecutionError> {
+    ) -> Result<Opened, ExecutionError> {
         let secret = self
             .inner
             .sessions
             .take(&session_id)
             .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
-        envelope::open_request(secret, &session_id, enc, ciphertext)
-            .map_err(|_| ExecutionError::DecryptionFailed)
+        let envelope::OpenedRequest {
+            mut plaintext,
+            keys,
+        } = envelope::open_request(secret, &session_id, enc, ciphertext)
+            .map_err(|_| ExecutionError::DecryptionFailed)?;
+        Ok(Opened {
+            // Moved, not copied: what is left in `plaintext` is an empty vector.
+            plaintext: Plaintext::new(std::mem::take(&mut *plaintext)),
+            keys,
+        })
     }
 
     /// Everything after the plaintext opened: run (holding `permit`), seal,
@@ -365,7 +380,7 @@ impl Executor {
     async fn carry_out(
         &self,
         execution_id: Uuid,
-        opened: envelope::OpenedRequest,
+        opened: Opened,
         permit: OwnedSemaphorePermit,
         client: ClientKey,
     ) -> Result<ExecutionReceipt, ExecutionError> {
@@ -494,14 +509,14 @@ impl Executor {
     async fn run(
         &self,
         execution_id: Uuid,
-        plaintext: &[u8],
+        plaintext: &Plaintext,
         slot: OwnedSemaphorePermit,
         client: ClientKey,
     ) -> ExecutionResult {
         // Fault injection for the crash-isolation test; compiled out of every build
         // but the crate's own unit tests.
         #[cfg(test)]
-        if plaintext == tests::PANIC_TRIGGER {
+        if **plaintext == *tests::PANIC_TRIGGER {
             panic!("a panic injected by a test");
         }
         let policy = &self.inner.policy;
@@ -544,7 +559,8 @@ impl Executor {
             Some(expression) => Entry::Invoke(expression.clone()),
             None => Entry::Command,
         };
-        let input = match guest_input_with(request, bytes.stdin) {
+        // A CBOR request's stdin reaches the guest as a view of the plaintext.
+        let input = match guest_input_with(request, bytes.stdin.map(|part| plaintext.view(part))) {
             Ok(input) => input,
             Err(error) => return invalid_request(result, error),
         };
@@ -893,25 +909,25 @@ pub fn guest_input(request: ExecutionRequest) -> Result<GuestInput, RequestError
     guest_input_with(request, None)
 }
 
-/// [`guest_input`], with a CBOR request's `stdin` bytes (copied once, into the
-/// guest's input).
+/// [`guest_input`], with a CBOR request's `stdin` bytes (a view of the
+/// plaintext, not a copy).
 fn guest_input_with(
     mut request: ExecutionRequest,
-    stdin: Option<&[u8]>,
+    stdin: Option<bytes::Bytes>,
 ) -> Result<GuestInput, RequestError> {
     // Moved into a `GuestInput` first: it zeroizes them when dropped, also when
     // they are refused below.
     let mut input = GuestInput {
         args: std::mem::take(&mut request.args),
         env: std::mem::take(&mut request.env).into_iter().collect(),
-        stdin: Vec::new(),
+        stdin: bytes::Bytes::new(),
     };
     if let Some(mut text) = request.stdin.take() {
         let decoded = payload::decode_base64(&text);
         text.zeroize();
-        input.stdin = decoded.map_err(RequestError::StdinBase64)?;
+        input.stdin = decoded.map_err(RequestError::StdinBase64)?.into();
     } else if let Some(stdin) = stdin {
-        input.stdin = stdin.to_vec();
+        input.stdin = stdin;
     }
     if input.args.iter().any(|arg| arg.contains('\0')) {
         return Err(RequestError::NulInArgs);

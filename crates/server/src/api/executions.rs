@@ -27,7 +27,9 @@ use wasm_hypervisor_protocol::wire::{
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{BodyFormat, QuotaClient, body_format, json_body, parse_uuid, read_body};
+use super::extract::{
+    BodyFormat, QuotaClient, body_format, json_body, parse_uuid, read_body, read_split_body,
+};
 
 /// The sealed request an `/execute` body carries, every field checked: a
 /// 36-character lowercase session id, `enc` a point on P-256 (checked on
@@ -59,7 +61,21 @@ pub fn sealed_binary_execution(
     provider: Provider,
     client: ClientKey,
 ) -> Result<SealedExecution, ApiError> {
-    let body = binary::ExecuteBody::parse(bytes)
+    let (head, ciphertext) = bytes.split_at(bytes.len().min(binary::MIN_EXECUTE_BODY));
+    sealed_binary_parts(head, ciphertext.to_vec(), provider, client)
+}
+
+/// [`sealed_binary_execution`] of a body read in two parts ([`read_split_body`]):
+/// its first 81 bytes, and its ciphertext, kept as it is (decrypted in place
+/// later: no copy).
+fn sealed_binary_parts(
+    head: &[u8],
+    ciphertext: Vec<u8>,
+    provider: Provider,
+    client: ClientKey,
+) -> Result<SealedExecution, ApiError> {
+    let body = binary::ExecuteBody::parse(head)
+        .map_err(|_| binary::BinaryError::BodyTooShort(head.len() + ciphertext.len()))
         .map_err(|error| ApiError::MalformedBody(error.to_string()))?;
     let enc = Enc::parse(provider, &body.enc).map_err(|_| {
         ApiError::MalformedBody("`enc` is not a 65-byte uncompressed P-256 point".to_owned())
@@ -67,8 +83,7 @@ pub fn sealed_binary_execution(
     Ok(SealedExecution {
         session_id: body.session_id,
         enc,
-        // The one copy of the ciphertext: it is decrypted in place.
-        ciphertext: body.ciphertext.to_vec(),
+        ciphertext,
         client,
     })
 }
@@ -207,13 +222,18 @@ pub(super) async fn execute(
     request: Request,
 ) -> Result<Response, ApiError> {
     let format = body_format(&request).ok_or(ApiError::UnsupportedMediaType)?;
-    let bytes = read_body(request, &state).await?;
     let provider = state.sessions.provider();
     let sealed = match format {
-        BodyFormat::Json => sealed_execution(json_body::<ExecuteBody>(&bytes)?, provider, client)?,
-        BodyFormat::Binary => sealed_binary_execution(&bytes, provider, client)?,
+        BodyFormat::Json => {
+            let bytes = read_body(request, &state).await?;
+            sealed_execution(json_body::<ExecuteBody>(&bytes)?, provider, client)?
+        }
+        BodyFormat::Binary => {
+            let (head, ciphertext) =
+                read_split_body(request, &state, binary::MIN_EXECUTE_BODY).await?;
+            sealed_binary_parts(&head, ciphertext, provider, client)?
+        }
     };
-    drop(bytes);
     state.metrics.record_execute_body(format.as_str());
     // One of the client's execution slots (`clients.max_concurrent_executions`),
     // taken only now that the body is read and decoded: a slow, oversized or

@@ -74,6 +74,61 @@ pub(super) async fn read_body(request: Request, state: &AppState) -> Result<Byte
         })
 }
 
+/// Most bytes of a binary `/execute` ciphertext reserved before any arrive: a
+/// body announcing more still grows its buffer as it comes, so that an announced
+/// length alone never reserves `limits.max_request_bytes`.
+const PRESIZE_LIMIT: usize = 64 << 20;
+
+/// Reads a binary `/execute` body (protocol v1.1 §B) as [`read_body`] reads a
+/// body (the same deadline, limit and rejections), but in two parts: its first
+/// `head_len` bytes (session id and `enc`), and the rest, the ciphertext, straight
+/// into a vector of its own, which is then decrypted in place. So the ciphertext
+/// is copied once, out of the connection's buffers, like any body, and never
+/// again. A body shorter than `head_len` comes back with a short head.
+pub(super) async fn read_split_body(
+    request: Request,
+    state: &AppState,
+    head_len: usize,
+) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+    use bytes::Buf;
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    let mut head = Vec::with_capacity(head_len);
+    let mut rest = Vec::with_capacity(
+        announced
+            .unwrap_or(0)
+            .saturating_sub(head_len)
+            .min(state.max_request_bytes)
+            .min(PRESIZE_LIMIT),
+    );
+    let mut body = Limited::new(request.into_body(), state.max_request_bytes);
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(mut data) = frame?.into_data() else {
+                continue; // trailers
+            };
+            let wanted = (head_len - head.len()).min(data.len());
+            head.extend_from_slice(&data[..wanted]);
+            data.advance(wanted);
+            rest.extend_from_slice(&data);
+        }
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    match tokio::time::timeout(state.body_read_timeout, read).await {
+        Err(_elapsed) => Err(ApiError::RequestTimeout),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge)
+        }
+        Ok(Err(error)) => Err(ApiError::MalformedBody(format!(
+            "cannot read the body: {error}"
+        ))),
+        Ok(Ok(())) => Ok((head, rest)),
+    }
+}
+
 /// Reads a body that must be small (a `POST /sessions` body): over `limit`
 /// bytes is 413 `payload_too_large`, refused on its announced length before it is
 /// read, or as soon as the bytes received pass the limit; within

@@ -20,7 +20,9 @@ pub const ARGV0: &str = "module.wasm";
 pub struct GuestInput {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
-    pub stdin: Vec<u8>,
+    /// Shared, not copied: for a CBOR request, a view of the request plaintext,
+    /// which its owner wipes once the guest's store (holding this view) is gone.
+    pub stdin: bytes::Bytes,
 }
 
 /// Why a guest's argv and environment are refused (status `invalid_request`).
@@ -87,7 +89,6 @@ impl Drop for GuestInput {
             name.zeroize();
             value.zeroize();
         }
-        self.stdin.zeroize();
     }
 }
 
@@ -106,8 +107,9 @@ impl std::fmt::Debug for GuestInput {
 /// of the host's environment, no preopened directory.
 ///
 /// Our copies of argv and env are zeroized when `input` drops; the WASI context's
-/// own copies, and the stdin buffer handed to it, are freed by Wasmtime without
-/// clearing (see PROTOCOL.md, "What is zeroized").
+/// own copies are freed by Wasmtime without clearing, and so is a JSON request's
+/// decoded stdin, while a CBOR request's stdin is a view of the plaintext, wiped
+/// with it (see PROTOCOL.md, "What is zeroized").
 pub fn context(
     mut input: GuestInput,
     stdout: &CappedOutput,
@@ -140,7 +142,7 @@ mod tests {
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
-            stdin: Vec::new(),
+            stdin: bytes::Bytes::new(),
         }
     }
 
