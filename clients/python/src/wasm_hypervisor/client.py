@@ -12,7 +12,6 @@ plaintexts, one session per execution, every blob by its bytes.
 
 from __future__ import annotations
 
-import base64
 import collections
 import datetime
 import io
@@ -27,15 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from . import _cbor, _crypto
-from ._http import ConnectionFailed, Http, parse_json, retry_after, server_error
+from ._http import Http, parse_json, retry_after, server_error
 from .errors import (
     BadSessionSignature,
     Check,
     KeyMismatch,
     ProtocolViolation,
-    ServerError,
     VerificationFailed,
-    WasmHypervisorError,
 )
 from .receipt import RECEIPT_VERSION, STATUSES, Receipt, b64decode, b64encode, check_receipt
 
