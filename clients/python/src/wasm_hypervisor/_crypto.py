@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -107,11 +107,15 @@ class ResponseKeys:
         return commitment(self.salt, sha256(request_plaintext), sha256(result_plaintext))
 
 
-def seal_request(session_id: str, public_key: bytes, plaintext: bytes) -> Tuple[bytes, bytes, ResponseKeys]:
-    """protocol-v1 §2: (enc, ciphertext, keys) for ``plaintext`` sealed to a session."""
+def seal_request(
+    session_id: str, public_key: bytes, plaintext: bytes, _ephemeral_ikm: Optional[bytes] = None
+) -> Tuple[bytes, bytes, ResponseKeys]:
+    """protocol-v1 §2: (enc, ciphertext, keys) for ``plaintext`` sealed to a session.
+    ``_ephemeral_ikm`` fixes the ephemeral key, for known-answer tests only."""
     check_point(public_key)
     pkr = _HPKE.kem.deserialize_public_key(public_key)
-    enc, context = _HPKE.create_sender_context(pkr, REQUEST_INFO_LABEL + session_id.encode("ascii"))
+    eks = None if _ephemeral_ikm is None else _HPKE.kem.derive_key_pair(_ephemeral_ikm)
+    enc, context = _HPKE.create_sender_context(pkr, REQUEST_INFO_LABEL + session_id.encode("ascii"), eks=eks)
     ciphertext = context.seal(plaintext, b"")
     keys = ResponseKeys(
         key=context.export(RESPONSE_KEY_LABEL, 32),

@@ -406,6 +406,10 @@ class Client:
         #: after ``session_not_found``/``session_expired``), ``blob_resends``.
         self.stats: Dict[str, int] = {"sessions_opened": 0, "session_requests": 0, "session_retries": 0, "blob_resends": 0}
 
+    def _count(self, name: str, by: int = 1) -> None:
+        with self._lock:
+            self.stats[name] += by
+
     # -- the server's key and sessions ------------------------------------
 
     def identity(self) -> ServerIdentity:
@@ -434,7 +438,7 @@ class Client:
 
     def _open_sessions(self) -> List[_Session]:
         key = self.identity().key
-        self.stats["session_requests"] += 1
+        self._count("session_requests")
         if self.wire == "v1":
             doc = self._http.json("POST", "/sessions", authorized=True)
             if not isinstance(doc, dict):
@@ -471,7 +475,7 @@ class Client:
             message = _crypto.sessions_message([(s.session_id, s.public_key) for s in sessions])
             if not key.verify(message, _b64(doc.get("signature"), "signature")):
                 raise BadSessionSignature()
-        self.stats["sessions_opened"] += len(sessions)
+        self._count("sessions_opened", len(sessions))
         return sessions
 
     def _take_session(self) -> _Session:
@@ -523,7 +527,7 @@ class Client:
             if error.code in ("session_not_found", "session_expired"):
                 with self._lock:
                     self._sessions.clear()
-                self.stats["session_retries"] += 1
+                self._count("session_retries")
                 sent, status, headers, data = self._post_execute(self._fresh_session(), plaintext, asynchronous)
         return sent, status, headers, data
 
@@ -684,7 +688,7 @@ class Client:
     def _forget(self, missing: List[str], by_reference: Set[str], resent: List[str]) -> None:
         by_reference.difference_update(missing)
         resent.extend(missing)
-        self.stats["blob_resends"] += 1
+        self._count("blob_resends")
         with self._lock:
             self._known_blobs.difference_update(missing)
 
