@@ -25,6 +25,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
+from cryptography.exceptions import InvalidTag
+
 from . import _cbor, _crypto
 from ._http import Http, parse_json, retry_after, server_error
 from .errors import (
@@ -535,7 +537,7 @@ class Client:
         execution_id = answer["execution_id"]
         try:
             result_plaintext = sent.keys.open_result(execution_id, answer["ciphertext"])
-        except Exception:  # cryptography's InvalidTag, or a malformed ciphertext
+        except (InvalidTag, ValueError):
             raise ProtocolViolation("the result does not decrypt with this request's keys") from None
         doc = _result_document(result_plaintext, _is_cbor(sent.plaintext))
         if doc.get("execution_id") != execution_id:
