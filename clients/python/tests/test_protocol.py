@@ -1,0 +1,135 @@
+"""Protocol v1.1 behaviour: the session pool, blobs by reference, long jobs, key pinning."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from wasm_hypervisor import Client, KeyMismatch, Mount
+
+from test_run import tar_of
+
+
+def test_v1_1_opens_sessions_in_signed_batches_and_reuses_them(server, examples):
+    client = Client(server.url, batch=4)
+    for _ in range(3):
+        assert client.run(examples / "tiny.wasm").status == "completed"
+    assert client.stats["session_requests"] == 1
+    assert client.stats["sessions_opened"] == 4
+    assert client.pooled_sessions == 1
+
+
+def test_v1_opens_one_session_per_execution(server, examples):
+    client = Client(server.url, wire="v1")
+    for _ in range(3):
+        assert client.run(examples / "tiny.wasm").status == "completed"
+    assert client.stats["session_requests"] == 3
+    assert client.stats["sessions_opened"] == 3
+    assert client.pooled_sessions == 0
+
+
+def test_pool_retries_once_quietly_after_a_server_restart(make_server, examples):
+    server = make_server()
+    client = Client(server.url, batch=8)
+    assert client.run(examples / "tiny.wasm").status == "completed"
+    assert client.pooled_sessions == 7
+    server.restart()  # same key, none of the pooled sessions
+    result = client.run(examples / "tiny.wasm")
+    assert result.status == "completed"
+    assert client.stats["session_retries"] == 1
+    assert client.stats["session_requests"] == 2
+    client.verify(result.receipt)
+
+
+def test_pool_retries_once_quietly_when_the_server_expired_a_pooled_session(make_server, examples):
+    server = make_server(WASM_HYPERVISOR_SESSIONS__TTL_SECS="1")
+    client = Client(server.url, batch=4, session_margin=0)
+    assert client.run(examples / "tiny.wasm").status == "completed"
+    expires_at = max(session.expires_at for session in client._sessions)
+    # A client whose clock is behind the server's still trusts its pooled sessions.
+    for session in client._sessions:
+        session.expires_at = time.time() + 3600
+    time.sleep(max(0.0, expires_at - time.time()) + 1.5)  # until the server has expired them
+    assert client.run(examples / "tiny.wasm").status == "completed"
+    assert client.stats["session_retries"] == 1
+    assert client.stats["session_requests"] == 2
+
+
+def test_pool_drops_sessions_that_expire_within_the_margin(make_server, examples):
+    server = make_server(WASM_HYPERVISOR_SESSIONS__TTL_SECS="2")
+    client = Client(server.url, batch=4, session_margin=5)
+    for _ in range(2):
+        assert client.run(examples / "tiny.wasm").status == "completed"
+    # Every pooled session expires within 5 s: each run opened a batch of its own.
+    assert client.stats["session_requests"] == 2
+    assert client.stats["session_retries"] == 0
+
+
+def test_first_reference_on_a_fresh_server_falls_back_to_the_bytes(make_server, examples):
+    server = make_server()
+    client = Client(server.url, references="always")
+    module = (examples / "files.wasm").read_bytes()
+    archive = tar_of({"input.txt": b"by reference"})
+    module_hash = hashlib.sha256(module).hexdigest()
+    archive_hash = hashlib.sha256(archive).hexdigest()
+    mounts = [Mount("/in", archive), Mount("/out", writable=True)]
+
+    first = client.run(module, args=["selftest", "/in", "/out"], mounts=mounts)
+    assert first.status == "completed"
+    assert sorted(first.resent_blobs) == sorted([module_hash, archive_hash])
+    assert first.sent_by_reference == []
+
+    second = client.run(module, args=["selftest", "/in", "/out"], mounts=mounts)
+    assert second.status == "completed"
+    assert b"input.txt: by reference" in second.stdout
+    assert second.resent_blobs == []
+    assert sorted(second.sent_by_reference) == sorted([module_hash, archive_hash])
+
+
+def test_auto_references_name_a_module_sent_before_and_resend_after_restart(make_server, examples):
+    server = make_server()
+    client = Client(server.url)
+    module_hash = hashlib.sha256((examples / "hello.wasm").read_bytes()).hexdigest()
+    assert client.run(examples / "hello.wasm").sent_by_reference == []
+    assert client.run(examples / "hello.wasm").sent_by_reference == [module_hash]
+    server.restart()  # blobs live in memory only
+    again = client.run(examples / "hello.wasm")
+    assert again.status == "completed"
+    assert again.resent_blobs == [module_hash]
+
+
+def test_v1_never_names_blobs(server, examples):
+    client = Client(server.url, wire="v1", references="always")
+    for _ in range(2):
+        result = client.run(examples / "hello.wasm")
+        assert result.sent_by_reference == [] and result.resent_blobs == []
+
+
+@pytest.mark.parametrize("wire", ["v1.1", "v1"])
+def test_async_job_is_accepted_then_polled_to_its_result(server, examples, wire):
+    client = Client(server.url, wire=wire)
+    job = client.submit(examples / "sleep.wasm", args=["300"])
+    assert job.location == f"/executions/{job.execution_id}"
+    result = client.result(job, timeout=60)
+    assert result.status == "completed"
+    assert result.stdout == b"slept\n"
+    assert result.execution_id == job.execution_id
+    assert job.done
+    client.verify(result.receipt)
+
+
+def test_run_asynchronous_is_submit_then_result(server, examples):
+    result = Client(server.url).run(examples / "hello.wasm", args=["x"], asynchronous=True)
+    assert result.status == "completed"
+    assert b"arg[1]=x" in result.stdout
+
+
+def test_pinned_key_is_accepted_and_another_key_refused_before_any_session(server, examples):
+    assert Client(server.url, key_id=server.key_id()).run(examples / "tiny.wasm").status == "completed"
+    client = Client(server.url, key_id="00" * 32)
+    with pytest.raises(KeyMismatch) as mismatch:
+        client.run(examples / "tiny.wasm")
+    assert mismatch.value.actual == server.key_id()
+    assert client.stats["session_requests"] == 0
