@@ -19,6 +19,17 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{QuotaClient, json_body, read_small_body};
 
+/// The `201` of `POST /sessions` as the OpenAPI document shows it: one session
+/// without a body, a batch with `{"count": N}`. A schema only: each handler
+/// branch builds its own type.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum SessionsAnswer {
+    One(SessionResponse),
+    Batch(SessionBatchResponse),
+}
+
 /// Open a session: a fresh P-256 key for one `/execute`, signed by the server's
 /// key; or, with `{"count": N}`, N of them under one signature.
 #[utoipa::path(
@@ -29,7 +40,7 @@ use super::extract::{QuotaClient, json_body, read_small_body};
     request_body(content = Option<SessionsRequest>, content_type = "application/json",
         description = "None: one session (protocol §1). `{\"count\": N}`: a batch of N, 1 <= N <= `sessions.max_batch` (protocol v1.1 §A)"),
     responses(
-        (status = 201, description = "A session (protocol §1), or with a body a batch (`SessionBatchResponse`, protocol v1.1 §A)", body = SessionResponse),
+        (status = 201, description = "A session (protocol §1), or with a body a batch (`SessionBatchResponse`, protocol v1.1 §A)", body = SessionsAnswer),
         (status = 400, description = "`malformed_body`: a body that is not `{\"count\": N}` with N an integer; `invalid_parameter`: N outside 1..=`sessions.max_batch`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
