@@ -91,7 +91,7 @@ static ASSETS: &[Asset] = &[
 static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
     let policy = format!(
         "default-src 'none'; script-src 'self' 'sha256-{}'; style-src 'self'; \
-         connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+         connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
          frame-ancestors 'none'",
         import_map_hash(ASSETS[0].bytes)
     );
