@@ -5,7 +5,7 @@
 // passed in the browser. A screenshot goes to $PLAYGROUND_SCREENSHOT when set
 // (docs/playground.png is made so).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -20,6 +20,9 @@ let server;
 let browser;
 let profile;
 before(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (run-tests.sh does), or set CHROMIUM`);
+  }
   server = await startServer("playground: true\n");
   profile = mkdtempSync(join(tmpdir(), "wasm-hypervisor-chromium-"));
   // A fresh, empty profile (playwright passes it as --user-data-dir).
