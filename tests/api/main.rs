@@ -26,6 +26,7 @@ mod logs;
 mod metrics;
 mod mounts;
 mod openapi;
+mod playground;
 mod real_programs;
 mod restart;
 mod sessions;

@@ -226,6 +226,9 @@ pub struct Config {
     /// stop --time`, Kubernetes `terminationGracePeriodSeconds`), or it kills the
     /// server mid-drain. 0..=3600, default 30.
     pub shutdown_grace_secs: Secs<0, 3600>,
+    /// Serve the playground at `/playground/`: a static page that runs a module
+    /// sealed from the browser and verifies its receipt there. Default false.
+    pub playground: bool,
     pub sessions: SessionsConfig,
     pub limits: LimitsConfig,
     pub execution: ExecutionConfig,
@@ -609,6 +612,7 @@ impl Default for Config {
             origin: Origin("localhost/wasm-hypervisor".to_owned()),
             log_format: LogFormat::Text,
             shutdown_grace_secs: Secs::constant::<30>(),
+            playground: false,
             sessions: SessionsConfig::default(),
             limits: LimitsConfig::default(),
             execution: ExecutionConfig::default(),
@@ -924,7 +928,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 51, "{keys:?}");
+        assert_eq!(keys.len(), 52, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(

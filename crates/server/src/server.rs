@@ -259,6 +259,7 @@ impl Service {
             max_request_bytes: usize::try_from(limits.max_request_bytes.get())
                 .unwrap_or(usize::MAX),
             max_session_batch: config.sessions.max_batch.get_usize(),
+            playground: config.playground,
         });
         Ok(Service {
             state,

@@ -16,7 +16,8 @@
 //!   tokens, rates, fallbacks).
 //! - `forwarded`: the client's address behind trusted proxies.
 //! - Handlers, by resource: `sessions`, `executions`, `keys`, `log`,
-//!   `operations` (`/health`, `/metrics`).
+//!   `operations` (`/health`, `/metrics`); `playground`, the static page at
+//!   `/playground/` when `playground: true`.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ mod keys;
 mod log;
 mod middleware;
 mod operations;
+mod playground;
 mod router;
 mod sessions;
 
@@ -106,4 +108,6 @@ pub struct Shared {
     /// Most sessions one `POST /sessions {"count": N}` may ask for
     /// (`sessions.max_batch`).
     pub max_session_batch: usize,
+    /// Whether `/playground/` is served (`playground`).
+    pub playground: bool,
 }

@@ -24,7 +24,7 @@ use super::middleware::{
     limit_health_probes, limit_requests, no_such_method, no_such_route, refuse_announced_oversize,
     refuse_excess_connection, request_span,
 };
-use super::{executions, keys, log, operations, sessions};
+use super::{executions, keys, log, operations, playground, sessions};
 
 /// Every route with its OpenAPI description: each handler's `#[utoipa::path]` is
 /// both what the router serves and what `/openapi.json` documents, so the two
@@ -98,7 +98,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// ([`ExcessConnection`]: 429), header size (431), an announced body size (413),
 /// then its route's own layers (`routes`).
 pub fn router(state: AppState) -> Router {
-    let (routes, _document) = routes(Some(&state)).split_for_parts();
+    let (mut routes, _document) = routes(Some(&state)).split_for_parts();
+    if state.playground {
+        routes = routes.merge(playground::routes(&state));
+    }
     routes
         .fallback(no_such_route)
         .method_not_allowed_fallback(no_such_method)

@@ -1,0 +1,177 @@
+/**
+ * The client: fetches and pins the server's key, opens sessions (signed batches
+ * in a pool with protocol v1.1, one at a time with v1) and checks their
+ * signatures, seals a request, opens the result and checks the commitment, sends
+ * modules by reference once the server holds them, submits long jobs with
+ * `Prefer: respond-async`, and proves executions from receipts.
+ * @module
+ */
+import type { Check, Receipt, VerifyResponse, CheckpointResponse } from "./receipt.js";
+/** Any failure of the client; the subclasses say which. */
+export declare class ClientError extends Error {
+    constructor(message: string);
+}
+/** The server answered in the protocol's error shape. */
+export declare class ServerError extends ClientError {
+    readonly status: number;
+    readonly code: string;
+    /** Seconds from `Retry-After`, when sent. */
+    readonly retryAfter?: number | undefined;
+    constructor(status: number, code: string, message: string, 
+    /** Seconds from `Retry-After`, when sent. */
+    retryAfter?: number | undefined);
+}
+/** The server's key is not the pinned one. */
+export declare class KeyMismatchError extends ClientError {
+    readonly expected: string;
+    readonly actual: string;
+    constructor(expected: string, actual: string);
+}
+/** A session key's signature does not verify under the server's key. */
+export declare class SessionSignatureError extends ClientError {
+    constructor();
+}
+/** The server answered something the protocol does not allow. */
+export declare class ProtocolError extends ClientError {
+    constructor(message: string);
+}
+/** Limits a request may lower (camelCase or the protocol's snake_case names). */
+export interface Limits {
+    fuel?: number;
+    memoryBytes?: number;
+    timeoutMs?: number;
+    maxOutputBytes?: number;
+    filesBytes?: number;
+    memory_bytes?: number;
+    timeout_ms?: number;
+    max_output_bytes?: number;
+    files_bytes?: number;
+}
+/** A directory for the guest (protocol v1.1 §E): a tar archive, or empty and writable. */
+export interface Mount {
+    path: string;
+    tar?: Uint8Array;
+    writable?: boolean;
+}
+/** What to run, besides the module. */
+export interface RunOptions {
+    args?: string[];
+    env?: Record<string, string>;
+    stdin?: Uint8Array | string;
+    limits?: Limits;
+    mounts?: Mount[];
+    /** A WAVE call expression, `add(1, 2)`: call one export instead of running a command. */
+    invoke?: string;
+    /** Submit with `Prefer: respond-async` and poll for the answer (protocol v1.1 §F). */
+    async?: boolean;
+}
+/** A finished execution, opened and checked. */
+export interface RunResult {
+    executionId: string;
+    status: string;
+    exitCode: number | null;
+    stdout: Uint8Array;
+    stderr: Uint8Array;
+    stdoutTruncated: boolean;
+    stderrTruncated: boolean;
+    returns: string[];
+    error?: string;
+    fuelConsumed: number;
+    wallTimeUs: number;
+    moduleSha256: string | null;
+    limits: Record<string, number>;
+    engine: string;
+    missingBlobs?: string[];
+    mountsOut?: {
+        path: string;
+        tar: Uint8Array;
+    }[];
+    /** Proves this execution later (`verify`); holds the commitment's salt: keep it private. */
+    receipt: Receipt;
+    /** What the client checked while running it: `session key signature`, `result opening`, `commitment`. */
+    checks: Check[];
+    /** Whether the module (and archives) went by SHA-256 reference. */
+    byReference: boolean;
+}
+/** Options of a [`Client`]. */
+export interface ClientOptions {
+    /** Bearer token, when the server requires one. */
+    token?: string;
+    /** The key id (hex SHA-256 of the SPKI) the server must have: pins its key. */
+    keyId?: string;
+    /** `v1.1` (default: batches, binary bodies, CBOR) or `v1` (JSON throughout). */
+    wire?: "v1" | "v1.1";
+    /** Sessions per `POST /sessions {"count": N}` (v1.1); default 32. */
+    batch?: number;
+    /** Sessions expiring within this many milliseconds are dropped; default 5000. */
+    marginMs?: number;
+    /** Name modules and archives the server holds by SHA-256; default true (v1.1 only). */
+    references?: boolean;
+    /** The `fetch` to use (default: the global one). */
+    fetch?: typeof fetch;
+}
+/** The server's identity, from `GET /keys`. */
+export interface ServerIdentity {
+    origin: string;
+    spki: Uint8Array;
+    key: CryptoKey;
+    keyId: string;
+}
+/** A client of one wasm-hypervisor server. */
+export declare class Client {
+    readonly url: string;
+    readonly wire: "v1" | "v1.1";
+    private readonly token?;
+    private readonly pinned?;
+    private readonly batch;
+    private readonly marginMs;
+    private readonly references;
+    private readonly fetcher;
+    private identityPromise?;
+    private pool;
+    /** Hashes of blobs this client sent by bytes: the server is believed to hold them. */
+    private readonly sent;
+    constructor(url: string, options?: ClientOptions);
+    private headers;
+    private request;
+    /** The body of a success answer as JSON, or the error the server stated. */
+    private json;
+    /** `GET /keys`, checked (the key id is the key's SHA-256) and pinned when `keyId` was given. */
+    identity(): Promise<ServerIdentity>;
+    private fetchIdentity;
+    /** Opens sessions now: a signed batch (v1.1) or one session (v1). */
+    private openSessions;
+    /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
+    private takeSession;
+    private freshSession;
+    /** Sessions held now (some may have expired since). */
+    get pooledSessions(): number;
+    /**
+     * Runs `module` (bytes, or a file path on Node) sealed, opens and checks its
+     * result, and returns it with its receipt.
+     */
+    run(module: Uint8Array | string, options?: RunOptions): Promise<RunResult>;
+    private plaintext;
+    /** Sends one plaintext on a pooled session, once more on a fresh one if the session was gone. */
+    private runPlaintext;
+    private seal;
+    private execute;
+    private executeAsync;
+    /** Opens an answer with the request's keys and checks the commitment. */
+    private open;
+    /** `GET /verify/{execution_id}`. */
+    inclusion(executionId: string): Promise<VerifyResponse>;
+    /** `GET /log/checkpoint`. */
+    checkpoint(): Promise<CheckpointResponse>;
+    /**
+     * Every check of `receipt` against this server's log, under the server's key
+     * (pinned when `keyId` was given), in the CLI's order; does not throw on a
+     * failed check.
+     */
+    checkReceipt(receipt: Receipt): Promise<Check[]>;
+    /**
+     * Proves an execution from its receipt; throws a [`VerificationError`] naming
+     * the first failed check (`error.check`), else returns the checks.
+     */
+    verify(receipt: Receipt): Promise<Check[]>;
+}

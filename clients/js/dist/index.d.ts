@@ -1,0 +1,14 @@
+/**
+ * `wasm-hypervisor`: run WebAssembly on a wasm-hypervisor server sealed end to
+ * end (HPKE), check each result's commitment, and prove executions from their
+ * receipts against the server's signed Merkle log. ESM, for Node 20+ and
+ * browsers (WebCrypto).
+ * @module
+ */
+export { Client, ClientError, KeyMismatchError, ProtocolError, ServerError, SessionSignatureError, } from "./client.js";
+export type { ClientOptions, Limits, Mount, RunOptions, RunResult, ServerIdentity } from "./client.js";
+export { VerificationError, checkReceipt, checkCheckpoint } from "./receipt.js";
+export type { Check, CheckpointResponse, Receipt, VerifyResponse } from "./receipt.js";
+export * as cbor from "./cbor.js";
+export * as tar from "./tar.js";
+export { fromBase64, fromHex, sha256, toBase64, toHex } from "./bytes.js";

@@ -1,0 +1,658 @@
+/**
+ * The client: fetches and pins the server's key, opens sessions (signed batches
+ * in a pool with protocol v1.1, one at a time with v1) and checks their
+ * signatures, seals a request, opens the result and checks the commitment, sends
+ * modules by reference once the server holds them, submits long jobs with
+ * `Prefer: respond-async`, and proves executions from receipts.
+ * @module
+ */
+
+import {
+  concat,
+  equal,
+  fromBase64,
+  fromHex,
+  isUuid,
+  sha256,
+  text,
+  toBase64,
+  toHex,
+  uuidBytes,
+  uuidText,
+} from "./bytes.js";
+import * as cbor from "./cbor.js";
+import type { CborValue } from "./cbor.js";
+import { importSpki, keyId, openResult, sealRequest, verifySignature, commitment } from "./crypto.js";
+import type { ResponseKeys } from "./crypto.js";
+import { checkReceipt, VerificationError } from "./receipt.js";
+import type { Check, Receipt, VerifyResponse, CheckpointResponse } from "./receipt.js";
+
+/** Any failure of the client; the subclasses say which. */
+export class ClientError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ClientError";
+  }
+}
+
+/** The server answered in the protocol's error shape. */
+export class ServerError extends ClientError {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Seconds from `Retry-After`, when sent. */
+    readonly retryAfter?: number,
+  ) {
+    super(`the server answered ${status} ${code}: ${message}`);
+    this.name = "ServerError";
+  }
+}
+
+/** The server's key is not the pinned one. */
+export class KeyMismatchError extends ClientError {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`the server's key id is ${actual}, not the pinned ${expected}`);
+    this.name = "KeyMismatchError";
+  }
+}
+
+/** A session key's signature does not verify under the server's key. */
+export class SessionSignatureError extends ClientError {
+  constructor() {
+    super("the session key is not signed by the server's key; refusing to encrypt to it");
+    this.name = "SessionSignatureError";
+  }
+}
+
+/** The server answered something the protocol does not allow. */
+export class ProtocolError extends ClientError {
+  constructor(message: string) {
+    super(`protocol violation: ${message}`);
+    this.name = "ProtocolError";
+  }
+}
+
+/** Limits a request may lower (camelCase or the protocol's snake_case names). */
+export interface Limits {
+  fuel?: number;
+  memoryBytes?: number;
+  timeoutMs?: number;
+  maxOutputBytes?: number;
+  filesBytes?: number;
+  memory_bytes?: number;
+  timeout_ms?: number;
+  max_output_bytes?: number;
+  files_bytes?: number;
+}
+
+/** A directory for the guest (protocol v1.1 §E): a tar archive, or empty and writable. */
+export interface Mount {
+  path: string;
+  tar?: Uint8Array;
+  writable?: boolean;
+}
+
+/** What to run, besides the module. */
+export interface RunOptions {
+  args?: string[];
+  env?: Record<string, string>;
+  stdin?: Uint8Array | string;
+  limits?: Limits;
+  mounts?: Mount[];
+  /** A WAVE call expression, `add(1, 2)`: call one export instead of running a command. */
+  invoke?: string;
+  /** Submit with `Prefer: respond-async` and poll for the answer (protocol v1.1 §F). */
+  async?: boolean;
+}
+
+/** A finished execution, opened and checked. */
+export interface RunResult {
+  executionId: string;
+  status: string;
+  exitCode: number | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  returns: string[];
+  error?: string;
+  fuelConsumed: number;
+  wallTimeUs: number;
+  moduleSha256: string | null;
+  limits: Record<string, number>;
+  engine: string;
+  missingBlobs?: string[];
+  mountsOut?: { path: string; tar: Uint8Array }[];
+  /** Proves this execution later (`verify`); holds the commitment's salt: keep it private. */
+  receipt: Receipt;
+  /** What the client checked while running it: `session key signature`, `result opening`, `commitment`. */
+  checks: Check[];
+  /** Whether the module (and archives) went by SHA-256 reference. */
+  byReference: boolean;
+}
+
+/** Options of a [`Client`]. */
+export interface ClientOptions {
+  /** Bearer token, when the server requires one. */
+  token?: string;
+  /** The key id (hex SHA-256 of the SPKI) the server must have: pins its key. */
+  keyId?: string;
+  /** `v1.1` (default: batches, binary bodies, CBOR) or `v1` (JSON throughout). */
+  wire?: "v1" | "v1.1";
+  /** Sessions per `POST /sessions {"count": N}` (v1.1); default 32. */
+  batch?: number;
+  /** Sessions expiring within this many milliseconds are dropped; default 5000. */
+  marginMs?: number;
+  /** Name modules and archives the server holds by SHA-256; default true (v1.1 only). */
+  references?: boolean;
+  /** The `fetch` to use (default: the global one). */
+  fetch?: typeof fetch;
+}
+
+/** The server's identity, from `GET /keys`. */
+export interface ServerIdentity {
+  origin: string;
+  spki: Uint8Array;
+  key: CryptoKey;
+  keyId: string;
+}
+
+interface Session {
+  id: string;
+  publicKey: Uint8Array;
+  expiresAt: number;
+}
+
+interface ExecuteAnswer {
+  execution_id: string;
+  ciphertext: Uint8Array;
+  commitment: Uint8Array;
+  log_index: number;
+  leaf_signature: Uint8Array;
+}
+
+const SUITE = { kem: "DHKEM(P-256, HKDF-SHA256)", kdf: "HKDF-SHA256", aead: "AES-256-GCM" };
+const POINT_LEN = 65;
+
+function checkSuite(suite: unknown): void {
+  const s = suite as Record<string, unknown> | null;
+  if (!s || s.kem !== SUITE.kem || s.kdf !== SUITE.kdf || s.aead !== SUITE.aead) {
+    throw new ProtocolError(`unexpected cipher suite ${JSON.stringify(suite)}`);
+  }
+}
+
+function limitsPlaintext(limits: Limits): Record<string, number> {
+  const out: Record<string, number> = {};
+  const pick = (name: string, value: number | undefined) => {
+    if (value !== undefined) out[name] = value;
+  };
+  pick("fuel", limits.fuel);
+  pick("memory_bytes", limits.memoryBytes ?? limits.memory_bytes);
+  pick("timeout_ms", limits.timeoutMs ?? limits.timeout_ms);
+  pick("max_output_bytes", limits.maxOutputBytes ?? limits.max_output_bytes);
+  pick("files_bytes", limits.filesBytes ?? limits.files_bytes);
+  return out;
+}
+
+/** A client of one wasm-hypervisor server. */
+export class Client {
+  readonly url: string;
+  readonly wire: "v1" | "v1.1";
+  private readonly token?: string;
+  private readonly pinned?: string;
+  private readonly batch: number;
+  private readonly marginMs: number;
+  private readonly references: boolean;
+  private readonly fetcher: typeof fetch;
+  private identityPromise?: Promise<ServerIdentity>;
+  private pool: Session[] = [];
+  /** Hashes of blobs this client sent by bytes: the server is believed to hold them. */
+  private readonly sent = new Set<string>();
+
+  constructor(url: string, options: ClientOptions = {}) {
+    this.url = url.replace(/\/+$/, "");
+    this.token = options.token;
+    this.pinned = options.keyId?.toLowerCase();
+    this.wire = options.wire ?? "v1.1";
+    this.batch = Math.max(1, options.batch ?? 32);
+    this.marginMs = options.marginMs ?? 5000;
+    this.references = (options.references ?? true) && this.wire === "v1.1";
+    this.fetcher = options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return this.token ? { authorization: `Bearer ${this.token}`, ...extra } : extra;
+  }
+
+  private async request(path: string, init: RequestInit = {}): Promise<Response> {
+    try {
+      return await this.fetcher(`${this.url}${path}`, init);
+    } catch (error) {
+      throw new ClientError(`cannot reach the server: ${error instanceof Error ? error.message : error}`);
+    }
+  }
+
+  /** The body of a success answer as JSON, or the error the server stated. */
+  private async json<T>(response: Response): Promise<T> {
+    const body = await response.text();
+    if (!response.ok) throw serverError(response, body);
+    try {
+      return JSON.parse(body) as T;
+    } catch {
+      throw new ProtocolError(`the answer to ${response.url} is not JSON`);
+    }
+  }
+
+  /** `GET /keys`, checked (the key id is the key's SHA-256) and pinned when `keyId` was given. */
+  identity(): Promise<ServerIdentity> {
+    this.identityPromise ??= this.fetchIdentity();
+    this.identityPromise.catch(() => (this.identityPromise = undefined));
+    return this.identityPromise;
+  }
+
+  private async fetchIdentity(): Promise<ServerIdentity> {
+    const keys = await this.json<{ origin: string; public_key: string; key_id: string }>(
+      await this.request("/keys"),
+    );
+    let spki: Uint8Array;
+    let key: CryptoKey;
+    try {
+      spki = fromBase64(keys.public_key);
+      key = await importSpki(spki);
+    } catch {
+      throw new ProtocolError("`public_key` is not a P-256 SPKI");
+    }
+    const id = toHex(await keyId(spki));
+    if (id !== keys.key_id) throw new ProtocolError("`key_id` is not the SHA-256 of the public key");
+    if (this.pinned !== undefined && this.pinned !== id) throw new KeyMismatchError(this.pinned, id);
+    return { origin: keys.origin, spki, key, keyId: id };
+  }
+
+  /** Opens sessions now: a signed batch (v1.1) or one session (v1). */
+  private async openSessions(): Promise<Session[]> {
+    const { key } = await this.identity();
+    if (this.wire === "v1") {
+      const s = await this.json<Record<string, unknown>>(
+        await this.request("/sessions", { method: "POST", headers: this.headers() }),
+      );
+      checkSuite(s.suite);
+      const session = readSession(s);
+      const message = concat(text(`wasm-hypervisor v1 session ${session.id}`), session.publicKey);
+      if (!(await verifySignature(key, message, bytes(s.signature, "signature")))) {
+        throw new SessionSignatureError();
+      }
+      return [session];
+    }
+    const batch = await this.json<{ sessions: unknown[]; suite: unknown; signature: unknown }>(
+      await this.request("/sessions", {
+        method: "POST",
+        headers: this.headers({ "content-type": "application/json" }),
+        body: JSON.stringify({ count: this.batch }),
+      }),
+    );
+    checkSuite(batch.suite);
+    if (!Array.isArray(batch.sessions) || batch.sessions.length !== this.batch) {
+      throw new ProtocolError("the session batch is not what was asked");
+    }
+    const sessions = batch.sessions.map((s) => readSession(s as Record<string, unknown>));
+    const message = concat(
+      text("wasm-hypervisor v1 sessions "),
+      ...sessions.flatMap((s) => [text(s.id), s.publicKey]),
+    );
+    if (!(await verifySignature(key, message, bytes(batch.signature, "signature")))) {
+      throw new SessionSignatureError();
+    }
+    return sessions;
+  }
+
+  /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
+  private async takeSession(): Promise<Session> {
+    const now = Date.now();
+    while (this.pool.length > 0) {
+      const session = this.pool.shift() as Session;
+      if (session.expiresAt > now + this.marginMs) return session;
+    }
+    return this.freshSession();
+  }
+
+  private async freshSession(): Promise<Session> {
+    const [first, ...rest] = await this.openSessions();
+    this.pool.push(...rest);
+    return first;
+  }
+
+  /** Sessions held now (some may have expired since). */
+  get pooledSessions(): number {
+    return this.pool.length;
+  }
+
+  /**
+   * Runs `module` (bytes, or a file path on Node) sealed, opens and checks its
+   * result, and returns it with its receipt.
+   */
+  async run(module: Uint8Array | string, options: RunOptions = {}): Promise<RunResult> {
+    const moduleBytes = typeof module === "string" ? await readFile(module) : module;
+    const moduleHash = toHex(await sha256(moduleBytes));
+    const tarHashes = await Promise.all(
+      (options.mounts ?? []).map(async (m) => (m.tar ? toHex(await sha256(m.tar)) : undefined)),
+    );
+    const byReference =
+      this.references &&
+      this.sent.has(moduleHash) &&
+      tarHashes.every((hash) => hash === undefined || this.sent.has(hash));
+    let result = await this.runPlaintext(this.plaintext(moduleBytes, moduleHash, tarHashes, options, byReference), options);
+    if (byReference && result.status === "missing_blob") {
+      // The server no longer holds them (a restart, an eviction): send the bytes.
+      for (const hash of result.missingBlobs ?? []) this.sent.delete(hash);
+      this.sent.delete(moduleHash);
+      result = await this.runPlaintext(this.plaintext(moduleBytes, moduleHash, tarHashes, options, false), options);
+    } else if (byReference) {
+      result.byReference = true;
+    }
+    if (this.references && !result.byReference) {
+      this.sent.add(moduleHash);
+      for (const hash of tarHashes) if (hash) this.sent.add(hash);
+    }
+    return result;
+  }
+
+  private plaintext(
+    module: Uint8Array,
+    moduleHash: string,
+    tarHashes: (string | undefined)[],
+    options: RunOptions,
+    byReference: boolean,
+  ): Uint8Array {
+    const request: Record<string, CborValue> = {};
+    const cborWire = this.wire === "v1.1";
+    const blob = (value: Uint8Array) => (cborWire ? value : toBase64(value));
+    if (byReference) request.module_sha256 = moduleHash;
+    else request.module = blob(module);
+    if (options.invoke !== undefined) request.invoke = options.invoke;
+    if (options.args?.length) request.args = options.args;
+    if (options.env && Object.keys(options.env).length) request.env = { ...options.env };
+    if (options.stdin !== undefined) {
+      const stdin = typeof options.stdin === "string" ? text(options.stdin) : options.stdin;
+      request.stdin = blob(stdin);
+    }
+    if (options.limits) request.limits = limitsPlaintext(options.limits);
+    if (options.mounts?.length) {
+      request.mounts = options.mounts.map((mount, index) => {
+        const out: Record<string, CborValue> = { path: mount.path };
+        const hash = tarHashes[index];
+        if (mount.tar && byReference && hash) out.tar_sha256 = hash;
+        else if (mount.tar) out.tar = blob(mount.tar);
+        if (mount.writable) out.writable = true;
+        return out;
+      });
+    }
+    return cborWire ? cbor.encode(request) : text(JSON.stringify(request));
+  }
+
+  /** Sends one plaintext on a pooled session, once more on a fresh one if the session was gone. */
+  private async runPlaintext(plaintext: Uint8Array, options: RunOptions): Promise<RunResult> {
+    let session = await this.takeSession();
+    const attempt = async (current: Session) => {
+      if (options.async) return this.executeAsync(current, plaintext);
+      return this.execute(current, plaintext);
+    };
+    try {
+      return await attempt(session);
+    } catch (error) {
+      if (!(error instanceof ServerError) || !["session_not_found", "session_expired"].includes(error.code)) {
+        throw error;
+      }
+      // Nothing ran: the server lost the session (a restart, an eviction). Once more.
+      this.pool = [];
+      session = await this.freshSession();
+      return attempt(session);
+    }
+  }
+
+  private async seal(session: Session, plaintext: Uint8Array) {
+    const sealed = await sealRequest(session.publicKey, session.id, plaintext);
+    const binary = this.wire === "v1.1";
+    const body = binary
+      ? concat(uuidBytes(session.id), sealed.enc, sealed.ciphertext)
+      : JSON.stringify({
+          session_id: session.id,
+          enc: toBase64(sealed.enc),
+          ciphertext: toBase64(sealed.ciphertext),
+        });
+    const contentType = binary ? "application/octet-stream" : "application/json";
+    return { body, contentType, keys: sealed.keys, binary };
+  }
+
+  private async execute(session: Session, plaintext: Uint8Array): Promise<RunResult> {
+    const { body, contentType, keys } = await this.seal(session, plaintext);
+    const response = await this.request("/execute", {
+      method: "POST",
+      headers: this.headers({ "content-type": contentType }),
+      body: body as BodyInit,
+    });
+    return this.open(await readAnswer(response), keys, plaintext);
+  }
+
+  private async executeAsync(session: Session, plaintext: Uint8Array): Promise<RunResult> {
+    const { body, contentType, keys, binary } = await this.seal(session, plaintext);
+    const response = await this.request("/execute", {
+      method: "POST",
+      headers: this.headers({ "content-type": contentType, prefer: "respond-async" }),
+      body: body as BodyInit,
+    });
+    if (response.status === 200) return this.open(await readAnswer(response), keys, plaintext);
+    const applied = response.headers.get("preference-applied")?.toLowerCase() === "respond-async";
+    const accepted = await this.json<{ execution_id: string; location: string }>(response);
+    if (response.status !== 202) throw new ProtocolError(`unexpected HTTP status ${response.status}`);
+    if (!applied || !isUuid(accepted.execution_id) || accepted.location !== `/executions/${accepted.execution_id}`) {
+      throw new ProtocolError("the server's 202 is not an accepted async execution");
+    }
+    for (;;) {
+      const poll = await this.request(accepted.location, {
+        headers: this.headers(binary ? { accept: "application/octet-stream" } : {}),
+      });
+      if (poll.status === 202) {
+        const state = await this.json<{ execution_id: string }>(poll);
+        if (state.execution_id !== accepted.execution_id) throw new ProtocolError("the poll names another execution");
+        const wait = Math.min(Number(poll.headers.get("retry-after")) || 1, 60);
+        await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+        continue;
+      }
+      const answer = await readAnswer(poll);
+      if (answer.execution_id !== accepted.execution_id) throw new ProtocolError("the answer names another execution");
+      return this.open(answer, keys, plaintext);
+    }
+  }
+
+  /** Opens an answer with the request's keys and checks the commitment. */
+  private async open(answer: ExecuteAnswer, keys: ResponseKeys, request: Uint8Array): Promise<RunResult> {
+    const checks: Check[] = [{ name: "session key signature", ok: true }];
+    if (!isUuid(answer.execution_id)) throw new ProtocolError("`execution_id` is not a UUID");
+    let plaintext: Uint8Array;
+    try {
+      plaintext = await openResult(keys, answer.execution_id, answer.ciphertext);
+    } catch {
+      throw new ProtocolError("the result does not decrypt with this request's keys");
+    }
+    checks.push({ name: "result opening", ok: true });
+    const isCbor = request[0] >= 0xa0 && request[0] <= 0xbb;
+    let result: Record<string, unknown>;
+    try {
+      result = (isCbor ? cbor.decode(plaintext) : JSON.parse(new TextDecoder().decode(plaintext))) as Record<
+        string,
+        unknown
+      >;
+    } catch (error) {
+      throw new ProtocolError(`the result is not valid: ${error instanceof Error ? error.message : error}`);
+    }
+    if (!result || typeof result !== "object" || result.execution_id !== answer.execution_id) {
+      throw new ProtocolError("the sealed result names another execution");
+    }
+    const requestSha = await sha256(request);
+    const resultSha = await sha256(plaintext);
+    const committed = await commitment(keys.salt, requestSha, resultSha);
+    if (!equal(committed, answer.commitment)) {
+      throw new ProtocolError("the commitment does not match the request and result");
+    }
+    checks.push({ name: "commitment", ok: true });
+    const identity = await this.identity();
+    const blob = (value: unknown): Uint8Array =>
+      value instanceof Uint8Array ? value : typeof value === "string" ? fromBase64(value) : new Uint8Array();
+    const receipt: Receipt = {
+      version: 1,
+      server: this.url,
+      origin: identity.origin,
+      key_id: identity.keyId,
+      public_key: toBase64(identity.spki),
+      execution_id: answer.execution_id,
+      log_index: answer.log_index,
+      status: String(result.status),
+      commitment: toHex(answer.commitment),
+      salt: toHex(keys.salt),
+      request_sha256: toHex(requestSha),
+      result_sha256: toHex(resultSha),
+      module_sha256: (result.module_sha256 as string | null | undefined) ?? null,
+      leaf_signature: toBase64(answer.leaf_signature),
+    };
+    const mountsOut = result.mounts_out as { path: string; tar: unknown }[] | undefined;
+    return {
+      executionId: answer.execution_id,
+      status: String(result.status),
+      exitCode: (result.exit_code as number | null | undefined) ?? null,
+      stdout: blob(result.stdout),
+      stderr: blob(result.stderr),
+      stdoutTruncated: result.stdout_truncated === true,
+      stderrTruncated: result.stderr_truncated === true,
+      returns: (result.returns as string[] | undefined) ?? [],
+      error: result.error as string | undefined,
+      fuelConsumed: Number(result.fuel_consumed ?? 0),
+      wallTimeUs: Number(result.wall_time_us ?? 0),
+      moduleSha256: receipt.module_sha256,
+      limits: (result.limits as Record<string, number>) ?? {},
+      engine: String(result.engine ?? ""),
+      missingBlobs: result.missing_blobs as string[] | undefined,
+      mountsOut: mountsOut?.map((m) => ({ path: m.path, tar: blob(m.tar) })),
+      receipt,
+      checks,
+      byReference: false,
+    };
+  }
+
+  /** `GET /verify/{execution_id}`. */
+  async inclusion(executionId: string): Promise<VerifyResponse> {
+    return this.json<VerifyResponse>(await this.request(`/verify/${encodeURIComponent(executionId)}`));
+  }
+
+  /** `GET /log/checkpoint`. */
+  async checkpoint(): Promise<CheckpointResponse> {
+    return this.json<CheckpointResponse>(await this.request("/log/checkpoint"));
+  }
+
+  /**
+   * Every check of `receipt` against this server's log, under the server's key
+   * (pinned when `keyId` was given), in the CLI's order; does not throw on a
+   * failed check.
+   */
+  async checkReceipt(receipt: Receipt): Promise<Check[]> {
+    const identity = await this.identity();
+    return checkReceipt(receipt, await this.inclusion(receipt.execution_id), identity.spki);
+  }
+
+  /**
+   * Proves an execution from its receipt; throws a [`VerificationError`] naming
+   * the first failed check (`error.check`), else returns the checks.
+   */
+  async verify(receipt: Receipt): Promise<Check[]> {
+    const checks = await this.checkReceipt(receipt);
+    if (!checks.every((check) => check.ok)) throw new VerificationError(checks);
+    return checks;
+  }
+}
+
+function serverError(response: Response, body: string): ServerError {
+  const retry = response.headers.get("retry-after");
+  const retryAfter = retry !== null && /^\d+$/.test(retry.trim()) ? Number(retry) : undefined;
+  try {
+    const error = (JSON.parse(body) as { error: { code: string; message: string } }).error;
+    if (typeof error.code === "string") return new ServerError(response.status, error.code, error.message, retryAfter);
+  } catch {
+    // not the error shape
+  }
+  return new ServerError(response.status, "unknown", body.slice(0, 200), retryAfter);
+}
+
+function bytes(value: unknown, what: string): Uint8Array {
+  try {
+    if (typeof value !== "string") throw new TypeError();
+    return fromBase64(value);
+  } catch {
+    throw new ProtocolError(`\`${what}\` is not base64`);
+  }
+}
+
+function readSession(s: Record<string, unknown>): Session {
+  if (typeof s.session_id !== "string" || !isUuid(s.session_id)) throw new ProtocolError("`session_id` is not a UUID");
+  const publicKey = bytes(s.public_key, "public_key");
+  if (publicKey.length !== POINT_LEN) throw new ProtocolError("a session key is not 65 bytes");
+  const expiresAt = Date.parse(String(s.expires_at));
+  if (Number.isNaN(expiresAt)) throw new ProtocolError("`expires_at` is not an RFC 3339 time");
+  return { id: s.session_id, publicKey, expiresAt };
+}
+
+/** An `/execute` 200 (or a finished `GET /executions/{id}`) in either body type. */
+async function readAnswer(response: Response): Promise<ExecuteAnswer> {
+  const type = response.headers.get("content-type") ?? "";
+  if (response.status !== 200) {
+    const body = await response.text();
+    if (!response.ok) throw serverError(response, body);
+    throw new ProtocolError(`unexpected HTTP status ${response.status}`);
+  }
+  if (type.startsWith("application/octet-stream")) {
+    const b = new Uint8Array(await response.arrayBuffer());
+    if (b.length < 16 + 8 + 32 + 2) throw new ProtocolError("the binary answer is too short");
+    const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    const logIndex = view.getBigUint64(16);
+    const sigLen = view.getUint16(56);
+    if (b.length < 58 + sigLen) throw new ProtocolError("the binary answer's signature runs past its end");
+    return {
+      execution_id: uuidText(b.subarray(0, 16)),
+      log_index: Number(logIndex),
+      commitment: b.slice(24, 56),
+      leaf_signature: b.slice(58, 58 + sigLen),
+      ciphertext: b.slice(58 + sigLen),
+    };
+  }
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(await response.text());
+  } catch {
+    throw new ProtocolError("the answer is not JSON");
+  }
+  if (typeof json.execution_id !== "string" || typeof json.log_index !== "number") {
+    throw new ProtocolError("the answer is not an execution");
+  }
+  let commitmentBytes: Uint8Array;
+  try {
+    commitmentBytes = fromHex(String(json.commitment));
+  } catch {
+    throw new ProtocolError("`commitment` is not hex");
+  }
+  return {
+    execution_id: json.execution_id,
+    log_index: json.log_index,
+    commitment: commitmentBytes,
+    leaf_signature: bytes(json.leaf_signature, "leaf_signature"),
+    ciphertext: bytes(json.ciphertext, "ciphertext"),
+  };
+}
+
+/** A module's bytes from a path (Node only). */
+async function readFile(path: string): Promise<Uint8Array> {
+  const fs = "node:fs/promises";
+  const { readFile } = (await import(/* @vite-ignore */ fs)) as { readFile: (p: string) => Promise<Uint8Array> };
+  return new Uint8Array(await readFile(path));
+}

@@ -1,0 +1,203 @@
+/**
+ * Receipts (PROTOCOL.md, "Receipts (`run --receipt`)") and the checks that prove
+ * an execution from one against the log's `/verify` answer, with the names the
+ * CLI's `verify` prints (`crates/protocol/src/receipt.rs`): `receipt key`,
+ * `leaf signature`, `leaf contents`, `commitment opening`, `checkpoint signature`,
+ * `inclusion proof`. Pure: fetching is the client's business.
+ * @module
+ */
+
+import { equal, fromBase64, fromHex, isUuid, toHex, uuidBytes } from "./bytes.js";
+import { commitment, importSpki, keyId, verifySignature } from "./crypto.js";
+import { leafHash, verifyInclusion } from "./merkle.js";
+
+/** What `run --receipt` writes, field for field (JSON). */
+export interface Receipt {
+  version: 1;
+  server: string;
+  origin: string;
+  /** Hex SHA-256 of the server's SPKI. */
+  key_id: string;
+  /** Base64 SPKI DER of the server's key. */
+  public_key: string;
+  execution_id: string;
+  log_index: number;
+  status: string;
+  commitment: string;
+  /** Keep private: with it anyone can test guesses of the plaintexts. */
+  salt: string;
+  request_sha256: string;
+  result_sha256: string;
+  module_sha256: string | null;
+  /** Base64 DER ECDSA over the 57-byte leaf. */
+  leaf_signature: string;
+}
+
+/** A signed checkpoint (`GET /log/checkpoint`). */
+export interface CheckpointResponse {
+  origin: string;
+  tree_size: number;
+  root_hash: string;
+  body: string;
+  signature: string;
+}
+
+/** `GET /verify/{execution_id}`. */
+export interface VerifyResponse {
+  execution_id: string;
+  log_index: number;
+  timestamp_ms: number;
+  commitment: string;
+  leaf: string;
+  leaf_signature: string;
+  inclusion_proof: string[];
+  checkpoint: CheckpointResponse;
+}
+
+/** One named check and how it went: `error` says why it failed. */
+export interface Check {
+  name: string;
+  ok: boolean;
+  error?: string;
+}
+
+/** A receipt that does not prove its execution: `check` names the first check that failed. */
+export class VerificationError extends Error {
+  readonly check: string;
+  readonly checks: Check[];
+  constructor(checks: Check[]) {
+    const failed = checks.find((check) => !check.ok);
+    super(`check \`${failed?.name}\` failed: ${failed?.error}`);
+    this.name = "VerificationError";
+    this.check = failed?.name ?? "";
+    this.checks = checks;
+  }
+}
+
+interface Checkpoint {
+  origin: string;
+  treeSize: number;
+  root: Uint8Array;
+}
+
+/** Checks a checkpoint's signature over its body and that its fields say what the body says. */
+export async function checkCheckpoint(response: CheckpointResponse, key: CryptoKey): Promise<Checkpoint> {
+  if (!(await verifySignature(key, new TextEncoder().encode(response.body), fromBase64(response.signature)))) {
+    throw new Error("the checkpoint signature does not verify under the server's key");
+  }
+  const lines = response.body.split("\n");
+  if (lines.length !== 4 || lines[3] !== "") {
+    throw new Error("a checkpoint body is exactly three lines, each ending in a newline");
+  }
+  const [origin, size, rootLine] = lines;
+  if (!origin || /[\u0000-\u001f\u007f]/.test(origin)) throw new Error("the origin line is empty or not printable");
+  if (!/^(0|[1-9][0-9]*)$/.test(size) || !Number.isSafeInteger(Number(size))) {
+    throw new Error("the tree size is not a canonical decimal number");
+  }
+  let root: Uint8Array;
+  try {
+    root = fromBase64(rootLine);
+  } catch {
+    root = new Uint8Array();
+  }
+  if (root.length !== 32) throw new Error("the root hash is not the base64 of 32 bytes");
+  const treeSize = Number(size);
+  let fieldRoot: Uint8Array | undefined;
+  try {
+    fieldRoot = fromBase64(response.root_hash);
+  } catch {
+    fieldRoot = undefined;
+  }
+  if (response.origin !== origin || response.tree_size !== treeSize || !fieldRoot || !equal(fieldRoot, root)) {
+    throw new Error("the checkpoint's fields differ from its signed body");
+  }
+  return { origin, treeSize, root };
+}
+
+async function run(name: string, body: () => Promise<void>): Promise<Check> {
+  try {
+    await body();
+    return { name, ok: true };
+  } catch (error) {
+    return { name, ok: false, error: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+function bytesOf(decode: (value: string) => Uint8Array, value: unknown, what: string): Uint8Array {
+  try {
+    if (typeof value !== "string") throw new TypeError();
+    return decode(value);
+  } catch {
+    throw new Error(`${what} is not readable`);
+  }
+}
+
+/**
+ * Every check of `receipt` against a `/verify` answer under the server's key
+ * (SPKI DER), in the CLI's order. All must hold for the receipt to prove its
+ * execution.
+ */
+export async function checkReceipt(receipt: Receipt, answer: VerifyResponse, spki: Uint8Array): Promise<Check[]> {
+  const key = await importSpki(spki);
+  const checks: Check[] = [];
+  checks.push(
+    await run("receipt key", async () => {
+      const server = toHex(await keyId(spki));
+      if (server !== String(receipt.key_id).toLowerCase()) {
+        throw new Error(`the receipt was signed by key ${receipt.key_id}, the server's key is ${server}`);
+      }
+    }),
+  );
+  const leaf = bytesOf(fromBase64, answer.leaf, "the logged leaf");
+  checks.push(
+    await run("leaf signature", async () => {
+      const signature = bytesOf(fromBase64, receipt.leaf_signature, "the receipt's leaf signature");
+      if (!(await verifySignature(key, leaf, signature))) {
+        throw new Error("the receipt's leaf signature does not verify over the logged leaf");
+      }
+    }),
+  );
+  checks.push(
+    await run("leaf contents", async () => {
+      if (leaf.length !== 57 || leaf[0] !== 1) throw new Error("the logged leaf is not a 57-byte v1 leaf");
+      if (!isUuid(String(receipt.execution_id).toLowerCase())) {
+        throw new Error("the receipt's execution id is not a UUID");
+      }
+      if (!equal(leaf.subarray(1, 17), uuidBytes(receipt.execution_id))) {
+        throw new Error("the logged leaf is for another execution");
+      }
+      if (!equal(leaf.subarray(25, 57), bytesOf(fromHex, receipt.commitment, "the receipt's commitment"))) {
+        throw new Error("the logged leaf carries another commitment");
+      }
+      if (answer.log_index !== receipt.log_index) {
+        throw new Error(`the execution is at index ${answer.log_index}, the receipt says ${receipt.log_index}`);
+      }
+    }),
+  );
+  checks.push(
+    await run("commitment opening", async () => {
+      const opened = await commitment(
+        bytesOf(fromHex, receipt.salt, "the salt"),
+        bytesOf(fromHex, receipt.request_sha256, "request_sha256"),
+        bytesOf(fromHex, receipt.result_sha256, "result_sha256"),
+      );
+      if (!equal(opened, bytesOf(fromHex, receipt.commitment, "the receipt's commitment"))) {
+        throw new Error("salt and plaintext hashes do not open the commitment");
+      }
+    }),
+  );
+  let checkpoint: Checkpoint | undefined;
+  checks.push(
+    await run("checkpoint signature", async () => {
+      checkpoint = await checkCheckpoint(answer.checkpoint, key);
+    }),
+  );
+  checks.push(
+    await run("inclusion proof", async () => {
+      if (!checkpoint) throw new Error("no valid checkpoint");
+      const proof = answer.inclusion_proof.map((hash) => bytesOf(fromBase64, hash, "a proof hash"));
+      await verifyInclusion(await leafHash(leaf), answer.log_index, checkpoint.treeSize, proof, checkpoint.root);
+    }),
+  );
+  return checks;
+}

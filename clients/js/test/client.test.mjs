@@ -1,0 +1,180 @@
+// The package against a real server process: both protocol versions, what a
+// guest gets (args, env, stdin, limits, mounts, invoke), blobs by reference and
+// their fallback, long jobs, the session pool's retry, key pinning.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+
+import { Client, KeyMismatchError, tar } from "../dist/index.js";
+import { example, recordingFetch, startServer, treeSize } from "./server.mjs";
+
+const decode = (bytes) => new TextDecoder().decode(bytes);
+
+describe("against a server", () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  for (const wire of ["v1.1", "v1"]) {
+    test(`${wire}: args, env and stdin reach the guest and its output comes back`, async () => {
+      const client = new Client(server.url, { wire });
+      const result = await client.run(example("hello.wasm"), {
+        args: ["a", "b c"],
+        env: { NAME: "world", EXIT_CODE: "3" },
+        stdin: new TextEncoder().encode("input bytes"),
+      });
+      assert.equal(result.status, "completed");
+      assert.equal(result.exitCode, 3);
+      assert.equal(
+        decode(result.stdout),
+        "hello from wasm\narg[1]=a\narg[2]=b c\nNAME=world\nstdin: 11 bytes\ninput bytes",
+      );
+      assert.equal(decode(result.stderr), "hello: done\n");
+      assert.ok(result.fuelConsumed > 0);
+      assert.ok(result.wallTimeUs > 0);
+      assert.deepEqual(result.returns, []);
+      assert.match(result.engine, /^wasmtime /);
+      assert.equal(result.receipt.status, "completed");
+      const checks = await client.verify(result.receipt);
+      assert.deepEqual(
+        checks.map((check) => check.name),
+        ["receipt key", "leaf signature", "leaf contents", "commitment opening", "checkpoint signature", "inclusion proof"],
+      );
+    });
+  }
+
+  test("v1 sends JSON bodies and v1.1 binary bodies from a signed batch", async () => {
+    for (const [wire, sessions] of [
+      ["v1", "POST /sessions 201"],
+      ["v1.1", "POST /sessions 201"],
+    ]) {
+      const recorder = recordingFetch();
+      const client = new Client(server.url, { wire, fetch: recorder.fetch, batch: 4 });
+      await client.run(example("tiny.wasm"));
+      assert.deepEqual(recorder.calls, ["GET /keys 200", sessions, "POST /execute 200"]);
+      assert.equal(client.pooledSessions, wire === "v1.1" ? 3 : 0);
+    }
+  });
+
+  test("a fuel limit ends the guest with fuel_exhausted", async () => {
+    const client = new Client(server.url);
+    const result = await client.run(example("sha256sum.wasm"), {
+      stdin: new Uint8Array(100_000),
+      limits: { fuel: 10_000 },
+    });
+    assert.equal(result.status, "fuel_exhausted");
+    assert.equal(result.limits.fuel, 10_000);
+  });
+
+  test("mounts: a read-only archive in, a writable mount's archive out (files.wasm)", async () => {
+    const client = new Client(server.url);
+    const input = tar.pack([{ name: "input.txt", data: new TextEncoder().encode("from the host") }]);
+    const result = await client.run(example("files.wasm"), {
+      args: ["selftest", "/in", "/out"],
+      mounts: [
+        { path: "/in", tar: input },
+        { path: "/out", writable: true },
+      ],
+    });
+    assert.equal(result.status, "completed", decode(result.stdout));
+    assert.match(decode(result.stdout), /input\.txt: from the host\n/);
+    assert.match(decode(result.stdout), /selftest: ok\n$/);
+    assert.equal(result.mountsOut.length, 1);
+    assert.equal(result.mountsOut[0].path, "/out");
+    const files = Object.fromEntries(
+      tar.unpack(result.mountsOut[0].tar).filter((e) => e.data).map((e) => [e.name, decode(e.data)]),
+    );
+    assert.equal(files["log.txt"], "Hello World");
+    assert.equal(files["trunc.txt"], "abc");
+  });
+
+  test("invoke calls a component's export with WAVE arguments (calc.component.wasm)", async () => {
+    const client = new Client(server.url);
+    const module = readFileSync(example("calc.component.wasm"));
+    const added = await client.run(new Uint8Array(module), { invoke: "add(1, 2)" });
+    assert.equal(added.status, "completed");
+    assert.deepEqual(added.returns, ["3"]);
+    const greeted = await client.run(new Uint8Array(module), { invoke: 'greet("js")' });
+    assert.deepEqual(greeted.returns, ['"Hello, js!"']);
+  });
+
+  test("a module the server holds goes by reference: one execution, no bytes", async () => {
+    const client = new Client(server.url);
+    const first = await client.run(example("hello.wasm"), { args: ["1"] });
+    assert.equal(first.byReference, false);
+    const size = await treeSize(server.url);
+    const second = await client.run(example("hello.wasm"), { args: ["2"] });
+    assert.equal(second.byReference, true);
+    assert.equal(second.status, "completed");
+    assert.match(decode(second.stdout), /arg\[1\]=2/);
+    assert.equal(await treeSize(server.url), size + 1);
+  });
+
+  test("a long job is accepted (202) and polled until it finishes", async () => {
+    const recorder = recordingFetch();
+    const client = new Client(server.url, { fetch: recorder.fetch });
+    const result = await client.run(example("sleep.wasm"), { args: ["1500"], async: true });
+    assert.equal(result.status, "completed");
+    assert.equal(decode(result.stdout), "slept\n");
+    assert.ok(recorder.calls.includes("POST /execute 202"), recorder.calls.join(", "));
+    assert.ok(recorder.calls.some((call) => /^GET \/executions\/[0-9a-f-]{36} 202$/.test(call)), recorder.calls.join(", "));
+    assert.ok(recorder.calls.some((call) => /^GET \/executions\/[0-9a-f-]{36} 200$/.test(call)), recorder.calls.join(", "));
+    await client.verify(result.receipt);
+  });
+
+  test("a pinned key id that is not the server's refuses before any session is opened", async () => {
+    const recorder = recordingFetch();
+    const client = new Client(server.url, { keyId: "00".repeat(32), fetch: recorder.fetch });
+    await assert.rejects(client.run(example("tiny.wasm")), (error) => {
+      assert.ok(error instanceof KeyMismatchError);
+      assert.equal(error.expected, "00".repeat(32));
+      return true;
+    });
+    assert.deepEqual(recorder.calls, ["GET /keys 200"]);
+    const { key_id } = await (await fetch(`${server.url}/keys`)).json();
+    const pinned = new Client(server.url, { keyId: key_id.toUpperCase() });
+    assert.equal((await pinned.run(example("tiny.wasm"))).status, "completed");
+  });
+});
+
+test("blobs: a reference the server no longer holds falls back to the bytes", async () => {
+  const server = await startServer("blobs:\n  store_bytes: 0\n");
+  try {
+    const client = new Client(server.url);
+    await client.run(example("hello.wasm"));
+    const size = await treeSize(server.url);
+    const result = await client.run(example("hello.wasm"), { args: ["again"] });
+    assert.equal(result.status, "completed");
+    assert.equal(result.byReference, false);
+    assert.match(decode(result.stdout), /arg\[1\]=again/);
+    // The missing_blob execution is logged too, then the one with the bytes.
+    assert.equal(await treeSize(server.url), size + 2);
+  } finally {
+    await server.close();
+  }
+});
+
+test("pool: sessions lost in a server restart cost one quiet retry", async () => {
+  let server = await startServer();
+  const { dir, port } = server;
+  try {
+    const recorder = recordingFetch();
+    // By bytes: the restart also empties the blob store (that fallback is tested above).
+    const client = new Client(server.url, { fetch: recorder.fetch, batch: 8, references: false });
+    await client.run(example("tiny.wasm"));
+    assert.equal(client.pooledSessions, 7);
+    await server.stop();
+    server = await startServer("", { dir, port });
+    recorder.calls.length = 0;
+    const result = await client.run(example("tiny.wasm"));
+    assert.equal(result.status, "completed");
+    assert.deepEqual(recorder.calls, ["POST /execute 404", "POST /sessions 201", "POST /execute 200"]);
+    assert.equal(client.pooledSessions, 7);
+  } finally {
+    await server.close();
+  }
+});
