@@ -286,8 +286,7 @@ async fn while_postgres_is_down_sessions_and_executions_answer_503_and_the_servi
         .client(1)
         .open_session(&identity.public_key)
         .await
-        .err()
-        .expect("no session without the database");
+        .expect_err("no session without the database");
     assert_eq!(
         server_code(refused),
         (503, "database_unavailable".to_owned())
