@@ -170,6 +170,22 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// A cluster whose pool has never connected, for unit tests of what needs
+    /// one only to exist (building a pool connects nothing).
+    #[cfg(test)]
+    pub(crate) fn unconnected() -> Cluster {
+        let config: tokio_postgres::Config = "postgresql://nobody@/none?host=/nonexistent"
+            .parse()
+            .expect("a valid URL");
+        let manager = Manager::from_config(config, NoTls, ManagerConfig::default());
+        Cluster {
+            pool: Pool::builder(manager)
+                .build()
+                .expect("a pool without a runtime"),
+            reachable: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Whether the last probe reached the database.
     pub fn is_reachable(&self) -> bool {
         self.reachable.load(Ordering::Acquire)

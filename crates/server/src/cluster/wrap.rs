@@ -65,10 +65,12 @@ impl WrapKeys {
         now_ms.div_euclid(self.epoch_ms)
     }
 
-    /// The oldest epoch whose key is still needed at `now_ms`: an epoch's last
-    /// session expires at most a TTL after the epoch ends.
+    /// The oldest epoch whose key is still needed at `now_ms`: epoch `e`'s last
+    /// session expires at most a TTL after the epoch ends, at `(e + 1) * epoch_ms
+    /// + ttl`, so its key is needed while that plus [`CLOCK_MARGIN`] is after
+    /// `now_ms`, i.e. while `e >= (now_ms - keep_ms) / epoch_ms`.
     fn oldest_needed(&self, now_ms: i64) -> i64 {
-        self.epoch_at(now_ms - self.keep_ms) - 1
+        self.epoch_at(now_ms - self.keep_ms)
     }
 
     fn cached(&self, epoch: i64) -> Option<Zeroizing<[u8; 32]>> {
@@ -211,4 +213,63 @@ fn epoch_aad(epoch: i64) -> Vec<u8> {
     let mut aad = b"wasm-hypervisor epoch key ".to_vec();
     aad.extend_from_slice(&epoch.to_be_bytes());
     aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn keys() -> WrapKeys {
+        let key = ServerKey::from_scalar(Provider::default(), &[7; 32]).unwrap();
+        WrapKeys::new(Cluster::unconnected(), &key, MINUTE)
+    }
+
+    #[test]
+    fn a_wrapped_seed_opens_only_under_its_key_and_with_its_session_id() {
+        let keys = keys();
+        let epoch_key = [1u8; 32];
+        let sealed = keys.seal(&epoch_key, b"session a", &[9; 32]).unwrap();
+        assert_ne!(
+            &sealed[NONCE_LEN..NONCE_LEN + 32],
+            &[9; 32],
+            "sealed, not copied"
+        );
+        assert_eq!(
+            keys.open(&epoch_key, b"session a", &sealed)
+                .unwrap()
+                .as_slice(),
+            &[9; 32]
+        );
+        assert!(keys.open(&epoch_key, b"session b", &sealed).is_none());
+        assert!(keys.open(&[2u8; 32], b"session a", &sealed).is_none());
+        assert!(keys.open(&epoch_key, b"session a", &sealed[..8]).is_none());
+    }
+
+    #[test]
+    fn the_key_encryption_key_is_derived_from_the_signing_key() {
+        let provider = Provider::default();
+        let one = ServerKey::from_scalar(provider, &[7; 32]).unwrap();
+        let again = ServerKey::from_scalar(provider, &[7; 32]).unwrap();
+        let other = ServerKey::from_scalar(provider, &[8; 32]).unwrap();
+        assert_eq!(*one.derive(KEK_PURPOSE), *again.derive(KEK_PURPOSE));
+        assert_ne!(*one.derive(KEK_PURPOSE), *other.derive(KEK_PURPOSE));
+        assert_ne!(*one.derive(KEK_PURPOSE), *one.derive(b"another purpose"));
+    }
+
+    #[test]
+    fn an_epoch_key_is_kept_until_every_session_of_its_epoch_has_expired() {
+        let keys = keys();
+        let epoch_ms = MINUTE.as_millis() as i64;
+        let epoch = 1_000;
+        // The last session of the epoch is issued just before it ends and
+        // expires a TTL later; with the clock margin, the key is needed until then.
+        let last_expiry = (epoch + 1) * epoch_ms + epoch_ms;
+        let margin = CLOCK_MARGIN.as_millis() as i64;
+        assert_eq!(keys.epoch_at(epoch * epoch_ms), epoch);
+        assert_eq!(keys.epoch_at((epoch + 1) * epoch_ms - 1), epoch);
+        assert!(keys.oldest_needed(last_expiry + margin - 1) <= epoch);
+        assert_eq!(keys.oldest_needed(last_expiry + margin), epoch + 1);
+    }
 }
