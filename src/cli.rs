@@ -487,7 +487,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     init_tracing(config.log_format);
     let runtime = runtime();
     let result = runtime.block_on(async move {
-        let service = Service::build(&config)?;
+        let service = Service::open(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(ServerError::Serve)?;

@@ -7,8 +7,9 @@
 //! - only the protocol crate's providers name a crypto crate, in code and in
 //!   manifests (plus `sha2` for the SHA-256 the protocol fixes: `digest`,
 //!   `merkle`);
-//! - in the server, only `api` and `server` name an HTTP crate, and only
-//!   `sandbox` names Wasmtime;
+//! - in the server, only `api` and `server` name an HTTP crate, only
+//!   `sandbox` names Wasmtime, and only `cluster` names PostgreSQL's crates or
+//!   holds SQL;
 //! - the protocol crate depends on no runtime (tokio, axum, hyper, reqwest,
 //!   wasmtime), and with `rustcrypto` alone its build for wasm32-unknown-unknown
 //!   has nothing that compiles C.
@@ -325,6 +326,52 @@ fn in_the_server_only_api_and_server_know_http() {
         HTTP_CRATES,
         &["crates/server/src/api", "crates/server/src/server.rs"],
     );
+    assert!(offences.is_empty(), "{offences:#?}");
+}
+
+/// PostgreSQL's client crates, by the names code uses.
+const POSTGRES_CRATES: &[&str] = &[
+    "tokio-postgres",
+    "deadpool-postgres",
+    "deadpool",
+    "postgres-types",
+    "postgres-protocol",
+];
+
+/// Words that start SQL statements, as they would appear in a string.
+const SQL_WORDS: &[&str] = &[
+    "SELECT ",
+    "INSERT INTO",
+    "DELETE FROM",
+    "UPDATE ",
+    "CREATE TABLE",
+];
+
+#[test]
+fn in_the_server_only_cluster_knows_sql() {
+    let mut offences = files_naming(
+        "crates/server/src",
+        POSTGRES_CRATES,
+        &["crates/server/src/cluster"],
+    );
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/server/src"), &mut files);
+    for path in files {
+        let relative = relative(&path);
+        if relative.starts_with("crates/server/src/cluster") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        for (number, line) in source.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if let Some(word) = SQL_WORDS
+                .iter()
+                .find(|word| code.contains(&format!("\"{word}")))
+            {
+                offences.push(format!("{relative}:{} has SQL ({word})", number + 1));
+            }
+        }
+    }
     assert!(offences.is_empty(), "{offences:#?}");
 }
 

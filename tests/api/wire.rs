@@ -394,7 +394,8 @@ async fn the_pool_replaces_a_session_the_server_no_longer_has() {
     // one, which the pool still holds to be valid for a minute, is gone.
     app.state
         .sessions
-        .sweep(Instant::now() + Duration::from_secs(3600));
+        .sweep(Instant::now() + Duration::from_secs(3600))
+        .await;
     assert_eq!(app.state.sessions.pending(), 0);
     let execution = pool.execute(&plaintext).await.unwrap();
     assert_eq!(execution.result.stdout_bytes(), b"hello\n");

@@ -18,9 +18,11 @@
 //!
 //! Architecture invariant: an answer is kept sealed, only for its scope (the
 //! client's token; with authentication off, anyone who knows the id), for the
-//! retention period, in memory only. Storage is behind [`AsyncResultStore`], so
-//! that a shared store (PostgreSQL, for several replicas) can replace the
-//! in-memory one.
+//! retention period, in memory only in embedded mode. Storage is behind
+//! [`AsyncResultStore`]; cluster mode's store (`cluster::async_results`) keeps
+//! this in-memory one for the executions of its own process and shares every
+//! entry, sealed receipt and scope included, through PostgreSQL with the other
+//! replicas.
 
 #![forbid(unsafe_code)]
 
@@ -90,6 +92,10 @@ pub struct AsyncCounts {
 ///   `None`, indistinguishably.
 /// - `sweep(now)` forgets answers finished more than the retention before `now`
 ///   and says when the next one is due.
+/// - A store shared by replicas (cluster mode) also answers `get_shared` for
+///   ids registered on other replicas, with the same scope check, and
+///   `published` returns once a registration is visible to the other replicas.
+#[async_trait::async_trait]
 pub trait AsyncResultStore: Send + Sync {
     fn try_reserve(&self) -> Result<(), AsyncFull>;
     fn release(&self);
@@ -102,7 +108,23 @@ pub trait AsyncResultStore: Send + Sync {
     fn retention(&self) -> Duration;
     /// Whether it takes async executions at all.
     fn enabled(&self) -> bool;
+
+    /// The execution `id` of `scope` as the replicas share it, for an id `get`
+    /// does not know (registered on another replica); `None` in a store of one
+    /// process.
+    async fn get_shared(&self, _id: &Uuid, _scope: Scope) -> Result<Option<View>, Unavailable> {
+        Ok(None)
+    }
+
+    /// Returns once the registration of `id` is visible to every replica (at
+    /// once in a store of one process).
+    async fn published(&self, _id: Uuid) {}
 }
+
+/// A shared store could not be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the shared store of async answers is unreachable")]
+pub struct Unavailable;
 
 /// The async executions of this server; cheap to clone.
 #[derive(Clone)]
@@ -135,6 +157,21 @@ impl AsyncExecutions {
 
     pub fn get(&self, id: &Uuid, scope: Scope) -> Option<View> {
         self.0.get(id, scope)
+    }
+
+    /// As [`AsyncExecutions::get`], then, for an id this process does not hold,
+    /// the store the replicas share (cluster mode).
+    pub async fn find(&self, id: &Uuid, scope: Scope) -> Result<Option<View>, Unavailable> {
+        match self.0.get(id, scope) {
+            Some(view) => Ok(Some(view)),
+            None => self.0.get_shared(id, scope).await,
+        }
+    }
+
+    /// Returns once execution `id`'s registration is visible to every replica,
+    /// so that its `202` can send the client to any of them.
+    pub async fn published(&self, id: Uuid) {
+        self.0.published(id).await
     }
 
     pub fn sweep(&self, now: Instant) -> Option<Instant> {
@@ -280,6 +317,7 @@ impl MemoryStore {
     }
 }
 
+#[async_trait::async_trait]
 impl AsyncResultStore for MemoryStore {
     fn try_reserve(&self) -> Result<(), AsyncFull> {
         let mut state = self.state();

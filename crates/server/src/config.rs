@@ -204,6 +204,11 @@ pub struct Config {
     /// Directory for the signing key and the audit log; created (mode 0700) if
     /// missing. Not empty. Default `./data`.
     pub data_dir: NonEmptyPath,
+    /// The long-term signing key's file (PKCS#8 PEM, mode 0600), created if
+    /// missing. Empty: `signing_key.pem` in `data_dir`. In cluster mode every
+    /// replica points it at the same key (a mounted secret): a replica with
+    /// another key refuses to start. Default empty.
+    pub signing_key_file: PathBuf,
     /// Free space, in bytes, that the data directory's file system must keep for
     /// `GET /health` to answer 200; below it, health answers 503 with
     /// `data_dir_low_space` so that a load balancer drains this instance before
@@ -237,6 +242,66 @@ pub struct Config {
     pub clients: ClientsConfig,
     pub http: HttpConfig,
     pub crypto: CryptoConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Cluster mode: replicas sharing one PostgreSQL (ARCHITECTURE.md, "Cluster
+/// mode").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The PostgreSQL URL (`postgresql://user:password@host:port/db`, or
+    /// `postgresql:///db?host=/run/postgresql` for a unix socket) that every
+    /// replica of one service shares: pending sessions and async answers live
+    /// there, so any replica serves them. Empty: embedded mode, everything in
+    /// this process and `data_dir`. No TLS: reach the database over a private
+    /// network or a socket. It may hold a password: it is never logged. Default
+    /// empty.
+    pub database_url: DatabaseUrl,
+    /// Connections in this replica's pool. 1..=1024, default 16.
+    pub pool_size: Bounded<1, 1024>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            database_url: DatabaseUrl::default(),
+            pool_size: Bounded::constant::<16>(),
+        }
+    }
+}
+
+/// `cluster.database_url`: its `Debug` never shows it (it may hold a password).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, for the one place that connects.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether cluster mode is on.
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> DatabaseUrl {
+        DatabaseUrl(url)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("DatabaseUrl(\"\")")
+        } else {
+            f.write_str("DatabaseUrl(<redacted>)")
+        }
+    }
 }
 
 /// The shape of log lines (`log_format`).
@@ -608,6 +673,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: NonEmptyPath(PathBuf::from("./data")),
+            signing_key_file: PathBuf::new(),
             data_dir_min_free_bytes: 64 << 20,
             origin: Origin("localhost/wasm-hypervisor".to_owned()),
             log_format: LogFormat::Text,
@@ -621,6 +687,7 @@ impl Default for Config {
             clients: ClientsConfig::default(),
             http: HttpConfig::default(),
             crypto: CryptoConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -746,6 +813,16 @@ impl figment::Provider for Overrides {
 }
 
 impl Config {
+    /// The signing key's file: `signing_key_file`, or `signing_key.pem` in
+    /// `data_dir`.
+    pub fn signing_key_path(&self) -> PathBuf {
+        if self.signing_key_file.as_os_str().is_empty() {
+            self.data_dir.as_path().join(crate::keys::SIGNING_KEY_FILE)
+        } else {
+            self.signing_key_file.clone()
+        }
+    }
+
     /// Loads defaults, then `file` (if given), then the environment, then
     /// `overrides`, and parses the result.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -928,7 +1005,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 52, "{keys:?}");
+        assert_eq!(keys.len(), 55, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(
@@ -1112,6 +1189,39 @@ mod tests {
             assert!(message.contains("must not be empty"), "{message}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn cluster_keys_load_from_the_environment_and_the_url_never_shows_in_debug() {
+        figment::Jail::expect_with(|jail| {
+            clean_environment(jail);
+            let url = "postgresql://hypervisor:s3cret-pass@db:5432/hv";
+            jail.set_env("WASM_HYPERVISOR_CLUSTER__DATABASE_URL", url);
+            jail.set_env("WASM_HYPERVISOR_CLUSTER__POOL_SIZE", "4");
+            jail.set_env("WASM_HYPERVISOR_SIGNING_KEY_FILE", "/run/secrets/key.pem");
+            let config = load().unwrap();
+            assert!(config.cluster.database_url.is_set());
+            assert_eq!(config.cluster.database_url.expose(), url);
+            assert_eq!(config.cluster.pool_size.get(), 4);
+            assert_eq!(
+                config.signing_key_path(),
+                PathBuf::from("/run/secrets/key.pem")
+            );
+            let debug = format!("{config:?}");
+            assert!(!debug.contains("s3cret"), "{debug}");
+            assert!(debug.contains("DatabaseUrl(<redacted>)"), "{debug}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_signing_key_defaults_to_the_data_directory_and_cluster_mode_to_off() {
+        let config = Config::default();
+        assert!(!config.cluster.database_url.is_set());
+        assert_eq!(
+            config.signing_key_path(),
+            PathBuf::from("./data/signing_key.pem")
+        );
     }
 
     #[test]

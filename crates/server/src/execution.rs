@@ -65,6 +65,18 @@ pub enum ExecutionError {
     /// The result could not be made durable in the audit log, so it is withheld.
     #[error("the audit log is not writable")]
     LogUnavailable(#[source] AuditError),
+    /// The session store (cluster mode's database) cannot be reached; the
+    /// session was not used.
+    #[error("the session store is unavailable")]
+    SessionsUnavailable,
+}
+
+/// A session store's refusal, as an execution's.
+fn session_error(error: SessionError) -> ExecutionError {
+    match error {
+        SessionError::Unavailable => ExecutionError::SessionsUnavailable,
+        _ => ExecutionError::UnknownSession,
+    }
 }
 
 /// Why an opened plaintext is not a request that can run (status
@@ -195,7 +207,7 @@ pub struct Executor {
 }
 
 struct Inner {
-    sessions: Arc<SessionStore>,
+    sessions: Arc<dyn SessionStore>,
     key: Arc<ServerKey>,
     sandbox: Sandbox,
     log: AuditLog,
@@ -215,7 +227,7 @@ struct Inner {
 
 impl Executor {
     pub fn new(
-        sessions: Arc<SessionStore>,
+        sessions: Arc<dyn SessionStore>,
         key: Arc<ServerKey>,
         sandbox: Sandbox,
         log: AuditLog,
@@ -288,12 +300,19 @@ impl Executor {
         sealed: SealedExecution,
     ) -> Result<ExecutionReceipt, ExecutionError> {
         let inner = &self.inner;
-        if !inner.sessions.is_live(&sealed.session_id) {
+        if !inner
+            .sessions
+            .is_live(&sealed.session_id)
+            .await
+            .map_err(session_error)?
+        {
             return Err(ExecutionError::UnknownSession);
         }
         let permit = self.admit().await?;
         self.note_peak();
-        let opened = self.open(sealed.session_id, &sealed.enc, sealed.ciphertext)?;
+        let opened = self
+            .open(sealed.session_id, &sealed.enc, sealed.ciphertext)
+            .await?;
         let execution_id = Uuid::new_v4();
         self.carry_out(execution_id, opened, permit, sealed.client)
             .await
@@ -315,7 +334,12 @@ impl Executor {
         accepted: oneshot::Sender<Uuid>,
     ) -> Result<ExecutionReceipt, ExecutionError> {
         let inner = &self.inner;
-        if !inner.sessions.is_live(&sealed.session_id) {
+        if !inner
+            .sessions
+            .is_live(&sealed.session_id)
+            .await
+            .map_err(session_error)?
+        {
             return Err(ExecutionError::UnknownSession);
         }
         // Dropped (and so given back) if the session or decryption fails.
@@ -324,7 +348,9 @@ impl Executor {
             .map_err(|_: AsyncFull| ExecutionError::Overloaded {
                 retry_after: Duration::from_secs(1),
             })?;
-        let opened = self.open(sealed.session_id, &sealed.enc, sealed.ciphertext)?;
+        let opened = self
+            .open(sealed.session_id, &sealed.enc, sealed.ciphertext)
+            .await?;
         let execution_id = Uuid::new_v4();
         // Owned by this task from here: a panic or an abort records a withheld
         // answer instead of leaving the entry queued for ever.
@@ -352,7 +378,7 @@ impl Executor {
     /// Takes the session out of the store (its key leaves memory with this
     /// attempt) and opens the request (in place: the plaintext is the ciphertext's
     /// buffer).
-    fn open(
+    async fn open(
         &self,
         session_id: Uuid,
         enc: &Enc,
@@ -362,7 +388,8 @@ impl Executor {
             .inner
             .sessions
             .take(&session_id)
-            .map_err(|_: SessionError| ExecutionError::UnknownSession)?;
+            .await
+            .map_err(session_error)?;
         let envelope::OpenedRequest {
             mut plaintext,
             keys,
@@ -1012,15 +1039,20 @@ mod tests {
     use super::*;
     use crate::envelope::Provider;
     use crate::sandbox::SandboxSettings;
+    use crate::session::MemorySessionStore;
 
     /// A request plaintext that makes `run` panic (see there).
     pub(super) const PANIC_TRIGGER: &[u8] = b"\"panic in the host\"";
 
-    async fn executor(dir: &std::path::Path) -> (Executor, Arc<SessionStore>) {
+    async fn executor(dir: &std::path::Path) -> (Executor, Arc<MemorySessionStore>) {
         let provider = Provider::default();
         let key = Arc::new(ServerKey::from_scalar(provider, &[7; 32]).unwrap());
         let (log, _) = AuditLog::open(dir, "test/log", key.clone()).unwrap();
-        let sessions = Arc::new(SessionStore::new(provider, Duration::from_secs(60), 10));
+        let sessions = Arc::new(MemorySessionStore::new(
+            provider,
+            Duration::from_secs(60),
+            10,
+        ));
         let sandbox = Sandbox::new(SandboxSettings {
             max_concurrent: 2,
             module_cache_bytes: 1 << 20,
@@ -1067,7 +1099,7 @@ mod tests {
         )
     }
 
-    async fn sealed(sessions: &SessionStore, plaintext: &[u8]) -> SealedExecution {
+    async fn sealed(sessions: &MemorySessionStore, plaintext: &[u8]) -> SealedExecution {
         let session = sessions.create().unwrap();
         let provider = sessions.provider();
         let sealed =

@@ -31,14 +31,18 @@ pub enum Problem {
     /// The data directory's file system has less free space than
     /// `data_dir_min_free_bytes`.
     DataDirLowSpace,
+    /// Cluster mode: the last probe of the database (`cluster.database_url`)
+    /// failed; sessions and executions answer 503 `database_unavailable`.
+    DatabaseUnreachable,
 }
 
 impl Problem {
-    pub const ALL: [Problem; 4] = [
+    pub const ALL: [Problem; 5] = [
         Problem::ShuttingDown,
         Problem::AuditLogWriteFailed,
         Problem::DataDirNotWritable,
         Problem::DataDirLowSpace,
+        Problem::DatabaseUnreachable,
     ];
 
     /// The snake_case word in `GET /health`'s `reasons`.
@@ -48,6 +52,7 @@ impl Problem {
             Problem::AuditLogWriteFailed => "audit_log_write_failed",
             Problem::DataDirNotWritable => "data_dir_not_writable",
             Problem::DataDirLowSpace => "data_dir_low_space",
+            Problem::DatabaseUnreachable => "database_unreachable",
         }
     }
 }
@@ -63,6 +68,8 @@ struct Inner {
     data_dir: PathBuf,
     min_free_bytes: u64,
     shutting_down: AtomicBool,
+    /// Cluster mode: whether the last probe reached the database.
+    database: Option<Arc<AtomicBool>>,
 }
 
 impl Health {
@@ -75,8 +82,20 @@ impl Health {
                 data_dir: data_dir.to_owned(),
                 min_free_bytes,
                 shutting_down: AtomicBool::new(false),
+                database: None,
             }),
         }
+    }
+
+    /// Also reports [`Problem::DatabaseUnreachable`] while `reachable` is false
+    /// (cluster mode's probe sets it). Called while building, before any clone.
+    pub fn with_database(mut self, reachable: Arc<AtomicBool>) -> Health {
+        let inner = Arc::get_mut(&mut self.inner);
+        debug_assert!(inner.is_some(), "with_database on a cloned Health");
+        if let Some(inner) = inner {
+            inner.database = Some(reachable);
+        }
+        self
     }
 
     /// From now on the instance reports [`Problem::ShuttingDown`]; there is no way
@@ -100,6 +119,11 @@ impl Health {
             problems.push(Problem::AuditLogWriteFailed);
         }
         problems.extend(data_dir_problems(&inner.data_dir, inner.min_free_bytes));
+        if let Some(reachable) = &inner.database
+            && !reachable.load(Ordering::Acquire)
+        {
+            problems.push(Problem::DatabaseUnreachable);
+        }
         problems
     }
 }

@@ -7,8 +7,10 @@
 //! Signatures are DER-encoded ECDSA P-256 over SHA-256 with random (or hedged)
 //! nonces, made by [`wasm_hypervisor_protocol::signing`] on the configured provider.
 //!
-//! This module owns the file: PEM, permissions, atomic creation. The crypto is the
-//! protocol crate's.
+//! This module owns the file: PEM, permissions, atomic creation; and
+//! [`ServerKey::derive`], the secrets derived from the key (cluster mode). The
+//! crypto is the protocol crate's. `signing_key_file` may put the file elsewhere
+//! than the data directory (a mounted secret shared by the replicas of a cluster).
 
 #![forbid(unsafe_code)]
 
@@ -56,6 +58,10 @@ pub enum KeyError {
 /// The long-term signing key. Its `Debug` never shows the secret.
 pub struct ServerKey {
     signing: SigningKey,
+    /// HMAC-SHA256 of the key's PKCS#8 DER as stored in the file, the root of
+    /// [`ServerKey::derive`]: the same on every replica that reads the same file,
+    /// whatever its provider.
+    derivation_root: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ServerKey {
@@ -72,7 +78,18 @@ impl ServerKey {
     /// to a temporary file, synced and renamed into place) when it does not exist
     /// yet. Refuses a key file that others can read.
     pub fn load_or_create(provider: Provider, dir: &Path) -> Result<ServerKey, KeyError> {
-        let path = dir.join(SIGNING_KEY_FILE);
+        ServerKey::load_or_create_at(provider, &dir.join(SIGNING_KEY_FILE))
+    }
+
+    /// As [`ServerKey::load_or_create`], for the key file at `path`
+    /// (`signing_key_file`); its directory must exist.
+    pub fn load_or_create_at(provider: Provider, path: &Path) -> Result<ServerKey, KeyError> {
+        let path = path.to_owned();
+        let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let file_name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| SIGNING_KEY_FILE.to_owned());
         let io = |source| KeyError::Io {
             path: path.clone(),
             source,
@@ -85,15 +102,17 @@ impl ServerKey {
                 }
                 let pem = Zeroizing::new(fs::read_to_string(&path).map_err(io)?);
                 pkcs8_from_pem(&pem)
-                    .and_then(|der| SigningKey::from_pkcs8_der(provider, &der).ok())
-                    .map(|signing| ServerKey { signing })
+                    .and_then(|der| {
+                        let signing = SigningKey::from_pkcs8_der(provider, &der).ok()?;
+                        Some(ServerKey::with_root(provider, signing, &der))
+                    })
                     .ok_or_else(|| KeyError::Malformed { path: path.clone() })
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let signing = SigningKey::generate(provider).map_err(KeyError::Generate)?;
                 let der = signing.to_pkcs8_der().map_err(KeyError::Generate)?;
                 let pem = pkcs8_to_pem(&der);
-                let tmp = dir.join(format!("{SIGNING_KEY_FILE}.tmp"));
+                let tmp = dir.join(format!("{file_name}.tmp"));
                 let _ = fs::remove_file(&tmp);
                 let mut file = OpenOptions::new()
                     .write(true)
@@ -104,8 +123,10 @@ impl ServerKey {
                 file.write_all(pem.as_bytes()).map_err(io)?;
                 file.sync_all().map_err(io)?;
                 fs::rename(&tmp, &path).map_err(io)?;
-                fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-                Ok(ServerKey { signing })
+                fs::File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+                Ok(ServerKey::with_root(provider, signing, &der))
             }
             Err(error) => Err(io(error)),
         }
@@ -113,9 +134,31 @@ impl ServerKey {
 
     /// A key from a raw 32-byte scalar; for tests and known-answer vectors.
     pub fn from_scalar(provider: Provider, scalar: &[u8; 32]) -> Option<ServerKey> {
-        SigningKey::from_scalar(provider, scalar)
-            .ok()
-            .map(|signing| ServerKey { signing })
+        let signing = SigningKey::from_scalar(provider, scalar).ok()?;
+        let der = signing.to_pkcs8_der().ok()?;
+        Some(ServerKey::with_root(provider, signing, &der))
+    }
+
+    fn with_root(provider: Provider, signing: SigningKey, pkcs8_der: &[u8]) -> ServerKey {
+        let derivation_root = Zeroizing::new(
+            provider.hmac_sha256(b"wasm-hypervisor key derivation v1", &[pkcs8_der]),
+        );
+        ServerKey {
+            signing,
+            derivation_root,
+        }
+    }
+
+    /// A 32-byte secret for `purpose`, derived from the private key (HMAC-SHA256
+    /// of `purpose` under a root that is HMAC-SHA256 of the key file's PKCS#8
+    /// DER): every process that reads the same key file derives the same secret,
+    /// and nobody without the private key can. Cluster mode wraps its session
+    /// wrap keys under one (`cluster::wrap`).
+    pub fn derive(&self, purpose: &[u8]) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(
+            self.provider()
+                .hmac_sha256(self.derivation_root.as_slice(), &[purpose]),
+        )
     }
 
     /// DER-encoded ECDSA P-256 SHA-256 signature over `message`.

@@ -28,6 +28,9 @@
 //! - [`metrics`]: the Prometheus registry and every series, with fixed label sets.
 //! - [`api`]: HTTP routes, the conversion of wire types, and the mapping of errors to HTTP.
 //! - [`connections`]: the open HTTP connections and their bounds (caps, age, idle, writes).
+//! - [`cluster`]: cluster mode: the PostgreSQL the replicas share (pool, migrations,
+//!   the service's identity, shared sessions and async answers); the only module
+//!   that knows SQL.
 //! - [`server`]: builds the shared state and serves it on a listener until shutdown.
 
 #![deny(unsafe_code)]
@@ -37,6 +40,7 @@ pub mod api;
 pub mod async_results;
 pub mod audit;
 pub mod blobs;
+pub mod cluster;
 pub mod compile_budget;
 pub mod config;
 pub mod connections;

@@ -28,8 +28,10 @@ use tower::ServiceExt;
 
 use crate::access::{QuotaSettings, Quotas, TokenSet};
 use crate::api::{self, AppState, MetricsAccess, Shared};
-use crate::async_results::{AsyncExecutions, AsyncSettings};
+use crate::async_results::{AsyncExecutions, AsyncSettings, MemoryStore};
 use crate::audit::{AuditError, AuditLog};
+use crate::cluster::sessions::SessionLimits;
+use crate::cluster::{Cluster, ClusterError, PgAsyncResults, PgSessionStore};
 use crate::config::Config;
 use crate::connections::{Connection, ConnectionIo, ConnectionLimits, Connections};
 use crate::execution::{ExecutionPolicy, Executor};
@@ -38,7 +40,7 @@ use crate::keys::{KeyError, ServerKey};
 use crate::metrics::Metrics;
 use crate::sandbox::compiler::CompilerSettings;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSettings};
-use crate::session::SessionStore;
+use crate::session::{MemorySessionStore, SessionStore};
 use wasm_hypervisor_protocol::payload::EffectiveLimits;
 
 /// Why the server could not start or stopped with an error.
@@ -62,6 +64,14 @@ pub enum ServerError {
     /// Serving connections failed.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    /// Cluster mode could not start: the database, its schema, or another key
+    /// or origin than the database's.
+    #[error("cluster mode: {0}")]
+    Cluster(#[from] ClusterError),
+    /// `Service::build` was given a configuration in cluster mode, which needs
+    /// the runtime to connect: `Service::open` starts both modes.
+    #[error("cluster.database_url is set: start the service with Service::open")]
+    ClusterNeedsOpen,
 }
 
 /// The session sweeper's shortest sleep: an expired key may stay in memory this
@@ -78,6 +88,9 @@ const ASYNC_SWEEP_INTERVAL_MIN: Duration = Duration::from_secs(1);
 pub struct Service {
     pub state: AppState,
     log: AuditLog,
+    /// Cluster mode's tasks (the database probe, sweepers, the async answers'
+    /// writer), stopped after the drain.
+    background: Vec<JoinHandle<()>>,
     /// How long a shutdown waits for requests and executions in flight.
     grace: Duration,
     connections: ConnectionSettings,
@@ -98,7 +111,40 @@ impl Service {
     /// Opens the data directory, key and log and builds the engine. The
     /// configuration's values were checked when it was parsed; what can still fail
     /// here is the file system, the key, the log and the engine.
+    /// Embedded mode only: cluster mode connects, which needs the runtime
+    /// ([`Service::open`]).
     pub fn build(config: &Config) -> Result<Service, ServerError> {
+        if config.cluster.database_url.is_set() {
+            return Err(ServerError::ClusterNeedsOpen);
+        }
+        let key = Service::key(config)?;
+        Service::assemble(config, key, None)
+    }
+
+    /// Builds the service in either mode: in cluster mode
+    /// (`cluster.database_url`), first connects to the database, applies its
+    /// migrations and checks that it was set up under this key and origin.
+    pub async fn open(config: &Config) -> Result<Service, ServerError> {
+        if !config.cluster.database_url.is_set() {
+            return Service::build(config);
+        }
+        let key = Service::key(config)?;
+        let cluster = Cluster::connect(
+            config.cluster.database_url.expose(),
+            config.cluster.pool_size.get_usize(),
+            &key,
+            config.origin.as_str(),
+        )
+        .await?;
+        tracing::info!(
+            pool_size = config.cluster.pool_size.get(),
+            "cluster mode: the database is set up under this key and origin"
+        );
+        Service::assemble(config, key, Some(cluster))
+    }
+
+    /// Creates the data directory and loads (or creates) the signing key.
+    fn key(config: &Config) -> Result<Arc<ServerKey>, ServerError> {
         let data_dir = config.data_dir.as_path();
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -108,8 +154,20 @@ impl Service {
                 path: data_dir.to_owned(),
                 source,
             })?;
+        Ok(Arc::new(ServerKey::load_or_create_at(
+            config.crypto.provider,
+            &config.signing_key_path(),
+        )?))
+    }
+
+    fn assemble(
+        config: &Config,
+        key: Arc<ServerKey>,
+        cluster: Option<Cluster>,
+    ) -> Result<Service, ServerError> {
+        let data_dir = config.data_dir.as_path();
         let provider = config.crypto.provider;
-        let key = Arc::new(ServerKey::load_or_create(provider, data_dir)?);
+        let mut background = Vec::new();
         let (log, recovery) = AuditLog::open(data_dir, config.origin.as_str(), key.clone())?;
         if recovery.torn_bytes > 0 {
             tracing::warn!(
@@ -149,14 +207,29 @@ impl Service {
                 memory_bytes: execution.compile_memory_bytes.get(),
             },
         })?;
-        let sessions = Arc::new(
-            SessionStore::new(
-                provider,
-                config.sessions.ttl_secs.get(),
-                config.sessions.max_pending(),
-            )
-            .with_client_share(config.sessions.max_pending_per_client()),
-        );
+        let sessions: Arc<dyn SessionStore> = match &cluster {
+            None => Arc::new(
+                MemorySessionStore::new(
+                    provider,
+                    config.sessions.ttl_secs.get(),
+                    config.sessions.max_pending(),
+                )
+                .with_client_share(config.sessions.max_pending_per_client()),
+            ),
+            Some(cluster) => {
+                let (store, sweeper) = PgSessionStore::start(
+                    cluster.clone(),
+                    &key,
+                    SessionLimits {
+                        ttl: config.sessions.ttl_secs.get(),
+                        max_pending: config.sessions.max_pending(),
+                        max_pending_per_client: config.sessions.max_pending_per_client(),
+                    },
+                );
+                background.push(sweeper);
+                store
+            }
+        };
         let limits = &config.limits;
         let policy = ExecutionPolicy {
             maxima: EffectiveLimits {
@@ -178,7 +251,27 @@ impl Service {
             max_queued: execution.max_queued.get_usize(),
             queue_timeout: execution.queue_timeout_ms.get(),
         };
-        let health = Health::new(log.clone(), data_dir, config.data_dir_min_free_bytes);
+        let mut health = Health::new(log.clone(), data_dir, config.data_dir_min_free_bytes);
+        let async_settings = AsyncSettings {
+            retention: execution.async_retention_secs.get(),
+            max_pending: execution.max_async_pending.get_usize(),
+            max_bytes: usize::try_from(execution.async_results_bytes.get()).unwrap_or(usize::MAX),
+        };
+        let async_executions = match &cluster {
+            None => AsyncExecutions::in_memory(async_settings),
+            Some(cluster) => {
+                let (store, tasks) = PgAsyncResults::start(
+                    cluster.clone(),
+                    MemoryStore::new(async_settings, Arc::new(Instant::now)),
+                );
+                background.extend(tasks);
+                AsyncExecutions::over(store)
+            }
+        };
+        if let Some(cluster) = &cluster {
+            health = health.with_database(cluster.reachability());
+            background.push(cluster.spawn_probe());
+        }
         let metrics = Metrics::new();
         let executor = Executor::new(
             sessions.clone(),
@@ -249,12 +342,7 @@ impl Service {
             body_read_timeout: http.body_read_timeout_ms.get(),
             max_header_bytes: http.max_header_bytes.get_usize(),
             executions: TaskTracker::new(),
-            async_executions: AsyncExecutions::in_memory(AsyncSettings {
-                retention: execution.async_retention_secs.get(),
-                max_pending: execution.max_async_pending.get_usize(),
-                max_bytes: usize::try_from(execution.async_results_bytes.get())
-                    .unwrap_or(usize::MAX),
-            }),
+            async_executions,
             // Unbounded above: a limit past the address space is no limit.
             max_request_bytes: usize::try_from(limits.max_request_bytes.get())
                 .unwrap_or(usize::MAX),
@@ -264,6 +352,7 @@ impl Service {
         Ok(Service {
             state,
             log,
+            background,
             grace: config.shutdown_grace_secs.get(),
             connections: ConnectionSettings {
                 header_read_timeout: http.header_read_timeout_ms.get(),
@@ -299,6 +388,7 @@ impl Service {
                     let now = Instant::now();
                     let next = sessions
                         .sweep(now)
+                        .await
                         .unwrap_or(now + sessions.ttl())
                         .max(now + SWEEP_INTERVAL_MIN);
                     tokio::time::sleep_until(next.into()).await;
@@ -341,6 +431,9 @@ impl Service {
         };
         sweeper.abort();
         async_sweeper.abort();
+        for task in &self.background {
+            task.abort();
+        }
         self.log.close().await;
         served
     }

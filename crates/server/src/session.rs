@@ -1,9 +1,13 @@
 //! Pending sessions: the per-session HPKE key pairs between `POST /sessions` and the
 //! one `POST /execute` that may use each (protocol §1).
 //!
-//! A session's private key lives only here, in memory. It leaves the store exactly
-//! once, when an execution takes it (and is dropped, zeroized, right after the open
-//! attempt), or is destroyed when it expires or is evicted.
+//! Storage is behind the [`SessionStore`] trait. This module's
+//! [`MemorySessionStore`] is embedded mode's (the default): a session's private
+//! key lives only here, in memory. It leaves the store exactly once, when an
+//! execution takes it (and is dropped, zeroized, right after the open attempt),
+//! or is destroyed when it expires or is evicted. Cluster mode's store, shared by
+//! replicas through PostgreSQL, is `cluster::sessions`; the rest of this doc is
+//! the in-memory store's.
 //!
 //! # Shares
 //! The pool holds at most `max_pending` sessions, and each client (an
@@ -68,6 +72,95 @@ pub enum SessionError {
     /// No such session: never issued, expired, evicted, or already used.
     #[error("unknown, expired or already used session")]
     Unknown,
+    /// The shared store (cluster mode's database) cannot be reached: nothing
+    /// was created, and a session named is neither used nor known to be unknown.
+    #[error("the session store is unavailable")]
+    Unavailable,
+}
+
+/// Where pending sessions live: in this process ([`MemorySessionStore`],
+/// embedded mode) or in PostgreSQL, shared by the replicas of a cluster
+/// (`cluster::PgSessionStore`). The contract every implementation keeps:
+/// - a session issued by `create_batch_for` can be taken by `take` exactly once,
+///   until it expires (`ttl` after it was issued); after that, or once taken, or
+///   if never issued, `take` is [`SessionError::Unknown`] and `is_live` false;
+/// - a batch is issued all or nothing, its sessions in the order returned;
+/// - `take` hands the key over only if it also removed the session (atomically:
+///   two takes of one id, on any replica, never both succeed);
+/// - a private key is never kept in the clear anywhere but this process's
+///   memory, and is zeroized when dropped;
+/// - [`SessionError::Unavailable`] when the store cannot answer, never a guess.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The provider session keys are made on; it also checks `enc` points.
+    fn provider(&self) -> Provider;
+
+    /// How long a session lives.
+    fn ttl(&self) -> Duration;
+
+    /// Sessions this process issued and that are still pending, as far as it
+    /// knows (the gauge and `/health`'s `sessions_pending`).
+    fn pending(&self) -> usize;
+
+    /// Issues `count` sessions for `client` (protocol v1.1 §A), all or nothing,
+    /// within the bounds (the pool, the client's share).
+    async fn create_batch_for(
+        &self,
+        client: ClientKey,
+        count: usize,
+    ) -> Result<Vec<IssuedSession>, SessionError>;
+
+    /// Whether `id` names a live session, without using it.
+    async fn is_live(&self, id: &Uuid) -> Result<bool, SessionError>;
+
+    /// Removes the session and hands over its key: after this, `id` is unknown
+    /// everywhere whatever the caller does with the key.
+    async fn take(&self, id: &Uuid) -> Result<SessionSecret, SessionError>;
+
+    /// Destroys what expired by `now`; says when to sweep next (`None`: when
+    /// the store likes, at least once a TTL).
+    async fn sweep(&self, now: Instant) -> Option<Instant>;
+
+    /// One session for `client`.
+    async fn create_for(&self, client: ClientKey) -> Result<IssuedSession, SessionError> {
+        let mut sessions = self.create_batch_for(client, 1).await?;
+        sessions.pop().ok_or(SessionError::Unknown)
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for MemorySessionStore {
+    fn provider(&self) -> Provider {
+        MemorySessionStore::provider(self)
+    }
+
+    fn ttl(&self) -> Duration {
+        MemorySessionStore::ttl(self)
+    }
+
+    fn pending(&self) -> usize {
+        MemorySessionStore::pending(self)
+    }
+
+    async fn create_batch_for(
+        &self,
+        client: ClientKey,
+        count: usize,
+    ) -> Result<Vec<IssuedSession>, SessionError> {
+        MemorySessionStore::create_batch_for(self, client, count)
+    }
+
+    async fn is_live(&self, id: &Uuid) -> Result<bool, SessionError> {
+        Ok(MemorySessionStore::is_live(self, id))
+    }
+
+    async fn take(&self, id: &Uuid) -> Result<SessionSecret, SessionError> {
+        MemorySessionStore::take(self, id)
+    }
+
+    async fn sweep(&self, now: Instant) -> Option<Instant> {
+        MemorySessionStore::sweep(self, now)
+    }
 }
 
 /// A session as issued to a client.
@@ -196,7 +289,7 @@ impl Pool {
     }
 }
 
-/// The limits of a [`SessionStore`].
+/// The limits of a [`MemorySessionStore`].
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     ttl: Duration,
@@ -205,10 +298,10 @@ struct Limits {
     max_pending_per_client: usize,
 }
 
-/// The pending sessions. Shared behind an `Arc`; every method holds the lock only
+/// The pending sessions of embedded mode, in this process. Shared behind an `Arc`; every method holds the lock only
 /// for a few map operations (never across an `.await`, never while doing crypto,
 /// never to drop a key), so a `std::sync::Mutex` is the right lock.
-pub struct SessionStore {
+pub struct MemorySessionStore {
     /// Makes every session key (`crypto.provider`); the keys open requests on it.
     provider: Provider,
     pool: Mutex<Pool>,
@@ -219,7 +312,7 @@ pub struct SessionStore {
 /// outside the lock. Dropped before every place is fulfilled (a panic), it gives
 /// the rest back.
 struct Reservation<'a> {
-    store: &'a SessionStore,
+    store: &'a MemorySessionStore,
     client: ClientKey,
     /// Places not yet fulfilled.
     remaining: usize,
@@ -284,11 +377,11 @@ impl Drop for Reservation<'_> {
     }
 }
 
-impl SessionStore {
+impl MemorySessionStore {
     /// A store of at most `max_pending` sessions living `ttl` each, with no share
-    /// per client (see [`SessionStore::with_client_share`]).
-    pub fn new(provider: Provider, ttl: Duration, max_pending: usize) -> SessionStore {
-        SessionStore {
+    /// per client (see [`MemorySessionStore::with_client_share`]).
+    pub fn new(provider: Provider, ttl: Duration, max_pending: usize) -> MemorySessionStore {
+        MemorySessionStore {
             provider,
             pool: Mutex::new(Pool::default()),
             limits: Limits {
@@ -305,7 +398,7 @@ impl SessionStore {
     }
 
     /// Limits each client to `share` pending sessions; 0 for no limit.
-    pub fn with_client_share(mut self, share: usize) -> SessionStore {
+    pub fn with_client_share(mut self, share: usize) -> MemorySessionStore {
         self.limits.max_pending_per_client = share;
         self
     }
@@ -350,7 +443,7 @@ impl SessionStore {
             .collect())
     }
 
-    /// [`SessionStore::create_for`] the one client of a caller that has no
+    /// [`MemorySessionStore::create_for`] the one client of a caller that has no
     /// others: the unspecified address, the client `api` gives a request served
     /// without a socket.
     pub fn create(&self) -> Result<IssuedSession, SessionError> {
@@ -505,7 +598,7 @@ mod tests {
 
     /// Creates a session for `client` at `now`, as `create_for` does.
     fn create_at(
-        store: &SessionStore,
+        store: &MemorySessionStore,
         client: ClientKey,
         now: Instant,
     ) -> Result<Uuid, SessionError> {
@@ -514,7 +607,7 @@ mod tests {
         Ok(reservation.fulfil(secret, now).0)
     }
 
-    fn check_invariants(store: &SessionStore) {
+    fn check_invariants(store: &MemorySessionStore) {
         let pool = store.lock();
         assert_eq!(pool.by_id.len(), pool.by_age.len());
         for (sequence, id) in &pool.by_age {
@@ -553,7 +646,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_single_use_sessions_in_creation_order() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 100).with_client_share(10);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 100).with_client_share(10);
         let batch = store.create_batch_for(address(1), 10).unwrap();
         assert_eq!(batch.len(), 10);
         assert_eq!(store.pending(), 10);
@@ -566,7 +659,7 @@ mod tests {
 
     #[test]
     fn a_batch_past_the_share_or_the_pool_is_refused_whole() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 6).with_client_share(4);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 6).with_client_share(4);
         store.create_batch_for(address(1), 3).unwrap();
         assert!(matches!(
             store.create_batch_for(address(1), 2),
@@ -592,7 +685,7 @@ mod tests {
 
     #[test]
     fn a_session_can_be_taken_once() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 10);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 10);
         let session = store.create().unwrap();
         assert!(store.is_live(&session.id));
         assert!(store.take(&session.id).is_ok());
@@ -604,7 +697,7 @@ mod tests {
 
     #[test]
     fn expired_sessions_cannot_be_taken() {
-        let store = SessionStore::new(Provider::default(), Duration::ZERO, 10);
+        let store = MemorySessionStore::new(Provider::default(), Duration::ZERO, 10);
         let session = store.create().unwrap();
         assert!(!store.is_live(&session.id));
         assert_eq!(store.take(&session.id).err(), Some(SessionError::Unknown));
@@ -612,7 +705,7 @@ mod tests {
 
     #[test]
     fn unknown_ids_are_unknown() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 10);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 10);
         assert_eq!(
             store.take(&Uuid::new_v4()).err(),
             Some(SessionError::Unknown)
@@ -621,7 +714,7 @@ mod tests {
 
     #[test]
     fn sessions_expire_in_creation_order_and_the_sweep_says_when_the_next_does() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 10);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 10);
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let ids: Vec<Uuid> = (0..3)
@@ -644,7 +737,7 @@ mod tests {
 
     #[test]
     fn a_sweep_destroys_more_than_a_batch_of_expired_sessions() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 3 * SWEEP_BATCH);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 3 * SWEEP_BATCH);
         let start = Instant::now();
         for n in 0..(2 * SWEEP_BATCH + 5) {
             create_at(&store, address(n as u16), start).unwrap();
@@ -656,7 +749,7 @@ mod tests {
 
     #[test]
     fn a_client_past_its_share_is_refused_until_its_oldest_session_expires() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 100).with_client_share(2);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 100).with_client_share(2);
         let start = Instant::now();
         create_at(&store, address(1), start).unwrap();
         create_at(&store, address(1), start + Duration::from_secs(10)).unwrap();
@@ -677,7 +770,7 @@ mod tests {
 
     #[test]
     fn a_reservation_counts_against_the_share_and_is_given_back_if_never_fulfilled() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 100).with_client_share(1);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 100).with_client_share(1);
         let now = Instant::now();
         let reservation = store.reserve(address(1), now).unwrap();
         assert!(matches!(
@@ -694,7 +787,7 @@ mod tests {
 
     #[test]
     fn a_full_pool_evicts_the_oldest_session_of_the_client_that_holds_the_most() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 4);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 4);
         let now = Instant::now();
         let big: Vec<Uuid> = (0..3)
             .map(|_| create_at(&store, address(1), now).unwrap())
@@ -720,7 +813,7 @@ mod tests {
 
     #[test]
     fn among_equal_holders_the_one_with_the_oldest_session_is_evicted() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 4);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 4);
         let start = Instant::now();
         let at = |s| start + Duration::from_secs(s);
         let late_a = create_at(&store, address(1), at(2)).unwrap();
@@ -736,7 +829,7 @@ mod tests {
 
     #[test]
     fn a_full_pool_refuses_a_client_that_holds_as_much_as_anyone() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 4);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 4);
         let start = Instant::now();
         for n in 0..4 {
             create_at(&store, address(n), start).unwrap();
@@ -756,7 +849,7 @@ mod tests {
 
     #[test]
     fn more_clients_than_places_keep_the_pool_bounded_and_one_holding_none_is_served() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 64).with_client_share(8);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 64).with_client_share(8);
         let now = Instant::now();
         let first = create_at(&store, address(0), now).unwrap();
         for round in 0..10 {
@@ -785,7 +878,7 @@ mod tests {
 
     #[test]
     fn a_client_holding_one_session_keeps_it_while_fewer_clients_than_places_compete() {
-        let store = SessionStore::new(Provider::default(), MINUTE, 64).with_client_share(8);
+        let store = MemorySessionStore::new(Provider::default(), MINUTE, 64).with_client_share(8);
         let now = Instant::now();
         let patient = create_at(&store, address(0), now).unwrap();
         // 32 other clients each want 8: the pool is full and they push each other

@@ -77,6 +77,10 @@ pub enum ApiError {
     /// 503 `log_unavailable`: the audit log cannot record, so no result is released.
     #[error("the audit log is not writable; the execution was not recorded")]
     LogUnavailable,
+    /// 503 `database_unavailable`: cluster mode's database cannot be reached, so
+    /// no session is issued or used and no async answer is looked up.
+    #[error("the cluster's database is unreachable; retry later")]
+    DatabaseUnavailable,
     /// 404 `not_found`: no such route.
     #[error("no such endpoint")]
     NotFound,
@@ -109,7 +113,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded { .. }
             | ApiError::TooManySessions { .. }
-            | ApiError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::LogUnavailable
+            | ApiError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -133,6 +138,7 @@ impl ApiError {
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::TooManySessions { .. } => "too_many_sessions",
             ApiError::LogUnavailable => "log_unavailable",
+            ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal => "internal_error",
@@ -163,9 +169,10 @@ impl IntoResponse for ApiError {
             // Executions take seconds; a client that retries at once only burns
             // its request rate. Connections close within a second or so of their
             // last request.
-            ApiError::TooManyExecutions | ApiError::TooManyConnections => {
-                Some(Duration::from_secs(1))
-            }
+            // The pool reconnects within a second or so of the database's return.
+            ApiError::TooManyExecutions
+            | ApiError::TooManyConnections
+            | ApiError::DatabaseUnavailable => Some(Duration::from_secs(1)),
             _ => None,
         };
         if let Some(wait) = retry_after {
@@ -247,6 +254,7 @@ mod tests {
                 retry_after: Duration::ZERO,
             },
             ApiError::LogUnavailable,
+            ApiError::DatabaseUnavailable,
             ApiError::NotFound,
             ApiError::MethodNotAllowed,
             ApiError::Internal,

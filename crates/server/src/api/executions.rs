@@ -179,6 +179,7 @@ fn api_error(error: ExecutionError) -> ApiError {
             tracing::error!(error = %cause, "execution not recorded");
             ApiError::LogUnavailable
         }
+        ExecutionError::SessionsUnavailable => ApiError::DatabaseUnavailable,
     }
 }
 
@@ -211,8 +212,8 @@ fn api_error(error: ExecutionError) -> ApiError {
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`overloaded`: no execution slot within the queue bounds, or with `Prefer: respond-async` no room for another async execution (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "With `overloaded`: seconds to wait before retrying"))),
+        (status = 503, description = "`overloaded`: no execution slot within the queue bounds, or with `Prefer: respond-async` no room for another async execution (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld; `database_unavailable`: cluster mode's database cannot be reached (the session was not used)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "With `overloaded` or `database_unavailable`: seconds to wait before retrying"))),
     )
 )]
 pub(super) async fn execute(
@@ -330,6 +331,8 @@ async fn execute_async(
             Ok(_) => ApiError::Internal,
         });
     };
+    // Cluster mode: the client may ask any replica next.
+    state.async_executions.published(execution_id).await;
     state.metrics.record_async_execution();
     tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
     let id = execution_id.hyphenated().to_string();
@@ -375,7 +378,7 @@ async fn execute_async(
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
         (status = 500, description = "`internal_error`: the execution ended without an answer (a server bug)", body = ErrorBody),
-        (status = 503, description = "`log_unavailable`: the record could not be made durable, so the result is withheld", body = ErrorBody),
+        (status = 503, description = "`log_unavailable`: the record could not be made durable, so the result is withheld; `database_unavailable`: cluster mode's database cannot be reached to look the id up", body = ErrorBody),
     )
 )]
 pub(super) async fn get_execution(
@@ -391,7 +394,9 @@ pub(super) async fn get_execution(
     })?;
     let view = state
         .async_executions
-        .get(&id, Scope::of(client))
+        .find(&id, Scope::of(client))
+        .await
+        .map_err(|_| ApiError::DatabaseUnavailable)?
         .ok_or(ApiError::ExecutionNotFound)?;
     let pending = |state| {
         let mut response = (

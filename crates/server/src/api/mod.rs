@@ -79,7 +79,7 @@ pub struct Shared {
     /// The audit log, which the log's routes and the gauges read directly; only
     /// the executor appends to it.
     pub log: AuditLog,
-    pub sessions: Arc<SessionStore>,
+    pub sessions: Arc<dyn SessionStore>,
     pub health: Health,
     pub metrics: Metrics,
     pub key: Arc<ServerKey>,

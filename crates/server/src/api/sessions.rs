@@ -50,8 +50,8 @@ enum SessionsAnswer {
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_client_sessions`: this client has `sessions.max_pending_per_client` sessions pending (or would, with the batch)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again (`rate_limited`) or until its oldest pending session expires (`too_many_client_sessions`), at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`too_many_sessions`: `sessions.max_pending` sessions are pending (or would be, with the batch) and no client holds more of them than this one", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until the oldest pending session expires, at least 1"))),
+        (status = 503, description = "`too_many_sessions`: `sessions.max_pending` sessions are pending (or would be, with the batch) and no client holds more of them than this one; `database_unavailable`: cluster mode's database cannot be reached", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the oldest pending session expires (`too_many_sessions`), or to wait (`database_unavailable`), at least 1"))),
     )
 )]
 pub(super) async fn create_session(
@@ -62,7 +62,11 @@ pub(super) async fn create_session(
     let body = read_small_body(request, &state, MAX_SESSIONS_BODY_BYTES).await?;
     // No body: exactly protocol v1.
     if body.is_empty() {
-        let session = state.sessions.create_for(client).map_err(session_error)?;
+        let session = state
+            .sessions
+            .create_for(client)
+            .await
+            .map_err(session_error)?;
         let message = envelope::session_signature_message(&session.id, &session.public_key);
         let body = SessionResponse {
             session_id: session.id.hyphenated().to_string(),
@@ -82,6 +86,7 @@ pub(super) async fn create_session(
     let sessions = state
         .sessions
         .create_batch_for(client, count)
+        .await
         .map_err(session_error)?;
     let message = envelope::sessions_signature_message(
         sessions
@@ -117,6 +122,7 @@ fn session_error(error: SessionError) -> ApiError {
             ApiError::TooManyClientSessions { retry_after }
         }
         SessionError::TooManyPending { retry_after } => ApiError::TooManySessions { retry_after },
+        SessionError::Unavailable => ApiError::DatabaseUnavailable,
         SessionError::Unknown => ApiError::Internal,
     }
 }
