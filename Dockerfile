@@ -24,6 +24,11 @@ RUN mkdir -p src benches crates/protocol/src crates/protocol/benches \
 # cargo then rebuilds our four crates and nothing else.
 COPY src ./src
 COPY crates ./crates
+# The playground's files, compiled into the binary (crates/server/src/api/playground.rs).
+COPY clients/js/dist ./clients/js/dist
+COPY clients/js/playground ./clients/js/playground
+COPY clients/js/vendor ./clients/js/vendor
+COPY examples/hello.wasm examples/sha256sum.wasm examples/tiny.wasm ./examples/
 RUN find src crates -name '*.rs' ! -name build.rs -exec touch {} + \
     && cargo build --release --locked --bin wasm-hypervisor
 
