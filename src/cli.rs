@@ -1,7 +1,8 @@
 //! The command line: `serve` runs the service, `run` executes a module on a server
 //! end to end as a client, `verify` proves an execution from its receipt (or the
 //! log's consistency with a saved checkpoint), `health` probes a server for
-//! container health checks, `token` makes a bearer token and its digest.
+//! container health checks (by default the address `serve` is configured to listen
+//! on), `token` makes a bearer token and its digest.
 //!
 //! `run` exits with the guest's exit code when the execution completed. Otherwise it
 //! prints one line on stderr and exits with a code of its own:
@@ -17,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,7 +64,8 @@ enum Command {
     /// checkpoint saved earlier. Exit 0 only if every check holds.
     Verify(VerifyArgs),
     /// Exit 0 if the server's /health answers 200 within 5 seconds (for container
-    /// health checks), 1 otherwise.
+    /// health checks), 1 otherwise. Without --server, it probes the address the
+    /// server is configured to listen on.
     Health(HealthArgs),
     /// Print a new random bearer token on the first line and its SHA-256 digest
     /// (for `auth.tokens_sha256` or `auth.metrics_tokens_sha256`) on the second.
@@ -107,14 +109,15 @@ struct VerifyArgs {
 
 #[derive(Debug, Args)]
 struct HealthArgs {
-    /// The server's URL.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "WASM_HYPERVISOR_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
+    /// The server's URL (default: the address `serve` is configured to listen on,
+    /// from the same file and WASM_HYPERVISOR_* environment, with 0.0.0.0 or ::
+    /// probed on loopback).
+    #[arg(long, value_name = "URL", env = "WASM_HYPERVISOR_SERVER")]
+    server: Option<String>,
+    /// The server's YAML configuration file (as `serve --config`), for its listen
+    /// address; not read with --server.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -443,9 +446,22 @@ async fn verify_client(args: VerifyArgs) -> Result<bool, CliError> {
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn health(args: HealthArgs) -> ExitCode {
-    let url = format!("{}/health", args.server.trim_end_matches('/'));
+    let server = match args.server {
+        Some(server) => server,
+        // The server's own configuration, loaded as `serve` loads it, so that the
+        // check follows WASM_HYPERVISOR_LISTEN (a container's health check runs in
+        // the server's environment).
+        None => match Config::load(args.config.as_deref(), &Overrides::default()) {
+            Ok(config) => probe_url(config.listen),
+            Err(error) => {
+                eprintln!("wasm-hypervisor: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let url = format!("{}/health", server.trim_end_matches('/'));
     let checked = runtime().block_on(async {
-        let client = Client::with_timeout(&args.server, None, HEALTH_TIMEOUT)?;
+        let client = Client::with_timeout(&server, None, HEALTH_TIMEOUT)?;
         client.health().await
     });
     match checked {
@@ -463,6 +479,18 @@ fn health(args: HealthArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The URL that reaches, from the same host, a server listening on `listen`: an
+/// unspecified address (every interface) is reached on loopback of its family.
+fn probe_url(listen: SocketAddr) -> String {
+    let mut address = listen;
+    match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => address.set_ip(Ipv4Addr::LOCALHOST.into()),
+        IpAddr::V6(ip) if ip.is_unspecified() => address.set_ip(Ipv6Addr::LOCALHOST.into()),
+        _ => {}
+    }
+    format!("http://{address}")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -769,4 +797,34 @@ fn write_private(path: &Path, value: &impl Serialize) -> Result<(), CliError> {
             path: path.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unspecified_listen_address_is_probed_on_loopback() {
+        assert_eq!(
+            probe_url("0.0.0.0:9000".parse().unwrap()),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(probe_url("[::]:9001".parse().unwrap()), "http://[::1]:9001");
+    }
+
+    #[test]
+    fn a_specific_listen_address_is_probed_as_it_is() {
+        assert_eq!(
+            probe_url("10.1.2.3:8080".parse().unwrap()),
+            "http://10.1.2.3:8080"
+        );
+        assert_eq!(
+            probe_url("127.0.0.1:8080".parse().unwrap()),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            probe_url("[fd00::7]:443".parse().unwrap()),
+            "http://[fd00::7]:443"
+        );
+    }
 }

@@ -139,3 +139,81 @@ async fn when_the_log_cannot_be_written_health_is_503_and_nothing_unlogged_is_an
     assert_eq!(logged, answered);
     assert_eq!(verify_log_file(&data_dir.path, &key), answered.len());
 }
+
+/// `wasm-hypervisor health` with no `--server`, as a container's health check runs
+/// it: in the server's environment, with no flags.
+fn health_command(listen_env: Option<&str>) -> tokio::process::Command {
+    let mut command = crate::helpers::cli_command();
+    command
+        .arg("health")
+        .env_remove("WASM_HYPERVISOR_SERVER")
+        .env_remove("WASM_HYPERVISOR_LISTEN")
+        .env(
+            "WASM_HYPERVISOR_CRYPTO__PROVIDER",
+            wasm_hypervisor_server::envelope::Provider::default().name(),
+        );
+    if let Some(listen) = listen_env {
+        command.env("WASM_HYPERVISOR_LISTEN", listen);
+    }
+    command
+}
+
+/// A server listening on every interface, on a port of the kernel's choosing (never
+/// the default 8080), and that port.
+fn server_on_every_interface(data_dir: &DataDir) -> (ServerProcess, u16) {
+    let server = ServerProcess::start_listening(&data_dir.path, "0.0.0.0:0", &[], &[]);
+    let port = server.base.rsplit(':').next().unwrap().parse().unwrap();
+    (server, port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_without_server_probes_the_listen_address_from_the_environment_on_loopback() {
+    let data_dir = DataDir::new();
+    let (_server, port) = server_on_every_interface(&data_dir);
+    let output = health_command(Some(&format!("0.0.0.0:{port}")))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_without_server_probes_the_listen_address_from_its_config_file() {
+    let data_dir = DataDir::new();
+    let (_server, port) = server_on_every_interface(&data_dir);
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), format!("listen: \"0.0.0.0:{port}\"\n")).unwrap();
+    let output = health_command(None)
+        .arg("--config")
+        .arg(config.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_without_server_fails_naming_the_configured_address_when_nothing_answers_there() {
+    let data_dir = DataDir::new();
+    let (server, port) = server_on_every_interface(&data_dir);
+    // The port is the server's until it exits, then nothing listens on it.
+    server.kill();
+    let output = health_command(Some(&format!("0.0.0.0:{port}")))
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}/health")),
+        "{stderr}"
+    );
+}
