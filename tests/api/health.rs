@@ -166,6 +166,15 @@ fn server_on_every_interface(data_dir: &DataDir) -> (ServerProcess, u16) {
     (server, port)
 }
 
+/// The `health` command exited 0; otherwise fails with what it printed.
+fn assert_succeeded(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn health_without_server_probes_the_listen_address_from_the_environment_on_loopback() {
     let data_dir = DataDir::new();
@@ -174,11 +183,7 @@ async fn health_without_server_probes_the_listen_address_from_the_environment_on
         .output()
         .await
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,11 +198,7 @@ async fn health_without_server_probes_the_listen_address_from_its_config_file() 
         .output()
         .await
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
 }
 
 #[tokio::test(flavor = "multi_thread")]
