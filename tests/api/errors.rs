@@ -124,6 +124,17 @@ async fn an_oversized_body_is_413_before_decoding() {
         post_execute(&app, stream, "application/json").await,
         (413, "payload_too_large".to_owned())
     );
+    // A binary body (protocol v1.1 §B) is read in two parts, under the same
+    // limit, announced or streamed.
+    assert_eq!(
+        post_execute(&app, vec![0u8; 5000], "application/octet-stream").await,
+        (413, "payload_too_large".to_owned())
+    );
+    let stream = futures_stream(vec![vec![0; 3000], vec![0; 3000]]);
+    assert_eq!(
+        post_execute(&app, stream, "application/octet-stream").await,
+        (413, "payload_too_large".to_owned())
+    );
     app.stop().await;
 }
 
