@@ -29,6 +29,8 @@ openssl speed -seconds 3 -bytes 16384 -evp sha256 2>/dev/null | grep -E "^sha256
 
 work=$(mktemp -d)
 trap 'kill $server $proxy 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+# RUST_BACKTRACE makes every dropped component store walk the stack (BENCHMARKS.md).
+env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
 WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0 \
 WASM_HYPERVISOR_HTTP__MAX_CONNECTIONS_PER_ADDRESS=1000000 \
 WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0 \
