@@ -406,6 +406,54 @@ async fn the_pool_replaces_a_session_the_server_no_longer_has() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn tasks_sharing_an_empty_pool_open_one_batch_between_them() {
+    let app = TestApp::spawn().await;
+    let pool =
+        std::sync::Arc::new(SessionPool::new(v1_1(&app), app.identity.public_key).with_batch(8));
+    let plaintext = Wire::V1_1.encode_request(&tiny()).unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (pool, plaintext) = (pool.clone(), plaintext.clone());
+            tokio::spawn(async move { pool.execute(&plaintext).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap().unwrap().result.status,
+            Status::Completed
+        );
+    }
+    // A batch is only opened for an empty pool, so sixteen executions took exactly
+    // two batches of eight: none left pooled or pending. (Each task opening its
+    // own would have left 16 × 8 − 16 = 112 pending.)
+    assert_eq!((pool.len(), app.state.sessions.pending()), (0, 0));
+    assert_eq!(app.stop_and_verify_log().await, 16);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pool_halves_a_batch_the_clients_pending_share_refuses() {
+    let app = TestApp::spawn_with(|config| {
+        config
+            .sessions
+            .set_max_pending_per_client(Bounded::constant::<6>())
+            .unwrap()
+    })
+    .await;
+    // Another program of the same client holds three of its six.
+    let held = post_sessions(&app, r#"{"count": 3}"#).await;
+    assert_eq!(held.status(), 201);
+    let pool = SessionPool::new(v1_1(&app), app.identity.public_key).with_batch(32);
+    let plaintext = Wire::V1_1.encode_request(&tiny()).unwrap();
+    for _ in 0..5 {
+        let execution = pool.execute(&plaintext).await.unwrap();
+        assert_eq!(execution.result.stdout_bytes(), b"hello\n");
+    }
+    // 32 and 16, 8 and 4 were refused (3 + N > 6); batches of 2 fit.
+    assert_eq!(pool.batch(), 2);
+    assert_eq!(app.stop_and_verify_log().await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_pool_drops_sessions_near_expiry() {
     // Sessions live 60 s; the pool wants 120 s left: every pooled session is near
     // expiry as soon as it is pooled, so none is used after its batch (and the

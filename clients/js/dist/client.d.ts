@@ -101,7 +101,11 @@ export interface ClientOptions {
     keyId?: string;
     /** `v1.1` (default: batches, binary bodies, CBOR) or `v1` (JSON throughout). */
     wire?: "v1" | "v1.1";
-    /** Sessions per `POST /sessions {"count": N}` (v1.1); default 32. */
+    /**
+     * Sessions per `POST /sessions {"count": N}` (v1.1); default 32. Halved while
+     * the server refuses a batch for the client's share of pending sessions, and
+     * kept at the size it granted (see `Client.batch`).
+     */
     batch?: number;
     /** Sessions expiring within this many milliseconds are dropped; default 5000. */
     marginMs?: number;
@@ -123,12 +127,18 @@ export declare class Client {
     readonly wire: "v1" | "v1.1";
     private readonly token?;
     private readonly pinned?;
-    private readonly batch;
+    private batchSize;
     private readonly marginMs;
     private readonly references;
     private readonly fetcher;
     private identityPromise?;
     private pool;
+    /**
+     * The turn of whoever opens a batch for an empty pool (v1.1): runs that find the
+     * pool empty meanwhile wait for it and take that batch's sessions instead of
+     * opening their own.
+     */
+    private refill;
     /** Hashes of blobs this client sent by bytes: the server is believed to hold them. */
     private readonly sent;
     constructor(url: string, options?: ClientOptions);
@@ -141,6 +151,15 @@ export declare class Client {
     private fetchIdentity;
     /** Opens sessions now: a signed batch (v1.1) or one session (v1). */
     private openSessions;
+    /**
+     * `POST /sessions {"count": N}` at the current batch size, halved (down to one)
+     * while the server refuses it for its pending bounds; returns the count asked.
+     */
+    private postBatch;
+    /** Sessions the next batch asks for (v1.1): the `batch` option, or less once the server refused a batch. */
+    get batch(): number;
+    /** The oldest pooled session not about to expire; those about to are dropped. */
+    private popLive;
     /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
     private takeSession;
     private freshSession;

@@ -84,12 +84,18 @@ export class Client {
     wire;
     token;
     pinned;
-    batch;
+    batchSize;
     marginMs;
     references;
     fetcher;
     identityPromise;
     pool = [];
+    /**
+     * The turn of whoever opens a batch for an empty pool (v1.1): runs that find the
+     * pool empty meanwhile wait for it and take that batch's sessions instead of
+     * opening their own.
+     */
+    refill = Promise.resolve();
     /** Hashes of blobs this client sent by bytes: the server is believed to hold them. */
     sent = new Set();
     constructor(url, options = {}) {
@@ -97,7 +103,7 @@ export class Client {
         this.token = options.token;
         this.pinned = options.keyId?.toLowerCase();
         this.wire = options.wire ?? "v1.1";
-        this.batch = Math.max(1, options.batch ?? 32);
+        this.batchSize = Math.max(1, options.batch ?? 32);
         this.marginMs = options.marginMs ?? 5000;
         this.references = (options.references ?? true) && this.wire === "v1.1";
         this.fetcher = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -162,13 +168,9 @@ export class Client {
             }
             return [session];
         }
-        const batch = await this.json(await this.request("/sessions", {
-            method: "POST",
-            headers: this.headers({ "content-type": "application/json" }),
-            body: JSON.stringify({ count: this.batch }),
-        }));
+        const [asked, batch] = await this.postBatch();
         checkSuite(batch.suite);
-        if (!Array.isArray(batch.sessions) || batch.sessions.length !== this.batch) {
+        if (!Array.isArray(batch.sessions) || batch.sessions.length !== asked) {
             throw new ProtocolError("the session batch is not what was asked");
         }
         const sessions = batch.sessions.map((s) => readSession(s));
@@ -178,15 +180,54 @@ export class Client {
         }
         return sessions;
     }
-    /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
-    async takeSession() {
+    /**
+     * `POST /sessions {"count": N}` at the current batch size, halved (down to one)
+     * while the server refuses it for its pending bounds; returns the count asked.
+     */
+    async postBatch() {
+        for (;;) {
+            const count = this.batchSize;
+            try {
+                const batch = await this.json(await this.request("/sessions", {
+                    method: "POST",
+                    headers: this.headers({ "content-type": "application/json" }),
+                    body: JSON.stringify({ count }),
+                }));
+                return [count, batch];
+            }
+            catch (error) {
+                const overBound = error instanceof ServerError &&
+                    (error.code === "too_many_client_sessions" || error.code === "too_many_sessions");
+                if (!overBound || count === 1)
+                    throw error;
+                this.batchSize = Math.max(1, Math.floor(count / 2));
+            }
+        }
+    }
+    /** Sessions the next batch asks for (v1.1): the `batch` option, or less once the server refused a batch. */
+    get batch() {
+        return this.batchSize;
+    }
+    /** The oldest pooled session not about to expire; those about to are dropped. */
+    popLive() {
         const now = Date.now();
         while (this.pool.length > 0) {
             const session = this.pool.shift();
             if (session.expiresAt > now + this.marginMs)
                 return session;
         }
-        return this.freshSession();
+        return undefined;
+    }
+    /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
+    async takeSession() {
+        const live = this.popLive();
+        if (live !== undefined)
+            return live;
+        if (this.wire === "v1")
+            return this.freshSession();
+        const turn = this.refill.then(() => this.popLive() ?? this.freshSession());
+        this.refill = turn.catch(() => undefined);
+        return turn;
     }
     async freshSession() {
         const [first, ...rest] = await this.openSessions();

@@ -143,7 +143,11 @@ export interface ClientOptions {
   keyId?: string;
   /** `v1.1` (default: batches, binary bodies, CBOR) or `v1` (JSON throughout). */
   wire?: "v1" | "v1.1";
-  /** Sessions per `POST /sessions {"count": N}` (v1.1); default 32. */
+  /**
+   * Sessions per `POST /sessions {"count": N}` (v1.1); default 32. Halved while
+   * the server refuses a batch for the client's share of pending sessions, and
+   * kept at the size it granted (see `Client.batch`).
+   */
   batch?: number;
   /** Sessions expiring within this many milliseconds are dropped; default 5000. */
   marginMs?: number;
@@ -204,12 +208,18 @@ export class Client {
   readonly wire: "v1" | "v1.1";
   private readonly token?: string;
   private readonly pinned?: string;
-  private readonly batch: number;
+  private batchSize: number;
   private readonly marginMs: number;
   private readonly references: boolean;
   private readonly fetcher: typeof fetch;
   private identityPromise?: Promise<ServerIdentity>;
   private pool: Session[] = [];
+  /**
+   * The turn of whoever opens a batch for an empty pool (v1.1): runs that find the
+   * pool empty meanwhile wait for it and take that batch's sessions instead of
+   * opening their own.
+   */
+  private refill: Promise<unknown> = Promise.resolve();
   /** Hashes of blobs this client sent by bytes: the server is believed to hold them. */
   private readonly sent = new Set<string>();
 
@@ -218,7 +228,7 @@ export class Client {
     this.token = options.token;
     this.pinned = options.keyId?.toLowerCase();
     this.wire = options.wire ?? "v1.1";
-    this.batch = Math.max(1, options.batch ?? 32);
+    this.batchSize = Math.max(1, options.batch ?? 32);
     this.marginMs = options.marginMs ?? 5000;
     this.references = (options.references ?? true) && this.wire === "v1.1";
     this.fetcher = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -287,15 +297,9 @@ export class Client {
       }
       return [session];
     }
-    const batch = await this.json<{ sessions: unknown[]; suite: unknown; signature: unknown }>(
-      await this.request("/sessions", {
-        method: "POST",
-        headers: this.headers({ "content-type": "application/json" }),
-        body: JSON.stringify({ count: this.batch }),
-      }),
-    );
+    const [asked, batch] = await this.postBatch();
     checkSuite(batch.suite);
-    if (!Array.isArray(batch.sessions) || batch.sessions.length !== this.batch) {
+    if (!Array.isArray(batch.sessions) || batch.sessions.length !== asked) {
       throw new ProtocolError("the session batch is not what was asked");
     }
     const sessions = batch.sessions.map((s) => readSession(s as Record<string, unknown>));
@@ -309,14 +313,55 @@ export class Client {
     return sessions;
   }
 
-  /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
-  private async takeSession(): Promise<Session> {
+  /**
+   * `POST /sessions {"count": N}` at the current batch size, halved (down to one)
+   * while the server refuses it for its pending bounds; returns the count asked.
+   */
+  private async postBatch(): Promise<[number, { sessions: unknown[]; suite: unknown; signature: unknown }]> {
+    for (;;) {
+      const count = this.batchSize;
+      try {
+        const batch = await this.json<{ sessions: unknown[]; suite: unknown; signature: unknown }>(
+          await this.request("/sessions", {
+            method: "POST",
+            headers: this.headers({ "content-type": "application/json" }),
+            body: JSON.stringify({ count }),
+          }),
+        );
+        return [count, batch];
+      } catch (error) {
+        const overBound =
+          error instanceof ServerError &&
+          (error.code === "too_many_client_sessions" || error.code === "too_many_sessions");
+        if (!overBound || count === 1) throw error;
+        this.batchSize = Math.max(1, Math.floor(count / 2));
+      }
+    }
+  }
+
+  /** Sessions the next batch asks for (v1.1): the `batch` option, or less once the server refused a batch. */
+  get batch(): number {
+    return this.batchSize;
+  }
+
+  /** The oldest pooled session not about to expire; those about to are dropped. */
+  private popLive(): Session | undefined {
     const now = Date.now();
     while (this.pool.length > 0) {
       const session = this.pool.shift() as Session;
       if (session.expiresAt > now + this.marginMs) return session;
     }
-    return this.freshSession();
+    return undefined;
+  }
+
+  /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
+  private async takeSession(): Promise<Session> {
+    const live = this.popLive();
+    if (live !== undefined) return live;
+    if (this.wire === "v1") return this.freshSession();
+    const turn = this.refill.then(() => this.popLive() ?? this.freshSession());
+    this.refill = turn.catch(() => undefined);
+    return turn;
   }
 
   private async freshSession(): Promise<Session> {

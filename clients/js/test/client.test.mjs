@@ -158,6 +158,45 @@ test("blobs: a reference the server no longer holds falls back to the bytes", as
   }
 });
 
+test("pool: runs sharing an empty pool open one batch between them", async () => {
+  const server = await startServer();
+  try {
+    const recorder = recordingFetch();
+    const client = new Client(server.url, { fetch: recorder.fetch, batch: 8, references: false });
+    const module = readFileSync(example("tiny.wasm"));
+    const results = await Promise.all(Array.from({ length: 16 }, () => client.run(module)));
+    assert.deepEqual(
+      results.map((result) => result.status),
+      Array(16).fill("completed"),
+    );
+    // A batch is only opened for an empty pool: sixteen runs, two batches of eight.
+    assert.equal(recorder.calls.filter((call) => call.startsWith("POST /sessions")).length, 2);
+    assert.equal(client.pooledSessions, 0);
+  } finally {
+    await server.close();
+  }
+});
+
+test("pool: a batch the client's pending share refuses is halved", async () => {
+  const server = await startServer("", { maxPendingPerClient: 6 });
+  try {
+    const other = new Client(server.url, { batch: 3 }); // another program of the same client
+    await other.run(example("tiny.wasm"));
+    assert.equal(other.pooledSessions, 2); // two of its six held
+    const recorder = recordingFetch();
+    const client = new Client(server.url, { fetch: recorder.fetch, batch: 32 });
+    for (let i = 0; i < 4; i++) assert.equal((await client.run(example("tiny.wasm"))).status, "completed");
+    // 32, 16, 8 refused (2 + N > 6); 4 granted, and kept for the later runs.
+    assert.deepEqual(
+      recorder.calls.filter((call) => call.startsWith("POST /sessions")),
+      ["POST /sessions 429", "POST /sessions 429", "POST /sessions 429", "POST /sessions 201"],
+    );
+    assert.equal(client.batch, 4);
+  } finally {
+    await server.close();
+  }
+});
+
 test("pool: sessions lost in a server restart cost one quiet retry", async () => {
   let server = await startServer();
   const { dir, port } = server;

@@ -23,8 +23,11 @@ function freePort() {
   });
 }
 
-/** Starts a server with `config` (YAML lines); resolves once /health answers 200. */
-export async function startServer(config = "", { dir, port } = {}) {
+/**
+ * Starts a server with `config` (YAML lines) and no per-client share of pending
+ * sessions unless `maxPendingPerClient` is given; resolves once /health answers 200.
+ */
+export async function startServer(config = "", { dir, port, maxPendingPerClient = 0 } = {}) {
   dir ??= mkdtempSync(join(tmpdir(), "wasm-hypervisor-js-"));
   port ??= await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -32,7 +35,7 @@ export async function startServer(config = "", { dir, port } = {}) {
   writeFileSync(
     configPath,
     `listen: 127.0.0.1:${port}\ndata_dir: ${join(dir, "data")}\nshutdown_grace_secs: 0\n` +
-      `sessions:\n  max_pending_per_client: 0\n${config}`,
+      `sessions:\n  max_pending_per_client: ${maxPendingPerClient}\n${config}`,
   );
   // The server reads WASM_HYPERVISOR_* as configuration (WASM_HYPERVISOR_BIN too):
   // it gets none of them.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import time
 
@@ -28,6 +29,32 @@ def test_v1_opens_one_session_per_execution(server, examples):
     assert client.stats["session_requests"] == 3
     assert client.stats["sessions_opened"] == 3
     assert client.pooled_sessions == 0
+
+
+def test_threads_sharing_an_empty_pool_open_one_batch_between_them(server, examples):
+    client = Client(server.url, batch=8)
+    module = (examples / "tiny.wasm").read_bytes()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as workers:
+        results = list(workers.map(lambda _: client.run(module), range(16)))
+    assert [result.status for result in results] == ["completed"] * 16
+    # A batch is only opened for an empty pool: sixteen runs, two batches of eight.
+    assert client.stats["session_requests"] == 2
+    assert client.stats["sessions_opened"] == 16
+    assert client.pooled_sessions == 0
+
+
+def test_pool_halves_a_batch_the_clients_pending_share_refuses(make_server, examples):
+    server = make_server(WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT="6")
+    other = Client(server.url, batch=3)  # another program of the same client
+    assert other.run(examples / "tiny.wasm").status == "completed"
+    assert other.pooled_sessions == 2  # two of its six held
+    client = Client(server.url, batch=32)
+    for _ in range(4):
+        assert client.run(examples / "tiny.wasm").status == "completed"
+    # 32, 16, 8 refused (2 + N > 6); 4 granted, and kept for the later runs.
+    assert client.batch == 4
+    assert client.stats["session_requests"] == 4
+    assert client.stats["sessions_opened"] == 4
 
 
 def test_pool_retries_once_quietly_after_a_server_restart(make_server, examples):

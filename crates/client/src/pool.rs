@@ -9,9 +9,20 @@
 //! guarantees that nothing ran, is sent once more on a freshly opened session
 //! without the caller noticing: a server that restarted or evicted sessions costs
 //! one extra round trip, not an error.
+//!
+//! With v1.1, tasks that find the pool empty at once open **one** batch between
+//! them: the first opens it, the others wait for it and take its sessions. A batch
+//! the server refuses for the client's share of pending sessions
+//! (`too_many_client_sessions`) or for the pool's (`too_many_sessions`) is asked
+//! again at half the size, down to one session; the size the server granted is
+//! kept for later batches ([`SessionPool::batch`]), so several processes behind one
+//! client identity share `sessions.max_pending_per_client` instead of locking each
+//! other out. A refusal of a single session is the caller's error, with its
+//! `Retry-After`.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use wasm_hypervisor_protocol::signing::PublicKey;
@@ -29,9 +40,14 @@ struct Pooled {
 pub struct SessionPool {
     client: Client,
     server_key: PublicKey,
-    batch: usize,
+    /// Sessions asked for per batch: the configured size, halved for each batch
+    /// the server refused for its pending bounds.
+    batch: AtomicUsize,
     margin: Duration,
     sessions: Mutex<VecDeque<Pooled>>,
+    /// Held by the task opening a batch for an empty pool (v1.1), so that tasks
+    /// arriving meanwhile take that batch's sessions instead of opening their own.
+    refill: tokio::sync::Mutex<()>,
 }
 
 /// Whether an `/execute` error says the session was not there, so nothing ran and
@@ -39,6 +55,13 @@ pub struct SessionPool {
 fn session_gone(error: &ClientError) -> bool {
     matches!(error, ClientError::Server { code, .. }
         if code == "session_not_found" || code == "session_expired")
+}
+
+/// Whether a `POST /sessions` was refused for a pending bound, which a smaller
+/// batch may fit under.
+fn over_pending_bound(error: &ClientError) -> bool {
+    matches!(error, ClientError::Server { code, .. }
+        if code == "too_many_client_sessions" || code == "too_many_sessions")
 }
 
 impl SessionPool {
@@ -54,18 +77,25 @@ impl SessionPool {
         SessionPool {
             client,
             server_key,
-            batch: SessionPool::DEFAULT_BATCH,
+            batch: AtomicUsize::new(SessionPool::DEFAULT_BATCH),
             margin: SessionPool::DEFAULT_MARGIN,
             sessions: Mutex::new(VecDeque::new()),
+            refill: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Opens `batch` sessions at a time (at least 1; v1.1 only).
     pub fn with_batch(self, batch: usize) -> SessionPool {
         SessionPool {
-            batch: batch.max(1),
+            batch: AtomicUsize::new(batch.max(1)),
             ..self
         }
+    }
+
+    /// Sessions the next batch asks for: the configured size, or less once the
+    /// server refused a batch for its pending bounds.
+    pub fn batch(&self) -> usize {
+        self.batch.load(Ordering::Relaxed)
     }
 
     /// Drops sessions expiring within `margin`.
@@ -96,16 +126,31 @@ impl SessionPool {
     /// A session that is not about to expire: the oldest pooled one, or one of a
     /// batch opened now.
     pub async fn take(&self) -> Result<Session, ClientError> {
-        let now = SystemTime::now();
-        {
-            let mut sessions = self.lock();
-            while let Some(pooled) = sessions.pop_front() {
-                if pooled.expires_at > now + self.margin {
-                    return Ok(pooled.session);
-                }
-            }
+        if let Some(session) = self.pop_live() {
+            return Ok(session);
+        }
+        if self.client.wire() == Wire::V1 {
+            // One session per request: nothing to share, so no reason to wait.
+            return self.fresh().await;
+        }
+        let _refilling = self.refill.lock().await;
+        // Whoever held the lock before may have filled the pool.
+        if let Some(session) = self.pop_live() {
+            return Ok(session);
         }
         self.fresh().await
+    }
+
+    /// The oldest pooled session not about to expire; those about to are dropped.
+    fn pop_live(&self) -> Option<Session> {
+        let now = SystemTime::now();
+        let mut sessions = self.lock();
+        while let Some(pooled) = sessions.pop_front() {
+            if pooled.expires_at > now + self.margin {
+                return Some(pooled.session);
+            }
+        }
+        None
     }
 
     /// Opens sessions now (a batch with v1.1, one with v1), keeps all but the
@@ -134,8 +179,7 @@ impl SessionPool {
                 }])
             }
             Wire::V1_1 => self
-                .client
-                .open_sessions(&self.server_key, self.batch)
+                .open_batch()
                 .await?
                 .into_iter()
                 .map(|verified| {
@@ -148,6 +192,22 @@ impl SessionPool {
                     })
                 })
                 .collect(),
+        }
+    }
+
+    /// `POST /sessions {"count": N}` at the current batch size, halving it while
+    /// the server refuses the batch for its pending bounds.
+    async fn open_batch(
+        &self,
+    ) -> Result<Vec<wasm_hypervisor_protocol::wire::VerifiedSession>, ClientError> {
+        loop {
+            let count = self.batch();
+            match self.client.open_sessions(&self.server_key, count).await {
+                Err(error) if count > 1 && over_pending_bound(&error) => {
+                    self.batch.store((count / 2).max(1), Ordering::Relaxed);
+                }
+                outcome => return outcome,
+            }
         }
     }
 

@@ -34,6 +34,7 @@ from .errors import (
     Check,
     KeyMismatch,
     ProtocolViolation,
+    ServerError,
     VerificationFailed,
 )
 from .receipt import RECEIPT_VERSION, STATUSES, Receipt, b64decode, b64encode, check_receipt
@@ -367,7 +368,9 @@ class Client:
 
     Keyword options: ``wire`` (``"v1.1"``, the default, or ``"v1"``); ``timeout``
     (seconds to wait for one answer, default 600); ``batch`` (sessions per signed
-    batch, v1.1, default 32); ``session_margin`` (seconds: a pooled session that
+    batch, v1.1, default 32; halved while the server refuses a batch for the
+    client's share of pending sessions, and kept at the size it granted);
+    ``session_margin`` (seconds: a pooled session that
     expires sooner is dropped, default 5); ``references`` (``"auto"``: a module or
     archive of at least 4 KiB that this client already sent goes by SHA-256;
     ``"always"``: every one goes by SHA-256 first; ``"never"``). A blob the server
@@ -400,6 +403,9 @@ class Client:
         self.references = references if wire == "v1.1" else "never"
         self._http = Http(self.url, token, timeout)
         self._lock = threading.Lock()
+        # Held by the thread opening a batch for an empty pool (v1.1): threads that
+        # arrive meanwhile take that batch's sessions instead of opening their own.
+        self._refill = threading.Lock()
         self._identity: Optional[ServerIdentity] = None
         self._sessions: Deque[_Session] = collections.deque()
         self._known_blobs: Set[str] = set()
@@ -440,8 +446,8 @@ class Client:
 
     def _open_sessions(self) -> List[_Session]:
         key = self.identity().key
-        self._count("session_requests")
         if self.wire == "v1":
+            self._count("session_requests")
             doc = self._http.json("POST", "/sessions", authorized=True)
             if not isinstance(doc, dict):
                 raise ProtocolViolation("the session is not a JSON object")
@@ -453,10 +459,7 @@ class Client:
                 raise BadSessionSignature()
             sessions = [_Session(session_id, public_key, _expiry(doc.get("expires_at")))]
         else:
-            body = json.dumps({"count": self.batch}).encode()
-            doc = self._http.json(
-                "POST", "/sessions", body=body, headers={"Content-Type": "application/json"}, authorized=True
-            )
+            asked, doc = self._post_batch()
             if not isinstance(doc, dict) or not isinstance(doc.get("sessions"), list):
                 raise ProtocolViolation("the session batch is not a JSON object with `sessions`")
             if doc.get("suite") != _crypto.SUITE:
@@ -472,23 +475,61 @@ class Client:
                         _expiry(item.get("expires_at")),
                     )
                 )
-            if len(sessions) != self.batch:
-                raise ProtocolViolation(f"asked for {self.batch} sessions, got {len(sessions)}")
+            if len(sessions) != asked:
+                raise ProtocolViolation(f"asked for {asked} sessions, got {len(sessions)}")
             message = _crypto.sessions_message([(s.session_id, s.public_key) for s in sessions])
             if not key.verify(message, _b64(doc.get("signature"), "signature")):
                 raise BadSessionSignature()
         self._count("sessions_opened", len(sessions))
         return sessions
 
-    def _take_session(self) -> _Session:
-        """The oldest pooled session not about to expire, else one of a batch opened now."""
+    def _post_batch(self) -> Tuple[int, Any]:
+        """``POST /sessions {"count": N}`` at ``self.batch``, halved (down to one) while
+        the server refuses the batch for its pending bounds (``too_many_client_sessions``,
+        ``too_many_sessions``); the size granted is kept for later batches. Returns the
+        count asked for and the answer."""
+        while True:
+            count = self.batch
+            self._count("session_requests")
+            try:
+                doc = self._http.json(
+                    "POST",
+                    "/sessions",
+                    body=json.dumps({"count": count}).encode(),
+                    headers={"Content-Type": "application/json"},
+                    authorized=True,
+                )
+            except ServerError as error:
+                if count > 1 and error.code in ("too_many_client_sessions", "too_many_sessions"):
+                    self.batch = max(1, count // 2)
+                    continue
+                raise
+            return count, doc
+
+    def _pop_live(self) -> Optional[_Session]:
+        """The oldest pooled session not about to expire; those about to are dropped."""
         now = time.time()
         with self._lock:
             while self._sessions:
                 session = self._sessions.popleft()
                 if session.expires_at > now + self.session_margin:
                     return session
-        return self._fresh_session()
+        return None
+
+    def _take_session(self) -> _Session:
+        """The oldest pooled session not about to expire, else one of a batch opened now
+        (by this thread, or by the one already opening a batch: v1.1 threads that find
+        the pool empty at once share one batch)."""
+        session = self._pop_live()
+        if session is not None:
+            return session
+        if self.wire == "v1":
+            return self._fresh_session()
+        with self._refill:
+            session = self._pop_live()
+            if session is not None:
+                return session
+            return self._fresh_session()
 
     def _fresh_session(self) -> _Session:
         opened = self._open_sessions()
