@@ -50,6 +50,7 @@ pub(super) async fn checkpoint(State(state): State<AppState>) -> Json<Checkpoint
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`log_unavailable`: cluster mode, the database cannot be reached", body = ErrorBody),
     )
 )]
 pub(super) async fn verify(

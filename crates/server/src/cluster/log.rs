@@ -21,7 +21,8 @@
 //! bypassed (the insert fails). The whole transaction is bounded by
 //! [`OPERATION_TIMEOUT`] (and `lock_timeout` just under it); on any failure
 //! every append of the batch gets [`AuditError::Unavailable`] (503
-//! `log_unavailable`). A connection lost during COMMIT is ambiguous: the leaves
+//! `log_unavailable`) and the log reports itself unwritable (`/health`) until a
+//! transaction commits or the tailer reads the log again. A connection lost during COMMIT is ambiguous: the leaves
 //! may be in the log though their clients were answered 503 (PROTOCOL.md).
 //!
 //! # Every replica has the whole log
@@ -628,11 +629,17 @@ async fn tailer(log: Weak<Inner>) {
             listener = listen(&inner.cluster, notified.clone()).await;
         }
         match inner.catch_up().await {
-            Ok(()) if failing => {
-                failing = false;
-                tracing::info!("the cluster's audit log is readable again");
+            Ok(()) => {
+                if failing {
+                    failing = false;
+                    tracing::info!("the cluster's audit log is readable again");
+                }
+                // The database answers again: `/health` stops naming the log
+                // (a load balancer that took this replica out would otherwise
+                // never send the append that proves it). A failing append sets
+                // it again.
+                inner.writable.store(true, Ordering::Release);
             }
-            Ok(()) => {}
             Err(error) if !failing => {
                 failing = true;
                 tracing::warn!(%error, "cannot read the cluster's audit log; trying again");
@@ -822,4 +829,51 @@ pub async fn import(
         records: size as u64,
         root,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_hypervisor_protocol::leaf::Leaf;
+
+    fn record() -> LogRecord {
+        LogRecord {
+            leaf: Leaf {
+                execution_id: Uuid::from_bytes([3; 16]),
+                timestamp_ms: 7,
+                commitment: [9; 32],
+            },
+            signature: vec![5; 70],
+        }
+    }
+
+    #[test]
+    fn a_stored_record_is_the_file_framing_and_decodes_back() {
+        let bytes = encode(&record());
+        let mut file = Vec::new();
+        record().encode_into(
+            BatchMark {
+                batch: 0,
+                last: true,
+            },
+            &mut file,
+        );
+        assert_eq!(bytes, file);
+        assert_eq!(decode(4, &bytes).unwrap(), record());
+    }
+
+    #[test]
+    fn a_row_that_is_not_exactly_one_record_is_refused_naming_its_index() {
+        let mut longer = encode(&record());
+        longer.push(0);
+        let short = &encode(&record())[..20];
+        let mut flipped = encode(&record());
+        flipped[30] ^= 1;
+        for bytes in [&longer[..], short, &flipped[..], &[0; 16][..]] {
+            match decode(11, bytes) {
+                Err(LogError::Corrupt { index: 11, .. }) => {}
+                other => panic!("expected corruption at index 11, got {other:?}"),
+            }
+        }
+    }
 }
