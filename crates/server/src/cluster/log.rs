@@ -22,8 +22,9 @@
 //! [`OPERATION_TIMEOUT`] (and `lock_timeout` just under it); on any failure
 //! every append of the batch gets [`AuditError::Unavailable`] (503
 //! `log_unavailable`) and the log reports itself unwritable (`/health`) until a
-//! transaction commits or the tailer reads the log again. A connection lost during COMMIT is ambiguous: the leaves
-//! may be in the log though their clients were answered 503 (PROTOCOL.md).
+//! transaction commits or the tailer reads the log again. A connection lost
+//! during COMMIT is ambiguous: the leaves may be in the log though their clients
+//! were answered 503 (PROTOCOL.md).
 //!
 //! # Every replica has the whole log
 //! Each replica's tree ([`LeafIndex`]) catches up from `log_leaves WHERE idx >=
