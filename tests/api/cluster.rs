@@ -971,3 +971,25 @@ async fn a_file_log_is_imported_into_an_empty_database_once_and_replicas_then_pr
     assert_eq!(next.log_index, 3);
     assert_eq!(cluster.stop_and_check_log(&identity).await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_refuses_a_database_whose_log_lacks_the_checkpoint_it_saw() {
+    let mut cluster = Cluster::start(1);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    execute_across(&cluster, &identity, 0, 0).await;
+    cluster.caught_up_checkpoint(&identity).await;
+    // A clean stop persists the newest checkpoint the replica saw.
+    let replica = cluster.replicas.pop().unwrap();
+    replica.process.sigterm();
+    assert!(replica.process.wait().await.status.success());
+    assert!(replica.data_dir.path.join("cluster_checkpoint").exists());
+
+    // The same key and origin, but a database without that leaf (as a restored
+    // older backup would be).
+    let (other, _) = postgres::shared().database_with_sql();
+    let stderr = refused_start_in(&replica.data_dir, &other, &cluster.key_file(), ORIGIN).await;
+    assert!(
+        stderr.contains("does not contain the checkpoint this replica saw"),
+        "{stderr}"
+    );
+}
