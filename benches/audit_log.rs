@@ -11,7 +11,7 @@ use uuid::Uuid;
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_server::audit::log::{FILE_MAGIC, LOG_FILE, SEGMENT_CHUNK};
 use wasm_hypervisor_server::audit::record::{BATCH_MODULUS, BatchMark};
-use wasm_hypervisor_server::audit::{AuditLog, LogRecord};
+use wasm_hypervisor_server::audit::{FileLog, LogRecord};
 use wasm_hypervisor_server::envelope::Provider;
 use wasm_hypervisor_server::keys::ServerKey;
 
@@ -74,12 +74,12 @@ fn audit_log(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("is opened, checked and indexed at start-up", |b| {
         b.iter(|| {
-            let (log, recovery) = AuditLog::open(dir.path(), "bench/log", key.clone()).unwrap();
+            let (log, recovery) = FileLog::open(dir.path(), "bench/log", key.clone()).unwrap();
             assert_eq!(recovery.records, RECORDS);
             runtime.block_on(log.close());
         })
     });
-    let (log, _) = AuditLog::open(dir.path(), "bench/log", key.clone()).unwrap();
+    let (log, _) = FileLog::open(dir.path(), "bench/log", key.clone()).unwrap();
     eprintln!(
         "in-memory index at {RECORDS} records: {} bytes",
         log.memory_bytes()
@@ -109,7 +109,7 @@ const BATCH: usize = 256;
 /// for its own sync, and `BATCH` at once, which the writer commits with one sync.
 fn appends(c: &mut Criterion, runtime: &tokio::runtime::Runtime, key: &Arc<ServerKey>) {
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = AuditLog::open(dir.path(), "bench/appends", key.clone()).unwrap();
+    let (log, _) = FileLog::open(dir.path(), "bench/appends", key.clone()).unwrap();
     let log = Arc::new(log);
     let signature = key.sign(b"benchmark");
     let mut n = 0u64;

@@ -38,7 +38,7 @@ use wasm_hypervisor_protocol::wire::CheckpointResponse;
 use wasm_hypervisor_server::access;
 use wasm_hypervisor_server::config::{Config, LogFormat, Overrides};
 use wasm_hypervisor_server::sandbox::compiler;
-use wasm_hypervisor_server::server::{ServerError, Service, shutdown_signal};
+use wasm_hypervisor_server::server::{self, ServerError, Service, shutdown_signal};
 
 /// Exit code when the client could not complete the protocol.
 pub const EXIT_CLIENT_ERROR: u8 = 125;
@@ -67,6 +67,11 @@ enum Command {
     /// health checks), 1 otherwise. Without --server, it probes the address the
     /// server is configured to listen on.
     Health(HealthArgs),
+    /// The audit log: `log import` moves a file log into cluster mode's database.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Print a new random bearer token on the first line and its SHA-256 digest
     /// (for `auth.tokens_sha256` or `auth.metrics_tokens_sha256`) on the second.
     Token,
@@ -77,6 +82,34 @@ enum Command {
         #[arg(num_args = 3, value_names = ["KIND", "CPU_SECS", "MEMORY_BYTES"])]
         args: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// Copy the file log of a data directory (no server may be using it) into the
+    /// empty audit log of a cluster's database, checked against its persisted
+    /// checkpoint and by root; recorded, so that a replica on that data directory
+    /// starts. Uses the configuration's signing key and origin.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The cluster's PostgreSQL URL (default: the configuration's
+    /// cluster.database_url).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WASM_HYPERVISOR_CLUSTER__DATABASE_URL"
+    )]
+    database_url: Option<String>,
+    /// Data directory holding audit.log, overriding the configuration.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// YAML configuration file (as `serve --config`): data directory, signing key
+    /// file, origin.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +319,9 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Health(args) => health(args),
         Command::Verify(args) => verify(args),
+        Command::Log {
+            command: LogCommand::Import(args),
+        } => import_log(args),
         Command::Token => token(),
         Command::CompileWorker { args } => compiler::worker_main(&args),
     }
@@ -533,6 +569,50 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("wasm-hypervisor: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import_log(args: ImportArgs) -> ExitCode {
+    let overrides = Overrides {
+        listen: None,
+        data_dir: args.data_dir,
+    };
+    let config = match Config::load(args.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("wasm-hypervisor: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let url = match args.database_url {
+        Some(url) => url,
+        None if config.cluster.database_url.is_set() => {
+            config.cluster.database_url.expose().to_owned()
+        }
+        None => {
+            eprintln!("wasm-hypervisor: log import needs --database-url (or cluster.database_url)");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    match runtime().block_on(server::import_log(&config, &url)) {
+        Ok(imported) => {
+            println!(
+                "imported {} records from {} (root {})",
+                imported.records,
+                config
+                    .data_dir
+                    .as_path()
+                    .join(wasm_hypervisor_server::audit::log::LOG_FILE)
+                    .display(),
+                hex::encode(imported.root)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("wasm-hypervisor: log import: {error}");
             ExitCode::FAILURE
         }
     }

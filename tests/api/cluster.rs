@@ -1,27 +1,38 @@
-//! Cluster mode (issue 16, stage 1) with real processes: three `wasm-hypervisor
-//! serve` replicas sharing one real PostgreSQL (`postgres`), one signing key file
-//! and one origin. Sessions and async answers go through the database, so a
-//! client may use any replica for any step.
+//! Cluster mode (issue 16) with real processes: three `wasm-hypervisor serve`
+//! replicas sharing one real PostgreSQL (`postgres`), one signing key file and
+//! one origin. Sessions, async answers and the audit log go through the
+//! database, so a client may use any replica for any step, and every replica
+//! proves every execution.
 //!
-//! In this stage each replica still keeps its own file audit log in its own
-//! `data_dir` (the shared log is stage 2): an execution is provable at the
-//! replica that ran it, and each test that executes ends by stopping the
-//! replicas and re-verifying every replica's log from scratch.
+//! The fault tests (kill -9 of a replica and of the sequencer, PostgreSQL
+//! restarted) run under load and print their figures: executions acknowledged,
+//! acknowledged but lost (must be 0), and the time from the fault until
+//! executions succeed again.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use wasm_hypervisor_client::{Client, ClientError, ServerIdentity, Session};
 use wasm_hypervisor_protocol::payload::ExecutionRequest;
+use wasm_hypervisor_protocol::receipt::{self, Receipt};
+use wasm_hypervisor_protocol::wire::CheckpointResponse;
 
-use crate::helpers::{DataDir, ServerProcess, cli_command, fixture, request, verify_log_file};
-use crate::postgres::{self, TestPostgres};
+use crate::helpers::{DataDir, ServerProcess, cli_command, fixture, request};
+use crate::postgres::{self, Sql, TestPostgres};
 
 /// How long a recovery after PostgreSQL comes back may take.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
 
 const ORIGIN: &str = "cluster.test/wasm-hypervisor";
+
+/// The log sequencer's advisory lock key (`cluster::log::LOG_LOCK`, "wasmhlog"),
+/// as `pg_locks` shows a bigint key: its high and low 32 bits.
+const LOG_LOCK: i64 = 0x7761_736d_686c_6f67;
+const LOG_LOCK_HIGH: u32 = 0x7761_736d;
+const LOG_LOCK_LOW: u32 = 0x686c_6f67;
 
 /// A replica: its process, its own data directory, and a client bound to it.
 struct Replica {
@@ -33,6 +44,8 @@ struct Replica {
 /// Replicas of one service: one database URL, one key file, one origin.
 struct Cluster {
     url: String,
+    /// SQL in the cluster's database.
+    sql: Sql,
     /// Holds the shared signing key file.
     key_dir: TempDir,
     replicas: Vec<Replica>,
@@ -41,15 +54,12 @@ struct Cluster {
 impl Cluster {
     /// `count` replicas on a fresh database of the shared PostgreSQL.
     fn start(count: usize) -> Cluster {
-        Cluster::start_on(postgres::shared().database(), count)
+        let (url, sql) = postgres::shared().database_with_sql();
+        Cluster::start_on(url, sql, count)
     }
 
-    fn start_on(url: String, count: usize) -> Cluster {
-        let mut cluster = Cluster {
-            url,
-            key_dir: tempfile::tempdir().unwrap(),
-            replicas: Vec::new(),
-        };
+    fn start_on(url: String, sql: Sql, count: usize) -> Cluster {
+        let mut cluster = Cluster::empty(url, sql);
         // One after the other: the first creates the key file the others read.
         for _ in 0..count {
             cluster.add_replica();
@@ -57,12 +67,25 @@ impl Cluster {
         cluster
     }
 
+    /// No replica yet.
+    fn empty(url: String, sql: Sql) -> Cluster {
+        Cluster {
+            url,
+            sql,
+            key_dir: tempfile::tempdir().unwrap(),
+            replicas: Vec::new(),
+        }
+    }
+
     fn key_file(&self) -> PathBuf {
         self.key_dir.path().join("signing_key.pem")
     }
 
     fn add_replica(&mut self) {
-        let data_dir = DataDir::new();
+        self.add_replica_in(DataDir::new());
+    }
+
+    fn add_replica_in(&mut self, data_dir: DataDir) {
         let key_file = self.key_file();
         let process = ServerProcess::start_with(
             &data_dir.path,
@@ -81,17 +104,99 @@ impl Cluster {
         &self.replicas[index].client
     }
 
-    /// Stops every replica gracefully and re-verifies each one's log under the
-    /// shared key; returns the records of all of them.
-    async fn stop_and_verify_logs(self, identity: &ServerIdentity) -> usize {
-        let mut records = 0;
+    /// The log's size in the database.
+    fn log_size(&self) -> u64 {
+        self.sql
+            .run("SELECT size FROM log_head")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits until every replica's signed checkpoint covers the whole log in
+    /// the database, with one root; returns that checkpoint.
+    async fn caught_up_checkpoint(&self, identity: &ServerIdentity) -> CheckpointResponse {
+        let size = self.log_size();
+        let deadline = Instant::now() + RECOVERY_DEADLINE;
+        let mut first: Option<CheckpointResponse> = None;
+        for replica in &self.replicas {
+            let checkpoint = loop {
+                let checkpoint = replica.client.checkpoint().await.unwrap();
+                if checkpoint.tree_size == size {
+                    break checkpoint;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} reached {} of {size} leaves",
+                    replica.process.base,
+                    checkpoint.tree_size
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            receipt::check_checkpoint(&checkpoint, &identity.public_key).unwrap();
+            match &first {
+                None => first = Some(checkpoint),
+                Some(first) => assert_eq!(
+                    first.root_hash, checkpoint.root_hash,
+                    "two replicas' trees of one size differ"
+                ),
+            }
+        }
+        first.expect("a replica")
+    }
+
+    /// Checks that every replica has caught up with the one log (same size and
+    /// root) and stops every replica gracefully; returns the log's size.
+    async fn stop_and_check_log(self, identity: &ServerIdentity) -> u64 {
+        let checkpoint = self.caught_up_checkpoint(identity).await;
         for replica in self.replicas {
             replica.process.sigterm();
             let exited = replica.process.wait().await;
             assert!(exited.status.success(), "{:?}", exited.stderr);
-            records += verify_log_file(&replica.data_dir.path, &identity.public_key);
         }
-        records
+        checkpoint.tree_size
+    }
+
+    /// The process id of the replica whose backend holds the log's sequencer
+    /// lock right now, if any (`application_name` is `wasm-hypervisor
+    /// <host>/<pid>`).
+    fn sequencer_pid(&self) -> Option<u32> {
+        let holders = self.sql.run(&format!(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+             AND l.classid = {LOG_LOCK_HIGH} AND l.objid = {LOG_LOCK_LOW}"
+        ));
+        holders.lines().find_map(|name| {
+            name.strip_prefix("wasm-hypervisor ")?
+                .rsplit('/')
+                .next()?
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Waits (polling `pg_locks`, at most 10 s) for a replica to hold the
+    /// sequencer lock and kills it with SIGKILL; returns the instant of the kill
+    /// and the index it had.
+    fn kill_the_sequencer(&mut self) -> (Instant, usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(pid) = self.sequencer_pid()
+                && let Some(index) = self
+                    .replicas
+                    .iter()
+                    .position(|replica| replica.process.pid() == pid)
+            {
+                let replica = self.replicas.remove(index);
+                let killed = Instant::now();
+                replica.process.kill();
+                return (killed, index);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no replica was seen holding the sequencer lock"
+            );
+        }
     }
 }
 
@@ -117,6 +222,60 @@ fn server_code(error: ClientError) -> (u16, String) {
         ClientError::Server { status, code, .. } => (status, code),
         other => panic!("expected an error answer, got {other}"),
     }
+}
+
+/// A session on replica `on`, executed on replica `run`: the receipt.
+async fn execute_across(
+    cluster: &Cluster,
+    identity: &ServerIdentity,
+    on: usize,
+    run: usize,
+) -> Receipt {
+    let session = cluster
+        .client(on)
+        .open_session(&identity.public_key)
+        .await
+        .unwrap();
+    let client = cluster.client(run);
+    let execution = client.execute(&session, &plaintext(client)).await.unwrap();
+    assert_eq!(execution.result.exit_code, Some(42));
+    execution.receipt(&cluster.replicas[run].process.base, identity)
+}
+
+/// Whether `receipt` verifies at `client` with the client's own checks: the
+/// leaf, its signature, and its inclusion proof against the replica's signed
+/// checkpoint.
+async fn verifies_at(client: &Client, receipt: &Receipt, identity: &ServerIdentity) -> bool {
+    match client.inclusion(&receipt.execution_id).await {
+        Ok(answer) => receipt::all_hold(&receipt::check_receipt(
+            receipt,
+            &answer,
+            &identity.public_key,
+        )),
+        Err(_) => false,
+    }
+}
+
+/// Checks that `new` (from any replica) extends `old` (from any other), with a
+/// consistency proof from `client`.
+async fn assert_consistent(
+    client: &Client,
+    old: &CheckpointResponse,
+    new: &CheckpointResponse,
+    identity: &ServerIdentity,
+) {
+    assert!(old.tree_size <= new.tree_size);
+    let proof = if old.tree_size == 0 {
+        Vec::new()
+    } else {
+        client
+            .consistency(old.tree_size, new.tree_size)
+            .await
+            .unwrap()
+            .proof
+    };
+    let checks = receipt::check_consistency(old, new, &proof, &identity.public_key);
+    assert!(receipt::all_hold(&checks), "{old:?} -> {new:?}: {checks:?}");
 }
 
 #[tokio::test]
@@ -157,7 +316,7 @@ async fn a_session_opened_on_one_replica_executes_on_another_and_only_once() {
         .err()
         .expect("a used session is refused on another replica");
     assert_eq!(server_code(again), (404, "session_not_found".to_owned()));
-    assert_eq!(cluster.stop_and_verify_logs(&identity).await, 1);
+    assert_eq!(cluster.stop_and_check_log(&identity).await, 1);
 }
 
 #[tokio::test]
@@ -178,7 +337,7 @@ async fn a_batch_opened_on_one_replica_is_used_across_the_others() {
         let execution = client.execute(&session, &plaintext(client)).await.unwrap();
         assert_eq!(execution.result.exit_code, Some(42));
     }
-    assert_eq!(cluster.stop_and_verify_logs(&identity).await, 6);
+    assert_eq!(cluster.stop_and_check_log(&identity).await, 6);
 }
 
 #[tokio::test]
@@ -201,13 +360,17 @@ async fn an_async_execution_submitted_on_one_replica_is_fetched_from_another() {
         .await
         .expect("replica B answers what replica A ran");
     assert_eq!(execution.result.exit_code, Some(42));
-    assert_eq!(cluster.stop_and_verify_logs(&identity).await, 1);
+    assert_eq!(cluster.stop_and_check_log(&identity).await, 1);
 }
 
 /// `serve` on `url` with `key_file` and `origin`: it must exit without
 /// listening; its stderr.
 async fn refused_start(url: &str, key_file: &Path, origin: &str) -> String {
-    let data_dir = DataDir::new();
+    refused_start_in(&DataDir::new(), url, key_file, origin).await
+}
+
+/// [`refused_start`] on `data_dir`.
+async fn refused_start_in(data_dir: &DataDir, url: &str, key_file: &Path, origin: &str) -> String {
     let output = cli_command()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data_dir.path)
@@ -263,7 +426,8 @@ async fn health_until(base: &str, what: &str, check: impl Fn(&serde_json::Value)
 async fn while_postgres_is_down_sessions_and_executions_answer_503_and_the_service_recovers() {
     // A server of its own: this test stops it.
     let mut server = TestPostgres::start();
-    let cluster = Cluster::start_on(server.database(), 2);
+    let (url, sql) = server.database_with_sql();
+    let cluster = Cluster::start_on(url, sql, 2);
     let identity = cluster.client(0).identity(None).await.unwrap();
     let session = cluster
         .client(0)
@@ -325,5 +489,511 @@ async fn while_postgres_is_down_sessions_and_executions_answer_503_and_the_servi
         }
     };
     assert_eq!(execution.result.exit_code, Some(42));
-    assert_eq!(cluster.stop_and_verify_logs(&identity).await, 1);
+    assert_eq!(cluster.stop_and_check_log(&identity).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_on_one_replica_verifies_at_once_on_the_others_and_their_checkpoints_are_consistent()
+ {
+    let cluster = Cluster::start(3);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    let mut checkpoints = vec![cluster.client(1).checkpoint().await.unwrap()];
+    for round in 0..3 {
+        let ran_on = round % 3;
+        let receipt = execute_across(&cluster, &identity, ran_on, ran_on).await;
+        // At once, with no wait for the others to catch up.
+        for other in (0..3).filter(|&other| other != ran_on) {
+            assert!(
+                verifies_at(cluster.client(other), &receipt, &identity).await,
+                "replica {other} proves an execution that ran on replica {ran_on}"
+            );
+            checkpoints.push(cluster.client(other).checkpoint().await.unwrap());
+        }
+    }
+    // Checkpoints signed by different replicas, each proved consistent with
+    // every later one by yet another replica.
+    checkpoints.sort_by_key(|checkpoint| checkpoint.tree_size);
+    for (at, old) in checkpoints.iter().enumerate() {
+        for (offset, new) in checkpoints[at..].iter().enumerate() {
+            assert_consistent(cluster.client((at + offset) % 3), old, new, &identity).await;
+        }
+    }
+    for replica in &cluster.replicas {
+        assert!(
+            !replica.data_dir.path.join("audit.log").exists(),
+            "a cluster replica keeps no file log"
+        );
+    }
+    assert_eq!(cluster.stop_and_check_log(&identity).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_appending_concurrently_get_contiguous_unique_indices_and_end_with_one_root() {
+    let cluster = Cluster::start(3);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    let tasks: Vec<_> = (0..6)
+        .map(|task| {
+            let clients: Vec<(String, Client)> = cluster
+                .replicas
+                .iter()
+                .map(|replica| (replica.process.base.clone(), replica.client.clone()))
+                .collect();
+            let identity = identity.clone();
+            tokio::spawn(async move {
+                let mut receipts = Vec::new();
+                for round in 0..8 {
+                    let (base, client) = &clients[(task + round) % clients.len()];
+                    let session = client.open_session(&identity.public_key).await.unwrap();
+                    let execution = client.execute(&session, &plaintext(client)).await.unwrap();
+                    receipts.push(execution.receipt(base, &identity));
+                }
+                receipts
+            })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for task in tasks {
+        receipts.extend(task.await.unwrap());
+    }
+    let mut indices: Vec<u64> = receipts.iter().map(|receipt| receipt.log_index).collect();
+    indices.sort_unstable();
+    assert_eq!(
+        indices,
+        (0..48).collect::<Vec<u64>>(),
+        "indices from 0, contiguous, unique"
+    );
+    let mut ids: Vec<&str> = receipts
+        .iter()
+        .map(|receipt| receipt.execution_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 48, "every execution id once");
+    assert_eq!(
+        cluster
+            .sql
+            .run("SELECT count(DISTINCT execution_id) FROM log_leaves")
+            .trim(),
+        "48"
+    );
+    // Every replica proves every execution, against one root.
+    let checkpoint = cluster.caught_up_checkpoint(&identity).await;
+    assert_eq!(checkpoint.tree_size, 48);
+    for replica in &cluster.replicas {
+        for receipt in &receipts {
+            assert!(verifies_at(&replica.client, receipt, &identity).await);
+        }
+    }
+    assert_eq!(cluster.stop_and_check_log(&identity).await, 48);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_cannot_fork_a_stuck_sequencer_stops_appends_with_503_and_the_index_key_refuses_a_second_leaf()
+ {
+    let cluster = Cluster::start(2);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    let first = execute_across(&cluster, &identity, 0, 0).await;
+    assert_eq!(first.log_index, 0);
+    // Replica B compiles the module now, so that below its append is what waits.
+    let second = execute_across(&cluster, &identity, 1, 1).await;
+    assert_eq!(second.log_index, 1);
+
+    // A stuck sequencer: a connection holds the log's lock in an open
+    // transaction, longer than an append may take.
+    let mut holder = cluster.sql.spawn(&format!(
+        "SELECT pg_advisory_xact_lock({LOG_LOCK}); SELECT pg_sleep(7)"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster
+        .sql
+        .run(&format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid = {LOG_LOCK_HIGH} AND objid = {LOG_LOCK_LOW}"
+        ))
+        .trim()
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "the lock was never taken");
+    }
+    let session = cluster
+        .client(1)
+        .open_session(&identity.public_key)
+        .await
+        .unwrap();
+    let refused = cluster
+        .client(1)
+        .execute(&session, &plaintext(cluster.client(1)))
+        .await
+        .err()
+        .expect("no append while another sequencer holds the lock");
+    assert_eq!(server_code(refused), (503, "log_unavailable".to_owned()));
+    assert_eq!(cluster.log_size(), 2, "nothing was written");
+    assert_eq!(
+        cluster.sql.run("SELECT count(*) FROM log_leaves").trim(),
+        "2"
+    );
+
+    // Once the lock is free, appends go on from where the log was.
+    assert!(
+        tokio::task::block_in_place(|| holder.wait())
+            .unwrap()
+            .success()
+    );
+    let next = execute_across(&cluster, &identity, 1, 1).await;
+    assert_eq!(next.log_index, 2);
+
+    // Even with the lock bypassed, a second leaf at a taken index is refused by
+    // the key, and the log is as it was.
+    let forked = cluster.sql.try_run(
+        "INSERT INTO log_leaves (idx, execution_id, record) \
+         VALUES (1, gen_random_uuid(), '\\x00')",
+    );
+    let error = forked.expect_err("a second leaf at index 1");
+    assert!(error.contains("duplicate key"), "{error}");
+    for replica in &cluster.replicas {
+        for receipt in [&first, &second, &next] {
+            assert!(verifies_at(&replica.client, receipt, &identity).await);
+        }
+    }
+    assert_eq!(cluster.stop_and_check_log(&identity).await, 3);
+}
+
+/// One execution a load task tried.
+struct Attempt {
+    started: Instant,
+    finished: Instant,
+    /// The receipt of an acknowledged execution.
+    acknowledged: Option<Receipt>,
+    /// The error answer's status, if the server answered one.
+    status: Option<u16>,
+}
+
+/// Client tasks executing in a loop across replicas (a session on one, the
+/// execution on the same or another), recording every attempt, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Attempt>>>,
+}
+
+impl Load {
+    fn start(cluster: &Cluster, identity: &ServerIdentity, tasks: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Arc<Vec<(String, Client)>> = Arc::new(
+            cluster
+                .replicas
+                .iter()
+                .map(|replica| (replica.process.base.clone(), replica.client.clone()))
+                .collect(),
+        );
+        let tasks = (0..tasks)
+            .map(|task| {
+                let (stop, clients, identity) = (stop.clone(), clients.clone(), identity.clone());
+                tokio::spawn(async move {
+                    let mut attempts = Vec::new();
+                    let mut turn = task;
+                    while !stop.load(Ordering::Acquire) {
+                        // Every pair (on, run), the same replica included, in turn.
+                        let count = clients.len();
+                        let (on, run) = (turn % count, (turn + turn / count) % count);
+                        turn += 1;
+                        let started = Instant::now();
+                        let outcome = async {
+                            let session = clients[on].1.open_session(&identity.public_key).await?;
+                            let client = &clients[run].1;
+                            client.execute(&session, &plaintext(client)).await
+                        }
+                        .await;
+                        let finished = Instant::now();
+                        let (acknowledged, status) = match outcome {
+                            Ok(execution) => {
+                                assert_eq!(execution.result.exit_code, Some(42));
+                                (Some(execution.receipt(&clients[run].0, &identity)), None)
+                            }
+                            Err(ClientError::Server { status, .. }) => (None, Some(status)),
+                            // A killed replica refuses connections at once.
+                            Err(_) => (None, None),
+                        };
+                        if acknowledged.is_none() {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        attempts.push(Attempt {
+                            started,
+                            finished,
+                            acknowledged,
+                            status,
+                        });
+                    }
+                    attempts
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    async fn finish(self) -> Vec<Attempt> {
+        self.stop.store(true, Ordering::Release);
+        let mut attempts = Vec::new();
+        for task in self.tasks {
+            attempts.extend(task.await.unwrap());
+        }
+        attempts
+    }
+}
+
+/// Time from `fault` until the first execution begun after it was
+/// acknowledged.
+fn recovery(attempts: &[Attempt], fault: Instant) -> Duration {
+    attempts
+        .iter()
+        .filter(|attempt| attempt.started >= fault && attempt.acknowledged.is_some())
+        .map(|attempt| attempt.finished - fault)
+        .min()
+        .expect("an execution succeeded after the fault")
+}
+
+/// How many acknowledged executions fail to verify on some replica of
+/// `clients`.
+async fn lost(attempts: &[Attempt], clients: &[&Client], identity: &ServerIdentity) -> usize {
+    let mut lost = 0;
+    for receipt in attempts
+        .iter()
+        .filter_map(|attempt| attempt.acknowledged.as_ref())
+    {
+        for client in clients {
+            if !verifies_at(client, receipt, identity).await {
+                lost += 1;
+                break;
+            }
+        }
+    }
+    lost
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_the_sequencer_and_of_another_replica_under_load_loses_no_acknowledged_execution()
+{
+    let mut cluster = Cluster::start(3);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    // Each replica compiles the module once before the load.
+    for replica in 0..3 {
+        execute_across(&cluster, &identity, replica, replica).await;
+    }
+    let before = cluster.client(0).checkpoint().await.unwrap();
+    let load = Load::start(&cluster, &identity, 6);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (sequencer_killed, _) = tokio::task::block_in_place(|| cluster.kill_the_sequencer());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sequencer = cluster.sequencer_pid();
+    let other = cluster
+        .replicas
+        .iter()
+        .position(|replica| Some(replica.process.pid()) != sequencer)
+        .unwrap();
+    let replica_killed = Instant::now();
+    cluster.replicas.remove(other).process.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let attempts = load.finish().await;
+
+    // A replica started afterwards loads the whole log.
+    cluster.add_replica();
+    let acknowledged = attempts.iter().filter(|a| a.acknowledged.is_some()).count();
+    let clients: Vec<&Client> = cluster
+        .replicas
+        .iter()
+        .map(|replica| &replica.client)
+        .collect();
+    let lost = lost(&attempts, &clients, &identity).await;
+    let after_sequencer = recovery(&attempts, sequencer_killed);
+    let after_replica = recovery(&attempts, replica_killed);
+    eprintln!(
+        "kill -9 under load: acknowledged {acknowledged}, lost {lost}; executions succeeded again \
+         {} ms after the kill of the sequencer, {} ms after the kill of another replica",
+        after_sequencer.as_millis(),
+        after_replica.as_millis()
+    );
+    assert!(acknowledged > 0);
+    assert_eq!(lost, 0, "acknowledged executions lost");
+    assert!(
+        attempts
+            .iter()
+            .all(|attempt| attempt.status.is_none_or(|status| status == 503)),
+        "failures are refused connections or 503s"
+    );
+    let after = cluster.caught_up_checkpoint(&identity).await;
+    for client in &clients {
+        assert_consistent(client, &before, &after, &identity).await;
+    }
+    assert!(cluster.stop_and_check_log(&identity).await >= acknowledged as u64 + 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restarted_under_load_answers_503_then_recovers_losing_no_acknowledged_execution()
+{
+    let mut server = TestPostgres::start();
+    let (url, sql) = server.database_with_sql();
+    let cluster = Cluster::start_on(url, sql, 2);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    for replica in 0..2 {
+        execute_across(&cluster, &identity, replica, replica).await;
+    }
+    let before = cluster.client(1).checkpoint().await.unwrap();
+    let load = Load::start(&cluster, &identity, 4);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped = Instant::now();
+    tokio::task::block_in_place(|| server.stop());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restarting = Instant::now();
+    tokio::task::block_in_place(|| server.restart());
+    let back = Instant::now();
+    // Nothing commits while PostgreSQL is down: the log grows again once
+    // executions succeed again. Then the load goes on a little.
+    let at_restart = cluster.log_size();
+    let deadline = Instant::now() + RECOVERY_DEADLINE;
+    while cluster.log_size() == at_restart {
+        assert!(
+            Instant::now() < deadline,
+            "no execution succeeded after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let attempts = load.finish().await;
+
+    let down: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|attempt| {
+            attempt.started >= stopped + Duration::from_millis(200)
+                && attempt.finished <= restarting
+        })
+        .collect();
+    assert!(
+        !down.is_empty(),
+        "executions were tried while PostgreSQL was down"
+    );
+    assert!(
+        down.iter()
+            .all(|attempt| attempt.acknowledged.is_none() && attempt.status == Some(503)),
+        "every execution tried while PostgreSQL was down was answered 503"
+    );
+    let acknowledged = attempts.iter().filter(|a| a.acknowledged.is_some()).count();
+    let clients: Vec<&Client> = cluster
+        .replicas
+        .iter()
+        .map(|replica| &replica.client)
+        .collect();
+    let lost = lost(&attempts, &clients, &identity).await;
+    let recovered = recovery(&attempts, back);
+    eprintln!(
+        "PostgreSQL restarted under load: acknowledged {acknowledged}, lost {lost}; executions \
+         succeeded again {} ms after PostgreSQL accepted connections ({} ms after it was stopped)",
+        recovered.as_millis(),
+        (back + recovered - stopped).as_millis()
+    );
+    assert_eq!(lost, 0, "acknowledged executions lost");
+    let after = cluster.caught_up_checkpoint(&identity).await;
+    for client in &clients {
+        assert_consistent(client, &before, &after, &identity).await;
+    }
+    cluster.stop_and_check_log(&identity).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_log_is_imported_into_an_empty_database_once_and_replicas_then_prove_its_executions()
+{
+    let (url, sql) = postgres::shared().database_with_sql();
+    let mut cluster = Cluster::empty(url, sql);
+    // An embedded server (no database) with the cluster's key and origin.
+    let data_dir = DataDir::new();
+    let key_file = cluster.key_file();
+    let embedded = ServerProcess::start_with(
+        &data_dir.path,
+        &[],
+        &[
+            (
+                "WASM_HYPERVISOR_SIGNING_KEY_FILE",
+                key_file.to_str().unwrap(),
+            ),
+            ("WASM_HYPERVISOR_ORIGIN", ORIGIN),
+        ],
+    );
+    let client = Client::new(&embedded.base, None);
+    let identity = client.identity(None).await.unwrap();
+    let mut receipts = Vec::new();
+    for _ in 0..3 {
+        let session = client.open_session(&identity.public_key).await.unwrap();
+        let execution = client.execute(&session, &plaintext(&client)).await.unwrap();
+        receipts.push(execution.receipt(&embedded.base, &identity));
+    }
+    embedded.sigterm();
+    assert!(embedded.wait().await.status.success());
+
+    // A replica never ignores a file log it finds.
+    let stderr = refused_start_in(&data_dir, &cluster.url, &key_file, ORIGIN).await;
+    assert!(stderr.contains("wasm-hypervisor log import"), "{stderr}");
+
+    let import = || {
+        let mut command = cli_command();
+        command
+            .args([
+                "log",
+                "import",
+                "--database-url",
+                &cluster.url,
+                "--data-dir",
+            ])
+            .arg(&data_dir.path)
+            .envs([
+                (
+                    "WASM_HYPERVISOR_SIGNING_KEY_FILE",
+                    key_file.to_str().unwrap(),
+                ),
+                ("WASM_HYPERVISOR_ORIGIN", ORIGIN),
+            ]);
+        command
+    };
+    let output = import().output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("imported 3 records"));
+    let again = import().output().await.unwrap();
+    assert!(!again.status.success(), "a second import");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("is not empty"), "{stderr}");
+
+    // The replica on the imported data directory starts; so does a new one.
+    cluster.add_replica_in(data_dir);
+    cluster.add_replica();
+    for replica in &cluster.replicas {
+        for receipt in &receipts {
+            assert!(verifies_at(&replica.client, receipt, &identity).await);
+        }
+    }
+    let next = execute_across(&cluster, &identity, 0, 1).await;
+    assert_eq!(next.log_index, 3);
+    assert_eq!(cluster.stop_and_check_log(&identity).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_refuses_a_database_whose_log_lacks_the_checkpoint_it_saw() {
+    let mut cluster = Cluster::start(1);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    execute_across(&cluster, &identity, 0, 0).await;
+    cluster.caught_up_checkpoint(&identity).await;
+    // A clean stop persists the newest checkpoint the replica saw.
+    let replica = cluster.replicas.pop().unwrap();
+    replica.process.sigterm();
+    assert!(replica.process.wait().await.status.success());
+    assert!(replica.data_dir.path.join("cluster_checkpoint").exists());
+
+    // The same key and origin, but a database without that leaf (as a restored
+    // older backup would be).
+    let (other, _) = postgres::shared().database_with_sql();
+    let stderr = refused_start_in(&replica.data_dir, &other, &cluster.key_file(), ORIGIN).await;
+    assert!(
+        stderr.contains("does not contain the checkpoint this replica saw"),
+        "{stderr}"
+    );
 }

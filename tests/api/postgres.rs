@@ -4,7 +4,7 @@
 //! outside this test binary can reach it and no port can collide.
 //!
 //! One server per test binary ([`shared`]), one database per test
-//! ([`TestPostgres::database`]). A test that stops and restarts the server itself
+//! ([`TestPostgres::database_with_sql`]). A test that stops and restarts the server itself
 //! starts its own ([`TestPostgres::start`]).
 //!
 //! `initdb` refuses to run as root: as uid 0 every PostgreSQL program runs
@@ -182,34 +182,24 @@ impl TestPostgres {
 
     /// Runs `sql` as the superuser in database `database`.
     pub fn psql(&self, database: &str, sql: &str) -> String {
-        let output = command(&self.bin, "psql")
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.dir)
-            .args([
-                "-p",
-                &PORT.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                database,
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "psql `{sql}` failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        self.sql(database).run(sql)
     }
 
-    /// A new, empty database of its own for one test; its URL.
-    pub fn database(&self) -> String {
+    /// `psql` on `database` of this server, as a handle a test can keep.
+    pub fn sql(&self, database: &str) -> Sql {
+        Sql {
+            dir: self.dir.clone(),
+            bin: self.bin.clone(),
+            database: database.to_owned(),
+        }
+    }
+
+    /// A new, empty database of its own for one test: its URL, and a handle
+    /// that runs SQL in it.
+    pub fn database_with_sql(&self) -> (String, Sql) {
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
-        self.url(&name)
+        (self.url(&name), self.sql(&name))
     }
 
     /// The URL of `database` over this server's socket.
@@ -240,6 +230,59 @@ impl TestPostgres {
     /// Starts the stopped server again on the same data.
     pub fn restart(&mut self) {
         self.run();
+    }
+}
+
+/// Runs SQL as the superuser in one database of a test server, through `psql`.
+#[derive(Clone)]
+pub struct Sql {
+    dir: PathBuf,
+    bin: PathBuf,
+    database: String,
+}
+
+impl Sql {
+    fn command(&self, sql: &str) -> Command {
+        let mut command = command(&self.bin, "psql");
+        command
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &PORT.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                &self.database,
+                "-c",
+                sql,
+            ]);
+        command
+    }
+
+    /// Runs `sql`; its output (unaligned tuples only), or psql's error.
+    pub fn try_run(&self, sql: &str) -> Result<String, String> {
+        let output = self.command(sql).output().unwrap();
+        if output.status.success() {
+            Ok(String::from_utf8(output.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    /// Runs `sql`, which must succeed; its output.
+    pub fn run(&self, sql: &str) -> String {
+        self.try_run(sql)
+            .unwrap_or_else(|error| panic!("psql `{sql}` failed: {error}"))
+    }
+
+    /// Starts `sql` in a `psql` of its own and returns at once.
+    pub fn spawn(&self, sql: &str) -> Child {
+        self.command(sql)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
     }
 }
 

@@ -252,8 +252,10 @@ pub struct Config {
 pub struct ClusterConfig {
     /// The PostgreSQL URL (`postgresql://user:password@host:port/db`, or
     /// `postgresql:///db?host=/run/postgresql` for a unix socket) that every
-    /// replica of one service shares: pending sessions and async answers live
-    /// there, so any replica serves them. Empty: embedded mode, everything in
+    /// replica of one service shares: pending sessions, async answers and the
+    /// one audit log live there, so any replica serves them (a file log with
+    /// records in `data_dir` must be moved in first: `wasm-hypervisor log
+    /// import`). Empty: embedded mode, everything in
     /// this process and `data_dir`. No TLS: reach the database over a private
     /// network or a socket. It may hold a password: it is never logged. Default
     /// empty.

@@ -20,7 +20,7 @@
 //! - [`blobs`]: each client scope's store of the modules and archives it sent,
 //!   named later by SHA-256 (protocol v1.1 §D).
 //! - [`sandbox`]: the Wasmtime engine, limits and WASI policy; runs one guest.
-//! - [`audit`]: the durable, file-backed audit log and its in-memory tree.
+//! - [`audit`]: the audit log (a file, or in cluster mode PostgreSQL) and its in-memory tree.
 //! - [`execution`]: the orchestrator: open → run → commit → log → seal.
 //! - [`async_results`]: long jobs (`Prefer: respond-async`): pending executions and
 //!   the sealed answers kept for their client.

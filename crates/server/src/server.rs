@@ -30,8 +30,11 @@ use crate::access::{QuotaSettings, Quotas, TokenSet};
 use crate::api::{self, AppState, MetricsAccess, Shared};
 use crate::async_results::{AsyncExecutions, AsyncSettings, MemoryStore};
 use crate::audit::{AuditError, AuditLog};
+use crate::cluster::log::Imported;
 use crate::cluster::sessions::SessionLimits;
-use crate::cluster::{Cluster, ClusterError, PgAsyncResults, PgSessionStore};
+use crate::cluster::{
+    self, Cluster, ClusterError, LogError, PgAsyncResults, PgLog, PgSessionStore,
+};
 use crate::config::Config;
 use crate::connections::{Connection, ConnectionIo, ConnectionLimits, Connections};
 use crate::execution::{ExecutionPolicy, Executor};
@@ -84,6 +87,27 @@ const SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(100);
 /// finished within a second of each other are swept together.
 const ASYNC_SWEEP_INTERVAL_MIN: Duration = Duration::from_secs(1);
 
+/// `wasm-hypervisor log import`: copies the file log of `config`'s data
+/// directory (not in use by a server) into the empty log of the database at
+/// `database_url`, set up (or checked) under `config`'s key and origin, like a
+/// replica. The key file must exist: it signed the file log.
+pub async fn import_log(config: &Config, database_url: &str) -> Result<Imported, ServerError> {
+    let key_path = config.signing_key_path();
+    if !key_path.exists() {
+        return Err(ClusterError::Log(LogError::NoKey { path: key_path }).into());
+    }
+    let key = Service::key(config)?;
+    let cluster = Cluster::connect(database_url, 2, &key, config.origin.as_str()).await?;
+    Ok(cluster::log::import(
+        &cluster,
+        config.data_dir.as_path(),
+        &key,
+        config.origin.as_str(),
+    )
+    .await
+    .map_err(ClusterError::from)?)
+}
+
 /// A built service: the router plus what must be shut down with it.
 pub struct Service {
     pub state: AppState,
@@ -118,7 +142,7 @@ impl Service {
             return Err(ServerError::ClusterNeedsOpen);
         }
         let key = Service::key(config)?;
-        Service::assemble(config, key, None)
+        Service::assemble(config, key, None, None)
     }
 
     /// Builds the service in either mode: in cluster mode
@@ -140,7 +164,19 @@ impl Service {
             pool_size = config.cluster.pool_size.get(),
             "cluster mode: the database is set up under this key and origin"
         );
-        Service::assemble(config, key, Some(cluster))
+        let (log, tasks) = PgLog::open(
+            cluster.clone(),
+            key.clone(),
+            config.origin.as_str(),
+            config.data_dir.as_path(),
+        )
+        .await?;
+        Service::assemble(
+            config,
+            key,
+            Some(cluster),
+            Some((AuditLog::cluster(log), tasks)),
+        )
     }
 
     /// Creates the data directory and loads (or creates) the signing key.
@@ -160,24 +196,23 @@ impl Service {
         )?))
     }
 
-    fn assemble(
-        config: &Config,
-        key: Arc<ServerKey>,
-        cluster: Option<Cluster>,
-    ) -> Result<Service, ServerError> {
-        let data_dir = config.data_dir.as_path();
+    /// Opens the file log (embedded mode), logging what recovery found.
+    fn open_file_log(config: &Config, key: &Arc<ServerKey>) -> Result<AuditLog, ServerError> {
         let provider = config.crypto.provider;
-        let mut background = Vec::new();
-        let (log, recovery) = AuditLog::open(data_dir, config.origin.as_str(), key.clone())?;
+        let (log, recovery) = AuditLog::open(
+            config.data_dir.as_path(),
+            config.origin.as_str(),
+            key.clone(),
+        )?;
         if recovery.torn_bytes > 0 {
             tracing::warn!(
-                path = %log.path().display(),
+                path = %config.data_dir.as_path().join(crate::audit::log::LOG_FILE).display(),
                 torn_bytes = recovery.torn_bytes,
                 "zeroed a torn batch at the end of the audit log (a crash during an unacknowledged append)"
             );
         }
         if recovery.converted_from_v1 {
-            tracing::info!(path = %log.path().display(), "converted the audit log from format v1 to v2");
+            tracing::info!(path = %config.data_dir.as_path().join(crate::audit::log::LOG_FILE).display(), "converted the audit log from format v1 to v2");
         }
         tracing::info!(
             records = recovery.records,
@@ -186,6 +221,25 @@ impl Service {
             crypto_provider = provider.name(),
             "audit log open and consistent with its signed checkpoint"
         );
+        Ok(log)
+    }
+
+    fn assemble(
+        config: &Config,
+        key: Arc<ServerKey>,
+        cluster: Option<Cluster>,
+        cluster_log: Option<(AuditLog, Vec<JoinHandle<()>>)>,
+    ) -> Result<Service, ServerError> {
+        let data_dir = config.data_dir.as_path();
+        let provider = config.crypto.provider;
+        let mut background = Vec::new();
+        let log = match cluster_log {
+            Some((log, tasks)) => {
+                background.extend(tasks);
+                log
+            }
+            None => Service::open_file_log(config, &key)?,
+        };
         let compile_worker = match &config.execution.compile_worker {
             Some(program) => program.clone(),
             None => std::env::current_exe().map_err(|source| ServerError::DataDir {

@@ -17,6 +17,7 @@ use wasm_hypervisor_protocol::wire::{
 use super::AppState;
 use super::error::ApiError;
 use super::extract::parse_uuid;
+use crate::audit::AuditError;
 
 /// The signed tree head of the whole log as it is now (protocol §4).
 #[utoipa::path(
@@ -49,6 +50,7 @@ pub(super) async fn checkpoint(State(state): State<AppState>) -> Json<Checkpoint
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`log_unavailable`: cluster mode, the database cannot be reached", body = ErrorBody),
     )
 )]
 pub(super) async fn verify(
@@ -64,9 +66,17 @@ pub(super) async fn verify(
         .executor
         .log()
         .inclusion(&id)
-        .map_err(|error| {
-            tracing::error!(%error, "cannot read a logged record back");
-            ApiError::Internal
+        .await
+        .map_err(|error| match error {
+            // Cluster mode: the database did not answer.
+            AuditError::Unavailable(_) => {
+                tracing::warn!(%error, "cannot look an execution up in the log");
+                ApiError::LogUnavailable
+            }
+            error => {
+                tracing::error!(%error, "cannot read a logged record back");
+                ApiError::Internal
+            }
         })?
         .ok_or(ApiError::ExecutionNotFound)?;
     let leaf = inclusion.record.leaf;
@@ -116,7 +126,7 @@ pub(super) async fn consistency(
     };
     let (first, second) = (size_param("first")?, size_param("second")?);
     let log = &state.log;
-    let size = log.size();
+    let size = log.size_for(second).await;
     if first == 0 || first > second || second > size {
         return Err(ApiError::InvalidParameter(format!(
             "need 1 <= first <= second <= {size} (the current tree size)"

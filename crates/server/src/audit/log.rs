@@ -26,7 +26,7 @@
 //! in the previous batch, lets the group fill up to the previous batch's size for
 //! at most a quarter of the last commit's duration, capped at [`MAX_GATHER`] (see
 //! [`gather_window`]). A lone append never waits for company. An append that
-//! returns `Ok` is on disk. [`AuditLog::writer_stats`] counts batches, records,
+//! returns `Ok` is on disk. [`FileLog::writer_stats`] counts batches, records,
 //! batches that waited, and batches written by the appending task itself.
 //!
 //! # Recovery
@@ -74,7 +74,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -90,6 +89,7 @@ use uuid::Uuid;
 
 use super::AuditError;
 use super::record::{BatchMark, Decoded, LogRecord, MAX_RECORD_LEN, Version};
+use super::tree::{LeafIndex, Signer};
 use crate::keys::ServerKey;
 use wasm_hypervisor_protocol::checkpoint::{Checkpoint, SignedCheckpoint};
 use wasm_hypervisor_protocol::merkle::{Hash, MerkleError, MerkleTree};
@@ -165,9 +165,9 @@ pub struct Inclusion {
 }
 
 /// A handle on the log; cheap to clone. When the last handle is dropped, the
-/// writer thread writes what is queued and stops, as on [`AuditLog::close`].
+/// writer thread writes what is queued and stops, as on [`FileLog::close`].
 #[derive(Clone)]
-pub struct AuditLog {
+pub struct FileLog {
     shared: Arc<Shared>,
     _owner: Arc<Owner>,
 }
@@ -188,10 +188,8 @@ struct Shared {
     reader: File,
     path: PathBuf,
     dir: PathBuf,
-    origin: String,
-    key: Arc<ServerKey>,
-    /// The latest signed checkpoint, re-signed only when the tree has grown.
-    latest: Mutex<Option<SignedCheckpoint>>,
+    /// Signs checkpoints, re-signing only when the tree has grown.
+    signer: Signer,
     /// Whether the last batch was written and synced. Set after every batch; read
     /// by health checks.
     last_batch_ok: AtomicBool,
@@ -243,22 +241,19 @@ type Pending = (LogRecord, oneshot::Sender<Result<u64, AuditError>>);
 /// What the process keeps of the log in memory.
 #[derive(Default)]
 struct Index {
-    tree: MerkleTree,
+    leaves: LeafIndex,
     /// File offset of each record.
     offsets: Vec<u64>,
-    by_execution: HashMap<Uuid, u64>,
 }
 
 impl Index {
     fn push(&mut self, record: &LogRecord, offset: u64) {
-        let position = self.tree.size();
-        self.tree.push(record.leaf.hash());
+        self.leaves.push(&record.leaf);
         self.offsets.push(offset);
-        self.by_execution.insert(record.leaf.execution_id, position);
     }
 }
 
-impl AuditLog {
+impl FileLog {
     /// Opens (or creates) `dir/audit.log`, checks every record, zeroes a torn final
     /// batch, converts a v1 file, checks the tree against the persisted checkpoint,
     /// takes an exclusive lock on the file and starts the writer thread. `origin`
@@ -267,18 +262,18 @@ impl AuditLog {
         dir: &Path,
         origin: &str,
         key: Arc<ServerKey>,
-    ) -> Result<(AuditLog, Recovery), AuditError> {
-        AuditLog::open_with_chunk(dir, origin, key, SEGMENT_CHUNK)
+    ) -> Result<(FileLog, Recovery), AuditError> {
+        FileLog::open_with_chunk(dir, origin, key, SEGMENT_CHUNK)
     }
 
-    /// [`AuditLog::open`], growing the file by `chunk` bytes of zeros at a time
+    /// [`FileLog::open`], growing the file by `chunk` bytes of zeros at a time
     /// instead of [`SEGMENT_CHUNK`] (tests use small chunks to cross many).
     pub fn open_with_chunk(
         dir: &Path,
         origin: &str,
         key: Arc<ServerKey>,
         chunk: u64,
-    ) -> Result<(AuditLog, Recovery), AuditError> {
+    ) -> Result<(FileLog, Recovery), AuditError> {
         let chunk = chunk.max(1);
         let path = dir.join(LOG_FILE);
         let io = |source| AuditError::Io {
@@ -320,7 +315,7 @@ impl AuditLog {
             index.push(record, *offset);
         }
         if let Some(stored) = &stored {
-            check_against_checkpoint(dir, &path, &index.tree, stored, origin)?;
+            check_against_checkpoint(dir, &path, &index.leaves.tree, stored, origin)?;
         }
 
         // Only now, with the history checked, is the file touched.
@@ -342,7 +337,7 @@ impl AuditLog {
         let reader = File::open(&path).map_err(io)?;
 
         let recovery = Recovery {
-            records: index.tree.size(),
+            records: index.leaves.tree.size(),
             torn_bytes,
             checkpoint_size: stored.map(|s| s.checkpoint.tree_size),
             converted_from_v1: scan.version == Version::V1,
@@ -374,7 +369,7 @@ impl AuditLog {
             .spawn(move || writer_thread(thread))
             .map_err(io)?;
         Ok((
-            AuditLog {
+            FileLog {
                 _owner: Arc::new(Owner(shared.clone())),
                 shared,
             },
@@ -444,12 +439,12 @@ impl AuditLog {
 
     /// Number of durable records.
     pub fn size(&self) -> u64 {
-        self.lock().tree.size()
+        self.lock().leaves.tree.size()
     }
 
     /// The log index of an execution, if it is in the log.
     pub fn index_of(&self, execution_id: &Uuid) -> Option<u64> {
-        self.lock().by_execution.get(execution_id).copied()
+        self.lock().leaves.by_execution.get(execution_id).copied()
     }
 
     pub fn path(&self) -> &Path {
@@ -460,26 +455,28 @@ impl AuditLog {
     /// and the execution id map (16-byte key, 8-byte value, 1 control byte a slot).
     pub fn memory_bytes(&self) -> usize {
         let index = self.lock();
-        index.tree.memory_bytes()
-            + index.offsets.capacity() * std::mem::size_of::<u64>()
-            + index.by_execution.capacity() * (16 + 8 + 1)
+        index.leaves.memory_bytes() + index.offsets.capacity() * std::mem::size_of::<u64>()
     }
 
     pub fn origin(&self) -> &str {
-        &self.shared.origin
+        self.shared.signer.origin()
     }
 
     /// A signed checkpoint of the whole log as it is now.
     pub fn checkpoint(&self) -> SignedCheckpoint {
         let (size, root) = {
             let index = self.lock();
-            let size = index.tree.size();
+            let size = index.leaves.tree.size();
             (
                 size,
-                index.tree.root(size).expect("the current size is in range"),
+                index
+                    .leaves
+                    .tree
+                    .root(size)
+                    .expect("the current size is in range"),
             )
         };
-        self.shared.sign(size, root)
+        self.shared.signer.sign(size, root)
     }
 
     /// An execution's record and its inclusion proof against a fresh checkpoint, or
@@ -487,15 +484,20 @@ impl AuditLog {
     pub fn inclusion(&self, execution_id: &Uuid) -> Result<Option<Inclusion>, AuditError> {
         let (index, offset, size, root, proof) = {
             let guard = self.lock();
-            let Some(&index) = guard.by_execution.get(execution_id) else {
+            let Some(&index) = guard.leaves.by_execution.get(execution_id) else {
                 return Ok(None);
             };
-            let size = guard.tree.size();
+            let size = guard.leaves.tree.size();
             let proof = guard
+                .leaves
                 .tree
                 .inclusion_proof(index, size)
                 .expect("a logged index is inside the tree");
-            let root = guard.tree.root(size).expect("the current size is in range");
+            let root = guard
+                .leaves
+                .tree
+                .root(size)
+                .expect("the current size is in range");
             (index, guard.offsets[index as usize], size, root, proof)
         };
         let record = self.shared.read_record(offset)?;
@@ -503,13 +505,13 @@ impl AuditLog {
             index,
             record,
             proof,
-            checkpoint: self.shared.sign(size, root),
+            checkpoint: self.shared.signer.sign(size, root),
         }))
     }
 
     /// RFC 9162 §2.1.4 consistency proof between two sizes of this log.
     pub fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.lock().tree.consistency_proof(first, second)
+        self.lock().leaves.tree.consistency_proof(first, second)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -533,9 +535,7 @@ impl Shared {
             reader,
             path: dir.join(LOG_FILE),
             dir: dir.to_owned(),
-            origin: origin.to_owned(),
-            key,
-            latest: Mutex::new(None),
+            signer: Signer::new(origin, key),
             last_batch_ok: AtomicBool::new(true),
             stopped: AtomicBool::new(false),
             queue_slots: Arc::new(Semaphore::new(QUEUE_DEPTH)),
@@ -624,37 +624,6 @@ impl Shared {
         queue.pending.drain(..count).collect()
     }
 
-    /// Signs a checkpoint for `size`, reusing the last signature when the tree has
-    /// not grown since (signing is most of the cost of serving a proof).
-    fn sign(&self, size: u64, root: Hash) -> SignedCheckpoint {
-        let mut latest = self
-            .latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(signed) = latest.as_ref()
-            && signed.checkpoint.tree_size == size
-        {
-            return signed.clone();
-        }
-        let checkpoint = Checkpoint {
-            origin: self.origin.clone(),
-            tree_size: size,
-            root_hash: root,
-        };
-        let signature = self.key.sign(checkpoint.body().as_bytes());
-        let signed = SignedCheckpoint {
-            checkpoint,
-            signature,
-        };
-        if latest
-            .as_ref()
-            .is_none_or(|current| current.checkpoint.tree_size < size)
-        {
-            *latest = Some(signed.clone());
-        }
-        signed
-    }
-
     fn read_record(&self, offset: u64) -> Result<LogRecord, AuditError> {
         let mut buffer = [0u8; MAX_RECORD_LEN];
         let mut filled = 0;
@@ -702,6 +671,63 @@ pub fn read_records(path: &Path) -> Result<Vec<LogRecord>, AuditError> {
         });
     }
     Ok(scan.records)
+}
+
+/// A record and its bytes as the file stores them.
+pub type RawRecord = (LogRecord, Vec<u8>);
+
+/// A file log that is not in use, read whole for copying elsewhere (`log
+/// import`): the file opened read-only and locked (refused while a server holds
+/// it), every record checked (a torn tail is an error here), and the tree
+/// checked against the persisted checkpoint. Each record comes with its bytes as
+/// the file stores them. The lock is held as long as the returned file is.
+pub fn read_unused(
+    dir: &Path,
+    origin: &str,
+    key: &ServerKey,
+) -> Result<(File, Vec<RawRecord>), AuditError> {
+    let path = dir.join(LOG_FILE);
+    let io = |source| AuditError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = File::open(&path).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(AuditError::Locked { path });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    let scan = scan(&path, &bytes)?;
+    if scan.torn_end != scan.end {
+        return Err(AuditError::Corrupt {
+            path,
+            offset: scan.end,
+            problem: "the log ends with a torn batch; start and stop a server on it first"
+                .to_owned(),
+        });
+    }
+    let mut leaves = LeafIndex::default();
+    for record in &scan.records {
+        leaves.push(&record.leaf);
+    }
+    if let Some(stored) = read_checkpoint(dir, key)? {
+        check_against_checkpoint(dir, &path, &leaves.tree, &stored, origin)?;
+    }
+    let raw = scan
+        .records
+        .into_iter()
+        .zip(scan.offsets)
+        .map(|(record, offset)| {
+            let start = offset as usize;
+            let bytes = bytes[start..start + record.encoded_len()].to_vec();
+            (record, bytes)
+        })
+        .collect();
+    Ok((file, raw))
 }
 
 /// Rewrites a checked v1 log as v2: the same records, as one batch 0 whose last
@@ -909,8 +935,20 @@ fn is_later(batch: u16, than: u16) -> bool {
 }
 
 /// Reads and checks `dir/checkpoint`, if there is one.
-fn read_checkpoint(dir: &Path, key: &ServerKey) -> Result<Option<SignedCheckpoint>, AuditError> {
-    let path = dir.join(CHECKPOINT_FILE);
+pub(crate) fn read_checkpoint(
+    dir: &Path,
+    key: &ServerKey,
+) -> Result<Option<SignedCheckpoint>, AuditError> {
+    read_checkpoint_file(&dir.join(CHECKPOINT_FILE), key)
+}
+
+/// Reads a persisted checkpoint (the format of `dir/checkpoint`) and checks its
+/// signature under `key`, if the file exists.
+pub(crate) fn read_checkpoint_file(
+    path: &Path,
+    key: &ServerKey,
+) -> Result<Option<SignedCheckpoint>, AuditError> {
+    let path = path.to_owned();
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -941,7 +979,7 @@ fn read_checkpoint(dir: &Path, key: &ServerKey) -> Result<Option<SignedCheckpoin
 }
 
 /// The recovered tree must contain the persisted checkpoint's tree.
-fn check_against_checkpoint(
+pub(crate) fn check_against_checkpoint(
     dir: &Path,
     log_path: &Path,
     tree: &MerkleTree,
@@ -990,8 +1028,17 @@ fn check_against_checkpoint(
 
 /// Writes `dir/checkpoint` atomically: temporary file, sync, rename, sync the
 /// directory.
-fn write_checkpoint(dir: &Path, signed: &SignedCheckpoint) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+pub(crate) fn write_checkpoint(dir: &Path, signed: &SignedCheckpoint) -> std::io::Result<()> {
+    write_checkpoint_file(dir, CHECKPOINT_FILE, signed)
+}
+
+/// Writes `dir/name` in the format of `dir/checkpoint`, atomically.
+pub(crate) fn write_checkpoint_file(
+    dir: &Path,
+    name: &str,
+    signed: &SignedCheckpoint,
+) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut text = signed.checkpoint.body();
     text.push_str(&B64.encode(&signed.signature));
     text.push('\n');
@@ -1003,7 +1050,7 @@ fn write_checkpoint(dir: &Path, signed: &SignedCheckpoint) -> std::io::Result<()
         .open(&tmp)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
-    std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))?;
+    std::fs::rename(&tmp, dir.join(name))?;
     File::open(dir)?.sync_all()
 }
 
@@ -1119,16 +1166,20 @@ fn persist_checkpoint(shared: &Shared) {
     persisted.at = Instant::now();
     let (size, root) = {
         let index = shared.lock_index();
-        let size = index.tree.size();
+        let size = index.leaves.tree.size();
         (
             size,
-            index.tree.root(size).expect("the current size is in range"),
+            index
+                .leaves
+                .tree
+                .root(size)
+                .expect("the current size is in range"),
         )
     };
     if persisted.size == Some(size) {
         return;
     }
-    let signed = shared.sign(size, root);
+    let signed = shared.signer.sign(size, root);
     match write_checkpoint(&shared.dir, &signed) {
         Ok(()) => persisted.size = Some(size),
         Err(error) => {
@@ -1196,7 +1247,7 @@ impl Writer {
                 let mut index = shared.lock_index();
                 let mut offset = start;
                 for (record, done) in batch.drain(..) {
-                    let position = index.tree.size();
+                    let position = index.leaves.tree.size();
                     index.push(&record, offset);
                     offset += record.encoded_len() as u64;
                     let _ = done.send(Ok(position));
@@ -1282,8 +1333,8 @@ mod tests {
         Arc::new(ServerKey::from_scalar(crate::envelope::Provider::default(), &[7; 32]).unwrap())
     }
 
-    fn open(dir: &Path) -> Result<(AuditLog, Recovery), AuditError> {
-        AuditLog::open(dir, "test.example/log", key())
+    fn open(dir: &Path) -> Result<(FileLog, Recovery), AuditError> {
+        FileLog::open(dir, "test.example/log", key())
     }
 
     fn record(n: u8) -> LogRecord {
@@ -1370,7 +1421,7 @@ mod tests {
         recovery
     }
 
-    fn expect_corrupt(result: Result<(AuditLog, Recovery), AuditError>) -> (u64, String) {
+    fn expect_corrupt(result: Result<(FileLog, Recovery), AuditError>) -> (u64, String) {
         match result {
             Err(AuditError::Corrupt {
                 offset, problem, ..
@@ -1426,7 +1477,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let chunk = 1024;
         let (log, _) =
-            AuditLog::open_with_chunk(dir.path(), "test.example/log", key(), chunk).unwrap();
+            FileLog::open_with_chunk(dir.path(), "test.example/log", key(), chunk).unwrap();
         for n in 1..=60 {
             log.append(record(n)).await.unwrap();
         }
@@ -1440,9 +1491,9 @@ mod tests {
         reopens_with_exactly(dir.path(), &records(1..=60)).await;
     }
 
-    /// A writer on `file` over an empty log in `dir`, as `AuditLog::open` builds it
+    /// A writer on `file` over an empty log in `dir`, as `FileLog::open` builds it
     /// but without its thread, and a handle that reads its state.
-    fn writer_on(file: File, dir: &Path) -> (Writer, AuditLog) {
+    fn writer_on(file: File, dir: &Path) -> (Writer, FileLog) {
         let path = log_path(dir);
         std::fs::write(&path, FILE_MAGIC).unwrap();
         let shared = Arc::new(Shared::new(
@@ -1466,7 +1517,7 @@ mod tests {
             previous_batch: 0,
             buffer: Vec::new(),
         };
-        let log = AuditLog {
+        let log = FileLog {
             _owner: Arc::new(Owner(shared.clone())),
             shared,
         };
@@ -1475,7 +1526,7 @@ mod tests {
 
     fn commit_one(
         writer: &mut Writer,
-        log: &AuditLog,
+        log: &FileLog,
         record: LogRecord,
     ) -> Result<u64, AuditError> {
         let (done, acknowledged) = oneshot::channel();
@@ -1740,7 +1791,7 @@ mod tests {
     async fn a_crash_while_growing_leaves_a_log_that_opens_and_grows_again() {
         let chunk = 1024;
         let open_small =
-            |dir: &Path| AuditLog::open_with_chunk(dir, "test.example/log", key(), chunk).unwrap();
+            |dir: &Path| FileLog::open_with_chunk(dir, "test.example/log", key(), chunk).unwrap();
         for (what, len_after_crash) in [
             ("no zeros written yet", 0u64),
             ("part of the chunk written", 300),
@@ -1957,7 +2008,7 @@ mod tests {
         let other = Arc::new(
             ServerKey::from_scalar(crate::envelope::Provider::default(), &[8; 32]).unwrap(),
         );
-        match AuditLog::open(dir.path(), "test.example/log", other) {
+        match FileLog::open(dir.path(), "test.example/log", other) {
             Err(AuditError::Corrupt { problem, .. }) => {
                 assert!(problem.contains("signature"), "{problem}")
             }

@@ -15,11 +15,14 @@ use super::DbError;
 const MIGRATION_LOCK: i64 = 0x7761_736d_6879_7031;
 
 /// Every migration, in order: (version, name, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_init",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (2, "0002_log", include_str!("../../migrations/0002_log.sql")),
+];
 
 /// Applies the migrations `schema_migrations` lacks, within `transaction`.
 pub(super) async fn apply(transaction: &Transaction<'_>) -> Result<(), DbError> {

@@ -10,10 +10,8 @@
 //!   [`PROBE_INTERVAL`]);
 //! - `sessions`: the pending sessions any replica can use, exactly once;
 //! - `wrap`: the epoch keys that wrap session seeds;
-//! - `async_results`: long jobs' answers, fetchable from any replica.
-//!
-//! Stage 1 of issue 16: the audit log stays per replica (a file in each
-//! replica's `data_dir`).
+//! - `async_results`: long jobs' answers, fetchable from any replica;
+//! - `log`: the audit log, one for every replica (`PgLog`), and `log import`.
 
 #![forbid(unsafe_code)]
 
@@ -27,11 +25,13 @@ use tokio_postgres::NoTls;
 use crate::keys::ServerKey;
 
 pub mod async_results;
+pub mod log;
 mod migrations;
 pub mod sessions;
 mod wrap;
 
 pub use async_results::PgAsyncResults;
+pub use log::{LogError, PgLog};
 pub use sessions::PgSessionStore;
 
 /// How often each replica checks that the database answers (`/health`).
@@ -62,6 +62,9 @@ pub enum ClusterError {
          (signing_key_file) is {ours}: every replica of a cluster must use the same key file"
     )]
     KeyMismatch { database: String, ours: String },
+    /// The audit log in the database, or what the data directory holds of it.
+    #[error("audit log: {0}")]
+    Log(#[from] LogError),
     /// The database was set up under another origin.
     #[error(
         "the database was set up for origin `{database}`, and this replica's origin is \
@@ -92,6 +95,8 @@ impl From<deadpool_postgres::PoolError> for DbError {
 #[derive(Clone)]
 pub struct Cluster {
     pool: Pool,
+    /// The connection settings, for the log's dedicated `LISTEN` connection.
+    config: Arc<tokio_postgres::Config>,
     reachable: Arc<AtomicBool>,
 }
 
@@ -115,9 +120,10 @@ impl Cluster {
     ) -> Result<Cluster, ClusterError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(ClusterError::Url)?;
         config.connect_timeout(CONNECT_TIMEOUT);
-        config.application_name("wasm-hypervisor");
+        // Names this replica in `pg_stat_activity` (who holds the log's lock).
+        config.application_name(application_name());
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 // A connection broken by a database restart is found closed and
@@ -135,6 +141,7 @@ impl Cluster {
             .map_err(|error| ClusterError::Pool(error.to_string()))?;
         let cluster = Cluster {
             pool,
+            config: Arc::new(config),
             reachable: Arc::new(AtomicBool::new(true)),
         };
         let mut client = cluster.pool.get().await.map_err(DbError::from)?;
@@ -177,8 +184,9 @@ impl Cluster {
         let config: tokio_postgres::Config = "postgresql://nobody@/none?host=/nonexistent"
             .parse()
             .expect("a valid URL");
-        let manager = Manager::from_config(config, NoTls, ManagerConfig::default());
+        let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig::default());
         Cluster {
+            config: Arc::new(config),
             pool: Pool::builder(manager)
                 .build()
                 .expect("a pool without a runtime"),
@@ -218,6 +226,16 @@ impl Cluster {
         })
     }
 
+    /// The connection settings (for a connection outside the pool).
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// A pooled connection, unbounded in time once taken (for `log import`).
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
     /// Runs `operation` on a pooled connection within [`OPERATION_TIMEOUT`].
     pub(crate) async fn run<T, F, Fut>(&self, operation: F) -> Result<T, DbError>
     where
@@ -232,6 +250,13 @@ impl Cluster {
             .await
             .map_err(|_| DbError::Timeout)?
     }
+}
+
+/// `wasm-hypervisor <host>/<pid>`: each replica's connections are told apart in
+/// `pg_stat_activity.application_name`.
+fn application_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("wasm-hypervisor {}/{}", host.trim(), std::process::id())
 }
 
 /// `time` in Unix milliseconds, as the tables keep times.

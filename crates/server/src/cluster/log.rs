@@ -1,0 +1,880 @@
+//! Cluster mode's audit log: one log in PostgreSQL for every replica, with the
+//! file log's leaf, record, tree and checkpoint formats.
+//!
+//! # Tables (`migrations/0002_log.sql`)
+//! `log_leaves(idx, execution_id, record)`: the record's bytes are exactly what
+//! the file log stores for it (`audit::record`, v2 framing; appended here as a
+//! one-record batch 0, imported records keep their file's batch marks), so
+//! `log import` is a copy. `log_head(size)` is the sequencer's counter;
+//! `log_import` records the file a `log import` copied (its size and root).
+//!
+//! # Appending: group commit, one sequencer at a time
+//! Appends queue in the replica; one task (the sequencer side of this replica)
+//! takes everything queued, at most [`MAX_BATCH`], and runs one transaction:
+//! `pg_advisory_xact_lock(LOG_LOCK)` (the sequencer lease: held only while the
+//! transaction runs; a replica killed mid-transaction has it aborted and the lock
+//! released by PostgreSQL, so another replica takes over at once), then one
+//! statement that reads the head, inserts the rows at head, head+1, …, moves the
+//! head and notifies [`CHANNEL`], then COMMIT. Only after COMMIT returns is any
+//! append of the batch acknowledged, and only once this replica's tree holds it.
+//! The primary key on `idx` makes a fork impossible even if the lock were
+//! bypassed (the insert fails). The whole transaction is bounded by
+//! [`OPERATION_TIMEOUT`] (and `lock_timeout` just under it); on any failure
+//! every append of the batch gets [`AuditError::Unavailable`] (503
+//! `log_unavailable`) and the log reports itself unwritable (`/health`) until a
+//! transaction commits or the tailer reads the log again. A connection lost
+//! during COMMIT is ambiguous: the leaves may be in the log though their clients
+//! were answered 503 (PROTOCOL.md).
+//!
+//! # Every replica has the whole log
+//! Each replica's tree ([`LeafIndex`]) catches up from `log_leaves WHERE idx >=
+//! size ORDER BY idx` in chunks: after its own commit (pushing its own leaves
+//! without a read when its tree is exactly at the batch's start), on a
+//! notification (a dedicated `LISTEN` connection, reconnected when lost), and
+//! every [`POLL_INTERVAL`] regardless. `/verify` of an id the tree does not hold
+//! looks it up in the database and catches up to it first. Records are read back
+//! from the database by index, never kept in memory. Each replica signs its own
+//! tree with the shared key: all trees are prefixes of one sequence, so every
+//! replica's checkpoints are consistent with every other's.
+//!
+//! # Start-up
+//! The tree is loaded from `log_leaves`, each record decoded and its leaf
+//! signature checked under this replica's key. A file log with records in the
+//! data directory refuses the start unless the database records that this very
+//! file (size and root) was imported (`wasm-hypervisor log import`). Each
+//! replica persists the newest checkpoint it has seen in
+//! `data_dir/`[`CHECKPOINT_FILE`] and refuses a database whose log does not
+//! contain it (a restored older backup: a rolled-back log).
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
+
+use super::{Cluster, ClusterError, DbError, OPERATION_TIMEOUT, unix_millis};
+use crate::audit::log::{LOG_FILE, read_checkpoint_file, read_records, write_checkpoint_file};
+use crate::audit::record::{BatchMark, Decoded, LogRecord, Version};
+use crate::audit::tree::{LeafIndex, Signer};
+use crate::audit::{AuditError, Inclusion};
+use crate::keys::ServerKey;
+use wasm_hypervisor_protocol::checkpoint::SignedCheckpoint;
+use wasm_hypervisor_protocol::merkle::{Hash, MerkleError, MerkleTree};
+
+/// The advisory lock key of the log's sequencer: "wasmhlog" as a big-endian
+/// integer.
+pub const LOG_LOCK: i64 = 0x7761_736d_686c_6f67;
+
+/// The channel each commit notifies with the log's new size.
+pub const CHANNEL: &str = "wasm_hypervisor_log";
+
+/// Most appends one transaction takes.
+pub const MAX_BATCH: usize = 1024;
+
+/// Appends queued before more appends wait to queue.
+const QUEUE_DEPTH: usize = 4096;
+
+/// Rows read per catch-up query.
+const CATCH_UP_CHUNK: i64 = 4096;
+
+/// How often a replica reads new leaves even without a notification, and tries
+/// to reconnect its `LISTEN` connection.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The newest checkpoint this replica has seen, in its data directory.
+pub const CHECKPOINT_FILE: &str = "cluster_checkpoint";
+
+/// What can go wrong with the log in the database.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("database: {0}")]
+    Database(#[from] DbError),
+    /// A row that is not a valid record of this log.
+    #[error("the database's audit log is damaged at index {index}: {problem}")]
+    Corrupt { index: u64, problem: String },
+    /// A file log with records in the data directory that was never imported.
+    #[error(
+        "{path} holds {records} audit records that are not in the database's log: a cluster \
+         replica never ignores a file log. Move it into the (empty) database with \
+         `wasm-hypervisor log import --database-url URL --data-dir DIR`, or move the file away \
+         if its records are kept elsewhere"
+    )]
+    UnimportedFileLog { path: PathBuf, records: u64 },
+    /// The database's log does not contain a checkpoint this replica saw.
+    #[error(
+        "the database's audit log does not contain the checkpoint this replica saw ({path}): \
+         {problem}. Was the database restored from an older backup, or is this another \
+         database? Refusing to serve a rolled-back log"
+    )]
+    RolledBack { path: PathBuf, problem: String },
+    /// The file log to import, or the persisted checkpoint.
+    #[error(transparent)]
+    File(#[from] AuditError),
+    /// `log import` into a database whose log is not empty.
+    #[error(
+        "the database's audit log is not empty ({size} records{imported}): `log import` only \
+         fills an empty log"
+    )]
+    NotEmpty { size: u64, imported: &'static str },
+    /// `log import` of a file with no records.
+    #[error("{path} holds no records: nothing to import")]
+    NothingToImport { path: PathBuf },
+    /// `log import` without the signing key the file log was signed with.
+    #[error("no signing key at {path}: `log import` needs the key the file log was signed with")]
+    NoKey { path: PathBuf },
+    /// `log import`: the copy does not hash to the file's root.
+    #[error("the copied log's root does not match the file's; nothing was imported")]
+    RootMismatch,
+}
+
+impl From<tokio_postgres::Error> for LogError {
+    fn from(error: tokio_postgres::Error) -> LogError {
+        LogError::Database(DbError::Statement(error))
+    }
+}
+
+/// An append waiting for the sequencer.
+type Pending = (LogRecord, oneshot::Sender<Result<u64, AuditError>>);
+
+/// The log seen from one replica; cheap to clone.
+#[derive(Clone)]
+pub struct PgLog(Arc<Inner>);
+
+struct Inner {
+    cluster: Cluster,
+    index: Mutex<LeafIndex>,
+    signer: Signer,
+    /// Held by whoever extends the tree (a catch-up, or the sequencer pushing its
+    /// own leaves), so that the tree grows in log order.
+    tail: tokio::sync::Mutex<()>,
+    queue: mpsc::Sender<Pending>,
+    /// Whether the last transaction committed.
+    writable: AtomicBool,
+    closed: AtomicBool,
+    data_dir: PathBuf,
+    /// The size of the checkpoint last persisted in the data directory.
+    persisted: Mutex<Option<u64>>,
+}
+
+impl PgLog {
+    /// Checks the data directory's file log and persisted checkpoint against the
+    /// database, loads the tree (every record checked), and starts the sequencer
+    /// and the tailer: the returned tasks run until aborted.
+    pub async fn open(
+        cluster: Cluster,
+        key: Arc<ServerKey>,
+        origin: &str,
+        data_dir: &Path,
+    ) -> Result<(PgLog, Vec<JoinHandle<()>>), ClusterError> {
+        refuse_unimported_file_log(&cluster, data_dir).await?;
+        let stored =
+            read_checkpoint_file(&data_dir.join(CHECKPOINT_FILE), &key).map_err(LogError::from)?;
+        let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let inner = Arc::new(Inner {
+            cluster,
+            index: Mutex::new(LeafIndex::default()),
+            signer: Signer::new(origin, key),
+            tail: tokio::sync::Mutex::new(()),
+            queue,
+            writable: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+            data_dir: data_dir.to_owned(),
+            persisted: Mutex::new(stored.as_ref().map(|s| s.checkpoint.tree_size)),
+        });
+        {
+            let _tail = inner.tail.lock().await;
+            inner.catch_up_locked(true).await?;
+        }
+        if let Some(stored) = &stored {
+            inner.check_contains(stored)?;
+        }
+        let size = inner.size();
+        tracing::info!(
+            records = size,
+            checkpoint_size = stored.map(|s| s.checkpoint.tree_size),
+            "cluster audit log loaded from the database and checked"
+        );
+        let sequencer = tokio::spawn(sequencer(Arc::downgrade(&inner), receiver));
+        let tailer = tokio::spawn(tailer(Arc::downgrade(&inner)));
+        Ok((PgLog(inner), vec![sequencer, tailer]))
+    }
+
+    /// Appends a record; returns its index once its transaction committed and
+    /// this replica's tree holds it.
+    pub async fn append(&self, record: LogRecord) -> Result<u64, AuditError> {
+        let stopped = || AuditError::Unavailable("the log has stopped".to_owned());
+        if self.0.closed.load(Ordering::Acquire) {
+            return Err(stopped());
+        }
+        let (done, acknowledged) = oneshot::channel();
+        self.0
+            .queue
+            .send((record, done))
+            .await
+            .map_err(|_| stopped())?;
+        acknowledged.await.map_err(|_| stopped())?
+    }
+
+    /// Refuses appends from now on and persists the newest checkpoint.
+    pub async fn close(&self) {
+        self.0.closed.store(true, Ordering::Release);
+        let inner = self.0.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.persist_checkpoint()).await;
+    }
+
+    /// Whether the last append transaction committed (and the log is open).
+    pub fn is_writable(&self) -> bool {
+        self.0.writable.load(Ordering::Acquire) && !self.0.closed.load(Ordering::Acquire)
+    }
+
+    /// Leaves in this replica's tree.
+    pub fn size(&self) -> u64 {
+        self.0.size()
+    }
+
+    pub fn index_of(&self, execution_id: &Uuid) -> Option<u64> {
+        self.0.lock().by_execution.get(execution_id).copied()
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.0.lock().memory_bytes()
+    }
+
+    pub fn origin(&self) -> &str {
+        self.0.signer.origin()
+    }
+
+    /// A signed checkpoint of this replica's tree.
+    pub fn checkpoint(&self) -> SignedCheckpoint {
+        let (size, root) = self.0.lock().head();
+        self.0.signer.sign(size, root)
+    }
+
+    /// An execution's record (read from the database) and its inclusion proof
+    /// against a fresh checkpoint of this replica's tree, caught up to the
+    /// execution's index first; `None` if the log does not hold it.
+    pub async fn inclusion(&self, execution_id: &Uuid) -> Result<Option<Inclusion>, AuditError> {
+        let unavailable = |error: DbError| AuditError::Unavailable(error.to_string());
+        let id = *execution_id;
+        let row = self
+            .0
+            .cluster
+            .run(|client| async move {
+                client
+                    .query_opt(
+                        "SELECT idx, record FROM log_leaves WHERE execution_id = $1",
+                        &[&id],
+                    )
+                    .await
+            })
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (index, bytes): (i64, Vec<u8>) = (row.get(0), row.get(1));
+        let index = index as u64;
+        let record = decode(index, &bytes).map_err(|error| corrupt(&error))?;
+        if record.leaf.execution_id != id {
+            return Err(corrupt(&LogError::Corrupt {
+                index,
+                problem: "the row's record names another execution".to_owned(),
+            }));
+        }
+        if self.size() <= index {
+            self.0
+                .catch_up()
+                .await
+                .map_err(|error| AuditError::Unavailable(error.to_string()))?;
+        }
+        let (size, root, proof) = {
+            let index_guard = self.0.lock();
+            let size = index_guard.tree.size();
+            if size <= index {
+                return Err(AuditError::Unavailable(
+                    "the replica's tree has not caught up with the log".to_owned(),
+                ));
+            }
+            let proof = index_guard
+                .tree
+                .inclusion_proof(index, size)
+                .expect("an index inside the tree");
+            let root = index_guard.tree.root(size).expect("the current size");
+            (size, root, proof)
+        };
+        Ok(Some(Inclusion {
+            index,
+            record,
+            proof,
+            checkpoint: self.0.signer.sign(size, root),
+        }))
+    }
+
+    /// The tree's size once caught up, if it was smaller than `wanted`.
+    pub async fn size_for(&self, wanted: u64) -> u64 {
+        if self.size() < wanted
+            && let Err(error) = self.0.catch_up().await
+        {
+            tracing::warn!(%error, "cannot catch up with the cluster's audit log");
+        }
+        self.size()
+    }
+
+    pub fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError> {
+        self.0.lock().tree.consistency_proof(first, second)
+    }
+}
+
+fn corrupt(error: &LogError) -> AuditError {
+    AuditError::Corrupt {
+        path: PathBuf::from("log_leaves"),
+        offset: 0,
+        problem: error.to_string(),
+    }
+}
+
+/// A row's record, which must be one whole record.
+fn decode(index: u64, bytes: &[u8]) -> Result<LogRecord, LogError> {
+    match LogRecord::decode(bytes, Version::V2) {
+        Decoded::Record(record, _, used) if used == bytes.len() => Ok(record),
+        Decoded::Record(..) => Err(LogError::Corrupt {
+            index,
+            problem: "bytes after the record".to_owned(),
+        }),
+        Decoded::Zeros => Err(LogError::Corrupt {
+            index,
+            problem: "zeros".to_owned(),
+        }),
+        Decoded::Incomplete => Err(LogError::Corrupt {
+            index,
+            problem: "a cut-short record".to_owned(),
+        }),
+        Decoded::Invalid(problem) => Err(LogError::Corrupt { index, problem }),
+    }
+}
+
+/// A record's bytes as this replica stores an append: a batch of one.
+fn encode(record: &LogRecord) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(record.encoded_len());
+    record.encode_into(
+        BatchMark {
+            batch: 0,
+            last: true,
+        },
+        &mut bytes,
+    );
+    bytes
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, LeafIndex> {
+        // Pushes and inserts: nothing a panic can leave torn.
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn size(&self) -> u64 {
+        self.lock().size()
+    }
+
+    /// Reads every leaf past this replica's tree.
+    async fn catch_up(&self) -> Result<(), LogError> {
+        let _tail = self.tail.lock().await;
+        self.catch_up_locked(false).await
+    }
+
+    /// [`Inner::catch_up`] for a holder of `tail`; `check_signatures` checks each
+    /// leaf's signature under this replica's key (at start-up).
+    async fn catch_up_locked(&self, check_signatures: bool) -> Result<(), LogError> {
+        loop {
+            let from = self.size();
+            let start = i64::try_from(from).unwrap_or(i64::MAX);
+            let rows = self
+                .cluster
+                .run(|client| async move {
+                    client
+                        .query(
+                            "SELECT idx, record FROM log_leaves WHERE idx >= $1 \
+                             ORDER BY idx LIMIT $2",
+                            &[&start, &CATCH_UP_CHUNK],
+                        )
+                        .await
+                })
+                .await?;
+            let mut records = Vec::with_capacity(rows.len());
+            for (offset, row) in rows.iter().enumerate() {
+                let expected = from + offset as u64;
+                let index: i64 = row.get(0);
+                if index as u64 != expected {
+                    return Err(LogError::Corrupt {
+                        index: expected,
+                        problem: format!("the next row has index {index}: a gap"),
+                    });
+                }
+                let record = decode(expected, row.get(1))?;
+                if check_signatures
+                    && self
+                        .signer
+                        .key()
+                        .public()
+                        .verify(&record.leaf.to_bytes(), &record.signature)
+                        .is_err()
+                {
+                    return Err(LogError::Corrupt {
+                        index: expected,
+                        problem: "the leaf's signature does not verify under this replica's key"
+                            .to_owned(),
+                    });
+                }
+                records.push(record);
+            }
+            {
+                let mut index = self.lock();
+                for record in &records {
+                    index.push(&record.leaf);
+                }
+            }
+            if (rows.len() as i64) < CATCH_UP_CHUNK {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The loaded tree must contain the persisted checkpoint's tree.
+    fn check_contains(&self, stored: &SignedCheckpoint) -> Result<(), LogError> {
+        let path = self.data_dir.join(CHECKPOINT_FILE);
+        let checkpoint = &stored.checkpoint;
+        let rolled_back = |problem: String| LogError::RolledBack {
+            path: path.clone(),
+            problem,
+        };
+        if checkpoint.origin != self.signer.origin() {
+            return Err(rolled_back(format!(
+                "it names the log `{}`, not `{}`",
+                checkpoint.origin,
+                self.signer.origin()
+            )));
+        }
+        let index = self.lock();
+        if index.tree.size() < checkpoint.tree_size {
+            return Err(rolled_back(format!(
+                "the log holds {} records and the checkpoint covers {}",
+                index.tree.size(),
+                checkpoint.tree_size
+            )));
+        }
+        let root = index
+            .tree
+            .root(checkpoint.tree_size)
+            .expect("size checked against the tree");
+        if !crate::envelope::digest_eq(&root, &checkpoint.root_hash) {
+            return Err(rolled_back(format!(
+                "its first {} records hash to another root",
+                checkpoint.tree_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Signs and persists a checkpoint of the tree in the data directory, if it
+    /// grew since the last one (blocking: a write and two syncs).
+    fn persist_checkpoint(&self) {
+        let mut persisted = self
+            .persisted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (size, root) = self.lock().head();
+        if persisted.is_some_and(|done| done >= size) {
+            return;
+        }
+        let signed = self.signer.sign(size, root);
+        match write_checkpoint_file(&self.data_dir, CHECKPOINT_FILE, &signed) {
+            Ok(()) => *persisted = Some(size),
+            Err(error) => {
+                tracing::error!(dir = %self.data_dir.display(), %error, "cannot persist the cluster log's checkpoint")
+            }
+        }
+    }
+
+    /// Commits one batch and answers each of its appends.
+    async fn commit(&self, batch: &mut Vec<Pending>) {
+        let count = batch.len() as i64;
+        let ids: Vec<Uuid> = batch
+            .iter()
+            .map(|(record, _)| record.leaf.execution_id)
+            .collect();
+        let bytes: Vec<Vec<u8>> = batch.iter().map(|(record, _)| encode(record)).collect();
+        let result = self
+            .cluster
+            .run(|mut client| async move {
+                let transaction = client.transaction().await?;
+                transaction
+                    .batch_execute(&format!(
+                        "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({LOG_LOCK})",
+                        (OPERATION_TIMEOUT - Duration::from_millis(500)).as_millis()
+                    ))
+                    .await?;
+                // A statement of its own, after the lock: its snapshot sees every
+                // earlier sequencer's commit.
+                let row = transaction
+                    .query_one(
+                        "WITH head AS (SELECT size FROM log_head), \
+                         inserted AS ( \
+                            INSERT INTO log_leaves (idx, execution_id, record) \
+                            SELECT head.size + batch.ord - 1, batch.id, batch.record \
+                            FROM head, unnest($1::uuid[], $2::bytea[]) \
+                                 WITH ORDINALITY AS batch(id, record, ord)), \
+                         moved AS ( \
+                            UPDATE log_head SET size = size + $3::bigint RETURNING size) \
+                         SELECT (SELECT size FROM head), \
+                                pg_notify($4, (SELECT size FROM moved)::text)",
+                        &[&ids, &bytes, &count, &CHANNEL],
+                    )
+                    .await?;
+                let start: i64 = row.get(0);
+                transaction.commit().await?;
+                Ok(start as u64)
+            })
+            .await;
+        let start = match result {
+            Ok(start) => start,
+            Err(error) => {
+                self.writable.store(false, Ordering::Release);
+                tracing::error!(%error, records = batch.len(), "cluster audit log append failed; the batch was not acknowledged");
+                for (_, done) in batch.drain(..) {
+                    let _ = done.send(Err(AuditError::Unavailable(error.to_string())));
+                }
+                return;
+            }
+        };
+        self.writable.store(true, Ordering::Release);
+        let end = start + batch.len() as u64;
+        // The tree must hold the batch before anyone is answered.
+        let held = {
+            let _tail = self.tail.lock().await;
+            let size = self.size();
+            if size == start {
+                let mut index = self.lock();
+                for (record, _) in batch.iter() {
+                    index.push(&record.leaf);
+                }
+                Ok(())
+            } else if size < end {
+                self.catch_up_until(end).await
+            } else {
+                Ok(())
+            }
+        };
+        match held {
+            Ok(()) => {
+                for (offset, (_, done)) in batch.drain(..).enumerate() {
+                    let _ = done.send(Ok(start + offset as u64));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "committed a batch but cannot read the log back up to it; its appends are answered as failed");
+                for (_, done) in batch.drain(..) {
+                    let _ = done.send(Err(AuditError::Unavailable(error.to_string())));
+                }
+            }
+        }
+    }
+
+    /// For a holder of `tail`: catches up until the tree holds `end` leaves,
+    /// trying again for at most [`OPERATION_TIMEOUT`].
+    async fn catch_up_until(&self, end: u64) -> Result<(), LogError> {
+        let deadline = Instant::now() + OPERATION_TIMEOUT;
+        loop {
+            let result = self.catch_up_locked(false).await;
+            if self.size() >= end {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return result.and(Err(LogError::Database(DbError::Timeout)));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Takes what is queued, at most [`MAX_BATCH`] at a time, and commits it; ends
+/// when the log is dropped.
+async fn sequencer(log: Weak<Inner>, mut receiver: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Some(inner) = log.upgrade() else {
+            return;
+        };
+        inner.commit(&mut batch).await;
+    }
+}
+
+/// Keeps the tree caught up: on each notification from a dedicated `LISTEN`
+/// connection (reconnected when lost), and every [`POLL_INTERVAL`]; persists the
+/// checkpoint when the tree grew. Ends when the log is dropped.
+async fn tailer(log: Weak<Inner>) {
+    let notified = Arc::new(Notify::new());
+    let mut listener: Option<tokio_postgres::Client> = None;
+    let mut failing = false;
+    loop {
+        let Some(inner) = log.upgrade() else {
+            return;
+        };
+        if listener.as_ref().is_none_or(|client| client.is_closed()) {
+            listener = listen(&inner.cluster, notified.clone()).await;
+        }
+        match inner.catch_up().await {
+            Ok(()) => {
+                if failing {
+                    failing = false;
+                    tracing::info!("the cluster's audit log is readable again");
+                }
+                // The database answers again: `/health` stops naming the log
+                // (a load balancer that took this replica out would otherwise
+                // never send the append that proves it). A failing append sets
+                // it again.
+                inner.writable.store(true, Ordering::Release);
+            }
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "cannot read the cluster's audit log; trying again");
+            }
+            Err(_) => {}
+        }
+        let persist = inner.clone();
+        let _ = tokio::task::spawn_blocking(move || persist.persist_checkpoint()).await;
+        drop(inner);
+        tokio::select! {
+            () = notified.notified() => {}
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+    }
+}
+
+/// A connection that `LISTEN`s on [`CHANNEL`], telling `notified` of each
+/// notification; `None` if the database cannot be reached now.
+async fn listen(cluster: &Cluster, notified: Arc<Notify>) -> Option<tokio_postgres::Client> {
+    let attempt = async {
+        let (client, mut connection) = cluster.config().connect(NoTls).await?;
+        tokio::spawn(async move {
+            let mut messages =
+                futures_util::stream::poll_fn(move |context| connection.poll_message(context));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => notified.notify_one(),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        Ok::<_, tokio_postgres::Error>(client)
+    };
+    match tokio::time::timeout(OPERATION_TIMEOUT, attempt).await {
+        Ok(Ok(client)) => Some(client),
+        _ => None,
+    }
+}
+
+/// Refuses a data directory whose file log holds records the database did not
+/// record importing.
+async fn refuse_unimported_file_log(cluster: &Cluster, data_dir: &Path) -> Result<(), LogError> {
+    let path = data_dir.join(LOG_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let records = read_records(&path)?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut tree = MerkleTree::default();
+    for record in &records {
+        tree.push(record.leaf.hash());
+    }
+    let size = records.len() as i64;
+    let root = tree.root(tree.size()).expect("the current size").to_vec();
+    let imported = cluster
+        .run(|client| async move {
+            client
+                .query_opt(
+                    "SELECT 1 FROM log_import WHERE size = $1 AND root = $2",
+                    &[&size, &root],
+                )
+                .await
+        })
+        .await?;
+    if imported.is_some() {
+        return Ok(());
+    }
+    Err(LogError::UnimportedFileLog {
+        path,
+        records: records.len() as u64,
+    })
+}
+
+/// What `log import` copied.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub records: u64,
+    pub root: Hash,
+}
+
+/// `wasm-hypervisor log import`: copies the file log in `data_dir` (not in use,
+/// checked against its persisted checkpoint) into the empty log of the database
+/// `cluster` is connected to, in one transaction, checks the copy's root, and
+/// records the import (so that a replica on this data directory starts).
+pub async fn import(
+    cluster: &Cluster,
+    data_dir: &Path,
+    key: &ServerKey,
+    origin: &str,
+) -> Result<Imported, LogError> {
+    let (_lock, records) = crate::audit::log::read_unused(data_dir, origin, key)?;
+    if records.is_empty() {
+        return Err(LogError::NothingToImport {
+            path: data_dir.join(LOG_FILE),
+        });
+    }
+    let mut tree = MerkleTree::default();
+    for (index, (record, _)) in records.iter().enumerate() {
+        if key
+            .public()
+            .verify(&record.leaf.to_bytes(), &record.signature)
+            .is_err()
+        {
+            return Err(LogError::File(AuditError::Corrupt {
+                path: data_dir.join(LOG_FILE),
+                offset: 0,
+                problem: format!(
+                    "record {index}: the leaf's signature does not verify under this key"
+                ),
+            }));
+        }
+        tree.push(record.leaf.hash());
+    }
+    let root = tree.root(tree.size()).expect("the current size");
+    let size = records.len() as i64;
+    let mut client = cluster.client().await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
+        .await?;
+    let head: i64 = transaction
+        .query_one("SELECT size FROM log_head", &[])
+        .await?
+        .get(0);
+    let imported = transaction
+        .query_opt("SELECT size FROM log_import", &[])
+        .await?;
+    if head != 0 || imported.is_some() {
+        return Err(LogError::NotEmpty {
+            size: head as u64,
+            imported: if imported.is_some() {
+                ", from an earlier import"
+            } else {
+                ""
+            },
+        });
+    }
+    for (chunk_number, chunk) in records.chunks(1000).enumerate() {
+        let first = (chunk_number * 1000) as i64;
+        let indices: Vec<i64> = (first..first + chunk.len() as i64).collect();
+        let ids: Vec<Uuid> = chunk
+            .iter()
+            .map(|(record, _)| record.leaf.execution_id)
+            .collect();
+        let bytes: Vec<&[u8]> = chunk.iter().map(|(_, raw)| raw.as_slice()).collect();
+        transaction
+            .execute(
+                "INSERT INTO log_leaves (idx, execution_id, record) \
+                 SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
+                &[&indices, &ids, &bytes],
+            )
+            .await?;
+    }
+    // The copy, read back, must hash to the file's root.
+    let mut copy = MerkleTree::default();
+    for (index, row) in transaction
+        .query("SELECT record FROM log_leaves ORDER BY idx", &[])
+        .await?
+        .iter()
+        .enumerate()
+    {
+        copy.push(decode(index as u64, row.get(0))?.leaf.hash());
+    }
+    if copy.size() != tree.size()
+        || !crate::envelope::digest_eq(&copy.root(copy.size()).expect("its size"), &root)
+    {
+        return Err(LogError::RootMismatch);
+    }
+    transaction
+        .execute("UPDATE log_head SET size = $1", &[&size])
+        .await?;
+    transaction
+        .execute(
+            "INSERT INTO log_import (singleton, size, root, imported_ms) VALUES (true, $1, $2, $3)",
+            &[&size, &root.to_vec(), &unix_millis(SystemTime::now())],
+        )
+        .await?;
+    transaction
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &size.to_string()])
+        .await?;
+    transaction.commit().await?;
+    Ok(Imported {
+        records: size as u64,
+        root,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_hypervisor_protocol::leaf::Leaf;
+
+    fn record() -> LogRecord {
+        LogRecord {
+            leaf: Leaf {
+                execution_id: Uuid::from_bytes([3; 16]),
+                timestamp_ms: 7,
+                commitment: [9; 32],
+            },
+            signature: vec![5; 70],
+        }
+    }
+
+    #[test]
+    fn a_stored_record_is_the_file_framing_and_decodes_back() {
+        let bytes = encode(&record());
+        let mut file = Vec::new();
+        record().encode_into(
+            BatchMark {
+                batch: 0,
+                last: true,
+            },
+            &mut file,
+        );
+        assert_eq!(bytes, file);
+        assert_eq!(decode(4, &bytes).unwrap(), record());
+    }
+
+    #[test]
+    fn a_row_that_is_not_exactly_one_record_is_refused_naming_its_index() {
+        let mut longer = encode(&record());
+        longer.push(0);
+        let short = &encode(&record())[..20];
+        let mut flipped = encode(&record());
+        flipped[30] ^= 1;
+        for bytes in [&longer[..], short, &flipped[..], &[0; 16][..]] {
+            match decode(11, bytes) {
+                Err(LogError::Corrupt { index: 11, .. }) => {}
+                other => panic!("expected corruption at index 11, got {other:?}"),
+            }
+        }
+    }
+}
