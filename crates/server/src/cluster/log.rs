@@ -60,7 +60,9 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
 use super::{Cluster, ClusterError, DbError, OPERATION_TIMEOUT, unix_millis};
-use crate::audit::log::{LOG_FILE, read_checkpoint_file, read_records, write_checkpoint_file};
+use crate::audit::log::{
+    CHECKPOINT_INTERVAL, LOG_FILE, read_checkpoint_file, read_records, write_checkpoint_file,
+};
 use crate::audit::record::{BatchMark, Decoded, LogRecord, Version};
 use crate::audit::tree::{LeafIndex, Signer};
 use crate::audit::{AuditError, Inclusion};
@@ -159,8 +161,9 @@ struct Inner {
     writable: AtomicBool,
     closed: AtomicBool,
     data_dir: PathBuf,
-    /// The size of the checkpoint last persisted in the data directory.
-    persisted: Mutex<Option<u64>>,
+    /// The size of the checkpoint last persisted in the data directory, and when
+    /// (at most once every [`CHECKPOINT_INTERVAL`] while the log grows).
+    persisted: Mutex<(Option<u64>, Instant)>,
 }
 
 impl PgLog {
@@ -186,7 +189,10 @@ impl PgLog {
             writable: AtomicBool::new(true),
             closed: AtomicBool::new(false),
             data_dir: data_dir.to_owned(),
-            persisted: Mutex::new(stored.as_ref().map(|s| s.checkpoint.tree_size)),
+            persisted: Mutex::new((
+                stored.as_ref().map(|s| s.checkpoint.tree_size),
+                Instant::now(),
+            )),
         });
         {
             let _tail = inner.tail.lock().await;
@@ -226,7 +232,7 @@ impl PgLog {
     pub async fn close(&self) {
         self.0.closed.store(true, Ordering::Release);
         let inner = self.0.clone();
-        let _ = tokio::task::spawn_blocking(move || inner.persist_checkpoint()).await;
+        let _ = tokio::task::spawn_blocking(move || inner.persist_checkpoint(true)).await;
     }
 
     /// Whether the last append transaction committed (and the log is open).
@@ -483,19 +489,25 @@ impl Inner {
     }
 
     /// Signs and persists a checkpoint of the tree in the data directory, if it
-    /// grew since the last one (blocking: a write and two syncs).
-    fn persist_checkpoint(&self) {
+    /// grew since the last one and, unless `now_regardless` (a close), the last
+    /// was at least [`CHECKPOINT_INTERVAL`] ago: the tailer runs after every
+    /// commit of any replica, and this costs a signature, a write and two syncs
+    /// (blocking).
+    fn persist_checkpoint(&self, now_regardless: bool) {
         let mut persisted = self
             .persisted
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let (size, root) = self.lock().head();
-        if persisted.is_some_and(|done| done >= size) {
+        let (done, at) = *persisted;
+        if done.is_some_and(|done| done >= size)
+            || (!now_regardless && at.elapsed() < CHECKPOINT_INTERVAL)
+        {
             return;
         }
         let signed = self.signer.sign(size, root);
         match write_checkpoint_file(&self.data_dir, CHECKPOINT_FILE, &signed) {
-            Ok(()) => *persisted = Some(size),
+            Ok(()) => *persisted = (Some(size), Instant::now()),
             Err(error) => {
                 tracing::error!(dir = %self.data_dir.display(), %error, "cannot persist the cluster log's checkpoint")
             }
@@ -648,7 +660,7 @@ async fn tailer(log: Weak<Inner>) {
             Err(_) => {}
         }
         let persist = inner.clone();
-        let _ = tokio::task::spawn_blocking(move || persist.persist_checkpoint()).await;
+        let _ = tokio::task::spawn_blocking(move || persist.persist_checkpoint(false)).await;
         drop(inner);
         tokio::select! {
             () = notified.notified() => {}
