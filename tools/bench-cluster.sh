@@ -88,7 +88,7 @@ start_replicas() {
             sleep 0.2
         done
         # Compile the guests once, so that no measured run includes a compilation.
-        "$BIN/wasm-hypervisor" run --server "$server" examples/hello.component.wasm </dev/null >/dev/null
+        "$BIN/wasm-hypervisor" run --server "$server" examples/hello.component.wasm </dev/null >/dev/null 2>&1
     done
 }
 

@@ -111,6 +111,8 @@ started=$SECONDS
 container() { echo "${PROJECT}_$1_1"; }
 
 # ---- 3. health -------------------------------------------------------------------
+# podman-compose with podman < 4.6 ignores depends_on's service_healthy: the replicas
+# start at once, exit while PostgreSQL is not yet up, and are restarted (counted below).
 # podman runs no health checks on a schedule without systemd: run them here.
 deadline=$((SECONDS + 180))
 for replica in replica-1 replica-2 replica-3; do
@@ -163,7 +165,7 @@ for line in sys.stdin:
     if "\"/sessions\"" in text and "\"POST\"" in text: sessions += 1
     if "execution_id" in text and "log_index" in text: executions += 1
     if "/verify/" in text: verifies += 1
-print(f"   '"$replica"': {sessions} POST /sessions, {executions} executions logged, {verifies} /verify")'
+print(f"   '"$replica"': sessions opened (POST /sessions) {sessions}, executions run {executions}, /verify answered {verifies}")'
 done
 
 # ---- 5. load, and a replica killed ---------------------------------------------------
