@@ -2,7 +2,8 @@
 //! end to end as a client, `verify` proves an execution from its receipt (or the
 //! log's consistency with a saved checkpoint), `health` probes a server for
 //! container health checks (by default the address `serve` is configured to listen
-//! on), `token` makes a bearer token and its digest.
+//! on), `token` makes a bearer token and its digest, `key new` writes a signing key
+//! file (the one a cluster's replicas share).
 //!
 //! `run` exits with the guest's exit code when the execution completed. Otherwise it
 //! prints one line on stderr and exits with a code of its own:
@@ -37,6 +38,7 @@ use wasm_hypervisor_protocol::signing::{PublicKey, SignatureError};
 use wasm_hypervisor_protocol::wire::CheckpointResponse;
 use wasm_hypervisor_server::access;
 use wasm_hypervisor_server::config::{Config, LogFormat, Overrides};
+use wasm_hypervisor_server::keys::ServerKey;
 use wasm_hypervisor_server::sandbox::compiler;
 use wasm_hypervisor_server::server::{self, ServerError, Service, shutdown_signal};
 
@@ -75,12 +77,26 @@ enum Command {
     /// Print a new random bearer token on the first line and its SHA-256 digest
     /// (for `auth.tokens_sha256` or `auth.metrics_tokens_sha256`) on the second.
     Token,
+    /// The signing key file.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Internal: compile one module read from stdin under CPU and memory limits,
     /// for the server (see `sandbox::compiler`).
     #[command(name = "compile-worker", hide = true)]
     CompileWorker {
         #[arg(num_args = 3, value_names = ["KIND", "CPU_SECS", "MEMORY_BYTES"])]
         args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Write a new signing key to FILE (P-256, PKCS#8 PEM, mode 0600), which must
+    /// not exist, and print its key id (hex SHA-256 of the SPKI, what clients pin
+    /// with --key-id). For `signing_key_file`, shared by a cluster's replicas.
+    New {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
 }
 
@@ -323,6 +339,7 @@ pub fn main() -> ExitCode {
             command: LogCommand::Import(args),
         } => import_log(args),
         Command::Token => token(),
+        Command::Key(KeyCommand::New { file }) => key_new(&file),
         Command::CompileWorker { args } => compiler::worker_main(&args),
     }
 }
@@ -342,6 +359,25 @@ fn token() -> ExitCode {
         }
         Err(error) => {
             eprintln!("wasm-hypervisor: cannot read the OS random source: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a new signing key file, never over an existing one, and prints its key id.
+fn key_new(file: &Path) -> ExitCode {
+    match ServerKey::create_new_at(Provider::default(), file) {
+        Ok(key) => {
+            println!("{}", key.public().key_id_hex());
+            eprintln!(
+                "wasm-hypervisor: wrote {} (mode 0600); the line above is its key id. Give \
+                 every replica this file as signing_key_file, readable by the server's user only",
+                file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("wasm-hypervisor: {error}");
             ExitCode::FAILURE
         }
     }

@@ -10,10 +10,22 @@
 //! from a pool filled in signed batches of `--batch` (protocol v1.1 §A–C); `--wire
 //! v1` speaks protocol v1 only (JSON, a `POST /sessions` per execution).
 //!
+//! Several servers (replicas of a cluster, or independent servers): `--server` is
+//! repeatable, and client task `i` is pinned to server `i mod n` for the whole run
+//! (its own identity, session pool and, with `--by-reference`, its own first
+//! upload, since blob stores are per server). `--server-pid` is repeatable too: the
+//! server CPU is the sum over those processes. `--extra-pid` (repeatable) adds the
+//! CPU of other process trees, such as PostgreSQL's postmaster and its backends
+//! (each pid with all its descendants, live or reaped), reported apart and in a
+//! total.
+//!
 //! ```sh
 //! cargo run --release -- serve &
 //! cargo run --release --bin loadgen -- --concurrency 32 --duration 10 \
 //!     --server-pid $(pgrep -f 'wasm-hypervisor serve')
+//! cargo run --release --bin loadgen -- -c 32 --server http://127.0.0.1:8081 \
+//!     --server http://127.0.0.1:8082 --server-pid $PID1 --server-pid $PID2 \
+//!     --extra-pid $(head -1 $PGDATA/postmaster.pid)
 //! cargo run --release --bin loadgen -- --module target/third-party/boolector.wasm \
 //!     --stdin-file benches/fixtures/bv.smt2 --arg --model-gen
 //! ```
@@ -41,9 +53,9 @@ const TINY: &[u8] = include_bytes!("../../examples/tiny.wasm");
 #[derive(Debug, Parser)]
 #[command(about = "Load generator for wasm-hypervisor: the full protocol, real HPKE")]
 struct Args {
-    /// The server's URL.
+    /// The server's URL; repeatable: client task i is pinned to server i mod n.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
-    server: String,
+    server: Vec<String>,
     /// Clients running at once, each one request after another.
     #[arg(long, short = 'c', default_value_t = 1)]
     concurrency: usize,
@@ -66,9 +78,15 @@ struct Args {
     /// This many bytes of `x` sent as the guest's stdin.
     #[arg(long)]
     stdin_bytes: Option<usize>,
-    /// The server's process id: report its CPU time per execution.
+    /// A server's process id: report the servers' CPU time per execution (the sum
+    /// over every --server-pid given).
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+    /// Another process whose CPU time, with all its descendants', is reported per
+    /// execution apart and added to the servers' in a total (e.g. PostgreSQL's
+    /// postmaster, whose children are its backends). Repeatable.
+    #[arg(long)]
+    extra_pid: Vec<u32>,
     /// Bearer token, if the server requires one.
     #[arg(long, env = "WASM_HYPERVISOR_TOKEN")]
     token: Option<String>,
@@ -150,15 +168,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect(),
         ..Default::default()
     };
-    let client = Client::new(&args.server, args.token.clone()).with_wire(args.wire);
-    let identity = client.identity(None).await?;
     let wire = args.wire;
     let plaintext = if args.by_reference {
-        // Sent once with the bytes (the server keeps them), then named.
-        let session = client.open_session(&identity.public_key).await?;
-        client
-            .execute(&session, &wire.encode_request(&by_bytes)?)
-            .await?;
         let by_reference = ExecutionRequest {
             module: None,
             module_sha256: Some(Hex(sha256(&module))),
@@ -170,15 +181,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ..Default::default()
                 })
                 .collect(),
-            ..by_bytes
+            ..by_bytes.clone()
         };
         wire.encode_request(&by_reference)?
     } else {
         wire.encode_request(&by_bytes)?
     };
-    // v1.1: one pool for every worker, filled in signed batches.
-    let pool =
-        Arc::new(SessionPool::new(client.clone(), identity.public_key).with_batch(args.batch));
+    // Per server: its client, key and (v1.1) one pool for its workers, filled in
+    // signed batches; with --by-reference the module is sent to it once with the
+    // bytes (each server keeps its own), then named.
+    let mut targets = Vec::new();
+    for server in &args.server {
+        let client = Client::new(server, args.token.clone()).with_wire(args.wire);
+        let identity = client.identity(None).await?;
+        if args.by_reference {
+            let session = client.open_session(&identity.public_key).await?;
+            client
+                .execute(&session, &wire.encode_request(&by_bytes)?)
+                .await?;
+        }
+        let pool =
+            Arc::new(SessionPool::new(client.clone(), identity.public_key).with_batch(args.batch));
+        targets.push((client, identity.public_key, pool));
+    }
 
     let warmup = Duration::from_secs_f64(args.warmup);
     let duration = Duration::from_secs_f64(args.duration);
@@ -187,9 +212,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop_at = measure_from + duration;
 
     let mut workers = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
-        let (client, key, plaintext) = (client.clone(), identity.public_key, plaintext.clone());
-        let pool = pool.clone();
+    for worker in 0..args.concurrency.max(1) {
+        let (client, key, pool) = targets[worker % targets.len()].clone();
+        let plaintext = plaintext.clone();
         workers.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             loop {
@@ -227,12 +252,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Server CPU is sampled at the window's edges, while the clients keep going.
     tokio::time::sleep_until(measure_from.into()).await;
-    let cpu_before = args.server_pid.map(process_cpu).transpose()?;
-    let host_before = args.server_pid.map(host_cpu).transpose()?;
+    let cpu_before = sum_cpu(&args.server_pid, process_cpu)?;
+    let host_before = sum_cpu(&args.server_pid, host_cpu)?;
+    let extra_before = sum_cpu(&args.extra_pid, tree_cpu)?;
     let own_before = own_cpu();
     tokio::time::sleep_until(stop_at.into()).await;
-    let cpu_after = args.server_pid.map(process_cpu).transpose()?;
-    let host_after = args.server_pid.map(host_cpu).transpose()?;
+    let cpu_after = sum_cpu(&args.server_pid, process_cpu)?;
+    let host_after = sum_cpu(&args.server_pid, host_cpu)?;
+    let extra_after = sum_cpu(&args.extra_pid, tree_cpu)?;
     let own_after = own_cpu();
 
     let mut all = Tally::default();
@@ -257,8 +284,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let per_second = count as f64 / duration.as_secs_f64();
     let server_cpu_us = match (cpu_before, cpu_after) {
         (Some(before), Some(after)) if count > 0 => {
-            Some((after - before).as_secs_f64() * 1e6 / count as f64)
+            Some(after.saturating_sub(before).as_secs_f64() * 1e6 / count as f64)
         }
+        _ => None,
+    };
+    let extra_cpu_us = match (extra_before, extra_after) {
+        (Some(before), Some(after)) if count > 0 => {
+            Some(after.saturating_sub(before).as_secs_f64() * 1e6 / count as f64)
+        }
+        _ => None,
+    };
+    let total_cpu_us = match (server_cpu_us, extra_cpu_us) {
+        (Some(server), Some(extra)) => Some(server + extra),
         _ => None,
     };
     let host_cpu_us = match (host_before, host_after) {
@@ -288,6 +325,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let report = serde_json::json!({
             "module": module_name,
             "module_bytes": module.len(),
+            "servers": args.server.len(),
             "concurrency": args.concurrency,
             "duration_s": args.duration,
             "executions": count,
@@ -302,15 +340,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "outcomes": all.outcomes,
             "server_cpu_us_per_execution": server_cpu_us,
             "server_cpu_outside_guests_us_per_execution": host_cpu_us,
+            "extra_cpu_us_per_execution": extra_cpu_us,
+            "server_and_extra_cpu_us_per_execution": total_cpu_us,
             "loadgen_cpu_us_per_execution": client_cpu_us,
         });
         println!("{report}");
         return Ok(());
     }
     println!(
-        "{module_name} ({} bytes), {} clients, {:.1} s measured after {:.1} s warm-up",
+        "{module_name} ({} bytes), {} clients over {} server(s), {:.1} s measured after {:.1} s warm-up",
         module.len(),
         args.concurrency,
+        args.server.len(),
         args.duration,
         args.warmup
     );
@@ -331,6 +372,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(us) = host_cpu_us {
         println!("server CPU:   {us:.1} µs per execution outside the guest threads");
     }
+    if let Some(us) = extra_cpu_us {
+        println!("extra CPU:    {us:.1} µs per execution (--extra-pid trees)");
+    }
+    if let Some(us) = total_cpu_us {
+        println!("total CPU:    {us:.1} µs per execution (servers + extra)");
+    }
     if let Some(us) = client_cpu_us {
         println!("loadgen CPU:  {us:.1} µs per execution");
     }
@@ -346,6 +393,70 @@ fn describe(error: &ClientError) -> String {
         ClientError::Server { status, code, .. } => format!("http {status} {code}"),
         other => format!("client error: {other}"),
     }
+}
+
+/// `measure` summed over `pids`; `None` when there are none.
+fn sum_cpu(
+    pids: &[u32],
+    measure: fn(u32) -> std::io::Result<Duration>,
+) -> std::io::Result<Option<Duration>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut total = Duration::ZERO;
+    for &pid in pids {
+        total += measure(pid)?;
+    }
+    Ok(Some(total))
+}
+
+/// User + system CPU time of `pid` and all its descendants: for every live process
+/// of the tree its own time plus that of its children it has reaped (`cutime`,
+/// `cstime`), so a backend that exited still counts, in its parent.
+fn tree_cpu(root: u32) -> std::io::Result<Duration> {
+    // (pid, parent pid, utime + stime + cutime + cstime in ticks) of every process.
+    let mut processes = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            // The process ended since the directory was read.
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // After the name: ppid is field 1, utime..cstime fields 11..=14.
+        processes.push((pid, field(1) as u32, (11..=14).map(field).sum::<u64>()));
+    }
+    if !processes.iter().any(|&(pid, _, _)| pid == root) {
+        return Err(std::io::Error::other(format!("no process {root}")));
+    }
+    let mut tree = vec![root];
+    let mut ticks = 0u64;
+    while let Some(parent) = tree.pop() {
+        for &(pid, ppid, own) in &processes {
+            if pid == parent {
+                ticks += own;
+            } else if ppid == parent {
+                tree.push(pid);
+            }
+        }
+    }
+    let hz = rustix::param::clock_ticks_per_second();
+    Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
 /// User + system CPU time of a whole process (all threads), from `/proc/<pid>/stat`.

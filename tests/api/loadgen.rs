@@ -90,3 +90,66 @@ async fn loadgen_counts_refusals_as_errors_not_as_executions() {
     );
     server.kill();
 }
+
+#[tokio::test]
+async fn loadgen_spreads_clients_over_every_server_and_sums_their_cpu() {
+    let (first_dir, second_dir) = (DataDir::new(), DataDir::new());
+    let first = ServerProcess::start(&first_dir.path);
+    let second = ServerProcess::start(&second_dir.path);
+    let mut keys = Vec::new();
+    for server in [&first, &second] {
+        let identity = Client::new(&server.base, None)
+            .identity(None)
+            .await
+            .unwrap();
+        keys.push(identity.public_key);
+    }
+    // Two servers, the first's CPU as the servers', the second's (with its
+    // descendants) as the extra process tree.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--server", &first.base, "--server", &second.base])
+        .args(["--server-pid", &first.pid().to_string()])
+        .args(["--extra-pid", &second.pid().to_string()])
+        .args([
+            "--concurrency",
+            "2",
+            "--warmup",
+            "0.2",
+            "--duration",
+            "1",
+            "--json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["servers"].as_u64(), Some(2), "{report}");
+    let executions = report["executions"].as_u64().unwrap();
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
+    let server_cpu = report["server_cpu_us_per_execution"].as_f64().unwrap();
+    let extra_cpu = report["extra_cpu_us_per_execution"].as_f64().unwrap();
+    assert!(server_cpu > 0.0 && extra_cpu > 0.0, "{report}");
+    let total = report["server_and_extra_cpu_us_per_execution"]
+        .as_f64()
+        .unwrap();
+    assert!((total - (server_cpu + extra_cpu)).abs() < 1e-6, "{report}");
+
+    // Each server ran a share: both logs hold executions, together every one.
+    let mut logged = 0;
+    for ((server, dir), key) in [(first, &first_dir), (second, &second_dir)]
+        .into_iter()
+        .zip(&keys)
+    {
+        server.sigterm();
+        assert!(server.wait().await.status.success());
+        let records = verify_log_file(&dir.path, key);
+        assert!(records > 0, "a server got no client");
+        logged += records as u64;
+    }
+    assert!(logged >= executions);
+}

@@ -22,6 +22,7 @@ mod guest_files;
 mod health;
 mod helpers;
 mod http_limits;
+mod key_command;
 mod loadgen;
 mod logs;
 mod metrics;

@@ -10,7 +10,9 @@
 //! This module owns the file: PEM, permissions, atomic creation; and
 //! [`ServerKey::derive`], the secrets derived from the key (cluster mode). The
 //! crypto is the protocol crate's. `signing_key_file` may put the file elsewhere
-//! than the data directory (a mounted secret shared by the replicas of a cluster).
+//! than the data directory (a mounted secret shared by the replicas of a cluster);
+//! [`ServerKey::create_new_at`] writes such a file ahead of time
+//! (`wasm-hypervisor key new FILE`).
 
 #![forbid(unsafe_code)]
 
@@ -50,6 +52,10 @@ pub enum KeyError {
         "signing key file {path} has mode {mode:o}; it must be accessible by its owner only (chmod 600)"
     )]
     Permissions { path: PathBuf, mode: u32 },
+    /// [`ServerKey::create_new_at`] found a file already there (it never replaces
+    /// a key).
+    #[error("signing key file {path} already exists; a key is never overwritten")]
+    Exists { path: PathBuf },
     /// A new key could not be generated (the system's RNG failed).
     #[error("cannot generate a signing key: {0}")]
     Generate(SignatureError),
@@ -85,11 +91,6 @@ impl ServerKey {
     /// (`signing_key_file`); its directory must exist.
     pub fn load_or_create_at(provider: Provider, path: &Path) -> Result<ServerKey, KeyError> {
         let path = path.to_owned();
-        let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let file_name = path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|| SIGNING_KEY_FILE.to_owned());
         let io = |source| KeyError::Io {
             path: path.clone(),
             source,
@@ -109,27 +110,30 @@ impl ServerKey {
                     .ok_or_else(|| KeyError::Malformed { path: path.clone() })
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let signing = SigningKey::generate(provider).map_err(KeyError::Generate)?;
-                let der = signing.to_pkcs8_der().map_err(KeyError::Generate)?;
-                let pem = pkcs8_to_pem(&der);
-                let tmp = dir.join(format!("{file_name}.tmp"));
-                let _ = fs::remove_file(&tmp);
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(io)?;
-                file.write_all(pem.as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                fs::rename(&tmp, &path).map_err(io)?;
-                fs::File::open(&dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io)?;
-                Ok(ServerKey::with_root(provider, signing, &der))
+                let (key, der) = ServerKey::generate(provider)?;
+                write_pem_file(&path, &der, Placement::Replace)?;
+                Ok(key)
             }
             Err(error) => Err(io(error)),
         }
+    }
+
+    /// Generates a new key and writes it to `path` (PKCS#8 PEM, mode 0600, written
+    /// to a temporary file, synced and linked into place), refusing with
+    /// [`KeyError::Exists`] when `path` exists: the shared key file of a cluster's
+    /// replicas, made once before they first start. Its directory must exist.
+    pub fn create_new_at(provider: Provider, path: &Path) -> Result<ServerKey, KeyError> {
+        let (key, der) = ServerKey::generate(provider)?;
+        write_pem_file(path, &der, Placement::New)?;
+        Ok(key)
+    }
+
+    /// A fresh key and its PKCS#8 DER.
+    fn generate(provider: Provider) -> Result<(ServerKey, Zeroizing<Vec<u8>>), KeyError> {
+        let signing = SigningKey::generate(provider).map_err(KeyError::Generate)?;
+        let der = signing.to_pkcs8_der().map_err(KeyError::Generate)?;
+        let key = ServerKey::with_root(provider, signing, &der);
+        Ok((key, der))
     }
 
     /// A key from a raw 32-byte scalar; for tests and known-answer vectors.
@@ -176,6 +180,63 @@ impl ServerKey {
     pub fn provider(&self) -> Provider {
         self.signing.provider()
     }
+}
+
+/// How [`write_pem_file`] puts the finished file in place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Renamed over whatever is there (a missing file found a moment earlier).
+    Replace,
+    /// Hard-linked, which fails if anything is there: never overwrites.
+    New,
+}
+
+/// Writes `der` as PEM to `path`, mode 0600: into `path.tmp` first (created anew),
+/// synced, then put in place as `placement` says, and the directory synced.
+fn write_pem_file(path: &Path, der: &[u8], placement: Placement) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| SIGNING_KEY_FILE.to_owned());
+    if placement == Placement::New && fs::symlink_metadata(path).is_ok() {
+        return Err(KeyError::Exists {
+            path: path.to_owned(),
+        });
+    }
+    let pem = pkcs8_to_pem(der);
+    let tmp = dir.join(format!("{file_name}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    let placed = file
+        .write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| match placement {
+            Placement::Replace => fs::rename(&tmp, path),
+            Placement::New => fs::hard_link(&tmp, path).and_then(|()| fs::remove_file(&tmp)),
+        });
+    if let Err(error) = placed {
+        let _ = fs::remove_file(&tmp);
+        return Err(match error.kind() {
+            std::io::ErrorKind::AlreadyExists => KeyError::Exists {
+                path: path.to_owned(),
+            },
+            _ => io(error),
+        });
+    }
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
 /// The DER inside a `PRIVATE KEY` PEM block (RFC 7468), or `None`.
@@ -271,6 +332,25 @@ Zv0kxh8XmxrUD2KrAjcpmf4w1TA5J1cdak3rb6vPZolaftHiQhhAMUQ5
         assert!(matches!(error, KeyError::Malformed { .. }), "{error}");
     }
 
+    fn a_new_key_file_is_owner_only_loads_and_is_never_overwritten(provider: Provider) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.pem");
+        let made = ServerKey::create_new_at(provider, &path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let loaded = ServerKey::load_or_create_at(provider, &path).unwrap();
+        assert_eq!(loaded.public(), made.public());
+        let before = fs::read(&path).unwrap();
+        let error = ServerKey::create_new_at(provider, &path).unwrap_err();
+        assert!(matches!(error, KeyError::Exists { .. }), "{error}");
+        assert_eq!(fs::read(&path).unwrap(), before, "the first key is kept");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["shared.pem"], "no temporary file is left");
+    }
+
     fn debug_output_does_not_contain_the_secret(provider: Provider) {
         let key = ServerKey::from_scalar(provider, &[7; 32]).unwrap();
         let shown = format!("{key:?}");
@@ -295,6 +375,7 @@ Zv0kxh8XmxrUD2KrAjcpmf4w1TA5J1cdak3rb6vPZolaftHiQhhAMUQ5
         key_file_written_by_openssl_loads_with_openssls_key_id,
         created_key_file_is_a_pkcs8_pem_block,
         garbage_key_file_is_refused,
+        a_new_key_file_is_owner_only_loads_and_is_never_overwritten,
         debug_output_does_not_contain_the_secret,
     );
 

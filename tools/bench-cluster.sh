@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Cluster mode against file mode on this machine, with loadgen (BENCHMARKS.md,
+# "Cluster mode"): file mode (one server, no database), then cluster mode with 1, 2
+# and 3 replica processes sharing a private PostgreSQL, for the built-in tiny module
+# and examples/hello.component.wasm by reference, protocol v1.1. Prints throughput,
+# latency p50/p99 and CPU per execution: the replicas', PostgreSQL's (postmaster and
+# backends) and their sum.
+#
+#   tools/bench-cluster.sh [SECONDS] [CLIENTS]     # defaults 10 s, 32 clients
+#
+# Needs `cargo build --release --bins` first (BIN=target/debug to try the script
+# itself) and Debian's postgresql (apt-get install postgresql). PostgreSQL runs
+# from a temporary directory on a unix socket only, as tests/api/postgres.rs runs
+# it (as the user postgres when root), with its default durability (fsync on), as
+# the file log syncs its appends. The loadgen clients are spread over the replicas
+# (client i pinned to replica i mod n); this machine runs the replicas, PostgreSQL
+# and loadgen on the same cores, so CPU per execution is the figure to compare.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${1:-10}
+CLIENTS=${2:-32}
+BIN=${BIN:-target/release}
+BASE_PORT=${BASE_PORT:-18320}
+for program in wasm-hypervisor loadgen; do
+    [ -x "$BIN/$program" ] || { echo "no $BIN/$program: cargo build --release --bins" >&2; exit 1; }
+done
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -x "$PG_BIN/initdb" ] || { echo "no PostgreSQL server programs: apt-get install postgresql" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-cluster.XXXXXX")
+chmod 0755 "$WORK"
+PIDS=()
+stop_replicas() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+}
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+PGDIR=$WORK/pg
+cleanup() {
+    stop_replicas
+    if [ -f "$PGDIR/data/postmaster.pid" ]; then
+        as_pg "$PG_BIN/pg_ctl" stop -m fast -w -D "$PGDIR/data" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ---- PostgreSQL -----------------------------------------------------------------
+mkdir -p "$PGDIR"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$PGDIR"
+as_pg "$PG_BIN/initdb" -U postgres --auth=trust -E UTF8 -D "$PGDIR/data" >"$WORK/initdb.log" 2>&1 \
+    || { cat "$WORK/initdb.log"; exit 1; }
+as_pg "$PG_BIN/pg_ctl" start -w -D "$PGDIR/data" -l "$PGDIR/postgres.log" \
+    -o "-k $PGDIR -c listen_addresses='' -c max_connections=200" >/dev/null
+PG_PID=$(head -1 "$PGDIR/data/postmaster.pid")
+psql() { as_pg "$PG_BIN/psql" -X -q -h "$PGDIR" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"; }
+echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (pid $PG_PID), fsync on"
+
+# One key for every replica of every run; a fresh database per cluster run.
+"$BIN/wasm-hypervisor" key new "$WORK/signing_key.pem" >/dev/null 2>&1
+export XDG_CACHE_HOME=$WORK/cache
+
+# start_replicas N DATABASE: N servers on BASE_PORT.., in file mode when DATABASE
+# is empty; fills PIDS and SERVERS.
+start_replicas() {
+    local n=$1 database=$2 i
+    SERVERS=()
+    for i in $(seq 1 "$n"); do
+        local port=$((BASE_PORT + i)) data=$WORK/data-$database-$i
+        mkdir -p "$data"
+        env WASM_HYPERVISOR_DATA_DIR="$data" WASM_HYPERVISOR_LISTEN=127.0.0.1:$port \
+            WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 \
+            WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0 \
+            WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0 \
+            WASM_HYPERVISOR_SIGNING_KEY_FILE="$WORK/signing_key.pem" \
+            WASM_HYPERVISOR_CLUSTER__DATABASE_URL="${database:+postgresql://postgres@/$database?host=$PGDIR&port=5432}" \
+            "$BIN/wasm-hypervisor" serve >"$WORK/server-$database-$i.log" 2>&1 &
+        PIDS+=($!)
+        SERVERS+=("http://127.0.0.1:$port")
+    done
+    for server in "${SERVERS[@]}"; do
+        local deadline=$((SECONDS + 60))
+        until curl -sf "$server/health" >/dev/null; do
+            if [ $SECONDS -gt $deadline ]; then
+                echo "$server did not start:" >&2; tail -5 "$WORK"/server-"$database"-*.log >&2; exit 1
+            fi
+            sleep 0.2
+        done
+        # Compile the guests once, so that no measured run includes a compilation.
+        "$BIN/wasm-hypervisor" run --server "$server" examples/hello.component.wasm </dev/null >/dev/null 2>&1
+    done
+}
+
+measure() {  # measure LABEL EXTRA_PID...: loadgen over SERVERS, both guests
+    local label=$1 args=() server pid
+    shift
+    for server in "${SERVERS[@]}"; do args+=(--server "$server"); done
+    for pid in "${PIDS[@]}"; do args+=(--server-pid "$pid"); done
+    for pid in "$@"; do args+=(--extra-pid "$pid"); done
+    for guest in tiny hello.component; do
+        local module=()
+        [ $guest = tiny ] || module=(--module examples/hello.component.wasm)
+        echo "### $label, $guest, $CLIENTS clients, by reference, v1.1"
+        "$BIN/loadgen" "${args[@]}" -c "$CLIENTS" --duration "$SECONDS_EACH" --warmup 2 \
+            --by-reference "${module[@]}" \
+            | grep -E "executions:|latency:|server CPU:.*all threads|extra CPU|total CPU|http|client error" || true
+    done
+}
+
+start_replicas 1 ""
+measure "file mode, 1 server"
+stop_replicas
+for n in 1 2 3; do
+    psql "CREATE DATABASE bench_$n" >/dev/null
+    start_replicas "$n" "bench_$n"
+    measure "cluster mode, $n replica(s)" "$PG_PID"
+    stop_replicas
+done
