@@ -107,7 +107,10 @@ export WH_DB_PASSWORD
 export WH_ORIGIN=check-compose.example/log
 say "podman-compose up -d"
 started=$SECONDS
-"${COMPOSE[@]}" up -d >"$WORK/up.log" 2>&1 || { tail -30 "$WORK/up.log"; exit 1; }
+# podman 4.3 may refuse to start nginx while a replica it depends on is being
+# restarted ("depends on container ... not found in input list"): nginx is started
+# again below, once the replicas are healthy.
+"${COMPOSE[@]}" up -d >"$WORK/up.log" 2>&1 || say "podman-compose up -d: $(grep -m1 '^Error' "$WORK/up.log" || tail -1 "$WORK/up.log")"
 container() { echo "${PROJECT}_$1_1"; }
 
 # ---- 3. health -------------------------------------------------------------------
@@ -123,6 +126,10 @@ for replica in replica-1 replica-2 replica-3; do
         sleep 1
     done
 done
+if [ "$(podman inspect "$(container nginx)" --format '{{.State.Running}}')" != true ]; then
+    say "nginx is not running: podman start"
+    podman start "$(container nginx)" >/dev/null
+fi
 until curl -sf "$NGINX/health" >/dev/null; do
     [ $SECONDS -gt $deadline ] && { say "nginx never answered /health"; exit 1; }
     sleep 0.5
