@@ -493,19 +493,21 @@ async fn while_postgres_is_down_sessions_and_executions_answer_503_and_the_servi
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_execution_on_one_replica_verifies_at_once_on_the_others_and_their_checkpoints_are_consistent()
+async fn a_session_opened_on_one_replica_runs_on_a_second_and_verifies_at_once_on_a_third_with_consistent_checkpoints()
  {
     let cluster = Cluster::start(3);
     let identity = cluster.client(0).identity(None).await.unwrap();
     let mut checkpoints = vec![cluster.client(1).checkpoint().await.unwrap()];
     for round in 0..3 {
-        let ran_on = round % 3;
-        let receipt = execute_across(&cluster, &identity, ran_on, ran_on).await;
-        // At once, with no wait for the others to catch up.
+        let (opened_on, ran_on) = (round % 3, (round + 1) % 3);
+        let receipt = execute_across(&cluster, &identity, opened_on, ran_on).await;
+        // At once, with no wait for the others to catch up: on the third replica,
+        // and on the one that opened the session.
         for other in (0..3).filter(|&other| other != ran_on) {
             assert!(
                 verifies_at(cluster.client(other), &receipt, &identity).await,
-                "replica {other} proves an execution that ran on replica {ran_on}"
+                "replica {other} proves an execution that ran on replica {ran_on} \
+                 (session opened on replica {opened_on})"
             );
             checkpoints.push(cluster.client(other).checkpoint().await.unwrap());
         }
