@@ -454,6 +454,47 @@ async fn the_pool_halves_a_batch_the_clients_pending_share_refuses() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_session_a_rate_limited_execute_did_not_use_goes_back_to_the_pool() {
+    let app = TestApp::spawn_with(|config| {
+        config.clients.requests_per_second = Bounded::constant::<1>();
+        config.clients.burst = Bounded::constant::<4>();
+    })
+    .await;
+    let pool = SessionPool::new(v1_1(&app), app.identity.public_key).with_batch(8);
+    let plaintext = Wire::V1_1.encode_request(&tiny()).unwrap();
+    pool.execute(&plaintext).await.unwrap();
+    let mut executed = 1;
+    let refused = loop {
+        // Empty the client's bucket, then execute at once (a token refilled in
+        // between lets the execution through: then again).
+        while app
+            .http
+            .get(app.url("/keys"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            != 429
+        {}
+        let before = (pool.len(), app.state.sessions.pending());
+        match pool.execute(&plaintext).await {
+            Ok(_) => executed += 1,
+            Err(error) => break (error, before),
+        }
+        assert!(executed < 5, "no execution was ever rate limited");
+    };
+    let (error, before) = refused;
+    assert!(
+        matches!(&error, wasm_hypervisor_client::ClientError::Server { code, .. } if code == "rate_limited"),
+        "{error:?}"
+    );
+    // Not used by the server, so not lost by the pool: it serves the next request.
+    assert_eq!((pool.len(), app.state.sessions.pending()), before);
+    // (The log through the state: HTTP is rate limited.)
+    assert_eq!(app.state.log.size(), executed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_pool_drops_sessions_near_expiry() {
     // Sessions live 60 s; the pool wants 120 s left: every pooled session is near
     // expiry as soon as it is pooled, so none is used after its batch (and the

@@ -171,7 +171,10 @@ export declare class Client {
      */
     run(module: Uint8Array | string, options?: RunOptions): Promise<RunResult>;
     private plaintext;
-    /** Sends one plaintext on a pooled session, once more on a fresh one if the session was gone. */
+    /**
+     * Sends one plaintext on a pooled session, once more on a fresh one if the session
+     * was gone; a session that a refusal did not use goes back to the pool.
+     */
     private runPlaintext;
     private seal;
     private execute;

@@ -78,6 +78,8 @@ function limitsPlaintext(limits) {
     pick("files_bytes", limits.filesBytes ?? limits.files_bytes);
     return out;
 }
+/** `/execute` refusals that leave the session unused (PROTOCOL.md): the pool keeps it. */
+const SESSION_UNUSED = ["rate_limited", "too_many_executions", "overloaded", "database_unavailable"];
 /** A client of one wasm-hypervisor server. */
 export class Client {
     url;
@@ -303,16 +305,26 @@ export class Client {
         }
         return cborWire ? cbor.encode(request) : text(JSON.stringify(request));
     }
-    /** Sends one plaintext on a pooled session, once more on a fresh one if the session was gone. */
+    /**
+     * Sends one plaintext on a pooled session, once more on a fresh one if the session
+     * was gone; a session that a refusal did not use goes back to the pool.
+     */
     async runPlaintext(plaintext, options) {
-        let session = await this.takeSession();
         const attempt = async (current) => {
-            if (options.async)
-                return this.executeAsync(current, plaintext);
-            return this.execute(current, plaintext);
+            try {
+                if (options.async)
+                    return await this.executeAsync(current, plaintext);
+                return await this.execute(current, plaintext);
+            }
+            catch (error) {
+                // Refused before the session was used (PROTOCOL.md): it serves the next request.
+                if (error instanceof ServerError && SESSION_UNUSED.includes(error.code))
+                    this.pool.unshift(current);
+                throw error;
+            }
         };
         try {
-            return await attempt(session);
+            return await attempt(await this.takeSession());
         }
         catch (error) {
             if (!(error instanceof ServerError) || !["session_not_found", "session_expired"].includes(error.code)) {
@@ -320,8 +332,7 @@ export class Client {
             }
             // Nothing ran: the server lost the session (a restart, an eviction). Once more.
             this.pool = [];
-            session = await this.freshSession();
-            return attempt(session);
+            return attempt(await this.freshSession());
         }
     }
     async seal(session, plaintext) {

@@ -197,6 +197,33 @@ test("pool: a batch the client's pending share refuses is halved", async () => {
   }
 });
 
+test("pool: a session a rate-limited run did not use goes back to the pool", async () => {
+  const server = await startServer("clients:\n  requests_per_second: 1\n  burst: 4\n");
+  try {
+    const client = new Client(server.url, { batch: 8, references: false });
+    const module = readFileSync(example("tiny.wasm"));
+    assert.equal((await client.run(module)).status, "completed");
+    let refused;
+    for (let attempt = 0; attempt < 5 && refused === undefined; attempt++) {
+      // Empty the client's bucket, then run at once (a token refilled in between
+      // lets the run through: then again).
+      while ((await fetch(`${server.url}/keys`)).status !== 429);
+      const before = client.pooledSessions;
+      try {
+        await client.run(module);
+      } catch (error) {
+        refused = { error, before };
+      }
+    }
+    assert.ok(refused, "no run was ever rate limited");
+    assert.equal(refused.error.code, "rate_limited");
+    // Not used by the server, so not lost by the pool.
+    assert.equal(client.pooledSessions, refused.before);
+  } finally {
+    await server.close();
+  }
+});
+
 test("pool: sessions lost in a server restart cost one quiet retry", async () => {
   let server = await startServer();
   const { dir, port } = server;

@@ -5,10 +5,12 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
-from wasm_hypervisor import Client, KeyMismatch, Mount
+from wasm_hypervisor import Client, KeyMismatch, Mount, ServerError
 
 from test_run import tar_of
 
@@ -55,6 +57,40 @@ def test_pool_halves_a_batch_the_clients_pending_share_refuses(make_server, exam
     assert client.batch == 4
     assert client.stats["session_requests"] == 4
     assert client.stats["sessions_opened"] == 4
+
+
+def _empty_the_bucket(url: str) -> None:
+    """Requests ``/keys`` until the server answers 429 (this client's bucket is empty)."""
+    while True:
+        try:
+            urllib.request.urlopen(url + "/keys").close()
+        except urllib.error.HTTPError as error:
+            if error.code == 429:
+                return
+            raise
+
+
+def test_a_session_a_rate_limited_run_did_not_use_goes_back_to_the_pool(make_server, examples):
+    server = make_server(
+        WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND="1", WASM_HYPERVISOR_CLIENTS__BURST="4"
+    )
+    client = Client(server.url, batch=8)
+    module = (examples / "tiny.wasm").read_bytes()
+    assert client.run(module).status == "completed"
+    for _ in range(5):
+        # Empty the client's bucket, then run at once (a token refilled in between
+        # lets the run through: then again).
+        _empty_the_bucket(server.url)
+        before = client.pooled_sessions
+        try:
+            client.run(module)
+        except ServerError as error:
+            assert error.code == "rate_limited"
+            break
+    else:
+        raise AssertionError("no run was ever rate limited")
+    # Not used by the server, so not lost by the pool.
+    assert client.pooled_sessions == before
 
 
 def test_pool_retries_once_quietly_after_a_server_restart(make_server, examples):

@@ -19,6 +19,12 @@
 //! client identity share `sessions.max_pending_per_client` instead of locking each
 //! other out. A refusal of a single session is the caller's error, with its
 //! `Retry-After`.
+//!
+//! An `/execute` refused before its session was used (`rate_limited`,
+//! `too_many_executions`, `overloaded`, `database_unavailable`: PROTOCOL.md says
+//! none of them uses the session) gives the session back to the pool and returns
+//! the error: a client held back by the server's limits does not leak a pending
+//! session per refusal until its share is full.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -55,6 +61,14 @@ pub struct SessionPool {
 fn session_gone(error: &ClientError) -> bool {
     matches!(error, ClientError::Server { code, .. }
         if code == "session_not_found" || code == "session_expired")
+}
+
+/// Whether an `/execute` was refused before its session was used, so the
+/// session may serve another request.
+fn session_unused(error: &ClientError) -> bool {
+    matches!(error, ClientError::Server { code, .. }
+        if code == "rate_limited" || code == "too_many_executions"
+            || code == "overloaded" || code == "database_unavailable")
 }
 
 /// Whether a `POST /sessions` was refused for a pending bound, which a smaller
@@ -126,8 +140,13 @@ impl SessionPool {
     /// A session that is not about to expire: the oldest pooled one, or one of a
     /// batch opened now.
     pub async fn take(&self) -> Result<Session, ClientError> {
-        if let Some(session) = self.pop_live() {
-            return Ok(session);
+        Ok(self.take_pooled().await?.session)
+    }
+
+    /// [`SessionPool::take`], with the session's expiry.
+    async fn take_pooled(&self) -> Result<Pooled, ClientError> {
+        if let Some(pooled) = self.pop_live() {
+            return Ok(pooled);
         }
         if self.client.wire() == Wire::V1 {
             // One session per request: nothing to share, so no reason to wait.
@@ -135,34 +154,39 @@ impl SessionPool {
         }
         let _refilling = self.refill.lock().await;
         // Whoever held the lock before may have filled the pool.
-        if let Some(session) = self.pop_live() {
-            return Ok(session);
+        if let Some(pooled) = self.pop_live() {
+            return Ok(pooled);
         }
         self.fresh().await
     }
 
     /// The oldest pooled session not about to expire; those about to are dropped.
-    fn pop_live(&self) -> Option<Session> {
+    fn pop_live(&self) -> Option<Pooled> {
         let now = SystemTime::now();
         let mut sessions = self.lock();
         while let Some(pooled) = sessions.pop_front() {
             if pooled.expires_at > now + self.margin {
-                return Some(pooled.session);
+                return Some(pooled);
             }
         }
         None
     }
 
+    /// Puts back, first in line, a session a refused request did not use.
+    fn give_back(&self, pooled: Pooled) {
+        self.lock().push_front(pooled);
+    }
+
     /// Opens sessions now (a batch with v1.1, one with v1), keeps all but the
     /// first and returns it. A server whose sessions live less than the margin
     /// still gets them used, fresh.
-    async fn fresh(&self) -> Result<Session, ClientError> {
+    async fn fresh(&self) -> Result<Pooled, ClientError> {
         let mut opened = self.open().await?.into_iter();
         let first = opened.next().ok_or(Violation::Batch(
             wasm_hypervisor_protocol::wire::BatchError::Empty,
         ))?;
         self.lock().extend(opened);
-        Ok(first.session)
+        Ok(first)
     }
 
     async fn open(&self) -> Result<Vec<Pooled>, ClientError> {
@@ -218,33 +242,64 @@ impl SessionPool {
     }
 
     /// [`Client::execute`] on a pooled session; a `session_not_found` is retried
-    /// once on a fresh session.
+    /// once on a fresh session, and a session a refusal did not use goes back.
     pub async fn execute(&self, request_plaintext: &[u8]) -> Result<Execution, ClientError> {
-        let session = self.take().await?;
-        match self.client.execute(&session, request_plaintext).await {
+        let pooled = self.take_pooled().await?;
+        match self
+            .client
+            .execute(&pooled.session, request_plaintext)
+            .await
+        {
             Err(error) if session_gone(&error) => {
                 self.clear();
-                let session = self.fresh().await?;
-                self.client.execute(&session, request_plaintext).await
+                let pooled = self.fresh().await?;
+                let outcome = self
+                    .client
+                    .execute(&pooled.session, request_plaintext)
+                    .await;
+                self.keep_if_unused(pooled, outcome)
             }
-            outcome => outcome,
+            outcome => self.keep_if_unused(pooled, outcome),
         }
     }
 
     /// [`Client::execute_async`] on a pooled session; a `session_not_found` is
-    /// retried once on a fresh session.
+    /// retried once on a fresh session, and a session a refusal did not use goes
+    /// back.
     pub async fn execute_async(
         &self,
         request_plaintext: &[u8],
     ) -> Result<PendingExecution, ClientError> {
-        let session = self.take().await?;
-        match self.client.execute_async(&session, request_plaintext).await {
+        let pooled = self.take_pooled().await?;
+        match self
+            .client
+            .execute_async(&pooled.session, request_plaintext)
+            .await
+        {
             Err(error) if session_gone(&error) => {
                 self.clear();
-                let session = self.fresh().await?;
-                self.client.execute_async(&session, request_plaintext).await
+                let pooled = self.fresh().await?;
+                let outcome = self
+                    .client
+                    .execute_async(&pooled.session, request_plaintext)
+                    .await;
+                self.keep_if_unused(pooled, outcome)
             }
-            outcome => outcome,
+            outcome => self.keep_if_unused(pooled, outcome),
         }
+    }
+
+    /// Gives `pooled` back when `outcome` is a refusal that did not use it.
+    fn keep_if_unused<T>(
+        &self,
+        pooled: Pooled,
+        outcome: Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        if let Err(error) = &outcome
+            && session_unused(error)
+        {
+            self.give_back(pooled);
+        }
+        outcome
     }
 }

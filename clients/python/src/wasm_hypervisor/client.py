@@ -359,6 +359,10 @@ def _result_document(result_plaintext: bytes, cbor: bool) -> Dict[str, Any]:
 # The client
 
 
+#: ``/execute`` refusals that leave the session unused (PROTOCOL.md): the pool keeps it.
+_SESSION_UNUSED = ("rate_limited", "too_many_executions", "overloaded", "database_unavailable")
+
+
 class Client:
     """A client of one wasm-hypervisor server.
 
@@ -564,14 +568,20 @@ class Client:
     def _send(self, plaintext: bytes, asynchronous: bool) -> Tuple[_Sent, int, Mapping[str, str], bytes]:
         """``POST /execute`` on a pooled session; after ``session_not_found`` (nothing
         ran) the pool is emptied and the request goes once more on a fresh session."""
-        sent, status, headers, data = self._post_execute(self._take_session(), plaintext, asynchronous)
+        session = self._take_session()
+        sent, status, headers, data = self._post_execute(session, plaintext, asynchronous)
         if status == 404:
             error = server_error(status, headers, data)
             if error.code in ("session_not_found", "session_expired"):
                 with self._lock:
                     self._sessions.clear()
                 self._count("session_retries")
-                sent, status, headers, data = self._post_execute(self._fresh_session(), plaintext, asynchronous)
+                session = self._fresh_session()
+                sent, status, headers, data = self._post_execute(session, plaintext, asynchronous)
+        if status in (429, 503) and server_error(status, headers, data).code in _SESSION_UNUSED:
+            # Refused before the session was used: it serves the next request.
+            with self._lock:
+                self._sessions.appendleft(session)
         return sent, status, headers, data
 
     def _open(self, sent: _Sent, answer: Dict[str, Any]) -> Dict[str, Any]:
