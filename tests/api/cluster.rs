@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use wasm_hypervisor_client::{Client, ClientError, ServerIdentity, Session};
+use wasm_hypervisor_client::{Client, ClientError, Execution, ServerIdentity, Session};
 use wasm_hypervisor_protocol::payload::ExecutionRequest;
 use wasm_hypervisor_protocol::receipt::{self, Receipt};
 use wasm_hypervisor_protocol::wire::CheckpointResponse;
@@ -224,6 +224,22 @@ fn server_code(error: ClientError) -> (u16, String) {
     }
 }
 
+/// A session opened on replica `on` and executed on replica `run`.
+async fn open_and_execute(
+    cluster: &Cluster,
+    identity: &ServerIdentity,
+    on: usize,
+    run: usize,
+) -> Result<Execution, ClientError> {
+    let session = cluster
+        .client(on)
+        .open_session(&identity.public_key)
+        .await
+        .unwrap();
+    let client = cluster.client(run);
+    client.execute(&session, &plaintext(client)).await
+}
+
 /// A session on replica `on`, executed on replica `run`: the receipt.
 async fn execute_across(
     cluster: &Cluster,
@@ -231,13 +247,7 @@ async fn execute_across(
     on: usize,
     run: usize,
 ) -> Receipt {
-    let session = cluster
-        .client(on)
-        .open_session(&identity.public_key)
-        .await
-        .unwrap();
-    let client = cluster.client(run);
-    let execution = client.execute(&session, &plaintext(client)).await.unwrap();
+    let execution = open_and_execute(cluster, identity, on, run).await.unwrap();
     assert_eq!(execution.result.exit_code, Some(42));
     execution.receipt(&cluster.replicas[run].process.base, identity)
 }
@@ -617,14 +627,7 @@ async fn the_log_cannot_fork_a_stuck_sequencer_stops_appends_with_503_and_the_in
     {
         assert!(Instant::now() < deadline, "the lock was never taken");
     }
-    let session = cluster
-        .client(1)
-        .open_session(&identity.public_key)
-        .await
-        .unwrap();
-    let refused = cluster
-        .client(1)
-        .execute(&session, &plaintext(cluster.client(1)))
+    let refused = open_and_execute(&cluster, &identity, 1, 1)
         .await
         .err()
         .expect("no append while another sequencer holds the lock");

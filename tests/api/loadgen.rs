@@ -7,6 +7,22 @@ use wasm_hypervisor_client::Client;
 
 use crate::helpers::{DataDir, ServerProcess, verify_log_file};
 
+/// Runs loadgen with `args` and `--json`; its report, and its stderr.
+async fn loadgen_json(args: &[&str]) -> (Value, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    (serde_json::from_slice(&output.stdout).unwrap(), stderr)
+}
+
+/// Two clients for one second after 0.2 s of warm-up.
+const SHORT_RUN: [&str; 6] = ["--concurrency", "2", "--warmup", "0.2", "--duration", "1"];
+
 #[tokio::test]
 async fn loadgen_runs_the_protocol_and_reports_latency_outcomes_and_server_cpu() {
     let data_dir = DataDir::new();
@@ -17,26 +33,14 @@ async fn loadgen_runs_the_protocol_and_reports_latency_outcomes_and_server_cpu()
         .unwrap()
         .public_key;
     let pid = server.pid().to_string();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--server", &server.base, "--server-pid", &pid])
-        .args([
-            "--concurrency",
-            "2",
-            "--warmup",
-            "0.2",
-            "--duration",
-            "1",
-            "--json",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (report, _) = loadgen_json(
+        &[
+            &["--server", &server.base, "--server-pid", &pid][..],
+            &SHORT_RUN,
+        ]
+        .concat(),
+    )
+    .await;
     let executions = report["executions"].as_u64().unwrap();
     assert!(executions > 0, "{report}");
     // Every counted execution ran the built-in tiny module to completion.
@@ -69,14 +73,8 @@ async fn loadgen_counts_refusals_as_errors_not_as_executions() {
             ("WASM_HYPERVISOR_CLIENTS__BURST", "1"),
         ],
     );
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--server", &server.base])
-        .args(["--warmup", "0", "--duration", "1", "--json"])
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success());
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (report, stderr) =
+        loadgen_json(&["--server", &server.base, "--warmup", "0", "--duration", "1"]).await;
     let refused = report["outcomes"]["http 429 rate_limited"]
         .as_u64()
         .unwrap();
@@ -84,10 +82,7 @@ async fn loadgen_counts_refusals_as_errors_not_as_executions() {
     assert_eq!(report["errors"].as_u64(), Some(refused), "{report}");
     let completed = report["outcomes"]["completed"].as_u64().unwrap_or(0);
     assert_eq!(report["executions"].as_u64(), Some(completed), "{report}");
-    assert!(
-        String::from_utf8_lossy(&output.stderr)
-            .contains("WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0")
-    );
+    assert!(stderr.contains("WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0"));
     server.kill();
 }
 
@@ -106,28 +101,18 @@ async fn loadgen_spreads_clients_over_every_server_and_sums_their_cpu() {
     }
     // Two servers, the first's CPU as the servers', the second's (with its
     // descendants) as the extra process tree.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--server", &first.base, "--server", &second.base])
-        .args(["--server-pid", &first.pid().to_string()])
-        .args(["--extra-pid", &second.pid().to_string()])
-        .args([
-            "--concurrency",
-            "2",
-            "--warmup",
-            "0.2",
-            "--duration",
-            "1",
-            "--json",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (first_pid, second_pid) = (first.pid().to_string(), second.pid().to_string());
+    let servers = [
+        "--server",
+        &first.base,
+        "--server",
+        &second.base,
+        "--server-pid",
+        &first_pid,
+        "--extra-pid",
+        &second_pid,
+    ];
+    let (report, _) = loadgen_json(&[&servers[..], &SHORT_RUN].concat()).await;
     assert_eq!(report["servers"].as_u64(), Some(2), "{report}");
     let executions = report["executions"].as_u64().unwrap();
     assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
