@@ -224,6 +224,15 @@ fn server_code(error: ClientError) -> (u16, String) {
     }
 }
 
+/// A session opened on replica `on`.
+async fn open_on(cluster: &Cluster, identity: &ServerIdentity, on: usize) -> Session {
+    cluster
+        .client(on)
+        .open_session(&identity.public_key)
+        .await
+        .unwrap()
+}
+
 /// A session opened on replica `on` and executed on replica `run`.
 async fn open_and_execute(
     cluster: &Cluster,
@@ -231,11 +240,7 @@ async fn open_and_execute(
     on: usize,
     run: usize,
 ) -> Result<Execution, ClientError> {
-    let session = cluster
-        .client(on)
-        .open_session(&identity.public_key)
-        .await
-        .unwrap();
+    let session = open_on(cluster, identity, on).await;
     let client = cluster.client(run);
     client.execute(&session, &plaintext(client)).await
 }
@@ -307,11 +312,7 @@ async fn every_replica_serves_the_same_key_and_origin() {
 async fn a_session_opened_on_one_replica_executes_on_another_and_only_once() {
     let cluster = Cluster::start(3);
     let identity = cluster.client(0).identity(None).await.unwrap();
-    let session = cluster
-        .client(0)
-        .open_session(&identity.public_key)
-        .await
-        .unwrap();
+    let session = open_on(&cluster, &identity, 0).await;
     let execution = cluster
         .client(1)
         .execute(&session, &plaintext(cluster.client(1)))
@@ -354,11 +355,7 @@ async fn a_batch_opened_on_one_replica_is_used_across_the_others() {
 async fn an_async_execution_submitted_on_one_replica_is_fetched_from_another() {
     let cluster = Cluster::start(2);
     let identity = cluster.client(0).identity(None).await.unwrap();
-    let session = cluster
-        .client(0)
-        .open_session(&identity.public_key)
-        .await
-        .unwrap();
+    let session = open_on(&cluster, &identity, 0).await;
     let pending = cluster
         .client(0)
         .execute_async(&session, &plaintext(cluster.client(0)))
@@ -439,11 +436,7 @@ async fn while_postgres_is_down_sessions_and_executions_answer_503_and_the_servi
     let (url, sql) = server.database_with_sql();
     let cluster = Cluster::start_on(url, sql, 2);
     let identity = cluster.client(0).identity(None).await.unwrap();
-    let session = cluster
-        .client(0)
-        .open_session(&identity.public_key)
-        .await
-        .unwrap();
+    let session = open_on(&cluster, &identity, 0).await;
 
     server.stop();
     health_until(
