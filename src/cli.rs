@@ -572,17 +572,23 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("building the tokio runtime")
 }
 
+/// The configuration from `file` (if any), the environment and `overrides`; a
+/// configuration that does not load is said on stderr and exits 2.
+fn load_config(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ExitCode> {
+    Config::load(file, overrides).map_err(|error| {
+        eprintln!("wasm-hypervisor: {error}");
+        ExitCode::from(2)
+    })
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
     let overrides = Overrides {
         listen: args.listen,
         data_dir: args.data_dir,
     };
-    let config = match Config::load(args.config.as_deref(), &overrides) {
+    let config = match load_config(args.config.as_deref(), &overrides) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("wasm-hypervisor: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     init_tracing(config.log_format);
     let runtime = runtime();
@@ -615,12 +621,9 @@ fn import_log(args: ImportArgs) -> ExitCode {
         listen: None,
         data_dir: args.data_dir,
     };
-    let config = match Config::load(args.config.as_deref(), &overrides) {
+    let config = match load_config(args.config.as_deref(), &overrides) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("wasm-hypervisor: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let url = match args.database_url {
         Some(url) => url,

@@ -289,13 +289,7 @@ impl FileLog {
             .mode(0o600)
             .open(&path)
             .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(AuditError::Locked { path });
-            }
-            Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
-        }
+        lock_exclusively(&file, &path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         // A new file, or one whose creation a crash interrupted before its first
@@ -655,6 +649,21 @@ impl Shared {
     }
 }
 
+/// Takes the exclusive lock on the log file, which one process holds while it
+/// uses the log: [`AuditError::Locked`] if another holds it.
+fn lock_exclusively(file: &File, path: &Path) -> Result<(), AuditError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Locked {
+            path: path.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(AuditError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// Reads every record of a log file (v1 or v2) from scratch, without opening it
 /// for writing: for verification, tests and tools. A torn tail is an error here.
 pub fn read_records(path: &Path) -> Result<Vec<LogRecord>, AuditError> {
@@ -692,13 +701,7 @@ pub fn read_unused(
         source,
     };
     let mut file = File::open(&path).map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(AuditError::Locked { path });
-        }
-        Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
-    }
+    lock_exclusively(&file, &path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io)?;
     let scan = scan(&path, &bytes)?;
