@@ -42,14 +42,6 @@ async fn key_new_writes_an_owner_only_key_that_a_server_serves_and_never_overwri
 
     // A server given the file as signing_key_file signs with that key.
     let app = TestApp::spawn_with(|config| config.signing_key_file = file.clone()).await;
-    let keys: Value = app
-        .http
-        .get(app.url("/keys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys: Value = app.get_json("/keys").await;
     assert_eq!(keys["key_id"], key_id.as_str(), "{keys}");
 }
