@@ -895,6 +895,63 @@ async fn postgres_restarted_under_load_answers_503_then_recovers_losing_no_ackno
     cluster.stop_and_check_log(&identity).await;
 }
 
+/// `wasm-hypervisor log import` of `data_dir` into `url` with `key_file`: its
+/// exit status and stderr.
+async fn import_into(url: &str, data_dir: &Path, key_file: &Path) -> (bool, String) {
+    let output = cli_command()
+        .args(["log", "import", "--database-url", url, "--data-dir"])
+        .arg(data_dir)
+        .envs([
+            (
+                "WASM_HYPERVISOR_SIGNING_KEY_FILE",
+                key_file.to_str().unwrap(),
+            ),
+            ("WASM_HYPERVISOR_ORIGIN", ORIGIN),
+        ])
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_import_refuses_a_data_directory_without_the_key_or_without_records() {
+    let (url, sql) = postgres::shared().database_with_sql();
+    let cluster = Cluster::empty(url, sql);
+    let data_dir = DataDir::new();
+    let missing_key = data_dir.path.join("no-such-key.pem");
+    let (imported, stderr) = import_into(&cluster.url, &data_dir.path, &missing_key).await;
+    assert!(!imported && stderr.contains("no signing key"), "{stderr}");
+
+    // A server (the cluster's key and origin) that ran nothing leaves a log
+    // without records.
+    let key_file = cluster.key_file();
+    let embedded = ServerProcess::start_with(
+        &data_dir.path,
+        &[],
+        &[
+            (
+                "WASM_HYPERVISOR_SIGNING_KEY_FILE",
+                key_file.to_str().unwrap(),
+            ),
+            ("WASM_HYPERVISOR_ORIGIN", ORIGIN),
+        ],
+    );
+    let identity = Client::new(&embedded.base, None).identity(None).await;
+    assert_eq!(identity.unwrap().origin, ORIGIN, "the server is up");
+    embedded.sigterm();
+    assert!(embedded.wait().await.status.success());
+    let (imported, stderr) = import_into(&cluster.url, &data_dir.path, &key_file).await;
+    assert!(
+        !imported && stderr.contains("nothing to import"),
+        "{stderr}"
+    );
+    assert_eq!(cluster.log_size(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_log_is_imported_into_an_empty_database_once_and_replicas_then_prove_its_executions()
 {
