@@ -117,6 +117,8 @@ ATTACKER_SOURCE = "127.0.0.1"
 KiB, MiB = 1024, 1024 * 1024
 SAMPLE_SECONDS = 0.02
 HONEST_TIMEOUT = 120.0
+# Seconds row 7's attacker waits for the answer to its 100 MiB module.
+BIG_MODULE_TIMEOUT = 300.0
 ROWS = ["1", "2", "3j", "3c", "4", "5", "6", "7", "8", "9", "10", "write"]
 # Seconds each row may take in all (servers' start and stop included); past it the
 # watchdog kills the row's servers, which ends every request still waiting on them.
@@ -363,12 +365,19 @@ def make_client(url, source, wire="v1.1", timeout=HONEST_TIMEOUT, batch=32):
 
 
 def describe_error(error):
+    """A refusal as `STATUS code`; a failure to get an answer as what happened."""
     code = getattr(error, "code", None)
     status = getattr(error, "status", None)
     if code is not None:
         return f"{status} {code}"
     text = str(error)
-    return f"{type(error).__name__}: {text[:60]}"
+    if "timed out" in text:
+        return "no answer (client timeout)"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "RemoteDisconnected" in text or "Connection reset" in text or "Connection aborted" in text:
+        return "connection closed without an answer"
+    return f"{type(error).__name__}: {short(text, 60)}"
 
 
 def short(text, length=70):
@@ -466,7 +475,7 @@ def monitor_main(url, pids, control, results):
             ok = result.status == "completed" and result.stdout == b"hello\n"
             error = None if ok else f"status {result.status}"
         except Exception as error_:  # noqa: BLE001 - every failure is counted
-            ok, error = False, describe_error(error_)
+            ok, error = False, describe_error(error_).replace("client timeout", f"{HONEST_TIMEOUT:.0f} s")
         honest.append((started, time.monotonic() - started, ok, error))
     sampler.join()
     results.put(("done", {"memory": {str(pid): rows for pid, rows in memory.items()}, "honest": honest}))
@@ -643,7 +652,7 @@ def row_1(row):
         started = time.monotonic()
         try:
             result = client.run(module, mounts=[Mount("/m", archives[k])])
-            outcomes[k] = (f"{result.status}: {short(result.error, 60)}", time.monotonic() - started)
+            outcomes[k] = (f"{result.status}: {short(result.error, 100)}", time.monotonic() - started)
         except Exception as error:  # noqa: BLE001
             outcomes[k] = (describe_error(error), time.monotonic() - started)
 
@@ -762,6 +771,9 @@ def row_5(row):
             statuses.append(f"connect: {error.strerror}")
             sock.close()
     for sock in sockets:
+        # The status lines may come slowly (each GET encodes the whole answer
+        # first): all of them within 60 s of the first GET.
+        sock.settimeout(max(0.05, window_start + 60 - time.monotonic()))
         try:
             line = sock.recv(16).split(b"\r\n")[0].decode(errors="replace")
             statuses.append(line.split(" ", 1)[1] if " " in line else line or "closed")
@@ -864,14 +876,14 @@ def row_7(row):
     fill_end = time.monotonic()
     stored = row.metric("blob_store_bytes")
     module = with_custom_section(tiny_module(), 100 * MiB)
-    client = make_client(row.server.url, ATTACKER_SOURCE, timeout=300)
+    client = make_client(row.server.url, ATTACKER_SOURCE, timeout=BIG_MODULE_TIMEOUT)
     time.sleep(1)
     big_start = time.monotonic()
     try:
         result = client.run(module)
         got = f"{result.status} {result.stdout!r}"
     except Exception as error:  # noqa: BLE001
-        got = describe_error(error)
+        got = describe_error(error).replace("client timeout", f"{BIG_MODULE_TIMEOUT:.0f} s")
     big_end = time.monotonic()
     row.window = (big_start, big_end)
     row.extra_windows = [("while filling", fill_end - fill_seconds, fill_end)]
