@@ -7,7 +7,7 @@ every 0.1-0.3 s meanwhile.
     tools/attacks/round2.py ROW --bin target/release/wasm-hypervisor [--keep]
     tools/attacks/round2.py all --bin target/release/wasm-hypervisor [--keep]
 
-ROW is one of 1, 2, 3 (both of 3j, 3c), 3j, 3c, 4, 5, 6, 7, 8, 9, 10, write. Each row
+ROW is one of idle, 1, 2, 3 (both of 3j, 3c), 3j, 3c, 4, 5, 6, 7, 8, 9, 10, write. Each row
 prints one summary line: what the attacker got, the server's memory growth (peak
 VmRSS, or VmHWM when it rose, minus the RSS just before the attack, sampled every
 20 ms from /proc/PID/status), the honest client's worst and median latency and its
@@ -18,6 +18,8 @@ directory (server logs, data directories) and prints where it is.
 What each row does (sizes as the issue gives them; where it is not exact, the
 closest honest reproduction, said here):
 
+  idle  no attack: the honest client alone for 20 s, the control that says what
+      this machine's own load does to its latency.
   1   three requests at once, each mounting its own tar of 600 empty regular files
       each 2,040 path components deep (`N/a/a/.../a`, GNU `L` long names: 2.9 MiB).
   2   one request (CBOR plaintext, binary body; about 700 bytes) whose guest
@@ -119,12 +121,13 @@ SAMPLE_SECONDS = 0.02
 HONEST_TIMEOUT = 120.0
 # Seconds row 7's attacker waits for the answer to its 100 MiB module.
 BIG_MODULE_TIMEOUT = 300.0
-ROWS = ["1", "2", "3j", "3c", "4", "5", "6", "7", "8", "9", "10", "write"]
+ROWS = ["idle", "1", "2", "3j", "3c", "4", "5", "6", "7", "8", "9", "10", "write"]
 # Seconds each row may take in all (servers' start and stop included); past it the
 # watchdog kills the row's servers, which ends every request still waiting on them.
-BOUNDS = {"1": 300, "2": 300, "3j": 300, "3c": 300, "4": 300, "5": 240, "6": 360,
+BOUNDS = {"idle": 120, "1": 300, "2": 300, "3j": 300, "3c": 300, "4": 300, "5": 240, "6": 360,
           "7": 720, "8": 300, "9": 360, "10": 120, "write": 120}
 TITLES = {
+    "idle": "none: the honest client alone for 20 s",
     "1": "3 tars of 600 members x 2,040 components",
     "2": "100,000 empty files with 4,095-byte paths",
     "3j": "256 MiB to a writable mount, JSON",
@@ -648,6 +651,12 @@ class Row:
         return time.monotonic() - started
 
 
+def row_idle(row):
+    """No attack: what the honest client sees of this machine's own noise."""
+    time.sleep(20)
+    return {"attacker": "-", "timing": "20 s", "note": "the control: no attack"}
+
+
 def row_1(row):
     from wasm_hypervisor import Mount
 
@@ -1063,7 +1072,7 @@ def row_write(row):
 
 
 ATTACKS = {
-    "1": row_1, "2": row_2, "3j": lambda row: row_3(row, "v1"), "3c": lambda row: row_3(row, "v1.1"),
+    "idle": row_idle, "1": row_1, "2": row_2, "3j": lambda row: row_3(row, "v1"), "3c": lambda row: row_3(row, "v1.1"),
     "4": row_4, "5": row_5, "6": row_6, "7": row_7, "8": row_8, "9": row_9, "10": row_10, "write": row_write,
 }
 
