@@ -108,7 +108,8 @@ struct Args {
     /// opened in batches) or `v1` (JSON, one `POST /sessions` per execution).
     #[arg(long, default_value = "v1.1")]
     wire: Wire,
-    /// With `--wire v1.1`: sessions per `POST /sessions {"count": N}`.
+    /// With `--wire v1.1`: the most sessions one `POST /sessions {"count": N}`
+    /// asks for (the pool starts at 4 and doubles while its batches are used up).
     #[arg(long, default_value_t = SessionPool::DEFAULT_BATCH)]
     batch: usize,
 }
