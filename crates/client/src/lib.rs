@@ -10,8 +10,9 @@
 //! # Layout
 //! - The crate root: [`Client`] and what its calls return, [`ClientError`] and the
 //!   [`Violation`]s of the protocol a client refuses; [`Wire`], the protocol
-//!   version it speaks (v1.1's binary bodies and CBOR plaintexts by default);
-//!   [`Retries`], how an idempotent call answered 429 or 503 is made again.
+//!   version it speaks (v1.1's binary bodies and CBOR plaintexts by default).
+//! - `retry`: [`Retries`], how an idempotent call answered 429 or 503 with
+//!   `Retry-After` is made again, within a bound.
 //! - [`pool`]: a pool of pre-opened sessions, opened in signed batches (protocol
 //!   v1.1 §A) that grow on demand, that replaces an expired session without the
 //!   caller noticing.
@@ -22,8 +23,10 @@
 
 pub mod archive;
 pub mod pool;
+mod retry;
 
 pub use pool::SessionPool;
+pub use retry::Retries;
 
 use uuid::Uuid;
 use wasm_hypervisor_protocol::binary::{self, BinaryError};
@@ -218,52 +221,6 @@ impl Execution {
     }
 }
 
-/// How an idempotent call answered 429 or 503 with `Retry-After` is made again:
-/// after the seconds the server asked, while fewer than `tries` were made and the
-/// waits fit in `within`; then its error is returned. The idempotent calls are
-/// `GET /keys`, `/verify/{id}`, `/log/checkpoint`, `/log/consistency`,
-/// `/executions/{id}`, and `POST /sessions`, which a refusal leaves undone; never
-/// `/execute` (it uses its session) nor `/health` (its 503 is an answer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retries {
-    /// Tries in all, the first included; 1 never retries.
-    pub tries: u32,
-    /// The most time from the first try to the start of the last.
-    pub within: std::time::Duration,
-}
-
-impl Retries {
-    /// One try: every refusal is returned as it comes.
-    pub const NONE: Retries = Retries {
-        tries: 1,
-        within: std::time::Duration::ZERO,
-    };
-}
-
-impl Default for Retries {
-    /// At most 5 tries within 30 s: enough for a rate limiter's `Retry-After: 1`
-    /// (or a few), short of what a caller would take for a hang.
-    fn default() -> Retries {
-        Retries {
-            tries: 5,
-            within: std::time::Duration::from_secs(30),
-        }
-    }
-}
-
-/// The wait a refusal asks for before the same idempotent call, if it is one to
-/// retry: a 429 or 503 with `Retry-After`.
-fn retry_wait(error: &ClientError) -> Option<std::time::Duration> {
-    match error {
-        ClientError::Server {
-            status: 429 | 503,
-            retry_after: Some(seconds),
-            ..
-        } => Some(std::time::Duration::from_secs(*seconds)),
-        _ => None,
-    }
-}
-
 /// An HTTP client for one server, with the crypto provider it seals and verifies
 /// with (independent of the server's: the bytes on the wire are the same).
 #[derive(Clone)]
@@ -335,39 +292,6 @@ impl Client {
         self.retries
     }
 
-    /// `call` (an idempotent request), made again after a 429 or 503's
-    /// `Retry-After` as [`Retries`] allows and `retry_if` agrees.
-    async fn idempotent<T, F, Fut>(
-        &self,
-        mut call: F,
-        retry_if: impl Fn(&ClientError) -> bool,
-    ) -> Result<T, ClientError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, ClientError>>,
-    {
-        let started = std::time::Instant::now();
-        let mut tries = 1;
-        loop {
-            let error = match call().await {
-                Err(error) => error,
-                done => return done,
-            };
-            let wait = match retry_wait(&error) {
-                Some(wait)
-                    if tries < self.retries.tries
-                        && started.elapsed() + wait <= self.retries.within
-                        && retry_if(&error) =>
-                {
-                    wait
-                }
-                _ => return Err(error),
-            };
-            tokio::time::sleep(wait).await;
-            tries += 1;
-        }
-    }
-
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.authorized(self.http.post(format!("{}{path}", self.base)))
     }
@@ -386,14 +310,12 @@ impl Client {
         &self,
         pinned_key_id: Option<&str>,
     ) -> Result<ServerIdentity, ClientError> {
-        let keys: KeysResponse = self
-            .idempotent(
-                || async {
-                    parse(self.http.get(format!("{}/keys", self.base)).send().await?).await
-                },
-                |_| true,
-            )
-            .await?;
+        let keys: KeysResponse = retry::idempotent(
+            self.retries,
+            || async { parse(self.http.get(format!("{}/keys", self.base)).send().await?).await },
+            |_| true,
+        )
+        .await?;
         let public_key = PublicKey::from_spki_der(self.provider, &keys.public_key.0)
             .map_err(|_| Violation::PublicKey)?;
         let key_id = Hex(public_key.key_id());
@@ -428,12 +350,12 @@ impl Client {
         &self,
         server_key: &PublicKey,
     ) -> Result<(Session, String), ClientError> {
-        let session: SessionResponse = self
-            .idempotent(
-                || async { parse(self.post("/sessions").send().await?).await },
-                |_| true,
-            )
-            .await?;
+        let session: SessionResponse = retry::idempotent(
+            self.retries,
+            || async { parse(self.post("/sessions").send().await?).await },
+            |_| true,
+        )
+        .await?;
         if session.suite != Suite::v1() {
             return Err(Violation::Suite(session.suite).into());
         }
@@ -456,14 +378,14 @@ impl Client {
         let request = wasm_hypervisor_protocol::wire::SessionsRequest {
             count: i64::try_from(count).unwrap_or(i64::MAX),
         };
-        let batch: wasm_hypervisor_protocol::wire::SessionBatchResponse = self
-            .idempotent(
-                || async { parse(self.post("/sessions").json(&request).send().await?).await },
-                // Over a pending bound, a smaller batch now (the pool's choice)
-                // beats the same batch later.
-                |error| count == 1 || !pool::over_pending_bound(error),
-            )
-            .await?;
+        let batch: wasm_hypervisor_protocol::wire::SessionBatchResponse = retry::idempotent(
+            self.retries,
+            || async { parse(self.post("/sessions").json(&request).send().await?).await },
+            // Over a pending bound, a smaller batch now (the pool's choice)
+            // beats the same batch later.
+            |error| count == 1 || !pool::over_pending_bound(error),
+        )
+        .await?;
         let sessions = batch.verify(server_key).map_err(|error| match error {
             wasm_hypervisor_protocol::wire::BatchError::Signature => {
                 ClientError::BadSessionSignature
@@ -581,7 +503,7 @@ impl Client {
     /// execution the server answered at once (it ignored the preference:
     /// `location` is `None`) there is nothing to poll; [`Client::wait`] returns it.
     pub async fn poll(&self, pending: &PendingExecution) -> Result<Progress, ClientError> {
-        self.idempotent(|| self.poll_once(pending), |_| true).await
+        retry::idempotent(self.retries, || self.poll_once(pending), |_| true).await
     }
 
     /// One `GET /executions/{id}` of [`Client::poll`].
@@ -765,7 +687,8 @@ impl Client {
         &self,
         url: String,
     ) -> Result<T, ClientError> {
-        self.idempotent(
+        retry::idempotent(
+            self.retries,
             || async { parse(self.http.get(&url).send().await?).await },
             |_| true,
         )
