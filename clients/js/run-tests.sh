@@ -5,13 +5,21 @@
 #      playground serves the committed files);
 #   3. the vendored @hpke/core bundle equals what node_modules gives (SHA-256);
 #   4. the Node tests against a real server process;
-#   5. the playground in headless Chromium (Debian's; installed with apt-get when
-#      /usr/bin/chromium is missing; never a browser a tool downloads).
+#   5. the playground in headless Chromium (Debian's /usr/bin/chromium, or
+#      $CHROMIUM; never a browser a tool downloads). This script installs nothing:
+#      without it, it stops at once and names the package (.ci/run installs it).
 # The server binary is $WASM_HYPERVISOR_BIN, else <repo>/target/debug/wasm-hypervisor
 # (build it first: `cargo build`).
 set -euo pipefail
 cd "$(dirname "$0")"
 start=$(date +%s)
+
+chromium="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$chromium" ]; then
+  echo "clients/js/run-tests.sh: the playground test needs Chromium at $chromium:" \
+    "install Debian's package (apt-get install chromium), or set CHROMIUM to another build" >&2
+  exit 1
+fi
 
 npm ci --no-audit --no-fund --loglevel=error
 
@@ -27,13 +35,6 @@ if [ -n "$(git ls-files --others --exclude-standard -- dist)" ]; then
 fi
 
 ./vendor.sh --check
-
-if [ ! -x /usr/bin/chromium ]; then
-  echo "installing Debian's chromium for the playground test"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq chromium > /dev/null
-fi
 
 node --test test/*.test.mjs test/playground.browser.mjs
 

@@ -42,7 +42,7 @@ use clap::Parser;
 use std::sync::Arc;
 use wasm_hypervisor_client::archive::pack_directory;
 
-use wasm_hypervisor_client::{Client, ClientError, SessionPool, Wire};
+use wasm_hypervisor_client::{Client, ClientError, Retries, SessionPool, Wire};
 use wasm_hypervisor_protocol::digest::sha256;
 use wasm_hypervisor_protocol::encoding::Hex;
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, MountRequest, encode_base64};
@@ -108,7 +108,8 @@ struct Args {
     /// opened in batches) or `v1` (JSON, one `POST /sessions` per execution).
     #[arg(long, default_value = "v1.1")]
     wire: Wire,
-    /// With `--wire v1.1`: sessions per `POST /sessions {"count": N}`.
+    /// With `--wire v1.1`: the most sessions one `POST /sessions {"count": N}`
+    /// asks for (the pool starts at 4 and doubles while its batches are used up).
     #[arg(long, default_value_t = SessionPool::DEFAULT_BATCH)]
     batch: usize,
 }
@@ -192,7 +193,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // bytes (each server keeps its own), then named.
     let mut targets = Vec::new();
     for server in &args.server {
-        let client = Client::new(server, args.token.clone()).with_wire(args.wire);
+        // A load generator counts refusals (a 429 is an outcome of the run, not
+        // something to wait out): the client's retries after `Retry-After` are off.
+        let client = Client::new(server, args.token.clone())
+            .with_wire(args.wire)
+            .with_retries(Retries::NONE);
         let identity = client.identity(None).await?;
         if args.by_reference {
             let session = client.open_session(&identity.public_key).await?;

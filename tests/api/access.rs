@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wasm_hypervisor_client::{ClientError, Retries};
 use wasm_hypervisor_protocol::payload::Status;
+use wasm_hypervisor_protocol::receipt;
 use wasm_hypervisor_server::access::ClientKey;
 use wasm_hypervisor_server::config::Bounded;
 use wasm_hypervisor_server::envelope;
@@ -324,6 +326,58 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_recovers_after_it(
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(keys_as(&app, client).await.status(), 200);
     app.stop().await;
+}
+
+/// Requests `/keys` until the server answers 429: the caller's bucket is empty.
+async fn empty_the_bucket(app: &TestApp) {
+    while app
+        .http
+        .get(app.url("/keys"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 429
+    {}
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_retries_a_rate_limited_verify_after_retry_after_within_its_bound() {
+    let app = TestApp::spawn_with(|config| {
+        config.clients.requests_per_second = Bounded::constant::<1>();
+        config.clients.burst = Bounded::constant::<4>();
+    })
+    .await;
+    let session = app
+        .client
+        .open_session(&app.identity.public_key)
+        .await
+        .unwrap();
+    let plaintext = serde_json::to_vec(&request(&fixture("exit_code"))).unwrap();
+    let execution = app.client.execute(&session, &plaintext).await.unwrap();
+    let execution_id = execution.response.execution_id.clone();
+
+    // One try only: the 429 is the caller's, typed, with its Retry-After.
+    empty_the_bucket(&app).await;
+    let once = app.client.clone().with_retries(Retries::NONE);
+    match once.inclusion(&execution_id).await {
+        Err(ClientError::Server {
+            status: 429,
+            code,
+            retry_after: Some(_),
+            ..
+        }) if code == "rate_limited" => {}
+        other => panic!("expected 429 rate_limited, got {:?}", other.map(|_| ())),
+    }
+
+    // The default retries wait the announced second and get the proof.
+    empty_the_bucket(&app).await;
+    let answer = app.client.inclusion(&execution_id).await.unwrap();
+    let receipt = execution.receipt(&app.base, &app.identity);
+    let checks = receipt::check_receipt(&receipt, &answer, &app.identity.public_key);
+    assert!(receipt::all_hold(&checks), "{checks:?}");
+    // (The log through the state: HTTP is rate limited.)
+    assert_eq!(app.state.log.size(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

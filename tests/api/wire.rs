@@ -424,9 +424,10 @@ async fn tasks_sharing_an_empty_pool_open_one_batch_between_them() {
         );
     }
     // A batch is only opened for an empty pool, so sixteen executions took exactly
-    // two batches of eight: none left pooled or pending. (Each task opening its
-    // own would have left 16 × 8 − 16 = 112 pending.)
-    assert_eq!((pool.len(), app.state.sessions.pending()), (0, 0));
+    // three batches, of 4, 8 and 8 (each used up, so the next doubled, up to the
+    // ceiling of 8): four left pooled and pending. (Each task opening its own
+    // would have left 16 × 4 − 16 = 48 pending.)
+    assert_eq!((pool.len(), app.state.sessions.pending()), (4, 4));
     assert_eq!(app.stop_and_verify_log().await, 16);
 }
 
@@ -448,7 +449,8 @@ async fn the_pool_halves_a_batch_the_clients_pending_share_refuses() {
         let execution = pool.execute(&plaintext).await.unwrap();
         assert_eq!(execution.result.stdout_bytes(), b"hello\n");
     }
-    // 32 and 16, 8 and 4 were refused (3 + N > 6); batches of 2 fit.
+    // The first batch of 4 was refused (3 + 4 > 6), 2 fit; each time two were used
+    // up, 4 was asked again and refused.
     assert_eq!(pool.batch(), 2);
     assert_eq!(app.stop_and_verify_log().await, 5);
 }
@@ -507,11 +509,58 @@ async fn the_pool_drops_sessions_near_expiry() {
     pool.execute(&plaintext).await.unwrap();
     assert_eq!((pool.len(), app.state.sessions.pending()), (3, 3));
     pool.execute(&plaintext).await.unwrap();
-    // The three were dropped unused (still pending on the server) and a new
-    // batch of four opened, one of them used.
-    assert_eq!(pool.len(), 3);
-    assert_eq!(app.state.sessions.pending(), 6);
+    // The three were dropped unused (still pending on the server), so the next
+    // batch was halved: two, one of them used.
+    assert_eq!(pool.len(), 1);
+    assert_eq!(app.state.sessions.pending(), 4);
+    assert_eq!(pool.batch(), 2);
     assert_eq!(app.stop_and_verify_log().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_starts_with_a_small_batch_and_doubles_it_while_batches_are_used_up() {
+    let app = TestApp::spawn().await;
+    let pool = SessionPool::new(v1_1(&app), app.identity.public_key);
+    let plaintext = Wire::V1_1.encode_request(&tiny()).unwrap();
+    let mut pooled_after_each_refill = Vec::new();
+    for _ in 0..4 + 8 + 16 + 1 {
+        let before = pool.len();
+        pool.execute(&plaintext).await.unwrap();
+        if before == 0 {
+            pooled_after_each_refill.push(pool.len());
+        }
+    }
+    // Batches of 4, 8, 16 and 16: up to the default ceiling.
+    assert_eq!(pooled_after_each_refill, [3, 7, 15, 15]);
+    assert_eq!(pool.batch(), SessionPool::DEFAULT_BATCH);
+    assert_eq!(app.stop_and_verify_log().await, 29);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_programs_on_one_address_share_its_pending_sessions_without_refusal() {
+    // The server's default share: 64 pending sessions per client (address).
+    let app = TestApp::spawn_with(|config| {
+        config
+            .sessions
+            .set_max_pending_per_client(Bounded::constant::<64>())
+            .unwrap()
+    })
+    .await;
+    let programs: Vec<SessionPool> = (0..3)
+        .map(|_| SessionPool::new(v1_1(&app), app.identity.public_key))
+        .collect();
+    let plaintext = Wire::V1_1.encode_request(&tiny()).unwrap();
+    for _ in 0..2 {
+        for program in &programs {
+            program.execute(&plaintext).await.unwrap();
+        }
+    }
+    // Each was granted its first batch of four (none halved after a refusal), and
+    // holds two of them.
+    let batches: Vec<usize> = programs.iter().map(SessionPool::batch).collect();
+    assert_eq!(batches, [4, 4, 4]);
+    assert_eq!(app.state.sessions.pending(), 6);
+    assert_eq!(app.stop_and_verify_log().await, 6);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,12 +7,32 @@
  * @module
  */
 import type { Check, Receipt, VerifyResponse, CheckpointResponse } from "./receipt.js";
-/** Any failure of the client; the subclasses say which. */
-export declare class ClientError extends Error {
+/**
+ * Anything that went wrong talking to a server or checking what it said; the
+ * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ServerError`,
+ * `KeyMismatchError`, `SessionSignatureError`, `VerificationError`.
+ */
+export declare class WasmHypervisorError extends Error {
     constructor(message: string);
 }
-/** The server answered in the protocol's error shape. */
-export declare class ServerError extends ClientError {
+/**
+ * The base error's name in release 0.1, kept as an alias for a release:
+ * `error instanceof ClientError` still holds for every error of the package.
+ * @deprecated Use `WasmHypervisorError`.
+ */
+export declare const ClientError: typeof WasmHypervisorError;
+/** @deprecated Use `WasmHypervisorError`. */
+export type ClientError = WasmHypervisorError;
+/** The server could not be reached, or the connection broke. */
+export declare class ConnectionFailedError extends WasmHypervisorError {
+    constructor(message: string);
+}
+/**
+ * The server answered with an error status, in the protocol's error shape when it
+ * could be read (else code `unknown`): `status` says whose side it blames (4xx the
+ * request's, 5xx the server's).
+ */
+export declare class ServerError extends WasmHypervisorError {
     readonly status: number;
     readonly code: string;
     /** Seconds from `Retry-After`, when sent. */
@@ -22,18 +42,24 @@ export declare class ServerError extends ClientError {
     retryAfter?: number | undefined);
 }
 /** The server's key is not the pinned one. */
-export declare class KeyMismatchError extends ClientError {
+export declare class KeyMismatchError extends WasmHypervisorError {
     readonly expected: string;
     readonly actual: string;
     constructor(expected: string, actual: string);
 }
 /** A session key's signature does not verify under the server's key. */
-export declare class SessionSignatureError extends ClientError {
+export declare class SessionSignatureError extends WasmHypervisorError {
     constructor();
 }
 /** The server answered something the protocol does not allow. */
-export declare class ProtocolError extends ClientError {
+export declare class ProtocolError extends WasmHypervisorError {
     constructor(message: string);
+}
+/** A receipt that does not prove its execution: `check` names the first check that failed. */
+export declare class VerificationError extends WasmHypervisorError {
+    readonly check: string;
+    readonly checks: Check[];
+    constructor(checks: Check[]);
 }
 /** Limits a request may lower (camelCase or the protocol's snake_case names). */
 export interface Limits {
@@ -102,18 +128,35 @@ export interface ClientOptions {
     /** `v1.1` (default: batches, binary bodies, CBOR) or `v1` (JSON throughout). */
     wire?: "v1" | "v1.1";
     /**
-     * Sessions per `POST /sessions {"count": N}` (v1.1); default 32. Halved while
-     * the server refuses a batch for the client's share of pending sessions, and
-     * kept at the size it granted (see `Client.batch`).
+     * The most sessions one `POST /sessions {"count": N}` asks for (v1.1); default
+     * 16. The pool starts at 4 and doubles while its batches are used up, halves
+     * when sessions expired unused or a batch is refused for a pending bound
+     * (`client.batch` is the next batch's size).
      */
     batch?: number;
     /** Sessions expiring within this many milliseconds are dropped; default 5000. */
     marginMs?: number;
     /** Name modules and archives the server holds by SHA-256; default true (v1.1 only). */
     references?: boolean;
+    /**
+     * How an idempotent call (`GET /keys`, `/verify`, `/log/checkpoint`,
+     * `/executions/{id}`, and `POST /sessions`) answered 429 or 503 with
+     * `Retry-After` is made again: at most `tries` tries in all (default 5) while
+     * the waits fit in `withinMs` (default 30000); then its error is thrown.
+     * `{ tries: 1 }` never retries. `/execute` is never retried (it uses its session).
+     */
+    retries?: {
+        tries?: number;
+        withinMs?: number;
+    };
     /** The `fetch` to use (default: the global one). */
     fetch?: typeof fetch;
 }
+/** The most sessions a batch asks for by default: four programs behind one address
+ * whose pools are all at their largest fit the server's default share of 64. */
+export declare const DEFAULT_BATCH = 16;
+/** The first batch of a pool (or the ceiling, if smaller). */
+export declare const INITIAL_BATCH = 4;
 /** The server's identity, from `GET /keys`. */
 export interface ServerIdentity {
     origin: string;
@@ -128,6 +171,13 @@ export declare class Client {
     private readonly token?;
     private readonly pinned?;
     private batchSize;
+    private readonly batchCeiling;
+    /** Whether a batch was opened yet: the first keeps the initial size. */
+    private openedBefore;
+    /** Whether a session expired unused since the last batch was opened. */
+    private expiredUnused;
+    private readonly tries;
+    private readonly withinMs;
     private readonly marginMs;
     private readonly references;
     private readonly fetcher;
@@ -144,6 +194,11 @@ export declare class Client {
     constructor(url: string, options?: ClientOptions);
     private headers;
     private request;
+    /**
+     * An idempotent request: made again after a 429 or 503 with `Retry-After` (and
+     * `retryIf` the error), as the `retries` option allows. Returns the last answer.
+     */
+    private idempotent;
     /** The body of a success answer as JSON, or the error the server stated. */
     private json;
     /** `GET /keys`, checked (the key id is the key's SHA-256) and pinned when `keyId` was given. */
@@ -156,10 +211,18 @@ export declare class Client {
      * while the server refuses it for its pending bounds; returns the count asked.
      */
     private postBatch;
-    /** Sessions the next batch asks for (v1.1): the `batch` option, or less once the server refused a batch. */
+    /**
+     * Sessions the next batch asks for (v1.1). Batches grow on demand (the rule of
+     * the Rust and Python clients too): the first asks for 4 (or the `batch`
+     * ceiling, if smaller); the next doubles, up to the ceiling, when the pool's
+     * sessions were all used, and halves when some expired unused; a batch refused
+     * for a pending bound is asked again at half the size, down to one.
+     */
     get batch(): number;
     /** The oldest pooled session not about to expire; those about to are dropped. */
     private popLive;
+    /** The pool ran dry: the next batch doubles if every session was used, halves if some expired unused. */
+    private resizeForRefill;
     /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
     private takeSession;
     private freshSession;

@@ -9,16 +9,37 @@
 import { concat, equal, fromBase64, fromHex, isUuid, sha256, text, toBase64, toHex, uuidBytes, uuidText, } from "./bytes.js";
 import * as cbor from "./cbor.js";
 import { importSpki, keyId, openResult, sealRequest, verifySignature, commitment } from "./crypto.js";
-import { checkReceipt, VerificationError } from "./receipt.js";
-/** Any failure of the client; the subclasses say which. */
-export class ClientError extends Error {
+import { checkReceipt } from "./receipt.js";
+/**
+ * Anything that went wrong talking to a server or checking what it said; the
+ * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ServerError`,
+ * `KeyMismatchError`, `SessionSignatureError`, `VerificationError`.
+ */
+export class WasmHypervisorError extends Error {
     constructor(message) {
         super(message);
-        this.name = "ClientError";
+        this.name = "WasmHypervisorError";
     }
 }
-/** The server answered in the protocol's error shape. */
-export class ServerError extends ClientError {
+/**
+ * The base error's name in release 0.1, kept as an alias for a release:
+ * `error instanceof ClientError` still holds for every error of the package.
+ * @deprecated Use `WasmHypervisorError`.
+ */
+export const ClientError = WasmHypervisorError;
+/** The server could not be reached, or the connection broke. */
+export class ConnectionFailedError extends WasmHypervisorError {
+    constructor(message) {
+        super(message);
+        this.name = "ConnectionFailedError";
+    }
+}
+/**
+ * The server answered with an error status, in the protocol's error shape when it
+ * could be read (else code `unknown`): `status` says whose side it blames (4xx the
+ * request's, 5xx the server's).
+ */
+export class ServerError extends WasmHypervisorError {
     status;
     code;
     retryAfter;
@@ -33,7 +54,7 @@ export class ServerError extends ClientError {
     }
 }
 /** The server's key is not the pinned one. */
-export class KeyMismatchError extends ClientError {
+export class KeyMismatchError extends WasmHypervisorError {
     expected;
     actual;
     constructor(expected, actual) {
@@ -44,19 +65,38 @@ export class KeyMismatchError extends ClientError {
     }
 }
 /** A session key's signature does not verify under the server's key. */
-export class SessionSignatureError extends ClientError {
+export class SessionSignatureError extends WasmHypervisorError {
     constructor() {
         super("the session key is not signed by the server's key; refusing to encrypt to it");
         this.name = "SessionSignatureError";
     }
 }
 /** The server answered something the protocol does not allow. */
-export class ProtocolError extends ClientError {
+export class ProtocolError extends WasmHypervisorError {
     constructor(message) {
         super(`protocol violation: ${message}`);
         this.name = "ProtocolError";
     }
 }
+/** A receipt that does not prove its execution: `check` names the first check that failed. */
+export class VerificationError extends WasmHypervisorError {
+    check;
+    checks;
+    constructor(checks) {
+        const failed = checks.find((check) => !check.ok);
+        super(`check \`${failed?.name}\` failed: ${failed?.error}`);
+        this.name = "VerificationError";
+        this.check = failed?.name ?? "";
+        this.checks = checks;
+    }
+}
+/** The most sessions a batch asks for by default: four programs behind one address
+ * whose pools are all at their largest fit the server's default share of 64. */
+export const DEFAULT_BATCH = 16;
+/** The first batch of a pool (or the ceiling, if smaller). */
+export const INITIAL_BATCH = 4;
+/** Refusals of `POST /sessions` for a pending bound, which a smaller batch may fit under. */
+const PENDING_BOUNDS = ["too_many_client_sessions", "too_many_sessions"];
 const SUITE = { kem: "DHKEM(P-256, HKDF-SHA256)", kdf: "HKDF-SHA256", aead: "AES-256-GCM" };
 const POINT_LEN = 65;
 function checkSuite(suite) {
@@ -87,6 +127,13 @@ export class Client {
     token;
     pinned;
     batchSize;
+    batchCeiling;
+    /** Whether a batch was opened yet: the first keeps the initial size. */
+    openedBefore = false;
+    /** Whether a session expired unused since the last batch was opened. */
+    expiredUnused = false;
+    tries;
+    withinMs;
     marginMs;
     references;
     fetcher;
@@ -105,7 +152,10 @@ export class Client {
         this.token = options.token;
         this.pinned = options.keyId?.toLowerCase();
         this.wire = options.wire ?? "v1.1";
-        this.batchSize = Math.max(1, options.batch ?? 32);
+        this.batchCeiling = Math.max(1, options.batch ?? DEFAULT_BATCH);
+        this.batchSize = Math.min(INITIAL_BATCH, this.batchCeiling);
+        this.tries = Math.max(1, options.retries?.tries ?? 5);
+        this.withinMs = Math.max(0, options.retries?.withinMs ?? 30_000);
         this.marginMs = options.marginMs ?? 5000;
         this.references = (options.references ?? true) && this.wire === "v1.1";
         this.fetcher = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -118,7 +168,26 @@ export class Client {
             return await this.fetcher(`${this.url}${path}`, init);
         }
         catch (error) {
-            throw new ClientError(`cannot reach the server: ${error instanceof Error ? error.message : error}`);
+            throw new ConnectionFailedError(`cannot reach the server: ${error instanceof Error ? error.message : error}`);
+        }
+    }
+    /**
+     * An idempotent request: made again after a 429 or 503 with `Retry-After` (and
+     * `retryIf` the error), as the `retries` option allows. Returns the last answer.
+     */
+    async idempotent(path, init = {}, retryIf = () => true) {
+        const started = Date.now();
+        for (let tries = 1;; tries++) {
+            const response = await this.request(path, init);
+            if ((response.status !== 429 && response.status !== 503) || tries >= this.tries)
+                return response;
+            const wait = retryAfter(response);
+            if (wait === undefined || Date.now() - started + wait * 1000 > this.withinMs)
+                return response;
+            if (!retryIf(serverError(response, await response.clone().text())))
+                return response;
+            await response.body?.cancel();
+            await new Promise((resolve) => setTimeout(resolve, wait * 1000));
         }
     }
     /** The body of a success answer as JSON, or the error the server stated. */
@@ -140,7 +209,7 @@ export class Client {
         return this.identityPromise;
     }
     async fetchIdentity() {
-        const keys = await this.json(await this.request("/keys"));
+        const keys = await this.json(await this.idempotent("/keys"));
         let spki;
         let key;
         try {
@@ -161,7 +230,7 @@ export class Client {
     async openSessions() {
         const { key } = await this.identity();
         if (this.wire === "v1") {
-            const s = await this.json(await this.request("/sessions", { method: "POST", headers: this.headers() }));
+            const s = await this.json(await this.idempotent("/sessions", { method: "POST", headers: this.headers() }));
             checkSuite(s.suite);
             const session = readSession(s);
             const message = concat(text(`wasm-hypervisor v1 session ${session.id}`), session.publicKey);
@@ -190,23 +259,30 @@ export class Client {
         for (;;) {
             const count = this.batchSize;
             try {
-                const batch = await this.json(await this.request("/sessions", {
+                const batch = await this.json(await this.idempotent("/sessions", {
                     method: "POST",
                     headers: this.headers({ "content-type": "application/json" }),
                     body: JSON.stringify({ count }),
-                }));
+                }, 
+                // Over a pending bound, a smaller batch now beats the same one later.
+                (error) => count === 1 || !PENDING_BOUNDS.includes(error.code)));
                 return [count, batch];
             }
             catch (error) {
-                const overBound = error instanceof ServerError &&
-                    (error.code === "too_many_client_sessions" || error.code === "too_many_sessions");
+                const overBound = error instanceof ServerError && PENDING_BOUNDS.includes(error.code);
                 if (!overBound || count === 1)
                     throw error;
                 this.batchSize = Math.max(1, Math.floor(count / 2));
             }
         }
     }
-    /** Sessions the next batch asks for (v1.1): the `batch` option, or less once the server refused a batch. */
+    /**
+     * Sessions the next batch asks for (v1.1). Batches grow on demand (the rule of
+     * the Rust and Python clients too): the first asks for 4 (or the `batch`
+     * ceiling, if smaller); the next doubles, up to the ceiling, when the pool's
+     * sessions were all used, and halves when some expired unused; a batch refused
+     * for a pending bound is asked again at half the size, down to one.
+     */
     get batch() {
         return this.batchSize;
     }
@@ -217,8 +293,18 @@ export class Client {
             const session = this.pool.shift();
             if (session.expiresAt > now + this.marginMs)
                 return session;
+            this.expiredUnused = true;
         }
         return undefined;
+    }
+    /** The pool ran dry: the next batch doubles if every session was used, halves if some expired unused. */
+    resizeForRefill() {
+        if (this.openedBefore) {
+            this.batchSize = this.expiredUnused
+                ? Math.max(1, Math.floor(this.batchSize / 2))
+                : Math.min(this.batchCeiling, this.batchSize * 2);
+        }
+        this.expiredUnused = false;
     }
     /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
     async takeSession() {
@@ -227,12 +313,19 @@ export class Client {
             return live;
         if (this.wire === "v1")
             return this.freshSession();
-        const turn = this.refill.then(() => this.popLive() ?? this.freshSession());
+        const turn = this.refill.then(() => {
+            const live = this.popLive();
+            if (live !== undefined)
+                return live;
+            this.resizeForRefill();
+            return this.freshSession();
+        });
         this.refill = turn.catch(() => undefined);
         return turn;
     }
     async freshSession() {
         const [first, ...rest] = await this.openSessions();
+        this.openedBefore = true;
         this.pool.push(...rest);
         return first;
     }
@@ -374,7 +467,7 @@ export class Client {
             throw new ProtocolError("the server's 202 is not an accepted async execution");
         }
         for (;;) {
-            const poll = await this.request(accepted.location, {
+            const poll = await this.idempotent(accepted.location, {
                 headers: this.headers(binary ? { accept: "application/octet-stream" } : {}),
             });
             if (poll.status === 202) {
@@ -465,11 +558,11 @@ export class Client {
     }
     /** `GET /verify/{execution_id}`. */
     async inclusion(executionId) {
-        return this.json(await this.request(`/verify/${encodeURIComponent(executionId)}`));
+        return this.json(await this.idempotent(`/verify/${encodeURIComponent(executionId)}`));
     }
     /** `GET /log/checkpoint`. */
     async checkpoint() {
-        return this.json(await this.request("/log/checkpoint"));
+        return this.json(await this.idempotent("/log/checkpoint"));
     }
     /**
      * Every check of `receipt` against this server's log, under the server's key
@@ -491,18 +584,22 @@ export class Client {
         return checks;
     }
 }
-function serverError(response, body) {
+/** Seconds from the answer's `Retry-After`, when it is a number of seconds. */
+function retryAfter(response) {
     const retry = response.headers.get("retry-after");
-    const retryAfter = retry !== null && /^\d+$/.test(retry.trim()) ? Number(retry) : undefined;
+    return retry !== null && /^\d+$/.test(retry.trim()) ? Number(retry) : undefined;
+}
+function serverError(response, body) {
+    const seconds = retryAfter(response);
     try {
         const error = JSON.parse(body).error;
         if (typeof error.code === "string")
-            return new ServerError(response.status, error.code, error.message, retryAfter);
+            return new ServerError(response.status, error.code, error.message, seconds);
     }
     catch {
         // not the error shape
     }
-    return new ServerError(response.status, "unknown", body.slice(0, 200), retryAfter);
+    return new ServerError(response.status, "unknown", body.slice(0, 200), seconds);
 }
 function bytes(value, what) {
     try {

@@ -5,8 +5,8 @@
  * browsers (WebCrypto).
  * @module
  */
-export { Client, ClientError, KeyMismatchError, ProtocolError, ServerError, SessionSignatureError, } from "./client.js";
-export { VerificationError, checkReceipt, checkCheckpoint } from "./receipt.js";
+export { Client, ClientError, ConnectionFailedError, DEFAULT_BATCH, INITIAL_BATCH, KeyMismatchError, ProtocolError, ServerError, SessionSignatureError, VerificationError, WasmHypervisorError, } from "./client.js";
+export { checkReceipt, checkCheckpoint, receiptJson, saveReceipt } from "./receipt.js";
 export * as cbor from "./cbor.js";
 export * as tar from "./tar.js";
 export { fromBase64, fromHex, sha256, toBase64, toHex } from "./bytes.js";

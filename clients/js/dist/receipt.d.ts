@@ -52,12 +52,15 @@ export interface Check {
     ok: boolean;
     error?: string;
 }
-/** A receipt that does not prove its execution: `check` names the first check that failed. */
-export declare class VerificationError extends Error {
-    readonly check: string;
-    readonly checks: Check[];
-    constructor(checks: Check[]);
-}
+/** The receipt's JSON text as the CLI writes it: its fields in order, two-space indent, a final newline. */
+export declare function receiptJson(receipt: Receipt): string;
+/**
+ * Writes `receiptJson(receipt)` to `path` (Node only), readable by its owner only
+ * (mode 0600, also when the file was there with a wider mode): it holds the
+ * commitment's salt. What Python's `Receipt.save` does; `wasm-hypervisor verify`
+ * reads the file.
+ */
+export declare function saveReceipt(receipt: Receipt, path: string): Promise<void>;
 interface Checkpoint {
     origin: string;
     treeSize: number;

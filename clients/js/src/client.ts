@@ -24,19 +24,44 @@ import * as cbor from "./cbor.js";
 import type { CborValue } from "./cbor.js";
 import { importSpki, keyId, openResult, sealRequest, verifySignature, commitment } from "./crypto.js";
 import type { ResponseKeys } from "./crypto.js";
-import { checkReceipt, VerificationError } from "./receipt.js";
+import { checkReceipt } from "./receipt.js";
 import type { Check, Receipt, VerifyResponse, CheckpointResponse } from "./receipt.js";
 
-/** Any failure of the client; the subclasses say which. */
-export class ClientError extends Error {
+/**
+ * Anything that went wrong talking to a server or checking what it said; the
+ * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ServerError`,
+ * `KeyMismatchError`, `SessionSignatureError`, `VerificationError`.
+ */
+export class WasmHypervisorError extends Error {
   constructor(message: string) {
     super(message);
-    this.name = "ClientError";
+    this.name = "WasmHypervisorError";
   }
 }
 
-/** The server answered in the protocol's error shape. */
-export class ServerError extends ClientError {
+/**
+ * The base error's name in release 0.1, kept as an alias for a release:
+ * `error instanceof ClientError` still holds for every error of the package.
+ * @deprecated Use `WasmHypervisorError`.
+ */
+export const ClientError = WasmHypervisorError;
+/** @deprecated Use `WasmHypervisorError`. */
+export type ClientError = WasmHypervisorError;
+
+/** The server could not be reached, or the connection broke. */
+export class ConnectionFailedError extends WasmHypervisorError {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConnectionFailedError";
+  }
+}
+
+/**
+ * The server answered with an error status, in the protocol's error shape when it
+ * could be read (else code `unknown`): `status` says whose side it blames (4xx the
+ * request's, 5xx the server's).
+ */
+export class ServerError extends WasmHypervisorError {
   constructor(
     readonly status: number,
     readonly code: string,
@@ -50,7 +75,7 @@ export class ServerError extends ClientError {
 }
 
 /** The server's key is not the pinned one. */
-export class KeyMismatchError extends ClientError {
+export class KeyMismatchError extends WasmHypervisorError {
   constructor(
     readonly expected: string,
     readonly actual: string,
@@ -61,7 +86,7 @@ export class KeyMismatchError extends ClientError {
 }
 
 /** A session key's signature does not verify under the server's key. */
-export class SessionSignatureError extends ClientError {
+export class SessionSignatureError extends WasmHypervisorError {
   constructor() {
     super("the session key is not signed by the server's key; refusing to encrypt to it");
     this.name = "SessionSignatureError";
@@ -69,10 +94,23 @@ export class SessionSignatureError extends ClientError {
 }
 
 /** The server answered something the protocol does not allow. */
-export class ProtocolError extends ClientError {
+export class ProtocolError extends WasmHypervisorError {
   constructor(message: string) {
     super(`protocol violation: ${message}`);
     this.name = "ProtocolError";
+  }
+}
+
+/** A receipt that does not prove its execution: `check` names the first check that failed. */
+export class VerificationError extends WasmHypervisorError {
+  readonly check: string;
+  readonly checks: Check[];
+  constructor(checks: Check[]) {
+    const failed = checks.find((check) => !check.ok);
+    super(`check \`${failed?.name}\` failed: ${failed?.error}`);
+    this.name = "VerificationError";
+    this.check = failed?.name ?? "";
+    this.checks = checks;
   }
 }
 
@@ -144,18 +182,35 @@ export interface ClientOptions {
   /** `v1.1` (default: batches, binary bodies, CBOR) or `v1` (JSON throughout). */
   wire?: "v1" | "v1.1";
   /**
-   * Sessions per `POST /sessions {"count": N}` (v1.1); default 32. Halved while
-   * the server refuses a batch for the client's share of pending sessions, and
-   * kept at the size it granted (see `Client.batch`).
+   * The most sessions one `POST /sessions {"count": N}` asks for (v1.1); default
+   * 16. The pool starts at 4 and doubles while its batches are used up, halves
+   * when sessions expired unused or a batch is refused for a pending bound
+   * (`client.batch` is the next batch's size).
    */
   batch?: number;
   /** Sessions expiring within this many milliseconds are dropped; default 5000. */
   marginMs?: number;
   /** Name modules and archives the server holds by SHA-256; default true (v1.1 only). */
   references?: boolean;
+  /**
+   * How an idempotent call (`GET /keys`, `/verify`, `/log/checkpoint`,
+   * `/executions/{id}`, and `POST /sessions`) answered 429 or 503 with
+   * `Retry-After` is made again: at most `tries` tries in all (default 5) while
+   * the waits fit in `withinMs` (default 30000); then its error is thrown.
+   * `{ tries: 1 }` never retries. `/execute` is never retried (it uses its session).
+   */
+  retries?: { tries?: number; withinMs?: number };
   /** The `fetch` to use (default: the global one). */
   fetch?: typeof fetch;
 }
+
+/** The most sessions a batch asks for by default: four programs behind one address
+ * whose pools are all at their largest fit the server's default share of 64. */
+export const DEFAULT_BATCH = 16;
+/** The first batch of a pool (or the ceiling, if smaller). */
+export const INITIAL_BATCH = 4;
+/** Refusals of `POST /sessions` for a pending bound, which a smaller batch may fit under. */
+const PENDING_BOUNDS = ["too_many_client_sessions", "too_many_sessions"];
 
 /** The server's identity, from `GET /keys`. */
 export interface ServerIdentity {
@@ -212,6 +267,13 @@ export class Client {
   private readonly token?: string;
   private readonly pinned?: string;
   private batchSize: number;
+  private readonly batchCeiling: number;
+  /** Whether a batch was opened yet: the first keeps the initial size. */
+  private openedBefore = false;
+  /** Whether a session expired unused since the last batch was opened. */
+  private expiredUnused = false;
+  private readonly tries: number;
+  private readonly withinMs: number;
   private readonly marginMs: number;
   private readonly references: boolean;
   private readonly fetcher: typeof fetch;
@@ -231,7 +293,10 @@ export class Client {
     this.token = options.token;
     this.pinned = options.keyId?.toLowerCase();
     this.wire = options.wire ?? "v1.1";
-    this.batchSize = Math.max(1, options.batch ?? 32);
+    this.batchCeiling = Math.max(1, options.batch ?? DEFAULT_BATCH);
+    this.batchSize = Math.min(INITIAL_BATCH, this.batchCeiling);
+    this.tries = Math.max(1, options.retries?.tries ?? 5);
+    this.withinMs = Math.max(0, options.retries?.withinMs ?? 30_000);
     this.marginMs = options.marginMs ?? 5000;
     this.references = (options.references ?? true) && this.wire === "v1.1";
     this.fetcher = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -245,7 +310,28 @@ export class Client {
     try {
       return await this.fetcher(`${this.url}${path}`, init);
     } catch (error) {
-      throw new ClientError(`cannot reach the server: ${error instanceof Error ? error.message : error}`);
+      throw new ConnectionFailedError(`cannot reach the server: ${error instanceof Error ? error.message : error}`);
+    }
+  }
+
+  /**
+   * An idempotent request: made again after a 429 or 503 with `Retry-After` (and
+   * `retryIf` the error), as the `retries` option allows. Returns the last answer.
+   */
+  private async idempotent(
+    path: string,
+    init: RequestInit = {},
+    retryIf: (error: ServerError) => boolean = () => true,
+  ): Promise<Response> {
+    const started = Date.now();
+    for (let tries = 1; ; tries++) {
+      const response = await this.request(path, init);
+      if ((response.status !== 429 && response.status !== 503) || tries >= this.tries) return response;
+      const wait = retryAfter(response);
+      if (wait === undefined || Date.now() - started + wait * 1000 > this.withinMs) return response;
+      if (!retryIf(serverError(response, await response.clone().text()))) return response;
+      await response.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
     }
   }
 
@@ -269,7 +355,7 @@ export class Client {
 
   private async fetchIdentity(): Promise<ServerIdentity> {
     const keys = await this.json<{ origin: string; public_key: string; key_id: string }>(
-      await this.request("/keys"),
+      await this.idempotent("/keys"),
     );
     let spki: Uint8Array;
     let key: CryptoKey;
@@ -290,7 +376,7 @@ export class Client {
     const { key } = await this.identity();
     if (this.wire === "v1") {
       const s = await this.json<Record<string, unknown>>(
-        await this.request("/sessions", { method: "POST", headers: this.headers() }),
+        await this.idempotent("/sessions", { method: "POST", headers: this.headers() }),
       );
       checkSuite(s.suite);
       const session = readSession(s);
@@ -325,24 +411,33 @@ export class Client {
       const count = this.batchSize;
       try {
         const batch = await this.json<{ sessions: unknown[]; suite: unknown; signature: unknown }>(
-          await this.request("/sessions", {
-            method: "POST",
-            headers: this.headers({ "content-type": "application/json" }),
-            body: JSON.stringify({ count }),
-          }),
+          await this.idempotent(
+            "/sessions",
+            {
+              method: "POST",
+              headers: this.headers({ "content-type": "application/json" }),
+              body: JSON.stringify({ count }),
+            },
+            // Over a pending bound, a smaller batch now beats the same one later.
+            (error) => count === 1 || !PENDING_BOUNDS.includes(error.code),
+          ),
         );
         return [count, batch];
       } catch (error) {
-        const overBound =
-          error instanceof ServerError &&
-          (error.code === "too_many_client_sessions" || error.code === "too_many_sessions");
+        const overBound = error instanceof ServerError && PENDING_BOUNDS.includes(error.code);
         if (!overBound || count === 1) throw error;
         this.batchSize = Math.max(1, Math.floor(count / 2));
       }
     }
   }
 
-  /** Sessions the next batch asks for (v1.1): the `batch` option, or less once the server refused a batch. */
+  /**
+   * Sessions the next batch asks for (v1.1). Batches grow on demand (the rule of
+   * the Rust and Python clients too): the first asks for 4 (or the `batch`
+   * ceiling, if smaller); the next doubles, up to the ceiling, when the pool's
+   * sessions were all used, and halves when some expired unused; a batch refused
+   * for a pending bound is asked again at half the size, down to one.
+   */
   get batch(): number {
     return this.batchSize;
   }
@@ -353,8 +448,19 @@ export class Client {
     while (this.pool.length > 0) {
       const session = this.pool.shift() as Session;
       if (session.expiresAt > now + this.marginMs) return session;
+      this.expiredUnused = true;
     }
     return undefined;
+  }
+
+  /** The pool ran dry: the next batch doubles if every session was used, halves if some expired unused. */
+  private resizeForRefill(): void {
+    if (this.openedBefore) {
+      this.batchSize = this.expiredUnused
+        ? Math.max(1, Math.floor(this.batchSize / 2))
+        : Math.min(this.batchCeiling, this.batchSize * 2);
+    }
+    this.expiredUnused = false;
   }
 
   /** A session that is not about to expire: the oldest pooled one, or one of a batch opened now. */
@@ -362,13 +468,19 @@ export class Client {
     const live = this.popLive();
     if (live !== undefined) return live;
     if (this.wire === "v1") return this.freshSession();
-    const turn = this.refill.then(() => this.popLive() ?? this.freshSession());
+    const turn = this.refill.then(() => {
+      const live = this.popLive();
+      if (live !== undefined) return live;
+      this.resizeForRefill();
+      return this.freshSession();
+    });
     this.refill = turn.catch(() => undefined);
     return turn;
   }
 
   private async freshSession(): Promise<Session> {
     const [first, ...rest] = await this.openSessions();
+    this.openedBefore = true;
     this.pool.push(...rest);
     return first;
   }
@@ -507,7 +619,7 @@ export class Client {
       throw new ProtocolError("the server's 202 is not an accepted async execution");
     }
     for (;;) {
-      const poll = await this.request(accepted.location, {
+      const poll = await this.idempotent(accepted.location, {
         headers: this.headers(binary ? { accept: "application/octet-stream" } : {}),
       });
       if (poll.status === 202) {
@@ -599,12 +711,12 @@ export class Client {
 
   /** `GET /verify/{execution_id}`. */
   async inclusion(executionId: string): Promise<VerifyResponse> {
-    return this.json<VerifyResponse>(await this.request(`/verify/${encodeURIComponent(executionId)}`));
+    return this.json<VerifyResponse>(await this.idempotent(`/verify/${encodeURIComponent(executionId)}`));
   }
 
   /** `GET /log/checkpoint`. */
   async checkpoint(): Promise<CheckpointResponse> {
-    return this.json<CheckpointResponse>(await this.request("/log/checkpoint"));
+    return this.json<CheckpointResponse>(await this.idempotent("/log/checkpoint"));
   }
 
   /**
@@ -628,16 +740,21 @@ export class Client {
   }
 }
 
-function serverError(response: Response, body: string): ServerError {
+/** Seconds from the answer's `Retry-After`, when it is a number of seconds. */
+function retryAfter(response: Response): number | undefined {
   const retry = response.headers.get("retry-after");
-  const retryAfter = retry !== null && /^\d+$/.test(retry.trim()) ? Number(retry) : undefined;
+  return retry !== null && /^\d+$/.test(retry.trim()) ? Number(retry) : undefined;
+}
+
+function serverError(response: Response, body: string): ServerError {
+  const seconds = retryAfter(response);
   try {
     const error = (JSON.parse(body) as { error: { code: string; message: string } }).error;
-    if (typeof error.code === "string") return new ServerError(response.status, error.code, error.message, retryAfter);
+    if (typeof error.code === "string") return new ServerError(response.status, error.code, error.message, seconds);
   } catch {
     // not the error shape
   }
-  return new ServerError(response.status, "unknown", body.slice(0, 200), retryAfter);
+  return new ServerError(response.status, "unknown", body.slice(0, 200), seconds);
 }
 
 function bytes(value: unknown, what: string): Uint8Array {

@@ -9,13 +9,18 @@
 export {
   Client,
   ClientError,
+  ConnectionFailedError,
+  DEFAULT_BATCH,
+  INITIAL_BATCH,
   KeyMismatchError,
   ProtocolError,
   ServerError,
   SessionSignatureError,
+  VerificationError,
+  WasmHypervisorError,
 } from "./client.js";
 export type { ClientOptions, Limits, Mount, RunOptions, RunResult, ServerIdentity } from "./client.js";
-export { VerificationError, checkReceipt, checkCheckpoint } from "./receipt.js";
+export { checkReceipt, checkCheckpoint, receiptJson, saveReceipt } from "./receipt.js";
 export type { Check, CheckpointResponse, Receipt, VerifyResponse } from "./receipt.js";
 export * as cbor from "./cbor.js";
 export * as tar from "./tar.js";

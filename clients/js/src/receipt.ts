@@ -61,16 +61,52 @@ export interface Check {
   error?: string;
 }
 
-/** A receipt that does not prove its execution: `check` names the first check that failed. */
-export class VerificationError extends Error {
-  readonly check: string;
-  readonly checks: Check[];
-  constructor(checks: Check[]) {
-    const failed = checks.find((check) => !check.ok);
-    super(`check \`${failed?.name}\` failed: ${failed?.error}`);
-    this.name = "VerificationError";
-    this.check = failed?.name ?? "";
-    this.checks = checks;
+/** The receipt's fields in the order the CLI writes them. */
+const RECEIPT_FIELDS: (keyof Receipt)[] = [
+  "version",
+  "server",
+  "origin",
+  "key_id",
+  "public_key",
+  "execution_id",
+  "log_index",
+  "status",
+  "commitment",
+  "salt",
+  "request_sha256",
+  "result_sha256",
+  "module_sha256",
+  "leaf_signature",
+];
+
+/** The receipt's JSON text as the CLI writes it: its fields in order, two-space indent, a final newline. */
+export function receiptJson(receipt: Receipt): string {
+  const ordered = Object.fromEntries(RECEIPT_FIELDS.map((name) => [name, receipt[name]]));
+  return `${JSON.stringify(ordered, null, 2)}\n`;
+}
+
+/**
+ * Writes `receiptJson(receipt)` to `path` (Node only), readable by its owner only
+ * (mode 0600, also when the file was there with a wider mode): it holds the
+ * commitment's salt. What Python's `Receipt.save` does; `wasm-hypervisor verify`
+ * reads the file.
+ */
+export async function saveReceipt(receipt: Receipt, path: string): Promise<void> {
+  const fs = "node:fs/promises";
+  const { open } = (await import(/* @vite-ignore */ fs)) as {
+    open: (
+      path: string,
+      flags: string,
+      mode: number,
+    ) => Promise<{ chmod(mode: number): Promise<void>; writeFile(data: string): Promise<void>; close(): Promise<void> }>;
+  };
+  const file = await open(path, "w", 0o600);
+  try {
+    // The mode of open applies only to a file it creates.
+    await file.chmod(0o600);
+    await file.writeFile(receiptJson(receipt));
+  } finally {
+    await file.close();
   }
 }
 

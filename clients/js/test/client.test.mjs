@@ -3,9 +3,20 @@
 // their fallback, long jobs, the session pool's retry, key pinning.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, beforeEach, describe, test } from "node:test";
 
-import { Client, KeyMismatchError, tar } from "../dist/index.js";
+import {
+  Client,
+  ClientError,
+  ConnectionFailedError,
+  KeyMismatchError,
+  ProtocolError,
+  ServerError,
+  SessionSignatureError,
+  VerificationError,
+  WasmHypervisorError,
+  tar,
+} from "../dist/index.js";
 import { example, recordingFetch, startServer, treeSize } from "./server.mjs";
 
 const decode = (bytes) => new TextDecoder().decode(bytes);
@@ -169,9 +180,10 @@ test("pool: runs sharing an empty pool open one batch between them", async () =>
       results.map((result) => result.status),
       Array(16).fill("completed"),
     );
-    // A batch is only opened for an empty pool: sixteen runs, two batches of eight.
-    assert.equal(recorder.calls.filter((call) => call.startsWith("POST /sessions")).length, 2);
-    assert.equal(client.pooledSessions, 0);
+    // A batch is only opened for an empty pool: sixteen runs, batches of 4, 8 and 8
+    // (each used up, so the next doubled, up to the ceiling of 8).
+    assert.equal(recorder.calls.filter((call) => call.startsWith("POST /sessions")).length, 3);
+    assert.equal(client.pooledSessions, 4);
   } finally {
     await server.close();
   }
@@ -180,18 +192,18 @@ test("pool: runs sharing an empty pool open one batch between them", async () =>
 test("pool: a batch the client's pending share refuses is halved", async () => {
   const server = await startServer("", { maxPendingPerClient: 6 });
   try {
-    const other = new Client(server.url, { batch: 3 }); // another program of the same client
+    const other = new Client(server.url); // another program of the same client
     await other.run(example("tiny.wasm"));
-    assert.equal(other.pooledSessions, 2); // two of its six held
+    assert.equal(other.pooledSessions, 3); // three of its six held
     const recorder = recordingFetch();
-    const client = new Client(server.url, { fetch: recorder.fetch, batch: 32 });
+    const client = new Client(server.url, { fetch: recorder.fetch });
     for (let i = 0; i < 4; i++) assert.equal((await client.run(example("tiny.wasm"))).status, "completed");
-    // 32, 16, 8 refused (2 + N > 6); 4 granted, and kept for the later runs.
+    // 4 refused (3 + 4 > 6), 2 granted; used up, so 4 asked again: refused, 2 granted.
     assert.deepEqual(
       recorder.calls.filter((call) => call.startsWith("POST /sessions")),
-      ["POST /sessions 429", "POST /sessions 429", "POST /sessions 429", "POST /sessions 201"],
+      ["POST /sessions 429", "POST /sessions 201", "POST /sessions 429", "POST /sessions 201"],
     );
-    assert.equal(client.batch, 4);
+    assert.equal(client.batch, 2);
   } finally {
     await server.close();
   }
@@ -232,15 +244,132 @@ test("pool: sessions lost in a server restart cost one quiet retry", async () =>
     // By bytes: the restart also empties the blob store (that fallback is tested above).
     const client = new Client(server.url, { fetch: recorder.fetch, batch: 8, references: false });
     await client.run(example("tiny.wasm"));
-    assert.equal(client.pooledSessions, 7);
+    assert.equal(client.pooledSessions, 3);
     await server.stop();
     server = await startServer("", { dir, port });
     recorder.calls.length = 0;
     const result = await client.run(example("tiny.wasm"));
     assert.equal(result.status, "completed");
     assert.deepEqual(recorder.calls, ["POST /execute 404", "POST /sessions 201", "POST /execute 200"]);
-    assert.equal(client.pooledSessions, 7);
+    assert.equal(client.pooledSessions, 3);
   } finally {
     await server.close();
   }
+});
+
+test("pool: batches start at 4 and double while they are used up, to the default ceiling of 16", async () => {
+  const server = await startServer();
+  try {
+    const recorder = recordingFetch();
+    const client = new Client(server.url, { fetch: recorder.fetch, references: false });
+    const module = readFileSync(example("tiny.wasm"));
+    const pooledAfterRefill = [];
+    for (let i = 0; i < 4 + 8 + 16 + 1; i++) {
+      const before = client.pooledSessions;
+      await client.run(module);
+      if (before === 0) pooledAfterRefill.push(client.pooledSessions);
+    }
+    assert.deepEqual(pooledAfterRefill, [3, 7, 15, 15]);
+    assert.equal(recorder.calls.filter((call) => call.startsWith("POST /sessions")).length, 4);
+    assert.equal(client.batch, 16);
+  } finally {
+    await server.close();
+  }
+});
+
+test("pool: three programs on one address share its pending sessions without a refusal", async () => {
+  // The server's default share: 64 pending sessions per client (address).
+  const server = await startServer("", { maxPendingPerClient: 64 });
+  try {
+    const recorder = recordingFetch();
+    const programs = [0, 1, 2].map(() => new Client(server.url, { fetch: recorder.fetch, references: false }));
+    const module = readFileSync(example("tiny.wasm"));
+    for (let round = 0; round < 2; round++) {
+      for (const program of programs) assert.equal((await program.run(module)).status, "completed");
+    }
+    assert.deepEqual(
+      recorder.calls.filter((call) => call.startsWith("POST /sessions")),
+      ["POST /sessions 201", "POST /sessions 201", "POST /sessions 201"],
+    );
+    assert.deepEqual(
+      programs.map((program) => program.batch),
+      [4, 4, 4],
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test("pool: a batch whose sessions expired unused halves the next", async () => {
+  // Appended to the server's `sessions:` block: sessions live 2 s.
+  const server = await startServer("  ttl_secs: 2\n");
+  try {
+    // Every pooled session expires within the 5 s margin: dropped unused.
+    const client = new Client(server.url, { references: false, marginMs: 5000 });
+    for (let i = 0; i < 3; i++) assert.equal((await client.run(example("tiny.wasm"))).status, "completed");
+    // Batches of 4, 2 and 1.
+    assert.equal(client.batch, 1);
+    assert.equal(client.pooledSessions, 0);
+  } finally {
+    await server.close();
+  }
+});
+
+test("errors: one base class; ClientError is its deprecated alias", async () => {
+  for (const kind of [ConnectionFailedError, ProtocolError, ServerError, KeyMismatchError, SessionSignatureError, VerificationError]) {
+    assert.ok(kind.prototype instanceof WasmHypervisorError, kind.name);
+  }
+  assert.equal(ClientError, WasmHypervisorError);
+  assert.ok(!(ServerError.prototype instanceof ProtocolError));
+  const client = new Client("http://127.0.0.1:9", {
+    fetch: async () => {
+      throw new TypeError("fetch failed");
+    },
+  });
+  await assert.rejects(client.identity(), (error) => error instanceof ConnectionFailedError && error instanceof ClientError);
+});
+
+describe("retries", () => {
+  // One request a second per client, in bursts of four: a run fits, then 429s.
+  // A server per test: each empties its bucket.
+  let server;
+  beforeEach(async () => {
+    server = await startServer("clients:\n  requests_per_second: 1\n  burst: 4\n");
+  });
+  afterEach(async () => {
+    await server.close();
+  });
+  const emptyTheBucket = async () => {
+    while ((await fetch(`${server.url}/keys`)).status !== 429);
+  };
+
+  test("a verify answered 429 is made again after its Retry-After and succeeds", async () => {
+    const recorder = recordingFetch();
+    const client = new Client(server.url, { fetch: recorder.fetch, references: false });
+    const result = await client.run(example("tiny.wasm"));
+    await emptyTheBucket();
+    recorder.calls.length = 0;
+    const checks = await client.verify(result.receipt);
+    assert.ok(checks.every((check) => check.ok));
+    const verifies = recorder.calls.filter((call) => call.startsWith("GET /verify/"));
+    assert.ok(verifies.length >= 2, verifies.join(", "));
+    assert.match(verifies[0], / 429$/);
+    assert.match(verifies.at(-1), / 200$/);
+  });
+
+  test("retries stop at their bound and throw the server's error", async () => {
+    const recorder = recordingFetch();
+    const client = new Client(server.url, { fetch: recorder.fetch, references: false, retries: { tries: 1 } });
+    const result = await client.run(example("tiny.wasm"));
+    await emptyTheBucket();
+    recorder.calls.length = 0;
+    await assert.rejects(client.verify(result.receipt), (error) => {
+      assert.ok(error instanceof ServerError);
+      assert.equal(error.status, 429);
+      assert.equal(error.code, "rate_limited");
+      assert.ok(error.retryAfter >= 1);
+      return true;
+    });
+    assert.equal(recorder.calls.length, 1, recorder.calls.join(", "));
+  });
 });

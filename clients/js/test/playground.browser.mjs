@@ -21,7 +21,7 @@ let browser;
 let profile;
 before(async () => {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (run-tests.sh does), or set CHROMIUM`);
+    throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (.ci/run does), or set CHROMIUM`);
   }
   server = await startServer("playground: true\n");
   profile = mkdtempSync(join(tmpdir(), "wasm-hypervisor-chromium-"));

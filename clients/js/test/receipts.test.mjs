@@ -3,13 +3,13 @@
 // with the name of the check it breaks.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 
-import { Client, VerificationError } from "../dist/index.js";
+import { Client, VerificationError, WasmHypervisorError, receiptJson, saveReceipt } from "../dist/index.js";
 import { BIN, example, startServer } from "./server.mjs";
 
 const run = promisify(execFile);
@@ -56,6 +56,23 @@ describe("receipts", () => {
     });
   }
 
+  test("saveReceipt writes the CLI's format readable by its owner only, also over a wider file", async () => {
+    const client = new Client(server.url);
+    const { receipt } = await client.run(example("tiny.wasm"));
+    const path = join(dir, "saved.json");
+    writeFileSync(path, "{}");
+    chmodSync(path, 0o644);
+    await saveReceipt(receipt, path);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    // Fields in the CLI's order, two-space indent, a final newline.
+    assert.equal(readFileSync(path, "utf8"), receiptJson(receipt));
+    assert.equal(receiptJson({ ...receipt }), `${JSON.stringify(receipt, null, 2)}\n`);
+    await saveReceipt(receipt, join(dir, "fresh.json"));
+    assert.equal(statSync(join(dir, "fresh.json")).mode & 0o777, 0o600);
+    const { stdout } = await run(BIN, ["verify", "--server", server.url, path], { env: cliEnv() });
+    assert.match(stdout, /^verified: execution /m);
+  });
+
   test("a tampered receipt fails with the name of the check it breaks", async () => {
     const client = new Client(server.url);
     const first = (await client.run(example("tiny.wasm"))).receipt;
@@ -69,6 +86,7 @@ describe("receipts", () => {
     for (const [change, check] of cases) {
       await assert.rejects(client.verify({ ...first, ...change }), (error) => {
         assert.ok(error instanceof VerificationError, String(error));
+        assert.ok(error instanceof WasmHypervisorError);
         assert.equal(error.check, check);
         assert.match(error.message, new RegExp(`\`${check}\``));
         return true;

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from wasm_hypervisor import Client, KeyMismatch, Mount, ServerError
+from wasm_hypervisor import Client, KeyMismatchError, Mount, RequestError
 
 from test_run import tar_of
 
@@ -39,22 +39,50 @@ def test_threads_sharing_an_empty_pool_open_one_batch_between_them(server, examp
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as workers:
         results = list(workers.map(lambda _: client.run(module), range(16)))
     assert [result.status for result in results] == ["completed"] * 16
-    # A batch is only opened for an empty pool: sixteen runs, two batches of eight.
-    assert client.stats["session_requests"] == 2
-    assert client.stats["sessions_opened"] == 16
-    assert client.pooled_sessions == 0
+    # A batch is only opened for an empty pool: sixteen runs, batches of 4, 8 and
+    # 8 (each used up, so the next doubled, up to the ceiling of 8).
+    assert client.stats["session_requests"] == 3
+    assert client.stats["sessions_opened"] == 20
+    assert client.pooled_sessions == 4
+
+
+def test_pool_starts_with_a_small_batch_and_doubles_it_while_batches_are_used_up(server, examples):
+    client = Client(server.url)
+    module = (examples / "tiny.wasm").read_bytes()
+    sizes = []
+    for _ in range(4 + 8 + 16 + 1):
+        opened = client.stats["sessions_opened"]
+        assert client.run(module).status == "completed"
+        if client.stats["sessions_opened"] != opened:
+            sizes.append(client.stats["sessions_opened"] - opened)
+    # Up to the default ceiling of 16.
+    assert sizes == [4, 8, 16, 16]
+    assert client.stats["session_requests"] == 4
+
+
+def test_three_programs_on_one_address_share_its_pending_sessions_without_refusal(make_server, examples):
+    # The server's default share: 64 pending sessions per client (address).
+    server = make_server(WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT="64")
+    module = (examples / "tiny.wasm").read_bytes()
+    programs = [Client(server.url) for _ in range(3)]
+    for _ in range(2):
+        for program in programs:
+            assert program.run(module).status == "completed"
+    # Each asked once and was granted: no batch was refused for the share.
+    assert [program.stats["session_requests"] for program in programs] == [1, 1, 1]
+    assert [program.batch for program in programs] == [4, 4, 4]
 
 
 def test_pool_halves_a_batch_the_clients_pending_share_refuses(make_server, examples):
     server = make_server(WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT="6")
-    other = Client(server.url, batch=3)  # another program of the same client
+    other = Client(server.url)  # another program of the same client
     assert other.run(examples / "tiny.wasm").status == "completed"
-    assert other.pooled_sessions == 2  # two of its six held
-    client = Client(server.url, batch=32)
+    assert other.pooled_sessions == 3  # three of its six held
+    client = Client(server.url)
     for _ in range(4):
         assert client.run(examples / "tiny.wasm").status == "completed"
-    # 32, 16, 8 refused (2 + N > 6); 4 granted, and kept for the later runs.
-    assert client.batch == 4
+    # 4 refused (3 + 4 > 6), 2 granted; used up, so 4 asked again: refused, 2 granted.
+    assert client.batch == 2
     assert client.stats["session_requests"] == 4
     assert client.stats["sessions_opened"] == 4
 
@@ -84,7 +112,7 @@ def test_a_session_a_rate_limited_run_did_not_use_goes_back_to_the_pool(make_ser
         before = client.pooled_sessions
         try:
             client.run(module)
-        except ServerError as error:
+        except RequestError as error:
             assert error.code == "rate_limited"
             break
     else:
@@ -97,7 +125,7 @@ def test_pool_retries_once_quietly_after_a_server_restart(make_server, examples)
     server = make_server()
     client = Client(server.url, batch=8)
     assert client.run(examples / "tiny.wasm").status == "completed"
-    assert client.pooled_sessions == 7
+    assert client.pooled_sessions == 3
     server.restart()  # same key, none of the pooled sessions
     result = client.run(examples / "tiny.wasm")
     assert result.status == "completed"
@@ -110,9 +138,9 @@ def test_pool_retries_once_quietly_when_the_server_expired_a_pooled_session(make
     server = make_server(WASM_HYPERVISOR_SESSIONS__TTL_SECS="1")
     client = Client(server.url, batch=4, session_margin=0)
     assert client.run(examples / "tiny.wasm").status == "completed"
-    expires_at = max(session.expires_at for session in client._sessions)
+    expires_at = max(session.expires_at for session in client._pool.sessions)
     # A client whose clock is behind the server's still trusts its pooled sessions.
-    for session in client._sessions:
+    for session in client._pool.sessions:
         session.expires_at = time.time() + 3600
     time.sleep(max(0.0, expires_at - time.time()) + 1.5)  # until the server has expired them
     assert client.run(examples / "tiny.wasm").status == "completed"
@@ -128,6 +156,17 @@ def test_pool_drops_sessions_that_expire_within_the_margin(make_server, examples
     # Every pooled session expires within 5 s: each run opened a batch of its own.
     assert client.stats["session_requests"] == 2
     assert client.stats["session_retries"] == 0
+
+
+def test_pool_halves_its_batch_when_sessions_expired_unused(make_server, examples):
+    server = make_server(WASM_HYPERVISOR_SESSIONS__TTL_SECS="2")
+    client = Client(server.url, session_margin=5)
+    for _ in range(4):
+        assert client.run(examples / "tiny.wasm").status == "completed"
+    # The other sessions of the batches of 4 and 2 were dropped unused, so each next
+    # batch was halved; the batch of 1 was used up, so the next one doubled.
+    assert client.stats["sessions_opened"] == 4 + 2 + 1 + 2
+    assert client.batch == 2
 
 
 def test_first_reference_on_a_fresh_server_falls_back_to_the_bytes(make_server, examples):
@@ -192,7 +231,7 @@ def test_run_asynchronous_is_submit_then_result(server, examples):
 def test_pinned_key_is_accepted_and_another_key_refused_before_any_session(server, examples):
     assert Client(server.url, key_id=server.key_id()).run(examples / "tiny.wasm").status == "completed"
     client = Client(server.url, key_id="00" * 32)
-    with pytest.raises(KeyMismatch) as mismatch:
+    with pytest.raises(KeyMismatchError) as mismatch:
         client.run(examples / "tiny.wasm")
     assert mismatch.value.actual == server.key_id()
     assert client.stats["session_requests"] == 0

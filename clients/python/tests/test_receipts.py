@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import BINARY
-from wasm_hypervisor import Client, Receipt, VerificationFailed, verify_receipt
+from wasm_hypervisor import Client, Receipt, VerificationError, verify_receipt
 
 CHECKS = ["receipt key", "leaf signature", "leaf contents", "commitment opening", "checkpoint signature", "inclusion proof"]
 
@@ -32,6 +32,12 @@ def test_receipt_json_round_trips_in_the_cli_field_order(server, examples, tmp_p
     assert Receipt.from_json(receipt.to_json()) == receipt
     receipt.save(tmp_path / "r.json")
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o600
+    # Over a file readable by others, too: the salt it holds is private.
+    (tmp_path / "old.json").write_text("{}")
+    (tmp_path / "old.json").chmod(0o644)
+    receipt.save(tmp_path / "old.json")
+    assert (tmp_path / "old.json").stat().st_mode & 0o777 == 0o600
+    assert Receipt.load(tmp_path / "old.json") == receipt
     cli_run = cli("run", "--server", server.url, "--no-references", "--receipt", str(tmp_path / "cli.json"), str(examples / "tiny.wasm"))
     assert cli_run.returncode == 0, cli_run.stderr
     cli_doc = json.loads((tmp_path / "cli.json").read_text())
@@ -85,7 +91,7 @@ def test_tampered_receipt_fails_naming_the_check_in_python_and_the_cli(server, e
         doc[field] = client.run(examples / "tiny.wasm").receipt.leaf_signature
     else:
         doc[field] = flip_hex(doc[field])
-    with pytest.raises(VerificationFailed) as failure:
+    with pytest.raises(VerificationError) as failure:
         client.verify(doc)
     assert failure.value.check == failed[0]
     assert [check.name for check in failure.value.failed] == failed
@@ -107,7 +113,7 @@ def test_receipt_verifies_offline_against_a_saved_proof(server, examples, tmp_pa
     answer = json.loads(saved.read_text())
     assert [c.name for c in verify_receipt(result.receipt, answer, key_id=server.key_id())] == CHECKS
     answer["inclusion_proof"] = [base64.b64encode(b"\x00" * 32).decode()] * (len(answer["inclusion_proof"]) + 1)
-    with pytest.raises(VerificationFailed) as failure:
+    with pytest.raises(VerificationError) as failure:
         verify_receipt(result.receipt, answer)
     assert failure.value.check == "inclusion proof"
 

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from wasm_hypervisor import Client, Mount, ServerError
+from wasm_hypervisor import Client, Mount, RequestError, ResponseError, ServerError
 
 
 def tar_of(files: dict) -> bytes:
@@ -134,6 +134,9 @@ def test_token_is_sent_when_authentication_is_on(make_server, examples):
     token = "py-test-token-0123456789"
     server = make_server(WASM_HYPERVISOR_AUTH__TOKENS_SHA256=f'["{hashlib.sha256(token.encode()).hexdigest()}"]')
     assert Client(server.url, token=token).run(examples / "tiny.wasm").stdout == b"hello\n"
-    with pytest.raises(ServerError) as refused:
+    with pytest.raises(RequestError) as refused:
         Client(server.url).run(examples / "tiny.wasm")
     assert refused.value.status == 401 and refused.value.code == "unauthorized"
+    # A refusal of the request is not the server's failure.
+    assert not isinstance(refused.value, ServerError)
+    assert isinstance(refused.value, ResponseError)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import REPO
-from wasm_hypervisor import Receipt, VerificationFailed, verify_receipt
+from wasm_hypervisor import Receipt, VerificationError, verify_receipt
 from wasm_hypervisor import _crypto
 from wasm_hypervisor.receipt import check_checkpoint
 
@@ -92,7 +92,7 @@ def test_a_receipt_built_from_the_vector_verifies_offline(tamper, check):
         assert all(c.ok for c in verify_receipt(receipt, answer, key_id=receipt.key_id))
         return
     answer["checkpoint"][tamper] = 2
-    with pytest.raises(VerificationFailed) as failure:
+    with pytest.raises(VerificationError) as failure:
         verify_receipt(receipt, answer)
     assert failure.value.check == check
     assert [c.name for c in failure.value.failed] == ["checkpoint signature", "inclusion proof"]

@@ -11,8 +11,11 @@
 //! - The crate root: [`Client`] and what its calls return, [`ClientError`] and the
 //!   [`Violation`]s of the protocol a client refuses; [`Wire`], the protocol
 //!   version it speaks (v1.1's binary bodies and CBOR plaintexts by default).
+//! - `retry`: [`Retries`], how an idempotent call answered 429 or 503 with
+//!   `Retry-After` is made again, within a bound.
 //! - [`pool`]: a pool of pre-opened sessions, opened in signed batches (protocol
-//!   v1.1 §A), that replaces an expired session without the caller noticing.
+//!   v1.1 §A) that grow on demand, that replaces an expired session without the
+//!   caller noticing.
 //! - [`archive`]: mount archives, a host directory packed and a `mounts_out`
 //!   archive unpacked.
 
@@ -20,8 +23,10 @@
 
 pub mod archive;
 pub mod pool;
+mod retry;
 
 pub use pool::SessionPool;
+pub use retry::Retries;
 
 use uuid::Uuid;
 use wasm_hypervisor_protocol::binary::{self, BinaryError};
@@ -225,6 +230,7 @@ pub struct Client {
     token: Option<String>,
     provider: Provider,
     wire: Wire,
+    retries: Retries,
 }
 
 impl Client {
@@ -242,6 +248,7 @@ impl Client {
             token,
             provider: Provider::default(),
             wire: Wire::default(),
+            retries: Retries::default(),
         }
     }
 
@@ -275,6 +282,16 @@ impl Client {
         self.wire
     }
 
+    /// The same client, retrying idempotent calls as `retries` says
+    /// ([`Retries::default`] unless told otherwise).
+    pub fn with_retries(self, retries: Retries) -> Client {
+        Client { retries, ..self }
+    }
+
+    pub fn retries(&self) -> Retries {
+        self.retries
+    }
+
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.authorized(self.http.post(format!("{}{path}", self.base)))
     }
@@ -287,12 +304,18 @@ impl Client {
     }
 
     /// `GET /keys`; with `pinned_key_id`, the server's key must be that one.
+    /// Like every idempotent call, made again after a 429 or 503 as [`Retries`]
+    /// allow.
     pub async fn identity(
         &self,
         pinned_key_id: Option<&str>,
     ) -> Result<ServerIdentity, ClientError> {
-        let response = self.http.get(format!("{}/keys", self.base)).send().await?;
-        let keys: KeysResponse = parse(response).await?;
+        let keys: KeysResponse = retry::idempotent(
+            self.retries,
+            || async { parse(self.http.get(format!("{}/keys", self.base)).send().await?).await },
+            |_| true,
+        )
+        .await?;
         let public_key = PublicKey::from_spki_der(self.provider, &keys.public_key.0)
             .map_err(|_| Violation::PublicKey)?;
         let key_id = Hex(public_key.key_id());
@@ -327,8 +350,12 @@ impl Client {
         &self,
         server_key: &PublicKey,
     ) -> Result<(Session, String), ClientError> {
-        let response = self.post("/sessions").send().await?;
-        let session: SessionResponse = parse(response).await?;
+        let session: SessionResponse = retry::idempotent(
+            self.retries,
+            || async { parse(self.post("/sessions").send().await?).await },
+            |_| true,
+        )
+        .await?;
         if session.suite != Suite::v1() {
             return Err(Violation::Suite(session.suite).into());
         }
@@ -351,8 +378,14 @@ impl Client {
         let request = wasm_hypervisor_protocol::wire::SessionsRequest {
             count: i64::try_from(count).unwrap_or(i64::MAX),
         };
-        let response = self.post("/sessions").json(&request).send().await?;
-        let batch: wasm_hypervisor_protocol::wire::SessionBatchResponse = parse(response).await?;
+        let batch: wasm_hypervisor_protocol::wire::SessionBatchResponse = retry::idempotent(
+            self.retries,
+            || async { parse(self.post("/sessions").json(&request).send().await?).await },
+            // Over a pending bound, a smaller batch now (the pool's choice)
+            // beats the same batch later.
+            |error| count == 1 || !pool::over_pending_bound(error),
+        )
+        .await?;
         let sessions = batch.verify(server_key).map_err(|error| match error {
             wasm_hypervisor_protocol::wire::BatchError::Signature => {
                 ClientError::BadSessionSignature
@@ -464,11 +497,17 @@ impl Client {
         })
     }
 
-    /// `GET /executions/{id}` once: the execution opened and checked if it has
+    /// `GET /executions/{id}` once (made again after a 429 or 503 as
+    /// [`Retries`] allows): the execution opened and checked if it has
     /// finished, else where it is and how long the server asks to wait. For an
     /// execution the server answered at once (it ignored the preference:
     /// `location` is `None`) there is nothing to poll; [`Client::wait`] returns it.
     pub async fn poll(&self, pending: &PendingExecution) -> Result<Progress, ClientError> {
+        retry::idempotent(self.retries, || self.poll_once(pending), |_| true).await
+    }
+
+    /// One `GET /executions/{id}` of [`Client::poll`].
+    async fn poll_once(&self, pending: &PendingExecution) -> Result<Progress, ClientError> {
         let Some(location) = &pending.location else {
             return Err(Violation::Accepted.into());
         };
@@ -621,22 +660,13 @@ impl Client {
 
     /// `GET /log/checkpoint`.
     pub async fn checkpoint(&self) -> Result<CheckpointResponse, ClientError> {
-        let response = self
-            .http
-            .get(format!("{}/log/checkpoint", self.base))
-            .send()
-            .await?;
-        parse(response).await
+        self.get_json(format!("{}/log/checkpoint", self.base)).await
     }
 
     /// `GET /verify/{execution_id}`.
     pub async fn inclusion(&self, execution_id: &str) -> Result<VerifyResponse, ClientError> {
-        let response = self
-            .http
-            .get(format!("{}/verify/{execution_id}", self.base))
-            .send()
-            .await?;
-        parse(response).await
+        self.get_json(format!("{}/verify/{execution_id}", self.base))
+            .await
     }
 
     /// `GET /log/consistency?first=..&second=..`.
@@ -645,15 +675,24 @@ impl Client {
         first: u64,
         second: u64,
     ) -> Result<ConsistencyResponse, ClientError> {
-        let response = self
-            .http
-            .get(format!(
-                "{}/log/consistency?first={first}&second={second}",
-                self.base
-            ))
-            .send()
-            .await?;
-        parse(response).await
+        self.get_json(format!(
+            "{}/log/consistency?first={first}&second={second}",
+            self.base
+        ))
+        .await
+    }
+
+    /// An idempotent `GET` of a JSON document.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+    ) -> Result<T, ClientError> {
+        retry::idempotent(
+            self.retries,
+            || async { parse(self.http.get(&url).send().await?).await },
+            |_| true,
+        )
+        .await
     }
 }
 

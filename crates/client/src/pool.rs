@@ -1,24 +1,29 @@
 //! A pool of pre-opened sessions, so that an execution costs one round trip.
 //!
 //! With protocol v1.1 the pool opens sessions in batches (`POST /sessions
-//! {"count": N}`, §A, default [`SessionPool::DEFAULT_BATCH`]) and checks each
-//! batch's one signature under the server's pinned key before it keeps any of
-//! them; with v1 it opens them one at a time, exactly as v1. A session that
-//! expires within [`SessionPool::DEFAULT_MARGIN`] is dropped rather than used.
-//! An `/execute` answered `session_not_found` (or `session_expired`), which
-//! guarantees that nothing ran, is sent once more on a freshly opened session
-//! without the caller noticing: a server that restarted or evicted sessions costs
-//! one extra round trip, not an error.
+//! {"count": N}`, §A) and checks each batch's one signature under the server's
+//! pinned key before it keeps any of them; with v1 it opens them one at a time,
+//! exactly as v1. A session that expires within [`SessionPool::DEFAULT_MARGIN`] is
+//! dropped rather than used. An `/execute` answered `session_not_found` (or
+//! `session_expired`), which guarantees that nothing ran, is sent once more on a
+//! freshly opened session without the caller noticing: a server that restarted or
+//! evicted sessions costs one extra round trip, not an error.
 //!
 //! With v1.1, tasks that find the pool empty at once open **one** batch between
-//! them: the first opens it, the others wait for it and take its sessions. A batch
-//! the server refuses for the client's share of pending sessions
-//! (`too_many_client_sessions`) or for the pool's (`too_many_sessions`) is asked
-//! again at half the size, down to one session; the size the server granted is
-//! kept for later batches ([`SessionPool::batch`]), so several processes behind one
-//! client identity share `sessions.max_pending_per_client` instead of locking each
-//! other out. A refusal of a single session is the caller's error, with its
-//! `Retry-After`.
+//! them: the first opens it, the others wait for it and take its sessions.
+//!
+//! Batch sizes grow on demand, by the same rule as the Python and JS clients: the
+//! first batch asks for [`SessionPool::INITIAL_BATCH`] sessions (or the ceiling,
+//! if smaller); each later one doubles, up to the ceiling
+//! ([`SessionPool::DEFAULT_BATCH`], or [`SessionPool::with_batch`]), when the pool's
+//! sessions were all used, and halves when some expired unused. A batch the server
+//! refuses for the client's share of pending sessions (`too_many_client_sessions`)
+//! or for the pool's (`too_many_sessions`) is asked again at half the size, down
+//! to one session. So several programs behind one client identity (CI jobs on one
+//! runner) share `sessions.max_pending_per_client` instead of locking each other
+//! out, and one that runs little holds little. A refusal of a single session is
+//! retried after its `Retry-After` as the client's [`crate::Retries`] allow, then
+//! is the caller's error.
 //!
 //! An `/execute` refused before its session was used (`rate_limited`,
 //! `too_many_executions`, `overloaded`, `database_unavailable`: PROTOCOL.md says
@@ -28,7 +33,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use wasm_hypervisor_protocol::signing::PublicKey;
@@ -41,16 +45,53 @@ struct Pooled {
     expires_at: SystemTime,
 }
 
+/// The pooled sessions and what decides the next batch's size.
+struct PoolState {
+    sessions: VecDeque<Pooled>,
+    /// Sessions the next batch asks for.
+    batch: usize,
+    /// The most a batch asks for.
+    ceiling: usize,
+    /// Whether a batch was opened yet: the first keeps the initial size.
+    opened_before: bool,
+    /// Whether a session expired unused since the last batch was opened.
+    expired_unused: bool,
+}
+
+impl PoolState {
+    fn with_ceiling(ceiling: usize) -> PoolState {
+        let ceiling = ceiling.max(1);
+        PoolState {
+            sessions: VecDeque::new(),
+            batch: SessionPool::INITIAL_BATCH.min(ceiling),
+            ceiling,
+            opened_before: false,
+            expired_unused: false,
+        }
+    }
+
+    /// The pool ran dry: the next batch doubles if every session was used, and
+    /// halves if some expired unused.
+    fn resize_for_refill(&mut self) {
+        if self.opened_before {
+            self.batch = if self.expired_unused {
+                (self.batch / 2).max(1)
+            } else {
+                (self.batch * 2).min(self.ceiling)
+            };
+        }
+        self.expired_unused = false;
+    }
+}
+
 /// Sessions opened ahead of use, shared by every task that executes through it
-/// (a `std::sync::Mutex`, held only to push or pop, never across an `.await`).
+/// (a `std::sync::Mutex`, held only to push, pop or size a batch, never across an
+/// `.await`).
 pub struct SessionPool {
     client: Client,
     server_key: PublicKey,
-    /// Sessions asked for per batch: the configured size, halved for each batch
-    /// the server refused for its pending bounds.
-    batch: AtomicUsize,
     margin: Duration,
-    sessions: Mutex<VecDeque<Pooled>>,
+    state: Mutex<PoolState>,
     /// Held by the task opening a batch for an empty pool (v1.1), so that tasks
     /// arriving meanwhile take that batch's sessions instead of opening their own.
     refill: tokio::sync::Mutex<()>,
@@ -73,14 +114,20 @@ fn session_unused(error: &ClientError) -> bool {
 
 /// Whether a `POST /sessions` was refused for a pending bound, which a smaller
 /// batch may fit under.
-fn over_pending_bound(error: &ClientError) -> bool {
+pub(crate) fn over_pending_bound(error: &ClientError) -> bool {
     matches!(error, ClientError::Server { code, .. }
         if code == "too_many_client_sessions" || code == "too_many_sessions")
 }
 
 impl SessionPool {
-    /// Sessions per `POST /sessions {"count": N}`.
-    pub const DEFAULT_BATCH: usize = 32;
+    /// The most sessions one `POST /sessions {"count": N}` asks for by default.
+    /// The server's default share per client is 64 pending sessions: four
+    /// programs behind one address (or token) whose pools are all at their
+    /// largest still fit.
+    pub const DEFAULT_BATCH: usize = 16;
+    /// The first batch of a pool (or the ceiling, if smaller): a program that runs
+    /// a few executions holds few sessions.
+    pub const INITIAL_BATCH: usize = 4;
     /// A session expiring within this is not used: the request might arrive after
     /// it has gone.
     pub const DEFAULT_MARGIN: Duration = Duration::from_secs(5);
@@ -91,25 +138,24 @@ impl SessionPool {
         SessionPool {
             client,
             server_key,
-            batch: AtomicUsize::new(SessionPool::DEFAULT_BATCH),
             margin: SessionPool::DEFAULT_MARGIN,
-            sessions: Mutex::new(VecDeque::new()),
+            state: Mutex::new(PoolState::with_ceiling(SessionPool::DEFAULT_BATCH)),
             refill: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Opens `batch` sessions at a time (at least 1; v1.1 only).
+    /// Opens at most `batch` sessions at a time (at least 1; v1.1 only): the
+    /// ceiling the batch size grows to.
     pub fn with_batch(self, batch: usize) -> SessionPool {
         SessionPool {
-            batch: AtomicUsize::new(batch.max(1)),
+            state: Mutex::new(PoolState::with_ceiling(batch)),
             ..self
         }
     }
 
-    /// Sessions the next batch asks for: the configured size, or less once the
-    /// server refused a batch for its pending bounds.
+    /// Sessions the next batch asks for.
     pub fn batch(&self) -> usize {
-        self.batch.load(Ordering::Relaxed)
+        self.lock().batch
     }
 
     /// Drops sessions expiring within `margin`.
@@ -123,16 +169,16 @@ impl SessionPool {
 
     /// Sessions held now (some may have expired since).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().sessions.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pooled>> {
-        // A panic while holding it leaves a queue of valid sessions.
-        self.sessions
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // A panic while holding it leaves a queue of valid sessions and a size.
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -157,24 +203,26 @@ impl SessionPool {
         if let Some(pooled) = self.pop_live() {
             return Ok(pooled);
         }
+        self.lock().resize_for_refill();
         self.fresh().await
     }
 
     /// The oldest pooled session not about to expire; those about to are dropped.
     fn pop_live(&self) -> Option<Pooled> {
         let now = SystemTime::now();
-        let mut sessions = self.lock();
-        while let Some(pooled) = sessions.pop_front() {
+        let mut state = self.lock();
+        while let Some(pooled) = state.sessions.pop_front() {
             if pooled.expires_at > now + self.margin {
                 return Some(pooled);
             }
+            state.expired_unused = true;
         }
         None
     }
 
     /// Puts back, first in line, a session a refused request did not use.
     fn give_back(&self, pooled: Pooled) {
-        self.lock().push_front(pooled);
+        self.lock().sessions.push_front(pooled);
     }
 
     /// Opens sessions now (a batch with v1.1, one with v1), keeps all but the
@@ -185,7 +233,9 @@ impl SessionPool {
         let first = opened.next().ok_or(Violation::Batch(
             wasm_hypervisor_protocol::wire::BatchError::Empty,
         ))?;
-        self.lock().extend(opened);
+        let mut state = self.lock();
+        state.opened_before = true;
+        state.sessions.extend(opened);
         Ok(first)
     }
 
@@ -228,7 +278,7 @@ impl SessionPool {
             let count = self.batch();
             match self.client.open_sessions(&self.server_key, count).await {
                 Err(error) if count > 1 && over_pending_bound(&error) => {
-                    self.batch.store((count / 2).max(1), Ordering::Relaxed);
+                    self.lock().batch = (count / 2).max(1);
                 }
                 outcome => return outcome,
             }
@@ -238,7 +288,7 @@ impl SessionPool {
     /// Forgets every pooled session: after a `session_not_found` the others may
     /// be gone too (a restarted server).
     fn clear(&self) {
-        self.lock().clear();
+        self.lock().sessions.clear();
     }
 
     /// [`Client::execute`] on a pooled session; a `session_not_found` is retried

@@ -1,48 +1,65 @@
 """wasm-hypervisor: run WebAssembly sealed on a wasm-hypervisor server, and prove it.
 
 >>> from wasm_hypervisor import Client
->>> client = Client("http://127.0.0.1:8080")
->>> result = client.run("hello.wasm", args=["a"], stdin=b"hi")
->>> result.status, result.stdout
->>> client.verify(result.receipt)
+>>> with Client("http://127.0.0.1:8080") as client:
+...     result = client.run("hello.wasm", args=["a"], stdin=b"hi")
+...     result.status, result.stdout
+...     client.verify(result.receipt)
 
 See :class:`Client` for the options (protocol version, key pinning, blobs by
-reference, long jobs).
+reference, long jobs, retries) and :mod:`wasm_hypervisor.errors` for the errors.
 """
 
 from __future__ import annotations
 
-from ._http import ConnectionFailed
+from typing import Any
+
 from .client import Client, ExecutionResult, Job, Mount, MountOut, ServerIdentity, pack_directory, verify_receipt
 from .errors import (
-    BadSessionSignature,
     Check,
-    KeyMismatch,
-    ProtocolViolation,
+    ConnectionFailedError,
+    KeyMismatchError,
+    ProtocolError,
+    RequestError,
+    ResponseError,
     ServerError,
-    VerificationFailed,
+    SessionSignatureError,
+    VerificationError,
     WasmHypervisorError,
+    deprecated as _deprecated,
 )
+from .options import Limits, References, Retries, Wire
 from .receipt import Receipt
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BadSessionSignature",
     "Check",
     "Client",
-    "ConnectionFailed",
+    "ConnectionFailedError",
     "ExecutionResult",
     "Job",
-    "KeyMismatch",
+    "KeyMismatchError",
+    "Limits",
     "Mount",
     "MountOut",
-    "ProtocolViolation",
+    "ProtocolError",
     "Receipt",
+    "References",
+    "RequestError",
+    "ResponseError",
+    "Retries",
     "ServerError",
     "ServerIdentity",
-    "VerificationFailed",
+    "SessionSignatureError",
+    "VerificationError",
     "WasmHypervisorError",
+    "Wire",
     "pack_directory",
     "verify_receipt",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Release 0.1's exception names (KeyMismatch, ...), with a DeprecationWarning.
+    return _deprecated(__name__, name)

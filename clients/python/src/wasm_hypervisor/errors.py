@@ -1,17 +1,58 @@
-"""The exceptions the package raises; every one is a :class:`WasmHypervisorError`."""
+"""The exceptions the package raises, named as PEP 8 asks (an ``Error`` suffix).
+
+Every one is a :class:`WasmHypervisorError`::
+
+    WasmHypervisorError
+    ├── ConnectionFailedError    the server could not be reached
+    ├── ProtocolError            the server answered what the protocol does not allow
+    ├── ResponseError            the server answered an error (status, code, message)
+    │   ├── RequestError         4xx: this request was refused (rate limits, auth, ...)
+    │   └── ServerError          5xx: the server could not serve it (overloaded, ...)
+    ├── KeyMismatchError         the server's key is not the pinned one
+    ├── SessionSignatureError    a session key the server's key did not sign
+    └── VerificationError        a receipt did not verify
+
+The names of release 0.1 (``KeyMismatch``, ``BadSessionSignature``,
+``ProtocolViolation``, ``VerificationFailed``, ``ConnectionFailed``) still import,
+with a ``DeprecationWarning``, and name the same classes.
+"""
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+import warnings
+from typing import Any, List, Optional, Sequence
+
+__all__ = [
+    "Check",
+    "ConnectionFailedError",
+    "KeyMismatchError",
+    "ProtocolError",
+    "RequestError",
+    "ResponseError",
+    "ServerError",
+    "SessionSignatureError",
+    "VerificationError",
+    "WasmHypervisorError",
+]
 
 
 class WasmHypervisorError(Exception):
     """Anything that went wrong talking to a server or checking what it said."""
 
 
-class ServerError(WasmHypervisorError):
-    """The server answered with an error in the protocol's error shape
-    (``{"error": {"code", "message"}}``), e.g. ``session_not_found``, ``overloaded``."""
+class ConnectionFailedError(WasmHypervisorError):
+    """The server could not be reached, or the connection broke."""
+
+
+class ProtocolError(WasmHypervisorError):
+    """The server answered something the protocol does not allow (a result that does
+    not open, a wrong commitment, a malformed body, ...)."""
+
+
+class ResponseError(WasmHypervisorError):
+    """The server answered with an error status, in the protocol's error shape
+    (``{"error": {"code", "message"}}``) when it could be read, else code ``unknown``.
+    Catch this to handle a refusal whichever side it blames."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: Optional[int] = None) -> None:
         super().__init__(f"the server answered {status} {code}: {message}")
@@ -22,7 +63,17 @@ class ServerError(WasmHypervisorError):
         self.retry_after = retry_after
 
 
-class KeyMismatch(WasmHypervisorError):
+class RequestError(ResponseError):
+    """A 4xx answer: the server refused this request (``unauthorized``,
+    ``rate_limited``, ``too_many_client_sessions``, ``invalid_parameter``, ...)."""
+
+
+class ServerError(ResponseError):
+    """A 5xx answer (or any other non-success status): the server could not serve the
+    request (``overloaded``, ``too_many_sessions``, ``log_unavailable``, ...)."""
+
+
+class KeyMismatchError(WasmHypervisorError):
     """The server's key id is not the pinned one (``Client(key_id=...)``)."""
 
     def __init__(self, expected: str, actual: str) -> None:
@@ -31,16 +82,11 @@ class KeyMismatch(WasmHypervisorError):
         self.actual = actual
 
 
-class BadSessionSignature(WasmHypervisorError):
+class SessionSignatureError(WasmHypervisorError):
     """A session key (or batch) is not signed by the server's key: nothing was encrypted to it."""
 
     def __init__(self) -> None:
         super().__init__("the session key is not signed by the server's key; refusing to encrypt to it")
-
-
-class ProtocolViolation(WasmHypervisorError):
-    """The server answered something the protocol does not allow (a result that does
-    not open, a wrong commitment, a malformed body, ...)."""
 
 
 class Check:
@@ -61,7 +107,7 @@ class Check:
         return f"Check({self.name!r}, {'ok' if self.ok else self.error!r})"
 
 
-class VerificationFailed(WasmHypervisorError):
+class VerificationError(WasmHypervisorError):
     """A receipt did not verify. ``check`` is the name of the first failed check
     (``failed`` lists all of them), ``checks`` every check in order."""
 
@@ -71,3 +117,31 @@ class VerificationFailed(WasmHypervisorError):
         first = self.failed[0] if self.failed else Check("unknown", "no check failed")
         self.check: str = first.name
         super().__init__(f"{first.name}: {first.error}")
+
+
+#: Release 0.1's names, kept for a release as aliases of the classes above.
+DEPRECATED_NAMES = {
+    "BadSessionSignature": SessionSignatureError,
+    "ConnectionFailed": ConnectionFailedError,
+    "KeyMismatch": KeyMismatchError,
+    "ProtocolViolation": ProtocolError,
+    "VerificationFailed": VerificationError,
+}
+
+
+def deprecated(module: str, name: str) -> Any:
+    """The class an old name stands for, with a ``DeprecationWarning`` (PEP 562's
+    module ``__getattr__`` calls this, so only a use of the old name warns)."""
+    if name not in DEPRECATED_NAMES:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new = DEPRECATED_NAMES[name]
+    warnings.warn(
+        f"{module}.{name} is deprecated: use {new.__name__} (PEP 8 names); the old name goes in the next release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return new
+
+
+def __getattr__(name: str) -> Any:
+    return deprecated(__name__, name)

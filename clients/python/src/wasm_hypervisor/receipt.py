@@ -115,8 +115,12 @@ class Receipt:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
-        """Writes :meth:`to_json` to ``path``, readable by its owner only."""
+        """Writes :meth:`to_json` to ``path``, readable by its owner only (a file
+        that was there keeps its inode but loses any wider mode)."""
         fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if hasattr(os, "fchmod"):
+            # The mode of os.open applies only to a file it creates.
+            os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(self.to_json())
 
