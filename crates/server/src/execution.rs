@@ -85,12 +85,13 @@ pub fn answer_bound(
     // A byte string of `n` bytes, and a text of `n` bytes, each with its
     // framing: in JSON base64 in quotes, and a text where every byte may need
     // `\u00XX`; in CBOR the bytes after a head of at most 9.
-    let (bytes, text): (fn(u64) -> u64, fn(u64) -> u64) = match format {
-        Format::Json => (
-            |n| n.div_ceil(3).saturating_mul(4).saturating_add(2),
-            |n| n.saturating_mul(6).saturating_add(2),
-        ),
-        Format::Cbor => (|n| n.saturating_add(9), |n| n.saturating_add(9)),
+    let bytes = |n: u64| match format {
+        Format::Json => n.div_ceil(3).saturating_mul(4).saturating_add(2),
+        Format::Cbor => n.saturating_add(9),
+    };
+    let text = |n: u64| match format {
+        Format::Json => n.saturating_mul(6).saturating_add(2),
+        Format::Cbor => n.saturating_add(9),
     };
     // WAVE text escapes every control character, so JSON escapes only its `"`
     // and `\`: each value of L >= 1 bytes is at most 2L + 3 with its quotes and
