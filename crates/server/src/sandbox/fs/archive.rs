@@ -276,7 +276,7 @@ fn header(kind: Kind, size: u64, mtime_secs: u64, path: &[u8]) -> Header {
 }
 
 /// The most bytes the `mounts_out` archives of one execution may hold together
-/// (PROTOCOL.md, "The guest's files"): `files_bytes`, 1,024 per entry (its
+/// (PROTOCOL.md, "Archives"): `files_bytes`, 1,024 per entry (its
 /// 512-byte header and up to 512 more of data padding or pax record) and 1,024
 /// per archive (its two zero blocks). Archives whose paths all fit ustar's fields
 /// never reach it; long paths, whose pax records repeat the whole path, can.
@@ -333,11 +333,11 @@ impl MountsOut {
     /// Plans the archives of the writable mounts whose roots are `roots`, in
     /// request order, under `files_bytes` and `max_entries` (the execution's
     /// limits): every member's exact length is computed ([`member_len`]), and if
-    /// all of them would pass [`mounts_out_bound`] (the entries counted at most
-    /// `max_entries`), the members are kept in order, mount after mount, up to
-    /// the last that keeps the total within it; every archive still ends with its
-    /// two zero blocks, and later mounts' archives are then empty. Costs one walk
-    /// of each tree and 8 bytes per entry; nothing is written yet.
+    /// together they would pass [`mounts_out_bound`] (the entries counted at
+    /// most `max_entries`), the members are kept in order, mount after mount, up
+    /// to the last that keeps the total within it; every archive still ends with
+    /// its two zero blocks, and the mounts after the cut have empty archives.
+    /// Costs one walk of each tree and 8 bytes per entry; nothing is written yet.
     pub fn plan(roots: Vec<Node>, files_bytes: u64, max_entries: u32) -> MountsOut {
         let mut name = Vec::new();
         let sizes: Vec<Vec<u64>> = roots
