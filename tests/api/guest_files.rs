@@ -45,6 +45,21 @@ fn limits(files_bytes: u64) -> GuestLimits {
     }
 }
 
+/// A run's report with its `mounts_out` archives written, as the result's
+/// builder writes them (the sandbox hands them over unwritten).
+struct Ran {
+    report: RunReport,
+    mounts_out: Vec<Vec<u8>>,
+}
+
+impl std::ops::Deref for Ran {
+    type Target = RunReport;
+
+    fn deref(&self) -> &RunReport {
+        &self.report
+    }
+}
+
 async fn run_with(
     sandbox: &Sandbox,
     module: &[u8],
@@ -52,7 +67,7 @@ async fn run_with(
     args: &[&str],
     mounts: Vec<MountSpec>,
     limits: GuestLimits,
-) -> RunReport {
+) -> Ran {
     let target = sandbox
         .prepare(sha256(module), module)
         .await
@@ -60,10 +75,20 @@ async fn run_with(
         .expect("compiles");
     let mut input = GuestInput::default();
     input.args = args.iter().map(|a| a.to_string()).collect();
-    sandbox.run(target, entry, input, mounts, limits).await
+    let mut report = sandbox.run(target, entry, input, mounts, limits).await;
+    let mounts_out = std::mem::take(&mut report.mounts_out.archives)
+        .into_iter()
+        .map(|mut archive| {
+            let mut out = Vec::new();
+            archive.write(&mut |piece| out.extend_from_slice(piece));
+            assert_eq!(out.len() as u64, archive.len());
+            out
+        })
+        .collect();
+    Ran { report, mounts_out }
 }
 
-async fn run(module: &[u8], args: &[&str], mounts: Vec<MountSpec>, files_bytes: u64) -> RunReport {
+async fn run(module: &[u8], args: &[&str], mounts: Vec<MountSpec>, files_bytes: u64) -> Ran {
     run_with(
         &sandbox(),
         module,

@@ -6,6 +6,7 @@
 //! to see the server's tracing output.
 
 mod access;
+mod answer_memory;
 mod async_executions;
 mod audit;
 mod blobs;

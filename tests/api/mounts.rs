@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use wasm_hypervisor_client::Wire;
 use wasm_hypervisor_client::archive::{pack_directory, unpack_into};
 use wasm_hypervisor_protocol::encoding::{Hex, encode_base64};
 use wasm_hypervisor_protocol::payload::{
@@ -262,4 +263,62 @@ async fn mount_contents_over_files_bytes_are_an_invalid_request() {
         "{error}"
     );
     assert!(error.contains("4095"), "{error}");
+}
+
+/// Issue 25, row 2: a guest fills `max_mount_entries` with empty files whose
+/// paths are 4,095 bytes (`long_paths.wat`): each would take 5,632 bytes of
+/// archive (a pax record repeats its path) against the 1,024 per entry of the
+/// bound, so the whole tree would be 5.5 times its bound. The archive comes back
+/// cut at the last whole entry within `files_bytes` + 1,024 per entry + 1,024,
+/// still a valid archive ending in its two zero blocks, and the result says so
+/// with `mounts_out_truncated`; the status is the guest's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writable_mount_past_its_archive_bound_comes_back_cut_and_flagged() {
+    const ENTRIES: u64 = 2000;
+    let app = TestApp::spawn_with(|config| {
+        config.limits.max_mount_entries = Bounded::constant::<ENTRIES>();
+    })
+    .await;
+    let files_bytes = 64 << 10;
+    let plaintext = ExecutionRequest {
+        mounts: vec![writable("/out")],
+        limits: Some(RequestedLimits {
+            files_bytes: Some(files_bytes),
+            ..Default::default()
+        }),
+        ..request(&crate::helpers::fixture("long_paths"))
+    };
+    for wire in [Wire::V1, Wire::V1_1] {
+        let client = app.client.clone().with_wire(wire);
+        let session = client.open_session(&app.identity.public_key).await.unwrap();
+        let request = wire.encode_request(&plaintext).unwrap();
+        let result = client.execute(&session, &request).await.unwrap().result;
+        assert_eq!(result.status, Status::Completed, "{:?}", result.error);
+        assert_eq!(result.exit_code, Some(0));
+        assert!(result.mounts_out_truncated, "{wire:?}");
+        let tar = &result.mounts_out.as_ref().unwrap()[0].tar.0;
+        let bound = files_bytes + 1024 * ENTRIES + 1024;
+        assert!(tar.len() as u64 <= bound, "{} > {bound}", tar.len());
+        assert!(
+            tar.len() as u64 > bound - 5632,
+            "cut at the last entry that fits"
+        );
+        assert!(tar.ends_with(&[0; 1024]));
+        // A valid archive: the 15 directories, then files whose paths are
+        // 4,095 bytes, in order, each whole.
+        let mut archive = tar::Archive::new(&tar[..]);
+        let paths: Vec<Vec<u8>> = archive
+            .entries()
+            .unwrap()
+            .map(|entry| entry.unwrap().path_bytes().into_owned())
+            .collect();
+        assert!(
+            paths.len() > 15 && (paths.len() as u64) < ENTRIES,
+            "{}",
+            paths.len()
+        );
+        assert!(paths[15..].iter().all(|path| path.len() == 4095));
+        assert!(paths.is_sorted());
+    }
+    assert_eq!(app.stop_and_verify_log().await, 2);
 }

@@ -77,7 +77,7 @@ pub enum CborError {
 pub const MAX_SKIP_DEPTH: usize = 16;
 
 /// The CBOR major types (RFC 8949 §3.1).
-mod major {
+pub(crate) mod major {
     pub const UNSIGNED: u8 = 0;
     pub const NEGATIVE: u8 = 1;
     pub const BYTES: u8 = 2;
@@ -376,12 +376,7 @@ impl Item<'_> {
             Item::Map(entries) => {
                 head(out, major::MAP, entries.len() as u64);
                 let mut sorted: Vec<&(&str, Item<'_>)> = entries.iter().collect();
-                // A text key's encoding is its head (which grows with its length)
-                // then its bytes: bytewise order of encodings is shorter first,
-                // then bytewise.
-                sorted.sort_by(|(a, _), (b, _)| {
-                    (a.len(), a.as_bytes()).cmp(&(b.len(), b.as_bytes()))
-                });
+                sorted.sort_by(|(a, _), (b, _)| key_order(a, b));
                 for (key, value) in sorted {
                     Item::Text(key).write(out);
                     value.write(out);
@@ -415,8 +410,17 @@ impl Item<'_> {
     }
 }
 
-/// The shortest head of `major` with `argument` (RFC 8949 §3, §4.2.1).
-fn head(out: &mut Vec<u8>, major: u8, argument: u64) {
+/// The order of two text keys in a deterministic map (RFC 8949 §4.2.1): a text
+/// key's encoding is its head (which grows with its length) then its bytes, so
+/// the bytewise order of encodings is shorter first, then bytewise.
+pub(crate) fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    (a.len(), a.as_bytes()).cmp(&(b.len(), b.as_bytes()))
+}
+
+/// The shortest head of `major` with `argument` (RFC 8949 §3, §4.2.1); also for
+/// a writer that appends a container's items or a byte string's bytes itself
+/// (`plaintext::write_result`).
+pub(crate) fn head(out: &mut Vec<u8>, major: u8, argument: u64) {
     let major = major << 5;
     match argument {
         0..=23 => out.push(major | argument as u8),
@@ -436,7 +440,8 @@ fn head(out: &mut Vec<u8>, major: u8, argument: u64) {
     }
 }
 
-fn head_len(argument: u64) -> usize {
+/// The length of [`head`]'s head for `argument`.
+pub(crate) fn head_len(argument: u64) -> usize {
     match argument {
         0..=23 => 1,
         24..=0xFF => 2,

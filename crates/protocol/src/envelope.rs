@@ -270,13 +270,22 @@ impl ResponseKeys {
     /// The key and nonce are used for exactly one message: each HPKE context seals one
     /// result.
     pub fn seal_result(&self, execution_id: &Uuid, plaintext: &[u8]) -> Vec<u8> {
-        let aad = execution_id.hyphenated().to_string();
         let mut in_out = Vec::with_capacity(plaintext.len() + hpke::NT);
         in_out.extend_from_slice(plaintext);
-        self.provider
-            .aes_256_gcm_seal(&self.key, &self.nonce, aad.as_bytes(), &mut in_out)
-            .expect("AES-GCM encryption of an in-memory buffer under 64 GiB cannot fail");
+        self.seal_result_in_place(execution_id, &mut in_out);
         in_out
+    }
+
+    /// [`ResponseKeys::seal_result`] in place: `in_out` holds the result
+    /// plaintext and becomes its ciphertext, the tag appended. With
+    /// [`hpke::NT`] bytes of spare capacity (as
+    /// [`write_result`](crate::plaintext::write_result) leaves) the buffer is
+    /// never reallocated, so no copy of the plaintext is left behind.
+    pub fn seal_result_in_place(&self, execution_id: &Uuid, in_out: &mut Vec<u8>) {
+        let aad = execution_id.hyphenated().to_string();
+        self.provider
+            .aes_256_gcm_seal(&self.key, &self.nonce, aad.as_bytes(), in_out)
+            .expect("AES-GCM encryption of an in-memory buffer under 64 GiB cannot fail");
     }
 
     /// The client's inverse of [`ResponseKeys::seal_result`].

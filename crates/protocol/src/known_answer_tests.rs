@@ -150,6 +150,20 @@ fn protocol_v1_vector_matches_byte_for_byte(provider: Provider) {
     let execution_id = Uuid::parse_str(v["execution_id"].as_str().unwrap()).unwrap();
     let result_ciphertext = opened.keys.seal_result(&execution_id, &result_plaintext);
     assert_eq!(result_ciphertext, hex_field(&v, "result_ciphertext"));
+    // In place, as the server seals: the same bytes, in the plaintext's own
+    // buffer (its room for the tag is used, nothing reallocated).
+    let mut in_place = Vec::with_capacity(result_plaintext.len() + crate::hpke::NT);
+    in_place.extend_from_slice(&result_plaintext);
+    let buffer = in_place.as_ptr();
+    opened
+        .keys
+        .seal_result_in_place(&execution_id, &mut in_place);
+    assert_eq!(in_place, hex_field(&v, "result_ciphertext"));
+    assert_eq!(
+        in_place.as_ptr(),
+        buffer,
+        "sealed in the plaintext's buffer"
+    );
     assert_eq!(
         sealed
             .keys

@@ -421,6 +421,16 @@ pub struct ExecutionResult {
     /// ended, in request order (protocol v1.1 §E, §G).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mounts_out: Option<Vec<MountOut>>,
+    /// `mounts_out`'s archives were cut to stay within their bound (PROTOCOL.md,
+    /// "The guest's files"): each is a valid archive of the entries up to the cut.
+    /// Our own addition to v1.1's result, present (and `true`) only when so.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mounts_out_truncated: bool,
+}
+
+/// Whether a flag is off, for fields present only when on.
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 /// A writable mount as the guest left it.
@@ -454,6 +464,7 @@ impl ExecutionResult {
             engine,
             missing_blobs: None,
             mounts_out: None,
+            mounts_out_truncated: false,
         }
     }
 
@@ -688,6 +699,7 @@ mod tests {
             engine: "e".into(),
             missing_blobs: None,
             mounts_out: None,
+            mounts_out_truncated: false,
         };
         let json = serde_json::to_string(&result).unwrap();
         for field in ["files_bytes", "missing_blobs", "mounts_out"] {

@@ -10,8 +10,14 @@
 //! deterministic encoding ([`cbor::Item`]).
 
 use std::collections::BTreeMap;
+use std::io;
 
-use crate::cbor::{CborError, Fields, Item, Reader};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::cbor::{self, CborError, Fields, Item, Reader, major};
 use crate::encoding::{Base64, Hex, decode_base64};
 use crate::payload::{
     EffectiveLimits, ExecutionRequest, ExecutionResult, MAX_ARGS_CEILING, MAX_ENV_CEILING,
@@ -313,8 +319,175 @@ pub fn encode_request_with(request: &ExecutionRequest, bytes: &RequestBytes<'_>)
 
 /// Writes a result as a CBOR plaintext, in RFC 8949 §4.2.1 core deterministic
 /// encoding, with the fields JSON has (those JSON leaves out when empty are left
-/// out here too).
+/// out here too): [`write_result`] in CBOR.
 pub fn encode_result(result: &ExecutionResult) -> Vec<u8> {
+    std::mem::take(&mut *write_result(result, Format::Cbor, &mut []))
+}
+
+/// A `mounts_out` archive that [`write_result`] writes straight into the result
+/// plaintext, so that no whole copy of it exists outside that buffer: its exact
+/// length first (the buffer is allocated once, and CBOR's byte string head says
+/// it), then its bytes.
+pub trait ArchiveSource {
+    /// The archive's exact length in bytes.
+    fn archive_len(&self) -> u64;
+    /// Passes the archive to `sink` in order, in pieces of any size: exactly
+    /// [`ArchiveSource::archive_len`] bytes. Called at most once.
+    fn write_archive(&mut self, sink: &mut dyn FnMut(&[u8]));
+}
+
+/// An archive already in memory (a `MountOut`'s `tar`).
+impl ArchiveSource for &[u8] {
+    fn archive_len(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn write_archive(&mut self, sink: &mut dyn FnMut(&[u8])) {
+        sink(self);
+    }
+}
+
+/// One `mounts_out` entry for [`write_result`]: its path, and its archive's source.
+pub struct StreamedMount<'a> {
+    pub path: &'a str,
+    pub tar: &'a mut dyn ArchiveSource,
+}
+
+/// Writes `result` as a result plaintext in `format`, into one buffer allocated
+/// once, at the plaintext's exact length plus [`hpke::NT`](crate::hpke::NT)
+/// bytes of room for the AES-GCM tag, so that it can be sealed in place
+/// ([`ResponseKeys::seal_result_in_place`](crate::envelope::ResponseKeys::seal_result_in_place))
+/// without another copy. The bytes are those of `serde_json::to_vec` (JSON) or
+/// the deterministic CBOR of protocol v1.1 §C of the same result, whose
+/// `mounts_out` is `mounts` if that is not empty (`result.mounts_out` is then
+/// ignored), else `result.mounts_out`. Each of `mounts`' archives is written
+/// straight into the buffer (in JSON as base64, a piece at a time).
+pub fn write_result(
+    result: &ExecutionResult,
+    format: Format,
+    mounts: &mut [StreamedMount<'_>],
+) -> Zeroizing<Vec<u8>> {
+    if !mounts.is_empty() {
+        return write_document(result, format, Some(mounts));
+    }
+    let Some(listed) = &result.mounts_out else {
+        return write_document(result, format, None);
+    };
+    let mut tars: Vec<&[u8]> = listed.iter().map(|mount| &mount.tar.0[..]).collect();
+    let mut mounts: Vec<StreamedMount<'_>> = listed
+        .iter()
+        .zip(tars.iter_mut())
+        .map(|(mount, tar)| StreamedMount {
+            path: &mount.path,
+            tar,
+        })
+        .collect();
+    write_document(result, format, Some(&mut mounts))
+}
+
+/// [`write_result`] with its `mounts_out` settled: counted first, then written.
+fn write_document(
+    result: &ExecutionResult,
+    format: Format,
+    mut mounts: Option<&mut [StreamedMount<'_>]>,
+) -> Zeroizing<Vec<u8>> {
+    let mut counter = Counter(0);
+    document(&mut counter, result, format, mounts.as_deref_mut());
+    let len = usize::try_from(counter.0).unwrap_or(usize::MAX);
+    let mut buffer = Zeroizing::new(Vec::with_capacity(len.saturating_add(crate::hpke::NT)));
+    document(&mut Buffer(&mut buffer), result, format, mounts);
+    debug_assert_eq!(buffer.len(), len, "the count and the writing agree");
+    buffer
+}
+
+fn document(
+    out: &mut impl Out,
+    result: &ExecutionResult,
+    format: Format,
+    mounts: Option<&mut [StreamedMount<'_>]>,
+) {
+    match format {
+        Format::Json => json_document(out, result, mounts),
+        Format::Cbor => cbor_document(out, result, mounts),
+    }
+}
+
+/// The JSON of [`ExecutionResult`] exactly as its `Serialize` writes it (compact,
+/// fields in declaration order, the same omissions), with the byte fields
+/// written as base64 without a temporary string.
+fn json_document(
+    out: &mut impl Out,
+    result: &ExecutionResult,
+    mounts: Option<&mut [StreamedMount<'_>]>,
+) {
+    out.raw(b"{\"execution_id\":");
+    out.json(&result.execution_id);
+    out.raw(b",\"status\":");
+    out.json(&result.status);
+    out.raw(b",\"exit_code\":");
+    out.json(&result.exit_code);
+    out.raw(b",\"returns\":");
+    out.json(&result.returns);
+    out.raw(b",\"stdout\":\"");
+    out.base64(&result.stdout.0);
+    out.raw(b"\",\"stderr\":\"");
+    out.base64(&result.stderr.0);
+    out.raw(b"\",\"stdout_truncated\":");
+    out.json(&result.stdout_truncated);
+    out.raw(b",\"stderr_truncated\":");
+    out.json(&result.stderr_truncated);
+    if let Some(error) = &result.error {
+        out.raw(b",\"error\":");
+        out.json(error);
+    }
+    out.raw(b",\"fuel_consumed\":");
+    out.json(&result.fuel_consumed);
+    out.raw(b",\"wall_time_us\":");
+    out.json(&result.wall_time_us);
+    out.raw(b",\"module_sha256\":");
+    out.json(&result.module_sha256);
+    out.raw(b",\"limits\":");
+    out.json(&result.limits);
+    out.raw(b",\"engine\":");
+    out.json(&result.engine);
+    if let Some(missing) = &result.missing_blobs {
+        out.raw(b",\"missing_blobs\":");
+        out.json(missing);
+    }
+    if let Some(mounts) = mounts {
+        out.raw(b",\"mounts_out\":[");
+        for (index, mount) in mounts.iter_mut().enumerate() {
+            if index > 0 {
+                out.raw(b",");
+            }
+            out.raw(b"{\"path\":");
+            out.json(&mount.path);
+            out.raw(b",\"tar\":\"");
+            out.archive(&mut *mount.tar, true);
+            out.raw(b"\"}");
+        }
+        out.raw(b"]");
+    }
+    if result.mounts_out_truncated {
+        out.raw(b",\"mounts_out_truncated\":true");
+    }
+    out.raw(b"}");
+}
+
+/// A value of the CBOR result's top-level map.
+enum Value<'a> {
+    Item(Item<'a>),
+    /// `mounts_out`, whose archives are written by their sources.
+    MountsOut,
+}
+
+/// The CBOR result (protocol v1.1 §C): the top-level map's keys in deterministic
+/// order, `mounts_out`'s archives as byte strings written by their sources.
+fn cbor_document(
+    out: &mut impl Out,
+    result: &ExecutionResult,
+    mounts: Option<&mut [StreamedMount<'_>]>,
+) {
     let module_sha256 = result.module_sha256.map(|hash| hash.to_string());
     let missing: Vec<String> = result
         .missing_blobs
@@ -332,16 +505,17 @@ pub fn encode_result(result: &ExecutionResult) -> Vec<u8> {
     if let Some(files_bytes) = limits.files_bytes {
         limit_fields.push(("files_bytes", Item::Unsigned(files_bytes)));
     }
+    let item = |key, item| (key, Value::Item(item));
     let mut map = vec![
-        ("execution_id", Item::Text(&result.execution_id)),
-        ("status", Item::Text(result.status.as_str())),
-        (
+        item("execution_id", Item::Text(&result.execution_id)),
+        item("status", Item::Text(result.status.as_str())),
+        item(
             "exit_code",
             result
                 .exit_code
                 .map_or(Item::Null, |code| Item::Integer(i64::from(code))),
         ),
-        (
+        item(
             "returns",
             Item::Array(
                 result
@@ -351,39 +525,246 @@ pub fn encode_result(result: &ExecutionResult) -> Vec<u8> {
                     .collect(),
             ),
         ),
-        ("stdout", Item::Bytes(&result.stdout.0)),
-        ("stderr", Item::Bytes(&result.stderr.0)),
-        ("stdout_truncated", Item::Bool(result.stdout_truncated)),
-        ("stderr_truncated", Item::Bool(result.stderr_truncated)),
-        ("fuel_consumed", Item::Unsigned(result.fuel_consumed)),
-        ("wall_time_us", Item::Unsigned(result.wall_time_us)),
-        (
+        item("stdout", Item::Bytes(&result.stdout.0)),
+        item("stderr", Item::Bytes(&result.stderr.0)),
+        item("stdout_truncated", Item::Bool(result.stdout_truncated)),
+        item("stderr_truncated", Item::Bool(result.stderr_truncated)),
+        item("fuel_consumed", Item::Unsigned(result.fuel_consumed)),
+        item("wall_time_us", Item::Unsigned(result.wall_time_us)),
+        item(
             "module_sha256",
             module_sha256.as_deref().map_or(Item::Null, Item::Text),
         ),
-        ("limits", Item::Map(limit_fields)),
-        ("engine", Item::Text(&result.engine)),
+        item("limits", Item::Map(limit_fields)),
+        item("engine", Item::Text(&result.engine)),
     ];
     if let Some(error) = &result.error {
-        map.push(("error", Item::Text(error)));
+        map.push(item("error", Item::Text(error)));
     }
     if result.missing_blobs.is_some() {
         let hashes = missing.iter().map(|hash| Item::Text(hash)).collect();
-        map.push(("missing_blobs", Item::Array(hashes)));
+        map.push(item("missing_blobs", Item::Array(hashes)));
     }
-    if let Some(mounts) = &result.mounts_out {
-        let mounts = mounts
-            .iter()
-            .map(|mount| {
-                Item::Map(vec![
-                    ("path", Item::Text(&mount.path)),
-                    ("tar", Item::Bytes(&mount.tar.0)),
-                ])
-            })
-            .collect();
-        map.push(("mounts_out", Item::Array(mounts)));
+    if mounts.is_some() {
+        map.push(("mounts_out", Value::MountsOut));
     }
-    Item::Map(map).to_vec()
+    if result.mounts_out_truncated {
+        map.push(item("mounts_out_truncated", Item::Bool(true)));
+    }
+    map.sort_by(|(a, _), (b, _)| cbor::key_order(a, b));
+    out.head(major::MAP, map.len() as u64);
+    let mut mounts = mounts;
+    for (key, value) in &map {
+        out.item(&Item::Text(key));
+        match value {
+            Value::Item(value) => out.item(value),
+            Value::MountsOut => {
+                let mounts = mounts.as_deref_mut().unwrap_or_default();
+                out.head(major::ARRAY, mounts.len() as u64);
+                for mount in mounts {
+                    // Each mount a map of two keys, "tar" (shorter) first.
+                    out.head(major::MAP, 2);
+                    out.item(&Item::Text("tar"));
+                    out.head(major::BYTES, mount.tar.archive_len());
+                    out.archive(&mut *mount.tar, false);
+                    out.item(&Item::Text("path"));
+                    out.item(&Item::Text(mount.path));
+                }
+            }
+        }
+    }
+}
+
+/// Where [`write_result`] writes: a [`Counter`] first, for the exact length, then
+/// the [`Buffer`]. Both are infallible.
+trait Out {
+    fn raw(&mut self, bytes: &[u8]);
+    /// A value as `serde_json` writes it (strings quoted and escaped).
+    fn json(&mut self, value: &impl Serialize);
+    /// Bytes as standard base64 with padding, unquoted.
+    fn base64(&mut self, bytes: &[u8]);
+    /// A CBOR item, deterministically encoded.
+    fn item(&mut self, item: &Item<'_>);
+    /// A CBOR head ([`cbor::head`]).
+    fn head(&mut self, major: u8, argument: u64);
+    /// An archive: its bytes (CBOR) or their base64, unquoted (JSON).
+    fn archive(&mut self, source: &mut dyn ArchiveSource, base64: bool);
+}
+
+/// The length of standard base64 with padding of `len` bytes.
+fn base64_len(len: u64) -> u64 {
+    len.div_ceil(3) * 4
+}
+
+/// Counts what would be written.
+struct Counter(u64);
+
+impl io::Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Out for Counter {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len() as u64;
+    }
+
+    fn json(&mut self, value: &impl Serialize) {
+        // Cannot fail: the writer does not, and no value here has a map with
+        // non-string keys (serde_json's only other error).
+        let _ = serde_json::to_writer(&mut *self, value);
+    }
+
+    fn base64(&mut self, bytes: &[u8]) {
+        self.0 += base64_len(bytes.len() as u64);
+    }
+
+    fn item(&mut self, item: &Item<'_>) {
+        self.0 += item.encoded_len() as u64;
+    }
+
+    fn head(&mut self, _major: u8, argument: u64) {
+        self.0 += cbor::head_len(argument) as u64;
+    }
+
+    fn archive(&mut self, source: &mut dyn ArchiveSource, base64: bool) {
+        let len = source.archive_len();
+        self.0 += if base64 { base64_len(len) } else { len };
+    }
+}
+
+/// Appends to a buffer whose capacity the [`Counter`] settled: nothing here
+/// reallocates it.
+struct Buffer<'a>(&'a mut Vec<u8>);
+
+impl io::Write for Buffer<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Out for Buffer<'_> {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn json(&mut self, value: &impl Serialize) {
+        // Cannot fail, as for the count (and a failure would show as a length
+        // that differs from it).
+        let _ = serde_json::to_writer(&mut *self, value);
+    }
+
+    fn base64(&mut self, bytes: &[u8]) {
+        base64_into(self.0, bytes);
+    }
+
+    fn item(&mut self, item: &Item<'_>) {
+        item.write(self.0);
+    }
+
+    fn head(&mut self, major: u8, argument: u64) {
+        cbor::head(self.0, major, argument);
+    }
+
+    fn archive(&mut self, source: &mut dyn ArchiveSource, base64: bool) {
+        let mut remaining = source.archive_len();
+        let mut stream = Base64Stream {
+            out: &mut *self.0,
+            held: [0; 3],
+            held_len: 0,
+        };
+        let put = |piece: &[u8], stream: &mut Base64Stream<'_>| {
+            if base64 {
+                stream.push(piece);
+            } else {
+                stream.out.extend_from_slice(piece);
+            }
+        };
+        source.write_archive(&mut |piece| {
+            // A source that writes more than it said is a bug: what is past its
+            // length is dropped, so the document keeps the length it was
+            // counted at (the buffer is never reallocated).
+            debug_assert!(
+                piece.len() as u64 <= remaining,
+                "an archive past its length"
+            );
+            let take = piece
+                .len()
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            remaining -= take as u64;
+            put(&piece[..take], &mut stream);
+        });
+        // And one that writes less: zeros, for the same reason.
+        debug_assert_eq!(remaining, 0, "an archive short of its length");
+        const ZEROS: [u8; 512] = [0; 512];
+        while remaining > 0 {
+            let take = ZEROS
+                .len()
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            remaining -= take as u64;
+            put(&ZEROS[..take], &mut stream);
+        }
+        if base64 {
+            stream.finish();
+        }
+    }
+}
+
+/// Appends the base64 of `bytes` to `out`, encoded in place (no temporary
+/// string).
+fn base64_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    let at = out.len();
+    let len = usize::try_from(base64_len(bytes.len() as u64)).unwrap_or(usize::MAX);
+    out.resize(at + len, 0);
+    // Cannot fail: the room is exactly the encoding's length.
+    let _ = B64.encode_slice(bytes, &mut out[at..]);
+}
+
+/// Base64 of bytes that arrive in pieces of any size, appended to `out`: whole
+/// groups of three at once, the one or two left over held for the next piece.
+struct Base64Stream<'a> {
+    out: &'a mut Vec<u8>,
+    held: [u8; 3],
+    held_len: usize,
+}
+
+impl Base64Stream<'_> {
+    fn push(&mut self, mut piece: &[u8]) {
+        if self.held_len > 0 {
+            let take = (3 - self.held_len).min(piece.len());
+            self.held[self.held_len..self.held_len + take].copy_from_slice(&piece[..take]);
+            self.held_len += take;
+            piece = &piece[take..];
+            if self.held_len < 3 {
+                return;
+            }
+            let held = self.held;
+            base64_into(self.out, &held);
+            self.held_len = 0;
+        }
+        let whole = piece.len() / 3 * 3;
+        base64_into(self.out, &piece[..whole]);
+        let rest = &piece[whole..];
+        self.held[..rest.len()].copy_from_slice(rest);
+        self.held_len = rest.len();
+    }
+
+    /// The last one or two bytes, padded.
+    fn finish(self) {
+        let held = self.held;
+        base64_into(self.out, &held[..self.held_len]);
+    }
 }
 
 const RESULT_FIELDS: &[&str] = &[
@@ -403,6 +784,7 @@ const RESULT_FIELDS: &[&str] = &[
     "engine",
     "missing_blobs",
     "mounts_out",
+    "mounts_out_truncated",
 ];
 
 /// Reads a CBOR result plaintext (the client's side), as strictly as a request;
@@ -483,6 +865,7 @@ pub fn decode_result(plaintext: &[u8]) -> Result<ExecutionResult, CborError> {
                 }
                 result.mounts_out = Some(mounts);
             }
+            16 => result.mounts_out_truncated = reader.boolean()?,
             _ => unreachable!("Fields only returns indexes of RESULT_FIELDS"),
         }
     }
@@ -747,12 +1130,13 @@ mod tests {
                 path: "/out".into(),
                 tar: Base64(vec![0; 1024]),
             }]),
+            mounts_out_truncated: true,
         };
         let cbor = encode_result(&result);
         assert_eq!(decode_result(&cbor).unwrap(), result);
         assert_eq!(decode_result_any(&cbor).unwrap(), result);
         // Keys in deterministic order: the first is the shortest, "error".
-        assert_eq!(&cbor[..7], &hex::decode("b0656572726f72").unwrap()[..]);
+        assert_eq!(&cbor[..7], &hex::decode("b1656572726f72").unwrap()[..]);
         let mut reader = Reader::new(&cbor);
         reader.skip().unwrap();
         reader.finish().unwrap();
@@ -760,10 +1144,136 @@ mod tests {
             error: None,
             missing_blobs: None,
             mounts_out: None,
+            mounts_out_truncated: false,
             module_sha256: None,
             exit_code: None,
             ..result
         };
         assert_eq!(decode_result(&encode_result(&v1)).unwrap(), v1);
+    }
+
+    /// Results with every optional field on and off, strings that JSON escapes,
+    /// and byte fields of every length modulo 3 (base64 padding).
+    fn results() -> Vec<ExecutionResult> {
+        let base = ExecutionResult::blank(
+            "1b4e28ba-2fa1-41d2-883f-0016d3cca427".into(),
+            EffectiveLimits {
+                fuel: 1 << 40,
+                memory_bytes: 1 << 20,
+                timeout_ms: 3,
+                max_output_bytes: 1024,
+                files_bytes: None,
+            },
+            "wasmtime 48.0.8".into(),
+        );
+        let mut results = vec![base.clone()];
+        for n in 0..7usize {
+            let bytes = |seed: u8| (0..n * 37).map(|i| (i as u8).wrapping_mul(seed)).collect();
+            results.push(ExecutionResult {
+                status: Status::Trap,
+                exit_code: (n % 2 == 0).then_some(-(n as i32)),
+                returns: (0..n).map(|i| format!("\"q\\{i}\" é")).collect(),
+                stdout: Base64(bytes(3)),
+                stderr: Base64(bytes(7)[..n].to_vec()),
+                stdout_truncated: n % 2 == 1,
+                stderr_truncated: n % 3 == 1,
+                error: (n % 2 == 1).then(|| "a \"trap\"\n\u{1}\u{7f} ünïcode \u{2028}".into()),
+                fuel_consumed: n as u64 * 1000,
+                wall_time_us: u64::MAX - n as u64,
+                module_sha256: (n % 3 != 0).then_some(Hex([n as u8; 32])),
+                limits: EffectiveLimits {
+                    files_bytes: (n % 2 == 0).then_some(n as u64),
+                    ..base.limits
+                },
+                missing_blobs: (n == 3).then(|| vec![Hex([1; 32]), Hex([2; 32])]),
+                mounts_out: (n >= 2).then(|| {
+                    (0..n - 1)
+                        .map(|i| MountOut {
+                            path: format!("/out{i}/\"x\"\u{1}"),
+                            tar: Base64(bytes(i as u8 + 1)[..(n * 31 + i) % (n * 37)].to_vec()),
+                        })
+                        .collect()
+                }),
+                mounts_out_truncated: n >= 4,
+                ..base.clone()
+            });
+        }
+        results
+    }
+
+    #[test]
+    fn a_result_written_in_one_buffer_is_its_serde_json_and_its_cbor() {
+        for result in results() {
+            let json = write_result(&result, Format::Json, &mut []);
+            assert_eq!(
+                String::from_utf8(json.to_vec()).unwrap(),
+                serde_json::to_string(&result).unwrap()
+            );
+            assert_eq!(
+                serde_json::from_slice::<ExecutionResult>(&json).unwrap(),
+                result
+            );
+            let cbor = write_result(&result, Format::Cbor, &mut []);
+            assert_eq!(decode_result(&cbor).unwrap(), result);
+            assert_eq!(&cbor[..], &encode_result(&result)[..]);
+            for written in [&json, &cbor] {
+                assert_eq!(
+                    written.capacity(),
+                    written.len() + crate::hpke::NT,
+                    "allocated once, with room for the tag"
+                );
+            }
+        }
+    }
+
+    /// An archive handed over in pieces of every size from 1 to 7 bytes, then
+    /// the rest.
+    struct Pieces(Vec<u8>);
+
+    impl ArchiveSource for Pieces {
+        fn archive_len(&self) -> u64 {
+            self.0.len() as u64
+        }
+
+        fn write_archive(&mut self, sink: &mut dyn FnMut(&[u8])) {
+            let mut rest = &self.0[..];
+            let mut size = 1;
+            while !rest.is_empty() {
+                let (piece, after) = rest.split_at(size.min(rest.len()));
+                sink(piece);
+                rest = after;
+                size = size % 7 + 1;
+            }
+        }
+    }
+
+    #[test]
+    fn archives_streamed_in_pieces_write_what_archives_in_the_result_write() {
+        for result in results() {
+            let Some(listed) = result.mounts_out.clone() else {
+                continue;
+            };
+            let bare = ExecutionResult {
+                mounts_out: None,
+                ..result.clone()
+            };
+            let mut sources: Vec<Pieces> = listed
+                .iter()
+                .map(|mount| Pieces(mount.tar.0.clone()))
+                .collect();
+            for format in [Format::Json, Format::Cbor] {
+                let mut mounts: Vec<StreamedMount<'_>> = listed
+                    .iter()
+                    .zip(sources.iter_mut())
+                    .map(|(mount, tar)| StreamedMount {
+                        path: &mount.path,
+                        tar,
+                    })
+                    .collect();
+                let streamed = write_result(&bare, format, &mut mounts);
+                assert_eq!(&streamed[..], &write_result(&result, format, &mut [])[..]);
+                assert_eq!(streamed.capacity(), streamed.len() + crate::hpke::NT);
+            }
+        }
     }
 }

@@ -470,7 +470,7 @@ mod tests {
     fn receipt(id: Uuid, ciphertext_bytes: usize) -> ExecutionReceipt {
         ExecutionReceipt {
             execution_id: id,
-            ciphertext: vec![7; ciphertext_bytes],
+            ciphertext: vec![7; ciphertext_bytes].into(),
             commitment: [1; 32],
             log_index: 0,
             leaf_signature: vec![2; 72],

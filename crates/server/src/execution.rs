@@ -34,7 +34,7 @@ use crate::envelope::{self, Enc, Plaintext, ResponseKeys};
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
 use crate::sandbox::compiler::CompileError;
-use crate::sandbox::fs::ArchiveError;
+use crate::sandbox::fs::{ArchiveError, MountsOut, TreeArchive, archive::mounts_out_bound};
 use crate::sandbox::wasi::InputError;
 use crate::sandbox::{
     self, Entry, GuestInput, GuestLimits, GuestOutcome, MountError, MountSpec, RunError, RunReport,
@@ -45,10 +45,81 @@ use wasm_hypervisor_protocol::cbor::CborError;
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::payload::{
-    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, MountOut, MountPathError,
-    MountRequest, Status,
+    self, EffectiveLimits, ExecutionRequest, ExecutionResult, LimitError, MAX_MOUNT_PATH_BYTES,
+    MAX_MOUNTS, MountPathError, MountRequest, Status,
 };
-use wasm_hypervisor_protocol::plaintext::{self, Format, RequestBytes};
+use wasm_hypervisor_protocol::plaintext::{
+    self, ArchiveSource, Format, RequestBytes, StreamedMount,
+};
+
+/// The longest `error` a result carries, in bytes: a longer text (a trap's
+/// backtrace through functions with long names, an import's name) is cut at a
+/// character boundary and ends with `…`, so that [`answer_bound`] holds whatever
+/// a module names.
+pub const MAX_ERROR_BYTES: usize = 65_536;
+
+/// Room in [`answer_bound`] for every field of the result but the output, the
+/// `returns`, the `error` and `mounts_out`: keys and punctuation, the ids and
+/// hashes, numbers at their longest, the engine, at most 17 `missing_blobs`
+/// (checked by `answer_bound_holds_for_the_worst_result`).
+const FIXED_FIELDS_BYTES: u64 = 4096;
+
+/// The largest answer an execution can produce: its result plaintext, sealed
+/// (the 16-byte AES-GCM tag included), for the effective `limits`, the
+/// server's `max_mount_entries`, whether the request has a writable mount, and
+/// the plaintext's `format`. It counts stdout and stderr at `max_output_bytes`
+/// each, `returns` at `max_output_bytes` of WAVE text, an `error` of
+/// [`MAX_ERROR_BYTES`], every other field at its longest, and with a writable
+/// mount `mounts_out` at its bound ([`mounts_out_bound`]: `files_bytes` +
+/// 1,024 bytes per entry and per archive, for [`MAX_MOUNTS`] archives) with
+/// their paths; in JSON every byte field as base64 (4/3) and every text at its
+/// worst escaping. The result is built in one buffer of at most this size,
+/// which then holds its ciphertext: the memory an execution's answer takes.
+pub fn answer_bound(
+    limits: &EffectiveLimits,
+    max_mount_entries: u32,
+    writable_mounts: bool,
+    format: Format,
+) -> u64 {
+    let output = limits.max_output_bytes;
+    // A byte string of `n` bytes, and a text of `n` bytes, each with its
+    // framing: in JSON base64 in quotes, and a text where every byte may need
+    // `\u00XX`; in CBOR the bytes after a head of at most 9.
+    let bytes = |n: u64| match format {
+        Format::Json => n.div_ceil(3).saturating_mul(4).saturating_add(2),
+        Format::Cbor => n.saturating_add(9),
+    };
+    let text = |n: u64| match format {
+        Format::Json => n.saturating_mul(6).saturating_add(2),
+        Format::Cbor => n.saturating_add(9),
+    };
+    // WAVE text escapes every control character, so JSON escapes only its `"`
+    // and `\`: each value of L >= 1 bytes is at most 2L + 3 with its quotes and
+    // comma (5 bytes a byte at worst); in CBOR L + a head no longer than L.
+    let returns = match format {
+        Format::Json => output.saturating_mul(5).saturating_add(2),
+        Format::Cbor => output.saturating_mul(2).saturating_add(9),
+    };
+    let mut bound = FIXED_FIELDS_BYTES
+        .saturating_add(bytes(output).saturating_mul(2))
+        .saturating_add(returns)
+        .saturating_add(text(MAX_ERROR_BYTES as u64));
+    if writable_mounts {
+        let archives = MAX_MOUNTS as u64;
+        let total = mounts_out_bound(
+            limits.files_bytes.unwrap_or(0),
+            u64::from(max_mount_entries),
+            archives,
+        );
+        // Each archive's bytes (base64 pads each one to 4), its path, and the
+        // keys and punctuation around them.
+        let per_archive = bytes(0) + 2 + text(MAX_MOUNT_PATH_BYTES as u64) + 32;
+        bound = bound
+            .saturating_add(bytes(total))
+            .saturating_add(archives.saturating_mul(per_archive));
+    }
+    bound.saturating_add(wasm_hypervisor_protocol::hpke::NT as u64)
+}
 
 /// Why an `/execute` was refused before its plaintext was recovered.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +236,9 @@ struct Opened {
 #[derive(Debug, Clone)]
 pub struct ExecutionReceipt {
     pub execution_id: Uuid,
-    pub ciphertext: Vec<u8>,
+    /// The sealed result, in the buffer it was written and sealed in (shared,
+    /// never copied per reader).
+    pub ciphertext: bytes::Bytes,
     pub commitment: [u8; 32],
     pub log_index: u64,
     pub leaf_signature: Vec<u8>,
@@ -417,17 +490,24 @@ impl Executor {
         // while preparing or running the guest, must end as a logged execution.
         // `run` gives the slot back while it waits for a compilation, and takes
         // one again to run the guest; it holds none when it returns (or panics).
-        let mut result =
-            match AssertUnwindSafe(self.run(execution_id, &opened.plaintext, permit, client))
-                .catch_unwind()
-                .await
-            {
-                Ok(result) => result,
-                Err(_panic) => {
-                    tracing::error!(%execution_id, "preparing or running an execution panicked");
-                    host_failure(execution_id, inner.policy.maxima)
-                }
-            };
+        let mut mounts_out = None;
+        let ran = AssertUnwindSafe(self.run(
+            execution_id,
+            &opened.plaintext,
+            permit,
+            client,
+            &mut mounts_out,
+        ))
+        .catch_unwind()
+        .await;
+        let mut result = match ran {
+            Ok(result) => result,
+            Err(_panic) => {
+                tracing::error!(%execution_id, "preparing or running an execution panicked");
+                mounts_out = None;
+                host_failure(execution_id, inner.policy.maxima)
+            }
+        };
 
         let status = result.status;
         inner
@@ -436,12 +516,11 @@ impl Executor {
         // Protocol v1.1 §C: the result is in the request plaintext's format.
         let format = Format::of(&opened.plaintext);
         inner.metrics.record_request_plaintext(format.as_str());
-        let result_plaintext = Zeroizing::new(match format {
-            Format::Json => {
-                serde_json::to_vec(&result).expect("a result always serializes to JSON")
-            }
-            Format::Cbor => plaintext::encode_result(&result),
-        });
+        cap_error(&mut result.error);
+        // One buffer, of the plaintext's exact length and room for the tag: the
+        // archives are written into it from the trees (each tree dropped once
+        // its archive is in), and it is sealed in place.
+        let mut sealed = result_plaintext(&result, format, mounts_out);
         // The guest's output, in the clear, is no longer needed.
         result.stdout.0.zeroize();
         result.stderr.0.zeroize();
@@ -449,11 +528,11 @@ impl Executor {
         if let Some(error) = result.error.as_mut() {
             error.zeroize();
         }
-        for mount in result.mounts_out.iter_mut().flatten() {
-            mount.tar.0.zeroize();
-        }
-        let ciphertext = opened.keys.seal_result(&execution_id, &result_plaintext);
-        let commitment = opened.keys.commitment(&opened.plaintext, &result_plaintext);
+        let commitment = opened.keys.commitment(&opened.plaintext, &sealed);
+        opened.keys.seal_result_in_place(&execution_id, &mut sealed);
+        // Ciphertext now, which needs no zeroizing: moved out of its `Zeroizing`
+        // (left empty), not copied.
+        let ciphertext = bytes::Bytes::from(std::mem::take(&mut *sealed));
         let leaf = Leaf {
             execution_id,
             timestamp_ms: unix_millis(SystemTime::now()),
@@ -533,12 +612,15 @@ impl Executor {
     /// `slot` while the guest runs; a module that must be compiled gives it back
     /// while it waits for and goes through compilation, so that executions of
     /// cached modules never wait behind a compiler, and takes a slot again after.
+    /// A guest that ran with writable mounts leaves their archives, not yet
+    /// written, in `mounts_out`.
     async fn run(
         &self,
         execution_id: Uuid,
         plaintext: &Plaintext,
         slot: OwnedSemaphorePermit,
         client: ClientKey,
+        mounts_out: &mut Option<PendingMountsOut>,
     ) -> ExecutionResult {
         // Fault injection for the crash-isolation test; compiled out of every build
         // but the crate's own unit tests.
@@ -700,7 +782,7 @@ impl Executor {
             .run(prepared, entry, input, specs, limits)
             .await;
         drop(slot);
-        fill_from_report(&mut result, report, writable);
+        *mounts_out = fill_from_report(&mut result, report, writable);
         result
     }
 
@@ -970,9 +1052,21 @@ fn guest_input_with(
     Ok(input)
 }
 
+/// The writable mounts of a guest that ran: their paths, in request order, and
+/// their archives, planned but not yet written.
+struct PendingMountsOut {
+    paths: Vec<String>,
+    archives: MountsOut,
+}
+
 /// The result of a guest that ran, from its report; `writable` are the paths of
-/// the writable mounts, in request order, which come back in `mounts_out`.
-fn fill_from_report(result: &mut ExecutionResult, mut report: RunReport, writable: Vec<String>) {
+/// the writable mounts, in request order, which come back in `mounts_out`
+/// (returned, to be written into the result plaintext).
+fn fill_from_report(
+    result: &mut ExecutionResult,
+    mut report: RunReport,
+    writable: Vec<String>,
+) -> Option<PendingMountsOut> {
     let (status, exit_code, error) = match report.outcome {
         GuestOutcome::Exited(code) => (Status::Completed, Some(code), None),
         GuestOutcome::Returned => (Status::Completed, None, None),
@@ -989,20 +1083,63 @@ fn fill_from_report(result: &mut ExecutionResult, mut report: RunReport, writabl
     result.stderr_truncated = report.stderr_truncated;
     result.fuel_consumed = report.fuel_consumed;
     result.wall_time_us = u64::try_from(report.wall_time.as_micros()).unwrap_or(u64::MAX);
-    // One archive per writable mount, built after the guest ended whatever its
-    // status; none after a host failure.
-    if !writable.is_empty() && report.mounts_out.len() == writable.len() {
-        result.mounts_out = Some(
-            writable
-                .into_iter()
-                .zip(report.mounts_out.iter_mut())
-                .map(|(path, tar)| MountOut {
-                    path,
-                    tar: Base64(std::mem::take(&mut **tar)),
-                })
-                .collect(),
-        );
+    // One archive per writable mount, planned after the guest ended whatever
+    // its status; none after a host failure.
+    if writable.is_empty() || report.mounts_out.archives.len() != writable.len() {
+        return None;
     }
+    result.mounts_out_truncated = report.mounts_out.truncated;
+    Some(PendingMountsOut {
+        paths: writable,
+        archives: report.mounts_out,
+    })
+}
+
+/// The result plaintext in `format`, in one buffer with room for the tag
+/// ([`plaintext::write_result`]), `mounts_out`'s archives written straight
+/// into it.
+fn result_plaintext(
+    result: &ExecutionResult,
+    format: Format,
+    mounts_out: Option<PendingMountsOut>,
+) -> Zeroizing<Vec<u8>> {
+    let Some(PendingMountsOut { paths, archives }) = mounts_out else {
+        return plaintext::write_result(result, format, &mut []);
+    };
+    let mut archives = archives.archives;
+    let mut mounts: Vec<StreamedMount<'_>> = paths
+        .iter()
+        .zip(archives.iter_mut())
+        .map(|(path, tar)| StreamedMount { path, tar })
+        .collect();
+    plaintext::write_result(result, format, &mut mounts)
+}
+
+impl ArchiveSource for TreeArchive {
+    fn archive_len(&self) -> u64 {
+        self.len()
+    }
+
+    fn write_archive(&mut self, sink: &mut dyn FnMut(&[u8])) {
+        self.write(sink);
+    }
+}
+
+/// Cuts an `error` longer than [`MAX_ERROR_BYTES`] at a character boundary,
+/// ending it with `…`.
+fn cap_error(error: &mut Option<String>) {
+    let Some(text) = error else {
+        return;
+    };
+    if text.len() <= MAX_ERROR_BYTES {
+        return;
+    }
+    let mut cut = MAX_ERROR_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push('…');
 }
 
 /// The status of a run that failed with `error`.
@@ -1110,6 +1247,126 @@ mod tests {
             ciphertext: sealed.ciphertext,
             client: ClientKey::address(std::net::Ipv4Addr::LOCALHOST.into()),
         }
+    }
+
+    /// An archive of `len` bytes, handed over 1,000 bytes at a time.
+    struct Filler(u64);
+
+    impl ArchiveSource for Filler {
+        fn archive_len(&self) -> u64 {
+            self.0
+        }
+
+        fn write_archive(&mut self, sink: &mut dyn FnMut(&[u8])) {
+            let mut left = self.0;
+            while left > 0 {
+                let piece = left.min(1000);
+                sink(&[0xAB; 1000][..piece as usize]);
+                left -= piece;
+            }
+        }
+    }
+
+    /// The largest result the limits allow, as far as we can build one: every
+    /// field at its longest, output at `max_output_bytes`, `returns` as many
+    /// one-byte values as fit (the worst for JSON's quotes and escapes), an
+    /// `error` of control characters, and, with writable mounts, 16 of them with
+    /// 4,096-byte paths of control characters and archives that fill their bound
+    /// (lengths that leave base64 the most padding).
+    fn worst_result(limits: EffectiveLimits) -> ExecutionResult {
+        let output = limits.max_output_bytes as usize;
+        ExecutionResult {
+            execution_id: Uuid::from_u128(u128::MAX).hyphenated().to_string(),
+            status: Status::InvalidRequest,
+            exit_code: Some(i32::MIN),
+            returns: vec!["\"".to_owned(); output],
+            stdout: Base64(vec![0xFF; output]),
+            stderr: Base64(vec![0xFF; output]),
+            stdout_truncated: true,
+            stderr_truncated: true,
+            error: Some("\u{1}".repeat(MAX_ERROR_BYTES)),
+            fuel_consumed: u64::MAX,
+            wall_time_us: u64::MAX,
+            module_sha256: Some(Hex([0xFF; 32])),
+            limits: EffectiveLimits {
+                fuel: u64::MAX,
+                memory_bytes: u64::MAX,
+                timeout_ms: u64::MAX,
+                max_output_bytes: u64::MAX,
+                files_bytes: Some(u64::MAX),
+            },
+            engine: Sandbox::engine_name(),
+            missing_blobs: Some(vec![Hex([0xFF; 32]); MAX_MOUNTS + 1]),
+            mounts_out: None,
+            mounts_out_truncated: true,
+        }
+    }
+
+    #[test]
+    fn answer_bound_holds_for_the_worst_result() {
+        for (max_output_bytes, files_bytes, entries) in [
+            (0, 0, 1),
+            (1, 1, 1),
+            (4096, 1 << 20, 1000),
+            (100_000, 3_000_001, 77),
+        ] {
+            let limits = EffectiveLimits {
+                fuel: 1,
+                memory_bytes: 1,
+                timeout_ms: 1,
+                max_output_bytes,
+                files_bytes: Some(files_bytes),
+            };
+            let result = worst_result(limits);
+            let total = mounts_out_bound(files_bytes, u64::from(entries), MAX_MOUNTS as u64);
+            // 16 archives, each 1 more than a multiple of 3, filling the bound.
+            let each = (total / MAX_MOUNTS as u64) / 3 * 3 + 1;
+            let mut archives: Vec<Filler> = (0..MAX_MOUNTS)
+                .map(|index| Filler(if index == 0 { total - 15 * each } else { each }))
+                .collect();
+            assert_eq!(archives.iter().map(|a| a.0).sum::<u64>(), total);
+            let path = format!("/{}", "\u{1}".repeat(MAX_MOUNT_PATH_BYTES - 1));
+            for format in [Format::Json, Format::Cbor] {
+                let bare = ExecutionResult {
+                    mounts_out_truncated: false,
+                    ..result.clone()
+                };
+                let written = plaintext::write_result(&bare, format, &mut []).len() as u64;
+                let bound = answer_bound(&limits, entries, false, format);
+                assert!(
+                    written + 16 <= bound,
+                    "{format:?}: {written} + 16 > {bound}"
+                );
+
+                let mut mounts: Vec<StreamedMount<'_>> = archives
+                    .iter_mut()
+                    .map(|tar| StreamedMount { path: &path, tar })
+                    .collect();
+                let written = plaintext::write_result(&result, format, &mut mounts).len() as u64;
+                let bound = answer_bound(&limits, entries, true, format);
+                assert!(
+                    written + 16 <= bound,
+                    "{format:?}: {written} + 16 > {bound}"
+                );
+                // And not loose by more than the allowances for what this
+                // result could not fill (its 16 archives' framing, its error's
+                // escapes, the fixed fields).
+                assert!(bound - written < 16_384, "{format:?}: {bound} vs {written}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_error_past_its_maximum_is_cut_at_a_character_boundary() {
+        let mut error = Some("é".repeat(MAX_ERROR_BYTES));
+        cap_error(&mut error);
+        let error = error.unwrap();
+        assert!(error.len() <= MAX_ERROR_BYTES, "{}", error.len());
+        assert!(error.len() > MAX_ERROR_BYTES - 4);
+        assert!(error.ends_with("é…"));
+        let mut short = Some("short".to_owned());
+        cap_error(&mut short);
+        assert_eq!(short.as_deref(), Some("short"));
     }
 
     #[tokio::test(flavor = "multi_thread")]

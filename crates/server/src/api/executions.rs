@@ -5,13 +5,22 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -120,35 +129,138 @@ fn prefers_respond_async(headers: &HeaderMap) -> bool {
 
 /// The answer `/execute` gives for a receipt, synchronous or fetched later: the
 /// one place a `200` is built, in JSON (protocol §3) or binary (protocol v1.1 §B).
+/// Neither copies the ciphertext: the binary body is the answer's head followed
+/// by the receipt's own (shared) ciphertext, and the JSON body writes the
+/// ciphertext's base64 a piece at a time as it is sent ([`AnswerBody`]).
 fn execute_response(receipt: &ExecutionReceipt, format: BodyFormat) -> Result<Response, ApiError> {
-    match format {
-        BodyFormat::Json => Ok(Json(ExecuteResponse {
-            execution_id: receipt.execution_id.hyphenated().to_string(),
-            ciphertext: Base64(receipt.ciphertext.clone()),
-            commitment: Hex(receipt.commitment),
-            log_index: receipt.log_index,
-            leaf_signature: Base64(receipt.leaf_signature.clone()),
-        })
-        .into_response()),
+    let (content_type, parts) = match format {
+        BodyFormat::Json => {
+            // Exactly as `ExecuteResponse` serializes, the ciphertext in its place.
+            let head = format!(
+                r#"{{"execution_id":"{}","ciphertext":""#,
+                receipt.execution_id.hyphenated()
+            );
+            let tail = format!(
+                r#"","commitment":"{}","log_index":{},"leaf_signature":"{}"}}"#,
+                Hex(receipt.commitment),
+                receipt.log_index,
+                Base64(receipt.leaf_signature.clone()),
+            );
+            let parts = vec![
+                Part::Bytes(head.into()),
+                Part::Base64 {
+                    bytes: receipt.ciphertext.clone(),
+                    at: 0,
+                },
+                Part::Bytes(tail.into()),
+            ];
+            ("application/json", parts)
+        }
         BodyFormat::Binary => {
-            let answer = binary::ExecuteAnswer {
+            let head = binary::ExecuteAnswer {
                 execution_id: receipt.execution_id,
                 log_index: receipt.log_index,
                 commitment: receipt.commitment,
                 leaf_signature: &receipt.leaf_signature,
-                ciphertext: &receipt.ciphertext,
+                ciphertext: &[],
             }
             .to_vec()
             .map_err(|error| {
                 tracing::error!(%error, "binary answer not encodable");
                 ApiError::Internal
             })?;
-            Ok((
-                [(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM))],
-                answer,
-            )
-                .into_response())
+            let parts = vec![
+                Part::Bytes(head.into()),
+                Part::Bytes(receipt.ciphertext.clone()),
+            ];
+            (OCTET_STREAM, parts)
         }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        Body::new(AnswerBody::new(parts)),
+    )
+        .into_response())
+}
+
+/// Bytes of ciphertext base64-encoded per frame of a JSON answer: a multiple of
+/// 3, so only the last frame is padded, and 64 KiB of text.
+const BASE64_FRAME_INPUT: usize = 48 * 1024;
+
+/// A piece of an answer's body.
+enum Part {
+    /// Sent as it is (shared, not copied).
+    Bytes(Bytes),
+    /// Sent as standard base64 with padding, made a frame at a time from `at`.
+    Base64 { bytes: Bytes, at: usize },
+}
+
+impl Part {
+    /// The bytes it still has to send.
+    fn remaining(&self) -> u64 {
+        match self {
+            Part::Bytes(bytes) => bytes.len() as u64,
+            Part::Base64 { bytes, at } => {
+                let left = bytes.len().saturating_sub(*at) as u64;
+                left.div_ceil(3) * 4
+            }
+        }
+    }
+}
+
+/// An `/execute` answer's body: its parts in order, its exact length known
+/// (`Content-Length`), and the ciphertext never copied whole: at most one
+/// frame of its base64 exists at a time, for however many readers.
+struct AnswerBody {
+    parts: VecDeque<Part>,
+    remaining: u64,
+}
+
+impl AnswerBody {
+    fn new(parts: Vec<Part>) -> AnswerBody {
+        AnswerBody {
+            remaining: parts.iter().map(Part::remaining).sum(),
+            parts: parts.into(),
+        }
+    }
+}
+
+impl hyper::body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let body = self.get_mut();
+        while let Some(part) = body.parts.front_mut() {
+            let data = match part {
+                Part::Bytes(bytes) => std::mem::take(bytes),
+                Part::Base64 { bytes, at } => {
+                    let end = bytes.len().min(at.saturating_add(BASE64_FRAME_INPUT));
+                    let text = B64.encode(&bytes[*at..end]);
+                    *at = end;
+                    Bytes::from(text)
+                }
+            };
+            if part.remaining() == 0 {
+                body.parts.pop_front();
+            }
+            if !data.is_empty() {
+                body.remaining = body.remaining.saturating_sub(data.len() as u64);
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -452,6 +564,76 @@ mod tests {
         assert!(prefers_respond_async(&prefer(&[
             "handling=lenient,respond-async,wait=5"
         ])));
+    }
+
+    fn receipt(ciphertext_len: usize) -> ExecutionReceipt {
+        ExecutionReceipt {
+            execution_id: uuid::Uuid::from_u128(0x1b4e28ba_2fa1_41d2_883f_0016d3cca427),
+            ciphertext: (0..ciphertext_len)
+                .map(|i| i as u8)
+                .collect::<Vec<u8>>()
+                .into(),
+            commitment: [0xC0; 32],
+            log_index: 1 << 40,
+            leaf_signature: vec![0x30; 71],
+            status: wasm_hypervisor_protocol::payload::Status::Completed,
+        }
+    }
+
+    async fn body_of(response: Response) -> (Option<u64>, Vec<u8>) {
+        use http_body_util::BodyExt;
+        let body = response.into_body();
+        let exact = hyper::body::Body::size_hint(&body).exact();
+        (exact, body.collect().await.unwrap().to_bytes().to_vec())
+    }
+
+    /// Both bodies are the documents the protocol crate writes (`ExecuteResponse`
+    /// through serde, `ExecuteAnswer::to_vec`), for ciphertexts around base64's
+    /// groups and the frame size, with their exact length announced.
+    #[tokio::test]
+    async fn answers_are_built_around_the_ciphertext_without_copying_it() {
+        for len in [
+            0,
+            1,
+            2,
+            3,
+            4,
+            16,
+            BASE64_FRAME_INPUT - 1,
+            BASE64_FRAME_INPUT,
+            3 * BASE64_FRAME_INPUT + 2,
+        ] {
+            let receipt = receipt(len);
+            let (exact, json) =
+                body_of(execute_response(&receipt, BodyFormat::Json).unwrap()).await;
+            let expected = serde_json::to_vec(&ExecuteResponse {
+                execution_id: receipt.execution_id.hyphenated().to_string(),
+                ciphertext: Base64(receipt.ciphertext.to_vec()),
+                commitment: Hex(receipt.commitment),
+                log_index: receipt.log_index,
+                leaf_signature: Base64(receipt.leaf_signature.clone()),
+            })
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(json).unwrap(),
+                String::from_utf8(expected.clone()).unwrap()
+            );
+            assert_eq!(exact, Some(expected.len() as u64), "{len}");
+
+            let (exact, binary) =
+                body_of(execute_response(&receipt, BodyFormat::Binary).unwrap()).await;
+            let expected = binary::ExecuteAnswer {
+                execution_id: receipt.execution_id,
+                log_index: receipt.log_index,
+                commitment: receipt.commitment,
+                leaf_signature: &receipt.leaf_signature,
+                ciphertext: &receipt.ciphertext,
+            }
+            .to_vec()
+            .unwrap();
+            assert_eq!(binary, expected);
+            assert_eq!(exact, Some(expected.len() as u64));
+        }
     }
 
     #[test]

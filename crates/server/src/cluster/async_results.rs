@@ -326,7 +326,7 @@ async fn apply(cluster: &Cluster, write: &Write, retention: Duration) -> Result<
                     i64::try_from(receipt.log_index).ok(),
                     Some(receipt.commitment.to_vec()),
                     Some(receipt.leaf_signature.clone()),
-                    Some(receipt.ciphertext.clone()),
+                    Some(receipt.ciphertext.to_vec()),
                     Some(receipt.status.as_str().to_owned()),
                 ),
                 Err(Withheld::LogUnavailable) => (WITHHELD_LOG, None, None, None, None, None),
@@ -380,7 +380,7 @@ fn receipt_from_row(id: Uuid, row: &tokio_postgres::Row) -> Option<ExecutionRece
     let status = status?;
     Some(ExecutionReceipt {
         execution_id: id,
-        ciphertext: ciphertext?,
+        ciphertext: ciphertext?.into(),
         commitment: commitment?.try_into().ok()?,
         log_index: u64::try_from(log_index?).ok()?,
         leaf_signature: leaf_signature?,

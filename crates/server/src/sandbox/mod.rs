@@ -24,6 +24,7 @@
 //! | core instances, memories and tables of an execution | [`engine::MAX_INSTANCES`], [`engine::MAX_STORE_MEMORIES`], [`engine::MAX_STORE_TABLES`]: `GuestLimiter`'s counts and the pool's per-component limits; Wasmtime refuses the instantiation past them | `trap` |
 //! | output | [`output::CappedOutput`] keeps `max_output_bytes`, flags the rest | never an error |
 //! | files | [`fs::FilesBudget`]: `files_bytes` of regular files and `max_mount_entries` files and directories in all mounts; 1,024 preview1 descriptors | initial contents: `invalid_request`; during the run the guest gets ENOSPC / EMFILE |
+//! | writable mounts' archives (`mounts_out`) | [`fs::MountsOut`]: at most `files_bytes` + 1,024 bytes per entry and per mount in all, every member's length computed before any is written | never an error: cut at a whole entry, `mounts_out_truncated` |
 //!
 //! The timeout covers instantiation too, so a module's start function runs under the
 //! same fuel, memory and time limits as the rest.

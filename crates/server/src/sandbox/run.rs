@@ -129,9 +129,11 @@ pub struct RunReport {
     pub stderr_truncated: bool,
     pub fuel_consumed: u64,
     pub wall_time: Duration,
-    /// One tar archive per writable mount, in request order, made after the
-    /// guest ended however it ended (see [`fs::write_tree`]).
-    pub mounts_out: Vec<Zeroizing<Vec<u8>>>,
+    /// One archive per writable mount, in request order, planned after the
+    /// guest ended however it ended, within its bound, and written by whoever
+    /// builds the result (see [`fs::MountsOut`]); it holds the mounts' trees
+    /// until then (the guest's store is gone).
+    pub mounts_out: fs::MountsOut,
 }
 
 impl RunReport {
@@ -147,7 +149,7 @@ impl RunReport {
             stderr_truncated: false,
             fuel_consumed: 0,
             wall_time: Duration::ZERO,
-            mounts_out: Vec::new(),
+            mounts_out: fs::MountsOut::default(),
         }
     }
 }
@@ -267,13 +269,28 @@ impl<T: GuestState> Run<T> {
     }
 
     fn report(self, outcome: GuestOutcome, returns: Vec<String>) -> RunReport {
-        let mounts_out = match self.store.data().mounts() {
-            Some(mounts) => (0..mounts.mounts().len())
-                .filter(|&index| mounts.mounts()[index].writable)
-                .map(|index| fs::write_tree(mounts, index as u32))
-                .collect(),
-            None => Vec::new(),
-        };
+        let wall_time = self.started.elapsed();
+        let writable_roots: Vec<_> = self
+            .store
+            .data()
+            .mounts()
+            .into_iter()
+            .flat_map(|mounts| mounts.mounts())
+            .filter(|mount| mount.writable)
+            .map(|mount| mount.root.clone())
+            .collect();
+        let fuel_consumed = self
+            .limits
+            .fuel
+            .saturating_sub(self.store.get_fuel().unwrap_or(0));
+        // The guest's memory goes before its mounts' archives are made: the
+        // answer is built while only the trees remain of the run.
+        drop(self.store);
+        let mounts_out = fs::MountsOut::plan(
+            writable_roots,
+            self.limits.files_bytes,
+            self.limits.max_mount_entries,
+        );
         RunReport {
             outcome,
             returns,
@@ -281,11 +298,8 @@ impl<T: GuestState> Run<T> {
             stderr: self.stderr.take_contents(),
             stdout_truncated: self.stdout.truncated(),
             stderr_truncated: self.stderr.truncated(),
-            fuel_consumed: self
-                .limits
-                .fuel
-                .saturating_sub(self.store.get_fuel().unwrap_or(0)),
-            wall_time: self.started.elapsed(),
+            fuel_consumed,
+            wall_time,
             mounts_out,
         }
     }

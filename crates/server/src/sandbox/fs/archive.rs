@@ -1,7 +1,9 @@
 //! Archives in and out of the guest's file system: a request's tar made into a
 //! [`MountImage`] with every check of PROTOCOL.md ("Archives") — [`read_image`] —
 //! and a writable mount written back as a ustar/pax archive for `mounts_out` —
-//! [`write_tree`].
+//! [`MountsOut`]: every archive's exact length settled first, within
+//! [`mounts_out_bound`], then written in pieces straight to where the result is
+//! built.
 //!
 //! Reading uses the `tar` crate for headers only (its checksum check, GNU long
 //! names and pax records folded into the member they describe, a pax `size`
@@ -14,13 +16,13 @@
 #![forbid(unsafe_code)]
 
 use std::io::Cursor;
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use tar::{EntryType, Header};
-use zeroize::Zeroizing;
 
 use super::image::{ImageError, ImageMember, MemberKind, MountImage};
-use super::tree::{Kind, MAX_NAME_BYTES, MAX_PATH_BYTES, Mounts};
+use super::tree::{Kind, MAX_NAME_BYTES, MAX_PATH_BYTES, Node, walk_sorted};
 
 /// Why an archive cannot be mounted (status `invalid_request`). Members are
 /// named by their index in the archive (from 0) and, where it is text, their name.
@@ -211,17 +213,23 @@ fn padded(len: usize) -> usize {
     len.div_ceil(BLOCK) * BLOCK
 }
 
-/// A pax record `"<len> path=<path>\n"`, whose length counts its own digits.
-fn pax_path_record(path: &[u8]) -> Vec<u8> {
-    let body = 5 + path.len() + 1; // "path=" + path + "\n"
+/// The length of [`pax_path_record`] for a path of `path_len` bytes: the
+/// record counts its own digits, so this is its fixed point.
+fn pax_path_record_len(path_len: usize) -> usize {
+    let body = 5 + path_len + 1; // "path=" + path + "\n"
     let mut len = body + 2;
     loop {
         let total = len.to_string().len() + 1 + body;
         if total == len {
-            break;
+            return len;
         }
         len = total;
     }
+}
+
+/// A pax record `"<len> path=<path>\n"`, whose length counts its own digits.
+fn pax_path_record(path: &[u8]) -> Vec<u8> {
+    let len = pax_path_record_len(path.len());
     let mut record = format!("{len} path=").into_bytes();
     record.extend_from_slice(path);
     record.push(b'\n');
@@ -267,54 +275,196 @@ fn header(kind: Kind, size: u64, mtime_secs: u64, path: &[u8]) -> Header {
     header
 }
 
-/// Writable mount `mount` as a tar archive for `mounts_out`: every directory
-/// (as `name/`) and regular file under its root, sorted by path bytes, ustar
-/// headers (mode 0644/0755, uid and gid 0, no user or group names, the node's
-/// mtime in seconds), a pax `path` record before any member whose path does not
-/// fit ustar's fields, and the two zero blocks at the end. An empty mount is
-/// 1,024 zero bytes. The buffer is sized exactly first, so no copy of the
-/// contents is left behind by a reallocation.
-pub fn write_tree(mounts: &Mounts, mount: u32) -> Zeroizing<Vec<u8>> {
-    let nodes = mounts.walk_mount(mount);
-    let mut members = Vec::with_capacity(nodes.len());
-    let mut total = 2 * BLOCK;
-    for (path, node) in nodes {
-        let stat = mounts.stat(mount, &node);
-        let mut name = path;
-        if stat.kind == Kind::Dir {
-            name.push(b'/');
-        }
-        let pax = ustar_split(&name).is_none().then(|| pax_path_record(&name));
-        total += BLOCK + padded(stat.size as usize);
-        if let Some(record) = &pax {
-            total += BLOCK + padded(record.len());
-        }
-        members.push((name, node, stat, pax));
-    }
-    let mut out = Zeroizing::new(Vec::with_capacity(total));
-    for (name, node, stat, pax) in members {
-        if let Some(record) = pax {
-            let mut pax_name = b"PaxHeader/".to_vec();
-            pax_name.extend_from_slice(&name[name.len().saturating_sub(80)..]);
-            let mut pax_header = header(Kind::File, record.len() as u64, 0, &pax_name);
-            pax_header.set_entry_type(EntryType::XHeader);
-            pax_header.set_cksum();
-            append(&mut out, &pax_header, &record);
-        }
-        let secs = stat.mtime / 1_000_000_000;
-        let member = header(stat.kind, stat.size, secs, &name);
-        mounts.with_contents(&node, |data| append(&mut out, &member, data));
-    }
-    let end = out.len() + 2 * BLOCK;
-    out.resize(end, 0);
-    out
+/// The most bytes the `mounts_out` archives of one execution may hold together
+/// (PROTOCOL.md, "Archives"): `files_bytes`, 1,024 per entry (its
+/// 512-byte header and up to 512 more of data padding or pax record) and 1,024
+/// per archive (its two zero blocks). Archives whose paths all fit ustar's fields
+/// never reach it; long paths, whose pax records repeat the whole path, can.
+pub fn mounts_out_bound(files_bytes: u64, entries: u64, archives: u64) -> u64 {
+    files_bytes
+        .saturating_add(entries.saturating_mul(2 * BLOCK as u64))
+        .saturating_add(archives.saturating_mul(2 * BLOCK as u64))
 }
 
-fn append(out: &mut Vec<u8>, header: &Header, data: &[u8]) {
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    let end = out.len() + padded(data.len()) - data.len();
-    out.resize(end, 0);
+/// The exact bytes one member takes in an archive that [`MountsOut`] writes: a
+/// pax header and its `path` record (padded) if `name` does not fit ustar's
+/// fields, its header, and `size` bytes of data padded to whole blocks. `name`
+/// is the member's name, a directory's with its trailing `/`.
+pub fn member_len(name: &[u8], size: u64) -> u64 {
+    let pax = match ustar_split(name) {
+        Some(_) => 0,
+        None => (BLOCK + padded(pax_path_record_len(name.len()))) as u64,
+    };
+    pax + BLOCK as u64 + size.div_ceil(BLOCK as u64) * BLOCK as u64
+}
+
+/// The writable mounts of an execution that has ended, as their `mounts_out`
+/// archives: each one's length and entries settled before anything is written,
+/// all of them together within [`mounts_out_bound`].
+#[derive(Debug, Default)]
+pub struct MountsOut {
+    /// One per writable mount, in request order.
+    pub archives: Vec<TreeArchive>,
+    /// Whether the archives were cut to stay within the bound.
+    pub truncated: bool,
+}
+
+/// One writable mount's `mounts_out` archive, not yet written: its tree, how
+/// many of its entries (in the archive's sorted order) it holds and its exact
+/// length.
+pub struct TreeArchive {
+    /// `None` once written: the tree goes as soon as its archive is made.
+    root: Option<Node>,
+    entries: usize,
+    len: u64,
+}
+
+impl std::fmt::Debug for TreeArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Sizes only: nothing of the guest's files.
+        f.debug_struct("TreeArchive")
+            .field("entries", &self.entries)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl MountsOut {
+    /// Plans the archives of the writable mounts whose roots are `roots`, in
+    /// request order, under `files_bytes` and `max_entries` (the execution's
+    /// limits): every member's exact length is computed ([`member_len`]), and if
+    /// together they would pass [`mounts_out_bound`] (the entries counted at
+    /// most `max_entries`), the members are kept in order, mount after mount, up
+    /// to the last that keeps the total within it; every archive still ends with
+    /// its two zero blocks, and the mounts after the cut have empty archives.
+    /// Costs one walk of each tree and 8 bytes per entry; nothing is written yet.
+    pub fn plan(roots: Vec<Node>, files_bytes: u64, max_entries: u32) -> MountsOut {
+        let mut name = Vec::new();
+        let sizes: Vec<Vec<u64>> = roots
+            .iter()
+            .map(|root| {
+                let mut sizes = Vec::new();
+                walk_sorted(root, |path, node| {
+                    member_name(&mut name, path, node);
+                    sizes.push(member_len(&name, node.size()));
+                    ControlFlow::Continue(())
+                });
+                sizes
+            })
+            .collect();
+        let entries = sizes.iter().map(Vec::len).sum::<usize>() as u64;
+        let archives = roots.len() as u64;
+        let ends = archives * 2 * BLOCK as u64;
+        let room = mounts_out_bound(files_bytes, entries.min(u64::from(max_entries)), archives)
+            .saturating_sub(ends);
+        let mut used = 0u64;
+        let mut truncated = false;
+        let archives = roots
+            .into_iter()
+            .zip(sizes)
+            .map(|(root, sizes)| {
+                let mut kept = 0;
+                let mut len = 2 * BLOCK as u64;
+                for size in sizes {
+                    if truncated || used.saturating_add(size) > room {
+                        truncated = true;
+                        break;
+                    }
+                    used += size;
+                    len += size;
+                    kept += 1;
+                }
+                TreeArchive {
+                    root: Some(root),
+                    entries: kept,
+                    len,
+                }
+            })
+            .collect();
+        MountsOut {
+            archives,
+            truncated,
+        }
+    }
+}
+
+impl TreeArchive {
+    /// The archive's exact length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it has no bytes (never: an empty archive is its two zero blocks).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes the archive to `sink`, in pieces (headers, records, file contents
+    /// as they are, padding), exactly [`TreeArchive::len`] bytes, then drops the
+    /// tree: every directory (as `name/`) and regular file under the mount's
+    /// root, sorted by path bytes, as ustar headers (mode 0644/0755, uid and gid
+    /// 0, no user or group names, the node's mtime in seconds), a pax `path`
+    /// record before any member whose path does not fit ustar's fields, and the
+    /// two zero blocks at the end. An empty mount is 1,024 zero bytes. A second
+    /// call writes only the zero blocks.
+    pub fn write(&mut self, sink: &mut dyn FnMut(&[u8])) {
+        if let Some(root) = self.root.take() {
+            let mut name = Vec::new();
+            let mut left = self.entries;
+            walk_sorted(&root, |path, node| {
+                if left == 0 {
+                    return ControlFlow::Break(());
+                }
+                left -= 1;
+                member_name(&mut name, path, node);
+                write_member(&name, node, sink);
+                ControlFlow::Continue(())
+            });
+            // The tree (the mount's nodes, with its files' contents, zeroized
+            // as they drop) goes here, before the next mount's archive is made.
+            drop(root);
+        }
+        sink(&ZEROS);
+        sink(&ZEROS);
+    }
+}
+
+const ZEROS: [u8; BLOCK] = [0; BLOCK];
+
+/// A member's name: its path, and a `/` after a directory's.
+fn member_name(name: &mut Vec<u8>, path: &[u8], node: &Node) {
+    name.clear();
+    name.extend_from_slice(path);
+    if node.kind() == Kind::Dir {
+        name.push(b'/');
+    }
+}
+
+/// One member, [`member_len`] bytes of it.
+fn write_member(name: &[u8], node: &Node, sink: &mut dyn FnMut(&[u8])) {
+    let (kind, size) = (node.kind(), node.size());
+    if ustar_split(name).is_none() {
+        let record = pax_path_record(name);
+        let mut pax_name = b"PaxHeader/".to_vec();
+        pax_name.extend_from_slice(&name[name.len().saturating_sub(80)..]);
+        let mut pax_header = header(Kind::File, record.len() as u64, 0, &pax_name);
+        pax_header.set_entry_type(EntryType::XHeader);
+        pax_header.set_cksum();
+        sink(pax_header.as_bytes());
+        sink(&record);
+        sink(&ZEROS[..padded(record.len()) - record.len()]);
+    }
+    let member = header(kind, size, node.mtime() / 1_000_000_000, name);
+    sink(member.as_bytes());
+    if kind == Kind::File {
+        // A file's contents, as they are: never copied on their way out.
+        let written = node.read_with(0, usize::MAX, |data| {
+            sink(data);
+            data.len()
+        });
+        let written = written.unwrap_or(0);
+        sink(&ZEROS[..padded(written) - written]);
+    }
 }
 
 #[cfg(test)]
@@ -374,7 +524,7 @@ mod tests {
     use super::forge::{archive, dir, file, member};
     use super::*;
     use crate::sandbox::fs::MountSpec;
-    use crate::sandbox::fs::tree::{Node, OpenOpts};
+    use crate::sandbox::fs::tree::{Mounts, Node, OpenOpts};
 
     const MAX_BYTES: u64 = 1 << 20;
 
@@ -595,6 +745,19 @@ mod tests {
 
     // The writer.
 
+    /// Writable mount `mount` as a `mounts_out` archive, whole (no bound in the
+    /// way): what these tests read back.
+    fn write_tree(mounts: &Mounts, mount: u32) -> Vec<u8> {
+        let root = mounts.mounts()[mount as usize].root.clone();
+        let mut archive = MountsOut::plan(vec![root], u64::MAX / 4, u32::MAX)
+            .archives
+            .remove(0);
+        let mut out = Vec::with_capacity(archive.len() as usize);
+        archive.write(&mut |piece| out.extend_from_slice(piece));
+        assert_eq!(out.len() as u64, archive.len());
+        out
+    }
+
     fn writable(image: Option<MountImage>) -> Mounts {
         Mounts::new(
             vec![MountSpec {
@@ -793,5 +956,187 @@ mod tests {
             // And writing it again gives the same bytes.
             assert_eq!(&write_tree(&again, 0)[..], &out[..], "seed {seed}");
         }
+    }
+
+    const CREATE: OpenOpts = OpenOpts {
+        create: true,
+        write: true,
+        exclusive: false,
+        truncate: false,
+        directory: false,
+    };
+
+    /// Writable mounts `paths`, in order, each starting empty.
+    fn writable_mounts(count: usize) -> Mounts {
+        let specs = (0..count)
+            .map(|index| MountSpec {
+                path: format!("/out{index}"),
+                writable: true,
+                image: None,
+            })
+            .collect();
+        Mounts::new(specs, 1 << 30, 1_000_000).unwrap()
+    }
+
+    /// Under a mount, `count` random entries whose names are 1 to 255 bytes
+    /// (often at ustar's 100 and 155 and at 255), made through their parent
+    /// directory's node so that paths also pass 4,096 bytes (the walk leaves
+    /// those out).
+    fn long_named_tree(mounts: &mut Mounts, mount: u32, seed: u64, count: u64) {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut dirs = vec![mounts.mounts()[mount as usize].root.clone()];
+        for i in 0..count {
+            let parent = dirs[rng.below(dirs.len() as u64) as usize].clone();
+            let len = [1, 99, 100, 101, 154, 155, 156, 254, 255][rng.below(9) as usize]
+                .max(1 + rng.below(255) as usize * usize::from(rng.below(2) == 0));
+            let tag = format!("{i}-");
+            let name = tag.clone() + &"n".repeat(len.saturating_sub(tag.len()).max(1));
+            let name = &name[..name.len().min(255)];
+            if rng.below(3) == 0 {
+                mounts.create_dir(mount, &parent, name).unwrap();
+                dirs.push(mounts.lookup(&parent, name).unwrap());
+            } else {
+                let file = mounts.open(mount, &parent, name, CREATE).unwrap();
+                let data: Vec<u8> = (0..rng.below(1500)).map(|_| rng.next() as u8).collect();
+                mounts.write(mount, &file, 0, &data).unwrap();
+            }
+        }
+    }
+
+    /// What [`member_len`] says a whole archive of `root` takes.
+    fn summed_member_lens(root: &Node) -> (u64, u64) {
+        let (mut bytes, mut entries) = (2 * BLOCK as u64, 0);
+        walk_sorted(root, |path, node| {
+            let mut name = path.to_vec();
+            if node.is_dir() {
+                name.push(b'/');
+            }
+            bytes += member_len(&name, node.size());
+            entries += 1;
+            ControlFlow::Continue(())
+        });
+        (bytes, entries)
+    }
+
+    #[test]
+    fn the_computed_length_is_the_written_length_for_long_names_needing_pax() {
+        let mut with_pax = 0;
+        for seed in 1..=40u64 {
+            let mut mounts = writable_mounts(1);
+            long_named_tree(&mut mounts, 0, seed, 50);
+            let root = root(&mounts);
+            let (summed, _) = summed_member_lens(&root);
+            let mut archive = MountsOut::plan(vec![root], u64::MAX / 4, u32::MAX)
+                .archives
+                .remove(0);
+            assert_eq!(archive.len(), summed, "seed {seed}");
+            let mut out = Vec::new();
+            archive.write(&mut |piece| out.extend_from_slice(piece));
+            assert_eq!(out.len() as u64, summed, "seed {seed}");
+            with_pax += listing_typeflags(&out)
+                .iter()
+                .filter(|&&t| t == b'x')
+                .count();
+            read_image(Bytes::from(out), 1 << 30, 100_000).expect("a valid archive");
+        }
+        assert!(
+            with_pax > 100,
+            "the trees had long names: {with_pax} pax records"
+        );
+    }
+
+    /// Every header's typeflag in a written archive, pax headers included.
+    fn listing_typeflags(out: &[u8]) -> Vec<u8> {
+        let mut at = 0;
+        let mut typeflags = Vec::new();
+        while at + 512 <= out.len() && out[at..at + 512].iter().any(|&b| b != 0) {
+            let h = &out[at..at + 512];
+            typeflags.push(h[156]);
+            let size = u64::from_str_radix(
+                std::str::from_utf8(&h[124..135])
+                    .unwrap()
+                    .trim_matches('\0'),
+                8,
+            )
+            .unwrap();
+            at += 512 + (size as usize).div_ceil(512) * 512;
+        }
+        typeflags
+    }
+
+    /// Row 2 of issue 25 in small: empty files whose paths are 4,095 bytes, so
+    /// each takes 5,632 bytes of archive against the 1,024 the bound allows.
+    #[test]
+    fn archives_past_their_bound_are_cut_at_a_whole_entry_and_stay_valid() {
+        let mut mounts = writable_mounts(3);
+        let mut dir = mounts.mounts()[0].root.clone();
+        for level in 0..15 {
+            let name = format!("{level:02}").repeat(128)[..255].to_owned();
+            mounts.create_dir(0, &dir, &name).unwrap();
+            dir = mounts.lookup(&dir, &name).unwrap();
+        }
+        for i in 0..200 {
+            let name = format!("{i:03}").repeat(85);
+            mounts.open(0, &dir, &name, CREATE).unwrap();
+        }
+        let small = mounts.open(1, &mounts.mounts()[1].root.clone(), "small", CREATE);
+        mounts.write(1, &small.unwrap(), 0, b"data").unwrap();
+        let roots: Vec<Node> = mounts.mounts().iter().map(|m| m.root.clone()).collect();
+        let whole = write_tree(&mounts, 0);
+
+        let plan = MountsOut::plan(roots.clone(), 0, 1_000_000);
+        assert!(plan.truncated);
+        let bound = mounts_out_bound(0, 215 + 1, 3);
+        let written: Vec<Vec<u8>> = plan
+            .archives
+            .into_iter()
+            .map(|mut archive| {
+                let mut out = Vec::new();
+                archive.write(&mut |piece| out.extend_from_slice(piece));
+                assert_eq!(out.len() as u64, archive.len());
+                out
+            })
+            .collect();
+        let total: u64 = written.iter().map(|out| out.len() as u64).sum();
+        assert!(total <= bound, "{total} > {bound}");
+        assert!(total > bound - 5632, "cut at the last entry that fits");
+        // The first archive: a valid archive of the whole one's first members.
+        let cut = &written[0];
+        assert!(cut.ends_with(&[0; 1024]));
+        let members = listing(cut);
+        assert!(!members.is_empty() && members.len() < 215);
+        assert_eq!(members[..], listing(&whole)[..members.len()]);
+        read_image(Bytes::from(cut.clone()), 1 << 30, 1_000_000).expect("mountable");
+        // The cut is one place in request order: the later mounts' archives are
+        // empty, and valid.
+        assert_eq!(&written[1][..], &[0; 1024][..]);
+        assert_eq!(&written[2][..], &[0; 1024][..]);
+
+        // Entries are counted at most at `max_mount_entries`.
+        let capped = MountsOut::plan(roots, 0, 10);
+        let total: u64 = capped.archives.iter().map(TreeArchive::len).sum();
+        assert!(total <= mounts_out_bound(0, 10, 3));
+    }
+
+    #[test]
+    fn short_paths_never_reach_the_bound_even_with_the_most_padding() {
+        // Files of 1 byte (511 bytes of padding each), their bytes exactly
+        // `files_bytes`, in nested directories.
+        let mut mounts = writable_mounts(2);
+        for mount in 0..2 {
+            let base = mounts.mounts()[mount as usize].root.clone();
+            mounts.create_dir(mount, &base, "d").unwrap();
+            for i in 0..300 {
+                let file = mounts
+                    .open(mount, &base, &format!("d/{i}"), CREATE)
+                    .unwrap();
+                mounts.write(mount, &file, 0, b"x").unwrap();
+            }
+        }
+        let roots: Vec<Node> = mounts.mounts().iter().map(|m| m.root.clone()).collect();
+        let plan = MountsOut::plan(roots, 600, 1_000_000);
+        assert!(!plan.truncated);
+        let total: u64 = plan.archives.iter().map(TreeArchive::len).sum();
+        assert_eq!(total, 2 * (1024 + 512 + 300 * 1024));
     }
 }

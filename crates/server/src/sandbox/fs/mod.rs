@@ -11,7 +11,7 @@
 //! - [`tree`]: `Mounts`, the execution's nodes and every operation on them
 //!   (pure, synchronous).
 //! - [`archive`]: tar in (`read_image`, every validation) and out
-//!   (`write_tree`, the `mounts_out` archives).
+//!   (`MountsOut`, the `mounts_out` archives, bounded, written in pieces).
 //! - [`p1`]: the WASI preview1 front end for core modules.
 //! - [`p2`]: `wasi:filesystem` (preview2) for components.
 //!
@@ -30,7 +30,7 @@ pub mod tree;
 
 use std::sync::Arc;
 
-pub use self::archive::{ArchiveError, read_image, write_tree};
+pub use self::archive::{ArchiveError, MountsOut, TreeArchive, read_image};
 pub use self::budget::FilesBudget;
 pub use self::image::MountImage;
 pub use self::tree::{Mounts, Node};

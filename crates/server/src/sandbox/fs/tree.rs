@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -83,6 +84,15 @@ impl Node {
             } => ino_base + u64::from(*index),
             Node::Dir(dir) => dir.ino,
             Node::File(file) => file.ino,
+        }
+    }
+
+    /// Its modification time.
+    pub fn mtime(&self) -> Timestamp {
+        match self {
+            Node::Image { image, index, .. } => image.mtime(*index).saturating_mul(1_000_000_000),
+            Node::Dir(dir) => lock(&dir.data).mtime,
+            Node::File(file) => lock(&file.data).mtime,
         }
     }
 
@@ -1061,36 +1071,123 @@ impl Mounts {
     /// under them: a guest can nest deeper through directory descriptors, and
     /// listing every path of a deep chain would take memory quadratic in its depth.
     pub fn walk_mount(&self, mount: u32) -> Vec<(Vec<u8>, Node)> {
-        let Some(mount) = self.mounts.get(mount as usize) else {
-            return Vec::new();
-        };
         let mut out = Vec::new();
-        let mut stack = vec![(Vec::new(), mount.root.clone())];
-        while let Some((path, node)) = stack.pop() {
-            let Ok(entries) = self.list(&node) else {
-                continue;
-            };
-            for entry in entries {
-                let mut child_path = path.clone();
-                if !child_path.is_empty() {
-                    child_path.push(b'/');
-                }
-                child_path.extend_from_slice(&entry.name);
-                if child_path.len() > MAX_PATH_BYTES {
-                    continue;
-                }
-                let Ok(child) = self.child(&node, &entry.name) else {
-                    continue;
-                };
-                if child.is_dir() {
-                    stack.push((child_path.clone(), child.clone()));
-                }
-                out.push((child_path, child));
-            }
+        if let Some(mount) = self.mounts.get(mount as usize) {
+            walk_sorted(&mount.root, |path, node| {
+                out.push((path.to_vec(), node.clone()));
+                ControlFlow::Continue(())
+            });
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
+}
+
+/// One step of [`walk_sorted`] in a directory: a child itself, or (for a
+/// directory) what is under it, whose paths all start with `name/`.
+struct Step {
+    name: Box<[u8]>,
+    node: Node,
+    under: bool,
+}
+
+impl Step {
+    /// Where its paths sort among its siblings': at `name` for the child, at
+    /// `name/` for what is under it.
+    fn key(&self) -> impl Iterator<Item = &u8> {
+        self.name.iter().chain(self.under.then_some(&b'/'))
+    }
+}
+
+/// A directory's children as [`walk_sorted`]'s steps, in its order; nothing for
+/// a file or a removed directory.
+fn steps(dir: &Node) -> Vec<Step> {
+    let children: Vec<(Box<[u8]>, Node)> = match dir {
+        Node::Image {
+            image,
+            index,
+            ino_base,
+        } => image
+            .children(*index)
+            .into_iter()
+            .flatten()
+            .map(|child| {
+                let node = Node::Image {
+                    image: image.clone(),
+                    index: child,
+                    ino_base: *ino_base,
+                };
+                (image.name(child).into(), node)
+            })
+            .collect(),
+        Node::Dir(dir) => {
+            let data = lock(&dir.data);
+            if data.removed {
+                return Vec::new();
+            }
+            data.entries
+                .iter()
+                .map(|(name, node)| (name.clone(), node.clone()))
+                .collect()
+        }
+        Node::File(_) => return Vec::new(),
+    };
+    let mut steps = Vec::with_capacity(children.len() * 2);
+    for (name, node) in children {
+        if node.is_dir() {
+            steps.push(Step {
+                name: name.clone(),
+                node: node.clone(),
+                under: true,
+            });
+        }
+        steps.push(Step {
+            name,
+            node,
+            under: false,
+        });
+    }
+    steps.sort_by(|a, b| a.key().cmp(b.key()));
+    steps
+}
+
+/// Calls `visit` with every file and directory under `root` (the root not
+/// listed) and its path from the root, in the order of path bytes (a parent
+/// before its children), leaving out paths longer than [`MAX_PATH_BYTES`] and
+/// what is under them, as [`Mounts::walk_mount`] lists them; without holding
+/// every path at once. A depth-first walk gives that order if, among siblings,
+/// a directory's subtree is placed where `name/` sorts, not where `name` does
+/// (`b-c` comes between `b` and `b/a`): so the walk holds, for each directory
+/// on the current path, its remaining children and one path buffer, never the
+/// whole listing. `visit` may stop the walk. Read-only: for a tree nothing
+/// changes any more (a guest that has ended).
+pub fn walk_sorted(root: &Node, mut visit: impl FnMut(&[u8], &Node) -> ControlFlow<()>) {
+    let mut path: Vec<u8> = Vec::new();
+    // Each level: its remaining steps (reversed, to pop), and the length of its
+    // directory's path with the `/` after it (0 at the root).
+    let mut levels: Vec<(Vec<Step>, usize)> = vec![(reversed(steps(root)), 0)];
+    while let Some((pending, prefix)) = levels.last_mut() {
+        let prefix = *prefix;
+        let Some(step) = pending.pop() else {
+            levels.pop();
+            continue;
+        };
+        path.truncate(prefix);
+        path.extend_from_slice(&step.name);
+        if path.len() > MAX_PATH_BYTES {
+            continue;
+        }
+        if step.under {
+            path.push(b'/');
+            levels.push((reversed(steps(&step.node)), path.len()));
+        } else if visit(&path, &step.node).is_break() {
+            return;
+        }
+    }
+}
+
+fn reversed<T>(mut items: Vec<T>) -> Vec<T> {
+    items.reverse();
+    items
 }
 
 #[cfg(test)]
@@ -1436,6 +1533,72 @@ mod tests {
         assert!(listed.iter().all(|(path, _)| path.len() <= MAX_PATH_BYTES));
         m.remove_dir(1, &root(&m, 1), "d").unwrap_err();
         drop(m);
+    }
+
+    /// Siblings whose names continue with bytes below `/` (`-`, `.`, space)
+    /// interleave with a directory's contents in path-byte order: `b`, `b-c`,
+    /// `b.d`, `b/a`, `b0`. The walk gives exactly the order of sorting every
+    /// path, for read-only (image) and writable mounts alike.
+    #[test]
+    fn the_walk_lists_paths_in_byte_order_without_sorting_them_all() {
+        let mut m = mounts(1 << 20, 1000);
+        let base = root(&m, 1);
+        for dir in ["b", "b/x", "b-c", "b.d", "a b", "a", "a/ b", "a/!"] {
+            m.create_dir(1, &base, dir).unwrap();
+        }
+        for file in [
+            "b/a", "b/x/y", "b/x-", "b0", "b-c/z", "a/b", "a!", "a/a", "é", "~",
+        ] {
+            m.open(1, &base, file, WRITE).unwrap();
+        }
+        for mount in [0, 1] {
+            // Every path, found by a plain recursive listing, then sorted.
+            let mut expected = Vec::new();
+            let mut pending = vec![(Vec::new(), root(&m, mount))];
+            while let Some((path, node)) = pending.pop() {
+                for entry in m.list(&node).unwrap_or_default() {
+                    let mut child_path = path.clone();
+                    if !child_path.is_empty() {
+                        child_path.push(b'/');
+                    }
+                    child_path.extend_from_slice(&entry.name);
+                    let child = m.child(&node, &entry.name).unwrap();
+                    if child.is_dir() {
+                        pending.push((child_path.clone(), child));
+                    }
+                    expected.push(child_path);
+                }
+            }
+            expected.sort();
+            let walked: Vec<Vec<u8>> = m
+                .walk_mount(mount as u32)
+                .into_iter()
+                .map(|(path, _)| path)
+                .collect();
+            assert_eq!(walked, expected, "mount {mount}");
+        }
+        let listed: Vec<String> = m
+            .walk_mount(1)
+            .into_iter()
+            .map(|(path, _)| String::from_utf8(path).unwrap())
+            .collect();
+        assert_eq!(
+            &listed[..12],
+            [
+                "a", "a b", "a!", "a/ b", "a/!", "a/a", "a/b", "b", "b-c", "b-c/z", "b.d", "b/a"
+            ]
+        );
+        // A walk may stop early.
+        let mut seen = 0;
+        walk_sorted(&base, |_, _| {
+            seen += 1;
+            if seen == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(seen, 3);
     }
 
     #[test]
