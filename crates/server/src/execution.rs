@@ -50,7 +50,68 @@ use wasm_hypervisor_protocol::payload::{
 };
 use wasm_hypervisor_protocol::plaintext::{self, Format, RequestBytes};
 
-/// Why an `/execute` was refused before its plaintext was recovered.
+/// The fields of a result that no limit bounds (status, error text, engine,
+/// ids, limits, counters, `missing_blobs`), at most.
+const RESULT_FIXED_BYTES: u64 = 64 << 10;
+
+/// What each file or directory of a writable mount may add to `mounts_out`
+/// beyond its contents: its tar header, a pax header for a long name.
+const MOUNT_ENTRY_BYTES: u64 = 1024;
+
+/// What each writable mount adds to `mounts_out`: its path, its archive's end.
+const WRITABLE_MOUNT_BYTES: u64 = 1024;
+
+/// The AES-256-GCM tag of the sealed result.
+const SEAL_TAG_BYTES: u64 = 16;
+
+/// The smallest [`answer_bound`] of any request (no output, no writable mount,
+/// CBOR): what an async execution reserves at least.
+pub const SMALLEST_ANSWER_BOUND: u64 = RESULT_FIXED_BYTES + SEAL_TAG_BYTES;
+
+/// The largest sealed result (the `ciphertext` of the answer) an execution
+/// under `limits` can produce, with `writable_mounts` writable mounts (whose
+/// files and directories together are at most `max_mount_entries`) and a
+/// plaintext in `format`:
+///
+/// ```text
+/// result <= 2 x max_output_bytes (stdout, stderr) + max_output_bytes (returns)
+///         + with a writable mount: files_bytes + 1,024 x max_mount_entries
+///                                  + 1,024 x writable mounts
+///         + 64 KiB of fixed fields
+/// JSON: x 4/3 (+4), the base64 of the byte fields; then + 16, the tag
+/// ```
+///
+/// Long jobs reserve it before their `202` (`async_results`), so that answers
+/// pending and kept stay within `execution.async_results_bytes`.
+pub fn answer_bound(
+    limits: &EffectiveLimits,
+    max_mount_entries: u32,
+    writable_mounts: usize,
+    format: Format,
+) -> u64 {
+    let mut plaintext = limits
+        .max_output_bytes
+        .saturating_mul(3)
+        .saturating_add(RESULT_FIXED_BYTES);
+    if writable_mounts > 0 {
+        plaintext = plaintext
+            .saturating_add(limits.files_bytes.unwrap_or(0))
+            .saturating_add(MOUNT_ENTRY_BYTES.saturating_mul(u64::from(max_mount_entries)))
+            .saturating_add(
+                WRITABLE_MOUNT_BYTES
+                    .saturating_mul(u64::try_from(writable_mounts).unwrap_or(u64::MAX)),
+            );
+    }
+    let encoded = match format {
+        // Base64: 4 characters for every 3 bytes, the last group padded.
+        Format::Json => (plaintext / 3 + 1).saturating_mul(4),
+        Format::Cbor => plaintext,
+    };
+    encoded.saturating_add(SEAL_TAG_BYTES)
+}
+
+/// Why an `/execute` was refused before its plaintext was recovered (or, for a
+/// long job, before it was accepted).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutionError {
     /// The session was never issued, has expired or was already used.
@@ -62,6 +123,10 @@ pub enum ExecutionError {
     /// Every slot is busy and the queue is full or the wait timed out.
     #[error("the server is at capacity")]
     Overloaded { retry_after: Duration },
+    /// A long job's answer would put its client's async answers, pending and
+    /// kept, over `execution.async_results_bytes_per_client`.
+    #[error("the client's async answers would be over its share")]
+    TooManyAsyncResults { retry_after: Duration },
     /// The result could not be made durable in the audit log, so it is withheld.
     #[error("the audit log is not writable")]
     LogUnavailable(#[source] AuditError),
@@ -77,6 +142,66 @@ fn session_error(error: SessionError) -> ExecutionError {
         SessionError::Unavailable => ExecutionError::SessionsUnavailable,
         _ => ExecutionError::UnknownSession,
     }
+}
+
+/// A full async store, as an execution's refusal: the client's share is its
+/// own (429), the rest an overload (503).
+fn async_refusal(full: AsyncFull) -> ExecutionError {
+    match full {
+        AsyncFull::ClientShare { retry_after } => {
+            ExecutionError::TooManyAsyncResults { retry_after }
+        }
+        AsyncFull::Pending | AsyncFull::Bytes => ExecutionError::Overloaded {
+            retry_after: Duration::from_secs(1),
+        },
+    }
+}
+
+/// What a long job's admission reads of its plaintext: its `limits` and which
+/// mounts are writable, and nothing else (every other field is skipped, not
+/// decoded).
+#[derive(serde::Deserialize)]
+struct RequestShape {
+    #[serde(default)]
+    limits: Option<payload::RequestedLimits>,
+    #[serde(default)]
+    mounts: Vec<MountShape>,
+}
+
+#[derive(serde::Deserialize)]
+struct MountShape {
+    #[serde(default)]
+    writable: bool,
+}
+
+/// [`answer_bound`] of an opened request, at its effective limits. A request
+/// that does not parse, or whose limits are refused, is answered with an
+/// `invalid_request` result, smaller than the bound at the server's maxima
+/// without mounts, which it gets.
+fn answer_bound_of(plaintext: &[u8], policy: &ExecutionPolicy) -> u64 {
+    let format = Format::of(plaintext);
+    let shape = match format {
+        Format::Json => serde_json::from_slice::<RequestShape>(plaintext)
+            .ok()
+            .map(|shape| {
+                let writable = shape.mounts.iter().filter(|mount| mount.writable).count();
+                (shape.limits, writable)
+            }),
+        Format::Cbor => plaintext::decode_request(plaintext)
+            .ok()
+            .map(|(request, _)| {
+                let writable = request.mounts.iter().filter(|mount| mount.writable).count();
+                (request.limits, writable)
+            }),
+    };
+    let (limits, writable_mounts) = shape
+        .and_then(|(requested, count)| {
+            EffectiveLimits::apply(policy.maxima, requested)
+                .ok()
+                .map(|limits| (limits, count))
+        })
+        .unwrap_or((policy.maxima, 0));
+    answer_bound(&limits, policy.max_mount_entries, writable_mounts, format)
 }
 
 /// Why an opened plaintext is not a request that can run (status
@@ -165,7 +290,8 @@ struct Opened {
 #[derive(Debug, Clone)]
 pub struct ExecutionReceipt {
     pub execution_id: Uuid,
-    pub ciphertext: Vec<u8>,
+    /// The sealed result; shared, not copied, by whoever sends it.
+    pub ciphertext: bytes::Bytes,
     pub commitment: [u8; 32],
     pub log_index: u64,
     pub leaf_signature: Vec<u8>,
@@ -321,8 +447,10 @@ impl Executor {
     /// As [`Executor::execute`] for a request with `Prefer: respond-async`
     /// (protocol v1.1 §F). Admission is a place in `results` instead of a slot
     /// (refused, like a full queue, before the session is used); once the
-    /// plaintext opens, `accepted` receives the execution id, and the execution
-    /// then waits for a slot as long as it takes (it was accepted: no
+    /// plaintext opens, the largest answer it can produce ([`answer_bound`]) is
+    /// reserved in `results` for its client (refused, with the session used,
+    /// when it does not fit), `accepted` receives the execution id, and the
+    /// execution then waits for a slot as long as it takes (it was accepted: no
     /// `queue_timeout_ms`), runs, is sealed, committed and logged, and its answer
     /// is kept in `results`. A dropped `accepted` means nothing: the execution
     /// still finishes.
@@ -330,7 +458,6 @@ impl Executor {
         &self,
         sealed: SealedExecution,
         results: &AsyncExecutions,
-        scope: Scope,
         accepted: oneshot::Sender<Uuid>,
     ) -> Result<ExecutionReceipt, ExecutionError> {
         let inner = &self.inner;
@@ -343,18 +470,19 @@ impl Executor {
             return Err(ExecutionError::UnknownSession);
         }
         // Dropped (and so given back) if the session or decryption fails.
-        let ticket = results
-            .reserve(scope)
-            .map_err(|_: AsyncFull| ExecutionError::Overloaded {
-                retry_after: Duration::from_secs(1),
-            })?;
+        let ticket = results.reserve(sealed.client).map_err(async_refusal)?;
         let opened = self
             .open(sealed.session_id, &sealed.enc, sealed.ciphertext)
             .await?;
         let execution_id = Uuid::new_v4();
         // Owned by this task from here: a panic or an abort records a withheld
-        // answer instead of leaving the entry queued for ever.
-        let entry = ticket.register(execution_id);
+        // answer instead of leaving the entry queued for ever. A bound that does
+        // not fit is refused now, in the clear: the session is used, but
+        // nothing ran and nothing is logged.
+        let bound = answer_bound_of(&opened.plaintext, &inner.policy);
+        let entry = ticket
+            .register(execution_id, bound)
+            .map_err(async_refusal)?;
         let _ = accepted.send(execution_id);
         let permit = inner
             .slots
@@ -488,7 +616,7 @@ impl Executor {
         );
         Ok(ExecutionReceipt {
             execution_id,
-            ciphertext,
+            ciphertext: ciphertext.into(),
             commitment,
             log_index,
             leaf_signature,
@@ -1037,12 +1165,146 @@ fn unix_millis(time: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::async_results::reservation;
     use crate::envelope::Provider;
     use crate::sandbox::SandboxSettings;
     use crate::session::MemorySessionStore;
 
     /// A request plaintext that makes `run` panic (see there).
     pub(super) const PANIC_TRIGGER: &[u8] = b"\"panic in the host\"";
+
+    fn policy() -> ExecutionPolicy {
+        ExecutionPolicy {
+            maxima: EffectiveLimits {
+                fuel: 1_000_000,
+                memory_bytes: 1 << 20,
+                timeout_ms: 1000,
+                max_output_bytes: 1024,
+                files_bytes: Some(1 << 20),
+            },
+            max_module_bytes: 1 << 20,
+            max_mount_entries: 1000,
+            blob_store_bytes: 1 << 20,
+            max_args: 16,
+            max_env: 16,
+            max_args_env_bytes: 1024,
+            max_concurrent: 2,
+            max_compiling: 2,
+            compile_seconds_per_hour: 0,
+            max_queued: 0,
+            queue_timeout: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn the_answer_bound_adds_output_files_entries_and_fixed_fields_then_base64_and_tag() {
+        let limits = EffectiveLimits {
+            fuel: 1,
+            memory_bytes: 1,
+            timeout_ms: 1,
+            max_output_bytes: 1_000,
+            files_bytes: Some(10_000),
+        };
+        let plain = 3 * 1_000 + 65_536;
+        assert_eq!(answer_bound(&limits, 100, 0, Format::Cbor), plain + 16);
+        // Files and entries count only when the request has a writable mount.
+        let with_files = plain + 10_000 + 100 * 1_024 + 2 * 1_024;
+        assert_eq!(answer_bound(&limits, 100, 2, Format::Cbor), with_files + 16);
+        assert_eq!(
+            answer_bound(&limits, 100, 2, Format::Json),
+            (with_files / 3 + 1) * 4 + 16
+        );
+        // Base64 with padding is never longer than the bound.
+        for bytes in [0, 1, 2, 3, 100, 65_536] {
+            let encoded = wasm_hypervisor_protocol::payload::encode_base64(&vec![0; bytes]);
+            assert!(encoded.len() as u64 <= (bytes as u64 / 3 + 1) * 4);
+        }
+        let nothing = EffectiveLimits {
+            max_output_bytes: 0,
+            files_bytes: None,
+            ..limits
+        };
+        assert_eq!(
+            answer_bound(&nothing, 100, 0, Format::Cbor),
+            SMALLEST_ANSWER_BOUND
+        );
+        // Saturates rather than wraps.
+        let huge = EffectiveLimits {
+            max_output_bytes: u64::MAX,
+            ..limits
+        };
+        assert_eq!(answer_bound(&huge, 100, 1, Format::Json), u64::MAX);
+    }
+
+    #[test]
+    fn at_the_default_limits_one_client_may_keep_any_answer_but_not_the_whole_store() {
+        let defaults = crate::config::LimitsConfig::default();
+        let execution = crate::config::ExecutionConfig::default();
+        let limits = EffectiveLimits {
+            fuel: defaults.fuel.get(),
+            memory_bytes: defaults.memory_bytes.get(),
+            timeout_ms: 1,
+            max_output_bytes: defaults.max_output_bytes.get(),
+            files_bytes: Some(defaults.files_bytes.get()),
+        };
+        let entries = defaults.max_mount_entries.get_u32();
+        // The figures `execution.async_results_bytes_per_client` documents.
+        assert_eq!(answer_bound(&limits, entries, 0, Format::Json), 4_281_704);
+        assert_eq!(answer_bound(&limits, entries, 0, Format::Cbor), 3_211_280);
+        assert_eq!(answer_bound(&limits, entries, 1, Format::Json), 498_730_344);
+        let share = execution.async_results_bytes_per_client.get() as usize;
+        let total = execution.async_results_bytes.get() as usize;
+        // A request with a writable mount (or thousands), alone in the store.
+        let one_mount = reservation(answer_bound(&limits, entries, 1, Format::Json));
+        assert!(one_mount <= share);
+        assert!(reservation(answer_bound(&limits, entries, 20_000, Format::Json)) <= share);
+        assert!(share < total, "one client never takes the whole store");
+    }
+
+    #[test]
+    fn a_long_job_reserves_the_bound_of_its_own_limits_and_writable_mounts() {
+        let policy = policy();
+        let maxima = policy.maxima;
+        let entries = policy.max_mount_entries;
+        let json = br#"{"module":"AGFzbQEAAAA=","limits":{"max_output_bytes":10},
+            "mounts":[{"path":"/a","writable":true},{"path":"/b","tar_sha256":"00"},
+                      {"path":"/c","writable":true}],"stdin":"aGk="}"#;
+        let lowered = EffectiveLimits {
+            max_output_bytes: 10,
+            ..maxima
+        };
+        assert_eq!(
+            answer_bound_of(json, &policy),
+            answer_bound(&lowered, entries, 2, Format::Json)
+        );
+        let request = ExecutionRequest {
+            module: Some("AGFzbQEAAAA=".to_owned()),
+            mounts: vec![MountRequest {
+                path: "/out".to_owned(),
+                writable: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let cbor = plaintext::encode_request(&request).unwrap();
+        assert_eq!(
+            answer_bound_of(&cbor, &policy),
+            answer_bound(&maxima, entries, 1, Format::Cbor)
+        );
+        // What does not parse, or asks for more than the maxima, is answered
+        // with a small `invalid_request`: the bound at the maxima covers it.
+        for refused in [&b"not json"[..], br#"{"limits":{"fuel":1e99}}"#] {
+            assert_eq!(
+                answer_bound_of(refused, &policy),
+                answer_bound(&maxima, entries, 0, Format::Json)
+            );
+        }
+        let above = br#"{"limits":{"max_output_bytes":999999999}}"#;
+        assert_eq!(
+            answer_bound_of(above, &policy),
+            answer_bound(&maxima, entries, 0, Format::Json)
+        );
+    }
 
     async fn executor(dir: &std::path::Path) -> (Executor, Arc<MemorySessionStore>) {
         let provider = Provider::default();
@@ -1066,33 +1328,13 @@ mod tests {
             },
         })
         .unwrap();
-        let policy = ExecutionPolicy {
-            maxima: EffectiveLimits {
-                fuel: 1_000_000,
-                memory_bytes: 1 << 20,
-                timeout_ms: 1000,
-                max_output_bytes: 1024,
-                files_bytes: Some(1 << 20),
-            },
-            max_module_bytes: 1 << 20,
-            max_mount_entries: 1000,
-            blob_store_bytes: 1 << 20,
-            max_args: 16,
-            max_env: 16,
-            max_args_env_bytes: 1024,
-            max_concurrent: 2,
-            max_compiling: 2,
-            compile_seconds_per_hour: 0,
-            max_queued: 0,
-            queue_timeout: Duration::from_millis(100),
-        };
         (
             Executor::new(
                 sessions.clone(),
                 key,
                 sandbox,
                 log,
-                policy,
+                policy(),
                 crate::metrics::Metrics::new(),
             ),
             sessions,
@@ -1142,20 +1384,21 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn an_async_execution_says_its_id_once_open_and_keeps_its_answer() {
-        use crate::async_results::{AsyncSettings, View};
+        use crate::async_results::{Answer, AsyncSettings, View};
         let dir = tempfile::tempdir().unwrap();
         let (executor, sessions) = executor(dir.path()).await;
         let results = AsyncExecutions::in_memory(AsyncSettings {
             retention: Duration::from_secs(600),
             max_pending: 1,
             max_bytes: 1 << 20,
+            max_bytes_per_client: 1 << 20,
         });
-        // A place is taken: refused before the session is used.
-        let taken = results.reserve(Scope::Open).unwrap();
         let sealed_request = sealed(&sessions, b"{}").await;
+        // A place is taken: refused before the session is used.
+        let taken = results.reserve(sealed_request.client).unwrap();
         let (accepted, _) = oneshot::channel();
         let refused = executor
-            .execute_async(sealed_request.clone(), &results, Scope::Open, accepted)
+            .execute_async(sealed_request.clone(), &results, accepted)
             .await;
         assert!(matches!(refused, Err(ExecutionError::Overloaded { .. })));
         assert!(sessions.is_live(&sealed_request.session_id));
@@ -1163,7 +1406,7 @@ mod tests {
 
         let (accepted, opened) = oneshot::channel();
         let receipt = executor
-            .execute_async(sealed_request, &results, Scope::Open, accepted)
+            .execute_async(sealed_request, &results, accepted)
             .await
             .unwrap();
         assert_eq!(opened.await.unwrap(), receipt.execution_id);
@@ -1173,7 +1416,7 @@ mod tests {
             "`{{}}` has no module"
         );
         match results.get(&receipt.execution_id, Scope::Open) {
-            Some(View::Done(kept)) => assert_eq!(kept.ciphertext, receipt.ciphertext),
+            Some(View::Done(Answer::Kept(kept))) => assert_eq!(kept.ciphertext, receipt.ciphertext),
             _ => panic!("the answer is kept"),
         }
         assert_eq!(results.counts().pending, 0);

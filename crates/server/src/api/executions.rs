@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::access::{ClientKey, Scope};
-use crate::async_results::{View, Withheld};
+use crate::async_results::{ReadersFull, View, Withheld};
 use crate::envelope::{Enc, Provider};
 use crate::execution::{ExecutionError, ExecutionReceipt, SealedExecution};
 use wasm_hypervisor_protocol::binary;
@@ -26,6 +26,7 @@ use wasm_hypervisor_protocol::wire::{
 };
 
 use super::AppState;
+use super::answer_stream::AnswerBody;
 use super::error::ApiError;
 use super::extract::{
     BodyFormat, QuotaClient, body_format, json_body, parse_uuid, read_body, read_split_body,
@@ -118,13 +119,14 @@ fn prefers_respond_async(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The answer `/execute` gives for a receipt, synchronous or fetched later: the
-/// one place a `200` is built, in JSON (protocol §3) or binary (protocol v1.1 §B).
+/// The answer a synchronous `/execute` gives for a receipt, in JSON (protocol
+/// §3) or binary (protocol v1.1 §B); `GET /executions/{execution_id}` streams
+/// the same bytes (`answer_stream`).
 fn execute_response(receipt: &ExecutionReceipt, format: BodyFormat) -> Result<Response, ApiError> {
     match format {
         BodyFormat::Json => Ok(Json(ExecuteResponse {
             execution_id: receipt.execution_id.hyphenated().to_string(),
-            ciphertext: Base64(receipt.ciphertext.clone()),
+            ciphertext: Base64(receipt.ciphertext.to_vec()),
             commitment: Hex(receipt.commitment),
             log_index: receipt.log_index,
             leaf_signature: Base64(receipt.leaf_signature.clone()),
@@ -175,6 +177,9 @@ fn api_error(error: ExecutionError) -> ApiError {
         ExecutionError::UnknownSession => ApiError::SessionNotFound,
         ExecutionError::DecryptionFailed => ApiError::DecryptionFailed,
         ExecutionError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
+        ExecutionError::TooManyAsyncResults { retry_after } => {
+            ApiError::TooManyAsyncResults { retry_after }
+        }
         ExecutionError::LogUnavailable(cause) => {
             tracing::error!(error = %cause, "execution not recorded");
             ApiError::LogUnavailable
@@ -209,10 +214,10 @@ fn api_error(error: ExecutionError) -> ApiError {
         (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`, announced (refused before it is read) or streamed; the connection is closed", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is neither `application/json` nor `application/octet-stream`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight", body = ErrorBody,
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight; `too_many_async_results`: with `Prefer: respond-async`, the largest answer this request can produce does not fit in what is left of this client's share of the async answers (`execution.async_results_bytes_per_client`); refused before the session is used when not even the smallest answer fits, else once the plaintext opened (the session is used: open a new one)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`overloaded`: no execution slot within the queue bounds, or with `Prefer: respond-async` no room for another async execution (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld; `database_unavailable`: cluster mode's database cannot be reached (the session was not used)", body = ErrorBody,
+        (status = 503, description = "`overloaded`: no execution slot within the queue bounds, or with `Prefer: respond-async` no room for another async execution: `execution.max_async_pending` pending, or the largest answer this request can produce does not fit in what is left of `execution.async_results_bytes` (refused before the session is used when not even the smallest answer fits, else once the plaintext opened) (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld; `database_unavailable`: cluster mode's database cannot be reached (the session was not used)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "With `overloaded` or `database_unavailable`: seconds to wait before retrying"))),
     )
 )]
@@ -243,7 +248,7 @@ pub(super) async fn execute(
     // With `execution.max_async_pending` 0 the preference is ignored (RFC 7240
     // lets a server do so): answered synchronously, without `Preference-Applied`.
     if prefers_respond_async(&headers) && state.async_executions.enabled() {
-        return execute_async(state, client, sealed, permit).await;
+        return execute_async(state, sealed, permit).await;
     }
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
@@ -286,11 +291,11 @@ fn record_in_span(receipt: &ExecutionReceipt) {
 
 /// `execute` with `Prefer: respond-async`: the same task as a synchronous
 /// execution (tracked, so a shutdown waits for it), which tells this handler the
-/// execution id as soon as the plaintext opens; refusals before that are
-/// answered as a synchronous `/execute` answers them.
+/// execution id as soon as the plaintext opens and its answer's bound is
+/// reserved; refusals before that are answered in the clear, as a synchronous
+/// `/execute` answers them.
 async fn execute_async(
     state: AppState,
-    client: ClientKey,
     sealed: SealedExecution,
     permit: crate::access::ExecutionPermit,
 ) -> Result<Response, ApiError> {
@@ -301,9 +306,7 @@ async fn execute_async(
     let task = state.executions.spawn_on(
         async move {
             let _permit = permit;
-            let outcome = executor
-                .execute_async(sealed, &results, Scope::of(client), accepted)
-                .await;
+            let outcome = executor.execute_async(sealed, &results, accepted).await;
             // Nobody awaits an accepted execution's task: say here what the
             // synchronous handler would have said.
             match &outcome {
@@ -375,7 +378,7 @@ async fn execute_async(
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 404, description = "`execution_not_found`: no async execution with this id for this client: unknown, submitted with another token, or finished longer ago than `execution.async_retention_secs` (its log entry stays provable at `/verify/{execution_id}`)", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_readers`: this client is being sent 4 answers already, or the server 128", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
         (status = 500, description = "`internal_error`: the execution ended without an answer (a server bug)", body = ErrorBody),
         (status = 503, description = "`log_unavailable`: the record could not be made durable, so the result is withheld; `database_unavailable`: cluster mode's database cannot be reached to look the id up", body = ErrorBody),
@@ -415,13 +418,19 @@ pub(super) async fn get_execution(
     match view {
         View::Queued => Ok(pending(PendingState::Queued)),
         View::Running => Ok(pending(PendingState::Running)),
-        View::Done(receipt) => {
-            let format = if accepts_binary(&headers) {
-                BodyFormat::Binary
+        View::Done(answer) => {
+            // Streamed from the one copy kept, by a bounded number of readers:
+            // a reader that does not read holds a piece and a slot, no copy.
+            let slot = state
+                .async_executions
+                .begin_read(client)
+                .map_err(|_: ReadersFull| ApiError::TooManyReaders)?;
+            if accepts_binary(&headers) {
+                Ok(AnswerBody::new(answer, BodyFormat::Binary, slot)?.into_response(OCTET_STREAM))
             } else {
-                BodyFormat::Json
-            };
-            execute_response(&receipt, format)
+                Ok(AnswerBody::new(answer, BodyFormat::Json, slot)?
+                    .into_response("application/json"))
+            }
         }
         View::Withheld(Withheld::LogUnavailable) => Err(ApiError::LogUnavailable),
         View::Withheld(Withheld::Internal) => Err(ApiError::Internal),
