@@ -5,10 +5,9 @@
 //! of its own process (the bounds of `execution.max_async_pending`,
 //! `execution.async_results_bytes` and its per-client share are therefore per
 //! replica, and its own executions are answered without the database), and
-//! mirrors every change to
-//! the `async_results` table in order, through one writer task: registration
-//! (queued), running, finished (the sealed receipt's fields, or why it is
-//! withheld). Only what the in-memory store keeps is written: the receipt is
+//! mirrors every change to the `async_results` table in order, through one
+//! writer task: registration (queued), running, finished (the sealed receipt's
+//! fields, or why it is withheld). Only what the in-memory store keeps is written: the receipt is
 //! sealed to its client; no plaintext reaches the database. `get` for an id this
 //! process does not hold reads the row's fixed fields, with the same scope check
 //! and retention, and the sealed result is then read in pieces of
