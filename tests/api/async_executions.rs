@@ -4,15 +4,26 @@
 //! have answered (200). Every accepted execution is logged, fetched or not.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use uuid::Uuid;
 use wasm_hypervisor_client::{Client, Progress};
-use wasm_hypervisor_protocol::payload::{ExecutionRequest, Status};
+use wasm_hypervisor_protocol::payload::{
+    EffectiveLimits, ExecutionRequest, RequestedLimits, Status,
+};
+use wasm_hypervisor_protocol::plaintext::Format;
 use wasm_hypervisor_protocol::receipt;
 use wasm_hypervisor_protocol::wire::PendingState;
-use wasm_hypervisor_server::config::Bounded;
+use wasm_hypervisor_server::access::Scope;
+use wasm_hypervisor_server::async_results::{
+    Answer, MAX_READERS_PER_CLIENT, View, reservation, stored_bytes,
+};
+use wasm_hypervisor_server::config::{Bounded, Millis};
+use wasm_hypervisor_server::execution::answer_bound;
 
 use crate::helpers::{
     TEST_TOKEN, TestApp, example, fixture, limits, request, sealed_body, token_digest,
@@ -506,4 +517,242 @@ async fn an_accepted_execution_does_not_count_its_wait_against_the_queue_timeout
         assert_eq!(execution.result.stdout_bytes(), b"slept\n");
     }
     assert_eq!(app.stop_and_verify_log().await, 3);
+}
+
+/// Sets both async byte bounds: `total` in all, `share` per client.
+fn async_bytes(config: &mut wasm_hypervisor_server::config::Config, total: u64, share: u64) {
+    config.execution.async_results_bytes = total.try_into().unwrap();
+    config.execution.async_results_bytes_per_client = share.try_into().unwrap();
+}
+
+/// What one sleeper reserves at the test limits (1 MiB of output, JSON, no
+/// mounts): a little over 8 MiB.
+fn sleeper_reservation() -> usize {
+    let limits = EffectiveLimits {
+        fuel: 1,
+        memory_bytes: 1,
+        timeout_ms: 1,
+        max_output_bytes: 1 << 20,
+        files_bytes: None,
+    };
+    reservation(answer_bound(&limits, 1, false, Format::Json))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_over_its_async_share_gets_429_while_another_clients_job_is_accepted() {
+    const OTHER_TOKEN: &str = "another-test-token";
+    let app = TestApp::spawn_with(|config| {
+        config.auth.tokens_sha256 = vec![token_digest(TEST_TOKEN), token_digest(OTHER_TOKEN)];
+        // Room for two answers of 1 MiB of output per client, 15 in all.
+        let one = sleeper_reservation() as u64;
+        async_bytes(config, 15 * one + one / 2, 2 * one + one / 2);
+    })
+    .await;
+    app.execute(&sleeper(0)).await;
+    let plaintext = serde_json::to_vec(&sleeper(2000)).unwrap();
+    for _ in 0..2 {
+        let body = sealed_body(&app, Some(TEST_TOKEN), &plaintext).await;
+        let accepted = post_execute(&app, Some(TEST_TOKEN), body, true).await;
+        assert_eq!(accepted.status(), 202);
+    }
+    // Its two jobs are pending: their answers count, and a third does not fit.
+    let body = sealed_body(&app, Some(TEST_TOKEN), &plaintext).await;
+    let refused = post_execute(&app, Some(TEST_TOKEN), body, true).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused.headers()["retry-after"],
+        "1",
+        "its jobs may finish small"
+    );
+    assert!(refused.headers().get("preference-applied").is_none());
+    assert_eq!(
+        error_code(&refused.json().await.unwrap()),
+        "too_many_async_results"
+    );
+    // Another client's job is accepted meanwhile.
+    let body = sealed_body(&app, Some(OTHER_TOKEN), &plaintext).await;
+    let other = post_execute(&app, Some(OTHER_TOKEN), body, true).await;
+    assert_eq!(other.status(), 202);
+    // The refused one ran nothing and logged nothing.
+    wait_for_log_size(&app, 4).await;
+    assert_eq!(app.stop_and_verify_log().await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_async_jobs_count_so_that_a_job_past_the_total_is_refused_before_any_finished() {
+    // Two answers of 1 MiB of output, not three; one client may take all.
+    let two = 2 * sleeper_reservation() as u64 + (1 << 20);
+    let app = TestApp::spawn_with(|config| async_bytes(config, two, two)).await;
+    app.execute(&sleeper(0)).await;
+    let first = submit(&app, &sleeper(2000)).await;
+    let second = submit(&app, &sleeper(2000)).await;
+    let body = sealed_body(&app, None, &serde_json::to_vec(&sleeper(0)).unwrap()).await;
+    let refused = post_execute(&app, None, body, true).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(error_code(&refused.json().await.unwrap()), "overloaded");
+    // A synchronous execution is not bounded by the answers kept.
+    let sync = app.execute(&request(&example("hello"))).await;
+    assert_eq!(sync.result.status, Status::Completed);
+    let counts = app.state.async_executions.counts();
+    assert_eq!(counts.pending, 2);
+    assert!(counts.bytes as u64 <= two, "never passed: {}", counts.bytes);
+    for pending in [first, second] {
+        app.client.wait(pending).await.unwrap();
+    }
+    assert_eq!(app.stop_and_verify_log().await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_jobs_reservation_is_trued_down_to_its_answer_when_it_finishes() {
+    let app = TestApp::spawn_with(|config| {
+        let two = 2 * sleeper_reservation() as u64 + (1 << 20);
+        async_bytes(config, two, two);
+    })
+    .await;
+    app.execute(&sleeper(0)).await;
+    let reserved = sleeper_reservation();
+    let pending = submit(&app, &sleeper(1000)).await;
+    assert_eq!(
+        app.state.async_executions.counts().bytes,
+        reserved,
+        "counted as its bound while pending"
+    );
+    let id = pending.execution_id;
+    let execution = app.client.wait(pending).await.unwrap();
+    let kept = match app.state.async_executions.get(&id, Scope::Open) {
+        Some(View::Done(Answer::Kept(kept))) => kept,
+        _ => panic!("the answer is kept"),
+    };
+    assert_eq!(
+        app.state.async_executions.counts().bytes,
+        stored_bytes(&kept),
+        "counted as its size once finished"
+    );
+    assert!(stored_bytes(&kept) < 4096);
+    assert_eq!(execution.result.stdout_bytes(), b"slept\n");
+    // So two more bounds fit beside it.
+    let more = [
+        submit(&app, &sleeper(0)).await,
+        submit(&app, &sleeper(0)).await,
+    ];
+    assert!(more.iter().all(|pending| pending.location.is_some()));
+    for pending in more {
+        app.client.wait(pending).await.unwrap();
+    }
+    assert_eq!(app.stop_and_verify_log().await, 4);
+}
+
+/// A guest whose answer is some 21 MB of sealed result: more than the
+/// connection's buffers hold, so that a reader that does not read keeps its
+/// body unsent.
+fn large_answer() -> ExecutionRequest {
+    let mut flood = request(&fixture("output_flood"));
+    flood.limits = Some(RequestedLimits {
+        timeout_ms: Some(1000),
+        max_output_bytes: Some(LARGE_OUTPUT),
+        ..Default::default()
+    });
+    flood
+}
+
+const LARGE_OUTPUT: u64 = 16 << 20;
+
+/// Submits [`large_answer`] and waits until it is kept.
+async fn kept_large_answer(app: &TestApp) -> Uuid {
+    let pending = submit(app, &large_answer()).await;
+    let id = pending.execution_id;
+    let execution = app.client.wait(pending).await.unwrap();
+    assert_eq!(execution.result.stdout_bytes().len() as u64, LARGE_OUTPUT);
+    id
+}
+
+/// `GET path` on a connection of its own, read up to the end of the answer's
+/// headers (it must be a 200) and no further: a reader that does not read.
+pub(crate) async fn stalled_reader(base: &str, path: &str, binary: bool) -> TcpStream {
+    let address = base.strip_prefix("http://").unwrap();
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let accept = if binary {
+        "accept: application/octet-stream\r\n"
+    } else {
+        ""
+    };
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: {address}\r\n{accept}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(stream.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream
+}
+
+/// A server whose guests may write [`LARGE_OUTPUT`] bytes, and whose stalled
+/// writes last longer than any test step.
+async fn spawn_for_large_answers() -> TestApp {
+    TestApp::spawn_with(|config| {
+        config.limits.max_output_bytes = LARGE_OUTPUT.try_into().unwrap();
+        config.http.response_write_timeout_ms = Millis::constant::<60_000>();
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readers_that_never_read_share_the_kept_answer_instead_of_each_holding_a_copy() {
+    let app = spawn_for_large_answers().await;
+    let id = kept_large_answer(&app).await;
+    let kept = match app.state.async_executions.get(&id, Scope::Open) {
+        Some(View::Done(Answer::Kept(kept))) => kept,
+        _ => panic!("the answer is kept"),
+    };
+    let path = format!("/executions/{id}");
+    let readers = [
+        stalled_reader(&app.base, &path, false).await,
+        stalled_reader(&app.base, &path, true).await,
+        stalled_reader(&app.base, &path, false).await,
+    ];
+    // Each body still being sent holds the one kept answer (the store's
+    // reference, this test's and one per reader), not an encoding of its own.
+    assert_eq!(app.state.async_executions.readers(), 3);
+    assert_eq!(Arc::strong_count(&kept), 2 + readers.len());
+    drop(readers);
+    drop(kept);
+    assert_eq!(app.stop_and_verify_log().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readers_past_the_bound_get_429_until_one_is_done() {
+    let app = spawn_for_large_answers().await;
+    let id = kept_large_answer(&app).await;
+    let path = format!("/executions/{id}");
+    let mut readers = Vec::new();
+    for _ in 0..MAX_READERS_PER_CLIENT {
+        readers.push(stalled_reader(&app.base, &path, true).await);
+    }
+    let refused = get_execution(&app, None, &id.to_string()).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(
+        error_code(&refused.json().await.unwrap()),
+        "too_many_readers"
+    );
+    // A reader that hangs up gives its place back (as soon as the server's
+    // next write to it fails).
+    drop(readers.pop());
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while app.state.async_executions.readers() == MAX_READERS_PER_CLIENT {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the closed reader's slot is given back");
+    let fetched = get_execution(&app, None, &id.to_string()).await;
+    assert_eq!(fetched.status(), 200);
+    let body = fetched.bytes().await.unwrap();
+    assert!(body.len() as u64 > LARGE_OUTPUT);
+    drop(readers);
+    assert_eq!(app.stop_and_verify_log().await, 1);
 }

@@ -1052,3 +1052,86 @@ async fn a_replica_refuses_a_database_whose_log_lacks_the_checkpoint_it_saw() {
         "{stderr}"
     );
 }
+
+/// Bytes of output the guests of [`replicas_for_large_answers`] may write: a
+/// sealed result of some 21 MB, over a hundred of the pieces a replica reads
+/// another's answer in (192 KiB), and more than a connection's buffers hold.
+const LARGE_OUTPUT: u64 = 16 << 20;
+
+/// `count` replicas whose guests may write [`LARGE_OUTPUT`] bytes, and whose
+/// stalled writes last longer than any test step.
+fn replicas_for_large_answers(count: usize) -> Cluster {
+    let (url, sql) = postgres::shared().database_with_sql();
+    let mut cluster = Cluster::empty(url, sql);
+    let output = LARGE_OUTPUT.to_string();
+    for _ in 0..count {
+        let data_dir = DataDir::new();
+        let key_file = cluster.key_file();
+        let mut env = replica_env(&cluster.url, &key_file, ORIGIN);
+        env.push(("WASM_HYPERVISOR_LIMITS__MAX_OUTPUT_BYTES", &output));
+        env.push(("WASM_HYPERVISOR_HTTP__RESPONSE_WRITE_TIMEOUT_MS", "60000"));
+        let process = ServerProcess::start_with(&data_dir.path, &[], &env);
+        let client = Client::new(&process.base, None);
+        cluster.replicas.push(Replica {
+            process,
+            data_dir,
+            client,
+        });
+    }
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_sends_another_replicas_answer_in_pieces_byte_for_byte_to_a_bounded_number_of_readers()
+ {
+    let cluster = replicas_for_large_answers(2);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    let session = open_on(&cluster, &identity, 0).await;
+    let mut flood = request(&fixture("output_flood"));
+    flood.limits = Some(wasm_hypervisor_protocol::payload::RequestedLimits {
+        timeout_ms: Some(1000),
+        max_output_bytes: Some(LARGE_OUTPUT),
+        ..Default::default()
+    });
+    let pending = cluster
+        .client(0)
+        .execute_async(&session, &serde_json::to_vec(&flood).unwrap())
+        .await
+        .expect("accepted");
+    let path = format!("/executions/{}", pending.execution_id);
+    // Replica B reads it from the database and opens it like replica A's.
+    let execution = cluster.client(1).wait(pending).await.unwrap();
+    assert_eq!(execution.result.stdout_bytes().len() as u64, LARGE_OUTPUT);
+
+    // In either encoding, B's body is A's (from memory) byte for byte.
+    let http = reqwest::Client::new();
+    for accept in ["application/json", "application/octet-stream"] {
+        let mut bodies = Vec::new();
+        for replica in &cluster.replicas {
+            let response = http
+                .get(format!("{}{path}", replica.process.base))
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            bodies.push(response.bytes().await.unwrap());
+        }
+        assert!(bodies[0].len() as u64 > LARGE_OUTPUT, "{accept}");
+        assert!(bodies[0] == bodies[1], "{accept}: the bodies differ");
+    }
+
+    // B sends at most 4 answers to one client at once.
+    let base = &cluster.replicas[1].process.base;
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        readers.push(crate::async_executions::stalled_reader(base, &path, true).await);
+    }
+    let refused = http.get(format!("{base}{path}")).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_readers");
+    drop(readers);
+    assert_eq!(cluster.stop_and_check_log(&identity).await, 1);
+}

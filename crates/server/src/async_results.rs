@@ -5,24 +5,34 @@
 //! An entry's life: [`AsyncExecutions::reserve`] takes one of
 //! `execution.max_async_pending` places before the request's session is used (a
 //! full store is an overload, and an overload never uses the session); once the
-//! plaintext opens, [`AsyncTicket::register`] names the place with the execution
-//! id and returns an [`AsyncEntry`], which the execution's task owns until it calls
-//! [`AsyncEntry::finish`]. An entry dropped unfinished (the task panicked or was
-//! aborted) records [`Withheld::Internal`], so a client polling it gets an answer
-//! rather than `queued` for ever. A finished answer is kept for
+//! plaintext opens and its limits are known, [`AsyncTicket::register`] names the
+//! place with the execution id and reserves the largest sealed answer the
+//! request can produce (`execution::answer_bound`) against
+//! `execution.async_results_bytes` and against the client's share,
+//! `execution.async_results_bytes_per_client`, and returns an [`AsyncEntry`],
+//! which the execution's task owns until it calls [`AsyncEntry::finish`]. At
+//! finish the reservation is trued down to the answer's real size
+//! ([`stored_bytes`]); it is given back when the answer is swept. An entry
+//! dropped unfinished (the task panicked or was aborted) records
+//! [`Withheld::Internal`], so a client polling it gets an answer rather than
+//! `queued` for ever. A finished answer is kept for
 //! `execution.async_retention_secs` after it finished, then swept, oldest first.
 //!
 //! What is kept is the [`ExecutionReceipt`], the value `/execute` answers from:
-//! its result is already sealed to the request's sender, and `api` renders it in
-//! whichever encoding the client asks for.
+//! its result is already sealed to the request's sender, and `api` streams it in
+//! whichever encoding the client asks for, from the one shared buffer. At most
+//! [`MAX_READERS_PER_CLIENT`] answers per client and [`MAX_READERS`] in all are
+//! being sent at once ([`AsyncExecutions::begin_read`]).
 //!
 //! Architecture invariant: an answer is kept sealed, only for its scope (the
 //! client's token; with authentication off, anyone who knows the id), for the
-//! retention period, in memory only in embedded mode. Storage is behind
-//! [`AsyncResultStore`]; cluster mode's store (`cluster::async_results`) keeps
-//! this in-memory one for the executions of its own process and shares every
-//! entry, sealed receipt and scope included, through PostgreSQL with the other
-//! replicas.
+//! retention period, in memory only in embedded mode. The bytes kept and
+//! reserved never pass `execution.async_results_bytes`, nor one client's
+//! `execution.async_results_bytes_per_client` (unless an answer is larger than
+//! its bound, a bug that is logged). Storage is behind [`AsyncResultStore`];
+//! cluster mode's store (`cluster::async_results`) keeps this in-memory one for
+//! the executions of its own process and shares every entry, sealed receipt and
+//! scope included, through PostgreSQL with the other replicas.
 
 #![forbid(unsafe_code)]
 
@@ -32,8 +42,19 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::access::Scope;
-use crate::execution::ExecutionReceipt;
+use crate::access::{ClientKey, Scope};
+use crate::execution::{ExecutionReceipt, SMALLEST_ANSWER_BOUND};
+
+/// Answers being sent at once to one client (its token, else its address):
+/// enough for a client that fetches several answers in parallel; a client that
+/// opens reads and never reads them holds no more than these.
+pub const MAX_READERS_PER_CLIENT: usize = 4;
+
+/// Answers being sent at once by this process. A reader that does not read
+/// costs about one piece of the answer (see `api`) plus the connection's write
+/// buffer, about 0.5 MiB, until `http.response_write_timeout_ms` ends it: this
+/// bounds that to about 64 MiB.
+pub const MAX_READERS: usize = 128;
 
 /// Why a finished execution's answer is not released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,28 +66,73 @@ pub enum Withheld {
 }
 
 /// What a client may learn of one of its async executions.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum View {
     /// Accepted, waiting for a guest slot.
     Queued,
     /// Had its first guest slot: compiling, running, or being sealed and logged.
     Running,
     /// Finished and logged: the answer `/execute` would have given.
-    Done(Arc<ExecutionReceipt>),
+    Done(Answer),
     /// Finished without a releasable answer.
     Withheld(Withheld),
 }
 
-/// The store is full: `execution.max_async_pending` executions are accepted and
-/// unfinished, or the answers kept are over `execution.async_results_bytes`.
+/// A finished execution's answer, as `GET /executions/{id}` sends it.
+#[derive(Clone)]
+pub enum Answer {
+    /// Kept by this process: every reader shares the one receipt.
+    Kept(Arc<ExecutionReceipt>),
+    /// Kept in the store the replicas share (cluster mode): the fixed fields,
+    /// and the sealed result read in pieces as it is sent.
+    Shared(SharedAnswer),
+}
+
+/// An answer another replica kept, without its sealed result.
+#[derive(Clone)]
+pub struct SharedAnswer {
+    pub execution_id: Uuid,
+    pub commitment: [u8; 32],
+    pub log_index: u64,
+    pub leaf_signature: Vec<u8>,
+    /// Bytes of the sealed result.
+    pub ciphertext_bytes: u64,
+    /// Where the sealed result is read from.
+    pub pieces: Arc<dyn AnswerPieces>,
+}
+
+/// A sealed result read in pieces, so that a reader holds one piece at a time.
+#[async_trait::async_trait]
+pub trait AnswerPieces: Send + Sync {
+    /// Bytes `offset..offset + len` of the sealed result, all of them, or why not.
+    async fn read(&self, offset: u64, len: usize) -> Result<bytes::Bytes, Unavailable>;
+
+    /// The length of the pieces to ask for: a multiple of 3, so that the base64
+    /// of each piece but the last has no padding.
+    fn piece_bytes(&self) -> usize;
+}
+
+/// The store is full, for everyone or for this client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AsyncFull {
     /// `execution.max_async_pending` executions are accepted and unfinished.
     #[error("execution.max_async_pending async executions are pending")]
     Pending,
-    /// The answers kept are over `execution.async_results_bytes`.
-    #[error("the async answers kept are over execution.async_results_bytes")]
+    /// The answers kept and reserved would be over `execution.async_results_bytes`.
+    #[error("the async answers kept and reserved would be over execution.async_results_bytes")]
     Bytes,
+    /// This client's answers kept and reserved would be over
+    /// `execution.async_results_bytes_per_client`.
+    #[error(
+        "this client's async answers kept and reserved would be over \
+         execution.async_results_bytes_per_client"
+    )]
+    ClientShare {
+        /// When the client's share may have room: 1 s while it has executions
+        /// pending (each is trued down when it finishes), else when its oldest
+        /// kept answer expires.
+        retry_after: Duration,
+    },
 }
 
 /// Counts for the metrics.
@@ -76,17 +142,24 @@ pub struct AsyncCounts {
     pub pending: usize,
     /// Finished answers kept.
     pub stored: usize,
-    /// Bytes of the finished answers kept (see [`stored_bytes`]).
+    /// Bytes reserved for the pending answers plus those of the finished answers
+    /// kept (see [`stored_bytes`]).
     pub bytes: usize,
 }
 
 /// Storage of async executions. The contract every implementation keeps:
 /// - `try_reserve` fails, and changes nothing, when `pending` has reached its
-///   bound or the stored bytes are over theirs; otherwise `pending` grows by one.
+///   bound or no answer at all would fit in the bytes left, for everyone or for
+///   `client`; otherwise `pending` grows by one.
 ///   Finished answers are never dropped to make room.
 /// - Each successful `try_reserve` is followed by exactly one `release` (the
-///   plaintext never opened) or one `register`, and each `register` by exactly
-///   one `finish` (which ends the pending place).
+///   plaintext never opened, or `register` refused it) or one successful
+///   `register`, and each of those by exactly one `finish` (which ends the
+///   pending place).
+/// - `register` reserves [`reservation`]`(answer_bound)` bytes, or fails and
+///   changes nothing when that would pass the total or `client`'s share.
+///   `finish` replaces the reservation by the answer's [`stored_bytes`] (none
+///   for a withheld answer); `sweep` gives those back.
 /// - `get` answers only for the scope that registered the id; an unknown id, one
 ///   of another scope and one finished more than the retention ago are all
 ///   `None`, indistinguishably.
@@ -97,9 +170,9 @@ pub struct AsyncCounts {
 ///   `published` returns once a registration is visible to the other replicas.
 #[async_trait::async_trait]
 pub trait AsyncResultStore: Send + Sync {
-    fn try_reserve(&self) -> Result<(), AsyncFull>;
-    fn release(&self);
-    fn register(&self, id: Uuid, scope: Scope);
+    fn try_reserve(&self, client: ClientKey) -> Result<(), AsyncFull>;
+    fn release(&self, client: ClientKey);
+    fn register(&self, id: Uuid, client: ClientKey, answer_bound: u64) -> Result<(), AsyncFull>;
     fn mark_running(&self, id: Uuid);
     fn finish(&self, id: Uuid, outcome: Result<ExecutionReceipt, Withheld>);
     fn get(&self, id: &Uuid, scope: Scope) -> Option<View>;
@@ -126,9 +199,24 @@ pub trait AsyncResultStore: Send + Sync {
 #[error("the shared store of async answers is unreachable")]
 pub struct Unavailable;
 
+/// As many answers as [`MAX_READERS_PER_CLIENT`] or [`MAX_READERS`] allow are
+/// being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReadersFull {
+    /// This client is being sent [`MAX_READERS_PER_CLIENT`] answers.
+    #[error("this client is being sent as many async answers as it may at once")]
+    Client,
+    /// This process is sending [`MAX_READERS`] answers.
+    #[error("as many async answers as this server sends at once are being sent")]
+    Server,
+}
+
 /// The async executions of this server; cheap to clone.
 #[derive(Clone)]
-pub struct AsyncExecutions(Arc<dyn AsyncResultStore>);
+pub struct AsyncExecutions {
+    store: Arc<dyn AsyncResultStore>,
+    readers: Arc<Readers>,
+}
 
 impl AsyncExecutions {
     /// Over an in-memory store with the real clock.
@@ -137,53 +225,132 @@ impl AsyncExecutions {
     }
 
     pub fn over(store: impl AsyncResultStore + 'static) -> AsyncExecutions {
-        AsyncExecutions(Arc::new(store))
+        AsyncExecutions {
+            store: Arc::new(store),
+            readers: Arc::new(Readers::default()),
+        }
     }
 
     /// Whether `Prefer: respond-async` is honoured at all
     /// (`execution.max_async_pending` > 0).
     pub fn enabled(&self) -> bool {
-        self.0.enabled()
+        self.store.enabled()
     }
 
-    /// Takes a place for an execution of `scope`, or says why there is none.
-    pub fn reserve(&self, scope: Scope) -> Result<AsyncTicket, AsyncFull> {
-        self.0.try_reserve()?;
+    /// Takes a place for an execution of `client`, or says why there is none.
+    pub fn reserve(&self, client: ClientKey) -> Result<AsyncTicket, AsyncFull> {
+        self.store.try_reserve(client)?;
         Ok(AsyncTicket {
             store: Some(self.clone()),
-            scope,
+            client,
         })
     }
 
     pub fn get(&self, id: &Uuid, scope: Scope) -> Option<View> {
-        self.0.get(id, scope)
+        self.store.get(id, scope)
     }
 
     /// As [`AsyncExecutions::get`], then, for an id this process does not hold,
     /// the store the replicas share (cluster mode).
     pub async fn find(&self, id: &Uuid, scope: Scope) -> Result<Option<View>, Unavailable> {
-        match self.0.get(id, scope) {
+        match self.store.get(id, scope) {
             Some(view) => Ok(Some(view)),
-            None => self.0.get_shared(id, scope).await,
+            None => self.store.get_shared(id, scope).await,
         }
     }
 
     /// Returns once execution `id`'s registration is visible to every replica,
     /// so that its `202` can send the client to any of them.
     pub async fn published(&self, id: Uuid) {
-        self.0.published(id).await
+        self.store.published(id).await
+    }
+
+    /// One more answer being sent to `client`, until the returned slot is
+    /// dropped (its body fully sent, or dropped with its connection).
+    pub fn begin_read(&self, client: ClientKey) -> Result<ReadSlot, ReadersFull> {
+        self.readers.begin(client)?;
+        Ok(ReadSlot {
+            readers: self.readers.clone(),
+            client,
+        })
+    }
+
+    /// Answers being sent now.
+    pub fn readers(&self) -> usize {
+        self.readers.lock().total
     }
 
     pub fn sweep(&self, now: Instant) -> Option<Instant> {
-        self.0.sweep(now)
+        self.store.sweep(now)
     }
 
     pub fn counts(&self) -> AsyncCounts {
-        self.0.counts()
+        self.store.counts()
     }
 
     pub fn retention(&self) -> Duration {
-        self.0.retention()
+        self.store.retention()
+    }
+}
+
+/// The answers being sent, in all and per client.
+#[derive(Default)]
+struct Readers {
+    /// Held for a count update, never across an `.await`.
+    counts: Mutex<ReaderCounts>,
+}
+
+#[derive(Default)]
+struct ReaderCounts {
+    total: usize,
+    /// Only clients being sent at least one answer.
+    per_client: HashMap<ClientKey, usize>,
+}
+
+impl Readers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReaderCounts> {
+        // Each update is whole before the lock is let go: a poisoned lock holds
+        // consistent counts.
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn begin(&self, client: ClientKey) -> Result<(), ReadersFull> {
+        let mut counts = self.lock();
+        let of_client = counts.per_client.get(&client).copied().unwrap_or(0);
+        if of_client >= MAX_READERS_PER_CLIENT {
+            return Err(ReadersFull::Client);
+        }
+        if counts.total >= MAX_READERS {
+            return Err(ReadersFull::Server);
+        }
+        counts.total += 1;
+        counts.per_client.insert(client, of_client + 1);
+        Ok(())
+    }
+
+    fn end(&self, client: ClientKey) {
+        let mut counts = self.lock();
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(of_client) = counts.per_client.get_mut(&client) {
+            *of_client -= 1;
+            if *of_client == 0 {
+                counts.per_client.remove(&client);
+            }
+        }
+    }
+}
+
+/// One answer being sent; the place is given back when dropped.
+pub struct ReadSlot {
+    readers: Arc<Readers>,
+    client: ClientKey,
+}
+
+impl Drop for ReadSlot {
+    fn drop(&mut self) {
+        self.readers.end(self.client);
     }
 }
 
@@ -191,25 +358,34 @@ impl AsyncExecutions {
 /// dropped unless the plaintext opened and it was registered.
 pub struct AsyncTicket {
     store: Option<AsyncExecutions>,
-    scope: Scope,
+    client: ClientKey,
 }
 
 impl AsyncTicket {
-    /// The plaintext opened as execution `id`: from now on it must finish.
-    pub fn register(mut self, id: Uuid) -> AsyncEntry {
-        let store = self.store.take().expect("a ticket registers once");
-        store.0.register(id, self.scope);
-        AsyncEntry {
+    /// The plaintext opened as execution `id`, whose answer is at most
+    /// `answer_bound` bytes: from now on it must finish. Refused, and the place
+    /// given back, when that bound does not fit the bytes left for everyone or
+    /// for this client.
+    pub fn register(mut self, id: Uuid, answer_bound: u64) -> Result<AsyncEntry, AsyncFull> {
+        // Always `Some`: only `register`, which consumes the ticket, takes it.
+        let Some(store) = self.store.take() else {
+            return Err(AsyncFull::Pending);
+        };
+        if let Err(full) = store.store.register(id, self.client, answer_bound) {
+            store.store.release(self.client);
+            return Err(full);
+        }
+        Ok(AsyncEntry {
             store: Some(store),
             id,
-        }
+        })
     }
 }
 
 impl Drop for AsyncTicket {
     fn drop(&mut self) {
         if let Some(store) = self.store.take() {
-            store.0.release();
+            store.store.release(self.client);
         }
     }
 }
@@ -230,14 +406,14 @@ impl AsyncEntry {
     /// It has a guest slot.
     pub fn mark_running(&self) {
         if let Some(store) = &self.store {
-            store.0.mark_running(self.id);
+            store.store.mark_running(self.id);
         }
     }
 
     /// It ended: the answer to keep, or why there is none.
     pub fn finish(mut self, outcome: Result<ExecutionReceipt, Withheld>) {
         if let Some(store) = self.store.take() {
-            store.0.finish(self.id, outcome);
+            store.store.finish(self.id, outcome);
         }
     }
 }
@@ -246,7 +422,7 @@ impl Drop for AsyncEntry {
     fn drop(&mut self) {
         if let Some(store) = self.store.take() {
             tracing::error!(execution_id = %self.id, "an async execution ended without an answer");
-            store.0.finish(self.id, Err(Withheld::Internal));
+            store.store.finish(self.id, Err(Withheld::Internal));
         }
     }
 }
@@ -260,13 +436,28 @@ pub struct AsyncSettings {
     pub max_pending: usize,
     /// `execution.async_results_bytes`.
     pub max_bytes: usize,
+    /// `execution.async_results_bytes_per_client`.
+    pub max_bytes_per_client: usize,
 }
+
+/// An answer's fixed fields and the map's bookkeeping, roughly.
+const FIXED_BYTES: usize = 128;
+
+/// The longest leaf signature: a DER ECDSA P-256 signature.
+const MAX_SIGNATURE_BYTES: usize = 72;
 
 /// The bytes an answer is counted as: its sealed result and signature, plus the
 /// fixed fields (id, commitment, index) and the map's bookkeeping, roughly.
 pub fn stored_bytes(receipt: &ExecutionReceipt) -> usize {
-    const FIXED: usize = 128;
-    receipt.ciphertext.len() + receipt.leaf_signature.len() + FIXED
+    receipt.ciphertext.len() + receipt.leaf_signature.len() + FIXED_BYTES
+}
+
+/// The bytes reserved for an answer whose sealed result is at most
+/// `answer_bound` bytes: its largest [`stored_bytes`].
+pub fn reservation(answer_bound: u64) -> usize {
+    usize::try_from(answer_bound)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MAX_SIGNATURE_BYTES + FIXED_BYTES)
 }
 
 /// The store of one process: lost on restart (the log entries stay provable).
@@ -283,19 +474,58 @@ struct State {
     /// Finished entries in the order they finished, so expiry is the front.
     finished: VecDeque<(Instant, Uuid)>,
     pending: usize,
+    /// Reserved for pending answers, plus those of finished answers kept.
     bytes: usize,
+    /// Each client's part of `pending` and `bytes`, for the clients with a
+    /// place, a reservation or an answer kept.
+    clients: HashMap<ClientKey, Share>,
+}
+
+/// One client's part of the store.
+#[derive(Default)]
+struct Share {
+    pending: usize,
+    bytes: usize,
+    /// When each of its kept entries finished, oldest first (as `finished`).
+    finished: VecDeque<Instant>,
+}
+
+impl Share {
+    fn is_empty(&self) -> bool {
+        self.pending == 0 && self.bytes == 0 && self.finished.is_empty()
+    }
 }
 
 enum Entry {
     Pending {
         scope: Scope,
+        client: ClientKey,
         running: bool,
+        /// Bytes reserved for its answer.
+        reserved: usize,
     },
     Finished {
         scope: Scope,
+        client: ClientKey,
         at: Instant,
         outcome: Result<Arc<ExecutionReceipt>, Withheld>,
+        /// Bytes it is counted as.
+        bytes: usize,
     },
+}
+
+impl State {
+    fn share(&mut self, client: ClientKey) -> &mut Share {
+        self.clients.entry(client).or_default()
+    }
+
+    /// Forgets `client`'s share once nothing is left in it, so that the map
+    /// holds only clients with something in the store.
+    fn tidy(&mut self, client: ClientKey) {
+        if self.clients.get(&client).is_some_and(Share::is_empty) {
+            self.clients.remove(&client);
+        }
+    }
 }
 
 impl MemoryStore {
@@ -310,40 +540,91 @@ impl MemoryStore {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves counts that are still consistent
-        // (each update is one statement), so a poisoned lock is used as is.
+        // (each update is whole before the lock is let go), so a poisoned lock
+        // is used as is.
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Why `client` may not add `bytes` to the store, if it may not; `own` is
+    /// the number of pending places the asking request itself holds (0 or 1).
+    fn refuse(
+        &self,
+        state: &State,
+        client: ClientKey,
+        bytes: usize,
+        own: usize,
+    ) -> Option<AsyncFull> {
+        let share = state.clients.get(&client);
+        let of_client = share.map_or(0, |share| share.bytes);
+        // A share at or above the total is no share: only the total binds.
+        let shared = self.settings.max_bytes_per_client < self.settings.max_bytes;
+        if shared && of_client.saturating_add(bytes) > self.settings.max_bytes_per_client {
+            let retry_after = match share {
+                Some(share) if share.pending <= own => share.finished.front().map(|at| {
+                    (*at + self.settings.retention).saturating_duration_since((self.clock)())
+                }),
+                _ => None,
+            };
+            return Some(AsyncFull::ClientShare {
+                retry_after: retry_after
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_secs(1)),
+            });
+        }
+        if state.bytes.saturating_add(bytes) > self.settings.max_bytes {
+            return Some(AsyncFull::Bytes);
+        }
+        None
     }
 }
 
 #[async_trait::async_trait]
 impl AsyncResultStore for MemoryStore {
-    fn try_reserve(&self) -> Result<(), AsyncFull> {
+    fn try_reserve(&self, client: ClientKey) -> Result<(), AsyncFull> {
         let mut state = self.state();
         if state.pending >= self.settings.max_pending {
             return Err(AsyncFull::Pending);
         }
-        if state.bytes > self.settings.max_bytes {
-            return Err(AsyncFull::Bytes);
+        // Refused before the session is used only when not even the smallest
+        // answer would fit; a request whose own bound does not fit is refused
+        // by `register`, once its limits are known.
+        let smallest = reservation(SMALLEST_ANSWER_BOUND);
+        if let Some(full) = self.refuse(&state, client, smallest, 0) {
+            return Err(full);
         }
         state.pending += 1;
+        state.share(client).pending += 1;
         Ok(())
     }
 
-    fn release(&self) {
+    fn release(&self, client: ClientKey) {
         let mut state = self.state();
         state.pending = state.pending.saturating_sub(1);
+        let share = state.share(client);
+        share.pending = share.pending.saturating_sub(1);
+        state.tidy(client);
     }
 
-    fn register(&self, id: Uuid, scope: Scope) {
-        self.state().entries.insert(
+    fn register(&self, id: Uuid, client: ClientKey, answer_bound: u64) -> Result<(), AsyncFull> {
+        let reserved = reservation(answer_bound);
+        let mut state = self.state();
+        if let Some(full) = self.refuse(&state, client, reserved, 1) {
+            return Err(full);
+        }
+        state.bytes += reserved;
+        state.share(client).bytes += reserved;
+        state.entries.insert(
             id,
             Entry::Pending {
-                scope,
+                scope: Scope::of(client),
+                client,
                 running: false,
+                reserved,
             },
         );
+        Ok(())
     }
 
     fn mark_running(&self, id: Uuid) {
@@ -355,18 +636,40 @@ impl AsyncResultStore for MemoryStore {
     fn finish(&self, id: Uuid, outcome: Result<ExecutionReceipt, Withheld>) {
         let at = (self.clock)();
         let mut state = self.state();
-        let Some(Entry::Pending { scope, .. }) = state.entries.get(&id) else {
+        let Some(&Entry::Pending {
+            scope,
+            client,
+            reserved,
+            ..
+        }) = state.entries.get(&id)
+        else {
             return;
         };
-        let scope = *scope;
         let outcome = outcome.map(Arc::new);
         let bytes = outcome.as_ref().map_or(0, |receipt| stored_bytes(receipt));
+        if bytes > reserved {
+            // A bound that is wrong is a bug; the answer is logged, so it is
+            // kept all the same, and counted as it is.
+            tracing::error!(execution_id = %id, bytes, reserved, "an async answer is larger than its bound");
+        }
+        // The reservation trued to the answer's real size.
         state.pending = state.pending.saturating_sub(1);
-        state.bytes += bytes;
+        state.bytes = state.bytes.saturating_sub(reserved) + bytes;
         state.finished.push_back((at, id));
-        state
-            .entries
-            .insert(id, Entry::Finished { scope, at, outcome });
+        let share = state.share(client);
+        share.pending = share.pending.saturating_sub(1);
+        share.bytes = share.bytes.saturating_sub(reserved) + bytes;
+        share.finished.push_back(at);
+        state.entries.insert(
+            id,
+            Entry::Finished {
+                scope,
+                client,
+                at,
+                outcome,
+                bytes,
+            },
+        );
     }
 
     fn get(&self, id: &Uuid, scope: Scope) -> Option<View> {
@@ -376,6 +679,7 @@ impl AsyncResultStore for MemoryStore {
             Entry::Pending {
                 scope: owner,
                 running,
+                ..
             } if *owner == scope => Some(if *running {
                 View::Running
             } else {
@@ -385,8 +689,9 @@ impl AsyncResultStore for MemoryStore {
                 scope: owner,
                 at,
                 outcome,
+                ..
             } if *owner == scope && now < *at + self.settings.retention => Some(match outcome {
-                Ok(receipt) => View::Done(receipt.clone()),
+                Ok(receipt) => View::Done(Answer::Kept(receipt.clone())),
                 Err(withheld) => View::Withheld(*withheld),
             }),
             _ => None,
@@ -401,9 +706,13 @@ impl AsyncResultStore for MemoryStore {
                 return Some(due);
             }
             state.finished.pop_front();
-            if let Some(Entry::Finished { outcome, .. }) = state.entries.remove(&id) {
-                let bytes = outcome.as_ref().map_or(0, |receipt| stored_bytes(receipt));
+            if let Some(Entry::Finished { client, bytes, .. }) = state.entries.remove(&id) {
                 state.bytes = state.bytes.saturating_sub(bytes);
+                let share = state.share(client);
+                share.bytes = share.bytes.saturating_sub(bytes);
+                // Its entries finish, and so expire, in this order too.
+                share.finished.pop_front();
+                state.tidy(client);
             }
         }
         None
@@ -430,10 +739,14 @@ impl AsyncResultStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
     use std::sync::atomic::{AtomicU64, Ordering};
     use wasm_hypervisor_protocol::payload::Status;
 
     const RETENTION: Duration = Duration::from_secs(600);
+
+    /// What each test execution reserves beyond its answer bound.
+    const OVERHEAD: usize = MAX_SIGNATURE_BYTES + FIXED_BYTES;
 
     /// A clock that tests move by hand.
     struct Clock {
@@ -453,6 +766,14 @@ mod tests {
     }
 
     fn store(max_pending: usize, max_bytes: usize) -> (AsyncExecutions, Arc<Clock>) {
+        store_shared(max_pending, max_bytes, max_bytes)
+    }
+
+    fn store_shared(
+        max_pending: usize,
+        max_bytes: usize,
+        max_bytes_per_client: usize,
+    ) -> (AsyncExecutions, Arc<Clock>) {
         let clock = Arc::new(Clock {
             start: Instant::now(),
             elapsed_ms: AtomicU64::new(0),
@@ -462,9 +783,15 @@ mod tests {
             retention: RETENTION,
             max_pending,
             max_bytes,
+            max_bytes_per_client,
         };
         let store = MemoryStore::new(settings, Arc::new(move || read.now()));
         (AsyncExecutions::over(store), clock)
+    }
+
+    /// A client without a token, at 10.0.0.`n`.
+    fn open(n: u8) -> ClientKey {
+        ClientKey::address(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)))
     }
 
     fn receipt(id: Uuid, ciphertext_bytes: usize) -> ExecutionReceipt {
@@ -478,10 +805,19 @@ mod tests {
         }
     }
 
-    /// Accepts and finishes one execution of `scope` with a result of `bytes`.
-    fn finished(store: &AsyncExecutions, scope: Scope, bytes: usize) -> Uuid {
-        let id = Uuid::new_v4();
-        let entry = store.reserve(scope).unwrap().register(id);
+    /// Accepts one execution of `client` whose answer is at most `bound` bytes.
+    fn accept(store: &AsyncExecutions, client: ClientKey, bound: u64) -> AsyncEntry {
+        store
+            .reserve(client)
+            .unwrap()
+            .register(Uuid::new_v4(), bound)
+            .unwrap()
+    }
+
+    /// Accepts and finishes one execution of `client` with a result of `bytes`.
+    fn finished(store: &AsyncExecutions, client: ClientKey, bytes: usize) -> Uuid {
+        let entry = accept(store, client, bytes as u64);
+        let id = entry.id();
         entry.finish(Ok(receipt(id, bytes)));
         id
     }
@@ -489,15 +825,15 @@ mod tests {
     #[test]
     fn an_entry_goes_from_queued_to_running_to_done() {
         let (store, _clock) = store(10, 1 << 20);
-        let id = Uuid::new_v4();
-        let entry = store.reserve(Scope::Open).unwrap().register(id);
+        let entry = accept(&store, open(1), 1000);
+        let id = entry.id();
         assert!(matches!(store.get(&id, Scope::Open), Some(View::Queued)));
         entry.mark_running();
         assert!(matches!(store.get(&id, Scope::Open), Some(View::Running)));
         assert_eq!(store.counts().pending, 1);
         entry.finish(Ok(receipt(id, 100)));
         match store.get(&id, Scope::Open) {
-            Some(View::Done(kept)) => assert_eq!(kept.execution_id, id),
+            Some(View::Done(Answer::Kept(kept))) => assert_eq!(kept.execution_id, id),
             _ => panic!("not done"),
         }
         let counts = store.counts();
@@ -508,7 +844,7 @@ mod tests {
     #[test]
     fn another_scope_sees_nothing() {
         let (store, _clock) = store(10, 1 << 20);
-        let id = finished(&store, Scope::Token([1; 32]), 10);
+        let id = finished(&store, ClientKey::Token([1; 32]), 10);
         assert!(store.get(&id, Scope::Token([2; 32])).is_none());
         assert!(store.get(&id, Scope::Open).is_none());
         assert!(store.get(&id, Scope::Token([1; 32])).is_some());
@@ -518,9 +854,9 @@ mod tests {
     #[test]
     fn finished_answers_are_dropped_after_retention_oldest_first() {
         let (store, clock) = store(10, 1 << 20);
-        let first = finished(&store, Scope::Open, 10);
+        let first = finished(&store, open(1), 10);
         clock.advance(Duration::from_secs(100));
-        let second = finished(&store, Scope::Open, 20);
+        let second = finished(&store, open(2), 20);
         assert_eq!(
             store.sweep(clock.now()),
             Some(clock.now() + RETENTION - Duration::from_secs(100)),
@@ -543,11 +879,129 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_execution_reserves_its_bound_and_finishing_trues_it_down_to_the_answer() {
+        let (store, _clock) = store(10, 1 << 20);
+        let entry = accept(&store, open(1), 50_000);
+        assert_eq!(
+            store.counts().bytes,
+            50_000 + OVERHEAD,
+            "reserved while pending"
+        );
+        let id = entry.id();
+        entry.finish(Ok(receipt(id, 1_000)));
+        assert_eq!(
+            store.counts().bytes,
+            1_000 + 72 + 128,
+            "trued down at finish"
+        );
+        // A withheld answer keeps nothing.
+        let entry = accept(&store, open(1), 50_000);
+        entry.finish(Err(Withheld::LogUnavailable));
+        assert_eq!(store.counts().bytes, 1_000 + 72 + 128);
+    }
+
+    #[test]
+    fn pending_reservations_count_against_the_total_before_anything_finished() {
+        let (store, _clock) = store(10, 1_000_000);
+        let first = accept(&store, open(1), 400_000);
+        let _second = accept(&store, open(2), 400_000);
+        // Nothing has finished, yet a third bound does not fit.
+        let third = store.reserve(open(3)).unwrap();
+        assert_eq!(
+            third.register(Uuid::new_v4(), 400_000).err(),
+            Some(AsyncFull::Bytes)
+        );
+        assert_eq!(
+            store.counts().pending,
+            2,
+            "a refused registration gives its place back"
+        );
+        // Once the first finished small, there is room.
+        let id = first.id();
+        first.finish(Ok(receipt(id, 100)));
+        assert!(accept_ok(&store, open(3), 400_000));
+    }
+
+    fn accept_ok(store: &AsyncExecutions, client: ClientKey, bound: u64) -> bool {
+        store
+            .reserve(client)
+            .and_then(|ticket| ticket.register(Uuid::new_v4(), bound))
+            .is_ok()
+    }
+
+    #[test]
+    fn a_client_past_its_share_is_refused_while_another_client_is_accepted() {
+        let (store, clock) = store_shared(10, 10_000_000, 1_000_000);
+        let greedy = open(1);
+        let pending = accept(&store, greedy, 600_000);
+        let refused = store
+            .reserve(greedy)
+            .unwrap()
+            .register(Uuid::new_v4(), 600_000)
+            .err();
+        // It has a pending execution, which may finish small at any time.
+        assert_eq!(
+            refused,
+            Some(AsyncFull::ClientShare {
+                retry_after: Duration::from_secs(1)
+            })
+        );
+        assert!(
+            accept_ok(&store, open(2), 600_000),
+            "another client has room"
+        );
+
+        // With only kept answers, it may retry when its oldest expires.
+        let id = pending.id();
+        pending.finish(Ok(receipt(id, 900_000)));
+        clock.advance(Duration::from_secs(100));
+        let refused = store
+            .reserve(greedy)
+            .unwrap()
+            .register(Uuid::new_v4(), 600_000);
+        assert_eq!(
+            refused.err(),
+            Some(AsyncFull::ClientShare {
+                retry_after: RETENTION - Duration::from_secs(100)
+            })
+        );
+        clock.advance(RETENTION);
+        store.sweep(clock.now());
+        assert!(
+            accept_ok(&store, greedy, 600_000),
+            "its share is back once swept"
+        );
+    }
+
+    #[test]
+    fn a_share_at_or_above_the_total_leaves_only_the_total() {
+        let (store, _clock) = store_shared(10, 1_000_000, 2_000_000);
+        let _most = accept(&store, open(1), 900_000);
+        let refused = store
+            .reserve(open(1))
+            .unwrap()
+            .register(Uuid::new_v4(), 200_000);
+        assert_eq!(refused.err(), Some(AsyncFull::Bytes));
+    }
+
+    #[test]
+    fn a_share_with_no_room_for_any_answer_is_refused_before_the_session_is_used() {
+        let smallest = reservation(SMALLEST_ANSWER_BOUND);
+        let (store, _clock) = store_shared(10, 10 * smallest, 2 * smallest);
+        let _first = accept(&store, open(1), SMALLEST_ANSWER_BOUND);
+        let _second = accept(&store, open(1), SMALLEST_ANSWER_BOUND);
+        assert!(matches!(
+            store.reserve(open(1)).err(),
+            Some(AsyncFull::ClientShare { .. })
+        ));
+        assert_eq!(store.counts().pending, 2, "a refusal takes no place");
+    }
+
+    #[test]
     fn results_over_the_byte_budget_stop_new_admissions_not_old_answers() {
-        let (store, clock) = store(10, 1000);
-        let kept = finished(&store, Scope::Open, 900);
-        assert!(store.counts().bytes > 1000);
-        assert_eq!(store.reserve(Scope::Open).err(), Some(AsyncFull::Bytes));
+        let (store, clock) = store(10, 1 << 20);
+        let kept = finished(&store, open(1), (1 << 20) - OVERHEAD - 10);
+        assert_eq!(store.reserve(open(2)).err(), Some(AsyncFull::Bytes));
         assert!(
             matches!(store.get(&kept, Scope::Open), Some(View::Done(_))),
             "the kept answer is still there"
@@ -556,26 +1010,26 @@ mod tests {
         // Once it expires, admissions resume.
         clock.advance(RETENTION);
         store.sweep(clock.now());
-        assert!(store.reserve(Scope::Open).is_ok());
+        assert!(store.reserve(open(2)).is_ok());
     }
 
     #[test]
     fn pending_executions_are_bounded_and_a_dropped_ticket_gives_its_place_back() {
         let (store, _clock) = store(2, 1 << 20);
-        let first = store.reserve(Scope::Open).unwrap();
-        let _second = store.reserve(Scope::Open).unwrap();
-        assert_eq!(store.reserve(Scope::Open).err(), Some(AsyncFull::Pending));
+        let first = store.reserve(open(1)).unwrap();
+        let _second = store.reserve(open(1)).unwrap();
+        assert_eq!(store.reserve(open(1)).err(), Some(AsyncFull::Pending));
         // The plaintext did not open: the place is given back.
         drop(first);
         assert_eq!(store.counts().pending, 1);
-        assert!(store.reserve(Scope::Open).is_ok());
+        assert!(store.reserve(open(1)).is_ok());
     }
 
     #[test]
     fn no_pending_places_means_long_jobs_are_off() {
         let (off, _clock) = store(0, 1 << 20);
         assert!(!off.enabled());
-        assert_eq!(off.reserve(Scope::Open).err(), Some(AsyncFull::Pending));
+        assert_eq!(off.reserve(open(1)).err(), Some(AsyncFull::Pending));
         let (on, _clock) = store(1, 1 << 20);
         assert!(on.enabled());
     }
@@ -583,8 +1037,8 @@ mod tests {
     #[test]
     fn a_panicking_task_leaves_a_withheld_entry() {
         let (store, _clock) = store(10, 1 << 20);
-        let id = Uuid::new_v4();
-        let entry = store.reserve(Scope::Open).unwrap().register(id);
+        let entry = accept(&store, open(1), 1000);
+        let id = entry.id();
         let panicked = std::thread::spawn(move || {
             entry.mark_running();
             panic!("a panic while the entry is owned");
@@ -597,18 +1051,48 @@ mod tests {
         ));
         assert_eq!(store.counts().pending, 0);
         assert_eq!(store.counts().stored, 1);
+        assert_eq!(store.counts().bytes, 0, "its reservation is given back");
     }
 
     #[test]
     fn an_unavailable_log_is_kept_as_withheld() {
         let (store, _clock) = store(10, 1 << 20);
-        let id = Uuid::new_v4();
-        let entry = store.reserve(Scope::Open).unwrap().register(id);
+        let entry = accept(&store, open(1), 1000);
+        let id = entry.id();
         entry.finish(Err(Withheld::LogUnavailable));
         assert!(matches!(
             store.get(&id, Scope::Open),
             Some(View::Withheld(Withheld::LogUnavailable))
         ));
         assert_eq!(store.counts().bytes, 0);
+    }
+
+    #[test]
+    fn readers_are_bounded_per_client_and_in_all_until_their_slots_drop() {
+        let (store, _clock) = store(10, 1 << 20);
+        let mut slots: Vec<ReadSlot> = (0..MAX_READERS_PER_CLIENT)
+            .map(|_| store.begin_read(open(1)).unwrap())
+            .collect();
+        assert_eq!(store.begin_read(open(1)).err(), Some(ReadersFull::Client));
+        assert!(store.begin_read(open(2)).is_ok(), "another client may read");
+        slots.pop();
+        assert!(
+            store.begin_read(open(1)).is_ok(),
+            "a dropped slot is given back"
+        );
+        drop(slots);
+        assert_eq!(store.readers(), 0);
+
+        let all: Vec<ReadSlot> = (0..MAX_READERS)
+            .map(|n| {
+                store
+                    .begin_read(ClientKey::Token([(n % 256) as u8; 32]))
+                    .ok()
+            })
+            .map(|slot| slot.expect("under both bounds"))
+            .collect();
+        assert_eq!(store.begin_read(open(3)).err(), Some(ReadersFull::Server));
+        drop(all);
+        assert!(store.begin_read(open(3)).is_ok());
     }
 }

@@ -515,10 +515,26 @@ pub struct ExecutionConfig {
     /// session. 0 turns long jobs off: the preference is ignored (RFC 7240 §2) and
     /// every execution is answered synchronously. 0..=100000, default 1000.
     pub max_async_pending: Bounded<0, 100_000>,
-    /// Bytes of finished async answers kept (sealed results and signatures); while
-    /// over it, new async executions are refused as `overloaded` (kept answers are
-    /// never dropped early). 1 MiB..=64 GiB, default 268435456 (256 MiB).
+    /// Bytes of async answers, kept and pending, in all. A pending execution
+    /// counts as the largest sealed answer its limits allow (from the moment
+    /// its plaintext opens, before its `202`), a finished one as its sealed
+    /// result and signature (plus 128 bytes), until it is swept; an execution
+    /// that does not fit is refused with 503 `overloaded` (before its session is
+    /// used when not even the smallest answer fits, else after). Kept answers
+    /// are never dropped early. Never passed. 1 MiB..=64 GiB, default 1073741824
+    /// (1 GiB: twice the per-client share).
     pub async_results_bytes: Bounded<{ 1 << 20 }, { 64 << 30 }>,
+    /// Bytes of one client's async answers, kept and pending, counted as for
+    /// `async_results_bytes` (a client is its token, else its address); past
+    /// it 429 `too_many_async_results`. The largest answer a request at the
+    /// default limits can produce is 8,436,424 bytes in JSON (4,263,988 in
+    /// CBOR), and 503,299,370 with a writable mount (`files_bytes` and 1 KiB per
+    /// `max_mount_entries` on top, however many writable mounts): the
+    /// default holds any of them with the store otherwise empty, and is half the
+    /// total, so that one client never holds the whole store. A value at or above
+    /// `async_results_bytes` leaves only the total. 1 MiB..=64 GiB, default
+    /// 536870912 (512 MiB).
+    pub async_results_bytes_per_client: Bounded<{ 1 << 20 }, { 64 << 30 }>,
     /// Not a configuration key: the program run as `PROGRAM compile-worker`.
     /// `None`, always in the server, means this executable; tests that serve from
     /// their own binary point it at the built `wasm-hypervisor`.
@@ -742,7 +758,8 @@ impl Default for ExecutionConfig {
             compile_memory_bytes: Bounded::constant::<{ 4 << 30 }>(),
             async_retention_secs: Secs::constant::<900>(),
             max_async_pending: Bounded::constant::<1000>(),
-            async_results_bytes: Bounded::constant::<{ 256 << 20 }>(),
+            async_results_bytes: Bounded::constant::<{ 1 << 30 }>(),
+            async_results_bytes_per_client: Bounded::constant::<{ 512 << 20 }>(),
             compile_worker: None,
         }
     }
@@ -1007,7 +1024,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 55, "{keys:?}");
+        assert_eq!(keys.len(), 56, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(

@@ -121,7 +121,17 @@ pub fn answer_bound(
     bound.saturating_add(wasm_hypervisor_protocol::hpke::NT as u64)
 }
 
-/// Why an `/execute` was refused before its plaintext was recovered.
+/// The smallest [`answer_bound`] of any request (no output, no writable mount,
+/// CBOR): what an async execution reserves at least (checked against
+/// [`answer_bound`] by `the_smallest_answer_bound_is_the_bound_of_a_request_with_no_output`).
+pub const SMALLEST_ANSWER_BOUND: u64 = FIXED_FIELDS_BYTES
+    + 2 * 9
+    + 9
+    + (MAX_ERROR_BYTES as u64 + 9)
+    + wasm_hypervisor_protocol::hpke::NT as u64;
+
+/// Why an `/execute` was refused before its plaintext was recovered (or, for a
+/// long job, before it was accepted).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutionError {
     /// The session was never issued, has expired or was already used.
@@ -133,6 +143,10 @@ pub enum ExecutionError {
     /// Every slot is busy and the queue is full or the wait timed out.
     #[error("the server is at capacity")]
     Overloaded { retry_after: Duration },
+    /// A long job's answer would put its client's async answers, pending and
+    /// kept, over `execution.async_results_bytes_per_client`.
+    #[error("the client's async answers would be over its share")]
+    TooManyAsyncResults { retry_after: Duration },
     /// The result could not be made durable in the audit log, so it is withheld.
     #[error("the audit log is not writable")]
     LogUnavailable(#[source] AuditError),
@@ -148,6 +162,71 @@ fn session_error(error: SessionError) -> ExecutionError {
         SessionError::Unavailable => ExecutionError::SessionsUnavailable,
         _ => ExecutionError::UnknownSession,
     }
+}
+
+/// A full async store, as an execution's refusal: the client's share is its
+/// own (429), the rest an overload (503).
+fn async_refusal(full: AsyncFull) -> ExecutionError {
+    match full {
+        AsyncFull::ClientShare { retry_after } => {
+            ExecutionError::TooManyAsyncResults { retry_after }
+        }
+        AsyncFull::Pending | AsyncFull::Bytes => ExecutionError::Overloaded {
+            retry_after: Duration::from_secs(1),
+        },
+    }
+}
+
+/// What a long job's admission reads of its plaintext: its `limits` and which
+/// mounts are writable, and nothing else (every other field is skipped, not
+/// decoded).
+#[derive(serde::Deserialize)]
+struct RequestShape {
+    #[serde(default)]
+    limits: Option<payload::RequestedLimits>,
+    #[serde(default)]
+    mounts: Vec<MountShape>,
+}
+
+#[derive(serde::Deserialize)]
+struct MountShape {
+    #[serde(default)]
+    writable: bool,
+}
+
+/// [`answer_bound`] of an opened request, at its effective limits. A request
+/// that does not parse, or whose limits are refused, is answered with an
+/// `invalid_request` result, smaller than the bound at the server's maxima
+/// without mounts, which it gets.
+fn answer_bound_of(plaintext: &[u8], policy: &ExecutionPolicy) -> u64 {
+    let format = Format::of(plaintext);
+    let shape = match format {
+        Format::Json => serde_json::from_slice::<RequestShape>(plaintext)
+            .ok()
+            .map(|shape| {
+                let writable = shape.mounts.iter().filter(|mount| mount.writable).count();
+                (shape.limits, writable)
+            }),
+        Format::Cbor => plaintext::decode_request(plaintext)
+            .ok()
+            .map(|(request, _)| {
+                let writable = request.mounts.iter().filter(|mount| mount.writable).count();
+                (request.limits, writable)
+            }),
+    };
+    let (limits, writable_mounts) = shape
+        .and_then(|(requested, count)| {
+            EffectiveLimits::apply(policy.maxima, requested)
+                .ok()
+                .map(|limits| (limits, count))
+        })
+        .unwrap_or((policy.maxima, 0));
+    answer_bound(
+        &limits,
+        policy.max_mount_entries,
+        writable_mounts > 0,
+        format,
+    )
 }
 
 /// Why an opened plaintext is not a request that can run (status
@@ -394,8 +473,10 @@ impl Executor {
     /// As [`Executor::execute`] for a request with `Prefer: respond-async`
     /// (protocol v1.1 §F). Admission is a place in `results` instead of a slot
     /// (refused, like a full queue, before the session is used); once the
-    /// plaintext opens, `accepted` receives the execution id, and the execution
-    /// then waits for a slot as long as it takes (it was accepted: no
+    /// plaintext opens, the largest answer it can produce ([`answer_bound`]) is
+    /// reserved in `results` for its client (refused, with the session used,
+    /// when it does not fit), `accepted` receives the execution id, and the
+    /// execution then waits for a slot as long as it takes (it was accepted: no
     /// `queue_timeout_ms`), runs, is sealed, committed and logged, and its answer
     /// is kept in `results`. A dropped `accepted` means nothing: the execution
     /// still finishes.
@@ -403,7 +484,6 @@ impl Executor {
         &self,
         sealed: SealedExecution,
         results: &AsyncExecutions,
-        scope: Scope,
         accepted: oneshot::Sender<Uuid>,
     ) -> Result<ExecutionReceipt, ExecutionError> {
         let inner = &self.inner;
@@ -416,18 +496,19 @@ impl Executor {
             return Err(ExecutionError::UnknownSession);
         }
         // Dropped (and so given back) if the session or decryption fails.
-        let ticket = results
-            .reserve(scope)
-            .map_err(|_: AsyncFull| ExecutionError::Overloaded {
-                retry_after: Duration::from_secs(1),
-            })?;
+        let ticket = results.reserve(sealed.client).map_err(async_refusal)?;
         let opened = self
             .open(sealed.session_id, &sealed.enc, sealed.ciphertext)
             .await?;
         let execution_id = Uuid::new_v4();
         // Owned by this task from here: a panic or an abort records a withheld
-        // answer instead of leaving the entry queued for ever.
-        let entry = ticket.register(execution_id);
+        // answer instead of leaving the entry queued for ever. A bound that does
+        // not fit is refused now, in the clear: the session is used, but
+        // nothing ran and nothing is logged.
+        let bound = answer_bound_of(&opened.plaintext, &inner.policy);
+        let entry = ticket
+            .register(execution_id, bound)
+            .map_err(async_refusal)?;
         let _ = accepted.send(execution_id);
         let permit = inner
             .slots
@@ -567,7 +648,7 @@ impl Executor {
         );
         Ok(ExecutionReceipt {
             execution_id,
-            ciphertext,
+            ciphertext: ciphertext.into(),
             commitment,
             log_index,
             leaf_signature,
@@ -1174,12 +1255,137 @@ fn unix_millis(time: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::async_results::reservation;
     use crate::envelope::Provider;
     use crate::sandbox::SandboxSettings;
     use crate::session::MemorySessionStore;
 
     /// A request plaintext that makes `run` panic (see there).
     pub(super) const PANIC_TRIGGER: &[u8] = b"\"panic in the host\"";
+
+    fn policy() -> ExecutionPolicy {
+        ExecutionPolicy {
+            maxima: EffectiveLimits {
+                fuel: 1_000_000,
+                memory_bytes: 1 << 20,
+                timeout_ms: 1000,
+                max_output_bytes: 1024,
+                files_bytes: Some(1 << 20),
+            },
+            max_module_bytes: 1 << 20,
+            max_mount_entries: 1000,
+            blob_store_bytes: 1 << 20,
+            max_args: 16,
+            max_env: 16,
+            max_args_env_bytes: 1024,
+            max_concurrent: 2,
+            max_compiling: 2,
+            compile_seconds_per_hour: 0,
+            max_queued: 0,
+            queue_timeout: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn the_smallest_answer_bound_is_the_bound_of_a_request_with_no_output() {
+        let nothing = EffectiveLimits {
+            fuel: 1,
+            memory_bytes: 1,
+            timeout_ms: 1,
+            max_output_bytes: 0,
+            files_bytes: None,
+        };
+        assert_eq!(
+            answer_bound(&nothing, 100, false, Format::Cbor),
+            SMALLEST_ANSWER_BOUND
+        );
+        // Every other request's bound is at least as large.
+        assert!(answer_bound(&nothing, 100, false, Format::Json) >= SMALLEST_ANSWER_BOUND);
+        // Saturates rather than wraps.
+        let huge = EffectiveLimits {
+            max_output_bytes: u64::MAX,
+            ..nothing
+        };
+        assert_eq!(answer_bound(&huge, 100, true, Format::Json), u64::MAX);
+    }
+
+    #[test]
+    fn at_the_default_limits_one_client_may_keep_any_answer_but_not_the_whole_store() {
+        let defaults = crate::config::LimitsConfig::default();
+        let execution = crate::config::ExecutionConfig::default();
+        let limits = EffectiveLimits {
+            fuel: defaults.fuel.get(),
+            memory_bytes: defaults.memory_bytes.get(),
+            timeout_ms: 1,
+            max_output_bytes: defaults.max_output_bytes.get(),
+            files_bytes: Some(defaults.files_bytes.get()),
+        };
+        let entries = defaults.max_mount_entries.get_u32();
+        // The figures `execution.async_results_bytes_per_client` documents.
+        assert_eq!(
+            answer_bound(&limits, entries, false, Format::Json),
+            8_436_424
+        );
+        assert_eq!(
+            answer_bound(&limits, entries, false, Format::Cbor),
+            4_263_988
+        );
+        assert_eq!(
+            answer_bound(&limits, entries, true, Format::Json),
+            503_299_370
+        );
+        let share = execution.async_results_bytes_per_client.get() as usize;
+        let total = execution.async_results_bytes.get() as usize;
+        // A request with writable mounts, alone in the store.
+        let one_mount = reservation(answer_bound(&limits, entries, true, Format::Json));
+        assert!(one_mount <= share);
+        assert!(share < total, "one client never takes the whole store");
+    }
+
+    #[test]
+    fn a_long_job_reserves_the_bound_of_its_own_limits_and_writable_mounts() {
+        let policy = policy();
+        let maxima = policy.maxima;
+        let entries = policy.max_mount_entries;
+        let json = br#"{"module":"AGFzbQEAAAA=","limits":{"max_output_bytes":10},
+            "mounts":[{"path":"/a","writable":true},{"path":"/b","tar_sha256":"00"},
+                      {"path":"/c","writable":true}],"stdin":"aGk="}"#;
+        let lowered = EffectiveLimits {
+            max_output_bytes: 10,
+            ..maxima
+        };
+        assert_eq!(
+            answer_bound_of(json, &policy),
+            answer_bound(&lowered, entries, true, Format::Json)
+        );
+        let request = ExecutionRequest {
+            module: Some("AGFzbQEAAAA=".to_owned()),
+            mounts: vec![MountRequest {
+                path: "/out".to_owned(),
+                writable: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let cbor = plaintext::encode_request(&request).unwrap();
+        assert_eq!(
+            answer_bound_of(&cbor, &policy),
+            answer_bound(&maxima, entries, true, Format::Cbor)
+        );
+        // What does not parse, or asks for more than the maxima, is answered
+        // with a small `invalid_request`: the bound at the maxima covers it.
+        for refused in [&b"not json"[..], br#"{"limits":{"fuel":1e99}}"#] {
+            assert_eq!(
+                answer_bound_of(refused, &policy),
+                answer_bound(&maxima, entries, false, Format::Json)
+            );
+        }
+        let above = br#"{"limits":{"max_output_bytes":999999999}}"#;
+        assert_eq!(
+            answer_bound_of(above, &policy),
+            answer_bound(&maxima, entries, false, Format::Json)
+        );
+    }
 
     async fn executor(dir: &std::path::Path) -> (Executor, Arc<MemorySessionStore>) {
         let provider = Provider::default();
@@ -1203,33 +1409,13 @@ mod tests {
             },
         })
         .unwrap();
-        let policy = ExecutionPolicy {
-            maxima: EffectiveLimits {
-                fuel: 1_000_000,
-                memory_bytes: 1 << 20,
-                timeout_ms: 1000,
-                max_output_bytes: 1024,
-                files_bytes: Some(1 << 20),
-            },
-            max_module_bytes: 1 << 20,
-            max_mount_entries: 1000,
-            blob_store_bytes: 1 << 20,
-            max_args: 16,
-            max_env: 16,
-            max_args_env_bytes: 1024,
-            max_concurrent: 2,
-            max_compiling: 2,
-            compile_seconds_per_hour: 0,
-            max_queued: 0,
-            queue_timeout: Duration::from_millis(100),
-        };
         (
             Executor::new(
                 sessions.clone(),
                 key,
                 sandbox,
                 log,
-                policy,
+                policy(),
                 crate::metrics::Metrics::new(),
             ),
             sessions,
@@ -1399,20 +1585,21 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn an_async_execution_says_its_id_once_open_and_keeps_its_answer() {
-        use crate::async_results::{AsyncSettings, View};
+        use crate::async_results::{Answer, AsyncSettings, View};
         let dir = tempfile::tempdir().unwrap();
         let (executor, sessions) = executor(dir.path()).await;
         let results = AsyncExecutions::in_memory(AsyncSettings {
             retention: Duration::from_secs(600),
             max_pending: 1,
             max_bytes: 1 << 20,
+            max_bytes_per_client: 1 << 20,
         });
-        // A place is taken: refused before the session is used.
-        let taken = results.reserve(Scope::Open).unwrap();
         let sealed_request = sealed(&sessions, b"{}").await;
+        // A place is taken: refused before the session is used.
+        let taken = results.reserve(sealed_request.client).unwrap();
         let (accepted, _) = oneshot::channel();
         let refused = executor
-            .execute_async(sealed_request.clone(), &results, Scope::Open, accepted)
+            .execute_async(sealed_request.clone(), &results, accepted)
             .await;
         assert!(matches!(refused, Err(ExecutionError::Overloaded { .. })));
         assert!(sessions.is_live(&sealed_request.session_id));
@@ -1420,7 +1607,7 @@ mod tests {
 
         let (accepted, opened) = oneshot::channel();
         let receipt = executor
-            .execute_async(sealed_request, &results, Scope::Open, accepted)
+            .execute_async(sealed_request, &results, accepted)
             .await
             .unwrap();
         assert_eq!(opened.await.unwrap(), receipt.execution_id);
@@ -1430,7 +1617,7 @@ mod tests {
             "`{{}}` has no module"
         );
         match results.get(&receipt.execution_id, Scope::Open) {
-            Some(View::Done(kept)) => assert_eq!(kept.ciphertext, receipt.ciphertext),
+            Some(View::Done(Answer::Kept(kept))) => assert_eq!(kept.ciphertext, receipt.ciphertext),
             _ => panic!("the answer is kept"),
         }
         assert_eq!(results.counts().pending, 0);

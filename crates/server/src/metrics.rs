@@ -95,7 +95,8 @@ pub struct Gauges {
     pub async_executions_pending: usize,
     /// Finished async answers kept.
     pub async_results_stored: usize,
-    /// Bytes of the finished async answers kept.
+    /// Bytes reserved for pending async answers plus those of the finished
+    /// answers kept.
     pub async_results_bytes: usize,
 }
 
@@ -349,7 +350,7 @@ impl Metrics {
         registries.register(
             Operator,
             "async_results",
-            "Bytes of the finished async answers kept",
+            "Bytes reserved for pending async answers plus those of the finished answers kept",
             Some(Unit::Bytes),
             async_results_bytes.clone(),
         );

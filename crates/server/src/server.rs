@@ -310,6 +310,8 @@ impl Service {
             retention: execution.async_retention_secs.get(),
             max_pending: execution.max_async_pending.get_usize(),
             max_bytes: usize::try_from(execution.async_results_bytes.get()).unwrap_or(usize::MAX),
+            max_bytes_per_client: usize::try_from(execution.async_results_bytes_per_client.get())
+                .unwrap_or(usize::MAX),
         };
         let async_executions = match &cluster {
             None => AsyncExecutions::in_memory(async_settings),

@@ -62,6 +62,19 @@ pub enum ApiError {
     /// `sessions.max_pending_per_client` sessions pending.
     #[error("this client has as many pending sessions as it may; use or let expire one of them")]
     TooManyClientSessions { retry_after: Duration },
+    /// 429 `too_many_async_results`: a long job's answer would put this client's
+    /// async answers, pending and kept, over
+    /// `execution.async_results_bytes_per_client`.
+    #[error(
+        "this client's async answers, pending and kept, would be over its share \
+         (execution.async_results_bytes_per_client); retry once some expire, or \
+         lower limits.max_output_bytes or limits.files_bytes"
+    )]
+    TooManyAsyncResults { retry_after: Duration },
+    /// 429 `too_many_readers`: this client, or the server, is sending as many
+    /// async answers at once as it may.
+    #[error("as many async answers are being sent at once as may be; retry when one is read")]
+    TooManyReaders,
     /// 404 `session_not_found`: unknown, expired, evicted or already used session.
     #[error("unknown, expired or already used session")]
     SessionNotFound,
@@ -106,7 +119,9 @@ impl ApiError {
             ApiError::RateLimited { .. }
             | ApiError::TooManyExecutions
             | ApiError::TooManyConnections
-            | ApiError::TooManyClientSessions { .. } => StatusCode::TOO_MANY_REQUESTS,
+            | ApiError::TooManyClientSessions { .. }
+            | ApiError::TooManyAsyncResults { .. }
+            | ApiError::TooManyReaders => StatusCode::TOO_MANY_REQUESTS,
             ApiError::SessionNotFound | ApiError::NotFound | ApiError::ExecutionNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -133,6 +148,8 @@ impl ApiError {
             ApiError::TooManyExecutions => "too_many_executions",
             ApiError::TooManyConnections => "too_many_connections",
             ApiError::TooManyClientSessions { .. } => "too_many_client_sessions",
+            ApiError::TooManyAsyncResults { .. } => "too_many_async_results",
+            ApiError::TooManyReaders => "too_many_readers",
             ApiError::SessionNotFound => "session_not_found",
             ApiError::DecryptionFailed => "decryption_failed",
             ApiError::Overloaded { .. } => "overloaded",
@@ -165,13 +182,17 @@ impl IntoResponse for ApiError {
             ApiError::Overloaded { retry_after }
             | ApiError::TooManySessions { retry_after }
             | ApiError::TooManyClientSessions { retry_after }
+            | ApiError::TooManyAsyncResults { retry_after }
             | ApiError::RateLimited { retry_after } => Some(*retry_after),
             // Executions take seconds; a client that retries at once only burns
             // its request rate. Connections close within a second or so of their
             // last request.
             // The pool reconnects within a second or so of the database's return.
+            // An answer is sent in seconds, or its connection's write deadline
+            // ends it.
             ApiError::TooManyExecutions
             | ApiError::TooManyConnections
+            | ApiError::TooManyReaders
             | ApiError::DatabaseUnavailable => Some(Duration::from_secs(1)),
             _ => None,
         };
@@ -245,6 +266,10 @@ mod tests {
             ApiError::TooManyClientSessions {
                 retry_after: Duration::ZERO,
             },
+            ApiError::TooManyAsyncResults {
+                retry_after: Duration::ZERO,
+            },
+            ApiError::TooManyReaders,
             ApiError::SessionNotFound,
             ApiError::DecryptionFailed,
             ApiError::Overloaded {

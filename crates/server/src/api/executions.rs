@@ -5,36 +5,28 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use bytes::Bytes;
-use hyper::body::{Frame, SizeHint};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::access::{ClientKey, Scope};
-use crate::async_results::{View, Withheld};
+use crate::async_results::{Answer, ReadersFull, View, Withheld};
 use crate::envelope::{Enc, Provider};
 use crate::execution::{ExecutionError, ExecutionReceipt, SealedExecution};
 use wasm_hypervisor_protocol::binary;
-use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::wire::{
     ErrorBody, ExecuteBody, ExecuteResponse, ExecutionAccepted, ExecutionState, PendingState,
 };
 
 use super::AppState;
+use super::answer_stream::AnswerBody;
 use super::error::ApiError;
 use super::extract::{
     BodyFormat, QuotaClient, body_format, json_body, parse_uuid, read_body, read_split_body,
@@ -127,141 +119,18 @@ fn prefers_respond_async(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The answer `/execute` gives for a receipt, synchronous or fetched later: the
-/// one place a `200` is built, in JSON (protocol §3) or binary (protocol v1.1 §B).
-/// Neither copies the ciphertext: the binary body is the answer's head followed
-/// by the receipt's own (shared) ciphertext, and the JSON body writes the
-/// ciphertext's base64 a piece at a time as it is sent ([`AnswerBody`]).
-fn execute_response(receipt: &ExecutionReceipt, format: BodyFormat) -> Result<Response, ApiError> {
-    let (content_type, parts) = match format {
-        BodyFormat::Json => {
-            // Exactly as `ExecuteResponse` serializes, the ciphertext in its place.
-            let head = format!(
-                r#"{{"execution_id":"{}","ciphertext":""#,
-                receipt.execution_id.hyphenated()
-            );
-            let tail = format!(
-                r#"","commitment":"{}","log_index":{},"leaf_signature":"{}"}}"#,
-                Hex(receipt.commitment),
-                receipt.log_index,
-                Base64(receipt.leaf_signature.clone()),
-            );
-            let parts = vec![
-                Part::Bytes(head.into()),
-                Part::Base64 {
-                    bytes: receipt.ciphertext.clone(),
-                    at: 0,
-                },
-                Part::Bytes(tail.into()),
-            ];
-            ("application/json", parts)
-        }
-        BodyFormat::Binary => {
-            let head = binary::ExecuteAnswer {
-                execution_id: receipt.execution_id,
-                log_index: receipt.log_index,
-                commitment: receipt.commitment,
-                leaf_signature: &receipt.leaf_signature,
-                ciphertext: &[],
-            }
-            .to_vec()
-            .map_err(|error| {
-                tracing::error!(%error, "binary answer not encodable");
-                ApiError::Internal
-            })?;
-            let parts = vec![
-                Part::Bytes(head.into()),
-                Part::Bytes(receipt.ciphertext.clone()),
-            ];
-            (OCTET_STREAM, parts)
-        }
+/// The answer `/execute` gives for a receipt, in JSON (protocol §3) or binary
+/// (protocol v1.1 §B): the same body `GET /executions/{execution_id}` streams
+/// ([`AnswerBody`]), so neither copies the ciphertext: the binary body is the
+/// answer's head followed by slices of the receipt's own (shared) ciphertext,
+/// and the JSON body writes the ciphertext's base64 a piece at a time as it is
+/// sent.
+fn execute_response(receipt: ExecutionReceipt, format: BodyFormat) -> Result<Response, ApiError> {
+    let content_type = match format {
+        BodyFormat::Json => "application/json",
+        BodyFormat::Binary => OCTET_STREAM,
     };
-    Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        Body::new(AnswerBody::new(parts)),
-    )
-        .into_response())
-}
-
-/// Bytes of ciphertext base64-encoded per frame of a JSON answer: a multiple of
-/// 3, so only the last frame is padded, and 64 KiB of text.
-const BASE64_FRAME_INPUT: usize = 48 * 1024;
-
-/// A piece of an answer's body.
-enum Part {
-    /// Sent as it is (shared, not copied).
-    Bytes(Bytes),
-    /// Sent as standard base64 with padding, made a frame at a time from `at`.
-    Base64 { bytes: Bytes, at: usize },
-}
-
-impl Part {
-    /// The bytes it still has to send.
-    fn remaining(&self) -> u64 {
-        match self {
-            Part::Bytes(bytes) => bytes.len() as u64,
-            Part::Base64 { bytes, at } => {
-                let left = bytes.len().saturating_sub(*at) as u64;
-                left.div_ceil(3) * 4
-            }
-        }
-    }
-}
-
-/// An `/execute` answer's body: its parts in order, its exact length known
-/// (`Content-Length`), and the ciphertext never copied whole: at most one
-/// frame of its base64 exists at a time, for however many readers.
-struct AnswerBody {
-    parts: VecDeque<Part>,
-    remaining: u64,
-}
-
-impl AnswerBody {
-    fn new(parts: Vec<Part>) -> AnswerBody {
-        AnswerBody {
-            remaining: parts.iter().map(Part::remaining).sum(),
-            parts: parts.into(),
-        }
-    }
-}
-
-impl hyper::body::Body for AnswerBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let body = self.get_mut();
-        while let Some(part) = body.parts.front_mut() {
-            let data = match part {
-                Part::Bytes(bytes) => std::mem::take(bytes),
-                Part::Base64 { bytes, at } => {
-                    let end = bytes.len().min(at.saturating_add(BASE64_FRAME_INPUT));
-                    let text = B64.encode(&bytes[*at..end]);
-                    *at = end;
-                    Bytes::from(text)
-                }
-            };
-            if part.remaining() == 0 {
-                body.parts.pop_front();
-            }
-            if !data.is_empty() {
-                body.remaining = body.remaining.saturating_sub(data.len() as u64);
-                return Poll::Ready(Some(Ok(Frame::data(data))));
-            }
-        }
-        Poll::Ready(None)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
+    Ok(AnswerBody::new(Answer::Kept(Arc::new(receipt)), format, None)?.into_response(content_type))
 }
 
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -287,6 +156,9 @@ fn api_error(error: ExecutionError) -> ApiError {
         ExecutionError::UnknownSession => ApiError::SessionNotFound,
         ExecutionError::DecryptionFailed => ApiError::DecryptionFailed,
         ExecutionError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
+        ExecutionError::TooManyAsyncResults { retry_after } => {
+            ApiError::TooManyAsyncResults { retry_after }
+        }
         ExecutionError::LogUnavailable(cause) => {
             tracing::error!(error = %cause, "execution not recorded");
             ApiError::LogUnavailable
@@ -321,10 +193,10 @@ fn api_error(error: ExecutionError) -> ApiError {
         (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`, announced (refused before it is read) or streamed; the connection is closed", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is neither `application/json` nor `application/octet-stream`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight", body = ErrorBody,
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight; `too_many_async_results`: with `Prefer: respond-async`, the largest answer this request can produce does not fit in what is left of this client's share of the async answers (`execution.async_results_bytes_per_client`); refused before the session is used when not even the smallest answer fits, else once the plaintext opened (the session is used: open a new one)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`overloaded`: no execution slot within the queue bounds, or with `Prefer: respond-async` no room for another async execution (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld; `database_unavailable`: cluster mode's database cannot be reached (the session was not used)", body = ErrorBody,
+        (status = 503, description = "`overloaded`: no execution slot within the queue bounds, or with `Prefer: respond-async` no room for another async execution: `execution.max_async_pending` pending, or the largest answer this request can produce does not fit in what is left of `execution.async_results_bytes` (refused before the session is used when not even the smallest answer fits, else once the plaintext opened) (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld; `database_unavailable`: cluster mode's database cannot be reached (the session was not used)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "With `overloaded` or `database_unavailable`: seconds to wait before retrying"))),
     )
 )]
@@ -355,7 +227,7 @@ pub(super) async fn execute(
     // With `execution.max_async_pending` 0 the preference is ignored (RFC 7240
     // lets a server do so): answered synchronously, without `Preference-Applied`.
     if prefers_respond_async(&headers) && state.async_executions.enabled() {
-        return execute_async(state, client, sealed, permit).await;
+        return execute_async(state, sealed, permit).await;
     }
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
@@ -384,7 +256,7 @@ pub(super) async fn execute(
         })?
         .map_err(api_error)?;
     record_in_span(&receipt);
-    execute_response(&receipt, format)
+    execute_response(receipt, format)
 }
 
 fn record_in_span(receipt: &ExecutionReceipt) {
@@ -398,11 +270,11 @@ fn record_in_span(receipt: &ExecutionReceipt) {
 
 /// `execute` with `Prefer: respond-async`: the same task as a synchronous
 /// execution (tracked, so a shutdown waits for it), which tells this handler the
-/// execution id as soon as the plaintext opens; refusals before that are
-/// answered as a synchronous `/execute` answers them.
+/// execution id as soon as the plaintext opens and its answer's bound is
+/// reserved; refusals before that are answered in the clear, as a synchronous
+/// `/execute` answers them.
 async fn execute_async(
     state: AppState,
-    client: ClientKey,
     sealed: SealedExecution,
     permit: crate::access::ExecutionPermit,
 ) -> Result<Response, ApiError> {
@@ -413,9 +285,7 @@ async fn execute_async(
     let task = state.executions.spawn_on(
         async move {
             let _permit = permit;
-            let outcome = executor
-                .execute_async(sealed, &results, Scope::of(client), accepted)
-                .await;
+            let outcome = executor.execute_async(sealed, &results, accepted).await;
             // Nobody awaits an accepted execution's task: say here what the
             // synchronous handler would have said.
             match &outcome {
@@ -487,7 +357,7 @@ async fn execute_async(
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 404, description = "`execution_not_found`: no async execution with this id for this client: unknown, submitted with another token, or finished longer ago than `execution.async_retention_secs` (its log entry stays provable at `/verify/{execution_id}`)", body = ErrorBody),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_readers`: this client is being sent 4 answers already, or the server 128", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
         (status = 500, description = "`internal_error`: the execution ended without an answer (a server bug)", body = ErrorBody),
         (status = 503, description = "`log_unavailable`: the record could not be made durable, so the result is withheld; `database_unavailable`: cluster mode's database cannot be reached to look the id up", body = ErrorBody),
@@ -527,13 +397,20 @@ pub(super) async fn get_execution(
     match view {
         View::Queued => Ok(pending(PendingState::Queued)),
         View::Running => Ok(pending(PendingState::Running)),
-        View::Done(receipt) => {
-            let format = if accepts_binary(&headers) {
-                BodyFormat::Binary
+        View::Done(answer) => {
+            // Streamed from the one copy kept, by a bounded number of readers:
+            // a reader that does not read holds a piece and a slot, no copy.
+            let slot = state
+                .async_executions
+                .begin_read(client)
+                .map_err(|_: ReadersFull| ApiError::TooManyReaders)?;
+            if accepts_binary(&headers) {
+                Ok(AnswerBody::new(answer, BodyFormat::Binary, Some(slot))?
+                    .into_response(OCTET_STREAM))
             } else {
-                BodyFormat::Json
-            };
-            execute_response(&receipt, format)
+                Ok(AnswerBody::new(answer, BodyFormat::Json, Some(slot))?
+                    .into_response("application/json"))
+            }
         }
         View::Withheld(Withheld::LogUnavailable) => Err(ApiError::LogUnavailable),
         View::Withheld(Withheld::Internal) => Err(ApiError::Internal),
@@ -543,6 +420,7 @@ pub(super) async fn get_execution(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 
     fn prefer(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -582,8 +460,12 @@ mod tests {
 
     async fn body_of(response: Response) -> (Option<u64>, Vec<u8>) {
         use http_body_util::BodyExt;
+        // The length announced: `Content-Length`, which hyper keeps.
+        let exact = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .map(|length| length.to_str().unwrap().parse().unwrap());
         let body = response.into_body();
-        let exact = hyper::body::Body::size_hint(&body).exact();
         (exact, body.collect().await.unwrap().to_bytes().to_vec())
     }
 
@@ -599,13 +481,13 @@ mod tests {
             3,
             4,
             16,
-            BASE64_FRAME_INPUT - 1,
-            BASE64_FRAME_INPUT,
-            3 * BASE64_FRAME_INPUT + 2,
+            (48 << 10) - 1,
+            48 << 10,
+            3 * (48 << 10) + 2,
         ] {
             let receipt = receipt(len);
             let (exact, json) =
-                body_of(execute_response(&receipt, BodyFormat::Json).unwrap()).await;
+                body_of(execute_response(receipt.clone(), BodyFormat::Json).unwrap()).await;
             let expected = serde_json::to_vec(&ExecuteResponse {
                 execution_id: receipt.execution_id.hyphenated().to_string(),
                 ciphertext: Base64(receipt.ciphertext.to_vec()),
@@ -621,7 +503,7 @@ mod tests {
             assert_eq!(exact, Some(expected.len() as u64), "{len}");
 
             let (exact, binary) =
-                body_of(execute_response(&receipt, BodyFormat::Binary).unwrap()).await;
+                body_of(execute_response(receipt.clone(), BodyFormat::Binary).unwrap()).await;
             let expected = binary::ExecuteAnswer {
                 execution_id: receipt.execution_id,
                 log_index: receipt.log_index,

@@ -15,12 +15,14 @@
 //! - `middleware`: the layers before the handlers (ids, spans, metrics, sizes,
 //!   tokens, rates, fallbacks).
 //! - `forwarded`: the client's address behind trusted proxies.
+//! - `answer_stream`: a kept async answer's body, streamed piece by piece.
 //! - Handlers, by resource: `sessions`, `executions`, `keys`, `log`,
 //!   `operations` (`/health`, `/metrics`); `playground`, the static page at
 //!   `/playground/` when `playground: true`.
 
 #![forbid(unsafe_code)]
 
+mod answer_stream;
 mod error;
 mod executions;
 mod extract;

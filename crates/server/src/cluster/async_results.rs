@@ -2,15 +2,20 @@
 //! replica can be fetched from any.
 //!
 //! [`PgAsyncResults`] keeps embedded mode's in-memory store for the executions
-//! of its own process (the bounds of `execution.max_async_pending` and
-//! `execution.async_results_bytes` are therefore per replica, and its own
-//! executions are answered without the database), and mirrors every change to
-//! the `async_results` table in order, through one writer task: registration
-//! (queued), running, finished (the sealed receipt's fields, or why it is
-//! withheld). Only what the in-memory store keeps is written: the receipt is
+//! of its own process (the bounds of `execution.max_async_pending`,
+//! `execution.async_results_bytes` and its per-client share are therefore per
+//! replica, and its own executions are answered without the database), and
+//! mirrors every change to the `async_results` table in order, through one
+//! writer task: registration (queued), running, finished (the sealed receipt's
+//! fields, or why it is withheld). Only what the in-memory store keeps is written: the receipt is
 //! sealed to its client; no plaintext reaches the database. `get` for an id this
-//! process does not hold reads the row, with the same scope check and
-//! retention.
+//! process does not hold reads the row's fixed fields, with the same scope check
+//! and retention, and the sealed result is then read in pieces of
+//! [`PIECE_BYTES`] as its body is sent (`substring` per piece), so that a reader
+//! on a replica holds one piece, not the answer, and the database reads no
+//! more than that per query. A sealed result is incompressible, so PostgreSQL
+//! keeps it uncompressed out of line, where `substring` fetches only the
+//! chunks it needs.
 //!
 //! A `202` is sent only once the registration row is committed
 //! (`AsyncResultStore::published`), so the client may ask any replica at once.
@@ -28,12 +33,18 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Cluster, DbError, unix_millis};
-use crate::access::Scope;
+use crate::access::{ClientKey, Scope};
 use crate::async_results::{
-    AsyncCounts, AsyncFull, AsyncResultStore, MemoryStore, Unavailable, View, Withheld,
+    Answer, AnswerPieces, AsyncCounts, AsyncFull, AsyncResultStore, MemoryStore, SharedAnswer,
+    Unavailable, View, Withheld,
 };
 use crate::execution::ExecutionReceipt;
 use wasm_hypervisor_protocol::payload::Status;
+
+/// The bytes of a sealed result one query reads for a reader on another
+/// replica: 192 KiB, a multiple of 3 (see [`AnswerPieces::piece_bytes`]), so
+/// that a 64 MiB answer is some 350 queries and a reader holds no more.
+pub const PIECE_BYTES: usize = 192 << 10;
 
 /// How often a failed write is tried again, and expired rows deleted.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -142,16 +153,17 @@ impl PgAsyncResults {
 
 #[async_trait::async_trait]
 impl AsyncResultStore for PgAsyncResults {
-    fn try_reserve(&self) -> Result<(), AsyncFull> {
-        self.local.try_reserve()
+    fn try_reserve(&self, client: ClientKey) -> Result<(), AsyncFull> {
+        self.local.try_reserve(client)
     }
 
-    fn release(&self) {
-        self.local.release()
+    fn release(&self, client: ClientKey) {
+        self.local.release(client)
     }
 
-    fn register(&self, id: Uuid, scope: Scope) {
-        self.local.register(id, scope);
+    fn register(&self, id: Uuid, client: ClientKey, answer_bound: u64) -> Result<(), AsyncFull> {
+        self.local.register(id, client, answer_bound)?;
+        let scope = Scope::of(client);
         let (committed, commit) = oneshot::channel();
         PgAsyncResults::lock(&self.scopes).insert(id, scope);
         PgAsyncResults::lock(&self.commits).insert(id, commit);
@@ -160,6 +172,7 @@ impl AsyncResultStore for PgAsyncResults {
             scope,
             committed,
         });
+        Ok(())
     }
 
     fn mark_running(&self, id: Uuid) {
@@ -209,7 +222,7 @@ impl AsyncResultStore for PgAsyncResults {
                 client
                     .query_opt(
                         "SELECT scope, state, log_index, commitment, leaf_signature, \
-                                ciphertext, status \
+                                octet_length(ciphertext), status \
                          FROM async_results WHERE id = $1 AND expires_ms > $2",
                         &[&id, &now_ms],
                     )
@@ -231,8 +244,8 @@ impl AsyncResultStore for PgAsyncResults {
             QUEUED => View::Queued,
             RUNNING => View::Running,
             WITHHELD_LOG => View::Withheld(Withheld::LogUnavailable),
-            DONE => match receipt_from_row(id, &row) {
-                Some(receipt) => View::Done(Arc::new(receipt)),
+            DONE => match answer_from_row(id, &row, &self.cluster) {
+                Some(answer) => View::Done(Answer::Shared(answer)),
                 None => {
                     tracing::error!(execution_id = %id, "a stored async answer is malformed");
                     View::Withheld(Withheld::Internal)
@@ -326,7 +339,7 @@ async fn apply(cluster: &Cluster, write: &Write, retention: Duration) -> Result<
                     i64::try_from(receipt.log_index).ok(),
                     Some(receipt.commitment.to_vec()),
                     Some(receipt.leaf_signature.clone()),
-                    Some(receipt.ciphertext.to_vec()),
+                    Some(receipt.ciphertext.as_ref()),
                     Some(receipt.status.as_str().to_owned()),
                 ),
                 Err(Withheld::LogUnavailable) => (WITHHELD_LOG, None, None, None, None, None),
@@ -371,21 +384,75 @@ fn scope_bytes(scope: Scope) -> Vec<u8> {
     }
 }
 
-fn receipt_from_row(id: Uuid, row: &tokio_postgres::Row) -> Option<ExecutionReceipt> {
+/// A finished row's answer, its sealed result left in the database; `None` for
+/// a row that lacks a field or holds one out of range.
+fn answer_from_row(id: Uuid, row: &tokio_postgres::Row, cluster: &Cluster) -> Option<SharedAnswer> {
     let log_index: Option<i64> = row.get(2);
     let commitment: Option<Vec<u8>> = row.get(3);
     let leaf_signature: Option<Vec<u8>> = row.get(4);
-    let ciphertext: Option<Vec<u8>> = row.get(5);
+    let ciphertext_bytes: Option<i32> = row.get(5);
     let status: Option<String> = row.get(6);
+    // Written with the answer; checked so that a row another version wrote
+    // wrongly is refused here rather than sent.
     let status = status?;
-    Some(ExecutionReceipt {
+    Status::ALL
+        .iter()
+        .find(|candidate| candidate.as_str() == status)?;
+    Some(SharedAnswer {
         execution_id: id,
-        ciphertext: ciphertext?.into(),
         commitment: commitment?.try_into().ok()?,
         log_index: u64::try_from(log_index?).ok()?,
         leaf_signature: leaf_signature?,
-        status: *Status::ALL
-            .iter()
-            .find(|candidate| candidate.as_str() == status)?,
+        ciphertext_bytes: u64::try_from(ciphertext_bytes?).ok()?,
+        pieces: Arc::new(PgPieces {
+            cluster: cluster.clone(),
+            id,
+        }),
     })
+}
+
+/// The sealed result of the finished row `id`, read piece by piece.
+struct PgPieces {
+    cluster: Cluster,
+    id: Uuid,
+}
+
+#[async_trait::async_trait]
+impl AnswerPieces for PgPieces {
+    async fn read(&self, offset: u64, len: usize) -> Result<bytes::Bytes, Unavailable> {
+        let id = self.id;
+        // `substring` counts from 1; a bytea is at most 1 GB, so both fit.
+        let (Ok(from), Ok(count)) = (i32::try_from(offset + 1), i32::try_from(len)) else {
+            return Err(Unavailable);
+        };
+        let row = self
+            .cluster
+            .run(|client| async move {
+                client
+                    .query_opt(
+                        "SELECT substring(ciphertext FROM $2 FOR $3) \
+                         FROM async_results WHERE id = $1 AND state = $4",
+                        &[&id, &from, &count, &DONE],
+                    )
+                    .await
+            })
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "reading an async answer failed");
+                Unavailable
+            })?;
+        let piece: Option<Vec<u8>> = row.and_then(|row| row.get(0));
+        match piece {
+            Some(piece) if piece.len() == len => Ok(piece.into()),
+            // Swept (or rewritten) while it was being sent.
+            _ => {
+                tracing::warn!(execution_id = %id, "an async answer went away while it was sent");
+                Err(Unavailable)
+            }
+        }
+    }
+
+    fn piece_bytes(&self) -> usize {
+        PIECE_BYTES
+    }
 }
