@@ -1077,11 +1077,24 @@ impl Cluster {
 
     /// Rows in `sessions` that have not expired.
     fn live_sessions(&self) -> u64 {
-        self.sql
-            .run("SELECT count(*) FROM sessions WHERE expires_ms > (extract(epoch FROM now()) * 1000)::bigint")
-            .trim()
-            .parse()
-            .unwrap()
+        live_sessions(&self.sql)
+    }
+}
+
+/// Rows in `sessions` of the database `sql` runs in that have not expired.
+fn live_sessions(sql: &Sql) -> u64 {
+    sql.run("SELECT count(*) FROM sessions WHERE expires_ms > (extract(epoch FROM now()) * 1000)::bigint")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sets its flag to false when dropped, also by a failed assertion's unwinding.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -1113,15 +1126,15 @@ async fn concurrent_batches_from_many_clients_over_two_replicas_never_pass_max_p
             ("WASM_HYPERVISOR_CLIENTS__TRUSTED_PROXIES", "[127.0.0.1]"),
         ],
     );
-    let cluster = Arc::new(cluster);
-    // Counts the table, over and over, while the batches come in.
-    let flooding = Arc::new(AtomicBool::new(true));
+    // Counts the table, over and over, while the batches come in (until the
+    // flood ends, or the test fails: the replicas are then stopped as usual).
+    let flooding = ClearOnDrop(Arc::new(AtomicBool::new(true)));
     let sampler = {
-        let (cluster, flooding) = (cluster.clone(), flooding.clone());
+        let (sql, flooding) = (cluster.sql.clone(), flooding.0.clone());
         std::thread::spawn(move || {
             let mut most = 0;
             while flooding.load(Ordering::SeqCst) {
-                most = most.max(cluster.live_sessions());
+                most = most.max(live_sessions(&sql));
             }
             most
         })
@@ -1151,7 +1164,7 @@ async fn concurrent_batches_from_many_clients_over_two_replicas_never_pass_max_p
             "round {round}: {live} sessions pending"
         );
     }
-    flooding.store(false, Ordering::SeqCst);
+    drop(flooding);
     let most = sampler.join().unwrap();
     eprintln!(
         "{} batches of {BATCHES:?}: {} issued, {} refused; at most {most} sessions pending",
