@@ -1135,3 +1135,191 @@ async fn a_replica_sends_another_replicas_answer_in_pieces_byte_for_byte_to_a_bo
     drop(readers);
     assert_eq!(cluster.stop_and_check_log(&identity).await, 1);
 }
+
+impl Cluster {
+    /// `count` replicas on a fresh database, each with `extra` in its
+    /// environment too.
+    fn start_with(count: usize, extra: &[(&str, &str)]) -> Cluster {
+        let (url, sql) = postgres::shared().database_with_sql();
+        let mut cluster = Cluster::empty(url, sql);
+        for _ in 0..count {
+            let key_file = cluster.key_file();
+            let data_dir = DataDir::new();
+            let mut env = replica_env(&cluster.url, &key_file, ORIGIN);
+            env.extend_from_slice(extra);
+            let process = ServerProcess::start_with(&data_dir.path, &[], &env);
+            let client = Client::new(&process.base, None);
+            cluster.replicas.push(Replica {
+                process,
+                data_dir,
+                client,
+            });
+        }
+        cluster
+    }
+
+    /// Rows in `sessions` that have not expired.
+    fn live_sessions(&self) -> u64 {
+        live_sessions(&self.sql)
+    }
+}
+
+/// Rows in `sessions` of the database `sql` runs in that have not expired.
+fn live_sessions(sql: &Sql) -> u64 {
+    sql.run("SELECT count(*) FROM sessions WHERE expires_ms > (extract(epoch FROM now()) * 1000)::bigint")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sets its flag to false when dropped, also by a failed assertion's unwinding.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// `POST /sessions {"count": count}` at `base` as the client at `address`,
+/// forwarded by the trusted proxy at 127.0.0.1: the answer's status.
+async fn open_batch_as(http: &reqwest::Client, base: &str, address: &str, count: usize) -> u16 {
+    http.post(format!("{base}/sessions"))
+        .header("x-forwarded-for", address)
+        .json(&serde_json::json!({ "count": count }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_batches_from_many_clients_over_two_replicas_never_pass_max_pending_and_a_fresh_client_is_served()
+ {
+    const MAX_PENDING: u64 = 200;
+    const CLIENTS_PER_ROUND: usize = 32;
+    // Batches of 64 (the attack's) fill the pool; batches of 8 from new clients
+    // then make room by evicting, all at once, on both replicas.
+    const BATCHES: [usize; 4] = [64, 8, 64, 8];
+    let cluster = Cluster::start_with(
+        2,
+        &[
+            ("WASM_HYPERVISOR_SESSIONS__MAX_PENDING", "200"),
+            ("WASM_HYPERVISOR_CLIENTS__TRUSTED_PROXIES", "[127.0.0.1]"),
+        ],
+    );
+    // Counts the table, over and over, while the batches come in (until the
+    // flood ends, or the test fails: the replicas are then stopped as usual).
+    let flooding = ClearOnDrop(Arc::new(AtomicBool::new(true)));
+    let sampler = {
+        let (sql, flooding) = (cluster.sql.clone(), flooding.0.clone());
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while flooding.load(Ordering::SeqCst) {
+                most = most.max(live_sessions(&sql));
+            }
+            most
+        })
+    };
+    let http = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for (round, batch) in BATCHES.into_iter().enumerate() {
+        // Every client of a round is new, holds nothing, and sends one batch at
+        // once with the others, half of them to each replica.
+        let batches: Vec<_> = (0..CLIENTS_PER_ROUND)
+            .map(|index| {
+                let (http, base) = (
+                    http.clone(),
+                    cluster.replicas[index % 2].process.base.clone(),
+                );
+                tokio::spawn(async move {
+                    open_batch_as(&http, &base, &format!("10.9.{round}.{index}"), batch).await
+                })
+            })
+            .collect();
+        for batch in batches {
+            answers.push(batch.await.unwrap());
+        }
+        let live = cluster.live_sessions();
+        assert!(
+            live <= MAX_PENDING,
+            "round {round}: {live} sessions pending"
+        );
+    }
+    drop(flooding);
+    let most = sampler.join().unwrap();
+    eprintln!(
+        "{} batches of {BATCHES:?}: {} issued, {} refused; at most {most} sessions pending",
+        answers.len(),
+        answers.iter().filter(|&&status| status == 201).count(),
+        answers.iter().filter(|&&status| status != 201).count(),
+    );
+    assert!(most <= MAX_PENDING, "{most} sessions pending at once");
+    assert!(
+        answers.iter().all(|&status| status == 201 || status == 503),
+        "{answers:?}"
+    );
+
+    // The pool is full of the flood's sessions: a fresh client, on either
+    // replica, takes the place of the largest holder's oldest one.
+    for (index, replica) in cluster.replicas.iter().enumerate() {
+        let status =
+            open_batch_as(&http, &replica.process.base, &format!("10.8.0.{index}"), 1).await;
+        assert_eq!(status, 201, "a fresh client on replica {index}");
+    }
+    assert!(cluster.live_sessions() <= MAX_PENDING);
+}
+
+/// Live sessions in the cluster's database held by the client at the IPv4
+/// `address` (the `client` column: 4, then the address's octets).
+fn held_by(cluster: &Cluster, address: &str) -> u64 {
+    let octets: std::net::Ipv4Addr = address.parse().unwrap();
+    let key = hex::encode([&[4u8][..], &octets.octets()].concat());
+    cluster
+        .sql
+        .run(&format!(
+            "SELECT count(*) FROM sessions WHERE client = '\\x{key}'::bytea \
+             AND expires_ms > (extract(epoch FROM now()) * 1000)::bigint"
+        ))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_cluster_pool_makes_room_from_the_largest_holder_only_if_it_holds_more_all_or_nothing()
+ {
+    let cluster = Cluster::start_with(
+        2,
+        &[
+            ("WASM_HYPERVISOR_SESSIONS__MAX_PENDING", "4"),
+            ("WASM_HYPERVISOR_CLIENTS__TRUSTED_PROXIES", "[127.0.0.1]"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let on = |replica: usize| cluster.replicas[replica].process.base.clone();
+    let (a, b, c, d) = ("10.7.0.1", "10.7.0.2", "10.7.0.3", "10.7.0.4");
+    let holdings = || [a, b, c, d].map(|client| held_by(&cluster, client));
+    assert_eq!(open_batch_as(&http, &on(0), a, 3).await, 201);
+    assert_eq!(open_batch_as(&http, &on(1), b, 1).await, 201);
+    assert_eq!(holdings(), [3, 1, 0, 0], "the pool is full");
+
+    // C holds less than A, the largest holder, twice: A gives up a session each
+    // time, on either replica; B, which holds no more than C, keeps its one.
+    assert_eq!(open_batch_as(&http, &on(1), c, 1).await, 201);
+    assert_eq!(holdings(), [2, 1, 1, 0]);
+    assert_eq!(open_batch_as(&http, &on(0), c, 1).await, 201);
+    assert_eq!(holdings(), [1, 1, 2, 0]);
+    // Now no one holds more than C: refused, nothing evicted.
+    assert_eq!(open_batch_as(&http, &on(1), c, 1).await, 503);
+    assert_eq!(holdings(), [1, 1, 2, 0]);
+
+    // D's batch of two: the first place would come from C (2 > 0), the second
+    // from no one (nobody holds more than the 1 D would hold by then): the
+    // batch is refused whole, and C keeps both.
+    assert_eq!(open_batch_as(&http, &on(1), d, 2).await, 503);
+    assert_eq!(holdings(), [1, 1, 2, 0]);
+    assert_eq!(open_batch_as(&http, &on(0), d, 1).await, 201);
+    assert_eq!(holdings(), [1, 1, 1, 1]);
+}

@@ -4,9 +4,11 @@
 //! fault is cached by hash, and each client has a budget of compile time. In every
 //! case another client's cached module is still served.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wasm_hypervisor_protocol::payload::{ExecutionRequest, Status};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, ExecutionResult, Status};
 use wasm_hypervisor_server::config::{Bounded, CompileSlots, Secs};
 
 use crate::helpers::{TestApp, example, load_heavy_test, request};
@@ -284,6 +286,130 @@ async fn a_client_past_its_compile_budget_runs_cached_modules_but_compiles_nothi
     assert_eq!(refused.status, Status::InvalidModule, "{error}");
     assert!(error.contains("compilation budget"), "{error}");
     assert!(error.contains("retry an uncached module in"), "{error}");
+    cached_hello_completes(&app).await;
+    app.stop_and_verify_log().await;
+}
+
+/// The compile workers whose command line ends with `memory_bytes` (a value only
+/// one test configures), with the CPU time each has used so far.
+fn workers_with_memory(memory_bytes: u64) -> Vec<(u32, Duration)> {
+    let marker = memory_bytes.to_string();
+    let ticks = rustix::param::clock_ticks_per_second();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+            let ours = args.get(1) == Some(&&b"compile-worker"[..])
+                && args.get(4) == Some(&marker.as_bytes());
+            if !ours {
+                return None;
+            }
+            // utime and stime: the 14th and 15th fields, the 12th and 13th after
+            // the command name's closing parenthesis.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let used: u64 =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some((pid, Duration::from_millis(used * 1000 / ticks)))
+        })
+        .collect()
+}
+
+/// Stands in for the out-of-memory killer: on a thread of its own, sends
+/// SIGKILL to up to `kills` compile workers marked by `memory_bytes`, each once
+/// it has compiled for 100 ms of CPU, until `stop` is set. Returns how many it
+/// killed.
+fn kill_workers(
+    memory_bytes: u64,
+    kills: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut killed = Vec::new();
+        while killed.len() < kills && !stop.load(Ordering::SeqCst) {
+            for (pid, used) in workers_with_memory(memory_bytes) {
+                if used >= Duration::from_millis(100) && !killed.contains(&pid) {
+                    let sent = std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status()
+                        .unwrap();
+                    assert!(sent.success(), "kill -KILL {pid}");
+                    killed.push(pid);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        killed.len()
+    })
+}
+
+/// Runs `request` while up to `kills` of its compile workers are killed from
+/// outside; the result and how many were killed.
+async fn execute_while_killing(
+    app: &TestApp,
+    request: &ExecutionRequest,
+    memory_bytes: u64,
+    kills: usize,
+) -> (ExecutionResult, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = kill_workers(memory_bytes, kills, stop.clone());
+    let result = app.execute(request).await.result;
+    stop.store(true, Ordering::SeqCst);
+    (result, killer.join().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compile_worker_killed_from_outside_is_retried_once_and_never_cached_as_the_modules_fault()
+ {
+    let _turn = load_heavy_test().await;
+    // An address-space bound no other test sets: it names this test's workers
+    // on their command line.
+    const MARKER: u64 = (3 << 30) + 8_025;
+    let app = TestApp::spawn_with(|config| {
+        config.execution.compile_memory_bytes = Bounded::constant::<MARKER>();
+        config.execution.compile_timeout_secs = Secs::constant::<60>();
+    })
+    .await;
+    // Compiles in well under its 60 s of CPU, and long enough to be killed
+    // while it compiles.
+    let slow = request(&slow_module(1, salt()));
+
+    // Killed, and killed again when retried: a failure of the server, worth
+    // retrying, and not the CPU bound the module never came near.
+    let (first, kills) = execute_while_killing(&app, &slow, MARKER, 2).await;
+    let error = error_of(first.status, &first.error);
+    assert!(!error.contains("CPU time"), "{error}");
+    assert_eq!(
+        kills, 2,
+        "the worker was killed, and once more when retried"
+    );
+    assert_eq!(first.status, Status::InvalidModule, "{error}");
+    assert!(error.contains("killed"), "{error}");
+    assert!(error.contains("retry later"), "{error}");
+    assert_eq!(app.executor.compilations_running(), 0);
+
+    // Not cached: the same bytes compile again; killed once, the retry compiles
+    // and the module runs.
+    let (_, misses) = app.executor.module_cache_stats();
+    let (second, kills) = execute_while_killing(&app, &slow, MARKER, 1).await;
+    assert_eq!(kills, 1);
+    assert_eq!(
+        second.status,
+        Status::Completed,
+        "{}",
+        error_of(second.status, &second.error)
+    );
+    assert_eq!(app.executor.module_cache_stats().1, misses + 1, "compiled");
+
+    // Now cached, as a module that compiles.
+    let (hits, misses) = app.executor.module_cache_stats();
+    let third = app.execute(&slow).await.result;
+    assert_eq!(third.status, Status::Completed);
+    assert_eq!(app.executor.module_cache_stats(), (hits + 1, misses));
     cached_hello_completes(&app).await;
     app.stop_and_verify_log().await;
 }

@@ -12,11 +12,22 @@
 //!
 //! # Bounds
 //! `sessions.max_pending` and `sessions.max_pending_per_client` bound the live
-//! rows of the whole cluster (one statement counts them and inserts only if the
-//! batch fits; replicas issuing at the very same moment may overshoot by their
-//! concurrent batches). A full pool refuses (503 `too_many_sessions`); unlike
-//! embedded mode it evicts no one. Key pairs are generated before the count, so
-//! a refusal costs them.
+//! rows of the whole cluster, with embedded mode's rules (`session`'s module
+//! doc): a client's share first, then the pool; a full pool makes room for a
+//! batch as that many single requests would, each place taken from the oldest
+//! session of the largest holder if it holds more than the asker would by then
+//! (among equals, the one whose oldest session is the oldest), all or nothing.
+//!
+//! Why it is race-free: issuing is one transaction that first takes
+//! [`ISSUE_LOCK`], a transaction-scoped advisory lock, so issues from every
+//! replica and connection run one at a time; the statements after it (READ
+//! COMMITTED: each takes its snapshot when it starts, after the lock was
+//! granted) see every earlier issue's commit. Only an issue adds rows, so the
+//! count it reads can only fall (a use, a sweep) before it commits: what it
+//! inserts fits. One statement alone cannot do it: its snapshot would be taken
+//! before the lock is granted. The lock is held for two or three statements and
+//! the commit; uses and sweeps do not take it. Key pairs are generated before
+//! the lock, so a refusal costs them.
 //!
 //! # Expiry
 //! A session past `expires_ms` is unknown (`take` and `is_live` check it); each
@@ -34,7 +45,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::wrap::{CLOCK_MARGIN, WrapKeys};
-use super::{Cluster, DbError, unix_millis};
+use super::{Cluster, DbError, OPERATION_TIMEOUT, unix_millis};
 use crate::access::ClientKey;
 use crate::envelope::{self, Provider, SessionSecret};
 use crate::keys::ServerKey;
@@ -42,6 +53,52 @@ use crate::session::{IssuedSession, SessionError, SessionStore};
 
 /// How often a replica deletes expired sessions and epoch keys.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The advisory lock every issue takes, for its transaction: "wasmhses" as a
+/// big-endian integer.
+const ISSUE_LOCK: i64 = 0x7761_736d_6873_6573;
+
+/// The sessions that make room for a batch, in the order single requests would
+/// evict them: each live session of a client other than the asker (`$2`) that
+/// holds more than the asker (`$3`), with `held_then`, what its client holds when
+/// it is its turn to give that session up (its oldest then). Ordered as embedded
+/// mode picks its victims: the largest holder first, among equals the one whose
+/// oldest session is the oldest (then by client), and within a client oldest
+/// first (the sessions of one batch expire together and are equally old: by
+/// id). Taking these in order is exactly repeating "evict the largest holder's
+/// oldest": each client's `held_then` falls by one per session.
+const VICTIMS: &str = "\
+    WITH holders AS (\
+        SELECT client, count(*) AS held FROM sessions \
+        WHERE expires_ms > $1 AND client <> $2 \
+        GROUP BY client HAVING count(*) > $3::bigint), \
+    ranked AS (\
+        SELECT s.id, s.client, s.expires_ms, \
+               h.held + 1 - row_number() OVER (\
+                   PARTITION BY s.client ORDER BY s.expires_ms, s.id) AS held_then \
+        FROM sessions s JOIN holders h USING (client) \
+        WHERE s.expires_ms > $1) \
+    SELECT id, held_then FROM ranked \
+    ORDER BY held_then DESC, expires_ms, client DESC \
+    LIMIT $4::bigint";
+
+/// Deletes the victims (`$1`) and inserts the batch, in one statement.
+const EVICT_AND_INSERT: &str = "\
+    WITH evicted AS (DELETE FROM sessions WHERE id = ANY($1::uuid[])) \
+    INSERT INTO sessions (id, epoch, wrapped_seed, expires_ms, client) \
+    SELECT batch.id, batch.epoch, batch.wrapped, batch.expires, $6 \
+    FROM unnest($2::uuid[], $3::bigint[], $4::bytea[], $5::bigint[]) \
+         AS batch(id, epoch, wrapped, expires)";
+
+/// What an issue's transaction decided.
+enum Issue {
+    /// Inserted; the cluster's live sessions now.
+    Issued { pending: i64 },
+    /// The client's share cannot take the batch; its oldest session's expiry.
+    ShareReached { my_oldest: Option<i64> },
+    /// The pool cannot make room; the pool's oldest session's expiry.
+    PoolFull { oldest: Option<i64> },
+}
 
 /// The bounds of the cluster's pending sessions.
 #[derive(Debug, Clone, Copy)]
@@ -165,66 +222,129 @@ impl PgSessionStore {
         let max_pending = self.limits.max_pending as i64;
         let share = self.limits.max_pending_per_client as i64;
         let statement_ids = ids.clone();
-        // One statement: count the live sessions (all, and the client's), and
-        // insert the batch only if it fits under both bounds.
-        let row = self
+        let issue = self
             .cluster
-            .run(|db| async move {
-                db.query_one(
-                    "WITH live AS (\
-                        SELECT count(*) AS total, \
-                               count(*) FILTER (WHERE client = $5) AS mine, \
-                               min(expires_ms) AS oldest, \
-                               min(expires_ms) FILTER (WHERE client = $5) AS my_oldest \
-                        FROM sessions WHERE expires_ms > $6), \
-                     inserted AS (\
-                        INSERT INTO sessions (id, epoch, wrapped_seed, expires_ms, client) \
-                        SELECT batch.id, batch.epoch, batch.wrapped, batch.expires, $5 \
-                        FROM unnest($1::uuid[], $2::bigint[], $3::bytea[], $4::bigint[]) \
-                             AS batch(id, epoch, wrapped, expires), live \
-                        WHERE live.total + $7::bigint <= $8::bigint \
-                              AND ($9::bigint = 0 OR live.mine + $7::bigint <= $9::bigint) \
-                        RETURNING 1) \
-                     SELECT (SELECT count(*) FROM inserted), total, mine, oldest, my_oldest \
-                     FROM live",
-                    &[
-                        &statement_ids,
-                        &epochs,
-                        &wrapped,
-                        &expiries,
-                        &client_bytes,
-                        &now_ms,
-                        &wanted,
-                        &max_pending,
-                        &share,
-                    ],
-                )
-                .await
+            .run(|mut db| async move {
+                let transaction = db.transaction().await?;
+                transaction
+                    .batch_execute(&format!(
+                        "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({ISSUE_LOCK})",
+                        (OPERATION_TIMEOUT - Duration::from_millis(500)).as_millis()
+                    ))
+                    .await?;
+                // Statements of their own, after the lock: their snapshots see
+                // every earlier issue's commit (module doc).
+                //
+                // First, the common case in one statement: count the live
+                // sessions (all, and the client's), and insert the batch if it
+                // fits under both bounds.
+                let row = transaction
+                    .query_one(
+                        "WITH live AS (\
+                            SELECT count(*) AS total, \
+                                   count(*) FILTER (WHERE client = $5) AS mine, \
+                                   min(expires_ms) AS oldest, \
+                                   min(expires_ms) FILTER (WHERE client = $5) AS my_oldest \
+                            FROM sessions WHERE expires_ms > $6), \
+                         inserted AS (\
+                            INSERT INTO sessions (id, epoch, wrapped_seed, expires_ms, client) \
+                            SELECT batch.id, batch.epoch, batch.wrapped, batch.expires, $5 \
+                            FROM unnest($1::uuid[], $2::bigint[], $3::bytea[], $4::bigint[]) \
+                                 AS batch(id, epoch, wrapped, expires), live \
+                            WHERE live.total + $7::bigint <= $8::bigint \
+                                  AND ($9::bigint = 0 OR live.mine + $7::bigint <= $9::bigint) \
+                            RETURNING 1) \
+                         SELECT (SELECT count(*) FROM inserted), total, mine, oldest, my_oldest \
+                         FROM live",
+                        &[
+                            &statement_ids,
+                            &epochs,
+                            &wrapped,
+                            &expiries,
+                            &client_bytes,
+                            &now_ms,
+                            &wanted,
+                            &max_pending,
+                            &share,
+                        ],
+                    )
+                    .await?;
+                let (inserted, total, mine, oldest, my_oldest): (
+                    i64,
+                    i64,
+                    i64,
+                    Option<i64>,
+                    Option<i64>,
+                ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+                if inserted == wanted {
+                    transaction.commit().await?;
+                    return Ok(Issue::Issued {
+                        pending: total + wanted,
+                    });
+                }
+                if share > 0 && mine + wanted > share {
+                    transaction.rollback().await?;
+                    return Ok(Issue::ShareReached { my_oldest });
+                }
+                // The pool lacks places: make them as single requests would,
+                // the k-th place lacking only from a client holding more than
+                // the asker would by then (`mine + free + k`).
+                let free = (max_pending - total).clamp(0, wanted);
+                let lacking = wanted - free;
+                let candidates = transaction
+                    .query(VICTIMS, &[&now_ms, &client_bytes, &mine, &lacking])
+                    .await?;
+                let victims: Vec<Uuid> = candidates
+                    .iter()
+                    .zip(0..)
+                    .take_while(|(row, place)| row.get::<_, i64>(1) > mine + free + place)
+                    .map(|(row, _)| row.get(0))
+                    .collect();
+                if victims.len() as i64 != lacking {
+                    // All or nothing: no one is evicted for a batch refused.
+                    transaction.rollback().await?;
+                    return Ok(Issue::PoolFull { oldest });
+                }
+                transaction
+                    .execute(
+                        EVICT_AND_INSERT,
+                        &[
+                            &victims,
+                            &statement_ids,
+                            &epochs,
+                            &wrapped,
+                            &expiries,
+                            &client_bytes,
+                        ],
+                    )
+                    .await?;
+                transaction.commit().await?;
+                Ok(Issue::Issued {
+                    pending: total - lacking + wanted,
+                })
             })
             .await
             .map_err(unavailable)?;
-        let (inserted, total, mine, oldest, my_oldest): (i64, i64, i64, Option<i64>, Option<i64>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        if inserted != wanted {
-            let retry_after = |expiry: Option<i64>| {
-                expiry.map_or(Duration::from_secs(1), |expiry| {
-                    Duration::from_millis(u64::try_from(expiry - now_ms).unwrap_or(0))
-                })
-            };
-            return Err(if share > 0 && mine + wanted > share {
-                SessionError::ClientShareReached {
+        let retry_after = |expiry: Option<i64>| {
+            expiry.map_or(Duration::from_secs(1), |expiry| {
+                Duration::from_millis(u64::try_from(expiry - now_ms).unwrap_or(0))
+            })
+        };
+        match issue {
+            Issue::Issued { pending } => self
+                .pending
+                .store(usize::try_from(pending).unwrap_or(0), Ordering::Relaxed),
+            Issue::ShareReached { my_oldest } => {
+                return Err(SessionError::ClientShareReached {
                     retry_after: retry_after(my_oldest),
-                }
-            } else {
-                SessionError::TooManyPending {
+                });
+            }
+            Issue::PoolFull { oldest } => {
+                return Err(SessionError::TooManyPending {
                     retry_after: retry_after(oldest),
-                }
-            });
+                });
+            }
         }
-        self.pending.store(
-            usize::try_from(total + wanted).unwrap_or(0),
-            Ordering::Relaxed,
-        );
         Ok(ids
             .into_iter()
             .zip(public_keys)

@@ -10,6 +10,13 @@
 //! runs away cannot be stopped; a process can, and the kernel enforces its limits
 //! however the compiler allocates.
 //!
+//! How a worker ended says whose fault it was ([`died`]): the CPU bound (the
+//! kernel's `SIGXCPU`, or `SIGKILL` once the worker's own CPU time, read before
+//! it is reaped, reached the bound), the memory bound, a crash, our own
+//! wall-clock kill, or a kill from outside (the out-of-memory killer, an
+//! operator). Only the first three are the module's, and cached; a worker
+//! killed from outside is started again once, then reported as retryable.
+//!
 //! At most `slots` compilations run at once, each on one core
 //! (`parallel_compilation(false)`), so the other cores keep running guests; how
 //! many may wait for one is bounded by the caller (`execution`'s compile tickets).
@@ -60,7 +67,7 @@ pub struct CompilerSettings {
 
 /// Why a module was not compiled (status `invalid_module`). The first group is
 /// the module's fault: the same bytes always fail the same way, so the refusal
-/// is cached by hash. The last three are the server's, retryable, and not cached.
+/// is cached by hash. The last four are the server's, retryable, and not cached.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CompileError {
     /// The header says neither core module nor component.
@@ -105,6 +112,13 @@ pub enum CompileError {
     /// The wall-clock bound passed (a busy machine, not the module's fault).
     #[error("the compilation did not finish within {wall_secs} s of wall-clock time; retry later")]
     WallClock { wall_secs: u64 },
+    /// The worker was killed by a signal that none of its bounds sends (the
+    /// out-of-memory killer, an operator), also when compiling again.
+    #[error(
+        "the compiler was killed from outside the server (signal {signal}), also when \
+         retried; retry later"
+    )]
+    Killed { signal: i32 },
     /// The worker, or loading its artifact, failed in a way that says nothing
     /// about the module.
     #[error("the compiler failed unexpectedly; retry later")]
@@ -124,9 +138,10 @@ impl CompileError {
             | CompileError::Memory { .. }
             | CompileError::Crashed
             | CompileError::Load(_) => true,
-            CompileError::CannotStart | CompileError::WallClock { .. } | CompileError::Failed => {
-                false
-            }
+            CompileError::CannotStart
+            | CompileError::WallClock { .. }
+            | CompileError::Killed { .. }
+            | CompileError::Failed => false,
         }
     }
 }
@@ -154,7 +169,10 @@ impl Compiler {
     }
 
     /// Waits for a slot, then compiles `bytes` in a worker under the CPU, memory
-    /// and wall-clock bounds.
+    /// and wall-clock bounds. A worker killed from outside is replaced once, in
+    /// the same slot: such a kill (the out-of-memory killer choosing the largest
+    /// process of a full machine, say) says nothing about the module, and the
+    /// user asked for a compilation, not for a retry of their own.
     pub async fn compile(&self, kind: TargetKind, bytes: &[u8]) -> Result<Artifact, CompileError> {
         let permit = self
             .slots
@@ -162,7 +180,17 @@ impl Compiler {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let compiled = self.run_worker(kind, bytes).await;
+        let mut compiled = self.run_worker(kind, bytes).await;
+        if let Err(CompileError::Killed { signal }) = compiled {
+            tracing::warn!(
+                signal,
+                "a compile worker was killed from outside; compiling again"
+            );
+            compiled = self.run_worker(kind, bytes).await;
+            if let Err(CompileError::Killed { signal }) = compiled {
+                tracing::error!(signal, "a compile worker was killed from outside twice");
+            }
+        }
         drop(permit);
         compiled
     }
@@ -189,6 +217,8 @@ impl Compiler {
                 tracing::error!(%error, program = %settings.program.display(), "cannot start a compile worker");
                 CompileError::CannotStart
             })?;
+        // Known until the child is reaped, which happens only in `wait` below.
+        let pid = child.id().and_then(|pid| i32::try_from(pid).ok());
         let mut stdin = child.stdin.take().expect("piped");
         let mut stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
@@ -209,18 +239,27 @@ impl Compiler {
             let read = stdout.read_to_end(&mut answer).await;
             let mut diagnostics = Vec::new();
             let _ = stderr.take(STDERR_KEPT).read_to_end(&mut diagnostics).await;
+            // Its CPU time is gone once it is reaped: read it from the zombie.
+            let cpu_used = match pid {
+                Some(pid) => tokio::task::spawn_blocking(move || cpu_time_at_exit(pid))
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
             let status = child.wait().await;
-            (read.map(|_| answer), diagnostics, status)
+            (read.map(|_| answer), diagnostics, status, cpu_used)
         };
-        let (answer, diagnostics, status) = match tokio::time::timeout(wall, exchange).await {
-            Ok(done) => done,
-            Err(_elapsed) => {
-                // Dropping the exchange drops the child, which kills it.
-                return Err(CompileError::WallClock {
-                    wall_secs: wall.as_secs(),
-                });
-            }
-        };
+        let (answer, diagnostics, status, cpu_used) =
+            match tokio::time::timeout(wall, exchange).await {
+                Ok(done) => done,
+                Err(_elapsed) => {
+                    // Dropping the exchange drops the child, which kills it.
+                    return Err(CompileError::WallClock {
+                        wall_secs: wall.as_secs(),
+                    });
+                }
+            };
         let status = status.map_err(|_| CompileError::Failed)?;
         if status.success() {
             let answer = answer.unwrap_or_default();
@@ -232,14 +271,63 @@ impl Compiler {
                 _ => Err(CompileError::Failed),
             };
         }
-        Err(died(status, &diagnostics, cpu_secs, settings.memory_bytes))
+        Err(died(
+            status,
+            &diagnostics,
+            cpu_used,
+            cpu_secs,
+            settings.memory_bytes,
+        ))
     }
 }
 
-/// What a worker's death says about the module.
+/// Waits until the worker `pid` has exited, without reaping it (`WNOWAIT`), and
+/// returns the CPU time it used (user and system, all its threads), which
+/// `/proc` keeps for a zombie. `None` if it cannot be read.
+fn cpu_time_at_exit(pid: i32) -> Option<Duration> {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let pid = Pid::from_raw(pid)?;
+    loop {
+        match waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return None,
+            Ok(_) => break,
+        }
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_time_in_stat(&stat, rustix::param::clock_ticks_per_second())
+}
+
+/// `utime + stime` of a `/proc/PID/stat` line (proc(5): fields 14 and 15, in
+/// clock ticks). The command name, field 2, may hold spaces and parentheses, so
+/// fields are counted after its last `)`.
+fn cpu_time_in_stat(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    let ticks = user.checked_add(system)?;
+    Some(Duration::from_millis(
+        ticks.checked_mul(1000)? / ticks_per_second.max(1),
+    ))
+}
+
+/// What a worker's death by `status` says about the module. `cpu_used` is the
+/// worker's CPU time as it exited, if it could be read.
+///
+/// The signals tell the causes apart: the CPU bound sends `SIGXCPU` at
+/// `cpu_secs` (the soft limit) and `SIGKILL` a second later (the hard limit);
+/// the memory bound makes the allocator abort or the stack fault; our own
+/// wall-clock kill never gets here (the exchange is dropped). Any other signal,
+/// and a `SIGKILL` before the worker used its CPU time, came from outside (the
+/// out-of-memory killer sends `SIGKILL`): the server's failure, not the module's.
 fn died(
     status: std::process::ExitStatus,
     diagnostics: &[u8],
+    cpu_used: Option<Duration>,
     cpu_secs: u64,
     memory_bytes: u64,
 ) -> CompileError {
@@ -251,15 +339,28 @@ fn died(
         || text.contains("out of memory")
         || text.contains("Cannot allocate memory")
         || status.signal() == Some(SIGSEGV);
+    let cpu_spent = cpu_used.is_some_and(|used| used >= Duration::from_secs(cpu_secs));
     match status.signal() {
-        // RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one.
-        Some(SIGXCPU | SIGKILL) => CompileError::CpuTime { cpu_secs },
-        _ if out_of_memory => CompileError::Memory { memory_bytes },
-        Some(_) => {
-            // An abort without an allocation failure: a compiler bug this module
-            // triggers, every time.
+        Some(SIGXCPU) => CompileError::CpuTime { cpu_secs },
+        Some(SIGKILL) if cpu_spent => CompileError::CpuTime { cpu_secs },
+        Some(SIGABRT | SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGTRAP | SIGSYS) | None
+            if out_of_memory =>
+        {
+            CompileError::Memory { memory_bytes }
+        }
+        Some(SIGABRT | SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGTRAP | SIGSYS) => {
+            // A signal the worker brings on itself, without an allocation
+            // failure: a compiler bug this module triggers, every time.
             tracing::error!(?status, "a compile worker died");
             CompileError::Crashed
+        }
+        Some(signal) => {
+            tracing::warn!(
+                signal,
+                cpu_ms = cpu_used.map(|used| used.as_millis() as u64),
+                "a compile worker was killed by a signal none of its bounds sends"
+            );
+            CompileError::Killed { signal }
         }
         None => {
             tracing::error!(?status, "a compile worker failed");
@@ -268,9 +369,16 @@ fn died(
     }
 }
 
-const SIGXCPU: i32 = 24;
-const SIGSEGV: i32 = 11;
+// Linux's signal numbers (signal(7), x86 and ARM alike).
+const SIGILL: i32 = 4;
+const SIGTRAP: i32 = 5;
+const SIGABRT: i32 = 6;
+const SIGBUS: i32 = 7;
+const SIGFPE: i32 = 8;
 const SIGKILL: i32 = 9;
+const SIGSEGV: i32 = 11;
+const SIGXCPU: i32 = 24;
+const SIGSYS: i32 = 31;
 
 /// The worker's side: `PROGRAM compile-worker module|component CPU_SECS
 /// MEMORY_BYTES`, module bytes on stdin, the answer on stdout. Sets its own
@@ -392,6 +500,7 @@ mod tests {
         assert!(CompileError::NotWasm.is_cacheable());
         assert!(!CompileError::CannotStart.is_cacheable());
         assert!(!CompileError::WallClock { wall_secs: 8 }.is_cacheable());
+        assert!(!CompileError::Killed { signal: 9 }.is_cacheable());
         assert!(!CompileError::Failed.is_cacheable());
         assert_eq!(
             CompileError::CpuTime { cpu_secs: 1 }.to_string(),
@@ -405,5 +514,105 @@ mod tests {
             "compiling the module needed more than 67108864 bytes of memory \
              (execution.compile_memory_bytes)"
         );
+    }
+
+    /// How a worker that ended with the raw wait status `raw` is judged, with
+    /// `cpu_ms` of CPU used against a bound of 60 s.
+    fn judged(raw: i32, diagnostics: &str, cpu_ms: Option<u64>) -> CompileError {
+        use std::os::unix::process::ExitStatusExt;
+        died(
+            std::process::ExitStatus::from_raw(raw),
+            diagnostics.as_bytes(),
+            cpu_ms.map(Duration::from_millis),
+            60,
+            1 << 30,
+        )
+    }
+
+    #[test]
+    fn a_sigkill_before_the_cpu_bound_is_a_kill_from_outside_and_never_cached() {
+        // The out-of-memory killer, 0.1 s into a compilation bounded to 60 s.
+        let killed = judged(SIGKILL, "", Some(100));
+        assert!(
+            matches!(killed, CompileError::Killed { signal: SIGKILL }),
+            "{killed:?}"
+        );
+        assert!(!killed.is_cacheable());
+        assert!(killed.to_string().ends_with("retry later"), "{killed}");
+        // CPU time unknown: not charged to the module either.
+        assert!(matches!(
+            judged(SIGKILL, "", None),
+            CompileError::Killed { .. }
+        ));
+        // Any signal none of the bounds sends.
+        assert!(matches!(
+            judged(15, "", Some(59_000)),
+            CompileError::Killed { signal: 15 }
+        ));
+    }
+
+    #[test]
+    fn the_cpu_bound_is_sigxcpu_or_a_sigkill_once_the_cpu_time_is_spent() {
+        for (raw, cpu_ms) in [
+            (SIGXCPU, Some(60_000)),
+            (SIGXCPU, None),
+            (SIGKILL, Some(61_000)),
+        ] {
+            let judged = judged(raw, "", cpu_ms);
+            assert!(
+                matches!(judged, CompileError::CpuTime { cpu_secs: 60 }),
+                "{raw} after {cpu_ms:?} ms: {judged:?}"
+            );
+            assert!(judged.is_cacheable());
+        }
+    }
+
+    #[test]
+    fn the_memory_bound_and_a_crash_are_the_modules_and_an_exit_code_is_not() {
+        let allocation = "memory allocation of 1048576 bytes failed";
+        assert!(matches!(
+            judged(SIGABRT, allocation, Some(10)),
+            CompileError::Memory { .. }
+        ));
+        assert!(matches!(
+            judged(SIGSEGV, "", Some(10)),
+            CompileError::Memory { .. }
+        ));
+        assert!(matches!(
+            judged(3 << 8, allocation, Some(10)),
+            CompileError::Memory { .. }
+        ));
+        assert!(matches!(
+            judged(SIGABRT, "assertion failed", Some(10)),
+            CompileError::Crashed
+        ));
+        assert!(matches!(judged(3 << 8, "", Some(10)), CompileError::Failed));
+    }
+
+    #[test]
+    fn cpu_time_is_user_plus_system_counted_after_the_command_names_last_parenthesis() {
+        // proc(5): pid (comm) state ppid pgrp session tty_nr tpgid flags minflt
+        // cminflt majflt cmajflt utime stime ...; a name may hold ") (".
+        let stat = "4242 (odd) (name) S 1 4242 4242 0 -1 4194304 100 0 0 0 250 17 0 0 20 0";
+        assert_eq!(
+            cpu_time_in_stat(stat, 100),
+            Some(Duration::from_millis(2_670))
+        );
+        assert_eq!(cpu_time_in_stat("4242 (cut) S 1", 100), None);
+    }
+
+    #[test]
+    fn the_cpu_time_of_an_exited_child_is_read_before_it_is_reaped() {
+        // A child that burns some CPU, then exits; read from its zombie, then
+        // reaped by `wait` as the server does.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+            .spawn()
+            .unwrap();
+        assert!(
+            cpu_time_at_exit(child.id() as i32).is_some(),
+            "read from the zombie"
+        );
+        assert!(child.wait().unwrap().success(), "still reapable");
     }
 }
