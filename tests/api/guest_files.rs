@@ -76,7 +76,14 @@ async fn run_with(
     let mut input = GuestInput::default();
     input.args = args.iter().map(|a| a.to_string()).collect();
     let mut report = sandbox.run(target, entry, input, mounts, limits).await;
-    let mounts_out = std::mem::take(&mut report.mounts_out.archives)
+    let mounts_out = written(&mut report);
+    Ran { report, mounts_out }
+}
+
+/// The report's `mounts_out` archives, written as the result's builder writes
+/// them (each checked against its announced length).
+fn written(report: &mut RunReport) -> Vec<Vec<u8>> {
+    std::mem::take(&mut report.mounts_out.archives)
         .into_iter()
         .map(|mut archive| {
             let mut out = Vec::new();
@@ -84,8 +91,7 @@ async fn run_with(
             assert_eq!(out.len() as u64, archive.len());
             out
         })
-        .collect();
-    Ran { report, mounts_out }
+        .collect()
 }
 
 async fn run(module: &[u8], args: &[&str], mounts: Vec<MountSpec>, files_bytes: u64) -> Ran {
@@ -740,6 +746,77 @@ async fn readdir_lists_a_large_directory_in_order_across_calls() {
             .await;
             assert_eq!(exit_code(&report), 0);
             assert_eq!(stdout(&report), expected, "writable: {writable}");
+        }
+    }
+}
+
+/// `tests/fixtures/big_write.wat`'s 4 MiB buffer: byte `i` is `i % 251`.
+fn big_write_pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// A core module wrapped as a `wasi:cli/run` component with the preview1
+/// adapter, as `examples/componentize.rs` does.
+fn componentize(module: &[u8]) -> Vec<u8> {
+    wit_component::ComponentEncoder::default()
+        .module(module)
+        .unwrap()
+        .adapter(
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+/// One `fd_write` of 4 MiB (as a C `fwrite` of a big buffer makes) to stdout,
+/// stderr and a file, and one `fd_read` of 4 MiB of stdin, with
+/// `max_output_bytes` above and below 4 MiB: never an errno; a short count at
+/// most, which the guest retries as libc does. Output past the cap is dropped
+/// and flagged; the file gets every byte. A module, and the same module as a
+/// component (its calls go through the adapter and `wasi:io` streams).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_4_mib_read_or_write_in_one_call_is_never_an_errno() {
+    const FOUR_MIB: usize = 4 << 20;
+    let module = crate::helpers::fixture("big_write");
+    let sandbox = sandbox();
+    let pattern = big_write_pattern(FOUR_MIB);
+    for (kind, guest) in [
+        ("module", module.clone()),
+        ("component", componentize(&module)),
+    ] {
+        let target = sandbox
+            .prepare(sha256(&guest), &guest)
+            .await
+            .value
+            .expect("compiles");
+        for max_output_bytes in [8 << 20, 1 << 20, 1_000_000] {
+            let mut limits = limits(8 << 20);
+            limits.max_output_bytes = max_output_bytes;
+            let mut input = GuestInput::default();
+            input.stdin = pattern.clone().into();
+            let mounts = vec![mount("/out", true, None)];
+            let mut report = sandbox
+                .run(target.clone(), Entry::Command, input, mounts, limits)
+                .await;
+            let mounts_out = written(&mut report);
+            let case = format!("{kind}, max_output_bytes {max_output_bytes}");
+            assert_eq!(exit_code(&report), 0, "{case}");
+            let kept = FOUR_MIB.min(max_output_bytes);
+            let truncated = max_output_bytes < FOUR_MIB;
+            assert!(report.stdout[..] == pattern[..kept], "{case}: stdout");
+            assert!(report.stderr[..] == pattern[..kept], "{case}: stderr");
+            assert_eq!(report.stdout_truncated, truncated, "{case}");
+            assert_eq!(report.stderr_truncated, truncated, "{case}");
+            let files = unpack(&mounts_out[0]);
+            let file = files["big.bin"].as_deref().unwrap();
+            assert!(
+                file == &pattern[..],
+                "{case}: big.bin has {} bytes",
+                file.len()
+            );
         }
     }
 }

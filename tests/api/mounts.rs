@@ -322,3 +322,140 @@ async fn a_writable_mount_past_its_archive_bound_comes_back_cut_and_flagged() {
     }
     assert_eq!(app.stop_and_verify_log().await, 2);
 }
+
+/// A tar of `count` empty files, each under `depth - 1` directories of its own
+/// (`007/d/d/.../f`), written by the `tar` crate's builder: paths over 100 bytes
+/// go in GNU long-name members, so a member 2,040 deep (a 4,081-byte path)
+/// takes about 5 KB of archive and implies 2,039 directories.
+fn deep_archive(count: usize, depth: usize) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for i in 0..count {
+        let path = format!("{i:03}/{}f", "d/".repeat(depth - 2));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(0);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, path, &[][..]).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// Issue 25, row 1: parent directories that no member names are made, and each
+/// counts against `max_mount_entries` as it is made, so an archive of a few
+/// deep members is refused at the member that passes the bound (not after
+/// building every directory of all of them).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_implying_more_directories_than_max_mount_entries_is_refused_at_the_member_that_passes_it()
+ {
+    let app = TestApp::spawn_with(|config| {
+        config.limits.max_mount_entries = Bounded::constant::<5000>();
+    })
+    .await;
+    // 10 members, 2,040 entries each: the third passes 5,000.
+    let tar = deep_archive(10, 2040);
+    let plaintext = files_request(&["selftest", "/in", "/out"], vec![read_only("/in", &tar)]);
+    let result = app.execute(&plaintext).await.result;
+    assert_eq!(result.status, Status::InvalidRequest);
+    let error = result.error.unwrap_or_default();
+    assert!(
+        error.starts_with("`mounts[0]`'s archive is refused: archive member 2: `002/d/d/"),
+        "{error}"
+    );
+    assert!(
+        error.contains("more than 5000 files and directories")
+            && error.contains("limits.max_mount_entries"),
+        "{error}"
+    );
+    assert_eq!(result.mounts_out, None);
+    // Two of them (4,080 entries) are within the bound, and mount.
+    let fine = files_request(
+        &["ls", "/in/000"],
+        vec![read_only("/in", &deep_archive(2, 2040))],
+    );
+    let result = app.execute(&fine).await.result;
+    assert_eq!(result.status, Status::Completed, "{:?}", result.error);
+    assert_eq!(
+        String::from_utf8(result.stdout_bytes()).unwrap(),
+        ".\n..\nd\n"
+    );
+    app.stop_and_verify_log().await;
+}
+
+/// Issue 25, row 10: a pax record or a GNU long name that does not parse is
+/// refused, naming the member by index and name, never skipped (the tar crate
+/// skipped a broken record and used the header's size or name instead).
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_pax_records_and_long_names_are_invalid_requests_naming_the_member() {
+    let app = TestApp::spawn().await;
+    /// One 512-byte ustar header with `name` and `kind`, then `data`.
+    fn member(name: &str, kind: u8, data: &[u8]) -> Vec<u8> {
+        let mut header = tar::Header::new_ustar();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_entry_type(tar::EntryType::new(kind));
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(data);
+        bytes.resize(bytes.len().next_multiple_of(512), 0);
+        bytes
+    }
+    let with = |extension: Vec<u8>| {
+        [
+            member("ok", b'0', b"1"),
+            extension,
+            member("victim", b'0', b"data"),
+            vec![0; 1024],
+        ]
+        .concat()
+    };
+    let cases = [
+        (
+            "a pax size that is not a number",
+            with(member("PaxHeader", b'x', b"12 size=6x0\n")),
+            "its pax record 0 (`size`) is not a decimal number",
+        ),
+        (
+            "a pax record whose length passes the newline",
+            with(member("PaxHeader", b'x', b"13 path=abc\n")),
+            "its pax record 0 has a length past the end of the pax data",
+        ),
+        (
+            "a pax record with no newline",
+            with(member("PaxHeader", b'x', b"11 path=abc")),
+            "its pax record 0 does not end in a newline where its length says",
+        ),
+        (
+            "a GNU long name and a pax path",
+            with(
+                [
+                    member("././@LongLink", b'L', b"one\0"),
+                    member("PaxHeader", b'x', b"12 path=two\n"),
+                ]
+                .concat(),
+            ),
+            "it has both a GNU long name and a pax `path` record",
+        ),
+    ];
+    for (what, tar, reason) in &cases {
+        let plaintext = files_request(&["selftest", "/in", "/out"], vec![read_only("/in", tar)]);
+        let result = app.execute(&plaintext).await.result;
+        assert_eq!(result.status, Status::InvalidRequest, "{what}");
+        let error = result.error.unwrap_or_default();
+        assert!(
+            error.starts_with("`mounts[0]`'s archive is refused: archive member 1 (`victim`): "),
+            "{what}: {error}"
+        );
+        assert!(error.contains(reason), "{what}: {error}");
+    }
+    // The same archive with a well-formed record mounts.
+    let fine = with(member("PaxHeader", b'x', b"12 path=abc\n"));
+    let plaintext = files_request(&["ls", "/in"], vec![read_only("/in", &fine)]);
+    let result = app.execute(&plaintext).await.result;
+    assert_eq!(result.status, Status::Completed, "{:?}", result.error);
+    assert_eq!(
+        String::from_utf8(result.stdout_bytes()).unwrap(),
+        ".\n..\nabc\nok\n"
+    );
+    app.stop_and_verify_log().await;
+}

@@ -5,23 +5,29 @@
 //! [`mounts_out_bound`], then written in pieces straight to where the result is
 //! built.
 //!
-//! Reading uses the `tar` crate for headers only (its checksum check, GNU long
-//! names and pax records folded into the member they describe, a pax `size`
-//! overriding the header's, so that our slice and its skip agree); a file's data
-//! is never read through it but sliced out of the archive's `Bytes`, so nothing
-//! is copied. Writing makes ustar headers itself (name, or prefix and name), with
-//! a pax `path` record before a member whose path does not fit, and never GNU
+//! Reading walks the archive's 512-byte blocks itself and uses the `tar` crate's
+//! `Header` for one header's fields (octal and base-256 numbers, the ustar
+//! prefix). GNU long names (`L`, `K`) and pax records (`x`) are folded into the
+//! member they describe here, strictly: a record that does not parse is refused,
+//! never skipped, since readers that skip differently see different archives. A
+//! pax `size` overrides the header's, for our slice and our skip alike. A file's
+//! data is sliced out of the archive's `Bytes`, so nothing is copied, and each
+//! member goes into an [`ImageBuilder`] as it is read, so that the first bound
+//! passed stops the reading.
+//!
+//! Writing makes ustar headers itself (name, or prefix and name), with a pax
+//! `path` record before a member whose path does not fit, and never GNU
 //! long-name members.
 
 #![forbid(unsafe_code)]
 
-use std::io::Cursor;
-use std::ops::ControlFlow;
+use std::borrow::Cow;
+use std::ops::{ControlFlow, Range};
 
 use bytes::Bytes;
 use tar::{EntryType, Header};
 
-use super::image::{ImageError, ImageMember, MemberKind, MountImage};
+use super::image::{ImageBuilder, ImageError, MemberKind, MountImage};
 use super::tree::{Kind, MAX_NAME_BYTES, MAX_PATH_BYTES, Node, walk_sorted};
 
 /// Why an archive cannot be mounted (status `invalid_request`). Members are
@@ -32,7 +38,7 @@ pub enum ArchiveError {
     #[error("the archive has more than {max} members (limits.max_mount_entries)")]
     TooManyMembers { max: u32 },
     /// The tar structure itself is broken: a bad header checksum, a size that
-    /// does not parse, a dangling long-name or pax header.
+    /// does not parse, a dangling or repeated long-name or pax header.
     #[error("archive member {index}: {message}")]
     Malformed { index: usize, message: String },
     /// Not a regular file or a directory: links, devices, FIFOs, sparse files...
@@ -45,12 +51,12 @@ pub enum ArchiveError {
         name: String,
         typeflag: char,
     },
-    /// A member carries a link name (a GNU `K` record).
+    /// A member carries a link name (a GNU `K` record, a pax `linkpath`).
     #[error("archive member {index} ({name}) has a link name; links cannot be mounted")]
     LinkName { index: usize, name: String },
     /// A member's name is not UTF-8, or holds a NUL.
-    #[error("archive member {index}'s name is not UTF-8 text without NUL")]
-    NotUtf8 { index: usize },
+    #[error("archive member {index} ({name}): its name is not UTF-8 text without NUL")]
+    NotUtf8 { index: usize, name: String },
     /// A member's name is absolute, has `..`, empty or `.` segments, is too long...
     #[error("archive member {index} ({name}): {reason}")]
     Name {
@@ -58,16 +64,34 @@ pub enum ArchiveError {
         name: String,
         reason: &'static str,
     },
-    /// A member claims more bytes than the archive has.
+    /// A pax record that does not parse (its length, its newline, its `=`), or
+    /// that is refused (a `size` that is not a decimal number, an empty or
+    /// repeated `path`, a sparse file, a global header setting a path).
+    #[error("archive member {index} ({name}): its {reason}")]
+    Pax {
+        index: usize,
+        name: String,
+        reason: String,
+    },
+    /// A GNU long name that is empty, or given together with a pax `path`.
+    #[error("archive member {index} ({name}): {reason}")]
+    LongName {
+        index: usize,
+        name: String,
+        reason: &'static str,
+    },
+    /// A member (or a long-name or pax header) claims more bytes than the
+    /// archive has.
     #[error("archive member {index} ({name}) claims {size} bytes past the end of the archive")]
     Truncated {
         index: usize,
         name: String,
         size: u64,
     },
-    /// Duplicates, members under files.
-    #[error(transparent)]
-    Tree(#[from] ImageError),
+    /// Duplicates, members under files, more files and directories than
+    /// `max_mount_entries` once the parent directories members imply are made.
+    #[error("archive member {index}: {error}")]
+    Tree { index: usize, error: ImageError },
     /// The regular files are larger than the server's `files_bytes`.
     #[error("the archive's files take more than {limit} bytes (limits.files_bytes)")]
     FilesBytes { limit: u64 },
@@ -75,35 +99,42 @@ pub enum ArchiveError {
 
 /// Parses and checks `bytes` as a tar archive into a [`MountImage`] that shares
 /// them. `max_files_bytes` and `max_entries` are the server's maxima (an
-/// execution's own, lower limits are checked when it mounts the image); parsing
-/// stops at member `max_entries + 1`, so the work is bounded whatever the archive.
+/// execution's own, lower limits are checked when it mounts the image). Every
+/// bound is checked as the archive is read, and the first one passed stops it:
+/// at most `max_entries` member headers are read, and at most `max_entries`
+/// files and directories are made, the parent directories members imply
+/// included; the work per member is the length of its headers.
 pub fn read_image(
     bytes: impl Into<Bytes>,
     max_files_bytes: u64,
     max_entries: u32,
 ) -> Result<MountImage, ArchiveError> {
     let bytes: Bytes = bytes.into();
-    let mut archive = tar::Archive::new(Cursor::new(&bytes[..]));
-    let malformed = |index: usize, error: std::io::Error| ArchiveError::Malformed {
-        index,
-        message: error.to_string(),
-    };
-    let entries = archive.entries_with_seek().map_err(|e| malformed(0, e))?;
-    let mut members = Vec::new();
+    let mut image = ImageBuilder::new(bytes.clone(), max_entries);
     let mut files_bytes = 0u64;
-    for (index, entry) in entries.enumerate() {
+    let mut at = 0;
+    for index in 0usize.. {
+        let Some(member) = next_member(&bytes, &mut at, index)? else {
+            break;
+        };
         if index >= max_entries as usize {
             return Err(ArchiveError::TooManyMembers { max: max_entries });
         }
-        let entry = entry.map_err(|e| malformed(index, e))?;
-        let header = entry.header();
-        let raw_path = entry.path_bytes();
-        let name = printable(&raw_path);
+        let header = member.header;
+        let name = printable(&member.path);
         let kind = match header.entry_type() {
             EntryType::Regular => Kind::File,
             EntryType::Directory => Kind::Dir,
-            // A pax global header (git archive writes one): nothing of a member.
-            EntryType::XGlobalHeader => continue,
+            // A pax global header (git archive writes one): nothing of a member,
+            // and it may not say anything of one either.
+            EntryType::XGlobalHeader => {
+                pax_fields(&bytes[member.data], true).map_err(|reason| ArchiveError::Pax {
+                    index,
+                    name,
+                    reason,
+                })?;
+                continue;
+            }
             _ => {
                 return Err(ArchiveError::Type {
                     index,
@@ -112,48 +143,306 @@ pub fn read_image(
                 });
             }
         };
-        if entry.link_name_bytes().is_some_and(|link| !link.is_empty()) {
+        if member.link {
             return Err(ArchiveError::LinkName { index, name });
         }
-        let text = std::str::from_utf8(&raw_path).map_err(|_| ArchiveError::NotUtf8 { index })?;
-        if text.contains('\0') {
-            return Err(ArchiveError::NotUtf8 { index });
-        }
+        let text = std::str::from_utf8(&member.path)
+            .ok()
+            .filter(|text| !text.contains('\0'))
+            .ok_or_else(|| ArchiveError::NotUtf8 {
+                index,
+                name: name.clone(),
+            })?;
         let path = member_path(text, kind).map_err(|reason| ArchiveError::Name {
             index,
             name: name.clone(),
             reason,
         })?;
-        let mtime = header.mtime().unwrap_or(0);
         let Some(path) = path else {
             // `./` or `.`: the root itself; nothing to record.
             continue;
         };
+        let mtime = header.mtime().unwrap_or(0);
         let kind = match kind {
             Kind::Dir => MemberKind::Dir,
             Kind::File => {
-                let start = entry.raw_file_position();
-                let size = entry.size();
-                let end = start
-                    .checked_add(size)
-                    .filter(|&end| end <= bytes.len() as u64)
-                    .ok_or(ArchiveError::Truncated {
-                        index,
-                        name: name.clone(),
-                        size,
-                    })?;
+                let size = (member.data.end - member.data.start) as u64;
                 files_bytes = files_bytes.saturating_add(size);
                 if files_bytes > max_files_bytes {
                     return Err(ArchiveError::FilesBytes {
                         limit: max_files_bytes,
                     });
                 }
-                MemberKind::File(start..end)
+                MemberKind::File(member.data.start as u64..member.data.end as u64)
             }
         };
-        members.push(ImageMember { path, kind, mtime });
+        image
+            .add(path.as_bytes(), kind, mtime)
+            .map_err(|error| ArchiveError::Tree { index, error })?;
     }
-    Ok(MountImage::build(bytes.clone(), members)?)
+    Ok(image.finish())
+}
+
+/// One member as the archive describes it, the GNU long-name and pax headers
+/// before it folded in.
+struct Member<'a> {
+    header: &'a Header,
+    /// From a GNU long name, a pax `path` record, or the header.
+    path: Cow<'a, [u8]>,
+    /// A link target was given: a GNU `K` member, a pax `linkpath`, the header's.
+    link: bool,
+    /// Its data in the archive (a pax `size` overrides the header's).
+    data: Range<usize>,
+}
+
+/// The member whose headers start at `*at`, which moves past its data; `None`
+/// at the archive's end (no bytes left, or a zero block).
+fn next_member<'a>(
+    bytes: &'a [u8],
+    at: &mut usize,
+    index: usize,
+) -> Result<Option<Member<'a>>, ArchiveError> {
+    let malformed = |message: &str| ArchiveError::Malformed {
+        index,
+        message: message.to_owned(),
+    };
+    let mut long_name: Option<&[u8]> = None;
+    let mut long_link = false;
+    let mut pax: Option<&[u8]> = None;
+    loop {
+        let pending = long_name.is_some() || long_link || pax.is_some();
+        let rest = &bytes[*at..];
+        if !rest.is_empty() && rest.len() < BLOCK {
+            return Err(malformed("the archive ends inside a header block"));
+        }
+        if rest.is_empty() || rest[..BLOCK].iter().all(|&b| b == 0) {
+            if pending {
+                return Err(malformed(
+                    "a GNU long-name or pax header is the last thing in the archive, with \
+                     no member for it to describe",
+                ));
+            }
+            return Ok(None);
+        }
+        let block = &rest[..BLOCK];
+        let header = Header::from_byte_slice(block);
+        if !checksum_matches(header) {
+            return Err(malformed("the header checksum does not match its bytes"));
+        }
+        let header_size = header
+            .entry_size()
+            .map_err(|_| malformed("the header's size field is not a number"))?;
+        let entry_type = header.entry_type();
+        // Extension headers only in a ustar or GNU header, as the tar crate and
+        // GNU tar have it; in an old (v7) one they are members of unknown type.
+        let recognized = header.as_ustar().is_some() || header.as_gnu().is_some();
+        let extension = recognized
+            && (entry_type.is_gnu_longname()
+                || entry_type.is_gnu_longlink()
+                || entry_type.is_pax_local_extensions());
+        let start = *at + BLOCK;
+        if extension {
+            let data =
+                data_of(bytes, start, header_size).ok_or_else(|| ArchiveError::Truncated {
+                    index,
+                    name: printable(&header.path_bytes()),
+                    size: header_size,
+                })?;
+            *at = start + padded(data.len()).min(bytes.len() - start);
+            let repeated = match entry_type {
+                EntryType::GNULongName => long_name.replace(data).is_some(),
+                EntryType::GNULongLink => std::mem::replace(&mut long_link, true),
+                _ => pax.replace(data).is_some(),
+            };
+            if repeated {
+                return Err(malformed(
+                    "two headers of the same kind (GNU long name, GNU long link or pax) for one member",
+                ));
+            }
+            continue;
+        }
+        // The member's own name field, for the errors about what names it.
+        let header_name = || printable(&header.path_bytes());
+        if pending && entry_type.is_pax_global_extensions() {
+            return Err(malformed(
+                "a GNU long-name or pax header before a pax global header",
+            ));
+        }
+        let fields = match pax {
+            Some(records) => pax_fields(records, false).map_err(|reason| ArchiveError::Pax {
+                index,
+                name: header_name(),
+                reason,
+            })?,
+            None => PaxFields::default(),
+        };
+        let path = match (long_name, fields.path) {
+            (Some(_), Some(_)) => {
+                return Err(ArchiveError::LongName {
+                    index,
+                    name: header_name(),
+                    reason: "it has both a GNU long name and a pax `path` record, which \
+                             readers do not agree on",
+                });
+            }
+            (Some(name), None) => match name.strip_suffix(b"\0").unwrap_or(name) {
+                [] => {
+                    return Err(ArchiveError::LongName {
+                        index,
+                        name: header_name(),
+                        reason: "its GNU long name is empty",
+                    });
+                }
+                name => Cow::Borrowed(name),
+            },
+            (None, Some(path)) => Cow::Borrowed(path),
+            (None, None) => header.path_bytes(),
+        };
+        let size = fields.size.unwrap_or(header_size);
+        let Some(data) = data_of(bytes, start, size) else {
+            return Err(ArchiveError::Truncated {
+                index,
+                name: printable(&path),
+                size,
+            });
+        };
+        *at = start + padded(data.len()).min(bytes.len() - start);
+        return Ok(Some(Member {
+            header,
+            path,
+            link: long_link || fields.link || header.link_name_bytes().is_some(),
+            data: start..start + data.len(),
+        }));
+    }
+}
+
+/// The `size` bytes from `start`, if the archive has them.
+fn data_of(bytes: &[u8], start: usize, size: u64) -> Option<&[u8]> {
+    let end = start.checked_add(usize::try_from(size).ok()?)?;
+    bytes.get(start..end)
+}
+
+/// Whether `header`'s checksum field holds the sum of its bytes, the field
+/// itself counted as eight spaces (POSIX ustar `chksum`).
+fn checksum_matches(header: &Header) -> bool {
+    let bytes = header.as_bytes();
+    let sum: u32 = bytes[..148]
+        .iter()
+        .chain(&bytes[156..])
+        .map(|&b| u32::from(b))
+        .sum::<u32>()
+        + 8 * u32::from(b' ');
+    header.cksum().is_ok_and(|field| field == sum)
+}
+
+/// What a pax header says of its member.
+#[derive(Default)]
+struct PaxFields<'a> {
+    path: Option<&'a [u8]>,
+    size: Option<u64>,
+    /// A non-empty `linkpath`.
+    link: bool,
+}
+
+/// The records of a pax header, all of which must parse (the data holds
+/// records and nothing else). `path`, `size` and `linkpath` may each be given
+/// once; `path` not empty, `size` a decimal number. Sparse-file records
+/// (`GNU.sparse.*`) are refused: such a file's data is not its contents. In a
+/// global header (`global`), `path`, `size` and `linkpath` are refused: they
+/// would be every member's, which readers do not agree on. Other records are
+/// ignored. The error is the reason, starting with the record's number.
+fn pax_fields(data: &[u8], global: bool) -> Result<PaxFields<'_>, String> {
+    let mut fields = PaxFields::default();
+    let mut linkpath = false;
+    let mut rest = data;
+    for number in 0usize.. {
+        if rest.is_empty() {
+            break;
+        }
+        let PaxRecord { key, value, after } =
+            pax_record(rest).map_err(|reason| format!("pax record {number} {reason}"))?;
+        let refuse =
+            |reason: &str| Err(format!("pax record {number} ({}) {reason}", printable(key)));
+        let repeated = match key {
+            b"path" | b"size" | b"linkpath" if global => {
+                return refuse(
+                    "is in a global header, which may not set a member's path, size or link",
+                );
+            }
+            b"path" if value.is_empty() => return refuse("is empty"),
+            b"path" => fields.path.replace(value).is_some(),
+            b"size" => match decimal(value) {
+                Some(size) => fields.size.replace(size).is_some(),
+                None => return refuse("is not a decimal number"),
+            },
+            b"linkpath" => {
+                fields.link |= !value.is_empty();
+                std::mem::replace(&mut linkpath, true)
+            }
+            key if key.starts_with(b"GNU.sparse.") => {
+                return refuse("describes a sparse file; sparse files cannot be mounted");
+            }
+            _ => false,
+        };
+        if repeated {
+            return refuse("repeats one before it in the same header");
+        }
+        rest = after;
+    }
+    Ok(fields)
+}
+
+/// One pax record, and the bytes after it.
+struct PaxRecord<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    after: &'a [u8],
+}
+
+/// The first pax record of `data`. A record is
+/// `"<length> <keyword>=<value>\n"`, its length in decimal counting the whole
+/// record, its own digits and the newline included (POSIX.1-2008, pax,
+/// "pax Extended Header"). The error says what is wrong with it.
+fn pax_record(data: &[u8]) -> Result<PaxRecord<'_>, &'static str> {
+    const NO_LENGTH: &str = "does not start with a decimal length and a space";
+    // A u64 has at most 20 digits.
+    let space = data
+        .iter()
+        .take(21)
+        .position(|&b| b == b' ')
+        .ok_or(NO_LENGTH)?;
+    let length = decimal(&data[..space])
+        .and_then(|length| usize::try_from(length).ok())
+        .ok_or(NO_LENGTH)?;
+    let record = data
+        .get(..length)
+        .ok_or("has a length past the end of the pax data")?;
+    let body = record
+        .get(space + 1..)
+        .and_then(|body| body.strip_suffix(b"\n"))
+        .ok_or("does not end in a newline where its length says")?;
+    let equals = body
+        .iter()
+        .position(|&b| b == b'=')
+        .ok_or("has no `=` between its keyword and value")?;
+    let (key, value) = (&body[..equals], &body[equals + 1..]);
+    if key.is_empty() || key.contains(&0) {
+        return Err("has an empty keyword, or a NUL in it");
+    }
+    Ok(PaxRecord {
+        key,
+        value,
+        after: &data[length..],
+    })
+}
+
+/// A run of ASCII digits as a number, if it is one and fits: no sign, no
+/// spaces, not empty.
+fn decimal(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 /// A member's name for an error text: lossy UTF-8, control characters escaped,
@@ -167,9 +456,9 @@ fn printable(name: &[u8]) -> String {
     format!("`{text}`")
 }
 
-/// A member's path components, or `None` for the root (`.`, `./`). Leading `./`
-/// segments are stripped; a directory may end in `/`.
-fn member_path(name: &str, kind: Kind) -> Result<Option<Vec<Vec<u8>>>, &'static str> {
+/// A member's path without its leading `./` segments and trailing `/`, or
+/// `None` for the root (`.`, `./`). A directory may end in `/`.
+fn member_path(name: &str, kind: Kind) -> Result<Option<&str>, &'static str> {
     let mut rest = name;
     while let Some(stripped) = rest.strip_prefix("./") {
         rest = stripped;
@@ -192,7 +481,6 @@ fn member_path(name: &str, kind: Kind) -> Result<Option<Vec<Vec<u8>>>, &'static 
     if rest.len() > MAX_PATH_BYTES {
         return Err("the name is longer than 4,096 bytes");
     }
-    let mut components = Vec::new();
     for component in rest.split('/') {
         match component {
             "" => return Err("empty path segments (`//`) are not allowed"),
@@ -201,10 +489,10 @@ fn member_path(name: &str, kind: Kind) -> Result<Option<Vec<Vec<u8>>>, &'static 
             c if c.len() > MAX_NAME_BYTES => {
                 return Err("a path segment is longer than 255 bytes");
             }
-            c => components.push(c.as_bytes().to_vec()),
+            _ => {}
         }
     }
-    Ok(Some(components))
+    Ok(Some(rest))
 }
 
 const BLOCK: usize = 512;
@@ -519,6 +807,7 @@ pub(crate) mod forge {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
     use std::sync::Arc;
 
     use super::forge::{archive, dir, file, member};
@@ -583,16 +872,13 @@ mod tests {
 
     #[test]
     fn symlinks_hard_links_devices_and_fifos_are_refused() {
-        for typeflag in [b'1', b'2', b'3', b'4', b'6', b'7', b'V', b'M', b'Z'] {
+        for typeflag in [b'1', b'2', b'3', b'4', b'6', b'7', b'S', b'V', b'M', b'Z'] {
             let error = refused(archive(&[member(b"x", typeflag, b"")]));
             assert!(
                 matches!(error, ArchiveError::Type { index: 0, typeflag: t, .. } if t == char::from(typeflag)),
                 "{typeflag}: {error}"
             );
         }
-        // A sparse file: the tar crate refuses it before we see its type.
-        let error = refused(archive(&[member(b"x", b'S', b"")]));
-        assert!(error.to_string().contains("sparse"), "{error}");
         // A GNU long link name on a regular file.
         let error = refused(archive(&[
             member(b"././@LongLink", b'K', b"/etc/passwd\0"),
@@ -634,10 +920,9 @@ mod tests {
 
     #[test]
     fn a_hundred_thousand_empty_files_are_refused_after_bounded_work() {
-        let one = file("x", b"");
         let mut bytes = Vec::with_capacity(100_000 * 512);
-        for _ in 0..100_000 {
-            bytes.extend_from_slice(&one);
+        for i in 0..100_000 {
+            bytes.extend_from_slice(&file(&format!("f{i}"), b""));
         }
         let bytes = Bytes::from(bytes);
         let started = std::time::Instant::now();
@@ -658,7 +943,10 @@ mod tests {
         ] {
             assert!(matches!(
                 refused(archive(&members)),
-                ArchiveError::Tree(ImageError::Duplicate { .. })
+                ArchiveError::Tree {
+                    index: 1,
+                    error: ImageError::Duplicate { .. }
+                }
             ));
         }
         // A directory implied by a member, then given: fine.
@@ -670,7 +958,10 @@ mod tests {
         let error = refused(archive(&[file("a", b"1"), file("a/b", b"2")]));
         assert!(matches!(
             error,
-            ArchiveError::Tree(ImageError::UnderFile { .. })
+            ArchiveError::Tree {
+                index: 1,
+                error: ImageError::UnderFile { .. }
+            }
         ));
     }
 
@@ -713,7 +1004,13 @@ mod tests {
     #[test]
     fn non_utf8_names_are_refused() {
         let error = refused(archive(&[member(b"caf\xe9", b'0', b"")]));
-        assert_eq!(error, ArchiveError::NotUtf8 { index: 0 });
+        assert_eq!(
+            error,
+            ArchiveError::NotUtf8 {
+                index: 0,
+                name: "`caf\\u{fffd}`".into()
+            }
+        );
     }
 
     #[test]
@@ -741,6 +1038,217 @@ mod tests {
     fn an_empty_archive_is_an_empty_directory() {
         assert_eq!(read(Bytes::new()).unwrap().entry_count(), 0);
         assert_eq!(read(archive(&[])).unwrap().entry_count(), 0);
+    }
+
+    /// `count` regular files, each `depth` components deep under a directory of
+    /// its own (`007/d/d/.../f`), named by pax `path` records: 2,040 deep is a
+    /// 4,081-byte path, which fits in 4,096.
+    fn deep_files(count: usize, depth: usize) -> Bytes {
+        let members: Vec<Vec<u8>> = (0..count)
+            .flat_map(|i| {
+                let path = format!("{i:03}/{}f", "d/".repeat(depth - 2));
+                [pax(&[("path", path.as_bytes())]), file("short", b"")]
+            })
+            .collect();
+        archive(&members)
+    }
+
+    #[test]
+    fn implied_parent_directories_count_against_max_mount_entries_as_they_are_made() {
+        // 10 members of 2,040 entries each: 20,400 entries from 10 headers. With
+        // 5,000 allowed, member 2 is the one that passes the bound (4,080 entries
+        // are made before it), and no member after it is read.
+        let error = read_image(deep_files(10, 2040), MAX_BYTES, 5000).unwrap_err();
+        let text = error.to_string();
+        assert!(text.starts_with("archive member 2: "), "{text}");
+        assert!(
+            text.contains("more than 5000") && text.contains("limits.max_mount_entries"),
+            "{text}"
+        );
+        // Exactly at the bound is allowed.
+        let image = read_image(deep_files(2, 2040), MAX_BYTES, 4080).unwrap();
+        assert_eq!(image.entry_count(), 4080);
+        assert!(read_image(deep_files(2, 2040), MAX_BYTES, 4079).is_err());
+    }
+
+    /// A pax header whose data is `records` as they are, however broken.
+    fn raw_pax(records: &[u8]) -> Vec<u8> {
+        member(b"PaxHeader", b'x', records)
+    }
+
+    /// `extension` (pax or GNU long-name members) before member 1, `victim`;
+    /// member 0 is a plain file.
+    fn before_victim(extension: &[u8]) -> Bytes {
+        archive(&[
+            file("ok", b"1"),
+            extension.to_vec(),
+            file("victim", b"data"),
+        ])
+    }
+
+    #[test]
+    fn a_pax_size_that_is_not_a_decimal_number_is_refused_naming_the_member() {
+        for size in [
+            "6x0",
+            "",
+            "-1",
+            "+4",
+            " 4",
+            "4 ",
+            "0x4",
+            "4e0",
+            "99999999999999999999999",
+        ] {
+            let error = refused(before_victim(&pax(&[("size", size.as_bytes())]))).to_string();
+            assert!(
+                error.starts_with("archive member 1 (`victim`): ") && error.contains("`size`"),
+                "{size:?}: {error}"
+            );
+        }
+        // A well-formed one is still used (see the override test above).
+        assert!(read(before_victim(&pax(&[("size", b"4")]))).is_ok());
+    }
+
+    #[test]
+    fn broken_pax_records_are_refused_naming_the_member() {
+        let record = |key: &str, value: &str| -> Vec<u8> {
+            let body = format!(" {key}={value}\n");
+            let mut len = body.len() + 1;
+            while len.to_string().len() + body.len() != len {
+                len = len.to_string().len() + body.len();
+            }
+            format!("{len}{body}").into_bytes()
+        };
+        assert_eq!(record("path", "abc"), b"12 path=abc\n");
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("a length that is not a number", b"1x path=abc\n".to_vec()),
+            ("no space after the length", b"12path=abc\n".to_vec()),
+            ("a length past the pax data", b"99 path=abc\n".to_vec()),
+            ("a length short of the newline", b"11 path=abc\n".to_vec()),
+            ("a length that counts no newline", b"11 path=abc".to_vec()),
+            ("a zero length", b"0 path=abc\n".to_vec()),
+            ("no `=`", b"11 pathabc\n".to_vec()),
+            ("an empty key", b"7 =abc\n".to_vec()),
+            ("a NUL in the key", b"13 pa\0th=abc\n".to_vec()),
+            (
+                "bytes after the last record",
+                [record("path", "abc"), vec![0; 3]].concat(),
+            ),
+            (
+                "a path twice",
+                [record("path", "abc"), record("path", "abd")].concat(),
+            ),
+            (
+                "a size twice",
+                [record("size", "4"), record("size", "4")].concat(),
+            ),
+            ("an empty path", record("path", "")),
+            ("a sparse file", record("GNU.sparse.size", "10")),
+        ];
+        for (what, records) in cases {
+            let error = refused(before_victim(&raw_pax(&records)));
+            let text = error.to_string();
+            assert!(
+                matches!(error, ArchiveError::Pax { index: 1, .. })
+                    && text.starts_with("archive member 1 (`victim`): its pax "),
+                "{what}: {text}"
+            );
+        }
+        // A path that is not UTF-8 or holds a NUL is refused as any such name is.
+        for path in [&b"caf\xe9"[..], b"a\0b"] {
+            let error = refused(before_victim(&pax(&[("path", path)])));
+            let text = error.to_string();
+            assert!(
+                matches!(error, ArchiveError::NotUtf8 { index: 1, .. })
+                    && text.starts_with("archive member 1 (`"),
+                "{path:?}: {text}"
+            );
+        }
+        // A link target in a pax record is a link.
+        let error = refused(before_victim(&raw_pax(&record("linkpath", "/etc"))));
+        assert!(
+            matches!(error, ArchiveError::LinkName { index: 1, .. }),
+            "{error}"
+        );
+        // Records that are well formed and not ours are ignored.
+        let fine = [
+            record("mtime", "1.5"),
+            record("comment", "a=b\nc"),
+            record("path", "x"),
+        ];
+        let image = read(before_victim(&raw_pax(&fine.concat()))).unwrap();
+        assert_eq!(contents(&image, "x").unwrap(), b"data");
+    }
+
+    #[test]
+    fn broken_gnu_long_names_are_refused_naming_the_member() {
+        let long_name = |name: &[u8]| member(b"././@LongLink", b'L', name);
+        let long = "g".repeat(180);
+        // Well formed: the name, then one NUL (or none).
+        for name in [format!("{long}\0"), long.clone()] {
+            let image = read(before_victim(&long_name(name.as_bytes()))).unwrap();
+            assert_eq!(contents(&image, &long).unwrap(), b"data");
+        }
+        // Not UTF-8, or a NUL before the end (a length that counts bytes past
+        // the name): the name is refused, named.
+        for name in [&b"caf\xe9\0"[..], b"a\0b\0", b"abc\0\0\0\0"] {
+            let error = refused(before_victim(&long_name(name)));
+            let text = error.to_string();
+            assert!(
+                matches!(error, ArchiveError::NotUtf8 { index: 1, .. })
+                    && text.starts_with("archive member 1 (`"),
+                "{name:?}: {text}"
+            );
+        }
+        // Empty.
+        let error = refused(before_victim(&long_name(b"")));
+        assert!(
+            matches!(error, ArchiveError::LongName { index: 1, .. }),
+            "{error}"
+        );
+        // Together with a pax `path` record: which one names the file differs
+        // between readers, so neither does.
+        let both = [long_name(b"one\0"), pax(&[("path", b"two")])].concat();
+        let error = refused(before_victim(&both));
+        assert!(
+            matches!(error, ArchiveError::LongName { index: 1, .. }),
+            "{error}"
+        );
+        // A length past the end of the archive.
+        let mut lying = forge::header(b"././@LongLink", b'L', 1 << 20).to_vec();
+        lying.extend_from_slice(b"name\0");
+        let error = refused(archive(&[file("ok", b"1"), lying]));
+        assert!(
+            matches!(error, ArchiveError::Truncated { index: 1, .. }),
+            "{error}"
+        );
+        // Two for one member, or one for no member.
+        let two = [long_name(b"a\0"), long_name(b"b\0")].concat();
+        assert!(matches!(
+            refused(before_victim(&two)),
+            ArchiveError::Malformed { index: 1, .. }
+        ));
+        let dangling = refused(archive(&[file("ok", b"1"), long_name(b"a\0")]));
+        assert!(
+            matches!(dangling, ArchiveError::Malformed { index: 1, .. }),
+            "{dangling}"
+        );
+    }
+
+    #[test]
+    fn pax_global_headers_may_not_set_what_members_are() {
+        for key in ["path", "size", "linkpath"] {
+            let mut global = pax(&[(key, b"1")]);
+            global[156] = b'g';
+            let mut header: [u8; 512] = global[..512].try_into().unwrap();
+            forge::set_checksum(&mut header);
+            global[..512].copy_from_slice(&header);
+            let error = refused(archive(&[global, file("a", b"1")]));
+            assert!(
+                matches!(error, ArchiveError::Pax { index: 0, .. }),
+                "{key}: {error}"
+            );
+        }
     }
 
     // The writer.

@@ -1,14 +1,21 @@
 //! WASI preview1 for core modules: [`P1`] wraps wasmtime-wasi's `WasiP1Ctx` and
 //! implements the preview1 trait that `wiggle` generates in wasmtime-wasi. Every
-//! call that is not about files (args, environment, clocks, random, stdio,
-//! `proc_exit`, sockets, a poll on clocks only) goes to the inner context
-//! unchanged; file calls are answered from the execution's in-memory
-//! [`Mounts`]. `P1` owns the guest's one descriptor space: 0, 1 and 2 are the
-//! inner context's stdio, the mounts' preopened directories are 3, 4, ... in
-//! request order, and at most [`MAX_FDS`] descriptors are open at once.
+//! call that is not about files (args, environment, clocks, random, stdio
+//! other than reads and writes, `proc_exit`, sockets, a poll on clocks only)
+//! goes to the inner context unchanged; file calls are answered from the
+//! execution's in-memory [`Mounts`]. `P1` owns the guest's one descriptor space:
+//! 0, 1 and 2 are the inner context's stdio, the mounts' preopened directories
+//! are 3, 4, ... in request order, and at most [`MAX_FDS`] descriptors are open
+//! at once.
 //!
-//! With no mounts every call reaches the inner context as before: the guest
-//! sees exactly what it saw without this wrapper.
+//! Reads of stdin and writes to stdout and stderr are `P1`'s too, through the
+//! inner context's own pipes (the same streams): wasmtime-wasi charges a whole
+//! read or write buffer to the call's hostcall fuel and answers `ENOMEM` past
+//! it, so one `fd_write` of 1 MiB or more lost its output. Here a read or write
+//! moves at most [`MAX_IO`] bytes, a short count for more, which the guest's
+//! libc completes with further calls, as POSIX allows.
+//!
+//! With no mounts every other call reaches the inner context as before.
 //!
 //! The generated trait is public but declared internal to wasmtime-wasi (its
 //! `p1.rs` says so); `wiggle` and wasmtime-wasi are pinned together, and a
@@ -18,10 +25,16 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+use wasmtime_wasi::WasiView;
+use wasmtime_wasi::cli::WasiCliCtxView;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::types::{self, Errno};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1;
+use wasmtime_wasi::p2::bindings::cli::{stderr, stdin, stdout};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamError};
 use wiggle::{GuestMemory, GuestPtr, GuestType};
+use zeroize::Zeroizing;
 
 use super::FsErr;
 use super::tree::{Kind, Mounts, Node, OpenOpts, Timestamp};
@@ -32,6 +45,14 @@ pub const MAX_FDS: usize = 1024;
 /// What an `fd_write` poll subscription reports as writable: the files are in
 /// memory, any write can proceed at once.
 const WRITABLE_BYTES: u64 = 64 << 10;
+
+/// Bytes one `fd_read`, `fd_pread`, `fd_write` or `fd_pwrite` moves at most, to
+/// or from a file or stdio; a larger buffer gets a short count. It bounds the
+/// host's work in one call (the epoch deadline cannot interrupt host code), and
+/// it is within any call's hostcall fuel (at least
+/// [`MIN_HOSTCALL_FUEL`](crate::sandbox::limits::MIN_HOSTCALL_FUEL)), which
+/// refuses a larger buffer with `ENOMEM` instead.
+pub const MAX_IO: usize = 1 << 20;
 
 impl From<FsErr> for types::Error {
     fn from(error: FsErr) -> types::Error {
@@ -87,11 +108,52 @@ pub struct P1 {
     mounts: Mounts,
     /// This call's hostcall fuel, set by the generated glue before every call.
     fuel: usize,
+    /// The inner context's stdin, stdout and stderr (`None` only if the inner
+    /// context could not hand them out, when its stdio calls go to it).
+    stdio: Option<Stdio>,
+}
+
+/// Our own handles on the inner context's stdio pipes: 0, 1 and 2 there.
+struct Stdio {
+    stdin: DynInputStream,
+    stdout: DynOutputStream,
+    stderr: DynOutputStream,
+}
+
+impl Stdio {
+    /// The streams the inner context's stdio descriptors use (wasmtime-wasi's
+    /// `get-stdin` and friends hand out the same pipes).
+    fn of(inner: &mut WasiP1Ctx) -> wasmtime::Result<Stdio> {
+        let view = inner.ctx();
+        let mut cli = WasiCliCtxView {
+            ctx: view.ctx.cli(),
+            table: view.table,
+        };
+        let stdin = stdin::Host::get_stdin(&mut cli)?;
+        let stdout = stdout::Host::get_stdout(&mut cli)?;
+        let stderr = stderr::Host::get_stderr(&mut cli)?;
+        Ok(Stdio {
+            stdin: cli.table.delete(stdin)?,
+            stdout: cli.table.delete(stdout)?,
+            stderr: cli.table.delete(stderr)?,
+        })
+    }
+}
+
+/// A stream's failure as preview1 has it.
+fn stream_error(error: StreamError) -> types::Error {
+    match error {
+        StreamError::Trap(error) => types::Error::trap(error),
+        StreamError::Closed => Errno::Pipe.into(),
+        StreamError::LastOperationFailed(_) => Errno::Io.into(),
+    }
 }
 
 impl P1 {
-    /// `inner` for everything but files, `mounts` preopened at 3, 4, ...
-    pub fn new(inner: WasiP1Ctx, mounts: Mounts) -> P1 {
+    /// `inner` for everything but files and stdio reads and writes, `mounts`
+    /// preopened at 3, 4, ...
+    pub fn new(mut inner: WasiP1Ctx, mounts: Mounts) -> P1 {
+        let stdio = Stdio::of(&mut inner).ok();
         let mut fds = BTreeMap::new();
         for fd in 0..3 {
             fds.insert(fd, Slot::Host(fd));
@@ -115,6 +177,7 @@ impl P1 {
             fds,
             mounts,
             fuel: 0,
+            stdio,
         }
     }
 
@@ -149,7 +212,9 @@ impl P1 {
     }
 
     /// The first non-empty buffer of `iovs` (or an empty one), as wasmtime-wasi
-    /// reads and writes: one buffer per call, a short count otherwise.
+    /// reads and writes: one buffer per call, a short count otherwise. At most
+    /// [`MAX_IO`] bytes of it; a read does not copy from the guest, so only the
+    /// array is charged to the fuel.
     fn first_iovec(
         &mut self,
         memory: &GuestMemory<'_>,
@@ -161,11 +226,14 @@ impl P1 {
             if iov.buf_len == 0 {
                 continue;
             }
-            return Ok(iov.buf.as_array(iov.buf_len));
+            return Ok(iov.buf.as_array(iov.buf_len.min(MAX_IO as u32)));
         }
         Ok(GuestPtr::new((0, 0)))
     }
 
+    /// The first non-empty buffer of `ciovs` (or an empty one), cut to
+    /// [`MAX_IO`] bytes and to the call's fuel left, which it is charged: the
+    /// host copies it.
     fn first_ciovec(
         &mut self,
         memory: &GuestMemory<'_>,
@@ -177,7 +245,12 @@ impl P1 {
             if iov.buf_len == 0 {
                 continue;
             }
-            let buf = iov.buf.as_array(iov.buf_len);
+            let most = u32::try_from(MAX_IO.min(self.fuel)).unwrap_or(u32::MAX);
+            if most == 0 {
+                // An iovec array as large as the fuel: nothing left to move.
+                return Err(Errno::Nomem.into());
+            }
+            let buf = iov.buf.as_array(iov.buf_len.min(most));
             self.consume_fuel_for_array(buf)?;
             return Ok(buf);
         }
@@ -243,7 +316,11 @@ impl P1 {
         offset: Option<types::Filesize>,
     ) -> Result<types::Size, types::Error> {
         if let Slot::Host(inner) = self.slot(fd)? {
-            let inner = types::Fd::from(*inner);
+            let inner = *inner;
+            if offset.is_none() && matches!(inner, 1 | 2) && self.stdio.is_some() {
+                return self.write_stdio(memory, inner, ciovs);
+            }
+            let inner = types::Fd::from(inner);
             return match offset {
                 None => self.inner.fd_write(memory, inner, ciovs).await,
                 Some(offset) => self.inner.fd_pwrite(memory, inner, ciovs, offset).await,
@@ -269,6 +346,63 @@ impl P1 {
         Ok(types::Size::try_from(written)?)
     }
 
+    /// `fd_write` to the inner context's stdout (1) or stderr (2): at most
+    /// [`MAX_IO`] bytes, in pieces of what the stream says it takes (the capped
+    /// pipes of `sandbox::output` take every write, keep what fits in
+    /// `max_output_bytes` and flag the rest).
+    fn write_stdio(
+        &mut self,
+        memory: &GuestMemory<'_>,
+        inner: u32,
+        ciovs: types::CiovecArray,
+    ) -> Result<types::Size, types::Error> {
+        let buf = self.first_ciovec(memory, ciovs)?;
+        let bytes = memory.as_cow(buf)?;
+        let stream = match (&mut self.stdio, inner) {
+            (Some(stdio), 1) => &mut stdio.stdout,
+            (Some(stdio), _) => &mut stdio.stderr,
+            (None, _) => return Err(Errno::Badf.into()),
+        };
+        let mut written = 0;
+        while written < bytes.len() {
+            // Never 0 for our pipes; a stream that had no room would end the
+            // write short here.
+            let room = stream.check_write().map_err(stream_error)?;
+            if room == 0 {
+                break;
+            }
+            let piece = &bytes[written..bytes.len().min(written + room)];
+            // The guest's output: the copy is cleared when the pipe drops it.
+            let copy = Bytes::from_owner(Zeroizing::new(piece.to_vec()));
+            stream.write(copy).map_err(stream_error)?;
+            written += piece.len();
+        }
+        stream.flush().map_err(stream_error)?;
+        Ok(types::Size::try_from(written)?)
+    }
+
+    /// `fd_read` of the inner context's stdin: at most [`MAX_IO`] bytes, 0 at
+    /// its end.
+    async fn read_stdin(
+        &mut self,
+        memory: &mut GuestMemory<'_>,
+        iovs: types::IovecArray,
+    ) -> Result<types::Size, types::Error> {
+        let buf = self.first_iovec(memory, iovs)?;
+        let Some(stdio) = &mut self.stdio else {
+            return Err(Errno::Badf.into());
+        };
+        let bytes = match stdio.stdin.blocking_read(buf.len() as usize).await {
+            Ok(bytes) => bytes,
+            Err(StreamError::Closed) => Bytes::new(),
+            Err(error) => return Err(stream_error(error)),
+        };
+        let len = u32::try_from(bytes.len())?;
+        let dest = buf.get_range(0..len).ok_or(Errno::Fault)?;
+        memory.copy_from_slice(&bytes, dest)?;
+        Ok(len)
+    }
+
     async fn read_at(
         &mut self,
         memory: &mut GuestMemory<'_>,
@@ -277,7 +411,11 @@ impl P1 {
         offset: Option<types::Filesize>,
     ) -> Result<types::Size, types::Error> {
         if let Slot::Host(inner) = self.slot(fd)? {
-            let inner = types::Fd::from(*inner);
+            let inner = *inner;
+            if offset.is_none() && inner == 0 && self.stdio.is_some() {
+                return self.read_stdin(memory, iovs).await;
+            }
+            let inner = types::Fd::from(inner);
             return match offset {
                 None => self.inner.fd_read(memory, inner, iovs).await,
                 Some(offset) => self.inner.fd_pread(memory, inner, iovs, offset).await,
