@@ -27,6 +27,8 @@
 //! - [`cbor`]: the strict CBOR reader and deterministic writer under `plaintext`.
 //! - [`leaf`]: the 57-byte audit-log leaf and its hash.
 //! - [`merkle`]: the RFC 9162 tree, its proofs and their verifiers.
+//! - [`note`]: C2SP signed notes, verifier keys, Ed25519 note keys, the P-256
+//!   (type `0x02`) line and cosignature/v1 (type `0x04`) (protocol v1.2 §T1, §T2, §T5).
 //! - [`checkpoint`]: the C2SP checkpoint body of a signed tree head.
 //! - [`receipt`]: what a client keeps to prove an execution, and the checks.
 
@@ -41,6 +43,7 @@ pub mod envelope;
 pub mod hpke;
 pub mod leaf;
 pub mod merkle;
+pub mod note;
 pub mod payload;
 pub mod plaintext;
 pub mod provider;
