@@ -29,7 +29,10 @@
 //! - [`merkle`]: the RFC 9162 tree, its proofs and their verifiers.
 //! - [`note`]: C2SP signed notes, verifier keys, Ed25519 note keys, the P-256
 //!   (type `0x02`) line and cosignature/v1 (type `0x04`) (protocol v1.2 §T1, §T2, §T5).
-//! - [`checkpoint`]: the C2SP checkpoint body of a signed tree head.
+//! - [`checkpoint`]: the C2SP checkpoint body of a signed tree head, and the
+//!   checkpoint as a signed note (protocol v1.2 §T2).
+//! - [`tiles`]: C2SP tlog-tiles: tile paths, hash tiles, entry bundles, and proofs
+//!   computed from tiles alone (protocol v1.2 §T3).
 //! - [`receipt`]: what a client keeps to prove an execution, and the checks.
 
 #![forbid(unsafe_code)]
@@ -49,6 +52,7 @@ pub mod plaintext;
 pub mod provider;
 pub mod receipt;
 pub mod signing;
+pub mod tiles;
 pub mod wire;
 
 #[cfg(test)]
