@@ -156,6 +156,15 @@ pub fn open_note(
     logs: &[VerifierKey],
     witnesses: &[VerifierKey],
 ) -> Result<VerifiedCheckpoint, CheckpointNoteError> {
+    verify_note(Note::parse(note)?, logs, witnesses)
+}
+
+/// [`open_note`] for a note already read (a tlog-proof's, say).
+pub fn verify_note(
+    note: Note,
+    logs: &[VerifierKey],
+    witnesses: &[VerifierKey],
+) -> Result<VerifiedCheckpoint, CheckpointNoteError> {
     let wrong_role = logs
         .iter()
         .any(|key| ![TYPE_ED25519, TYPE_ECDSA].contains(&key.signature_type()))
@@ -165,7 +174,6 @@ pub fn open_note(
     if wrong_role {
         return Err(CheckpointNoteError::KeyType);
     }
-    let note = Note::parse(note)?;
     let keys: Vec<VerifierKey> = logs.iter().chain(witnesses).cloned().collect();
     let verified = note.verify(&keys)?;
     // Only now that a known key vouched for it is the text read.

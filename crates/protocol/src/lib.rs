@@ -33,6 +33,8 @@
 //!   checkpoint as a signed note (protocol v1.2 §T2).
 //! - [`tiles`]: C2SP tlog-tiles: tile paths, hash tiles, entry bundles, and proofs
 //!   computed from tiles alone (protocol v1.2 §T3).
+//! - [`policy`]: C2SP tlog-policy files and the quorum check of a checkpoint note
+//!   (protocol v1.2 §T6).
 //! - [`receipt`]: what a client keeps to prove an execution, and the checks.
 
 #![forbid(unsafe_code)]
@@ -49,6 +51,7 @@ pub mod merkle;
 pub mod note;
 pub mod payload;
 pub mod plaintext;
+pub mod policy;
 pub mod provider;
 pub mod receipt;
 pub mod signing;
