@@ -33,6 +33,8 @@
 //!   checkpoint as a signed note (protocol v1.2 §T2).
 //! - [`tiles`]: C2SP tlog-tiles: tile paths, hash tiles, entry bundles, and proofs
 //!   computed from tiles alone (protocol v1.2 §T3).
+//! - [`tlog_proof`]: C2SP tlog-proofs: format, strict parse, and verification
+//!   under a policy (protocol v1.2 §T4).
 //! - [`policy`]: C2SP tlog-policy files and the quorum check of a checkpoint note
 //!   (protocol v1.2 §T6).
 //! - [`receipt`]: what a client keeps to prove an execution, and the checks.
@@ -56,6 +58,7 @@ pub mod provider;
 pub mod receipt;
 pub mod signing;
 pub mod tiles;
+pub mod tlog_proof;
 pub mod wire;
 
 #[cfg(test)]

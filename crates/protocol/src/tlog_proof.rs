@@ -267,3 +267,287 @@ impl TlogProof {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{Checkpoint, CheckpointNoteError};
+    use crate::merkle::MerkleTree;
+    use crate::note::{CosignerKey, NoteSigningKey, VerifierKey};
+    use crate::provider::Provider;
+    use crate::signing::SigningKey;
+    use uuid::Uuid;
+
+    /// tlog-proof.md's example, verbatim: its signatures are elided (`[...]`).
+    const SPEC_EXAMPLE: &str = "c2sp.org/tlog-proof@v1\nextra YWdlLXYxLjIuMS1kYXJ3aW4tYXJtNjQudGFyLmd6kYXJ3aW4tYXJ\nindex 73894\ngSKyXoYZUgZ6jduWYrkDOARinOMGJveXjgMkBTcdPlQ=\nB95lDa8R83lS8n0eG+o0buTxRKQTYFi//1U8anccXmA=\nEKNzoDWG8LGC0Yp9o+sv3qllpMP9uHQ9B20KNL+Q1zs=\nRoopEkOdqkYqMB4MJXrbt/hMjOxsVn0IrWjpz1ZMMes=\nAHCioX9nLjsrse6YhjRRmk1WUEirVOLLRoOQ6vfO5vk=\n\nexample.com/fancylog\n109482\nsFodV/vSp5O8n9a8QpW6PRY97tfOSW5bsc2Xl/EQi08=\n\n\u{2014} example.com/fancylog hI2DJw[...]1roloI=\n\u{2014} witness1.example mJirIklj[...]qY9v2B/5bg==\n\u{2014} witness2.example TnKKVHLX[...]xwYwrSjgow==\n\u{2014} witness3.example S4X82uH5[...]3oEcROGLFQ==\n";
+
+    fn leaf(i: u64) -> Leaf {
+        Leaf {
+            execution_id: Uuid::from_u64_pair(i, !i),
+            timestamp_ms: 1_795_000_000_000 + i,
+            commitment: [i as u8; 32],
+        }
+    }
+
+    struct Log {
+        tree: MerkleTree,
+        note_key: NoteSigningKey,
+        signing_key: SigningKey,
+        witness: CosignerKey,
+    }
+
+    fn log(provider: Provider, size: u64) -> Log {
+        Log {
+            tree: MerkleTree::from_leaf_hashes((0..size).map(|i| leaf(i).hash())),
+            note_key: NoteSigningKey::generate(provider, "log.example/v1").unwrap(),
+            signing_key: SigningKey::generate(provider).unwrap(),
+            witness: CosignerKey::generate(provider, "witness.example").unwrap(),
+        }
+    }
+
+    impl Log {
+        fn note(&self, size: u64, cosigned: bool) -> Note {
+            let checkpoint = Checkpoint {
+                origin: "log.example/v1".to_owned(),
+                tree_size: size,
+                root_hash: self.tree.root(size).unwrap(),
+            };
+            let mut note = checkpoint
+                .to_note(&self.note_key, &self.signing_key)
+                .unwrap();
+            if cosigned {
+                note.add_signature(self.witness.cosign(&note, 1_800_000_000).unwrap())
+                    .unwrap();
+            }
+            note
+        }
+
+        fn proof(&self, index: u64, size: u64) -> TlogProof {
+            TlogProof::for_leaf(
+                &leaf(index),
+                index,
+                self.tree.inclusion_proof(index, size).unwrap(),
+                self.note(size, false),
+            )
+            .unwrap()
+        }
+
+        fn policy(&self) -> Policy {
+            Policy::single_log(self.note_key.verifier_key()).unwrap()
+        }
+    }
+
+    #[test]
+    fn the_spec_example_reads_up_to_its_elided_signatures() {
+        assert_eq!(
+            TlogProof::parse(SPEC_EXAMPLE.as_bytes()),
+            Err(TlogProofError::Note(NoteError::SignatureEncoding))
+        );
+        // With one whole signature line in place of the elided ones, it reads, and
+        // writes back byte for byte.
+        let (proof_part, note_part) = SPEC_EXAMPLE.split_once("\n\n").unwrap();
+        let body = note_part.split_once("\n\n").unwrap().0;
+        let line = format!("\u{2014} example.com/fancylog {}\n", B64.encode([7u8; 68]));
+        let whole = format!("{proof_part}\n\n{body}\n\n{line}");
+        let proof = TlogProof::parse(whole.as_bytes()).unwrap();
+        assert_eq!(proof.index(), 73_894);
+        assert!(
+            proof
+                .extra()
+                .unwrap()
+                .starts_with(b"age-v1.2.1-darwin-arm64.tar.gz")
+        );
+        assert_eq!(proof.inclusion_proof().len(), 5);
+        assert_eq!(
+            B64.encode(proof.inclusion_proof()[4]),
+            "AHCioX9nLjsrse6YhjRRmk1WUEirVOLLRoOQ6vfO5vk="
+        );
+        assert_eq!(proof.checkpoint().text(), format!("{body}\n"));
+        assert_eq!(proof.to_text(), whole);
+        // Its extra data is not one of our leaves.
+        let key = NoteSigningKey::generate(Provider::default(), "example.com/fancylog").unwrap();
+        assert_eq!(
+            proof.verify(&Policy::single_log(key.verifier_key()).unwrap()),
+            Err(TlogProofError::Leaf)
+        );
+    }
+
+    fn a_proof_of_every_leaf_verifies_and_says_which_leaf(provider: Provider) {
+        let log = log(provider, 300);
+        let policy = log.policy();
+        for (index, size) in [
+            (0, 1),
+            (0, 300),
+            (5, 300),
+            (255, 256),
+            (256, 257),
+            (299, 300),
+        ] {
+            let proof = log.proof(index, size);
+            let text = proof.to_text();
+            assert!(text.starts_with(&format!(
+                "c2sp.org/tlog-proof@v1\nextra {}\nindex {index}\n",
+                B64.encode(leaf(index).to_bytes())
+            )));
+            let parsed = TlogProof::parse(text.as_bytes()).unwrap();
+            assert_eq!(parsed, proof);
+            let verified = parsed.verify(&policy).unwrap();
+            assert_eq!(verified.leaf, leaf(index));
+            assert_eq!(verified.index, index);
+            assert_eq!(verified.checkpoint.checkpoint.tree_size, size);
+        }
+        // The P-256 key alone verifies it too, as a policy's log.
+        let p256 = VerifierKey::ecdsa_p256("log.example/v1", log.signing_key.public()).unwrap();
+        log.proof(7, 300)
+            .verify(&Policy::single_log(p256).unwrap())
+            .unwrap();
+    }
+
+    fn a_witnessed_proof_verifies_under_a_policy_and_fails_without_its_quorum(provider: Provider) {
+        let log = log(provider, 20);
+        let policy = Policy::parse(
+            provider,
+            format!(
+                "log {}\nwitness W {}\nquorum W\n",
+                log.note_key.verifier_key(),
+                log.witness.verifier_key()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let inclusion = log.tree.inclusion_proof(3, 20).unwrap();
+        let witnessed =
+            TlogProof::for_leaf(&leaf(3), 3, inclusion.clone(), log.note(20, true)).unwrap();
+        let verified = TlogProof::parse(witnessed.to_text().as_bytes())
+            .unwrap()
+            .verify(&policy)
+            .unwrap();
+        assert_eq!(verified.checkpoint.cosignatures, vec![(0, 1_800_000_000)]);
+        let unwitnessed = TlogProof::for_leaf(&leaf(3), 3, inclusion, log.note(20, false)).unwrap();
+        assert_eq!(
+            unwitnessed.verify(&policy),
+            Err(TlogProofError::Policy(PolicyError::QuorumNotMet))
+        );
+    }
+
+    fn tampered_proofs_are_refused(provider: Provider) {
+        let log = log(provider, 300);
+        let policy = log.policy();
+        let good = log.proof(5, 300).to_text();
+        let verify = |text: &str| TlogProof::parse(text.as_bytes()).and_then(|p| p.verify(&policy));
+        assert!(verify(&good).is_ok());
+        let lines: Vec<&str> = good.split('\n').collect();
+        let replace_line = |at: usize, with: &str| {
+            let mut changed = lines.clone();
+            changed[at] = with;
+            changed.join("\n")
+        };
+        let remove_line = |at: usize| {
+            let mut changed = lines.clone();
+            changed.remove(at);
+            changed.join("\n")
+        };
+        let mismatch = Err(TlogProofError::Inclusion(MerkleError::RootMismatch));
+        // Another leaf in the extra line: a flipped commitment byte.
+        let mut other_leaf = leaf(5).to_bytes();
+        other_leaf[56] ^= 1;
+        let other_extra = format!("extra {}", B64.encode(other_leaf));
+        assert_eq!(verify(&replace_line(1, &other_extra)), mismatch);
+        // Another index, in the tree and past it.
+        assert_eq!(verify(&replace_line(2, "index 4")), mismatch);
+        assert_eq!(
+            verify(&replace_line(2, "index 300")),
+            Err(TlogProofError::IndexBeyondTree {
+                index: 300,
+                size: 300
+            })
+        );
+        // A flipped proof hash, a missing one, an extra one.
+        let mut hash = B64.decode(lines[3]).unwrap();
+        hash[0] ^= 0x80;
+        assert_eq!(verify(&replace_line(3, &B64.encode(&hash))), mismatch);
+        assert!(matches!(
+            verify(&remove_line(3)),
+            Err(TlogProofError::Inclusion(MerkleError::ProofLength { .. }))
+        ));
+        let mut longer = lines.clone();
+        longer.insert(3, lines[3]);
+        assert!(matches!(
+            verify(&longer.join("\n")),
+            Err(TlogProofError::Inclusion(MerkleError::ProofLength { .. }))
+        ));
+        // The checkpoint of another size, correctly signed.
+        let other_checkpoint = format!(
+            "{}\n\n{}",
+            good.split_once("\n\n").unwrap().0,
+            log.note(299, false).to_text()
+        );
+        assert!(verify(&other_checkpoint).is_err());
+        // A tampered checkpoint, and one signed by another log key.
+        let tampered = good.replacen("\n300\n", "\n301\n", 1);
+        assert!(matches!(
+            verify(&tampered),
+            Err(TlogProofError::Policy(PolicyError::Checkpoint(
+                CheckpointNoteError::Note(NoteError::BadSignature { .. })
+            )))
+        ));
+        let stranger = self::log(provider, 300);
+        assert_eq!(
+            TlogProof::parse(stranger.proof(5, 300).to_text().as_bytes())
+                .unwrap()
+                .verify(&policy),
+            Err(TlogProofError::Policy(PolicyError::Checkpoint(
+                CheckpointNoteError::Note(NoteError::NoKnownSignature)
+            )))
+        );
+        // No extra line; extra data that is not a leaf.
+        assert_eq!(verify(&remove_line(1)), Err(TlogProofError::MissingExtra));
+        assert_eq!(
+            verify(&replace_line(1, "extra AQID")),
+            Err(TlogProofError::Leaf)
+        );
+        // Malformed lines.
+        for (text, error) in [
+            (
+                replace_line(0, "c2sp.org/tlog-proof@v2"),
+                TlogProofError::Header,
+            ),
+            (format!("\n{good}"), TlogProofError::Header),
+            (replace_line(1, "extra "), TlogProofError::Extra),
+            (replace_line(1, "extra AQID="), TlogProofError::Extra),
+            (replace_line(1, "extra  AQID"), TlogProofError::Extra),
+            (replace_line(2, "index 05"), TlogProofError::Index),
+            (replace_line(2, "index -5"), TlogProofError::Index),
+            (replace_line(2, "index"), TlogProofError::Index),
+            (remove_line(2), TlogProofError::Index),
+            (replace_line(3, "AAAA"), TlogProofError::ProofLine),
+            (
+                replace_line(3, &format!("{} ", lines[3])),
+                TlogProofError::ProofLine,
+            ),
+            (good.replacen("\n\n", "\n", 1), TlogProofError::ProofLine),
+        ] {
+            assert_eq!(
+                TlogProof::parse(text.as_bytes()),
+                Err(error.clone()),
+                "{text}"
+            );
+        }
+        assert_eq!(TlogProof::parse(&[0xff]), Err(TlogProofError::NotUtf8));
+        let many = format!(
+            "c2sp.org/tlog-proof@v1\nindex 0\n{}\n{}",
+            format!("{}\n", B64.encode([0u8; 32])).repeat(MAX_PROOF_HASHES + 1),
+            log.note(1, false).to_text()
+        );
+        assert_eq!(
+            TlogProof::parse(many.as_bytes()),
+            Err(TlogProofError::TooManyHashes)
+        );
+    }
+
+    crate::tests_for_every_provider!(
+        a_proof_of_every_leaf_verifies_and_says_which_leaf,
+        a_witnessed_proof_verifies_under_a_policy_and_fails_without_its_quorum,
+        tampered_proofs_are_refused,
+    );
+}
