@@ -78,6 +78,12 @@ pub enum TileError {
     /// The leaf index or the tree sizes asked about are out of range.
     #[error(transparent)]
     Range(#[from] MerkleError),
+    /// The tiles do not hash to the root they are checked against.
+    #[error("the tiles do not hash to the checkpoint's root")]
+    RootMismatch,
+    /// A full tile does not hash to its entry in the tile above it.
+    #[error("tile {path} does not hash to its entry in the tile above it")]
+    TileHashMismatch { path: String },
 }
 
 /// Why a proof from tiles could not be computed: a tile could not be read, or was
@@ -408,6 +414,56 @@ pub fn root<E>(
     TileHashes::new(size, read).mth(0, size)
 }
 
+/// The leaf hashes `start..size` of the tree of `size` leaves whose root is `root`,
+/// read from its level-0 tiles once every tile read is authenticated: the tiles
+/// must hash to `root` (which authenticates the partial tiles: every hash of a
+/// partial tile enters the root), and each full tile must hash to its entry in the
+/// tile above it, itself authenticated, up to a partial one (Go's
+/// `tlog.TileHashReader` does the same). What a monitor runs before it reads the
+/// entry bundles: each entry must then hash to its leaf hash.
+pub fn verified_leaf_hashes<E>(
+    start: u64,
+    size: u64,
+    root_hash: &Hash,
+    read: impl FnMut(&Tile) -> Result<Vec<u8>, E>,
+) -> Result<Vec<Hash>, TileProofError<E>> {
+    if start > size {
+        return Err(TileError::Range(MerkleError::BadRange {
+            first: start,
+            second: size,
+        })
+        .into());
+    }
+    if size == 0 {
+        return if *root_hash == merkle::empty_root() {
+            Ok(Vec::new())
+        } else {
+            Err(TileError::RootMismatch.into())
+        };
+    }
+    let mut tiles = TileHashes::new(size, read);
+    if tiles.mth(0, size)? != *root_hash {
+        return Err(TileError::RootMismatch.into());
+    }
+    let mut authenticated = std::collections::BTreeSet::new();
+    let mut hashes = Vec::with_capacity(usize::try_from(size - start).unwrap_or(0));
+    let width = u64::from(TILE_WIDTH);
+    let mut index = start / width;
+    while index * width < size {
+        let tile = tiles.tile_in_tree(0, index)?;
+        tiles.authenticate(tile, &mut authenticated)?;
+        let bytes = tiles.tile(tile)?;
+        let first = index * width;
+        for (i, hash) in bytes.chunks_exact(HASH_SIZE).enumerate() {
+            if first + i as u64 >= start {
+                hashes.push(hash.try_into().expect("chunks of 32 bytes"));
+            }
+        }
+        index += 1;
+    }
+    Ok(hashes)
+}
+
 /// The hash tiles [`inclusion_proof`] reads, in the order it first reads them.
 pub fn tiles_for_inclusion(index: u64, size: u64) -> Result<Vec<Tile>, TileError> {
     recorded(|read| inclusion_proof(index, size, read).map(drop))
@@ -507,6 +563,46 @@ where
             self.tiles.insert(tile, bytes);
         }
         Ok(&self.tiles[&tile])
+    }
+
+    /// Tile `index` of tile level `level` as it is in the tree of this size: full,
+    /// or the level's partial tile.
+    fn tile_in_tree(&self, level: u32, index: u64) -> Result<Tile, TileError> {
+        let items = self.size.checked_shr(TILE_HEIGHT * level).unwrap_or(0);
+        let start = index.saturating_mul(u64::from(TILE_WIDTH));
+        let width = items.saturating_sub(start).min(u64::from(TILE_WIDTH));
+        Tile::hashes(
+            u8::try_from(level).map_err(|_| TileError::Level)?,
+            index,
+            width as u16,
+        )
+    }
+
+    /// Checks that `tile` (read or not yet) is one the root vouches for: a partial
+    /// tile entered the root whole; a full one must hash to its entry in its parent,
+    /// which is checked the same way. `authenticated` remembers the tiles checked.
+    fn authenticate(
+        &mut self,
+        tile: Tile,
+        authenticated: &mut std::collections::BTreeSet<Tile>,
+    ) -> Result<(), TileProofError<E>> {
+        let mut child = tile;
+        // Climb until a tile already checked, or a partial one (the root's).
+        while child.is_full() && !authenticated.contains(&child) {
+            let TileLevel::Hashes(level) = child.level else {
+                return Err(TileError::Path.into());
+            };
+            let parent =
+                self.tile_in_tree(u32::from(level) + 1, child.index / u64::from(TILE_WIDTH))?;
+            let hash = full_tile_hash(self.tile(child)?)?;
+            let at = (child.index % u64::from(TILE_WIDTH)) as usize * HASH_SIZE;
+            if self.tile(parent)?.get(at..at + HASH_SIZE) != Some(&hash[..]) {
+                return Err(TileError::TileHashMismatch { path: child.path() }.into());
+            }
+            authenticated.insert(child);
+            child = parent;
+        }
+        Ok(())
     }
 
     /// `MTH(D[start:end])`, RFC 9162 §2.1.1:
@@ -942,6 +1038,75 @@ mod tests {
                 second: 300
             }))
         );
+    }
+
+    /// Every leaf hash comes back from tiles that hash to the root; a changed hash
+    /// in any tile, read for the root or only through its parent, is caught.
+    #[test]
+    fn leaf_hashes_come_only_from_tiles_the_root_vouches_for() {
+        let tree = tree(70_000);
+        for (start, size) in [
+            (0, 1),
+            (0, 256),
+            (0, 300),
+            (100, 300),
+            (65_000, 70_000),
+            (70_000, 70_000),
+        ] {
+            let root = tree.root(size).unwrap();
+            let hashes = verified_leaf_hashes(start, size, &root, reader(&tree)).unwrap();
+            let expected: Vec<Hash> = (start..size).map(leaf).collect();
+            assert_eq!(hashes, expected, "{start}..{size}");
+        }
+        assert!(
+            verified_leaf_hashes(0, 0, &merkle::empty_root(), reader(&tree))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            verified_leaf_hashes(0, 300, &[0; 32], reader(&tree)),
+            Err(TileProofError::Tile(TileError::RootMismatch))
+        );
+        for (size, path, expected) in [
+            // Read only through its parent, level 1's partial tile.
+            (
+                300,
+                "tile/0/000",
+                TileError::TileHashMismatch {
+                    path: "tile/0/000".into(),
+                },
+            ),
+            // Read for the root.
+            (300, "tile/0/001.p/44", TileError::RootMismatch),
+            // Two levels below the partial tile of level 2.
+            (
+                70_000,
+                "tile/0/005",
+                TileError::TileHashMismatch {
+                    path: "tile/0/005".into(),
+                },
+            ),
+            (
+                70_000,
+                "tile/1/000",
+                TileError::TileHashMismatch {
+                    path: "tile/1/000".into(),
+                },
+            ),
+        ] {
+            let flipped = |tile: &Tile| {
+                let mut bytes = hash_tile(&tree, tile)?;
+                if tile.path() == path {
+                    bytes[100] ^= 1;
+                }
+                Ok::<_, TileError>(bytes)
+            };
+            assert_eq!(
+                verified_leaf_hashes(0, size, &tree.root(size).unwrap(), flipped),
+                Err(TileProofError::Tile(expected)),
+                "{path}"
+            );
+        }
     }
 
     /// Tiles from an untrusted mirror: a changed hash gives a proof that fails its
