@@ -878,7 +878,9 @@ mod tests {
             name: "PeterNeumann".into(),
             key_id: 0xc74f20a3,
         });
-        let open = |text: &str| Note::parse(text.as_bytes()).and_then(|n| n.verify(&[key.clone()]));
+        let open = |text: &str| {
+            Note::parse(text.as_bytes()).and_then(|n| n.verify(std::slice::from_ref(&key)))
+        };
         assert!(open(GO_NOTE).is_ok());
         // A flipped byte in the text, and in the signature.
         assert_eq!(
@@ -959,7 +961,7 @@ mod tests {
         let mut latin1 = GO_NOTE.as_bytes().to_vec();
         latin1[0] = 0xc9;
         assert_eq!(
-            Note::parse(&latin1).and_then(|n| n.verify(&[key.clone()])),
+            Note::parse(&latin1).and_then(|n| n.verify(std::slice::from_ref(&key))),
             Err(NoteError::NotUtf8)
         );
     }

@@ -349,7 +349,13 @@ fn go_accepts_the_checkpoints_tiles_bundles_and_proofs_we_write() {
     }
 }
 
-/// One changed file of our log at a time, which Go and our verifiers must refuse.
+/// A tampered variant of our log: what was done, what to check (a checkpoint: the
+/// whole log at its size; `bundle:` or a tile: the whole log; a proof; a
+/// consistency proof), and the files changed, with their new bytes.
+type Variant = (&'static str, String, Vec<(String, Vec<u8>)>);
+
+/// One change to our log at a time (one file, or a forged entry and its tile),
+/// which Go and our verifiers must both refuse.
 #[test]
 fn go_and_our_verifiers_refuse_every_tampered_variant() {
     let log = OurLog::write("tlog-interop-tampered");
@@ -366,10 +372,7 @@ fn go_and_our_verifiers_refuse_every_tampered_variant() {
     let mut other_root = B64.decode(root).unwrap();
     other_root[0] ^= 1;
 
-    // (what, what to check, the files changed): the check is a checkpoint (the
-    // whole log at its size), `bundle:` (the whole log), a tile (the whole log), a
-    // proof or a consistency proof.
-    let mut variants: Vec<(&str, String, Vec<(String, Vec<u8>)>)> = Vec::new();
+    let mut variants: Vec<Variant> = Vec::new();
     let mut add = |what: &'static str, name: &str, bytes: Vec<u8>| {
         let file = name.strip_prefix("bundle:").unwrap_or(name).to_owned();
         variants.push((what, name.to_owned(), vec![(file, bytes)]));
