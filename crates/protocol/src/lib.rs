@@ -1,7 +1,9 @@
 //! The wasm-hypervisor protocol in code, shared by the server and every client:
 //! the wire types, HPKE sealing of requests, sealing of results, the commitment,
-//! ECDSA signatures, receipts and their checks, and the RFC 9162 proofs and signed
-//! checkpoints of the audit log, over a choice of crypto providers.
+//! ECDSA signatures, receipts and their checks, the RFC 9162 proofs and signed
+//! checkpoints of the audit log, and the log in the C2SP transparency formats of
+//! protocol v1.2 (signed notes, tiles, tlog-proofs, policies), over a choice of
+//! crypto providers.
 //!
 //! Pure: no I/O, no clock, no async runtime, so it builds for
 //! `wasm32-unknown-unknown` (with the `rustcrypto` provider) and a browser client
