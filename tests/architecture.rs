@@ -45,6 +45,8 @@ const CRYPTO_CRATES: &[&str] = &[
     "hpke",
     "rand_core",
     "getrandom",
+    "ed25519-dalek",
+    "curve25519-dalek",
 ];
 
 /// Who may name which crypto crate in its source, and why.
@@ -53,7 +55,14 @@ const SOURCE_ALLOWED: &[(&str, &[&str])] = &[
     ("crates/protocol/src/provider/aws_lc.rs", &["aws-lc-rs"]),
     (
         "crates/protocol/src/provider/rustcrypto.rs",
-        &["p256", "aes-gcm", "hmac", "sha2", "rand_core"],
+        &[
+            "p256",
+            "aes-gcm",
+            "hmac",
+            "sha2",
+            "rand_core",
+            "ed25519-dalek",
+        ],
     ),
     // SHA-256 fixed by the protocol, the same on every provider: the digests that
     // name modules, tokens and keys, and RFC 9162 hashing (hundreds of thousands of
@@ -73,6 +82,7 @@ const MANIFEST_ALLOWED: &[(&str, &[&str])] = &[(
         "sha2",
         "rand_core",
         "getrandom",
+        "ed25519-dalek",
     ],
 )];
 

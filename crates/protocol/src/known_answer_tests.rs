@@ -1,7 +1,7 @@
 //! Known-answer tests from vectors computed outside this project, run on every
-//! compiled provider: the official RFC 9180 vector for this exact suite, and a
+//! compiled provider: the official RFC 9180 vector for this exact suite, a
 //! protocol-v1 vector made with Python's pyhpke and cryptography
-//! (`tools/protocol_vector.py`).
+//! (`tools/protocol_vector.py`), and RFC 8032's Ed25519 vectors.
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -215,7 +215,90 @@ fn protocol_v1_vector_matches_byte_for_byte(provider: Provider) {
         .unwrap();
 }
 
+/// RFC 8032 §7.1, TEST 1 to 3: secret key (the seed), public key, message,
+/// signature.
+const RFC8032_ED25519: [[&str; 4]; 3] = [
+    [
+        "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+        "",
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+    ],
+    [
+        "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+        "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+        "72",
+        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+    ],
+    [
+        "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+        "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+        "af82",
+        "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a",
+    ],
+];
+
+/// Each seed gives the RFC's public key and signature, which verifies; a signature
+/// of another message, a flipped bit and `S + L` (the same signature with a
+/// non-canonical scalar) do not.
+fn rfc8032_ed25519_vectors_sign_and_verify(provider: Provider) {
+    for [seed, public, message, signature] in RFC8032_ED25519 {
+        let seed: [u8; 32] = hex::decode(seed).unwrap().try_into().unwrap();
+        let message = hex::decode(message).unwrap();
+        let key = provider.ed25519_key_from_seed(&seed).unwrap();
+        assert_eq!(hex::encode(key.public_key()), public);
+        let signed = key.sign(&message).unwrap();
+        assert_eq!(hex::encode(signed), signature);
+        assert_eq!(*key.seed().unwrap(), seed);
+        provider
+            .verify_ed25519(key.public_key(), &message, &signed)
+            .unwrap();
+        let mut longer = message.clone();
+        longer.push(0);
+        assert!(
+            provider
+                .verify_ed25519(key.public_key(), &longer, &signed)
+                .is_err()
+        );
+        let mut flipped = signed;
+        flipped[10] ^= 0x04;
+        assert!(
+            provider
+                .verify_ed25519(key.public_key(), &message, &flipped)
+                .is_err()
+        );
+        assert!(
+            provider
+                .verify_ed25519(key.public_key(), &message, &add_group_order(&signed))
+                .is_err()
+        );
+    }
+    let fresh = provider.generate_ed25519_key().unwrap();
+    let again = provider
+        .ed25519_key_from_seed(&fresh.seed().unwrap())
+        .unwrap();
+    assert_eq!(again.public_key(), fresh.public_key());
+}
+
+/// The signature with `S + L` in place of `S` (L the group order, RFC 8032 §5.1):
+/// the same equation, a non-canonical encoding every verifier must refuse.
+fn add_group_order(signature: &[u8; 64]) -> [u8; 64] {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut out = *signature;
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(out[32 + i]) + u16::from(L[i]) + carry;
+        out[32 + i] = sum as u8;
+        carry = sum >> 8;
+    }
+    out
+}
+
 crate::tests_for_every_provider!(
     rfc9180_vector_for_this_suite_receiver_and_sender,
     protocol_v1_vector_matches_byte_for_byte,
+    rfc8032_ed25519_vectors_sign_and_verify,
 );

@@ -1,7 +1,9 @@
 //! The wasm-hypervisor protocol in code, shared by the server and every client:
 //! the wire types, HPKE sealing of requests, sealing of results, the commitment,
-//! ECDSA signatures, receipts and their checks, and the RFC 9162 proofs and signed
-//! checkpoints of the audit log, over a choice of crypto providers.
+//! ECDSA signatures, receipts and their checks, the RFC 9162 proofs and signed
+//! checkpoints of the audit log, and the log in the C2SP transparency formats of
+//! protocol v1.2 (signed notes, tiles, tlog-proofs, policies), over a choice of
+//! crypto providers.
 //!
 //! Pure: no I/O, no clock, no async runtime, so it builds for
 //! `wasm32-unknown-unknown` (with the `rustcrypto` provider) and a browser client
@@ -27,7 +29,16 @@
 //! - [`cbor`]: the strict CBOR reader and deterministic writer under `plaintext`.
 //! - [`leaf`]: the 57-byte audit-log leaf and its hash.
 //! - [`merkle`]: the RFC 9162 tree, its proofs and their verifiers.
-//! - [`checkpoint`]: the C2SP checkpoint body of a signed tree head.
+//! - [`note`]: C2SP signed notes, verifier keys, Ed25519 note keys, the P-256
+//!   (type `0x02`) line and cosignature/v1 (type `0x04`) (protocol v1.2 §T1, §T2, §T5).
+//! - [`checkpoint`]: the C2SP checkpoint body of a signed tree head, and the
+//!   checkpoint as a signed note (protocol v1.2 §T2).
+//! - [`tiles`]: C2SP tlog-tiles: tile paths, hash tiles, entry bundles, and proofs
+//!   computed from tiles alone (protocol v1.2 §T3).
+//! - [`tlog_proof`]: C2SP tlog-proofs: format, strict parse, and verification
+//!   under a policy (protocol v1.2 §T4).
+//! - [`policy`]: C2SP tlog-policy files and the quorum check of a checkpoint note
+//!   (protocol v1.2 §T6).
 //! - [`receipt`]: what a client keeps to prove an execution, and the checks.
 
 #![forbid(unsafe_code)]
@@ -41,11 +52,15 @@ pub mod envelope;
 pub mod hpke;
 pub mod leaf;
 pub mod merkle;
+pub mod note;
 pub mod payload;
 pub mod plaintext;
+pub mod policy;
 pub mod provider;
 pub mod receipt;
 pub mod signing;
+pub mod tiles;
+pub mod tlog_proof;
 pub mod wire;
 
 #[cfg(test)]

@@ -165,6 +165,15 @@ impl MerkleTree {
         rows + hashes
     }
 
+    /// `MTH(D[index * 2^level : (index + 1) * 2^level])`, the perfect subtree of
+    /// `2^level` leaves that starts at leaf `index * 2^level`, when the tree holds
+    /// all of its leaves: one stored node. The hashes of c2sp.org/tlog-tiles' hash
+    /// tiles are these nodes at the levels that are multiples of 8 (`tiles`).
+    pub fn perfect_subtree(&self, level: u32, index: u64) -> Option<Hash> {
+        let row = self.levels.get(usize::try_from(level).ok()?)?;
+        row.get(usize::try_from(index).ok()?).copied()
+    }
+
     /// The root of the tree of the first `size` leaves, `MTH(D[0:size])`
     /// (RFC 9162 §2.1.1); size 0 is the empty tree.
     pub fn root(&self, size: u64) -> Result<Hash, MerkleError> {

@@ -5,16 +5,19 @@
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::agreement::{self, ECDH_P256, ParsedPublicKey, ParsedPublicKeyFormat};
 use aws_lc_rs::digest;
-use aws_lc_rs::encoding::{AsBigEndian, EcPrivateKeyBin};
+use aws_lc_rs::encoding::{AsBigEndian, Curve25519SeedBin, EcPrivateKeyBin};
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
-    UnparsedPublicKey,
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, ED25519, EcdsaKeyPair, Ed25519KeyPair,
+    KeyPair, UnparsedPublicKey,
 };
 use zeroize::Zeroizing;
 
-use super::{CryptoError, CryptoProvider, EcdhKey, EcdsaKey, POINT_LEN, SCALAR_LEN};
+use super::{
+    CryptoError, CryptoProvider, ED25519_KEY_LEN, ED25519_SIGNATURE_LEN, EcdhKey, EcdsaKey,
+    Ed25519Key, POINT_LEN, SCALAR_LEN,
+};
 
 pub(super) struct AwsLc;
 
@@ -137,6 +140,29 @@ impl CryptoProvider for AwsLc {
             .verify(message, signature_der)
             .map_err(|_| CryptoError)
     }
+
+    fn generate_ed25519_key(&self) -> Result<Box<dyn Ed25519Key>, CryptoError> {
+        AwsLcEd25519Key::boxed(Ed25519KeyPair::generate().map_err(|_| CryptoError)?)
+    }
+
+    fn ed25519_key_from_seed(
+        &self,
+        seed: &[u8; ED25519_KEY_LEN],
+    ) -> Result<Box<dyn Ed25519Key>, CryptoError> {
+        // "Unchecked" only means there is no public key to compare the seed's with.
+        AwsLcEd25519Key::boxed(Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| CryptoError)?)
+    }
+
+    fn verify_ed25519(
+        &self,
+        public_key: &[u8; ED25519_KEY_LEN],
+        message: &[u8],
+        signature: &[u8; ED25519_SIGNATURE_LEN],
+    ) -> Result<(), CryptoError> {
+        UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(message, signature)
+            .map_err(|_| CryptoError)
+    }
 }
 
 fn aes_256_gcm(key: &[u8; 32]) -> Result<LessSafeKey, CryptoError> {
@@ -225,5 +251,43 @@ impl EcdsaKey for AwsLcEcdsaKey {
     fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let document = self.key.to_pkcs8v1().map_err(|_| CryptoError)?;
         Ok(Zeroizing::new(document.as_ref().to_vec()))
+    }
+}
+
+/// AWS-LC clears the key's memory when it is dropped.
+struct AwsLcEd25519Key {
+    key: Ed25519KeyPair,
+    public: [u8; ED25519_KEY_LEN],
+}
+
+impl AwsLcEd25519Key {
+    fn boxed(key: Ed25519KeyPair) -> Result<Box<dyn Ed25519Key>, CryptoError> {
+        let public = key
+            .public_key()
+            .as_ref()
+            .try_into()
+            .map_err(|_| CryptoError)?;
+        Ok(Box::new(AwsLcEd25519Key { key, public }))
+    }
+}
+
+impl Ed25519Key for AwsLcEd25519Key {
+    fn public_key(&self) -> &[u8; ED25519_KEY_LEN] {
+        &self.public
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; ED25519_SIGNATURE_LEN], CryptoError> {
+        let signature = self.key.try_sign(message).map_err(|_| CryptoError)?;
+        signature.as_ref().try_into().map_err(|_| CryptoError)
+    }
+
+    fn seed(&self) -> Result<Zeroizing<[u8; ED25519_KEY_LEN]>, CryptoError> {
+        let seed: Curve25519SeedBin = self
+            .key
+            .seed()
+            .and_then(|seed| seed.as_be_bytes())
+            .map_err(|_| CryptoError)?;
+        let seed = seed.as_ref().try_into().map_err(|_| CryptoError)?;
+        Ok(Zeroizing::new(seed))
     }
 }

@@ -10,10 +10,11 @@
 //! | provider | feature | built on |
 //! | --- | --- | --- |
 //! | `aws-lc` | `aws-lc` | AWS-LC through `aws-lc-rs` (assembly P-256 and AES-GCM; needs a C compiler) |
-//! | `rustcrypto` | `rustcrypto` | `p256`, `ecdsa`, `aes-gcm`, `sha2`, `hmac` (pure Rust; builds for `wasm32-unknown-unknown`) |
+//! | `rustcrypto` | `rustcrypto` | `p256`, `ecdsa`, `aes-gcm`, `sha2`, `hmac`, `ed25519-dalek` (pure Rust; builds for `wasm32-unknown-unknown`) |
 //!
 //! Architecture invariant: the modules under `provider` are the only code in the
-//! workspace that names `aws-lc-rs`, `p256`, `ecdsa`, `aes-gcm` or `hmac`. The
+//! workspace that names `aws-lc-rs`, `p256`, `ecdsa`, `aes-gcm`, `hmac` or
+//! `ed25519-dalek`. The
 //! protocol above them (HPKE's key schedule, the envelope, SPKI encoding) is written
 //! once, against this trait, and pinned by the same vectors for every provider.
 //!
@@ -35,22 +36,29 @@ use zeroize::Zeroizing;
 pub const POINT_LEN: usize = 65;
 /// Length of a P-256 scalar, big-endian.
 pub const SCALAR_LEN: usize = 32;
+/// Length of an Ed25519 public key, and of the private seed it is derived from
+/// (RFC 8032 §5.1.5).
+pub const ED25519_KEY_LEN: usize = 32;
+/// Length of an Ed25519 signature (RFC 8032 §5.1.6).
+pub const ED25519_SIGNATURE_LEN: usize = 64;
 
 /// A provider operation failed. Deliberately carries no detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("cryptographic operation failed")]
 pub struct CryptoError;
 
-/// The primitives of the protocol's one cipher suite and one signature scheme: P-256
-/// (ECDH and ECDSA with SHA-256), HMAC-SHA256, SHA-256, AES-256-GCM and a secure
-/// random number generator.
+/// The primitives of the protocol's one cipher suite and its signature schemes: P-256
+/// (ECDH and ECDSA with SHA-256), HMAC-SHA256, SHA-256, AES-256-GCM, a secure
+/// random number generator, and (protocol v1.2's signed notes) Ed25519.
 ///
 /// Contract, checked for every provider by the RFC 9180 and protocol vectors and the
 /// key tests: points are SEC1 uncompressed only, and a point not on the curve is
 /// refused wherever one is read; scalars are big-endian and `1 <= d < n`;
 /// signatures are DER `ECDSA-Sig-Value`s over SHA-256 of the message, made with a
 /// fresh random (or hedged) nonce; private keys travel as PKCS#8 v1 DER whose
-/// `ECPrivateKey` carries the public key, as OpenSSL writes them.
+/// `ECPrivateKey` carries the public key, as OpenSSL writes them. Ed25519 is pure
+/// Ed25519 (no prehash, no context) with 32-byte seeds, pinned by RFC 8032's
+/// vectors on every provider.
 pub trait CryptoProvider: Send + Sync {
     /// The name configuration uses: `aws-lc` or `rustcrypto`.
     fn name(&self) -> &'static str;
@@ -118,6 +126,28 @@ pub trait CryptoProvider: Send + Sync {
         message: &[u8],
         signature_der: &[u8],
     ) -> Result<(), CryptoError>;
+
+    // Ed25519 (RFC 8032, pure Ed25519): the log's note key and witness cosignatures
+    // of protocol v1.2 (§T1, §T5). Kept in a block of their own.
+
+    /// A fresh random Ed25519 key: a seed of 32 random bytes.
+    fn generate_ed25519_key(&self) -> Result<Box<dyn Ed25519Key>, CryptoError>;
+
+    /// The Ed25519 key whose private seed is `seed` (RFC 8032 §5.1.5: any 32 bytes are
+    /// a seed).
+    fn ed25519_key_from_seed(
+        &self,
+        seed: &[u8; ED25519_KEY_LEN],
+    ) -> Result<Box<dyn Ed25519Key>, CryptoError>;
+
+    /// Checks an Ed25519 signature over `message` under `public_key` (RFC 8032
+    /// §5.1.7: `S` below the group order, the cofactorless equation `[S]B = R + [k]A`).
+    fn verify_ed25519(
+        &self,
+        public_key: &[u8; ED25519_KEY_LEN],
+        message: &[u8],
+        signature: &[u8; ED25519_SIGNATURE_LEN],
+    ) -> Result<(), CryptoError>;
 }
 
 /// A P-256 private key for ECDH. Implementations clear the scalar when dropped.
@@ -143,6 +173,19 @@ pub trait EcdsaKey: Send + Sync {
 
     /// The key as PKCS#8 v1 DER, public key included.
     fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
+}
+
+/// An Ed25519 private key. Implementations clear the seed when dropped.
+pub trait Ed25519Key: Send + Sync {
+    /// The public key (RFC 8032 §5.1.5).
+    fn public_key(&self) -> &[u8; ED25519_KEY_LEN];
+
+    /// The signature of `message` (RFC 8032 §5.1.6; deterministic: one message, one
+    /// signature).
+    fn sign(&self, message: &[u8]) -> Result<[u8; ED25519_SIGNATURE_LEN], CryptoError>;
+
+    /// The private seed the key was derived from.
+    fn seed(&self) -> Result<Zeroizing<[u8; ED25519_KEY_LEN]>, CryptoError>;
 }
 
 /// A crypto provider as the protocol holds it: a `Copy` handle to a `'static`

@@ -1,5 +1,5 @@
 //! The `rustcrypto` provider: the RustCrypto crates (`p256` and its `ecdsa`,
-//! `aes-gcm`, `sha2`, `hmac`), pure Rust. Slower than AWS-LC's assembly, but it needs
+//! `aes-gcm`, `sha2`, `hmac`) and dalek's `ed25519-dalek`, pure Rust. Slower than AWS-LC's assembly, but it needs
 //! no C compiler and builds for `wasm32-unknown-unknown`, where the OS RNG is the
 //! browser's `crypto.getRandomValues` (getrandom's `js` backend).
 
@@ -15,7 +15,10 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{CryptoError, CryptoProvider, EcdhKey, EcdsaKey, POINT_LEN, SCALAR_LEN};
+use super::{
+    CryptoError, CryptoProvider, ED25519_KEY_LEN, ED25519_SIGNATURE_LEN, EcdhKey, EcdsaKey,
+    Ed25519Key, POINT_LEN, SCALAR_LEN,
+};
 
 pub(super) struct RustCrypto;
 
@@ -114,6 +117,35 @@ impl CryptoProvider for RustCrypto {
     ) -> Result<(), CryptoError> {
         let key = VerifyingKey::from(parse_point(public_key)?);
         let signature = Signature::from_der(signature_der).map_err(|_| CryptoError)?;
+        key.verify(message, &signature).map_err(|_| CryptoError)
+    }
+
+    fn generate_ed25519_key(&self) -> Result<Box<dyn Ed25519Key>, CryptoError> {
+        let mut seed = Zeroizing::new([0u8; ED25519_KEY_LEN]);
+        OsRng
+            .try_fill_bytes(&mut seed[..])
+            .map_err(|_| CryptoError)?;
+        Ok(RustCryptoEd25519Key::boxed(&seed))
+    }
+
+    fn ed25519_key_from_seed(
+        &self,
+        seed: &[u8; ED25519_KEY_LEN],
+    ) -> Result<Box<dyn Ed25519Key>, CryptoError> {
+        Ok(RustCryptoEd25519Key::boxed(seed))
+    }
+
+    /// `verify`, not `verify_strict`: RFC 8032's cofactorless check with `S` below
+    /// the order, as AWS-LC and Go's `crypto/ed25519` do, so that both providers
+    /// (and Go's note verifier) accept the same signatures.
+    fn verify_ed25519(
+        &self,
+        public_key: &[u8; ED25519_KEY_LEN],
+        message: &[u8],
+        signature: &[u8; ED25519_SIGNATURE_LEN],
+    ) -> Result<(), CryptoError> {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(public_key).map_err(|_| CryptoError)?;
+        let signature = ed25519_dalek::Signature::from_bytes(signature);
         key.verify(message, &signature).map_err(|_| CryptoError)
     }
 }
@@ -224,5 +256,34 @@ impl EcdsaKey for RustCryptoEcdsaKey {
         let secret = SecretKey::from(self.key.as_nonzero_scalar());
         let document = secret.to_pkcs8_der().map_err(|_| CryptoError)?;
         Ok(Zeroizing::new(document.as_bytes().to_vec()))
+    }
+}
+
+/// `ed25519_dalek::SigningKey` clears its seed when dropped (its `zeroize` feature).
+struct RustCryptoEd25519Key {
+    key: ed25519_dalek::SigningKey,
+    public: [u8; ED25519_KEY_LEN],
+}
+
+impl RustCryptoEd25519Key {
+    fn boxed(seed: &[u8; ED25519_KEY_LEN]) -> Box<dyn Ed25519Key> {
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
+        let public = key.verifying_key().to_bytes();
+        Box::new(RustCryptoEd25519Key { key, public })
+    }
+}
+
+impl Ed25519Key for RustCryptoEd25519Key {
+    fn public_key(&self) -> &[u8; ED25519_KEY_LEN] {
+        &self.public
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; ED25519_SIGNATURE_LEN], CryptoError> {
+        use ed25519_dalek::Signer as _;
+        Ok(self.key.sign(message).to_bytes())
+    }
+
+    fn seed(&self) -> Result<Zeroizing<[u8; ED25519_KEY_LEN]>, CryptoError> {
+        Ok(Zeroizing::new(self.key.to_bytes()))
     }
 }
