@@ -482,9 +482,11 @@ pub struct ExecutionConfig {
     /// Milliseconds a request may wait for a slot before it gets 503. 1..=600000,
     /// default 5000.
     pub queue_timeout_ms: Millis<1, 600_000>,
-    /// Bytes of compiled modules kept in memory, least recently used out first.
-    /// 0 disables caching. One compiled CPython or yosys takes tens to hundreds
-    /// of MB. At most 64 GiB, default 1073741824 (1 GiB).
+    /// Bytes of compiled modules kept in memory, least recently used out first,
+    /// each entry counting 1 KiB (`sandbox::cache::ENTRY_OVERHEAD_BYTES`) more
+    /// than its code (a cached refusal, than the module). 0 disables caching.
+    /// One compiled CPython or yosys takes tens to hundreds of MB. At most 64
+    /// GiB, default 1073741824 (1 GiB).
     pub module_cache_bytes: Bounded<0, { 64 << 30 }>,
     /// Modules compiled at once, each in its own worker process on one core.
     /// Executions of cached modules never wait for a compilation, and at most this
