@@ -534,10 +534,13 @@ pub struct ExecutionConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BlobsConfig {
     /// Bytes of blobs kept for each scope (each bearer token, or everyone when
-    /// authentication is off), least recently used out first. The server holds
-    /// at most (tokens + 1) x this. A blob larger than this is used by its
-    /// execution and not kept; 0 keeps nothing (every reference is then a
-    /// `missing_blob`). 0..=64 GiB, default 536870912 (512 MiB).
+    /// authentication is off), least recently used out first. Each blob counts
+    /// its length plus 512 bytes (`blobs::ENTRY_OVERHEAD_BYTES`: what keeping
+    /// it costs), and an archive a mount has read also its file tree, so the
+    /// server holds at most (tokens + 1) x this however small the blobs. A blob
+    /// that counts more than this is used by its execution and not kept; 0
+    /// keeps nothing (every reference is then a `missing_blob`). 0..=64 GiB,
+    /// default 536870912 (512 MiB).
     pub store_bytes: Bounded<0, { 64 << 30 }>,
 }
 
