@@ -5,6 +5,7 @@
 use wasm_hypervisor_client::Client;
 use wasm_hypervisor_protocol::encoding::Hex;
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, MountRequest, RequestedLimits, Status};
+use wasm_hypervisor_server::blobs::charge_of;
 use wasm_hypervisor_server::config::Bounded;
 
 use crate::helpers::{TEST_TOKEN, TestApp, example, request, token_digest};
@@ -130,8 +131,8 @@ async fn the_least_recently_used_blob_is_evicted_past_store_bytes() {
     let sleep = example("sleep");
     let app = TestApp::spawn_with(|config| {
         // Room for the larger of the two, not for both.
-        let room = hello.len().max(sleep.len()) as u64 + 1;
-        assert!(room < (hello.len() + sleep.len()) as u64);
+        let room = charge_of(hello.len().max(sleep.len())) as u64 + 1;
+        assert!(room < (charge_of(hello.len()) + charge_of(sleep.len())) as u64);
         config.blobs.store_bytes = Bounded::try_from(room).unwrap();
     })
     .await;
@@ -147,7 +148,7 @@ async fn the_least_recently_used_blob_is_evicted_past_store_bytes() {
     let mut kept = by_reference(&sleep);
     kept.args = vec!["0".into()];
     assert_eq!(app.execute(&kept).await.result.status, Status::Completed);
-    assert_eq!(app.executor.blobs().total_bytes(), sleep.len());
+    assert_eq!(app.executor.blobs().total_bytes(), charge_of(sleep.len()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -331,4 +332,32 @@ async fn run_sends_known_blobs_by_reference_and_resends_missing_ones() {
     let fourth = cli_run(&app, cache.path(), &[module, "last"]).await;
     assert!(stdout_of(&fourth).contains("arg[1]=last"));
     assert_eq!(app.state.log.size(), size_before + 3, "named again, found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tiny_blobs_count_their_overhead_against_store_bytes() {
+    // Issue 25, row 6: blobs of a few bytes were counted at their length, so a
+    // store of 512 MiB could hold about 20 GiB of bookkeeping. Room for ten
+    // two-byte blobs, then thirty sent.
+    let room = 10 * charge_of(2);
+    let app = TestApp::spawn_with(|config| {
+        config.blobs.store_bytes = Bounded::try_from(room as u64).unwrap();
+    })
+    .await;
+    let tiny: Vec<Vec<u8>> = (0..30u8).map(|n| vec![n, 0xff]).collect();
+    for module in &tiny {
+        // Not WebAssembly, and kept all the same (protocol v1.1 §D).
+        let result = app.execute(&request(module)).await.result;
+        assert_eq!(result.status, Status::InvalidModule);
+    }
+    assert!(app.executor.blobs().total_bytes() <= room);
+    let mut held = 0;
+    for module in &tiny {
+        match app.execute(&by_reference(module)).await.result.status {
+            Status::MissingBlob => {}
+            Status::InvalidModule => held += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(held, 10, "the ten most recently sent, and no more");
 }

@@ -413,3 +413,34 @@ async fn a_compile_worker_killed_from_outside_is_retried_once_and_never_cached_a
     cached_hello_completes(&app).await;
     app.stop_and_verify_log().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tiny_refusals_count_their_overhead_against_module_cache_bytes() {
+    // Issue 25, row 7's cache half: an entry was charged what the compile
+    // function said (a refusal: the module's length), not what keeping it
+    // costs. Room for ten refusals of two-byte "modules", then thirty sent.
+    use wasm_hypervisor_server::sandbox::cache::ENTRY_OVERHEAD_BYTES;
+    let room = 10 * (2 + ENTRY_OVERHEAD_BYTES);
+    let app = TestApp::spawn_with(|config| {
+        config.execution.module_cache_bytes = Bounded::try_from(room as u64).unwrap();
+    })
+    .await;
+    let tiny: Vec<Vec<u8>> = (0..30u8).map(|n| vec![n, 0xfe]).collect();
+    for module in &tiny {
+        let result = app.execute(&request(module)).await.result;
+        assert_eq!(result.status, Status::InvalidModule);
+    }
+    // The most recently refused first: those still cached are hits, until the
+    // first that is not (from then on each miss evicts an older one).
+    let (hits_before, _) = app.executor.module_cache_stats();
+    for module in tiny.iter().rev() {
+        let result = app.execute(&request(module)).await.result;
+        assert_eq!(result.status, Status::InvalidModule);
+    }
+    let (hits, _) = app.executor.module_cache_stats();
+    assert_eq!(
+        hits - hits_before,
+        10,
+        "the ten most recent refusals, and no more"
+    );
+}

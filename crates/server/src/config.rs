@@ -482,9 +482,11 @@ pub struct ExecutionConfig {
     /// Milliseconds a request may wait for a slot before it gets 503. 1..=600000,
     /// default 5000.
     pub queue_timeout_ms: Millis<1, 600_000>,
-    /// Bytes of compiled modules kept in memory, least recently used out first.
-    /// 0 disables caching. One compiled CPython or yosys takes tens to hundreds
-    /// of MB. At most 64 GiB, default 1073741824 (1 GiB).
+    /// Bytes of compiled modules kept in memory, least recently used out first,
+    /// each entry counting 1 KiB (`sandbox::cache::ENTRY_OVERHEAD_BYTES`) more
+    /// than its code (a cached refusal, than the module). 0 disables caching.
+    /// One compiled CPython or yosys takes tens to hundreds of MB. At most 64
+    /// GiB, default 1073741824 (1 GiB).
     pub module_cache_bytes: Bounded<0, { 64 << 30 }>,
     /// Modules compiled at once, each in its own worker process on one core.
     /// Executions of cached modules never wait for a compilation, and at most this
@@ -548,10 +550,13 @@ pub struct ExecutionConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BlobsConfig {
     /// Bytes of blobs kept for each scope (each bearer token, or everyone when
-    /// authentication is off), least recently used out first. The server holds
-    /// at most (tokens + 1) x this. A blob larger than this is used by its
-    /// execution and not kept; 0 keeps nothing (every reference is then a
-    /// `missing_blob`). 0..=64 GiB, default 536870912 (512 MiB).
+    /// authentication is off), least recently used out first. Each blob counts
+    /// its length plus 512 bytes (`blobs::ENTRY_OVERHEAD_BYTES`: what keeping
+    /// it costs), and an archive a mount has read also its file tree, so the
+    /// server holds at most (tokens + 1) x this however small the blobs. A blob
+    /// that counts more than this is used by its execution and not kept; 0
+    /// keeps nothing (every reference is then a `missing_blob`). 0..=64 GiB,
+    /// default 536870912 (512 MiB).
     pub store_bytes: Bounded<0, { 64 << 30 }>,
 }
 
