@@ -426,16 +426,17 @@ def run_big(client, module, **kwargs):
     """Runs like `client.run` but keeps the answer's decoding to what says how it
     ended: (HTTP status, answer bytes, status, exit code). The client package's own
     `run` decodes the whole result (hundreds of MB here) several times over."""
-    from wasm_hypervisor.client import _execute_answer
+    from wasm_hypervisor._blobs import build_spec
+    from wasm_hypervisor._sealing import execute_answer
 
-    spec = client._spec(module, kwargs.get("args", ()), None, b"", kwargs.get("limits"),
-                        kwargs.get("mounts"), None)
-    plaintext = client._plaintext(spec, set())
-    sent, http_status, headers, data = client._send(plaintext, asynchronous=False)
+    spec = build_spec(module, kwargs.get("args", ()), None, b"", kwargs.get("limits"),
+                      kwargs.get("mounts"), None)
+    plaintext = client._encode(spec, set())
+    sent, http_status, headers, data = client._pool.send(plaintext, asynchronous=False)
     size = len(data)
     if http_status != 200:
         return http_status, size, error_code(data), None
-    answer = _execute_answer(http_status, headers, data)
+    answer = execute_answer(http_status, headers, data)
     del data
     result = sent.keys.open_result(answer["execution_id"], answer["ciphertext"])
     status, exit_code = quick_result(result)
@@ -701,7 +702,9 @@ def row_2(row):
 
     client = make_client(row.server.url, ATTACKER_SOURCE, timeout=240)
     module = wat("many_files.wat")
-    spec_size = len(client._plaintext(client._spec(module, ["100000"], None, b"", {"files_bytes": 0},
+    from wasm_hypervisor._blobs import build_spec
+
+    spec_size = len(client._encode(build_spec(module, ["100000"], None, b"", {"files_bytes": 0},
                                                    [Mount("/o", writable=True)], None), set()))
     started = time.monotonic()
     try:

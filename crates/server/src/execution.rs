@@ -648,7 +648,7 @@ impl Executor {
         );
         Ok(ExecutionReceipt {
             execution_id,
-            ciphertext: ciphertext.into(),
+            ciphertext,
             commitment,
             log_index,
             leaf_signature,
