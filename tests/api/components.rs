@@ -23,7 +23,7 @@ fn component(name: &str) -> Vec<u8> {
 
 /// Wraps a WASI preview1 command module into a `wasi:cli/run` component with the
 /// adapter published by the Wasmtime project.
-fn componentize(module: &[u8]) -> Vec<u8> {
+pub(crate) fn componentize(module: &[u8]) -> Vec<u8> {
     wit_component::ComponentEncoder::default()
         .module(module)
         .unwrap()

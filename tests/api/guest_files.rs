@@ -755,22 +755,6 @@ fn big_write_pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
-/// A core module wrapped as a `wasi:cli/run` component with the preview1
-/// adapter, as `examples/componentize.rs` does.
-fn componentize(module: &[u8]) -> Vec<u8> {
-    wit_component::ComponentEncoder::default()
-        .module(module)
-        .unwrap()
-        .adapter(
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-        )
-        .unwrap()
-        .validate(true)
-        .encode()
-        .unwrap()
-}
-
 /// One `fd_write` of 4 MiB (as a C `fwrite` of a big buffer makes) to stdout,
 /// stderr and a file, and one `fd_read` of 4 MiB of stdin, with
 /// `max_output_bytes` above and below 4 MiB: never an errno; a short count at
@@ -785,7 +769,7 @@ async fn a_4_mib_read_or_write_in_one_call_is_never_an_errno() {
     let pattern = big_write_pattern(FOUR_MIB);
     for (kind, guest) in [
         ("module", module.clone()),
-        ("component", componentize(&module)),
+        ("component", crate::components::componentize(&module)),
     ] {
         let target = sandbox
             .prepare(sha256(&guest), &guest)
