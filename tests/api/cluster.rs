@@ -948,7 +948,13 @@ async fn log_import_refuses_a_data_directory_without_the_key_or_without_records(
     let identity = Client::new(&embedded.base, None).identity(None).await;
     assert_eq!(identity.unwrap().origin, ORIGIN, "the server is up");
     embedded.sigterm();
-    assert!(embedded.wait().await.status.success());
+    let exited = embedded.wait().await;
+    assert!(
+        exited.status.success(),
+        "{:?}: {:?}",
+        exited.status,
+        exited.stderr
+    );
     let (imported, stderr) = import_into(&cluster.url, &data_dir.path, &key_file).await;
     assert!(
         !imported && stderr.contains("nothing to import"),
