@@ -40,6 +40,7 @@ use lru::LruCache;
 use zeroize::Zeroize;
 
 use crate::access::Scope;
+use crate::sandbox::cache::dispose;
 use crate::sandbox::fs::{ArchiveError, MountImage, read_image};
 
 /// Bytes charged for each blob on top of its own length: what keeping it costs the
@@ -329,21 +330,6 @@ impl State {
             evicted.push(entry.blob);
         }
         evicted
-    }
-}
-
-/// Drops what a store let go of where its cost delays no one: on the runtime's
-/// blocking pool when called on a runtime (the guest runtime's workers run every
-/// execution; zeroizing a 100 MiB blob there would hold up the guests that share
-/// the thread), and here otherwise. Never called with a store's lock held.
-fn dispose<T: Send + 'static>(garbage: Vec<T>) {
-    if garbage.is_empty() {
-        return;
-    }
-    match tokio::runtime::Handle::try_current() {
-        // A runtime shutting down drops the task, and so `garbage`, at once.
-        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(garbage))),
-        Err(_) => drop(garbage),
     }
 }
 

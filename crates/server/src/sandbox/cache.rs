@@ -238,10 +238,12 @@ impl<T: Send + Sync + 'static> ModuleCache<T> {
     }
 }
 
-/// Drops evicted values where their cost delays no one: on the runtime's blocking
-/// pool when called on a runtime (compilations finish on the guest runtime, whose
-/// workers run guests), and here otherwise. Never called with the lock held.
-fn dispose<T: Send + 'static>(garbage: Vec<T>) {
+/// Drops evicted values (compiled modules here, blobs in `blobs`) where their
+/// cost delays no one: on the runtime's blocking pool when called on a runtime
+/// (compilations finish, and blobs arrive, on the guest runtime, whose workers
+/// run guests; zeroizing a 100 MiB blob there would hold them up), and here
+/// otherwise. Never called with a store's lock held.
+pub(crate) fn dispose<T: Send + 'static>(garbage: Vec<T>) {
     if garbage.is_empty() {
         return;
     }
