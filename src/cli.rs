@@ -594,6 +594,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let runtime = runtime();
     let result = runtime.block_on(async move {
         let service = Service::open(&config).await?;
+        let shutdown = shutdown_signal().map_err(ServerError::Serve)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(ServerError::Serve)?;
@@ -602,7 +603,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             data_dir = %config.data_dir.as_path().display(),
             "wasm-hypervisor serving"
         );
-        service.serve(listener, shutdown_signal()).await
+        service.serve(listener, shutdown).await
     });
     // The log is closed. Executions abandoned at the end of the grace period may
     // still hold a thread (a compilation): dropping the runtime would wait for it.

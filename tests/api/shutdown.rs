@@ -256,3 +256,21 @@ async fn an_async_execution_past_the_grace_period_is_withheld_as_log_unavailable
     assert_eq!(error["error"]["code"], "log_unavailable");
     assert_eq!(verify_log_file(&data_dir.path, &key), 1);
 }
+
+/// A SIGTERM sent the moment the server announces its address (before it has
+/// answered anything) is a graceful stop too: the handler is installed before
+/// the announcement, so the signal never takes its default action (death by
+/// signal 15).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigterm_right_after_the_address_is_announced_stops_the_server_gracefully() {
+    let data_dir = DataDir::new();
+    let server = ServerProcess::start_with(&data_dir.path, &[], &[]);
+    server.sigterm();
+    let exited = server.wait().await;
+    assert!(
+        exited.status.success(),
+        "{:?}: {:?}",
+        exited.status,
+        exited.stderr
+    );
+}
