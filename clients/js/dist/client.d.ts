@@ -9,7 +9,8 @@
 import type { Check, Receipt, VerifyResponse, CheckpointResponse } from "./receipt.js";
 /**
  * Anything that went wrong talking to a server or checking what it said; the
- * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ServerError`,
+ * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ResponseError`
+ * (`RequestError` for 4xx, `ServerError` for 5xx),
  * `KeyMismatchError`, `SessionSignatureError`, `VerificationError`.
  */
 export declare class WasmHypervisorError extends Error {
@@ -29,10 +30,11 @@ export declare class ConnectionFailedError extends WasmHypervisorError {
 }
 /**
  * The server answered with an error status, in the protocol's error shape when it
- * could be read (else code `unknown`): `status` says whose side it blames (4xx the
- * request's, 5xx the server's).
+ * could be read (else code `unknown`). Catch this to handle a refusal whichever
+ * side it blames; the subclasses say which: `RequestError` (4xx) and
+ * `ServerError` (5xx).
  */
-export declare class ServerError extends WasmHypervisorError {
+export declare class ResponseError extends WasmHypervisorError {
     readonly status: number;
     readonly code: string;
     /** Seconds from `Retry-After`, when sent. */
@@ -40,6 +42,21 @@ export declare class ServerError extends WasmHypervisorError {
     constructor(status: number, code: string, message: string, 
     /** Seconds from `Retry-After`, when sent. */
     retryAfter?: number | undefined);
+}
+/**
+ * A 4xx answer: the server refused this request (`unauthorized`, `rate_limited`,
+ * `too_many_client_sessions`, `invalid_parameter`, ...).
+ */
+export declare class RequestError extends ResponseError {
+    constructor(status: number, code: string, message: string, retryAfter?: number);
+}
+/**
+ * A 5xx answer (or any other non-success status): the server could not serve the
+ * request (`overloaded`, `too_many_sessions`, `log_unavailable`, ...). Release
+ * 0.1 threw it for 4xx answers too: catch `ResponseError` for both.
+ */
+export declare class ServerError extends ResponseError {
+    constructor(status: number, code: string, message: string, retryAfter?: number);
 }
 /** The server's key is not the pinned one. */
 export declare class KeyMismatchError extends WasmHypervisorError {

@@ -12,7 +12,8 @@ import { importSpki, keyId, openResult, sealRequest, verifySignature, commitment
 import { checkReceipt } from "./receipt.js";
 /**
  * Anything that went wrong talking to a server or checking what it said; the
- * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ServerError`,
+ * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ResponseError`
+ * (`RequestError` for 4xx, `ServerError` for 5xx),
  * `KeyMismatchError`, `SessionSignatureError`, `VerificationError`.
  */
 export class WasmHypervisorError extends Error {
@@ -36,10 +37,11 @@ export class ConnectionFailedError extends WasmHypervisorError {
 }
 /**
  * The server answered with an error status, in the protocol's error shape when it
- * could be read (else code `unknown`): `status` says whose side it blames (4xx the
- * request's, 5xx the server's).
+ * could be read (else code `unknown`). Catch this to handle a refusal whichever
+ * side it blames; the subclasses say which: `RequestError` (4xx) and
+ * `ServerError` (5xx).
  */
-export class ServerError extends WasmHypervisorError {
+export class ResponseError extends WasmHypervisorError {
     status;
     code;
     retryAfter;
@@ -50,6 +52,27 @@ export class ServerError extends WasmHypervisorError {
         this.status = status;
         this.code = code;
         this.retryAfter = retryAfter;
+        this.name = "ResponseError";
+    }
+}
+/**
+ * A 4xx answer: the server refused this request (`unauthorized`, `rate_limited`,
+ * `too_many_client_sessions`, `invalid_parameter`, ...).
+ */
+export class RequestError extends ResponseError {
+    constructor(status, code, message, retryAfter) {
+        super(status, code, message, retryAfter);
+        this.name = "RequestError";
+    }
+}
+/**
+ * A 5xx answer (or any other non-success status): the server could not serve the
+ * request (`overloaded`, `too_many_sessions`, `log_unavailable`, ...). Release
+ * 0.1 threw it for 4xx answers too: catch `ResponseError` for both.
+ */
+export class ServerError extends ResponseError {
+    constructor(status, code, message, retryAfter) {
+        super(status, code, message, retryAfter);
         this.name = "ServerError";
     }
 }
@@ -269,7 +292,7 @@ export class Client {
                 return [count, batch];
             }
             catch (error) {
-                const overBound = error instanceof ServerError && PENDING_BOUNDS.includes(error.code);
+                const overBound = error instanceof ResponseError && PENDING_BOUNDS.includes(error.code);
                 if (!overBound || count === 1)
                     throw error;
                 this.batchSize = Math.max(1, Math.floor(count / 2));
@@ -411,7 +434,7 @@ export class Client {
             }
             catch (error) {
                 // Refused before the session was used (PROTOCOL.md): it serves the next request.
-                if (error instanceof ServerError && SESSION_UNUSED.includes(error.code))
+                if (error instanceof ResponseError && SESSION_UNUSED.includes(error.code))
                     this.pool.unshift(current);
                 throw error;
             }
@@ -420,7 +443,7 @@ export class Client {
             return await attempt(await this.takeSession());
         }
         catch (error) {
-            if (!(error instanceof ServerError) || !["session_not_found", "session_expired"].includes(error.code)) {
+            if (!(error instanceof ResponseError) || !["session_not_found", "session_expired"].includes(error.code)) {
                 throw error;
             }
             // Nothing ran: the server lost the session (a restart, an eviction). Once more.
@@ -591,15 +614,16 @@ function retryAfter(response) {
 }
 function serverError(response, body) {
     const seconds = retryAfter(response);
+    const kind = response.status >= 400 && response.status < 500 ? RequestError : ServerError;
     try {
         const error = JSON.parse(body).error;
         if (typeof error.code === "string")
-            return new ServerError(response.status, error.code, error.message, seconds);
+            return new kind(response.status, error.code, error.message, seconds);
     }
     catch {
         // not the error shape
     }
-    return new ServerError(response.status, "unknown", body.slice(0, 200), seconds);
+    return new kind(response.status, "unknown", body.slice(0, 200), seconds);
 }
 function bytes(value, what) {
     try {

@@ -5,7 +5,7 @@
  * browsers (WebCrypto).
  * @module
  */
-export { Client, ClientError, ConnectionFailedError, DEFAULT_BATCH, INITIAL_BATCH, KeyMismatchError, ProtocolError, ServerError, SessionSignatureError, VerificationError, WasmHypervisorError, } from "./client.js";
+export { Client, ClientError, ConnectionFailedError, DEFAULT_BATCH, INITIAL_BATCH, KeyMismatchError, ProtocolError, RequestError, ResponseError, ServerError, SessionSignatureError, VerificationError, WasmHypervisorError, } from "./client.js";
 export { checkReceipt, checkCheckpoint, receiptJson, saveReceipt } from "./receipt.js";
 export * as cbor from "./cbor.js";
 export * as tar from "./tar.js";

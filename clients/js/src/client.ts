@@ -29,7 +29,8 @@ import type { Check, Receipt, VerifyResponse, CheckpointResponse } from "./recei
 
 /**
  * Anything that went wrong talking to a server or checking what it said; the
- * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ServerError`,
+ * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ResponseError`
+ * (`RequestError` for 4xx, `ServerError` for 5xx),
  * `KeyMismatchError`, `SessionSignatureError`, `VerificationError`.
  */
 export class WasmHypervisorError extends Error {
@@ -58,10 +59,11 @@ export class ConnectionFailedError extends WasmHypervisorError {
 
 /**
  * The server answered with an error status, in the protocol's error shape when it
- * could be read (else code `unknown`): `status` says whose side it blames (4xx the
- * request's, 5xx the server's).
+ * could be read (else code `unknown`). Catch this to handle a refusal whichever
+ * side it blames; the subclasses say which: `RequestError` (4xx) and
+ * `ServerError` (5xx).
  */
-export class ServerError extends WasmHypervisorError {
+export class ResponseError extends WasmHypervisorError {
   constructor(
     readonly status: number,
     readonly code: string,
@@ -70,6 +72,29 @@ export class ServerError extends WasmHypervisorError {
     readonly retryAfter?: number,
   ) {
     super(`the server answered ${status} ${code}: ${message}`);
+    this.name = "ResponseError";
+  }
+}
+
+/**
+ * A 4xx answer: the server refused this request (`unauthorized`, `rate_limited`,
+ * `too_many_client_sessions`, `invalid_parameter`, ...).
+ */
+export class RequestError extends ResponseError {
+  constructor(status: number, code: string, message: string, retryAfter?: number) {
+    super(status, code, message, retryAfter);
+    this.name = "RequestError";
+  }
+}
+
+/**
+ * A 5xx answer (or any other non-success status): the server could not serve the
+ * request (`overloaded`, `too_many_sessions`, `log_unavailable`, ...). Release
+ * 0.1 threw it for 4xx answers too: catch `ResponseError` for both.
+ */
+export class ServerError extends ResponseError {
+  constructor(status: number, code: string, message: string, retryAfter?: number) {
+    super(status, code, message, retryAfter);
     this.name = "ServerError";
   }
 }
@@ -321,7 +346,7 @@ export class Client {
   private async idempotent(
     path: string,
     init: RequestInit = {},
-    retryIf: (error: ServerError) => boolean = () => true,
+    retryIf: (error: ResponseError) => boolean = () => true,
   ): Promise<Response> {
     const started = Date.now();
     for (let tries = 1; ; tries++) {
@@ -424,7 +449,7 @@ export class Client {
         );
         return [count, batch];
       } catch (error) {
-        const overBound = error instanceof ServerError && PENDING_BOUNDS.includes(error.code);
+        const overBound = error instanceof ResponseError && PENDING_BOUNDS.includes(error.code);
         if (!overBound || count === 1) throw error;
         this.batchSize = Math.max(1, Math.floor(count / 2));
       }
@@ -564,14 +589,14 @@ export class Client {
         return await this.execute(current, plaintext);
       } catch (error) {
         // Refused before the session was used (PROTOCOL.md): it serves the next request.
-        if (error instanceof ServerError && SESSION_UNUSED.includes(error.code)) this.pool.unshift(current);
+        if (error instanceof ResponseError && SESSION_UNUSED.includes(error.code)) this.pool.unshift(current);
         throw error;
       }
     };
     try {
       return await attempt(await this.takeSession());
     } catch (error) {
-      if (!(error instanceof ServerError) || !["session_not_found", "session_expired"].includes(error.code)) {
+      if (!(error instanceof ResponseError) || !["session_not_found", "session_expired"].includes(error.code)) {
         throw error;
       }
       // Nothing ran: the server lost the session (a restart, an eviction). Once more.
@@ -746,15 +771,16 @@ function retryAfter(response: Response): number | undefined {
   return retry !== null && /^\d+$/.test(retry.trim()) ? Number(retry) : undefined;
 }
 
-function serverError(response: Response, body: string): ServerError {
+function serverError(response: Response, body: string): ResponseError {
   const seconds = retryAfter(response);
+  const kind = response.status >= 400 && response.status < 500 ? RequestError : ServerError;
   try {
     const error = (JSON.parse(body) as { error: { code: string; message: string } }).error;
-    if (typeof error.code === "string") return new ServerError(response.status, error.code, error.message, seconds);
+    if (typeof error.code === "string") return new kind(response.status, error.code, error.message, seconds);
   } catch {
     // not the error shape
   }
-  return new ServerError(response.status, "unknown", body.slice(0, 200), seconds);
+  return new kind(response.status, "unknown", body.slice(0, 200), seconds);
 }
 
 function bytes(value: unknown, what: string): Uint8Array {

@@ -14,6 +14,8 @@ export {
   INITIAL_BATCH,
   KeyMismatchError,
   ProtocolError,
+  RequestError,
+  ResponseError,
   ServerError,
   SessionSignatureError,
   VerificationError,

@@ -11,6 +11,8 @@ import {
   ConnectionFailedError,
   KeyMismatchError,
   ProtocolError,
+  RequestError,
+  ResponseError,
   ServerError,
   SessionSignatureError,
   VerificationError,
@@ -316,9 +318,12 @@ test("pool: a batch whose sessions expired unused halves the next", async () => 
 });
 
 test("errors: one base class; ClientError is its deprecated alias", async () => {
-  for (const kind of [ConnectionFailedError, ProtocolError, ServerError, KeyMismatchError, SessionSignatureError, VerificationError]) {
+  for (const kind of [ConnectionFailedError, ProtocolError, ResponseError, KeyMismatchError, SessionSignatureError, VerificationError]) {
     assert.ok(kind.prototype instanceof WasmHypervisorError, kind.name);
   }
+  assert.ok(RequestError.prototype instanceof ResponseError);
+  assert.ok(ServerError.prototype instanceof ResponseError);
+  assert.ok(!(RequestError.prototype instanceof ServerError));
   assert.equal(ClientError, WasmHypervisorError);
   assert.ok(!(ServerError.prototype instanceof ProtocolError));
   const client = new Client("http://127.0.0.1:9", {
@@ -327,6 +332,29 @@ test("errors: one base class; ClientError is its deprecated alias", async () => 
     },
   });
   await assert.rejects(client.identity(), (error) => error instanceof ConnectionFailedError && error instanceof ClientError);
+});
+
+test("errors: a 4xx answer is a RequestError, a 5xx a ServerError, both ResponseErrors", async () => {
+  for (const [status, code, kind, other] of [
+    [401, "unauthorized", RequestError, ServerError],
+    [503, "overloaded", ServerError, RequestError],
+  ]) {
+    const client = new Client("http://127.0.0.1:9", {
+      fetch: async () =>
+        new Response(JSON.stringify({ error: { code, message: "no" } }), {
+          status,
+          headers: { "content-type": "application/json" },
+        }),
+    });
+    await assert.rejects(client.identity(), (error) => {
+      assert.ok(error instanceof kind, `${status} is a ${kind.name}`);
+      assert.ok(error instanceof ResponseError);
+      assert.ok(!(error instanceof other));
+      assert.equal(error.status, status);
+      assert.equal(error.code, code);
+      return true;
+    });
+  }
 });
 
 describe("retries", () => {
@@ -364,7 +392,8 @@ describe("retries", () => {
     await emptyTheBucket();
     recorder.calls.length = 0;
     await assert.rejects(client.verify(result.receipt), (error) => {
-      assert.ok(error instanceof ServerError);
+      assert.ok(error instanceof RequestError, "a 429 blames the request");
+      assert.ok(!(error instanceof ServerError));
       assert.equal(error.status, 429);
       assert.equal(error.code, "rate_limited");
       assert.ok(error.retryAfter >= 1);
