@@ -35,4 +35,5 @@ mod real_programs;
 mod restart;
 mod sessions;
 mod shutdown;
+mod tlog;
 mod wire;

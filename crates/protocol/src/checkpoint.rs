@@ -14,10 +14,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::note::{
-    self, Note, NoteError, NoteSigningKey, TYPE_COSIGNATURE_V1, TYPE_ECDSA, TYPE_ED25519,
-    VerifierKey,
+    self, Note, NoteError, NoteSignature, NoteSigningKey, TYPE_COSIGNATURE_V1, TYPE_ECDSA,
+    TYPE_ED25519, VerifierKey,
 };
-use crate::signing::SigningKey;
+use crate::signing::{PublicKey, SigningKey};
 
 /// Why a checkpoint body could not be read.
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
@@ -128,6 +128,32 @@ impl Checkpoint {
         let mut note = Note::new(&self.body())?;
         note.add_signature(note_key.sign(&note)?)?;
         note.add_signature(note::sign_ecdsa_p256(&self.origin, signing_key, &note)?)?;
+        Ok(note)
+    }
+}
+
+impl SignedCheckpoint {
+    /// [`Checkpoint::to_note`] for a checkpoint the P-256 key signed already: v1's
+    /// signature is over the body, which is the note's text, so it is the type
+    /// `0x02` line as it is (`public` is the key that made it, for the key id).
+    /// Nothing random is signed anew (Ed25519 is deterministic): one checkpoint
+    /// makes one note, byte for byte, however often it is asked for.
+    pub fn to_note(
+        &self,
+        note_key: &NoteSigningKey,
+        public: &PublicKey,
+    ) -> Result<Note, CheckpointNoteError> {
+        let origin = &self.checkpoint.origin;
+        if note_key.name() != origin {
+            return Err(CheckpointNoteError::Origin);
+        }
+        let mut note = Note::new(&self.checkpoint.body())?;
+        note.add_signature(note_key.sign(&note)?)?;
+        note.add_signature(NoteSignature::new(
+            origin,
+            note::ecdsa_key_id(&public.spki_der()),
+            self.signature.clone(),
+        )?)?;
         Ok(note)
     }
 }
@@ -297,6 +323,35 @@ mod tests {
         }
     }
 
+    fn a_signed_checkpoint_makes_the_same_note_from_its_own_signature(provider: Provider) {
+        let log = log(provider);
+        let signed = SignedCheckpoint {
+            checkpoint: log.checkpoint.clone(),
+            signature: log
+                .signing_key
+                .sign(log.checkpoint.body().as_bytes())
+                .unwrap(),
+        };
+        let public = log.signing_key.public();
+        let text = signed.to_note(&log.note_key, public).unwrap().to_text();
+        assert_eq!(
+            signed.to_note(&log.note_key, public).unwrap().to_text(),
+            text,
+            "one checkpoint, one note"
+        );
+        let opened = open_note(text.as_bytes(), &log.keys(), &[]).unwrap();
+        assert_eq!(opened.checkpoint, log.checkpoint);
+        assert_eq!(opened.logs, vec![0, 1]);
+        // The P-256 line carries the v1 signature, byte for byte.
+        let p256 = &opened.note.signatures()[1];
+        assert_eq!(p256.signature(), signed.signature.as_slice());
+        let other = NoteSigningKey::generate(provider, "another.example/log").unwrap();
+        assert_eq!(
+            signed.to_note(&other, public).map(|note| note.to_text()),
+            Err(CheckpointNoteError::Origin)
+        );
+    }
+
     fn cosignatures_are_verified_and_reported_with_their_timestamps(provider: Provider) {
         let log = log(provider);
         let witness = CosignerKey::generate(provider, "witness.example").unwrap();
@@ -413,6 +468,7 @@ mod tests {
     crate::tests_for_every_provider!(
         the_spec_checkpoint_reads_as_a_note_and_a_body,
         a_checkpoint_note_is_the_body_then_the_ed25519_then_the_p256_line,
+        a_signed_checkpoint_makes_the_same_note_from_its_own_signature,
         cosignatures_are_verified_and_reported_with_their_timestamps,
         tampered_checkpoint_notes_are_refused,
         keys_of_the_wrong_role_are_refused,

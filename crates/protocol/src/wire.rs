@@ -309,6 +309,11 @@ pub struct KeysResponse {
     /// Hex SHA-256 of the SPKI DER.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key_id: Hex,
+    /// Protocol v1.2 §T1: the signed-note verifier key of the log's Ed25519 note
+    /// key, `<origin>+<key id>+<base64(0x01 || public key)>`. Absent from servers
+    /// older than v1.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_verifier_key: Option<String>,
 }
 
 /// `GET /health` answer, the same shape with 200 and with 503.

@@ -108,9 +108,9 @@ pub enum Problem {
          0 turns the share off"
     )]
     ShareAbovePool { share: u64, pool: u64 },
-    /// A checkpoint origin that is empty, too long, or has spaces or control
-    /// characters.
-    #[error("must be 1..=256 printable characters without spaces")]
+    /// A checkpoint origin that is empty, too long, or has spaces, `+` or control
+    /// characters (it names the log's note key: signed-note key names have none).
+    #[error("must be 1..=256 printable characters without spaces or `+`")]
     Origin,
     /// An empty path.
     #[error("must not be empty")]
@@ -209,6 +209,12 @@ pub struct Config {
     /// replica points it at the same key (a mounted secret): a replica with
     /// another key refuses to start. Default empty.
     pub signing_key_file: PathBuf,
+    /// The log's note key (protocol v1.2 §T1: the Ed25519 key of its signed-note
+    /// checkpoints), as signed-note signer key text (mode 0600). Made on first
+    /// start from the signing key, so replicas that share the signing key make
+    /// the same note key; a file put there beforehand is used as it is, and must
+    /// be the key of `origin`. Empty: `note_key` in `data_dir`. Default empty.
+    pub note_key_file: PathBuf,
     /// Free space, in bytes, that the data directory's file system must keep for
     /// `GET /health` to answer 200; below it, health answers 503 with
     /// `data_dir_low_space` so that a load balancer drains this instance before
@@ -217,8 +223,9 @@ pub struct Config {
     /// check off. Default 67108864.
     pub data_dir_min_free_bytes: u64,
     /// Name of this log in signed checkpoints (C2SP tlog-checkpoint "origin"): a
-    /// schema-less URL that identifies this log instance; 1..=256 printable
-    /// characters without spaces. Default `localhost/wasm-hypervisor`.
+    /// schema-less URL that identifies this log instance, and the name of its
+    /// note key; 1..=256 printable characters without spaces or `+`. Default
+    /// `localhost/wasm-hypervisor`.
     pub origin: Origin,
     /// How log lines on stderr look: `text`, one human-readable line per event, or
     /// `json`, one JSON object per event with the request's span (method, route,
@@ -697,6 +704,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: NonEmptyPath(PathBuf::from("./data")),
             signing_key_file: PathBuf::new(),
+            note_key_file: PathBuf::new(),
             data_dir_min_free_bytes: 64 << 20,
             origin: Origin("localhost/wasm-hypervisor".to_owned()),
             log_format: LogFormat::Text,
@@ -844,6 +852,15 @@ impl Config {
             self.data_dir.as_path().join(crate::keys::SIGNING_KEY_FILE)
         } else {
             self.signing_key_file.clone()
+        }
+    }
+
+    /// The note key's file: `note_key_file`, or `note_key` in `data_dir`.
+    pub fn note_key_path(&self) -> PathBuf {
+        if self.note_key_file.as_os_str().is_empty() {
+            self.data_dir.as_path().join(crate::keys::NOTE_KEY_FILE)
+        } else {
+            self.note_key_file.clone()
         }
     }
 
@@ -1029,7 +1046,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 56, "{keys:?}");
+        assert_eq!(keys.len(), 57, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(
@@ -1142,6 +1159,12 @@ mod tests {
                 "log with spaces",
                 "origin",
                 "printable characters without spaces",
+            ),
+            (
+                "ORIGIN",
+                "log.example/a+b",
+                "origin",
+                "without spaces or `+`",
             ),
             (
                 "AUTH__TOKENS_SHA256",

@@ -13,6 +13,13 @@
 //! than the data directory (a mounted secret shared by the replicas of a cluster);
 //! [`ServerKey::create_new_at`] writes such a file ahead of time
 //! (`wasm-hypervisor key new FILE`).
+//!
+//! The log's note key (protocol v1.2 §T1), the Ed25519 key of its signed-note
+//! checkpoints, is kept beside it: [`load_or_create_note_key`]. Made on first
+//! start from [`ServerKey::derive`], so that replicas sharing the P-256 key make
+//! the same note key without sharing another file; kept as Go's signer key text
+//! (`PRIVATE+KEY+<origin>+<id>+<base64>`, mode 0600), which `note.NewSigner`
+//! reads; a note key file put there by the operator is used as it is.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use wasm_hypervisor_protocol::note::NoteSigningKey;
 use wasm_hypervisor_protocol::provider::Provider;
 use wasm_hypervisor_protocol::signing::SigningKey;
 use zeroize::Zeroizing;
@@ -35,9 +43,37 @@ const PEM_END: &str = "-----END PRIVATE KEY-----";
 /// File name of the signing key inside the data directory.
 pub const SIGNING_KEY_FILE: &str = "signing_key.pem";
 
+/// File name of the note key in the data directory (`note_key_file`).
+pub const NOTE_KEY_FILE: &str = "note_key";
+
+/// The purpose [`ServerKey::derive`] is asked for to make the note key's seed.
+const NOTE_KEY_PURPOSE: &[u8] = b"wasm-hypervisor note key v1";
+
 /// What can go wrong with the key file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The note key file could not be read, created or written.
+    #[error("note key file {path}: {source}")]
+    NoteIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The note key file does not hold a signed-note Ed25519 signer key.
+    #[error(
+        "note key file {path} is not a signed-note Ed25519 signer key (PRIVATE+KEY+<name>+<id>+<key>)"
+    )]
+    NoteMalformed { path: PathBuf },
+    /// The crypto provider could not make the note key from its seed.
+    #[error("cannot make the note key: the crypto provider failed")]
+    NoteGenerate,
+    /// The note key file names another key than the log's origin: it would sign
+    /// checkpoints nobody could match to this log.
+    #[error("note key file {path} is the key of {name:?}, not of this log's origin {origin:?}")]
+    NoteOrigin {
+        path: PathBuf,
+        name: String,
+        origin: String,
+    },
     /// The key file could not be read, created or written.
     #[error("signing key file {path}: {source}")]
     Io {
@@ -182,6 +218,66 @@ impl ServerKey {
     }
 }
 
+/// Loads the note key from `path` (`note_key_file`), or makes it when the file
+/// does not exist yet: the Ed25519 key whose seed is `key`'s derived secret for
+/// the note key, named `origin`, written as signer key text (mode 0600, into a
+/// temporary file, synced, renamed into place). Refuses a file others can read,
+/// one that is not a signer key, and one whose key is named otherwise than
+/// `origin` (a valid key name: the configuration checked it).
+pub fn load_or_create_note_key(
+    key: &ServerKey,
+    origin: &str,
+    path: &Path,
+) -> Result<NoteSigningKey, KeyError> {
+    let io = |source| KeyError::NoteIo {
+        path: path.to_owned(),
+        source,
+    };
+    let provider = key.provider();
+    let note_key = match fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(KeyError::Permissions {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+            let text = Zeroizing::new(fs::read_to_string(path).map_err(io)?);
+            NoteSigningKey::parse_signer_key(provider, text.trim_end_matches('\n')).map_err(
+                |_| KeyError::NoteMalformed {
+                    path: path.to_owned(),
+                },
+            )?
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let seed = key.derive(NOTE_KEY_PURPOSE);
+            let note_key = NoteSigningKey::from_seed(provider, origin, &seed)
+                .map_err(|_| KeyError::NoteGenerate)?;
+            let mut text = note_key
+                .to_signer_key()
+                .map_err(|_| KeyError::NoteGenerate)?;
+            text.push('\n');
+            write_owner_only(path, text.as_bytes(), Placement::Replace).map_err(
+                |error| match error {
+                    KeyError::Io { source, .. } => io(source),
+                    other => other,
+                },
+            )?;
+            note_key
+        }
+        Err(error) => return Err(io(error)),
+    };
+    if note_key.name() != origin {
+        return Err(KeyError::NoteOrigin {
+            path: path.to_owned(),
+            name: note_key.name().to_owned(),
+            origin: origin.to_owned(),
+        });
+    }
+    Ok(note_key)
+}
+
 /// How [`write_pem_file`] puts the finished file in place.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Placement {
@@ -191,9 +287,14 @@ enum Placement {
     New,
 }
 
-/// Writes `der` as PEM to `path`, mode 0600: into `path.tmp` first (created anew),
-/// synced, then put in place as `placement` says, and the directory synced.
+/// Writes `der` as PEM to `path`, as [`write_owner_only`] does.
 fn write_pem_file(path: &Path, der: &[u8], placement: Placement) -> Result<(), KeyError> {
+    write_owner_only(path, pkcs8_to_pem(der).as_bytes(), placement)
+}
+
+/// Writes `contents` to `path`, mode 0600: into `path.tmp` first (created anew),
+/// synced, then put in place as `placement` says, and the directory synced.
+fn write_owner_only(path: &Path, contents: &[u8], placement: Placement) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_owned(),
         source,
@@ -211,7 +312,6 @@ fn write_pem_file(path: &Path, der: &[u8], placement: Placement) -> Result<(), K
             path: path.to_owned(),
         });
     }
-    let pem = pkcs8_to_pem(der);
     let tmp = dir.join(format!("{file_name}.tmp"));
     let _ = fs::remove_file(&tmp);
     let mut file = OpenOptions::new()
@@ -221,7 +321,7 @@ fn write_pem_file(path: &Path, der: &[u8], placement: Placement) -> Result<(), K
         .open(&tmp)
         .map_err(io)?;
     let placed = file
-        .write_all(pem.as_bytes())
+        .write_all(contents)
         .and_then(|()| file.sync_all())
         .and_then(|()| match placement {
             Placement::Replace => fs::rename(&tmp, path),

@@ -381,6 +381,11 @@ impl Service {
         });
         let trusted_proxies: Arc<[ipnet::IpNet]> = clients.trusted_proxies.as_slice().into();
         let http = &config.http;
+        let note_key = Arc::new(crate::keys::load_or_create_note_key(
+            &key,
+            config.origin.as_str(),
+            &config.note_key_path(),
+        )?);
         let state = AppState::new(Shared {
             executor,
             log: log.clone(),
@@ -388,6 +393,7 @@ impl Service {
             health,
             metrics,
             key,
+            note_key,
             origin: config.origin.as_str().into(),
             started: Instant::now(),
             tokens,

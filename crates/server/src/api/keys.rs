@@ -1,4 +1,5 @@
-//! `GET /keys` (protocol §4): the log's origin and the server's signing key.
+//! `GET /keys` (protocol §4): the log's origin and the server's signing key, and
+//! (v1.2 §T1) the verifier key of its note key.
 
 #![forbid(unsafe_code)]
 
@@ -28,5 +29,6 @@ pub(super) async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
         origin: state.origin.to_string(),
         public_key: Base64(public.spki_der()),
         key_id: Hex(public.key_id()),
+        note_verifier_key: Some(state.note_key.verifier_key().to_string()),
     })
 }

@@ -34,6 +34,7 @@ mod operations;
 mod playground;
 mod router;
 mod sessions;
+mod tlog;
 
 pub use self::error::ApiError;
 pub use self::executions::{decode_execute_body, sealed_binary_execution, sealed_execution};
@@ -55,6 +56,7 @@ use crate::health::Health;
 use crate::keys::ServerKey;
 use crate::metrics::Metrics;
 use crate::session::SessionStore;
+use wasm_hypervisor_protocol::note::NoteSigningKey;
 
 /// Shared state of the handlers: one `Arc`, because axum clones the state for
 /// every extractor of every request (a struct of a dozen `Arc`s cost more CPU per
@@ -85,6 +87,8 @@ pub struct Shared {
     pub health: Health,
     pub metrics: Metrics,
     pub key: Arc<ServerKey>,
+    /// The log's note key (protocol v1.2 §T1), named `origin`.
+    pub note_key: Arc<NoteSigningKey>,
     pub origin: Arc<str>,
     pub started: Instant,
     /// Tokens accepted by `POST /sessions` and `POST /execute`; empty: open.

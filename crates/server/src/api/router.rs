@@ -24,7 +24,7 @@ use super::middleware::{
     limit_health_probes, limit_requests, no_such_method, no_such_route, refuse_announced_oversize,
     refuse_excess_connection, request_span,
 };
-use super::{executions, keys, log, operations, playground, sessions};
+use super::{executions, keys, log, operations, playground, sessions, tlog};
 
 /// Every route with its OpenAPI description: each handler's `#[utoipa::path]` is
 /// both what the router serves and what `/openapi.json` documents, so the two
@@ -56,6 +56,8 @@ pub(super) fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(log::checkpoint))
         .routes(routes!(log::consistency))
         .routes(routes!(log::verify))
+        .routes(routes!(tlog::checkpoint))
+        .routes(routes!(tlog::proof))
         .routes(routes!(openapi_json));
     let mut health = OpenApiRouter::new().routes(routes!(operations::health));
     if let Some(state) = state {

@@ -202,8 +202,7 @@ impl TryFrom<String> for Origin {
     type Error = Problem;
 
     fn try_from(text: String) -> Result<Origin, Problem> {
-        let printable = !text.chars().any(|c| c.is_control() || c == ' ');
-        if (1..=256).contains(&text.len()) && printable {
+        if text.len() <= 256 && wasm_hypervisor_protocol::note::is_valid_key_name(&text) {
             Ok(Origin(text))
         } else {
             Err(Problem::Origin)

@@ -1,0 +1,121 @@
+//! The log in the standard transparency formats (protocol v1.2 §T2, §T4): the
+//! checkpoint as a C2SP signed note, and an execution's `c2sp.org/tlog-proof@v1`.
+//! Both are text any C2SP verifier reads with the log's verifier key alone
+//! (`GET /keys`' `note_verifier_key`). They read the log directly, as the v1
+//! log routes do.
+//!
+//! No witness is configured yet (§T5), so the latest checkpoint is the published
+//! one, and a proof is always against it: `not_yet_published` is never answered.
+
+#![forbid(unsafe_code)]
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use wasm_hypervisor_protocol::checkpoint::SignedCheckpoint;
+use wasm_hypervisor_protocol::note::Note;
+use wasm_hypervisor_protocol::tlog_proof::TlogProof;
+use wasm_hypervisor_protocol::wire::ErrorBody;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::parse_uuid;
+use crate::audit::AuditError;
+
+/// The content type of both answers (§T2, §T4).
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// How long a checkpoint may be cached (§T2: "at most a few seconds").
+const CHECKPOINT_CACHE: &str = "public, max-age=2";
+
+/// The latest published checkpoint as a signed note (protocol v1.2 §T2).
+#[utoipa::path(
+    get,
+    path = "/tlog/checkpoint",
+    tag = "transparency",
+    responses(
+        (status = 200, description = "The checkpoint as a C2SP signed note: the note key's Ed25519 line, then the P-256 key's (type 0x02)", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
+pub(super) async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let note = note(&state, &state.log.checkpoint())?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, TEXT),
+            (header::CACHE_CONTROL, CHECKPOINT_CACHE),
+        ],
+        note.to_text(),
+    )
+        .into_response())
+}
+
+/// An execution's proof of logging against the latest published checkpoint
+/// (protocol v1.2 §T4).
+#[utoipa::path(
+    get,
+    path = "/tlog/proof/{execution_id}",
+    tag = "transparency",
+    params(("execution_id" = String, Path, description = "The execution id, a 36-character lowercase UUID")),
+    responses(
+        (status = 200, description = "A c2sp.org/tlog-proof@v1: the 57-byte leaf as `extra`, its index, its inclusion proof and the checkpoint note", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 400, description = "`invalid_parameter`: the id is not a 36-character lowercase UUID", body = ErrorBody),
+        (status = 404, description = "`not_found`: no execution with this id is in the log", body = ErrorBody),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`log_unavailable`: cluster mode, the database cannot be reached", body = ErrorBody),
+    )
+)]
+pub(super) async fn proof(
+    State(state): State<AppState>,
+    Path(execution_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_uuid(&execution_id).ok_or_else(|| {
+        ApiError::InvalidParameter(
+            "the execution id is not a 36-character lowercase UUID".to_owned(),
+        )
+    })?;
+    let inclusion = state
+        .log
+        .inclusion(&id)
+        .await
+        .map_err(|error| match error {
+            AuditError::Unavailable(_) => {
+                tracing::warn!(%error, "cannot look an execution up in the log");
+                ApiError::LogUnavailable
+            }
+            error => {
+                tracing::error!(%error, "cannot read a logged record back");
+                ApiError::Internal
+            }
+        })?
+        .ok_or(ApiError::NotFound)?;
+    let note = note(&state, &inclusion.checkpoint)?;
+    let proof = TlogProof::for_leaf(
+        &inclusion.record.leaf,
+        inclusion.index,
+        inclusion.proof,
+        note,
+    )
+    .map_err(|error| {
+        tracing::error!(%error, "cannot make a tlog-proof");
+        ApiError::Internal
+    })?;
+    Ok(([(header::CONTENT_TYPE, TEXT)], proof.to_text()).into_response())
+}
+
+/// `signed` as §T2's note, signed by the note key.
+fn note(state: &AppState, signed: &SignedCheckpoint) -> Result<Note, ApiError> {
+    signed
+        .to_note(&state.note_key, state.key.public())
+        .map_err(|error| {
+            tracing::error!(%error, "cannot make the checkpoint note");
+            ApiError::Internal
+        })
+}
