@@ -6,9 +6,9 @@
 #   target/third-party/yosys/yosys.wasm
 #   target/third-party/yosys/share/
 #
-# YoWASP runs it with share/ at /share (`yosys -V`, `yosys -p 'help'`). The test
-# that compiles it (tests/api/real_programs.rs) runs this script itself. Needs
-# python3 with pip (for the download).
+# YoWASP runs it with share/ at /share (`yosys -V`, `yosys -p 'help'`). No test
+# runs it (tests/fixtures/exceptions.wat stands in for its exception handling);
+# docs/clients.md shows it run. Needs python3 with pip (for the download).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
