@@ -22,7 +22,10 @@ fn cpython() -> &'static Path {
         let status = std::process::Command::new(root.join("tools/third-party/fetch-cpython.sh"))
             .status()
             .expect("run tools/third-party/fetch-cpython.sh");
-        assert!(status.success(), "tools/third-party/fetch-cpython.sh failed");
+        assert!(
+            status.success(),
+            "tools/third-party/fetch-cpython.sh failed"
+        );
         root.join("target/third-party/cpython")
     })
 }
