@@ -9,7 +9,7 @@
 #       the build's config directory
 #
 # Run it as a guest with the standard library mounted at /usr/local/lib/python3.11
-# and PYTHONHOME=/usr/local (see README). The tests that need it run this script
+# and PYTHONHOME=/usr/local (docs/clients.md, "Files, and real programs"). The tests that need it run this script
 # themselves. Needs python3 with pip (for the download) and tar.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
