@@ -19,6 +19,8 @@
 //! - `unsafe` code is forbidden everywhere but where the sandbox loads what the
 //!   compile worker compiled (`sandbox::target`), each block with its `SAFETY`
 //!   argument.
+//! - ARCHITECTURE.md's code map has a row for every module file of every crate,
+//!   and no row for a module that is gone (the naming rule is in its "Code map").
 //!
 //! They read the sources and ask `cargo metadata` / `cargo tree`, so they hold for
 //! what is actually built, not for what a comment says.
