@@ -46,7 +46,7 @@ ENV WASM_HYPERVISOR_LISTEN=0.0.0.0:8080 \
     WASM_HYPERVISOR_DATA_DIR=/data \
     RUST_LOG=info
 # A bind mount on /data must be owned by uid 10001 (mode 0700); otherwise the
-# server cannot create its key and stops at start-up (README, "The container").
+# server cannot create its key and stops at start-up (docs/deployment.md, "The container").
 VOLUME ["/data"]
 EXPOSE 8080
 # `health` probes the address the server is configured to listen on, from the same

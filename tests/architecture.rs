@@ -19,6 +19,8 @@
 //! - `unsafe` code is forbidden everywhere but where the sandbox loads what the
 //!   compile worker compiled (`sandbox::target`), each block with its `SAFETY`
 //!   argument.
+//! - ARCHITECTURE.md's code map has a row for every module file of every crate,
+//!   and no row for a module that is gone (the naming rule is in its "Code map").
 //!
 //! They read the sources and ask `cargo metadata` / `cargo tree`, so they hold for
 //! what is actually built, not for what a comment says.
@@ -619,4 +621,193 @@ fn unsafe_code_is_forbidden_everywhere_but_where_the_sandbox_loads_compiled_code
         offences.is_empty(),
         "unsafe code outside the sandbox's loader (ARCHITECTURE.md): {offences:#?}"
     );
+}
+
+/// ARCHITECTURE.md's code map, read as the rule in its "Code map" section says:
+/// each crate has a `### ` heading whose first backticked word is its directory
+/// (`crates/server`), or `wasm-hypervisor` for the binary package at the root, and
+/// under it a table with one row per module, the module's name first in the row's
+/// first cell, in backticks. Returns, per crate directory ("" for the root), the
+/// heading and the names its rows give.
+fn code_map() -> BTreeMap<String, (String, Vec<String>)> {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let first_backticked = |text: &str| -> Option<String> {
+        let start = text.find('`')? + 1;
+        let end = start + text[start..].find('`')?;
+        Some(text[start..end].to_string())
+    };
+    let mut sections = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let mut in_code_map = false;
+    for line in text.lines() {
+        if line.starts_with("## ") {
+            in_code_map = line == "## Code map";
+            current = None;
+            continue;
+        }
+        if !in_code_map {
+            continue;
+        }
+        if let Some(heading) = line.strip_prefix("### ") {
+            current = match first_backticked(heading) {
+                Some(name) if name.starts_with("crates/") => Some(name),
+                Some(name) if name == "wasm-hypervisor" => Some(String::new()),
+                _ => None,
+            };
+            if let Some(dir) = &current {
+                sections
+                    .entry(dir.clone())
+                    .or_insert_with(|| (line.to_string(), Vec::new()));
+            }
+            continue;
+        }
+        let (Some(dir), Some(row)) = (&current, line.strip_prefix("| ")) else {
+            continue;
+        };
+        // The first cell ends at the first cell separator; a header row or the
+        // separator row has no backticked name and is skipped.
+        let first_cell = row.split(" | ").next().unwrap_or(row);
+        if let Some(name) = first_backticked(first_cell) {
+            sections.get_mut(dir).unwrap().1.push(name);
+        }
+    }
+    sections
+}
+
+/// Every module file of every crate, as (crate directory, file, the name its code
+/// map row must give): in a library crate (`crates/*/src/**/*.rs`) its module
+/// path (`sandbox::fs::budget` for `sandbox/fs/budget.rs` or `.../budget/mod.rs`,
+/// `lib.rs` for the crate root, a binary's file as `bin/NAME.rs`); in the root
+/// package (`src/**/*.rs`), which has more than one crate root, its path from the
+/// root (`src/cli.rs`, `src/bin/loadgen.rs`).
+fn module_files() -> Vec<(String, String, String)> {
+    let mut modules = Vec::new();
+    let crates_dir = root().join("crates");
+    let mut crate_dirs: Vec<PathBuf> = std::fs::read_dir(&crates_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("src").is_dir())
+        .collect();
+    crate_dirs.sort();
+    for crate_dir in crate_dirs {
+        let src = crate_dir.join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        files.sort();
+        for file in files {
+            let in_src = file
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            let name = if in_src == "lib.rs" || in_src == "main.rs" || in_src.starts_with("bin/") {
+                in_src
+            } else {
+                let path = in_src.strip_suffix(".rs").unwrap();
+                path.strip_suffix("/mod").unwrap_or(path).replace('/', "::")
+            };
+            modules.push((relative(&crate_dir), relative(&file), name));
+        }
+    }
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    files.sort();
+    for file in files {
+        let name = relative(&file).replace('\\', "/");
+        modules.push((String::new(), relative(&file), name));
+    }
+    modules
+}
+
+#[test]
+fn the_code_map_names_every_module_of_every_crate() {
+    let map = code_map();
+    let mut missing = Vec::new();
+    for (crate_dir, file, name) in module_files() {
+        let heading = if crate_dir.is_empty() {
+            "### `wasm-hypervisor`".to_string()
+        } else {
+            format!("### `{crate_dir}`")
+        };
+        match map.get(&crate_dir) {
+            None => missing.push(format!("{file}: no heading {heading} in the code map")),
+            Some((heading, names)) if !names.contains(&name) => {
+                missing.push(format!("{file}: a row `{name}` under {heading}"))
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's code map has no row for {} module file(s). Add a row to the \
+         crate's table whose first cell starts with the name in backticks (one row per \
+         module; a moved module's row takes its new name):\n  {}",
+        missing.len(),
+        missing.join("\n  ")
+    );
+}
+
+#[test]
+fn the_code_map_names_no_module_that_is_gone() {
+    let files = module_files();
+    let mut stale = Vec::new();
+    for (crate_dir, (heading, names)) in code_map() {
+        for name in names {
+            // The root package's table also maps what is not a module (`tests/api/`,
+            // `clients/js/`); only its `src/` rows name module files.
+            if crate_dir.is_empty() && !name.starts_with("src/") {
+                continue;
+            }
+            if !files
+                .iter()
+                .any(|(dir, _, known)| *dir == crate_dir && *known == name)
+            {
+                stale.push(format!("`{name}` under {heading}"));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "ARCHITECTURE.md's code map has rows for {} module(s) with no file: remove each \
+         row, or rename it to where its module went:\n  {}",
+        stale.len(),
+        stale.join("\n  ")
+    );
+}
+
+#[test]
+fn the_code_map_reader_finds_rows_and_module_names() {
+    // The two tests above are only as good as these readings.
+    let map = code_map();
+    let (heading, names) = &map["crates/server"];
+    assert!(heading.starts_with("### `crates/server`"), "{heading}");
+    assert!(
+        names.iter().any(|name| name == "sandbox::fs::budget"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|name| name == "module"),
+        "header row read as a module"
+    );
+    assert!(map[""].1.iter().any(|name| name == "src/main.rs"));
+    let files = module_files();
+    let named = |file: &str| {
+        files
+            .iter()
+            .find(|(_, f, _)| f == file)
+            .map(|(_, _, n)| n.clone())
+    };
+    assert_eq!(
+        named("crates/server/src/sandbox/fs/mod.rs").as_deref(),
+        Some("sandbox::fs")
+    );
+    assert_eq!(
+        named("crates/server/src/sandbox/fs/budget.rs").as_deref(),
+        Some("sandbox::fs::budget")
+    );
+    assert_eq!(
+        named("crates/protocol/src/lib.rs").as_deref(),
+        Some("lib.rs")
+    );
+    assert_eq!(named("src/main.rs").as_deref(), Some("src/main.rs"));
 }

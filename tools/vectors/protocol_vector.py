@@ -4,7 +4,7 @@ wasm-hypervisor wire protocol v1 (shared/spec/protocol-v1.md), using Python libr
 only: pyhpke (HPKE), cryptography (ECDSA P-256, AES-256-GCM), hashlib (SHA-256).
 
 Everything is deterministic except the three ECDSA signatures (randomized k), which
-any verifier accepts. Prints only the output path; run tools/check_protocol_vector.py
+any verifier accepts. Prints only the output path; run tools/vectors/check_protocol_vector.py
 afterwards to cross-check the file.
 """
 import base64
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "vectors", "protocol_v1.json")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vectors", "protocol_v1.json")
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 SESSION_ID = "0b1e8f4e-2c1a-4d6b-9b51-5f3b2f6d7a10"
@@ -40,7 +40,7 @@ L_SESSION = b"wasm-hypervisor v1 session "
 
 DESCRIPTION = (
     "Known-answer vector for wasm-hypervisor wire protocol v1 (shared/spec/protocol-v1.md), computed by "
-    "tools/protocol_vector.py with pyhpke (HPKE), cryptography (ECDSA P-256, AES-256-GCM) and hashlib. "
+    "tools/vectors/protocol_vector.py with pyhpke (HPKE), cryptography (ECDSA P-256, AES-256-GCM) and hashlib. "
     "All binary values are lowercase hex. Suite: HPKE RFC 9180 mode_base, KEM 0x0010 DHKEM(P-256, HKDF-SHA256), "
     "KDF 0x0001 HKDF-SHA256, AEAD 0x0002 AES-256-GCM. "
     "Recipe: (skR, pkR) = DeriveKeyPair(ikmR = 01..20), (skE, pkE) = DeriveKeyPair(ikmE = 21..40); "

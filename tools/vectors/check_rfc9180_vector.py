@@ -4,7 +4,7 @@
 For every entry: (a) with pyhpke, derive both key pairs from ikmE/ikmR, set up
 sender and recipient contexts with the derived keys, and check skRm, pkRm, skEm,
 pkEm, enc, every encryption's ct (sealed in order, and opened back) and every
-export; (b) with tools/hpke_ref.py (a second, from-the-RFC implementation), check
+export; (b) with tools/vectors/hpke_ref.py (a second, from-the-RFC implementation), check
 the same plus the intermediate values shared_secret, key_schedule_context, secret,
 key, base_nonce, exporter_secret and each encryption's nonce. Exits non-zero on
 any mismatch.
@@ -18,7 +18,7 @@ from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hpke_ref  # noqa: E402
 
-PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "vectors",
+PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vectors",
                     "rfc9180_base_p256_sha256_aes256gcm.json")
 H = bytes.fromhex
 

@@ -4,7 +4,7 @@ CLI (`run --receipt`), by the Python package and by the JavaScript package each
 verifies with all three, against one real server.
 
 Run by `.ci/run` after both packages' suites (which build what this needs):
-  python3 tools/check_receipts_across.py
+  python3 tools/checks/check_receipts_across.py
 Needs the server binary ($WASM_HYPERVISOR_BIN, else target/debug/wasm-hypervisor),
 the Python package's virtualenv (target/py-venv, from clients/python/run-tests.sh)
 and clients/js's node_modules (from clients/js/run-tests.sh).
@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("WASM_HYPERVISOR_BIN", REPO / "target/debug/wasm-hypervisor"))
 PYTHON = REPO / "target/py-venv/bin/python"
 JS_INDEX = REPO / "clients/js/dist/index.js"

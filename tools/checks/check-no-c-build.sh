@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks that the server builds as a reviewer without a C compiler would build it:
 # `--no-default-features --features rustcrypto` (no aws-lc, no mimalloc, no TLS in
-# the client), with CC and CXX set to tools/no-c-compiler, which refuses all C but
+# the client), with CC and CXX set to tools/checks/no-c-compiler, which refuses all C but
 # Wasmtime's own helper (see there). It fails if any crate in it needs C.
 #
 # `cargo check` rather than `cargo build`: every build script still runs (and C is
@@ -11,7 +11,7 @@
 # cleaned: its build script must run again, under the refusing compiler, instead
 # of reusing an earlier result.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 features=(-p wasm-hypervisor --no-default-features --features rustcrypto)
 
 mapfile -t c_builders < <(
@@ -27,7 +27,7 @@ done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-NO_C_LOG="$log" CC="$PWD/tools/no-c-compiler" CXX="$PWD/tools/no-c-compiler" \
+NO_C_LOG="$log" CC="$PWD/tools/checks/no-c-compiler" CXX="$PWD/tools/checks/no-c-compiler" \
     cargo check --locked "${features[@]}"
 # cc-rs also runs the compiler to probe its family; refused, it assumes GCC.
 echo "check-no-c-build: the check succeeded; C compiler calls:"

@@ -10,11 +10,11 @@
 #        against v1 JSON, at 1 and 32 clients;
 #      - tiny.wasm with stdin of 0, 1 MiB and 16 MiB, v1.1, by reference;
 #      - tiny.wasm at 32 clients (p99);
-#   3. through tools/delay-proxy.py adding 20 ms each way: v1 (a session per
+#   3. through tools/bench/delay-proxy.py adding 20 ms each way: v1 (a session per
 #      execution: two round trips) against v1.1 with a session pool (one).
-# Needs `cargo build --release --bins`.   Usage: tools/bench-speed.sh [seconds per run]
+# Needs `cargo build --release --bins`.   Usage: tools/bench/bench-speed.sh [seconds per run]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:-10}
 PORT=${PORT:-18310}
 PROXY_PORT=$((PORT + 1))
@@ -36,7 +36,7 @@ WASM_HYPERVISOR_HTTP__MAX_CONNECTIONS_PER_ADDRESS=1000000 \
 WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0 \
     $BIN/wasm-hypervisor serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" 2>"$work/server.log" &
 server=$!
-python3 tools/delay-proxy.py --listen "127.0.0.1:$PROXY_PORT" --to "127.0.0.1:$PORT" --delay-ms 20 \
+python3 tools/bench/delay-proxy.py --listen "127.0.0.1:$PROXY_PORT" --to "127.0.0.1:$PORT" --delay-ms 20 \
     >"$work/proxy.log" 2>&1 &
 proxy=$!
 until curl -sf "127.0.0.1:$PORT/health" >/dev/null; do sleep 0.1; done

@@ -2,12 +2,12 @@
 """Print the median of every criterion benchmark under target/criterion.
 
 criterion's `time:` line is the mean; BENCHMARKS.md quotes medians, read from
-each benchmark's new/estimates.json. Usage: python3 tools/criterion_medians.py
+each benchmark's new/estimates.json. Usage: python3 tools/bench/criterion_medians.py
 """
 import json
 import pathlib
 
-root = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
+root = pathlib.Path(__file__).resolve().parents[2] / "target" / "criterion"
 for path in sorted(root.glob("**/new/estimates.json")):
     median = json.loads(path.read_text())["median"]["point_estimate"]
     for unit, div in (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1)):

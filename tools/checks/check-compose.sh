@@ -2,7 +2,7 @@
 # End-to-end check of deploy/compose.yaml with podman: nginx, three replicas and
 # PostgreSQL, brought up as a user would, then driven through nginx only.
 #
-#   tools/check-compose.sh [--rebuild] [LOAD_SECONDS]
+#   tools/checks/check-compose.sh [--rebuild] [LOAD_SECONDS]
 #
 # 1. Builds what is missing: the stand-ins for postgres:15-bookworm and
 #    nginx:1.27-bookworm (deploy/standins/, from Debian's packages, for machines
@@ -25,7 +25,7 @@
 # target/debug/wasm-hypervisor, else the image's binary (`podman run --network host`).
 # Exits 0 when no acknowledged execution is lost and everything else held.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PODMAN_COMPOSE_VERSION=1.6.0
 PROJECT=wh-check

@@ -2,11 +2,11 @@
 """Runs one of the HTTP-layer attacks of issue 12 against a server on loopback and
 prints what a well-behaved client saw meanwhile. Standard library only.
 
-    tools/http-attacks.py pipeline  --server 127.0.0.1:8080 [--sockets 16]
-    tools/http-attacks.py idle      --server 127.0.0.1:8080 [--sockets 4096]
-    tools/http-attacks.py one-address --server 127.0.0.1:8080 [--sockets 200]
-    tools/http-attacks.py oversize  --server 127.0.0.1:8080
-    tools/http-attacks.py uppercase --server 127.0.0.1:8080
+    tools/attacks/http-attacks.py pipeline  --server 127.0.0.1:8080 [--sockets 16]
+    tools/attacks/http-attacks.py idle      --server 127.0.0.1:8080 [--sockets 4096]
+    tools/attacks/http-attacks.py one-address --server 127.0.0.1:8080 [--sockets 200]
+    tools/attacks/http-attacks.py oversize  --server 127.0.0.1:8080
+    tools/attacks/http-attacks.py uppercase --server 127.0.0.1:8080
 
 Every attack is bounded in time (--seconds) and count, and only ever targets the
 loopback address it is given. The attackers use 127.0.0.1 (and, for `idle`, many

@@ -2,7 +2,7 @@
 """A TCP proxy that delays every byte by a fixed time in each direction: a distant
 client on one machine, for measuring round trips (BENCHMARKS.md, issue 15).
 
-    python3 tools/delay-proxy.py --listen 127.0.0.1:18081 --to 127.0.0.1:8080 --delay-ms 20
+    python3 tools/bench/delay-proxy.py --listen 127.0.0.1:18081 --to 127.0.0.1:8080 --delay-ms 20
 
 Each direction is a delay line: what is read at time t is written at t + delay, in
 order, so the delay adds latency without limiting throughput (a 20 ms proxy adds

@@ -9,10 +9,10 @@
 #       the build's config directory
 #
 # Run it as a guest with the standard library mounted at /usr/local/lib/python3.11
-# and PYTHONHOME=/usr/local (see README). The tests that need it run this script
+# and PYTHONHOME=/usr/local (docs/clients.md, "Files, and real programs"). The tests that need it run this script
 # themselves. Needs python3 with pip (for the download) and tar.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 VERSION=2.6.3
 SDIST_SHA256=d1603ea2e29e47d0a61b917ab339d4159f66f0319eaefb2824147a89bdb29698

@@ -3,11 +3,11 @@
 # for guests of 153 B, 64 KB and 20 MB (+ a 12 MB library mount), with loadgen
 # against a release server. The numbers in BENCHMARKS.md ("Blobs by reference")
 # come from this script. Needs `cargo build --release --bins` and
-# tools/fetch-cpython.sh first.
+# tools/third-party/fetch-cpython.sh first.
 #
-#   tools/bench-by-reference.sh [SECONDS]
+#   tools/bench/bench-by-reference.sh [SECONDS]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:-10}
 BIN=target/release
 PORT=18300
