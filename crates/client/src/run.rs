@@ -367,6 +367,14 @@ impl Client {
         })
     }
 
+    /// Fetches the server's identity (pinned by [`Client::with_key_id`]) and
+    /// makes the session pool [`Client::run`] uses, unless this client or a clone
+    /// already did: a caller that wants an unreachable server or a wrong key to be
+    /// an error before its first run. Returns the identity.
+    pub async fn connect(&self) -> Result<&ServerIdentity, ClientError> {
+        Ok(&self.run_context().await?.identity)
+    }
+
     /// The identity and pool, made by the first run of this client or a clone.
     async fn run_context(&self) -> Result<&RunContext, ClientError> {
         self.runs

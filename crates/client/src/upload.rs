@@ -30,17 +30,16 @@ pub(crate) fn body(
         .body(reqwest::Body::wrap_stream(Chunks {
             body: Bytes::from(bytes),
             offset: 0,
-            done: false,
             observer: observer.clone(),
         }))
 }
 
-/// The body's chunks; each time the next is asked for, those before it were
-/// taken by the connection, and that much is reported.
+/// The body's chunks, each reported as handed to the connection (it asks for
+/// the next only once it has written the last; with a `Content-Length` it stops
+/// asking after the last byte, so the whole is reported with the last chunk).
 struct Chunks {
     body: Bytes,
     offset: usize,
-    done: bool,
     observer: Observer,
 }
 
@@ -49,20 +48,16 @@ impl futures_core::Stream for Chunks {
 
     fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let total = self.body.len();
-        if self.done {
-            return Poll::Ready(None);
-        }
-        (self.observer)(RunProgress::Upload {
-            sent: self.offset as u64,
-            total: total as u64,
-        });
         if self.offset == total {
-            self.done = true;
             return Poll::Ready(None);
         }
         let end = (self.offset + CHUNK).min(total);
         let chunk = self.body.slice(self.offset..end);
         self.offset = end;
+        (self.observer)(RunProgress::Upload {
+            sent: end as u64,
+            total: total as u64,
+        });
         Poll::Ready(Some(Ok(chunk)))
     }
 }
@@ -73,7 +68,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     #[test]
-    fn every_chunk_is_reported_then_the_whole() {
+    fn each_chunk_is_reported_as_handed_over_the_last_as_the_whole() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         let observer: Observer = Arc::new(move |progress| record.lock().unwrap().push(progress));
@@ -81,7 +76,6 @@ mod tests {
         let mut chunks = Chunks {
             body: Bytes::from(vec![0; total]),
             offset: 0,
-            done: false,
             observer,
         };
         let waker = std::task::Waker::noop();
@@ -105,6 +99,6 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(sent, [0, CHUNK as u64, 2 * CHUNK as u64, total as u64]);
+        assert_eq!(sent, [CHUNK as u64, 2 * CHUNK as u64, total as u64]);
     }
 }
