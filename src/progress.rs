@@ -97,10 +97,7 @@ fn describe(event: &RunProgress, waited: Duration) -> Option<String> {
                 PendingState::Queued => "queued",
                 PendingState::Running => "running",
             };
-            Some(format!(
-                "wasm-hypervisor: {state} ({} s)",
-                waited.as_secs()
-            ))
+            Some(format!("wasm-hypervisor: {state} ({} s)", waited.as_secs()))
         }
         _ => None,
     }

@@ -299,9 +299,8 @@ async fn measure_cpu(args: &Args, window: Window) -> std::io::Result<CpuSpent> {
     let before = sample()?;
     tokio::time::sleep_until(window.stop_at.into()).await;
     let after = sample()?;
-    let spent = |before: Option<Duration>, after: Option<Duration>| {
-        Some(after?.saturating_sub(before?))
-    };
+    let spent =
+        |before: Option<Duration>, after: Option<Duration>| Some(after?.saturating_sub(before?));
     Ok(CpuSpent {
         server: spent(before.0, after.0),
         host: spent(before.1, after.1),

@@ -22,9 +22,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use wasm_hypervisor_client::archive::{self, ArchiveError};
-use wasm_hypervisor_client::{
-    BlobCache, Client, Execution, References, Run, RunProgress, Wire,
-};
+use wasm_hypervisor_client::{BlobCache, Client, Execution, References, Run, RunProgress, Wire};
 use wasm_hypervisor_protocol::payload::{RequestedLimits, Status};
 
 use super::{CliError, EXIT_CLIENT_ERROR, runtime, write_private};
@@ -132,7 +130,6 @@ fn parse_env_pair(text: &str) -> Result<(String, String), EnvPairError> {
         _ => Err(EnvPairError(text.to_owned())),
     }
 }
-
 
 pub fn run(args: RunArgs) -> ExitCode {
     match runtime().block_on(run_client(args)) {
@@ -293,4 +290,3 @@ fn report(execution: &Execution) -> ExitCode {
     );
     ExitCode::from(code)
 }
-

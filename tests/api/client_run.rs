@@ -42,7 +42,10 @@ async fn client_run_names_what_the_server_holds_and_resends_what_it_lost() {
         .await
         .unwrap();
     assert_eq!(first.execution.result.status, Status::Completed);
-    assert!(first.sent_by_reference.is_empty(), "the first run sends bytes");
+    assert!(
+        first.sent_by_reference.is_empty(),
+        "the first run sends bytes"
+    );
     let second = client
         .run(&Run::new(hello.clone()).args(["y"]))
         .await

@@ -350,8 +350,7 @@ impl Client {
             }
             resent.extend(missing);
         };
-        if run.references != References::Never && execution.result.status != Status::MissingBlob
-        {
+        if run.references != References::Never && execution.result.status != Status::MissingBlob {
             // The server keeps every blob it receives (within its budget).
             let mut known = self.known_blobs();
             for blob in run.blobs() {
@@ -383,7 +382,7 @@ impl Client {
                 self.known_blobs().bind(&identity.key_id.to_string());
                 // The pool's client is this one without the run state: the pool
                 // lives in that state, and must not keep it alive.
-                let pool = SessionPool::new(self.detached(), identity.public_key.clone())
+                let pool = SessionPool::new(self.detached(), identity.public_key)
                     .with_batch(self.batch);
                 Ok(RunContext { identity, pool })
             })
@@ -439,7 +438,9 @@ mod tests {
     #[test]
     fn always_and_never_ignore_the_cache() {
         let known = BlobCache::in_memory();
-        let run = Run::new(module(10)).mount("/a", vec![1]).writable_mount("/out");
+        let run = Run::new(module(10))
+            .mount("/a", vec![1])
+            .writable_mount("/out");
         let always = run.references(References::Always);
         assert_eq!(always.initial_references(&known).len(), 2);
         let mut known = BlobCache::in_memory();
@@ -458,7 +459,10 @@ mod tests {
             .writable_mount("/out");
         let named = run.mounts[0].archive.as_ref().unwrap().sha256;
         let request = run.request(&[named]);
-        assert_eq!(request.module.as_deref(), Some(encode_base64(&module(5)).as_str()));
+        assert_eq!(
+            request.module.as_deref(),
+            Some(encode_base64(&module(5)).as_str())
+        );
         assert!(request.module_sha256.is_none());
         assert_eq!(request.mounts[0].tar_sha256, Some(Hex(named)));
         assert!(request.mounts[0].tar.is_none());
@@ -475,7 +479,10 @@ mod tests {
     fn the_plaintext_is_encoded_again_only_for_other_references_or_wire() {
         let run = Run::new(module(5));
         let first = run.plaintext(Wire::V1_1, &[]).unwrap();
-        assert!(Arc::ptr_eq(&first, &run.plaintext(Wire::V1_1, &[]).unwrap()));
+        assert!(Arc::ptr_eq(
+            &first,
+            &run.plaintext(Wire::V1_1, &[]).unwrap()
+        ));
         let json = run.plaintext(Wire::V1, &[]).unwrap();
         assert!(json.starts_with(b"{"));
         let named = run.plaintext(Wire::V1, &[run.module.sha256]).unwrap();
