@@ -16,7 +16,7 @@
 //! `--async`, the job's progress (`crate::progress`).
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -142,74 +142,16 @@ pub fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
-    let (module_path, guest_args) = args
-        .module_and_args
-        .split_first()
-        .expect("clap requires the module");
-    let module = std::fs::read(module_path).map_err(|source| CliError::Read {
-        what: module_path.clone(),
-        source,
-    })?;
-    let stdin = match &args.stdin {
-        Some(path) => std::fs::read(path).map_err(|source| CliError::Read {
-            what: path.display().to_string(),
-            source,
-        })?,
-        None if std::io::stdin().is_terminal() => Vec::new(),
-        None => {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .map_err(|source| CliError::Read {
-                    what: "stdin".to_owned(),
-                    source,
-                })?;
-            bytes
-        }
-    };
-    // Refused now rather than after the run: an output directory that is not empty.
-    for (host, _) in &args.out_dirs {
-        if std::fs::read_dir(host).is_ok_and(|mut entries| entries.next().is_some()) {
-            return Err(ArchiveError::NotEmpty(host.clone()).into());
-        }
-    }
-    let mut run = Run::new(module)
-        .args(guest_args.iter().cloned())
-        .env(args.env)
-        .stdin(&stdin)
-        .limits(RequestedLimits {
-            fuel: args.fuel,
-            memory_bytes: args.memory,
-            timeout_ms: args.timeout_ms,
-            max_output_bytes: args.max_output_bytes,
-            files_bytes: args.files_bytes,
-        })
-        .references(if args.no_references {
-            References::Never
-        } else {
-            References::Auto
-        })
-        .asynchronous(args.submit_async);
-    drop(stdin);
-    if let Some(expression) = &args.invoke {
-        run = run.invoke(expression.clone());
-    }
-    for (host, guest) in &args.dirs {
-        run = run.mount(guest.clone(), archive::pack_directory(host)?);
-    }
-    for (_, guest) in &args.out_dirs {
-        run = run.writable_mount(guest.clone());
-    }
+    let run = build_run(&args)?;
     let progress = ProgressLine::on_stderr();
     let line = progress.clone();
-    run = run.on_progress(move |event| {
+    let run = run.on_progress(move |event| {
         if let RunProgress::Accepted { execution_id } = &event {
             line.clear();
             eprintln!("wasm-hypervisor: execution {execution_id}");
         }
         line.show(&event);
     });
-
     let client = Client::new(&args.server, args.token.clone())
         .with_wire(args.wire)
         .with_key_id(args.key_id.clone())
@@ -243,6 +185,74 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
         }
     }
     Ok(report(execution))
+}
+
+/// The run the arguments ask for: the module, stdin and directories read.
+fn build_run(args: &RunArgs) -> Result<Run, CliError> {
+    let (module_path, guest_args) = args
+        .module_and_args
+        .split_first()
+        .expect("clap requires the module");
+    let module = std::fs::read(module_path).map_err(|source| CliError::Read {
+        what: module_path.clone(),
+        source,
+    })?;
+    let stdin = guest_stdin(args.stdin.as_deref())?;
+    // Refused now rather than after the run: an output directory that is not empty.
+    for (host, _) in &args.out_dirs {
+        if std::fs::read_dir(host).is_ok_and(|mut entries| entries.next().is_some()) {
+            return Err(ArchiveError::NotEmpty(host.clone()).into());
+        }
+    }
+    let mut run = Run::new(module)
+        .args(guest_args.iter().cloned())
+        .env(args.env.iter().cloned())
+        .stdin(&stdin)
+        .limits(RequestedLimits {
+            fuel: args.fuel,
+            memory_bytes: args.memory,
+            timeout_ms: args.timeout_ms,
+            max_output_bytes: args.max_output_bytes,
+            files_bytes: args.files_bytes,
+        })
+        .references(if args.no_references {
+            References::Never
+        } else {
+            References::Auto
+        })
+        .asynchronous(args.submit_async);
+    if let Some(expression) = &args.invoke {
+        run = run.invoke(expression.clone());
+    }
+    for (host, guest) in &args.dirs {
+        run = run.mount(guest.clone(), archive::pack_directory(host)?);
+    }
+    for (_, guest) in &args.out_dirs {
+        run = run.writable_mount(guest.clone());
+    }
+    Ok(run)
+}
+
+/// The guest's stdin: the file given, else this process's stdin, or nothing if
+/// it is a terminal.
+fn guest_stdin(path: Option<&Path>) -> Result<Vec<u8>, CliError> {
+    match path {
+        Some(path) => std::fs::read(path).map_err(|source| CliError::Read {
+            what: path.display().to_string(),
+            source,
+        }),
+        None if std::io::stdin().is_terminal() => Ok(Vec::new()),
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|source| CliError::Read {
+                    what: "stdin".to_owned(),
+                    source,
+                })?;
+            Ok(bytes)
+        }
+    }
 }
 
 /// Writes the guest's output to ours and picks the exit code.

@@ -3,7 +3,7 @@
 //! checkpoint saved earlier. Exit 0 only if every check holds, 1 if one failed,
 //! 125 if the checks could not be made.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -84,36 +84,45 @@ fn report_checks(checks: &[Check]) -> bool {
 }
 
 async fn verify_client(args: VerifyArgs) -> Result<bool, CliError> {
-    if let Some(path) = &args.checkpoint {
-        let server = args.server.as_deref().unwrap_or("http://127.0.0.1:8080");
-        let client = Client::new(server, None);
-        let identity = server_identity(&client, args.key_id.as_deref()).await?;
-        let old: CheckpointResponse = read_json(path)?;
-        let new = client.checkpoint().await?;
-        let proof = if old.tree_size > 0 && old.tree_size <= new.tree_size {
-            client
-                .consistency(old.tree_size, new.tree_size)
-                .await?
-                .proof
-        } else {
-            Vec::new()
-        };
-        let checks = receipt::check_consistency(&old, &new, &proof, &identity.public_key);
-        let held = report_checks(&checks);
-        if held {
-            println!(
-                "consistent: the log `{}` at {} entries extends the saved checkpoint at {}",
-                new.origin, new.tree_size, old.tree_size
-            );
-            if let Some(save) = &args.save {
-                write_private(save, &new)?;
-            }
-        } else {
-            println!("verification failed: the log is NOT consistent with the saved checkpoint");
-        }
-        return Ok(held);
+    match &args.checkpoint {
+        Some(path) => verify_checkpoint(&args, path).await,
+        None => verify_receipt(&args).await,
     }
+}
 
+/// Checks the log is consistent with the checkpoint saved at `path`.
+async fn verify_checkpoint(args: &VerifyArgs, path: &Path) -> Result<bool, CliError> {
+    let server = args.server.as_deref().unwrap_or("http://127.0.0.1:8080");
+    let client = Client::new(server, None);
+    let identity = server_identity(&client, args.key_id.as_deref()).await?;
+    let old: CheckpointResponse = read_json(path)?;
+    let new = client.checkpoint().await?;
+    let proof = if old.tree_size > 0 && old.tree_size <= new.tree_size {
+        client
+            .consistency(old.tree_size, new.tree_size)
+            .await?
+            .proof
+    } else {
+        Vec::new()
+    };
+    let checks = receipt::check_consistency(&old, &new, &proof, &identity.public_key);
+    let held = report_checks(&checks);
+    if held {
+        println!(
+            "consistent: the log `{}` at {} entries extends the saved checkpoint at {}",
+            new.origin, new.tree_size, old.tree_size
+        );
+        if let Some(save) = &args.save {
+            write_private(save, &new)?;
+        }
+    } else {
+        println!("verification failed: the log is NOT consistent with the saved checkpoint");
+    }
+    Ok(held)
+}
+
+/// Proves the execution of the receipt, against the server's log or a saved proof.
+async fn verify_receipt(args: &VerifyArgs) -> Result<bool, CliError> {
     let receipt_path = args.receipt.as_deref().expect("clap requires a receipt");
     let receipt: Receipt = read_json(receipt_path)?;
     let (answer, key) = match &args.proof {

@@ -382,8 +382,8 @@ impl Client {
                 self.known_blobs().bind(&identity.key_id.to_string());
                 // The pool's client is this one without the run state: the pool
                 // lives in that state, and must not keep it alive.
-                let pool = SessionPool::new(self.detached(), identity.public_key)
-                    .with_batch(self.batch);
+                let pool =
+                    SessionPool::new(self.detached(), identity.public_key).with_batch(self.batch);
                 Ok(RunContext { identity, pool })
             })
             .await
