@@ -1,11 +1,13 @@
-//! The `wasm-hypervisor` binary: parse the command line and hand over to [`cli`].
+//! The `wasm-hypervisor` binary: parse the command line and hand over to [`cli`],
+//! which dispatches to one of [`commands`].
 
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
-mod blob_cache;
 mod cli;
+mod commands;
+mod progress;
 
 /// mimalloc instead of glibc's malloc: every request allocates and frees many small
 /// buffers on two runtimes' threads, and glibc's allocator was about a tenth of the

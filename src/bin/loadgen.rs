@@ -38,14 +38,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use std::sync::Arc;
-use wasm_hypervisor_client::archive::pack_directory;
 
-use wasm_hypervisor_client::{Client, ClientError, Retries, SessionPool, Wire};
-use wasm_hypervisor_protocol::digest::sha256;
-use wasm_hypervisor_protocol::encoding::Hex;
-use wasm_hypervisor_protocol::payload::{ExecutionRequest, MountRequest, encode_base64};
+use clap::Parser;
+
+use wasm_hypervisor_client::archive::pack_directory;
+use wasm_hypervisor_client::{
+    Client, ClientError, References, Retries, Run, RunError, SessionPool, Wire,
+};
 
 /// `examples/tiny.wat`, assembled.
 const TINY: &[u8] = include_bytes!("../../examples/tiny.wasm");
@@ -123,28 +123,82 @@ struct Tally {
     outcomes: BTreeMap<String, u64>,
 }
 
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        for (outcome, count) in other.outcomes {
+            *self.outcomes.entry(outcome).or_default() += count;
+        }
+    }
+
+    /// Nearest rank: the smallest latency at or above a fraction p of them
+    /// (sorted).
+    fn percentile(&self, p: f64) -> Duration {
+        let count = self.latencies.len();
+        if count == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((p * count as f64).ceil() as usize).clamp(1, count);
+        self.latencies[rank - 1]
+    }
+}
+
+/// When the load runs: unmeasured until `measure_from`, measured until `stop_at`.
+#[derive(Clone, Copy)]
+struct Window {
+    measure_from: Instant,
+    stop_at: Instant,
+}
+
+/// CPU time per measured execution, in microseconds, where it was measured.
+struct CpuReport {
+    server: Option<f64>,
+    host: Option<f64>,
+    extra: Option<f64>,
+    total: Option<f64>,
+    loadgen: Option<f64>,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let (module_name, module_bytes, run) = workload(&args)?;
+    let (clients, run) = connect(&args, run).await?;
+    let run = Arc::new(run);
+    let measure_from = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let window = Window {
+        measure_from,
+        stop_at: measure_from + Duration::from_secs_f64(args.duration),
+    };
+    let workers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|worker| {
+            let client = clients[worker % clients.len()].clone();
+            tokio::spawn(load(client, run.clone(), window))
+        })
+        .collect();
+    let cpu = measure_cpu(&args, window).await?;
+    let mut all = Tally::default();
+    for worker in workers {
+        all.add(worker.await?);
+    }
+    all.latencies.sort();
+    let cpu = cpu.per_execution(all.latencies.len());
+    report(&args, &module_name, module_bytes, &all, &cpu);
+    Ok(())
+}
+
+/// The guest's run from the flags, its name and its size.
+fn workload(args: &Args) -> Result<(String, usize, Run), Box<dyn std::error::Error>> {
     let (module_name, module) = match &args.module {
         Some(path) => (path.display().to_string(), std::fs::read(path)?),
         None => ("examples/tiny.wasm (built in)".to_owned(), TINY.to_vec()),
     };
     let stdin = match (&args.stdin_file, args.stdin_bytes) {
-        (Some(path), _) => Some(std::fs::read(path)?),
-        (None, Some(n)) => Some(vec![b'x'; n]),
-        (None, None) => None,
+        (Some(path), _) => std::fs::read(path)?,
+        (None, Some(n)) => vec![b'x'; n],
+        (None, None) => Vec::new(),
     };
-    let mut archives = Vec::new();
-    for mapping in &args.dirs {
-        let (host, guest) = mapping
-            .split_once("::")
-            .ok_or_else(|| format!("--dir {mapping}: expected HOST::GUEST"))?;
-        archives.push((
-            guest.to_owned(),
-            pack_directory(std::path::Path::new(host))?,
-        ));
-    }
     let env = args
         .env
         .iter()
@@ -153,166 +207,132 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .ok_or_else(|| format!("--env {pair}: expected K=V"))
         })
-        .collect::<Result<BTreeMap<_, _>, _>>()?;
-    let by_bytes = ExecutionRequest {
-        module: Some(encode_base64(&module)),
-        args: args.args.clone(),
-        env,
-        stdin: stdin.as_deref().map(encode_base64),
-        mounts: archives
-            .iter()
-            .map(|(path, tar)| MountRequest {
-                path: path.clone(),
-                tar: Some(encode_base64(tar)),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let wire = args.wire;
-    let plaintext = if args.by_reference {
-        let by_reference = ExecutionRequest {
-            module: None,
-            module_sha256: Some(Hex(sha256(&module))),
-            mounts: archives
-                .iter()
-                .map(|(path, tar)| MountRequest {
-                    path: path.clone(),
-                    tar_sha256: Some(Hex(sha256(tar))),
-                    ..Default::default()
-                })
-                .collect(),
-            ..by_bytes.clone()
-        };
-        wire.encode_request(&by_reference)?
-    } else {
-        wire.encode_request(&by_bytes)?
-    };
-    // Per server: its client, key and (v1.1) one pool for its workers, filled in
-    // signed batches; with --by-reference the module is sent to it once with the
-    // bytes (each server keeps its own), then named.
-    let mut targets = Vec::new();
+        .collect::<Result<Vec<_>, _>>()?;
+    let module_bytes = module.len();
+    let mut run = Run::new(module)
+        .args(args.args.iter().cloned())
+        .env(env)
+        .stdin(&stdin);
+    for mapping in &args.dirs {
+        let (host, guest) = mapping
+            .split_once("::")
+            .ok_or_else(|| format!("--dir {mapping}: expected HOST::GUEST"))?;
+        run = run.mount(guest, pack_directory(std::path::Path::new(host))?);
+    }
+    Ok((module_name, module_bytes, run))
+}
+
+/// Per server: a client (its identity, its session pool shared by its workers,
+/// filled in signed batches with v1.1); with --by-reference the module and
+/// archives are sent to it once with the bytes (each server keeps its own), then
+/// named: the run the load repeats.
+async fn connect(args: &Args, run: Run) -> Result<(Vec<Client>, Run), Box<dyn std::error::Error>> {
+    let upload = run.references(References::Never);
+    let mut clients = Vec::new();
     for server in &args.server {
         // A load generator counts refusals (a 429 is an outcome of the run, not
         // something to wait out): the client's retries after `Retry-After` are off.
         let client = Client::new(server, args.token.clone())
             .with_wire(args.wire)
-            .with_retries(Retries::NONE);
-        let identity = client.identity(None).await?;
+            .with_retries(Retries::NONE)
+            .with_batch(args.batch);
+        client.connect().await?;
         if args.by_reference {
-            let session = client.open_session(&identity.public_key).await?;
-            client
-                .execute(&session, &wire.encode_request(&by_bytes)?)
-                .await?;
+            client.run(&upload).await?;
         }
-        let pool =
-            Arc::new(SessionPool::new(client.clone(), identity.public_key).with_batch(args.batch));
-        targets.push((client, identity.public_key, pool));
+        clients.push(client);
     }
+    let load = upload.references(if args.by_reference {
+        References::Always
+    } else {
+        References::Never
+    });
+    Ok((clients, load))
+}
 
-    let warmup = Duration::from_secs_f64(args.warmup);
-    let duration = Duration::from_secs_f64(args.duration);
-    let started = Instant::now();
-    let measure_from = started + warmup;
-    let stop_at = measure_from + duration;
-
-    let mut workers = Vec::new();
-    for worker in 0..args.concurrency.max(1) {
-        let (client, key, pool) = targets[worker % targets.len()].clone();
-        let plaintext = plaintext.clone();
-        workers.push(tokio::spawn(async move {
-            let mut tally = Tally::default();
-            loop {
-                let began = Instant::now();
-                if began >= stop_at {
-                    break;
-                }
-                // An execution is a request that got a sealed result back, whatever
-                // the guest's status; a refusal or failure is only counted.
-                let outcome = match wire {
-                    Wire::V1 => match client.open_session(&key).await {
-                        Ok(session) => client.execute(&session, &plaintext).await,
-                        Err(error) => Err(error),
-                    },
-                    Wire::V1_1 => pool.execute(&plaintext).await,
-                };
-                let (outcome, executed) = match outcome {
-                    Ok(execution) => (execution.result.status.as_str().to_owned(), true),
-                    Err(error) => (describe(&error), false),
-                };
-                // Only requests that both start and end inside the window count.
-                let ended = Instant::now();
-                if began >= measure_from && ended <= stop_at {
-                    if executed {
-                        tally.latencies.push(ended - began);
-                    } else {
-                        tally.errors += 1;
-                    }
-                    *tally.outcomes.entry(outcome).or_default() += 1;
-                }
+/// One client task: runs one execution after another until the window closes.
+async fn load(client: Client, run: Arc<Run>, window: Window) -> Tally {
+    let mut tally = Tally::default();
+    loop {
+        let began = Instant::now();
+        if began >= window.stop_at {
+            return tally;
+        }
+        // An execution is a request that got a sealed result back, whatever the
+        // guest's status; a refusal or failure is only counted.
+        let (outcome, executed) = match client.run(&run).await {
+            Ok(outcome) => (outcome.execution.result.status.as_str().to_owned(), true),
+            Err(RunError::Client(error)) => (describe(&error), false),
+            Err(error) => (format!("client error: {error}"), false),
+        };
+        // Only requests that both start and end inside the window count.
+        let ended = Instant::now();
+        if began >= window.measure_from && ended <= window.stop_at {
+            if executed {
+                tally.latencies.push(ended - began);
+            } else {
+                tally.errors += 1;
             }
-            tally
-        }));
-    }
-
-    // Server CPU is sampled at the window's edges, while the clients keep going.
-    tokio::time::sleep_until(measure_from.into()).await;
-    let cpu_before = sum_cpu(&args.server_pid, process_cpu)?;
-    let host_before = sum_cpu(&args.server_pid, host_cpu)?;
-    let extra_before = sum_cpu(&args.extra_pid, tree_cpu)?;
-    let own_before = own_cpu();
-    tokio::time::sleep_until(stop_at.into()).await;
-    let cpu_after = sum_cpu(&args.server_pid, process_cpu)?;
-    let host_after = sum_cpu(&args.server_pid, host_cpu)?;
-    let extra_after = sum_cpu(&args.extra_pid, tree_cpu)?;
-    let own_after = own_cpu();
-
-    let mut all = Tally::default();
-    for worker in workers {
-        let tally = worker.await?;
-        all.latencies.extend(tally.latencies);
-        all.errors += tally.errors;
-        for (outcome, count) in tally.outcomes {
-            *all.outcomes.entry(outcome).or_default() += count;
+            *tally.outcomes.entry(outcome).or_default() += 1;
         }
     }
-    all.latencies.sort();
+}
+
+/// CPU time spent in the window, sampled at its edges while the clients keep going.
+struct CpuSpent {
+    server: Option<Duration>,
+    host: Option<Duration>,
+    extra: Option<Duration>,
+    loadgen: Duration,
+}
+
+async fn measure_cpu(args: &Args, window: Window) -> std::io::Result<CpuSpent> {
+    let sample = || -> std::io::Result<_> {
+        Ok((
+            sum_cpu(&args.server_pid, process_cpu)?,
+            sum_cpu(&args.server_pid, host_cpu)?,
+            sum_cpu(&args.extra_pid, tree_cpu)?,
+            own_cpu(),
+        ))
+    };
+    tokio::time::sleep_until(window.measure_from.into()).await;
+    let before = sample()?;
+    tokio::time::sleep_until(window.stop_at.into()).await;
+    let after = sample()?;
+    let spent =
+        |before: Option<Duration>, after: Option<Duration>| Some(after?.saturating_sub(before?));
+    Ok(CpuSpent {
+        server: spent(before.0, after.0),
+        host: spent(before.1, after.1),
+        extra: spent(before.2, after.2),
+        loadgen: after.3.saturating_sub(before.3),
+    })
+}
+
+impl CpuSpent {
+    /// Per execution, in microseconds; nothing without executions.
+    fn per_execution(&self, count: usize) -> CpuReport {
+        let per = |spent: Option<Duration>| {
+            spent
+                .filter(|_| count > 0)
+                .map(|spent| spent.as_secs_f64() * 1e6 / count as f64)
+        };
+        let (server, extra) = (per(self.server), per(self.extra));
+        CpuReport {
+            server,
+            host: per(self.host),
+            extra,
+            total: server.zip(extra).map(|(server, extra)| server + extra),
+            loadgen: per(Some(self.loadgen)),
+        }
+    }
+}
+
+/// Prints the report, as one JSON object with --json.
+fn report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu: &CpuReport) {
     let count = all.latencies.len();
-    let percentile = |p: f64| -> Duration {
-        if count == 0 {
-            return Duration::ZERO;
-        }
-        // Nearest rank: the smallest latency at or above a fraction p of them.
-        let rank = ((p * count as f64).ceil() as usize).clamp(1, count);
-        all.latencies[rank - 1]
-    };
-    let per_second = count as f64 / duration.as_secs_f64();
-    let server_cpu_us = match (cpu_before, cpu_after) {
-        (Some(before), Some(after)) if count > 0 => {
-            Some(after.saturating_sub(before).as_secs_f64() * 1e6 / count as f64)
-        }
-        _ => None,
-    };
-    let extra_cpu_us = match (extra_before, extra_after) {
-        (Some(before), Some(after)) if count > 0 => {
-            Some(after.saturating_sub(before).as_secs_f64() * 1e6 / count as f64)
-        }
-        _ => None,
-    };
-    let total_cpu_us = match (server_cpu_us, extra_cpu_us) {
-        (Some(server), Some(extra)) => Some(server + extra),
-        _ => None,
-    };
-    let host_cpu_us = match (host_before, host_after) {
-        (Some(before), Some(after)) if count > 0 => {
-            Some(after.saturating_sub(before).as_secs_f64() * 1e6 / count as f64)
-        }
-        _ => None,
-    };
-    let client_cpu_us = (count > 0)
-        .then(|| (own_after.saturating_sub(own_before)).as_secs_f64() * 1e6 / count as f64);
-    let micros = |d: Duration| d.as_secs_f64() * 1e6;
-
+    let per_second = count as f64 / Duration::from_secs_f64(args.duration).as_secs_f64();
+    let micros = |p: f64| all.percentile(p).as_secs_f64() * 1e6;
     if all
         .outcomes
         .keys()
@@ -329,7 +349,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.json {
         let report = serde_json::json!({
             "module": module_name,
-            "module_bytes": module.len(),
+            "module_bytes": module_bytes,
             "servers": args.server.len(),
             "concurrency": args.concurrency,
             "duration_s": args.duration,
@@ -337,24 +357,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "errors": all.errors,
             "executions_per_s": per_second,
             "latency_us": {
-                "p50": micros(percentile(0.50)),
-                "p90": micros(percentile(0.90)),
-                "p99": micros(percentile(0.99)),
-                "max": micros(percentile(1.0)),
+                "p50": micros(0.50),
+                "p90": micros(0.90),
+                "p99": micros(0.99),
+                "max": micros(1.0),
             },
             "outcomes": all.outcomes,
-            "server_cpu_us_per_execution": server_cpu_us,
-            "server_cpu_outside_guests_us_per_execution": host_cpu_us,
-            "extra_cpu_us_per_execution": extra_cpu_us,
-            "server_and_extra_cpu_us_per_execution": total_cpu_us,
-            "loadgen_cpu_us_per_execution": client_cpu_us,
+            "server_cpu_us_per_execution": cpu.server,
+            "server_cpu_outside_guests_us_per_execution": cpu.host,
+            "extra_cpu_us_per_execution": cpu.extra,
+            "server_and_extra_cpu_us_per_execution": cpu.total,
+            "loadgen_cpu_us_per_execution": cpu.loadgen,
         });
         println!("{report}");
-        return Ok(());
+        return;
     }
     println!(
-        "{module_name} ({} bytes), {} clients over {} server(s), {:.1} s measured after {:.1} s warm-up",
-        module.len(),
+        "{module_name} ({module_bytes} bytes), {} clients over {} server(s), {:.1} s measured after {:.1} s warm-up",
         args.concurrency,
         args.server.len(),
         args.duration,
@@ -366,31 +385,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "latency:      p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  max {:.0} µs  (session + execute)",
-        micros(percentile(0.50)),
-        micros(percentile(0.90)),
-        micros(percentile(0.99)),
-        micros(percentile(1.0))
+        micros(0.50),
+        micros(0.90),
+        micros(0.99),
+        micros(1.0)
     );
-    if let Some(us) = server_cpu_us {
+    if let Some(us) = cpu.server {
         println!("server CPU:   {us:.1} µs per execution (user + system, all threads)");
     }
-    if let Some(us) = host_cpu_us {
+    if let Some(us) = cpu.host {
         println!("server CPU:   {us:.1} µs per execution outside the guest threads");
     }
-    if let Some(us) = extra_cpu_us {
+    if let Some(us) = cpu.extra {
         println!("extra CPU:    {us:.1} µs per execution (--extra-pid trees)");
     }
-    if let Some(us) = total_cpu_us {
+    if let Some(us) = cpu.total {
         println!("total CPU:    {us:.1} µs per execution (servers + extra)");
     }
-    if let Some(us) = client_cpu_us {
+    if let Some(us) = cpu.loadgen {
         println!("loadgen CPU:  {us:.1} µs per execution");
     }
     println!("outcomes:");
     for (outcome, count) in &all.outcomes {
         println!("  {outcome}: {count}");
     }
-    Ok(())
 }
 
 fn describe(error: &ClientError) -> String {

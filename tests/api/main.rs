@@ -11,6 +11,7 @@ mod async_executions;
 mod audit;
 mod blobs;
 mod capacity;
+mod client_run;
 mod cluster;
 mod compilation;
 mod components;

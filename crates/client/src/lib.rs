@@ -18,15 +18,28 @@
 //!   caller noticing.
 //! - [`archive`]: mount archives, a host directory packed and a `mounts_out`
 //!   archive unpacked.
+//! - [`run`]: [`Client::run`], one execution end to end from a [`Run`] (session
+//!   from the pool, blobs by reference, long jobs, progress); [`blob_cache`]: the
+//!   blobs a server is believed to hold, in memory or in the user's cache.
+//! - `upload`: a large request body sent in chunks, each reported.
 
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod blob_cache;
 pub mod pool;
 mod retry;
+pub mod run;
+mod upload;
 
+pub use blob_cache::BlobCache;
 pub use pool::SessionPool;
 pub use retry::Retries;
+pub use run::{References, Run, RunError, RunOutcome, RunProgress};
+
+use std::sync::{Arc, Mutex};
+
+use run::{Observer, RunContext};
 
 use uuid::Uuid;
 use wasm_hypervisor_protocol::binary::{self, BinaryError};
@@ -223,6 +236,10 @@ impl Execution {
 
 /// An HTTP client for one server, with the crypto provider it seals and verifies
 /// with (independent of the server's: the bytes on the wire are the same).
+///
+/// A client and its clones share what [`Client::run`] makes on first use (the
+/// server's identity and a session pool) and its [`BlobCache`]; each `with_*`
+/// gives a client with run state of its own.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -231,6 +248,12 @@ pub struct Client {
     provider: Provider,
     wire: Wire,
     retries: Retries,
+    /// The key id [`Client::run`] requires of the server, if pinned.
+    pinned_key_id: Option<String>,
+    /// The most sessions one batch of [`Client::run`]'s pool asks for.
+    batch: usize,
+    blobs: Arc<Mutex<BlobCache>>,
+    runs: Arc<tokio::sync::OnceCell<RunContext>>,
 }
 
 impl Client {
@@ -249,6 +272,46 @@ impl Client {
             provider: Provider::default(),
             wire: Wire::default(),
             retries: Retries::default(),
+            pinned_key_id: None,
+            batch: SessionPool::DEFAULT_BATCH,
+            blobs: Arc::default(),
+            runs: Arc::default(),
+        }
+    }
+
+    /// This client with run state of its own (nothing fetched yet).
+    fn detached(&self) -> Client {
+        Client {
+            runs: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The same client, whose [`Client::run`] requires the server's key id to be
+    /// `key_id` (hex SHA-256 of its SPKI), as [`Client::identity`] does.
+    pub fn with_key_id(self, key_id: Option<String>) -> Client {
+        Client {
+            pinned_key_id: key_id,
+            ..self.detached()
+        }
+    }
+
+    /// The same client, whose [`Client::run`] opens at most `batch` sessions at a
+    /// time ([`SessionPool::with_batch`]; [`SessionPool::DEFAULT_BATCH`] unless
+    /// told otherwise).
+    pub fn with_batch(self, batch: usize) -> Client {
+        Client {
+            batch,
+            ..self.detached()
+        }
+    }
+
+    /// The same client, remembering which blobs the server holds in `cache`
+    /// (in memory unless told otherwise).
+    pub fn with_blob_cache(self, cache: BlobCache) -> Client {
+        Client {
+            blobs: Arc::new(Mutex::new(cache)),
+            ..self.detached()
         }
     }
 
@@ -264,7 +327,10 @@ impl Client {
 
     /// The same client, sealing and verifying on `provider`.
     pub fn with_provider(self, provider: Provider) -> Client {
-        Client { provider, ..self }
+        Client {
+            provider,
+            ..self.detached()
+        }
     }
 
     pub fn provider(&self) -> Provider {
@@ -275,7 +341,10 @@ impl Client {
     /// v1.1, JSON for v1). The plaintext's format is the caller's
     /// ([`Wire::encode_request`]); the result is read in whichever it is.
     pub fn with_wire(self, wire: Wire) -> Client {
-        Client { wire, ..self }
+        Client {
+            wire,
+            ..self.detached()
+        }
     }
 
     pub fn wire(&self) -> Wire {
@@ -285,7 +354,10 @@ impl Client {
     /// The same client, retrying idempotent calls as `retries` says
     /// ([`Retries::default`] unless told otherwise).
     pub fn with_retries(self, retries: Retries) -> Client {
-        Client { retries, ..self }
+        Client {
+            retries,
+            ..self.detached()
+        }
     }
 
     pub fn retries(&self) -> Retries {
@@ -405,8 +477,19 @@ impl Client {
         session: &Session,
         request_plaintext: &[u8],
     ) -> Result<Execution, ClientError> {
+        self.execute_observed(session, request_plaintext, None)
+            .await
+    }
+
+    /// [`Client::execute`], reporting the upload of a large body to `observer`.
+    pub(crate) async fn execute_observed(
+        &self,
+        session: &Session,
+        request_plaintext: &[u8],
+        observer: Option<&Observer>,
+    ) -> Result<Execution, ClientError> {
         let (body, keys) = self.seal(session, request_plaintext)?;
-        let response = body.post(self).send().await?;
+        let response = body.post(self, observer).send().await?;
         let response = parse_execute_answer(response).await?;
         open_execution(response, &keys, request_plaintext)
     }
@@ -452,10 +535,22 @@ impl Client {
         session: &Session,
         request_plaintext: &[u8],
     ) -> Result<PendingExecution, ClientError> {
+        self.execute_async_observed(session, request_plaintext, None)
+            .await
+    }
+
+    /// [`Client::execute_async`], reporting the upload of a large body to
+    /// `observer`.
+    pub(crate) async fn execute_async_observed(
+        &self,
+        session: &Session,
+        request_plaintext: &[u8],
+        observer: Option<&Observer>,
+    ) -> Result<PendingExecution, ClientError> {
         let (body, keys) = self.seal(session, request_plaintext)?;
         let binary = matches!(body, SealedBody::Binary(_));
         let response = body
-            .post(self)
+            .post(self, observer)
             .header("prefer", "respond-async")
             .send()
             .await?;
@@ -539,14 +634,26 @@ impl Client {
 
     /// Polls until the execution has finished, waiting between polls as long as
     /// the server's `Retry-After` says (at most a minute).
-    pub async fn wait(&self, mut pending: PendingExecution) -> Result<Execution, ClientError> {
+    pub async fn wait(&self, pending: PendingExecution) -> Result<Execution, ClientError> {
+        self.wait_observed(pending, None).await
+    }
+
+    /// [`Client::wait`], telling `observer` where the execution is at each poll.
+    pub(crate) async fn wait_observed(
+        &self,
+        mut pending: PendingExecution,
+        observer: Option<&Observer>,
+    ) -> Result<Execution, ClientError> {
         if let Some(execution) = pending.finished.take() {
             return Ok(*execution);
         }
         loop {
             match self.poll(&pending).await? {
                 Progress::Done(execution) => return Ok(*execution),
-                Progress::Pending { retry_after, .. } => {
+                Progress::Pending { state, retry_after } => {
+                    if let Some(observer) = observer {
+                        observer(RunProgress::Pending { state });
+                    }
                     tokio::time::sleep(retry_after.min(std::time::Duration::from_secs(60))).await
                 }
             }
@@ -576,14 +683,29 @@ enum SealedBody {
 }
 
 impl SealedBody {
-    /// `POST /execute` with this body and its `Content-Type`.
-    fn post(self, client: &Client) -> reqwest::RequestBuilder {
+    /// `POST /execute` with this body and its `Content-Type`; with an observer, a
+    /// large body goes in chunks, each reported ([`upload`]).
+    fn post(self, client: &Client, observer: Option<&Observer>) -> reqwest::RequestBuilder {
         let request = client.post("/execute");
-        match self {
-            SealedBody::Json(body) => request.json(&body),
-            SealedBody::Binary(bytes) => request
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(bytes),
+        match (self, observer) {
+            (SealedBody::Json(body), None) => request.json(&body),
+            (SealedBody::Json(body), Some(observer)) => match serde_json::to_vec(&body) {
+                Ok(bytes) => upload::body(
+                    request.header(reqwest::header::CONTENT_TYPE, "application/json"),
+                    bytes,
+                    observer,
+                ),
+                // As `json` does: the error is the request's when it is sent.
+                Err(_) => request.json(&body),
+            },
+            (SealedBody::Binary(bytes), observer) => {
+                let request =
+                    request.header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+                match observer {
+                    Some(observer) => upload::body(request, bytes, observer),
+                    None => request.body(bytes),
+                }
+            }
         }
     }
 }

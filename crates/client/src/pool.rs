@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime};
 
 use wasm_hypervisor_protocol::signing::PublicKey;
 
+use crate::run::Observer;
 use crate::{Client, ClientError, Execution, PendingExecution, Session, Violation, Wire};
 
 /// A session in the pool, with when it expires (the server's `expires_at`).
@@ -294,10 +295,19 @@ impl SessionPool {
     /// [`Client::execute`] on a pooled session; a `session_not_found` is retried
     /// once on a fresh session, and a session a refusal did not use goes back.
     pub async fn execute(&self, request_plaintext: &[u8]) -> Result<Execution, ClientError> {
+        self.execute_observed(request_plaintext, None).await
+    }
+
+    /// [`SessionPool::execute`], reporting the upload of a large body to `observer`.
+    pub(crate) async fn execute_observed(
+        &self,
+        request_plaintext: &[u8],
+        observer: Option<&Observer>,
+    ) -> Result<Execution, ClientError> {
         let pooled = self.take_pooled().await?;
         match self
             .client
-            .execute(&pooled.session, request_plaintext)
+            .execute_observed(&pooled.session, request_plaintext, observer)
             .await
         {
             Err(error) if session_gone(&error) => {
@@ -305,7 +315,7 @@ impl SessionPool {
                 let pooled = self.fresh().await?;
                 let outcome = self
                     .client
-                    .execute(&pooled.session, request_plaintext)
+                    .execute_observed(&pooled.session, request_plaintext, observer)
                     .await;
                 self.keep_if_unused(pooled, outcome)
             }
@@ -320,10 +330,20 @@ impl SessionPool {
         &self,
         request_plaintext: &[u8],
     ) -> Result<PendingExecution, ClientError> {
+        self.execute_async_observed(request_plaintext, None).await
+    }
+
+    /// [`SessionPool::execute_async`], reporting the upload of a large body to
+    /// `observer`.
+    pub(crate) async fn execute_async_observed(
+        &self,
+        request_plaintext: &[u8],
+        observer: Option<&Observer>,
+    ) -> Result<PendingExecution, ClientError> {
         let pooled = self.take_pooled().await?;
         match self
             .client
-            .execute_async(&pooled.session, request_plaintext)
+            .execute_async_observed(&pooled.session, request_plaintext, observer)
             .await
         {
             Err(error) if session_gone(&error) => {
@@ -331,7 +351,7 @@ impl SessionPool {
                 let pooled = self.fresh().await?;
                 let outcome = self
                     .client
-                    .execute_async(&pooled.session, request_plaintext)
+                    .execute_async_observed(&pooled.session, request_plaintext, observer)
                     .await;
                 self.keep_if_unused(pooled, outcome)
             }

@@ -1,13 +1,16 @@
-//! What `run` remembers between invocations about the blobs a server holds
-//! (protocol v1.1 §D): the SHA-256 of every module and archive it sent by bytes to
-//! a server, per server key and client scope, so that the next run can name them
-//! instead of sending them again.
+//! What [`Client::run`](crate::Client::run) remembers about the blobs a server
+//! holds (protocol v1.1 §D): the SHA-256 of every module and archive it sent by
+//! bytes to a server, so that the next run can name them instead of sending them
+//! again. In memory for the client's life ([`BlobCache::in_memory`], the default),
+//! or on disk between invocations ([`BlobCache::on_disk`], what the `run` command
+//! uses), per server key and client scope.
 //!
 //! The list is a hint, never trusted: a server that restarted or evicted a blob
-//! answers `missing_blob`, and `run` sends the bytes again. It holds hashes only,
-//! in `$XDG_CACHE_HOME/wasm-hypervisor/blobs/` (else `~/.cache/...`), one file per
-//! server key id and scope, owner-only; a hash says which modules a user ran, so it
-//! is kept as private as a receipt.
+//! answers `missing_blob`, and the run sends the bytes again. On disk it holds
+//! hashes only, in `$XDG_CACHE_HOME/wasm-hypervisor/blobs/` (else
+//! `~/.cache/...`), one file per server key id and scope (`<key id>-<scope>`, one
+//! hex hash a line), owner-only; a hash says which modules a user ran, so it is
+//! kept as private as a receipt.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -18,8 +21,12 @@ use std::path::{Path, PathBuf};
 const MAX_HASHES: usize = 4096;
 
 /// The hashes a server is believed to hold for one scope.
+#[derive(Debug, Default)]
 pub struct BlobCache {
-    /// `None`: no cache directory (no `HOME`); nothing is remembered.
+    /// The file's scope (`open`, or the token's SHA-256) until the server's key
+    /// id is known ([`BlobCache::bind`]); `None` in memory.
+    scope: Option<String>,
+    /// `None`: in memory, or no cache directory (no `HOME`); nothing is written.
     path: Option<PathBuf>,
     /// In the order they were learned, oldest first.
     known: Vec<[u8; 32]>,
@@ -27,21 +34,47 @@ pub struct BlobCache {
 }
 
 impl BlobCache {
-    /// The cache for the server whose key id is `key_id` (hex) and the scope of
-    /// `token` (its SHA-256, or `open` without one). A missing or unreadable file
-    /// is an empty cache.
-    pub fn load(key_id: &str, token: Option<&str>) -> BlobCache {
+    /// A cache that lives as long as the client: nothing is read or written.
+    pub fn in_memory() -> BlobCache {
+        BlobCache::default()
+    }
+
+    /// The user's cache on disk for the scope of `token` (its SHA-256, or `open`
+    /// without one); its file is chosen and read once the server's key is known
+    /// ([`BlobCache::bind`], which the first run does), and written after each run.
+    pub fn on_disk(token: Option<&str>) -> BlobCache {
         let scope = match token {
             Some(token) => hex::encode(wasm_hypervisor_protocol::digest::sha256(token.as_bytes())),
             None => "open".to_owned(),
         };
-        let path = cache_dir().map(|dir| dir.join(format!("{key_id}-{scope}")));
-        let mut cache = BlobCache {
-            path,
-            known: Vec::new(),
-            index: BTreeSet::new(),
+        BlobCache {
+            scope: Some(scope),
+            ..BlobCache::default()
+        }
+    }
+
+    /// The on-disk cache for the server whose key id is `key_id` (hex) and the
+    /// scope of `token`, read now. A missing or unreadable file is an empty cache.
+    pub fn load(key_id: &str, token: Option<&str>) -> BlobCache {
+        let mut cache = BlobCache::on_disk(token);
+        cache.bind(key_id);
+        cache
+    }
+
+    /// Chooses the file of an on-disk cache for the server whose key id is
+    /// `key_id` (hex) and reads it; nothing for a cache in memory or one already
+    /// bound.
+    pub fn bind(&mut self, key_id: &str) {
+        let Some(scope) = self.scope.take() else {
+            return;
         };
-        let text = cache
+        self.path = cache_dir().map(|dir| dir.join(format!("{key_id}-{scope}")));
+        self.read();
+    }
+
+    /// Adds the hashes of the file, if there is one and it reads.
+    fn read(&mut self) {
+        let text = self
             .path
             .as_deref()
             .and_then(|path| std::fs::read_to_string(path).ok())
@@ -50,10 +83,9 @@ impl BlobCache {
             if let Ok(bytes) = hex::decode(line.trim())
                 && let Ok(hash) = <[u8; 32]>::try_from(bytes)
             {
-                cache.insert(hash);
+                self.insert(hash);
             }
         }
-        cache
     }
 
     /// Whether the server is believed to hold `hash`.
@@ -130,8 +162,7 @@ mod tests {
         let path = dir.path().join("key-open");
         let mut cache = BlobCache {
             path: Some(path.clone()),
-            known: Vec::new(),
-            index: BTreeSet::new(),
+            ..BlobCache::default()
         };
         cache.insert([1; 32]);
         cache.insert([2; 32]);
@@ -145,12 +176,26 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_half_goes_past_the_maximum() {
+    fn an_on_disk_cache_reads_its_server_keys_file_when_bound() {
         let mut cache = BlobCache {
-            path: None,
-            known: Vec::new(),
-            index: BTreeSet::new(),
+            scope: Some("open".to_owned()),
+            ..BlobCache::default()
         };
+        assert!(cache.path.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key-open");
+        std::fs::write(&path, format!("{}\nnot hex\n", hex::encode([7; 32]))).unwrap();
+        // What `bind` does once it has chosen the file, without the environment.
+        cache.scope = None;
+        cache.path = Some(path);
+        cache.read();
+        assert!(cache.contains(&[7; 32]));
+        assert_eq!(cache.known.len(), 1);
+    }
+
+    #[test]
+    fn the_oldest_half_goes_past_the_maximum() {
+        let mut cache = BlobCache::in_memory();
         for n in 0..=MAX_HASHES {
             let mut hash = [0; 32];
             hash[..8].copy_from_slice(&(n as u64).to_le_bytes());
