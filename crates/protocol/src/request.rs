@@ -17,9 +17,7 @@
 //! then refused (PROTOCOL.md, "Blobs and compiled code"), so a refusal hands back
 //! the sources read before it.
 
-use std::borrow::Cow;
-
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::cbor::CborError;
 use crate::digest::sha256;
@@ -111,13 +109,47 @@ pub enum RequestError {
     TooManyArgsEnvBytes { bytes: usize, max: usize },
 }
 
+/// Bytes a request sends: a CBOR request's, borrowed from its plaintext (no
+/// copy), or a JSON request's, decoded from base64 (zeroized when dropped).
+pub enum SentBytes<'a> {
+    Borrowed(&'a [u8]),
+    Decoded(Zeroizing<Vec<u8>>),
+}
+
+impl SentBytes<'_> {
+    /// The bytes as a vector of their own: borrowed ones copied (once), decoded
+    /// ones moved.
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            SentBytes::Borrowed(bytes) => bytes.to_vec(),
+            SentBytes::Decoded(mut bytes) => std::mem::take(&mut *bytes),
+        }
+    }
+}
+
+impl Default for SentBytes<'_> {
+    fn default() -> Self {
+        SentBytes::Borrowed(&[])
+    }
+}
+
+impl std::ops::Deref for SentBytes<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            SentBytes::Borrowed(bytes) => bytes,
+            SentBytes::Decoded(bytes) => bytes,
+        }
+    }
+}
+
 /// Where a module's or an archive's bytes come from.
 pub enum Source<'a> {
-    /// Sent in the request: borrowed from a CBOR plaintext, or decoded from
-    /// JSON's base64 (and so owned).
+    /// Sent in the request.
     Sent {
         sha256: [u8; 32],
-        bytes: Cow<'a, [u8]>,
+        bytes: SentBytes<'a>,
     },
     /// Named by its SHA-256 (protocol v1.1 §D), to be found in the client's store.
     Named([u8; 32]),
@@ -131,7 +163,7 @@ impl Source<'_> {
         }
     }
 
-    fn sent(bytes: Cow<'_, [u8]>) -> Source<'_> {
+    fn sent(bytes: SentBytes<'_>) -> Source<'_> {
         Source::Sent {
             sha256: sha256(&bytes),
             bytes,
@@ -154,7 +186,6 @@ impl std::fmt::Debug for Source<'_> {
 }
 
 /// One directory the guest sees (protocol v1.1 §E), its path checked.
-#[derive(Debug)]
 pub struct Mount<'a> {
     /// Absolute and normalized, inside no other mount's.
     pub path: String,
@@ -170,8 +201,7 @@ pub struct Mount<'a> {
 pub struct Input<'a> {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
-    /// Borrowed from a CBOR plaintext, or decoded from JSON's base64.
-    pub stdin: Cow<'a, [u8]>,
+    pub stdin: SentBytes<'a>,
 }
 
 impl Drop for Input<'_> {
@@ -197,7 +227,6 @@ impl std::fmt::Debug for Input<'_> {
 
 /// A request that passed every check of its own: what the server resolves,
 /// prepares and runs.
-#[derive(Debug)]
 pub struct Request<'a> {
     pub module: Source<'a>,
     /// In request order.
@@ -210,6 +239,21 @@ pub struct Request<'a> {
     /// It has mounts or asks for `limits.files_bytes`: only then does its result
     /// show `limits.files_bytes`, so that a v1 request's result is a v1 result.
     pub uses_files: bool,
+}
+
+/// The plaintext's content is not printed: the module's hash, counts and
+/// limits only.
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("module", &self.module)
+            .field("mounts", &self.mounts.len())
+            .field("invoke", &self.invoke.is_some())
+            .field("input", &self.input)
+            .field("limits", &self.limits)
+            .field("uses_files", &self.uses_files)
+            .finish()
+    }
 }
 
 /// A request refused by its own checks, with what its result shows of it.
@@ -228,13 +272,13 @@ pub struct Refused<'a> {
 
 impl Refused<'_> {
     /// Refused before its module and archives were read.
-    fn early(error: RequestError) -> Self {
-        Refused {
+    fn early(error: RequestError) -> Box<Self> {
+        Box::new(Refused {
             error,
             read: Vec::new(),
             module_sha256: None,
             limits: None,
-        }
+        })
     }
 }
 
@@ -244,7 +288,7 @@ impl<'a> Request<'a> {
     /// under `ceilings` and stopping at the first rule it breaks. A CBOR
     /// request's byte fields stay in `plaintext`, borrowed; JSON's base64 text is
     /// zeroized as it is decoded.
-    pub fn read(plaintext: &'a [u8], ceilings: &Ceilings) -> Result<Request<'a>, Refused<'a>> {
+    pub fn read(plaintext: &'a [u8], ceilings: &Ceilings) -> Result<Request<'a>, Box<Refused<'a>>> {
         let (mut request, bytes) = parse(plaintext).map_err(Refused::early)?;
         let uses_files = !request.mounts.is_empty()
             || request
@@ -252,13 +296,15 @@ impl<'a> Request<'a> {
                 .is_some_and(|limits| limits.files_bytes.is_some());
         check_mounts(&request.mounts, &bytes).map_err(Refused::early)?;
         let (module, mounts) = read_blobs(&mut request, &bytes)?;
-        let refuse = |error, module: Source<'a>, mounts: Vec<Mount<'a>>, limits| Refused {
-            error,
-            module_sha256: Some(module.sha256()),
-            read: std::iter::once(module)
-                .chain(mounts.into_iter().filter_map(|mount| mount.archive))
-                .collect(),
-            limits,
+        let refuse = |error, module: Source<'a>, mounts: Vec<Mount<'a>>, limits| {
+            Box::new(Refused {
+                error,
+                module_sha256: Some(module.sha256()),
+                read: std::iter::once(module)
+                    .chain(mounts.into_iter().filter_map(|mount| mount.archive))
+                    .collect(),
+                limits,
+            })
         };
         let limits = match EffectiveLimits::apply(ceilings.maxima, request.limits) {
             Ok(limits) => limits,
@@ -338,22 +384,21 @@ fn check_mounts(mounts: &[MountRequest], bytes: &RequestBytes<'_>) -> Result<(),
 fn read_blobs<'a>(
     request: &mut ExecutionRequest,
     bytes: &RequestBytes<'a>,
-) -> Result<(Source<'a>, Vec<Mount<'a>>), Refused<'a>> {
+) -> Result<(Source<'a>, Vec<Mount<'a>>), Box<Refused<'a>>> {
     let module = read_module(request, bytes).map_err(Refused::early)?;
     let mut mounts: Vec<Mount<'a>> = Vec::with_capacity(request.mounts.len());
     for (index, mount) in request.mounts.iter_mut().enumerate() {
         let archive = match (mount.tar.take(), mount.tar_sha256.take(), bytes.tar(index)) {
-            (None, _, Some(tar)) => Some(Source::sent(Cow::Borrowed(tar))),
+            (None, _, Some(tar)) => Some(Source::sent(SentBytes::Borrowed(tar))),
             (Some(text), _, _) => match decode_zeroizing(text) {
-                Ok(tar) => Some(Source::sent(Cow::Owned(tar))),
+                Ok(tar) => Some(Source::sent(SentBytes::Decoded(tar))),
                 Err(error) => {
                     let read = std::iter::once(module)
                         .chain(mounts.into_iter().filter_map(|mount| mount.archive))
                         .collect();
-                    return Err(Refused {
-                        read,
-                        ..Refused::early(RequestError::TarBase64 { index, error })
-                    });
+                    let mut refused = Refused::early(RequestError::TarBase64 { index, error });
+                    refused.read = read;
+                    return Err(refused);
                 }
             },
             (None, Some(Hex(hash)), None) => Some(Source::Named(hash)),
@@ -378,9 +423,9 @@ fn read_module<'a>(
         request.module_sha256.take(),
         bytes.module,
     ) {
-        (None, None, Some(module)) => Ok(Source::sent(Cow::Borrowed(module))),
+        (None, None, Some(module)) => Ok(Source::sent(SentBytes::Borrowed(module))),
         (Some(text), None, _) => decode_zeroizing(text)
-            .map(|module| Source::sent(Cow::Owned(module)))
+            .map(|module| Source::sent(SentBytes::Decoded(module)))
             .map_err(RequestError::ModuleBase64),
         (None, Some(Hex(hash)), None) => Ok(Source::Named(hash)),
         (Some(mut text), Some(_), _) => {
@@ -392,10 +437,10 @@ fn read_module<'a>(
 }
 
 /// Base64 `text` decoded, the text zeroized whatever the outcome.
-fn decode_zeroizing(mut text: String) -> Result<Vec<u8>, base64::DecodeError> {
+fn decode_zeroizing(mut text: String) -> Result<Zeroizing<Vec<u8>>, base64::DecodeError> {
     let decoded = decode_base64(&text);
     text.zeroize();
-    decoded
+    decoded.map(Zeroizing::new)
 }
 
 /// The guest's argv, env and stdin: what WASI cannot carry refused (NUL in an
@@ -411,10 +456,11 @@ fn read_input<'a>(
     let mut input = Input {
         args: std::mem::take(&mut request.args),
         env: std::mem::take(&mut request.env).into_iter().collect(),
-        stdin: Cow::Borrowed(stdin.unwrap_or_default()),
+        stdin: SentBytes::Borrowed(stdin.unwrap_or_default()),
     };
     if let Some(text) = request.stdin.take() {
-        input.stdin = Cow::Owned(decode_zeroizing(text).map_err(RequestError::StdinBase64)?);
+        input.stdin =
+            SentBytes::Decoded(decode_zeroizing(text).map_err(RequestError::StdinBase64)?);
     }
     if input.args.iter().any(|arg| arg.contains('\0')) {
         return Err(RequestError::NulInArgs);
@@ -482,11 +528,11 @@ mod tests {
 
     const HASH: &str = "abababababababababababababababababababababababababababababababab";
 
-    fn read(plaintext: &str) -> Result<Request<'_>, Refused<'_>> {
+    fn read(plaintext: &str) -> Result<Request<'_>, Box<Refused<'_>>> {
         Request::read(plaintext.as_bytes(), &CEILINGS)
     }
 
-    fn refusal(plaintext: &str) -> Refused<'_> {
+    fn refusal(plaintext: &str) -> Box<Refused<'_>> {
         read(plaintext).expect_err(plaintext)
     }
 
@@ -510,8 +556,8 @@ mod tests {
         );
         let request = read(&plaintext).unwrap();
         assert!(
-            matches!(&request.module, Source::Sent { bytes: Cow::Owned(bytes), .. }
-            if bytes == b"\0asm")
+            matches!(&request.module, Source::Sent { bytes: SentBytes::Decoded(bytes), .. }
+            if bytes[..] == b"\0asm"[..])
         );
         assert_eq!(request.module.sha256(), sha256(b"\0asm"));
         assert_eq!(request.invoke.as_deref(), Some("f(1)"));
@@ -572,7 +618,7 @@ mod tests {
         let read = Request::read(&plaintext, &CEILINGS).unwrap();
         let within = |part: &[u8]| plaintext.as_ptr_range().contains(&part.as_ptr());
         let Source::Sent {
-            bytes: Cow::Borrowed(module),
+            bytes: SentBytes::Borrowed(module),
             sha256: hash,
         } = read.module
         else {
@@ -580,9 +626,9 @@ mod tests {
         };
         assert!(within(module) && module == b"module");
         assert_eq!(hash, sha256(b"module"));
-        assert!(matches!(read.input.stdin, Cow::Borrowed(stdin) if within(stdin)));
+        assert!(matches!(read.input.stdin, SentBytes::Borrowed(stdin) if within(stdin)));
         assert!(matches!(&read.mounts[0].archive,
-            Some(Source::Sent { bytes: Cow::Borrowed(tar), .. }) if within(tar)));
+            Some(Source::Sent { bytes: SentBytes::Borrowed(tar), .. }) if within(tar)));
     }
 
     /// Every refusal before the blobs are read: the exact error, nothing read,
