@@ -1,18 +1,18 @@
 //! The one orchestrator of an execution (protocol §3): admit → take the session →
 //! open → read (the protocol's [`Request::read`], once) → resolve (its blobs, in
-//! [`resolve`]) → prepare (module size, mounts, compilation, in [`prepare`]) →
-//! run (the sandbox) → the result document ([`result`]) → seal → commit → sign →
-//! log ([`record`]).
+//! `resolve`) → prepare (module size, mounts, compilation, in `prepare`) → run
+//! (the sandbox) → the result document (`result`) → seal → commit → sign → log
+//! (`record`).
 //!
 //! Errors before the plaintext is recovered are [`ExecutionError`]s, answered in the
 //! clear. Once the plaintext is open, every outcome, including an unparsable
 //! request, is an execution: it gets an id, a sealed result, a commitment and a
 //! durable log record.
 //!
-//! Where an execution waits: for a guest slot ([`Executor::admit`], or for a long
-//! job [`Executor::wait_for_slot`]), for a compilation (`prepare`, which gives
-//! the slot back meanwhile), and for its guest (`Sandbox::run`, in
-//! [`Executor::run`]).
+//! Where an execution waits: for a guest slot (`Executor::admit`, or for a long
+//! job and after a compilation `Executor::wait_for_slot`), for a compilation
+//! (`prepare`'s `Executor::compiled`, which gives the slot back meanwhile), and
+//! for its guest (`Executor::run_guest`).
 //!
 //! Architecture invariant: the session is taken (and its key destroyed) only after a
 //! slot is granted (for a long job, a place in [`AsyncExecutions`]), so a request

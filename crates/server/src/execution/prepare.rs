@@ -3,7 +3,7 @@
 //! against the limits, then the module's compiled target, from the cache or
 //! compiled now under the client's budget. A compilation gives the execution's
 //! guest slot back while it waits and runs, so that executions of cached modules
-//! never wait behind a compiler ([`Executor::compiled`]).
+//! never wait behind a compiler (`Executor::compiled`).
 
 #![forbid(unsafe_code)]
 
