@@ -14,7 +14,7 @@ use wasm_hypervisor_protocol::payload::{
     EffectiveLimits, ExecutionRequest, MountRequest, RequestedLimits, Status,
 };
 use wasm_hypervisor_protocol::plaintext::Format;
-use wasm_hypervisor_server::execution::answer_bound;
+use wasm_hypervisor_server::answer::answer_bound;
 
 use crate::helpers::{DataDir, ServerProcess, example, fixture, load_heavy_test, request};
 

@@ -19,11 +19,11 @@ use wasm_hypervisor_protocol::plaintext::Format;
 use wasm_hypervisor_protocol::receipt;
 use wasm_hypervisor_protocol::wire::PendingState;
 use wasm_hypervisor_server::access::Scope;
+use wasm_hypervisor_server::answer::answer_bound;
 use wasm_hypervisor_server::async_results::{
     Answer, MAX_READERS_PER_CLIENT, View, reservation, stored_bytes,
 };
 use wasm_hypervisor_server::config::{Bounded, Millis};
-use wasm_hypervisor_server::execution::answer_bound;
 
 use crate::helpers::{
     TEST_TOKEN, TestApp, example, fixture, limits, request, sealed_body, token_digest,

@@ -26,6 +26,8 @@
 //! - [`payload`]: the sealed documents: the request and result plaintexts.
 //! - [`plaintext`]: those documents in CBOR (protocol v1.1 §C), and which format a
 //!   plaintext is.
+//! - [`request`]: the request plaintext read once, in either format, into a checked
+//!   [`Request`](request::Request) or a refusal naming the rule it breaks.
 //! - [`cbor`]: the strict CBOR reader and deterministic writer under `plaintext`.
 //! - [`leaf`]: the 57-byte audit-log leaf and its hash.
 //! - [`merkle`]: the RFC 9162 tree, its proofs and their verifiers.
@@ -58,6 +60,7 @@ pub mod plaintext;
 pub mod policy;
 pub mod provider;
 pub mod receipt;
+pub mod request;
 pub mod signing;
 pub mod tiles;
 pub mod tlog_proof;

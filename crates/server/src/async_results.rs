@@ -7,7 +7,7 @@
 //! full store is an overload, and an overload never uses the session); once the
 //! plaintext opens and its limits are known, [`AsyncTicket::register`] names the
 //! place with the execution id and reserves the largest sealed answer the
-//! request can produce (`execution::answer_bound`) against
+//! request can produce (`answer::answer_bound`) against
 //! `execution.async_results_bytes` and against the client's share,
 //! `execution.async_results_bytes_per_client`, and returns an [`AsyncEntry`],
 //! which the execution's task owns until it calls [`AsyncEntry::finish`]. At
@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::access::{ClientKey, Scope};
-use crate::execution::{ExecutionReceipt, SMALLEST_ANSWER_BOUND};
+use crate::answer::{ExecutionReceipt, SMALLEST_ANSWER_BOUND};
 
 /// Answers being sent at once to one client (its token, else its address):
 /// enough for a client that fetches several answers in parallel; a client that
@@ -1094,5 +1094,58 @@ mod tests {
         assert_eq!(store.begin_read(open(3)).err(), Some(ReadersFull::Server));
         drop(all);
         assert!(store.begin_read(open(3)).is_ok());
+    }
+
+    #[test]
+    fn at_the_default_limits_one_client_may_keep_any_answer_but_not_the_whole_store() {
+        let defaults = crate::config::LimitsConfig::default();
+        let execution = crate::config::ExecutionConfig::default();
+        let limits = wasm_hypervisor_protocol::payload::EffectiveLimits {
+            fuel: defaults.fuel.get(),
+            memory_bytes: defaults.memory_bytes.get(),
+            timeout_ms: 1,
+            max_output_bytes: defaults.max_output_bytes.get(),
+            files_bytes: Some(defaults.files_bytes.get()),
+        };
+        let entries = defaults.max_mount_entries.get_u32();
+        // The figures `execution.async_results_bytes_per_client` documents.
+        assert_eq!(
+            crate::answer::answer_bound(
+                &limits,
+                entries,
+                false,
+                wasm_hypervisor_protocol::plaintext::Format::Json
+            ),
+            8_436_424
+        );
+        assert_eq!(
+            crate::answer::answer_bound(
+                &limits,
+                entries,
+                false,
+                wasm_hypervisor_protocol::plaintext::Format::Cbor
+            ),
+            4_263_988
+        );
+        assert_eq!(
+            crate::answer::answer_bound(
+                &limits,
+                entries,
+                true,
+                wasm_hypervisor_protocol::plaintext::Format::Json
+            ),
+            503_299_370
+        );
+        let share = execution.async_results_bytes_per_client.get() as usize;
+        let total = execution.async_results_bytes.get() as usize;
+        // A request with writable mounts, alone in the store.
+        let one_mount = reservation(crate::answer::answer_bound(
+            &limits,
+            entries,
+            true,
+            wasm_hypervisor_protocol::plaintext::Format::Json,
+        ));
+        assert!(one_mount <= share);
+        assert!(share < total, "one client never takes the whole store");
     }
 }

@@ -21,7 +21,9 @@
 //!   named later by SHA-256 (protocol v1.1 §D).
 //! - [`sandbox`]: the Wasmtime engine, limits and WASI policy; runs one guest.
 //! - [`audit`]: the audit log (a file, or in cluster mode PostgreSQL) and its in-memory tree.
-//! - [`execution`]: the orchestrator: open → run → commit → log → seal.
+//! - [`execution`]: the orchestrator: open → read → resolve → prepare → run → seal →
+//!   commit → log.
+//! - [`answer`]: what an execution answers (its receipt), and the bound of that answer.
 //! - [`async_results`]: long jobs (`Prefer: respond-async`): pending executions and
 //!   the sealed answers kept for their client.
 //! - [`health`]: whether the instance can execute and append now (`GET /health`).
@@ -36,6 +38,7 @@
 #![deny(unsafe_code)]
 
 pub mod access;
+pub mod answer;
 pub mod api;
 pub mod async_results;
 pub mod audit;

@@ -20,8 +20,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use crate::answer::ExecutionReceipt;
 use crate::async_results::{Answer, AnswerPieces, ReadSlot};
-use crate::execution::ExecutionReceipt;
 use wasm_hypervisor_protocol::binary;
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::payload::encode_base64;

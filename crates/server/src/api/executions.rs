@@ -17,9 +17,10 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::access::{ClientKey, Scope};
+use crate::answer::ExecutionReceipt;
 use crate::async_results::{Answer, ReadersFull, View, Withheld};
 use crate::envelope::{Enc, Provider};
-use crate::execution::{ExecutionError, ExecutionReceipt, SealedExecution};
+use crate::execution::{ExecutionError, SealedExecution};
 use wasm_hypervisor_protocol::binary;
 use wasm_hypervisor_protocol::wire::{
     ErrorBody, ExecuteBody, ExecuteResponse, ExecutionAccepted, ExecutionState, PendingState,

@@ -34,11 +34,11 @@ use uuid::Uuid;
 
 use super::{Cluster, DbError, unix_millis};
 use crate::access::{ClientKey, Scope};
+use crate::answer::ExecutionReceipt;
 use crate::async_results::{
     Answer, AnswerPieces, AsyncCounts, AsyncFull, AsyncResultStore, MemoryStore, SharedAnswer,
     Unavailable, View, Withheld,
 };
-use crate::execution::ExecutionReceipt;
 use wasm_hypervisor_protocol::payload::Status;
 
 /// The bytes of a sealed result one query reads for a reader on another
