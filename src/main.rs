@@ -1,7 +1,5 @@
 //! The `wasm-hypervisor` binary: parse the command line and hand over to [`cli`].
 
-#![forbid(unsafe_code)]
-
 use std::process::ExitCode;
 
 mod blob_cache;

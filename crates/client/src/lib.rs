@@ -19,8 +19,6 @@
 //! - [`archive`]: mount archives, a host directory packed and a `mounts_out`
 //!   archive unpacked.
 
-#![forbid(unsafe_code)]
-
 pub mod archive;
 pub mod pool;
 mod retry;

@@ -11,8 +11,6 @@
 //! turned away for overload or a malformed body keeps its session and can be
 //! retried unchanged.
 
-#![forbid(unsafe_code)]
-
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -14,8 +14,6 @@
 //! [`ServerKey::create_new_at`] writes such a file ahead of time
 //! (`wasm-hypervisor key new FILE`).
 
-#![forbid(unsafe_code)]
-
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

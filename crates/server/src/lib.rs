@@ -33,8 +33,6 @@
 //!   that knows SQL.
 //! - [`server`]: builds the shared state and serves it on a listener until shutdown.
 
-#![deny(unsafe_code)]
-
 pub mod access;
 pub mod api;
 pub mod async_results;

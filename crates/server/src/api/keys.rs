@@ -1,7 +1,5 @@
 //! `GET /keys` (protocol §4): the log's origin and the server's signing key.
 
-#![forbid(unsafe_code)]
-
 use axum::Json;
 use axum::extract::State;
 
