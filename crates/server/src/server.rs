@@ -5,8 +5,6 @@
 //! Everything that can be wrong with the configuration, the data directory, the key
 //! or the log fails here, before the listener accepts a connection.
 
-#![forbid(unsafe_code)]
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -175,7 +173,7 @@ impl Service {
             config,
             key,
             Some(cluster),
-            Some((AuditLog::cluster(log), tasks)),
+            Some((AuditLog::new(log), tasks)),
         )
     }
 
@@ -206,13 +204,13 @@ impl Service {
         )?;
         if recovery.torn_bytes > 0 {
             tracing::warn!(
-                path = %config.data_dir.as_path().join(crate::audit::log::LOG_FILE).display(),
+                path = %config.data_dir.as_path().join(crate::audit::file::LOG_FILE).display(),
                 torn_bytes = recovery.torn_bytes,
                 "zeroed a torn batch at the end of the audit log (a crash during an unacknowledged append)"
             );
         }
         if recovery.converted_from_v1 {
-            tracing::info!(path = %config.data_dir.as_path().join(crate::audit::log::LOG_FILE).display(), "converted the audit log from format v1 to v2");
+            tracing::info!(path = %config.data_dir.as_path().join(crate::audit::file::LOG_FILE).display(), "converted the audit log from format v1 to v2");
         }
         tracing::info!(
             records = recovery.records,
