@@ -1350,10 +1350,15 @@ async fn the_database_log_reads_back_the_entries_of_an_index_range() {
     let (url, _sql) = postgres::shared().database_with_sql();
     let data_dir = tempfile::tempdir().unwrap();
     let key = Arc::new(
-        ServerKey::from_scalar(wasm_hypervisor_server::envelope::Provider::default(), &[7; 32])
-            .unwrap(),
+        ServerKey::from_scalar(
+            wasm_hypervisor_server::envelope::Provider::default(),
+            &[7; 32],
+        )
+        .unwrap(),
     );
-    let cluster = cluster::Cluster::connect(&url, 2, &key, ORIGIN).await.unwrap();
+    let cluster = cluster::Cluster::connect(&url, 2, &key, ORIGIN)
+        .await
+        .unwrap();
     let (log, tasks) = PgLog::open(cluster, key.clone(), ORIGIN, data_dir.path())
         .await
         .unwrap();
