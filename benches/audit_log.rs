@@ -9,7 +9,7 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
 use wasm_hypervisor_protocol::leaf::Leaf;
-use wasm_hypervisor_server::audit::log::{FILE_MAGIC, LOG_FILE, SEGMENT_CHUNK};
+use wasm_hypervisor_server::audit::file::{FILE_MAGIC, LOG_FILE, SEGMENT_CHUNK};
 use wasm_hypervisor_server::audit::record::{BATCH_MODULUS, BatchMark};
 use wasm_hypervisor_server::audit::{FileLog, LogRecord};
 use wasm_hypervisor_server::envelope::Provider;

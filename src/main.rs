@@ -1,8 +1,6 @@
 //! The `wasm-hypervisor` binary: parse the command line and hand over to [`cli`],
 //! which dispatches to one of [`commands`].
 
-#![forbid(unsafe_code)]
-
 use std::process::ExitCode;
 
 mod cli;

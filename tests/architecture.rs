@@ -16,9 +16,11 @@
 //! - the guest's file system (`sandbox::fs`) names nothing of the host's disk,
 //!   no server file preopens a host directory, and in the server only
 //!   `sandbox::fs::archive` names `tar` and only `sandbox::fs::p1` names `wiggle`;
-//! - `unsafe` code is forbidden everywhere but where the sandbox loads what the
-//!   compile worker compiled (`sandbox::target`), each block with its `SAFETY`
-//!   argument.
+//! - `unsafe` code is forbidden everywhere (`[workspace.lints]`) but where the
+//!   sandbox loads what the compile worker compiled (`sandbox::target`), each
+//!   block with its `SAFETY` argument;
+//! - no modules import each other in a cycle (the top-level modules of every
+//!   crate, and the modules inside `audit` and `cluster`);
 //! - ARCHITECTURE.md's code map has a row for every module file of every crate,
 //!   and no row for a module that is gone (the naming rule is in its "Code map").
 //!
@@ -559,32 +561,43 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "crates/server/src/sandbox/target.rs",
 ];
 
-/// Crate roots that forbid `unsafe` for their whole crate.
-const FORBIDDING_CRATE_ROOTS: &[&str] = &[
-    "crates/protocol/src/lib.rs",
-    "crates/client/src/lib.rs",
-    "src/main.rs",
-    "src/bin/loadgen.rs",
-];
-
-/// Files that only deny `unsafe` (`forbid` would bind the allowed module too):
-/// the server's crate root and the sandbox's.
-const DENYING_ROOTS: &[&str] = &[
-    "crates/server/src/lib.rs",
-    "crates/server/src/sandbox/mod.rs",
-];
+/// The lines of the table `[name]` of the manifest `manifest` (relative to the
+/// root), up to the next table; empty if it has none.
+fn manifest_table(manifest: &str, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join(manifest)).unwrap();
+    let header = format!("[{name}]");
+    text.lines()
+        .skip_while(|line| line.trim() != header)
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .map(|line| line.split('#').next().unwrap_or("").trim().to_owned())
+        .filter(|line| !line.is_empty())
+        .collect()
+}
 
 #[test]
 fn unsafe_code_is_forbidden_everywhere_but_where_the_sandbox_loads_compiled_code() {
-    for root_file in FORBIDDING_CRATE_ROOTS {
-        let source = std::fs::read_to_string(root().join(root_file)).unwrap();
-        assert!(
-            source
-                .lines()
-                .any(|line| line.trim() == "#![forbid(unsafe_code)]"),
-            "{root_file} does not forbid unsafe code"
+    // The workspace forbids it, and every crate but the server inherits that;
+    // the server denies it (one function allows it, which `forbid` would refuse).
+    assert_eq!(
+        manifest_table("Cargo.toml", "workspace.lints.rust"),
+        [r#"unsafe_code = "forbid""#]
+    );
+    for manifest in [
+        "Cargo.toml",
+        "crates/protocol/Cargo.toml",
+        "crates/client/Cargo.toml",
+    ] {
+        assert_eq!(
+            manifest_table(manifest, "lints"),
+            ["workspace = true"],
+            "{manifest} does not inherit the workspace's lints"
         );
     }
+    assert_eq!(
+        manifest_table("crates/server/Cargo.toml", "lints.rust"),
+        [r#"unsafe_code = "deny""#]
+    );
     let mut files = Vec::new();
     rust_files(&root().join("crates/server/src"), &mut files);
     assert!(files.len() >= 30, "found only {} server files", files.len());
@@ -593,16 +606,14 @@ fn unsafe_code_is_forbidden_everywhere_but_where_the_sandbox_loads_compiled_code
         let relative = relative(path);
         let source = std::fs::read_to_string(path).unwrap();
         let lines: Vec<&str> = source.lines().map(str::trim).collect();
+        let code = |at: usize| lines[at].split("//").next().unwrap_or("");
         let unsafe_lines: Vec<usize> = (0..lines.len())
-            .filter(|&at| !lines[at].starts_with("//") && lines[at].contains("unsafe {"))
+            .filter(|&at| code(at).contains("unsafe {") || code(at).contains("unsafe fn"))
             .collect();
-        if DENYING_ROOTS.contains(&relative.as_str()) {
-            if !lines.contains(&"#![deny(unsafe_code)]") {
-                offences.push(format!("{relative} does not deny unsafe code"));
-            }
-        } else if !UNSAFE_ALLOWED.contains(&relative.as_str()) {
-            if !lines.contains(&"#![forbid(unsafe_code)]") {
-                offences.push(format!("{relative} does not forbid unsafe code"));
+        let allowing = (0..lines.len()).any(|at| code(at).contains("allow(unsafe_code)"));
+        if !UNSAFE_ALLOWED.contains(&relative.as_str()) {
+            if allowing || !unsafe_lines.is_empty() {
+                offences.push(format!("{relative} allows or uses unsafe code"));
             }
             continue;
         }
@@ -810,4 +821,357 @@ fn the_code_map_reader_finds_rows_and_module_names() {
         Some("lib.rs")
     );
     assert_eq!(named("src/main.rs").as_deref(), Some("src/main.rs"));
+}
+
+/// Import cycles allowed: none.
+const CYCLES_ALLOWED: &[&[&str]] = &[];
+
+/// Modules whose own submodules are checked against each other, besides every
+/// crate's top-level modules: the two log backends' homes.
+const INNER_GRAPHS: &[&str] = &["audit", "cluster"];
+
+/// The crates of the workspace: a name for messages, the source directory its
+/// module paths are relative to, and its root file.
+const CRATE_ROOTS: &[(&str, &str, &str)] = &[
+    ("wasm-hypervisor-protocol", "crates/protocol/src", "lib.rs"),
+    ("wasm-hypervisor-server", "crates/server/src", "lib.rs"),
+    ("wasm-hypervisor-client", "crates/client/src", "lib.rs"),
+    ("wasm-hypervisor", "src", "main.rs"),
+    ("loadgen", "src/bin", "loadgen.rs"),
+];
+
+/// The module path of a source file of a crate whose sources are in `src`:
+/// `audit/file/mod.rs` and `config.rs` name `audit::file` and `config`; the
+/// crate root names the empty path.
+fn module_path(src: &Path, root_file: &str, file: &Path) -> Vec<String> {
+    let relative = file.strip_prefix(src).unwrap();
+    if relative == Path::new(root_file) {
+        return Vec::new();
+    }
+    let mut segments: Vec<String> = relative
+        .with_extension("")
+        .components()
+        .map(|part| part.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if segments.last().is_some_and(|last| last == "mod") {
+        segments.pop();
+    }
+    segments
+}
+
+/// `source` without its comments (line, doc and block comments), so that a path
+/// named in prose is not an import.
+fn without_comments(source: &str) -> String {
+    let mut code = String::with_capacity(source.len());
+    let mut rest = source;
+    while !rest.is_empty() {
+        let line_comment = rest.find("//");
+        let block_comment = rest.find("/*");
+        match (line_comment, block_comment) {
+            (Some(line), block) if block.is_none_or(|block| line < block) => {
+                code.push_str(&rest[..line]);
+                rest = rest[line..]
+                    .find('\n')
+                    .map_or("", |end| &rest[line + end..]);
+            }
+            (_, Some(block)) => {
+                code.push_str(&rest[..block]);
+                rest = rest[block..]
+                    .find("*/")
+                    .map_or("", |end| &rest[block + end + 2..]);
+            }
+            (None, None) => {
+                code.push_str(rest);
+                rest = "";
+            }
+            (Some(_), None) => unreachable!("the first arm takes a line comment alone"),
+        }
+    }
+    code
+}
+
+/// The paths a use tree names, each split into segments: `a::{b, c::{d, e}}`
+/// names `a::b`, `a::c::d` and `a::c::e` (`self` in a group names its prefix;
+/// `as` renames are dropped).
+fn expand_use_tree(prefix: &[String], tree: &str, out: &mut Vec<Vec<String>>) {
+    let tree = tree.trim();
+    if let Some(group) = tree.strip_prefix('{') {
+        let inner = group.strip_suffix('}').unwrap_or(group);
+        let mut depth = 0;
+        let mut start = 0;
+        for (at, c) in inner.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    expand_use_tree(prefix, &inner[start..at], out);
+                    start = at + 1;
+                }
+                _ => {}
+            }
+        }
+        expand_use_tree(prefix, &inner[start..], out);
+        return;
+    }
+    if tree.is_empty() {
+        return;
+    }
+    let mut path = prefix.to_vec();
+    let mut rest = tree;
+    loop {
+        let end = rest.find("::").unwrap_or(rest.len());
+        let segment = rest[..end].split_whitespace().next().unwrap_or("");
+        if segment.starts_with('{') {
+            expand_use_tree(&path, rest, out);
+            return;
+        }
+        if segment != "self" && segment != "*" && !segment.is_empty() {
+            path.push(segment.to_owned());
+        }
+        if end == rest.len() {
+            break;
+        }
+        rest = &rest[end + 2..];
+    }
+    out.push(path);
+}
+
+/// The paths of the crate's own modules that `code` names: every path that starts
+/// with `crate::`, `super::` or `self::`, in `use` trees or inline, and `use`
+/// paths that start with one of `children` (a child module named without
+/// `self::`). Each is resolved against `module` (the file's module path).
+fn module_paths_named(code: &str, module: &[String], children: &[String]) -> Vec<Vec<String>> {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut paths = Vec::new();
+    let mut at = 0;
+    while at < code.len() {
+        let rest = &code[at..];
+        let before = code[..at].chars().next_back();
+        let starts_word = before.is_none_or(|c| !is_ident(c) && c != '$' && c != ':');
+        let keyword = ["crate::", "super::", "self::", "use "]
+            .into_iter()
+            .find(|keyword| rest.starts_with(keyword));
+        let (Some(keyword), true) = (keyword, starts_word) else {
+            at += rest.chars().next().map_or(1, char::len_utf8);
+            continue;
+        };
+        // The path runs to the first character that cannot be part of it.
+        let mut depth = 0usize;
+        let end = rest
+            .char_indices()
+            .skip(keyword.len())
+            .find(|&(_, c)| match c {
+                '{' => {
+                    depth += 1;
+                    false
+                }
+                '}' if depth > 0 => {
+                    depth -= 1;
+                    false
+                }
+                c if depth > 0 => c == ';',
+                c => {
+                    !(is_ident(c) || c == ':' || c == '*' || c.is_whitespace() && keyword == "use ")
+                }
+            })
+            .map_or(rest.len(), |(end, _)| end);
+        let text = rest[..end].trim_start_matches("use ").trim();
+        let text = text.strip_prefix("pub ").unwrap_or(text);
+        let mut named = Vec::new();
+        expand_use_tree(&[], text, &mut named);
+        for path in named {
+            let Some(first) = path.first() else { continue };
+            let resolved: Option<Vec<String>> = match first.as_str() {
+                "crate" => Some(path[1..].to_vec()),
+                "super" => {
+                    let ups = path.iter().take_while(|s| *s == "super").count();
+                    (ups <= module.len()).then(|| {
+                        let mut base = module[..module.len() - ups].to_vec();
+                        base.extend_from_slice(&path[ups..]);
+                        base
+                    })
+                }
+                "self" => Some([module, &path[1..]].concat()),
+                child if children.iter().any(|c| c == child) => Some([module, &path].concat()),
+                _ => None,
+            };
+            paths.extend(resolved);
+        }
+        at += end.max(1);
+    }
+    paths
+}
+
+/// Module `a` names module `b`: the edges of one crate's import graph, at the
+/// granularity of its top-level modules and of the submodules of
+/// [`INNER_GRAPHS`], named `crate::module` (`crate::audit::file`).
+fn import_edges(crate_name: &str, src: &Path, root_file: &str) -> BTreeMap<String, Vec<String>> {
+    let mut files = Vec::new();
+    if root_file == "lib.rs" || root_file == "main.rs" {
+        rust_files(src, &mut files);
+        // Other binaries are crates of their own.
+        files.retain(|file| !file.starts_with(src.join("bin")));
+    } else {
+        files.push(src.join(root_file));
+    }
+    let modules: Vec<Vec<String>> = files
+        .iter()
+        .map(|file| module_path(src, root_file, file))
+        .collect();
+    // The node a module path belongs to: its top-level module, or for a path
+    // inside one of `INNER_GRAPHS`, its child of that module. Paths of the
+    // crate root's items, and of the items of an inner graph's own `mod.rs`
+    // (its vocabulary: the errors, the trait), belong to no node.
+    let is_module = |path: &[String]| modules.iter().any(|module| module.as_slice() == path);
+    let node = |path: &[String]| -> Option<String> {
+        let top = path.first()?;
+        if !is_module(&path[..1]) {
+            return None;
+        }
+        if INNER_GRAPHS.contains(&top.as_str()) {
+            return match path.get(1) {
+                Some(child) if is_module(&path[..2]) => {
+                    Some(format!("{crate_name}::{top}::{child}"))
+                }
+                _ => Some(format!("{crate_name}::{top}")),
+            };
+        }
+        Some(format!("{crate_name}::{top}"))
+    };
+    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (file, module) in files.iter().zip(&modules) {
+        let Some(from) = node(module) else { continue };
+        let code = without_comments(&std::fs::read_to_string(file).unwrap());
+        let children: Vec<String> = modules
+            .iter()
+            .filter(|other| other.len() == module.len() + 1 && other.starts_with(module))
+            .map(|other| other.last().unwrap().clone())
+            .collect();
+        for path in module_paths_named(&code, module, &children) {
+            let Some(to) = node(&path) else { continue };
+            // An inner graph's parent and its children: the parent is their
+            // vocabulary and their front door, not a node of their graph.
+            let parent_and_child = |a: &str, b: &str| b.starts_with(&format!("{a}::"));
+            if to != from && !parent_and_child(&from, &to) && !parent_and_child(&to, &from) {
+                let targets = edges.entry(from.clone()).or_default();
+                if !targets.contains(&to) {
+                    targets.push(to);
+                }
+            }
+        }
+    }
+    edges
+}
+
+/// The strongly connected components of more than one node (Tarjan's
+/// algorithm), each sorted; together, every import cycle.
+fn cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
+    struct State<'a> {
+        edges: &'a BTreeMap<String, Vec<String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        found: Vec<Vec<String>>,
+    }
+    fn visit<'a>(state: &mut State<'a>, node: &'a str) {
+        let number = state.index.len();
+        state.index.insert(node, number);
+        state.low.insert(node, number);
+        state.stack.push(node);
+        for next in state.edges.get(node).into_iter().flatten() {
+            let next = next.as_str();
+            if !state.index.contains_key(next) {
+                visit(state, next);
+                let low = state.low[node].min(state.low[next]);
+                state.low.insert(node, low);
+            } else if state.stack.contains(&next) {
+                let low = state.low[node].min(state.index[next]);
+                state.low.insert(node, low);
+            }
+        }
+        if state.low[node] == state.index[node] {
+            let at = state.stack.iter().rposition(|n| *n == node).unwrap();
+            let mut component: Vec<String> = state.stack.drain(at..).map(str::to_owned).collect();
+            if component.len() > 1 {
+                component.sort();
+                state.found.push(component);
+            }
+        }
+    }
+    let mut state = State {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        found: Vec::new(),
+    };
+    for node in edges.keys() {
+        if !state.index.contains_key(node.as_str()) {
+            visit(&mut state, node);
+        }
+    }
+    state.found
+}
+
+#[test]
+fn no_module_imports_form_a_cycle() {
+    let mut found = Vec::new();
+    let mut nodes = 0;
+    for (crate_name, src, root_file) in CRATE_ROOTS {
+        let edges = import_edges(crate_name, &root().join(src), root_file);
+        nodes += edges.len();
+        for cycle in cycles(&edges) {
+            let allowed = CYCLES_ALLOWED
+                .iter()
+                .any(|allowed| *allowed == cycle.as_slice());
+            if !allowed {
+                let mut described = Vec::new();
+                for from in &cycle {
+                    for to in edges[from].iter().filter(|to| cycle.contains(to)) {
+                        described.push(format!("{from} -> {to}"));
+                    }
+                }
+                found.push(described);
+            }
+        }
+    }
+    // The scan found the server's modules at all.
+    assert!(nodes > 20, "found imports in only {nodes} modules");
+    assert!(
+        found.is_empty(),
+        "modules that import each other in a cycle: {found:#?}"
+    );
+}
+
+#[test]
+fn the_import_scan_resolves_use_trees_and_relative_paths() {
+    let module: Vec<String> = ["cluster", "log"].map(String::from).to_vec();
+    let named = module_paths_named(
+        "use super::{Cluster, OPERATION_TIMEOUT};\n\
+         use crate::audit::{self, file::{FileLog, LOG_FILE}};\n\
+         let x = crate::envelope::digest_eq(a, b); $crate::nothing::here();\n\
+         pub use tail::Tailer; use tokio::sync::Notify;",
+        &module,
+        &["tail".to_owned()],
+    );
+    let named: Vec<String> = named.iter().map(|path| path.join("::")).collect();
+    assert_eq!(
+        named,
+        [
+            "cluster::Cluster",
+            "cluster::OPERATION_TIMEOUT",
+            "audit",
+            "audit::file::FileLog",
+            "audit::file::LOG_FILE",
+            "envelope::digest_eq",
+            "cluster::log::tail::Tailer",
+        ]
+    );
+    let edges = BTreeMap::from([
+        ("a".to_owned(), vec!["b".to_owned()]),
+        ("b".to_owned(), vec!["c".to_owned()]),
+        ("c".to_owned(), vec!["a".to_owned(), "d".to_owned()]),
+        ("d".to_owned(), vec![]),
+    ]);
+    assert_eq!(cycles(&edges), [["a", "b", "c"]]);
 }

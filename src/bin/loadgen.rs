@@ -32,8 +32,6 @@
 //! The default guest is `examples/tiny.wasm` (writes `hello`). Only ever point it at
 //! a server you run yourself.
 
-#![forbid(unsafe_code)]
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

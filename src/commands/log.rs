@@ -58,7 +58,7 @@ pub fn import_log(args: ImportArgs) -> ExitCode {
                 config
                     .data_dir
                     .as_path()
-                    .join(wasm_hypervisor_server::audit::log::LOG_FILE)
+                    .join(wasm_hypervisor_server::audit::file::LOG_FILE)
                     .display(),
                 hex::encode(imported.root)
             );

@@ -1334,3 +1334,61 @@ async fn a_full_cluster_pool_makes_room_from_the_largest_holder_only_if_it_holds
     assert_eq!(open_batch_as(&http, &on(0), d, 1).await, 201);
     assert_eq!(holdings(), [1, 1, 1, 1]);
 }
+
+/// Cluster mode's backend keeps the log interface's reads (`audit::LogBackend`),
+/// as the file log does: the entries of an index range are the leaves appended,
+/// in order, read back from the database; a range past the tree is refused; the
+/// tree's hashes are those of the leaves.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_log_reads_back_the_entries_of_an_index_range() {
+    use wasm_hypervisor_protocol::leaf::Leaf;
+    use wasm_hypervisor_protocol::merkle::MerkleTree;
+    use wasm_hypervisor_server::audit::{AuditError, AuditLog, LogRecord};
+    use wasm_hypervisor_server::cluster::{self, PgLog};
+    use wasm_hypervisor_server::keys::ServerKey;
+
+    let (url, _sql) = postgres::shared().database_with_sql();
+    let data_dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(
+        ServerKey::from_scalar(
+            wasm_hypervisor_server::envelope::Provider::default(),
+            &[7; 32],
+        )
+        .unwrap(),
+    );
+    let cluster = cluster::Cluster::connect(&url, 2, &key, ORIGIN)
+        .await
+        .unwrap();
+    let (log, tasks) = PgLog::open(cluster, key.clone(), ORIGIN, data_dir.path())
+        .await
+        .unwrap();
+    let log = AuditLog::new(log);
+    let leaves: Vec<Leaf> = (0..5u8)
+        .map(|n| Leaf {
+            execution_id: uuid::Uuid::from_bytes([n + 1; 16]),
+            timestamp_ms: u64::from(n),
+            commitment: [n; 32],
+        })
+        .collect();
+    for (index, leaf) in leaves.iter().enumerate() {
+        let record = LogRecord {
+            leaf: *leaf,
+            signature: key.sign(&leaf.to_bytes()),
+        };
+        assert_eq!(log.append(record).await.unwrap(), index as u64);
+    }
+    assert_eq!(log.entries(0..5).await.unwrap(), leaves);
+    assert_eq!(log.entries(1..3).await.unwrap(), leaves[1..3]);
+    assert_eq!(log.entries(5..5).await.unwrap(), []);
+    assert!(matches!(
+        log.entries(3..6).await,
+        Err(AuditError::BeyondTree { size: 5, .. })
+    ));
+    let first_four = MerkleTree::from_leaf_hashes(leaves[..4].iter().map(Leaf::hash));
+    assert_eq!(log.perfect_subtree(2, 0), Some(first_four.root(4).unwrap()));
+    assert_eq!(log.perfect_subtree(2, 1), None, "leaves 4 to 7: not whole");
+    log.close().await;
+    for task in tasks {
+        task.abort();
+    }
+}

@@ -5,7 +5,8 @@ use wasm_hypervisor_client::Client;
 use wasm_hypervisor_protocol::merkle::{self, Hash};
 use wasm_hypervisor_protocol::payload::Status;
 use wasm_hypervisor_protocol::receipt;
-use wasm_hypervisor_server::audit::log::{FILE_MAGIC, LOG_FILE, read_records};
+use wasm_hypervisor_server::audit::file::{FILE_MAGIC, LOG_FILE};
+use wasm_hypervisor_server::keys::PublicKey;
 use wasm_hypervisor_server::server::{ServerError, Service};
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, fixture, request, test_config};
@@ -13,7 +14,7 @@ use crate::helpers::{DataDir, ServerProcess, TestApp, fixture, request, test_con
 /// Record 0 begins right after the file header.
 const FIRST_RECORD: u64 = FILE_MAGIC.len() as u64;
 
-async fn log_three_executions() -> (DataDir, wasm_hypervisor_server::keys::PublicKey) {
+async fn log_three_executions() -> (DataDir, PublicKey) {
     let app = TestApp::spawn().await;
     for _ in 0..3 {
         app.execute(&request(&fixture("exit_code"))).await;
@@ -24,8 +25,8 @@ async fn log_three_executions() -> (DataDir, wasm_hypervisor_server::keys::Publi
 
 /// Where the log ends: the header and its records (zeros follow, up to the end of
 /// the preallocated file).
-fn end_of_log(path: &std::path::Path) -> usize {
-    let records = read_records(path).unwrap();
+fn end_of_log(data_dir: &DataDir, key: &PublicKey) -> usize {
+    let records = crate::helpers::logged_records(&data_dir.path, key);
     FIRST_RECORD as usize + records.iter().map(|r| r.encoded_len()).sum::<usize>()
 }
 
@@ -33,7 +34,7 @@ fn end_of_log(path: &std::path::Path) -> usize {
 async fn a_log_that_ends_mid_record_is_zeroed_back_and_serves() {
     let (data_dir, key) = log_three_executions().await;
     let path = data_dir.path.join(LOG_FILE);
-    let end = end_of_log(&path);
+    let end = end_of_log(&data_dir, &key);
     // A crash during a fourth append: only the first 40 bytes of a record (here a
     // copy of record 0's, a plausible header and leaf start) reached the disk.
     let mut torn = std::fs::read(&path).unwrap();
@@ -55,9 +56,9 @@ async fn a_log_that_ends_mid_record_is_zeroed_back_and_serves() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_log_whose_acknowledged_last_record_lost_its_end_stops_the_server() {
-    let (data_dir, _) = log_three_executions().await;
+    let (data_dir, key) = log_three_executions().await;
     let path = data_dir.path.join(LOG_FILE);
-    let end = end_of_log(&path);
+    let end = end_of_log(&data_dir, &key);
     // The last record was acknowledged and is covered by the signed checkpoint:
     // its end reading as zeros (as if it had never reached the disk) is lost
     // history, not a torn append.
@@ -70,10 +71,11 @@ async fn a_log_whose_acknowledged_last_record_lost_its_end_stops_the_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flipped_byte_in_the_middle_of_the_log_stops_the_server_naming_file_and_offset() {
-    let (data_dir, _) = log_three_executions().await;
+    let (data_dir, key) = log_three_executions().await;
     let path = data_dir.path.join(LOG_FILE);
     let mut bytes = std::fs::read(&path).unwrap();
-    let second_record = FIRST_RECORD as usize + (end_of_log(&path) - FIRST_RECORD as usize) / 3;
+    let second_record =
+        FIRST_RECORD as usize + (end_of_log(&data_dir, &key) - FIRST_RECORD as usize) / 3;
     bytes[second_record + 30] ^= 0x04;
     std::fs::write(&path, &bytes).unwrap();
     let error = build_error(&data_dir);

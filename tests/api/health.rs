@@ -7,7 +7,9 @@ use serde_json::Value;
 use wasm_hypervisor_client::{Client, ClientError};
 use wasm_hypervisor_protocol::payload::Status;
 
-use crate::helpers::{DataDir, ServerProcess, TestApp, fixture, request, verify_log_file};
+use crate::helpers::{
+    DataDir, ServerProcess, TestApp, fixture, logged_records, request, verify_log_file,
+};
 
 async fn get_health(http: &reqwest::Client, base: &str) -> (u16, Value) {
     let response = http.get(format!("{base}/health")).send().await.unwrap();
@@ -73,8 +75,8 @@ async fn when_the_log_cannot_be_written_health_is_503_and_nothing_unlogged_is_an
         .unwrap();
     let log = data_dir
         .path
-        .join(wasm_hypervisor_server::audit::log::LOG_FILE);
-    let mut preallocated = wasm_hypervisor_server::audit::log::FILE_MAGIC.to_vec();
+        .join(wasm_hypervisor_server::audit::file::LOG_FILE);
+    let mut preallocated = wasm_hypervisor_server::audit::file::FILE_MAGIC.to_vec();
     preallocated.resize(preallocated.len() + 900, 0);
     std::fs::write(&log, &preallocated).unwrap();
     std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -129,12 +131,7 @@ async fn when_the_log_cannot_be_written_health_is_503_and_nothing_unlogged_is_an
         exited.stderr
     );
     // The failed batch left nothing: the log holds exactly the answered records.
-    let records = wasm_hypervisor_server::audit::log::read_records(
-        &data_dir
-            .path
-            .join(wasm_hypervisor_server::audit::log::LOG_FILE),
-    )
-    .unwrap();
+    let records = logged_records(&data_dir.path, &key);
     let logged: Vec<_> = records.iter().map(|r| r.leaf.execution_id).collect();
     assert_eq!(logged, answered);
     assert_eq!(verify_log_file(&data_dir.path, &key), answered.len());

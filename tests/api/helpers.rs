@@ -11,14 +11,12 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wasm_hypervisor_client::{Client, Execution, ServerIdentity, Wire};
-use wasm_hypervisor_protocol::checkpoint::Checkpoint;
 use wasm_hypervisor_protocol::merkle::{MerkleTree, leaf_hash};
-use wasm_hypervisor_protocol::payload::{
-    ExecutionRequest, RequestedLimits, decode_base64, encode_base64,
-};
+use wasm_hypervisor_protocol::payload::{ExecutionRequest, RequestedLimits, encode_base64};
 use wasm_hypervisor_protocol::wire::CheckpointResponse;
 use wasm_hypervisor_server::api::AppState;
-use wasm_hypervisor_server::audit::log::{CHECKPOINT_FILE, LOG_FILE, read_records};
+use wasm_hypervisor_server::audit::LogRecord;
+use wasm_hypervisor_server::audit::file::verify_stopped_log;
 use wasm_hypervisor_server::config::{Bounded, Config, Millis, TokenDigest};
 use wasm_hypervisor_server::envelope::{self, Provider};
 use wasm_hypervisor_server::keys::PublicKey;
@@ -252,36 +250,38 @@ impl TestApp {
     }
 }
 
-/// Re-verifies a log from scratch: every leaf's signature under the server's key,
-/// unique execution ids, and the root of all leaves against the checkpoint the
-/// server persisted beside the log (signature included). Returns the record count.
+/// Re-verifies a stopped server's log from scratch: the server's own check
+/// (`audit::file::verify_stopped_log`: every record's framing, every leaf's
+/// signature under the server's key, unique execution ids, the persisted
+/// checkpoint's signature and root), then, independently of the server's code,
+/// the root of all leaves against that checkpoint, which must cover the whole log
+/// (a clean stop). Returns the record count.
 pub fn verify_log_file(data_dir: &Path, key: &PublicKey) -> usize {
-    let records = read_records(&data_dir.join(LOG_FILE)).expect("the log file reads cleanly");
-    let mut ids = std::collections::HashSet::new();
+    let stopped = verify_stopped_log(data_dir, key).expect("the log verifies from scratch");
+    let signed = stopped
+        .checkpoint
+        .expect("a cleanly stopped server leaves a checkpoint");
+    let checkpoint = &signed.checkpoint;
+    key.verify(checkpoint.body().as_bytes(), &signed.signature)
+        .expect("the persisted checkpoint is signed by the server key");
     let mut tree = MerkleTree::new();
-    for (index, record) in records.iter().enumerate() {
-        key.verify(&record.leaf.to_bytes(), &record.signature)
-            .unwrap_or_else(|_| panic!("leaf {index} signature does not verify"));
-        assert!(
-            ids.insert(record.leaf.execution_id),
-            "execution id of leaf {index} appears twice"
-        );
+    for record in &stopped.records {
         tree.push(leaf_hash(&record.leaf.to_bytes()));
     }
-    let text = std::fs::read_to_string(data_dir.join(CHECKPOINT_FILE))
-        .expect("a cleanly stopped server leaves a checkpoint");
-    let (body, signature) = text.rsplit_once('\n').unwrap().0.rsplit_once('\n').unwrap();
-    let body = format!("{body}\n");
-    key.verify(body.as_bytes(), &decode_base64(signature).unwrap())
-        .expect("the persisted checkpoint is signed by the server key");
-    let checkpoint = Checkpoint::parse(&body).unwrap();
-    assert_eq!(checkpoint.tree_size, records.len() as u64);
+    assert_eq!(checkpoint.tree_size, stopped.records.len() as u64);
     assert_eq!(
         tree.root(checkpoint.tree_size).unwrap(),
         checkpoint.root_hash,
         "the root of every leaf in the file is the signed root"
     );
-    records.len()
+    stopped.records.len()
+}
+
+/// The records of a stopped server's log, in order, once it verifies
+/// ([`verify_log_file`]).
+pub fn logged_records(data_dir: &Path, key: &PublicKey) -> Vec<LogRecord> {
+    verify_log_file(data_dir, key);
+    verify_stopped_log(data_dir, key).unwrap().records
 }
 
 /// `POST /sessions`, with `token` as the bearer token if given.

@@ -2,7 +2,7 @@
 
 use wasm_hypervisor_protocol::payload::Status;
 
-use crate::helpers::{TestApp, fixture, request, verify_log_file};
+use crate::helpers::{TestApp, fixture, logged_records, request, verify_log_file};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_acknowledged_execution_survives_a_restart() {
@@ -23,12 +23,7 @@ async fn an_acknowledged_execution_survives_a_restart() {
     );
     let data_dir = app.stop().await;
 
-    let records = wasm_hypervisor_server::audit::log::read_records(
-        &data_dir
-            .path
-            .join(wasm_hypervisor_server::audit::log::LOG_FILE),
-    )
-    .unwrap();
+    let records = logged_records(&data_dir.path, &key);
     assert_eq!(records[0].leaf.execution_id, first.execution_id);
     assert_eq!(records[0].leaf.commitment, first.commitment);
     assert_eq!(records[1].leaf.execution_id, second.execution_id);

@@ -12,7 +12,9 @@ use wasm_hypervisor_server::api;
 use wasm_hypervisor_server::config::Secs;
 use wasm_hypervisor_server::keys::PublicKey;
 
-use crate::helpers::{DataDir, ServerProcess, TestApp, example, limits, request, verify_log_file};
+use crate::helpers::{
+    DataDir, ServerProcess, TestApp, example, limits, logged_records, request, verify_log_file,
+};
 
 /// A guest that sleeps `ms` milliseconds, stopped after `timeout_ms`.
 fn sleeper(ms: u64, timeout_ms: u64) -> ExecutionRequest {
@@ -111,12 +113,7 @@ async fn executions_in_flight_at_sigterm_are_finished_and_logged_and_the_server_
     // Both executions are in the log (after the warm-up): the answered one, and
     // the one nobody waited for.
     assert_eq!(verify_log_file(&data_dir.path, &key), 3);
-    let records = wasm_hypervisor_server::audit::log::read_records(
-        &data_dir
-            .path
-            .join(wasm_hypervisor_server::audit::log::LOG_FILE),
-    )
-    .unwrap();
+    let records = logged_records(&data_dir.path, &key);
     let answered = records
         .iter()
         .find(|record| record.leaf.execution_id == execution.execution_id)
@@ -203,12 +200,7 @@ async fn shutdown_waits_for_async_executions_within_the_grace_period() {
     // the log open for it.
     let data_dir = app.stop().await;
     assert_eq!(verify_log_file(&data_dir.path, &key), 2);
-    let records = wasm_hypervisor_server::audit::log::read_records(
-        &data_dir
-            .path
-            .join(wasm_hypervisor_server::audit::log::LOG_FILE),
-    )
-    .unwrap();
+    let records = logged_records(&data_dir.path, &key);
     assert!(
         records
             .iter()

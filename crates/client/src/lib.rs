@@ -23,8 +23,6 @@
 //!   blobs a server is believed to hold, in memory or in the user's cache.
 //! - `upload`: a large request body sent in chunks, each reported.
 
-#![forbid(unsafe_code)]
-
 pub mod archive;
 pub mod blob_cache;
 pub mod pool;

@@ -43,8 +43,6 @@
 //!   (protocol v1.2 §T6).
 //! - [`receipt`]: what a client keeps to prove an execution, and the checks.
 
-#![forbid(unsafe_code)]
-
 pub mod binary;
 pub mod cbor;
 pub mod checkpoint;

@@ -6,8 +6,6 @@
 //! Its own module so that `execution` (which makes receipts) and `async_results`
 //! (which keeps them) both depend on it and not on each other.
 
-#![forbid(unsafe_code)]
-
 use uuid::Uuid;
 use wasm_hypervisor_protocol::payload::{
     EffectiveLimits, MAX_MOUNT_PATH_BYTES, MAX_MOUNTS, Status,

@@ -34,8 +34,6 @@
 //! the executions of its own process and shares every entry, sealed receipt and
 //! scope included, through PostgreSQL with the other replicas.
 
-#![forbid(unsafe_code)]
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

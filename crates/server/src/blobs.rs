@@ -30,8 +30,6 @@
 //! Architecture invariant: a lookup is always within one [`Scope`]; no function
 //! here takes a hash without a scope.
 
-#![forbid(unsafe_code)]
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 

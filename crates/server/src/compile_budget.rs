@@ -10,8 +10,6 @@
 //!
 //! Pure but for the mutex: the clock is passed in.
 
-#![forbid(unsafe_code)]
-
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -33,8 +33,6 @@
 //! values (`Duration`, `usize`, `IpNet`, `[u8; 32]`), not config types; `server`
 //! hands them over.
 
-#![forbid(unsafe_code)]
-
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

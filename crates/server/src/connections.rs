@@ -13,8 +13,6 @@
 //! response it is still writing, is never chosen to make room; only the write
 //! deadline, the connection's own limits or a shutdown end it.
 
-#![forbid(unsafe_code)]
-
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;

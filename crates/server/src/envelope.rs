@@ -11,8 +11,6 @@
 //! Architecture invariant: this module never sees Wasmtime, HTTP or JSON, and no
 //! error it returns says *why* decryption failed (no oracle).
 
-#![forbid(unsafe_code)]
-
 use wasm_hypervisor_protocol::envelope as protocol;
 
 /// The crypto provider handle, and what configuration needs to name one.

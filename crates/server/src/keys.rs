@@ -21,8 +21,6 @@
 //! (`PRIVATE+KEY+<origin>+<id>+<base64>`, mode 0600), which `note.NewSigner`
 //! reads; a note key file put there by the operator is used as it is.
 
-#![forbid(unsafe_code)]
-
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

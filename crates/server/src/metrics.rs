@@ -22,8 +22,6 @@
 //! [`Audience::Public`] gets what no single execution's content shapes: requests
 //! and executions as counts by status, and the gauges.
 
-#![forbid(unsafe_code)]
-
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;

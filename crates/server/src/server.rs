@@ -5,8 +5,6 @@
 //! Everything that can be wrong with the configuration, the data directory, the key
 //! or the log fails here, before the listener accepts a connection.
 
-#![forbid(unsafe_code)]
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -175,7 +173,7 @@ impl Service {
             config,
             key,
             Some(cluster),
-            Some((AuditLog::cluster(log), tasks)),
+            Some((AuditLog::new(log), tasks)),
         )
     }
 
@@ -206,13 +204,13 @@ impl Service {
         )?;
         if recovery.torn_bytes > 0 {
             tracing::warn!(
-                path = %config.data_dir.as_path().join(crate::audit::log::LOG_FILE).display(),
+                path = %config.data_dir.as_path().join(crate::audit::file::LOG_FILE).display(),
                 torn_bytes = recovery.torn_bytes,
                 "zeroed a torn batch at the end of the audit log (a crash during an unacknowledged append)"
             );
         }
         if recovery.converted_from_v1 {
-            tracing::info!(path = %config.data_dir.as_path().join(crate::audit::log::LOG_FILE).display(), "converted the audit log from format v1 to v2");
+            tracing::info!(path = %config.data_dir.as_path().join(crate::audit::file::LOG_FILE).display(), "converted the audit log from format v1 to v2");
         }
         tracing::info!(
             records = recovery.records,
@@ -224,14 +222,15 @@ impl Service {
         Ok(log)
     }
 
+    /// Builds the service around its log (cluster mode's, with its tasks, or the
+    /// file log, opened here): the sandbox, the stores, the executor and the
+    /// handlers' shared state.
     fn assemble(
         config: &Config,
         key: Arc<ServerKey>,
         cluster: Option<Cluster>,
         cluster_log: Option<(AuditLog, Vec<JoinHandle<()>>)>,
     ) -> Result<Service, ServerError> {
-        let data_dir = config.data_dir.as_path();
-        let provider = config.crypto.provider;
         let mut background = Vec::new();
         let log = match cluster_log {
             Some((log, tasks)) => {
@@ -240,90 +239,14 @@ impl Service {
             }
             None => Service::open_file_log(config, &key)?,
         };
-        let compile_worker = match &config.execution.compile_worker {
-            Some(program) => program.clone(),
-            None => std::env::current_exe().map_err(|source| ServerError::DataDir {
-                path: "/proc/self/exe".into(),
-                source,
-            })?,
-        };
-        let execution = &config.execution;
-        let sandbox = Sandbox::new(SandboxSettings {
-            max_concurrent: execution.max_concurrent.get_usize(),
-            // At most 64 GiB: all of it on 64-bit targets, as much as there is on others.
-            module_cache_bytes: usize::try_from(execution.module_cache_bytes.get())
-                .unwrap_or(usize::MAX),
-            guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            compiler: CompilerSettings {
-                program: compile_worker,
-                slots: execution.max_concurrent_compilations.get().get(),
-                cpu: execution.compile_timeout_secs.get(),
-                memory_bytes: execution.compile_memory_bytes.get(),
-            },
-        })?;
-        let sessions: Arc<dyn SessionStore> = match &cluster {
-            None => Arc::new(
-                MemorySessionStore::new(
-                    provider,
-                    config.sessions.ttl_secs.get(),
-                    config.sessions.max_pending(),
-                )
-                .with_client_share(config.sessions.max_pending_per_client()),
-            ),
-            Some(cluster) => {
-                let (store, sweeper) = PgSessionStore::start(
-                    cluster.clone(),
-                    &key,
-                    SessionLimits {
-                        ttl: config.sessions.ttl_secs.get(),
-                        max_pending: config.sessions.max_pending(),
-                        max_pending_per_client: config.sessions.max_pending_per_client(),
-                    },
-                );
-                background.push(sweeper);
-                store
-            }
-        };
-        let limits = &config.limits;
-        let policy = ExecutionPolicy {
-            maxima: EffectiveLimits {
-                fuel: limits.fuel.get(),
-                memory_bytes: limits.memory_bytes.get(),
-                timeout_ms: limits.timeout_ms.count(),
-                max_output_bytes: limits.max_output_bytes.get(),
-                files_bytes: Some(limits.files_bytes.get()),
-            },
-            max_module_bytes: limits.max_module_bytes.get(),
-            max_mount_entries: u32::try_from(limits.max_mount_entries.get()).unwrap_or(u32::MAX),
-            blob_store_bytes: usize::try_from(config.blobs.store_bytes.get()).unwrap_or(usize::MAX),
-            max_args: limits.max_args.get_usize(),
-            max_env: limits.max_env.get_usize(),
-            max_args_env_bytes: limits.max_args_env_bytes.get_usize(),
-            max_concurrent: execution.max_concurrent.get_usize(),
-            max_compiling: execution.max_queued_compilations.get_usize(),
-            compile_seconds_per_hour: config.clients.compile_seconds_per_hour.get(),
-            max_queued: execution.max_queued.get_usize(),
-            queue_timeout: execution.queue_timeout_ms.get(),
-        };
-        let mut health = Health::new(log.clone(), data_dir, config.data_dir_min_free_bytes);
-        let async_settings = AsyncSettings {
-            retention: execution.async_retention_secs.get(),
-            max_pending: execution.max_async_pending.get_usize(),
-            max_bytes: usize::try_from(execution.async_results_bytes.get()).unwrap_or(usize::MAX),
-            max_bytes_per_client: usize::try_from(execution.async_results_bytes_per_client.get())
-                .unwrap_or(usize::MAX),
-        };
-        let async_executions = match &cluster {
-            None => AsyncExecutions::in_memory(async_settings),
-            Some(cluster) => {
-                let (store, tasks) = PgAsyncResults::start(
-                    cluster.clone(),
-                    MemoryStore::new(async_settings, Arc::new(Instant::now)),
-                );
-                background.extend(tasks);
-                AsyncExecutions::over(store)
-            }
-        };
+        let sandbox = Sandbox::new(sandbox_settings(config)?)?;
+        let sessions = session_store(config, &key, cluster.as_ref(), &mut background);
+        let mut health = Health::new(
+            log.clone(),
+            config.data_dir.as_path(),
+            config.data_dir_min_free_bytes,
+        );
+        let async_executions = async_executions(config, cluster.as_ref(), &mut background);
         if let Some(cluster) = &cluster {
             health = health.with_database(cluster.reachability());
             background.push(cluster.spawn_probe());
@@ -334,52 +257,13 @@ impl Service {
             key.clone(),
             sandbox,
             log.clone(),
-            policy,
+            execution_policy(config),
             metrics.clone(),
         );
-        let tokens = TokenSet::from_digests(config.auth.tokens_sha256.iter().map(|d| d.bytes()));
-        let metrics_tokens =
-            TokenSet::from_digests(config.auth.metrics_tokens_sha256.iter().map(|d| d.bytes()));
-        if tokens.is_empty() && !config.listen.ip().is_loopback() {
-            // Not `listen=`: that key announces the bound address (tests read it).
-            tracing::warn!(
-                address = %config.listen,
-                "AUTHENTICATION IS OFF and the server listens beyond loopback: anyone who can \
-                 reach this port can run code on this machine. Set auth.tokens_sha256 (make a \
-                 token with `wasm-hypervisor token`)"
-            );
-        }
-        let metrics_access = MetricsAccess::new(&tokens, metrics_tokens);
-        match metrics_access {
-            MetricsAccess::Closed => tracing::warn!(
-                "GET /metrics is closed (401 to everyone): authentication is on and \
-                 auth.metrics_tokens_sha256 is empty. Set it to scrape metrics (make a token \
-                 with `wasm-hypervisor token`)"
-            ),
-            MetricsAccess::Open => tracing::info!(
-                "GET /metrics is open without a token and shows counts and gauges only; \
-                 set auth.metrics_tokens_sha256 for every series"
-            ),
-            MetricsAccess::Token(_) => {}
-        }
-        let clients = &config.clients;
-        let quotas = Quotas::new(QuotaSettings {
-            requests_per_second: clients.requests_per_second.get_u32(),
-            burst: clients.burst.get_u32(),
-            max_concurrent_executions: clients.max_concurrent_executions.get_u32(),
-            max_tracked: clients.max_tracked.get_usize(),
-        });
-        // `/health`'s own bucket, per address: a client that spends its request
-        // rate must not make its load balancer's probes fail. Bursts of twice the
-        // rate; a bucket holds at least one (with the rate 0, the limit is off).
-        let health_rate = config.http.health_requests_per_second.get_u32();
-        let health_quotas = Quotas::new(QuotaSettings {
-            requests_per_second: health_rate,
-            burst: health_rate.saturating_mul(2).max(1),
-            max_concurrent_executions: 0,
-            max_tracked: clients.max_tracked.get_usize(),
-        });
-        let trusted_proxies: Arc<[ipnet::IpNet]> = clients.trusted_proxies.as_slice().into();
+        let (tokens, metrics_access) = access_tokens(config);
+        let (quotas, health_quotas) = client_quotas(config);
+        let trusted_proxies: Arc<[ipnet::IpNet]> = config.clients.trusted_proxies.as_slice().into();
+        let connections = ConnectionSettings::new(config, trusted_proxies.clone());
         let http = &config.http;
         let note_key = Arc::new(crate::keys::load_or_create_note_key(
             &key,
@@ -400,34 +284,23 @@ impl Service {
             metrics_access,
             quotas,
             health_quotas,
-            trusted_proxies: trusted_proxies.clone(),
+            trusted_proxies,
             body_read_timeout: http.body_read_timeout_ms.get(),
             max_header_bytes: http.max_header_bytes.get_usize(),
             executions: TaskTracker::new(),
             async_executions,
             // Unbounded above: a limit past the address space is no limit.
-            max_request_bytes: usize::try_from(limits.max_request_bytes.get())
+            max_request_bytes: usize::try_from(config.limits.max_request_bytes.get())
                 .unwrap_or(usize::MAX),
             max_session_batch: config.sessions.max_batch.get_usize(),
             playground: config.playground,
         });
         Ok(Service {
+            connections,
             state,
             log,
             background,
             grace: config.shutdown_grace_secs.get(),
-            connections: ConnectionSettings {
-                header_read_timeout: http.header_read_timeout_ms.get(),
-                max_header_bytes: http.max_header_bytes.get_usize() + 8192,
-                limits: ConnectionLimits {
-                    max_connections: http.max_connections.get_usize(),
-                    max_per_address: http.max_connections_per_address.get_usize(),
-                    exempt: trusted_proxies,
-                    max_age: http.max_connection_age_secs.get(),
-                    max_requests: http.max_requests_per_connection.get(),
-                    write_timeout: http.response_write_timeout_ms.get(),
-                },
-            },
         })
     }
 
@@ -531,6 +404,186 @@ impl Service {
                 );
                 Ok(())
             }
+        }
+    }
+}
+
+/// The sandbox's settings: the engine's bounds and the compile worker.
+fn sandbox_settings(config: &Config) -> Result<SandboxSettings, ServerError> {
+    let execution = &config.execution;
+    let compile_worker = match &execution.compile_worker {
+        Some(program) => program.clone(),
+        None => std::env::current_exe().map_err(|source| ServerError::DataDir {
+            path: "/proc/self/exe".into(),
+            source,
+        })?,
+    };
+    Ok(SandboxSettings {
+        max_concurrent: execution.max_concurrent.get_usize(),
+        // At most 64 GiB: all of it on 64-bit targets, as much as there is on others.
+        module_cache_bytes: usize::try_from(execution.module_cache_bytes.get())
+            .unwrap_or(usize::MAX),
+        guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        compiler: CompilerSettings {
+            program: compile_worker,
+            slots: execution.max_concurrent_compilations.get().get(),
+            cpu: execution.compile_timeout_secs.get(),
+            memory_bytes: execution.compile_memory_bytes.get(),
+        },
+    })
+}
+
+/// The pending sessions: in memory, or in cluster mode the database's (whose
+/// sweeper joins `background`).
+fn session_store(
+    config: &Config,
+    key: &Arc<ServerKey>,
+    cluster: Option<&Cluster>,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Arc<dyn SessionStore> {
+    let sessions = &config.sessions;
+    let Some(cluster) = cluster else {
+        return Arc::new(
+            MemorySessionStore::new(
+                config.crypto.provider,
+                sessions.ttl_secs.get(),
+                sessions.max_pending(),
+            )
+            .with_client_share(sessions.max_pending_per_client()),
+        );
+    };
+    let (store, sweeper) = PgSessionStore::start(
+        cluster.clone(),
+        key,
+        SessionLimits {
+            ttl: sessions.ttl_secs.get(),
+            max_pending: sessions.max_pending(),
+            max_pending_per_client: sessions.max_pending_per_client(),
+        },
+    );
+    background.push(sweeper);
+    store
+}
+
+/// What the executor enforces on every request.
+fn execution_policy(config: &Config) -> ExecutionPolicy {
+    let (limits, execution) = (&config.limits, &config.execution);
+    ExecutionPolicy {
+        maxima: EffectiveLimits {
+            fuel: limits.fuel.get(),
+            memory_bytes: limits.memory_bytes.get(),
+            timeout_ms: limits.timeout_ms.count(),
+            max_output_bytes: limits.max_output_bytes.get(),
+            files_bytes: Some(limits.files_bytes.get()),
+        },
+        max_module_bytes: limits.max_module_bytes.get(),
+        max_mount_entries: u32::try_from(limits.max_mount_entries.get()).unwrap_or(u32::MAX),
+        blob_store_bytes: usize::try_from(config.blobs.store_bytes.get()).unwrap_or(usize::MAX),
+        max_args: limits.max_args.get_usize(),
+        max_env: limits.max_env.get_usize(),
+        max_args_env_bytes: limits.max_args_env_bytes.get_usize(),
+        max_concurrent: execution.max_concurrent.get_usize(),
+        max_compiling: execution.max_queued_compilations.get_usize(),
+        compile_seconds_per_hour: config.clients.compile_seconds_per_hour.get(),
+        max_queued: execution.max_queued.get_usize(),
+        queue_timeout: execution.queue_timeout_ms.get(),
+    }
+}
+
+/// Long jobs' answers: in memory, or in cluster mode also in the database (whose
+/// tasks join `background`).
+fn async_executions(
+    config: &Config,
+    cluster: Option<&Cluster>,
+    background: &mut Vec<JoinHandle<()>>,
+) -> AsyncExecutions {
+    let execution = &config.execution;
+    let settings = AsyncSettings {
+        retention: execution.async_retention_secs.get(),
+        max_pending: execution.max_async_pending.get_usize(),
+        max_bytes: usize::try_from(execution.async_results_bytes.get()).unwrap_or(usize::MAX),
+        max_bytes_per_client: usize::try_from(execution.async_results_bytes_per_client.get())
+            .unwrap_or(usize::MAX),
+    };
+    let Some(cluster) = cluster else {
+        return AsyncExecutions::in_memory(settings);
+    };
+    let (store, tasks) = PgAsyncResults::start(
+        cluster.clone(),
+        MemoryStore::new(settings, Arc::new(Instant::now)),
+    );
+    background.extend(tasks);
+    AsyncExecutions::over(store)
+}
+
+/// The bearer tokens and who may read `/metrics`, warning of what is open.
+fn access_tokens(config: &Config) -> (TokenSet, MetricsAccess) {
+    let tokens = TokenSet::from_digests(config.auth.tokens_sha256.iter().map(|d| d.bytes()));
+    let metrics_tokens =
+        TokenSet::from_digests(config.auth.metrics_tokens_sha256.iter().map(|d| d.bytes()));
+    if tokens.is_empty() && !config.listen.ip().is_loopback() {
+        // Not `listen=`: that key announces the bound address (tests read it).
+        tracing::warn!(
+            address = %config.listen,
+            "AUTHENTICATION IS OFF and the server listens beyond loopback: anyone who can \
+             reach this port can run code on this machine. Set auth.tokens_sha256 (make a \
+             token with `wasm-hypervisor token`)"
+        );
+    }
+    let metrics_access = MetricsAccess::new(&tokens, metrics_tokens);
+    match metrics_access {
+        MetricsAccess::Closed => tracing::warn!(
+            "GET /metrics is closed (401 to everyone): authentication is on and \
+             auth.metrics_tokens_sha256 is empty. Set it to scrape metrics (make a token \
+             with `wasm-hypervisor token`)"
+        ),
+        MetricsAccess::Open => tracing::info!(
+            "GET /metrics is open without a token and shows counts and gauges only; \
+             set auth.metrics_tokens_sha256 for every series"
+        ),
+        MetricsAccess::Token(_) => {}
+    }
+    (tokens, metrics_access)
+}
+
+/// Each client's quotas, and `/health`'s own bucket per address: a client that
+/// spends its request rate must not make its load balancer's probes fail.
+fn client_quotas(config: &Config) -> (Quotas, Quotas) {
+    let clients = &config.clients;
+    let quotas = Quotas::new(QuotaSettings {
+        requests_per_second: clients.requests_per_second.get_u32(),
+        burst: clients.burst.get_u32(),
+        max_concurrent_executions: clients.max_concurrent_executions.get_u32(),
+        max_tracked: clients.max_tracked.get_usize(),
+    });
+    // Bursts of twice the rate; a bucket holds at least one (with the rate 0, the
+    // limit is off).
+    let health_rate = config.http.health_requests_per_second.get_u32();
+    let health_quotas = Quotas::new(QuotaSettings {
+        requests_per_second: health_rate,
+        burst: health_rate.saturating_mul(2).max(1),
+        max_concurrent_executions: 0,
+        max_tracked: clients.max_tracked.get_usize(),
+    });
+    (quotas, health_quotas)
+}
+
+impl ConnectionSettings {
+    /// The bounds of `config.http`; `exempt` addresses (trusted proxies) are not
+    /// counted per address.
+    fn new(config: &Config, exempt: Arc<[ipnet::IpNet]>) -> ConnectionSettings {
+        let http = &config.http;
+        ConnectionSettings {
+            header_read_timeout: http.header_read_timeout_ms.get(),
+            max_header_bytes: http.max_header_bytes.get_usize() + 8192,
+            limits: ConnectionLimits {
+                max_connections: http.max_connections.get_usize(),
+                max_per_address: http.max_connections_per_address.get_usize(),
+                exempt,
+                max_age: http.max_connection_age_secs.get(),
+                max_requests: http.max_requests_per_connection.get(),
+                write_timeout: http.response_write_timeout_ms.get(),
+            },
         }
     }
 }

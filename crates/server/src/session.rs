@@ -35,8 +35,6 @@
 //! of map operations, O(log n); the sweep pops at most [`SWEEP_BATCH`] sessions per
 //! lock and drops (zeroizes) their keys after releasing it.
 
-#![forbid(unsafe_code)]
-
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};

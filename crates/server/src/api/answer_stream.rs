@@ -11,8 +11,6 @@
 //! among the readers ([`ReadSlot`]) until its body has been handed to the
 //! connection or dropped with it.
 
-#![forbid(unsafe_code)]
-
 use std::sync::Arc;
 
 use axum::body::Body;

@@ -3,8 +3,6 @@
 //! `{"error": {"code", "message"}}`. A 4xx is logged at debug level without its
 //! body; a 5xx is logged with its cause but answered with an opaque message.
 
-#![forbid(unsafe_code)]
-
 use std::time::Duration;
 
 use axum::Json;

@@ -3,8 +3,6 @@
 //! `Prefer: respond-async` (protocol v1.1 §F) a `202` once the plaintext opens,
 //! and `GET /executions/{execution_id}` for the answer.
 
-#![forbid(unsafe_code)]
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;

@@ -3,8 +3,6 @@
 //! shape), JSON bodies with serde's rejections as `malformed_body`, the client a
 //! request counts against ([`QuotaClient`]), and ids in their only accepted form.
 
-#![forbid(unsafe_code)]
-
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;

@@ -1,8 +1,6 @@
 //! Who the client is behind reverse proxies: `X-Forwarded-For` and `Forwarded`
 //! (RFC 7239), believed only from `clients.trusted_proxies`, read from the right.
 
-#![forbid(unsafe_code)]
-
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderMap, header};

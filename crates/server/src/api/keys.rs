@@ -1,8 +1,6 @@
 //! `GET /keys` (protocol §4): the log's origin and the server's signing key, and
 //! (v1.2 §T1) the verifier key of its note key.
 
-#![forbid(unsafe_code)]
-
 use axum::Json;
 use axum::extract::State;
 

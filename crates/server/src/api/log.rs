@@ -1,8 +1,6 @@
 //! The audit log's routes (protocol §4): the signed checkpoint, an execution's
 //! inclusion proof, and consistency proofs. They read the log directly.
 
-#![forbid(unsafe_code)]
-
 use std::collections::HashMap;
 
 use axum::Json;

@@ -3,8 +3,6 @@
 //! size, bearer tokens (clients and scrapers), request rates, and the 404/405
 //! fallbacks, each answering with an [`ApiError`].
 
-#![forbid(unsafe_code)]
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 

@@ -20,8 +20,6 @@
 //!   `operations` (`/health`, `/metrics`); `playground`, the static page at
 //!   `/playground/` when `playground: true`.
 
-#![forbid(unsafe_code)]
-
 mod answer_stream;
 mod error;
 mod executions;

@@ -1,8 +1,6 @@
 //! The operators' routes: `GET /health` for load balancers and `GET /metrics` for
 //! Prometheus.
 
-#![forbid(unsafe_code)]
-
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -5,8 +5,6 @@
 //! `@hpke/core` bundle and three example guests): serving it needs no build step
 //! and reads no file. With `playground: false` none of these routes exist (404).
 
-#![forbid(unsafe_code)]
-
 use std::sync::LazyLock;
 
 use axum::Router;

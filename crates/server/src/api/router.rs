@@ -2,8 +2,6 @@
 //! (`#[utoipa::path]`), so that what is served and what is documented cannot drift
 //! apart; which layers each route goes through.
 
-#![forbid(unsafe_code)]
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;

@@ -1,8 +1,6 @@
 //! `POST /sessions` (protocol §1): a fresh session key, signed by the server; with
 //! the body `{"count": N}`, a batch of N under one signature (protocol v1.1 §A).
 
-#![forbid(unsafe_code)]
-
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;

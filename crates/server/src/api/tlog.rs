@@ -7,8 +7,6 @@
 //! No witness is configured yet (§T5), so the latest checkpoint is the published
 //! one, and a proof is always against it: `not_yet_published` is never answered.
 
-#![forbid(unsafe_code)]
-
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};

@@ -4,46 +4,107 @@
 //! says are the protocol's (`wasm_hypervisor_protocol::{leaf, merkle, checkpoint}`);
 //! this module keeps them durable.
 //!
+//! - [`LogBackend`]: the log as the rest of the server sees it, the one contract
+//!   every backend keeps; [`AuditLog`] is the handle callers hold on one.
+//! - [`file`]: the embedded backend, the durable append-only file with its
+//!   group-committing writer, recovery and persisted checkpoint.
 //! - [`record`]: the framing of one log record on disk. Pure: no I/O, no clock.
-//! - [`log`]: the durable, append-only log file, its group-committing writer, the
-//!   in-memory tree, and the persisted checkpoint recovery is checked against.
-//! - [`tree`]: what both backends keep in memory (the tree, the id → index map)
+//! - [`tree`]: what every backend keeps in memory (the tree, the id → index map)
 //!   and checkpoint signing.
+//! - [`checkpoint_file`]: the signed checkpoint a backend persists beside the log
+//!   and checks the log against at open.
 //!
-//! [`AuditLog`] is the one handle the rest of the server uses, over either
-//! backend: the file (embedded mode, the default) or cluster mode's log in
-//! PostgreSQL (`crate::cluster::log`), one log for every replica.
+//! Cluster mode's backend, one log in PostgreSQL for every replica, is
+//! `crate::cluster::log`: it builds on this module, which names no backend but
+//! its own file.
 
-#![forbid(unsafe_code)]
-
+use std::ops::{Deref, Range};
 use std::path::Path;
 use std::sync::Arc;
 
 use uuid::Uuid;
 use wasm_hypervisor_protocol::checkpoint::SignedCheckpoint;
+use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::merkle::{Hash, MerkleError};
 
-use crate::cluster::log::PgLog;
 use crate::keys::ServerKey;
 
-pub mod log;
+pub mod checkpoint_file;
+pub mod file;
 pub mod record;
 pub mod tree;
 
-pub use self::log::{FileLog, Inclusion, Recovery, WriterStats};
+pub use self::file::{FileLog, Recovery, WriterStats};
 pub use self::record::LogRecord;
 
-/// The audit log, in whichever backend the configuration chose; cheap to clone.
-#[derive(Clone)]
-pub struct AuditLog(Backend);
+/// The audit log as the rest of the server sees it, whatever keeps it: the
+/// contract of every backend. Callers hold one through [`AuditLog`].
+///
+/// The log is append-only and its history is never rewritten: the tree this
+/// process knows only grows, and every checkpoint it signs is consistent with
+/// every earlier one. "The tree" below is this process's view (cluster mode: as
+/// far as this replica has caught up with the shared log); every read and proof
+/// is of that tree, so that a proof and the checkpoint it comes with agree.
+#[async_trait::async_trait]
+pub trait LogBackend: Send + Sync + 'static {
+    /// Appends a record; returns its log index once it is durable (on disk, or
+    /// committed to the database) and in the tree. An error means the record was
+    /// not acknowledged (cluster mode: a connection lost during COMMIT is the one
+    /// ambiguous case, PROTOCOL.md).
+    async fn append(&self, record: LogRecord) -> Result<u64, AuditError>;
 
-#[derive(Clone)]
-enum Backend {
-    File(FileLog),
-    Cluster(PgLog),
+    /// Writes what is queued, persists the checkpoint and stops; appends fail from
+    /// then on.
+    async fn close(&self);
+
+    /// Whether an append can be expected to succeed: the last one did, and the
+    /// log has not stopped.
+    fn is_writable(&self) -> bool;
+
+    /// Leaves in the tree.
+    fn size(&self) -> u64;
+
+    /// The tree's size after making sure, as far as possible, that it is at least
+    /// `wanted` (cluster mode catches up from the database; a failure leaves the
+    /// size as it was).
+    async fn size_for(&self, wanted: u64) -> u64;
+
+    /// The log index of an execution, if the tree holds it.
+    fn index_of(&self, execution_id: &Uuid) -> Option<u64>;
+
+    /// A signed checkpoint of the whole tree.
+    fn checkpoint(&self) -> SignedCheckpoint;
+
+    /// An execution's record and its inclusion proof against a fresh checkpoint,
+    /// or `None` if it is not in the log. A backend that shares its log with other
+    /// processes looks an id it does not know up and catches up to it first.
+    async fn inclusion(&self, execution_id: &Uuid) -> Result<Option<Inclusion>, AuditError>;
+
+    /// RFC 9162 §2.1.4 consistency proof between two sizes of the tree.
+    fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError>;
+
+    /// The leaves (the 57-byte entries of c2sp.org/tlog-tiles) at the indices
+    /// `range`, in order; the range must lie within the tree
+    /// ([`AuditError::BeyondTree`] otherwise).
+    async fn entries(&self, range: Range<u64>) -> Result<Vec<Leaf>, AuditError>;
+
+    /// `MTH` of the perfect subtree of `2^level` leaves that starts at leaf
+    /// `index * 2^level`, once the tree holds all of them: the hashes of
+    /// tlog-tiles' hash tiles (`MerkleTree::perfect_subtree`).
+    fn perfect_subtree(&self, level: u32, index: u64) -> Option<Hash>;
 }
 
+/// The audit log, in whichever backend the configuration chose; cheap to clone.
+/// It dereferences to the [`LogBackend`] contract.
+#[derive(Clone)]
+pub struct AuditLog(Arc<dyn LogBackend>);
+
 impl AuditLog {
+    /// A handle on `backend`.
+    pub fn new(backend: impl LogBackend) -> AuditLog {
+        AuditLog(Arc::new(backend))
+    }
+
     /// Opens (or creates) the file log `dir/audit.log` ([`FileLog::open`]).
     pub fn open(
         dir: &Path,
@@ -51,114 +112,25 @@ impl AuditLog {
         key: Arc<ServerKey>,
     ) -> Result<(AuditLog, Recovery), AuditError> {
         let (log, recovery) = FileLog::open(dir, origin, key)?;
-        Ok((AuditLog(Backend::File(log)), recovery))
+        Ok((AuditLog::new(log), recovery))
     }
+}
 
-    /// Cluster mode's log in PostgreSQL.
-    pub fn cluster(log: PgLog) -> AuditLog {
-        AuditLog(Backend::Cluster(log))
-    }
+impl Deref for AuditLog {
+    type Target = dyn LogBackend;
 
-    /// Appends a record; returns its log index once it is durable (the file
-    /// synced, or the database transaction committed) and in this process's tree.
-    pub async fn append(&self, record: LogRecord) -> Result<u64, AuditError> {
-        match &self.0 {
-            Backend::File(log) => log.append(record).await,
-            Backend::Cluster(log) => log.append(record).await,
-        }
+    fn deref(&self) -> &(dyn LogBackend + 'static) {
+        &*self.0
     }
+}
 
-    /// Writes what is queued and stops; appends fail from then on.
-    pub async fn close(&self) {
-        match &self.0 {
-            Backend::File(log) => log.close().await,
-            Backend::Cluster(log) => log.close().await,
-        }
-    }
-
-    /// Whether an append can be expected to succeed (the last one did).
-    pub fn is_writable(&self) -> bool {
-        match &self.0 {
-            Backend::File(log) => log.is_writable(),
-            Backend::Cluster(log) => log.is_writable(),
-        }
-    }
-
-    /// Leaves in this process's tree: the whole log (cluster mode: as far as this
-    /// replica has caught up).
-    pub fn size(&self) -> u64 {
-        match &self.0 {
-            Backend::File(log) => log.size(),
-            Backend::Cluster(log) => log.size(),
-        }
-    }
-
-    /// The log index of an execution, if this process's tree holds it.
-    pub fn index_of(&self, execution_id: &Uuid) -> Option<u64> {
-        match &self.0 {
-            Backend::File(log) => log.index_of(execution_id),
-            Backend::Cluster(log) => log.index_of(execution_id),
-        }
-    }
-
-    /// The log file, in embedded mode.
-    pub fn file_path(&self) -> Option<&Path> {
-        match &self.0 {
-            Backend::File(log) => Some(log.path()),
-            Backend::Cluster(_) => None,
-        }
-    }
-
-    /// Approximate heap bytes of the in-memory index.
-    pub fn memory_bytes(&self) -> usize {
-        match &self.0 {
-            Backend::File(log) => log.memory_bytes(),
-            Backend::Cluster(log) => log.memory_bytes(),
-        }
-    }
-
-    pub fn origin(&self) -> &str {
-        match &self.0 {
-            Backend::File(log) => log.origin(),
-            Backend::Cluster(log) => log.origin(),
-        }
-    }
-
-    /// A signed checkpoint of this process's tree.
-    pub fn checkpoint(&self) -> SignedCheckpoint {
-        match &self.0 {
-            Backend::File(log) => log.checkpoint(),
-            Backend::Cluster(log) => log.checkpoint(),
-        }
-    }
-
-    /// An execution's record and its inclusion proof against a fresh checkpoint,
-    /// or `None` if it is not in the log. Cluster mode looks an id it does not
-    /// know up in the database and catches up to it first.
-    pub async fn inclusion(&self, execution_id: &Uuid) -> Result<Option<Inclusion>, AuditError> {
-        match &self.0 {
-            Backend::File(log) => log.inclusion(execution_id),
-            Backend::Cluster(log) => log.inclusion(execution_id).await,
-        }
-    }
-
-    /// The tree size after making sure, as far as possible, that it is at least
-    /// `wanted` (cluster mode catches up from the database; a failure leaves the
-    /// size as it was).
-    pub async fn size_for(&self, wanted: u64) -> u64 {
-        match &self.0 {
-            Backend::File(log) => log.size(),
-            Backend::Cluster(log) => log.size_for(wanted).await,
-        }
-    }
-
-    /// RFC 9162 §2.1.4 consistency proof between two sizes of this process's tree.
-    pub fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError> {
-        match &self.0 {
-            Backend::File(log) => log.consistency(first, second),
-            Backend::Cluster(log) => log.consistency(first, second),
-        }
-    }
+/// A record with its inclusion proof against a signed checkpoint.
+#[derive(Debug, Clone)]
+pub struct Inclusion {
+    pub index: u64,
+    pub record: LogRecord,
+    pub proof: Vec<Hash>,
+    pub checkpoint: SignedCheckpoint,
 }
 
 /// What can go wrong with the audit log.
@@ -187,4 +159,7 @@ pub enum AuditError {
     /// durable; the record was not acknowledged.
     #[error("audit log is not writable: {0}")]
     Unavailable(String),
+    /// A read of indices the tree does not hold (yet).
+    #[error("indices {range:?} are not all in the tree of {size} leaves")]
+    BeyondTree { range: Range<u64>, size: u64 },
 }

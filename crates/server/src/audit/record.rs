@@ -14,10 +14,8 @@
 //! where the log ends. `batch` numbers the writer's group commits (modulo 2^15) and
 //! `last` marks the final record of one; recovery uses them to tell a torn final
 //! batch (never acknowledged) from damage to a batch that was synced before a later
-//! one was written (`super::log`). A record's position in the file is its log
+//! one was written (`super::file::recovery`). A record's position in the file is its log
 //! index; the checksum tells a torn or flipped record from a valid one.
-
-#![forbid(unsafe_code)]
 
 use wasm_hypervisor_protocol::leaf::{LEAF_LEN, Leaf};
 

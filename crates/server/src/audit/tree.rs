@@ -1,10 +1,8 @@
-//! What both log backends (the file, [`super::log`], and cluster mode's
+//! What both log backends (the file, [`super::file`], and cluster mode's
 //! PostgreSQL log) keep in memory and how they sign: the RFC 9162 tree of the
 //! leaves this process knows with an execution id → index map ([`LeafIndex`]),
 //! and checkpoint signing that re-signs only when the tree has grown
 //! ([`Signer`]). Pure but for the signer's mutex.
-
-#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -23,8 +23,6 @@
 //! [`RETRY_INTERVAL`] until the entry's retention has passed; meanwhile the other
 //! replicas see the entry as it was last written.
 
-#![forbid(unsafe_code)]
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};

@@ -46,8 +46,7 @@
 //! `data_dir/`[`CHECKPOINT_FILE`] and refuses a database whose log does not
 //! contain it (a restored older backup: a rolled-back log).
 
-#![forbid(unsafe_code)]
-
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -60,14 +59,15 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
 use super::{Cluster, ClusterError, DbError, OPERATION_TIMEOUT, unix_millis};
-use crate::audit::log::{
-    CHECKPOINT_INTERVAL, LOG_FILE, read_checkpoint_file, read_records, write_checkpoint_file,
-};
+use crate::audit::checkpoint_file::{self, CHECKPOINT_INTERVAL, NotContained};
+use crate::audit::file::LOG_FILE;
+use crate::audit::file::recovery::{read_records, read_unused};
 use crate::audit::record::{BatchMark, Decoded, LogRecord, Version};
 use crate::audit::tree::{LeafIndex, Signer};
-use crate::audit::{AuditError, Inclusion};
+use crate::audit::{AuditError, Inclusion, LogBackend};
 use crate::keys::ServerKey;
 use wasm_hypervisor_protocol::checkpoint::SignedCheckpoint;
+use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::merkle::{Hash, MerkleError, MerkleTree};
 
 /// The advisory lock key of the log's sequencer: "wasmhlog" as a big-endian
@@ -177,8 +177,8 @@ impl PgLog {
         data_dir: &Path,
     ) -> Result<(PgLog, Vec<JoinHandle<()>>), ClusterError> {
         refuse_unimported_file_log(&cluster, data_dir).await?;
-        let stored =
-            read_checkpoint_file(&data_dir.join(CHECKPOINT_FILE), &key).map_err(LogError::from)?;
+        let stored = checkpoint_file::read(&data_dir.join(CHECKPOINT_FILE), key.public())
+            .map_err(LogError::from)?;
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let inner = Arc::new(Inner {
             cluster,
@@ -333,8 +333,102 @@ impl PgLog {
         self.size()
     }
 
+    /// The leaves at the indices `range` of this replica's tree, read from the
+    /// database ([`AuditError::BeyondTree`] past the tree).
+    pub async fn entries(&self, range: Range<u64>) -> Result<Vec<Leaf>, AuditError> {
+        let size = self.size();
+        if range.start > range.end || range.end > size {
+            return Err(AuditError::BeyondTree { range, size });
+        }
+        // Within the tree, so within i64.
+        let (start, end) = (range.start as i64, range.end as i64);
+        let rows = self
+            .0
+            .cluster
+            .run(|client| async move {
+                client
+                    .query(
+                        "SELECT idx, record FROM log_leaves WHERE idx >= $1 AND idx < $2 \
+                         ORDER BY idx",
+                        &[&start, &end],
+                    )
+                    .await
+            })
+            .await
+            .map_err(|error| AuditError::Unavailable(error.to_string()))?;
+        let mut leaves = Vec::with_capacity(rows.len());
+        for (expected, row) in range.zip(&rows) {
+            let index: i64 = row.get(0);
+            if index as u64 != expected {
+                return Err(corrupt(&LogError::Corrupt {
+                    index: expected,
+                    problem: format!("the next row has index {index}: a gap"),
+                }));
+            }
+            leaves.push(
+                decode(expected, row.get(1))
+                    .map_err(|error| corrupt(&error))?
+                    .leaf,
+            );
+        }
+        if leaves.len() as i64 != end - start {
+            return Err(corrupt(&LogError::Corrupt {
+                index: start as u64 + rows.len() as u64,
+                problem: "rows of the tree are missing".to_owned(),
+            }));
+        }
+        Ok(leaves)
+    }
+
     pub fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError> {
         self.0.lock().tree.consistency_proof(first, second)
+    }
+}
+
+#[async_trait::async_trait]
+impl LogBackend for PgLog {
+    async fn append(&self, record: LogRecord) -> Result<u64, AuditError> {
+        PgLog::append(self, record).await
+    }
+
+    async fn close(&self) {
+        PgLog::close(self).await
+    }
+
+    fn is_writable(&self) -> bool {
+        PgLog::is_writable(self)
+    }
+
+    fn size(&self) -> u64 {
+        PgLog::size(self)
+    }
+
+    async fn size_for(&self, wanted: u64) -> u64 {
+        PgLog::size_for(self, wanted).await
+    }
+
+    fn index_of(&self, execution_id: &Uuid) -> Option<u64> {
+        PgLog::index_of(self, execution_id)
+    }
+
+    fn checkpoint(&self) -> SignedCheckpoint {
+        PgLog::checkpoint(self)
+    }
+
+    async fn inclusion(&self, execution_id: &Uuid) -> Result<Option<Inclusion>, AuditError> {
+        PgLog::inclusion(self, execution_id).await
+    }
+
+    fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError> {
+        PgLog::consistency(self, first, second)
+    }
+
+    async fn entries(&self, range: Range<u64>) -> Result<Vec<Leaf>, AuditError> {
+        PgLog::entries(self, range).await
+    }
+
+    fn perfect_subtree(&self, level: u32, index: u64) -> Option<Hash> {
+        self.0.lock().tree.perfect_subtree(level, index)
     }
 }
 
@@ -454,38 +548,23 @@ impl Inner {
 
     /// The loaded tree must contain the persisted checkpoint's tree.
     fn check_contains(&self, stored: &SignedCheckpoint) -> Result<(), LogError> {
-        let path = self.data_dir.join(CHECKPOINT_FILE);
-        let checkpoint = &stored.checkpoint;
-        let rolled_back = |problem: String| LogError::RolledBack {
-            path: path.clone(),
-            problem,
+        let origin = self.signer.origin();
+        let problem = match checkpoint_file::check_contained(&self.lock().tree, stored, origin) {
+            Ok(()) => return Ok(()),
+            Err(NotContained::Origin { checkpoint }) => {
+                format!("it names the log `{checkpoint}`, not `{origin}`")
+            }
+            Err(NotContained::Smaller { size, covered }) => {
+                format!("the log holds {size} records and the checkpoint covers {covered}")
+            }
+            Err(NotContained::OtherRoot { covered }) => {
+                format!("its first {covered} records hash to another root")
+            }
         };
-        if checkpoint.origin != self.signer.origin() {
-            return Err(rolled_back(format!(
-                "it names the log `{}`, not `{}`",
-                checkpoint.origin,
-                self.signer.origin()
-            )));
-        }
-        let index = self.lock();
-        if index.tree.size() < checkpoint.tree_size {
-            return Err(rolled_back(format!(
-                "the log holds {} records and the checkpoint covers {}",
-                index.tree.size(),
-                checkpoint.tree_size
-            )));
-        }
-        let root = index
-            .tree
-            .root(checkpoint.tree_size)
-            .expect("size checked against the tree");
-        if !crate::envelope::digest_eq(&root, &checkpoint.root_hash) {
-            return Err(rolled_back(format!(
-                "its first {} records hash to another root",
-                checkpoint.tree_size
-            )));
-        }
-        Ok(())
+        Err(LogError::RolledBack {
+            path: self.data_dir.join(CHECKPOINT_FILE),
+            problem,
+        })
     }
 
     /// Signs and persists a checkpoint of the tree in the data directory, if it
@@ -506,7 +585,7 @@ impl Inner {
             return;
         }
         let signed = self.signer.sign(size, root);
-        match write_checkpoint_file(&self.data_dir, CHECKPOINT_FILE, &signed) {
+        match checkpoint_file::write(&self.data_dir, CHECKPOINT_FILE, &signed) {
             Ok(()) => *persisted = (Some(size), Instant::now()),
             Err(error) => {
                 tracing::error!(dir = %self.data_dir.display(), %error, "cannot persist the cluster log's checkpoint")
@@ -747,7 +826,7 @@ pub async fn import(
     key: &ServerKey,
     origin: &str,
 ) -> Result<Imported, LogError> {
-    let (_lock, records) = crate::audit::log::read_unused(data_dir, origin, key)?;
+    let (_lock, records) = read_unused(data_dir, origin, key)?;
     if records.is_empty() {
         return Err(LogError::NothingToImport {
             path: data_dir.join(LOG_FILE),

@@ -5,8 +5,6 @@
 //! `schema_migrations`. A migration is never edited once released; a change is a
 //! new file.
 
-#![forbid(unsafe_code)]
-
 use tokio_postgres::Transaction;
 
 use super::DbError;

@@ -13,8 +13,6 @@
 //! - `async_results`: long jobs' answers, fetchable from any replica;
 //! - `log`: the audit log, one for every replica (`PgLog`), and `log import`.
 
-#![forbid(unsafe_code)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -34,8 +34,6 @@
 //! replica's sweeper deletes expired rows and epoch keys no session needs, every
 //! [`SWEEP_INTERVAL`]; several replicas sweeping is harmless.
 
-#![forbid(unsafe_code)]
-
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,8 +2,6 @@
 //! and checks it in `TryFrom`, which its `Deserialize` goes through. They say what
 //! is wrong as a [`Problem`]; `config` adds the key and the source.
 
-#![forbid(unsafe_code)]
-
 use std::fmt;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;

@@ -19,8 +19,6 @@
 //! turned away for overload or a malformed body keeps its session and can be
 //! retried unchanged.
 
-#![forbid(unsafe_code)]
-
 mod prepare;
 mod record;
 mod resolve;

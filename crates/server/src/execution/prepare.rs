@@ -5,8 +5,6 @@
 //! guest slot back while it waits and runs, so that executions of cached modules
 //! never wait behind a compiler (`Executor::compiled`).
 
-#![forbid(unsafe_code)]
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

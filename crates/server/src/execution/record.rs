@@ -2,8 +2,6 @@
 //! request's format, committed to and sealed in place (protocol §3), the log
 //! leaf signed and appended, the execution's one log line, and the receipt.
 
-#![forbid(unsafe_code)]
-
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;

@@ -4,8 +4,6 @@
 //! is looked up (a use, for eviction). The blob store's side effects happen here
 //! and only here.
 
-#![forbid(unsafe_code)]
-
 use std::sync::Arc;
 
 use wasm_hypervisor_protocol::request::{Input, Request, SentBytes, Source};

@@ -4,8 +4,6 @@
 //! run fills in from its report, the `error`'s cap, and the document written in
 //! the request's format into the one buffer that is then sealed.
 
-#![forbid(unsafe_code)]
-
 use uuid::Uuid;
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::payload::{EffectiveLimits, ExecutionResult, Status};

@@ -14,8 +14,6 @@
 //! operations only; evicted entries are dropped after it is released, off the
 //! runtime's worker threads (dropping compiled code unmaps it).
 
-#![forbid(unsafe_code)]
-
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

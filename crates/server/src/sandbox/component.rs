@@ -3,8 +3,6 @@
 //! and `invoke` of any exported function, with arguments and results in WAVE
 //! checked against the export's component type.
 
-#![forbid(unsafe_code)]
-
 use std::hash::RandomState;
 use std::sync::Arc;
 

@@ -2,8 +2,6 @@
 //! memories and tables before it is instantiated, commands (`_start`) and
 //! `invoke` of an export with numeric parameters and results.
 
-#![forbid(unsafe_code)]
-
 use std::sync::Arc;
 
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ResourcesRequired, Val, ValType};

@@ -3,8 +3,6 @@
 //! yield at every tick. The other half of the deadline, a `tokio::time::timeout`
 //! around the run for guests parked in a host call, is in [`super::run`].
 
-#![forbid(unsafe_code)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;

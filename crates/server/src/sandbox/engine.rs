@@ -7,8 +7,6 @@
 //! Everything that shapes compiled code is set in one place, [`config`], so that
 //! an artifact a worker serialized loads into the server's engine.
 
-#![forbid(unsafe_code)]
-
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Wasm stack available to a guest. Deep enough for ordinary recursive programs;

@@ -6,8 +6,6 @@
 //!
 //! Pure: text in, values or a verdict out.
 
-#![forbid(unsafe_code)]
-
 use wasmtime::component::wasm_wave::parser::ParserError;
 use wasmtime::component::wasm_wave::untyped::UntypedFuncCall;
 use wasmtime::component::wasm_wave::wasm::WasmValue;

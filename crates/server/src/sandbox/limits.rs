@@ -3,8 +3,6 @@
 //! [`LimitHit`]), and hostcall fuel. The wall clock is [`super::deadline`]'s; the
 //! limits fixed for every run are the engine's ([`super::engine`]).
 
-#![forbid(unsafe_code)]
-
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;

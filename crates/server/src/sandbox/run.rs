@@ -5,8 +5,6 @@
 //! back. What a run *is* for each kind of guest is in [`super::core`] and
 //! [`super::component`], which build on this; [`super::target`] picks one.
 
-#![forbid(unsafe_code)]
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -15,8 +15,6 @@
 //!
 //! Pure: bytes in, a verdict out.
 
-#![forbid(unsafe_code)]
-
 use wasmparser::{Operator, Parser, Payload};
 
 /// Bytes of one function body (the JS API's limit).

@@ -6,7 +6,7 @@
 //!
 //! The sandbox's only unsafe code is here, in [`load`]: `Module::deserialize` and
 //! `Component::deserialize` of what our own compile worker produced. Every other
-//! sandbox module forbids `unsafe`.
+//! module of the server is denied `unsafe` (crates/server/Cargo.toml).
 
 use std::fmt;
 use std::sync::Arc;
@@ -134,7 +134,7 @@ impl Linkers {
 
 /// Loads a worker's artifact of `kind` and links it; returns the target and the
 /// bytes to charge the cache for it.
-// The one place the sandbox allows unsafe code (the module denies it).
+// The one place the server allows unsafe code (its manifest denies it).
 #[allow(unsafe_code)]
 pub fn load(
     engine: &Engine,

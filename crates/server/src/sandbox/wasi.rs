@@ -5,8 +5,6 @@
 //! nothing of the host: no environment, no preopened directory of the host (a
 //! guest's files are its request's mounts, in memory: [`super::fs`]), no network.
 
-#![forbid(unsafe_code)]
-
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use zeroize::{Zeroize, Zeroizing};

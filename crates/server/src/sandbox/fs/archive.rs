@@ -19,8 +19,6 @@
 //! `path` record before a member whose path does not fit, and never GNU
 //! long-name members.
 
-#![forbid(unsafe_code)]
-
 use std::borrow::Cow;
 use std::ops::{ControlFlow, Range};
 

@@ -7,8 +7,6 @@
 //! archive. Each directory's children are contiguous in `entries` and sorted by
 //! name bytes, so a lookup is a binary search.
 
-#![forbid(unsafe_code)]
-
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Range;

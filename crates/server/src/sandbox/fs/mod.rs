@@ -19,8 +19,6 @@
 //!
 //! Each builds only on those before it.
 
-#![forbid(unsafe_code)]
-
 pub mod archive;
 pub mod budget;
 pub mod image;

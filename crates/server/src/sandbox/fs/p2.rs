@@ -12,8 +12,6 @@
 //! re-typed ([`retag`]): every lookup is checked against our type, so a handle of
 //! another kind is `WrongType` (a trap), never a confusion.
 
-#![forbid(unsafe_code)]
-
 use std::hash::{BuildHasher, RandomState};
 
 use bytes::Bytes;

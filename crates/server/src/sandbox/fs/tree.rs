@@ -5,8 +5,6 @@
 //! made from their archive at mount time, whose contents stay slices of the
 //! archive until first written (copy on write).
 
-#![forbid(unsafe_code)]
-
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
