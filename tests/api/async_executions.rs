@@ -649,7 +649,10 @@ async fn a_pending_jobs_reservation_is_trued_down_to_its_answer_when_it_finishes
 fn large_answer() -> ExecutionRequest {
     let mut flood = request(&fixture("output_flood"));
     flood.limits = Some(RequestedLimits {
-        timeout_ms: Some(1000),
+        // Ended by fuel, not by the clock: some 14,000 rounds of 64 KiB, far
+        // past the cap however loaded the machine is.
+        fuel: Some(100_000),
+        timeout_ms: Some(5_000),
         max_output_bytes: Some(LARGE_OUTPUT),
         ..Default::default()
     });
@@ -663,7 +666,19 @@ async fn kept_large_answer(app: &TestApp) -> Uuid {
     let pending = submit(app, &large_answer()).await;
     let id = pending.execution_id;
     let execution = app.client.wait(pending).await.unwrap();
-    assert_eq!(execution.result.stdout_bytes().len() as u64, LARGE_OUTPUT);
+    assert_eq!(
+        execution.result.stdout_bytes().len() as u64,
+        LARGE_OUTPUT,
+        "{:?}: {:?}, fuel {}",
+        execution.result.status,
+        execution.result.error,
+        execution.result.fuel_consumed
+    );
+    assert_eq!(
+        execution.result.status,
+        Status::FuelExhausted,
+        "ended by fuel"
+    );
     id
 }
 

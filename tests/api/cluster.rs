@@ -1100,7 +1100,10 @@ async fn a_replica_sends_another_replicas_answer_in_pieces_byte_for_byte_to_a_bo
     let session = open_on(&cluster, &identity, 0).await;
     let mut flood = request(&fixture("output_flood"));
     flood.limits = Some(wasm_hypervisor_protocol::payload::RequestedLimits {
-        timeout_ms: Some(1000),
+        // Ended by fuel, not by the clock: some 14,000 rounds of 64 KiB, far
+        // past the cap however loaded the machine is.
+        fuel: Some(100_000),
+        timeout_ms: Some(5_000),
         max_output_bytes: Some(LARGE_OUTPUT),
         ..Default::default()
     });

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::helpers::TestApp;
 
 /// Every route the server serves: the protocol's endpoints and the operational ones.
-const SERVED: [(&str, &str); 12] = [
+const SERVED: [(&str, &str); 13] = [
     ("post", "/sessions"),
     ("post", "/execute"),
     ("get", "/executions/{execution_id}"),
@@ -19,6 +19,7 @@ const SERVED: [(&str, &str); 12] = [
     ("get", "/verify/{execution_id}"),
     ("get", "/tlog/checkpoint"),
     ("get", "/tlog/proof/{execution_id}"),
+    ("get", "/tlog/tile/{path}"),
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -100,7 +101,9 @@ async fn the_openapi_document_lists_exactly_the_served_routes_and_every_error_co
     // with every GET, as HTTP defines it).
     let paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();
     for path in paths {
-        let concrete = path.replace("{execution_id}", &uuid::Uuid::new_v4().to_string());
+        let concrete = path
+            .replace("{execution_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{path}", "0/000");
         for method in [
             Method::GET,
             Method::POST,

@@ -53,6 +53,7 @@ pub mod metrics;
 pub mod sandbox;
 pub mod server;
 pub mod session;
+mod tlog;
 
 /// Turns functions `fn name(provider: Provider)` into one `#[test]` per crypto
 /// provider compiled in: `aws_lc::name` and `rustcrypto::name`.

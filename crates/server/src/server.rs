@@ -273,6 +273,7 @@ impl Service {
         let state = AppState::new(Shared {
             executor,
             log: log.clone(),
+            tiles: crate::tlog::Tiles::new(log.clone()),
             sessions,
             health,
             metrics,

@@ -122,12 +122,16 @@ func (f *files) text(name string) (string, error) {
 	return strings.TrimSpace(string(data)), err
 }
 
-// verifiers are the log's three keys: the note key (type 0x01, by x/mod's own
-// NewVerifier), the P-256 key (0x02) and the witness (0x04).
+// verifiers are the log's keys: the note key (type 0x01, by x/mod's own
+// NewVerifier), the P-256 key (0x02) and, when the directory names one, the
+// witness (0x04; a log with no witness has no witness-vkey file).
 func (f *files) verifiers() (note.Verifiers, []note.Verifier, error) {
 	var list []note.Verifier
 	for _, name := range []string{"vkey", "p256-vkey", "witness-vkey"} {
 		vkey, err := f.text(name)
+		if name == "witness-vkey" && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -140,7 +144,7 @@ func (f *files) verifiers() (note.Verifiers, []note.Verifier, error) {
 	return note.VerifierList(list...), list, nil
 }
 
-// openCheckpoint opens a checkpoint note: every one of the three keys must have
+// openCheckpoint opens a checkpoint note: every one of the keys must have
 // signed it, and its text must be a three-line C2SP checkpoint.
 func openCheckpoint(f *files, msg []byte) (tlog.Tree, error) {
 	known, list, err := f.verifiers()

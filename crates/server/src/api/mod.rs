@@ -85,6 +85,8 @@ pub struct Shared {
     pub health: Health,
     pub metrics: Metrics,
     pub key: Arc<ServerKey>,
+    /// The log's tiles (protocol v1.2 §T3), with their cache.
+    pub(crate) tiles: crate::tlog::Tiles,
     /// The log's note key (protocol v1.2 §T1), named `origin`.
     pub note_key: Arc<NoteSigningKey>,
     pub origin: Arc<str>,

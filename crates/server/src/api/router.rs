@@ -56,6 +56,9 @@ pub(super) fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(log::verify))
         .routes(routes!(tlog::checkpoint))
         .routes(routes!(tlog::proof))
+        // A tile's path has several segments, which an OpenAPI path parameter
+        // cannot say: documented as `/tlog/tile/{path}` (`ApiDoc`), served here.
+        .route("/tlog/tile/{*path}", axum::routing::get(tlog::tile))
         .routes(routes!(openapi_json));
     let mut health = OpenApiRouter::new().routes(routes!(operations::health));
     if let Some(state) = state {
@@ -154,6 +157,7 @@ pub fn router(state: AppState) -> Router {
             `too_many_connections` (429) on a connection past \
             `http.max_connections_per_address`. Every response carries `x-request-id`."
     ),
+    paths(tlog::tile),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
 )]

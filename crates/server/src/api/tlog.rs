@@ -1,5 +1,6 @@
-//! The log in the standard transparency formats (protocol v1.2 §T2, §T4): the
-//! checkpoint as a C2SP signed note, and an execution's `c2sp.org/tlog-proof@v1`.
+//! The log in the standard transparency formats (protocol v1.2 §T2–T4): the
+//! checkpoint as a C2SP signed note, the tiles (`crate::tlog`), and an
+//! execution's `c2sp.org/tlog-proof@v1`.
 //! Both are text any C2SP verifier reads with the log's verifier key alone
 //! (`GET /keys`' `note_verifier_key`). They read the log directly, as the v1
 //! log routes do.
@@ -20,6 +21,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::parse_uuid;
 use crate::audit::AuditError;
+use crate::tlog::TileServeError;
 
 /// The content type of both answers (§T2, §T4).
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -116,4 +118,56 @@ fn note(state: &AppState, signed: &SignedCheckpoint) -> Result<Note, ApiError> {
             tracing::error!(%error, "cannot make the checkpoint note");
             ApiError::Internal
         })
+}
+
+/// How long a tile may be cached: forever. A tile's path names its width, so the
+/// bytes at a path never change, partial tiles included (tlog-tiles: "This
+/// endpoint is immutable").
+const TILE_CACHE: &str = "public, max-age=31536000, immutable";
+
+/// A hash tile or an entry bundle (protocol v1.2 §T3). The router serves it at
+/// `/tlog/tile/{*path}`: a tile's path has several segments.
+#[utoipa::path(
+    get,
+    path = "/tlog/tile/{path}",
+    tag = "transparency",
+    params(("path" = String, Path, description = "The rest of a C2SP tlog-tiles path: `<L>/<N>[.p/<W>]` (a hash tile, height 8) or `entries/<N>[.p/<W>]` (an entry bundle of 57-byte leaves), `N` in 3-digit groups, the first ones prefixed with `x`")),
+    responses(
+        (status = 200, description = "The tile's bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 404, description = "`not_found`: not a tile path, or a tile whose leaves the log does not hold", body = ErrorBody),
+        (status = 405, description = "`method_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`log_unavailable`: cluster mode, the database cannot be reached", body = ErrorBody),
+    )
+)]
+pub(super) async fn tile(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+) -> Result<Response, ApiError> {
+    let (bytes, _full) =
+        state
+            .tiles
+            .get(&format!("tile/{path}"))
+            .await
+            .map_err(|error| match error {
+                TileServeError::NotATile | TileServeError::BeyondTree => ApiError::NotFound,
+                TileServeError::Log(AuditError::Unavailable(_)) => {
+                    tracing::warn!(%error, "cannot read a tile's entries");
+                    ApiError::LogUnavailable
+                }
+                TileServeError::Log(error) => {
+                    tracing::error!(%error, "cannot read a tile's entries back");
+                    ApiError::Internal
+                }
+            })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, TILE_CACHE),
+        ],
+        bytes,
+    )
+        .into_response())
 }
