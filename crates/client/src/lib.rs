@@ -230,6 +230,7 @@ impl Execution {
             result_sha256: Hex(self.result_sha256),
             module_sha256: self.result.module_sha256,
             leaf_signature: self.response.leaf_signature.clone(),
+            tlog_proof: None,
         }
     }
 }
