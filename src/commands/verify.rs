@@ -153,7 +153,11 @@ async fn verify_receipt(args: &VerifyArgs) -> Result<bool, CliError> {
     let receipt_path = args.receipt.as_deref().expect("clap requires a receipt");
     let receipt: Receipt = read_json(receipt_path)?;
     let (answer, key) = match &args.proof {
-        Some(proof_path) => (read_json(proof_path)?, receipt_key(args, &receipt)?),
+        Some(proof_path) => {
+            // The key first, as it always was: a wrong pin is said before a bad file.
+            let key = receipt_key(args, &receipt)?;
+            (read_json(proof_path)?, key)
+        }
         None => {
             let server = args.server.as_deref().unwrap_or(&receipt.server);
             let client = Client::new(server, None);
