@@ -61,6 +61,18 @@ pub enum CliError {
     /// The receipt carries a key that is not a P-256 SPKI.
     #[error("the receipt's public key: {0}")]
     ReceiptKey(SignatureError),
+    /// A `--policy` file is not a C2SP tlog-policy.
+    #[error("{}: {source}", path.display())]
+    Policy {
+        path: PathBuf,
+        source: wasm_hypervisor_protocol::policy::PolicyError,
+    },
+    /// A `--note-key` is not a verifier key.
+    #[error("--note-key: {0}")]
+    NoteKey(wasm_hypervisor_protocol::note::NoteError),
+    /// A `--note-key` is a verifier key of a type no log signs with.
+    #[error("--note-key: a log's key is of type 0x01 (Ed25519) or 0x02 (ECDSA P-256)")]
+    NoteKeyType,
     /// The receipt was signed by another key than the one pinned.
     #[error("the receipt's key id is {actual}, not the pinned {pinned}")]
     ReceiptKeyNotPinned { actual: String, pinned: String },

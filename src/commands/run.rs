@@ -22,7 +22,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use wasm_hypervisor_client::archive::{self, ArchiveError};
-use wasm_hypervisor_client::{BlobCache, Client, Execution, References, Run, RunProgress, Wire};
+use wasm_hypervisor_client::{
+    BlobCache, Client, Execution, References, Run, RunProgress, TlogProofOutcome, Wire,
+};
 use wasm_hypervisor_protocol::payload::{RequestedLimits, Status};
 
 use super::{CliError, EXIT_CLIENT_ERROR, runtime, write_private};
@@ -49,7 +51,11 @@ pub struct RunArgs {
     /// Expected key id (hex SHA-256 of the server's SPKI); refuse any other key.
     #[arg(long, value_name = "HEX", env = "WASM_HYPERVISOR_KEY_ID")]
     key_id: Option<String>,
-    /// Write a receipt (JSON) that proves this execution later.
+    /// Write a receipt (JSON) that proves this execution later. From a v1.2
+    /// server it carries the execution's tlog-proof, checked under the server's
+    /// note key, so that `verify --note-key` or `--policy` checks it offline; if
+    /// the proof cannot be had, the receipt is written without it (it verifies
+    /// online) and one line on stderr says so.
     #[arg(long, value_name = "FILE")]
     receipt: Option<PathBuf>,
     /// The guest's stdin (default: this process's stdin, or empty if it is a terminal).
@@ -170,7 +176,13 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
     let outcome = outcome?;
 
     if let Some(path) = &args.receipt {
-        write_private(path, &outcome.receipt(&args.server))?;
+        let proved = outcome.receipt_with_proof(&args.server).await?;
+        if let TlogProofOutcome::Unavailable(why) = &proved.tlog_proof {
+            eprintln!(
+                "wasm-hypervisor: the receipt carries no tlog_proof ({why}): it verifies online only"
+            );
+        }
+        write_private(path, &proved.receipt)?;
     }
     let execution = &outcome.execution;
     for (host, guest) in &args.out_dirs {

@@ -1,7 +1,11 @@
-//! `verify`: an execution proved from its receipt (against the server's log, or
-//! offline against a saved `/verify` answer), or the log proved consistent with a
-//! checkpoint saved earlier. Exit 0 only if every check holds, 1 if one failed,
-//! 125 if the checks could not be made.
+//! `verify`: an execution proved from its receipt (against the server's log;
+//! offline against a saved `/verify` answer; or offline against the receipt's
+//! tlog-proof under the log's note key or a C2SP tlog-policy, protocol v1.2 §T6),
+//! or the log proved consistent with a checkpoint saved earlier. Exit 0 only if
+//! every check holds, 1 if one failed, 125 if the checks could not be made.
+//!
+//! Architecture invariant: with `--note-key` or `--policy` no HTTP client and no
+//! async runtime is made, so nothing can reach the network.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,9 +13,13 @@ use std::process::ExitCode;
 use clap::Args;
 
 use wasm_hypervisor_client::{Client, ServerIdentity};
+use wasm_hypervisor_protocol::checkpoint::Checkpoint;
+use wasm_hypervisor_protocol::note::VerifierKey;
+use wasm_hypervisor_protocol::policy::Policy;
 use wasm_hypervisor_protocol::provider::Provider;
 use wasm_hypervisor_protocol::receipt::{self, Check, Receipt};
 use wasm_hypervisor_protocol::signing::PublicKey;
+use wasm_hypervisor_protocol::tlog_proof::TlogProof;
 use wasm_hypervisor_protocol::wire::CheckpointResponse;
 
 use super::{CliError, EXIT_CLIENT_ERROR, read_json, runtime, write_private};
@@ -22,12 +30,13 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "URL", env = "WASM_HYPERVISOR_SERVER")]
     server: Option<String>,
     /// The key id the server must have (hex SHA-256 of its SPKI). Without it, the key
-    /// from /keys (or, with --proof, the receipt's) is used and printed.
+    /// from /keys (or, with --proof, --note-key or --policy, the receipt's) is used
+    /// and printed.
     #[arg(long, value_name = "HEX", env = "WASM_HYPERVISOR_KEY_ID")]
     key_id: Option<String>,
     /// Check the log is consistent with this checkpoint (the JSON of an earlier
     /// GET /log/checkpoint) instead of verifying a receipt.
-    #[arg(long, value_name = "OLD.json", conflicts_with_all = ["receipt", "proof", "save_proof"])]
+    #[arg(long, value_name = "OLD.json", conflicts_with_all = ["receipt", "proof", "save_proof", "note_key", "policy"])]
     checkpoint: Option<PathBuf>,
     /// With --checkpoint: after a successful check, write the current checkpoint here
     /// (the same file, for a monitor that runs periodically).
@@ -39,6 +48,19 @@ pub struct VerifyArgs {
     /// Save the server's /verify answer, to verify offline later with --proof.
     #[arg(long, value_name = "FILE")]
     save_proof: Option<PathBuf>,
+    /// Verify offline, with no network at all, against the tlog-proof the receipt
+    /// carries, under the log's note verifier key (GET /keys' note_verifier_key,
+    /// `<origin>+<key id>+<base64>`): the policy `log VKEY` / `quorum none`.
+    /// --server is not used. A receipt without a tlog_proof fails: verify it
+    /// online.
+    #[arg(long, value_name = "VKEY", conflicts_with_all = ["proof", "save_proof", "policy"])]
+    note_key: Option<String>,
+    /// Verify offline, with no network at all, against the tlog-proof the receipt
+    /// carries, under this C2SP tlog-policy file (`log`, `witness`, `group` and
+    /// `quorum` lines; `quorum none` for a log without witnesses). --server is not
+    /// used. A receipt without a tlog_proof fails: verify it online.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["proof", "save_proof"])]
+    policy: Option<PathBuf>,
     /// The receipt written by `run --receipt`.
     #[arg(value_name = "RECEIPT.json", required_unless_present = "checkpoint")]
     receipt: Option<PathBuf>,
@@ -48,7 +70,12 @@ pub struct VerifyArgs {
 const EXIT_VERIFY_FAILED: u8 = 1;
 
 pub fn verify(args: VerifyArgs) -> ExitCode {
-    match runtime().block_on(verify_client(args)) {
+    let outcome = if args.note_key.is_some() || args.policy.is_some() {
+        verify_offline(&args)
+    } else {
+        runtime().block_on(verify_client(args))
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(EXIT_VERIFY_FAILED),
         Err(message) => {
@@ -127,21 +154,8 @@ async fn verify_receipt(args: &VerifyArgs) -> Result<bool, CliError> {
     let receipt: Receipt = read_json(receipt_path)?;
     let (answer, key) = match &args.proof {
         Some(proof_path) => {
-            let key = PublicKey::from_spki_der(Provider::default(), &receipt.public_key.0)
-                .map_err(CliError::ReceiptKey)?;
-            match &args.key_id {
-                Some(pinned) if !pinned.eq_ignore_ascii_case(&key.key_id_hex()) => {
-                    return Err(CliError::ReceiptKeyNotPinned {
-                        actual: key.key_id_hex(),
-                        pinned: pinned.clone(),
-                    });
-                }
-                Some(_) => {}
-                None => println!(
-                    "receipt key id {} (not pinned; pass --key-id to pin it)",
-                    key.key_id_hex()
-                ),
-            }
+            // The key first, as it always was: a wrong pin is said before a bad file.
+            let key = receipt_key(args, &receipt)?;
             (read_json(proof_path)?, key)
         }
         None => {
@@ -165,6 +179,78 @@ async fn verify_receipt(args: &VerifyArgs) -> Result<bool, CliError> {
             answer.log_index,
             answer.checkpoint.origin,
             answer.checkpoint.tree_size,
+            key.key_id_hex()
+        );
+    } else {
+        println!("verification failed");
+    }
+    Ok(held)
+}
+
+/// The receipt's key, for a verification that asks no server: refused if it is
+/// not the one `--key-id` pins, printed if none is pinned.
+fn receipt_key(args: &VerifyArgs, receipt: &Receipt) -> Result<PublicKey, CliError> {
+    let key = PublicKey::from_spki_der(Provider::default(), &receipt.public_key.0)
+        .map_err(CliError::ReceiptKey)?;
+    match &args.key_id {
+        Some(pinned) if !pinned.eq_ignore_ascii_case(&key.key_id_hex()) => {
+            return Err(CliError::ReceiptKeyNotPinned {
+                actual: key.key_id_hex(),
+                pinned: pinned.clone(),
+            });
+        }
+        Some(_) => {}
+        None => println!(
+            "receipt key id {} (not pinned; pass --key-id to pin it)",
+            key.key_id_hex()
+        ),
+    }
+    Ok(key)
+}
+
+/// The policy `--policy` reads or `--note-key` stands for.
+fn offline_policy(args: &VerifyArgs) -> Result<Policy, CliError> {
+    if let Some(path) = &args.policy {
+        let file = std::fs::read(path).map_err(|source| CliError::Read {
+            what: path.display().to_string(),
+            source,
+        })?;
+        return Policy::parse(Provider::default(), &file).map_err(|source| CliError::Policy {
+            path: path.clone(),
+            source,
+        });
+    }
+    let vkey = args.note_key.as_deref().unwrap_or_default();
+    let key = VerifierKey::parse(Provider::default(), vkey).map_err(CliError::NoteKey)?;
+    Policy::single_log(key).map_err(|_| CliError::NoteKeyType)
+}
+
+/// Proves the execution of the receipt offline: its tlog-proof under the policy
+/// of `--policy` or `--note-key`, with no network (no HTTP client is made).
+fn verify_offline(args: &VerifyArgs) -> Result<bool, CliError> {
+    let receipt_path = args.receipt.as_deref().expect("clap requires a receipt");
+    let receipt: Receipt = read_json(receipt_path)?;
+    let policy = offline_policy(args)?;
+    let key = receipt_key(args, &receipt)?;
+    let checks = receipt::check_receipt_offline(&receipt, &policy, Provider::default());
+    let held = report_checks(&checks);
+    if held {
+        // Every check held, so the proof parses and its note is a checkpoint.
+        let size = receipt
+            .tlog_proof
+            .as_deref()
+            .and_then(|text| TlogProof::parse(text.as_bytes()).ok())
+            .and_then(|proof| Checkpoint::parse(proof.checkpoint().text()).ok())
+            .map_or_else(
+                || "?".to_owned(),
+                |checkpoint| checkpoint.tree_size.to_string(),
+            );
+        println!(
+            "verified: execution {} ({}) is entry {} of the log `{}` at size {size}, under key {}",
+            receipt.execution_id,
+            receipt.status,
+            receipt.log_index,
+            receipt.origin,
             key.key_id_hex()
         );
     } else {

@@ -33,6 +33,7 @@ mod openapi;
 mod playground;
 mod postgres;
 mod real_programs;
+mod receipts;
 mod restart;
 mod sessions;
 mod shutdown;

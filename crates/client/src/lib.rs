@@ -1,7 +1,8 @@
 //! The Rust client of wasm-hypervisor: the client side of the protocol over HTTP.
 //! It fetches and pins the server's key, opens a session and checks its signature,
 //! seals a request, opens the result and checks the commitment, and fetches what
-//! a receipt is checked against (`/verify`, checkpoints, consistency proofs).
+//! a receipt is checked against (`/verify`, checkpoints, consistency proofs) or
+//! carries (the tlog-proof of protocol v1.2 §T4).
 //!
 //! It is the protocol crate ([`wasm_hypervisor_protocol`]) plus HTTP (reqwest);
 //! the `run`, `verify` and `health` commands, `loadgen` and the integration tests
@@ -22,18 +23,23 @@
 //!   from the pool, blobs by reference, long jobs, progress); [`blob_cache`]: the
 //!   blobs a server is believed to hold, in memory or in the user's cache.
 //! - `upload`: a large request body sent in chunks, each reported.
+//! - [`tlog`]: the log in the C2SP formats (protocol v1.2 §T2, §T4): the
+//!   checkpoint note, an execution's tlog-proof, and the receipt that carries it,
+//!   checked before it is written.
 
 pub mod archive;
 pub mod blob_cache;
 pub mod pool;
 mod retry;
 pub mod run;
+pub mod tlog;
 mod upload;
 
 pub use blob_cache::BlobCache;
 pub use pool::SessionPool;
 pub use retry::Retries;
 pub use run::{References, Run, RunError, RunOutcome, RunProgress};
+pub use tlog::{ProvedReceipt, TlogProofOutcome};
 
 use std::sync::{Arc, Mutex};
 
@@ -45,6 +51,7 @@ use wasm_hypervisor_protocol::cbor::CborError;
 use wasm_hypervisor_protocol::digest::sha256;
 use wasm_hypervisor_protocol::encoding::{Base64, Hex};
 use wasm_hypervisor_protocol::envelope::{self, EnvelopeError, POINT_LEN, ResponseKeys};
+use wasm_hypervisor_protocol::note::{TYPE_ED25519, VerifierKey};
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, ExecutionResult};
 use wasm_hypervisor_protocol::plaintext::{self, Format};
 use wasm_hypervisor_protocol::provider::Provider;
@@ -97,6 +104,20 @@ pub enum Violation {
     /// `/keys` gave a key id that is not the key's SHA-256.
     #[error("`key_id` is not the SHA-256 of the public key")]
     KeyId,
+    /// `/keys` gave a `note_verifier_key` that is not an Ed25519 vkey named after
+    /// the origin (protocol v1.2 §T1).
+    #[error("`note_verifier_key` is not an Ed25519 verifier key named after the origin")]
+    NoteVerifierKey,
+    /// A text answer (a tlog-proof, a checkpoint note) that is not UTF-8.
+    #[error("the answer is not UTF-8 text")]
+    NotText,
+    /// The tlog-proof the server gave for an execution does not prove it under
+    /// the server's note key: the named receipt check failed.
+    #[error("the tlog-proof fails the check `{check}`: {failure}")]
+    TlogProof {
+        check: &'static str,
+        failure: wasm_hypervisor_protocol::receipt::CheckFailure,
+    },
     /// A session of another suite than v1's.
     #[error("unexpected cipher suite {0:?}")]
     Suite(Suite),
@@ -146,6 +167,9 @@ pub struct ServerIdentity {
     pub origin: String,
     pub public_key: PublicKey,
     pub key_id: Hex,
+    /// The log's note key (protocol v1.2 §T1), which signs its checkpoint notes:
+    /// `None` from a server older than v1.2, which has no tlog-proofs.
+    pub note_verifier_key: Option<VerifierKey>,
 }
 
 /// An open session whose key the server vouched for.
@@ -228,6 +252,7 @@ impl Execution {
             result_sha256: Hex(self.result_sha256),
             module_sha256: self.result.module_sha256,
             leaf_signature: self.response.leaf_signature.clone(),
+            tlog_proof: None,
         }
     }
 }
@@ -400,10 +425,20 @@ impl Client {
                 actual: key_id.to_string(),
             });
         }
+        let note_verifier_key = keys
+            .note_verifier_key
+            .map(|text| {
+                VerifierKey::parse(self.provider, &text)
+                    .ok()
+                    .filter(|key| key.signature_type() == TYPE_ED25519 && key.name() == keys.origin)
+                    .ok_or(Violation::NoteVerifierKey)
+            })
+            .transpose()?;
         Ok(ServerIdentity {
             origin: keys.origin,
             public_key,
             key_id,
+            note_verifier_key,
         })
     }
 
@@ -865,6 +900,13 @@ fn retry_after(response: &reqwest::Response) -> Option<u64> {
 async fn parse<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
 ) -> Result<T, ClientError> {
+    let bytes = success_body(response).await?;
+    serde_json::from_slice(&bytes).map_err(|error| Violation::Body(error).into())
+}
+
+/// The body of a 2xx answer; any other status as [`ClientError::Server`], read
+/// from the protocol's error shape when it is one.
+async fn success_body(response: reqwest::Response) -> Result<bytes::Bytes, ClientError> {
     let status = response.status();
     let retry_after = retry_after(&response);
     let bytes = response.bytes().await?;
@@ -884,5 +926,5 @@ async fn parse<T: serde::de::DeserializeOwned>(
             },
         });
     }
-    serde_json::from_slice(&bytes).map_err(|error| Violation::Body(error).into())
+    Ok(bytes)
 }

@@ -1,8 +1,9 @@
 //! Retries of idempotent calls: a 429 or 503 with `Retry-After` is the server
 //! asking to be asked again later, so a call that changes nothing when refused
 //! (`GET /keys`, `/verify/{id}`, `/log/checkpoint`, `/log/consistency`,
-//! `/executions/{id}`, `POST /sessions`) is made again after that wait, within a
-//! bound, before its error reaches the caller. `/execute` is never retried here
+//! `/executions/{id}`, `/tlog/checkpoint`, `/tlog/proof/{id}`, `POST /sessions`)
+//! is made again after that wait, within a bound, before its error reaches the
+//! caller; so is `/tlog/proof/{id}`'s `404 not_yet_published`. `/execute` is never retried here
 //! (it uses its session), nor `/health` (its 503 is an answer, not a refusal).
 
 use std::time::{Duration, Instant};
@@ -43,7 +44,9 @@ impl Default for Retries {
 }
 
 /// The wait a refusal asks for before the same idempotent call, if it is one to
-/// retry: a 429 or 503 with `Retry-After`.
+/// retry: a 429 or 503 with `Retry-After`, or `GET /tlog/proof`'s `404
+/// not_yet_published` with `Retry-After` (protocol v1.2 §T4: the execution is
+/// logged, and a checkpoint will cover it once witnesses cosign it).
 fn retry_wait(error: &ClientError) -> Option<Duration> {
     match error {
         ClientError::Server {
@@ -51,9 +54,19 @@ fn retry_wait(error: &ClientError) -> Option<Duration> {
             retry_after: Some(seconds),
             ..
         } => Some(Duration::from_secs(*seconds)),
+        ClientError::Server {
+            status: 404,
+            code,
+            retry_after: Some(seconds),
+            ..
+        } if code == NOT_YET_PUBLISHED => Some(Duration::from_secs(*seconds)),
         _ => None,
     }
 }
+
+/// The code of `GET /tlog/proof`'s 404 for an execution no published checkpoint
+/// covers yet.
+pub(crate) const NOT_YET_PUBLISHED: &str = "not_yet_published";
 
 /// `call` (an idempotent request), made again after a 429 or 503's `Retry-After`
 /// as `retries` allow and `retry_if` agrees; the last outcome otherwise.
@@ -85,5 +98,31 @@ where
         };
         tokio::time::sleep(wait).await;
         tries += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(status: u16, code: &str, retry_after: Option<u64>) -> ClientError {
+        ClientError::Server {
+            status,
+            code: code.to_owned(),
+            message: String::new(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn only_refusals_that_ask_to_come_back_are_retried() {
+        let two = Some(Duration::from_secs(2));
+        assert_eq!(retry_wait(&refusal(429, "rate_limited", Some(2))), two);
+        assert_eq!(retry_wait(&refusal(503, "overloaded", Some(2))), two);
+        assert_eq!(retry_wait(&refusal(404, NOT_YET_PUBLISHED, Some(2))), two);
+        assert_eq!(retry_wait(&refusal(503, "overloaded", None)), None);
+        assert_eq!(retry_wait(&refusal(404, NOT_YET_PUBLISHED, None)), None);
+        assert_eq!(retry_wait(&refusal(404, "not_found", Some(2))), None);
+        assert_eq!(retry_wait(&refusal(500, "internal_error", Some(2))), None);
     }
 }

@@ -5,7 +5,8 @@
 //! takes a session from its pool, names by SHA-256 the blobs the server is
 //! believed to hold (its [`BlobCache`]), seals, posts, opens the answer and checks
 //! its commitment, sends again by bytes what the server had lost, and returns a
-//! [`RunOutcome`] (the execution and what its receipt needs).
+//! [`RunOutcome`] (the execution and what its receipt needs, the tlog-proof
+//! fetched on demand: [`RunOutcome::receipt_with_proof`]).
 //!
 //! The server's identity and the session pool are fetched and made by the first
 //! run, once for the client and its clones ([`Client::with_key_id`] pins the key,
@@ -23,6 +24,7 @@ use wasm_hypervisor_protocol::wire::PendingState;
 use zeroize::Zeroizing;
 
 use crate::blob_cache::BlobCache;
+use crate::tlog::ProvedReceipt;
 use crate::{Client, ClientError, EncodeError, Execution, ServerIdentity, SessionPool, Wire};
 
 /// Modules and archives smaller than this go by bytes under [`References::Auto`]:
@@ -277,13 +279,28 @@ pub struct RunOutcome {
     pub sent_by_reference: Vec<[u8; 32]>,
     /// SHA-256s the server had lost (`missing_blob`), sent again by bytes.
     pub resent_blobs: Vec<[u8; 32]>,
+    /// The client that ran it, for the receipt's tlog-proof.
+    client: Client,
 }
 
 impl RunOutcome {
-    /// The receipt that proves the execution later (what `run --receipt` writes),
-    /// naming the server as `server`: keep it private, it holds the salt.
+    /// The receipt that proves the execution later, naming the server as
+    /// `server`, without its tlog-proof: it verifies online only. Keep it
+    /// private, it holds the salt.
     pub fn receipt(&self, server: &str) -> Receipt {
         self.execution.receipt(server, &self.identity)
+    }
+
+    /// The receipt with its tlog-proof (protocol v1.2 §T4), fetched from the
+    /// server now and checked ([`Client::prove_receipt`]): what `run --receipt`
+    /// writes, and what verifies with no network. A server older than v1.2, or a
+    /// proof that could not be had, gives the receipt without it, and
+    /// [`ProvedReceipt::tlog_proof`] says which; a proof that does not check is an
+    /// error.
+    pub async fn receipt_with_proof(&self, server: &str) -> Result<ProvedReceipt, ClientError> {
+        self.client
+            .prove_receipt(self.receipt(server), &self.identity)
+            .await
     }
 }
 
@@ -363,6 +380,7 @@ impl Client {
             identity: context.identity.clone(),
             sent_by_reference: by_reference,
             resent_blobs: resent,
+            client: self.clone(),
         })
     }
 
