@@ -303,8 +303,8 @@ export async function checkReceiptOffline(receipt: Receipt, policy: Policy): Pro
       let vkey: VerifierKey;
       try {
         vkey = await VerifierKey.of(receipt.origin, 0x02, spki());
-      } catch {
-        throw new Error("the receipt's public key is not a P-256 SPKI");
+      } catch (error) {
+        throw new Error(`the receipt's origin and public key make no verifier key: ${error instanceof Error ? error.message : error}`);
       }
       try {
         await verifyNote(needsProof().checkpoint, [vkey]);
