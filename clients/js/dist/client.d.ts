@@ -6,6 +6,7 @@
  * `Prefer: respond-async`, and proves executions from receipts.
  * @module
  */
+import { Policy, VerifierKey } from "./tlog.js";
 import type { Check, Receipt, VerifyResponse, CheckpointResponse } from "./receipt.js";
 /**
  * Anything that went wrong talking to a server or checking what it said; the
@@ -131,6 +132,13 @@ export interface RunResult {
     }[];
     /** Proves this execution later (`verify`); holds the commitment's salt: keep it private. */
     receipt: Receipt;
+    /**
+     * Why `receipt` has no `tlog_proof` although the server serves proofs (v1.2):
+     * not yet published within the `retries` bound, an error answer, no
+     * connection. Absent when the receipt has its proof, or the server predates
+     * v1.2 (no `note_verifier_key` in `/keys`). Such a receipt verifies online.
+     */
+    tlogProofError?: string;
     /** What the client checked while running it: `session key signature`, `result opening`, `commitment`. */
     checks: Check[];
     /** Whether the module (and archives) went by SHA-256 reference. */
@@ -180,6 +188,17 @@ export interface ServerIdentity {
     spki: Uint8Array;
     key: CryptoKey;
     keyId: string;
+    /** The log's note key (`note_verifier_key`, protocol v1.2 §T1); absent from older servers. */
+    noteKey?: VerifierKey;
+}
+/**
+ * How to verify a receipt offline (protocol v1.2 §T6): a C2SP tlog-policy (its
+ * text, or a parsed `Policy`), or the log's `note_verifier_key` alone (the policy
+ * `log <vkey>` / `quorum none`). Not both.
+ */
+export interface OfflineTrust {
+    policy?: Policy | string | Uint8Array;
+    noteKey?: string | VerifierKey;
 }
 /** A client of one wasm-hypervisor server. */
 export declare class Client {
@@ -261,6 +280,13 @@ export declare class Client {
     private executeAsync;
     /** Opens an answer with the request's keys and checks the commitment. */
     private open;
+    /**
+     * `GET /tlog/proof/{id}` for a new receipt, retried while not yet published,
+     * checked for the receipt under the note key (`quorum none`) before it is
+     * kept: a proof that does not verify throws a `ProtocolError`; one that could
+     * not be had gives why (the execution is logged; the receipt verifies online).
+     */
+    private tlogProof;
     /** `GET /verify/{execution_id}`. */
     inclusion(executionId: string): Promise<VerifyResponse>;
     /** `GET /log/checkpoint`. */
@@ -268,12 +294,25 @@ export declare class Client {
     /**
      * Every check of `receipt` against this server's log, under the server's key
      * (pinned when `keyId` was given), in the CLI's order; does not throw on a
-     * failed check.
+     * failed check. A `tlog_proof` in the receipt is then not used. Given a
+     * `policy` or `noteKey` ({@link OfflineTrust}), the checks are made offline
+     * from the receipt's `tlog_proof` instead, with no request at all.
      */
-    checkReceipt(receipt: Receipt): Promise<Check[]>;
+    checkReceipt(receipt: Receipt, trust?: OfflineTrust): Promise<Check[]>;
     /**
-     * Proves an execution from its receipt; throws a [`VerificationError`] naming
-     * the first failed check (`error.check`), else returns the checks.
+     * Proves an execution from its receipt (online, or offline given a `policy` or
+     * `noteKey`); throws a [`VerificationError`] naming the first failed check
+     * (`error.check`), else returns the checks.
      */
-    verify(receipt: Receipt): Promise<Check[]>;
+    verify(receipt: Receipt, trust?: OfflineTrust): Promise<Check[]>;
 }
+/**
+ * Proves an execution offline, with no network: from the receipt's own
+ * `tlog_proof` under `policy` or `noteKey` (protocol v1.2 §T4, §T6). `keyId`
+ * pins the receipt's key. Throws a [`VerificationError`] naming the first failed
+ * check, a [`KeyMismatchError`], or a `PolicyError`/`NoteError` for a malformed
+ * policy or key; else returns the six checks.
+ */
+export declare function verifyReceipt(receipt: Receipt, trust: OfflineTrust & {
+    keyId?: string;
+}): Promise<Check[]>;

@@ -9,7 +9,8 @@
 import { concat, equal, fromBase64, fromHex, isUuid, sha256, text, toBase64, toHex, uuidBytes, uuidText, } from "./bytes.js";
 import * as cbor from "./cbor.js";
 import { importSpki, keyId, openResult, sealRequest, verifySignature, commitment } from "./crypto.js";
-import { checkReceipt } from "./receipt.js";
+import { checkReceipt, checkReceiptOffline } from "./receipt.js";
+import { Policy, VerifierKey } from "./tlog.js";
 /**
  * Anything that went wrong talking to a server or checking what it said; the
  * subclasses say which: `ConnectionFailedError`, `ProtocolError`, `ResponseError`
@@ -120,6 +121,8 @@ export const DEFAULT_BATCH = 16;
 export const INITIAL_BATCH = 4;
 /** Refusals of `POST /sessions` for a pending bound, which a smaller batch may fit under. */
 const PENDING_BOUNDS = ["too_many_client_sessions", "too_many_sessions"];
+/** What `GET /tlog/proof/{id}` is asked again for with `Retry-After`: 404 `not_yet_published`, 429, 503. */
+const PROOF_RETRIED_STATUSES = [404, 429, 503];
 const SUITE = { kem: "DHKEM(P-256, HKDF-SHA256)", kdf: "HKDF-SHA256", aead: "AES-256-GCM" };
 const POINT_LEN = 65;
 function checkSuite(suite) {
@@ -198,11 +201,11 @@ export class Client {
      * An idempotent request: made again after a 429 or 503 with `Retry-After` (and
      * `retryIf` the error), as the `retries` option allows. Returns the last answer.
      */
-    async idempotent(path, init = {}, retryIf = () => true) {
+    async idempotent(path, init = {}, retryIf = () => true, statuses = [429, 503]) {
         const started = Date.now();
         for (let tries = 1;; tries++) {
             const response = await this.request(path, init);
-            if ((response.status !== 429 && response.status !== 503) || tries >= this.tries)
+            if (!statuses.includes(response.status) || tries >= this.tries)
                 return response;
             const wait = retryAfter(response);
             if (wait === undefined || Date.now() - started + wait * 1000 > this.withinMs)
@@ -247,7 +250,19 @@ export class Client {
             throw new ProtocolError("`key_id` is not the SHA-256 of the public key");
         if (this.pinned !== undefined && this.pinned !== id)
             throw new KeyMismatchError(this.pinned, id);
-        return { origin: keys.origin, spki, key, keyId: id };
+        // Protocol v1.2 §T1; older servers send none and serve no proofs.
+        let noteKey;
+        if (keys.note_verifier_key !== undefined && keys.note_verifier_key !== null) {
+            try {
+                noteKey = await VerifierKey.parse(keys.note_verifier_key);
+            }
+            catch (error) {
+                throw new ProtocolError(`\`note_verifier_key\` is not a verifier key: ${error instanceof Error ? error.message : error}`);
+            }
+            if (noteKey.name !== keys.origin)
+                throw new ProtocolError("`note_verifier_key` is not named after the origin");
+        }
+        return { origin: keys.origin, spki, key, keyId: id, noteKey };
     }
     /** Opens sessions now: a signed batch (v1.1) or one session (v1). */
     async openSessions() {
@@ -556,6 +571,13 @@ export class Client {
             module_sha256: result.module_sha256 ?? null,
             leaf_signature: toBase64(answer.leaf_signature),
         };
+        let tlogProofError;
+        if (identity.noteKey) {
+            const fetched = await this.tlogProof(receipt, identity.noteKey);
+            if (fetched.proof !== undefined)
+                receipt.tlog_proof = fetched.proof;
+            tlogProofError = fetched.error;
+        }
         const mountsOut = result.mounts_out;
         return {
             executionId: answer.execution_id,
@@ -575,9 +597,34 @@ export class Client {
             missingBlobs: result.missing_blobs,
             mountsOut: mountsOut?.map((m) => ({ path: m.path, tar: blob(m.tar) })),
             receipt,
+            tlogProofError,
             checks,
             byReference: false,
         };
+    }
+    /**
+     * `GET /tlog/proof/{id}` for a new receipt, retried while not yet published,
+     * checked for the receipt under the note key (`quorum none`) before it is
+     * kept: a proof that does not verify throws a `ProtocolError`; one that could
+     * not be had gives why (the execution is logged; the receipt verifies online).
+     */
+    async tlogProof(receipt, noteKey) {
+        const path = `/tlog/proof/${encodeURIComponent(receipt.execution_id)}`;
+        let response;
+        try {
+            response = await this.idempotent(path, {}, (error) => error.status !== 404 || error.code === "not_yet_published", PROOF_RETRIED_STATUSES);
+        }
+        catch (error) {
+            return { error: `GET ${path} failed: ${error instanceof Error ? error.message : error}` };
+        }
+        const body = await response.text();
+        if (response.status !== 200)
+            return { error: `GET ${path}: ${serverError(response, body).message}` };
+        const checks = await checkReceiptOffline({ ...receipt, tlog_proof: body }, await Policy.singleLog(noteKey));
+        const failed = checks.find((check) => !check.ok);
+        if (failed)
+            throw new ProtocolError(`the server's tlog-proof does not verify: ${failed.name}: ${failed.error}`);
+        return { proof: body };
     }
     /** `GET /verify/{execution_id}`. */
     async inclusion(executionId) {
@@ -590,22 +637,55 @@ export class Client {
     /**
      * Every check of `receipt` against this server's log, under the server's key
      * (pinned when `keyId` was given), in the CLI's order; does not throw on a
-     * failed check.
+     * failed check. A `tlog_proof` in the receipt is then not used. Given a
+     * `policy` or `noteKey` ({@link OfflineTrust}), the checks are made offline
+     * from the receipt's `tlog_proof` instead, with no request at all.
      */
-    async checkReceipt(receipt) {
+    async checkReceipt(receipt, trust = {}) {
+        if (trust.policy !== undefined || trust.noteKey !== undefined) {
+            if (this.pinned !== undefined && this.pinned !== String(receipt.key_id).toLowerCase()) {
+                throw new KeyMismatchError(this.pinned, String(receipt.key_id));
+            }
+            return checkReceiptOffline(receipt, await offlinePolicy(trust));
+        }
         const identity = await this.identity();
         return checkReceipt(receipt, await this.inclusion(receipt.execution_id), identity.spki);
     }
     /**
-     * Proves an execution from its receipt; throws a [`VerificationError`] naming
-     * the first failed check (`error.check`), else returns the checks.
+     * Proves an execution from its receipt (online, or offline given a `policy` or
+     * `noteKey`); throws a [`VerificationError`] naming the first failed check
+     * (`error.check`), else returns the checks.
      */
-    async verify(receipt) {
-        const checks = await this.checkReceipt(receipt);
+    async verify(receipt, trust = {}) {
+        const checks = await this.checkReceipt(receipt, trust);
         if (!checks.every((check) => check.ok))
             throw new VerificationError(checks);
         return checks;
     }
+}
+/** The policy of {@link OfflineTrust}. */
+async function offlinePolicy(trust) {
+    if (trust.policy !== undefined && trust.noteKey !== undefined)
+        throw new TypeError("give a policy or a note key, not both");
+    if (trust.noteKey !== undefined)
+        return Policy.singleLog(trust.noteKey);
+    return trust.policy instanceof Policy ? trust.policy : Policy.parse(trust.policy);
+}
+/**
+ * Proves an execution offline, with no network: from the receipt's own
+ * `tlog_proof` under `policy` or `noteKey` (protocol v1.2 §T4, §T6). `keyId`
+ * pins the receipt's key. Throws a [`VerificationError`] naming the first failed
+ * check, a [`KeyMismatchError`], or a `PolicyError`/`NoteError` for a malformed
+ * policy or key; else returns the six checks.
+ */
+export async function verifyReceipt(receipt, trust) {
+    if (trust.keyId !== undefined && trust.keyId.toLowerCase() !== String(receipt.key_id).toLowerCase()) {
+        throw new KeyMismatchError(trust.keyId.toLowerCase(), String(receipt.key_id));
+    }
+    const checks = await checkReceiptOffline(receipt, await offlinePolicy(trust));
+    if (!checks.every((check) => check.ok))
+        throw new VerificationError(checks);
+    return checks;
 }
 /** Seconds from the answer's `Retry-After`, when it is a number of seconds. */
 function retryAfter(response) {

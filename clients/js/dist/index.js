@@ -5,8 +5,9 @@
  * browsers (WebCrypto).
  * @module
  */
-export { Client, ClientError, ConnectionFailedError, DEFAULT_BATCH, INITIAL_BATCH, KeyMismatchError, ProtocolError, RequestError, ResponseError, ServerError, SessionSignatureError, VerificationError, WasmHypervisorError, } from "./client.js";
-export { checkReceipt, checkCheckpoint, receiptJson, saveReceipt } from "./receipt.js";
+export { Client, ClientError, ConnectionFailedError, DEFAULT_BATCH, INITIAL_BATCH, KeyMismatchError, ProtocolError, RequestError, ResponseError, ServerError, SessionSignatureError, VerificationError, WasmHypervisorError, verifyReceipt, } from "./client.js";
+export { checkReceipt, checkReceiptOffline, checkCheckpoint, NO_TLOG_PROOF, receiptJson, saveReceipt } from "./receipt.js";
+export { NoteError, parseNote, parseTlogProof, Policy, PolicyError, TlogProofError, VerifierKey, verifyCheckpointNote, verifyNote, verifyTlogProof, } from "./tlog.js";
 export * as cbor from "./cbor.js";
 export * as tar from "./tar.js";
 export { fromBase64, fromHex, sha256, toBase64, toHex } from "./bytes.js";

@@ -3,9 +3,12 @@
  * an execution from one against the log's `/verify` answer, with the names the
  * CLI's `verify` prints (`crates/protocol/src/receipt.rs`): `receipt key`,
  * `leaf signature`, `leaf contents`, `commitment opening`, `checkpoint signature`,
- * `inclusion proof`. Pure: fetching is the client's business.
+ * `inclusion proof`; and the same checks offline, from the receipt's own
+ * `tlog_proof` under a C2SP tlog-policy (protocol v1.2 §T4, §T6). Pure: fetching
+ * is the client's business.
  * @module
  */
+import { Policy } from "./tlog.js";
 /** What `run --receipt` writes, field for field (JSON). */
 export interface Receipt {
     version: 1;
@@ -26,6 +29,12 @@ export interface Receipt {
     module_sha256: string | null;
     /** Base64 DER ECDSA over the 57-byte leaf. */
     leaf_signature: string;
+    /**
+     * The `c2sp.org/tlog-proof@v1` text exactly as `GET /tlog/proof/{id}` served
+     * it (protocol v1.2 §T4), when the client got one: with the log's note key
+     * anyone verifies the receipt offline. Absent from older receipts.
+     */
+    tlog_proof?: string;
 }
 /** A signed checkpoint (`GET /log/checkpoint`). */
 export interface CheckpointResponse {
@@ -52,7 +61,10 @@ export interface Check {
     ok: boolean;
     error?: string;
 }
-/** The receipt's JSON text as the CLI writes it: its fields in order, two-space indent, a final newline. */
+/**
+ * The receipt's JSON text as the CLI writes it: its fields in order (`tlog_proof`
+ * last, when there is one), two-space indent, a final newline.
+ */
 export declare function receiptJson(receipt: Receipt): string;
 /**
  * Writes `receiptJson(receipt)` to `path` (Node only), readable by its owner only
@@ -74,4 +86,22 @@ export declare function checkCheckpoint(response: CheckpointResponse, key: Crypt
  * execution.
  */
 export declare function checkReceipt(receipt: Receipt, answer: VerifyResponse, spki: Uint8Array): Promise<Check[]>;
+/** What the offline checks say when a receipt has no proof to check offline. */
+export declare const NO_TLOG_PROOF = "the receipt carries no tlog_proof; verify it online";
+/**
+ * Every check of `receipt` from its own `tlog_proof` under `policy` (a C2SP
+ * tlog-policy; `Policy.singleLog(noteKey)` for the log's note key alone), in the
+ * CLI's order, with no network:
+ * 1. `receipt key`: `key_id` is the SHA-256 of `public_key`, and the proof's
+ *    checkpoint note carries a valid type-0x02 line of that key named after the
+ *    receipt's `origin`;
+ * 2. `leaf signature`: the proof's leaf (`extra`) under `public_key`;
+ * 3. `leaf contents`: its execution id and commitment, the proof's index;
+ * 4. `commitment opening`;
+ * 5. `checkpoint signature`: the note passes the policy, its origin is `origin`;
+ * 6. `inclusion proof`: from the leaf hash to the note's root.
+ * Without a `tlog_proof`, every check but the commitment opening fails with
+ * {@link NO_TLOG_PROOF}.
+ */
+export declare function checkReceiptOffline(receipt: Receipt, policy: Policy): Promise<Check[]>;
 export {};

@@ -19,6 +19,16 @@ const LABELS = {
   "inclusion proof": "inclusion proof: RFC 9162 proof from the leaf to the checkpoint's root",
 };
 
+/** The same checks offline, from the receipt's tlog-proof under the note key alone. */
+const OFFLINE_LABELS = {
+  "receipt key": "receipt key: the checkpoint note carries a signature of the receipt's key, named after the log",
+  "leaf signature": "leaf signature: the receipt's key signed the proof's leaf",
+  "leaf contents": "leaf contents: the proof's leaf is this execution with this commitment at this index",
+  "commitment opening": LABELS["commitment opening"],
+  "checkpoint signature": "checkpoint signature: the log's note key signed the checkpoint (no witness required)",
+  "inclusion proof": "inclusion proof: RFC 9162 proof from the proof's leaf to the checkpoint's root",
+};
+
 const client = new Client(window.location.origin);
 
 async function moduleBytes() {
@@ -32,14 +42,14 @@ async function moduleBytes() {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-function showChecks(checks) {
-  const list = $("checks");
+function showChecks(checks, where = "checks", verdict = "verdict", labels = LABELS) {
+  const list = $(where);
   list.replaceChildren();
   for (const check of checks) {
     const item = document.createElement("li");
     item.className = check.ok ? "passed" : "failed";
     item.dataset.check = check.name;
-    item.textContent = LABELS[check.name] ?? check.name;
+    item.textContent = labels[check.name] ?? check.name;
     if (!check.ok) {
       const why = document.createElement("span");
       why.className = "why";
@@ -49,11 +59,20 @@ function showChecks(checks) {
     list.append(item);
   }
   const passed = checks.every((check) => check.ok);
-  $("verdict").className = passed ? "passed" : "failed";
-  $("verdict").textContent = passed
+  $(verdict).className = passed ? "passed" : "failed";
+  $(verdict).textContent = passed
     ? "Verified: every check passed in this browser."
     : "Not verified: a check failed.";
-  $("verification").hidden = false;
+}
+
+/** The receipt's tlog-proof, checked offline under the note key `/keys` gave (no request). */
+async function showTlogProof(receipt, tlogProofError) {
+  const { noteKey } = await client.identity();
+  if (!noteKey) return; // a server before protocol v1.2 serves no proofs
+  $("note-key").textContent = String(noteKey);
+  $("tlog-proof").textContent = receipt.tlog_proof ?? `no tlog-proof: ${tlogProofError}`;
+  showChecks(await client.checkReceipt(receipt, { noteKey }), "tlog-checks", "tlog-verdict", OFFLINE_LABELS);
+  $("tlog").hidden = false;
 }
 
 $("run-form").addEventListener("submit", async (event) => {
@@ -62,6 +81,7 @@ $("run-form").addEventListener("submit", async (event) => {
   $("error").hidden = true;
   $("result").hidden = true;
   $("verification").hidden = true;
+  $("tlog").hidden = true;
   document.body.dataset.state = "running";
   try {
     const args = $("args").value.split(/\s+/).filter(Boolean);
@@ -74,8 +94,10 @@ $("run-form").addEventListener("submit", async (event) => {
     $("stdout").textContent = decoder.decode(result.stdout);
     $("stderr").textContent = decoder.decode(result.stderr);
     $("result").hidden = false;
+    await showTlogProof(result.receipt, result.tlogProofError);
     const receiptChecks = await client.checkReceipt(result.receipt);
     showChecks([...result.checks, ...receiptChecks]);
+    $("verification").hidden = false;
     document.body.dataset.state = "done";
   } catch (error) {
     $("error").textContent = String(error instanceof Error ? error.message : error);

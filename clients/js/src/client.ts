@@ -24,7 +24,8 @@ import * as cbor from "./cbor.js";
 import type { CborValue } from "./cbor.js";
 import { importSpki, keyId, openResult, sealRequest, verifySignature, commitment } from "./crypto.js";
 import type { ResponseKeys } from "./crypto.js";
-import { checkReceipt } from "./receipt.js";
+import { checkReceipt, checkReceiptOffline } from "./receipt.js";
+import { Policy, VerifierKey } from "./tlog.js";
 import type { Check, Receipt, VerifyResponse, CheckpointResponse } from "./receipt.js";
 
 /**
@@ -192,6 +193,13 @@ export interface RunResult {
   mountsOut?: { path: string; tar: Uint8Array }[];
   /** Proves this execution later (`verify`); holds the commitment's salt: keep it private. */
   receipt: Receipt;
+  /**
+   * Why `receipt` has no `tlog_proof` although the server serves proofs (v1.2):
+   * not yet published within the `retries` bound, an error answer, no
+   * connection. Absent when the receipt has its proof, or the server predates
+   * v1.2 (no `note_verifier_key` in `/keys`). Such a receipt verifies online.
+   */
+  tlogProofError?: string;
   /** What the client checked while running it: `session key signature`, `result opening`, `commitment`. */
   checks: Check[];
   /** Whether the module (and archives) went by SHA-256 reference. */
@@ -243,7 +251,22 @@ export interface ServerIdentity {
   spki: Uint8Array;
   key: CryptoKey;
   keyId: string;
+  /** The log's note key (`note_verifier_key`, protocol v1.2 §T1); absent from older servers. */
+  noteKey?: VerifierKey;
 }
+
+/**
+ * How to verify a receipt offline (protocol v1.2 §T6): a C2SP tlog-policy (its
+ * text, or a parsed `Policy`), or the log's `note_verifier_key` alone (the policy
+ * `log <vkey>` / `quorum none`). Not both.
+ */
+export interface OfflineTrust {
+  policy?: Policy | string | Uint8Array;
+  noteKey?: string | VerifierKey;
+}
+
+/** What `GET /tlog/proof/{id}` is asked again for with `Retry-After`: 404 `not_yet_published`, 429, 503. */
+const PROOF_RETRIED_STATUSES = [404, 429, 503];
 
 interface Session {
   id: string;
@@ -347,11 +370,12 @@ export class Client {
     path: string,
     init: RequestInit = {},
     retryIf: (error: ResponseError) => boolean = () => true,
+    statuses: readonly number[] = [429, 503],
   ): Promise<Response> {
     const started = Date.now();
     for (let tries = 1; ; tries++) {
       const response = await this.request(path, init);
-      if ((response.status !== 429 && response.status !== 503) || tries >= this.tries) return response;
+      if (!statuses.includes(response.status) || tries >= this.tries) return response;
       const wait = retryAfter(response);
       if (wait === undefined || Date.now() - started + wait * 1000 > this.withinMs) return response;
       if (!retryIf(serverError(response, await response.clone().text()))) return response;
@@ -379,7 +403,7 @@ export class Client {
   }
 
   private async fetchIdentity(): Promise<ServerIdentity> {
-    const keys = await this.json<{ origin: string; public_key: string; key_id: string }>(
+    const keys = await this.json<{ origin: string; public_key: string; key_id: string; note_verifier_key?: string }>(
       await this.idempotent("/keys"),
     );
     let spki: Uint8Array;
@@ -393,7 +417,17 @@ export class Client {
     const id = toHex(await keyId(spki));
     if (id !== keys.key_id) throw new ProtocolError("`key_id` is not the SHA-256 of the public key");
     if (this.pinned !== undefined && this.pinned !== id) throw new KeyMismatchError(this.pinned, id);
-    return { origin: keys.origin, spki, key, keyId: id };
+    // Protocol v1.2 §T1; older servers send none and serve no proofs.
+    let noteKey: VerifierKey | undefined;
+    if (keys.note_verifier_key !== undefined && keys.note_verifier_key !== null) {
+      try {
+        noteKey = await VerifierKey.parse(keys.note_verifier_key);
+      } catch (error) {
+        throw new ProtocolError(`\`note_verifier_key\` is not a verifier key: ${error instanceof Error ? error.message : error}`);
+      }
+      if (noteKey.name !== keys.origin) throw new ProtocolError("`note_verifier_key` is not named after the origin");
+    }
+    return { origin: keys.origin, spki, key, keyId: id, noteKey };
   }
 
   /** Opens sessions now: a signed batch (v1.1) or one session (v1). */
@@ -710,6 +744,12 @@ export class Client {
       module_sha256: (result.module_sha256 as string | null | undefined) ?? null,
       leaf_signature: toBase64(answer.leaf_signature),
     };
+    let tlogProofError: string | undefined;
+    if (identity.noteKey) {
+      const fetched = await this.tlogProof(receipt, identity.noteKey);
+      if (fetched.proof !== undefined) receipt.tlog_proof = fetched.proof;
+      tlogProofError = fetched.error;
+    }
     const mountsOut = result.mounts_out as { path: string; tar: unknown }[] | undefined;
     return {
       executionId: answer.execution_id,
@@ -729,9 +769,37 @@ export class Client {
       missingBlobs: result.missing_blobs as string[] | undefined,
       mountsOut: mountsOut?.map((m) => ({ path: m.path, tar: blob(m.tar) })),
       receipt,
+      tlogProofError,
       checks,
       byReference: false,
     };
+  }
+
+  /**
+   * `GET /tlog/proof/{id}` for a new receipt, retried while not yet published,
+   * checked for the receipt under the note key (`quorum none`) before it is
+   * kept: a proof that does not verify throws a `ProtocolError`; one that could
+   * not be had gives why (the execution is logged; the receipt verifies online).
+   */
+  private async tlogProof(receipt: Receipt, noteKey: VerifierKey): Promise<{ proof?: string; error?: string }> {
+    const path = `/tlog/proof/${encodeURIComponent(receipt.execution_id)}`;
+    let response: Response;
+    try {
+      response = await this.idempotent(
+        path,
+        {},
+        (error) => error.status !== 404 || error.code === "not_yet_published",
+        PROOF_RETRIED_STATUSES,
+      );
+    } catch (error) {
+      return { error: `GET ${path} failed: ${error instanceof Error ? error.message : error}` };
+    }
+    const body = await response.text();
+    if (response.status !== 200) return { error: `GET ${path}: ${serverError(response, body).message}` };
+    const checks = await checkReceiptOffline({ ...receipt, tlog_proof: body }, await Policy.singleLog(noteKey));
+    const failed = checks.find((check) => !check.ok);
+    if (failed) throw new ProtocolError(`the server's tlog-proof does not verify: ${failed.name}: ${failed.error}`);
+    return { proof: body };
   }
 
   /** `GET /verify/{execution_id}`. */
@@ -747,22 +815,54 @@ export class Client {
   /**
    * Every check of `receipt` against this server's log, under the server's key
    * (pinned when `keyId` was given), in the CLI's order; does not throw on a
-   * failed check.
+   * failed check. A `tlog_proof` in the receipt is then not used. Given a
+   * `policy` or `noteKey` ({@link OfflineTrust}), the checks are made offline
+   * from the receipt's `tlog_proof` instead, with no request at all.
    */
-  async checkReceipt(receipt: Receipt): Promise<Check[]> {
+  async checkReceipt(receipt: Receipt, trust: OfflineTrust = {}): Promise<Check[]> {
+    if (trust.policy !== undefined || trust.noteKey !== undefined) {
+      if (this.pinned !== undefined && this.pinned !== String(receipt.key_id).toLowerCase()) {
+        throw new KeyMismatchError(this.pinned, String(receipt.key_id));
+      }
+      return checkReceiptOffline(receipt, await offlinePolicy(trust));
+    }
     const identity = await this.identity();
     return checkReceipt(receipt, await this.inclusion(receipt.execution_id), identity.spki);
   }
 
   /**
-   * Proves an execution from its receipt; throws a [`VerificationError`] naming
-   * the first failed check (`error.check`), else returns the checks.
+   * Proves an execution from its receipt (online, or offline given a `policy` or
+   * `noteKey`); throws a [`VerificationError`] naming the first failed check
+   * (`error.check`), else returns the checks.
    */
-  async verify(receipt: Receipt): Promise<Check[]> {
-    const checks = await this.checkReceipt(receipt);
+  async verify(receipt: Receipt, trust: OfflineTrust = {}): Promise<Check[]> {
+    const checks = await this.checkReceipt(receipt, trust);
     if (!checks.every((check) => check.ok)) throw new VerificationError(checks);
     return checks;
   }
+}
+
+/** The policy of {@link OfflineTrust}. */
+async function offlinePolicy(trust: OfflineTrust): Promise<Policy> {
+  if (trust.policy !== undefined && trust.noteKey !== undefined) throw new TypeError("give a policy or a note key, not both");
+  if (trust.noteKey !== undefined) return Policy.singleLog(trust.noteKey);
+  return trust.policy instanceof Policy ? trust.policy : Policy.parse(trust.policy as string | Uint8Array);
+}
+
+/**
+ * Proves an execution offline, with no network: from the receipt's own
+ * `tlog_proof` under `policy` or `noteKey` (protocol v1.2 §T4, §T6). `keyId`
+ * pins the receipt's key. Throws a [`VerificationError`] naming the first failed
+ * check, a [`KeyMismatchError`], or a `PolicyError`/`NoteError` for a malformed
+ * policy or key; else returns the six checks.
+ */
+export async function verifyReceipt(receipt: Receipt, trust: OfflineTrust & { keyId?: string }): Promise<Check[]> {
+  if (trust.keyId !== undefined && trust.keyId.toLowerCase() !== String(receipt.key_id).toLowerCase()) {
+    throw new KeyMismatchError(trust.keyId.toLowerCase(), String(receipt.key_id));
+  }
+  const checks = await checkReceiptOffline(receipt, await offlinePolicy(trust));
+  if (!checks.every((check) => check.ok)) throw new VerificationError(checks);
+  return checks;
 }
 
 /** Seconds from the answer's `Retry-After`, when it is a number of seconds. */

@@ -20,9 +20,23 @@ export {
   SessionSignatureError,
   VerificationError,
   WasmHypervisorError,
+  verifyReceipt,
 } from "./client.js";
-export type { ClientOptions, Limits, Mount, RunOptions, RunResult, ServerIdentity } from "./client.js";
-export { checkReceipt, checkCheckpoint, receiptJson, saveReceipt } from "./receipt.js";
+export type { ClientOptions, Limits, Mount, OfflineTrust, RunOptions, RunResult, ServerIdentity } from "./client.js";
+export { checkReceipt, checkReceiptOffline, checkCheckpoint, NO_TLOG_PROOF, receiptJson, saveReceipt } from "./receipt.js";
+export {
+  NoteError,
+  parseNote,
+  parseTlogProof,
+  Policy,
+  PolicyError,
+  TlogProofError,
+  VerifierKey,
+  verifyCheckpointNote,
+  verifyNote,
+  verifyTlogProof,
+} from "./tlog.js";
+export type { Checkpoint, Note, NoteSignature, TlogProof, VerifiedCheckpoint, VerifiedTlogProof } from "./tlog.js";
 export type { Check, CheckpointResponse, Receipt, VerifyResponse } from "./receipt.js";
 export * as cbor from "./cbor.js";
 export * as tar from "./tar.js";

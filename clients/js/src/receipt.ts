@@ -3,13 +3,17 @@
  * an execution from one against the log's `/verify` answer, with the names the
  * CLI's `verify` prints (`crates/protocol/src/receipt.rs`): `receipt key`,
  * `leaf signature`, `leaf contents`, `commitment opening`, `checkpoint signature`,
- * `inclusion proof`. Pure: fetching is the client's business.
+ * `inclusion proof`; and the same checks offline, from the receipt's own
+ * `tlog_proof` under a C2SP tlog-policy (protocol v1.2 §T4, §T6). Pure: fetching
+ * is the client's business.
  * @module
  */
 
 import { equal, fromBase64, fromHex, isUuid, toHex, uuidBytes } from "./bytes.js";
 import { commitment, importSpki, keyId, verifySignature } from "./crypto.js";
 import { leafHash, verifyInclusion } from "./merkle.js";
+import { parseTlogProof, Policy, VerifierKey, verifyNote } from "./tlog.js";
+import type { TlogProof, VerifiedCheckpoint } from "./tlog.js";
 
 /** What `run --receipt` writes, field for field (JSON). */
 export interface Receipt {
@@ -31,6 +35,12 @@ export interface Receipt {
   module_sha256: string | null;
   /** Base64 DER ECDSA over the 57-byte leaf. */
   leaf_signature: string;
+  /**
+   * The `c2sp.org/tlog-proof@v1` text exactly as `GET /tlog/proof/{id}` served
+   * it (protocol v1.2 §T4), when the client got one: with the log's note key
+   * anyone verifies the receipt offline. Absent from older receipts.
+   */
+  tlog_proof?: string;
 }
 
 /** A signed checkpoint (`GET /log/checkpoint`). */
@@ -77,11 +87,20 @@ const RECEIPT_FIELDS: (keyof Receipt)[] = [
   "result_sha256",
   "module_sha256",
   "leaf_signature",
+  "tlog_proof",
 ];
 
-/** The receipt's JSON text as the CLI writes it: its fields in order, two-space indent, a final newline. */
+/**
+ * The receipt's JSON text as the CLI writes it: its fields in order (`tlog_proof`
+ * last, when there is one), two-space indent, a final newline.
+ */
 export function receiptJson(receipt: Receipt): string {
-  const ordered = Object.fromEntries(RECEIPT_FIELDS.map((name) => [name, receipt[name]]));
+  const ordered = Object.fromEntries(
+    RECEIPT_FIELDS.filter((name) => name !== "tlog_proof" || typeof receipt.tlog_proof === "string").map((name) => [
+      name,
+      receipt[name],
+    ]),
+  );
   return `${JSON.stringify(ordered, null, 2)}\n`;
 }
 
@@ -168,6 +187,17 @@ function bytesOf(decode: (value: string) => Uint8Array, value: unknown, what: st
   }
 }
 
+async function openCommitment(receipt: Receipt): Promise<void> {
+  const opened = await commitment(
+    bytesOf(fromHex, receipt.salt, "the salt"),
+    bytesOf(fromHex, receipt.request_sha256, "request_sha256"),
+    bytesOf(fromHex, receipt.result_sha256, "result_sha256"),
+  );
+  if (!equal(opened, bytesOf(fromHex, receipt.commitment, "the receipt's commitment"))) {
+    throw new Error("salt and plaintext hashes do not open the commitment");
+  }
+}
+
 /**
  * Every check of `receipt` against a `/verify` answer under the server's key
  * (SPKI DER), in the CLI's order. All must hold for the receipt to prove its
@@ -210,18 +240,7 @@ export async function checkReceipt(receipt: Receipt, answer: VerifyResponse, spk
       }
     }),
   );
-  checks.push(
-    await run("commitment opening", async () => {
-      const opened = await commitment(
-        bytesOf(fromHex, receipt.salt, "the salt"),
-        bytesOf(fromHex, receipt.request_sha256, "request_sha256"),
-        bytesOf(fromHex, receipt.result_sha256, "result_sha256"),
-      );
-      if (!equal(opened, bytesOf(fromHex, receipt.commitment, "the receipt's commitment"))) {
-        throw new Error("salt and plaintext hashes do not open the commitment");
-      }
-    }),
-  );
+  checks.push(await run("commitment opening", () => openCommitment(receipt)));
   let checkpoint: Checkpoint | undefined;
   checks.push(
     await run("checkpoint signature", async () => {
@@ -233,6 +252,119 @@ export async function checkReceipt(receipt: Receipt, answer: VerifyResponse, spk
       if (!checkpoint) throw new Error("no valid checkpoint");
       const proof = answer.inclusion_proof.map((hash) => bytesOf(fromBase64, hash, "a proof hash"));
       await verifyInclusion(await leafHash(leaf), answer.log_index, checkpoint.treeSize, proof, checkpoint.root);
+    }),
+  );
+  return checks;
+}
+
+/** What the offline checks say when a receipt has no proof to check offline. */
+export const NO_TLOG_PROOF = "the receipt carries no tlog_proof; verify it online";
+
+/**
+ * Every check of `receipt` from its own `tlog_proof` under `policy` (a C2SP
+ * tlog-policy; `Policy.singleLog(noteKey)` for the log's note key alone), in the
+ * CLI's order, with no network:
+ * 1. `receipt key`: `key_id` is the SHA-256 of `public_key`, and the proof's
+ *    checkpoint note carries a valid type-0x02 line of that key named after the
+ *    receipt's `origin`;
+ * 2. `leaf signature`: the proof's leaf (`extra`) under `public_key`;
+ * 3. `leaf contents`: its execution id and commitment, the proof's index;
+ * 4. `commitment opening`;
+ * 5. `checkpoint signature`: the note passes the policy, its origin is `origin`;
+ * 6. `inclusion proof`: from the leaf hash to the note's root.
+ * Without a `tlog_proof`, every check but the commitment opening fails with
+ * {@link NO_TLOG_PROOF}.
+ */
+export async function checkReceiptOffline(receipt: Receipt, policy: Policy): Promise<Check[]> {
+  let proof: TlogProof | undefined;
+  let missing = NO_TLOG_PROOF;
+  if (typeof receipt.tlog_proof === "string") {
+    try {
+      proof = parseTlogProof(receipt.tlog_proof);
+    } catch (error) {
+      missing = `the receipt's tlog_proof is malformed: ${error instanceof Error ? error.message : error}`;
+    }
+  }
+  const needsProof = (): TlogProof => {
+    if (!proof) throw new Error(missing);
+    return proof;
+  };
+  const needsLeaf = (): Uint8Array => {
+    const extra = needsProof().extra;
+    if (!extra) throw new Error("the tlog_proof has no extra line: its leaf is unknown");
+    return extra;
+  };
+  const spki = (): Uint8Array => bytesOf(fromBase64, receipt.public_key, "the receipt's public key");
+  const checks: Check[] = [];
+  checks.push(
+    await run("receipt key", async () => {
+      const id = toHex(await keyId(spki()));
+      if (id !== receipt.key_id) throw new Error(`the receipt's key_id is not the SHA-256 of its public key (${id})`);
+      let vkey: VerifierKey;
+      try {
+        vkey = await VerifierKey.of(receipt.origin, 0x02, spki());
+      } catch (error) {
+        throw new Error(`the receipt's origin and public key make no verifier key: ${error instanceof Error ? error.message : error}`);
+      }
+      try {
+        await verifyNote(needsProof().checkpoint, [vkey]);
+      } catch (error) {
+        if (!proof) throw error;
+        throw new Error(
+          `the checkpoint note carries no valid line of the receipt's key named ${receipt.origin}: ${error instanceof Error ? error.message : error}`,
+        );
+      }
+    }),
+  );
+  checks.push(
+    await run("leaf signature", async () => {
+      const leaf = needsLeaf();
+      let key: CryptoKey;
+      try {
+        key = await importSpki(spki());
+      } catch {
+        throw new Error("the receipt's public key is not a P-256 SPKI");
+      }
+      const signature = bytesOf(fromBase64, receipt.leaf_signature, "the receipt's leaf signature");
+      if (!(await verifySignature(key, leaf, signature))) {
+        throw new Error("the receipt's leaf signature does not verify over the proof's leaf");
+      }
+    }),
+  );
+  checks.push(
+    await run("leaf contents", async () => {
+      const leaf = needsLeaf();
+      if (leaf.length !== 57 || leaf[0] !== 1) throw new Error("the proof's leaf is not a 57-byte v1 leaf");
+      if (!isUuid(String(receipt.execution_id).toLowerCase())) throw new Error("the receipt's execution id is not a UUID");
+      if (!equal(leaf.subarray(1, 17), uuidBytes(receipt.execution_id))) {
+        throw new Error("the proof's leaf is for another execution");
+      }
+      if (!equal(leaf.subarray(25, 57), bytesOf(fromHex, receipt.commitment, "the receipt's commitment"))) {
+        throw new Error("the proof's leaf carries another commitment");
+      }
+      if (needsProof().index !== receipt.log_index) {
+        throw new Error(`the proof is for index ${needsProof().index}, the receipt says ${receipt.log_index}`);
+      }
+    }),
+  );
+  checks.push(await run("commitment opening", () => openCommitment(receipt)));
+  let verified: VerifiedCheckpoint | undefined;
+  checks.push(
+    await run("checkpoint signature", async () => {
+      const checkpoint = await policy.verifyCheckpoint(needsProof().checkpoint);
+      if (checkpoint.checkpoint.origin !== receipt.origin) {
+        throw new Error(`the checkpoint is of the log ${checkpoint.checkpoint.origin}, the receipt's is ${receipt.origin}`);
+      }
+      verified = checkpoint;
+    }),
+  );
+  checks.push(
+    await run("inclusion proof", async () => {
+      const leaf = needsLeaf();
+      const { index, inclusionProof } = needsProof();
+      if (!verified) throw new Error("no valid checkpoint");
+      const { treeSize, root } = verified.checkpoint;
+      await verifyInclusion(await leafHash(leaf), index, treeSize, inclusionProof, root);
     }),
   );
   return checks;

@@ -68,7 +68,9 @@ describe("against a server", () => {
       const recorder = recordingFetch();
       const client = new Client(server.url, { wire, fetch: recorder.fetch, batch: 4 });
       await client.run(example("tiny.wasm"));
-      assert.deepEqual(recorder.calls, ["GET /keys 200", sessions, "POST /execute 200"]);
+      // Then the receipt's tlog-proof (protocol v1.2 §T4).
+      const calls = recorder.calls.map((call) => call.replace(/\/tlog\/proof\/[0-9a-f-]{36} /, "/tlog/proof/{id} "));
+      assert.deepEqual(calls, ["GET /keys 200", sessions, "POST /execute 200", "GET /tlog/proof/{id} 200"]);
       assert.equal(client.pooledSessions, wire === "v1.1" ? 3 : 0);
     }
   });
@@ -252,7 +254,8 @@ test("pool: sessions lost in a server restart cost one quiet retry", async () =>
     recorder.calls.length = 0;
     const result = await client.run(example("tiny.wasm"));
     assert.equal(result.status, "completed");
-    assert.deepEqual(recorder.calls, ["POST /execute 404", "POST /sessions 201", "POST /execute 200"]);
+    const calls = recorder.calls.map((call) => call.replace(/\/tlog\/proof\/[0-9a-f-]{36} /, "/tlog/proof/{id} "));
+    assert.deepEqual(calls, ["POST /execute 404", "POST /sessions 201", "POST /execute 200", "GET /tlog/proof/{id} 200"]);
     assert.equal(client.pooledSessions, 3);
   } finally {
     await server.close();

@@ -54,8 +54,10 @@ test("the playground runs hello.wasm sealed and every check passes in the browse
     if (message.type() === "error") problems.push(message.text());
   });
   page.on("pageerror", (error) => problems.push(String(error)));
+  const requests = [];
   page.on("response", (response) => {
     if (response.status() >= 400) problems.push(`${response.status()} ${response.url()}`);
+    requests.push(`${response.request().method()} ${new URL(response.url()).pathname}`);
   });
   await page.goto(`${server.url}/playground/`);
   await page.selectOption("#example", "hello.wasm");
@@ -92,6 +94,24 @@ test("the playground runs hello.wasm sealed and every check passes in the browse
   );
   for (const [name, state] of checks) assert.equal(state, "passed", name);
   assert.equal(await page.textContent("#verdict"), "Verified: every check passed in this browser.");
+
+  // The tlog-proof, shown and checked offline against /keys' note key: after
+  // GET /tlog/proof/{id} the page asks only /verify (the online checks).
+  const { note_verifier_key: noteKey } = await (await fetch(`${server.url}/keys`)).json();
+  assert.equal(await page.textContent("#note-key"), noteKey);
+  const proof = await page.textContent("#tlog-proof");
+  assert.match(proof, /^c2sp\.org\/tlog-proof@v1\nextra [A-Za-z0-9+/]+=*\nindex \d+\n/);
+  const executionId = (await page.textContent("#execution-id")).split(" ")[0];
+  assert.equal(proof, await (await fetch(`${server.url}/tlog/proof/${executionId}`)).text());
+  const offline = await page.$$eval("#tlog-checks li", (items) => items.map((li) => [li.dataset.check, li.className]));
+  assert.deepEqual(
+    offline.map(([name]) => name),
+    ["receipt key", "leaf signature", "leaf contents", "commitment opening", "checkpoint signature", "inclusion proof"],
+  );
+  for (const [name, state] of offline) assert.equal(state, "passed", `offline ${name}`);
+  assert.equal(await page.textContent("#tlog-verdict"), "Verified: every check passed in this browser.");
+  const afterProof = requests.slice(requests.indexOf(`GET /tlog/proof/${executionId}`));
+  assert.deepEqual(afterProof, [`GET /tlog/proof/${executionId}`, `GET /verify/${executionId}`]);
   assert.deepEqual(problems, []);
   if (process.env.PLAYGROUND_SCREENSHOT) {
     await page.screenshot({ path: process.env.PLAYGROUND_SCREENSHOT, fullPage: true });

@@ -9,7 +9,19 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 
-import { Client, VerificationError, WasmHypervisorError, receiptJson, saveReceipt } from "../dist/index.js";
+import {
+  Client,
+  KeyMismatchError,
+  NO_TLOG_PROOF,
+  Policy,
+  ProtocolError,
+  VerificationError,
+  WasmHypervisorError,
+  parseTlogProof,
+  receiptJson,
+  saveReceipt,
+  verifyReceipt,
+} from "../dist/index.js";
 import { BIN, example, startServer } from "./server.mjs";
 
 const run = promisify(execFile);
@@ -51,7 +63,7 @@ describe("receipts", () => {
       assert.match(stdout, /^verified: execution /m);
       assert.deepEqual(Object.keys(result.receipt), [
         "version", "server", "origin", "key_id", "public_key", "execution_id", "log_index", "status",
-        "commitment", "salt", "request_sha256", "result_sha256", "module_sha256", "leaf_signature",
+        "commitment", "salt", "request_sha256", "result_sha256", "module_sha256", "leaf_signature", "tlog_proof",
       ]);
     });
   }
@@ -92,5 +104,105 @@ describe("receipts", () => {
         return true;
       });
     }
+  });
+
+  test("a receipt carries the server's tlog_proof last and verifies offline with the server stopped", async () => {
+    const own = await startServer();
+    let stopped = false;
+    try {
+      const { note_verifier_key: noteKey } = await (await fetch(`${own.url}/keys`)).json();
+      const result = await new Client(own.url).run(example("hello.wasm"));
+      const { receipt } = result;
+      assert.equal(result.tlogProofError, undefined);
+      assert.ok(receipt.tlog_proof.startsWith("c2sp.org/tlog-proof@v1\nextra "));
+      assert.equal(await (await fetch(`${own.url}/tlog/proof/${receipt.execution_id}`)).text(), receipt.tlog_proof);
+      assert.equal(parseTlogProof(receipt.tlog_proof).index, receipt.log_index);
+      const path = join(dir, "offline.json");
+      await saveReceipt(receipt, path);
+      assert.equal(Object.keys(JSON.parse(readFileSync(path, "utf8"))).at(-1), "tlog_proof");
+      await own.close();
+      stopped = true;
+      // No network: every request would fail now.
+      const failing = { fetch: () => Promise.reject(new Error("no network in this test")) };
+      const saved = JSON.parse(readFileSync(path, "utf8"));
+      assert.equal((await new Client(own.url, { ...failing, keyId: receipt.key_id }).verify(saved, { noteKey })).length, 6);
+      const policy = `# this log, unwitnessed\nlog ${noteKey} ${own.url}\nquorum none\n`;
+      assert.equal((await verifyReceipt(saved, { policy })).length, 6);
+      assert.equal((await verifyReceipt(saved, { policy: await Policy.parse(policy), keyId: receipt.key_id })).length, 6);
+      await assert.rejects(verifyReceipt(saved, { noteKey, keyId: "00".repeat(32) }), KeyMismatchError);
+      await assert.rejects(verifyReceipt(saved, { noteKey, policy }), /not both/);
+    } finally {
+      if (!stopped) await own.close();
+    }
+  });
+
+  test("offline, a tampered receipt or proof fails naming the check, and a receipt without proof says so", async () => {
+    const client = new Client(server.url);
+    const { noteKey } = await client.identity();
+    const first = (await client.run(example("tiny.wasm"))).receipt;
+    const second = (await client.run(example("tiny.wasm"))).receipt;
+    const proof = first.tlog_proof;
+    const lines = proof.split("\n");
+    assert.ok(lines[3], "the shared server's log holds more than one leaf");
+    const flipped = Buffer.from(lines[3], "base64");
+    flipped[0] ^= 1;
+    const cases = [
+      [{ salt: "00".repeat(32) }, ["commitment opening"]],
+      [{ leaf_signature: second.leaf_signature }, ["leaf signature"]],
+      [{ key_id: "ab".repeat(32) }, ["receipt key"]],
+      [{ log_index: first.log_index + 1 }, ["leaf contents"]],
+      [{ origin: `${first.origin}x` }, ["receipt key", "checkpoint signature", "inclusion proof"]],
+      [{ tlog_proof: second.tlog_proof }, ["leaf signature", "leaf contents"]],
+      [{ tlog_proof: proof.replace(lines[3], flipped.toString("base64")) }, ["inclusion proof"]],
+      // The P-256 line cut off: the note key's line alone still opens the note.
+      [{ tlog_proof: proof.slice(0, proof.lastIndexOf("\u2014")) }, ["receipt key"]],
+      [{ tlog_proof: proof.replace("index ", "index 0") }, ["receipt key", "leaf signature", "leaf contents", "checkpoint signature", "inclusion proof"]],
+      [{ tlog_proof: undefined }, ["receipt key", "leaf signature", "leaf contents", "checkpoint signature", "inclusion proof"]],
+    ];
+    for (const [change, failed] of cases) {
+      await assert.rejects(client.verify({ ...first, ...change }, { noteKey }), (error) => {
+        assert.ok(error instanceof VerificationError, String(error));
+        assert.deepEqual(error.checks.filter((c) => !c.ok).map((c) => c.name), failed, JSON.stringify(change));
+        return true;
+      });
+    }
+    const bare = { ...first };
+    delete bare.tlog_proof;
+    const checks = await client.checkReceipt(bare, { noteKey });
+    assert.equal(checks.at(-1).error, NO_TLOG_PROOF);
+    assert.equal((await client.verify(bare)).length, 6);
+  });
+
+  test("a proof not yet published is asked again; still missing, the receipt goes without it; a bad one is an error", async () => {
+    const proofs = [];
+    const answering = (answers) => async (url, init) => {
+      if (String(url).includes("/tlog/proof/") && answers.length) {
+        proofs.push(String(url));
+        const next = answers.shift();
+        if (typeof next === "function") return next(url, init);
+        return next;
+      }
+      return fetch(url, init);
+    };
+    const notYet = () =>
+      new Response(JSON.stringify({ error: { code: "not_yet_published", message: "later" } }), {
+        status: 404,
+        headers: { "retry-after": "0" },
+      });
+    // Published on the third try: the receipt has it.
+    let client = new Client(server.url, { fetch: answering([notYet(), notYet()]) });
+    let result = await client.run(example("tiny.wasm"));
+    assert.equal(proofs.length, 2);
+    assert.ok(result.receipt.tlog_proof && result.tlogProofError === undefined);
+    // Never within the bound: no field, and why.
+    client = new Client(server.url, { fetch: answering([notYet(), notYet()]), retries: { tries: 2 } });
+    result = await client.run(example("tiny.wasm"));
+    assert.equal(result.receipt.tlog_proof, undefined);
+    assert.match(result.tlogProofError, /later/);
+    assert.ok(!("tlog_proof" in JSON.parse(receiptJson(result.receipt))));
+    // A proof that does not verify for this receipt: a protocol error.
+    const other = (await new Client(server.url).run(example("tiny.wasm"))).receipt.tlog_proof;
+    client = new Client(server.url, { fetch: answering([new Response(other)]) });
+    await assert.rejects(client.run(example("tiny.wasm")), (error) => error instanceof ProtocolError && /tlog-proof does not verify/.test(error.message));
   });
 });

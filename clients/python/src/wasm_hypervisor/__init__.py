@@ -30,6 +30,7 @@ from .errors import (
 )
 from .options import Limits, References, Retries, Wire
 from .receipt import Receipt
+from .tlog import Policy, VerifierKey
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "Limits",
     "Mount",
     "MountOut",
+    "Policy",
     "ProtocolError",
     "Receipt",
     "References",
@@ -53,6 +55,7 @@ __all__ = [
     "ServerIdentity",
     "SessionSignatureError",
     "VerificationError",
+    "VerifierKey",
     "WasmHypervisorError",
     "Wire",
     "pack_directory",

@@ -68,15 +68,16 @@ class Http:
         authorized: bool = False,
         idempotent: bool = False,
         retry_if: Callable[[ResponseError], bool] = lambda _: True,
+        retry_statuses: Tuple[int, ...] = RETRIED_STATUSES,
     ) -> Answer:
-        """One request; an ``idempotent`` one answered 429 or 503 with ``Retry-After``
-        (and ``retry_if`` the error) is made again as :class:`Retries` allows. The
-        last answer is returned whatever its status."""
+        """One request; an ``idempotent`` one answered one of ``retry_statuses`` (429
+        or 503) with ``Retry-After`` (and ``retry_if`` the error) is made again as
+        :class:`Retries` allows. The last answer is returned whatever its status."""
         started = time.monotonic()
         tries = 1
         while True:
             status, answer_headers, data = self._once(method, path, body, headers, authorized)
-            if not idempotent or status not in RETRIED_STATUSES or tries >= self.retries.tries:
+            if not idempotent or status not in retry_statuses or tries >= self.retries.tries:
                 return status, answer_headers, data
             wait = retry_after(answer_headers)
             if wait is None or time.monotonic() - started + wait > self.retries.within:

@@ -11,6 +11,7 @@ from . import _crypto
 from ._mounts import MountOut
 from ._sealing import Sent
 from .receipt import RECEIPT_VERSION, Receipt, b64encode
+from .tlog import VerifierKey
 
 __all__ = ["ExecutionResult", "ServerIdentity"]
 
@@ -43,6 +44,12 @@ class ExecutionResult:
     sent_by_reference: List[str] = field(default_factory=list)
     #: SHA-256s (hex) the server had lost (``missing_blob``), sent again by bytes.
     resent_blobs: List[str] = field(default_factory=list)
+    #: Why ``receipt`` has no ``tlog_proof`` although the server serves proofs
+    #: (v1.2): not yet published within the client's retry bound, an error
+    #: answer, a lost connection. ``None`` when the receipt has its proof, or the
+    #: server predates v1.2 (its ``/keys`` has no ``note_verifier_key``). Such a
+    #: receipt still verifies online.
+    tlog_proof_error: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -52,11 +59,13 @@ class ExecutionResult:
 
 @dataclass(frozen=True)
 class ServerIdentity:
-    """The server's key from ``GET /keys``."""
+    """The server's key from ``GET /keys``, and its note key (``note_verifier_key``,
+    protocol v1.2 §T1; ``None`` from an older server)."""
 
     origin: str
     key: _crypto.ServerKey
     key_id: str
+    note_key: Optional[VerifierKey] = None
 
 
 def build_result(

@@ -28,12 +28,14 @@ from ._blobs import KnownBlobs, ModuleLike, Spec, build_spec, resend_needed
 from ._http import Http, retry_after
 from ._jobs import Job, accepted_location, check_pending
 from ._mounts import Mount, MountOut, pack_directory
+from ._proofs import PolicyLike, fetch_tlog_proof, offline_policy
 from ._results import ExecutionResult, ServerIdentity, build_result
 from ._sealing import Sent, b64, encode_plaintext, execute_answer, open_answer
 from ._sessions import SessionPool
 from .errors import Check, KeyMismatchError, ProtocolError, VerificationError
 from .options import DEFAULT_BATCH, Limits, References, ReferencesName, Retries, Wire, WireName
-from .receipt import Receipt, b64decode, check_checkpoint, check_receipt
+from .receipt import Receipt, b64decode, check_checkpoint, check_receipt, check_receipt_offline
+from .tlog import VerifierKey
 
 __all__ = [
     "Client",
@@ -155,7 +157,16 @@ class Client:
         origin = doc.get("origin")
         if not isinstance(origin, str):
             raise ProtocolError("`origin` is not a string")
-        identity = ServerIdentity(origin, key, key.key_id)
+        # Protocol v1.2 §T1; absent on older servers, which serve no proofs.
+        note_key = None
+        if doc.get("note_verifier_key") is not None:
+            try:
+                note_key = VerifierKey.parse(doc["note_verifier_key"])
+            except ValueError as error:
+                raise ProtocolError(f"`note_verifier_key` is not a verifier key: {error}") from None
+            if note_key.name != origin:
+                raise ProtocolError("`note_verifier_key` is not named after the origin")
+        identity = ServerIdentity(origin, key, key.key_id, note_key)
         with self._lock:
             self._identity = identity
         return identity
@@ -181,7 +192,11 @@ class Client:
         if doc["status"] != "missing_blob":
             # The server keeps every blob it receives (within its budget).
             self._blobs.remember(spec)
-        return build_result(self.url, identity, doc, answer, sent, by_reference, resent)
+        result = build_result(self.url, identity, doc, answer, sent, by_reference, resent)
+        if identity.note_key is not None:
+            proof, why = fetch_tlog_proof(self._http, result.receipt, identity.note_key)
+            result.receipt.tlog_proof, result.tlog_proof_error = proof, why
+        return result
 
     def _forget(self, missing: List[str], by_reference: Set[str], resent: List[str]) -> None:
         by_reference.difference_update(missing)
@@ -317,12 +332,28 @@ class Client:
 
     # -- proofs -----------------------------------------------------------
 
-    def verify(self, receipt: Union[Receipt, Mapping[str, Any], str, bytes]) -> List[Check]:
+    def verify(
+        self,
+        receipt: Union[Receipt, Mapping[str, Any], str, bytes],
+        *,
+        policy: Optional[PolicyLike] = None,
+        note_key: Optional[Union[str, VerifierKey]] = None,
+    ) -> List[Check]:
         """Proves an execution from its receipt (a :class:`Receipt`, its dict or its
         JSON text) against this server's log (``GET /verify/{id}``) under the
-        server's key (pinned if the client pins one), as the CLI's ``verify`` does.
+        server's key (pinned if the client pins one), as the CLI's ``verify`` does;
+        a ``tlog_proof`` in the receipt is then not used.
+
+        Given ``policy`` (a C2SP tlog-policy: its text, or a :class:`Policy`) or
+        ``note_key`` (the log's ``note_verifier_key``, short for ``log <vkey>`` /
+        ``quorum none``), it is :func:`verify_receipt` offline: no request at all,
+        from the receipt's own ``tlog_proof`` (a receipt without one fails
+        ``receipt key`` ... ``inclusion proof``: verify it online).
+
         Returns the checks, all held; raises :class:`VerificationError` naming the
         first check that failed."""
+        if policy is not None or note_key is not None:
+            return verify_receipt(receipt, key_id=self.pinned_key_id, policy=policy, note_key=note_key)
         receipt = _as_receipt(receipt)
         identity = self.identity()
         answer = self._http.json(
@@ -353,12 +384,38 @@ def _as_receipt(receipt: Union[Receipt, Mapping[str, Any], str, bytes]) -> Recei
     return receipt
 
 
-def verify_receipt(receipt: Union[Receipt, Mapping[str, Any], str, bytes], answer: Mapping[str, Any], key_id: Optional[str] = None) -> List[Check]:
-    """Proves an execution offline: ``answer`` is a saved ``GET /verify/{id}``
-    document, the key is the receipt's own ``public_key`` (pinned to ``key_id`` when
-    given, else trusted as it is). Raises :class:`VerificationError` or
-    :class:`KeyMismatchError`."""
+def verify_receipt(
+    receipt: Union[Receipt, Mapping[str, Any], str, bytes],
+    answer: Optional[Mapping[str, Any]] = None,
+    key_id: Optional[str] = None,
+    *,
+    policy: Optional[PolicyLike] = None,
+    note_key: Optional[Union[str, VerifierKey]] = None,
+) -> List[Check]:
+    """Proves an execution offline, with no network, in one of two ways:
+
+    - ``policy`` (a C2SP tlog-policy: its text or a :class:`Policy`) or ``note_key``
+      (the log's ``note_verifier_key`` from ``GET /keys``, short for the policy
+      ``log <vkey>`` / ``quorum none``): from the receipt's own ``tlog_proof``
+      (protocol v1.2 §T4, §T6), the trust resting on the policy's keys;
+    - else ``answer``, a saved ``GET /verify/{id}`` document (``wasm-hypervisor
+      verify --save-proof``), the trust resting on the receipt's own
+      ``public_key``.
+
+    ``key_id`` pins the receipt's key either way. Raises
+    :class:`VerificationError`, :class:`KeyMismatchError`, or ``ValueError`` for
+    a malformed policy or key (or both given)."""
     receipt = _as_receipt(receipt)
+    trust = offline_policy(policy, note_key)
+    if trust is not None:
+        if key_id is not None and key_id.lower() != receipt.key_id:
+            raise KeyMismatchError(key_id.lower(), receipt.key_id)
+        checks = check_receipt_offline(receipt, trust)
+        if not all(check.ok for check in checks):
+            raise VerificationError(checks)
+        return checks
+    if answer is None:
+        raise ValueError("verify_receipt needs a saved /verify answer, a policy or a note key")
     try:
         key = _crypto.ServerKey(b64decode(receipt.public_key, "public_key"))
     except ValueError:

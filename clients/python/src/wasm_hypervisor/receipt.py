@@ -1,6 +1,8 @@
 """Receipts: the JSON document of PROTOCOL.md "Receipts (`run --receipt`)", the
 same one the CLI's ``run --receipt`` writes and ``verify`` reads, and the checks
-that prove an execution from one against a ``GET /verify/{id}`` answer.
+that prove an execution from one: against a ``GET /verify/{id}`` answer
+(:func:`check_receipt`), or offline from the receipt's own ``tlog_proof`` under a
+C2SP tlog-policy (:func:`check_receipt_offline`, protocol v1.2 §T4/§T6).
 
 The checks are those of the Rust ``receipt::check_receipt``, with the same names
 and in the same order.
@@ -18,8 +20,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import _crypto
 from .errors import Check
+from .tlog import Policy, TlogProof, VerifiedCheckpoint, VerifierKey
 
-__all__ = ["Receipt", "RECEIPT_VERSION", "STATUSES", "check_receipt", "check_checkpoint"]
+__all__ = ["Receipt", "RECEIPT_VERSION", "STATUSES", "check_receipt", "check_checkpoint", "check_receipt_offline"]
 
 RECEIPT_VERSION = 1
 
@@ -90,10 +93,15 @@ class Receipt:
     result_sha256: str
     module_sha256: Optional[str]
     leaf_signature: str
+    #: The ``c2sp.org/tlog-proof@v1`` text exactly as ``GET /tlog/proof/{id}``
+    #: served it, when the client got one (protocol v1.2 §T4): it lets anyone
+    #: holding the log's note key verify the receipt offline. Optional.
+    tlog_proof: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        """The receipt as a JSON object, fields in the CLI's order."""
-        return {
+        """The receipt as a JSON object, fields in the CLI's order (``tlog_proof``
+        last, and only when there is one)."""
+        doc = {
             "version": self.version,
             "server": self.server,
             "origin": self.origin,
@@ -109,6 +117,9 @@ class Receipt:
             "module_sha256": self.module_sha256,
             "leaf_signature": self.leaf_signature,
         }
+        if self.tlog_proof is not None:
+            doc["tlog_proof"] = self.tlog_proof
+        return doc
 
     def to_json(self) -> str:
         """The receipt's JSON text, as the CLI writes it (two-space indent, final newline)."""
@@ -143,6 +154,10 @@ class Receipt:
         b64decode(doc["public_key"], "public_key")
         b64decode(doc["leaf_signature"], "leaf_signature")
         module_sha256 = doc["module_sha256"]
+        # Receipts written before protocol v1.2 have no `tlog_proof`.
+        tlog_proof = doc.get("tlog_proof")
+        if tlog_proof is not None:
+            tlog_proof = _text(tlog_proof, "tlog_proof")
         return cls(
             version=version,
             server=_text(doc["server"], "server"),
@@ -158,6 +173,7 @@ class Receipt:
             result_sha256=hex32(doc["result_sha256"], "result_sha256"),
             module_sha256=None if module_sha256 is None else hex32(module_sha256, "module_sha256"),
             leaf_signature=doc["leaf_signature"],
+            tlog_proof=tlog_proof,
         )
 
     @classmethod
@@ -170,7 +186,8 @@ class Receipt:
             return cls.from_json(file.read())
 
 
-_FIELDS = tuple(Receipt.__dataclass_fields__)
+#: The required fields, in order (``tlog_proof``, optional, comes after them).
+_FIELDS = tuple(name for name in Receipt.__dataclass_fields__ if name != "tlog_proof")
 
 
 def check_checkpoint(checkpoint: Mapping[str, Any], key: _crypto.ServerKey) -> Tuple[str, int, bytes]:
@@ -213,6 +230,14 @@ def _run(checks: List[Check], name: str, step: Any) -> bool:
         return False
     checks.append(Check(name))
     return True
+
+
+def _open_commitment(receipt: Receipt) -> None:
+    opened = _crypto.commitment(
+        bytes.fromhex(receipt.salt), bytes.fromhex(receipt.request_sha256), bytes.fromhex(receipt.result_sha256)
+    )
+    if not _crypto.digest_eq(opened, bytes.fromhex(receipt.commitment)):
+        raise ValueError("salt and plaintext hashes do not open the commitment")
 
 
 def check_receipt(receipt: Receipt, answer: Mapping[str, Any], key: _crypto.ServerKey) -> List[Check]:
@@ -259,14 +284,7 @@ def check_receipt(receipt: Receipt, answer: Mapping[str, Any], key: _crypto.Serv
 
     _run(checks, "leaf contents", leaf_contents)
 
-    def commitment_opening() -> None:
-        opened = _crypto.commitment(
-            bytes.fromhex(receipt.salt), bytes.fromhex(receipt.request_sha256), bytes.fromhex(receipt.result_sha256)
-        )
-        if not _crypto.digest_eq(opened, bytes.fromhex(receipt.commitment)):
-            raise ValueError("salt and plaintext hashes do not open the commitment")
-
-    _run(checks, "commitment opening", commitment_opening)
+    _run(checks, "commitment opening", lambda: _open_commitment(receipt))
 
     checkpoint: List[Tuple[str, int, bytes]] = []
 
@@ -290,6 +308,122 @@ def check_receipt(receipt: Receipt, answer: Mapping[str, Any], key: _crypto.Serv
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValueError("the answer's log index is not an integer")
         _crypto.verify_inclusion(_crypto.leaf_hash(leaf), index, tree_size, hashes, root_hash)
+
+    _run(checks, "inclusion proof", inclusion_proof)
+    return checks
+
+
+#: What the offline checks say when a receipt has no proof to check offline.
+NO_TLOG_PROOF = "the receipt carries no tlog_proof; verify it online"
+
+
+def check_receipt_offline(receipt: Receipt, policy: Policy) -> List[Check]:
+    """Every check of ``receipt`` from its own ``tlog_proof`` under ``policy`` (a
+    C2SP tlog-policy; :meth:`Policy.single_log` for the log's note key alone), in
+    order, with no network (the shared design of issue 27):
+
+    1. ``receipt key``: ``key_id`` is the SHA-256 of ``public_key``'s SPKI, and the
+       proof's checkpoint note carries a valid type-0x02 line of that key named
+       after the receipt's ``origin`` (which ties the leaf's signer to the log);
+    2. ``leaf signature``: the proof's leaf (its ``extra``) under ``public_key``;
+    3. ``leaf contents``: the leaf's execution id and commitment are the receipt's,
+       the proof's index its ``log_index``;
+    4. ``commitment opening``: as online;
+    5. ``checkpoint signature``: the note passes the policy, its origin is ``origin``;
+    6. ``inclusion proof``: from the leaf hash at the index to the note's root.
+
+    Without a ``tlog_proof`` every check but the commitment opening fails with
+    :data:`NO_TLOG_PROOF`."""
+    checks: List[Check] = []
+    proof: Optional[TlogProof] = None
+    malformed = NO_TLOG_PROOF
+    if receipt.tlog_proof is not None:
+        try:
+            proof = TlogProof.parse(receipt.tlog_proof)
+        except ValueError as error:
+            malformed = f"the receipt's tlog_proof is malformed: {error}"
+
+    def needs_proof() -> TlogProof:
+        if proof is None:
+            raise ValueError(malformed)
+        return proof
+
+    def needs_leaf() -> bytes:
+        extra = needs_proof().extra
+        if extra is None:
+            raise ValueError("the tlog_proof has no extra line: its leaf is unknown")
+        return extra
+
+    key: List[_crypto.ServerKey] = []
+
+    def receipt_key() -> None:
+        try:
+            spki = b64decode(receipt.public_key, "public_key")
+            server_key = _crypto.ServerKey(spki)
+        except ValueError:
+            raise ValueError("the receipt's public key is not a P-256 SPKI") from None
+        if server_key.key_id != receipt.key_id:
+            raise ValueError(f"the receipt's key_id is not the SHA-256 of its public key ({server_key.key_id})")
+        try:
+            needs_proof().checkpoint.verify([VerifierKey.ecdsa_p256(receipt.origin, server_key.spki_der)])
+        except ValueError as error:
+            raise ValueError(f"the checkpoint note carries no valid line of the receipt's key named {receipt.origin}: {error}") from None
+        key.append(server_key)
+
+    _run(checks, "receipt key", receipt_key)
+
+    def leaf_signature() -> None:
+        leaf = needs_leaf()
+        if not key:
+            try:
+                key.append(_crypto.ServerKey(b64decode(receipt.public_key, "public_key")))
+            except ValueError:
+                raise ValueError("the receipt's public key is not a P-256 SPKI") from None
+        try:
+            signature = b64decode(receipt.leaf_signature, "leaf_signature")
+        except ValueError:
+            signature = b""
+        if not key[0].verify(leaf, signature):
+            raise ValueError("the receipt's leaf signature does not verify over the proof's leaf")
+
+    _run(checks, "leaf signature", leaf_signature)
+
+    def leaf_contents() -> None:
+        leaf = needs_leaf()
+        try:
+            logged_id, _, logged_commitment = _crypto.parse_leaf(leaf)
+        except ValueError:
+            raise ValueError("the proof's leaf is not a 57-byte v1 leaf") from None
+        try:
+            receipt_id = str(uuid.UUID(receipt.execution_id))
+        except ValueError:
+            raise ValueError("the receipt's execution id is not a UUID") from None
+        if logged_id != receipt_id:
+            raise ValueError("the proof's leaf is for another execution")
+        if logged_commitment.hex() != receipt.commitment:
+            raise ValueError("the proof's leaf carries another commitment")
+        if needs_proof().index != receipt.log_index:
+            raise ValueError(f"the proof is for index {needs_proof().index}, the receipt says {receipt.log_index}")
+
+    _run(checks, "leaf contents", leaf_contents)
+    _run(checks, "commitment opening", lambda: _open_commitment(receipt))
+
+    verified: List[VerifiedCheckpoint] = []
+
+    def checkpoint_signature() -> None:
+        checkpoint = policy.verify_checkpoint(needs_proof().checkpoint)
+        if checkpoint.checkpoint.origin != receipt.origin:
+            raise ValueError(f"the checkpoint is of the log {checkpoint.checkpoint.origin}, the receipt's is {receipt.origin}")
+        verified.append(checkpoint)
+
+    _run(checks, "checkpoint signature", checkpoint_signature)
+
+    def inclusion_proof() -> None:
+        leaf, proof_ = needs_leaf(), needs_proof()
+        if not verified:
+            raise ValueError("no valid checkpoint")
+        tree = verified[0].checkpoint
+        _crypto.verify_inclusion(_crypto.leaf_hash(leaf), proof_.index, tree.tree_size, proof_.inclusion_proof, tree.root_hash)
 
     _run(checks, "inclusion proof", inclusion_proof)
     return checks

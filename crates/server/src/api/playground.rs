@@ -60,6 +60,7 @@ static ASSETS: &[Asset] = &[
     asset!("sdk/merkle.js", JS, "clients/js/dist/merkle.js"),
     asset!("sdk/receipt.js", JS, "clients/js/dist/receipt.js"),
     asset!("sdk/tar.js", JS, "clients/js/dist/tar.js"),
+    asset!("sdk/tlog.js", JS, "clients/js/dist/tlog.js"),
     asset!("vendor/hpke-core.js", JS, "clients/js/vendor/hpke-core.js"),
     asset!(
         "vendor/hpke-core.LICENSE",
