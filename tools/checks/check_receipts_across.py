@@ -5,9 +5,6 @@ verifies with all three, against one real server; then (issue 27, protocol v1.2
 §T4/§T6) each receipt's `tlog_proof` verifies with all three OFFLINE, the server
 stopped, given only the log's note key from `/keys`.
 
-A CLI without `verify --note-key` (before helper "receipts-rust"'s branch lands)
-is said so, and its offline cells and its own receipt's are skipped, not failed.
-
 Run by `.ci/run` after both packages' suites (which build what this needs):
   python3 tools/checks/check_receipts_across.py
 Needs the server binary ($WASM_HYPERVISOR_BIN, else target/debug/wasm-hypervisor),
@@ -129,15 +126,9 @@ def verify(client, url, path, note_key=None):
     return run(["node", "--input-type=module", "-e", code, url, str(path), *([note_key] if note_key else [])])
 
 
-def cli_verifies_offline():
-    """Whether this CLI's `verify` takes `--note-key` (protocol v1.2 offline verification)."""
-    done = run([str(BIN), "verify", "--help"])
-    return "--note-key" in done.stdout + done.stderr
-
-
 def table(title, receipts, check):
-    """Prints a writer x verifier table of `check(writer, verifier, path)` (None: skipped);
-    returns the number of failed cells."""
+    """Prints a writer x verifier table of `check(writer, verifier, path)`; returns the
+    number of failed cells."""
     failures = 0
     print(title)
     print("written by \\ verified by: " + "  ".join(CLIENTS))
@@ -145,9 +136,7 @@ def table(title, receipts, check):
         cells = []
         for verifier in CLIENTS:
             done = check(writer, verifier, path)
-            if done is None:
-                cells.append("n/a")
-            elif done.returncode == 0:
+            if done.returncode == 0:
                 cells.append("ok")
             else:
                 cells.append("FAILED")
@@ -157,25 +146,11 @@ def table(title, receipts, check):
     return failures
 
 
-#: What was skipped rather than checked, said again at the end.
-SKIPPED = []
-
-
 def offline(receipts, note_key):
     """The offline table, the server stopped: every receipt with every client, given
-    only the note key. A CLI without `verify --note-key` is said so and skipped."""
-    cli_offline = cli_verifies_offline()
-    if not cli_offline:
-        SKIPPED.append("the CLI offline (no verify --note-key)")
-        print(
-            "NOTE: this CLI's `verify` has no --note-key (offline verification, helper "
-            "receipts-rust's branch): the CLI column and the CLI's receipt (written without "
-            "tlog_proof) are skipped offline; they are checked once that branch lands"
-        )
+    only the note key."""
 
     def check(writer, verifier, path):
-        if not cli_offline and "cli" in (writer, verifier):
-            return None
         if "tlog_proof" not in json.loads(path.read_text()):
             return subprocess.CompletedProcess([], 1, "", f"{writer}'s receipt has no tlog_proof\n")
         return verify(verifier, "", path, note_key)
@@ -214,8 +189,7 @@ def main():
             failures += offline(receipts, note_key)
     if failures:
         sys.exit(f"{failures} receipt checks failed")
-    skipped = f" (skipped: {', '.join(SKIPPED)})" if SKIPPED else ""
-    print(f"every receipt verifies with every client{skipped}")
+    print("every receipt verifies with every client")
 
 
 if __name__ == "__main__":

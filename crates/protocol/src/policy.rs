@@ -323,6 +323,7 @@ impl Builder {
                     digits => digits
                         .parse::<usize>()
                         .ok()
+                        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
                         .filter(|k| !digits.starts_with('0') && (1..=resolved.len()).contains(k))
                         .ok_or(PolicyError::Threshold { line })?,
                 };
@@ -668,6 +669,11 @@ mod tests {
             ),
             (
                 format!("witness W {w0}\ngroup G some W\nquorum G\n"),
+                PolicyError::Threshold { line: 2 },
+            ),
+            (
+                // Decimal digits only: Rust's integer parser takes a sign.
+                format!("witness W {w0}\ngroup G +1 W\nquorum G\n"),
                 PolicyError::Threshold { line: 2 },
             ),
             (
