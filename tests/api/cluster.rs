@@ -1395,3 +1395,89 @@ async fn the_database_log_reads_back_the_entries_of_an_index_range() {
         task.abort();
     }
 }
+
+/// The note of `/tlog/checkpoint` at `base` once its tree has `size` leaves:
+/// a replica catches up on a notification or its poll, so this polls (a
+/// condition, with a deadline) rather than guessing a delay.
+async fn tlog_checkpoint_of_size(http: &reqwest::Client, base: &str, size: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let note = http
+            .get(format!("{base}/tlog/checkpoint"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if note.lines().nth(1) == Some(size.to_string().as_str()) {
+            return note;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {note:?}, not of size {size}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_replica_serves_the_same_tiles_and_go_accepts_the_clusters_log() {
+    let cluster = Cluster::start(2);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    // More than 256 executions, appended by both replicas: full and partial tiles.
+    for n in 0..300 {
+        open_and_execute(&cluster, &identity, n % 2, (n / 2) % 2)
+            .await
+            .unwrap();
+    }
+    let http = reqwest::Client::new();
+    let bases: Vec<&str> = cluster
+        .replicas
+        .iter()
+        .map(|replica| replica.process.base.as_str())
+        .collect();
+    let mirrors = [
+        crate::tlog::mirror_at(&http, bases[0], 300).await,
+        crate::tlog::mirror_at(&http, bases[1], 300).await,
+    ];
+    assert_eq!(
+        mirrors[0], mirrors[1],
+        "every replica serves the same bytes"
+    );
+
+    // Go's x/mod checks the log as the second replica serves it.
+    let dir = DataDir::new().path;
+    let keys: serde_json::Value = http
+        .get(format!("{}/keys", bases[1]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p256 =
+        wasm_hypervisor_protocol::note::VerifierKey::ecdsa_p256(ORIGIN, &identity.public_key)
+            .unwrap();
+    crate::tlog::write(&dir, "origin", ORIGIN);
+    crate::tlog::write(&dir, "vkey", keys["note_verifier_key"].as_str().unwrap());
+    crate::tlog::write(&dir, "p256-vkey", p256.to_string());
+    crate::tlog::write(
+        &dir,
+        "checkpoint-300",
+        tlog_checkpoint_of_size(&http, bases[1], 300).await,
+    );
+    for (path, bytes) in &mirrors[1] {
+        crate::tlog::write(&dir, path, bytes);
+    }
+    let (code, said) = crate::tlog::go(&["check-log", "300"], &dir, None);
+    assert_eq!(code, 0, "{said}");
+    println!("Go, cluster mode: {said}");
+    // A tampered entry is refused.
+    let overlay = DataDir::new().path;
+    let mut bundle = mirrors[1]["tile/entries/000"].clone();
+    bundle[40] ^= 1;
+    crate::tlog::write(&overlay, "tile/entries/000", bundle);
+    let (code, said) = crate::tlog::go(&["check-log", "300"], &dir, Some(&overlay));
+    assert_eq!(code, 1, "Go accepted a tampered entry: {said}");
+}

@@ -274,9 +274,17 @@ async fn run_many(app: &TestApp, count: usize) -> Vec<Execution> {
 
 /// GETs `/tlog/<path>`: its status, `Cache-Control` and bytes.
 async fn get_tile(app: &TestApp, path: &str) -> (u16, String, Vec<u8>) {
-    let response = app
-        .http
-        .get(app.url(&format!("/tlog/{path}")))
+    get_tile_at(&app.http, &app.base, path).await
+}
+
+/// [`get_tile`] from the server at `base`.
+pub(crate) async fn get_tile_at(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> (u16, String, Vec<u8>) {
+    let response = http
+        .get(format!("{base}/tlog/{path}"))
         .send()
         .await
         .unwrap();
@@ -291,12 +299,21 @@ async fn get_tile(app: &TestApp, path: &str) -> (u16, String, Vec<u8>) {
 
 /// Every tile of the tree of `size` (hash tiles and entry bundles), by path.
 async fn mirror(app: &TestApp, size: u64) -> BTreeMap<String, Vec<u8>> {
+    mirror_at(&app.http, &app.base, size).await
+}
+
+/// [`mirror`] of the server at `base`.
+pub(crate) async fn mirror_at(
+    http: &reqwest::Client,
+    base: &str,
+    size: u64,
+) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     for tile in tiles::hash_tiles(size)
         .into_iter()
         .chain(tiles::entry_bundles(size))
     {
-        let (status, cache, bytes) = get_tile(app, &tile.path()).await;
+        let (status, cache, bytes) = get_tile_at(http, base, &tile.path()).await;
         assert_eq!(status, 200, "{}", tile.path());
         assert_eq!(
             cache,
@@ -370,7 +387,7 @@ async fn the_tiles_hash_to_the_checkpoint_and_the_bundles_hold_every_entry() {
 }
 
 /// The Go program, built once for the whole test binary.
-fn go_program() -> &'static Path {
+pub(crate) fn go_program() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let gopath = Path::new("/usr/share/gocode");
@@ -398,7 +415,7 @@ fn go_program() -> &'static Path {
 
 /// What the Go program said of the log in `dir` (with `overlay`'s files read in
 /// place of its own): 0 accepted, 1 refused, and its line.
-fn go(args: &[&str], dir: &Path, overlay: Option<&Path>) -> (i32, String) {
+pub(crate) fn go(args: &[&str], dir: &Path, overlay: Option<&Path>) -> (i32, String) {
     let mut command = Command::new(go_program());
     command.arg(args[0]).arg("-dir").arg(dir);
     if let Some(overlay) = overlay {
@@ -415,7 +432,7 @@ fn go(args: &[&str], dir: &Path, overlay: Option<&Path>) -> (i32, String) {
     (code, said)
 }
 
-fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) {
+pub(crate) fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) {
     let path = dir.join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();
