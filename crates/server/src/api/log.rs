@@ -15,7 +15,7 @@ use wasm_hypervisor_protocol::wire::{
 use super::AppState;
 use super::error::ApiError;
 use super::extract::parse_uuid;
-use crate::audit::AuditError;
+use crate::audit::{AuditError, Inclusion};
 
 /// The signed tree head of the whole log as it is now (protocol §4).
 #[utoipa::path(
@@ -55,27 +55,8 @@ pub(super) async fn verify(
     State(state): State<AppState>,
     Path(execution_id): Path<String>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    let id = parse_uuid(&execution_id).ok_or_else(|| {
-        ApiError::InvalidParameter(
-            "the execution id is not a 36-character lowercase UUID".to_owned(),
-        )
-    })?;
-    let inclusion = state
-        .executor
-        .log()
-        .inclusion(&id)
-        .await
-        .map_err(|error| match error {
-            // Cluster mode: the database did not answer.
-            AuditError::Unavailable(_) => {
-                tracing::warn!(%error, "cannot look an execution up in the log");
-                ApiError::LogUnavailable
-            }
-            error => {
-                tracing::error!(%error, "cannot read a logged record back");
-                ApiError::Internal
-            }
-        })?
+    let inclusion = inclusion_of(&state, &execution_id)
+        .await?
         .ok_or(ApiError::ExecutionNotFound)?;
     let leaf = inclusion.record.leaf;
     Ok(Json(VerifyResponse {
@@ -88,6 +69,32 @@ pub(super) async fn verify(
         inclusion_proof: inclusion.proof.into_iter().map(Base64).collect(),
         checkpoint: CheckpointResponse::from(&inclusion.checkpoint),
     }))
+}
+
+/// The execution `execution_id` names (a lowercase UUID, else
+/// `invalid_parameter`), its record and its inclusion proof against a fresh
+/// checkpoint, or `None` when the log does not hold it: what `/verify/{id}` and
+/// `/tlog/proof/{id}` answer from.
+pub(super) async fn inclusion_of(
+    state: &AppState,
+    execution_id: &str,
+) -> Result<Option<Inclusion>, ApiError> {
+    let id = parse_uuid(execution_id).ok_or_else(|| {
+        ApiError::InvalidParameter(
+            "the execution id is not a 36-character lowercase UUID".to_owned(),
+        )
+    })?;
+    state.log.inclusion(&id).await.map_err(|error| match error {
+        // Cluster mode: the database did not answer.
+        AuditError::Unavailable(_) => {
+            tracing::warn!(%error, "cannot look an execution up in the log");
+            ApiError::LogUnavailable
+        }
+        error => {
+            tracing::error!(%error, "cannot read a logged record back");
+            ApiError::Internal
+        }
+    })
 }
 
 /// An RFC 9162 consistency proof between two sizes of the log (protocol §4).

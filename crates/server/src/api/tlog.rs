@@ -19,7 +19,6 @@ use wasm_hypervisor_protocol::wire::ErrorBody;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::parse_uuid;
 use crate::audit::AuditError;
 use crate::tlog::TileServeError;
 
@@ -76,25 +75,8 @@ pub(super) async fn proof(
     State(state): State<AppState>,
     Path(execution_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_uuid(&execution_id).ok_or_else(|| {
-        ApiError::InvalidParameter(
-            "the execution id is not a 36-character lowercase UUID".to_owned(),
-        )
-    })?;
-    let inclusion = state
-        .log
-        .inclusion(&id)
-        .await
-        .map_err(|error| match error {
-            AuditError::Unavailable(_) => {
-                tracing::warn!(%error, "cannot look an execution up in the log");
-                ApiError::LogUnavailable
-            }
-            error => {
-                tracing::error!(%error, "cannot read a logged record back");
-                ApiError::Internal
-            }
-        })?
+    let inclusion = super::log::inclusion_of(&state, &execution_id)
+        .await?
         .ok_or(ApiError::NotFound)?;
     let note = note(&state, &inclusion.checkpoint)?;
     let proof = TlogProof::for_leaf(
