@@ -649,9 +649,10 @@ async fn a_pending_jobs_reservation_is_trued_down_to_its_answer_when_it_finishes
 fn large_answer() -> ExecutionRequest {
     let mut flood = request(&fixture("output_flood"));
     flood.limits = Some(RequestedLimits {
-        // Ended by fuel, not by the clock: some 14,000 rounds of 64 KiB, far
-        // past the cap however loaded the machine is.
-        fuel: Some(100_000),
+        // Ended by fuel, not by the clock, however loaded the machine is: the
+        // 64 KiB fill costs 65,536 and each round of 64 KiB about 6, so this is
+        // some 700 rounds, the 256 that fill the cap and a few hundred more.
+        fuel: Some(70_000),
         timeout_ms: Some(5_000),
         max_output_bytes: Some(LARGE_OUTPUT),
         ..Default::default()

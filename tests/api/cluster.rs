@@ -1100,9 +1100,10 @@ async fn a_replica_sends_another_replicas_answer_in_pieces_byte_for_byte_to_a_bo
     let session = open_on(&cluster, &identity, 0).await;
     let mut flood = request(&fixture("output_flood"));
     flood.limits = Some(wasm_hypervisor_protocol::payload::RequestedLimits {
-        // Ended by fuel, not by the clock: some 14,000 rounds of 64 KiB, far
-        // past the cap however loaded the machine is.
-        fuel: Some(100_000),
+        // Ended by fuel, not by the clock, however loaded the machine is: the
+        // 64 KiB fill costs 65,536 and each round of 64 KiB about 6, so this is
+        // some 700 rounds, the 256 that fill the cap and a few hundred more.
+        fuel: Some(70_000),
         timeout_ms: Some(5_000),
         max_output_bytes: Some(LARGE_OUTPUT),
         ..Default::default()
