@@ -12,7 +12,8 @@
 //! Where an execution waits: for a guest slot (`Executor::admit`, or for a long
 //! job and after a compilation `Executor::wait_for_slot`), for a compilation
 //! (`prepare`'s `Executor::compiled`, which gives the slot back meanwhile), and
-//! for its guest (`Executor::run_guest`).
+//! for its guest (`Executor::run_guest`). Each reports a long job's phase there
+//! (`async_results::report_phase`; nothing for a synchronous execution).
 //!
 //! Architecture invariant: the session is taken (and its key destroyed) only after a
 //! slot is granted (for a long job, a place in [`AsyncExecutions`]), so a request
