@@ -1,6 +1,7 @@
 //! `run`'s progress on a terminal: one line on stderr, redrawn in place with
 //! `\r` at most every [`REDRAW_EVERY`], saying how much of a large request was
-//! uploaded and, while `run --async` waits, where the job is. Nothing at all
+//! uploaded and, while `run --async` waits, where the job is (its phase:
+//! queued, compiling, running; its state from a server that predates phases). Nothing at all
 //! unless stderr is a terminal: pipes, CI logs and tests' captured output get
 //! exactly the lines they always did.
 
@@ -92,12 +93,15 @@ fn describe(event: &RunProgress, waited: Duration) -> Option<String> {
             mebibytes(*total),
             sent * 100 / total
         )),
-        RunProgress::Pending { state } => {
-            let state = match state {
-                PendingState::Queued => "queued",
-                PendingState::Running => "running",
+        RunProgress::Pending { state, phase } => {
+            // The phase says more than the state (`compiling` is part of
+            // `running`); a server that does not send it leaves the state.
+            let shown = match (phase, state) {
+                (Some(phase), _) => phase.as_str(),
+                (None, PendingState::Queued) => "queued",
+                (None, PendingState::Running) => "running",
             };
-            Some(format!("wasm-hypervisor: {state} ({} s)", waited.as_secs()))
+            Some(format!("wasm-hypervisor: {shown} ({} s)", waited.as_secs()))
         }
         _ => None,
     }
@@ -110,6 +114,7 @@ fn mebibytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasm_hypervisor_protocol::wire::ExecutionPhase;
 
     #[test]
     fn a_large_upload_reads_as_its_share() {
@@ -143,10 +148,32 @@ mod tests {
     fn a_pending_job_reads_as_its_state_and_wait() {
         let pending = RunProgress::Pending {
             state: PendingState::Queued,
+            phase: None,
         };
         assert_eq!(
             describe(&pending, Duration::from_millis(2500)).as_deref(),
             Some("wasm-hypervisor: queued (2 s)")
         );
+    }
+
+    #[test]
+    fn a_pending_job_reads_as_its_phase_when_the_server_says_it() {
+        for (phase, line) in [
+            (ExecutionPhase::Queued, "wasm-hypervisor: queued (7 s)"),
+            (
+                ExecutionPhase::Compiling,
+                "wasm-hypervisor: compiling (7 s)",
+            ),
+            (ExecutionPhase::Running, "wasm-hypervisor: running (7 s)"),
+        ] {
+            let pending = RunProgress::Pending {
+                state: PendingState::Running,
+                phase: Some(phase),
+            };
+            assert_eq!(
+                describe(&pending, Duration::from_secs(7)).as_deref(),
+                Some(line)
+            );
+        }
     }
 }

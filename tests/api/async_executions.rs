@@ -175,7 +175,8 @@ async fn an_unfinished_execution_answers_202_with_retry_after() {
                 assert_eq!(response.headers()["retry-after"], "1");
                 let body: Value = response.json().await.unwrap();
                 assert_eq!(body["execution_id"], pending.execution_id.to_string());
-                assert_eq!(body.as_object().unwrap().len(), 2);
+                // `execution_id`, `state` and `phase`.
+                assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
                 states.push(body["state"].as_str().unwrap().to_owned());
             }
             states.sort();
@@ -771,4 +772,129 @@ async fn readers_past_the_bound_get_429_until_one_is_done() {
     assert!(body.len() as u64 > LARGE_OUTPUT);
     drop(readers);
     assert_eq!(app.stop_and_verify_log().await, 1);
+}
+
+/// A compile worker that compiles only when the test lets it: a script that
+/// reads a line from a FIFO, then runs the real worker. While it waits, the
+/// execution it compiles for is certainly in its `compiling` phase.
+pub(crate) struct CompileGate {
+    dir: tempfile::TempDir,
+}
+
+impl CompileGate {
+    pub(crate) fn new() -> CompileGate {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let gate = CompileGate { dir };
+        let made = std::process::Command::new("mkfifo")
+            .arg(gate.fifo())
+            .status()
+            .expect("mkfifo (coreutils)");
+        assert!(made.success(), "mkfifo");
+        // The worker runs with an empty environment: no PATH, only builtins.
+        let script = format!(
+            "#!/bin/sh\nread -r go < '{}'\nexec '{}' \"$@\"\n",
+            gate.fifo().display(),
+            env!("CARGO_BIN_EXE_wasm-hypervisor")
+        );
+        std::fs::write(gate.program(), script).unwrap();
+        std::fs::set_permissions(gate.program(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        gate
+    }
+
+    fn fifo(&self) -> std::path::PathBuf {
+        self.dir.path().join("gate")
+    }
+
+    /// What `execution.compile_worker` names.
+    pub(crate) fn program(&self) -> std::path::PathBuf {
+        self.dir.path().join("compile-worker")
+    }
+
+    /// Lets one compilation through: returns once its worker has read the line
+    /// (opening a FIFO to write waits for its reader).
+    pub(crate) async fn open(&self) {
+        let fifo = self.fifo();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            std::io::Write::write_all(&mut writer, b"go\n").unwrap();
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// One guest slot, and compilation in it (no compile tickets), through `gate`:
+/// a job compiling holds the slot, so that the next one is certainly queued.
+pub(crate) fn one_slot_compiling_in_it(
+    config: &mut wasm_hypervisor_server::config::Config,
+    gate: &CompileGate,
+) {
+    config.execution.max_concurrent = Bounded::constant::<1>();
+    config.execution.max_queued_compilations = Bounded::constant::<0>();
+    config.execution.compile_worker = Some(gate.program());
+}
+
+/// `GET /executions/{id}` at `base` until its 202 says `state` and `phase`;
+/// fails if it finishes first. Each phase waited for here is held by the test
+/// (the gate, the one slot) or lasts as long as a sleeping guest.
+async fn until_phase(base: &str, id: &str, state: &str, phase: &str) {
+    let http = reqwest::Client::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let response = http
+                .get(format!("{base}/executions/{id}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 202, "{id} finished before {phase}");
+            let body: Value = response.json().await.unwrap();
+            if body["state"] == state && body["phase"] == phase {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{id} never reported {state}/{phase}"));
+}
+
+/// Runs two long jobs on `runner` (configured by [`one_slot_compiling_in_it`]
+/// with `gate`) and asks `observer` (the runner itself, or another replica)
+/// for their phases: the first `compiling` while the gate is shut, the second
+/// `queued` meanwhile, then the first `running` while its guest sleeps.
+pub(crate) async fn each_phase_is_reported(runner: &TestApp, observer: &str, gate: &CompileGate) {
+    let first = submit(runner, &sleeper(3000)).await;
+    let first_id = first.execution_id.to_string();
+    // It had the slot (state running) and compiles in it.
+    until_phase(observer, &first_id, "running", "compiling").await;
+    let second = submit(runner, &sleeper(0)).await;
+    let second_id = second.execution_id.to_string();
+    // Its 202 came once its registration was visible to every replica; the
+    // one slot is held until the gate opens.
+    let queued: Value = reqwest::get(format!("{observer}/executions/{second_id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        queued,
+        serde_json::json!({"execution_id": second_id, "state": "queued", "phase": "queued"})
+    );
+    until_phase(observer, &first_id, "running", "compiling").await;
+    gate.open().await;
+    until_phase(observer, &first_id, "running", "running").await;
+    for pending in [first, second] {
+        let execution = runner.client.wait(pending).await.unwrap();
+        assert_eq!(execution.result.stdout_bytes(), b"slept\n");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_job_reports_each_phase_queued_compiling_running() {
+    let gate = CompileGate::new();
+    let app = TestApp::spawn_with(|config| one_slot_compiling_in_it(config, &gate)).await;
+    each_phase_is_reported(&app, &app.base, &gate).await;
+    assert_eq!(app.stop_and_verify_log().await, 2);
 }

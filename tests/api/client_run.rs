@@ -141,7 +141,7 @@ async fn client_run_as_a_long_job_reports_its_id_then_its_answer() {
     assert!(
         events[1..]
             .iter()
-            .all(|event| matches!(event, RunProgress::Pending { .. })),
+            .all(|event| matches!(event, RunProgress::Pending { phase: Some(_), .. })),
         "{events:?}"
     );
     assert_eq!(app.stop_and_verify_log().await, 1);

@@ -20,7 +20,7 @@ use wasm_hypervisor_protocol::payload::ExecutionRequest;
 use wasm_hypervisor_protocol::receipt::{self, Receipt};
 use wasm_hypervisor_protocol::wire::CheckpointResponse;
 
-use crate::helpers::{DataDir, ServerProcess, cli_command, fixture, request};
+use crate::helpers::{DataDir, ServerProcess, TestApp, cli_command, fixture, request};
 use crate::postgres::{self, Sql, TestPostgres};
 
 /// How long a recovery after PostgreSQL comes back may take.
@@ -368,6 +368,49 @@ async fn an_async_execution_submitted_on_one_replica_is_fetched_from_another() {
         .expect("replica B answers what replica A ran");
     assert_eq!(execution.result.exit_code, Some(42));
     assert_eq!(cluster.stop_and_check_log(&identity).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_phase_of_a_long_job_on_one_replica_is_reported_by_another() {
+    use crate::async_executions::{CompileGate, each_phase_is_reported, one_slot_compiling_in_it};
+    // Two replicas in this process (so that the runner's compile worker is the
+    // gate), on one database and one key.
+    let (url, sql) = postgres::shared().database_with_sql();
+    let key_dir = tempfile::tempdir().unwrap();
+    let replica = |config: &mut wasm_hypervisor_server::config::Config| {
+        config.cluster.database_url = url.clone().into();
+        config.signing_key_file = key_dir.path().join("signing_key.pem");
+    };
+    let gate = CompileGate::new();
+    let runner = TestApp::spawn_with(|config| {
+        replica(config);
+        one_slot_compiling_in_it(config, &gate);
+    })
+    .await;
+    let other = TestApp::spawn_with(replica).await;
+    each_phase_is_reported(&runner, &other.base, &gate).await;
+    // Both executions are in the one log, which both replicas serve.
+    let size: u64 = sql.run("SELECT size FROM log_head").trim().parse().unwrap();
+    assert_eq!(size, 2);
+    let mut roots = Vec::new();
+    for app in [&runner, &other] {
+        let checkpoint = tokio::time::timeout(RECOVERY_DEADLINE, async {
+            loop {
+                let checkpoint = app.client.checkpoint().await.unwrap();
+                if checkpoint.tree_size == size {
+                    return checkpoint;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("each replica's checkpoint covers the log");
+        receipt::check_checkpoint(&checkpoint, &runner.identity.public_key).unwrap();
+        roots.push(checkpoint.root_hash);
+    }
+    assert_eq!(roots[0], roots[1], "one log");
+    runner.stop().await;
+    other.stop().await;
 }
 
 /// `serve` on `url` with `key_file` and `origin`: it must exit without

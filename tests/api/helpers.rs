@@ -137,7 +137,8 @@ impl TestApp {
         init_tracing();
         let mut config = test_config(&data_dir.path);
         configure(&mut config);
-        let service = Service::build(&config).expect("service builds");
+        // `open` builds either mode: a test may set `cluster.database_url`.
+        let service = Service::open(&config).await.expect("service builds");
         let executor = service.state.executor.clone();
         let state = service.state.clone();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();

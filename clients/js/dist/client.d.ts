@@ -108,6 +108,15 @@ export interface RunOptions {
     invoke?: string;
     /** Submit with `Prefer: respond-async` and poll for the answer (protocol v1.1 §F). */
     async?: boolean;
+    /** With `async`: called at each poll that finds the job unfinished. */
+    onPending?: (pending: Pending) => void;
+}
+/** Where an unfinished long job is, as `GET /executions/{id}` said. */
+export interface Pending {
+    executionId: string;
+    state: "queued" | "running";
+    /** What it is doing; absent from a server that does not say, or a phase this client does not know. */
+    phase?: "queued" | "compiling" | "running";
 }
 /** A finished execution, opened and checked. */
 export interface RunResult {

@@ -114,6 +114,7 @@ export class VerificationError extends WasmHypervisorError {
         this.checks = checks;
     }
 }
+const PHASES = ["queued", "compiling", "running"];
 /** The most sessions a batch asks for by default: four programs behind one address
  * whose pools are all at their largest fit the server's default share of 64. */
 export const DEFAULT_BATCH = 16;
@@ -444,7 +445,7 @@ export class Client {
         const attempt = async (current) => {
             try {
                 if (options.async)
-                    return await this.executeAsync(current, plaintext);
+                    return await this.executeAsync(current, plaintext, options.onPending);
                 return await this.execute(current, plaintext);
             }
             catch (error) {
@@ -488,7 +489,7 @@ export class Client {
         });
         return this.open(await readAnswer(response), keys, plaintext);
     }
-    async executeAsync(session, plaintext) {
+    async executeAsync(session, plaintext, onPending) {
         const { body, contentType, keys, binary } = await this.seal(session, plaintext);
         const response = await this.request("/execute", {
             method: "POST",
@@ -512,6 +513,10 @@ export class Client {
                 const state = await this.json(poll);
                 if (state.execution_id !== accepted.execution_id)
                     throw new ProtocolError("the poll names another execution");
+                if (onPending) {
+                    const phase = PHASES.includes(state.phase ?? "") ? state.phase : undefined;
+                    onPending({ executionId: state.execution_id, state: state.state, ...(phase ? { phase } : {}) });
+                }
                 const wait = Math.min(Number(poll.headers.get("retry-after")) || 1, 60);
                 await new Promise((resolve) => setTimeout(resolve, wait * 1000));
                 continue;

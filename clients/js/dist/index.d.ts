@@ -6,7 +6,7 @@
  * @module
  */
 export { Client, ClientError, ConnectionFailedError, DEFAULT_BATCH, INITIAL_BATCH, KeyMismatchError, ProtocolError, RequestError, ResponseError, ServerError, SessionSignatureError, VerificationError, WasmHypervisorError, verifyReceipt, } from "./client.js";
-export type { ClientOptions, Limits, Mount, OfflineTrust, RunOptions, RunResult, ServerIdentity } from "./client.js";
+export type { ClientOptions, Limits, Mount, OfflineTrust, Pending, RunOptions, RunResult, ServerIdentity } from "./client.js";
 export { checkReceipt, checkReceiptOffline, checkCheckpoint, NO_TLOG_PROOF, receiptJson, saveReceipt } from "./receipt.js";
 export { NoteError, parseNote, parseTlogProof, Policy, PolicyError, TlogProofError, VerifierKey, verifyCheckpointNote, verifyNote, verifyTlogProof, } from "./tlog.js";
 export type { Checkpoint, Note, NoteSignature, TlogProof, VerifiedCheckpoint, VerifiedTlogProof } from "./tlog.js";

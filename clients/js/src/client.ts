@@ -171,7 +171,19 @@ export interface RunOptions {
   invoke?: string;
   /** Submit with `Prefer: respond-async` and poll for the answer (protocol v1.1 §F). */
   async?: boolean;
+  /** With `async`: called at each poll that finds the job unfinished. */
+  onPending?: (pending: Pending) => void;
 }
+
+/** Where an unfinished long job is, as `GET /executions/{id}` said. */
+export interface Pending {
+  executionId: string;
+  state: "queued" | "running";
+  /** What it is doing; absent from a server that does not say, or a phase this client does not know. */
+  phase?: "queued" | "compiling" | "running";
+}
+
+const PHASES: readonly string[] = ["queued", "compiling", "running"];
 
 /** A finished execution, opened and checked. */
 export interface RunResult {
@@ -619,7 +631,7 @@ export class Client {
   private async runPlaintext(plaintext: Uint8Array, options: RunOptions): Promise<RunResult> {
     const attempt = async (current: Session) => {
       try {
-        if (options.async) return await this.executeAsync(current, plaintext);
+        if (options.async) return await this.executeAsync(current, plaintext, options.onPending);
         return await this.execute(current, plaintext);
       } catch (error) {
         // Refused before the session was used (PROTOCOL.md): it serves the next request.
@@ -663,7 +675,11 @@ export class Client {
     return this.open(await readAnswer(response), keys, plaintext);
   }
 
-  private async executeAsync(session: Session, plaintext: Uint8Array): Promise<RunResult> {
+  private async executeAsync(
+    session: Session,
+    plaintext: Uint8Array,
+    onPending?: (pending: Pending) => void,
+  ): Promise<RunResult> {
     const { body, contentType, keys, binary } = await this.seal(session, plaintext);
     const response = await this.request("/execute", {
       method: "POST",
@@ -682,8 +698,12 @@ export class Client {
         headers: this.headers(binary ? { accept: "application/octet-stream" } : {}),
       });
       if (poll.status === 202) {
-        const state = await this.json<{ execution_id: string }>(poll);
+        const state = await this.json<{ execution_id: string; state: Pending["state"]; phase?: string }>(poll);
         if (state.execution_id !== accepted.execution_id) throw new ProtocolError("the poll names another execution");
+        if (onPending) {
+          const phase = PHASES.includes(state.phase ?? "") ? (state.phase as Pending["phase"]) : undefined;
+          onPending({ executionId: state.execution_id, state: state.state, ...(phase ? { phase } : {}) });
+        }
         const wait = Math.min(Number(poll.headers.get("retry-after")) || 1, 60);
         await new Promise((resolve) => setTimeout(resolve, wait * 1000));
         continue;

@@ -22,7 +22,7 @@ export {
   WasmHypervisorError,
   verifyReceipt,
 } from "./client.js";
-export type { ClientOptions, Limits, Mount, OfflineTrust, RunOptions, RunResult, ServerIdentity } from "./client.js";
+export type { ClientOptions, Limits, Mount, OfflineTrust, Pending, RunOptions, RunResult, ServerIdentity } from "./client.js";
 export { checkReceipt, checkReceiptOffline, checkCheckpoint, NO_TLOG_PROOF, receiptJson, saveReceipt } from "./receipt.js";
 export {
   NoteError,

@@ -132,9 +132,21 @@ describe("against a server", () => {
   test("a long job is accepted (202) and polled until it finishes", async () => {
     const recorder = recordingFetch();
     const client = new Client(server.url, { fetch: recorder.fetch });
-    const result = await client.run(example("sleep.wasm"), { args: ["1500"], async: true });
+    const pending = [];
+    const result = await client.run(example("sleep.wasm"), {
+      args: ["1500"],
+      async: true,
+      onPending: (where) => pending.push(where),
+    });
     assert.equal(result.status, "completed");
     assert.equal(decode(result.stdout), "slept\n");
+    // Polled at once after the 202, a guest that sleeps 1.5 s is unfinished.
+    assert.ok(pending.length > 0);
+    for (const where of pending) {
+      assert.equal(where.executionId, result.executionId);
+      assert.ok(["queued", "running"].includes(where.state), JSON.stringify(where));
+      assert.ok(["queued", "compiling", "running"].includes(where.phase), JSON.stringify(where));
+    }
     assert.ok(recorder.calls.includes("POST /execute 202"), recorder.calls.join(", "));
     assert.ok(recorder.calls.some((call) => /^GET \/executions\/[0-9a-f-]{36} 202$/.test(call)), recorder.calls.join(", "));
     assert.ok(recorder.calls.some((call) => /^GET \/executions\/[0-9a-f-]{36} 200$/.test(call)), recorder.calls.join(", "));

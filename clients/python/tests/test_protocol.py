@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from wasm_hypervisor import Client, KeyMismatchError, Mount, RequestError
+from wasm_hypervisor import Client, Job, KeyMismatchError, Mount, RequestError
 
 from test_run import tar_of
 
@@ -220,6 +220,33 @@ def test_async_job_is_accepted_then_polled_to_its_result(server, examples, wire)
     assert result.execution_id == job.execution_id
     assert job.done
     client.verify(result.receipt)
+
+
+def test_a_pending_job_says_its_state_and_phase(server, examples):
+    client = Client(server.url)
+    job = client.submit(examples / "sleep.wasm", args=["3000"])
+    assert (job.state, job.phase) == (None, None)
+    result, wait = client.poll(job)
+    # A guest that sleeps 3 s has not finished at once.
+    assert result is None and wait == 1.0
+    assert job.state in ("queued", "running")
+    assert job.phase in ("queued", "compiling", "running")
+    assert client.result(job, timeout=60).stdout == b"slept\n"
+
+
+def test_a_phase_this_client_does_not_know_reads_as_none():
+    from wasm_hypervisor._jobs import check_pending
+
+    job = Job.__new__(Job)
+    job.execution_id = "00000000-0000-4000-8000-000000000000"
+    for body, seen in [
+        (b'{"state": "running", "phase": "compiling"}', ("running", "compiling")),
+        (b'{"state": "queued"}', ("queued", None)),
+        (b'{"state": "running", "phase": "linking"}', ("running", None)),
+    ]:
+        data = body.replace(b"{", b'{"execution_id": "%s", ' % job.execution_id.encode(), 1)
+        check_pending(job, data)
+        assert (job.state, job.phase) == seen
 
 
 def test_run_asynchronous_is_submit_then_result(server, examples):

@@ -59,8 +59,8 @@ use wasm_hypervisor_protocol::receipt::{RECEIPT_VERSION, Receipt};
 use wasm_hypervisor_protocol::signing::PublicKey;
 use wasm_hypervisor_protocol::wire::{
     CheckpointResponse, ConsistencyResponse, ErrorBody, ExecuteBody, ExecuteResponse,
-    ExecutionAccepted, ExecutionState, HealthResponse, KeysResponse, PendingState, SessionResponse,
-    Suite, VerifyResponse,
+    ExecutionAccepted, ExecutionPhase, ExecutionState, HealthResponse, KeysResponse, PendingState,
+    SessionResponse, Suite, VerifyResponse,
 };
 
 /// What can go wrong talking to a server.
@@ -631,11 +631,23 @@ impl Client {
     /// execution the server answered at once (it ignored the preference:
     /// `location` is `None`) there is nothing to poll; [`Client::wait`] returns it.
     pub async fn poll(&self, pending: &PendingExecution) -> Result<Progress, ClientError> {
+        Ok(self.poll_phase(pending).await?.0)
+    }
+
+    /// [`Client::poll`], with the phase a pending execution is in, if the
+    /// server says (a separate value so that [`Progress`] stays as it was).
+    async fn poll_phase(
+        &self,
+        pending: &PendingExecution,
+    ) -> Result<(Progress, Option<ExecutionPhase>), ClientError> {
         retry::idempotent(self.retries, || self.poll_once(pending), |_| true).await
     }
 
     /// One `GET /executions/{id}` of [`Client::poll`].
-    async fn poll_once(&self, pending: &PendingExecution) -> Result<Progress, ClientError> {
+    async fn poll_once(
+        &self,
+        pending: &PendingExecution,
+    ) -> Result<(Progress, Option<ExecutionPhase>), ClientError> {
         let Some(location) = &pending.location else {
             return Err(Violation::Accepted.into());
         };
@@ -652,17 +664,18 @@ impl Client {
             if state.execution_id != pending.execution_id.hyphenated().to_string() {
                 return Err(Violation::OtherExecution.into());
             }
-            return Ok(Progress::Pending {
+            let progress = Progress::Pending {
                 state: state.state,
                 retry_after: std::time::Duration::from_secs(retry_after.unwrap_or(1)),
-            });
+            };
+            return Ok((progress, state.phase));
         }
         let response = parse_execute_answer(response).await?;
         if response.execution_id != pending.execution_id.hyphenated().to_string() {
             return Err(Violation::OtherExecution.into());
         }
         let execution = open_execution(response, &pending.keys, &pending.request_plaintext)?;
-        Ok(Progress::Done(Box::new(execution)))
+        Ok((Progress::Done(Box::new(execution)), None))
     }
 
     /// Polls until the execution has finished, waiting between polls as long as
@@ -681,11 +694,11 @@ impl Client {
             return Ok(*execution);
         }
         loop {
-            match self.poll(&pending).await? {
-                Progress::Done(execution) => return Ok(*execution),
-                Progress::Pending { state, retry_after } => {
+            match self.poll_phase(&pending).await? {
+                (Progress::Done(execution), _) => return Ok(*execution),
+                (Progress::Pending { state, retry_after }, phase) => {
                     if let Some(observer) = observer {
-                        observer(RunProgress::Pending { state });
+                        observer(RunProgress::Pending { state, phase });
                     }
                     tokio::time::sleep(retry_after.min(std::time::Duration::from_secs(60))).await
                 }

@@ -20,7 +20,7 @@ use wasm_hypervisor_protocol::digest::sha256;
 use wasm_hypervisor_protocol::encoding::{Hex, encode_base64};
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, MountRequest, RequestedLimits, Status};
 use wasm_hypervisor_protocol::receipt::Receipt;
-use wasm_hypervisor_protocol::wire::PendingState;
+use wasm_hypervisor_protocol::wire::{ExecutionPhase, PendingState};
 use zeroize::Zeroizing;
 
 use crate::blob_cache::BlobCache;
@@ -57,8 +57,12 @@ pub enum RunProgress {
     Upload { sent: u64, total: u64 },
     /// The server accepted a long job ([`Run::asynchronous`]) under this id.
     Accepted { execution_id: Uuid },
-    /// A long job has not finished; this is where the server says it is.
-    Pending { state: PendingState },
+    /// A long job has not finished; this is where the server says it is, and
+    /// what it is doing (`None` from a server that does not say).
+    Pending {
+        state: PendingState,
+        phase: Option<ExecutionPhase>,
+    },
 }
 
 /// A caller's observer of a run's [`RunProgress`].

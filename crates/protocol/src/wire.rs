@@ -281,6 +281,58 @@ pub struct ExecutionState {
     /// UUID v4, 36 characters.
     pub execution_id: String,
     pub state: PendingState,
+    /// What it is doing now, finer than `state` (an addition to protocol v1.1
+    /// §F, PROTOCOL.md "Long jobs"): absent from older servers, and read as
+    /// absent when it names a phase this version does not know, so that a
+    /// server may add phases without breaking a client.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_phase"
+    )]
+    pub phase: Option<ExecutionPhase>,
+}
+
+/// What an accepted execution that has not finished is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionPhase {
+    /// Waiting for a guest slot: before it first had one (`state` is
+    /// `queued`), or again after its module was compiled.
+    Queued,
+    /// Its module is being compiled, or waits for a compiler.
+    Compiling,
+    /// It holds a guest slot: its guest runs, or its result is being sealed
+    /// and logged.
+    Running,
+}
+
+impl ExecutionPhase {
+    /// The phase as the wire spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionPhase::Queued => "queued",
+            ExecutionPhase::Compiling => "compiling",
+            ExecutionPhase::Running => "running",
+        }
+    }
+}
+
+/// `phase` as a client reads it: a phase it does not know is no phase.
+fn known_phase<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ExecutionPhase>, D::Error> {
+    let text: Option<String> = Option::deserialize(deserializer)?;
+    Ok(text.and_then(|text| {
+        [
+            ExecutionPhase::Queued,
+            ExecutionPhase::Compiling,
+            ExecutionPhase::Running,
+        ]
+        .into_iter()
+        .find(|phase| phase.as_str() == text)
+    }))
 }
 
 /// Where an accepted execution that has not finished is.
@@ -410,6 +462,34 @@ pub struct ConsistencyResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_answer_reads_its_phase_and_ignores_one_it_does_not_know() {
+        let id = "00000000-0000-4000-8000-000000000000";
+        let read =
+            |body: serde_json::Value| -> ExecutionState { serde_json::from_value(body).unwrap() };
+        let compiling = read(serde_json::json!({
+            "execution_id": id, "state": "running", "phase": "compiling",
+        }));
+        assert_eq!(compiling.phase, Some(ExecutionPhase::Compiling));
+        assert_eq!(
+            serde_json::to_value(&compiling).unwrap()["phase"],
+            "compiling"
+        );
+        // An older server sends none, a newer one perhaps a phase unknown here:
+        // both still parse, with their `state`.
+        let older = read(serde_json::json!({"execution_id": id, "state": "queued"}));
+        assert_eq!(older.phase, None);
+        assert_eq!(
+            serde_json::to_value(&older).unwrap(),
+            serde_json::json!({"execution_id": id, "state": "queued"}),
+            "no phase, no field"
+        );
+        let newer = read(serde_json::json!({
+            "execution_id": id, "state": "running", "phase": "linking",
+        }));
+        assert_eq!((newer.state, newer.phase), (PendingState::Running, None));
+    }
 
     #[test]
     fn a_session_answer_with_a_short_key_does_not_parse() {

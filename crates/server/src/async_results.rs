@@ -15,7 +15,9 @@
 //! ([`stored_bytes`]); it is given back when the answer is swept. An entry
 //! dropped unfinished (the task panicked or was aborted) records
 //! [`Withheld::Internal`], so a client polling it gets an answer rather than
-//! `queued` for ever. A finished answer is kept for
+//! `queued` for ever. While the task runs, the executor reports the execution's
+//! [`Phase`] ([`report_phase`], from wherever it waits, compiles or runs inside
+//! [`AsyncEntry::reporting_phases`]). A finished answer is kept for
 //! `execution.async_retention_secs` after it finished, then swept, oldest first.
 //!
 //! What is kept is the [`ExecutionReceipt`], the value `/execute` answers from:
@@ -63,13 +65,26 @@ pub enum Withheld {
     Internal,
 }
 
+/// What an unfinished execution is doing: the `phase` of `GET
+/// /executions/{id}`'s `202`, finer than its state (queued until it first has
+/// a guest slot, running after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a guest slot (again, after a compilation).
+    Queued,
+    /// Its module is being compiled, or waits for a compiler.
+    Compiling,
+    /// It holds a guest slot: running, or being sealed and logged.
+    Running,
+}
+
 /// What a client may learn of one of its async executions.
 #[derive(Clone)]
 pub enum View {
-    /// Accepted, waiting for a guest slot.
+    /// Accepted, waiting for its first guest slot (its phase is queued).
     Queued,
-    /// Had its first guest slot: compiling, running, or being sealed and logged.
-    Running,
+    /// Had its first guest slot; now in this phase.
+    Running(Phase),
     /// Finished and logged: the answer `/execute` would have given.
     Done(Answer),
     /// Finished without a releasable answer.
@@ -172,6 +187,10 @@ pub trait AsyncResultStore: Send + Sync {
     fn release(&self, client: ClientKey);
     fn register(&self, id: Uuid, client: ClientKey, answer_bound: u64) -> Result<(), AsyncFull>;
     fn mark_running(&self, id: Uuid);
+    /// Records that the pending execution `id` is now in `phase`; whether that
+    /// changed anything (an unknown or finished id, or the phase it was already
+    /// in, changes nothing).
+    fn set_phase(&self, id: Uuid, phase: Phase) -> bool;
     fn finish(&self, id: Uuid, outcome: Result<ExecutionReceipt, Withheld>);
     fn get(&self, id: &Uuid, scope: Scope) -> Option<View>;
     fn sweep(&self, now: Instant) -> Option<Instant>;
@@ -408,6 +427,24 @@ impl AsyncEntry {
         }
     }
 
+    /// Runs `work`, recording as this execution's the phases that code inside
+    /// it reports with [`report_phase`]. A task-local rather than a parameter:
+    /// the points that know the phase (waiting for a slot, compiling, running
+    /// the guest) are deep in the executor, shared with synchronous executions,
+    /// which have no phase to report.
+    pub async fn reporting_phases<F: std::future::Future>(&self, work: F) -> F::Output {
+        match &self.store {
+            Some(store) => {
+                let reporter = PhaseReporter {
+                    store: store.clone(),
+                    id: self.id,
+                };
+                PHASE_REPORTER.scope(reporter, work).await
+            }
+            None => work.await,
+        }
+    }
+
     /// It ended: the answer to keep, or why there is none.
     pub fn finish(mut self, outcome: Result<ExecutionReceipt, Withheld>) {
         if let Some(store) = self.store.take() {
@@ -423,6 +460,25 @@ impl Drop for AsyncEntry {
             store.store.finish(self.id, Err(Withheld::Internal));
         }
     }
+}
+
+/// Where the phases of the execution a task carries out go.
+#[derive(Clone)]
+struct PhaseReporter {
+    store: AsyncExecutions,
+    id: Uuid,
+}
+
+tokio::task_local! {
+    /// Set by [`AsyncEntry::reporting_phases`] for the task that carries out a
+    /// long job.
+    static PHASE_REPORTER: PhaseReporter;
+}
+
+/// Records `phase` for the long job this task carries out, if it carries one
+/// out (inside [`AsyncEntry::reporting_phases`]); nothing otherwise.
+pub fn report_phase(phase: Phase) {
+    let _ = PHASE_REPORTER.try_with(|reporter| reporter.store.store.set_phase(reporter.id, phase));
 }
 
 /// The in-memory store's bounds, from the configuration.
@@ -499,6 +555,7 @@ enum Entry {
         scope: Scope,
         client: ClientKey,
         running: bool,
+        phase: Phase,
         /// Bytes reserved for its answer.
         reserved: usize,
     },
@@ -619,6 +676,7 @@ impl AsyncResultStore for MemoryStore {
                 scope: Scope::of(client),
                 client,
                 running: false,
+                phase: Phase::Queued,
                 reserved,
             },
         );
@@ -626,8 +684,19 @@ impl AsyncResultStore for MemoryStore {
     }
 
     fn mark_running(&self, id: Uuid) {
-        if let Some(Entry::Pending { running, .. }) = self.state().entries.get_mut(&id) {
+        if let Some(Entry::Pending { running, phase, .. }) = self.state().entries.get_mut(&id) {
             *running = true;
+            *phase = Phase::Running;
+        }
+    }
+
+    fn set_phase(&self, id: Uuid, phase: Phase) -> bool {
+        match self.state().entries.get_mut(&id) {
+            Some(Entry::Pending { phase: now, .. }) if *now != phase => {
+                *now = phase;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -677,9 +746,10 @@ impl AsyncResultStore for MemoryStore {
             Entry::Pending {
                 scope: owner,
                 running,
+                phase,
                 ..
             } if *owner == scope => Some(if *running {
-                View::Running
+                View::Running(*phase)
             } else {
                 View::Queued
             }),
@@ -827,7 +897,10 @@ mod tests {
         let id = entry.id();
         assert!(matches!(store.get(&id, Scope::Open), Some(View::Queued)));
         entry.mark_running();
-        assert!(matches!(store.get(&id, Scope::Open), Some(View::Running)));
+        assert!(matches!(
+            store.get(&id, Scope::Open),
+            Some(View::Running(Phase::Running))
+        ));
         assert_eq!(store.counts().pending, 1);
         entry.finish(Ok(receipt(id, 100)));
         match store.get(&id, Scope::Open) {
@@ -837,6 +910,54 @@ mod tests {
         let counts = store.counts();
         assert_eq!((counts.pending, counts.stored), (0, 1));
         assert_eq!(counts.bytes, 100 + 72 + 128);
+    }
+
+    #[tokio::test]
+    async fn the_phases_a_task_reports_are_its_entrys_and_only_while_it_reports_them() {
+        let (store, _clock) = store(10, 1 << 20);
+        let entry = accept(&store, open(1), 1000);
+        let id = entry.id();
+        let phase = |store: &AsyncExecutions| match store.get(&id, Scope::Open) {
+            Some(View::Running(phase)) => Some(phase),
+            _ => None,
+        };
+        // Outside `reporting_phases` a report goes nowhere.
+        report_phase(Phase::Compiling);
+        assert!(matches!(store.get(&id, Scope::Open), Some(View::Queued)));
+        entry.mark_running();
+        let seen = entry
+            .reporting_phases(async {
+                let mut seen = Vec::new();
+                for next in [Phase::Compiling, Phase::Queued, Phase::Running] {
+                    report_phase(next);
+                    seen.push(phase(&store));
+                }
+                seen
+            })
+            .await;
+        assert_eq!(
+            seen,
+            [
+                Some(Phase::Compiling),
+                Some(Phase::Queued),
+                Some(Phase::Running)
+            ]
+        );
+        let other = accept(&store, open(2), 1000);
+        other.mark_running();
+        other
+            .reporting_phases(async { report_phase(Phase::Compiling) })
+            .await;
+        assert_eq!(
+            phase(&store),
+            Some(Phase::Running),
+            "another entry's report"
+        );
+        entry.finish(Ok(receipt(id, 10)));
+        assert!(
+            !store.store.set_phase(id, Phase::Compiling),
+            "a finished entry has no phase"
+        );
     }
 
     #[test]

@@ -19,11 +19,16 @@ class Job:
     """An execution submitted with ``Prefer: respond-async`` (:meth:`Client.submit`).
     It holds the keys that open its answer: keep it private. ``execution_id`` is
     the server's id (it changes if the request had to be sent again with blobs the
-    server had lost)."""
+    server had lost). While it is pending, ``state`` (``"queued"`` or ``"running"``)
+    and ``phase`` (``"queued"``, ``"compiling"`` or ``"running"``; ``None`` from a
+    server that does not say, or one this client does not know) are where the last
+    :meth:`Client.poll` found it (``None`` before the first)."""
 
     def __init__(self, spec: Spec, by_reference: Set[str]) -> None:
         self.execution_id = ""
         self.location: Optional[str] = None
+        self.state: Optional[str] = None
+        self.phase: Optional[str] = None
         self._spec = spec
         self._by_reference = by_reference
         self._resent: List[str] = []
@@ -53,8 +58,15 @@ def accepted_location(status: int, headers: Mapping[str, str], data: bytes) -> T
     return execution_id, accepted["location"]
 
 
+#: The phases this client knows; a later server's other phases read as ``None``.
+PHASES = ("queued", "compiling", "running")
+
+
 def check_pending(job: Job, data: bytes) -> None:
-    """A ``202`` of ``GET /executions/{id}`` must name the job's execution."""
+    """A ``202`` of ``GET /executions/{id}`` must name the job's execution; records
+    its ``state`` and ``phase`` on the job."""
     state = parse_json(data)
     if not isinstance(state, dict) or state.get("execution_id") != job.execution_id:
         raise ProtocolError("the pending state names another execution")
+    job.state = state.get("state") if state.get("state") in ("queued", "running") else None
+    job.phase = state.get("phase") if state.get("phase") in PHASES else None

@@ -16,12 +16,13 @@ use tracing::Instrument;
 
 use crate::access::{ClientKey, Scope};
 use crate::answer::ExecutionReceipt;
-use crate::async_results::{Answer, ReadersFull, View, Withheld};
+use crate::async_results::{Answer, Phase, ReadersFull, View, Withheld};
 use crate::envelope::{Enc, Provider};
 use crate::execution::{ExecutionError, SealedExecution};
 use wasm_hypervisor_protocol::binary;
 use wasm_hypervisor_protocol::wire::{
-    ErrorBody, ExecuteBody, ExecuteResponse, ExecutionAccepted, ExecutionState, PendingState,
+    ErrorBody, ExecuteBody, ExecuteResponse, ExecutionAccepted, ExecutionPhase, ExecutionState,
+    PendingState,
 };
 
 use super::AppState;
@@ -349,7 +350,7 @@ async fn execute_async(
         ("Accept" = Option<String>, Header, description = "`application/octet-stream`: a finished execution's answer in binary (protocol v1.1 §B); otherwise JSON")),
     responses(
         (status = 200, description = "Finished: exactly the body a synchronous `POST /execute` would have answered, in JSON, or in binary with `Accept: application/octet-stream`", body = ExecuteResponse),
-        (status = 202, description = "Queued or running; ask again after `Retry-After`", body = ExecutionState,
+        (status = 202, description = "Queued or running (`state`), and what it is doing (`phase`: queued, compiling or running); ask again after `Retry-After`", body = ExecutionState,
             headers(("Retry-After" = u64, description = "Seconds to wait before asking again: 1"))),
         (status = 400, description = "`invalid_parameter`: the id is not a 36-character lowercase UUID", body = ErrorBody),
         (status = 401, description = "`unauthorized`: authentication is on and no valid bearer token was sent", body = ErrorBody,
@@ -379,12 +380,13 @@ pub(super) async fn get_execution(
         .await
         .map_err(|_| ApiError::DatabaseUnavailable)?
         .ok_or(ApiError::ExecutionNotFound)?;
-    let pending = |state| {
+    let pending = |state, phase| {
         let mut response = (
             StatusCode::ACCEPTED,
             Json(ExecutionState {
                 execution_id: execution_id.clone(),
                 state,
+                phase: Some(phase),
             }),
         )
             .into_response();
@@ -394,8 +396,15 @@ pub(super) async fn get_execution(
         response
     };
     match view {
-        View::Queued => Ok(pending(PendingState::Queued)),
-        View::Running => Ok(pending(PendingState::Running)),
+        View::Queued => Ok(pending(PendingState::Queued, ExecutionPhase::Queued)),
+        View::Running(phase) => Ok(pending(
+            PendingState::Running,
+            match phase {
+                Phase::Queued => ExecutionPhase::Queued,
+                Phase::Compiling => ExecutionPhase::Compiling,
+                Phase::Running => ExecutionPhase::Running,
+            },
+        )),
         View::Done(answer) => {
             // Streamed from the one copy kept, by a bounded number of readers:
             // a reader that does not read holds a piece and a slot, no copy.

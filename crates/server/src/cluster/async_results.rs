@@ -6,8 +6,9 @@
 //! `execution.async_results_bytes` and its per-client share are therefore per
 //! replica, and its own executions are answered without the database), and
 //! mirrors every change to the `async_results` table in order, through one
-//! writer task: registration (queued), running, finished (the sealed receipt's
-//! fields, or why it is withheld). Only what the in-memory store keeps is written: the receipt is
+//! writer task: registration (queued), running, each change of phase (the
+//! `phase` column, NULL in rows older replicas wrote: read as the state's own
+//! phase), finished (the sealed receipt's fields, or why it is withheld). Only what the in-memory store keeps is written: the receipt is
 //! sealed to its client; no plaintext reaches the database. `get` for an id this
 //! process does not hold reads the row's fixed fields, with the same scope check
 //! and retention, and the sealed result is then read in pieces of
@@ -34,8 +35,8 @@ use super::{Cluster, DbError, unix_millis};
 use crate::access::{ClientKey, Scope};
 use crate::answer::ExecutionReceipt;
 use crate::async_results::{
-    Answer, AnswerPieces, AsyncCounts, AsyncFull, AsyncResultStore, MemoryStore, SharedAnswer,
-    Unavailable, View, Withheld,
+    Answer, AnswerPieces, AsyncCounts, AsyncFull, AsyncResultStore, MemoryStore, Phase,
+    SharedAnswer, Unavailable, View, Withheld,
 };
 use wasm_hypervisor_protocol::payload::Status;
 
@@ -62,6 +63,29 @@ const DONE: i16 = 2;
 const WITHHELD_LOG: i16 = 3;
 const WITHHELD_INTERNAL: i16 = 4;
 
+// The `phase` column (migration 0003_async_phase).
+const PHASE_QUEUED: i16 = 0;
+const PHASE_COMPILING: i16 = 1;
+const PHASE_RUNNING: i16 = 2;
+
+fn phase_column(phase: Phase) -> i16 {
+    match phase {
+        Phase::Queued => PHASE_QUEUED,
+        Phase::Compiling => PHASE_COMPILING,
+        Phase::Running => PHASE_RUNNING,
+    }
+}
+
+/// A running row's phase; NULL (written by a replica that knows no phases)
+/// or a value this version does not know reads as running, the state's own.
+fn phase_of_row(column: Option<i16>) -> Phase {
+    match column {
+        Some(PHASE_QUEUED) => Phase::Queued,
+        Some(PHASE_COMPILING) => Phase::Compiling,
+        _ => Phase::Running,
+    }
+}
+
 /// One change to mirror, in the order it happened.
 enum Write {
     Register {
@@ -71,6 +95,10 @@ enum Write {
     },
     Running {
         id: Uuid,
+    },
+    Phase {
+        id: Uuid,
+        phase: Phase,
     },
     Finish {
         id: Uuid,
@@ -178,6 +206,14 @@ impl AsyncResultStore for PgAsyncResults {
         self.send(Write::Running { id });
     }
 
+    fn set_phase(&self, id: Uuid, phase: Phase) -> bool {
+        let changed = self.local.set_phase(id, phase);
+        if changed {
+            self.send(Write::Phase { id, phase });
+        }
+        changed
+    }
+
     fn finish(&self, id: Uuid, outcome: Result<ExecutionReceipt, Withheld>) {
         let scope = PgAsyncResults::lock(&self.scopes).remove(&id);
         PgAsyncResults::lock(&self.commits).remove(&id);
@@ -220,7 +256,7 @@ impl AsyncResultStore for PgAsyncResults {
                 client
                     .query_opt(
                         "SELECT scope, state, log_index, commitment, leaf_signature, \
-                                octet_length(ciphertext), status \
+                                octet_length(ciphertext), status, phase \
                          FROM async_results WHERE id = $1 AND expires_ms > $2",
                         &[&id, &now_ms],
                     )
@@ -240,7 +276,7 @@ impl AsyncResultStore for PgAsyncResults {
         }
         let view = match row.get::<_, i16>(1) {
             QUEUED => View::Queued,
-            RUNNING => View::Running,
+            RUNNING => View::Running(phase_of_row(row.get(7))),
             WITHHELD_LOG => View::Withheld(Withheld::LogUnavailable),
             DONE => match answer_from_row(id, &row, &self.cluster) {
                 Some(answer) => View::Done(Answer::Shared(answer)),
@@ -321,8 +357,22 @@ async fn apply(cluster: &Cluster, write: &Write, retention: Duration) -> Result<
                 .run(|client| async move {
                     client
                         .execute(
-                            "UPDATE async_results SET state = $2 WHERE id = $1 AND state = $3",
-                            &[&id, &RUNNING, &QUEUED],
+                            "UPDATE async_results SET state = $2, phase = $4 \
+                             WHERE id = $1 AND state = $3",
+                            &[&id, &RUNNING, &QUEUED, &PHASE_RUNNING],
+                        )
+                        .await
+                })
+                .await?;
+        }
+        Write::Phase { id, phase } => {
+            let (id, phase) = (*id, phase_column(*phase));
+            cluster
+                .run(|client| async move {
+                    client
+                        .execute(
+                            "UPDATE async_results SET phase = $2 WHERE id = $1 AND state = $3",
+                            &[&id, &phase, &RUNNING],
                         )
                         .await
                 })

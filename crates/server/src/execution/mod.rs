@@ -12,7 +12,8 @@
 //! Where an execution waits: for a guest slot (`Executor::admit`, or for a long
 //! job and after a compilation `Executor::wait_for_slot`), for a compilation
 //! (`prepare`'s `Executor::compiled`, which gives the slot back meanwhile), and
-//! for its guest (`Executor::run_guest`).
+//! for its guest (`Executor::run_guest`). Each reports a long job's phase there
+//! (`async_results::report_phase`; nothing for a synchronous execution).
 //!
 //! Architecture invariant: the session is taken (and its key destroyed) only after a
 //! slot is granted (for a long job, a place in [`AsyncExecutions`]), so a request
@@ -40,7 +41,7 @@ use self::prepare::Prepared;
 use self::result::PendingMountsOut;
 use crate::access::{ClientKey, Scope};
 use crate::answer::{ExecutionReceipt, answer_bound};
-use crate::async_results::{AsyncExecutions, AsyncFull, Withheld};
+use crate::async_results::{AsyncExecutions, AsyncFull, Phase, Withheld, report_phase};
 use crate::audit::{AuditError, AuditLog};
 use crate::blobs::BlobStores;
 use crate::compile_budget::CompileBudgets;
@@ -298,9 +299,8 @@ impl Executor {
         let _ = accepted.send(execution_id);
         let slot = self.wait_for_slot().await;
         entry.mark_running();
-        let outcome = self
-            .carry_out(execution_id, &opened, reading, slot, sealed.client)
-            .await;
+        let carried_out = self.carry_out(execution_id, &opened, reading, slot, sealed.client);
+        let outcome = entry.reporting_phases(carried_out).await;
         entry.finish(match &outcome {
             Ok(receipt) => Ok(receipt.clone()),
             Err(ExecutionError::LogUnavailable(_)) => Err(Withheld::LogUnavailable),
@@ -435,6 +435,7 @@ impl Executor {
 
     /// Runs a prepared guest in its slot, given back when the guest ends.
     async fn run_guest(&self, ready: Prepared) -> RunReport {
+        report_phase(Phase::Running);
         let Prepared {
             target,
             slot,
@@ -489,6 +490,7 @@ impl Executor {
     /// Waits for a guest slot as long as it takes: for an execution already
     /// accepted (a long job, or one that gave its slot back to compile).
     async fn wait_for_slot(&self) -> OwnedSemaphorePermit {
+        report_phase(Phase::Queued);
         let slot = self
             .inner
             .slots
@@ -496,6 +498,7 @@ impl Executor {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
+        report_phase(Phase::Running);
         self.note_peak();
         slot
     }

@@ -14,6 +14,7 @@ use wasm_hypervisor_protocol::payload::{EffectiveLimits, Status};
 use super::resolve::{Resolved, ResolvedMount};
 use super::{ExecutionPolicy, Executor};
 use crate::access::ClientKey;
+use crate::async_results::{Phase, report_phase};
 use crate::blobs::Blob;
 use crate::compile_budget::BudgetError;
 use crate::sandbox::compiler::CompileError;
@@ -148,6 +149,7 @@ impl Executor {
             inner.metrics.record_module_cache(true);
             return (found.map_err(CompileRefusal::Compiler), slot);
         }
+        report_phase(Phase::Compiling);
         let Ok(ticket) = inner.compile_tickets.clone().try_acquire_owned() else {
             return (self.compile(&module, client).await, slot);
         };
