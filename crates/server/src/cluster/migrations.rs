@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../migrations/0001_init.sql"),
     ),
     (2, "0002_log", include_str!("../../migrations/0002_log.sql")),
+    (
+        3,
+        "0003_usage",
+        include_str!("../../migrations/0003_usage.sql"),
+    ),
 ];
 
 /// Applies the migrations `schema_migrations` lacks, within `transaction`.

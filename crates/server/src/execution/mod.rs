@@ -49,6 +49,7 @@ use crate::keys::ServerKey;
 use crate::metrics::Metrics;
 use crate::sandbox::{RunReport, Sandbox};
 use crate::session::{SessionError, SessionStore};
+use crate::usage::Usage;
 
 /// Why an `/execute` was refused before its plaintext was recovered (or, for a
 /// long job, before it was accepted).
@@ -111,6 +112,9 @@ pub struct SealedExecution {
 pub(crate) struct Opened {
     plaintext: Plaintext,
     keys: ResponseKeys,
+    /// Bytes of the sealed request (its ciphertext, tag included): its client's
+    /// bytes in (`usage`).
+    sealed_bytes: usize,
 }
 
 /// Server-side limits on executions, from the configuration.
@@ -175,6 +179,8 @@ struct Inner {
     metrics: Metrics,
     budgets: CompileBudgets,
     blobs: Arc<BlobStores>,
+    /// Each client's usage, counted as its executions are logged.
+    usage: Usage,
 }
 
 impl Executor {
@@ -185,6 +191,7 @@ impl Executor {
         log: AuditLog,
         policy: ExecutionPolicy,
         metrics: Metrics,
+        usage: Usage,
     ) -> Executor {
         Executor {
             inner: Arc::new(Inner {
@@ -200,6 +207,7 @@ impl Executor {
                 metrics,
                 budgets: CompileBudgets::new(policy.compile_seconds_per_hour),
                 blobs: Arc::new(BlobStores::new(policy.blob_store_bytes)),
+                usage,
             }),
         }
     }
@@ -339,6 +347,7 @@ impl Executor {
             .take(&session_id)
             .await
             .map_err(session_error)?;
+        let sealed_bytes = ciphertext.len();
         let envelope::OpenedRequest {
             mut plaintext,
             keys,
@@ -348,6 +357,7 @@ impl Executor {
             // Moved, not copied: what is left in `plaintext` is an empty vector.
             plaintext: Plaintext::new(std::mem::take(&mut *plaintext)),
             keys,
+            sealed_bytes,
         })
     }
 
@@ -378,7 +388,7 @@ impl Executor {
                 (result::host_failure(execution_id, maxima), None)
             }
         };
-        self.record(execution_id, opened, result, mounts_out, started)
+        self.record(execution_id, opened, result, mounts_out, started, client)
             .await
     }
 
@@ -669,6 +679,11 @@ mod tests {
                 log,
                 policy(),
                 crate::metrics::Metrics::new(),
+                Usage::new(crate::usage::UsageSettings {
+                    per_hour: Default::default(),
+                    per_day: Default::default(),
+                    max_tracked: 16,
+                }),
             ),
             sessions,
         )
