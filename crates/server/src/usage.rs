@@ -512,7 +512,7 @@ mod tests {
         usage.record(client(1), TEN + 3600, one(500));
         let refused = usage.check(client(1), TEN + 3600).unwrap_err();
         assert_eq!(refused.window, Window::Day);
-        assert_eq!(refused.retry_after, Duration::from_secs(14 * 3600));
+        assert_eq!(refused.retry_after, Duration::from_secs(13 * 3600));
     }
 
     #[test]
