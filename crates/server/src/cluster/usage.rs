@@ -66,7 +66,7 @@ pub fn spawn_flusher(cluster: Cluster, usage: Usage) -> tokio::task::JoinHandle<
                 }
             }
             ticks = ticks.wrapping_add(1);
-            if ticks % PRUNE_EVERY == 0 {
+            if ticks.is_multiple_of(PRUNE_EVERY) {
                 let before = i64::try_from(Window::Day.start(unix_now()).saturating_sub(86_400))
                     .unwrap_or(i64::MAX);
                 let pruned = cluster

@@ -115,6 +115,8 @@ pub(crate) struct Opened {
     /// Bytes of the sealed request (its ciphertext, tag included): its client's
     /// bytes in (`usage`).
     sealed_bytes: usize,
+    /// Whose request it is: whose usage it counts in.
+    client: ClientKey,
 }
 
 /// Server-side limits on executions, from the configuration.
@@ -184,6 +186,9 @@ struct Inner {
 }
 
 impl Executor {
+    // Each argument is a handle the server also shares with others (the state,
+    // the background tasks); a struct of them would only be unpacked here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sessions: Arc<dyn SessionStore>,
         key: Arc<ServerKey>,
@@ -263,7 +268,12 @@ impl Executor {
         let slot = self.admit().await?;
         self.note_peak();
         let opened = self
-            .open(sealed.session_id, &sealed.enc, sealed.ciphertext)
+            .open(
+                sealed.session_id,
+                &sealed.enc,
+                sealed.ciphertext,
+                sealed.client,
+            )
             .await?;
         let execution_id = Uuid::new_v4();
         let reading = read(&opened.plaintext, &self.inner.policy.ceilings());
@@ -291,7 +301,12 @@ impl Executor {
         // Dropped (and so given back) if the session or decryption fails.
         let ticket = results.reserve(sealed.client).map_err(async_refusal)?;
         let opened = self
-            .open(sealed.session_id, &sealed.enc, sealed.ciphertext)
+            .open(
+                sealed.session_id,
+                &sealed.enc,
+                sealed.ciphertext,
+                sealed.client,
+            )
             .await?;
         let execution_id = Uuid::new_v4();
         let reading = read(&opened.plaintext, &self.inner.policy.ceilings());
@@ -340,6 +355,7 @@ impl Executor {
         session_id: Uuid,
         enc: &Enc,
         ciphertext: Vec<u8>,
+        client: ClientKey,
     ) -> Result<Opened, ExecutionError> {
         let secret = self
             .inner
@@ -358,6 +374,7 @@ impl Executor {
             plaintext: Plaintext::new(std::mem::take(&mut *plaintext)),
             keys,
             sealed_bytes,
+            client,
         })
     }
 
@@ -388,7 +405,7 @@ impl Executor {
                 (result::host_failure(execution_id, maxima), None)
             }
         };
-        self.record(execution_id, opened, result, mounts_out, started, client)
+        self.record(execution_id, opened, result, mounts_out, started)
             .await
     }
 

@@ -13,7 +13,6 @@ use zeroize::Zeroize;
 
 use super::result::{self, PendingMountsOut};
 use super::{ExecutionError, Executor, Opened};
-use crate::access::ClientKey;
 use crate::answer::ExecutionReceipt;
 use crate::audit::LogRecord;
 use crate::usage::{self, Counts};
@@ -28,7 +27,6 @@ impl Executor {
         mut result: ExecutionResult,
         mounts_out: Option<PendingMountsOut>,
         started: Instant,
-        client: ClientKey,
     ) -> Result<ExecutionReceipt, ExecutionError> {
         let inner = &self.inner;
         let status = result.status;
@@ -59,7 +57,7 @@ impl Executor {
             .observe_audit_append(append_started.elapsed().as_secs_f64());
         // Counted once logged: what is counted is what the log proves ran.
         inner.usage.record(
-            client,
+            opened.client,
             usage::unix_now(),
             Counts {
                 executions: 1,
