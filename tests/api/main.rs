@@ -38,4 +38,5 @@ mod restart;
 mod sessions;
 mod shutdown;
 mod tlog;
+mod usage;
 mod wire;

@@ -459,6 +459,57 @@ pub struct ConsistencyResponse {
     pub proof: Vec<Base64<[u8; 32]>>,
 }
 
+/// `GET /usage` answer (protocol v1.2 §U): the calling client's own usage, in
+/// the current UTC hour, the current UTC day and in total.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UsageResponse {
+    pub hour: UsageWindow,
+    pub day: UsageWindow,
+    /// Since the server started; in cluster mode, since the database began
+    /// counting.
+    pub total: UsageCounts,
+}
+
+/// One window of `GET /usage`: when it began and ends, what was used in it, and
+/// the quota (`null` fields: none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UsageWindow {
+    /// RFC 3339 UTC, whole seconds: a whole hour, or midnight.
+    pub start: String,
+    /// RFC 3339 UTC, whole seconds: when the counts start again from zero.
+    pub end: String,
+    pub used: UsageCounts,
+    pub quota: UsageQuota,
+}
+
+/// What a client used: logged executions, the sum of their `fuel_consumed`, and
+/// the bytes of their sealed requests and results (`ciphertext`, tag included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UsageCounts {
+    pub executions: u64,
+    pub fuel: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// A window's quota; `null` for no limit. A request is refused (429
+/// `quota_exceeded`) once a count has reached its quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuota {
+    pub executions: Option<u64>,
+    pub fuel: Option<u64>,
+    pub bytes_in: Option<u64>,
+    pub bytes_out: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -245,6 +245,7 @@ pub struct Config {
     pub blobs: BlobsConfig,
     pub auth: AuthConfig,
     pub clients: ClientsConfig,
+    pub quotas: QuotasConfig,
     pub http: HttpConfig,
     pub crypto: CryptoConfig,
     pub cluster: ClusterConfig,
@@ -635,6 +636,39 @@ pub struct ClientsConfig {
     pub trusted_proxies: Vec<IpNet>,
 }
 
+/// Each client's quotas of usage (protocol v1.2 §U), per UTC hour and per UTC
+/// day; a client is as in `clients`. Usage counts logged executions, the sum of
+/// their `fuel_consumed`, and the bytes of their sealed requests (in) and sealed
+/// results (out); `GET /usage` shows a client its own. A request of a client
+/// that has reached any quota is refused before its session is used, 429
+/// `quota_exceeded` with `Retry-After` the seconds until the window ends. A
+/// request is checked before it runs and counted once logged, so executions in
+/// flight when a quota is crossed complete and may carry the client past it
+/// (in cluster mode also by what the other replicas counted in their last
+/// second). Default: no quota.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotasConfig {
+    /// Quotas of each UTC hour (from a whole hour).
+    pub per_hour: QuotaLimits,
+    /// Quotas of each UTC day (from midnight UTC).
+    pub per_day: QuotaLimits,
+}
+
+/// The most one client may use in one window; 0 for no limit on that count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaLimits {
+    /// Logged executions. Default 0 (none).
+    pub executions: u64,
+    /// Fuel: the sum of the results' `fuel_consumed`. Default 0 (none).
+    pub fuel: u64,
+    /// Bytes of sealed requests (`ciphertext`, tag included). Default 0 (none).
+    pub bytes_in: u64,
+    /// Bytes of sealed results (`ciphertext`, tag included). Default 0 (none).
+    pub bytes_out: u64,
+}
+
 /// Protection of the HTTP layer against slow, oversized and idle clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -714,6 +748,7 @@ impl Default for Config {
             blobs: BlobsConfig::default(),
             auth: AuthConfig::default(),
             clients: ClientsConfig::default(),
+            quotas: QuotasConfig::default(),
             http: HttpConfig::default(),
             crypto: CryptoConfig::default(),
             cluster: ClusterConfig::default(),
@@ -1044,7 +1079,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 57, "{keys:?}");
+        assert_eq!(keys.len(), 65, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(

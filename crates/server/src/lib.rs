@@ -12,6 +12,8 @@
 //!   and parsed once into typed values.
 //! - [`access`]: bearer tokens and per-client quotas (request rate, executions in flight).
 //! - [`compile_budget`]: each client's budget of compilation time.
+//! - [`usage`]: each client's usage (executions, fuel, bytes in and out) per hour,
+//!   day and in total, and its quotas (protocol v1.2 §U).
 //! - [`keys`]: the server's long-term ECDSA P-256 signing key and its file.
 //! - [`envelope`]: HPKE open/seal of requests, sealing of results, the commitment:
 //!   the server's view of the `wasm-hypervisor-protocol` crate, where the crypto
@@ -54,6 +56,7 @@ pub mod sandbox;
 pub mod server;
 pub mod session;
 mod tlog;
+pub mod usage;
 
 /// Turns functions `fn name(provider: Provider)` into one `#[test]` per crypto
 /// provider compiled in: `aws_lc::name` and `rustcrypto::name`.

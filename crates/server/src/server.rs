@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::sandbox::compiler::CompilerSettings;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSettings};
 use crate::session::{MemorySessionStore, SessionStore};
+use crate::usage::{Limits, Usage, UsageSettings};
 use wasm_hypervisor_protocol::payload::EffectiveLimits;
 
 /// Why the server could not start or stopped with an error.
@@ -252,6 +253,7 @@ impl Service {
             background.push(cluster.spawn_probe());
         }
         let metrics = Metrics::new();
+        let usage = client_usage(config, cluster.as_ref(), &mut background);
         let executor = Executor::new(
             sessions.clone(),
             key.clone(),
@@ -259,6 +261,7 @@ impl Service {
             log.clone(),
             execution_policy(config),
             metrics.clone(),
+            usage.clone(),
         );
         let (tokens, metrics_access) = access_tokens(config);
         let (quotas, health_quotas) = client_quotas(config);
@@ -284,6 +287,7 @@ impl Service {
             tokens,
             metrics_access,
             quotas,
+            usage,
             health_quotas,
             trusted_proxies,
             body_read_timeout: http.body_read_timeout_ms.get(),
@@ -545,6 +549,35 @@ fn access_tokens(config: &Config) -> (TokenSet, MetricsAccess) {
         MetricsAccess::Token(_) => {}
     }
     (tokens, metrics_access)
+}
+
+/// Each client's usage and its quotas (`quotas`): in memory, or in cluster mode
+/// shared through the database by a task that joins `background`.
+fn client_usage(
+    config: &Config,
+    cluster: Option<&Cluster>,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Usage {
+    let limits = |quotas: &crate::config::QuotaLimits| Limits {
+        executions: quotas.executions,
+        fuel: quotas.fuel,
+        bytes_in: quotas.bytes_in,
+        bytes_out: quotas.bytes_out,
+    };
+    let settings = UsageSettings {
+        per_hour: limits(&config.quotas.per_hour),
+        per_day: limits(&config.quotas.per_day),
+        max_tracked: config.clients.max_tracked.get_usize(),
+    };
+    let Some(cluster) = cluster else {
+        return Usage::new(settings);
+    };
+    let usage = Usage::clustered(settings);
+    background.push(cluster::usage::spawn_flusher(
+        cluster.clone(),
+        usage.clone(),
+    ));
+    usage
 }
 
 /// Each client's quotas, and `/health`'s own bucket per address: a client that

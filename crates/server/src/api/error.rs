@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::access::QuotaError;
+use crate::usage::QuotaExceeded;
 use wasm_hypervisor_protocol::wire::{ErrorBody, ErrorDetail};
 
 /// Every error the API answers with. `code` and status are part of the protocol.
@@ -69,6 +70,13 @@ pub enum ApiError {
          lower limits.max_output_bytes or limits.files_bytes"
     )]
     TooManyAsyncResults { retry_after: Duration },
+    /// 429 `quota_exceeded`: this client has used a quota of the current UTC hour
+    /// or day (`quotas`); `retry_after` is the time until that window ends.
+    #[error("this client has used its {window} quota (quotas); retry when the window ends")]
+    QuotaExceeded {
+        window: &'static str,
+        retry_after: Duration,
+    },
     /// 429 `too_many_readers`: this client, or the server, is sending as many
     /// async answers at once as it may.
     #[error("as many async answers are being sent at once as may be; retry when one is read")]
@@ -119,6 +127,7 @@ impl ApiError {
             | ApiError::TooManyConnections
             | ApiError::TooManyClientSessions { .. }
             | ApiError::TooManyAsyncResults { .. }
+            | ApiError::QuotaExceeded { .. }
             | ApiError::TooManyReaders => StatusCode::TOO_MANY_REQUESTS,
             ApiError::SessionNotFound | ApiError::NotFound | ApiError::ExecutionNotFound => {
                 StatusCode::NOT_FOUND
@@ -147,6 +156,7 @@ impl ApiError {
             ApiError::TooManyConnections => "too_many_connections",
             ApiError::TooManyClientSessions { .. } => "too_many_client_sessions",
             ApiError::TooManyAsyncResults { .. } => "too_many_async_results",
+            ApiError::QuotaExceeded { .. } => "quota_exceeded",
             ApiError::TooManyReaders => "too_many_readers",
             ApiError::SessionNotFound => "session_not_found",
             ApiError::DecryptionFailed => "decryption_failed",
@@ -181,6 +191,7 @@ impl IntoResponse for ApiError {
             | ApiError::TooManySessions { retry_after }
             | ApiError::TooManyClientSessions { retry_after }
             | ApiError::TooManyAsyncResults { retry_after }
+            | ApiError::QuotaExceeded { retry_after, .. }
             | ApiError::RateLimited { retry_after } => Some(*retry_after),
             // Executions take seconds; a client that retries at once only burns
             // its request rate. Connections close within a second or so of their
@@ -236,6 +247,15 @@ impl From<QuotaError> for ApiError {
     }
 }
 
+impl From<QuotaExceeded> for ApiError {
+    fn from(error: QuotaExceeded) -> Self {
+        ApiError::QuotaExceeded {
+            window: error.window.as_str(),
+            retry_after: error.retry_after,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -265,6 +285,10 @@ mod tests {
                 retry_after: Duration::ZERO,
             },
             ApiError::TooManyAsyncResults {
+                retry_after: Duration::ZERO,
+            },
+            ApiError::QuotaExceeded {
+                window: "hour",
                 retry_after: Duration::ZERO,
             },
             ApiError::TooManyReaders,

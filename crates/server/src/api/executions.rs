@@ -193,7 +193,7 @@ fn api_error(error: ExecutionError) -> ApiError {
         (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `limits.max_request_bytes`, announced (refused before it is read) or streamed; the connection is closed", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is neither `application/json` nor `application/octet-stream`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight; `too_many_async_results`: with `Prefer: respond-async`, the largest answer this request can produce does not fit in what is left of this client's share of the async answers (`execution.async_results_bytes_per_client`); refused before the session is used when not even the smallest answer fits, else once the plaintext opened (the session is used: open a new one)", body = ErrorBody,
+        (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_executions`: this client has `clients.max_concurrent_executions` executions in flight; `quota_exceeded`: this client has used a quota of the current UTC hour or day (`quotas`; see `GET /usage`), refused before the session is used, with `Retry-After` the seconds until that window ends; `too_many_async_results`: with `Prefer: respond-async`, the largest answer this request can produce does not fit in what is left of this client's share of the async answers (`execution.async_results_bytes_per_client`); refused before the session is used when not even the smallest answer fits, else once the plaintext opened (the session is used: open a new one)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying, at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`overloaded`: no execution slot within the queue bounds, or with `Prefer: respond-async` no room for another async execution: `execution.max_async_pending` pending, or the largest answer this request can produce does not fit in what is left of `execution.async_results_bytes` (refused before the session is used when not even the smallest answer fits, else once the plaintext opened) (with `Retry-After`); `log_unavailable`: the record could not be made durable, so the result is withheld; `database_unavailable`: cluster mode's database cannot be reached (the session was not used)", body = ErrorBody,
@@ -220,6 +220,10 @@ pub(super) async fn execute(
         }
     };
     state.metrics.record_execute_body(format.as_str());
+    // Its usage quotas (protocol v1.2 §U), before the session is used: refused,
+    // the request can be sent again unchanged once the window ends. Executions
+    // in flight are not counted yet, so they may carry the client past a quota.
+    state.usage.check(client, crate::usage::unix_now())?;
     // One of the client's execution slots (`clients.max_concurrent_executions`),
     // taken only now that the body is read and decoded: a slow, oversized or
     // malformed body never holds one.

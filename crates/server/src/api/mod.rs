@@ -17,7 +17,7 @@
 //! - `forwarded`: the client's address behind trusted proxies.
 //! - `answer_stream`: a kept async answer's body, streamed piece by piece.
 //! - Handlers, by resource: `sessions`, `executions`, `keys`, `log`,
-//!   `operations` (`/health`, `/metrics`); `playground`, the static page at
+//!   `operations` (`/health`, `/metrics`), `usage` (`/usage`); `playground`, the static page at
 //!   `/playground/` when `playground: true`.
 
 mod answer_stream;
@@ -33,6 +33,7 @@ mod playground;
 mod router;
 mod sessions;
 mod tlog;
+mod usage;
 
 pub use self::error::ApiError;
 pub use self::executions::{decode_execute_body, sealed_binary_execution, sealed_execution};
@@ -97,6 +98,9 @@ pub struct Shared {
     pub metrics_access: MetricsAccess,
     /// Per-client request rates and executions in flight.
     pub quotas: Quotas,
+    /// Each client's usage and quotas of executions, fuel and bytes (protocol
+    /// v1.2 §U).
+    pub usage: crate::usage::Usage,
     /// `GET /health`'s own request rate per address (`http.health_requests_per_second`).
     pub health_quotas: Quotas,
     /// Peers whose `X-Forwarded-For` / `Forwarded` header is believed.

@@ -22,7 +22,7 @@ use super::middleware::{
     limit_health_probes, limit_requests, no_such_method, no_such_route, refuse_announced_oversize,
     refuse_excess_connection, request_span,
 };
-use super::{executions, keys, log, operations, playground, sessions, tlog};
+use super::{executions, keys, log, operations, playground, sessions, tlog, usage};
 
 /// Every route with its OpenAPI description: each handler's `#[utoipa::path]` is
 /// both what the router serves and what `/openapi.json` documents, so the two
@@ -31,10 +31,10 @@ use super::{executions, keys, log, operations, playground, sessions, tlog};
 ///
 /// What each route goes through, outermost first (after what every request goes
 /// through, `router`):
-/// - `POST /sessions`, `POST /execute`, `GET /executions/{execution_id}`: the
-///   client's token (when `auth.tokens_sha256` is set), then its request rate
+/// - `POST /sessions`, `POST /execute`, `GET /executions/{execution_id}`, `GET
+///   /usage`: the client's token (when `auth.tokens_sha256` is set), then its request rate
 ///   (keyed by that token, else by address); and for `/execute`, once its body is
-///   read and decoded, its executions in flight.
+///   read and decoded, its usage quotas, then its executions in flight.
 /// - `GET /metrics`: the scraper's token (when `auth.metrics_tokens_sha256` is set;
 ///   closed to everyone when only `auth.tokens_sha256` is: see [`MetricsAccess`]),
 ///   then the request rate.
@@ -47,7 +47,8 @@ pub(super) fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     let execute = OpenApiRouter::new().routes(routes!(executions::execute));
     let mut protected = OpenApiRouter::new()
         .routes(routes!(sessions::create_session))
-        .routes(routes!(executions::get_execution));
+        .routes(routes!(executions::get_execution))
+        .routes(routes!(usage::usage));
     let mut metrics = OpenApiRouter::new().routes(routes!(operations::metrics_text));
     let mut public = OpenApiRouter::new()
         .routes(routes!(keys::keys))
@@ -164,7 +165,7 @@ pub fn router(state: AppState) -> Router {
 pub(super) struct ApiDoc;
 
 /// Declares the `bearer` scheme that `POST /sessions`, `POST /execute`, `GET
-/// /executions/{execution_id}` and `GET /metrics` accept.
+/// /executions/{execution_id}`, `GET /usage` and `GET /metrics` accept.
 pub(super) struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -176,8 +177,8 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "Required by `POST /sessions`, `POST /execute` and `GET \
-                         /executions/{execution_id}` only when the server sets \
+                        "Required by `POST /sessions`, `POST /execute`, `GET \
+                         /executions/{execution_id}` and `GET /usage` only when the server sets \
                          `auth.tokens_sha256`, and by `GET /metrics` \
                          when it sets `auth.metrics_tokens_sha256` (with only \
                          `auth.tokens_sha256` set, `GET /metrics` is closed); otherwise no \

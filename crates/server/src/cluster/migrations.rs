@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_async_phase",
         include_str!("../../migrations/0003_async_phase.sql"),
     ),
+    (
+        4,
+        "0004_usage",
+        include_str!("../../migrations/0004_usage.sql"),
+    ),
 ];
 
 /// Applies the migrations `schema_migrations` lacks, within `transaction`.

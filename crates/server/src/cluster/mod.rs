@@ -11,7 +11,8 @@
 //! - `sessions`: the pending sessions any replica can use, exactly once;
 //! - `wrap`: the epoch keys that wrap session seeds;
 //! - `async_results`: long jobs' answers, fetchable from any replica;
-//! - `log`: the audit log, one for every replica (`PgLog`), and `log import`.
+//! - `log`: the audit log, one for every replica (`PgLog`), and `log import`;
+//! - `usage`: each client's usage counts, shared by the replicas.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,7 @@ pub mod async_results;
 pub mod log;
 mod migrations;
 pub mod sessions;
+pub mod usage;
 mod wrap;
 
 pub use async_results::PgAsyncResults;

@@ -50,6 +50,7 @@ use crate::keys::ServerKey;
 use crate::metrics::Metrics;
 use crate::sandbox::{RunReport, Sandbox};
 use crate::session::{SessionError, SessionStore};
+use crate::usage::Usage;
 
 /// Why an `/execute` was refused before its plaintext was recovered (or, for a
 /// long job, before it was accepted).
@@ -112,6 +113,11 @@ pub struct SealedExecution {
 pub(crate) struct Opened {
     plaintext: Plaintext,
     keys: ResponseKeys,
+    /// Bytes of the sealed request (its ciphertext, tag included): its client's
+    /// bytes in (`usage`).
+    sealed_bytes: usize,
+    /// Whose request it is: whose usage it counts in.
+    client: ClientKey,
 }
 
 /// Server-side limits on executions, from the configuration.
@@ -176,9 +182,14 @@ struct Inner {
     metrics: Metrics,
     budgets: CompileBudgets,
     blobs: Arc<BlobStores>,
+    /// Each client's usage, counted as its executions are logged.
+    usage: Usage,
 }
 
 impl Executor {
+    // Each argument is a handle the server also shares with others (the state,
+    // the background tasks); a struct of them would only be unpacked here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sessions: Arc<dyn SessionStore>,
         key: Arc<ServerKey>,
@@ -186,6 +197,7 @@ impl Executor {
         log: AuditLog,
         policy: ExecutionPolicy,
         metrics: Metrics,
+        usage: Usage,
     ) -> Executor {
         Executor {
             inner: Arc::new(Inner {
@@ -201,6 +213,7 @@ impl Executor {
                 metrics,
                 budgets: CompileBudgets::new(policy.compile_seconds_per_hour),
                 blobs: Arc::new(BlobStores::new(policy.blob_store_bytes)),
+                usage,
             }),
         }
     }
@@ -256,7 +269,12 @@ impl Executor {
         let slot = self.admit().await?;
         self.note_peak();
         let opened = self
-            .open(sealed.session_id, &sealed.enc, sealed.ciphertext)
+            .open(
+                sealed.session_id,
+                &sealed.enc,
+                sealed.ciphertext,
+                sealed.client,
+            )
             .await?;
         let execution_id = Uuid::new_v4();
         let reading = read(&opened.plaintext, &self.inner.policy.ceilings());
@@ -284,7 +302,12 @@ impl Executor {
         // Dropped (and so given back) if the session or decryption fails.
         let ticket = results.reserve(sealed.client).map_err(async_refusal)?;
         let opened = self
-            .open(sealed.session_id, &sealed.enc, sealed.ciphertext)
+            .open(
+                sealed.session_id,
+                &sealed.enc,
+                sealed.ciphertext,
+                sealed.client,
+            )
             .await?;
         let execution_id = Uuid::new_v4();
         let reading = read(&opened.plaintext, &self.inner.policy.ceilings());
@@ -332,6 +355,7 @@ impl Executor {
         session_id: Uuid,
         enc: &Enc,
         ciphertext: Vec<u8>,
+        client: ClientKey,
     ) -> Result<Opened, ExecutionError> {
         let secret = self
             .inner
@@ -339,6 +363,7 @@ impl Executor {
             .take(&session_id)
             .await
             .map_err(session_error)?;
+        let sealed_bytes = ciphertext.len();
         let envelope::OpenedRequest {
             mut plaintext,
             keys,
@@ -348,6 +373,8 @@ impl Executor {
             // Moved, not copied: what is left in `plaintext` is an empty vector.
             plaintext: Plaintext::new(std::mem::take(&mut *plaintext)),
             keys,
+            sealed_bytes,
+            client,
         })
     }
 
@@ -672,6 +699,11 @@ mod tests {
                 log,
                 policy(),
                 crate::metrics::Metrics::new(),
+                Usage::new(crate::usage::UsageSettings {
+                    per_hour: Default::default(),
+                    per_day: Default::default(),
+                    max_tracked: 16,
+                }),
             ),
             sessions,
         )

@@ -1,6 +1,7 @@
 //! The end of every execution whose plaintext opened: its result written in the
 //! request's format, committed to and sealed in place (protocol §3), the log
-//! leaf signed and appended, the execution's one log line, and the receipt.
+//! leaf signed and appended, the execution's one log line, its client's usage
+//! counted, and the receipt.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +15,7 @@ use super::result::{self, PendingMountsOut};
 use super::{ExecutionError, Executor, Opened};
 use crate::answer::ExecutionReceipt;
 use crate::audit::LogRecord;
+use crate::usage::{self, Counts};
 
 impl Executor {
     /// Seals `result` for the client, commits to it, signs and appends the
@@ -53,6 +55,17 @@ impl Executor {
         inner
             .metrics
             .observe_audit_append(append_started.elapsed().as_secs_f64());
+        // Counted once logged: what is counted is what the log proves ran.
+        inner.usage.record(
+            opened.client,
+            usage::unix_now(),
+            Counts {
+                executions: 1,
+                fuel: result.fuel_consumed,
+                bytes_in: opened.sealed_bytes as u64,
+                bytes_out: ciphertext.len() as u64,
+            },
+        );
         // The one line an execution logs (the HTTP layer logs none for an answered
         // execution): ids, status, counts, durations and sizes, never content.
         tracing::info!(
