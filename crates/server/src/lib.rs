@@ -54,6 +54,7 @@ pub mod sandbox;
 pub mod server;
 pub mod session;
 mod tlog;
+pub mod witness;
 
 /// Turns functions `fn name(provider: Provider)` into one `#[test]` per crypto
 /// provider compiled in: `aws_lc::name` and `rustcrypto::name`.

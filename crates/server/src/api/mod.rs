@@ -16,6 +16,7 @@
 //!   tokens, rates, fallbacks).
 //! - `forwarded`: the client's address behind trusted proxies.
 //! - `answer_stream`: a kept async answer's body, streamed piece by piece.
+//! - [`witness_client`]: the HTTP side of witness submissions (`crate::witness`).
 //! - Handlers, by resource: `sessions`, `executions`, `keys`, `log`,
 //!   `operations` (`/health`, `/metrics`); `playground`, the static page at
 //!   `/playground/` when `playground: true`.
@@ -29,6 +30,7 @@ mod keys;
 mod log;
 mod middleware;
 mod operations;
+pub mod witness_client;
 mod playground;
 mod router;
 mod sessions;
@@ -89,6 +91,9 @@ pub struct Shared {
     pub(crate) tiles: crate::tlog::Tiles,
     /// The log's note key (protocol v1.2 §T1), named `origin`.
     pub note_key: Arc<NoteSigningKey>,
+    /// Witness cosigning and the published checkpoint (protocol v1.2 §T5);
+    /// `None` without `witnesses.policy_file`: every checkpoint is published.
+    pub witnessing: Option<crate::witness::Witnessing>,
     pub origin: Arc<str>,
     pub started: Instant,
     /// Tokens accepted by `POST /sessions` and `POST /execute`; empty: open.
