@@ -39,3 +39,4 @@ mod sessions;
 mod shutdown;
 mod tlog;
 mod wire;
+mod witness;

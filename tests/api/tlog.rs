@@ -370,7 +370,7 @@ async fn the_tiles_hash_to_the_checkpoint_and_the_bundles_hold_every_entry() {
 }
 
 /// The Go program, built once for the whole test binary.
-fn go_program() -> &'static Path {
+pub(crate) fn go_program() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let gopath = Path::new("/usr/share/gocode");

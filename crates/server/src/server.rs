@@ -456,7 +456,8 @@ fn witnessing(
             path: path.clone(),
             source,
         })?;
-    let transport = api::witness_client::HttpTransport::new().map_err(ServerError::WitnessClient)?;
+    let transport =
+        api::witness_client::HttpTransport::new().map_err(ServerError::WitnessClient)?;
     let witnessing = Witnessing::new(
         Settings {
             policy,

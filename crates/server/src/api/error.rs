@@ -97,7 +97,9 @@ pub enum ApiError {
     NotFound,
     /// 404 `not_yet_published`: the witnesses have not yet cosigned a checkpoint
     /// that covers this entry (protocol v1.2 §T4–T5); retry after `Retry-After`.
-    #[error("no published checkpoint covers this yet: its witnesses have not cosigned one; retry later")]
+    #[error(
+        "no published checkpoint covers this yet: its witnesses have not cosigned one; retry later"
+    )]
     NotYetPublished,
     /// 405 `method_not_allowed`: the route exists but not with this method.
     #[error("method not allowed on this endpoint")]
@@ -127,9 +129,7 @@ impl ApiError {
             ApiError::SessionNotFound
             | ApiError::NotFound
             | ApiError::NotYetPublished
-            | ApiError::ExecutionNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            | ApiError::ExecutionNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded { .. }
             | ApiError::TooManySessions { .. }

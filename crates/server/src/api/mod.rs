@@ -30,11 +30,11 @@ mod keys;
 mod log;
 mod middleware;
 mod operations;
-pub mod witness_client;
 mod playground;
 mod router;
 mod sessions;
 mod tlog;
+pub mod witness_client;
 
 pub use self::error::ApiError;
 pub use self::executions::{decode_execute_body, sealed_binary_execution, sealed_execution};

@@ -129,10 +129,10 @@ pub(super) async fn proof(
         }
     };
     let proof = TlogProof::for_leaf(&inclusion.record.leaf, inclusion.index, hashes, note)
-    .map_err(|error| {
-        tracing::error!(%error, "cannot make a tlog-proof");
-        ApiError::Internal
-    })?;
+        .map_err(|error| {
+            tracing::error!(%error, "cannot make a tlog-proof");
+            ApiError::Internal
+        })?;
     Ok(([(header::CONTENT_TYPE, TEXT)], proof.to_text()).into_response())
 }
 

@@ -703,24 +703,26 @@ impl Witnessing {
                 .request_body(old, size, note)
                 .map_err(|detail| (failure(FailureKind::Conflict, detail), told))?;
             let url = format!("{}/add-checkpoint", target.url);
-            let answer =
-                match tokio::time::timeout(self.0.timeout, self.0.transport.add_checkpoint(&url, body))
-                    .await
-                {
-                    Err(_) => {
-                        return Err((
-                            failure(
-                                FailureKind::Timeout,
-                                format!("no answer within {} ms", self.0.timeout.as_millis()),
-                            ),
-                            told,
-                        ));
-                    }
-                    Ok(Err(error)) => {
-                        return Err((failure(FailureKind::Unreachable, error), told));
-                    }
-                    Ok(Ok(answer)) => answer,
-                };
+            let answer = match tokio::time::timeout(
+                self.0.timeout,
+                self.0.transport.add_checkpoint(&url, body),
+            )
+            .await
+            {
+                Err(_) => {
+                    return Err((
+                        failure(
+                            FailureKind::Timeout,
+                            format!("no answer within {} ms", self.0.timeout.as_millis()),
+                        ),
+                        told,
+                    ));
+                }
+                Ok(Err(error)) => {
+                    return Err((failure(FailureKind::Unreachable, error), told));
+                }
+                Ok(Ok(answer)) => answer,
+            };
             match answer.status {
                 200 => {
                     return self
@@ -754,11 +756,26 @@ impl Witnessing {
                 }
                 status => {
                     let (kind, what) = match status {
-                        400 => (FailureKind::BadRequest, "400: the witness refused the request as malformed"),
-                        403 => (FailureKind::Forbidden, "403: the witness does not accept this log's signature"),
-                        404 => (FailureKind::UnknownLog, "404: the witness does not know this log's origin"),
-                        422 => (FailureKind::Inconsistent, "422: the checkpoint is not consistent with what the witness cosigned (a fork?)"),
-                        _ => (FailureKind::HttpStatus, "the witness answered an unexpected status"),
+                        400 => (
+                            FailureKind::BadRequest,
+                            "400: the witness refused the request as malformed",
+                        ),
+                        403 => (
+                            FailureKind::Forbidden,
+                            "403: the witness does not accept this log's signature",
+                        ),
+                        404 => (
+                            FailureKind::UnknownLog,
+                            "404: the witness does not know this log's origin",
+                        ),
+                        422 => (
+                            FailureKind::Inconsistent,
+                            "422: the checkpoint is not consistent with what the witness cosigned (a fork?)",
+                        ),
+                        _ => (
+                            FailureKind::HttpStatus,
+                            "the witness answered an unexpected status",
+                        ),
                     };
                     return Err((failure(kind, format!("{what} (HTTP {status})")), told));
                 }
@@ -805,10 +822,19 @@ impl Witnessing {
                     && lines.ends_with('\n')
                     && lines.lines().all(|line| line.starts_with("\u{2014} "))
             })
-            .ok_or_else(|| failure(FailureKind::Garbage, "a 200 whose body is not signature lines"))?;
+            .ok_or_else(|| {
+                failure(
+                    FailureKind::Garbage,
+                    "a 200 whose body is not signature lines",
+                )
+            })?;
         let joined = format!("{}{lines}", note.to_text());
-        let parsed = Note::parse(joined.as_bytes())
-            .map_err(|error| failure(FailureKind::Garbage, format!("unreadable signature lines: {error}")))?;
+        let parsed = Note::parse(joined.as_bytes()).map_err(|error| {
+            failure(
+                FailureKind::Garbage,
+                format!("unreadable signature lines: {error}"),
+            )
+        })?;
         let verified = verify_note(
             parsed,
             &[self.0.note_key.verifier_key()],
@@ -840,7 +866,12 @@ impl Witnessing {
                 signature.name() == target.key.name() && signature.key_id() == target.key.key_id()
             })
             .cloned()
-            .ok_or_else(|| failure(FailureKind::BadCosignature, "no cosignature of the witness's key"))?;
+            .ok_or_else(|| {
+                failure(
+                    FailureKind::BadCosignature,
+                    "no cosignature of the witness's key",
+                )
+            })?;
         Ok((signature, timestamp))
     }
 
