@@ -324,13 +324,24 @@ async fn a_witness_down_holds_no_execution_and_the_quorum_is_lost_and_regained()
         text.contains(r#"wasm_hypervisor_witness_failures_total{witness="w2",kind="unreachable"}"#),
         "{text}"
     );
-    let lag: u64 = text
-        .lines()
-        .find_map(|line| line.strip_prefix(r#"wasm_hypervisor_witness_lag_entries{witness="w2"} "#))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(lag >= 20, "{text}");
+    // The gauges follow the submitter's ticks: poll until they caught up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics(&app).await;
+        let lag: u64 = text
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(r#"wasm_hypervisor_witness_lag_entries{witness="w2"} "#)
+            })
+            .unwrap()
+            .parse()
+            .unwrap();
+        if lag >= 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Back: the quorum is regained and the whole log published.
     w2.up();

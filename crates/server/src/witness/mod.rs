@@ -237,10 +237,18 @@ struct Target {
 /// What the server knows of one witness.
 #[derive(Debug, Clone, Default)]
 struct Progress {
-    /// The largest size it cosigned (or told in a 409) for this log.
+    /// The largest size it cosigned (or told in a 409) for this origin: where
+    /// the next submission's proof starts.
     size: Option<u64>,
+    /// The size of the last checkpoint of *this* log it cosigned for this
+    /// process (a 409's size may be another history's).
+    cosigned: Option<u64>,
     /// When it last gave a valid cosignature (POSIX seconds, our clock).
     cosigned_at: Option<u64>,
+    /// Whether it answered this process: until then the kept size is only a
+    /// starting point, and the checkpoint goes to it even at that size (so a
+    /// restart on a rolled-back copy of the data meets the witness at once).
+    answered: bool,
     busy: bool,
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -248,6 +256,18 @@ struct Progress {
     refused_size: Option<u64>,
     failures: BTreeMap<&'static str, u64>,
     last_error: Option<String>,
+}
+
+impl Progress {
+    /// What it cosigned of this log: for this process, or before it answered
+    /// one, as kept.
+    fn cosigned_size(&self) -> Option<u64> {
+        if self.answered {
+            self.cosigned
+        } else {
+            self.size
+        }
+    }
 }
 
 struct State {
@@ -468,8 +488,8 @@ impl Witnessing {
                 .zip(&state.witnesses)
                 .map(|(witness, progress)| WitnessHealth {
                     name: witness.name.clone(),
-                    cosigned_size: progress.size,
-                    lag_entries: size.saturating_sub(progress.size.unwrap_or(0)),
+                    cosigned_size: progress.cosigned_size(),
+                    lag_entries: size.saturating_sub(progress.cosigned_size().unwrap_or(0)),
                     lag_secs: progress.cosigned_at.map(|at| now.saturating_sub(at)),
                     failures: progress
                         .failures
@@ -506,7 +526,8 @@ impl Witnessing {
             for target in &self.0.targets {
                 let progress = &state.witnesses[target.index];
                 let idle = !progress.busy && progress.retry_at.is_none_or(|at| at <= now);
-                if idle && progress.size != Some(size) && progress.refused_size != Some(size) {
+                let unsent = progress.cosigned != Some(size) || !progress.answered;
+                if idle && unsent && progress.refused_size != Some(size) {
                     due.push(target.index);
                 }
             }
@@ -573,7 +594,7 @@ impl Witnessing {
         for (witness, progress) in self.0.policy.witnesses().iter().zip(&state.witnesses) {
             self.0.metrics.set_witness_lag(
                 &witness.name,
-                size.saturating_sub(progress.size.unwrap_or(0)),
+                size.saturating_sub(progress.cosigned_size().unwrap_or(0)),
                 now.saturating_sub(progress.cosigned_at.unwrap_or(started)),
             );
         }
@@ -614,9 +635,16 @@ impl Witnessing {
             let mut state = self.lock();
             let progress = &mut state.witnesses[target.index];
             progress.busy = false;
+            if result
+                .as_ref()
+                .map_or_else(|(failure, _)| failure.kind.is_refusal(), |_| true)
+            {
+                progress.answered = true;
+            }
             match result {
                 Ok((signature, _timestamp)) => {
                     progress.size = Some(checkpoint.tree_size);
+                    progress.cosigned = Some(checkpoint.tree_size);
                     progress.cosigned_at = Some(unix_now());
                     progress.retry_at = None;
                     progress.backoff = Duration::ZERO;
