@@ -469,7 +469,7 @@ fn witnessing(
         },
         log.clone(),
         note_key.clone(),
-        key.public().clone(),
+        *key.public(),
         Arc::new(transport),
         metrics.clone(),
     )?;

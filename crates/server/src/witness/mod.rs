@@ -651,15 +651,15 @@ impl Witnessing {
                     progress.last_error = None;
                     progress.refused_size = None;
                     let size = checkpoint.tree_size;
-                    if let Some(candidate) = state.candidates.get_mut(&size) {
-                        if candidate.checkpoint == checkpoint {
-                            candidate.add(target.index, signature.clone());
-                        }
+                    if let Some(candidate) = state.candidates.get_mut(&size)
+                        && candidate.checkpoint == checkpoint
+                    {
+                        candidate.add(target.index, signature.clone());
                     }
-                    if let Some(published) = &mut state.published {
-                        if published.checkpoint == checkpoint {
-                            published.add(target.index, signature);
-                        }
+                    if let Some(published) = &mut state.published
+                        && published.checkpoint == checkpoint
+                    {
+                        published.add(target.index, signature);
                     }
                     self.settle(&mut state);
                     true
