@@ -1073,7 +1073,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 57, "{keys:?}");
+        assert_eq!(keys.len(), 59, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(
