@@ -40,3 +40,4 @@ mod shutdown;
 mod tlog;
 mod usage;
 mod wire;
+mod witness;

@@ -384,6 +384,48 @@ pub struct HealthResponse {
     pub log_size: u64,
     /// Why the instance is unavailable, from a fixed set of words; empty with 200.
     pub reasons: Vec<String>,
+    /// The witnesses and the published checkpoint (protocol v1.2 §T5); absent
+    /// when no witness is configured. Informative: a lagging witness never makes
+    /// the instance unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessing: Option<WitnessingHealth>,
+}
+
+/// `GET /health`'s `witnessing`: what is published and how each witness keeps up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WitnessingHealth {
+    /// Tree size of the published checkpoint (cosigned by a quorum); absent
+    /// until one is.
+    pub published_size: Option<u64>,
+    /// Leaves in the tree not yet covered by the published checkpoint.
+    pub unpublished_entries: u64,
+    /// Why a checkpoint is refused publication, when the server found a reason
+    /// of its own (its kept state does not match its log, say); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub witnesses: Vec<WitnessHealth>,
+}
+
+/// One witness in `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WitnessHealth {
+    /// Its name in the policy file.
+    pub name: String,
+    /// The largest tree size it cosigned for this log, as far as the server knows.
+    pub cosigned_size: Option<u64>,
+    /// Tree size minus `cosigned_size`.
+    pub lag_entries: u64,
+    /// Seconds since its last valid cosignature; absent if it gave none.
+    pub lag_secs: Option<u64>,
+    /// Failed submissions since start, by kind (`unreachable`, `timeout`,
+    /// `forbidden`, `unknown_log`, `inconsistent`, `conflict`, `bad_request`,
+    /// `http_status`, `garbage`, `bad_cosignature`).
+    pub failures: std::collections::BTreeMap<String, u64>,
+    /// What its last failed submission got, while it has not cosigned since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// A signed checkpoint on the wire (protocol §4).

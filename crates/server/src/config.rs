@@ -249,6 +249,34 @@ pub struct Config {
     pub http: HttpConfig,
     pub crypto: CryptoConfig,
     pub cluster: ClusterConfig,
+    pub witnesses: WitnessesConfig,
+}
+
+/// Witness cosigning (protocol v1.2 §T5; PROTOCOL.md, "Witnesses").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WitnessesConfig {
+    /// A C2SP tlog-policy file (`witness <name> <vkey> <url>`, `group`, `quorum`
+    /// lines; `log` lines are allowed and ignored here): the log submits each new
+    /// checkpoint to every witness whose line has a URL (its tlog-witness
+    /// submission prefix) and publishes a checkpoint once its cosignatures meet
+    /// the quorum; `/tlog/checkpoint` and `/tlog/proof` serve the published one.
+    /// The same file without the URLs, plus the log's `log` line, is the policy
+    /// clients verify with. Empty (the default): no witness, every checkpoint is
+    /// published at once. Embedded mode only for now.
+    pub policy_file: PathBuf,
+    /// How long one submission to a witness may take before it counts as a
+    /// `timeout` failure. 100..=600000, default 10000.
+    pub submit_timeout_ms: Millis<100, 600_000>,
+}
+
+impl Default for WitnessesConfig {
+    fn default() -> Self {
+        WitnessesConfig {
+            policy_file: PathBuf::new(),
+            submit_timeout_ms: Millis::constant::<10_000>(),
+        }
+    }
 }
 
 /// Cluster mode: replicas sharing one PostgreSQL (ARCHITECTURE.md, "Cluster
@@ -752,6 +780,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             crypto: CryptoConfig::default(),
             cluster: ClusterConfig::default(),
+            witnesses: WitnessesConfig::default(),
         }
     }
 }
@@ -1079,7 +1108,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 65, "{keys:?}");
+        assert_eq!(keys.len(), 67, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(

@@ -57,6 +57,7 @@ pub mod server;
 pub mod session;
 mod tlog;
 pub mod usage;
+pub mod witness;
 
 /// Turns functions `fn name(provider: Provider)` into one `#[test]` per crypto
 /// provider compiled in: `aws_lc::name` and `rustcrypto::name`.

@@ -46,6 +46,17 @@ pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WitnessLabels {
+    witness: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WitnessFailureLabels {
+    witness: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
     method: &'static str,
@@ -165,6 +176,10 @@ struct Series {
     async_results_bytes: Gauge,
     execute_bodies: Family<BodyLabels, Counter>,
     request_plaintexts: Family<PlaintextLabels, Counter>,
+    witness_lag_entries: Family<WitnessLabels, Gauge>,
+    witness_lag_seconds: Family<WitnessLabels, Gauge>,
+    witness_failures: Family<WitnessFailureLabels, Counter>,
+    tlog_published_size: Gauge,
 }
 
 impl Default for Metrics {
@@ -382,6 +397,40 @@ impl Metrics {
                 status: status.as_str(),
             });
         }
+        // Operator only, and only when witnesses are configured (`crate::witness`):
+        // which witness lags, by how much, and why.
+        let witness_lag_entries = Family::<WitnessLabels, Gauge>::default();
+        registries.register(
+            Operator,
+            "witness_lag_entries",
+            "Leaves in the tree that the witness has not cosigned (tree size minus its cosigned size)",
+            None,
+            witness_lag_entries.clone(),
+        );
+        let witness_lag_seconds = Family::<WitnessLabels, Gauge>::default();
+        registries.register(
+            Operator,
+            "witness_lag",
+            "Seconds since the witness's last valid cosignature (since start when it has given none)",
+            Some(Unit::Seconds),
+            witness_lag_seconds.clone(),
+        );
+        let witness_failures = Family::<WitnessFailureLabels, Counter>::default();
+        registries.register(
+            Operator,
+            "witness_failures",
+            "Checkpoint submissions to a witness that got no valid cosignature, by witness and kind",
+            None,
+            witness_failures.clone(),
+        );
+        let tlog_published_size = Gauge::default();
+        registries.register(
+            Operator,
+            "tlog_published_size",
+            "Tree size of the published checkpoint (cosigned by a quorum of witnesses)",
+            None,
+            tlog_published_size.clone(),
+        );
         Metrics(Arc::new(Series {
             public: registries.public,
             operator: registries.operator,
@@ -407,7 +456,47 @@ impl Metrics {
             async_results_bytes,
             execute_bodies,
             request_plaintexts,
+            witness_lag_entries,
+            witness_lag_seconds,
+            witness_failures,
+            tlog_published_size,
         }))
+    }
+
+    /// A witness's lag: leaves it has not cosigned, seconds since its last
+    /// cosignature.
+    pub fn set_witness_lag(&self, witness: &str, entries: u64, seconds: u64) {
+        let labels = WitnessLabels {
+            witness: witness.to_owned(),
+        };
+        let saturate = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.0
+            .witness_lag_entries
+            .get_or_create(&labels)
+            .set(saturate(entries));
+        self.0
+            .witness_lag_seconds
+            .get_or_create(&labels)
+            .set(saturate(seconds));
+    }
+
+    /// A submission to `witness` that failed (`kind`: a fixed word,
+    /// `witness::FailureKind::as_str`).
+    pub fn count_witness_failure(&self, witness: &str, kind: &'static str) {
+        self.0
+            .witness_failures
+            .get_or_create(&WitnessFailureLabels {
+                witness: witness.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// The published checkpoint's tree size.
+    pub fn set_published_size(&self, size: u64) {
+        self.0
+            .tlog_published_size
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
     }
 
     /// One answered HTTP request. `route` must be the matched route's template or

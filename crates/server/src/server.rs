@@ -74,6 +74,15 @@ pub enum ServerError {
     /// the runtime to connect: `Service::open` starts both modes.
     #[error("cluster.database_url is set: start the service with Service::open")]
     ClusterNeedsOpen,
+    /// The witness configuration cannot be used.
+    #[error(transparent)]
+    Witnesses(#[from] crate::witness::WitnessConfigError),
+    /// Witnesses are configured in cluster mode, which does not support them yet.
+    #[error("witnesses.policy_file is not supported in cluster mode yet")]
+    WitnessesInCluster,
+    /// The HTTP client for witnesses cannot be built.
+    #[error("the witnesses' HTTP client: {0}")]
+    WitnessClient(String),
 }
 
 /// The session sweeper's shortest sleep: an expired key may stay in memory this
@@ -273,7 +282,9 @@ impl Service {
             config.origin.as_str(),
             &config.note_key_path(),
         )?);
+        let witnessing = witnessing(config, &log, &note_key, &key, &metrics, cluster.is_some())?;
         let state = AppState::new(Shared {
+            witnessing,
             executor,
             log: log.clone(),
             tiles: crate::tlog::Tiles::new(log.clone()),
@@ -350,6 +361,12 @@ impl Service {
                 }
             })
         };
+        // Submits checkpoints to the witnesses, beside the requests (never in one).
+        let submitter = self
+            .state
+            .witnessing
+            .clone()
+            .map(|witnessing| tokio::spawn(witnessing.run()));
         let router = api::router(self.state.clone());
         let (stop_accepting, stopped) = oneshot::channel::<()>();
         let mut serving = tokio::spawn(serve_connections(
@@ -371,6 +388,9 @@ impl Service {
         };
         sweeper.abort();
         async_sweeper.abort();
+        if let Some(submitter) = submitter {
+            submitter.abort();
+        }
         for task in &self.background {
             task.abort();
         }
@@ -411,6 +431,54 @@ impl Service {
             }
         }
     }
+}
+
+/// Witness cosigning, when `witnesses.policy_file` names a policy: the policy
+/// read and checked, the kept state read and checked against the log.
+fn witnessing(
+    config: &Config,
+    log: &AuditLog,
+    note_key: &Arc<wasm_hypervisor_protocol::note::NoteSigningKey>,
+    key: &Arc<ServerKey>,
+    metrics: &Metrics,
+    cluster: bool,
+) -> Result<Option<crate::witness::Witnessing>, ServerError> {
+    use crate::witness::{Settings, WitnessConfigError, Witnessing};
+    let path = &config.witnesses.policy_file;
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    if cluster {
+        return Err(ServerError::WitnessesInCluster);
+    }
+    let bytes = std::fs::read(path).map_err(|source| WitnessConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let policy = wasm_hypervisor_protocol::policy::Policy::parse(config.crypto.provider, &bytes)
+        .map_err(|source| WitnessConfigError::Policy {
+            path: path.clone(),
+            source,
+        })?;
+    let transport =
+        api::witness_client::HttpTransport::new().map_err(ServerError::WitnessClient)?;
+    let witnessing = Witnessing::new(
+        Settings {
+            policy,
+            state_path: config
+                .data_dir
+                .as_path()
+                .join(crate::witness::state::STATE_FILE),
+            timeout: config.witnesses.submit_timeout_ms.get(),
+        },
+        log.clone(),
+        note_key.clone(),
+        *key.public(),
+        Arc::new(transport),
+        metrics.clone(),
+    )?;
+    tracing::info!(policy = %path.display(), "witnesses configured: a checkpoint is published once its cosignatures meet the quorum");
+    Ok(Some(witnessing))
 }
 
 /// The sandbox's settings: the engine's bounds and the compile worker.

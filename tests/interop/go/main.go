@@ -16,6 +16,7 @@
 //	tlog-interop check-proof -dir D [-overlay O] FILE
 //	tlog-interop check-consistency -dir D [-overlay O] OLD NEW
 //	tlog-interop make-log -dir D SIZE INDEX
+//	tlog-interop witness -addr HOST:PORT -state DIR -name NAME   (witness.go)
 //
 // It prints "ok ..." and exits 0, or prints "refused: <reason>" and exits 1; any
 // other failure (usage, a missing file of the base directory) exits 2.
@@ -53,6 +54,10 @@ func refuse(format string, args ...interface{}) error {
 func main() {
 	if len(os.Args) < 2 {
 		fail(errors.New("usage: tlog-interop COMMAND -dir DIR [-overlay DIR] ARGS"))
+	}
+	if os.Args[1] == "witness" {
+		runWitness(os.Args[2:])
+		return
 	}
 	flags := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	dir := flags.String("dir", "", "the log's files")

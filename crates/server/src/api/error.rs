@@ -103,6 +103,12 @@ pub enum ApiError {
     /// 404 `not_found`: no such route.
     #[error("no such endpoint")]
     NotFound,
+    /// 404 `not_yet_published`: the witnesses have not yet cosigned a checkpoint
+    /// that covers this entry (protocol v1.2 §T4–T5); retry after `Retry-After`.
+    #[error(
+        "no published checkpoint covers this yet: its witnesses have not cosigned one; retry later"
+    )]
+    NotYetPublished,
     /// 405 `method_not_allowed`: the route exists but not with this method.
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
@@ -129,9 +135,10 @@ impl ApiError {
             | ApiError::TooManyAsyncResults { .. }
             | ApiError::QuotaExceeded { .. }
             | ApiError::TooManyReaders => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::SessionNotFound | ApiError::NotFound | ApiError::ExecutionNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::SessionNotFound
+            | ApiError::NotFound
+            | ApiError::NotYetPublished
+            | ApiError::ExecutionNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded { .. }
             | ApiError::TooManySessions { .. }
@@ -165,6 +172,7 @@ impl ApiError {
             ApiError::LogUnavailable => "log_unavailable",
             ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::NotFound => "not_found",
+            ApiError::NotYetPublished => "not_yet_published",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal => "internal_error",
         }
@@ -203,6 +211,8 @@ impl IntoResponse for ApiError {
             | ApiError::TooManyConnections
             | ApiError::TooManyReaders
             | ApiError::DatabaseUnavailable => Some(Duration::from_secs(1)),
+            // Witnesses cosign within a second or so of a new checkpoint.
+            ApiError::NotYetPublished => Some(Duration::from_secs(1)),
             _ => None,
         };
         if let Some(wait) = retry_after {
@@ -303,6 +313,7 @@ mod tests {
             ApiError::LogUnavailable,
             ApiError::DatabaseUnavailable,
             ApiError::NotFound,
+            ApiError::NotYetPublished,
             ApiError::MethodNotAllowed,
             ApiError::Internal,
         ]

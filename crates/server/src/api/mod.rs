@@ -16,6 +16,7 @@
 //!   tokens, rates, fallbacks).
 //! - `forwarded`: the client's address behind trusted proxies.
 //! - `answer_stream`: a kept async answer's body, streamed piece by piece.
+//! - [`witness_client`]: the HTTP side of witness submissions (`crate::witness`).
 //! - Handlers, by resource: `sessions`, `executions`, `keys`, `log`,
 //!   `operations` (`/health`, `/metrics`), `usage` (`/usage`); `playground`, the static page at
 //!   `/playground/` when `playground: true`.
@@ -34,6 +35,7 @@ mod router;
 mod sessions;
 mod tlog;
 mod usage;
+pub mod witness_client;
 
 pub use self::error::ApiError;
 pub use self::executions::{decode_execute_body, sealed_binary_execution, sealed_execution};
@@ -90,6 +92,9 @@ pub struct Shared {
     pub(crate) tiles: crate::tlog::Tiles,
     /// The log's note key (protocol v1.2 §T1), named `origin`.
     pub note_key: Arc<NoteSigningKey>,
+    /// Witness cosigning and the published checkpoint (protocol v1.2 §T5);
+    /// `None` without `witnesses.policy_file`: every checkpoint is published.
+    pub witnessing: Option<crate::witness::Witnessing>,
     pub origin: Arc<str>,
     pub started: Instant,
     /// Tokens accepted by `POST /sessions` and `POST /execute`; empty: open.

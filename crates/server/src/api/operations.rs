@@ -42,6 +42,7 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
         sessions_pending: state.sessions.pending(),
         log_size: state.log.size(),
         reasons: problems.iter().map(|p| p.as_str().to_owned()).collect(),
+        witnessing: state.witnessing.as_ref().map(|w| w.health()),
     };
     (status, Json(body))
 }

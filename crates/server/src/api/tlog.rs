@@ -5,8 +5,10 @@
 //! (`GET /keys`' `note_verifier_key`). They read the log directly, as the v1
 //! log routes do.
 //!
-//! No witness is configured yet (§T5), so the latest checkpoint is the published
-//! one, and a proof is always against it: `not_yet_published` is never answered.
+//! With no witness configured (§T5) the latest checkpoint is the published one,
+//! and a proof is always against it. With witnesses (`crate::witness`), both
+//! serve the newest checkpoint a quorum cosigned, with every cosignature the
+//! server has for it; an entry it does not cover yet is `404 not_yet_published`.
 
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -34,7 +36,9 @@ const CHECKPOINT_CACHE: &str = "public, max-age=2";
     path = "/tlog/checkpoint",
     tag = "transparency",
     responses(
-        (status = 200, description = "The checkpoint as a C2SP signed note: the note key's Ed25519 line, then the P-256 key's (type 0x02)", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 200, description = "The checkpoint as a C2SP signed note: the note key's Ed25519 line, then the P-256 key's (type 0x02), then the witnesses' cosignatures (type 0x04) when witnesses are configured", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 404, description = "`not_yet_published`: witnesses are configured and have not yet cosigned a checkpoint of this log", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the client may ask again, at least 1"))),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
@@ -42,13 +46,19 @@ const CHECKPOINT_CACHE: &str = "public, max-age=2";
     )
 )]
 pub(super) async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let note = note(&state, &state.log.checkpoint())?;
+    let text = match &state.witnessing {
+        Some(witnessing) => witnessing
+            .published()
+            .ok_or(ApiError::NotYetPublished)?
+            .text(),
+        None => note(&state, &state.log.checkpoint())?.to_text(),
+    };
     Ok((
         [
             (header::CONTENT_TYPE, TEXT),
             (header::CACHE_CONTROL, CHECKPOINT_CACHE),
         ],
-        note.to_text(),
+        text,
     )
         .into_response())
 }
@@ -63,7 +73,8 @@ pub(super) async fn checkpoint(State(state): State<AppState>) -> Result<Response
     responses(
         (status = 200, description = "A c2sp.org/tlog-proof@v1: the 57-byte leaf as `extra`, its index, its inclusion proof and the checkpoint note", body = String, content_type = "text/plain; charset=utf-8"),
         (status = 400, description = "`invalid_parameter`: the id is not a 36-character lowercase UUID", body = ErrorBody),
-        (status = 404, description = "`not_found`: no execution with this id is in the log", body = ErrorBody),
+        (status = 404, description = "`not_found`: no execution with this id is in the log; `not_yet_published`: it is, but no published (witnessed) checkpoint covers it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "With `not_yet_published`: seconds until the client may ask again, at least 1"))),
         (status = 405, description = "`method_not_allowed`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the client may make a request again, at least 1"))),
@@ -78,17 +89,32 @@ pub(super) async fn proof(
     let inclusion = super::log::inclusion_of(&state, &execution_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let note = note(&state, &inclusion.checkpoint)?;
-    let proof = TlogProof::for_leaf(
-        &inclusion.record.leaf,
-        inclusion.index,
-        inclusion.proof,
-        note,
-    )
-    .map_err(|error| {
-        tracing::error!(%error, "cannot make a tlog-proof");
-        ApiError::Internal
-    })?;
+    let (note, hashes) = match &state.witnessing {
+        None => (note(&state, &inclusion.checkpoint)?, inclusion.proof),
+        Some(witnessing) => {
+            let published = witnessing.published().ok_or(ApiError::NotYetPublished)?;
+            let size = published.checkpoint.tree_size;
+            if inclusion.index >= size {
+                return Err(ApiError::NotYetPublished);
+            }
+            let hashes = witnessing
+                .inclusion_proof(inclusion.index, size)
+                .ok_or_else(|| {
+                    tracing::error!(
+                        index = inclusion.index,
+                        size,
+                        "cannot prove an entry against the published checkpoint"
+                    );
+                    ApiError::Internal
+                })?;
+            (published.note().clone(), hashes)
+        }
+    };
+    let proof = TlogProof::for_leaf(&inclusion.record.leaf, inclusion.index, hashes, note)
+        .map_err(|error| {
+            tracing::error!(%error, "cannot make a tlog-proof");
+            ApiError::Internal
+        })?;
     Ok(([(header::CONTENT_TYPE, TEXT)], proof.to_text()).into_response())
 }
 

@@ -1,0 +1,514 @@
+//! Witness cosigning (protocol v1.2 §T5) against an independent witness: the Go
+//! program's `witness` command (tests/interop/go/witness.go), whose note
+//! verification, consistency checks and tree hashes are Go's x/mod `note` and
+//! `tlog`. A checkpoint is published only once cosigned; faults of a witness
+//! never hold an execution and show in `/health` and the metrics; a forked and a
+//! rolled-back copy of a log are refused by the witness and not published.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+use wasm_hypervisor_protocol::policy::{Policy, PolicyError};
+use wasm_hypervisor_protocol::provider::Provider;
+use wasm_hypervisor_protocol::tlog_proof::{TlogProof, TlogProofError};
+use wasm_hypervisor_protocol::wire::KeysResponse;
+use wasm_hypervisor_server::config::Millis;
+
+use crate::helpers::{DataDir, TestApp, fixture, request, token_digest};
+use crate::tlog::go_program;
+
+const SCRAPER_TOKEN: &str = "witness-scraper-token";
+
+/// A running Go witness and its state directory.
+struct GoWitness {
+    name: String,
+    dir: TempDir,
+    addr: String,
+    vkey: String,
+    child: Option<Child>,
+}
+
+impl GoWitness {
+    fn start(name: &str) -> GoWitness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut witness = GoWitness {
+            name: name.to_owned(),
+            dir,
+            addr: "127.0.0.1:0".to_owned(),
+            vkey: String::new(),
+            child: None,
+        };
+        witness.up();
+        witness
+    }
+
+    /// Starts the process (again, on the same address and state).
+    fn up(&mut self) {
+        let addr_file = self.dir.path().join("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let child = Command::new(go_program())
+            .args([
+                "witness", "-addr", &self.addr, "-name", &self.name, "-state",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // It writes its address once it listens.
+        while !addr_file.exists() {
+            assert!(Instant::now() < deadline, "the Go witness did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.addr = std::fs::read_to_string(&addr_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        self.vkey = std::fs::read_to_string(self.dir.path().join("vkey"))
+            .unwrap()
+            .trim()
+            .to_owned();
+    }
+
+    /// Stops the process: the witness is down.
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The witness trusts the log whose note key is `vkey`.
+    fn trust(&self, vkey: &str) {
+        std::fs::write(self.dir.path().join("logs"), format!("{vkey}\n")).unwrap();
+    }
+
+    /// `fault`: "", "slow <ms>", "status <code>" or "garbage".
+    fn fault(&self, fault: &str) {
+        std::fs::write(self.dir.path().join("fault"), fault).unwrap();
+    }
+}
+
+impl Drop for GoWitness {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// The server's policy file (witnesses with their URLs, `quorum`), in `dir`.
+fn server_policy(dir: &Path, witnesses: &[&GoWitness], quorum: &str) -> PathBuf {
+    let mut text = String::new();
+    for witness in witnesses {
+        text += &format!(
+            "witness {} {} {}\n",
+            short(witness),
+            witness.vkey,
+            witness.url()
+        );
+    }
+    text += quorum;
+    let path = dir.join("witnesses.policy");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A client's policy: the log's key, the witnesses without URLs, `quorum`.
+fn client_policy(log_vkey: &str, witnesses: &[&GoWitness], quorum: &str) -> Policy {
+    let mut text = format!("log {log_vkey}\n");
+    for witness in witnesses {
+        text += &format!("witness {} {}\n", short(witness), witness.vkey);
+    }
+    text += quorum;
+    Policy::parse(Provider::default(), text.as_bytes()).unwrap()
+}
+
+fn short(witness: &GoWitness) -> &str {
+    witness.name.rsplit('/').next().unwrap()
+}
+
+async fn spawn(policy: &Path, data_dir: DataDir, timeout_ms: Option<u64>) -> TestApp {
+    let policy = policy.to_owned();
+    TestApp::spawn_in(data_dir, move |config| {
+        config.witnesses.policy_file = policy;
+        if let Some(ms) = timeout_ms {
+            config.witnesses.submit_timeout_ms = Millis::try_from(ms).unwrap();
+        }
+        config.auth.metrics_tokens_sha256 = vec![token_digest(SCRAPER_TOKEN)];
+    })
+    .await
+}
+
+async fn note_vkey(app: &TestApp) -> String {
+    let keys: KeysResponse = app.get_json("/keys").await;
+    keys.note_verifier_key.unwrap()
+}
+
+/// GET `path`: status, `Retry-After`, body.
+async fn get(app: &TestApp, path: &str) -> (u16, Option<String>, String) {
+    let response = app.http.get(app.url(path)).send().await.unwrap();
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().to_owned());
+    (status, retry, response.text().await.unwrap())
+}
+
+async fn metrics(app: &TestApp) -> String {
+    app.http
+        .get(app.url("/metrics"))
+        .bearer_auth(SCRAPER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `/health`'s witness `name`.
+fn witness_health<'a>(health: &'a Value, name: &str) -> &'a Value {
+    health["witnessing"]["witnesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|witness| witness["name"] == name)
+        .unwrap()
+}
+
+/// Polls `/health` until `check` holds (each poll is a real request: no sleep
+/// stands for a state).
+async fn until_health(app: &TestApp, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = app.health().await;
+        if check(&health) {
+            return health;
+        }
+        assert!(Instant::now() < deadline, "never: {what}; last {health:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn published_size(app: &TestApp) -> Option<u64> {
+    app.health().await["witnessing"]["published_size"].as_u64()
+}
+
+async fn execute_one(app: &TestApp) -> wasm_hypervisor_client::Execution {
+    app.execute(&request(&fixture("exit_code"))).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_is_published_only_once_a_witness_cosigned_it() {
+    let w1 = GoWitness::start("witness.test/w1");
+    let files = tempfile::tempdir().unwrap();
+    let policy = server_policy(files.path(), &[&w1], "quorum w1\n");
+    let app = spawn(&policy, DataDir::new(), None).await;
+    let log_vkey = note_vkey(&app).await;
+    // The witness does not know this log yet: nothing is published.
+    let first = execute_one(&app).await;
+    let path = format!("/tlog/proof/{}", first.response.execution_id);
+    let (status, retry, body) = get(&app, &path).await;
+    assert_eq!((status, retry.as_deref()), (404, Some("1")), "{body}");
+    assert!(body.contains("not_yet_published"), "{body}");
+    let (status, _, body) = get(&app, "/tlog/checkpoint").await;
+    assert_eq!(status, 404, "{body}");
+    let health = until_health(&app, "an unknown_log failure", |health| {
+        witness_health(health, "w1")["failures"]["unknown_log"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(health["status"], "ok");
+    assert!(health["witnessing"]["published_size"].is_null());
+    // The unwitnessed checkpoint a client could be shown is refused under the
+    // policy: it lacks the quorum.
+    let client = client_policy(&log_vkey, &[&w1], "quorum w1\n");
+    let bare = app.state.log.checkpoint();
+    let bare_note = bare
+        .to_note(&app.state.note_key, app.state.key.public())
+        .unwrap()
+        .to_text();
+    assert!(matches!(
+        client.verify_checkpoint(bare_note.as_bytes()),
+        Err(PolicyError::QuorumNotMet)
+    ));
+
+    w1.trust(&log_vkey);
+    let second = execute_one(&app).await;
+    until_health(&app, "size 2 published", |health| {
+        health["witnessing"]["published_size"].as_u64() >= Some(2)
+    })
+    .await;
+    for execution in [&first, &second] {
+        let path = format!("/tlog/proof/{}", execution.response.execution_id);
+        let (status, _, text) = get(&app, &path).await;
+        assert_eq!(status, 200, "{text}");
+        let proof = TlogProof::parse(text.as_bytes()).unwrap();
+        let verified = proof.verify(&client).unwrap();
+        assert_eq!(verified.leaf.execution_id, execution.execution_id);
+        assert_eq!(verified.checkpoint.cosignatures.len(), 1);
+        // The same proof without the witness's line lacks the quorum.
+        let stripped: String = text
+            .lines()
+            .filter(|line| !line.starts_with("\u{2014} witness.test/w1 "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(matches!(
+            TlogProof::parse(stripped.as_bytes())
+                .unwrap()
+                .verify(&client),
+            Err(TlogProofError::Policy(PolicyError::QuorumNotMet))
+        ));
+    }
+    let (status, _, checkpoint) = get(&app, "/tlog/checkpoint").await;
+    assert_eq!(status, 200);
+    assert!(client.verify_checkpoint(checkpoint.as_bytes()).is_ok());
+    let health = app.health().await;
+    assert_eq!(witness_health(&health, "w1")["lag_entries"], 0);
+    assert!(health["witnessing"]["problem"].is_null());
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_witness_down_holds_no_execution_and_the_quorum_is_lost_and_regained() {
+    let w1 = GoWitness::start("witness.test/w1");
+    let mut w2 = GoWitness::start("witness.test/w2");
+    let files = tempfile::tempdir().unwrap();
+    let quorum = "group both all w1 w2\nquorum both\n";
+    let policy = server_policy(files.path(), &[&w1, &w2], quorum);
+    let app = spawn(&policy, DataDir::new(), Some(1_000)).await;
+    let log_vkey = note_vkey(&app).await;
+    w1.trust(&log_vkey);
+    w2.trust(&log_vkey);
+    execute_one(&app).await;
+    until_health(&app, "size 1 published", |health| {
+        health["witnessing"]["published_size"].as_u64() == Some(1)
+    })
+    .await;
+
+    w2.down();
+    let started = Instant::now();
+    let mut answered = 0;
+    for _ in 0..20 {
+        execute_one(&app).await;
+        answered += 1;
+    }
+    eprintln!(
+        "witness down: {answered} executions answered in {:?}",
+        started.elapsed()
+    );
+    let health = until_health(&app, "w2 unreachable", |health| {
+        witness_health(health, "w2")["failures"]["unreachable"].as_u64() >= Some(1)
+    })
+    .await;
+    // The quorum is lost: nothing new is published, and health says who lags.
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["witnessing"]["published_size"], 1);
+    assert!(witness_health(&health, "w2")["lag_entries"].as_u64() >= Some(20));
+    assert!(
+        witness_health(&health, "w2")["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable")
+    );
+    let text = metrics(&app).await;
+    assert!(
+        text.contains(r#"wasm_hypervisor_witness_failures_total{witness="w2",kind="unreachable"}"#),
+        "{text}"
+    );
+    // The gauges follow the submitter's ticks: poll until they caught up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics(&app).await;
+        let lag: u64 = text
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(r#"wasm_hypervisor_witness_lag_entries{witness="w2"} "#)
+            })
+            .unwrap()
+            .parse()
+            .unwrap();
+        if lag >= 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Back: the quorum is regained and the whole log published.
+    w2.up();
+    until_health(&app, "size 21 published", |health| {
+        health["witnessing"]["published_size"].as_u64() == Some(21)
+    })
+    .await;
+    let (status, _, checkpoint) = get(&app, "/tlog/checkpoint").await;
+    assert_eq!(status, 200);
+    let client = client_policy(&log_vkey, &[&w1, &w2], quorum);
+    let verified = client.verify_checkpoint(checkpoint.as_bytes()).unwrap();
+    assert_eq!(verified.checkpoint.tree_size, 21);
+    assert_eq!(verified.cosignatures.len(), 2);
+    app.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_garbage_and_a_slow_witness_are_failures_by_kind() {
+    let w1 = GoWitness::start("witness.test/w1");
+    let files = tempfile::tempdir().unwrap();
+    let policy = server_policy(files.path(), &[&w1], "quorum w1\n");
+    let app = spawn(&policy, DataDir::new(), Some(300)).await;
+    w1.trust(&note_vkey(&app).await);
+    execute_one(&app).await;
+    until_health(&app, "size 1 published", |health| {
+        health["witnessing"]["published_size"].as_u64() == Some(1)
+    })
+    .await;
+    for (fault, kind) in [
+        ("status 403", "forbidden"),
+        ("status 404", "unknown_log"),
+        ("status 422", "inconsistent"),
+        ("garbage", "garbage"),
+        ("slow 1500", "timeout"),
+    ] {
+        w1.fault(fault);
+        // Each fault meets a new checkpoint: a refusal is not sent again.
+        execute_one(&app).await;
+        let health = until_health(&app, kind, |health| {
+            witness_health(health, "w1")["failures"][kind].as_u64() >= Some(1)
+        })
+        .await;
+        assert_eq!(health["status"], "ok");
+        assert_eq!(health["witnessing"]["published_size"], 1, "{fault}");
+        let text = metrics(&app).await;
+        assert!(
+            text.contains(&format!(
+                r#"wasm_hypervisor_witness_failures_total{{witness="w1",kind="{kind}"}}"#
+            )),
+            "{kind}: {text}"
+        );
+    }
+    w1.fault("");
+    until_health(&app, "size 6 published", |health| {
+        health["witnessing"]["published_size"].as_u64() == Some(6)
+    })
+    .await;
+    app.stop_and_verify_log().await;
+}
+
+/// A copy of a stopped server's data directory.
+fn copy_data_dir(from: &Path) -> DataDir {
+    let copy = DataDir::new();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(&copy.path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    copy
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolled_back_and_a_forked_copy_of_the_log_are_refused_and_not_published() {
+    let w1 = GoWitness::start("witness.test/w1");
+    let files = tempfile::tempdir().unwrap();
+    let policy = server_policy(files.path(), &[&w1], "quorum w1\n");
+    let app = spawn(&policy, DataDir::new(), None).await;
+    let log_vkey = note_vkey(&app).await;
+    w1.trust(&log_vkey);
+    for _ in 0..3 {
+        execute_one(&app).await;
+    }
+    until_health(&app, "size 3 published", |health| {
+        health["witnessing"]["published_size"].as_u64() == Some(3)
+    })
+    .await;
+    let data = app.stop().await;
+    let old = copy_data_dir(&data.path);
+
+    // The log goes on: 5 leaves, witnessed.
+    let app = spawn(&policy, data, None).await;
+    assert_eq!(published_size(&app).await, Some(3), "kept across a restart");
+    for _ in 0..2 {
+        execute_one(&app).await;
+    }
+    until_health(&app, "size 5 published", |health| {
+        health["witnessing"]["published_size"].as_u64() == Some(5)
+    })
+    .await;
+    app.stop_and_verify_log().await;
+
+    // Rolled back: the old copy, 3 leaves; the witness has 5.
+    let rolled = spawn(&policy, old, None).await;
+    let health = until_health(&rolled, "a conflict", |health| {
+        witness_health(health, "w1")["failures"]["conflict"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(health["witnessing"]["published_size"], 3);
+    let said = witness_health(&health, "w1")["last_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(said.contains("rolled back"), "{said}");
+    eprintln!("rolled back: {said}");
+
+    // Forked: the same copy logs two other executions: 5 leaves, another root.
+    for _ in 0..2 {
+        execute_one(&rolled).await;
+    }
+    let health = until_health(&rolled, "an inconsistency", |health| {
+        witness_health(health, "w1")["failures"]["inconsistent"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(health["witnessing"]["published_size"], 3);
+    eprintln!("forked: {}", witness_health(&health, "w1")["last_error"]);
+    // The fork's checkpoint is never served: the published one is still the
+    // shared history's, which the witness's view extends.
+    let (status, _, checkpoint) = get(&rolled, "/tlog/checkpoint").await;
+    assert_eq!(status, 200);
+    let client = client_policy(&log_vkey, &[&w1], "quorum w1\n");
+    let verified = client.verify_checkpoint(checkpoint.as_bytes()).unwrap();
+    assert_eq!(verified.checkpoint.tree_size, 3);
+    rolled.stop_and_verify_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_delay_from_an_execution_to_a_witnessed_proof() {
+    let w1 = GoWitness::start("witness.test/w1");
+    let files = tempfile::tempdir().unwrap();
+    let policy = server_policy(files.path(), &[&w1], "quorum w1\n");
+    let app = spawn(&policy, DataDir::new(), None).await;
+    w1.trust(&note_vkey(&app).await);
+    let mut delays = Vec::new();
+    for _ in 0..200 {
+        let execution = execute_one(&app).await;
+        let answered = Instant::now();
+        let path = format!("/tlog/proof/{}", execution.response.execution_id);
+        loop {
+            let (status, _, _) = get(&app, &path).await;
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 404);
+            assert!(answered.elapsed() < Duration::from_secs(30));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        delays.push(answered.elapsed());
+    }
+    delays.sort();
+    let p50 = delays[delays.len() / 2];
+    let p99 = delays[delays.len() * 99 / 100];
+    eprintln!(
+        "execution answered -> witnessed proof served, {} executions: p50 {p50:?}, p99 {p99:?}",
+        delays.len()
+    );
+    assert!(p99 < Duration::from_secs(10), "p99 {p99:?}");
+    app.stop_and_verify_log().await;
+}
