@@ -71,14 +71,22 @@ async fn two_deterministic_runs_agree_to_the_byte_and_a_normal_run_does_not() {
         .execute(&deterministic(&module, Some([1; 32])))
         .await
         .result;
-    assert_ne!(fields(&other_seed).2, random, "the seed picks the random bytes");
+    assert_ne!(
+        fields(&other_seed).2,
+        random,
+        "the seed picks the random bytes"
+    );
     assert_eq!(fields(&other_seed).0, realtime);
 
     let normal = app.execute(&request(&module)).await.result;
     assert_eq!(normal.status, Status::Completed);
     assert!(!normal.deterministic);
     assert_eq!(normal.engine_sha256, None);
-    assert_ne!(fields(&normal).0, realtime, "a normal run reads the host's clock");
+    assert_ne!(
+        fields(&normal).0,
+        realtime,
+        "a normal run reads the host's clock"
+    );
     // A normal result has no byte of §R.
     let json = String::from_utf8(app.execute(&request(&module)).await.result_plaintext).unwrap();
     assert!(!json.contains("deterministic") && !json.contains("engine_sha256"));
@@ -96,7 +104,11 @@ async fn a_deterministic_runs_timeout_is_a_fuel_bound_it_reaches_exactly() {
     assert_eq!(result.status, Status::Timeout, "{result:?}");
     assert_eq!(result.fuel_consumed, 20 * 100_000);
     assert!(
-        result.error.as_deref().unwrap().contains("fuel its 20 ms timeout allows"),
+        result
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("fuel its 20 ms timeout allows"),
         "{result:?}"
     );
     let seed_alone = ExecutionRequest {
@@ -119,10 +131,11 @@ async fn the_fuel_cost_table_and_the_deterministic_engine_are_published_with_the
         published.deterministic_engine_sha256,
         Hex(sha256(published.deterministic_engine.as_bytes()))
     );
-    assert!(published.deterministic_engine.contains(&format!(
-        "fuel_costs v1 {}\n",
-        published.sha256
-    )));
+    assert!(
+        published
+            .deterministic_engine
+            .contains(&format!("fuel_costs v1 {}\n", published.sha256))
+    );
     assert!(published.classes.iter().any(|class| class.cost == 1));
     app.stop_and_verify_log().await;
 }

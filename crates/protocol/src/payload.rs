@@ -718,6 +718,8 @@ mod tests {
             engine: "e".into(),
             missing_blobs: None,
             mounts_out: None,
+            deterministic: false,
+            engine_sha256: None,
             mounts_out_truncated: false,
         };
         let json = serde_json::to_string(&result).unwrap();

@@ -1002,6 +1002,8 @@ mod tests {
                     writable: true,
                 },
             ],
+            deterministic: true,
+            seed: Some(Hex([9; 32])),
         }
     }
 
@@ -1160,12 +1162,14 @@ mod tests {
                 tar: Base64(vec![0; 1024]),
             }]),
             mounts_out_truncated: true,
+            deterministic: true,
+            engine_sha256: Some(Hex([3; 32])),
         };
         let cbor = encode_result(&result);
         assert_eq!(decode_result(&cbor).unwrap(), result);
         assert_eq!(decode_result_any(&cbor).unwrap(), result);
-        // Keys in deterministic order: the first is the shortest, "error".
-        assert_eq!(&cbor[..7], &hex::decode("b1656572726f72").unwrap()[..]);
+        // Keys in deterministic order: the first is the shortest, "error" (19 keys).
+        assert_eq!(&cbor[..7], &hex::decode("b3656572726f72").unwrap()[..]);
         let mut reader = Reader::new(&cbor);
         reader.skip().unwrap();
         reader.finish().unwrap();

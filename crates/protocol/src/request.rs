@@ -670,7 +670,7 @@ mod tests {
                 r#"{"module":"","argv":[]}"#,
                 "the request is not a valid execution request: unknown field `argv`, expected \
                  one of `module`, `module_sha256`, `invoke`, `args`, `env`, `stdin`, `limits`, \
-                 `mounts` at line 1 column 19",
+                 `mounts`, `deterministic`, `seed` at line 1 column 19",
             ),
             // The mounts before the module: a request with neither module nor
             // good mounts is refused for its mounts.

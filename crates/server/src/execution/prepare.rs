@@ -175,7 +175,10 @@ impl Executor {
         {
             return Err(CompileRefusal::Budget { retry_after });
         }
-        let preparation = inner.sandbox.prepare(flavor, module.sha256, &module.bytes).await;
+        let preparation = inner
+            .sandbox
+            .prepare(flavor, module.sha256, &module.bytes)
+            .await;
         inner.metrics.record_module_cache(preparation.hit);
         if let Some(compile_time) = preparation.compile_time {
             inner.metrics.observe_compile(compile_time.as_secs_f64());

@@ -482,7 +482,8 @@ pub fn compile_here(
         Err(ShapeError::Malformed(_)) => {}
         Err(error) => return Err(CompileError::Shape(error)),
     }
-    let engine = engine::worker(flavor).map_err(|error| CompileError::WorkerEngine(Arc::new(error)))?;
+    let engine =
+        engine::worker(flavor).map_err(|error| CompileError::WorkerEngine(Arc::new(error)))?;
     kind.compile(&engine, bytes)
         .map_err(|error| CompileError::DoesNotCompile {
             kind,
@@ -506,7 +507,12 @@ mod tests {
             "module refused before compilation: function 3 nests loops 300 deep; at most 256 \
              are allowed"
         );
-        let error = compile_here(TargetKind::Component, Flavor::Normal, b"\0asm\x0d\0\x01\0junk").unwrap_err();
+        let error = compile_here(
+            TargetKind::Component,
+            Flavor::Normal,
+            b"\0asm\x0d\0\x01\0junk",
+        )
+        .unwrap_err();
         assert!(
             error
                 .to_string()

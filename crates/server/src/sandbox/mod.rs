@@ -140,10 +140,9 @@ impl Engined {
 fn cache_key(flavor: Flavor, hash: &[u8; 32]) -> [u8; 32] {
     match flavor {
         Flavor::Normal => *hash,
-        Flavor::Deterministic => wasm_hypervisor_protocol::digest::sha256_parts(&[
-            b"deterministic\0",
-            hash,
-        ]),
+        Flavor::Deterministic => {
+            wasm_hypervisor_protocol::digest::sha256_parts(&[b"deterministic\0", hash])
+        }
     }
 }
 
@@ -186,11 +185,8 @@ impl Sandbox {
             .enable_all()
             .build()
             .map_err(SandboxError::GuestRuntime)?;
-        let ticker = EpochTicker::start(vec![
-            normal.engine.clone(),
-            deterministic.engine.clone(),
-        ])
-        .map_err(SandboxError::EpochTicker)?;
+        let ticker = EpochTicker::start(vec![normal.engine.clone(), deterministic.engine.clone()])
+            .map_err(SandboxError::EpochTicker)?;
         Ok(Sandbox {
             normal,
             deterministic,
