@@ -58,11 +58,19 @@ async fn two_deterministic_runs_agree_to_the_byte_and_a_normal_run_does_not() {
     // 2024-01-01T00:00:00Z, one 1 µs step per read; the monotonic clock from 0.
     assert_eq!(realtime, 1_704_067_200_000_000_000 + 1_000);
     assert_eq!(monotonic, 2_000);
-    // The seed's stream: SHA-256 in counter mode over the zero seed.
-    let mut block = b"wasm-hypervisor seed stream v1\0secure\0".to_vec();
-    block.extend_from_slice(&[0; 32]);
-    block.extend_from_slice(&0u64.to_be_bytes());
-    assert_eq!(random, sha256(&block));
+    // The seed's stream: SHA-256 in counter mode over the zero seed, each byte
+    // the first of the next four (wasmtime-wasi draws a byte as a u32 and keeps
+    // its low byte).
+    let stream: Vec<u8> = (0u64..4)
+        .flat_map(|counter| {
+            let mut block = b"wasm-hypervisor seed stream v1\0secure\0".to_vec();
+            block.extend_from_slice(&[0; 32]);
+            block.extend_from_slice(&counter.to_be_bytes());
+            sha256(&block)
+        })
+        .collect();
+    let expected: Vec<u8> = stream.chunks(4).map(|word| word[0]).collect();
+    assert_eq!(random, expected);
     // Canonical NaNs, whatever the CPU's default.
     assert_eq!(nan32, 0x7fc0_0000);
     assert_eq!(nan64, 0x7ff8_0000_0000_0000);

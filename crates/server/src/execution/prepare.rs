@@ -177,7 +177,7 @@ impl Executor {
         }
         let preparation = inner
             .sandbox
-            .prepare(flavor, module.sha256, &module.bytes)
+            .prepare_for(flavor, module.sha256, &module.bytes)
             .await;
         inner.metrics.record_module_cache(preparation.hit);
         if let Some(compile_time) = preparation.compile_time {

@@ -206,12 +206,17 @@ impl Compiler {
     ) -> Result<Artifact, CompileError> {
         let settings = &self.settings;
         let cpu_secs = settings.cpu.as_secs().max(1);
-        let mut child = tokio::process::Command::new(&settings.program)
+        let mut command = tokio::process::Command::new(&settings.program);
+        command
             .arg(WORKER_COMMAND)
             .arg(kind.as_str())
             .arg(cpu_secs.to_string())
-            .arg(settings.memory_bytes.to_string())
-            .arg(flavor.as_str())
+            .arg(settings.memory_bytes.to_string());
+        // The normal engine's command line is the one it always was.
+        if flavor != Flavor::Normal {
+            command.arg(flavor.as_str());
+        }
+        let mut child = command
             .env_clear()
             // mimalloc otherwise reserves 1 GiB of address space up front, in
             // which the heap then grows unseen by RLIMIT_AS; without the

@@ -244,11 +244,17 @@ impl Sandbox {
         self.compiler.running()
     }
 
+    /// The compiled and linked target for `bytes` on the normal engine:
+    /// [`Sandbox::prepare_for`] of [`Flavor::Normal`].
+    pub async fn prepare(&self, hash: [u8; 32], bytes: &[u8]) -> Preparation {
+        self.prepare_for(Flavor::Normal, hash, bytes).await
+    }
+
     /// The compiled and linked target for `bytes` on the engine of `flavor`,
     /// compiled now in a bounded worker process (once, however many requests ask
     /// at the same time) unless the cache has it. `hash` is the SHA-256 of
     /// `bytes`.
-    pub async fn prepare(&self, flavor: Flavor, hash: [u8; 32], bytes: &[u8]) -> Preparation {
+    pub async fn prepare_for(&self, flavor: Flavor, hash: [u8; 32], bytes: &[u8]) -> Preparation {
         self.cache
             .get_or_compile(cache_key(flavor, &hash), || async move {
                 let charge = bytes.len();
@@ -287,8 +293,8 @@ impl Sandbox {
     ///
     /// `mounts` are the guest's file system, in request order (see [`fs`]); the
     /// report's `mounts_out` has one archive per writable one. A deterministic
-    /// `input` runs on the deterministic engine, where [`Sandbox::prepare`] of
-    /// its flavor put `target`.
+    /// `input` runs on the deterministic engine, where [`Sandbox::prepare_for`]
+    /// of its flavor put `target`.
     pub async fn run(
         &self,
         target: Arc<RunTarget>,
