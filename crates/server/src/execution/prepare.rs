@@ -146,7 +146,7 @@ impl Executor {
         client: ClientKey,
     ) -> (Result<Arc<RunTarget>, CompileRefusal>, OwnedSemaphorePermit) {
         let inner = &self.inner;
-        if let Some(found) = inner.sandbox.lookup(flavor, &module.sha256) {
+        if let Some(found) = inner.sandbox.lookup_for(flavor, &module.sha256) {
             inner.metrics.record_module_cache(true);
             return (found.map_err(CompileRefusal::Compiler), slot);
         }

@@ -229,9 +229,16 @@ impl Sandbox {
     }
 
     /// The target (or its cached refusal) for the module whose SHA-256 is `hash`,
+    /// compiled for the normal engine, if the cache has it: [`Sandbox::lookup_for`]
+    /// of [`Flavor::Normal`].
+    pub fn lookup(&self, hash: &[u8; 32]) -> Option<Result<Arc<RunTarget>, CompileError>> {
+        self.lookup_for(Flavor::Normal, hash)
+    }
+
+    /// The target (or its cached refusal) for the module whose SHA-256 is `hash`,
     /// compiled for `flavor`, if the cache has it. Costs a map lookup; never
     /// compiles.
-    pub fn lookup(
+    pub fn lookup_for(
         &self,
         flavor: Flavor,
         hash: &[u8; 32],
