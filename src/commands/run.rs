@@ -68,8 +68,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "HEX", value_parser = parse_seed)]
     seed: Option<[u8; 32]>,
     /// Write a replay bundle (the receipt and the request and result plaintexts
-    /// exactly as sealed) that `wasm-hypervisor replay` re-runs and compares. It
-    /// holds the plaintexts: it is written readable by its owner only.
+    /// exactly as sealed; PROTOCOL.md, "Replay bundles"). It holds the
+    /// plaintexts: it is written readable by its owner only.
     #[arg(long, value_name = "FILE")]
     replay_bundle: Option<PathBuf>,
     /// The guest's stdin (default: this process's stdin, or empty if it is a terminal).
