@@ -61,7 +61,7 @@ enum Command {
     /// for the server (see `sandbox::compiler`).
     #[command(name = "compile-worker", hide = true)]
     CompileWorker {
-        #[arg(num_args = 3, value_names = ["KIND", "CPU_SECS", "MEMORY_BYTES"])]
+        #[arg(num_args = 3..=4, value_names = ["KIND", "CPU_SECS", "MEMORY_BYTES", "FLAVOR"])]
         args: Vec<String>,
     },
 }

@@ -58,6 +58,20 @@ pub struct RunArgs {
     /// online) and one line on stderr says so.
     #[arg(long, value_name = "FILE")]
     receipt: Option<PathBuf>,
+    /// Run reproducibly (protocol v1.2 §R): clocks that advance only with the
+    /// guest's reads, random bytes from `--seed`, the timeout turned into a fuel
+    /// bound; the result names its engine (`engine_sha256`).
+    #[arg(long)]
+    deterministic: bool,
+    /// The 32 bytes (64 hex digits) a deterministic guest's random bytes come
+    /// from (default: zero). Implies `--deterministic`.
+    #[arg(long, value_name = "HEX", value_parser = parse_seed)]
+    seed: Option<[u8; 32]>,
+    /// Write a replay bundle (the receipt and the request and result plaintexts
+    /// exactly as sealed; PROTOCOL.md, "Replay bundles"). It holds the
+    /// plaintexts: it is written readable by its owner only.
+    #[arg(long, value_name = "FILE")]
+    replay_bundle: Option<PathBuf>,
     /// The guest's stdin (default: this process's stdin, or empty if it is a terminal).
     #[arg(long, value_name = "FILE")]
     stdin: Option<PathBuf>,
@@ -125,6 +139,17 @@ fn parse_mapping(text: &str) -> Result<(PathBuf, String), MappingError> {
     }
 }
 
+/// A `--seed` value that is not 64 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("expected 64 hex digits (32 bytes), got `{0}`")]
+struct SeedError(String);
+
+fn parse_seed(text: &str) -> Result<[u8; 32], SeedError> {
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text, &mut seed).map_err(|_| SeedError(text.to_owned()))?;
+    Ok(seed)
+}
+
 /// A `--env` value that is not `NAME=VALUE`.
 #[derive(Debug, thiserror::Error)]
 #[error("expected NAME=VALUE, got `{0}`")]
@@ -175,14 +200,19 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
     progress.clear();
     let outcome = outcome?;
 
-    if let Some(path) = &args.receipt {
+    if args.receipt.is_some() || args.replay_bundle.is_some() {
         let proved = outcome.receipt_with_proof(&args.server).await?;
         if let TlogProofOutcome::Unavailable(why) = &proved.tlog_proof {
             eprintln!(
                 "wasm-hypervisor: the receipt carries no tlog_proof ({why}): it verifies online only"
             );
         }
-        write_private(path, &proved.receipt)?;
+        if let Some(path) = &args.receipt {
+            write_private(path, &proved.receipt)?;
+        }
+        if let Some(path) = &args.replay_bundle {
+            write_private(path, &outcome.replay_bundle(proved.receipt.clone()))?;
+        }
     }
     let execution = &outcome.execution;
     for (host, guest) in &args.out_dirs {
@@ -235,6 +265,9 @@ fn build_run(args: &RunArgs) -> Result<Run, CliError> {
         .asynchronous(args.submit_async);
     if let Some(expression) = &args.invoke {
         run = run.invoke(expression.clone());
+    }
+    if args.deterministic || args.seed.is_some() {
+        run = run.deterministic(args.seed);
     }
     for (host, guest) in &args.dirs {
         run = run.mount(guest.clone(), archive::pack_directory(host)?);

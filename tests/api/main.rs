@@ -34,6 +34,7 @@ mod playground;
 mod postgres;
 mod real_programs;
 mod receipts;
+mod replay;
 mod restart;
 mod sessions;
 mod shutdown;

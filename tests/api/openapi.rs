@@ -9,12 +9,13 @@ use serde_json::Value;
 use crate::helpers::TestApp;
 
 /// Every route the server serves: the protocol's endpoints and the operational ones.
-const SERVED: [(&str, &str); 14] = [
+const SERVED: [(&str, &str); 15] = [
     ("post", "/sessions"),
     ("post", "/execute"),
     ("get", "/executions/{execution_id}"),
     ("get", "/usage"),
     ("get", "/keys"),
+    ("get", "/fuel-costs"),
     ("get", "/log/checkpoint"),
     ("get", "/log/consistency"),
     ("get", "/verify/{execution_id}"),

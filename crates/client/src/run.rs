@@ -20,6 +20,7 @@ use wasm_hypervisor_protocol::digest::sha256;
 use wasm_hypervisor_protocol::encoding::{Hex, encode_base64};
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, MountRequest, RequestedLimits, Status};
 use wasm_hypervisor_protocol::receipt::Receipt;
+use wasm_hypervisor_protocol::reproducible::Bundle;
 use wasm_hypervisor_protocol::wire::{ExecutionPhase, PendingState};
 use zeroize::Zeroizing;
 
@@ -146,6 +147,14 @@ impl Run {
     /// Limits that may lower the server's (none by default).
     pub fn limits(mut self, limits: RequestedLimits) -> Run {
         self.base.limits = (limits != RequestedLimits::default()).then_some(limits);
+        self
+    }
+
+    /// A reproducible execution (protocol v1.2 §R), its random bytes drawn from
+    /// `seed` (zero when `None`).
+    pub fn deterministic(mut self, seed: Option<[u8; 32]>) -> Run {
+        self.base.deterministic = true;
+        self.base.seed = seed.map(Hex);
         self
     }
 
@@ -283,6 +292,8 @@ pub struct RunOutcome {
     pub sent_by_reference: Vec<[u8; 32]>,
     /// SHA-256s the server had lost (`missing_blob`), sent again by bytes.
     pub resent_blobs: Vec<[u8; 32]>,
+    /// The request plaintext as it was sealed, for a replay bundle. Secret.
+    pub request_plaintext: Arc<Zeroizing<Vec<u8>>>,
     /// The client that ran it, for the receipt's tlog-proof.
     client: Client,
 }
@@ -293,6 +304,17 @@ impl RunOutcome {
     /// private, it holds the salt.
     pub fn receipt(&self, server: &str) -> Receipt {
         self.execution.receipt(server, &self.identity)
+    }
+
+    /// The replay bundle of this execution (protocol v1.2 §R): `receipt` and the
+    /// two plaintexts exactly as sealed. It holds the plaintexts: keep it as
+    /// private as the request itself.
+    pub fn replay_bundle(&self, receipt: Receipt) -> Bundle {
+        Bundle::new(
+            receipt,
+            self.request_plaintext.to_vec(),
+            self.execution.result_plaintext.clone(),
+        )
     }
 
     /// The receipt with its tlog-proof (protocol v1.2 §T4), fetched from the
@@ -341,7 +363,7 @@ impl Client {
         let context = self.run_context().await?;
         let mut by_reference = run.initial_references(&self.known_blobs());
         let mut resent = Vec::new();
-        let execution = loop {
+        let (execution, request_plaintext) = loop {
             let plaintext = run.plaintext(self.wire, &by_reference)?;
             let execution = if run.asynchronous {
                 let pending = context
@@ -360,7 +382,7 @@ impl Client {
             };
             let missing = resend_needed(&execution, &by_reference);
             if missing.is_empty() {
-                break execution;
+                break (execution, plaintext);
             }
             // A server that lost blobs it held (a restart, an eviction) names
             // them: send those again with their bytes, once.
@@ -384,6 +406,7 @@ impl Client {
             identity: context.identity.clone(),
             sent_by_reference: by_reference,
             resent_blobs: resent,
+            request_plaintext,
             client: self.clone(),
         })
     }

@@ -42,6 +42,8 @@
 //! - [`policy`]: C2SP tlog-policy files and the quorum check of a checkpoint note
 //!   (protocol v1.2 §T6).
 //! - [`receipt`]: what a client keeps to prove an execution, and the checks.
+//! - [`reproducible`]: deterministic executions' seed stream and the replay
+//!   bundle (protocol v1.2 §R).
 
 pub mod binary;
 pub mod cbor;
@@ -58,6 +60,7 @@ pub mod plaintext;
 pub mod policy;
 pub mod provider;
 pub mod receipt;
+pub mod reproducible;
 pub mod request;
 pub mod signing;
 pub mod tiles;

@@ -105,6 +105,14 @@ pub struct ExecutionRequest {
         deserialize_with = "bounded_mounts"
     )]
     pub mounts: Vec<MountRequest>,
+    /// A reproducible execution (protocol v1.2 §R): the outputs depend on
+    /// nothing but this request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deterministic: bool,
+    /// The 32 bytes the guest's random bytes are drawn from, as lowercase hex
+    /// (protocol v1.2 §R; zero when absent). Only with `deterministic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Hex>,
 }
 
 /// Most mounts a request may have (protocol v1.1 §E); parsing stops past it.
@@ -426,6 +434,15 @@ pub struct ExecutionResult {
     /// Our own addition to v1.1's result, present (and `true`) only when so.
     #[serde(default, skip_serializing_if = "is_false")]
     pub mounts_out_truncated: bool,
+    /// The execution was reproducible (protocol v1.2 §R); present (and `true`)
+    /// only when so.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deterministic: bool,
+    /// With `deterministic` only: the SHA-256 of the canonical description of
+    /// everything its outputs depend on besides the request (PROTOCOL.md,
+    /// "Reproducible executions").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_sha256: Option<Hex>,
 }
 
 /// Whether a flag is off, for fields present only when on.
@@ -465,6 +482,8 @@ impl ExecutionResult {
             missing_blobs: None,
             mounts_out: None,
             mounts_out_truncated: false,
+            deterministic: false,
+            engine_sha256: None,
         }
     }
 
@@ -699,6 +718,8 @@ mod tests {
             engine: "e".into(),
             missing_blobs: None,
             mounts_out: None,
+            deterministic: false,
+            engine_sha256: None,
             mounts_out_truncated: false,
         };
         let json = serde_json::to_string(&result).unwrap();

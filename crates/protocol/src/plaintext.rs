@@ -80,6 +80,8 @@ const REQUEST_FIELDS: &[&str] = &[
     "stdin",
     "limits",
     "mounts",
+    "deterministic",
+    "seed",
 ];
 const LIMIT_FIELDS: &[&str] = &[
     "fuel",
@@ -120,6 +122,8 @@ pub fn decode_request(plaintext: &[u8]) -> Result<(ExecutionRequest, RequestByte
                     bytes.tars.push(tar);
                 }
             }
+            8 => request.deterministic = reader.boolean()?,
+            9 => request.seed = optional(&mut reader, read_hash)?,
             _ => unreachable!("Fields only returns indexes of REQUEST_FIELDS"),
         }
     }
@@ -314,6 +318,13 @@ pub fn encode_request_with(request: &ExecutionRequest, bytes: &RequestBytes<'_>)
             .collect();
         map.push(("mounts", Item::Array(mounts)));
     }
+    if request.deterministic {
+        map.push(("deterministic", Item::Bool(true)));
+    }
+    let seed = request.seed.map(|seed| seed.to_string());
+    if let Some(seed) = &seed {
+        map.push(("seed", Item::Text(seed)));
+    }
     Item::Map(map).to_vec()
 }
 
@@ -471,6 +482,13 @@ fn json_document(
     if result.mounts_out_truncated {
         out.raw(b",\"mounts_out_truncated\":true");
     }
+    if result.deterministic {
+        out.raw(b",\"deterministic\":true");
+    }
+    if let Some(engine_sha256) = &result.engine_sha256 {
+        out.raw(b",\"engine_sha256\":");
+        out.json(engine_sha256);
+    }
     out.raw(b"}");
 }
 
@@ -550,6 +568,13 @@ fn cbor_document(
     }
     if result.mounts_out_truncated {
         map.push(item("mounts_out_truncated", Item::Bool(true)));
+    }
+    if result.deterministic {
+        map.push(item("deterministic", Item::Bool(true)));
+    }
+    let engine_sha256 = result.engine_sha256.map(|hash| hash.to_string());
+    if let Some(hash) = &engine_sha256 {
+        map.push(item("engine_sha256", Item::Text(hash)));
     }
     map.sort_by(|(a, _), (b, _)| cbor::key_order(a, b));
     out.head(major::MAP, map.len() as u64);
@@ -785,6 +810,8 @@ const RESULT_FIELDS: &[&str] = &[
     "missing_blobs",
     "mounts_out",
     "mounts_out_truncated",
+    "deterministic",
+    "engine_sha256",
 ];
 
 /// Reads a CBOR result plaintext (the client's side), as strictly as a request;
@@ -866,6 +893,8 @@ pub fn decode_result(plaintext: &[u8]) -> Result<ExecutionResult, CborError> {
                 result.mounts_out = Some(mounts);
             }
             16 => result.mounts_out_truncated = reader.boolean()?,
+            17 => result.deterministic = reader.boolean()?,
+            18 => result.engine_sha256 = Some(read_hash(&mut reader)?),
             _ => unreachable!("Fields only returns indexes of RESULT_FIELDS"),
         }
     }
@@ -973,6 +1002,8 @@ mod tests {
                     writable: true,
                 },
             ],
+            deterministic: true,
+            seed: Some(Hex([9; 32])),
         }
     }
 
@@ -1131,12 +1162,14 @@ mod tests {
                 tar: Base64(vec![0; 1024]),
             }]),
             mounts_out_truncated: true,
+            deterministic: true,
+            engine_sha256: Some(Hex([3; 32])),
         };
         let cbor = encode_result(&result);
         assert_eq!(decode_result(&cbor).unwrap(), result);
         assert_eq!(decode_result_any(&cbor).unwrap(), result);
-        // Keys in deterministic order: the first is the shortest, "error".
-        assert_eq!(&cbor[..7], &hex::decode("b1656572726f72").unwrap()[..]);
+        // Keys in deterministic order: the first is the shortest, "error" (19 keys).
+        assert_eq!(&cbor[..7], &hex::decode("b3656572726f72").unwrap()[..]);
         let mut reader = Reader::new(&cbor);
         reader.skip().unwrap();
         reader.finish().unwrap();

@@ -107,6 +107,9 @@ pub enum RequestError {
          (limits.max_args_env_bytes)"
     )]
     TooManyArgsEnvBytes { bytes: usize, max: usize },
+    /// A `seed` in a request that is not `deterministic` (it would mean nothing).
+    #[error("`seed` is only allowed with `\"deterministic\": true`")]
+    SeedWithoutDeterministic,
 }
 
 /// Bytes a request sends: a CBOR request's, borrowed from its plaintext (no
@@ -239,6 +242,20 @@ pub struct Request<'a> {
     /// It has mounts or asks for `limits.files_bytes`: only then does its result
     /// show `limits.files_bytes`, so that a v1 request's result is a v1 result.
     pub uses_files: bool,
+    /// `"deterministic": true` (protocol v1.2 §R): the seed its random bytes
+    /// come from (zero when the request names none).
+    pub deterministic: Option<Seed>,
+}
+
+/// The seed of a deterministic execution's random bytes (protocol v1.2 §R);
+/// never printed.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Seed(pub [u8; 32]);
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seed(..)")
+    }
 }
 
 /// The plaintext's content is not printed: the module's hash, counts and
@@ -252,6 +269,7 @@ impl std::fmt::Debug for Request<'_> {
             .field("input", &self.input)
             .field("limits", &self.limits)
             .field("uses_files", &self.uses_files)
+            .field("deterministic", &self.deterministic.is_some())
             .finish()
     }
 }
@@ -290,6 +308,12 @@ impl<'a> Request<'a> {
     /// zeroized as it is decoded.
     pub fn read(plaintext: &'a [u8], ceilings: &Ceilings) -> Result<Request<'a>, Box<Refused<'a>>> {
         let (mut request, bytes) = parse(plaintext).map_err(Refused::early)?;
+        if request.seed.is_some() && !request.deterministic {
+            return Err(Refused::early(RequestError::SeedWithoutDeterministic));
+        }
+        let deterministic = request
+            .deterministic
+            .then(|| Seed(request.seed.map_or([0; 32], |seed| seed.0)));
         let uses_files = !request.mounts.is_empty()
             || request
                 .limits
@@ -322,6 +346,7 @@ impl<'a> Request<'a> {
             input,
             limits,
             uses_files,
+            deterministic,
         })
     }
 
@@ -645,7 +670,7 @@ mod tests {
                 r#"{"module":"","argv":[]}"#,
                 "the request is not a valid execution request: unknown field `argv`, expected \
                  one of `module`, `module_sha256`, `invoke`, `args`, `env`, `stdin`, `limits`, \
-                 `mounts` at line 1 column 19",
+                 `mounts`, `deterministic`, `seed` at line 1 column 19",
             ),
             // The mounts before the module: a request with neither module nor
             // good mounts is refused for its mounts.

@@ -368,6 +368,39 @@ pub struct KeysResponse {
     pub note_verifier_key: Option<String>,
 }
 
+/// `GET /fuel-costs` answer (protocol v1.2 §U, §R): the fuel cost table in force
+/// and the deterministic engine's description.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FuelCostsResponse {
+    /// The table's version, `v1`.
+    pub version: String,
+    /// Hex SHA-256 of `table`'s UTF-8 bytes.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub sha256: Hex,
+    /// The canonical description: every Wasmtime operator's cost as compact JSON
+    /// (`{"Unreachable":0,"Nop":0,...,"variable":{...}}`), the exact bytes hashed.
+    pub table: String,
+    /// The table by class of operators, with why each costs what it costs.
+    pub classes: Vec<FuelCostClass>,
+    /// Hex SHA-256 of `deterministic_engine`: a deterministic result's
+    /// `engine_sha256`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub deterministic_engine_sha256: Hex,
+    /// The canonical description of the deterministic engine, one `key value`
+    /// line each.
+    pub deterministic_engine: String,
+}
+
+/// One class of operators of the fuel cost table.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FuelCostClass {
+    pub operators: String,
+    pub cost: u8,
+    pub why: String,
+}
+
 /// `GET /health` answer, the same shape with 200 and with 503.
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -22,7 +22,7 @@ pub const MAX_ERROR_BYTES: usize = 65_536;
 
 /// Room in [`answer_bound`] for every field of the result but the output, the
 /// `returns`, the `error` and `mounts_out`: keys and punctuation, the ids and
-/// hashes, numbers at their longest, the engine, at most 17 `missing_blobs`
+/// hashes, numbers at their longest, the engine, `deterministic` and `engine_sha256`, at most 17 `missing_blobs`
 /// (checked by `answer_bound_holds_for_the_worst_result`).
 const FIXED_FIELDS_BYTES: u64 = 4096;
 
@@ -187,6 +187,8 @@ mod tests {
             missing_blobs: Some(vec![Hex([0xFF; 32]); MAX_MOUNTS + 1]),
             mounts_out: None,
             mounts_out_truncated: true,
+            deterministic: true,
+            engine_sha256: Some(Hex([0xFF; 32])),
         }
     }
 

@@ -52,6 +52,7 @@ pub(super) fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
     let mut metrics = OpenApiRouter::new().routes(routes!(operations::metrics_text));
     let mut public = OpenApiRouter::new()
         .routes(routes!(keys::keys))
+        .routes(routes!(keys::fuel_costs))
         .routes(routes!(log::checkpoint))
         .routes(routes!(log::consistency))
         .routes(routes!(log::verify))

@@ -18,6 +18,7 @@ use crate::async_results::{Phase, report_phase};
 use crate::blobs::Blob;
 use crate::compile_budget::BudgetError;
 use crate::sandbox::compiler::CompileError;
+use crate::sandbox::engine::Flavor;
 use crate::sandbox::fs::ArchiveError;
 use crate::sandbox::{self, Entry, GuestInput, GuestLimits, MountError, MountSpec, RunTarget};
 
@@ -112,7 +113,7 @@ impl Executor {
             .filter(|spec| spec.writable)
             .map(|spec| spec.path.clone())
             .collect();
-        let (target, slot) = self.compiled(module, slot, client).await;
+        let (target, slot) = self.compiled(module, input.flavor(), slot, client).await;
         let limits = GuestLimits {
             fuel: limits.fuel,
             memory_bytes: limits.memory_bytes,
@@ -141,20 +142,21 @@ impl Executor {
     async fn compiled(
         &self,
         module: Arc<Blob>,
+        flavor: Flavor,
         slot: OwnedSemaphorePermit,
         client: ClientKey,
     ) -> (Result<Arc<RunTarget>, CompileRefusal>, OwnedSemaphorePermit) {
         let inner = &self.inner;
-        if let Some(found) = inner.sandbox.lookup(&module.sha256) {
+        if let Some(found) = inner.sandbox.lookup_for(flavor, &module.sha256) {
             inner.metrics.record_module_cache(true);
             return (found.map_err(CompileRefusal::Compiler), slot);
         }
         report_phase(Phase::Compiling);
         let Ok(ticket) = inner.compile_tickets.clone().try_acquire_owned() else {
-            return (self.compile(&module, client).await, slot);
+            return (self.compile(&module, flavor, client).await, slot);
         };
         drop(slot);
-        let target = self.compile(&module, client).await;
+        let target = self.compile(&module, flavor, client).await;
         // The module's bytes are not needed to run: dropped before the wait.
         drop(module);
         let slot = self.wait_for_slot().await;
@@ -167,6 +169,7 @@ impl Executor {
     async fn compile(
         &self,
         module: &Blob,
+        flavor: Flavor,
         client: ClientKey,
     ) -> Result<Arc<RunTarget>, CompileRefusal> {
         let inner = &self.inner;
@@ -174,7 +177,10 @@ impl Executor {
         {
             return Err(CompileRefusal::Budget { retry_after });
         }
-        let preparation = inner.sandbox.prepare(module.sha256, &module.bytes).await;
+        let preparation = inner
+            .sandbox
+            .prepare_for(flavor, module.sha256, &module.bytes)
+            .await;
         inner.metrics.record_module_cache(preparation.hit);
         if let Some(compile_time) = preparation.compile_time {
             inner.metrics.observe_compile(compile_time.as_secs_f64());

@@ -47,6 +47,7 @@ pub(super) fn resolve(
         mounts,
         invoke,
         input,
+        deterministic,
         ..
     } = request;
     let mut receiver = Receiver::new(store);
@@ -66,7 +67,7 @@ pub(super) fn resolve(
             module,
             mounts,
             entry: invoke.map_or(Entry::Command, Entry::Invoke),
-            input: guest_input(input, plaintext),
+            input: guest_input(input, deterministic.map(|seed| seed.0), plaintext),
         }),
         _ => Err(Missing(missing)),
     }
@@ -125,7 +126,11 @@ impl<'s> Receiver<'s> {
 
 /// The request's input as the sandbox takes it, moved out of `input` (which
 /// zeroizes what is left when it drops).
-fn guest_input(mut input: Input<'_>, plaintext: &Plaintext) -> GuestInput {
+fn guest_input(
+    mut input: Input<'_>,
+    deterministic: Option<[u8; 32]>,
+    plaintext: &Plaintext,
+) -> GuestInput {
     let stdin = match std::mem::take(&mut input.stdin) {
         SentBytes::Borrowed(part) => plaintext.view(part),
         // Handed to the guest's stdin pipe, which frees it without clearing
@@ -136,5 +141,6 @@ fn guest_input(mut input: Input<'_>, plaintext: &Plaintext) -> GuestInput {
         args: std::mem::take(&mut input.args),
         env: std::mem::take(&mut input.env),
         stdin,
+        deterministic,
     }
 }

@@ -49,12 +49,17 @@ pub(super) fn host_failure(execution_id: Uuid, limits: EffectiveLimits) -> Execu
 }
 
 /// The result of a request that passed its own checks, before it resolves: the
-/// module's SHA-256 (named, or of the bytes sent) and the limits in force as
-/// the result shows them.
+/// module's SHA-256 (named, or of the bytes sent), the limits in force as the
+/// result shows them, and for a deterministic request its engine's hash.
 pub(super) fn for_request(execution_id: Uuid, request: &Request<'_>) -> ExecutionResult {
+    let deterministic = request.deterministic.is_some();
     ExecutionResult {
         module_sha256: Some(Hex(request.module.sha256())),
         limits: request.shown_limits(),
+        // Protocol v1.2 §R: what the outputs of a deterministic execution depend
+        // on besides the request.
+        deterministic,
+        engine_sha256: deterministic.then(|| Hex(Sandbox::deterministic_engine_sha256())),
         ..blank_result(execution_id, request.limits)
     }
 }
@@ -189,7 +194,7 @@ pub(super) fn cap_error(error: &mut Option<String>) {
 pub(super) fn status_of(error: &RunError) -> Status {
     match error {
         RunError::OutOfFuel { .. } => Status::FuelExhausted,
-        RunError::TimedOut { .. } => Status::Timeout,
+        RunError::TimedOut { .. } | RunError::FuelTimeout { .. } => Status::Timeout,
         RunError::MemoryLimit(_) => Status::MemoryLimit,
         RunError::Unlinkable(_)
         | RunError::TooManyMemories { .. }

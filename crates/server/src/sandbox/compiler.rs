@@ -34,7 +34,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use super::engine;
+use super::engine::{self, Flavor};
 use super::shape::{self, ShapeError};
 use super::target::{LoadError, TargetKind};
 
@@ -171,20 +171,25 @@ impl Compiler {
     /// the same slot: such a kill (the out-of-memory killer choosing the largest
     /// process of a full machine, say) says nothing about the module, and the
     /// user asked for a compilation, not for a retry of their own.
-    pub async fn compile(&self, kind: TargetKind, bytes: &[u8]) -> Result<Artifact, CompileError> {
+    pub async fn compile(
+        &self,
+        kind: TargetKind,
+        flavor: Flavor,
+        bytes: &[u8],
+    ) -> Result<Artifact, CompileError> {
         let permit = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let mut compiled = self.run_worker(kind, bytes).await;
+        let mut compiled = self.run_worker(kind, flavor, bytes).await;
         if let Err(CompileError::Killed { signal }) = compiled {
             tracing::warn!(
                 signal,
                 "a compile worker was killed from outside; compiling again"
             );
-            compiled = self.run_worker(kind, bytes).await;
+            compiled = self.run_worker(kind, flavor, bytes).await;
             if let Err(CompileError::Killed { signal }) = compiled {
                 tracing::error!(signal, "a compile worker was killed from outside twice");
             }
@@ -193,14 +198,25 @@ impl Compiler {
         compiled
     }
 
-    async fn run_worker(&self, kind: TargetKind, bytes: &[u8]) -> Result<Artifact, CompileError> {
+    async fn run_worker(
+        &self,
+        kind: TargetKind,
+        flavor: Flavor,
+        bytes: &[u8],
+    ) -> Result<Artifact, CompileError> {
         let settings = &self.settings;
         let cpu_secs = settings.cpu.as_secs().max(1);
-        let mut child = tokio::process::Command::new(&settings.program)
+        let mut command = tokio::process::Command::new(&settings.program);
+        command
             .arg(WORKER_COMMAND)
             .arg(kind.as_str())
             .arg(cpu_secs.to_string())
-            .arg(settings.memory_bytes.to_string())
+            .arg(settings.memory_bytes.to_string());
+        // The normal engine's command line is the one it always was.
+        if flavor != Flavor::Normal {
+            command.arg(flavor.as_str());
+        }
+        let mut child = command
             .env_clear()
             // mimalloc otherwise reserves 1 GiB of address space up front, in
             // which the heap then grows unseen by RLIMIT_AS; without the
@@ -379,18 +395,29 @@ const SIGXCPU: i32 = 24;
 const SIGSYS: i32 = 31;
 
 /// The worker's side: `PROGRAM compile-worker module|component CPU_SECS
-/// MEMORY_BYTES`, module bytes on stdin, the answer on stdout. Sets its own
-/// limits before it reads a byte.
+/// MEMORY_BYTES [normal|deterministic]`, module bytes on stdin, the answer on
+/// stdout. Sets its own limits before it reads a byte.
 pub fn worker_main(args: &[String]) -> ExitCode {
     let parsed = match args {
-        [kind, cpu, memory] => match (TargetKind::parse(kind), cpu.parse(), memory.parse()) {
-            (Some(kind), Ok(cpu), Ok(memory)) => Some((kind, cpu, memory)),
-            _ => None,
-        },
+        [kind, cpu, memory, flavor @ ..] if flavor.len() <= 1 => {
+            let flavor = match flavor {
+                [word] => Flavor::parse(word),
+                _ => Some(Flavor::Normal),
+            };
+            match (TargetKind::parse(kind), cpu.parse(), memory.parse(), flavor) {
+                (Some(kind), Ok(cpu), Ok(memory), Some(flavor)) => {
+                    Some((kind, cpu, memory, flavor))
+                }
+                _ => None,
+            }
+        }
         _ => None,
     };
-    let Some((kind, cpu_secs, memory_bytes)) = parsed else {
-        eprintln!("usage: {WORKER_COMMAND} module|component CPU_SECS MEMORY_BYTES");
+    let Some((kind, cpu_secs, memory_bytes, flavor)) = parsed else {
+        eprintln!(
+            "usage: {WORKER_COMMAND} module|component CPU_SECS MEMORY_BYTES \
+             [normal|deterministic]"
+        );
         return ExitCode::from(2);
     };
     use rustix::process::{Resource, Rlimit, setrlimit};
@@ -426,7 +453,7 @@ pub fn worker_main(args: &[String]) -> ExitCode {
         eprintln!("cannot read the module: {error}");
         return ExitCode::from(3);
     }
-    let answer = match compile_here(kind, &bytes) {
+    let answer = match compile_here(kind, flavor, &bytes) {
         Ok(artifact) => [&[COMPILED][..], &artifact].concat(),
         // Rendered here, not where the result is sealed: the reason crosses a
         // process boundary, and comes back as `CompileError::Refused`.
@@ -447,16 +474,21 @@ fn mapped_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Checks the shape and compiles, in this process, with the worker's engine: what
-/// a worker does between reading and writing.
-pub fn compile_here(kind: TargetKind, bytes: &[u8]) -> Result<Vec<u8>, CompileError> {
+/// Checks the shape and compiles, in this process, with the worker's engine of
+/// `flavor`: what a worker does between reading and writing.
+pub fn compile_here(
+    kind: TargetKind,
+    flavor: Flavor,
+    bytes: &[u8],
+) -> Result<Vec<u8>, CompileError> {
     match shape::check(bytes) {
         Ok(()) => {}
         // Wasmtime's validator says precisely what is wrong with the binary.
         Err(ShapeError::Malformed(_)) => {}
         Err(error) => return Err(CompileError::Shape(error)),
     }
-    let engine = engine::worker().map_err(|error| CompileError::WorkerEngine(Arc::new(error)))?;
+    let engine =
+        engine::worker(flavor).map_err(|error| CompileError::WorkerEngine(Arc::new(error)))?;
     kind.compile(&engine, bytes)
         .map_err(|error| CompileError::DoesNotCompile {
             kind,
@@ -480,7 +512,12 @@ mod tests {
             "module refused before compilation: function 3 nests loops 300 deep; at most 256 \
              are allowed"
         );
-        let error = compile_here(TargetKind::Component, b"\0asm\x0d\0\x01\0junk").unwrap_err();
+        let error = compile_here(
+            TargetKind::Component,
+            Flavor::Normal,
+            b"\0asm\x0d\0\x01\0junk",
+        )
+        .unwrap_err();
         assert!(
             error
                 .to_string()

@@ -34,16 +34,17 @@ pub fn arm<T>(store: &mut Store<T>, deadline: Instant) {
     store.set_epoch_deadline(1);
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread; stops when
-/// dropped.
+/// Advances the engines' epochs every [`EPOCH_TICK`] on its own thread; stops
+/// when dropped.
 pub struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    /// Starts the `epoch-ticker` thread, or says why the OS would not.
-    pub fn start(engine: Engine) -> std::io::Result<EpochTicker> {
+    /// Starts the `epoch-ticker` thread for `engines`, or says why the OS would
+    /// not.
+    pub fn start(engines: Vec<Engine>) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -51,7 +52,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
         Ok(EpochTicker {

@@ -7,7 +7,13 @@
 //! Everything that shapes compiled code is set in one place, [`config`], so that
 //! an artifact a worker serialized loads into the server's engine.
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use std::sync::OnceLock;
+
+use wasm_hypervisor_protocol::digest::sha256;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OperatorCost, PoolingAllocationConfig,
+    VariableOperatorCost,
+};
 
 /// Wasm stack available to a guest. Deep enough for ordinary recursive programs;
 /// unbounded recursion ends as a `trap` ("call stack exhausted").
@@ -49,28 +55,238 @@ const KEEP_RESIDENT_MEMORY_BYTES: usize = 128 << 10;
 /// The same for tables.
 const KEEP_RESIDENT_TABLE_BYTES: usize = 16 << 10;
 
-/// The server's engine: [`config`] with a pool sized for `max_concurrent` guests.
-pub(super) fn server(max_concurrent: usize) -> wasmtime::Result<Engine> {
+/// Which code generation an engine has: the ordinary one, or the one of
+/// deterministic executions (protocol v1.2 §R), whose code and compiled-module
+/// cache entries are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    Normal,
+    /// NaN canonicalisation and deterministic relaxed SIMD on.
+    Deterministic,
+}
+
+impl Flavor {
+    /// The word for it on a compile worker's command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Normal => "normal",
+            Flavor::Deterministic => "deterministic",
+        }
+    }
+
+    /// The flavor [`Flavor::as_str`] names.
+    pub fn parse(word: &str) -> Option<Flavor> {
+        match word {
+            "normal" => Some(Flavor::Normal),
+            "deterministic" => Some(Flavor::Deterministic),
+            _ => None,
+        }
+    }
+}
+
+/// The server's engine of `flavor`: [`config`] with, for the normal one, a pool
+/// sized for `max_concurrent` guests. Deterministic executions are expected to
+/// be few: their engine allocates each instance on demand rather than reserve
+/// a second pool's address space.
+pub(super) fn server(max_concurrent: usize, flavor: Flavor) -> wasmtime::Result<Engine> {
     let slots = u32::try_from(max_concurrent.max(1)).unwrap_or(u32::MAX);
-    Engine::new(&config(Some(pool(slots)), true))
+    let pool = (flavor == Flavor::Normal).then(|| pool(slots));
+    Engine::new(&config(pool, true, flavor))
 }
 
-/// A compile worker's engine: the same code generation as the server's, on one
-/// core (`execution.max_concurrent_compilations` is then the number of cores
-/// compilation may take), and no pool, since a worker instantiates nothing.
-pub(super) fn worker() -> wasmtime::Result<Engine> {
-    Engine::new(&config(None, false))
+/// A compile worker's engine: the same code generation as the server's engine
+/// of `flavor`, on one core (`execution.max_concurrent_compilations` is then
+/// the number of cores compilation may take), and no pool, since a worker
+/// instantiates nothing.
+pub(super) fn worker(flavor: Flavor) -> wasmtime::Result<Engine> {
+    Engine::new(&config(None, false, flavor))
 }
 
-/// The Wasmtime configuration of both engines; `pool` is the server's.
-fn config(pool: Option<PoolingAllocationConfig>, parallel: bool) -> Config {
+/// The version of [`fuel_costs`]. A change of any cost is a new version.
+pub const FUEL_COSTS_VERSION: &str = "v1";
+
+/// The classes of operators of [`fuel_costs`] `v1`, their cost, and why: the
+/// table is Wasmtime 48's default (so that fuel figures read as they did before
+/// the table was explicit), written down and pinned by its hash (a Wasmtime
+/// upgrade that changes a default fails the test that pins it, and then needs a
+/// new version).
+pub const FUEL_COST_CLASSES: &[(&str, u8, &str)] = &[
+    ("nop, drop", 0, "no machine code is generated for them"),
+    (
+        "block, loop, else, end, return, unreachable",
+        0,
+        "structure, not work: the branches and calls they lead to are charged",
+    ),
+    (
+        "every other operator (arithmetic, memory access, calls, br, br_if, if, SIMD, ...)",
+        1,
+        "one unit an operator: a count of executed instructions, not of time",
+    ),
+    (
+        "memory.copy, memory.fill, memory.init: per byte",
+        1,
+        "their work grows with their length operand, which the flat cost does not see",
+    ),
+    (
+        "table.copy, table.fill, table.init, table.grow: per element",
+        1,
+        "the same, per element",
+    ),
+    (
+        "memory.grow: per page",
+        0,
+        "pages are mapped lazily (copy-on-write), and memory_bytes bounds them",
+    ),
+    (
+        "array.*: per element (the GC proposal is off)",
+        1,
+        "Wasmtime's default, for completeness",
+    ),
+];
+
+/// The fuel cost table, set explicitly on every engine (`Config::operator_cost`):
+/// the classes of [`FUEL_COST_CLASSES`].
+pub fn fuel_costs() -> OperatorCost {
+    let mut costs = OperatorCost::new();
+    for free in [
+        &mut costs.Nop,
+        &mut costs.Drop,
+        &mut costs.Block,
+        &mut costs.Loop,
+        &mut costs.Else,
+        &mut costs.End,
+        &mut costs.Return,
+        &mut costs.Unreachable,
+    ] {
+        *free = 0;
+    }
+    costs.variable = VariableOperatorCost {
+        memory_copy_per_byte: 1,
+        memory_fill_per_byte: 1,
+        memory_init_per_byte: 1,
+        memory_grow_per_page: 0,
+        table_copy_per_element: 1,
+        table_fill_per_element: 1,
+        table_init_per_element: 1,
+        table_grow_per_element: 1,
+        array_copy_per_element: 1,
+        array_fill_per_element: 1,
+        array_new_data_per_element: 1,
+        array_init_data_per_element: 1,
+        array_new_elem_per_element: 1,
+        array_init_elem_per_element: 1,
+        array_new_default_per_element: 1,
+        array_new_per_element: 1,
+    };
+    costs
+}
+
+/// The fuel cost table as published: its version, the canonical description
+/// (every operator's cost, as compact JSON in Wasmtime's field order) and that
+/// description's SHA-256.
+#[derive(Debug)]
+pub struct FuelCostTable {
+    pub version: &'static str,
+    pub description: String,
+    pub sha256: [u8; 32],
+}
+
+/// [`fuel_costs`] described and hashed, once.
+pub fn fuel_cost_table() -> &'static FuelCostTable {
+    static TABLE: OnceLock<FuelCostTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let description =
+            serde_json::to_string(&fuel_costs()).expect("a struct of integers always serializes");
+        FuelCostTable {
+            version: FUEL_COSTS_VERSION,
+            sha256: sha256(description.as_bytes()),
+            description,
+        }
+    })
+}
+
+/// Fuel a deterministic execution may use per millisecond of its `timeout_ms`:
+/// its wall-clock limit, which would make its outcome depend on the machine,
+/// becomes `min(fuel, timeout_ms * this)`. A hundred million units a second is
+/// well under what Cranelift's code does on a current core, so an execution
+/// that fits in its fuel also fits in its time on any reasonable machine.
+pub const DETERMINISTIC_FUEL_PER_MS: u64 = 100_000;
+
+/// A deterministic execution's wall clock still ends it, as a safety net, at
+/// this many times its `timeout_ms` (a host too slow, a guest parked in a
+/// sleep); that outcome is then not reproducible, and a replay says so.
+pub const DETERMINISTIC_WALL_CLOCK_FACTOR: u32 = 4;
+
+/// Where a deterministic guest's wall clock starts: 2024-01-01T00:00:00Z.
+pub const DETERMINISTIC_EPOCH_SECS: u64 = 1_704_067_200;
+
+/// How far a deterministic guest's clocks (wall and monotonic together)
+/// advance at each read: the reads are the guest's own work, and nothing else
+/// moves them.
+pub const DETERMINISTIC_CLOCK_STEP_NS: u64 = 1_000;
+
+/// The canonical description of everything a deterministic execution's outputs
+/// depend on besides its request (PROTOCOL.md, "Reproducible executions"): one
+/// `key value` line each.
+pub fn deterministic_description() -> String {
+    let table = fuel_cost_table();
+    let lines = [
+        ("engine", "wasm-hypervisor deterministic v1".to_owned()),
+        ("wasmtime", env!("WASMTIME_VERSION").to_owned()),
+        (
+            "target",
+            format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+        ),
+        ("nan_canonicalization", "true".to_owned()),
+        ("relaxed_simd_deterministic", "true".to_owned()),
+        ("threads", "false".to_owned()),
+        ("gc", "false".to_owned()),
+        ("exceptions", "true".to_owned()),
+        ("max_wasm_stack", MAX_WASM_STACK.to_string()),
+        ("max_table_elements", MAX_TABLE_ELEMENTS.to_string()),
+        ("max_instances", MAX_INSTANCES.to_string()),
+        ("max_memories", MAX_MEMORIES.to_string()),
+        ("max_tables", MAX_TABLES.to_string()),
+        (
+            "fuel_costs",
+            format!("{} {}", table.version, hex::encode(table.sha256)),
+        ),
+        ("fuel_per_timeout_ms", DETERMINISTIC_FUEL_PER_MS.to_string()),
+        ("clock_epoch_secs", DETERMINISTIC_EPOCH_SECS.to_string()),
+        ("clock_step_ns", DETERMINISTIC_CLOCK_STEP_NS.to_string()),
+        ("random", "wasm-hypervisor seed stream v1".to_owned()),
+    ];
+    lines
+        .iter()
+        .map(|(key, value)| format!("{key} {value}\n"))
+        .collect()
+}
+
+/// SHA-256 of [`deterministic_description`]: a deterministic result's
+/// `engine_sha256`.
+pub fn deterministic_sha256() -> [u8; 32] {
+    static HASH: OnceLock<[u8; 32]> = OnceLock::new();
+    *HASH.get_or_init(|| sha256(deterministic_description().as_bytes()))
+}
+
+/// The Wasmtime configuration of every engine; `pool` is the server's normal one.
+fn config(pool: Option<PoolingAllocationConfig>, parallel: bool, flavor: Flavor) -> Config {
     let mut config = Config::new();
     if let Some(pool) = pool {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
+    if flavor == Flavor::Deterministic {
+        // Protocol v1.2 §R: the only sources of nondeterminism in wasm's own
+        // semantics are NaN bit patterns and relaxed SIMD (threads are off in
+        // every engine, below).
+        config
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true);
+    }
     config
         .memory_init_cow(true)
         .consume_fuel(true)
+        .operator_cost(fuel_costs())
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
@@ -131,4 +347,40 @@ fn pool(slots: u32) -> PoolingAllocationConfig {
 /// "wasmtime X.Y.Z", the `engine` field of results.
 pub fn name() -> String {
     format!("wasmtime {}", env!("WASMTIME_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table `v1` is Wasmtime 48's defaults, pinned: a Wasmtime upgrade that
+    /// changes a default, or an edit of [`fuel_costs`], fails here and needs a
+    /// new [`FUEL_COSTS_VERSION`] (and a line in PROTOCOL.md).
+    #[test]
+    fn the_fuel_cost_table_v1_is_pinned_by_its_hash() {
+        let table = fuel_cost_table();
+        assert_eq!(table.version, "v1");
+        assert_eq!(
+            hex::encode(table.sha256),
+            "98e117d771dcf5efdfe5a0213cd39110fa3ffcd0ba67a4ee159fa2fbd08726af",
+            "{}",
+            table.description
+        );
+        assert_eq!(
+            fuel_costs(),
+            OperatorCost::new(),
+            "v1 is Wasmtime's defaults"
+        );
+    }
+
+    #[test]
+    fn the_deterministic_engine_description_names_the_table_and_the_settings() {
+        let description = deterministic_description();
+        assert!(description.starts_with("engine wasm-hypervisor deterministic v1\nwasmtime "));
+        assert!(description.contains(&format!(
+            "fuel_costs v1 {}\n",
+            hex::encode(fuel_cost_table().sha256)
+        )));
+        assert_eq!(deterministic_sha256(), sha256(description.as_bytes()));
+    }
 }

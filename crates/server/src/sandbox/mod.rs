@@ -76,6 +76,7 @@ use wasmtime::Engine;
 use self::cache::ModuleCache;
 use self::compiler::{CompileError, Compiler, CompilerSettings};
 use self::deadline::EpochTicker;
+use self::engine::Flavor;
 use self::target::{Linkers, TargetKind};
 
 pub use self::fs::{MountError, MountImage, MountSpec};
@@ -116,11 +117,42 @@ pub struct SandboxSettings {
 /// compiled for this request.
 pub type Preparation = cache::Lookup<RunTarget>;
 
-/// The engine, the WASI linkers, the module cache, the guest runtime and the epoch
-/// ticker, built once at start.
-pub struct Sandbox {
+/// An engine and its WASI linkers.
+struct Engined {
     engine: Engine,
     linkers: Arc<Linkers>,
+}
+
+impl Engined {
+    fn new(max_concurrent: usize, flavor: Flavor) -> Result<Engined, SandboxError> {
+        let engine = engine::server(max_concurrent, flavor).map_err(SandboxError::Engine)?;
+        let linkers = Linkers::new(&engine).map_err(SandboxError::Engine)?;
+        Ok(Engined {
+            engine,
+            linkers: Arc::new(linkers),
+        })
+    }
+}
+
+/// The cache key of a module compiled for `flavor`: its SHA-256 for the normal
+/// engine (as before), and a hash of it for the deterministic one, whose code
+/// differs.
+fn cache_key(flavor: Flavor, hash: &[u8; 32]) -> [u8; 32] {
+    match flavor {
+        Flavor::Normal => *hash,
+        Flavor::Deterministic => {
+            wasm_hypervisor_protocol::digest::sha256_parts(&[b"deterministic\0", hash])
+        }
+    }
+}
+
+/// The engines (the normal one and the deterministic one of protocol v1.2 §R),
+/// their WASI linkers, the module cache, the guest runtime and the epoch
+/// ticker, built once at start.
+pub struct Sandbox {
+    normal: Engined,
+    deterministic: Engined,
+    /// Both engines' targets, the deterministic ones under [`cache_key`].
     cache: ModuleCache<RunTarget>,
     compiler: Compiler,
     /// Guests run on their own runtime, not the one serving HTTP (see
@@ -142,8 +174,8 @@ impl Drop for Sandbox {
 
 impl Sandbox {
     pub fn new(settings: SandboxSettings) -> Result<Sandbox, SandboxError> {
-        let engine = engine::server(settings.max_concurrent).map_err(SandboxError::Engine)?;
-        let linkers = Linkers::new(&engine).map_err(SandboxError::Engine)?;
+        let normal = Engined::new(settings.max_concurrent, Flavor::Normal)?;
+        let deterministic = Engined::new(settings.max_concurrent, Flavor::Deterministic)?;
         // I/O too: executions run here from the opened request to the logged
         // result (see [`Sandbox::runtime`]), and a compilation talks to its worker
         // process.
@@ -153,10 +185,11 @@ impl Sandbox {
             .enable_all()
             .build()
             .map_err(SandboxError::GuestRuntime)?;
-        let ticker = EpochTicker::start(engine.clone()).map_err(SandboxError::EpochTicker)?;
+        let ticker = EpochTicker::start(vec![normal.engine.clone(), deterministic.engine.clone()])
+            .map_err(SandboxError::EpochTicker)?;
         Ok(Sandbox {
-            engine,
-            linkers: Arc::new(linkers),
+            normal,
+            deterministic,
             cache: ModuleCache::new(settings.module_cache_bytes),
             compiler: Compiler::new(settings.compiler),
             guests: Some(guests),
@@ -167,6 +200,18 @@ impl Sandbox {
     /// "wasmtime X.Y.Z", the `engine` field of results.
     pub fn engine_name() -> String {
         engine::name()
+    }
+
+    /// The `engine_sha256` of deterministic results (protocol v1.2 §R).
+    pub fn deterministic_engine_sha256() -> [u8; 32] {
+        engine::deterministic_sha256()
+    }
+
+    fn engined(&self, flavor: Flavor) -> &Engined {
+        match flavor {
+            Flavor::Normal => &self.normal,
+            Flavor::Deterministic => &self.deterministic,
+        }
     }
 
     /// The guest runtime, where executions run whole: opening the request, the
@@ -184,9 +229,21 @@ impl Sandbox {
     }
 
     /// The target (or its cached refusal) for the module whose SHA-256 is `hash`,
-    /// if the cache has it. Costs a map lookup; never compiles.
+    /// compiled for the normal engine, if the cache has it: [`Sandbox::lookup_for`]
+    /// of [`Flavor::Normal`].
     pub fn lookup(&self, hash: &[u8; 32]) -> Option<Result<Arc<RunTarget>, CompileError>> {
-        self.cache.get(hash)
+        self.lookup_for(Flavor::Normal, hash)
+    }
+
+    /// The target (or its cached refusal) for the module whose SHA-256 is `hash`,
+    /// compiled for `flavor`, if the cache has it. Costs a map lookup; never
+    /// compiles.
+    pub fn lookup_for(
+        &self,
+        flavor: Flavor,
+        hash: &[u8; 32],
+    ) -> Option<Result<Arc<RunTarget>, CompileError>> {
+        self.cache.get(&cache_key(flavor, hash))
     }
 
     /// Compilations running now.
@@ -194,23 +251,30 @@ impl Sandbox {
         self.compiler.running()
     }
 
-    /// The compiled and linked target for `bytes`, compiled now in a bounded
-    /// worker process (once, however many requests ask at the same time) unless
-    /// the cache has it. `hash` is the SHA-256 of `bytes`.
+    /// The compiled and linked target for `bytes` on the normal engine:
+    /// [`Sandbox::prepare_for`] of [`Flavor::Normal`].
     pub async fn prepare(&self, hash: [u8; 32], bytes: &[u8]) -> Preparation {
+        self.prepare_for(Flavor::Normal, hash, bytes).await
+    }
+
+    /// The compiled and linked target for `bytes` on the engine of `flavor`,
+    /// compiled now in a bounded worker process (once, however many requests ask
+    /// at the same time) unless the cache has it. `hash` is the SHA-256 of
+    /// `bytes`.
+    pub async fn prepare_for(&self, flavor: Flavor, hash: [u8; 32], bytes: &[u8]) -> Preparation {
         self.cache
-            .get_or_compile(hash, || async move {
+            .get_or_compile(cache_key(flavor, &hash), || async move {
                 let charge = bytes.len();
                 let Some(kind) = TargetKind::of(bytes) else {
                     return (Err(CompileError::NotWasm), charge);
                 };
-                let artifact = match self.compiler.compile(kind, bytes).await {
+                let artifact = match self.compiler.compile(kind, flavor, bytes).await {
                     Ok(artifact) => artifact,
                     Err(error) => return (Err(error), charge),
                 };
                 // Loading maps the artifact and links it: quick, but not async.
-                let engine = self.engine.clone();
-                let linkers = self.linkers.clone();
+                let engine = self.engined(flavor).engine.clone();
+                let linkers = self.engined(flavor).linkers.clone();
                 let loaded = tokio::task::spawn_blocking(move || {
                     target::load(&engine, &linkers, kind, &artifact.0)
                 })
@@ -235,7 +299,9 @@ impl Sandbox {
     /// `max_concurrent` OS threads and could not be cancelled in a host call.
     ///
     /// `mounts` are the guest's file system, in request order (see [`fs`]); the
-    /// report's `mounts_out` has one archive per writable one.
+    /// report's `mounts_out` has one archive per writable one. A deterministic
+    /// `input` runs on the deterministic engine, where [`Sandbox::prepare_for`]
+    /// of its flavor put `target`.
     pub async fn run(
         &self,
         target: Arc<RunTarget>,
@@ -244,7 +310,7 @@ impl Sandbox {
         mounts: Vec<MountSpec>,
         limits: GuestLimits,
     ) -> RunReport {
-        let engine = self.engine.clone();
+        let engine = self.engined(input.flavor()).engine.clone();
         let guests = self.guests.as_ref().expect("present until drop");
         let run = async move { target.run(&engine, entry, input, mounts, limits).await };
         match guests.spawn(run).await {

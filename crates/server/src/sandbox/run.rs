@@ -14,7 +14,10 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use zeroize::Zeroizing;
 
 use super::deadline::{self, DeadlineReached};
-use super::engine::{MAX_MEMORIES, MAX_TABLES, MAX_WASM_STACK};
+use super::engine::{
+    DETERMINISTIC_FUEL_PER_MS, DETERMINISTIC_WALL_CLOCK_FACTOR, MAX_MEMORIES, MAX_TABLES,
+    MAX_WASM_STACK,
+};
 use super::fs::{self, MountError, Mounts};
 use super::invoke::{self, InvokeError};
 use super::limits::{GuestLimiter, GuestLimits, LimitHit, MIN_HOSTCALL_FUEL};
@@ -73,6 +76,14 @@ pub enum RunError {
     /// The guest ran past its wall-clock limit.
     #[error("the guest ran past its {} ms wall-clock limit", .timeout.as_millis())]
     TimedOut { timeout: Duration },
+    /// A deterministic guest used the fuel its `timeout_ms` stands for (status
+    /// `timeout`).
+    #[error(
+        "the guest used the {fuel} units of fuel its {} ms timeout allows a deterministic \
+         execution ({DETERMINISTIC_FUEL_PER_MS} a millisecond)",
+        .timeout.as_millis()
+    )]
+    FuelTimeout { timeout: Duration, fuel: u64 },
     /// A memory or table grew, or started, past its limit.
     #[error(transparent)]
     MemoryLimit(LimitHit),
@@ -186,6 +197,9 @@ pub(super) struct Run<T: GuestState> {
     stderr: CappedOutput,
     started: Instant,
     limits: GuestLimits,
+    /// A deterministic run whose fuel is its timeout's bound, lower than its
+    /// `fuel` limit: running out of it is a `timeout`.
+    fuel_is_timeout: bool,
 }
 
 impl<T: GuestState> Run<T> {
@@ -199,15 +213,30 @@ impl<T: GuestState> Run<T> {
     ) -> Run<T> {
         let stdout = CappedOutput::new(limits.max_output_bytes);
         let stderr = CappedOutput::new(limits.max_output_bytes);
+        let deterministic = input.deterministic.is_some();
         let wasi = wasi::context(input, &stdout, &stderr);
         let state = state(wasi, GuestLimiter::new(limits.memory_bytes));
-        let store = new_store(engine, state, &limits);
+        // Protocol v1.2 §R: a deterministic run's time limit is fuel, and the
+        // wall clock only a safety net further away.
+        let mut store_limits = limits;
+        let mut fuel_is_timeout = false;
+        if deterministic {
+            let timeout_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+            let bound = timeout_ms.saturating_mul(DETERMINISTIC_FUEL_PER_MS);
+            fuel_is_timeout = bound < limits.fuel;
+            store_limits.fuel = limits.fuel.min(bound);
+            store_limits.timeout = limits
+                .timeout
+                .saturating_mul(DETERMINISTIC_WALL_CLOCK_FACTOR);
+        }
+        let store = new_store(engine, state, &store_limits);
         Run {
             store,
             stdout,
             stderr,
             started: Instant::now(),
-            limits,
+            limits: store_limits,
+            fuel_is_timeout,
         }
     }
 
@@ -216,6 +245,21 @@ impl<T: GuestState> Run<T> {
     /// sleep, which the epoch deadline cannot reach.
     pub(super) fn timeout(&self) -> Duration {
         self.limits.timeout
+    }
+
+    /// How a run that Wasmtime ended with `error` ended (see [`classify`]); a
+    /// deterministic run out of its timeout's fuel timed out.
+    fn classify(&mut self, error: wasmtime::Error) -> GuestOutcome {
+        let outcome = classify(error, &self.limits, self.store.data_mut().limiter().hit());
+        match outcome {
+            GuestOutcome::Failed(RunError::OutOfFuel { fuel }) if self.fuel_is_timeout => {
+                GuestOutcome::Failed(RunError::FuelTimeout {
+                    timeout: self.limits.timeout / DETERMINISTIC_WALL_CLOCK_FACTOR,
+                    fuel,
+                })
+            }
+            other => other,
+        }
     }
 
     /// The outcome of a guest future run under [`Run::timeout`]: its value, or how
@@ -229,11 +273,7 @@ impl<T: GuestState> Run<T> {
                 timeout: self.limits.timeout,
             })),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(classify(
-                error,
-                &self.limits,
-                self.store.data_mut().limiter().hit(),
-            )),
+            Ok(Err(error)) => Err(self.classify(error)),
         }
     }
 
