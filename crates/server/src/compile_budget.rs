@@ -99,6 +99,7 @@ impl CompileBudgets {
     }
 
     /// Clients remembered now.
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.lock().len()
     }

@@ -113,10 +113,6 @@ impl Connections {
         }
     }
 
-    pub fn limits(&self) -> &ConnectionLimits {
-        &self.shared.limits
-    }
-
     fn table(&self) -> MutexGuard<'_, Table> {
         // The table's updates are single inserts and removals: a panic elsewhere
         // while it was held cannot leave it half-updated.
@@ -210,6 +206,7 @@ impl Connections {
     }
 
     /// Connections open now.
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.table().open.len()
     }

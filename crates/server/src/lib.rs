@@ -44,20 +44,20 @@ pub mod async_results;
 pub mod audit;
 pub mod blobs;
 pub mod cluster;
-pub mod compile_budget;
+mod compile_budget;
 pub mod config;
-pub mod connections;
+mod connections;
 pub mod envelope;
 pub mod execution;
-pub mod health;
+mod health;
 pub mod keys;
 pub mod metrics;
 pub mod sandbox;
 pub mod server;
-pub mod session;
+mod session;
 mod tlog;
-pub mod usage;
-pub mod witness;
+mod usage;
+mod witness;
 
 /// Turns functions `fn name(provider: Provider)` into one `#[test]` per crypto
 /// provider compiled in: `aws_lc::name` and `rustcrypto::name`.

@@ -37,7 +37,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -404,6 +403,7 @@ impl MemorySessionStore {
     /// Makes a fresh key pair for `client` and keeps its private half until use,
     /// expiry or eviction: reserve a place (refused at once if there is none),
     /// generate the key without the lock, then insert it.
+    #[cfg(test)]
     pub fn create_for(&self, client: ClientKey) -> Result<IssuedSession, SessionError> {
         let mut sessions = self.create_batch_for(client, 1)?;
         sessions.pop().ok_or(SessionError::Unknown)
@@ -444,7 +444,9 @@ impl MemorySessionStore {
     /// [`MemorySessionStore::create_for`] the one client of a caller that has no
     /// others: the unspecified address, the client `api` gives a request served
     /// without a socket.
+    #[cfg(test)]
     pub fn create(&self) -> Result<IssuedSession, SessionError> {
+        use std::net::{IpAddr, Ipv4Addr};
         self.create_for(ClientKey::address(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
     }
 
@@ -585,6 +587,8 @@ fn retry_after(expiry: Option<Instant>, now: Instant) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     const MINUTE: Duration = Duration::from_secs(60);

@@ -125,6 +125,7 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    #[cfg(test)]
     pub const ALL: [FailureKind; 10] = [
         FailureKind::Unreachable,
         FailureKind::Timeout,
