@@ -6,7 +6,8 @@
 //! for container health checks (by default the address `serve` is configured to
 //! listen on), `token` makes a bearer token and its digest, `key new` writes a
 //! signing key file (the one a cluster's replicas share), `log import` moves a
-//! file log into a cluster's database.
+//! file log into a cluster's database, `log monitor` follows a log from its
+//! checkpoint and tiles (its exit codes are in `commands::log`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand};
 use wasm_hypervisor_server::sandbox::compiler;
 
 use crate::commands::health::{self, HealthArgs};
-use crate::commands::log::{self, ImportArgs};
+use crate::commands::log::{self, ImportArgs, MonitorArgs};
 use crate::commands::run::{self, RunArgs};
 use crate::commands::serve::{self, ServeArgs};
 use crate::commands::verify::{self, VerifyArgs};
@@ -46,7 +47,8 @@ enum Command {
     /// health checks), 1 otherwise. Without --server, it probes the address the
     /// server is configured to listen on.
     Health(HealthArgs),
-    /// The audit log: `log import` moves a file log into cluster mode's database.
+    /// The audit log: `log import` moves a file log into cluster mode's database,
+    /// `log monitor` follows a log from its tiles and refuses a fork or a rollback.
     Log {
         #[command(subcommand)]
         command: LogCommand,
@@ -84,6 +86,13 @@ enum LogCommand {
     /// checkpoint and by root; recorded, so that a replica on that data directory
     /// starts. Uses the configuration's signing key and origin.
     Import(ImportArgs),
+    /// Follow a log from its checkpoint and tiles alone, once: check the checkpoint
+    /// against a C2SP tlog-policy, prove it extends the one seen before (kept in
+    /// --state) and that every new entry hashes to its leaf, then save it. Exit 0
+    /// with a one-line summary, else a code naming the failure: 3 the log could not
+    /// be read, 4 bad signature, 5 missing quorum, 6 rollback, 7 fork, 8 a tile or
+    /// entry that does not hash (2: the policy or state). Run it from a timer.
+    Monitor(MonitorArgs),
 }
 
 /// Entry point of the binary.
@@ -97,6 +106,9 @@ pub fn main() -> ExitCode {
         Command::Log {
             command: LogCommand::Import(args),
         } => log::import_log(args),
+        Command::Log {
+            command: LogCommand::Monitor(args),
+        } => log::monitor(args),
         Command::Token => token::token(),
         Command::Key(KeyCommand::New { file }) => key::key_new(&file),
         Command::CompileWorker { args } => compiler::worker_main(&args),

@@ -28,6 +28,7 @@ mod key_command;
 mod loadgen;
 mod logs;
 mod metrics;
+mod monitor;
 mod mounts;
 mod openapi;
 mod playground;

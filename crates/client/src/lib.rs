@@ -26,9 +26,13 @@
 //! - [`tlog`]: the log in the C2SP formats (protocol v1.2 §T2, §T4): the
 //!   checkpoint note, an execution's tlog-proof, and the receipt that carries it,
 //!   checked before it is written.
+//! - [`monitor`]: `log monitor` (protocol v1.2 §T6): the log followed from its
+//!   checkpoint and tiles alone against a tlog-policy, each checkpoint proved to
+//!   extend the last one seen (kept in a state directory), each new entry checked.
 
 pub mod archive;
 pub mod blob_cache;
+pub mod monitor;
 pub mod pool;
 mod retry;
 pub mod run;
