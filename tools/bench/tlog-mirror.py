@@ -3,12 +3,13 @@
 measuring what serving tiles costs the server (BENCHMARKS.md, "Transparency: a
 mirror reading the tiles"):
 
-    tools/bench/tlog-mirror.py http://127.0.0.1:8080 --duration 20
+    tools/bench/tlog-mirror.py http://127.0.0.1:8080 --duration 20 [--interval 1]
 
 Each round it fetches `/tlog/checkpoint`, then every tile of that tree it does not
 have yet (full tiles once; the right-most partial tile of each level and the last
 entry bundle again whenever the tree grew), as a mirror copying `/tlog/` to static
-storage does. It prints the rounds, tiles and bytes it read. Standard library only.
+storage does, then waits `--interval` seconds (0: none, a mirror as greedy as it
+can be). It prints the rounds, tiles and bytes it read. Standard library only.
 """
 
 import argparse
@@ -66,6 +67,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("server")
     parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--interval", type=float, default=1.0)
     args = parser.parse_args()
     base = args.server.rstrip("/") + "/tlog/"
     have = set()
@@ -80,6 +82,7 @@ def main():
             tiles += 1
             have.add(path)
         rounds += 1
+        time.sleep(args.interval)
     print(f"mirror: {rounds} rounds, {tiles} tiles, {read} bytes in {args.duration:.0f} s")
 
 
