@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use wasm_hypervisor_protocol::payload::{EffectiveLimits, Status};
 
-use super::resolve::{Resolved, ResolvedMount};
 use super::Executor;
+use super::resolve::{Resolved, ResolvedMount};
 use crate::access::ClientKey;
 use crate::async_results::{Phase, report_phase};
 use crate::blobs::Blob;

@@ -31,7 +31,9 @@ use crate::sandbox::{self, Sandbox};
 pub enum ReplayError {
     /// The request is not `"deterministic": true`: its outputs depend on the
     /// clock and the host's random bytes, so no replay can match them.
-    #[error("the request is not deterministic (no `\"deterministic\": true`): it cannot be replayed")]
+    #[error(
+        "the request is not deterministic (no `\"deterministic\": true`): it cannot be replayed"
+    )]
     NotDeterministic,
     /// The request does not read as one that can run (the server answered it
     /// `invalid_request`, without running a guest).
@@ -76,7 +78,9 @@ pub async fn replay_locally(
     let plaintext = Plaintext::new(plaintext.to_vec());
     let request = match read(&plaintext, &ceilings) {
         Reading::Request(request) => request,
-        Reading::Refused(refused) => return Err(ReplayError::Unreadable(refused.error.to_string())),
+        Reading::Refused(refused) => {
+            return Err(ReplayError::Unreadable(refused.error.to_string()));
+        }
         Reading::Panicked => return Err(ReplayError::Unreadable("reading it panicked".to_owned())),
     };
     if request.deterministic.is_none() {
