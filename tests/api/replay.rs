@@ -201,7 +201,14 @@ async fn replay_passes_on_the_honest_bundle_and_names_each_tampering() {
     let app = TestApp::spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("reproducible.wasm");
-    std::fs::write(&module, fixture("reproducible")).unwrap();
+    // Padded past `REFERENCE_MIN_BYTES` with a custom section, so that `run`
+    // names it by hash once the server holds it.
+    let mut padded = fixture("reproducible");
+    let padding = 5000u16;
+    padded.extend_from_slice(&[0, 0x80 | (padding & 0x7f) as u8, (padding >> 7) as u8, 3]);
+    padded.extend_from_slice(b"pad");
+    padded.resize(padded.len() + usize::from(padding) - 4, 0);
+    std::fs::write(&module, padded).unwrap();
     let stdin = dir.path().join("stdin");
     std::fs::write(&stdin, b"the replayed stdin").unwrap();
     let bundle = dir.path().join("bundle.json");
