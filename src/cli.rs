@@ -2,7 +2,9 @@
 //! dispatch to [`crate::commands`], one file per command. `serve` runs the
 //! service, `run` executes a module on a server end to end as a client (its exit
 //! codes are in `commands::run`), `verify` proves an execution from its receipt
-//! (or the log's consistency with a saved checkpoint), `health` probes a server
+//! (or the log's consistency with a saved checkpoint), `replay` re-runs a
+//! deterministic execution from its bundle (its exit codes are in
+//! `commands::replay`), `health` probes a server
 //! for container health checks (by default the address `serve` is configured to
 //! listen on), `token` makes a bearer token and its digest, `key new` writes a
 //! signing key file (the one a cluster's replicas share), `log import` moves a
@@ -18,6 +20,7 @@ use wasm_hypervisor_server::sandbox::compiler;
 
 use crate::commands::health::{self, HealthArgs};
 use crate::commands::log::{self, ImportArgs, MonitorArgs};
+use crate::commands::replay::{self, ReplayArgs};
 use crate::commands::run::{self, RunArgs};
 use crate::commands::serve::{self, ServeArgs};
 use crate::commands::verify::{self, VerifyArgs};
@@ -43,6 +46,15 @@ enum Command {
     /// Prove an execution from its receipt, or that the log is consistent with a
     /// checkpoint saved earlier. Exit 0 only if every check holds.
     Verify(VerifyArgs),
+    /// Check a deterministic execution by running it again here (protocol v1.2
+    /// §R): the bundle of `run --replay-bundle` must open its receipt's
+    /// commitment and be logged (online, or offline with --note-key or
+    /// --policy); its request is re-run in this machine's sandbox and its
+    /// status, exit code, stdout, stderr, returns, fuel, mounts_out and engine
+    /// compared. Exit 0 if all are identical; 1 a check of the bundle failed; 3
+    /// the replay differs (the first difference is named); 4 the request is not
+    /// deterministic; 125 the replay could not be made.
+    Replay(ReplayArgs),
     /// Exit 0 if the server's /health answers 200 within 5 seconds (for container
     /// health checks), 1 otherwise. Without --server, it probes the address the
     /// server is configured to listen on.
@@ -103,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Health(args) => health::health(args),
         Command::Verify(args) => verify::verify(args),
+        Command::Replay(args) => replay::replay(args),
         Command::Log {
             command: LogCommand::Import(args),
         } => log::import_log(args),

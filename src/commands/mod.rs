@@ -18,6 +18,7 @@ use wasm_hypervisor_server::config::{Config, LogFormat, Overrides};
 pub mod health;
 pub mod key;
 pub mod log;
+pub mod replay;
 pub mod run;
 pub mod serve;
 pub mod token;

@@ -69,7 +69,9 @@ pub struct RunArgs {
     seed: Option<[u8; 32]>,
     /// Write a replay bundle (the receipt and the request and result plaintexts
     /// exactly as sealed; PROTOCOL.md, "Replay bundles"). It holds the
-    /// plaintexts: it is written readable by its owner only.
+    /// plaintexts: it is written readable by its owner only. Implies
+    /// --no-references: the module and archives are sent as bytes, so that the
+    /// bundle holds them and `replay` can run it again.
     #[arg(long, value_name = "FILE")]
     replay_bundle: Option<PathBuf>,
     /// The guest's stdin (default: this process's stdin, or empty if it is a terminal).
@@ -183,13 +185,14 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
         }
         line.show(&event);
     });
+    let by_bytes = sends_bytes(&args);
     let client = Client::new(&args.server, args.token.clone())
         .with_wire(args.wire)
         .with_key_id(args.key_id.clone())
         // One execution (two if blobs must be sent again): batches of one.
         .with_batch(1)
         // Named rather than sent: what this machine sent before, when it is worth it.
-        .with_blob_cache(if args.no_references {
+        .with_blob_cache(if by_bytes {
             BlobCache::in_memory()
         } else {
             BlobCache::on_disk(args.token.as_deref())
@@ -229,6 +232,13 @@ async fn run_client(args: RunArgs) -> Result<ExitCode, CliError> {
     Ok(report(execution))
 }
 
+/// Whether the module and archives go as bytes, never by SHA-256: asked for, or
+/// needed by a replay bundle (a request naming its module by hash could not be
+/// run again from the bundle alone).
+fn sends_bytes(args: &RunArgs) -> bool {
+    args.no_references || args.replay_bundle.is_some()
+}
+
 /// The run the arguments ask for: the module, stdin and directories read.
 fn build_run(args: &RunArgs) -> Result<Run, CliError> {
     let (module_path, guest_args) = args
@@ -257,7 +267,7 @@ fn build_run(args: &RunArgs) -> Result<Run, CliError> {
             max_output_bytes: args.max_output_bytes,
             files_bytes: args.files_bytes,
         })
-        .references(if args.no_references {
+        .references(if sends_bytes(args) {
             References::Never
         } else {
             References::Auto

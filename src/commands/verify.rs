@@ -69,9 +69,33 @@ pub struct VerifyArgs {
 /// Exit code of `verify` when a check failed.
 const EXIT_VERIFY_FAILED: u8 = 1;
 
+impl VerifyArgs {
+    /// The arguments that prove a receipt held elsewhere than in a file (a replay
+    /// bundle's): online against `server`, or offline under `note_key` or
+    /// `policy`, as `verify` would.
+    pub fn for_receipt(
+        server: Option<String>,
+        key_id: Option<String>,
+        note_key: Option<String>,
+        policy: Option<PathBuf>,
+    ) -> VerifyArgs {
+        VerifyArgs {
+            server,
+            key_id,
+            checkpoint: None,
+            save: None,
+            proof: None,
+            save_proof: None,
+            note_key,
+            policy,
+            receipt: None,
+        }
+    }
+}
+
 pub fn verify(args: VerifyArgs) -> ExitCode {
     let outcome = if args.note_key.is_some() || args.policy.is_some() {
-        verify_offline(&args)
+        read_receipt(&args).and_then(|receipt| verify_offline(&args, &receipt))
     } else {
         runtime().block_on(verify_client(args))
     };
@@ -113,7 +137,23 @@ fn report_checks(checks: &[Check]) -> bool {
 async fn verify_client(args: VerifyArgs) -> Result<bool, CliError> {
     match &args.checkpoint {
         Some(path) => verify_checkpoint(&args, path).await,
-        None => verify_receipt(&args).await,
+        None => verify_receipt(&args, &read_receipt(&args)?).await,
+    }
+}
+
+/// The receipt file the arguments name.
+fn read_receipt(args: &VerifyArgs) -> Result<Receipt, CliError> {
+    read_json(args.receipt.as_deref().expect("clap requires a receipt"))
+}
+
+/// Proves that `receipt`'s execution is logged as `args` say (online, or offline
+/// with `--note-key` or `--policy`), printing each check as `verify` does;
+/// whether all held.
+pub fn verify_logged(args: &VerifyArgs, receipt: &Receipt) -> Result<bool, CliError> {
+    if args.note_key.is_some() || args.policy.is_some() {
+        verify_offline(args, receipt)
+    } else {
+        runtime().block_on(verify_receipt(args, receipt))
     }
 }
 
@@ -149,13 +189,11 @@ async fn verify_checkpoint(args: &VerifyArgs, path: &Path) -> Result<bool, CliEr
 }
 
 /// Proves the execution of the receipt, against the server's log or a saved proof.
-async fn verify_receipt(args: &VerifyArgs) -> Result<bool, CliError> {
-    let receipt_path = args.receipt.as_deref().expect("clap requires a receipt");
-    let receipt: Receipt = read_json(receipt_path)?;
+async fn verify_receipt(args: &VerifyArgs, receipt: &Receipt) -> Result<bool, CliError> {
     let (answer, key) = match &args.proof {
         Some(proof_path) => {
             // The key first, as it always was: a wrong pin is said before a bad file.
-            let key = receipt_key(args, &receipt)?;
+            let key = receipt_key(args, receipt)?;
             (read_json(proof_path)?, key)
         }
         None => {
@@ -169,7 +207,7 @@ async fn verify_receipt(args: &VerifyArgs) -> Result<bool, CliError> {
             (answer, identity.public_key)
         }
     };
-    let checks = receipt::check_receipt(&receipt, &answer, &key);
+    let checks = receipt::check_receipt(receipt, &answer, &key);
     let held = report_checks(&checks);
     if held {
         println!(
@@ -227,12 +265,10 @@ fn offline_policy(args: &VerifyArgs) -> Result<Policy, CliError> {
 
 /// Proves the execution of the receipt offline: its tlog-proof under the policy
 /// of `--policy` or `--note-key`, with no network (no HTTP client is made).
-fn verify_offline(args: &VerifyArgs) -> Result<bool, CliError> {
-    let receipt_path = args.receipt.as_deref().expect("clap requires a receipt");
-    let receipt: Receipt = read_json(receipt_path)?;
+fn verify_offline(args: &VerifyArgs, receipt: &Receipt) -> Result<bool, CliError> {
     let policy = offline_policy(args)?;
-    let key = receipt_key(args, &receipt)?;
-    let checks = receipt::check_receipt_offline(&receipt, &policy, Provider::default());
+    let key = receipt_key(args, receipt)?;
+    let checks = receipt::check_receipt_offline(receipt, &policy, Provider::default());
     let held = report_checks(&checks);
     if held {
         // Every check held, so the proof parses and its note is a checkpoint.

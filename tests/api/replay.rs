@@ -2,13 +2,18 @@
 //! a guest that reads both clocks, draws random bytes and computes with NaNs
 //! gives the same bytes and fuel in two deterministic runs, and not in a normal
 //! one; the timeout of a deterministic run is a fuel bound; the table and the
-//! deterministic engine are published with their hashes.
+//! deterministic engine are published with their hashes; `replay` passes on an
+//! honest bundle, names each tampering, refuses a normal execution's, and
+//! works offline once the server is gone.
+
+use std::path::{Path, PathBuf};
 
 use wasm_hypervisor_protocol::digest::sha256;
-use wasm_hypervisor_protocol::encoding::Hex;
+use wasm_hypervisor_protocol::encoding::{Hex, decode_base64, encode_base64};
 use wasm_hypervisor_protocol::payload::{ExecutionRequest, ExecutionResult, Status};
 use wasm_hypervisor_protocol::plaintext;
-use wasm_hypervisor_protocol::wire::FuelCostsResponse;
+use wasm_hypervisor_protocol::reproducible::Bundle;
+use wasm_hypervisor_protocol::wire::{FuelCostsResponse, KeysResponse};
 
 use crate::helpers::{TestApp, fixture, limits, request};
 
@@ -146,4 +151,181 @@ async fn the_fuel_cost_table_and_the_deterministic_engine_are_published_with_the
     );
     assert!(published.classes.iter().any(|class| class.cost == 1));
     app.stop_and_verify_log().await;
+}
+
+/// The CLI with `args`: its exit code, stdout and stderr.
+async fn cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = crate::helpers::cli_command()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+/// `bundle` with one byte of `field`'s plaintext changed where `needle` is in
+/// it, written beside it as `name`.
+fn tampered_plaintext(bundle: &Path, name: &str, field: &str, needle: &[u8]) -> PathBuf {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();
+    let mut bytes = decode_base64(value[field].as_str().unwrap()).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .expect("the bytes are in the plaintext");
+    bytes[at] ^= 1;
+    value[field] = serde_json::Value::String(encode_base64(&bytes));
+    let path = bundle.with_file_name(name);
+    std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+    path
+}
+
+/// `bundle` with its receipt's `field` set to `to`, written beside it as `name`.
+fn tampered_receipt(bundle: &Path, name: &str, field: &str, to: serde_json::Value) -> PathBuf {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();
+    value["receipt"][field] = to;
+    let path = bundle.with_file_name(name);
+    std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_passes_on_the_honest_bundle_and_names_each_tampering() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("reproducible.wasm");
+    // Padded past `REFERENCE_MIN_BYTES` with a custom section, so that `run`
+    // names it by hash once the server holds it.
+    let mut padded = fixture("reproducible");
+    let padding = 5000u16;
+    padded.extend_from_slice(&[0, 0x80 | (padding & 0x7f) as u8, (padding >> 7) as u8, 3]);
+    padded.extend_from_slice(b"pad");
+    padded.resize(padded.len() + usize::from(padding) - 4, 0);
+    std::fs::write(&module, padded).unwrap();
+    let stdin = dir.path().join("stdin");
+    std::fs::write(&stdin, b"the replayed stdin").unwrap();
+    let bundle = dir.path().join("bundle.json");
+    let path = |path: &Path| path.to_str().unwrap().to_owned();
+    // Sent once before: a run without a bundle would now name it by its hash.
+    let (code, _, stderr) = cli(&["run", "--server", &app.base, &path(&module)]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = cli(&[
+        "run",
+        "--server",
+        &app.base,
+        "--deterministic",
+        "--stdin",
+        &path(&stdin),
+        "--replay-bundle",
+        &path(&bundle),
+        &path(&module),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    // A bundle the replay can run: the module went by bytes, not by hash.
+    let written: Bundle = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let request = plaintext::decode_request(&written.request_plaintext.0)
+        .unwrap()
+        .0;
+    assert!(
+        request.module_sha256.is_none(),
+        "the module was sent as bytes"
+    );
+
+    let (code, stdout, stderr) = cli(&["replay", "--server", &app.base, &path(&bundle)]).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    for check in [
+        "request plaintext",
+        "result plaintext",
+        "commitment opening",
+        "inclusion proof",
+    ] {
+        assert!(stdout.contains(&format!("ok      {check}\n")), "{stdout}");
+    }
+    assert!(
+        stdout.contains("replayed: every output is identical"),
+        "{stdout}"
+    );
+
+    let result = plaintext::decode_result_any(&written.result_plaintext.0).unwrap();
+    let receipt = &written.receipt;
+    let cases = [
+        (
+            tampered_plaintext(
+                &bundle,
+                "stdin.json",
+                "request_plaintext",
+                b"the replayed stdin",
+            ),
+            "request plaintext",
+        ),
+        (
+            tampered_plaintext(&bundle, "stdout.json", "result_plaintext", &result.stdout.0),
+            "result plaintext",
+        ),
+        (
+            tampered_receipt(
+                &bundle,
+                "index.json",
+                "log_index",
+                (receipt.log_index + 1).into(),
+            ),
+            "leaf contents",
+        ),
+        (
+            tampered_receipt(
+                &bundle,
+                "commitment.json",
+                "commitment",
+                "00".repeat(32).into(),
+            ),
+            "commitment opening",
+        ),
+    ];
+    for (tampered, check) in &cases {
+        let (code, stdout, _) = cli(&["replay", "--server", &app.base, &path(tampered)]).await;
+        assert_eq!(code, Some(1), "{check}: {stdout}");
+        assert!(
+            stdout.contains(&format!("FAILED  {check}")),
+            "{check}: {stdout}"
+        );
+        assert!(!stdout.contains("replayed:"), "{stdout}");
+    }
+
+    // A normal execution's bundle checks, but is refused: no replay can match it.
+    let normal = dir.path().join("normal.json");
+    let (code, _, stderr) = cli(&[
+        "run",
+        "--server",
+        &app.base,
+        "--replay-bundle",
+        &path(&normal),
+        &path(&module),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, stderr) = cli(&["replay", "--server", &app.base, &path(&normal)]).await;
+    assert_eq!(code, Some(4), "{stdout}{stderr}");
+    assert!(stderr.contains("not deterministic"), "{stderr}");
+
+    // With the server stopped: offline, under its note key, the replay passes.
+    let keys: KeysResponse = app.get_json("/keys").await;
+    let vkey = keys.note_verifier_key.unwrap();
+    let base = app.base.clone();
+    app.stop_and_verify_log().await;
+    let (code, _, _) = cli(&["replay", "--server", &base, &path(&bundle)]).await;
+    assert_eq!(code, Some(125), "online, nothing answers");
+    let (code, stdout, stderr) = cli(&["replay", "--note-key", &vkey, &path(&bundle)]).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("replayed: every output is identical"),
+        "{stdout}"
+    );
 }

@@ -2,7 +2,8 @@
 //! open → read (the protocol's [`Request::read`], once) → resolve (its blobs, in
 //! `resolve`) → prepare (module size, mounts, compilation, in `prepare`) → run
 //! (the sandbox) → the result document (`result`) → seal → commit → sign → log
-//! (`record`).
+//! (`record`). `replay` runs a deterministic request plaintext again through the
+//! same steps on this machine, without session, seal or log (protocol v1.2 §R).
 //!
 //! Errors before the plaintext is recovered are [`ExecutionError`]s, answered in the
 //! clear. Once the plaintext is open, every outcome, including an unparsable
@@ -22,6 +23,7 @@
 
 mod prepare;
 mod record;
+mod replay;
 mod resolve;
 mod result;
 
@@ -51,6 +53,8 @@ use crate::metrics::Metrics;
 use crate::sandbox::{RunReport, Sandbox};
 use crate::session::{SessionError, SessionStore};
 use crate::usage::Usage;
+
+pub use self::replay::{ReplayError, ReplayLimits, replay_locally};
 
 /// Why an `/execute` was refused before its plaintext was recovered (or, for a
 /// long job, before it was accepted).

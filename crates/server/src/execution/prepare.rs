@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use wasm_hypervisor_protocol::payload::{EffectiveLimits, Status};
 
+use super::Executor;
 use super::resolve::{Resolved, ResolvedMount};
-use super::{ExecutionPolicy, Executor};
 use crate::access::ClientKey;
 use crate::async_results::{Phase, report_phase};
 use crate::blobs::Blob;
@@ -105,7 +105,8 @@ impl Executor {
             });
         }
         let files_bytes = limits.files_bytes.unwrap_or(0);
-        let mounts = mount_specs(mounts, policy)?;
+        let max_files_bytes = policy.maxima.files_bytes.unwrap_or(0);
+        let mounts = mount_specs_under(mounts, max_files_bytes, policy.max_mount_entries)?;
         sandbox::fs::check_limits(&mounts, files_bytes, policy.max_mount_entries)
             .map_err(Refusal::MountContents)?;
         let writable = mounts
@@ -114,14 +115,7 @@ impl Executor {
             .map(|spec| spec.path.clone())
             .collect();
         let (target, slot) = self.compiled(module, input.flavor(), slot, client).await;
-        let limits = GuestLimits {
-            fuel: limits.fuel,
-            memory_bytes: limits.memory_bytes,
-            timeout: Duration::from_millis(limits.timeout_ms),
-            max_output_bytes: usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX),
-            files_bytes,
-            max_mount_entries: policy.max_mount_entries,
-        };
+        let limits = guest_limits(&limits, files_bytes, policy.max_mount_entries);
         Ok(Prepared {
             target: target.map_err(Refusal::Compile)?,
             slot,
@@ -190,19 +184,37 @@ impl Executor {
     }
 }
 
+/// The sandbox's limits of a guest that runs under `limits` (in force), with
+/// `files_bytes` of files and the server's `max_mount_entries`.
+pub(super) fn guest_limits(
+    limits: &EffectiveLimits,
+    files_bytes: u64,
+    max_mount_entries: u32,
+) -> GuestLimits {
+    GuestLimits {
+        fuel: limits.fuel,
+        memory_bytes: limits.memory_bytes,
+        timeout: Duration::from_millis(limits.timeout_ms),
+        max_output_bytes: usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX),
+        files_bytes,
+        max_mount_entries,
+    }
+}
+
 /// Each mount as the sandbox takes it, its archive read as a file tree. Each
-/// archive is read and checked once per blob, at the server's maxima (the
-/// request's own `files_bytes` is checked over all of them after).
-fn mount_specs(
+/// archive is read and checked once per blob, at `max_files_bytes` (the
+/// server's maxima; the request's own `files_bytes` is checked over all of them
+/// after) and `max_mount_entries`.
+pub(super) fn mount_specs_under(
     mounts: Vec<ResolvedMount>,
-    policy: &ExecutionPolicy,
+    max_files_bytes: u64,
+    max_mount_entries: u32,
 ) -> Result<Vec<MountSpec>, Refusal> {
-    let max_files_bytes = policy.maxima.files_bytes.unwrap_or(0);
     let mut specs = Vec::with_capacity(mounts.len());
     for (index, mount) in mounts.into_iter().enumerate() {
         let image = match &mount.archive {
             Some(blob) => Some(
-                blob.image(max_files_bytes, policy.max_mount_entries)
+                blob.image(max_files_bytes, max_mount_entries)
                     .map_err(|error| Refusal::Archive { index, error })?,
             ),
             None => None,
