@@ -659,8 +659,7 @@ mod cluster {
         };
         replicas.add();
         replicas.add();
-        let keys: KeysResponse =
-            serde_json::from_str(&replicas.get(0, "/keys").await.1).unwrap();
+        let keys: KeysResponse = serde_json::from_str(&replicas.get(0, "/keys").await.1).unwrap();
         let log_vkey = keys.note_verifier_key.unwrap();
         w1.trust(&log_vkey);
         let client = client_policy(&log_vkey, &[&w1], "quorum w1\n");
@@ -682,12 +681,18 @@ mod cluster {
                 let path = format!("/tlog/proof/{}", execution.response.execution_id);
                 let (status, text) = replicas.get(index, &path).await;
                 assert_eq!(status, 200, "{text}");
-                let proof = TlogProof::parse(text.as_bytes()).unwrap().verify(&client).unwrap();
+                let proof = TlogProof::parse(text.as_bytes())
+                    .unwrap()
+                    .verify(&client)
+                    .unwrap();
                 assert_eq!(proof.leaf.execution_id, execution.execution_id);
             }
         }
         assert_eq!(
-            replicas.sql.run("SELECT published_size FROM witness_state").trim(),
+            replicas
+                .sql
+                .run("SELECT published_size FROM witness_state")
+                .trim(),
             "2"
         );
         // What a backup taken now holds of the witnesses.
@@ -723,7 +728,9 @@ mod cluster {
         );
 
         // The submitter dies: the other replica takes the lease and publishes.
-        let leader = replicas.leader().expect("a replica holds the witness lease");
+        let leader = replicas
+            .leader()
+            .expect("a replica holds the witness lease");
         let (process, _dir) = replicas.processes.remove(leader);
         process.kill();
         let survivor = replicas.execute(0, 0).await;
@@ -734,7 +741,10 @@ mod cluster {
         let path = format!("/tlog/proof/{}", survivor.response.execution_id);
         let (status, text) = replicas.get(0, &path).await;
         assert_eq!(status, 200, "{text}");
-        TlogProof::parse(text.as_bytes()).unwrap().verify(&client).unwrap();
+        TlogProof::parse(text.as_bytes())
+            .unwrap()
+            .verify(&client)
+            .unwrap();
         replicas.add();
 
         // The witness down: executions are answered, and both replicas say so.
@@ -794,7 +804,10 @@ mod cluster {
             .await;
         for health in &healths {
             assert_eq!(published(health), Some(2));
-            eprintln!("cluster, forked: {}", witness_health(health, "w1")["last_error"]);
+            eprintln!(
+                "cluster, forked: {}",
+                witness_health(health, "w1")["last_error"]
+            );
         }
         let (_, checkpoint) = replicas.get(1, "/tlog/checkpoint").await;
         let verified = client.verify_checkpoint(checkpoint.as_bytes()).unwrap();

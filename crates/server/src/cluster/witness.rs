@@ -64,7 +64,11 @@ async fn connect(cluster: &Cluster) -> Option<tokio_postgres::Client> {
 impl SharedStore for PgWitnessState {
     async fn lead(&self) -> Lead {
         let mut lease = self.lease.lock().await;
-        if lease.client.as_ref().is_none_or(|client| client.is_closed()) {
+        if lease
+            .client
+            .as_ref()
+            .is_none_or(|client| client.is_closed())
+        {
             // A closed connection released the lock with it.
             lease.held = false;
             lease.client = connect(&self.cluster).await;
