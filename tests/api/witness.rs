@@ -512,3 +512,306 @@ async fn the_delay_from_an_execution_to_a_witnessed_proof() {
     assert!(p99 < Duration::from_secs(10), "p99 {p99:?}");
     app.stop_and_verify_log().await;
 }
+
+/// Cluster mode (§T5 with replicas): the Go witness, replicas sharing one
+/// database, one key file and one origin, each with the policy file.
+mod cluster {
+    use super::*;
+    use crate::helpers::ServerProcess;
+    use crate::postgres::{self, Sql};
+    use wasm_hypervisor_client::{Client, ServerIdentity};
+
+    const ORIGIN: &str = "cluster.test/witnessed";
+
+    /// The witness lease's advisory lock key ("wasmhwit") as `pg_locks` shows it.
+    const LEASE_HIGH: u32 = 0x7761_736d;
+    const LEASE_LOW: u32 = 0x6877_6974;
+
+    struct Replicas {
+        url: String,
+        sql: Sql,
+        files: TempDir,
+        policy: PathBuf,
+        processes: Vec<(ServerProcess, DataDir)>,
+        http: reqwest::Client,
+    }
+
+    impl Replicas {
+        fn key_file(&self) -> PathBuf {
+            self.files.path().join("signing_key.pem")
+        }
+
+        fn add(&mut self) {
+            let data_dir = DataDir::new();
+            let key = self.key_file();
+            let env = [
+                ("WASM_HYPERVISOR_CLUSTER__DATABASE_URL", self.url.as_str()),
+                ("WASM_HYPERVISOR_SIGNING_KEY_FILE", key.to_str().unwrap()),
+                ("WASM_HYPERVISOR_ORIGIN", ORIGIN),
+                (
+                    "WASM_HYPERVISOR_WITNESSES__POLICY_FILE",
+                    self.policy.to_str().unwrap(),
+                ),
+            ];
+            let process = ServerProcess::start_with(&data_dir.path, &[], &env);
+            self.processes.push((process, data_dir));
+        }
+
+        fn base(&self, index: usize) -> &str {
+            &self.processes[index].0.base
+        }
+
+        async fn get(&self, index: usize, path: &str) -> (u16, String) {
+            let response = self
+                .http
+                .get(format!("{}{path}", self.base(index)))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+
+        async fn health(&self, index: usize) -> Value {
+            serde_json::from_str(&self.get(index, "/health").await.1).unwrap()
+        }
+
+        /// Polls every replica's `/health` until `check` holds for each.
+        async fn until_health(&self, what: &str, check: impl Fn(&Value) -> bool) -> Vec<Value> {
+            let mut all = Vec::new();
+            for index in 0..self.processes.len() {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let health = self.health(index).await;
+                    if check(&health) {
+                        all.push(health);
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "replica {index} never: {what}; last {health:#}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            all
+        }
+
+        /// A session opened on replica `on`, executed on replica `run`.
+        async fn execute(&self, on: usize, run: usize) -> wasm_hypervisor_client::Execution {
+            let opener = Client::new(self.base(on), None);
+            let identity: ServerIdentity = opener.identity(None).await.unwrap();
+            let session = opener.open_session(&identity.public_key).await.unwrap();
+            let runner = Client::new(self.base(run), None);
+            let plaintext = runner
+                .wire()
+                .encode_request(&request(&fixture("exit_code")))
+                .unwrap();
+            let execution = runner.execute(&session, &plaintext).await.unwrap();
+            assert_eq!(execution.result.exit_code, Some(42));
+            execution
+        }
+
+        /// The index of the replica holding the witness lease, if one does.
+        fn leader(&self) -> Option<usize> {
+            let holders = self.sql.run(&format!(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted \
+                 AND l.classid = {LEASE_HIGH} AND l.objid = {LEASE_LOW}"
+            ));
+            let pid: u32 = holders.lines().find_map(|name| {
+                name.strip_prefix("wasm-hypervisor ")?
+                    .rsplit('/')
+                    .next()?
+                    .parse()
+                    .ok()
+            })?;
+            self.processes
+                .iter()
+                .position(|(process, _)| process.pid() == pid)
+        }
+
+        async fn stop_all(&mut self) {
+            for (process, _) in self.processes.drain(..) {
+                process.sigterm();
+                assert!(process.wait().await.status.success());
+            }
+        }
+    }
+
+    fn published(health: &Value) -> Option<u64> {
+        health["witnessing"]["published_size"].as_u64()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn replicas_serve_one_witnessed_checkpoint_a_new_submitter_takes_over_and_a_rolled_back_database_is_refused()
+     {
+        let mut w1 = GoWitness::start("witness.test/w1");
+        let files = tempfile::tempdir().unwrap();
+        let policy = server_policy(files.path(), &[&w1], "quorum w1\n");
+        let (url, sql) = postgres::shared().database_with_sql();
+        let mut replicas = Replicas {
+            url,
+            sql,
+            files,
+            policy,
+            processes: Vec::new(),
+            http: reqwest::Client::new(),
+        };
+        replicas.add();
+        replicas.add();
+        let keys: KeysResponse = serde_json::from_str(&replicas.get(0, "/keys").await.1).unwrap();
+        let log_vkey = keys.note_verifier_key.unwrap();
+        w1.trust(&log_vkey);
+        let client = client_policy(&log_vkey, &[&w1], "quorum w1\n");
+
+        // Executions on either replica, published by both with the cosignature.
+        let first = replicas.execute(0, 1).await;
+        let second = replicas.execute(1, 0).await;
+        replicas
+            .until_health("size 2 published", |health| published(health) == Some(2))
+            .await;
+        let (_, on_0) = replicas.get(0, "/tlog/checkpoint").await;
+        let (_, on_1) = replicas.get(1, "/tlog/checkpoint").await;
+        assert_eq!(on_0, on_1, "the replicas serve one published checkpoint");
+        let verified = client.verify_checkpoint(on_0.as_bytes()).unwrap();
+        assert_eq!(verified.checkpoint.tree_size, 2);
+        assert_eq!(verified.cosignatures.len(), 1);
+        for index in 0..2 {
+            for execution in [&first, &second] {
+                let path = format!("/tlog/proof/{}", execution.response.execution_id);
+                let (status, text) = replicas.get(index, &path).await;
+                assert_eq!(status, 200, "{text}");
+                let proof = TlogProof::parse(text.as_bytes())
+                    .unwrap()
+                    .verify(&client)
+                    .unwrap();
+                assert_eq!(proof.leaf.execution_id, execution.execution_id);
+            }
+        }
+        assert_eq!(
+            replicas
+                .sql
+                .run("SELECT published_size FROM witness_state")
+                .trim(),
+            "2"
+        );
+        // What a backup taken now holds of the witnesses.
+        replicas
+            .sql
+            .run("CREATE TABLE witness_backup AS SELECT * FROM witness_state");
+
+        // The delay from an execution on one replica to a witnessed proof on
+        // the other.
+        let mut delays = Vec::new();
+        for round in 0..40 {
+            let (on, other) = (round % 2, 1 - round % 2);
+            let execution = replicas.execute(on, on).await;
+            let answered = Instant::now();
+            let path = format!("/tlog/proof/{}", execution.response.execution_id);
+            loop {
+                let (status, _) = replicas.get(other, &path).await;
+                if status == 200 {
+                    break;
+                }
+                assert_eq!(status, 404);
+                assert!(answered.elapsed() < Duration::from_secs(30));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            delays.push(answered.elapsed());
+        }
+        delays.sort();
+        eprintln!(
+            "cluster: execution answered -> witnessed proof served by the other replica, {} executions: p50 {:?}, p99 {:?}",
+            delays.len(),
+            delays[delays.len() / 2],
+            delays[delays.len() * 99 / 100]
+        );
+
+        // The submitter dies: the other replica takes the lease and publishes.
+        let leader = replicas
+            .leader()
+            .expect("a replica holds the witness lease");
+        let (process, _dir) = replicas.processes.remove(leader);
+        process.kill();
+        let survivor = replicas.execute(0, 0).await;
+        replicas
+            .until_health("size 43 published", |health| published(health) == Some(43))
+            .await;
+        assert_eq!(replicas.leader(), Some(0));
+        let path = format!("/tlog/proof/{}", survivor.response.execution_id);
+        let (status, text) = replicas.get(0, &path).await;
+        assert_eq!(status, 200, "{text}");
+        TlogProof::parse(text.as_bytes())
+            .unwrap()
+            .verify(&client)
+            .unwrap();
+        replicas.add();
+
+        // The witness down: executions are answered, and both replicas say so.
+        w1.down();
+        let started = Instant::now();
+        for round in 0..10 {
+            replicas.execute(round % 2, round % 2).await;
+        }
+        eprintln!(
+            "cluster, witness down: 10 executions answered in {:?}",
+            started.elapsed()
+        );
+        let healths = replicas
+            .until_health("w1 unreachable", |health| {
+                witness_health(health, "w1")["failures"]["unreachable"].as_u64() >= Some(1)
+            })
+            .await;
+        for health in &healths {
+            assert_eq!(health["status"], "ok");
+            assert_eq!(published(health), Some(43));
+        }
+        w1.up();
+        replicas
+            .until_health("size 53 published", |health| published(health) == Some(53))
+            .await;
+        replicas.stop_all().await;
+
+        // A restored backup: the log of 2 leaves and the witness state of then,
+        // under replicas with fresh data directories. The witness has 53.
+        replicas.sql.run(
+            "DELETE FROM log_leaves WHERE idx >= 2; UPDATE log_head SET size = 2; \
+             DELETE FROM witness_state; INSERT INTO witness_state SELECT * FROM witness_backup",
+        );
+        replicas.add();
+        replicas.add();
+        let healths = replicas
+            .until_health("a conflict", |health| {
+                witness_health(health, "w1")["last_error"]
+                    .as_str()
+                    .is_some_and(|said| said.starts_with("conflict"))
+            })
+            .await;
+        for health in &healths {
+            assert_eq!(published(health), Some(2));
+            let said = witness_health(health, "w1")["last_error"].as_str().unwrap();
+            assert!(said.contains("rolled back"), "{said}");
+            eprintln!("cluster, rolled back: {said}");
+        }
+        // Forked: the restored log goes on with other executions.
+        for round in 0..53 {
+            replicas.execute(round % 2, round % 2).await;
+        }
+        let healths = replicas
+            .until_health("an inconsistency", |health| {
+                witness_health(health, "w1")["failures"]["inconsistent"].as_u64() >= Some(1)
+            })
+            .await;
+        for health in &healths {
+            assert_eq!(published(health), Some(2));
+            eprintln!(
+                "cluster, forked: {}",
+                witness_health(health, "w1")["last_error"]
+            );
+        }
+        let (_, checkpoint) = replicas.get(1, "/tlog/checkpoint").await;
+        let verified = client.verify_checkpoint(checkpoint.as_bytes()).unwrap();
+        assert_eq!(verified.checkpoint.tree_size, 2);
+        replicas.stop_all().await;
+    }
+}

@@ -77,9 +77,6 @@ pub enum ServerError {
     /// The witness configuration cannot be used.
     #[error(transparent)]
     Witnesses(#[from] crate::witness::WitnessConfigError),
-    /// Witnesses are configured in cluster mode, which does not support them yet.
-    #[error("witnesses.policy_file is not supported in cluster mode yet")]
-    WitnessesInCluster,
     /// The HTTP client for witnesses cannot be built.
     #[error("the witnesses' HTTP client: {0}")]
     WitnessClient(String),
@@ -282,7 +279,7 @@ impl Service {
             config.origin.as_str(),
             &config.note_key_path(),
         )?);
-        let witnessing = witnessing(config, &log, &note_key, &key, &metrics, cluster.is_some())?;
+        let witnessing = witnessing(config, &log, &note_key, &key, &metrics, cluster.as_ref())?;
         let state = AppState::new(Shared {
             witnessing,
             executor,
@@ -441,15 +438,12 @@ fn witnessing(
     note_key: &Arc<wasm_hypervisor_protocol::note::NoteSigningKey>,
     key: &Arc<ServerKey>,
     metrics: &Metrics,
-    cluster: bool,
+    cluster: Option<&Cluster>,
 ) -> Result<Option<crate::witness::Witnessing>, ServerError> {
     use crate::witness::{Settings, WitnessConfigError, Witnessing};
     let path = &config.witnesses.policy_file;
     if path.as_os_str().is_empty() {
         return Ok(None);
-    }
-    if cluster {
-        return Err(ServerError::WitnessesInCluster);
     }
     let bytes = std::fs::read(path).map_err(|source| WitnessConfigError::Read {
         path: path.clone(),
@@ -470,6 +464,11 @@ fn witnessing(
                 .as_path()
                 .join(crate::witness::state::STATE_FILE),
             timeout: config.witnesses.submit_timeout_ms.get(),
+            // Cluster mode: the replicas share what is published (PostgreSQL).
+            shared: cluster.map(|cluster| {
+                crate::cluster::witness::PgWitnessState::new(cluster.clone())
+                    as Arc<dyn crate::witness::state::SharedStore>
+            }),
         },
         log.clone(),
         note_key.clone(),

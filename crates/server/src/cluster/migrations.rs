@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_usage",
         include_str!("../../migrations/0004_usage.sql"),
     ),
+    (
+        5,
+        "0005_witness",
+        include_str!("../../migrations/0005_witness.sql"),
+    ),
 ];
 
 /// Applies the migrations `schema_migrations` lacks, within `transaction`.

@@ -12,7 +12,9 @@
 //! - `wrap`: the epoch keys that wrap session seeds;
 //! - `async_results`: long jobs' answers, fetchable from any replica;
 //! - `log`: the audit log, one for every replica (`PgLog`), and `log import`;
-//! - `usage`: each client's usage counts, shared by the replicas.
+//! - `usage`: each client's usage counts, shared by the replicas;
+//! - `witness`: the witnesses' state (what is published), shared by the
+//!   replicas, and the lease of the one replica that submits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +30,7 @@ pub mod log;
 mod migrations;
 pub mod sessions;
 pub mod usage;
+pub mod witness;
 mod wrap;
 
 pub use async_results::PgAsyncResults;

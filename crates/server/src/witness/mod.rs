@@ -8,7 +8,11 @@
 //!   progress and failures) and the background submitter ([`Witnessing::run`]).
 //!   It runs beside the executor and never in a request's path: an `/execute`
 //!   never waits on a witness.
-//! - [`state`]: the durable part, a file beside the file log.
+//! - [`state`]: the durable part, a file beside the file log; in cluster mode a
+//!   [`state::SharedStore`] (one row in PostgreSQL) that one replica at a time
+//!   writes (the one holding the submitters' lease: only it submits) and every
+//!   replica reads about every [`TICK`], serving the published checkpoint it
+//!   names once its own tree holds it.
 //!
 //! The HTTP exchange itself is the API layer's (`api::witness_client`, behind
 //! [`Transport`]): only `api` and `server` speak HTTP.
@@ -125,7 +129,6 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    #[cfg(test)]
     pub const ALL: [FailureKind; 10] = [
         FailureKind::Unreachable,
         FailureKind::Timeout,
@@ -186,6 +189,9 @@ pub struct Settings {
     pub state_path: PathBuf,
     /// How long one submission may take.
     pub timeout: Duration,
+    /// Cluster mode: the replicas' shared state, instead of the file at
+    /// `state_path`.
+    pub shared: Option<Arc<dyn state::SharedStore>>,
 }
 
 /// The published checkpoint: the note with the log's signatures and every valid
@@ -246,6 +252,8 @@ struct Progress {
     cosigned: Option<u64>,
     /// When it last gave a valid cosignature (POSIX seconds, our clock).
     cosigned_at: Option<u64>,
+    /// Its last valid cosignature line, kept in cluster mode's shared state.
+    cosignature: Option<String>,
     /// Whether it answered this process: until then the kept size is only a
     /// starting point, and the checkpoint goes to it even at that size (so a
     /// restart on a rolled-back copy of the data meets the witness at once).
@@ -289,6 +297,8 @@ struct Inner {
     public: PublicKey,
     state: Mutex<State>,
     state_path: PathBuf,
+    /// Cluster mode's shared state (see [`state::SharedStore`]).
+    shared: Option<Arc<dyn state::SharedStore>>,
     /// Serializes writes of the state file, so the last written is the newest.
     persist: tokio::sync::Mutex<()>,
     transport: Arc<dyn Transport>,
@@ -333,7 +343,11 @@ impl Witnessing {
             });
         }
         let count = policy.witnesses().len();
-        let kept = state::load(&settings.state_path)?;
+        // In cluster mode the shared state is read by `run`, asynchronously.
+        let kept = match settings.shared {
+            Some(_) => state::Kept::default(),
+            None => state::load(&settings.state_path)?,
+        };
         let mut witnesses = vec![Progress::default(); count];
         for (index, witness) in policy.witnesses().iter().enumerate() {
             if let Some(kept) = kept.witnesses.get(&witness.name) {
@@ -360,6 +374,7 @@ impl Witnessing {
                 problem: None,
             }),
             state_path: settings.state_path,
+            shared: settings.shared,
             persist: tokio::sync::Mutex::new(()),
             transport,
             metrics,
@@ -503,10 +518,51 @@ impl Witnessing {
         }
     }
 
-    /// Submits checkpoints until the task is aborted (at shutdown).
+    /// Submits checkpoints until the task is aborted (at shutdown). In cluster
+    /// mode only while this replica holds the submitters' lease; every replica
+    /// follows the shared state meanwhile.
     pub async fn run(self) {
+        // Whether this replica, leading, has read the shared state since it took
+        // the lease (another replica may have written it before).
+        let mut adopted = false;
         loop {
-            self.tick();
+            match &self.0.shared {
+                None => self.tick(),
+                Some(shared) => {
+                    let leads = match shared.lead().await {
+                        state::Lead::Acquired => {
+                            adopted = false;
+                            true
+                        }
+                        state::Lead::Held => true,
+                        state::Lead::Follower => {
+                            adopted = false;
+                            false
+                        }
+                    };
+                    if !adopted || !leads {
+                        match shared.load().await {
+                            Ok(kept) => {
+                                self.follow(kept, leads).await;
+                                if leads {
+                                    adopted = true;
+                                    tracing::info!(
+                                        "this replica now submits checkpoints to the witnesses"
+                                    );
+                                }
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot read the witnesses' shared state")
+                            }
+                        }
+                    }
+                    if leads && adopted {
+                        self.tick();
+                    } else {
+                        self.update_lag(self.0.log.size());
+                    }
+                }
+            }
             tokio::select! {
                 () = tokio::time::sleep(TICK) => {}
                 () = self.0.wake.notified() => {}
@@ -647,6 +703,7 @@ impl Witnessing {
                     progress.size = Some(checkpoint.tree_size);
                     progress.cosigned = Some(checkpoint.tree_size);
                     progress.cosigned_at = Some(unix_now());
+                    progress.cosignature = Some(signature_line(&signature));
                     progress.retry_at = None;
                     progress.backoff = Duration::ZERO;
                     progress.last_error = None;
@@ -694,7 +751,8 @@ impl Witnessing {
                         error = %failure.detail,
                         "the witness did not cosign the checkpoint; it is not published on its word"
                     );
-                    witness_size.is_some()
+                    // Replicas share the failures for their `/health`.
+                    witness_size.is_some() || self.0.shared.is_some()
                 }
             }
         };
@@ -910,6 +968,13 @@ impl Witnessing {
         let this = self.clone();
         tokio::spawn(async move {
             let _writing = this.0.persist.lock().await;
+            if let Some(shared) = &this.0.shared {
+                let kept = this.shared_snapshot();
+                if let Err(error) = shared.store(&kept).await {
+                    tracing::warn!(%error, "cannot write the witnesses' shared state");
+                }
+                return;
+            }
             let kept = this.snapshot();
             let path = this.0.state_path.clone();
             let written = tokio::task::spawn_blocking(move || state::store(&path, &kept)).await;
@@ -943,6 +1008,129 @@ impl Witnessing {
                 .collect(),
         }
     }
+}
+
+impl Witnessing {
+    /// Takes `shared` (cluster mode) as this replica's state: the published
+    /// checkpoint once this replica's tree holds it, checked as at a restart
+    /// (signatures, cosignatures, quorum, root), and what is known of each
+    /// witness. `leading`: this replica has just taken the submitters' lease and
+    /// starts from the shared sizes, as a restart from the state file does.
+    async fn follow(&self, shared: state::Shared, leading: bool) {
+        let current = self.lock().published.as_ref().map(Published::text);
+        // `None`: the published checkpoint stays as it is.
+        let mut published: Option<Option<Published>> = None;
+        let mut problem = shared.problem.clone();
+        if shared.published != current {
+            match &shared.published {
+                None => published = Some(None),
+                Some(text) => {
+                    if let Some(size) = note_size(text) {
+                        self.0.log.size_for(size).await;
+                    }
+                    let reopened = self.reopen(text).and_then(|reopened| {
+                        if self.0.policy.quorum_met(&reopened.cosigned) {
+                            Ok(reopened)
+                        } else {
+                            Err("the shared published checkpoint lacks the quorum".to_owned())
+                        }
+                    });
+                    match reopened {
+                        Ok(reopened) => published = Some(Some(reopened)),
+                        Err(reason) => {
+                            tracing::warn!(%reason, "not serving the shared published checkpoint");
+                            problem = Some(reason);
+                        }
+                    }
+                }
+            }
+        }
+        let mut state = self.lock();
+        if let Some(published) = published {
+            if let Some(published) = &published {
+                self.0
+                    .metrics
+                    .set_published_size(published.checkpoint.tree_size);
+            }
+            state.published = published;
+        }
+        state.problem = problem;
+        for (witness, progress) in self.0.policy.witnesses().iter().zip(&mut state.witnesses) {
+            let kept = shared
+                .witnesses
+                .get(&witness.name)
+                .cloned()
+                .unwrap_or_default();
+            *progress = Progress {
+                size: kept.size,
+                cosigned: if leading { None } else { kept.cosigned },
+                cosigned_at: kept.cosigned_at,
+                cosignature: kept.cosignature,
+                // A follower shows what the submitter says; a new submitter
+                // sends the checkpoint even at the kept size.
+                answered: !leading,
+                failures: kept
+                    .failures
+                    .iter()
+                    .filter_map(|(word, count)| {
+                        let kind = FailureKind::ALL.iter().find(|kind| kind.as_str() == word)?;
+                        Some((kind.as_str(), *count))
+                    })
+                    .collect(),
+                last_error: kept.last_error,
+                ..Progress::default()
+            };
+        }
+        if leading {
+            state.candidates.clear();
+        }
+    }
+
+    /// Cluster mode's shared state, as this (submitting) replica knows it.
+    fn shared_snapshot(&self) -> state::Shared {
+        let state = self.lock();
+        state::Shared {
+            published: state.published.as_ref().map(Published::text),
+            problem: state.problem.clone(),
+            witnesses: self
+                .0
+                .policy
+                .witnesses()
+                .iter()
+                .zip(&state.witnesses)
+                .map(|(witness, progress)| {
+                    (
+                        witness.name.clone(),
+                        state::SharedWitness {
+                            size: progress.size,
+                            cosigned: progress.cosigned_size(),
+                            cosignature: progress.cosignature.clone(),
+                            cosigned_at: progress.cosigned_at,
+                            failures: progress
+                                .failures
+                                .iter()
+                                .map(|(kind, count)| ((*kind).to_owned(), *count))
+                                .collect(),
+                            last_error: progress.last_error.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The tree size a note's checkpoint names, if it reads as one.
+fn note_size(text: &str) -> Option<u64> {
+    let note = Note::parse(text.as_bytes()).ok()?;
+    Checkpoint::parse(note.text()).ok().map(|c| c.tree_size)
+}
+
+/// A signature's note line, `— <name> <base64 of key id and signature>`.
+fn signature_line(signature: &NoteSignature) -> String {
+    let mut bytes = signature.key_id().to_be_bytes().to_vec();
+    bytes.extend_from_slice(signature.signature());
+    format!("\u{2014} {} {}", signature.name(), B64.encode(bytes))
 }
 
 /// The size of a `409`'s `text/x.tlog.size` body: a decimal and a newline.

@@ -6,6 +6,11 @@
 //! Written whole to a temporary file, synced, renamed over the old one and the
 //! directory synced: a crash leaves the old state or the new one. JSON because
 //! an operator reads it when a witness complains.
+//!
+//! In cluster mode the state is the replicas' [`Shared`] instead, kept by a
+//! [`SharedStore`] (`cluster::witness`, one row in PostgreSQL): one replica at a
+//! time submits and writes it (the one [`SharedStore::lead`] says leads), every
+//! replica reads it and serves the published checkpoint it names.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -51,6 +56,61 @@ pub struct KeptWitness {
     pub size: u64,
     /// When it last cosigned, POSIX seconds.
     pub cosigned_at: Option<u64>,
+}
+
+/// What the replicas of a cluster share: the published checkpoint and, for every
+/// replica's `/health`, what the submitting replica knows of each witness.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Shared {
+    /// The published checkpoint note, cosignatures included.
+    pub published: Option<String>,
+    /// The submitting replica's reason to publish nothing, if any.
+    pub problem: Option<String>,
+    /// By witness name (the policy's).
+    pub witnesses: BTreeMap<String, SharedWitness>,
+}
+
+/// What the replicas share of one witness.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SharedWitness {
+    /// The largest tree size it cosigned (or said it had) for this origin.
+    pub size: Option<u64>,
+    /// The size of the last checkpoint of this log it cosigned.
+    pub cosigned: Option<u64>,
+    /// Its last valid cosignature line (`— <name> <base64>`), of `cosigned`.
+    pub cosignature: Option<String>,
+    /// When it last cosigned, POSIX seconds.
+    pub cosigned_at: Option<u64>,
+    /// Failures by kind since the submitting replica took over.
+    pub failures: BTreeMap<String, u64>,
+    /// The last failure, in words.
+    pub last_error: Option<String>,
+}
+
+/// What [`SharedStore::lead`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lead {
+    /// This replica has just become the one that submits: it reads the shared
+    /// state afresh (another replica may have written it since).
+    Acquired,
+    /// This replica still submits.
+    Held,
+    /// Another replica submits (or the database cannot be reached).
+    Follower,
+}
+
+/// Where a cluster's replicas keep [`Shared`] (PostgreSQL, `cluster::witness`).
+#[async_trait::async_trait]
+pub trait SharedStore: Send + Sync + 'static {
+    /// Takes the submitters' lease if it is free, or checks this replica still
+    /// holds it. A replica that dies or loses its database connection loses it.
+    async fn lead(&self) -> Lead;
+    /// The shared state as the submitting replica last wrote it (the default
+    /// state if none was ever written).
+    async fn load(&self) -> Result<Shared, String>;
+    /// Replaces the shared state; refused unless this replica holds the lease.
+    async fn store(&self, shared: &Shared) -> Result<(), String>;
 }
 
 /// Reads the state at `path`; none there is the empty state.
