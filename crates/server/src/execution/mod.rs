@@ -272,17 +272,11 @@ impl Executor {
         self.check_session(&sealed.session_id).await?;
         let slot = self.admit().await?;
         self.note_peak();
-        let opened = self
-            .open(
-                sealed.session_id,
-                &sealed.enc,
-                sealed.ciphertext,
-                sealed.client,
-            )
-            .await?;
+        let client = sealed.client;
+        let opened = self.open(sealed).await?;
         let execution_id = Uuid::new_v4();
         let reading = read(&opened.plaintext, &self.inner.policy.ceilings());
-        self.carry_out(execution_id, &opened, reading, slot, sealed.client)
+        self.carry_out(execution_id, &opened, reading, slot, client)
             .await
     }
 
@@ -305,14 +299,8 @@ impl Executor {
         self.check_session(&sealed.session_id).await?;
         // Dropped (and so given back) if the session or decryption fails.
         let ticket = results.reserve(sealed.client).map_err(async_refusal)?;
-        let opened = self
-            .open(
-                sealed.session_id,
-                &sealed.enc,
-                sealed.ciphertext,
-                sealed.client,
-            )
-            .await?;
+        let client = sealed.client;
+        let opened = self.open(sealed).await?;
         let execution_id = Uuid::new_v4();
         let reading = read(&opened.plaintext, &self.inner.policy.ceilings());
         // Owned by this task from here: a panic or an abort records a withheld
@@ -326,7 +314,7 @@ impl Executor {
         let _ = accepted.send(execution_id);
         let slot = self.wait_for_slot().await;
         entry.mark_running();
-        let carried_out = self.carry_out(execution_id, &opened, reading, slot, sealed.client);
+        let carried_out = self.carry_out(execution_id, &opened, reading, slot, client);
         let outcome = entry.reporting_phases(carried_out).await;
         entry.finish(match &outcome {
             Ok(receipt) => Ok(receipt.clone()),
@@ -354,13 +342,13 @@ impl Executor {
     /// Takes the session out of the store (its key leaves memory with this
     /// attempt) and opens the request (in place: the plaintext is the ciphertext's
     /// buffer).
-    async fn open(
-        &self,
-        session_id: Uuid,
-        enc: &Enc,
-        ciphertext: Vec<u8>,
-        client: ClientKey,
-    ) -> Result<Opened, ExecutionError> {
+    async fn open(&self, sealed: SealedExecution) -> Result<Opened, ExecutionError> {
+        let SealedExecution {
+            session_id,
+            enc,
+            ciphertext,
+            client,
+        } = sealed;
         let secret = self
             .inner
             .sessions
@@ -371,7 +359,7 @@ impl Executor {
         let envelope::OpenedRequest {
             mut plaintext,
             keys,
-        } = envelope::open_request(secret, &session_id, enc, ciphertext)
+        } = envelope::open_request(secret, &session_id, &enc, ciphertext)
             .map_err(|_| ExecutionError::DecryptionFailed)?;
         Ok(Opened {
             // Moved, not copied: what is left in `plaintext` is an empty vector.
