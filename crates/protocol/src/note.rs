@@ -621,6 +621,19 @@ impl Ed25519Signer {
         Ed25519Signer::new(provider, name, signature_type, key)
     }
 
+    /// The vkey of this key, its public key wrapped as `material` (the type).
+    fn verifier_key(&self, material: fn(Ed25519Public) -> KeyMaterial) -> VerifierKey {
+        let public = Ed25519Public {
+            key: *self.key.public_key(),
+            provider: self.provider,
+        };
+        VerifierKey {
+            name: self.name.clone(),
+            key_id: self.key_id,
+            key: material(public),
+        }
+    }
+
     fn sign(&self, message: &[u8]) -> Result<[u8; ED25519_SIGNATURE_LEN], NoteError> {
         self.key.sign(message).map_err(|_| NoteError::Crypto)
     }
@@ -710,15 +723,7 @@ impl NoteSigningKey {
 
     /// The vkey that verifies this key's signatures.
     pub fn verifier_key(&self) -> VerifierKey {
-        let public = Ed25519Public {
-            key: *self.0.key.public_key(),
-            provider: self.0.provider,
-        };
-        VerifierKey {
-            name: self.0.name.clone(),
-            key_id: self.0.key_id,
-            key: KeyMaterial::Ed25519(public),
-        }
+        self.0.verifier_key(KeyMaterial::Ed25519)
     }
 
     /// The signature line of this key on `note`'s text.
@@ -759,15 +764,7 @@ impl CosignerKey {
 
     /// The vkey that verifies this key's cosignatures.
     pub fn verifier_key(&self) -> VerifierKey {
-        let public = Ed25519Public {
-            key: *self.0.key.public_key(),
-            provider: self.0.provider,
-        };
-        VerifierKey {
-            name: self.0.name.clone(),
-            key_id: self.0.key_id,
-            key: KeyMaterial::CosignatureV1(public),
-        }
+        self.0.verifier_key(KeyMaterial::CosignatureV1)
     }
 
     /// The cosignature line, at `timestamp` (POSIX seconds, at most 2^63 - 1), of
