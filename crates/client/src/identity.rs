@@ -35,7 +35,7 @@ pub struct Session {
 
 impl Client {
     /// `GET /keys`; with `pinned_key_id`, the server's key must be that one.
-    /// Like every idempotent call, made again after a 429 or 503 as [`Retries`]
+    /// Like every idempotent call, made again after a 429 or 503 as [`Retries`](crate::Retries)
     /// allow.
     pub async fn identity(
         &self,

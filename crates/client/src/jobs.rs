@@ -69,7 +69,7 @@ impl Client {
     }
 
     /// `GET /executions/{id}` once (made again after a 429 or 503 as
-    /// [`Retries`] allows): the execution opened and checked if it has
+    /// [`Retries`](crate::Retries) allows): the execution opened and checked if it has
     /// finished, else where it is and how long the server asks to wait. For an
     /// execution the server answered at once (it ignored the preference:
     /// `location` is `None`) there is nothing to poll; [`Client::wait`] returns it.

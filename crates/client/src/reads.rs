@@ -1,6 +1,7 @@
 //! The reads a client makes besides executions: `GET /health`, and what a
 //! receipt is checked against (`/log/checkpoint`, `/verify/{id}`,
-//! `/log/consistency`), each made again after a 429 or 503 as [`Retries`](crate::Retries) allow.
+//! `/log/consistency`), each made again after a 429 or 503 as
+//! [`Retries`](crate::Retries) allow.
 
 use wasm_hypervisor_protocol::wire::{
     CheckpointResponse, ConsistencyResponse, HealthResponse, VerifyResponse,

@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::write::ArchiveSource;
 use crate::cbor::{self, Item};
 
-/// Where [`write_result`] writes: a [`Counter`] first, for the exact length, then
-/// the [`Buffer`]. Both are infallible.
+/// Where [`write_result`](super::write_result) writes: a [`Counter`] first, for
+/// the exact length, then the [`Buffer`]. Both are infallible.
 pub(super) trait Out {
     fn raw(&mut self, bytes: &[u8]);
     /// A value as `serde_json` writes it (strings quoted and escaped).
