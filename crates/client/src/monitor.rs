@@ -43,7 +43,8 @@ use wasm_hypervisor_protocol::tiles::{
     self, HASH_SIZE, MAX_ENTRY_LEN, TILE_WIDTH, Tile, TileError, TileLevel, TileProofError,
 };
 
-use crate::{Client, ClientError, retry, success_body};
+use crate::http::success_body;
+use crate::{Client, ClientError, retry};
 
 /// The state directory's file holding the last checkpoint note the monitor
 /// accepted, verbatim.

@@ -15,7 +15,8 @@
 use wasm_hypervisor_protocol::policy::Policy;
 use wasm_hypervisor_protocol::receipt::{self, Receipt};
 
-use crate::{Client, ClientError, ServerIdentity, Violation, retry, success_body};
+use crate::http::success_body;
+use crate::{Client, ClientError, ServerIdentity, Violation, retry};
 
 /// A receipt as [`Client::prove_receipt`] makes it, and whether it carries its
 /// tlog-proof.

@@ -35,15 +35,33 @@
 //! cluster mode's store (`cluster::async_results`) keeps this in-memory one for
 //! the executions of its own process and shares every entry, sealed receipt and
 //! scope included, through PostgreSQL with the other replicas.
+//!
+//! # Layout
+//! - This file: the types callers see, the [`AsyncResultStore`] trait (its
+//!   contract on the trait), the [`AsyncExecutions`] handle over a store, and
+//!   how an answer is counted ([`stored_bytes`], [`reservation`]).
+//! - `entry`: an execution's [`AsyncTicket`] then [`AsyncEntry`], and the phases
+//!   its task reports ([`report_phase`]).
+//! - `memory`: the in-memory store, [`MemoryStore`].
+//! - `readers`: the answers being sent at once ([`ReadSlot`]).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use crate::access::{ClientKey, Scope};
-use crate::answer::{ExecutionReceipt, SMALLEST_ANSWER_BOUND};
+use crate::answer::ExecutionReceipt;
+
+mod entry;
+mod memory;
+mod readers;
+
+pub use entry::{AsyncEntry, AsyncTicket, report_phase};
+pub use memory::MemoryStore;
+pub use readers::ReadSlot;
+
+use readers::Readers;
 
 /// Answers being sent at once to one client (its token, else its address):
 /// enough for a client that fetches several answers in parallel; a client that
@@ -257,10 +275,7 @@ impl AsyncExecutions {
     /// Takes a place for an execution of `client`, or says why there is none.
     pub fn reserve(&self, client: ClientKey) -> Result<AsyncTicket, AsyncFull> {
         self.store.try_reserve(client)?;
-        Ok(AsyncTicket {
-            store: Some(self.clone()),
-            client,
-        })
+        Ok(AsyncTicket::new(self.clone(), client))
     }
 
     pub fn get(&self, id: &Uuid, scope: Scope) -> Option<View> {
@@ -285,16 +300,12 @@ impl AsyncExecutions {
     /// One more answer being sent to `client`, until the returned slot is
     /// dropped (its body fully sent, or dropped with its connection).
     pub fn begin_read(&self, client: ClientKey) -> Result<ReadSlot, ReadersFull> {
-        self.readers.begin(client)?;
-        Ok(ReadSlot {
-            readers: self.readers.clone(),
-            client,
-        })
+        self.readers.begin(client)
     }
 
     /// Answers being sent now.
     pub fn readers(&self) -> usize {
-        self.readers.lock().total
+        self.readers.total()
     }
 
     pub fn sweep(&self, now: Instant) -> Option<Instant> {
@@ -308,177 +319,6 @@ impl AsyncExecutions {
     pub fn retention(&self) -> Duration {
         self.store.retention()
     }
-}
-
-/// The answers being sent, in all and per client.
-#[derive(Default)]
-struct Readers {
-    /// Held for a count update, never across an `.await`.
-    counts: Mutex<ReaderCounts>,
-}
-
-#[derive(Default)]
-struct ReaderCounts {
-    total: usize,
-    /// Only clients being sent at least one answer.
-    per_client: HashMap<ClientKey, usize>,
-}
-
-impl Readers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ReaderCounts> {
-        // Each update is whole before the lock is let go: a poisoned lock holds
-        // consistent counts.
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn begin(&self, client: ClientKey) -> Result<(), ReadersFull> {
-        let mut counts = self.lock();
-        let of_client = counts.per_client.get(&client).copied().unwrap_or(0);
-        if of_client >= MAX_READERS_PER_CLIENT {
-            return Err(ReadersFull::Client);
-        }
-        if counts.total >= MAX_READERS {
-            return Err(ReadersFull::Server);
-        }
-        counts.total += 1;
-        counts.per_client.insert(client, of_client + 1);
-        Ok(())
-    }
-
-    fn end(&self, client: ClientKey) {
-        let mut counts = self.lock();
-        counts.total = counts.total.saturating_sub(1);
-        if let Some(of_client) = counts.per_client.get_mut(&client) {
-            *of_client -= 1;
-            if *of_client == 0 {
-                counts.per_client.remove(&client);
-            }
-        }
-    }
-}
-
-/// One answer being sent; the place is given back when dropped.
-pub struct ReadSlot {
-    readers: Arc<Readers>,
-    client: ClientKey,
-}
-
-impl Drop for ReadSlot {
-    fn drop(&mut self) {
-        self.readers.end(self.client);
-    }
-}
-
-/// A place taken in the store before the session is used; given back when
-/// dropped unless the plaintext opened and it was registered.
-pub struct AsyncTicket {
-    store: Option<AsyncExecutions>,
-    client: ClientKey,
-}
-
-impl AsyncTicket {
-    /// The plaintext opened as execution `id`, whose answer is at most
-    /// `answer_bound` bytes: from now on it must finish. Refused, and the place
-    /// given back, when that bound does not fit the bytes left for everyone or
-    /// for this client.
-    pub fn register(mut self, id: Uuid, answer_bound: u64) -> Result<AsyncEntry, AsyncFull> {
-        // Always `Some`: only `register`, which consumes the ticket, takes it.
-        let Some(store) = self.store.take() else {
-            return Err(AsyncFull::Pending);
-        };
-        if let Err(full) = store.store.register(id, self.client, answer_bound) {
-            store.store.release(self.client);
-            return Err(full);
-        }
-        Ok(AsyncEntry {
-            store: Some(store),
-            id,
-        })
-    }
-}
-
-impl Drop for AsyncTicket {
-    fn drop(&mut self) {
-        if let Some(store) = self.store.take() {
-            store.store.release(self.client);
-        }
-    }
-}
-
-/// An accepted execution, owned by its task. Dropped without
-/// [`AsyncEntry::finish`] (a panic, an aborted task), it records
-/// [`Withheld::Internal`].
-pub struct AsyncEntry {
-    store: Option<AsyncExecutions>,
-    id: Uuid,
-}
-
-impl AsyncEntry {
-    pub fn id(&self) -> Uuid {
-        self.id
-    }
-
-    /// It has a guest slot.
-    pub fn mark_running(&self) {
-        if let Some(store) = &self.store {
-            store.store.mark_running(self.id);
-        }
-    }
-
-    /// Runs `work`, recording as this execution's the phases that code inside
-    /// it reports with [`report_phase`]. A task-local rather than a parameter:
-    /// the points that know the phase (waiting for a slot, compiling, running
-    /// the guest) are deep in the executor, shared with synchronous executions,
-    /// which have no phase to report.
-    pub async fn reporting_phases<F: std::future::Future>(&self, work: F) -> F::Output {
-        match &self.store {
-            Some(store) => {
-                let reporter = PhaseReporter {
-                    store: store.clone(),
-                    id: self.id,
-                };
-                PHASE_REPORTER.scope(reporter, work).await
-            }
-            None => work.await,
-        }
-    }
-
-    /// It ended: the answer to keep, or why there is none.
-    pub fn finish(mut self, outcome: Result<ExecutionReceipt, Withheld>) {
-        if let Some(store) = self.store.take() {
-            store.store.finish(self.id, outcome);
-        }
-    }
-}
-
-impl Drop for AsyncEntry {
-    fn drop(&mut self) {
-        if let Some(store) = self.store.take() {
-            tracing::error!(execution_id = %self.id, "an async execution ended without an answer");
-            store.store.finish(self.id, Err(Withheld::Internal));
-        }
-    }
-}
-
-/// Where the phases of the execution a task carries out go.
-#[derive(Clone)]
-struct PhaseReporter {
-    store: AsyncExecutions,
-    id: Uuid,
-}
-
-tokio::task_local! {
-    /// Set by [`AsyncEntry::reporting_phases`] for the task that carries out a
-    /// long job.
-    static PHASE_REPORTER: PhaseReporter;
-}
-
-/// Records `phase` for the long job this task carries out, if it carries one
-/// out (inside [`AsyncEntry::reporting_phases`]); nothing otherwise.
-pub fn report_phase(phase: Phase) {
-    let _ = PHASE_REPORTER.try_with(|reporter| reporter.store.store.set_phase(reporter.id, phase));
 }
 
 /// The in-memory store's bounds, from the configuration.
@@ -514,299 +354,10 @@ pub fn reservation(answer_bound: u64) -> usize {
         .saturating_add(MAX_SIGNATURE_BYTES + FIXED_BYTES)
 }
 
-/// The store of one process: lost on restart (the log entries stay provable).
-pub struct MemoryStore {
-    settings: AsyncSettings,
-    clock: Arc<dyn Fn() -> Instant + Send + Sync>,
-    /// Held briefly, never across an `.await` (there is none in this module).
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    entries: HashMap<Uuid, Entry>,
-    /// Finished entries in the order they finished, so expiry is the front.
-    finished: VecDeque<(Instant, Uuid)>,
-    pending: usize,
-    /// Reserved for pending answers, plus those of finished answers kept.
-    bytes: usize,
-    /// Each client's part of `pending` and `bytes`, for the clients with a
-    /// place, a reservation or an answer kept.
-    clients: HashMap<ClientKey, Share>,
-}
-
-/// One client's part of the store.
-#[derive(Default)]
-struct Share {
-    pending: usize,
-    bytes: usize,
-    /// When each of its kept entries finished, oldest first (as `finished`).
-    finished: VecDeque<Instant>,
-}
-
-impl Share {
-    fn is_empty(&self) -> bool {
-        self.pending == 0 && self.bytes == 0 && self.finished.is_empty()
-    }
-}
-
-enum Entry {
-    Pending {
-        scope: Scope,
-        client: ClientKey,
-        running: bool,
-        phase: Phase,
-        /// Bytes reserved for its answer.
-        reserved: usize,
-    },
-    Finished {
-        scope: Scope,
-        client: ClientKey,
-        at: Instant,
-        outcome: Result<Arc<ExecutionReceipt>, Withheld>,
-        /// Bytes it is counted as.
-        bytes: usize,
-    },
-}
-
-impl State {
-    fn share(&mut self, client: ClientKey) -> &mut Share {
-        self.clients.entry(client).or_default()
-    }
-
-    /// Forgets `client`'s share once nothing is left in it, so that the map
-    /// holds only clients with something in the store.
-    fn tidy(&mut self, client: ClientKey) {
-        if self.clients.get(&client).is_some_and(Share::is_empty) {
-            self.clients.remove(&client);
-        }
-    }
-}
-
-impl MemoryStore {
-    /// With `clock` as the time (tests move it).
-    pub fn new(settings: AsyncSettings, clock: Arc<dyn Fn() -> Instant + Send + Sync>) -> Self {
-        MemoryStore {
-            settings,
-            clock,
-            state: Mutex::new(State::default()),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock leaves counts that are still consistent
-        // (each update is whole before the lock is let go), so a poisoned lock
-        // is used as is.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Why `client` may not add `bytes` to the store, if it may not; `own` is
-    /// the number of pending places the asking request itself holds (0 or 1).
-    fn refuse(
-        &self,
-        state: &State,
-        client: ClientKey,
-        bytes: usize,
-        own: usize,
-    ) -> Option<AsyncFull> {
-        let share = state.clients.get(&client);
-        let of_client = share.map_or(0, |share| share.bytes);
-        // A share at or above the total is no share: only the total binds.
-        let shared = self.settings.max_bytes_per_client < self.settings.max_bytes;
-        if shared && of_client.saturating_add(bytes) > self.settings.max_bytes_per_client {
-            let retry_after = match share {
-                Some(share) if share.pending <= own => share.finished.front().map(|at| {
-                    (*at + self.settings.retention).saturating_duration_since((self.clock)())
-                }),
-                _ => None,
-            };
-            return Some(AsyncFull::ClientShare {
-                retry_after: retry_after
-                    .unwrap_or(Duration::ZERO)
-                    .max(Duration::from_secs(1)),
-            });
-        }
-        if state.bytes.saturating_add(bytes) > self.settings.max_bytes {
-            return Some(AsyncFull::Bytes);
-        }
-        None
-    }
-}
-
-#[async_trait::async_trait]
-impl AsyncResultStore for MemoryStore {
-    fn try_reserve(&self, client: ClientKey) -> Result<(), AsyncFull> {
-        let mut state = self.state();
-        if state.pending >= self.settings.max_pending {
-            return Err(AsyncFull::Pending);
-        }
-        // Refused before the session is used only when not even the smallest
-        // answer would fit; a request whose own bound does not fit is refused
-        // by `register`, once its limits are known.
-        let smallest = reservation(SMALLEST_ANSWER_BOUND);
-        if let Some(full) = self.refuse(&state, client, smallest, 0) {
-            return Err(full);
-        }
-        state.pending += 1;
-        state.share(client).pending += 1;
-        Ok(())
-    }
-
-    fn release(&self, client: ClientKey) {
-        let mut state = self.state();
-        state.pending = state.pending.saturating_sub(1);
-        let share = state.share(client);
-        share.pending = share.pending.saturating_sub(1);
-        state.tidy(client);
-    }
-
-    fn register(&self, id: Uuid, client: ClientKey, answer_bound: u64) -> Result<(), AsyncFull> {
-        let reserved = reservation(answer_bound);
-        let mut state = self.state();
-        if let Some(full) = self.refuse(&state, client, reserved, 1) {
-            return Err(full);
-        }
-        state.bytes += reserved;
-        state.share(client).bytes += reserved;
-        state.entries.insert(
-            id,
-            Entry::Pending {
-                scope: Scope::of(client),
-                client,
-                running: false,
-                phase: Phase::Queued,
-                reserved,
-            },
-        );
-        Ok(())
-    }
-
-    fn mark_running(&self, id: Uuid) {
-        if let Some(Entry::Pending { running, phase, .. }) = self.state().entries.get_mut(&id) {
-            *running = true;
-            *phase = Phase::Running;
-        }
-    }
-
-    fn set_phase(&self, id: Uuid, phase: Phase) -> bool {
-        match self.state().entries.get_mut(&id) {
-            Some(Entry::Pending { phase: now, .. }) if *now != phase => {
-                *now = phase;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn finish(&self, id: Uuid, outcome: Result<ExecutionReceipt, Withheld>) {
-        let at = (self.clock)();
-        let mut state = self.state();
-        let Some(&Entry::Pending {
-            scope,
-            client,
-            reserved,
-            ..
-        }) = state.entries.get(&id)
-        else {
-            return;
-        };
-        let outcome = outcome.map(Arc::new);
-        let bytes = outcome.as_ref().map_or(0, |receipt| stored_bytes(receipt));
-        if bytes > reserved {
-            // A bound that is wrong is a bug; the answer is logged, so it is
-            // kept all the same, and counted as it is.
-            tracing::error!(execution_id = %id, bytes, reserved, "an async answer is larger than its bound");
-        }
-        // The reservation trued to the answer's real size.
-        state.pending = state.pending.saturating_sub(1);
-        state.bytes = state.bytes.saturating_sub(reserved) + bytes;
-        state.finished.push_back((at, id));
-        let share = state.share(client);
-        share.pending = share.pending.saturating_sub(1);
-        share.bytes = share.bytes.saturating_sub(reserved) + bytes;
-        share.finished.push_back(at);
-        state.entries.insert(
-            id,
-            Entry::Finished {
-                scope,
-                client,
-                at,
-                outcome,
-                bytes,
-            },
-        );
-    }
-
-    fn get(&self, id: &Uuid, scope: Scope) -> Option<View> {
-        let now = (self.clock)();
-        let state = self.state();
-        match state.entries.get(id)? {
-            Entry::Pending {
-                scope: owner,
-                running,
-                phase,
-                ..
-            } if *owner == scope => Some(if *running {
-                View::Running(*phase)
-            } else {
-                View::Queued
-            }),
-            Entry::Finished {
-                scope: owner,
-                at,
-                outcome,
-                ..
-            } if *owner == scope && now < *at + self.settings.retention => Some(match outcome {
-                Ok(receipt) => View::Done(Answer::Kept(receipt.clone())),
-                Err(withheld) => View::Withheld(*withheld),
-            }),
-            _ => None,
-        }
-    }
-
-    fn sweep(&self, now: Instant) -> Option<Instant> {
-        let mut state = self.state();
-        while let Some(&(at, id)) = state.finished.front() {
-            let due = at + self.settings.retention;
-            if due > now {
-                return Some(due);
-            }
-            state.finished.pop_front();
-            if let Some(Entry::Finished { client, bytes, .. }) = state.entries.remove(&id) {
-                state.bytes = state.bytes.saturating_sub(bytes);
-                let share = state.share(client);
-                share.bytes = share.bytes.saturating_sub(bytes);
-                // Its entries finish, and so expire, in this order too.
-                share.finished.pop_front();
-                state.tidy(client);
-            }
-        }
-        None
-    }
-
-    fn counts(&self) -> AsyncCounts {
-        let state = self.state();
-        AsyncCounts {
-            pending: state.pending,
-            stored: state.finished.len(),
-            bytes: state.bytes,
-        }
-    }
-
-    fn retention(&self) -> Duration {
-        self.settings.retention
-    }
-
-    fn enabled(&self) -> bool {
-        self.settings.max_pending > 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::SMALLEST_ANSWER_BOUND;
     use std::net::{IpAddr, Ipv4Addr};
     use std::sync::atomic::{AtomicU64, Ordering};
     use wasm_hypervisor_protocol::payload::Status;

@@ -132,14 +132,23 @@ struct Registries {
 }
 
 impl Registries {
-    fn register(
+    fn new() -> Registries {
+        Registries {
+            public: Registry::with_prefix(PREFIX),
+            operator: Registry::with_prefix(PREFIX),
+        }
+    }
+
+    /// Registers `metric` for `audience` and gives it back. The exposition lists
+    /// the series in the order they are registered.
+    fn add<M: prometheus_client::registry::Metric + Clone>(
         &mut self,
         audience: Audience,
         name: &str,
         help: &str,
         unit: Option<Unit>,
-        metric: impl prometheus_client::registry::Metric + Clone,
-    ) {
+        metric: M,
+    ) -> M {
         let add = |registry: &mut Registry, metric| match unit.clone() {
             Some(unit) => registry.register_with_unit(name, help, unit, metric),
             None => registry.register(name, help, metric),
@@ -147,39 +156,340 @@ impl Registries {
         if audience == Audience::Public {
             add(&mut self.public, metric.clone());
         }
-        add(&mut self.operator, metric);
+        add(&mut self.operator, metric.clone());
+        metric
     }
+
+    fn counter(&mut self, audience: Audience, name: &str, help: &str) -> Counter {
+        self.add(audience, name, help, None, Counter::default())
+    }
+
+    fn gauge(&mut self, audience: Audience, name: &str, help: &str) -> Gauge {
+        self.add(audience, name, help, None, Gauge::default())
+    }
+
+    /// A histogram of seconds, for the operator only: its sum steps by the time
+    /// of one execution, or of its request.
+    fn seconds(&mut self, name: &str, help: &str, histogram: Histogram) -> Histogram {
+        self.add(
+            Audience::Operator,
+            name,
+            help,
+            Some(Unit::Seconds),
+            histogram,
+        )
+    }
+}
+
+/// A count for a gauge, saturated at `i64::MAX`.
+fn saturate(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 struct Series {
     public: Registry,
     operator: Registry,
-    http_requests: Family<RequestLabels, Counter>,
-    http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    http: HttpSeries,
+    executions: ExecutionSeries,
+    load: LoadGauges,
+    blobs: BlobSeries,
+    jobs: AsyncSeries,
+    wire: WireSeries,
+    witnesses: WitnessSeries,
+}
+
+/// HTTP requests: counts by route template, method and status, and latencies.
+struct HttpSeries {
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+impl HttpSeries {
+    fn register(registries: &mut Registries) -> HttpSeries {
+        HttpSeries {
+            requests: registries.add(
+                Audience::Public,
+                "http_requests",
+                "HTTP requests answered, by route template, method and status code",
+                None,
+                Family::default(),
+            ),
+            // Operator only: an `/execute`'s time is mostly its guest and compile time.
+            request_duration: registries.add(
+                Audience::Operator,
+                "http_request_duration",
+                "Time from a request's arrival to its response, by route template",
+                Some(Unit::Seconds),
+                Family::new_with_constructor(http_buckets as fn() -> _),
+            ),
+        }
+    }
+}
+
+/// What executions cost: their count by status, guest and compile time, the
+/// module cache, fuel, and the durable append of their records.
+struct ExecutionSeries {
     executions: Family<StatusLabels, Counter>,
-    execution_duration: Histogram,
+    duration: Histogram,
     compile_duration: Histogram,
     module_cache_hits: Counter,
     module_cache_misses: Counter,
     fuel_consumed: Counter,
     audit_append_duration: Histogram,
+}
+
+impl ExecutionSeries {
+    fn register(registries: &mut Registries) -> ExecutionSeries {
+        use Audience::{Operator, Public};
+        let series = ExecutionSeries {
+            executions: registries.add(
+                Public,
+                "executions",
+                "Executions (requests whose plaintext was opened), by result status",
+                None,
+                Family::default(),
+            ),
+            // Guest time: from 100 µs to 582 s, about the largest `limits.timeout_ms`.
+            duration: registries.seconds(
+                "execution_duration",
+                "Time spent in the guest (the result's wall_time_us), for executions whose \
+                 guest was started",
+                Histogram::new(exponential_buckets(0.0001, 2.5, 18)),
+            ),
+            // Cranelift: a small C program compiles in a few ms, an 8 MiB module in seconds.
+            compile_duration: registries.seconds(
+                "compile_duration",
+                "Time to compile a module, successful or not",
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            ),
+            // Operator only: a hit says someone already sent this very module.
+            module_cache_hits: registries.counter(
+                Operator,
+                "module_cache_hits",
+                "Modules found compiled in the module cache",
+            ),
+            module_cache_misses: registries.counter(
+                Operator,
+                "module_cache_misses",
+                "Modules not in the module cache, compiled anew",
+            ),
+            fuel_consumed: registries.counter(
+                Operator,
+                "fuel_consumed",
+                "Wasmtime fuel units burned by guests",
+            ),
+            // Group commit: one write and one fdatasync, 50 µs on fast local disks to
+            // around a second on a struggling one.
+            // Operator only: not shaped by content, but kept with the other timings so
+            // that the public set holds no histogram at all.
+            audit_append_duration: registries.seconds(
+                "audit_append_duration",
+                "Time from handing a record to the audit writer to it being durable",
+                Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            ),
+        };
+        // Every status exists from the start, at 0, so that rates and alerts on a
+        // status that has not happened yet see a series rather than nothing.
+        for status in Status::ALL {
+            let _series = series.executions.get_or_create(&StatusLabels {
+                status: status.as_str(),
+            });
+        }
+        series
+    }
+}
+
+/// Gauges of the load, read from other modules' state at scrape time.
+struct LoadGauges {
     executions_in_flight: Gauge,
     execution_queue_depth: Gauge,
     sessions_pending: Gauge,
     audit_log_size: Gauge,
-    blob_store_bytes: Gauge,
-    blob_store_hits: Counter,
-    blob_store_misses: Counter,
-    async_executions: Counter,
-    async_executions_pending: Gauge,
-    async_results_stored: Gauge,
-    async_results_bytes: Gauge,
+}
+
+impl LoadGauges {
+    fn register(registries: &mut Registries) -> LoadGauges {
+        let mut gauge = |name, help| registries.gauge(Audience::Public, name, help);
+        LoadGauges {
+            executions_in_flight: gauge(
+                "executions_in_flight",
+                "Guests running now (execution slots in use)",
+            ),
+            execution_queue_depth: gauge(
+                "execution_queue_depth",
+                "Executions waiting for a slot now",
+            ),
+            sessions_pending: gauge(
+                "sessions_pending",
+                "Sessions issued and neither used, expired nor evicted",
+            ),
+            audit_log_size: gauge("audit_log_size", "Records in the audit log"),
+        }
+    }
+
+    fn set(&self, gauges: &Gauges) {
+        self.executions_in_flight
+            .set(saturate(gauges.executions_in_flight as u64));
+        self.execution_queue_depth
+            .set(saturate(gauges.execution_queue_depth as u64));
+        self.sessions_pending
+            .set(saturate(gauges.sessions_pending as u64));
+        self.audit_log_size.set(saturate(gauges.audit_log_size));
+    }
+}
+
+/// The blob stores (protocol v1.1 §D): bytes held, lookups found and not.
+struct BlobSeries {
+    bytes: Gauge,
+    hits: Counter,
+    misses: Counter,
+}
+
+impl BlobSeries {
+    fn register(registries: &mut Registries) -> BlobSeries {
+        use Audience::Operator;
+        BlobSeries {
+            // Operator only: a scope's store moves with what its clients send.
+            bytes: registries.gauge(
+                Operator,
+                "blob_store_bytes",
+                "Bytes of modules and archives held by the blob stores of every scope",
+            ),
+            hits: registries.counter(
+                Operator,
+                "blob_store_hits",
+                "Blobs named by SHA-256 and found in the client's scope",
+            ),
+            misses: registries.counter(
+                Operator,
+                "blob_store_misses",
+                "Blobs named by SHA-256 and not found in the client's scope (missing_blob)",
+            ),
+        }
+    }
+}
+
+/// Long jobs (protocol v1.1 §F): accepted, pending, answers kept and their bytes.
+struct AsyncSeries {
+    executions: Counter,
+    pending: Gauge,
+    stored: Gauge,
+    bytes: Gauge,
+}
+
+impl AsyncSeries {
+    fn register(registries: &mut Registries) -> AsyncSeries {
+        use Audience::{Operator, Public};
+        AsyncSeries {
+            executions: registries.counter(
+                Public,
+                "async_executions",
+                "Executions accepted with Prefer: respond-async (answered 202)",
+            ),
+            pending: registries.gauge(
+                Public,
+                "async_executions_pending",
+                "Async executions accepted and not finished",
+            ),
+            stored: registries.gauge(
+                Public,
+                "async_results_stored",
+                "Finished async answers kept for their client",
+            ),
+            // Operator only: its step when one answer is stored is that execution's
+            // sealed result size, which follows its output's size.
+            bytes: registries.add(
+                Operator,
+                "async_results",
+                "Bytes reserved for pending async answers plus those of the finished answers kept",
+                Some(Unit::Bytes),
+                Gauge::default(),
+            ),
+        }
+    }
+
+    fn set(&self, gauges: &Gauges) {
+        self.pending
+            .set(saturate(gauges.async_executions_pending as u64));
+        self.stored
+            .set(saturate(gauges.async_results_stored as u64));
+        self.bytes.set(saturate(gauges.async_results_bytes as u64));
+    }
+}
+
+/// The protocol versions clients use: `/execute` bodies by type, request
+/// plaintexts by format.
+struct WireSeries {
     execute_bodies: Family<BodyLabels, Counter>,
     request_plaintexts: Family<PlaintextLabels, Counter>,
-    witness_lag_entries: Family<WitnessLabels, Gauge>,
-    witness_lag_seconds: Family<WitnessLabels, Gauge>,
-    witness_failures: Family<WitnessFailureLabels, Counter>,
-    tlog_published_size: Gauge,
+}
+
+impl WireSeries {
+    fn register(registries: &mut Registries) -> WireSeries {
+        // Operator only, like the other breakdowns of what clients send.
+        let series = WireSeries {
+            execute_bodies: registries.add(
+                Audience::Operator,
+                "execute_bodies",
+                "POST /execute bodies read and decoded, by body type (json, binary)",
+                None,
+                Family::default(),
+            ),
+            request_plaintexts: registries.add(
+                Audience::Operator,
+                "request_plaintexts",
+                "Request plaintexts opened, by format (json, cbor)",
+                None,
+                Family::default(),
+            ),
+        };
+        for body in ["json", "binary"] {
+            let _series = series.execute_bodies.get_or_create(&BodyLabels { body });
+        }
+        for plaintext in ["json", "cbor"] {
+            let _series = (series.request_plaintexts).get_or_create(&PlaintextLabels { plaintext });
+        }
+        series
+    }
+}
+
+/// Witnesses (`crate::witness`): which one lags, by how much, and why; and the
+/// published checkpoint's size. Operator only.
+struct WitnessSeries {
+    lag_entries: Family<WitnessLabels, Gauge>,
+    lag_seconds: Family<WitnessLabels, Gauge>,
+    failures: Family<WitnessFailureLabels, Counter>,
+    published_size: Gauge,
+}
+
+impl WitnessSeries {
+    fn register(registries: &mut Registries) -> WitnessSeries {
+        use Audience::Operator;
+        WitnessSeries {
+            lag_entries: registries.add(
+                Operator,
+                "witness_lag_entries",
+                "Leaves in the tree that the witness has not cosigned (tree size minus its cosigned size)",
+                None,
+                Family::default(),
+            ),
+            lag_seconds: registries.add(
+                Operator,
+                "witness_lag",
+                "Seconds since the witness's last valid cosignature (since start when it has given none)",
+                Some(Unit::Seconds),
+                Family::default(),
+            ),
+            failures: registries.add(
+                Operator,
+                "witness_failures",
+                "Checkpoint submissions to a witness that got no valid cosignature, by witness and kind",
+                None,
+                Family::default(),
+            ),
+            published_size: registries.gauge(Operator, "tlog_published_size", "Tree size of the published checkpoint (cosigned by a quorum of witnesses)"),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -189,277 +499,27 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every series, registered family by family: the exposition lists them in
+    /// this order.
     pub fn new() -> Metrics {
-        use Audience::{Operator, Public};
-        let mut registries = Registries {
-            public: Registry::with_prefix(PREFIX),
-            operator: Registry::with_prefix(PREFIX),
-        };
-        let http_requests = Family::<RequestLabels, Counter>::default();
-        registries.register(
-            Public,
-            "http_requests",
-            "HTTP requests answered, by route template, method and status code",
-            None,
-            http_requests.clone(),
-        );
-        // Operator only: an `/execute`'s time is mostly its guest and compile time.
-        let http_request_duration = Family::new_with_constructor(http_buckets as fn() -> _);
-        registries.register(
-            Operator,
-            "http_request_duration",
-            "Time from a request's arrival to its response, by route template",
-            Some(Unit::Seconds),
-            http_request_duration.clone(),
-        );
-        let executions = Family::<StatusLabels, Counter>::default();
-        registries.register(
-            Public,
-            "executions",
-            "Executions (requests whose plaintext was opened), by result status",
-            None,
-            executions.clone(),
-        );
-        // Guest time: from 100 µs to 582 s, about the largest `limits.timeout_ms`.
-        let execution_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 18));
-        registries.register(
-            Operator,
-            "execution_duration",
-            "Time spent in the guest (the result's wall_time_us), for executions whose \
-             guest was started",
-            Some(Unit::Seconds),
-            execution_duration.clone(),
-        );
-        // Cranelift: a small C program compiles in a few ms, an 8 MiB module in seconds.
-        let compile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        registries.register(
-            Operator,
-            "compile_duration",
-            "Time to compile a module, successful or not",
-            Some(Unit::Seconds),
-            compile_duration.clone(),
-        );
-        // Operator only: a hit says someone already sent this very module.
-        let module_cache_hits = Counter::default();
-        registries.register(
-            Operator,
-            "module_cache_hits",
-            "Modules found compiled in the module cache",
-            None,
-            module_cache_hits.clone(),
-        );
-        let module_cache_misses = Counter::default();
-        registries.register(
-            Operator,
-            "module_cache_misses",
-            "Modules not in the module cache, compiled anew",
-            None,
-            module_cache_misses.clone(),
-        );
-        let fuel_consumed = Counter::default();
-        registries.register(
-            Operator,
-            "fuel_consumed",
-            "Wasmtime fuel units burned by guests",
-            None,
-            fuel_consumed.clone(),
-        );
-        // Group commit: one write and one fdatasync, 50 µs on fast local disks to
-        // around a second on a struggling one.
-        // Operator only: not shaped by content, but kept with the other timings so
-        // that the public set holds no histogram at all.
-        let audit_append_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
-        registries.register(
-            Operator,
-            "audit_append_duration",
-            "Time from handing a record to the audit writer to it being durable",
-            Some(Unit::Seconds),
-            audit_append_duration.clone(),
-        );
-        let executions_in_flight = Gauge::default();
-        registries.register(
-            Public,
-            "executions_in_flight",
-            "Guests running now (execution slots in use)",
-            None,
-            executions_in_flight.clone(),
-        );
-        let execution_queue_depth = Gauge::default();
-        registries.register(
-            Public,
-            "execution_queue_depth",
-            "Executions waiting for a slot now",
-            None,
-            execution_queue_depth.clone(),
-        );
-        let sessions_pending = Gauge::default();
-        registries.register(
-            Public,
-            "sessions_pending",
-            "Sessions issued and neither used, expired nor evicted",
-            None,
-            sessions_pending.clone(),
-        );
-        let audit_log_size = Gauge::default();
-        registries.register(
-            Public,
-            "audit_log_size",
-            "Records in the audit log",
-            None,
-            audit_log_size.clone(),
-        );
-        // Operator only: a scope's store moves with what its clients send.
-        let blob_store_bytes = Gauge::default();
-        registries.register(
-            Operator,
-            "blob_store_bytes",
-            "Bytes of modules and archives held by the blob stores of every scope",
-            None,
-            blob_store_bytes.clone(),
-        );
-        let blob_store_hits = Counter::default();
-        registries.register(
-            Operator,
-            "blob_store_hits",
-            "Blobs named by SHA-256 and found in the client's scope",
-            None,
-            blob_store_hits.clone(),
-        );
-        let blob_store_misses = Counter::default();
-        registries.register(
-            Operator,
-            "blob_store_misses",
-            "Blobs named by SHA-256 and not found in the client's scope (missing_blob)",
-            None,
-            blob_store_misses.clone(),
-        );
-        let async_executions = Counter::default();
-        registries.register(
-            Public,
-            "async_executions",
-            "Executions accepted with Prefer: respond-async (answered 202)",
-            None,
-            async_executions.clone(),
-        );
-        let async_executions_pending = Gauge::default();
-        registries.register(
-            Public,
-            "async_executions_pending",
-            "Async executions accepted and not finished",
-            None,
-            async_executions_pending.clone(),
-        );
-        let async_results_stored = Gauge::default();
-        registries.register(
-            Public,
-            "async_results_stored",
-            "Finished async answers kept for their client",
-            None,
-            async_results_stored.clone(),
-        );
-        // Operator only: its step when one answer is stored is that execution's
-        // sealed result size, which follows its output's size.
-        let async_results_bytes = Gauge::default();
-        registries.register(
-            Operator,
-            "async_results",
-            "Bytes reserved for pending async answers plus those of the finished answers kept",
-            Some(Unit::Bytes),
-            async_results_bytes.clone(),
-        );
-        // Operator only, like the other breakdowns of what clients send.
-        let execute_bodies = Family::<BodyLabels, Counter>::default();
-        registries.register(
-            Operator,
-            "execute_bodies",
-            "POST /execute bodies read and decoded, by body type (json, binary)",
-            None,
-            execute_bodies.clone(),
-        );
-        let request_plaintexts = Family::<PlaintextLabels, Counter>::default();
-        registries.register(
-            Operator,
-            "request_plaintexts",
-            "Request plaintexts opened, by format (json, cbor)",
-            None,
-            request_plaintexts.clone(),
-        );
-        for body in ["json", "binary"] {
-            let _series = execute_bodies.get_or_create(&BodyLabels { body });
-        }
-        for plaintext in ["json", "cbor"] {
-            let _series = request_plaintexts.get_or_create(&PlaintextLabels { plaintext });
-        }
-        // Every status exists from the start, at 0, so that rates and alerts on a
-        // status that has not happened yet see a series rather than nothing.
-        for status in Status::ALL {
-            let _series = executions.get_or_create(&StatusLabels {
-                status: status.as_str(),
-            });
-        }
-        // Operator only, and only when witnesses are configured (`crate::witness`):
-        // which witness lags, by how much, and why.
-        let witness_lag_entries = Family::<WitnessLabels, Gauge>::default();
-        registries.register(
-            Operator,
-            "witness_lag_entries",
-            "Leaves in the tree that the witness has not cosigned (tree size minus its cosigned size)",
-            None,
-            witness_lag_entries.clone(),
-        );
-        let witness_lag_seconds = Family::<WitnessLabels, Gauge>::default();
-        registries.register(
-            Operator,
-            "witness_lag",
-            "Seconds since the witness's last valid cosignature (since start when it has given none)",
-            Some(Unit::Seconds),
-            witness_lag_seconds.clone(),
-        );
-        let witness_failures = Family::<WitnessFailureLabels, Counter>::default();
-        registries.register(
-            Operator,
-            "witness_failures",
-            "Checkpoint submissions to a witness that got no valid cosignature, by witness and kind",
-            None,
-            witness_failures.clone(),
-        );
-        let tlog_published_size = Gauge::default();
-        registries.register(
-            Operator,
-            "tlog_published_size",
-            "Tree size of the published checkpoint (cosigned by a quorum of witnesses)",
-            None,
-            tlog_published_size.clone(),
-        );
+        let mut registries = Registries::new();
+        let http = HttpSeries::register(&mut registries);
+        let executions = ExecutionSeries::register(&mut registries);
+        let load = LoadGauges::register(&mut registries);
+        let blobs = BlobSeries::register(&mut registries);
+        let jobs = AsyncSeries::register(&mut registries);
+        let wire = WireSeries::register(&mut registries);
+        let witnesses = WitnessSeries::register(&mut registries);
         Metrics(Arc::new(Series {
             public: registries.public,
             operator: registries.operator,
-            http_requests,
-            http_request_duration,
+            http,
             executions,
-            execution_duration,
-            compile_duration,
-            module_cache_hits,
-            module_cache_misses,
-            fuel_consumed,
-            audit_append_duration,
-            executions_in_flight,
-            execution_queue_depth,
-            sessions_pending,
-            audit_log_size,
-            blob_store_bytes,
-            blob_store_hits,
-            blob_store_misses,
-            async_executions,
-            async_executions_pending,
-            async_results_stored,
-            async_results_bytes,
-            execute_bodies,
-            request_plaintexts,
-            witness_lag_entries,
-            witness_lag_seconds,
-            witness_failures,
-            tlog_published_size,
+            load,
+            blobs,
+            jobs,
+            wire,
+            witnesses,
         }))
     }
 
@@ -469,13 +529,13 @@ impl Metrics {
         let labels = WitnessLabels {
             witness: witness.to_owned(),
         };
-        let saturate = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.0
-            .witness_lag_entries
+        let witnesses = &self.0.witnesses;
+        witnesses
+            .lag_entries
             .get_or_create(&labels)
             .set(saturate(entries));
-        self.0
-            .witness_lag_seconds
+        witnesses
+            .lag_seconds
             .get_or_create(&labels)
             .set(saturate(seconds));
     }
@@ -484,7 +544,8 @@ impl Metrics {
     /// `witness::FailureKind::as_str`).
     pub fn count_witness_failure(&self, witness: &str, kind: &'static str) {
         self.0
-            .witness_failures
+            .witnesses
+            .failures
             .get_or_create(&WitnessFailureLabels {
                 witness: witness.to_owned(),
                 kind,
@@ -494,9 +555,7 @@ impl Metrics {
 
     /// The published checkpoint's tree size.
     pub fn set_published_size(&self, size: u64) {
-        self.0
-            .tlog_published_size
-            .set(i64::try_from(size).unwrap_or(i64::MAX));
+        self.0.witnesses.published_size.set(saturate(size));
     }
 
     /// One answered HTTP request. `route` must be the matched route's template or
@@ -508,7 +567,8 @@ impl Metrics {
             .copied()
             .unwrap_or("other");
         self.0
-            .http_requests
+            .http
+            .requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
                 method,
@@ -516,7 +576,8 @@ impl Metrics {
             })
             .inc();
         self.0
-            .http_request_duration
+            .http
+            .request_duration
             .get_or_create(&RouteLabels {
                 route: route.to_owned(),
             })
@@ -526,6 +587,7 @@ impl Metrics {
     /// One `/execute` body read and decoded; `body` is `json` or `binary`.
     pub fn record_execute_body(&self, body: &'static str) {
         self.0
+            .wire
             .execute_bodies
             .get_or_create(&BodyLabels { body })
             .inc();
@@ -534,6 +596,7 @@ impl Metrics {
     /// One request plaintext opened; `plaintext` is `json` or `cbor`.
     pub fn record_request_plaintext(&self, plaintext: &'static str) {
         self.0
+            .wire
             .request_plaintexts
             .get_or_create(&PlaintextLabels { plaintext })
             .inc();
@@ -541,74 +604,58 @@ impl Metrics {
 
     /// One finished execution: its status, the fuel it burned and its guest time.
     pub fn observe_execution(&self, status: Status, fuel_consumed: u64, wall_time_us: u64) {
-        self.0
+        let executions = &self.0.executions;
+        executions
             .executions
             .get_or_create(&StatusLabels {
                 status: status.as_str(),
             })
             .inc();
-        self.0.fuel_consumed.inc_by(fuel_consumed);
+        executions.fuel_consumed.inc_by(fuel_consumed);
         // These never start the guest; a 0 would only drag the quantiles down.
         if !matches!(status, Status::InvalidModule | Status::InvalidRequest) {
-            self.0.execution_duration.observe(wall_time_us as f64 / 1e6);
+            executions.duration.observe(wall_time_us as f64 / 1e6);
         }
     }
 
     /// One compilation of a module, successful or not.
     pub fn observe_compile(&self, seconds: f64) {
-        self.0.compile_duration.observe(seconds);
+        self.0.executions.compile_duration.observe(seconds);
     }
 
     /// One module-cache lookup.
     pub fn record_module_cache(&self, hit: bool) {
         if hit {
-            self.0.module_cache_hits.inc();
+            self.0.executions.module_cache_hits.inc();
         } else {
-            self.0.module_cache_misses.inc();
+            self.0.executions.module_cache_misses.inc();
         }
     }
 
     /// Lookups of blobs a request named by SHA-256: found, and not found.
     pub fn record_blob_lookups(&self, found: u64, missing: u64) {
-        self.0.blob_store_hits.inc_by(found);
-        self.0.blob_store_misses.inc_by(missing);
+        self.0.blobs.hits.inc_by(found);
+        self.0.blobs.misses.inc_by(missing);
     }
 
     /// One durable append to the audit log.
     pub fn observe_audit_append(&self, seconds: f64) {
-        self.0.audit_append_duration.observe(seconds);
+        self.0.executions.audit_append_duration.observe(seconds);
     }
 
     /// One execution accepted with `Prefer: respond-async`.
     pub fn record_async_execution(&self) {
-        self.0.async_executions.inc();
+        self.0.jobs.executions.inc();
     }
 
     /// The exposition `audience` may see, with the gauges set to `gauges`.
     pub fn render(&self, gauges: Gauges, audience: Audience) -> String {
-        let saturate = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.0.load.set(&gauges);
         self.0
-            .executions_in_flight
-            .set(saturate(gauges.executions_in_flight as u64));
-        self.0
-            .execution_queue_depth
-            .set(saturate(gauges.execution_queue_depth as u64));
-        self.0
-            .sessions_pending
-            .set(saturate(gauges.sessions_pending as u64));
-        self.0.audit_log_size.set(saturate(gauges.audit_log_size));
-        self.0
-            .blob_store_bytes
+            .blobs
+            .bytes
             .set(saturate(gauges.blob_store_bytes as u64));
-        self.0
-            .async_executions_pending
-            .set(saturate(gauges.async_executions_pending as u64));
-        self.0
-            .async_results_stored
-            .set(saturate(gauges.async_results_stored as u64));
-        self.0
-            .async_results_bytes
-            .set(saturate(gauges.async_results_bytes as u64));
+        self.0.jobs.set(&gauges);
         let mut text = String::new();
         let registry = match audience {
             Audience::Public => &self.0.public,
