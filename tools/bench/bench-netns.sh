@@ -28,6 +28,9 @@
 #   GUESTS=tiny            tiny and/or hello.component (examples/hello.component.wasm)
 #   SUBNET=10.203.0        the /24 of the namespaces' links (never routed anywhere:
 #                          the bridge's namespace has no other link)
+#   PG_OPTIONS=            more `postgres` options, e.g. "-c log_min_duration_statement=0
+#                          -c log_line_prefix='%m [%p] '" to see each execution's statements
+#   LOGS=DIR               keep PostgreSQL's and the replicas' logs in DIR
 #
 # Needs root (ip netns), iproute2, Debian's postgresql (pg_stat_statements ships in
 # it) and a build of the two binaries (`cargo build --release --bins`). PostgreSQL
@@ -91,6 +94,9 @@ cleanup() {
         for pid in $(ip netns pids "$NS-$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
         ip netns del "$NS-$ns" 2>/dev/null || true
     done
+    if [ -n "${LOGS:-}" ]; then
+        mkdir -p "$LOGS" && cp "$WORK"/*.log "$PGDIR/postgres.log" "$LOGS"/ 2>/dev/null || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -145,7 +151,7 @@ runuser -u postgres -- "$PG_BIN/initdb" -U postgres --auth=trust -E UTF8 -D "$PG
 echo "host all all $SUBNET.0/24 trust" >>"$PGDIR/data/pg_hba.conf"
 in_ns pg runuser -u postgres -- "$PG_BIN/pg_ctl" start -w -D "$PGDIR/data" -l "$PGDIR/postgres.log" \
     -o "-k $PGDIR -c listen_addresses='${ADDR[pg]},127.0.0.1' -c max_connections=200 \
-        -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all" >/dev/null
+        -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all ${PG_OPTIONS:-}" >/dev/null
 PG_PID=$(head -1 "$PGDIR/data/postmaster.pid")
 # psql over the unix socket (a file: reachable from any namespace).
 psql() { runuser -u postgres -- "$PG_BIN/psql" -X -q -A -t -h "$PGDIR" -U postgres -v ON_ERROR_STOP=1 "$@"; }
