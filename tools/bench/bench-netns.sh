@@ -25,6 +25,7 @@
 #                          DELAY_MS; loadgen↔replica links are not delayed). The
 #                          default's <mode> is netem where the kernel has it, else proxy.
 #   REPLICAS="1 2 3"       the replica counts
+#   FILE_MODE=yes          measure file mode first (one server, no database)
 #   GUESTS=tiny            tiny and/or hello.component (examples/hello.component.wasm)
 #   SUBNET=10.203.0        the /24 of the namespaces' links (never routed anywhere:
 #                          the bridge's namespace has no other link)
@@ -162,7 +163,8 @@ echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (pid $PG_PID
 "$BIN/wasm-hypervisor" key new "$WORK/signing_key.pem" >/dev/null 2>&1
 export XDG_CACHE_HOME=$WORK/cache
 
-# start_replicas N DATABASE PG_PORT: replicas r1..rN, each in its namespace.
+# start_replicas N DATABASE PG_PORT: replicas r1..rN, each in its namespace (file
+# mode, no database, when DATABASE is empty).
 start_replicas() {
     local n=$1 database=$2 pg_port=$3 i
     SERVERS=()
@@ -177,7 +179,7 @@ start_replicas() {
             WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0 \
             WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0 \
             WASM_HYPERVISOR_SIGNING_KEY_FILE="$WORK/signing_key.pem" \
-            WASM_HYPERVISOR_CLUSTER__DATABASE_URL="postgresql://postgres@${ADDR[pg]}:$pg_port/$database" \
+            WASM_HYPERVISOR_CLUSTER__DATABASE_URL="${database:+postgresql://postgres@${ADDR[pg]}:$pg_port/$database}" \
             "$BIN/wasm-hypervisor" serve >"$WORK/server-$database-$i.log" 2>&1 &
         PIDS+=($!)
         SERVERS+=("http://${ADDR[r$i]}:$PORT")
@@ -211,14 +213,20 @@ db_counters() {  # the log's size and the database's commits
         WHERE datname = current_database()"
 }
 
-measure() {  # measure LABEL DATABASE: loadgen over SERVERS, then what it cost PostgreSQL
-    local label=$1 database=$2 args=() server pid guest
+measure() {  # measure LABEL [DATABASE]: loadgen over SERVERS, then what it cost PostgreSQL
+    local label=$1 database=${2:-} args=() server pid guest
     for server in "${SERVERS[@]}"; do args+=(--server "$server"); done
     for pid in "${PIDS[@]}"; do args+=(--server-pid "$pid"); done
-    args+=(--extra-pid "$PG_PID")
+    [ -z "$database" ] || args+=(--extra-pid "$PG_PID")
     for clients in $CLIENTS; do for guest in $GUESTS; do
         local module=()
         [ "$guest" = tiny ] || module=(--module "examples/$guest.wasm")
+        if [ -z "$database" ]; then
+            echo "### $label, $guest, $clients client(s), by reference, v1.1"
+            in_ns lg "$BIN/loadgen" "${args[@]}" -c "$clients" --duration "$SECONDS_EACH" --warmup 2 \
+                --by-reference "${module[@]}" | grep -E "executions:|latency:|server CPU:.*all threads"
+            continue
+        fi
         psql -d "$database" -c "SELECT pg_stat_statements_reset()" >/dev/null
         psql -d "$database" -c "SELECT pg_stat_reset()" >/dev/null
         read -r size0 commits0 < <(db_counters "$database")
@@ -239,7 +247,7 @@ measure() {  # measure LABEL DATABASE: loadgen over SERVERS, then what it cost P
         awk -v e="$executions" -v c=$((commits1 - commits0)) -v rx=$((rx1 - rx0)) -v tx=$((tx1 - tx0)) \
             -v busy=$((busy1 - busy0)) -v total=$((total1 - total0)) -v p=$((proxy1 - proxy0)) \
             -v hz="$hz" -v proxy="$PROXY_PID" 'BEGIN {
-            printf "  per execution (%d appended, warm-up included): %.2f commits, PostgreSQL link %.1f packets in + %.1f out\n", e, c / e, rx / e, tx / e
+            printf "  per execution (%d appended, warm-up included): %.2f transactions, PostgreSQL link %.1f packets in + %.1f out\n", e, c / e, rx / e, tx / e
             printf "  machine: cores %.0f%% busy", 100 * busy / total
             if (proxy != "") printf "; delay proxy %.0f us CPU / execution", p / hz * 1e6 / e
             printf "\n"
@@ -254,6 +262,12 @@ measure() {  # measure LABEL DATABASE: loadgen over SERVERS, then what it cost P
     done; done
 }
 
+# File mode first, one server in r1's namespace, as the yardstick of the same run.
+if [ "${FILE_MODE:-yes}" = yes ]; then
+    start_replicas 1 "" ""
+    measure "file mode, 1 server in its namespace"
+    stop_replicas
+fi
 for delay in $DELAYS; do
     pg_port=5432
     set_delay none
