@@ -5,9 +5,10 @@
 # namespace of its own too (nothing is added to the root namespace), so that every
 # byte between loadgen, the replicas and PostgreSQL crosses a real TCP/IP link.
 # Prints, per replica count: throughput, latency p50/p99, the replicas' and
-# PostgreSQL's CPU per execution, and what PostgreSQL did per execution (commits,
-# packets on its link, the statements from pg_stat_statements with calls and mean
-# time per execution), and how busy the machine's cores were.
+# PostgreSQL's CPU per execution, and what PostgreSQL did per execution
+# (transactions, packets on its link, the statements from pg_stat_statements with
+# calls and mean time per execution), and how busy the machine's cores were; then
+# all of it again as one Markdown table (BENCHMARKS.md's).
 #
 #   tools/bench/bench-netns.sh [SECONDS] [CLIENTS]     # defaults 10 s, "1 32" clients
 #
@@ -57,7 +58,9 @@ done
 BIN=$(cd "$BIN" && pwd)
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$PG_BIN/initdb" ] || { echo "no PostgreSQL server programs: apt-get install postgresql" >&2; exit 1; }
-command -v ip >/dev/null && command -v tc >/dev/null || { echo "no iproute2: apt-get install iproute2" >&2; exit 1; }
+if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+    echo "no iproute2: apt-get install iproute2" >&2; exit 1
+fi
 
 # Namespace names carry this shell's pid, so that two runs never share one.
 NS=whb$$
@@ -213,8 +216,36 @@ db_counters() {  # the log's size and the database's commits
         WHERE datname = current_database()"
 }
 
-measure() {  # measure LABEL [DATABASE]: loadgen over SERVERS, then what it cost PostgreSQL
-    local label=$1 database=${2:-} args=() server pid guest
+# One row of the closing table: DELAY REPLICAS CLIENTS GUEST, the loadgen report in
+# $WORK/loadgen.out, then "TRANSACTIONS PACKETS GROUP LOCK PROXY" per execution ("-"
+# where not measured).
+SUMMARY=$WORK/summary.md
+summary_row() {
+    awk -v head="$1 | $2 | $3 | $4" -v rest="$5" '
+        function commas(v,   s) { s = sprintf("%d", v + 0.5)
+            while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }
+        function us(v) { return v == "" ? "—" : commas(v) " µs" }
+        /^executions:/ { sub(/^\(/, "", $3); rate = $3 + 0 }
+        /^latency:/ { p50 = $3 / 1000; p99 = $9 / 1000 }
+        /^server CPU:.*all threads/ { server = $3 }
+        /^extra CPU:/ { extra = $3 }
+        /^total CPU:/ { total = $3 }
+        END {
+            split(rest, r, " ")
+            printf "| %s | **%s** | %.1f ms | %.1f ms | %s | %s | **%s** |", head, commas(rate), p50, p99,
+                us(server), us(extra), us(total == "" ? server : total)
+            printf " %s | %s | %s | %s | %s |\n", r[1], r[2], r[3], (r[4] == "-" ? "—" : r[4] " ms"),
+                (r[5] == "-" ? "—" : us(r[5]))
+        }' "$WORK/loadgen.out" | sed 's/| - |/| — |/g; s/| - |/| — |/g' >>"$SUMMARY"
+}
+
+measure() {  # measure DELAY REPLICAS [DATABASE]: loadgen over SERVERS, then what it cost PostgreSQL
+    local delay=$1 n=$2 database=${3:-} args=() server pid guest label
+    if [ -z "$database" ]; then
+        label="file mode, 1 server in its namespace"
+    else
+        label="cluster mode across namespaces, delay $delay, $n replica(s)"
+    fi
     for server in "${SERVERS[@]}"; do args+=(--server "$server"); done
     for pid in "${PIDS[@]}"; do args+=(--server-pid "$pid"); done
     [ -z "$database" ] || args+=(--extra-pid "$PG_PID")
@@ -224,7 +255,9 @@ measure() {  # measure LABEL [DATABASE]: loadgen over SERVERS, then what it cost
         if [ -z "$database" ]; then
             echo "### $label, $guest, $clients client(s), by reference, v1.1"
             in_ns lg "$BIN/loadgen" "${args[@]}" -c "$clients" --duration "$SECONDS_EACH" --warmup 2 \
-                --by-reference "${module[@]}" | grep -E "executions:|latency:|server CPU:.*all threads"
+                --by-reference "${module[@]}" >"$WORK/loadgen.out" 2>&1 || { cat "$WORK/loadgen.out"; exit 1; }
+            grep -E "executions:|latency:|server CPU:.*all threads" "$WORK/loadgen.out" || true
+            summary_row "file mode" 1 "$clients" "$guest" "- - - - -"
             continue
         fi
         psql -d "$database" -c "SELECT pg_stat_statements_reset()" >/dev/null
@@ -259,13 +292,25 @@ measure() {  # measure LABEL [DATABASE]: loadgen over SERVERS, then what it cost
             ORDER BY calls DESC LIMIT 12" \
             | awk -v e="$executions" '{ calls = $1; mean = $2; rows = $3; $1 = $2 = $3 = "";
                 sub(/^ +/, ""); printf "    %6.3f  %7s ms  %6.2f rows  %s\n", calls / e, mean, rows / e, $0 }'
+        # Appends per group (executions over append transactions) and the mean wait
+        # of the advisory lock statement (the log's; the session issuer's shares it).
+        local group_lock
+        group_lock=$(psql -d "$database" -F' ' -c "SELECT \
+            coalesce(sum(calls) FILTER (WHERE query LIKE 'WITH head AS%'), 0), \
+            coalesce(round(max(mean_exec_time) FILTER (WHERE query LIKE 'SELECT pg_advisory_xact_lock%')::numeric, 3), 0) \
+            FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())" \
+            | awk -v e="$executions" '{ printf("%s %s", ($1 > 0 ? sprintf("%.1f", e / $1) : "-"), $2) }')
+        summary_row "$delay" "$n" "$clients" "$guest" "$(awk -v e="$executions" \
+            -v c=$((commits1 - commits0)) -v pk=$((rx1 - rx0 + tx1 - tx0)) -v p=$((proxy1 - proxy0)) \
+            -v hz="$hz" -v proxy="$PROXY_PID" -v gl="$group_lock" 'BEGIN {
+            printf "%.2f %.1f %s %s", c / e, pk / e, gl, proxy == "" ? "-" : sprintf("%.0f", p / hz * 1e6 / e) }')"
     done; done
 }
 
 # File mode first, one server in r1's namespace, as the yardstick of the same run.
 if [ "${FILE_MODE:-yes}" = yes ]; then
     start_replicas 1 "" ""
-    measure "file mode, 1 server in its namespace"
+    measure file 1
     stop_replicas
 fi
 for delay in $DELAYS; do
@@ -289,8 +334,16 @@ for delay in $DELAYS; do
         psql -d postgres -c "CREATE DATABASE $database" >/dev/null
         psql -d "$database" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
         start_replicas "$n" "$database" "$pg_port"
-        measure "cluster mode across namespaces, delay $delay, $n replica(s)" "$database"
+        measure "$delay" "$n" "$database"
         stop_replicas
     done
     stop_proxy
 done
+
+echo
+echo "## Summary (counts per appended leaf, warm-up included; lock: mean of its statement)"
+echo "| delay | replicas | clients | guest | executions/s | p50 | p99 | replicas' CPU / execution" \
+    "| PostgreSQL's | total | PG transactions / execution | packets on PG's link / execution" \
+    "| appends per group | lock wait (mean) | proxy CPU / execution |"
+echo "|$(printf ' --- |%.0s' $(seq 15))"
+cat "$SUMMARY"
