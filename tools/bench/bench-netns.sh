@@ -93,7 +93,7 @@ cleanup() {
     fi
     local ns pid
     for ns in "${HOSTS[@]}" br; do
-        ip netns list | grep -qw "^$NS-$ns" || continue
+        [ -e "/run/netns/$NS-$ns" ] || continue
         # Whatever still runs in one of our namespaces was started by this script.
         for pid in $(ip netns pids "$NS-$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
         ip netns del "$NS-$ns" 2>/dev/null || true
@@ -126,7 +126,7 @@ fi
 if [ -z "${DELAYS:-}" ]; then
     if [ $NETEM = yes ]; then DELAYS="none netem"; else DELAYS="none proxy"; fi
 fi
-echo "network: namespaces $NS-{${HOSTS[*]// /,},br}, $SUBNET.0/24 over a bridge;" \
+echo "network: namespaces $NS-{$(IFS=,; echo "${HOSTS[*]}"),br}, $SUBNET.0/24 over a bridge;" \
     "netem in this kernel: $NETEM; passes: $DELAYS (DELAY_MS=$DELAY_MS)"
 case " $DELAYS " in *" netem "*) [ $NETEM = yes ] || {
     echo "no netem qdisc in this kernel (sch_netem): use DELAYS='none proxy'" >&2; exit 1; } ;; esac
