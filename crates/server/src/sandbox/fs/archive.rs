@@ -200,117 +200,184 @@ fn next_member<'a>(
     at: &mut usize,
     index: usize,
 ) -> Result<Option<Member<'a>>, ArchiveError> {
-    let malformed = |message: &str| ArchiveError::Malformed {
-        index,
-        message: message.to_owned(),
-    };
-    let mut long_name: Option<&[u8]> = None;
-    let mut long_link = false;
-    let mut pax: Option<&[u8]> = None;
+    let mut extensions = Extensions::default();
     loop {
-        let pending = long_name.is_some() || long_link || pax.is_some();
-        let rest = &bytes[*at..];
-        if !rest.is_empty() && rest.len() < BLOCK {
-            return Err(malformed("the archive ends inside a header block"));
-        }
-        if rest.is_empty() || rest[..BLOCK].iter().all(|&b| b == 0) {
-            if pending {
-                return Err(malformed(
-                    "a GNU long-name or pax header is the last thing in the archive, with \
-                     no member for it to describe",
-                ));
-            }
+        let Some((header, header_size)) = header_at(bytes, *at, index, extensions.pending())?
+        else {
             return Ok(None);
+        };
+        if !is_extension(header) {
+            return member_of(bytes, at, index, header, header_size, &extensions).map(Some);
         }
-        let block = &rest[..BLOCK];
-        let header = Header::from_byte_slice(block);
-        if !checksum_matches(header) {
-            return Err(malformed("the header checksum does not match its bytes"));
-        }
-        let header_size = header
-            .entry_size()
-            .map_err(|_| malformed("the header's size field is not a number"))?;
-        let entry_type = header.entry_type();
-        // Extension headers only in a ustar or GNU header, as the tar crate and
-        // GNU tar have it; in an old (v7) one they are members of unknown type.
-        let recognized = header.as_ustar().is_some() || header.as_gnu().is_some();
-        let extension = recognized
-            && (entry_type.is_gnu_longname()
-                || entry_type.is_gnu_longlink()
-                || entry_type.is_pax_local_extensions());
         let start = *at + BLOCK;
-        if extension {
-            let data =
-                data_of(bytes, start, header_size).ok_or_else(|| ArchiveError::Truncated {
-                    index,
-                    name: printable(&header.path_bytes()),
-                    size: header_size,
-                })?;
-            *at = start + padded(data.len()).min(bytes.len() - start);
-            let repeated = match entry_type {
-                EntryType::GNULongName => long_name.replace(data).is_some(),
-                EntryType::GNULongLink => std::mem::replace(&mut long_link, true),
-                _ => pax.replace(data).is_some(),
-            };
-            if repeated {
-                return Err(malformed(
-                    "two headers of the same kind (GNU long name, GNU long link or pax) for one member",
-                ));
-            }
-            continue;
-        }
-        // The member's own name field, for the errors about what names it.
-        let header_name = || printable(&header.path_bytes());
-        if pending && entry_type.is_pax_global_extensions() {
+        let data = data_of(bytes, start, header_size).ok_or_else(|| ArchiveError::Truncated {
+            index,
+            name: printable(&header.path_bytes()),
+            size: header_size,
+        })?;
+        *at = start + padded(data.len()).min(bytes.len() - start);
+        if extensions.repeated(header.entry_type(), data) {
             return Err(malformed(
-                "a GNU long-name or pax header before a pax global header",
+                index,
+                "two headers of the same kind (GNU long name, GNU long link or pax) for one member",
             ));
         }
-        let fields = match pax {
-            Some(records) => pax_fields(records, false).map_err(|reason| ArchiveError::Pax {
+    }
+}
+
+/// Member `index`'s error `message` ([`ArchiveError::Malformed`]).
+fn malformed(index: usize, message: &str) -> ArchiveError {
+    ArchiveError::Malformed {
+        index,
+        message: message.to_owned(),
+    }
+}
+
+/// The header block at `at` and the size its header gives, checked (a whole
+/// block, its checksum, a size that is a number); `None` at the archive's end,
+/// which may not come after an extension header (`pending`).
+fn header_at(
+    bytes: &[u8],
+    at: usize,
+    index: usize,
+    pending: bool,
+) -> Result<Option<(&Header, u64)>, ArchiveError> {
+    let rest = &bytes[at..];
+    if !rest.is_empty() && rest.len() < BLOCK {
+        return Err(malformed(index, "the archive ends inside a header block"));
+    }
+    if rest.is_empty() || rest[..BLOCK].iter().all(|&b| b == 0) {
+        if pending {
+            return Err(malformed(
                 index,
-                name: header_name(),
-                reason,
-            })?,
-            None => PaxFields::default(),
-        };
-        let path = match (long_name, fields.path) {
-            (Some(_), Some(_)) => {
-                return Err(ArchiveError::LongName {
-                    index,
-                    name: header_name(),
-                    reason: "it has both a GNU long name and a pax `path` record, which \
-                             readers do not agree on",
-                });
-            }
-            (Some(name), None) => match name.strip_suffix(b"\0").unwrap_or(name) {
-                [] => {
-                    return Err(ArchiveError::LongName {
-                        index,
-                        name: header_name(),
-                        reason: "its GNU long name is empty",
-                    });
-                }
-                name => Cow::Borrowed(name),
-            },
-            (None, Some(path)) => Cow::Borrowed(path),
-            (None, None) => header.path_bytes(),
-        };
-        let size = fields.size.unwrap_or(header_size);
-        let Some(data) = data_of(bytes, start, size) else {
-            return Err(ArchiveError::Truncated {
-                index,
-                name: printable(&path),
-                size,
-            });
-        };
-        *at = start + padded(data.len()).min(bytes.len() - start);
-        return Ok(Some(Member {
-            header,
-            path,
-            link: long_link || fields.link || header.link_name_bytes().is_some(),
-            data: start..start + data.len(),
-        }));
+                "a GNU long-name or pax header is the last thing in the archive, with \
+                 no member for it to describe",
+            ));
+        }
+        return Ok(None);
+    }
+    let header = Header::from_byte_slice(&rest[..BLOCK]);
+    if !checksum_matches(header) {
+        return Err(malformed(
+            index,
+            "the header checksum does not match its bytes",
+        ));
+    }
+    let header_size = header
+        .entry_size()
+        .map_err(|_| malformed(index, "the header's size field is not a number"))?;
+    Ok(Some((header, header_size)))
+}
+
+/// Whether `header` describes the member after it (a GNU long name or long
+/// link, or pax records) rather than being a member.
+fn is_extension(header: &Header) -> bool {
+    let entry_type = header.entry_type();
+    // Extension headers only in a ustar or GNU header, as the tar crate and
+    // GNU tar have it; in an old (v7) one they are members of unknown type.
+    let recognized = header.as_ustar().is_some() || header.as_gnu().is_some();
+    recognized
+        && (entry_type.is_gnu_longname()
+            || entry_type.is_gnu_longlink()
+            || entry_type.is_pax_local_extensions())
+}
+
+/// The extension headers read before a member, each kind at most once.
+#[derive(Default)]
+struct Extensions<'a> {
+    /// A GNU long name's data (`L`).
+    long_name: Option<&'a [u8]>,
+    /// A GNU long link (`K`) was given.
+    long_link: bool,
+    /// A pax header's records (`x`).
+    pax: Option<&'a [u8]>,
+}
+
+impl<'a> Extensions<'a> {
+    /// Whether any was read, so that a member must follow.
+    fn pending(&self) -> bool {
+        self.long_name.is_some() || self.long_link || self.pax.is_some()
+    }
+
+    /// Records an extension header of `entry_type` with `data`; whether one of
+    /// its kind was there already.
+    fn repeated(&mut self, entry_type: EntryType, data: &'a [u8]) -> bool {
+        match entry_type {
+            EntryType::GNULongName => self.long_name.replace(data).is_some(),
+            EntryType::GNULongLink => std::mem::replace(&mut self.long_link, true),
+            _ => self.pax.replace(data).is_some(),
+        }
+    }
+}
+
+/// The member `header` (at `*at`) describes, `extensions` folded in; `*at`
+/// moves past its data.
+fn member_of<'a>(
+    bytes: &'a [u8],
+    at: &mut usize,
+    index: usize,
+    header: &'a Header,
+    header_size: u64,
+    extensions: &Extensions<'a>,
+) -> Result<Member<'a>, ArchiveError> {
+    let start = *at + BLOCK;
+    // The member's own name field, for the errors about what names it.
+    let header_name = || printable(&header.path_bytes());
+    if extensions.pending() && header.entry_type().is_pax_global_extensions() {
+        return Err(malformed(
+            index,
+            "a GNU long-name or pax header before a pax global header",
+        ));
+    }
+    let fields = match extensions.pax {
+        Some(records) => pax_fields(records, false).map_err(|reason| ArchiveError::Pax {
+            index,
+            name: header_name(),
+            reason,
+        })?,
+        None => PaxFields::default(),
+    };
+    let path = path_of(header, extensions.long_name, fields.path).map_err(|reason| {
+        ArchiveError::LongName {
+            index,
+            name: header_name(),
+            reason,
+        }
+    })?;
+    let size = fields.size.unwrap_or(header_size);
+    let Some(data) = data_of(bytes, start, size) else {
+        return Err(ArchiveError::Truncated {
+            index,
+            name: printable(&path),
+            size,
+        });
+    };
+    *at = start + padded(data.len()).min(bytes.len() - start);
+    Ok(Member {
+        header,
+        path,
+        link: extensions.long_link || fields.link || header.link_name_bytes().is_some(),
+        data: start..start + data.len(),
+    })
+}
+
+/// A member's path: its GNU long name (not empty), its pax `path` record, or its
+/// header's name; never both of the first two. The error is the reason.
+fn path_of<'a>(
+    header: &'a Header,
+    long_name: Option<&'a [u8]>,
+    pax_path: Option<&'a [u8]>,
+) -> Result<Cow<'a, [u8]>, &'static str> {
+    match (long_name, pax_path) {
+        (Some(_), Some(_)) => Err(
+            "it has both a GNU long name and a pax `path` record, which readers do not agree on",
+        ),
+        (Some(name), None) => match name.strip_suffix(b"\0").unwrap_or(name) {
+            [] => Err("its GNU long name is empty"),
+            name => Ok(Cow::Borrowed(name)),
+        },
+        (None, Some(path)) => Ok(Cow::Borrowed(path)),
+        (None, None) => Ok(header.path_bytes()),
     }
 }
 
