@@ -52,10 +52,7 @@ impl P1 {
         Ok(())
     }
 
-    pub(super) fn consume_fuel_for_array<T>(
-        &mut self,
-        array: GuestPtr<[T]>,
-    ) -> Result<(), types::Error> {
+    fn consume_fuel_for_array<T>(&mut self, array: GuestPtr<[T]>) -> Result<(), types::Error> {
         let bytes = usize::try_from(array.len())?
             .checked_mul(size_of::<T>())
             .ok_or(Errno::Overflow)?;
