@@ -30,7 +30,7 @@
 //! - [`io`]: guest memory and hostcall fuel, reads and writes of files and
 //!   stdio, `poll_oneoff`;
 //! - [`paths`]: the `path_*` operations;
-//! - [`readdir`]: `fd_readdir`;
+//! - [`readdir`]: `fd_readdir`, a directory's entries;
 //! - [`errno`]: errors as preview1 numbers them.
 
 mod errno;
