@@ -18,15 +18,21 @@
 //! Writing makes ustar headers itself (name, or prefix and name), with a pax
 //! `path` record before a member whose path does not fit, and never GNU
 //! long-name members.
+//!
+//! This file reads; [`out`] writes.
+
+mod out;
 
 use std::borrow::Cow;
-use std::ops::{ControlFlow, Range};
+use std::ops::Range;
 
 use bytes::Bytes;
 use tar::{EntryType, Header};
 
 use super::image::{ImageBuilder, ImageError, MemberKind, MountImage};
-use super::tree::{Kind, MAX_NAME_BYTES, MAX_PATH_BYTES, Node, walk_sorted};
+use super::tree::{Kind, MAX_NAME_BYTES, MAX_PATH_BYTES};
+
+pub use self::out::{MountsOut, TreeArchive, member_len, mounts_out_bound};
 
 /// Why an archive cannot be mounted (status `invalid_request`). Members are
 /// named by their index in the archive (from 0) and, where it is text, their name.
@@ -200,117 +206,184 @@ fn next_member<'a>(
     at: &mut usize,
     index: usize,
 ) -> Result<Option<Member<'a>>, ArchiveError> {
-    let malformed = |message: &str| ArchiveError::Malformed {
-        index,
-        message: message.to_owned(),
-    };
-    let mut long_name: Option<&[u8]> = None;
-    let mut long_link = false;
-    let mut pax: Option<&[u8]> = None;
+    let mut extensions = Extensions::default();
     loop {
-        let pending = long_name.is_some() || long_link || pax.is_some();
-        let rest = &bytes[*at..];
-        if !rest.is_empty() && rest.len() < BLOCK {
-            return Err(malformed("the archive ends inside a header block"));
-        }
-        if rest.is_empty() || rest[..BLOCK].iter().all(|&b| b == 0) {
-            if pending {
-                return Err(malformed(
-                    "a GNU long-name or pax header is the last thing in the archive, with \
-                     no member for it to describe",
-                ));
-            }
+        let Some((header, header_size)) = header_at(bytes, *at, index, extensions.pending())?
+        else {
             return Ok(None);
+        };
+        if !is_extension(header) {
+            return member_of(bytes, at, index, header, header_size, &extensions).map(Some);
         }
-        let block = &rest[..BLOCK];
-        let header = Header::from_byte_slice(block);
-        if !checksum_matches(header) {
-            return Err(malformed("the header checksum does not match its bytes"));
-        }
-        let header_size = header
-            .entry_size()
-            .map_err(|_| malformed("the header's size field is not a number"))?;
-        let entry_type = header.entry_type();
-        // Extension headers only in a ustar or GNU header, as the tar crate and
-        // GNU tar have it; in an old (v7) one they are members of unknown type.
-        let recognized = header.as_ustar().is_some() || header.as_gnu().is_some();
-        let extension = recognized
-            && (entry_type.is_gnu_longname()
-                || entry_type.is_gnu_longlink()
-                || entry_type.is_pax_local_extensions());
         let start = *at + BLOCK;
-        if extension {
-            let data =
-                data_of(bytes, start, header_size).ok_or_else(|| ArchiveError::Truncated {
-                    index,
-                    name: printable(&header.path_bytes()),
-                    size: header_size,
-                })?;
-            *at = start + padded(data.len()).min(bytes.len() - start);
-            let repeated = match entry_type {
-                EntryType::GNULongName => long_name.replace(data).is_some(),
-                EntryType::GNULongLink => std::mem::replace(&mut long_link, true),
-                _ => pax.replace(data).is_some(),
-            };
-            if repeated {
-                return Err(malformed(
-                    "two headers of the same kind (GNU long name, GNU long link or pax) for one member",
-                ));
-            }
-            continue;
-        }
-        // The member's own name field, for the errors about what names it.
-        let header_name = || printable(&header.path_bytes());
-        if pending && entry_type.is_pax_global_extensions() {
+        let data = data_of(bytes, start, header_size).ok_or_else(|| ArchiveError::Truncated {
+            index,
+            name: printable(&header.path_bytes()),
+            size: header_size,
+        })?;
+        *at = start + padded(data.len()).min(bytes.len() - start);
+        if extensions.repeated(header.entry_type(), data) {
             return Err(malformed(
-                "a GNU long-name or pax header before a pax global header",
+                index,
+                "two headers of the same kind (GNU long name, GNU long link or pax) for one member",
             ));
         }
-        let fields = match pax {
-            Some(records) => pax_fields(records, false).map_err(|reason| ArchiveError::Pax {
+    }
+}
+
+/// Member `index`'s error `message` ([`ArchiveError::Malformed`]).
+fn malformed(index: usize, message: &str) -> ArchiveError {
+    ArchiveError::Malformed {
+        index,
+        message: message.to_owned(),
+    }
+}
+
+/// The header block at `at` and the size its header gives, checked (a whole
+/// block, its checksum, a size that is a number); `None` at the archive's end,
+/// which may not come after an extension header (`pending`).
+fn header_at(
+    bytes: &[u8],
+    at: usize,
+    index: usize,
+    pending: bool,
+) -> Result<Option<(&Header, u64)>, ArchiveError> {
+    let rest = &bytes[at..];
+    if !rest.is_empty() && rest.len() < BLOCK {
+        return Err(malformed(index, "the archive ends inside a header block"));
+    }
+    if rest.is_empty() || rest[..BLOCK].iter().all(|&b| b == 0) {
+        if pending {
+            return Err(malformed(
                 index,
-                name: header_name(),
-                reason,
-            })?,
-            None => PaxFields::default(),
-        };
-        let path = match (long_name, fields.path) {
-            (Some(_), Some(_)) => {
-                return Err(ArchiveError::LongName {
-                    index,
-                    name: header_name(),
-                    reason: "it has both a GNU long name and a pax `path` record, which \
-                             readers do not agree on",
-                });
-            }
-            (Some(name), None) => match name.strip_suffix(b"\0").unwrap_or(name) {
-                [] => {
-                    return Err(ArchiveError::LongName {
-                        index,
-                        name: header_name(),
-                        reason: "its GNU long name is empty",
-                    });
-                }
-                name => Cow::Borrowed(name),
-            },
-            (None, Some(path)) => Cow::Borrowed(path),
-            (None, None) => header.path_bytes(),
-        };
-        let size = fields.size.unwrap_or(header_size);
-        let Some(data) = data_of(bytes, start, size) else {
-            return Err(ArchiveError::Truncated {
-                index,
-                name: printable(&path),
-                size,
-            });
-        };
-        *at = start + padded(data.len()).min(bytes.len() - start);
-        return Ok(Some(Member {
-            header,
-            path,
-            link: long_link || fields.link || header.link_name_bytes().is_some(),
-            data: start..start + data.len(),
-        }));
+                "a GNU long-name or pax header is the last thing in the archive, with \
+                 no member for it to describe",
+            ));
+        }
+        return Ok(None);
+    }
+    let header = Header::from_byte_slice(&rest[..BLOCK]);
+    if !checksum_matches(header) {
+        return Err(malformed(
+            index,
+            "the header checksum does not match its bytes",
+        ));
+    }
+    let header_size = header
+        .entry_size()
+        .map_err(|_| malformed(index, "the header's size field is not a number"))?;
+    Ok(Some((header, header_size)))
+}
+
+/// Whether `header` describes the member after it (a GNU long name or long
+/// link, or pax records) rather than being a member.
+fn is_extension(header: &Header) -> bool {
+    let entry_type = header.entry_type();
+    // Extension headers only in a ustar or GNU header, as the tar crate and
+    // GNU tar have it; in an old (v7) one they are members of unknown type.
+    let recognized = header.as_ustar().is_some() || header.as_gnu().is_some();
+    recognized
+        && (entry_type.is_gnu_longname()
+            || entry_type.is_gnu_longlink()
+            || entry_type.is_pax_local_extensions())
+}
+
+/// The extension headers read before a member, each kind at most once.
+#[derive(Default)]
+struct Extensions<'a> {
+    /// A GNU long name's data (`L`).
+    long_name: Option<&'a [u8]>,
+    /// A GNU long link (`K`) was given.
+    long_link: bool,
+    /// A pax header's records (`x`).
+    pax: Option<&'a [u8]>,
+}
+
+impl<'a> Extensions<'a> {
+    /// Whether any was read, so that a member must follow.
+    fn pending(&self) -> bool {
+        self.long_name.is_some() || self.long_link || self.pax.is_some()
+    }
+
+    /// Records an extension header of `entry_type` with `data`; whether one of
+    /// its kind was there already.
+    fn repeated(&mut self, entry_type: EntryType, data: &'a [u8]) -> bool {
+        match entry_type {
+            EntryType::GNULongName => self.long_name.replace(data).is_some(),
+            EntryType::GNULongLink => std::mem::replace(&mut self.long_link, true),
+            _ => self.pax.replace(data).is_some(),
+        }
+    }
+}
+
+/// The member `header` (at `*at`) describes, `extensions` folded in; `*at`
+/// moves past its data.
+fn member_of<'a>(
+    bytes: &'a [u8],
+    at: &mut usize,
+    index: usize,
+    header: &'a Header,
+    header_size: u64,
+    extensions: &Extensions<'a>,
+) -> Result<Member<'a>, ArchiveError> {
+    let start = *at + BLOCK;
+    // The member's own name field, for the errors about what names it.
+    let header_name = || printable(&header.path_bytes());
+    if extensions.pending() && header.entry_type().is_pax_global_extensions() {
+        return Err(malformed(
+            index,
+            "a GNU long-name or pax header before a pax global header",
+        ));
+    }
+    let fields = match extensions.pax {
+        Some(records) => pax_fields(records, false).map_err(|reason| ArchiveError::Pax {
+            index,
+            name: header_name(),
+            reason,
+        })?,
+        None => PaxFields::default(),
+    };
+    let path = path_of(header, extensions.long_name, fields.path).map_err(|reason| {
+        ArchiveError::LongName {
+            index,
+            name: header_name(),
+            reason,
+        }
+    })?;
+    let size = fields.size.unwrap_or(header_size);
+    let Some(data) = data_of(bytes, start, size) else {
+        return Err(ArchiveError::Truncated {
+            index,
+            name: printable(&path),
+            size,
+        });
+    };
+    *at = start + padded(data.len()).min(bytes.len() - start);
+    Ok(Member {
+        header,
+        path,
+        link: extensions.long_link || fields.link || header.link_name_bytes().is_some(),
+        data: start..start + data.len(),
+    })
+}
+
+/// A member's path: its GNU long name (not empty), its pax `path` record, or its
+/// header's name; never both of the first two. The error is the reason.
+fn path_of<'a>(
+    header: &'a Header,
+    long_name: Option<&'a [u8]>,
+    pax_path: Option<&'a [u8]>,
+) -> Result<Cow<'a, [u8]>, &'static str> {
+    match (long_name, pax_path) {
+        (Some(_), Some(_)) => Err(
+            "it has both a GNU long name and a pax `path` record, which readers do not agree on",
+        ),
+        (Some(name), None) => match name.strip_suffix(b"\0").unwrap_or(name) {
+            [] => Err("its GNU long name is empty"),
+            name => Ok(Cow::Borrowed(name)),
+        },
+        (None, Some(path)) => Ok(Cow::Borrowed(path)),
+        (None, None) => Ok(header.path_bytes()),
     }
 }
 
@@ -493,264 +566,12 @@ fn member_path(name: &str, kind: Kind) -> Result<Option<&str>, &'static str> {
     Ok(Some(rest))
 }
 
+/// A tar block's length.
 const BLOCK: usize = 512;
 
+/// `len` rounded up to whole blocks.
 fn padded(len: usize) -> usize {
     len.div_ceil(BLOCK) * BLOCK
-}
-
-/// The length of [`pax_path_record`] for a path of `path_len` bytes: the
-/// record counts its own digits, so this is its fixed point.
-fn pax_path_record_len(path_len: usize) -> usize {
-    let body = 5 + path_len + 1; // "path=" + path + "\n"
-    let mut len = body + 2;
-    loop {
-        let total = len.to_string().len() + 1 + body;
-        if total == len {
-            return len;
-        }
-        len = total;
-    }
-}
-
-/// A pax record `"<len> path=<path>\n"`, whose length counts its own digits.
-fn pax_path_record(path: &[u8]) -> Vec<u8> {
-    let len = pax_path_record_len(path.len());
-    let mut record = format!("{len} path=").into_bytes();
-    record.extend_from_slice(path);
-    record.push(b'\n');
-    record
-}
-
-/// Splits a ustar name into (prefix, name) fields, if it fits: name ≤ 100 bytes,
-/// or a `/` where prefix ≤ 155 and name ≤ 100.
-fn ustar_split(path: &[u8]) -> Option<(&[u8], &[u8])> {
-    if path.len() <= 100 {
-        return Some((&[], path));
-    }
-    // The leftmost `/` that leaves at most 100 bytes (and at least one) after it.
-    let body = path.strip_suffix(b"/").unwrap_or(path);
-    (0..body.len())
-        .filter(|&at| path[at] == b'/')
-        .find(|&at| path.len() - at - 1 <= 100)
-        .filter(|&at| at <= 155 && at > 0)
-        .map(|at| (&path[..at], &path[at + 1..]))
-}
-
-fn header(kind: Kind, size: u64, mtime_secs: u64, path: &[u8]) -> Header {
-    let mut header = Header::new_ustar();
-    header.set_entry_type(match kind {
-        Kind::Dir => EntryType::Directory,
-        Kind::File => EntryType::Regular,
-    });
-    header.set_mode(match kind {
-        Kind::Dir => 0o755,
-        Kind::File => 0o644,
-    });
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(mtime_secs);
-    header.set_size(size);
-    let ustar = header.as_ustar_mut().expect("a ustar header");
-    let (prefix, name) = ustar_split(path).unwrap_or((&[], &path[..path.len().min(100)]));
-    ustar.name = [0; 100];
-    ustar.name[..name.len()].copy_from_slice(name);
-    ustar.prefix = [0; 155];
-    ustar.prefix[..prefix.len()].copy_from_slice(prefix);
-    header.set_cksum();
-    header
-}
-
-/// The most bytes the `mounts_out` archives of one execution may hold together
-/// (PROTOCOL.md, "Archives"): `files_bytes`, 1,024 per entry (its
-/// 512-byte header and up to 512 more of data padding or pax record) and 1,024
-/// per archive (its two zero blocks). Archives whose paths all fit ustar's fields
-/// never reach it; long paths, whose pax records repeat the whole path, can.
-pub fn mounts_out_bound(files_bytes: u64, entries: u64, archives: u64) -> u64 {
-    files_bytes
-        .saturating_add(entries.saturating_mul(2 * BLOCK as u64))
-        .saturating_add(archives.saturating_mul(2 * BLOCK as u64))
-}
-
-/// The exact bytes one member takes in an archive that [`MountsOut`] writes: a
-/// pax header and its `path` record (padded) if `name` does not fit ustar's
-/// fields, its header, and `size` bytes of data padded to whole blocks. `name`
-/// is the member's name, a directory's with its trailing `/`.
-pub fn member_len(name: &[u8], size: u64) -> u64 {
-    let pax = match ustar_split(name) {
-        Some(_) => 0,
-        None => (BLOCK + padded(pax_path_record_len(name.len()))) as u64,
-    };
-    pax + BLOCK as u64 + size.div_ceil(BLOCK as u64) * BLOCK as u64
-}
-
-/// The writable mounts of an execution that has ended, as their `mounts_out`
-/// archives: each one's length and entries settled before anything is written,
-/// all of them together within [`mounts_out_bound`].
-#[derive(Debug, Default)]
-pub struct MountsOut {
-    /// One per writable mount, in request order.
-    pub archives: Vec<TreeArchive>,
-    /// Whether the archives were cut to stay within the bound.
-    pub truncated: bool,
-}
-
-/// One writable mount's `mounts_out` archive, not yet written: its tree, how
-/// many of its entries (in the archive's sorted order) it holds and its exact
-/// length.
-pub struct TreeArchive {
-    /// `None` once written: the tree goes as soon as its archive is made.
-    root: Option<Node>,
-    entries: usize,
-    len: u64,
-}
-
-impl std::fmt::Debug for TreeArchive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Sizes only: nothing of the guest's files.
-        f.debug_struct("TreeArchive")
-            .field("entries", &self.entries)
-            .field("len", &self.len)
-            .finish()
-    }
-}
-
-impl MountsOut {
-    /// Plans the archives of the writable mounts whose roots are `roots`, in
-    /// request order, under `files_bytes` and `max_entries` (the execution's
-    /// limits): every member's exact length is computed ([`member_len`]), and if
-    /// together they would pass [`mounts_out_bound`] (the entries counted at
-    /// most `max_entries`), the members are kept in order, mount after mount, up
-    /// to the last that keeps the total within it; every archive still ends with
-    /// its two zero blocks, and the mounts after the cut have empty archives.
-    /// Costs one walk of each tree and 8 bytes per entry; nothing is written yet.
-    pub fn plan(roots: Vec<Node>, files_bytes: u64, max_entries: u32) -> MountsOut {
-        let mut name = Vec::new();
-        let sizes: Vec<Vec<u64>> = roots
-            .iter()
-            .map(|root| {
-                let mut sizes = Vec::new();
-                walk_sorted(root, |path, node| {
-                    member_name(&mut name, path, node);
-                    sizes.push(member_len(&name, node.size()));
-                    ControlFlow::Continue(())
-                });
-                sizes
-            })
-            .collect();
-        let entries = sizes.iter().map(Vec::len).sum::<usize>() as u64;
-        let archives = roots.len() as u64;
-        let ends = archives * 2 * BLOCK as u64;
-        let room = mounts_out_bound(files_bytes, entries.min(u64::from(max_entries)), archives)
-            .saturating_sub(ends);
-        let mut used = 0u64;
-        let mut truncated = false;
-        let archives = roots
-            .into_iter()
-            .zip(sizes)
-            .map(|(root, sizes)| {
-                let mut kept = 0;
-                let mut len = 2 * BLOCK as u64;
-                for size in sizes {
-                    if truncated || used.saturating_add(size) > room {
-                        truncated = true;
-                        break;
-                    }
-                    used += size;
-                    len += size;
-                    kept += 1;
-                }
-                TreeArchive {
-                    root: Some(root),
-                    entries: kept,
-                    len,
-                }
-            })
-            .collect();
-        MountsOut {
-            archives,
-            truncated,
-        }
-    }
-}
-
-impl TreeArchive {
-    /// The archive's exact length in bytes.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether it has no bytes (never: an empty archive is its two zero blocks).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Writes the archive to `sink`, in pieces (headers, records, file contents
-    /// as they are, padding), exactly [`TreeArchive::len`] bytes, then drops the
-    /// tree: every directory (as `name/`) and regular file under the mount's
-    /// root, sorted by path bytes, as ustar headers (mode 0644/0755, uid and gid
-    /// 0, no user or group names, the node's mtime in seconds), a pax `path`
-    /// record before any member whose path does not fit ustar's fields, and the
-    /// two zero blocks at the end. An empty mount is 1,024 zero bytes. A second
-    /// call writes only the zero blocks.
-    pub fn write(&mut self, sink: &mut dyn FnMut(&[u8])) {
-        if let Some(root) = self.root.take() {
-            let mut name = Vec::new();
-            let mut left = self.entries;
-            walk_sorted(&root, |path, node| {
-                if left == 0 {
-                    return ControlFlow::Break(());
-                }
-                left -= 1;
-                member_name(&mut name, path, node);
-                write_member(&name, node, sink);
-                ControlFlow::Continue(())
-            });
-            // The tree (the mount's nodes, with its files' contents, zeroized
-            // as they drop) goes here, before the next mount's archive is made.
-            drop(root);
-        }
-        sink(&ZEROS);
-        sink(&ZEROS);
-    }
-}
-
-const ZEROS: [u8; BLOCK] = [0; BLOCK];
-
-/// A member's name: its path, and a `/` after a directory's.
-fn member_name(name: &mut Vec<u8>, path: &[u8], node: &Node) {
-    name.clear();
-    name.extend_from_slice(path);
-    if node.kind() == Kind::Dir {
-        name.push(b'/');
-    }
-}
-
-/// One member, [`member_len`] bytes of it.
-fn write_member(name: &[u8], node: &Node, sink: &mut dyn FnMut(&[u8])) {
-    let (kind, size) = (node.kind(), node.size());
-    if ustar_split(name).is_none() {
-        let record = pax_path_record(name);
-        let mut pax_name = b"PaxHeader/".to_vec();
-        pax_name.extend_from_slice(&name[name.len().saturating_sub(80)..]);
-        let mut pax_header = header(Kind::File, record.len() as u64, 0, &pax_name);
-        pax_header.set_entry_type(EntryType::XHeader);
-        pax_header.set_cksum();
-        sink(pax_header.as_bytes());
-        sink(&record);
-        sink(&ZEROS[..padded(record.len()) - record.len()]);
-    }
-    let member = header(kind, size, node.mtime() / 1_000_000_000, name);
-    sink(member.as_bytes());
-    if kind == Kind::File {
-        // A file's contents, as they are: never copied on their way out.
-        let written = node.read_with(0, usize::MAX, |data| {
-            sink(data);
-            data.len()
-        });
-        let written = written.unwrap_or(0);
-        sink(&ZEROS[..padded(written) - written]);
-    }
 }
 
 #[cfg(test)]
@@ -806,12 +627,13 @@ pub(crate) mod forge {
 #[cfg(test)]
 mod tests {
     use std::io::Cursor;
+    use std::ops::ControlFlow;
     use std::sync::Arc;
 
     use super::forge::{archive, dir, file, member};
     use super::*;
     use crate::sandbox::fs::MountSpec;
-    use crate::sandbox::fs::tree::{Mounts, Node, OpenOpts};
+    use crate::sandbox::fs::tree::{Mounts, Node, OpenOpts, walk_sorted};
 
     const MAX_BYTES: u64 = 1 << 20;
 
