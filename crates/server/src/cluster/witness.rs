@@ -179,7 +179,7 @@ impl SharedStore for PgWitnessState {
         }
     }
 
-    async fn listen(&self, changed: Arc<Notify>) {
+    async fn listen(&self, changed: Arc<Notify>) -> bool {
         let mut listener = self.listener.lock().await;
         if listener.as_ref().is_none_or(|client| client.is_closed()) {
             *listener = listen(&self.cluster, changed).await;
@@ -189,6 +189,7 @@ impl SharedStore for PgWitnessState {
                 );
             }
         }
+        listener.is_some()
     }
 }
 

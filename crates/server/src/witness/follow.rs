@@ -6,7 +6,7 @@
 //! its own tree holds it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -17,6 +17,10 @@ use super::publication::{Progress, Published};
 use super::state::{self, Lead, SharedStore};
 use super::submission::FailureKind;
 use super::{TICK, Witnessing};
+
+/// How soon a follower without a `LISTEN` connection reads the shared state
+/// and tries to listen again (as the cluster log's tailer does).
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 impl Witnessing {
     /// Cluster mode's loop: every [`TICK`] (or when a submission ends) asks for
@@ -37,8 +41,14 @@ impl Witnessing {
             let leads = lead != Lead::Follower;
             let poll = Instant::now() >= next_poll;
             if poll {
-                shared.listen(changed.clone()).await;
-                next_poll = Instant::now() + self.0.follow_poll;
+                // Without a listener, the next poll comes sooner: it is the only
+                // way to learn of a write, and the way to listen again.
+                let wait = if shared.listen(changed.clone()).await {
+                    self.0.follow_poll
+                } else {
+                    self.0.follow_poll.min(LISTEN_RETRY)
+                };
+                next_poll = Instant::now() + wait;
             }
             let read = match lead {
                 Lead::Acquired => true,

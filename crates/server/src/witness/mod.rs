@@ -33,7 +33,6 @@
 //! in `/health` and the metrics, and the same checkpoint is not sent to that
 //! witness again; it gets the next one, after a backoff.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -142,43 +141,18 @@ impl Witnessing {
         metrics: Metrics,
     ) -> Result<Witnessing, WitnessConfigError> {
         let policy = settings.policy;
-        let targets: Vec<Target> = policy
-            .witnesses()
-            .iter()
-            .enumerate()
-            .filter_map(|(index, witness)| {
-                Some(Target {
-                    index,
-                    name: witness.name.clone(),
-                    key: witness.key.clone(),
-                    url: witness.url.clone()?.trim_end_matches('/').to_owned(),
-                })
-            })
-            .collect();
+        let targets = Target::all(&policy);
         if targets.is_empty() && !policy.quorum_met(&vec![false; policy.witnesses().len()]) {
             return Err(WitnessConfigError::NoSubmissionUrl {
                 path: settings.state_path,
             });
         }
-        let count = policy.witnesses().len();
         // In cluster mode the shared state is read by `run`, asynchronously.
         let kept = match settings.shared {
             Some(_) => state::Kept::default(),
             None => state::load(&settings.state_path)?,
         };
-        let mut witnesses = vec![Progress::default(); count];
-        for (index, witness) in policy.witnesses().iter().enumerate() {
-            if let Some(kept) = kept.witnesses.get(&witness.name) {
-                witnesses[index].size = Some(kept.size);
-                witnesses[index].cosigned_at = kept.cosigned_at;
-            }
-        }
-        let mut state = State {
-            published: None,
-            candidates: BTreeMap::new(),
-            witnesses,
-            problem: None,
-        };
+        let witnesses = Progress::kept(&policy, &kept);
         let witnessing = Witnessing(Arc::new(Inner {
             policy,
             targets,
@@ -186,10 +160,8 @@ impl Witnessing {
             note_key,
             public,
             state: Mutex::new(State {
-                published: None,
-                candidates: BTreeMap::new(),
-                witnesses: Vec::new(),
-                problem: None,
+                witnesses,
+                ..State::default()
             }),
             state_path: settings.state_path,
             shared: settings.shared,
@@ -202,26 +174,30 @@ impl Witnessing {
             started: SystemTime::now(),
         }));
         if let Some(text) = kept.published {
-            match witnessing.reopen(&text) {
-                Ok(published) => state.published = Some(published),
-                Err(problem) => {
-                    tracing::error!(
-                        path = %witnessing.0.state_path.display(),
-                        %problem,
-                        "the kept published checkpoint does not match this log; publishing nothing until witnesses cosign a new one"
-                    );
-                    state.problem = Some(problem);
-                }
+            witnessing.restore(&text);
+        }
+        Ok(witnessing)
+    }
+
+    /// Serves the kept published checkpoint `text` again if it matches this
+    /// log ([`Witnessing::reopen`]); otherwise says why nothing is published.
+    fn restore(&self, text: &str) {
+        match self.reopen(text) {
+            Ok(published) => {
+                self.0
+                    .metrics
+                    .set_published_size(published.checkpoint.tree_size);
+                self.lock().published = Some(published);
+            }
+            Err(problem) => {
+                tracing::error!(
+                    path = %self.0.state_path.display(),
+                    %problem,
+                    "the kept published checkpoint does not match this log; publishing nothing until witnesses cosign a new one"
+                );
+                self.lock().problem = Some(problem);
             }
         }
-        if let Some(published) = &state.published {
-            witnessing
-                .0
-                .metrics
-                .set_published_size(published.checkpoint.tree_size);
-        }
-        *witnessing.lock() = state;
-        Ok(witnessing)
     }
 
     /// The kept published checkpoint, if this log's tree has it: same size or

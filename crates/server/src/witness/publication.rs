@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use wasm_hypervisor_protocol::checkpoint::Checkpoint;
 use wasm_hypervisor_protocol::note::{Note, NoteSignature};
+use wasm_hypervisor_protocol::policy::Policy;
 
-use super::submission::signature_line;
+use super::state::Kept;
+use super::submission::{Failure, signature_line};
 use super::{Witnessing, unix_now};
 
 /// The first wait after a failure; it doubles with each failure in a row.
@@ -85,6 +87,58 @@ pub(super) struct Progress {
 }
 
 impl Progress {
+    /// Each of the policy's witnesses as the state file left it (its size and
+    /// when it last cosigned), in the policy's order.
+    pub(super) fn kept(policy: &Policy, kept: &Kept) -> Vec<Progress> {
+        policy
+            .witnesses()
+            .iter()
+            .map(|witness| match kept.witnesses.get(&witness.name) {
+                Some(kept) => Progress {
+                    size: Some(kept.size),
+                    cosigned_at: kept.cosigned_at,
+                    ..Progress::default()
+                },
+                None => Progress::default(),
+            })
+            .collect()
+    }
+
+    /// It cosigned `checkpoint` with `signature`: its next proof starts there,
+    /// and its backoff and last refusal are forgotten.
+    fn cosigned_by(&mut self, checkpoint: &Checkpoint, signature: &NoteSignature) {
+        self.size = Some(checkpoint.tree_size);
+        self.cosigned = Some(checkpoint.tree_size);
+        self.cosigned_at = Some(unix_now());
+        self.cosignature = Some(signature_line(signature));
+        self.retry_at = None;
+        self.backoff = Duration::ZERO;
+        self.last_error = None;
+        self.refused_size = None;
+    }
+
+    /// A submission of the checkpoint of `size` failed (`told`: the size the
+    /// witness said it has): counted, and the witness backs off.
+    fn failed(&mut self, failure: &Failure, told: Option<u64>, size: u64) {
+        if failure.kind.is_refusal() {
+            self.answered = true;
+            // A refusal is not retried blindly: the witness gets the next
+            // checkpoint. A witness that could not answer gets this one again.
+            self.refused_size = Some(size);
+        }
+        if let Some(told) = told {
+            self.size = Some(told);
+        }
+        self.backoff = (self.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+        self.retry_at = Some(Instant::now() + self.backoff);
+        *self.failures.entry(failure.kind.as_str()).or_default() += 1;
+        self.last_error = Some(format!(
+            "{}: {} (checkpoint of size {size})",
+            failure.kind.as_str(),
+            failure.detail,
+        ));
+    }
+
     /// What it cosigned of this log: for this process, or before it answered
     /// one, as kept.
     pub(super) fn cosigned_size(&self) -> Option<u64> {
@@ -97,6 +151,7 @@ impl Progress {
 }
 
 /// What the server knows, behind `Inner::state`'s mutex.
+#[derive(Default)]
 pub(super) struct State {
     pub(super) published: Option<Published>,
     /// Checkpoints submitted and not yet published, by size, with what they
@@ -213,22 +268,10 @@ impl Witnessing {
             let mut state = self.lock();
             let progress = &mut state.witnesses[target.index];
             progress.busy = false;
-            if result
-                .as_ref()
-                .map_or_else(|(failure, _)| failure.kind.is_refusal(), |_| true)
-            {
-                progress.answered = true;
-            }
             match result {
                 Ok((signature, _timestamp)) => {
-                    progress.size = Some(checkpoint.tree_size);
-                    progress.cosigned = Some(checkpoint.tree_size);
-                    progress.cosigned_at = Some(unix_now());
-                    progress.cosignature = Some(signature_line(&signature));
-                    progress.retry_at = None;
-                    progress.backoff = Duration::ZERO;
-                    progress.last_error = None;
-                    progress.refused_size = None;
+                    progress.answered = true;
+                    progress.cosigned_by(&checkpoint, &signature);
                     let size = checkpoint.tree_size;
                     if let Some(candidate) = state.candidates.get_mut(&size)
                         && candidate.checkpoint == checkpoint
@@ -244,23 +287,7 @@ impl Witnessing {
                     true
                 }
                 Err((failure, witness_size)) => {
-                    if let Some(size) = witness_size {
-                        progress.size = Some(size);
-                    }
-                    progress.backoff = (progress.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
-                    progress.retry_at = Some(Instant::now() + progress.backoff);
-                    // A refusal is not retried blindly: the witness gets the next
-                    // checkpoint. A witness that could not answer gets this one again.
-                    if failure.kind.is_refusal() {
-                        progress.refused_size = Some(checkpoint.tree_size);
-                    }
-                    *progress.failures.entry(failure.kind.as_str()).or_default() += 1;
-                    progress.last_error = Some(format!(
-                        "{}: {} (checkpoint of size {})",
-                        failure.kind.as_str(),
-                        failure.detail,
-                        checkpoint.tree_size
-                    ));
+                    progress.failed(&failure, witness_size, checkpoint.tree_size);
                     self.0
                         .metrics
                         .count_witness_failure(&target.name, failure.kind.as_str());

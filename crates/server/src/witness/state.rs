@@ -119,7 +119,8 @@ pub trait SharedStore: Send + Sync + 'static {
     /// replica (a `LISTEN` connection of this replica's own): reconnects one
     /// that was lost, and does nothing while it lives. The follower calls it at
     /// each fallback poll; a write it missed meanwhile waits for that poll.
-    async fn listen(&self, changed: Arc<Notify>);
+    /// Whether it listens now.
+    async fn listen(&self, changed: Arc<Notify>) -> bool;
 }
 
 /// Reads the state at `path`; none there is the empty state.

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use wasm_hypervisor_protocol::checkpoint::{Checkpoint, verify_note};
 use wasm_hypervisor_protocol::note::{Note, NoteSignature, VerifierKey};
+use wasm_hypervisor_protocol::policy::Policy;
 
 use super::Witnessing;
 
@@ -116,6 +117,25 @@ pub(super) struct Target {
     pub(super) name: String,
     pub(super) key: VerifierKey,
     pub(super) url: String,
+}
+
+impl Target {
+    /// The policy's witnesses that have a submission URL.
+    pub(super) fn all(policy: &Policy) -> Vec<Target> {
+        policy
+            .witnesses()
+            .iter()
+            .enumerate()
+            .filter_map(|(index, witness)| {
+                Some(Target {
+                    index,
+                    name: witness.name.clone(),
+                    key: witness.key.clone(),
+                    url: witness.url.clone()?.trim_end_matches('/').to_owned(),
+                })
+            })
+            .collect()
+    }
 }
 
 impl Witnessing {
