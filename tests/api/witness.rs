@@ -28,6 +28,8 @@ struct GoWitness {
     dir: TempDir,
     addr: String,
     vkey: String,
+    /// More arguments of its command line (the Compose flags).
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -39,6 +41,7 @@ impl GoWitness {
             dir,
             addr: "127.0.0.1:0".to_owned(),
             vkey: String::new(),
+            args: Vec::new(),
             child: None,
         };
         witness.up();
@@ -54,6 +57,7 @@ impl GoWitness {
                 "witness", "-addr", &self.addr, "-name", &self.name, "-state",
             ])
             .arg(self.dir.path())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -513,6 +517,160 @@ async fn the_delay_from_an_execution_to_a_witnessed_proof() {
     app.stop_and_verify_log().await;
 }
 
+/// deploy/compose.yaml's witness, as Compose runs it but on this machine: it
+/// writes the log's policy before the log starts, pins the log's note key from
+/// `/keys` (no manual step), then writes the clients' policy, which verifies a
+/// tlog-proof the witness cosigned.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_compose_witness_pins_the_log_key_and_writes_both_policy_files() {
+    let mut w1 = GoWitness::start("witness.test/w1");
+    let policies = tempfile::tempdir().unwrap();
+    let policy_dir = policies.path().to_str().unwrap().to_owned();
+    // Restarted on the address it took, now with the policy flags.
+    w1.down();
+    w1.args = vec![
+        format!("-policy={policy_dir}"),
+        format!("-url={}", w1.url()),
+    ];
+    w1.up();
+    let server_policy = policies.path().join("witnesses.policy");
+    assert_eq!(
+        std::fs::read_to_string(&server_policy).unwrap(),
+        format!("witness w1 {} {}\nquorum w1\n", w1.vkey, w1.url())
+    );
+    assert!(!policies.path().join("client.policy").exists());
+    let app = spawn(&server_policy, DataDir::new(), None).await;
+    // The log is up: the witness learns its key from it.
+    w1.down();
+    w1.args.push(format!("-pin-log={}", app.url("/keys")));
+    w1.up();
+    let client_policy = policies.path().join("client.policy");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client_policy.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the witness never pinned the log's key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log_vkey = note_vkey(&app).await;
+    assert_eq!(
+        std::fs::read_to_string(w1.dir.path().join("logs")).unwrap(),
+        format!("{log_vkey}\n")
+    );
+    let text = std::fs::read_to_string(&client_policy).unwrap();
+    assert_eq!(
+        text,
+        format!("log {log_vkey}\nwitness w1 {}\nquorum w1\n", w1.vkey)
+    );
+    let policy = Policy::parse(Provider::default(), text.as_bytes()).unwrap();
+    let execution = execute_one(&app).await;
+    until_health(&app, "size 1 published", |health| {
+        health["witnessing"]["published_size"] == 1
+    })
+    .await;
+    let (status, _, proof) = get(
+        &app,
+        &format!("/tlog/proof/{}", execution.response.execution_id),
+    )
+    .await;
+    assert_eq!(status, 200, "{proof}");
+    let verified = TlogProof::parse(proof.as_bytes())
+        .unwrap()
+        .verify(&policy)
+        .unwrap();
+    assert_eq!(verified.leaf.execution_id, execution.execution_id);
+    app.stop_and_verify_log().await;
+}
+
+/// deploy/compose.yaml wires that flow: the witness service's image, its flags
+/// (the policy directory is a volume every replica mounts read-only and reads
+/// its policy file from; the URL is the service's own; the key comes from
+/// nginx), the replicas waiting for it to be healthy, and the health check
+/// being the log's policy file.
+#[test]
+fn compose_wires_the_witness_into_every_replica() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/compose.yaml")).unwrap();
+    use figment::providers::Format as _;
+    let compose: Value = figment::Figment::from(figment::providers::Yaml::string(&text))
+        .extract()
+        .unwrap();
+    let services = compose["services"].as_object().unwrap();
+    let witness = &services["witness"];
+    let containerfile = witness["build"]["dockerfile"].as_str().unwrap();
+    let containerfile = std::fs::read_to_string(root.join(containerfile)).unwrap();
+    let flags: std::collections::BTreeMap<&str, &str> = witness["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|arg| arg.as_str().unwrap().split_once('=').unwrap())
+        .collect();
+    let port = flags["-addr"].rsplit(':').next().unwrap();
+    assert_eq!(flags["-url"], format!("http://witness:{port}"));
+    assert_eq!(flags["-pin-log"], "http://nginx/keys");
+    assert!(services.contains_key("nginx"));
+    let nginx = std::fs::read_to_string(root.join("deploy/nginx.conf")).unwrap();
+    assert!(nginx.contains("listen 80;"));
+    let policy_dir = flags["-policy"];
+    let volume_at = |service: &Value, target: &str| -> Option<String> {
+        service["volumes"].as_array()?.iter().find_map(|volume| {
+            let volume = volume.as_str()?;
+            let (name, rest) = volume.split_once(':')?;
+            (rest == target).then(|| name.to_owned())
+        })
+    };
+    let policy_volume = volume_at(witness, policy_dir).expect("the policy directory is a volume");
+    assert!(
+        volume_at(witness, flags["-state"]).is_some(),
+        "its state is a volume"
+    );
+    assert!(
+        compose["volumes"]
+            .as_object()
+            .unwrap()
+            .contains_key(&policy_volume)
+    );
+    assert!(containerfile.contains(&format!(
+        r#"CMD ["test", "-s", "{policy_dir}/witnesses.policy"]"#
+    )));
+    let replicas: Vec<&String> = services
+        .keys()
+        .filter(|name| name.starts_with("replica-"))
+        .collect();
+    assert_eq!(replicas.len(), 3);
+    for name in replicas {
+        // `<<: *replica`, whether or not the parser merged it.
+        let service = &services[name];
+        let merged = |key: &str| {
+            let own = &service[key];
+            if own.is_null() {
+                &service["<<"][key]
+            } else {
+                own
+            }
+        };
+        let env = merged("environment");
+        let file = env["WASM_HYPERVISOR_WITNESSES__POLICY_FILE"]
+            .as_str()
+            .unwrap();
+        let (dir, file) = file.rsplit_once('/').unwrap();
+        assert_eq!(file, "witnesses.policy", "{name}");
+        let mount = service["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|volume| volume.as_str()?.strip_prefix(&format!("{policy_volume}:")))
+            .unwrap_or_else(|| panic!("{name} does not mount {policy_volume}"));
+        assert_eq!(mount, format!("{dir}:ro"), "{name}");
+        assert_eq!(
+            merged("depends_on")["witness"]["condition"],
+            "service_healthy",
+            "{name}"
+        );
+    }
+}
+
 /// Cluster mode (§T5 with replicas): the Go witness, replicas sharing one
 /// database, one key file and one origin, each with the policy file.
 mod cluster {
@@ -532,11 +690,29 @@ mod cluster {
         sql: Sql,
         files: TempDir,
         policy: PathBuf,
+        /// `witnesses.follow_poll_ms` of every replica.
+        follow_poll_ms: &'static str,
         processes: Vec<(ServerProcess, DataDir)>,
         http: reqwest::Client,
     }
 
     impl Replicas {
+        /// No replica yet, on a fresh database, with `w1` in a quorum of one.
+        fn new(w1: &GoWitness, follow_poll_ms: &'static str) -> Replicas {
+            let files = tempfile::tempdir().unwrap();
+            let policy = server_policy(files.path(), &[w1], "quorum w1\n");
+            let (url, sql) = postgres::shared().database_with_sql();
+            Replicas {
+                url,
+                sql,
+                files,
+                policy,
+                follow_poll_ms,
+                processes: Vec::new(),
+                http: reqwest::Client::new(),
+            }
+        }
+
         fn key_file(&self) -> PathBuf {
             self.files.path().join("signing_key.pem")
         }
@@ -551,6 +727,10 @@ mod cluster {
                 (
                     "WASM_HYPERVISOR_WITNESSES__POLICY_FILE",
                     self.policy.to_str().unwrap(),
+                ),
+                (
+                    "WASM_HYPERVISOR_WITNESSES__FOLLOW_POLL_MS",
+                    self.follow_poll_ms,
                 ),
             ];
             let process = ServerProcess::start_with(&data_dir.path, &[], &env);
@@ -613,21 +793,25 @@ mod cluster {
 
         /// The index of the replica holding the witness lease, if one does.
         fn leader(&self) -> Option<usize> {
+            // Advisory locks are per database, and other tests' clusters hold
+            // theirs on the same server.
             let holders = self.sql.run(&format!(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
                  WHERE l.locktype = 'advisory' AND l.granted \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                  AND l.classid = {LEASE_HIGH} AND l.objid = {LEASE_LOW}"
             ));
-            let pid: u32 = holders.lines().find_map(|name| {
-                name.strip_prefix("wasm-hypervisor ")?
+            holders.lines().find_map(|name| {
+                let pid: u32 = name
+                    .strip_prefix("wasm-hypervisor ")?
                     .rsplit('/')
                     .next()?
                     .parse()
-                    .ok()
-            })?;
-            self.processes
-                .iter()
-                .position(|(process, _)| process.pid() == pid)
+                    .ok()?;
+                self.processes
+                    .iter()
+                    .position(|(process, _)| process.pid() == pid)
+            })
         }
 
         async fn stop_all(&mut self) {
@@ -646,17 +830,7 @@ mod cluster {
     async fn replicas_serve_one_witnessed_checkpoint_a_new_submitter_takes_over_and_a_rolled_back_database_is_refused()
      {
         let mut w1 = GoWitness::start("witness.test/w1");
-        let files = tempfile::tempdir().unwrap();
-        let policy = server_policy(files.path(), &[&w1], "quorum w1\n");
-        let (url, sql) = postgres::shared().database_with_sql();
-        let mut replicas = Replicas {
-            url,
-            sql,
-            files,
-            policy,
-            processes: Vec::new(),
-            http: reqwest::Client::new(),
-        };
+        let mut replicas = Replicas::new(&w1, "5000");
         replicas.add();
         replicas.add();
         let keys: KeysResponse = serde_json::from_str(&replicas.get(0, "/keys").await.1).unwrap();
@@ -812,6 +986,87 @@ mod cluster {
         let (_, checkpoint) = replicas.get(1, "/tlog/checkpoint").await;
         let verified = client.verify_checkpoint(checkpoint.as_bytes()).unwrap();
         assert_eq!(verified.checkpoint.tree_size, 2);
+        replicas.stop_all().await;
+    }
+
+    /// Two replicas trusted by `w1`, the first checkpoint published by both;
+    /// the index of the one that submits.
+    async fn two_replicas_publishing(w1: &GoWitness, replicas: &mut Replicas) -> usize {
+        replicas.add();
+        replicas.add();
+        let keys: KeysResponse = serde_json::from_str(&replicas.get(0, "/keys").await.1).unwrap();
+        w1.trust(&keys.note_verifier_key.unwrap());
+        replicas.execute(0, 1).await;
+        replicas
+            .until_health("size 1 published", |health| published(health) == Some(1))
+            .await;
+        replicas
+            .leader()
+            .expect("a replica holds the witness lease")
+    }
+
+    /// `pid`'s connections that `LISTEN` for the witness state (the last
+    /// statement an idle listener ran).
+    fn listeners(sql: &Sql, pid: u32) -> String {
+        sql.run(&format!(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND query = 'LISTEN wasm_hypervisor_witness' AND application_name LIKE '%/{pid}'"
+        ))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_follower_learns_of_a_published_checkpoint_by_notification_not_by_polling() {
+        let w1 = GoWitness::start("witness.test/w1");
+        // An hour between fallback reads: what the follower learns within the
+        // test, a notification told it.
+        let mut replicas = Replicas::new(&w1, "3600000");
+        let leader = two_replicas_publishing(&w1, &mut replicas).await;
+        let follower = 1 - leader;
+        for size in 2..=4 {
+            let execution = replicas.execute(leader, leader).await;
+            replicas
+                .until_health("the follower serves the new checkpoint", |health| {
+                    published(health) == Some(size)
+                })
+                .await;
+            let path = format!("/tlog/proof/{}", execution.response.execution_id);
+            let (status, text) = replicas.get(follower, &path).await;
+            assert_eq!(status, 200, "{text}");
+        }
+        replicas.stop_all().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_follower_whose_listener_connection_is_killed_learns_at_the_fallback_poll() {
+        let w1 = GoWitness::start("witness.test/w1");
+        let mut replicas = Replicas::new(&w1, "500");
+        let leader = two_replicas_publishing(&w1, &mut replicas).await;
+        let follower = 1 - leader;
+        let pid = replicas.processes[follower].0.pid();
+        let killed = replicas.sql.run(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() \
+             AND query = 'LISTEN wasm_hypervisor_witness' AND application_name LIKE '%/{pid}'"
+        ));
+        assert_eq!(killed.trim(), "t", "the follower had one listener");
+        // Published while the follower may have no listener: the fallback poll
+        // reads it (and brings the listener back).
+        replicas.execute(leader, leader).await;
+        replicas
+            .until_health("the follower serves size 2", |health| {
+                published(health) == Some(2)
+            })
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while listeners(&replicas.sql, pid).trim().is_empty() {
+            assert!(Instant::now() < deadline, "the listener never came back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        replicas.execute(leader, leader).await;
+        replicas
+            .until_health("the follower serves size 3", |health| {
+                published(health) == Some(3)
+            })
+            .await;
         replicas.stop_all().await;
     }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end check of deploy/compose.yaml with podman: nginx, three replicas and
-# PostgreSQL, brought up as a user would, then driven through nginx only.
+# End-to-end check of deploy/compose.yaml with podman: nginx, three replicas,
+# PostgreSQL and the witness, brought up as a user would, then driven through nginx only.
 #
 #   tools/checks/check-compose.sh [--rebuild] [LOAD_SECONDS]
 #
@@ -8,14 +8,17 @@
 #    nginx:1.27-bookworm (deploy/standins/, from Debian's packages, for machines
 #    without a registry) and the project's image wasm-hypervisor:latest (`podman
 #    build` when it is missing or was built from another revision of this checkout,
-#    or always with --rebuild). podman-compose (pinned below) goes into a venv
-#    under target/.
+#    or always with --rebuild), and the witness's image wasm-hypervisor-witness:latest
+#    (deploy/witness/Containerfile) the same way. podman-compose (pinned below) goes
+#    into a venv under target/.
 # 2. A fresh signing key made with the image's `key new` (owner uid 10001, 0600) and a
 #    random database password; `podman-compose up -d` under the project name
 #    wh-check, with nginx on 127.0.0.1:$WH_PORT (default 18480).
 # 3. Waits until every replica's health check passes and nginx answers /health.
 # 4. Across replicas: /keys is the same on every replica; `run` executions through
 #    nginx (a session opened on one replica and used on another); `verify` of each.
+#    The witness pinned that key with no manual step, and its client.policy passes
+#    `log monitor` through nginx once the executions are cosigned.
 # 5. Under load (4 loops of `run` for LOAD_SECONDS, default 20, each receipt kept),
 #    `podman kill` of replica-2 after a quarter of it: /health through nginx is
 #    probed all along; afterwards every acknowledged execution is verified through
@@ -85,6 +88,12 @@ if [ $REBUILD = 1 ] || ! podman image exists $IMAGE || [ "$(built_from)" != "$RE
     build $IMAGE . --label "wasm-hypervisor.revision=$REVISION"
 fi
 say "image $IMAGE: $(podman image inspect $IMAGE --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"
+WITNESS_IMAGE=localhost/wasm-hypervisor-witness:latest
+witness_built_from() { podman image inspect $WITNESS_IMAGE --format '{{index .Labels "wasm-hypervisor.revision"}}' 2>/dev/null; }
+if [ $REBUILD = 1 ] || ! podman image exists $WITNESS_IMAGE || [ "$(witness_built_from)" != "$REVISION" ]; then
+    say "building $WITNESS_IMAGE from $REVISION"
+    build $WITNESS_IMAGE . -f deploy/witness/Containerfile --label "wasm-hypervisor.revision=$REVISION"
+fi
 
 current() {  # current BINARY: built, and after every source file it is made of
     [ -x "$1" ] && [ -z "$(find src crates Cargo.toml Cargo.lock -newer "$1" -print -quit)" ]
@@ -173,6 +182,22 @@ for receipt in "$WORK"/receipts/e2e/*.json; do
     if verify_one "$receipt"; then verified=$((verified + 1)); fi
 done
 say "end to end: $ran of 12 runs completed, $verified of $ran verified through nginx"
+# The witness pinned the key clients see, wrote the clients' policy, and cosigns.
+until podman exec "$(container witness)" test -s /policy/client.policy 2>/dev/null; do
+    [ $SECONDS -gt $((deadline + 120)) ] && { say "FAIL: the witness never pinned the log's key"; exit 1; }
+    sleep 1
+done
+podman exec "$(container witness)" cat /policy/client.policy >"$WORK/client.policy"
+pinned=$(awk '$1 == "log" {print $2}' "$WORK/client.policy")
+served=$(curl -sf "$NGINX/keys" | python3 -c 'import json,sys; print(json.load(sys.stdin)["note_verifier_key"])')
+if [ "$pinned" != "$served" ]; then say "FAIL: the witness pinned $pinned, /keys says $served"; exit 1; fi
+monitor_deadline=$((SECONDS + 120))
+until "${CLIENT[@]}" log monitor "$NGINX" --policy "$WORK/client.policy" --state "$WORK/monitor" \
+    >"$WORK/monitor.log" 2>&1; do
+    [ $SECONDS -gt $monitor_deadline ] && { say "FAIL: log monitor: $(tail -1 "$WORK/monitor.log")"; exit 1; }
+    sleep 1
+done
+say "witness: pinned the log's key; log monitor with its client.policy: $(tail -1 "$WORK/monitor.log")"
 for replica in replica-1 replica-2 replica-3; do
     podman logs "$(container $replica)" 2>&1 | python3 -c '
 import json, sys

@@ -339,7 +339,7 @@ mod tests {
             &serde_json::to_value(Config::default()).unwrap(),
             &mut keys,
         );
-        assert_eq!(keys.len(), 67, "{keys:?}");
+        assert_eq!(keys.len(), 68, "{keys:?}");
         for (name, default) in keys {
             let line = format!("{name}={default}");
             assert!(

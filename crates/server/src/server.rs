@@ -464,6 +464,7 @@ fn witnessing(
                 .as_path()
                 .join(crate::witness::state::STATE_FILE),
             timeout: config.witnesses.submit_timeout_ms.get(),
+            follow_poll: config.witnesses.follow_poll_ms.get(),
             // Cluster mode: the replicas share what is published (PostgreSQL).
             shared: cluster.map(|cluster| {
                 crate::cluster::witness::PgWitnessState::new(cluster.clone())

@@ -4,12 +4,22 @@
 // for tests/api/witness.rs.
 //
 //	tlog-interop witness -addr HOST:PORT -state DIR -name NAME
+//	    [-policy PDIR -url URL] [-pin-log KEYS_URL]
 //
 // DIR holds its key (created on first start), and it writes there `vkey` (its
 // cosigner vkey) and `addr` (the address it listens on) once it is listening.
 // It reads on every request `logs` (the vkeys of the logs it knows, one a line)
 // and `fault` (a test's fault: empty, "slow <ms>", "status <code>" or
 // "garbage"). What it cosigned last for each origin is `tree-<sha256(origin)>`.
+//
+// deploy/compose.yaml runs it as the cluster's witness, with no manual step:
+//   - -policy PDIR -url URL: writes PDIR/witnesses.policy, the log's policy
+//     (`witness <short name> <vkey> <URL>`, `quorum <short name>`), before it
+//     listens, and PDIR/client.policy, the clients' (`log <log vkey>`, the
+//     witness without its URL, the quorum), once it knows the log's key.
+//   - -pin-log KEYS_URL: while DIR has no `logs`, fetches KEYS_URL (the log's
+//     GET /keys) every 2 s and pins its `note_verifier_key` there: trust on
+//     first use, and never again (docs/cluster.md, "A witness in Compose").
 package main
 
 import (
@@ -20,6 +30,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,6 +53,7 @@ type witness struct {
 	name    string
 	private ed25519.PrivateKey
 	hash    uint32
+	vkey    string
 	mu      sync.Mutex
 }
 
@@ -50,10 +62,24 @@ func runWitness(args []string) {
 	addr := flags.String("addr", "127.0.0.1:0", "listen address")
 	dir := flags.String("state", "", "state directory")
 	name := flags.String("name", "witness.test/w1", "cosigner name")
+	policyDir := flags.String("policy", "", "directory to write witnesses.policy and client.policy in")
+	url := flags.String("url", "", "the URL the log submits to, for witnesses.policy")
+	pinLog := flags.String("pin-log", "", "the log's /keys URL, to pin its note key from while none is known")
 	flags.Parse(args)
 	w, err := openWitness(*dir, *name)
 	if err != nil {
 		fail(err)
+	}
+	if *policyDir != "" {
+		if *url == "" {
+			fail(errors.New("-policy needs -url"))
+		}
+		if err := w.writePolicies(*policyDir, *url); err != nil {
+			fail(err)
+		}
+	}
+	if *pinLog != "" {
+		go w.pinLog(*pinLog, *policyDir, *url)
 	}
 	listener, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -88,7 +114,86 @@ func openWitness(dir, name string) (*witness, error) {
 	if err := os.WriteFile(filepath.Join(dir, "vkey"), []byte(vkey+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	return &witness{dir: dir, name: name, private: private, hash: hash}, nil
+	return &witness{dir: dir, name: name, private: private, hash: hash, vkey: vkey}, nil
+}
+
+// shortName is the witness's name in a policy file: its cosigner name's last
+// path element.
+func (w *witness) shortName() string {
+	return w.name[strings.LastIndex(w.name, "/")+1:]
+}
+
+// writePolicies writes the log's policy, and the clients' once the log's key is
+// known (in `logs`). Both are world-readable: they hold public keys only, and
+// the log's replicas run as another user.
+func (w *witness) writePolicies(dir, url string) error {
+	short := w.shortName()
+	server := fmt.Sprintf("witness %s %s %s\nquorum %s\n", short, w.vkey, url, short)
+	if err := writeFile(filepath.Join(dir, "witnesses.policy"), []byte(server), 0o644); err != nil {
+		return err
+	}
+	logs, err := os.ReadFile(filepath.Join(w.dir, "logs"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	client := ""
+	for _, vkey := range strings.Fields(string(logs)) {
+		client += "log " + vkey + "\n"
+	}
+	client += fmt.Sprintf("witness %s %s\nquorum %s\n", short, w.vkey, short)
+	return writeFile(filepath.Join(dir, "client.policy"), []byte(client), 0o644)
+}
+
+// pinLog fetches the log's note key from keysURL until it gets one, unless
+// `logs` already names a log, and keeps it in `logs`: trust on first use.
+func (w *witness) pinLog(keysURL, policyDir, url string) {
+	logsPath := filepath.Join(w.dir, "logs")
+	for {
+		if _, err := os.Stat(logsPath); err == nil {
+			return
+		}
+		vkey, err := fetchNoteKey(keysURL)
+		if err == nil {
+			_, err = newVerifier(vkey)
+		}
+		if err == nil {
+			err = writeAtomic(logsPath, []byte(vkey+"\n"))
+		}
+		if err == nil && policyDir != "" {
+			err = w.writePolicies(policyDir, url)
+		}
+		if err == nil {
+			fmt.Fprintf(os.Stderr, "witness: pinned the log key %s from %s\n", vkey, keysURL)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "witness: no log key from %s yet: %v\n", keysURL, err)
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// fetchNoteKey is the `note_verifier_key` of a GET /keys answer.
+func fetchNoteKey(keysURL string) (string, error) {
+	client := http.Client{Timeout: 10 * time.Second}
+	response, err := client.Get(keysURL)
+	if err != nil {
+		return "", err
+	}
+	defer response.Body.Close()
+	if response.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HTTP %d", response.StatusCode)
+	}
+	var keys struct {
+		NoteVerifierKey string `json:"note_verifier_key"`
+	}
+	if err := json.NewDecoder(io.LimitReader(response.Body, 1<<20)).Decode(&keys); err != nil {
+		return "", err
+	}
+	if keys.NoteVerifierKey == "" {
+		return "", errors.New("no note_verifier_key")
+	}
+	return keys.NoteVerifierKey, nil
 }
 
 func (w *witness) addCheckpoint(rw http.ResponseWriter, r *http.Request) {
@@ -257,8 +362,13 @@ func (w *witness) stored(origin string) (tlog.Tree, error) {
 }
 
 func writeAtomic(path string, data []byte) error {
+	return writeFile(path, data, 0o600)
+}
+
+// writeFile replaces path with data, durably, with the file mode perm.
+func writeFile(path string, data []byte, perm os.FileMode) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}
@@ -271,6 +381,10 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	if err := f.Close(); err != nil {
+		return err
+	}
+	// The umask may have narrowed perm.
+	if err := os.Chmod(tmp, perm); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

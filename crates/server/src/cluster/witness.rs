@@ -7,17 +7,28 @@
 //! [`WITNESS_LOCK`], a *session* advisory lock taken on a connection of its own
 //! (outside the pool, so that nothing else runs on it). The lock lives as long
 //! as that connection: a replica that dies or loses the database loses it, and
-//! the next replica to ask (every `witness::TICK`) takes over. The row is
+//! the next replica to ask (every tick of `witness::run`) takes over. The row is
 //! written only through the lease connection, so a replica that lost the lease
-//! cannot overwrite its successor's state. Every replica reads the row on a
-//! pooled connection at each tick.
+//! cannot overwrite its successor's state.
+//!
+//! Each write notifies [`CHANNEL`] in its own transaction (so the notification
+//! is delivered only if the row committed). Every replica `LISTEN`s on a
+//! connection of its own and reads the row on a pooled connection when
+//! notified, and at least every `witnesses.follow_poll_ms` regardless, when it
+//! also reconnects a lost listener: a missed notification only delays.
 
 use std::sync::Arc;
 
-use tokio_postgres::NoTls;
+use futures_util::StreamExt as _;
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{Cluster, OPERATION_TIMEOUT, unix_millis};
 use crate::witness::state::{Lead, Shared, SharedStore};
+
+/// The channel each write of `witness_state` notifies, with the published size
+/// (empty when nothing is published).
+pub const CHANNEL: &str = "wasm_hypervisor_witness";
 
 /// The advisory lock key of the witness submitters' lease: "wasmhwit" as a
 /// big-endian integer.
@@ -34,6 +45,8 @@ struct Lease {
 pub struct PgWitnessState {
     cluster: Cluster,
     lease: tokio::sync::Mutex<Lease>,
+    /// The `LISTEN` connection, while it lives.
+    listener: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl PgWitnessState {
@@ -41,6 +54,7 @@ impl PgWitnessState {
         Arc::new(PgWitnessState {
             cluster,
             lease: tokio::sync::Mutex::new(Lease::default()),
+            listener: tokio::sync::Mutex::new(None),
         })
     }
 }
@@ -132,13 +146,23 @@ impl SharedStore for PgWitnessState {
         let Some(client) = lease.client.as_ref().filter(|_| lease.held) else {
             return Err("this replica no longer holds the witness submitters' lease".to_owned());
         };
-        let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&published_size, &note, &shared.problem, &witnesses, &now];
+        let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &published_size,
+            &note,
+            &shared.problem,
+            &witnesses,
+            &now,
+            &CHANNEL,
+        ];
+        // One statement, so one transaction: the notification goes out with
+        // the commit of the row, never without it.
         let statement = client.execute(
-            "INSERT INTO witness_state (singleton, published_size, published_note, problem, witnesses, updated_ms) \
+            "WITH written AS (\
+             INSERT INTO witness_state (singleton, published_size, published_note, problem, witnesses, updated_ms) \
              VALUES (true, $1, $2, $3, $4, $5) \
              ON CONFLICT (singleton) DO UPDATE SET published_size = $1, published_note = $2, \
-             problem = $3, witnesses = $4, updated_ms = $5",
+             problem = $3, witnesses = $4, updated_ms = $5 RETURNING published_size) \
+             SELECT pg_notify($6, coalesce((SELECT published_size FROM written)::text, ''))",
             &parameters,
         );
         match tokio::time::timeout(OPERATION_TIMEOUT, statement).await {
@@ -153,6 +177,44 @@ impl SharedStore for PgWitnessState {
                 })
             }
         }
+    }
+
+    async fn listen(&self, changed: Arc<Notify>) -> bool {
+        let mut listener = self.listener.lock().await;
+        if listener.as_ref().is_none_or(|client| client.is_closed()) {
+            *listener = listen(&self.cluster, changed).await;
+            if listener.is_none() {
+                tracing::warn!(
+                    "cannot listen for the witnesses' shared state; reading it at each poll"
+                );
+            }
+        }
+        listener.is_some()
+    }
+}
+
+/// A connection that `LISTEN`s on [`CHANNEL`], telling `changed` of each
+/// notification until it closes; `None` if the database cannot be reached now.
+async fn listen(cluster: &Cluster, changed: Arc<Notify>) -> Option<tokio_postgres::Client> {
+    let attempt = async {
+        let (client, mut connection) = cluster.config().connect(NoTls).await?;
+        tokio::spawn(async move {
+            let mut messages =
+                futures_util::stream::poll_fn(move |context| connection.poll_message(context));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => changed.notify_one(),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        Ok::<_, tokio_postgres::Error>(client)
+    };
+    match tokio::time::timeout(OPERATION_TIMEOUT, attempt).await {
+        Ok(Ok(client)) => Some(client),
+        _ => None,
     }
 }
 

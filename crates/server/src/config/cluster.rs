@@ -80,11 +80,17 @@ pub struct WitnessesConfig {
     /// the quorum; `/tlog/checkpoint` and `/tlog/proof` serve the published one.
     /// The same file without the URLs, plus the log's `log` line, is the policy
     /// clients verify with. Empty (the default): no witness, every checkpoint is
-    /// published at once. Embedded mode only for now.
+    /// published at once. In cluster mode every replica has the same file.
     pub policy_file: PathBuf,
     /// How long one submission to a witness may take before it counts as a
     /// `timeout` failure. 100..=600000, default 10000.
     pub submit_timeout_ms: Millis<100, 600_000>,
+    /// Cluster mode: a replica learns of a newly published checkpoint when the
+    /// replica that submits notifies it (PostgreSQL `NOTIFY`), and reads the
+    /// shared state at least this often regardless, reconnecting a lost
+    /// listener: the most a missed notification delays it. 100..=3600000,
+    /// default 5000.
+    pub follow_poll_ms: Millis<100, 3_600_000>,
 }
 
 impl Default for WitnessesConfig {
@@ -92,6 +98,7 @@ impl Default for WitnessesConfig {
         WitnessesConfig {
             policy_file: PathBuf::new(),
             submit_timeout_ms: Millis::constant::<10_000>(),
+            follow_poll_ms: Millis::constant::<5_000>(),
         }
     }
 }

@@ -10,13 +10,16 @@
 //! In cluster mode the state is the replicas' [`Shared`] instead, kept by a
 //! [`SharedStore`] (`cluster::witness`, one row in PostgreSQL): one replica at a
 //! time submits and writes it (the one [`SharedStore::lead`] says leads), every
-//! replica reads it and serves the published checkpoint it names.
+//! replica reads it when a write notifies it ([`SharedStore::listen`]) and
+//! serves the published checkpoint it names.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 /// The state file's name in the data directory.
 pub const STATE_FILE: &str = "witnesses.json";
@@ -109,8 +112,15 @@ pub trait SharedStore: Send + Sync + 'static {
     /// The shared state as the submitting replica last wrote it (the default
     /// state if none was ever written).
     async fn load(&self) -> Result<Shared, String>;
-    /// Replaces the shared state; refused unless this replica holds the lease.
+    /// Replaces the shared state, and notifies every replica's
+    /// [`SharedStore::listen`]; refused unless this replica holds the lease.
     async fn store(&self, shared: &Shared) -> Result<(), String>;
+    /// Makes sure `changed` hears of every later [`SharedStore::store`], by any
+    /// replica (a `LISTEN` connection of this replica's own): reconnects one
+    /// that was lost, and does nothing while it lives. The follower calls it at
+    /// each fallback poll; a write it missed meanwhile waits for that poll.
+    /// Whether it listens now.
+    async fn listen(&self, changed: Arc<Notify>) -> bool;
 }
 
 /// Reads the state at `path`; none there is the empty state.
