@@ -9,6 +9,10 @@
 //! `--wire v1.1` (the default) sends binary bodies and CBOR plaintexts on sessions
 //! from a pool filled in signed batches of `--batch` (protocol v1.1 §A–C); `--wire
 //! v1` speaks protocol v1 only (JSON, a `POST /sessions` per execution).
+//! `--deterministic` asks for reproducible executions (protocol v1.2 §R, the zero
+//! seed). The report also gives the guest's time (the results' `wall_time_us`)
+//! and how many distinct stdouts and fuel counts the executions gave: one each
+//! for a deterministic guest, whatever the load.
 //!
 //! Several servers (replicas of a cluster, or independent servers): `--server` is
 //! repeatable, and client task `i` is pinned to server `i mod n` for the whole run
@@ -32,7 +36,7 @@
 //! The default guest is `examples/tiny.wasm` (writes `hello`). Only ever point it at
 //! a server you run yourself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,7 @@ use wasm_hypervisor_client::archive::pack_directory;
 use wasm_hypervisor_client::{
     Client, ClientError, References, Retries, Run, RunError, SessionPool, Wire,
 };
+use wasm_hypervisor_protocol::digest::sha256;
 
 /// `examples/tiny.wat`, assembled.
 const TINY: &[u8] = include_bytes!("../../examples/tiny.wasm");
@@ -110,6 +115,11 @@ struct Args {
     /// asks for (the pool starts at 4 and doubles while its batches are used up).
     #[arg(long, default_value_t = SessionPool::DEFAULT_BATCH)]
     batch: usize,
+    /// Ask for deterministic executions (protocol v1.2 §R: fixed clocks, random
+    /// bytes from the zero seed, the timeout as a fuel bound), on the server's
+    /// deterministic engine.
+    #[arg(long)]
+    deterministic: bool,
 }
 
 #[derive(Default)]
@@ -119,6 +129,11 @@ struct Tally {
     /// Requests that got no result (HTTP errors, client errors).
     errors: u64,
     outcomes: BTreeMap<String, u64>,
+    /// The guest's time of each execution (its result's `wall_time_us`).
+    guest_us: Vec<u64>,
+    /// The SHA-256 of each distinct stdout, and each distinct fuel count.
+    stdouts: BTreeSet<[u8; 32]>,
+    fuel: BTreeSet<u64>,
 }
 
 impl Tally {
@@ -128,6 +143,18 @@ impl Tally {
         for (outcome, count) in other.outcomes {
             *self.outcomes.entry(outcome).or_default() += count;
         }
+        self.guest_us.extend(other.guest_us);
+        self.stdouts.extend(other.stdouts);
+        self.fuel.extend(other.fuel);
+    }
+
+    /// The median and the mean guest time, in µs.
+    fn guest_time(&self) -> (u64, f64) {
+        let mut sorted = self.guest_us.clone();
+        sorted.sort_unstable();
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+        let mean = sorted.iter().sum::<u64>() as f64 / sorted.len().max(1) as f64;
+        (median, mean)
     }
 
     /// Nearest rank: the smallest latency at or above a fraction p of them
@@ -217,6 +244,9 @@ fn workload(args: &Args) -> Result<(String, usize, Run), Box<dyn std::error::Err
             .ok_or_else(|| format!("--dir {mapping}: expected HOST::GUEST"))?;
         run = run.mount(guest, pack_directory(std::path::Path::new(host))?);
     }
+    if args.deterministic {
+        run = run.deterministic(None);
+    }
     Ok((module_name, module_bytes, run))
 }
 
@@ -259,15 +289,26 @@ async fn load(client: Client, run: Arc<Run>, window: Window) -> Tally {
         // An execution is a request that got a sealed result back, whatever the
         // guest's status; a refusal or failure is only counted.
         let (outcome, executed) = match client.run(&run).await {
-            Ok(outcome) => (outcome.execution.result.status.as_str().to_owned(), true),
-            Err(RunError::Client(error)) => (describe(&error), false),
-            Err(error) => (format!("client error: {error}"), false),
+            Ok(outcome) => {
+                let result = &outcome.execution.result;
+                let seen = (
+                    result.wall_time_us,
+                    sha256(&result.stdout.0),
+                    result.fuel_consumed,
+                );
+                (result.status.as_str().to_owned(), Some(seen))
+            }
+            Err(RunError::Client(error)) => (describe(&error), None),
+            Err(error) => (format!("client error: {error}"), None),
         };
         // Only requests that both start and end inside the window count.
         let ended = Instant::now();
         if began >= window.measure_from && ended <= window.stop_at {
-            if executed {
+            if let Some((guest_us, stdout, fuel)) = executed {
                 tally.latencies.push(ended - began);
+                tally.guest_us.push(guest_us);
+                tally.stdouts.insert(stdout);
+                tally.fuel.insert(fuel);
             } else {
                 tally.errors += 1;
             }
@@ -331,6 +372,7 @@ fn report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu:
     let count = all.latencies.len();
     let per_second = count as f64 / Duration::from_secs_f64(args.duration).as_secs_f64();
     let micros = |p: f64| all.percentile(p).as_secs_f64() * 1e6;
+    let (guest_median, guest_mean) = all.guest_time();
     if all
         .outcomes
         .keys()
@@ -361,6 +403,10 @@ fn report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu:
                 "max": micros(1.0),
             },
             "outcomes": all.outcomes,
+            "deterministic": args.deterministic,
+            "guest_us": {"p50": guest_median, "mean": guest_mean},
+            "distinct_stdouts": all.stdouts.len(),
+            "distinct_fuel": all.fuel.len(),
             "server_cpu_us_per_execution": cpu.server,
             "server_cpu_outside_guests_us_per_execution": cpu.host,
             "extra_cpu_us_per_execution": cpu.extra,
@@ -387,6 +433,16 @@ fn report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu:
         micros(0.90),
         micros(0.99),
         micros(1.0)
+    );
+    println!(
+        "guest time:   p50 {guest_median} µs  mean {guest_mean:.0} µs  ({}; {} distinct stdouts, {} distinct fuel counts)",
+        if args.deterministic {
+            "deterministic"
+        } else {
+            "normal"
+        },
+        all.stdouts.len(),
+        all.fuel.len()
     );
     if let Some(us) = cpu.server {
         println!("server CPU:   {us:.1} µs per execution (user + system, all threads)");

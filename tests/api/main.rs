@@ -36,6 +36,7 @@ mod postgres;
 mod real_programs;
 mod receipts;
 mod replay;
+mod replay_programs;
 mod restart;
 mod sessions;
 mod shutdown;

@@ -329,3 +329,60 @@ async fn replay_passes_on_the_honest_bundle_and_names_each_tampering() {
         "{stdout}"
     );
 }
+
+/// `loadgen` with `args` and `--json`, for one second after 0.2 s of warm-up:
+/// its report.
+async fn loadgen_report(args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .args(["--concurrency", "2", "--warmup", "0.2", "--duration", "1"])
+        .arg("--json")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn loadgen_deterministic_gives_one_stdout_and_one_fuel_count_under_load() {
+    let data_dir = crate::helpers::DataDir::new();
+    let server = crate::helpers::ServerProcess::start(&data_dir.path);
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("reproducible.wasm");
+    std::fs::write(&module, fixture("reproducible")).unwrap();
+    let module = module.to_str().unwrap();
+    let pid = server.pid().to_string();
+    let common = [
+        "--server",
+        &server.base,
+        "--server-pid",
+        &pid,
+        "--module",
+        module,
+    ];
+
+    let deterministic = loadgen_report(&[&common[..], &["--deterministic"]].concat()).await;
+    let executions = deterministic["executions"].as_u64().unwrap();
+    assert!(executions > 1, "{deterministic}");
+    assert_eq!(
+        deterministic["outcomes"]["completed"].as_u64(),
+        Some(executions)
+    );
+    assert_eq!(deterministic["deterministic"], true);
+    assert_eq!(deterministic["distinct_stdouts"], 1, "{deterministic}");
+    assert_eq!(deterministic["distinct_fuel"], 1, "{deterministic}");
+    assert!(deterministic["guest_us"]["mean"].as_f64().unwrap() > 0.0);
+
+    // The same guest in normal mode reads the host's clock and random bytes.
+    let normal = loadgen_report(&common).await;
+    assert_eq!(normal["deterministic"], false);
+    assert_eq!(
+        normal["distinct_stdouts"].as_u64(),
+        normal["executions"].as_u64(),
+        "{normal}"
+    );
+    server.sigterm();
+    assert!(server.wait().await.status.success());
+}

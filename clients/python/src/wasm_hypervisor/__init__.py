@@ -14,12 +14,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from .client import Client, ExecutionResult, Job, Mount, MountOut, ServerIdentity, pack_directory, verify_receipt
+from .client import (
+    Client,
+    ExecutionResult,
+    Job,
+    Mount,
+    MountOut,
+    Replay,
+    ReplayBundle,
+    ServerIdentity,
+    pack_directory,
+    replay,
+    verify_receipt,
+)
 from .errors import (
     Check,
     ConnectionFailedError,
     KeyMismatchError,
     ProtocolError,
+    ReplayError,
+    ReplayToolMissingError,
     RequestError,
     ResponseError,
     ServerError,
@@ -48,6 +62,10 @@ __all__ = [
     "ProtocolError",
     "Receipt",
     "References",
+    "Replay",
+    "ReplayBundle",
+    "ReplayError",
+    "ReplayToolMissingError",
     "RequestError",
     "ResponseError",
     "Retries",
@@ -59,6 +77,7 @@ __all__ = [
     "WasmHypervisorError",
     "Wire",
     "pack_directory",
+    "replay",
     "verify_receipt",
 ]
 

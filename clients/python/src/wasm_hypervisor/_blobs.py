@@ -51,6 +51,8 @@ def build_spec(
     limits: Optional[Union[Limits, Mapping[str, Any]]],
     mounts: Optional[Iterable[Union[Mount, Mapping[str, Any]]]],
     invoke: Optional[str],
+    deterministic: bool = False,
+    seed: Optional[Union[bytes, str]] = None,
 ) -> Spec:
     """What :meth:`Client.run` was asked, checked and read (a module path is read here)."""
     if isinstance(module, (bytes, bytearray, memoryview)):
@@ -71,6 +73,11 @@ def build_spec(
         base["stdin"] = bytes(stdin)
     if limits:
         base["limits"] = Limits.parse(limits).to_dict()
+    if deterministic or seed is not None:
+        # Protocol v1.2 §R: a seed alone is `invalid_request`, so it implies the flag.
+        base["deterministic"] = True
+    if seed is not None:
+        base["seed"] = seed_hex(seed)
     mount_specs: List[Tuple[str, bool, Optional[Blob]]] = []
     for mount in mounts or ():
         if isinstance(mount, Mapping):
@@ -78,6 +85,21 @@ def build_spec(
         tar = None if mount.tar is None else Blob.of(bytes(mount.tar))
         mount_specs.append((mount.path, mount.writable, tar))
     return Spec(Blob.of(module_bytes), base, mount_specs)
+
+
+def seed_hex(seed: Union[bytes, str]) -> str:
+    """A deterministic execution's seed as the protocol writes it: 64 lowercase hex
+    digits, from 32 bytes or from those hex digits. Raises ``ValueError``."""
+    if isinstance(seed, (bytes, bytearray, memoryview)):
+        data = bytes(seed)
+    else:
+        try:
+            data = bytes.fromhex(seed)
+        except ValueError:
+            raise ValueError("seed is 32 bytes or 64 hex digits") from None
+    if len(data) != 32:
+        raise ValueError("seed is 32 bytes or 64 hex digits")
+    return data.hex()
 
 
 class KnownBlobs:
@@ -91,7 +113,9 @@ class KnownBlobs:
 
     def initial_references(self, spec: Spec) -> Set[str]:
         """The blobs the first try of ``spec`` names instead of sending."""
-        if self.policy is References.NEVER:
+        if self.policy is References.NEVER or spec.base.get("deterministic"):
+            # A deterministic request carries its bytes, so that its replay
+            # bundle alone is enough to run it again (as `run --replay-bundle`).
             return set()
         if self.policy is References.ALWAYS:
             return {blob.sha256 for blob in spec.blobs()}

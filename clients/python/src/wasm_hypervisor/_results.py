@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Set
 from . import _crypto
 from ._mounts import MountOut
 from ._sealing import Sent
+from ._replay import ReplayBundle
 from .receipt import RECEIPT_VERSION, Receipt, b64encode
 from .tlog import VerifierKey
 
@@ -50,6 +51,16 @@ class ExecutionResult:
     #: server predates v1.2 (its ``/keys`` has no ``note_verifier_key``). Such a
     #: receipt still verifies online.
     tlog_proof_error: Optional[str] = None
+    #: A deterministic execution (protocol v1.2 §R, ``run(deterministic=True)``).
+    deterministic: bool = False
+    #: The hex SHA-256 of the deterministic engine's description (``GET
+    #: /fuel-costs``) it ran on; ``None`` for a normal execution.
+    engine_sha256: Optional[str] = None
+    #: A deterministic execution's replay bundle (the receipt, with its
+    #: tlog-proof when there is one, and both plaintexts: secrets):
+    #: ``replay_bundle.save(path)`` writes the CLI's format, :meth:`Client.replay`
+    #: checks it. ``None`` for a normal execution.
+    replay_bundle: Optional[ReplayBundle] = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +106,8 @@ def build_result(
         module_sha256=doc.get("module_sha256"),
         leaf_signature=b64encode(answer["leaf_signature"]),
     )
+    deterministic = doc.get("deterministic") is True
+    bundle = ReplayBundle(receipt, sent.plaintext, doc["_result_plaintext"]) if deterministic else None
     return ExecutionResult(
         execution_id=answer["execution_id"],
         status=doc["status"],
@@ -117,4 +130,7 @@ def build_result(
         commitment=answer["commitment"].hex(),
         sent_by_reference=sorted(by_reference),
         resent_blobs=list(resent),
+        deterministic=deterministic,
+        engine_sha256=doc.get("engine_sha256"),
+        replay_bundle=bundle,
     )

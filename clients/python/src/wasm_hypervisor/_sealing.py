@@ -75,7 +75,8 @@ def seal(session_id: str, public_key: bytes, plaintext: bytes, wire: Wire) -> Tu
 
 def open_answer(sent: Sent, answer: Dict[str, Any]) -> Dict[str, Any]:
     """The result document of ``answer``, opened with ``sent``'s keys, its execution
-    id and commitment checked; ``_request_sha256`` and ``_result_sha256`` added."""
+    id and commitment checked; ``_request_sha256``, ``_result_sha256`` and
+    ``_result_plaintext`` added."""
     execution_id = answer["execution_id"]
     try:
         result_plaintext = sent.keys.open_result(execution_id, answer["ciphertext"])
@@ -88,6 +89,8 @@ def open_answer(sent: Sent, answer: Dict[str, Any]) -> Dict[str, Any]:
         raise ProtocolError("the commitment does not match the request and result")
     doc["_request_sha256"] = _crypto.sha256(sent.plaintext).hex()
     doc["_result_sha256"] = _crypto.sha256(result_plaintext).hex()
+    # For a deterministic execution's replay bundle (the bytes as sealed).
+    doc["_result_plaintext"] = result_plaintext
     return doc
 
 

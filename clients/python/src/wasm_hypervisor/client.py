@@ -11,12 +11,14 @@ plaintexts, one session per execution, every blob by its bytes.
 
 This module is the facade; the work is done by ``_sessions`` (the pool),
 ``_sealing`` (plaintexts, sealing, opening), ``_blobs`` (references), ``_jobs``
-(long jobs), ``_results`` and ``_mounts`` (what callers get and give) and
-``_http`` (connections, error mapping, retries).
+(long jobs), ``_results`` and ``_mounts`` (what callers get and give),
+``_replay`` (replay bundles, ``wasm-hypervisor replay``) and ``_http``
+(connections, error mapping, retries).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import urllib.parse
@@ -29,6 +31,7 @@ from ._http import Http, retry_after
 from ._jobs import Job, accepted_location, check_pending
 from ._mounts import Mount, MountOut, pack_directory
 from ._proofs import PolicyLike, fetch_tlog_proof, offline_policy
+from ._replay import Replay, ReplayBundle, replay
 from ._results import ExecutionResult, ServerIdentity, build_result
 from ._sealing import Sent, b64, encode_plaintext, execute_answer, open_answer
 from ._sessions import SessionPool
@@ -43,8 +46,11 @@ __all__ = [
     "Job",
     "Mount",
     "MountOut",
+    "Replay",
+    "ReplayBundle",
     "ServerIdentity",
     "pack_directory",
+    "replay",
     "verify_receipt",
 ]
 
@@ -215,6 +221,8 @@ class Client:
         mounts: Optional[Iterable[MountLike]] = None,
         invoke: Optional[str] = None,
         asynchronous: bool = False,
+        deterministic: bool = False,
+        seed: Optional[Union[bytes, str]] = None,
     ) -> ExecutionResult:
         """Runs ``module`` (bytes, or a path to a ``.wasm`` file) sealed and returns
         its result, opened and checked. ``args`` follow argv[0]; ``env`` is the
@@ -226,10 +234,17 @@ class Client:
         ``asynchronous=True`` is :meth:`submit` then :meth:`result`: for jobs longer
         than a proxy's read timeout.
 
+        ``deterministic=True`` asks for a reproducible execution (protocol v1.2
+        §R): fixed clocks, random bytes from ``seed`` (32 bytes or 64 hex digits;
+        zero when absent; giving one implies ``deterministic``), canonical NaNs,
+        the timeout as a fuel bound. Its module and archives go by bytes, and the
+        result's ``replay_bundle`` can be saved (the CLI's ``run --replay-bundle``
+        format) and checked with :meth:`replay`.
+
         Every outcome after the server opened the request is a result (see
         ``status``); refusals before it raise :class:`RequestError` (4xx) or
         :class:`ServerError` (5xx)."""
-        spec = build_spec(module, args, env, stdin, limits, mounts, invoke)
+        spec = build_spec(module, args, env, stdin, limits, mounts, invoke, deterministic, seed)
         if asynchronous:
             return self.result(self._submit(spec))
         by_reference = self._blobs.initial_references(spec)
@@ -258,11 +273,13 @@ class Client:
         limits: Optional[LimitsLike] = None,
         mounts: Optional[Iterable[MountLike]] = None,
         invoke: Optional[str] = None,
+        deterministic: bool = False,
+        seed: Optional[Union[bytes, str]] = None,
     ) -> Job:
         """Submits a long job (``Prefer: respond-async``) and returns as soon as the
         server has opened the request; :meth:`result` waits for it, :meth:`poll`
         asks once. The arguments are :meth:`run`'s."""
-        return self._submit(build_spec(module, args, env, stdin, limits, mounts, invoke))
+        return self._submit(build_spec(module, args, env, stdin, limits, mounts, invoke, deterministic, seed))
 
     def _submit(self, spec: Spec) -> Job:
         job = Job(spec, self._blobs.initial_references(spec))
@@ -365,6 +382,54 @@ class Client:
         if not all(check.ok for check in checks):
             raise VerificationError(checks)
         return checks
+
+    def replay(
+        self,
+        bundle: Union[ExecutionResult, ReplayBundle, str, "os.PathLike[str]"],
+        *,
+        note_key: Optional[Union[str, VerifierKey]] = None,
+        policy: Optional[Union[str, "os.PathLike[str]"]] = None,
+        max_mount_entries: Optional[int] = None,
+        binary: Optional[Union[str, "os.PathLike[str]"]] = None,
+        timeout: Optional[float] = None,
+    ) -> Replay:
+        """Checks a deterministic execution by running it again on this machine
+        (protocol v1.2 §R): ``bundle`` is a result of ``run(deterministic=True)``,
+        its ``replay_bundle``, or the path of a saved bundle (the SDK's or the
+        CLI's). Runs ``wasm-hypervisor replay`` (``binary``, else
+        ``$WASM_HYPERVISOR_BIN``, else ``PATH``): the plaintexts are those the
+        receipt names, the receipt is logged on this server (under the pinned key
+        if any; offline under ``note_key`` or the tlog-policy file ``policy``),
+        and every output the protocol fixes is identical.
+
+        Returns a :class:`Replay`; raises :class:`ReplayError` (``reason``,
+        ``difference``) or :class:`ReplayToolMissingError`."""
+        if isinstance(bundle, ExecutionResult):
+            if bundle.replay_bundle is None:
+                raise ValueError("the execution is not deterministic: it has no replay bundle")
+            bundle = bundle.replay_bundle
+        offline = note_key is not None or policy is not None
+        return replay(
+            bundle,
+            server=None if offline else self.url,
+            key_id=self.pinned_key_id,
+            note_key=note_key,
+            policy=policy,
+            max_mount_entries=max_mount_entries,
+            binary=binary,
+            timeout=timeout,
+        )
+
+    def usage(self) -> Dict[str, Any]:
+        """This client's own usage and quotas (``GET /usage``, protocol v1.2 §U):
+        ``hour`` and ``day`` (each ``start``, ``end``, ``used`` and ``quota`` by
+        ``executions``, ``fuel``, ``bytes_in``, ``bytes_out``; a ``None`` quota is
+        no limit) and ``total``. With a token, that token's; without, this
+        address's."""
+        doc = self._http.json("GET", "/usage", authorized=True, idempotent=True)
+        if not isinstance(doc, dict) or not all(isinstance(doc.get(name), dict) for name in ("hour", "day", "total")):
+            raise ProtocolError("the /usage answer is not an object with `hour`, `day` and `total`")
+        return dict(doc)
 
     def checkpoint(self) -> Dict[str, Any]:
         """``GET /log/checkpoint``, its signature checked under the server's key."""

@@ -10,7 +10,9 @@ Every one is a :class:`WasmHypervisorError`::
     │   └── ServerError          5xx: the server could not serve it (overloaded, ...)
     ├── KeyMismatchError         the server's key is not the pinned one
     ├── SessionSignatureError    a session key the server's key did not sign
-    └── VerificationError        a receipt did not verify
+    ├── VerificationError        a receipt did not verify
+    ├── ReplayError              a replay bundle did not check, or its replay differed
+    └── ReplayToolMissingError   no ``wasm-hypervisor`` program to replay with
 
 The names of release 0.1 (``KeyMismatch``, ``BadSessionSignature``,
 ``ProtocolViolation``, ``VerificationFailed``, ``ConnectionFailed``) still import,
@@ -27,6 +29,8 @@ __all__ = [
     "ConnectionFailedError",
     "KeyMismatchError",
     "ProtocolError",
+    "ReplayError",
+    "ReplayToolMissingError",
     "RequestError",
     "ResponseError",
     "ServerError",
@@ -117,6 +121,30 @@ class VerificationError(WasmHypervisorError):
         first = self.failed[0] if self.failed else Check("unknown", "no check failed")
         self.check: str = first.name
         super().__init__(f"{first.name}: {first.error}")
+
+
+class ReplayError(WasmHypervisorError):
+    """``wasm-hypervisor replay`` did not pass. ``reason`` is ``check_failed`` (a
+    check of the bundle failed: a plaintext, the commitment, the logging; exit
+    code 1), ``differs`` (the replay's outputs differ; ``difference`` names the
+    first; 3), ``not_deterministic`` (the request is not deterministic, no replay
+    can match it; 4) or ``cannot_replay`` (a file, the server, the request; 125).
+    ``output`` and ``stderr`` are the command's."""
+
+    def __init__(self, reason: str, exit_code: int, difference: Optional[str], output: str, stderr: str) -> None:
+        lines = output.strip().splitlines()
+        detail = difference or stderr.strip() or (lines[-1] if lines else "")
+        super().__init__(f"replay {reason} (exit code {exit_code}): {detail}")
+        self.reason = reason
+        self.exit_code = exit_code
+        self.difference = difference
+        self.output = output
+        self.stderr = stderr
+
+
+class ReplayToolMissingError(WasmHypervisorError):
+    """The ``wasm-hypervisor`` program a replay runs was not found (``binary=``,
+    ``$WASM_HYPERVISOR_BIN``, ``PATH``)."""
 
 
 #: Release 0.1's names, kept for a release as aliases of the classes above.
