@@ -9,10 +9,11 @@
 #      - a cached 64 KB module by reference, v1.1 (batches of 32, binary body, CBOR)
 #        against v1 JSON, at 1 and 32 clients;
 #      - tiny.wasm with stdin of 0, 1 MiB and 16 MiB, v1.1, by reference;
-#      - tiny.wasm at 32 clients (p99);
+#      - tiny.wasm at 32 clients (p99), inline and by reference (issue 30);
 #   3. through tools/bench/delay-proxy.py adding 20 ms each way: v1 (a session per
 #      execution: two round trips) against v1.1 with a session pool (one).
 # Needs `cargo build --release --bins`.   Usage: tools/bench/bench-speed.sh [seconds per run]
+# ISSUE30_ONLY=1 runs the floor and issue 30's three goal rows only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:-10}
@@ -48,6 +49,14 @@ loadgen() {
 direct=(--server "http://127.0.0.1:$PORT")
 HELLO=(--module examples/hello.component.wasm --by-reference)
 
+if [ -n "${ISSUE30_ONLY:-}" ]; then
+    # Issue 30's goal rows only (BENCHMARKS.md, "Near the floor"): the component by
+    # reference at 1 and 32 clients, tiny by reference at 32, against the floor above.
+    loadgen "${direct[@]}" -c 1 "${HELLO[@]}" --wire v1.1
+    loadgen "${direct[@]}" -c 32 "${HELLO[@]}" --wire v1.1
+    loadgen "${direct[@]}" -c 32 --by-reference --wire v1.1
+    exit 0
+fi
 for clients in 1 32; do
     loadgen "${direct[@]}" -c $clients "${HELLO[@]}" --wire v1.1
     loadgen "${direct[@]}" -c $clients "${HELLO[@]}" --wire v1
@@ -57,6 +66,8 @@ for bytes in 0 1048576 16777216; do
 done
 loadgen "${direct[@]}" -c 32 --wire v1.1
 loadgen "${direct[@]}" -c 32 --wire v1
+# Issue 30's 32-client row for tiny: by reference, as the component's above.
+loadgen "${direct[@]}" -c 32 --by-reference --wire v1.1
 echo "== through a proxy adding 20 ms each way"
 loadgen --server "http://127.0.0.1:$PROXY_PORT" -c 1 --by-reference --wire v1
 loadgen --server "http://127.0.0.1:$PROXY_PORT" -c 1 --by-reference --wire v1.1

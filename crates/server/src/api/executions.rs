@@ -235,15 +235,16 @@ pub(super) async fn execute(
     }
     // Its own task: a client that disconnects must not cancel an execution whose
     // plaintext is already open (it still has to be logged), and a panic in it must
-    // only fail this request. It runs on the guest runtime, from the session's key
-    // to the durable log record: two thread crossings per execution, there and
-    // back (see `Sandbox::runtime`).
+    // only fail this request. It runs whole, from the session's key to the durable
+    // log record, on this thread when the server is otherwise idle, else on the
+    // guest runtime: two thread crossings, there and back (`Executor::spawn`).
     // The task runs inside this request's span, so its log lines carry the request
     // id even after the client has gone.
     let executor = state.executor.clone();
     let receipt = state
-        .executions
-        .spawn_on(
+        .executor
+        .spawn(
+            &state.executions,
             async move {
                 // The client's execution slot is held until the execution ends,
                 // even if the client has gone by then.
@@ -251,7 +252,6 @@ pub(super) async fn execute(
                 executor.execute(sealed).await
             }
             .in_current_span(),
-            state.executor.runtime(),
         )
         .await
         .map_err(|join_error| {

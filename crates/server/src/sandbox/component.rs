@@ -64,6 +64,9 @@ impl GuestState for ComponentState {
 pub struct LinkedComponent {
     component: Component,
     linked: Result<InstancePre<ComponentState>, Arc<wasmtime::Error>>,
+    /// `wasi:cli/run`'s export found once, at link time, not per run (`None`:
+    /// the component does not export it, or does not link).
+    command: Option<CommandPre<ComponentState>>,
 }
 
 /// The WASI preview2 linker, built once.
@@ -91,7 +94,15 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>
 /// kept with the reason, which every run of it reports.
 pub(super) fn link(linker: &Linker<ComponentState>, component: Component) -> LinkedComponent {
     let linked = linker.instantiate_pre(&component).map_err(Arc::new);
-    LinkedComponent { component, linked }
+    let command = linked
+        .as_ref()
+        .ok()
+        .and_then(|pre| CommandPre::new(pre.clone()).ok());
+    LinkedComponent {
+        component,
+        linked,
+        command,
+    }
 }
 
 /// Runs `wasi:cli/run`, or the invoked export, under `limits`, with `mounts`.
@@ -121,12 +132,12 @@ pub(super) async fn run(
         return run.fail(error.into());
     }
     let pre = match &target.linked {
-        Ok(pre) => pre.clone(),
+        Ok(pre) => pre,
         Err(error) => return run.fail(RunError::Unlinkable(error.clone())),
     };
     match entry {
         Entry::Command => {
-            let Ok(command) = CommandPre::new(pre) else {
+            let Some(command) = &target.command else {
                 return run.fail(RunError::NoCliRun);
             };
             let timeout = run.timeout();

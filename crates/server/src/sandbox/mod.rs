@@ -69,8 +69,10 @@ pub mod shape;
 pub mod target;
 pub mod wasi;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use wasmtime::Engine;
 
 use self::cache::ModuleCache;
@@ -217,8 +219,9 @@ impl Sandbox {
     /// The guest runtime, where executions run whole: opening the request, the
     /// guest, sealing, signing and the log append, so that an execution crosses
     /// threads only twice (from the HTTP runtime and back), and the HTTP runtime
-    /// that answers `/health` never runs a guest, a P-256 operation or an
-    /// `fdatasync`.
+    /// that answers `/health` runs at most one execution at a time, when the
+    /// server is otherwise idle, and only with a worker left free
+    /// (`Executor::spawn`).
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         self.guests.as_ref().expect("present until drop").handle()
     }
@@ -288,12 +291,14 @@ impl Sandbox {
             .await
     }
 
-    /// Runs a target to completion or to a limit.
+    /// Runs a target to completion or to a limit, on the caller's task.
     ///
-    /// Fairness: guests run on the sandbox's own multi-thread runtime, and yield to
-    /// it at every epoch tick (10 ms). The HTTP side has its own runtime, so however
-    /// many guests are computing, the operating system's scheduler shares the CPU
-    /// between the two sets of threads and `/health` stays responsive; among guests,
+    /// Fairness: guests run on the sandbox's own multi-thread runtime (all but
+    /// the one an idle server runs where its request arrived, see
+    /// `Executor::spawn`), and yield at every epoch tick (10 ms). The HTTP side
+    /// has its own runtime, so however many guests are computing, the operating
+    /// system's scheduler shares the CPU between the two sets of threads and
+    /// `/health` stays responsive; among guests,
     /// the per-tick yield gives each a turn, so a long CPU-bound guest cannot starve
     /// short ones. The alternative, one blocking thread per guest, would need up to
     /// `max_concurrent` OS threads and could not be cancelled in a host call.
@@ -310,15 +315,17 @@ impl Sandbox {
         mounts: Vec<MountSpec>,
         limits: GuestLimits,
     ) -> RunReport {
-        let engine = self.engined(input.flavor()).engine.clone();
-        let guests = self.guests.as_ref().expect("present until drop");
-        let run = async move { target.run(&engine, entry, input, mounts, limits).await };
-        match guests.spawn(run).await {
+        let engine = &self.engined(input.flavor()).engine;
+        // In place, on the caller's task (an execution's, on the guest runtime
+        // or, when the server is idle, on the thread that received it: see
+        // `Executor::spawn`): a task of its own would cost a hand-off.
+        let run = target.run(engine, entry, input, mounts, limits);
+        match AssertUnwindSafe(run).catch_unwind().await {
             Ok(report) => report,
-            Err(join_error) => {
+            Err(_panic) => {
                 // A panic in Wasmtime or a host function: a bug, contained to this
                 // execution, which still ends (and is logged) with a status.
-                tracing::error!(error = %join_error, "a guest run panicked");
+                tracing::error!("a guest run panicked");
                 RunReport::host_failure()
             }
         }
