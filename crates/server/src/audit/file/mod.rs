@@ -205,7 +205,9 @@ impl FileLog {
     ///
     /// If nobody is writing, the calling thread writes and syncs the batch itself
     /// (blocking for one `write` and one `fdatasync`): call it from a thread that
-    /// may block that long, never from the one serving `/health`.
+    /// may block that long: a guest runtime worker, or the one execution an idle
+    /// server runs where it was received, with another HTTP worker left free for
+    /// `/health` (`Executor::spawn`).
     pub async fn append(&self, record: LogRecord) -> Result<u64, AuditError> {
         let stopped = || AuditError::Unavailable("the log writer has stopped".to_owned());
         if self.shared.stopped.load(Ordering::Acquire) {
