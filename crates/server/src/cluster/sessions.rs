@@ -27,7 +27,10 @@
 //! inserts fits. One statement alone cannot do it: its snapshot would be taken
 //! before the lock is granted. The lock is held for two or three statements and
 //! the commit; uses and sweeps do not take it. Key pairs are generated before
-//! the lock, so a refusal costs them.
+//! the lock, so a refusal by the database's count costs them; they are made by a
+//! `session::issuer::Issuer`, off the async workers and in the client's turn,
+//! which also refuses at once, before deriving, a client whose batches in flight
+//! on this replica would pass its share, and bounds the work queued.
 //!
 //! # Expiry
 //! A session past `expires_ms` is unknown (`take` and `is_live` check it); each
@@ -47,6 +50,7 @@ use super::{Cluster, DbError, OPERATION_TIMEOUT, unix_millis};
 use crate::access::ClientKey;
 use crate::envelope::{self, Provider, SessionSecret};
 use crate::keys::ServerKey;
+use crate::session::issuer::Issuer;
 use crate::session::{IssuedSession, SessionError, SessionStore};
 
 /// How often a replica deletes expired sessions and epoch keys.
@@ -98,6 +102,13 @@ enum Issue {
     PoolFull { oldest: Option<i64> },
 }
 
+/// One session of a batch, made before its transaction.
+struct Made {
+    id: Uuid,
+    wrapped_seed: Vec<u8>,
+    public_key: [u8; envelope::POINT_LEN],
+}
+
 /// The bounds of the cluster's pending sessions.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
@@ -112,7 +123,9 @@ pub struct PgSessionStore {
     cluster: Cluster,
     provider: Provider,
     limits: SessionLimits,
-    keys: WrapKeys,
+    keys: Arc<WrapKeys>,
+    /// Makes the batches' key pairs and sealed seeds (`session::issuer`).
+    issuer: Issuer<Made>,
     /// Live sessions in the whole cluster, as of this replica's last issue or
     /// sweep (the gauge).
     pending: AtomicUsize,
@@ -121,7 +134,9 @@ pub struct PgSessionStore {
 impl PgSessionStore {
     pub fn new(cluster: Cluster, key: &ServerKey, limits: SessionLimits) -> PgSessionStore {
         PgSessionStore {
-            keys: WrapKeys::new(cluster.clone(), key, limits.ttl),
+            keys: Arc::new(WrapKeys::new(cluster.clone(), key, limits.ttl)),
+            // More than the pool's bound could never be pending at once.
+            issuer: Issuer::new(limits.max_pending),
             cluster,
             provider: key.provider(),
             limits,
@@ -177,6 +192,34 @@ impl PgSessionStore {
         Ok(())
     }
 
+    /// What makes one session of a batch sealed under `epoch_key`: a fresh id
+    /// and seed, the seed's public key, the seed wrapped with the id as
+    /// associated data. The private key is dropped (zeroized) at once: `take`
+    /// derives it again.
+    fn maker(
+        &self,
+        epoch_key: Zeroizing<[u8; 32]>,
+    ) -> impl FnMut() -> Result<Made, SessionError> + Send + 'static {
+        let (provider, keys) = (self.provider, self.keys.clone());
+        move || {
+            let id = Uuid::new_v4();
+            let mut seed = Zeroizing::new([0u8; 32]);
+            provider
+                .fill_random(seed.as_mut_slice())
+                .map_err(|_| SessionError::Unavailable)?;
+            let (secret, public_key) = envelope::derive_session_key(provider, seed.as_slice());
+            drop(secret);
+            let wrapped_seed = keys
+                .seal(&epoch_key, id.as_bytes(), seed.as_slice())
+                .ok_or(SessionError::Unavailable)?;
+            Ok(Made {
+                id,
+                wrapped_seed,
+                public_key,
+            })
+        }
+    }
+
     /// Issues `count` sessions for `client`, or says why not.
     async fn issue(
         &self,
@@ -194,23 +237,26 @@ impl PgSessionStore {
             .await
             .map_err(unavailable)?
             .ok_or(SessionError::Unavailable)?;
+        let made = self
+            .issuer
+            .issue(
+                client,
+                count,
+                self.limits.max_pending_per_client,
+                self.maker(epoch_key),
+            )
+            .await?;
         let mut ids = Vec::with_capacity(count);
         let mut wrapped = Vec::with_capacity(count);
         let mut public_keys = Vec::with_capacity(count);
-        for _ in 0..count {
-            let id = Uuid::new_v4();
-            let mut seed = Zeroizing::new([0u8; 32]);
-            self.provider
-                .fill_random(seed.as_mut_slice())
-                .map_err(|_| SessionError::Unavailable)?;
-            let (secret, public_key) = envelope::derive_session_key(self.provider, seed.as_slice());
-            drop(secret);
-            let sealed = self
-                .keys
-                .seal(&epoch_key, id.as_bytes(), seed.as_slice())
-                .ok_or(SessionError::Unavailable)?;
+        for Made {
+            id,
+            wrapped_seed,
+            public_key,
+        } in made
+        {
             ids.push(id);
-            wrapped.push(sealed);
+            wrapped.push(wrapped_seed);
             public_keys.push(public_key);
         }
         let epochs = vec![epoch; count];
