@@ -49,7 +49,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -715,14 +715,30 @@ async fn sequencer(log: Weak<Inner>, mut receiver: mpsc::Receiver<Pending>) {
 /// checkpoint when the tree grew. Ends when the log is dropped.
 async fn tailer(log: Weak<Inner>) {
     let notified = Arc::new(Notify::new());
+    // The largest log size a notification announced.
+    let heard = Arc::new(AtomicU64::new(0));
     let mut listener: Option<tokio_postgres::Client> = None;
     let mut failing = false;
+    let mut by_notification = false;
     loop {
         let Some(inner) = log.upgrade() else {
             return;
         };
         if listener.as_ref().is_none_or(|client| client.is_closed()) {
-            listener = listen(&inner.cluster, notified.clone()).await;
+            listener = listen(&inner.cluster, notified.clone(), heard.clone()).await;
+            // Notifications may have been missed meanwhile.
+            by_notification = false;
+        }
+        // Woken by a notification of leaves this tree already holds (this
+        // replica's own commit, pushed without a read): nothing to read. The
+        // read every `POLL_INTERVAL` stays.
+        if by_notification && heard.load(Ordering::Acquire) <= inner.size() {
+            drop(inner);
+            by_notification = tokio::select! {
+                () = notified.notified() => true,
+                () = tokio::time::sleep(POLL_INTERVAL) => false,
+            };
+            continue;
         }
         match inner.catch_up().await {
             Ok(()) => {
@@ -745,16 +761,22 @@ async fn tailer(log: Weak<Inner>) {
         let persist = inner.clone();
         let _ = tokio::task::spawn_blocking(move || persist.persist_checkpoint(false)).await;
         drop(inner);
-        tokio::select! {
-            () = notified.notified() => {}
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
-        }
+        by_notification = tokio::select! {
+            () = notified.notified() => true,
+            () = tokio::time::sleep(POLL_INTERVAL) => false,
+        };
     }
 }
 
 /// A connection that `LISTEN`s on [`CHANNEL`], telling `notified` of each
-/// notification; `None` if the database cannot be reached now.
-async fn listen(cluster: &Cluster, notified: Arc<Notify>) -> Option<tokio_postgres::Client> {
+/// notification after raising `heard` to the log size it announces (one it
+/// cannot parse counts as unbounded, so that it is read); `None` if the
+/// database cannot be reached now.
+async fn listen(
+    cluster: &Cluster,
+    notified: Arc<Notify>,
+    heard: Arc<AtomicU64>,
+) -> Option<tokio_postgres::Client> {
     let attempt = async {
         let (client, mut connection) = cluster.config().connect(NoTls).await?;
         tokio::spawn(async move {
@@ -762,7 +784,11 @@ async fn listen(cluster: &Cluster, notified: Arc<Notify>) -> Option<tokio_postgr
                 futures_util::stream::poll_fn(move |context| connection.poll_message(context));
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(AsyncMessage::Notification(_)) => notified.notify_one(),
+                    Ok(AsyncMessage::Notification(notification)) => {
+                        let size = notification.payload().parse().unwrap_or(u64::MAX);
+                        heard.fetch_max(size, Ordering::AcqRel);
+                        notified.notify_one();
+                    }
                     Ok(_) => {}
                     Err(_) => break,
                 }
