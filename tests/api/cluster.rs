@@ -22,6 +22,7 @@ use wasm_hypervisor_protocol::wire::CheckpointResponse;
 
 use crate::helpers::{DataDir, ServerProcess, TestApp, cli_command, fixture, request};
 use crate::postgres::{self, Sql, TestPostgres};
+use crate::sessions::{FLOOD_BATCH, batches_answered_before_a_fresh_clients_session};
 
 /// How long a recovery after PostgreSQL comes back may take.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
@@ -1327,6 +1328,27 @@ async fn concurrent_batches_from_many_clients_over_two_replicas_never_pass_max_p
         assert_eq!(status, 201, "a fresh client on replica {index}");
     }
     assert!(cluster.live_sessions() <= MAX_PENDING);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_clients_session_is_issued_before_a_flood_of_batches_on_a_replica_is_done() {
+    const FLOOD: usize = 24;
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            ("WASM_HYPERVISOR_CLIENTS__TRUSTED_PROXIES", "[127.0.0.1]"),
+            ("WASM_HYPERVISOR_SESSIONS__MAX_BATCH", "512"),
+            ("WASM_HYPERVISOR_SESSIONS__MAX_PENDING", "20000"),
+            ("WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT", "512"),
+        ],
+    );
+    let base = &cluster.replicas[0].process.base;
+    let (before, statuses) = batches_answered_before_a_fresh_clients_session(base, 6, FLOOD).await;
+    assert!(statuses.iter().all(|&status| status == 201), "{statuses:?}");
+    // The flood's batches are derived (and inserted) one client at a time,
+    // while the fresh client's one session waits for a slice only.
+    assert!(before < FLOOD / 2, "{before} of {FLOOD} batches first");
+    assert_eq!(cluster.live_sessions(), (FLOOD_BATCH * FLOOD + 1) as u64);
 }
 
 /// Live sessions in the cluster's database held by the client at the IPv4

@@ -2,7 +2,11 @@
 //! each client's share and eviction from a full pool.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use wasm_hypervisor_client::{Client, ClientError, Session};
 use wasm_hypervisor_protocol::payload::Status;
@@ -329,4 +333,99 @@ async fn many_addresses_cannot_take_the_session_pool_from_another_client() {
         Status::Completed
     );
     assert_eq!(app.stop_and_verify_log().await, 3);
+}
+
+/// Issue 25, row 9, at `base`: `flood` clients (forwarded by the trusted proxy
+/// 127.0.0.1 as `10.{net}.x.y`) each ask for a batch of [`FLOOD_BATCH`] at
+/// once (larger than the attack's 64, so that the flood is mostly key
+/// derivations rather than HTTP, even in a debug build); as soon as
+/// one batch is answered, a fresh client (`10.{net}.255.1`, its connection
+/// already open) asks for one session. Returns how many batches had been
+/// answered when its session was, and every answer's status, the fresh
+/// client's last.
+/// The size of each batch of the flood (`sessions.max_batch` must allow it).
+pub const FLOOD_BATCH: usize = 512;
+
+pub async fn batches_answered_before_a_fresh_clients_session(
+    base: &str,
+    net: u8,
+    flood: usize,
+) -> (usize, Vec<u16>) {
+    let http = reqwest::Client::new();
+    let fresh_http = reqwest::Client::new();
+    let fresh_address = format!("10.{net}.255.1");
+    let health = fresh_http
+        .get(format!("{base}/health"))
+        .header("x-forwarded-for", &fresh_address)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let first = Arc::new(Notify::new());
+    let started = std::time::Instant::now();
+    let batches: Vec<_> = (0..flood)
+        .map(|n| {
+            let (http, base) = (http.clone(), base.to_owned());
+            let (answered, first) = (answered.clone(), first.clone());
+            let address = format!("10.{net}.{}.{}", n / 256, n % 256);
+            tokio::spawn(async move {
+                let status = http
+                    .post(format!("{base}/sessions"))
+                    .header("x-forwarded-for", address)
+                    .json(&serde_json::json!({ "count": FLOOD_BATCH }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                answered.fetch_add(1, Ordering::SeqCst);
+                first.notify_one();
+                status
+            })
+        })
+        .collect();
+    first.notified().await;
+    let fresh = fresh_http
+        .post(format!("{base}/sessions"))
+        .header("x-forwarded-for", &fresh_address)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    let before = answered.load(Ordering::SeqCst);
+    let mut statuses = Vec::new();
+    for batch in batches {
+        statuses.push(batch.await.unwrap());
+    }
+    statuses.push(fresh);
+    eprintln!(
+        "{before} of {flood} batches were answered before the fresh client's session; \
+         all within {:?}",
+        started.elapsed()
+    );
+    (before, statuses)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_clients_session_is_issued_before_a_flood_of_batches_is_done() {
+    const FLOOD: usize = 24;
+    let app = TestApp::spawn_with(|config| {
+        config.clients.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        config.sessions.max_batch = Bounded::constant::<{ FLOOD_BATCH as u64 }>();
+        // The pool holds every session of the flood.
+        config
+            .sessions
+            .set_max_pending(Bounded::constant::<20_000>())
+            .unwrap();
+    })
+    .await;
+    let (before, statuses) =
+        batches_answered_before_a_fresh_clients_session(&app.base, 5, FLOOD).await;
+    assert!(statuses.iter().all(|&status| status == 201), "{statuses:?}");
+    // Key pairs are made in each client's turn, least work outstanding first:
+    // the fresh client waits for a slice, not for the flood's derivations.
+    assert!(before < FLOOD / 2, "{before} of {FLOOD} batches first");
+    app.stop().await;
 }

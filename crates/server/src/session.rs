@@ -15,7 +15,11 @@
 //! `max_pending_per_client` of them, counting the ones whose keys are being made.
 //! A client's share is checked, and its place in the pool reserved, *before* its
 //! key pair is generated: a refusal costs no key generation, and the lock is never
-//! held while one is made.
+//! held while one is made. The key pairs are then made by the store's
+//! [`issuer::Issuer`], off the async workers and in the client's turn (least work
+//! outstanding first), so a burst of batches does not delay other requests or a
+//! client asking for one session (issue 25, row 9). Cluster mode issues through
+//! an issuer of its own.
 //!
 //! When the pool is full, a client asking for a session takes the place of the
 //! oldest pending session of the client that holds the most, if that client holds
@@ -35,6 +39,8 @@
 //! of map operations, O(log n); the sweep pops at most [`SWEEP_BATCH`] sessions per
 //! lock and drops (zeroizes) their keys after releasing it.
 
+pub mod issuer;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -44,6 +50,7 @@ use uuid::Uuid;
 
 use crate::access::ClientKey;
 use crate::envelope::{self, POINT_LEN, Provider, SessionSecret};
+use issuer::Issuer;
 
 /// Most expired sessions destroyed per hold of the lock, by the sweep and by a
 /// creation (which expires the front of the queue first, so that a late sweep
@@ -144,7 +151,7 @@ impl SessionStore for MemorySessionStore {
         client: ClientKey,
         count: usize,
     ) -> Result<Vec<IssuedSession>, SessionError> {
-        MemorySessionStore::create_batch_for(self, client, count)
+        MemorySessionStore::create_batch_for(self, client, count).await
     }
 
     async fn is_live(&self, id: &Uuid) -> Result<bool, SessionError> {
@@ -303,6 +310,8 @@ pub struct MemorySessionStore {
     provider: Provider,
     pool: Mutex<Pool>,
     limits: Limits,
+    /// Makes the key pairs of the places reserved (`issuer`'s module doc).
+    issuer: Issuer<(SessionSecret, [u8; POINT_LEN])>,
 }
 
 /// Places in the pool, held for one client while its key pairs are generated
@@ -381,6 +390,9 @@ impl MemorySessionStore {
         MemorySessionStore {
             provider,
             pool: Mutex::new(Pool::default()),
+            // Every queued derivation has a place reserved in the pool, so the
+            // pool's bound is the queue's.
+            issuer: Issuer::new(max_pending),
             limits: Limits {
                 ttl,
                 max_pending,
@@ -401,36 +413,50 @@ impl MemorySessionStore {
     }
 
     /// Makes a fresh key pair for `client` and keeps its private half until use,
-    /// expiry or eviction: reserve a place (refused at once if there is none),
-    /// generate the key without the lock, then insert it.
+    /// expiry or eviction, as [`MemorySessionStore::create_batch_for`] does but
+    /// making the key on the caller's thread (for tests without a runtime).
     #[cfg(test)]
     pub fn create_for(&self, client: ClientKey) -> Result<IssuedSession, SessionError> {
-        let mut sessions = self.create_batch_for(client, 1)?;
-        sessions.pop().ok_or(SessionError::Unknown)
+        let mut reservation = self.reserve_many(client, 1, Instant::now())?;
+        let (secret, public_key) = envelope::generate_session_key(self.provider);
+        let placed = reservation.fulfil_all(vec![secret], Instant::now());
+        Ok(self.issued(placed, vec![public_key]).remove(0))
     }
 
     /// Makes `count` sessions for `client` (protocol v1.1 §A), all or nothing:
     /// `count` places are reserved at once, as if the client asked for them one
     /// by one (its share, then the pool, evicting larger holders' oldest sessions
     /// as `count` single requests would), and a refusal reserves and evicts
-    /// nothing. The keys are generated without the lock and inserted under one
-    /// hold of it, in the order returned.
-    pub fn create_batch_for(
+    /// nothing. The keys are made by the store's [`Issuer`], off the async
+    /// workers and in the client's turn, then inserted under one hold of the
+    /// lock, in the order returned. Dropped while waiting (the client went
+    /// away), it gives the places back.
+    pub async fn create_batch_for(
         &self,
         client: ClientKey,
         count: usize,
     ) -> Result<Vec<IssuedSession>, SessionError> {
         let mut reservation = self.reserve_many(client, count, Instant::now())?;
-        let mut secrets = Vec::with_capacity(count);
-        let mut public_keys = Vec::with_capacity(count);
-        for _ in 0..count {
-            let (secret, public_key) = envelope::generate_session_key(self.provider);
-            secrets.push(secret);
-            public_keys.push(public_key);
-        }
+        let provider = self.provider;
+        let made = self
+            .issuer
+            .issue(client, count, 0, move || {
+                Ok(envelope::generate_session_key(provider))
+            })
+            .await?;
+        let (secrets, public_keys): (Vec<_>, Vec<_>) = made.into_iter().unzip();
         let placed = reservation.fulfil_all(secrets, Instant::now());
+        Ok(self.issued(placed, public_keys))
+    }
+
+    /// The answer for sessions placed, with their public keys in order.
+    fn issued(
+        &self,
+        placed: Vec<(Uuid, Instant)>,
+        public_keys: Vec<[u8; POINT_LEN]>,
+    ) -> Vec<IssuedSession> {
         let expires_at = SystemTime::now() + self.limits.ttl;
-        Ok(placed
+        placed
             .into_iter()
             .zip(public_keys)
             .map(|((id, _), public_key)| IssuedSession {
@@ -438,7 +464,7 @@ impl MemorySessionStore {
                 public_key,
                 expires_at,
             })
-            .collect())
+            .collect()
     }
 
     /// [`MemorySessionStore::create_for`] the one client of a caller that has no
@@ -646,10 +672,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_batch_is_single_use_sessions_in_creation_order() {
+    #[tokio::test]
+    async fn a_batch_is_single_use_sessions_in_creation_order() {
         let store = MemorySessionStore::new(Provider::default(), MINUTE, 100).with_client_share(10);
-        let batch = store.create_batch_for(address(1), 10).unwrap();
+        let batch = store.create_batch_for(address(1), 10).await.unwrap();
         assert_eq!(batch.len(), 10);
         assert_eq!(store.pending(), 10);
         for session in &batch {
@@ -659,27 +685,27 @@ mod tests {
         check_invariants(&store);
     }
 
-    #[test]
-    fn a_batch_past_the_share_or_the_pool_is_refused_whole() {
+    #[tokio::test]
+    async fn a_batch_past_the_share_or_the_pool_is_refused_whole() {
         let store = MemorySessionStore::new(Provider::default(), MINUTE, 6).with_client_share(4);
-        store.create_batch_for(address(1), 3).unwrap();
+        store.create_batch_for(address(1), 3).await.unwrap();
         assert!(matches!(
-            store.create_batch_for(address(1), 2),
+            store.create_batch_for(address(1), 2).await,
             Err(SessionError::ClientShareReached { .. })
         ));
         assert_eq!(store.pending(), 3);
         // Two places are free; a batch of 4 from a new client takes them, then
         // evicts client 1's oldest for the third (3 > 0 + 2) but finds no one for
         // the fourth (2 > 0 + 3 does not hold): refused, and the eviction undone.
-        store.create_batch_for(address(2), 1).unwrap();
+        store.create_batch_for(address(2), 1).await.unwrap();
         assert!(matches!(
-            store.create_batch_for(address(3), 4),
+            store.create_batch_for(address(3), 4).await,
             Err(SessionError::TooManyPending { .. })
         ));
         assert_eq!(store.pending(), 4);
         check_invariants(&store);
         // Two fit, and a third evicts client 1's oldest (3 > 0 + 2).
-        let batch = store.create_batch_for(address(3), 3).unwrap();
+        let batch = store.create_batch_for(address(3), 3).await.unwrap();
         assert_eq!(batch.len(), 3);
         assert_eq!(store.pending(), 6);
         check_invariants(&store);

@@ -41,16 +41,17 @@
 //! The tree is loaded from `log_leaves`, each record decoded and its leaf
 //! signature checked under this replica's key. A file log with records in the
 //! data directory refuses the start unless the database records that this very
-//! file (size and root) was imported (`wasm-hypervisor log import`). Each
+//! file (size and root) was imported (`wasm-hypervisor log import`, in
+//! `file_import`). Each
 //! replica persists the newest checkpoint it has seen in
 //! `data_dir/`[`CHECKPOINT_FILE`] and refuses a database whose log does not
 //! contain it (a restored older backup: a rolled-back log).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -58,17 +59,20 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
-use super::{Cluster, ClusterError, DbError, OPERATION_TIMEOUT, unix_millis};
+use super::{Cluster, ClusterError, DbError, OPERATION_TIMEOUT};
 use crate::audit::checkpoint_file::{self, CHECKPOINT_INTERVAL, NotContained};
-use crate::audit::file::LOG_FILE;
-use crate::audit::file::recovery::{read_records, read_unused};
 use crate::audit::record::{BatchMark, Decoded, LogRecord, Version};
 use crate::audit::tree::{LeafIndex, Signer};
 use crate::audit::{AuditError, Inclusion, LogBackend};
 use crate::keys::ServerKey;
 use wasm_hypervisor_protocol::checkpoint::SignedCheckpoint;
 use wasm_hypervisor_protocol::leaf::Leaf;
-use wasm_hypervisor_protocol::merkle::{Hash, MerkleError, MerkleTree};
+use wasm_hypervisor_protocol::merkle::{Hash, MerkleError};
+
+mod file_import;
+
+use file_import::refuse_unimported_file_log;
+pub use file_import::{Imported, import};
 
 /// The advisory lock key of the log's sequencer: "wasmhlog" as a big-endian
 /// integer.
@@ -711,14 +715,30 @@ async fn sequencer(log: Weak<Inner>, mut receiver: mpsc::Receiver<Pending>) {
 /// checkpoint when the tree grew. Ends when the log is dropped.
 async fn tailer(log: Weak<Inner>) {
     let notified = Arc::new(Notify::new());
+    // The largest log size a notification announced.
+    let heard = Arc::new(AtomicU64::new(0));
     let mut listener: Option<tokio_postgres::Client> = None;
     let mut failing = false;
+    let mut by_notification = false;
     loop {
         let Some(inner) = log.upgrade() else {
             return;
         };
         if listener.as_ref().is_none_or(|client| client.is_closed()) {
-            listener = listen(&inner.cluster, notified.clone()).await;
+            listener = listen(&inner.cluster, notified.clone(), heard.clone()).await;
+            // Notifications may have been missed meanwhile.
+            by_notification = false;
+        }
+        // Woken by a notification of leaves this tree already holds (this
+        // replica's own commit, pushed without a read): nothing to read. The
+        // read every `POLL_INTERVAL` stays.
+        if by_notification && heard.load(Ordering::Acquire) <= inner.size() {
+            drop(inner);
+            by_notification = tokio::select! {
+                () = notified.notified() => true,
+                () = tokio::time::sleep(POLL_INTERVAL) => false,
+            };
+            continue;
         }
         match inner.catch_up().await {
             Ok(()) => {
@@ -741,16 +761,22 @@ async fn tailer(log: Weak<Inner>) {
         let persist = inner.clone();
         let _ = tokio::task::spawn_blocking(move || persist.persist_checkpoint(false)).await;
         drop(inner);
-        tokio::select! {
-            () = notified.notified() => {}
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
-        }
+        by_notification = tokio::select! {
+            () = notified.notified() => true,
+            () = tokio::time::sleep(POLL_INTERVAL) => false,
+        };
     }
 }
 
 /// A connection that `LISTEN`s on [`CHANNEL`], telling `notified` of each
-/// notification; `None` if the database cannot be reached now.
-async fn listen(cluster: &Cluster, notified: Arc<Notify>) -> Option<tokio_postgres::Client> {
+/// notification after raising `heard` to the log size it announces (one it
+/// cannot parse counts as unbounded, so that it is read); `None` if the
+/// database cannot be reached now.
+async fn listen(
+    cluster: &Cluster,
+    notified: Arc<Notify>,
+    heard: Arc<AtomicU64>,
+) -> Option<tokio_postgres::Client> {
     let attempt = async {
         let (client, mut connection) = cluster.config().connect(NoTls).await?;
         tokio::spawn(async move {
@@ -758,7 +784,11 @@ async fn listen(cluster: &Cluster, notified: Arc<Notify>) -> Option<tokio_postgr
                 futures_util::stream::poll_fn(move |context| connection.poll_message(context));
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(AsyncMessage::Notification(_)) => notified.notify_one(),
+                    Ok(AsyncMessage::Notification(notification)) => {
+                        let size = notification.payload().parse().unwrap_or(u64::MAX);
+                        heard.fetch_max(size, Ordering::AcqRel);
+                        notified.notify_one();
+                    }
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -771,156 +801,6 @@ async fn listen(cluster: &Cluster, notified: Arc<Notify>) -> Option<tokio_postgr
         Ok(Ok(client)) => Some(client),
         _ => None,
     }
-}
-
-/// Refuses a data directory whose file log holds records the database did not
-/// record importing.
-async fn refuse_unimported_file_log(cluster: &Cluster, data_dir: &Path) -> Result<(), LogError> {
-    let path = data_dir.join(LOG_FILE);
-    if !path.exists() {
-        return Ok(());
-    }
-    let records = read_records(&path)?;
-    if records.is_empty() {
-        return Ok(());
-    }
-    let mut tree = MerkleTree::default();
-    for record in &records {
-        tree.push(record.leaf.hash());
-    }
-    let size = records.len() as i64;
-    let root = tree.root(tree.size()).expect("the current size").to_vec();
-    let imported = cluster
-        .run(|client| async move {
-            client
-                .query_opt(
-                    "SELECT 1 FROM log_import WHERE size = $1 AND root = $2",
-                    &[&size, &root],
-                )
-                .await
-        })
-        .await?;
-    if imported.is_some() {
-        return Ok(());
-    }
-    Err(LogError::UnimportedFileLog {
-        path,
-        records: records.len() as u64,
-    })
-}
-
-/// What `log import` copied.
-#[derive(Debug, Clone)]
-pub struct Imported {
-    pub records: u64,
-    pub root: Hash,
-}
-
-/// `wasm-hypervisor log import`: copies the file log in `data_dir` (not in use,
-/// checked against its persisted checkpoint) into the empty log of the database
-/// `cluster` is connected to, in one transaction, checks the copy's root, and
-/// records the import (so that a replica on this data directory starts).
-pub async fn import(
-    cluster: &Cluster,
-    data_dir: &Path,
-    key: &ServerKey,
-    origin: &str,
-) -> Result<Imported, LogError> {
-    let (_lock, records) = read_unused(data_dir, origin, key)?;
-    if records.is_empty() {
-        return Err(LogError::NothingToImport {
-            path: data_dir.join(LOG_FILE),
-        });
-    }
-    let mut tree = MerkleTree::default();
-    for (index, (record, _)) in records.iter().enumerate() {
-        if key
-            .public()
-            .verify(&record.leaf.to_bytes(), &record.signature)
-            .is_err()
-        {
-            return Err(LogError::File(AuditError::Corrupt {
-                path: data_dir.join(LOG_FILE),
-                offset: 0,
-                problem: format!(
-                    "record {index}: the leaf's signature does not verify under this key"
-                ),
-            }));
-        }
-        tree.push(record.leaf.hash());
-    }
-    let root = tree.root(tree.size()).expect("the current size");
-    let size = records.len() as i64;
-    let mut client = cluster.client().await?;
-    let transaction = client.transaction().await?;
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
-        .await?;
-    let head: i64 = transaction
-        .query_one("SELECT size FROM log_head", &[])
-        .await?
-        .get(0);
-    let imported = transaction
-        .query_opt("SELECT size FROM log_import", &[])
-        .await?;
-    if head != 0 || imported.is_some() {
-        return Err(LogError::NotEmpty {
-            size: head as u64,
-            imported: if imported.is_some() {
-                ", from an earlier import"
-            } else {
-                ""
-            },
-        });
-    }
-    for (chunk_number, chunk) in records.chunks(1000).enumerate() {
-        let first = (chunk_number * 1000) as i64;
-        let indices: Vec<i64> = (first..first + chunk.len() as i64).collect();
-        let ids: Vec<Uuid> = chunk
-            .iter()
-            .map(|(record, _)| record.leaf.execution_id)
-            .collect();
-        let bytes: Vec<&[u8]> = chunk.iter().map(|(_, raw)| raw.as_slice()).collect();
-        transaction
-            .execute(
-                "INSERT INTO log_leaves (idx, execution_id, record) \
-                 SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
-                &[&indices, &ids, &bytes],
-            )
-            .await?;
-    }
-    // The copy, read back, must hash to the file's root.
-    let mut copy = MerkleTree::default();
-    for (index, row) in transaction
-        .query("SELECT record FROM log_leaves ORDER BY idx", &[])
-        .await?
-        .iter()
-        .enumerate()
-    {
-        copy.push(decode(index as u64, row.get(0))?.leaf.hash());
-    }
-    if copy.size() != tree.size()
-        || !crate::envelope::digest_eq(&copy.root(copy.size()).expect("its size"), &root)
-    {
-        return Err(LogError::RootMismatch);
-    }
-    transaction
-        .execute("UPDATE log_head SET size = $1", &[&size])
-        .await?;
-    transaction
-        .execute(
-            "INSERT INTO log_import (singleton, size, root, imported_ms) VALUES (true, $1, $2, $3)",
-            &[&size, &root.to_vec(), &unix_millis(SystemTime::now())],
-        )
-        .await?;
-    transaction
-        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &size.to_string()])
-        .await?;
-    transaction.commit().await?;
-    Ok(Imported {
-        records: size as u64,
-        root,
-    })
 }
 
 #[cfg(test)]

@@ -27,7 +27,10 @@
 //! inserts fits. One statement alone cannot do it: its snapshot would be taken
 //! before the lock is granted. The lock is held for two or three statements and
 //! the commit; uses and sweeps do not take it. Key pairs are generated before
-//! the lock, so a refusal costs them.
+//! the lock, so a refusal by the database's count costs them; they are made by a
+//! `session::issuer::Issuer`, off the async workers and in the client's turn,
+//! which also refuses at once, before deriving, a client whose batches in flight
+//! on this replica would pass its share, and bounds the work queued.
 //!
 //! # Expiry
 //! A session past `expires_ms` is unknown (`take` and `is_live` check it); each
@@ -47,6 +50,7 @@ use super::{Cluster, DbError, OPERATION_TIMEOUT, unix_millis};
 use crate::access::ClientKey;
 use crate::envelope::{self, Provider, SessionSecret};
 use crate::keys::ServerKey;
+use crate::session::issuer::Issuer;
 use crate::session::{IssuedSession, SessionError, SessionStore};
 
 /// How often a replica deletes expired sessions and epoch keys.
@@ -80,6 +84,28 @@ const VICTIMS: &str = "\
     ORDER BY held_then DESC, expires_ms, client DESC \
     LIMIT $4::bigint";
 
+/// The common case of an issue, in one statement: counts the live sessions
+/// (all, and the client's `$5`, with the oldest expiry of each) at `$6`, and
+/// inserts the batch (`$1`..`$4`, `$7` rows) if it fits under the pool (`$8`)
+/// and the share (`$9`, 0 for none). Returns the rows inserted (0 or all), then
+/// the counts.
+const INSERT_IF_IT_FITS: &str = "\
+    WITH live AS (\
+        SELECT count(*) AS total, \
+               count(*) FILTER (WHERE client = $5) AS mine, \
+               min(expires_ms) AS oldest, \
+               min(expires_ms) FILTER (WHERE client = $5) AS my_oldest \
+        FROM sessions WHERE expires_ms > $6), \
+    inserted AS (\
+        INSERT INTO sessions (id, epoch, wrapped_seed, expires_ms, client) \
+        SELECT batch.id, batch.epoch, batch.wrapped, batch.expires, $5 \
+        FROM unnest($1::uuid[], $2::bigint[], $3::bytea[], $4::bigint[]) \
+             AS batch(id, epoch, wrapped, expires), live \
+        WHERE live.total + $7::bigint <= $8::bigint \
+              AND ($9::bigint = 0 OR live.mine + $7::bigint <= $9::bigint) \
+        RETURNING 1) \
+    SELECT (SELECT count(*) FROM inserted), total, mine, oldest, my_oldest FROM live";
+
 /// Deletes the victims (`$1`) and inserts the batch, in one statement.
 const EVICT_AND_INSERT: &str = "\
     WITH evicted AS (DELETE FROM sessions WHERE id = ANY($1::uuid[])) \
@@ -98,6 +124,13 @@ enum Issue {
     PoolFull { oldest: Option<i64> },
 }
 
+/// One session of a batch, made before its transaction.
+struct Made {
+    id: Uuid,
+    wrapped_seed: Vec<u8>,
+    public_key: [u8; envelope::POINT_LEN],
+}
+
 /// The bounds of the cluster's pending sessions.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
@@ -112,7 +145,9 @@ pub struct PgSessionStore {
     cluster: Cluster,
     provider: Provider,
     limits: SessionLimits,
-    keys: WrapKeys,
+    keys: Arc<WrapKeys>,
+    /// Makes the batches' key pairs and sealed seeds (`session::issuer`).
+    issuer: Issuer<Made>,
     /// Live sessions in the whole cluster, as of this replica's last issue or
     /// sweep (the gauge).
     pending: AtomicUsize,
@@ -121,7 +156,9 @@ pub struct PgSessionStore {
 impl PgSessionStore {
     pub fn new(cluster: Cluster, key: &ServerKey, limits: SessionLimits) -> PgSessionStore {
         PgSessionStore {
-            keys: WrapKeys::new(cluster.clone(), key, limits.ttl),
+            keys: Arc::new(WrapKeys::new(cluster.clone(), key, limits.ttl)),
+            // More than the pool's bound could never be pending at once.
+            issuer: Issuer::new(limits.max_pending),
             cluster,
             provider: key.provider(),
             limits,
@@ -177,7 +214,37 @@ impl PgSessionStore {
         Ok(())
     }
 
-    /// Issues `count` sessions for `client`, or says why not.
+    /// What makes one session of a batch sealed under `epoch_key`: a fresh id
+    /// and seed, the seed's public key, the seed wrapped with the id as
+    /// associated data. The private key is dropped (zeroized) at once: `take`
+    /// derives it again.
+    fn maker(
+        &self,
+        epoch_key: Zeroizing<[u8; 32]>,
+    ) -> impl FnMut() -> Result<Made, SessionError> + Send + 'static {
+        let (provider, keys) = (self.provider, self.keys.clone());
+        move || {
+            let id = Uuid::new_v4();
+            let mut seed = Zeroizing::new([0u8; 32]);
+            provider
+                .fill_random(seed.as_mut_slice())
+                .map_err(|_| SessionError::Unavailable)?;
+            let (secret, public_key) = envelope::derive_session_key(provider, seed.as_slice());
+            drop(secret);
+            let wrapped_seed = keys
+                .seal(&epoch_key, id.as_bytes(), seed.as_slice())
+                .ok_or(SessionError::Unavailable)?;
+            Ok(Made {
+                id,
+                wrapped_seed,
+                public_key,
+            })
+        }
+    }
+
+    /// Issues `count` sessions for `client`, or says why not: the key pairs and
+    /// sealed seeds made in the client's turn (`maker`), then one transaction
+    /// (`issue_transaction`).
     async fn issue(
         &self,
         client: ClientKey,
@@ -186,7 +253,6 @@ impl PgSessionStore {
         let now = SystemTime::now();
         let now_ms = unix_millis(now);
         let expires_at = now + self.limits.ttl;
-        let expires_ms = unix_millis(expires_at);
         let epoch = self.keys.epoch_at(now_ms);
         let epoch_key = self
             .keys
@@ -194,133 +260,21 @@ impl PgSessionStore {
             .await
             .map_err(unavailable)?
             .ok_or(SessionError::Unavailable)?;
-        let mut ids = Vec::with_capacity(count);
-        let mut wrapped = Vec::with_capacity(count);
-        let mut public_keys = Vec::with_capacity(count);
-        for _ in 0..count {
-            let id = Uuid::new_v4();
-            let mut seed = Zeroizing::new([0u8; 32]);
-            self.provider
-                .fill_random(seed.as_mut_slice())
-                .map_err(|_| SessionError::Unavailable)?;
-            let (secret, public_key) = envelope::derive_session_key(self.provider, seed.as_slice());
-            drop(secret);
-            let sealed = self
-                .keys
-                .seal(&epoch_key, id.as_bytes(), seed.as_slice())
-                .ok_or(SessionError::Unavailable)?;
-            ids.push(id);
-            wrapped.push(sealed);
-            public_keys.push(public_key);
-        }
-        let epochs = vec![epoch; count];
-        let expiries = vec![expires_ms; count];
-        let client_bytes = client_bytes(client);
-        let wanted = count as i64;
-        let max_pending = self.limits.max_pending as i64;
-        let share = self.limits.max_pending_per_client as i64;
-        let statement_ids = ids.clone();
+        let share = self.limits.max_pending_per_client;
+        let made = self
+            .issuer
+            .issue(client, count, share, self.maker(epoch_key))
+            .await?;
+        let (rows, public_keys) = Rows::new(made, epoch, unix_millis(expires_at), client);
+        let bounds = Bounds {
+            now_ms,
+            max_pending: self.limits.max_pending as i64,
+            share: share as i64,
+        };
+        let rows = &rows;
         let issue = self
             .cluster
-            .run(|mut db| async move {
-                let transaction = db.transaction().await?;
-                transaction
-                    .batch_execute(&format!(
-                        "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({ISSUE_LOCK})",
-                        (OPERATION_TIMEOUT - Duration::from_millis(500)).as_millis()
-                    ))
-                    .await?;
-                // Statements of their own, after the lock: their snapshots see
-                // every earlier issue's commit (module doc).
-                //
-                // First, the common case in one statement: count the live
-                // sessions (all, and the client's), and insert the batch if it
-                // fits under both bounds.
-                let row = transaction
-                    .query_one(
-                        "WITH live AS (\
-                            SELECT count(*) AS total, \
-                                   count(*) FILTER (WHERE client = $5) AS mine, \
-                                   min(expires_ms) AS oldest, \
-                                   min(expires_ms) FILTER (WHERE client = $5) AS my_oldest \
-                            FROM sessions WHERE expires_ms > $6), \
-                         inserted AS (\
-                            INSERT INTO sessions (id, epoch, wrapped_seed, expires_ms, client) \
-                            SELECT batch.id, batch.epoch, batch.wrapped, batch.expires, $5 \
-                            FROM unnest($1::uuid[], $2::bigint[], $3::bytea[], $4::bigint[]) \
-                                 AS batch(id, epoch, wrapped, expires), live \
-                            WHERE live.total + $7::bigint <= $8::bigint \
-                                  AND ($9::bigint = 0 OR live.mine + $7::bigint <= $9::bigint) \
-                            RETURNING 1) \
-                         SELECT (SELECT count(*) FROM inserted), total, mine, oldest, my_oldest \
-                         FROM live",
-                        &[
-                            &statement_ids,
-                            &epochs,
-                            &wrapped,
-                            &expiries,
-                            &client_bytes,
-                            &now_ms,
-                            &wanted,
-                            &max_pending,
-                            &share,
-                        ],
-                    )
-                    .await?;
-                let (inserted, total, mine, oldest, my_oldest): (
-                    i64,
-                    i64,
-                    i64,
-                    Option<i64>,
-                    Option<i64>,
-                ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-                if inserted == wanted {
-                    transaction.commit().await?;
-                    return Ok(Issue::Issued {
-                        pending: total + wanted,
-                    });
-                }
-                if share > 0 && mine + wanted > share {
-                    transaction.rollback().await?;
-                    return Ok(Issue::ShareReached { my_oldest });
-                }
-                // The pool lacks places: make them as single requests would,
-                // the k-th place lacking only from a client holding more than
-                // the asker would by then (`mine + free + k`).
-                let free = (max_pending - total).clamp(0, wanted);
-                let lacking = wanted - free;
-                let candidates = transaction
-                    .query(VICTIMS, &[&now_ms, &client_bytes, &mine, &lacking])
-                    .await?;
-                let victims: Vec<Uuid> = candidates
-                    .iter()
-                    .zip(0..)
-                    .take_while(|(row, place)| row.get::<_, i64>(1) > mine + free + place)
-                    .map(|(row, _)| row.get(0))
-                    .collect();
-                if victims.len() as i64 != lacking {
-                    // All or nothing: no one is evicted for a batch refused.
-                    transaction.rollback().await?;
-                    return Ok(Issue::PoolFull { oldest });
-                }
-                transaction
-                    .execute(
-                        EVICT_AND_INSERT,
-                        &[
-                            &victims,
-                            &statement_ids,
-                            &epochs,
-                            &wrapped,
-                            &expiries,
-                            &client_bytes,
-                        ],
-                    )
-                    .await?;
-                transaction.commit().await?;
-                Ok(Issue::Issued {
-                    pending: total - lacking + wanted,
-                })
-            })
+            .run(|mut db| async move { issue_transaction(&mut db, rows, bounds).await })
             .await
             .map_err(unavailable)?;
         let retry_after = |expiry: Option<i64>| {
@@ -343,16 +297,163 @@ impl PgSessionStore {
                 });
             }
         }
-        Ok(ids
-            .into_iter()
+        Ok(rows
+            .ids
+            .iter()
             .zip(public_keys)
-            .map(|(id, public_key)| IssuedSession {
+            .map(|(&id, public_key)| IssuedSession {
                 id,
                 public_key,
                 expires_at,
             })
             .collect())
     }
+}
+
+/// A batch as the statements take it: one array per column, and the client.
+struct Rows {
+    ids: Vec<Uuid>,
+    epochs: Vec<i64>,
+    wrapped: Vec<Vec<u8>>,
+    expiries: Vec<i64>,
+    client: Vec<u8>,
+}
+
+impl Rows {
+    /// The rows of `made`, and the public keys in the same order.
+    fn new(
+        made: Vec<Made>,
+        epoch: i64,
+        expires_ms: i64,
+        client: ClientKey,
+    ) -> (Rows, Vec<[u8; envelope::POINT_LEN]>) {
+        let count = made.len();
+        let mut rows = Rows {
+            ids: Vec::with_capacity(count),
+            epochs: vec![epoch; count],
+            wrapped: Vec::with_capacity(count),
+            expiries: vec![expires_ms; count],
+            client: client_bytes(client),
+        };
+        let mut public_keys = Vec::with_capacity(count);
+        for session in made {
+            rows.ids.push(session.id);
+            rows.wrapped.push(session.wrapped_seed);
+            public_keys.push(session.public_key);
+        }
+        (rows, public_keys)
+    }
+
+    fn len(&self) -> i64 {
+        self.ids.len() as i64
+    }
+}
+
+/// The bounds an issue checks, at `now_ms`.
+#[derive(Clone, Copy)]
+struct Bounds {
+    now_ms: i64,
+    max_pending: i64,
+    /// 0: no share per client.
+    share: i64,
+}
+
+/// The sessions whose places a batch takes when the pool has only `free` of the
+/// places it wants, found as single requests would (module doc): the k-th
+/// place lacking only from a client holding more than the asker (holding
+/// `mine`) would by then, `mine + free + k`. `None` if some place cannot be
+/// found.
+async fn victims(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    rows: &Rows,
+    bounds: Bounds,
+    mine: i64,
+    free: i64,
+) -> Result<Option<Vec<Uuid>>, tokio_postgres::Error> {
+    let lacking = rows.len() - free;
+    let candidates = transaction
+        .query(VICTIMS, &[&bounds.now_ms, &rows.client, &mine, &lacking])
+        .await?;
+    let victims: Vec<Uuid> = candidates
+        .iter()
+        .zip(0..)
+        .take_while(|(row, place)| row.get::<_, i64>(1) > mine + free + place)
+        .map(|(row, _)| row.get(0))
+        .collect();
+    Ok((victims.len() as i64 == lacking).then_some(victims))
+}
+
+/// One issue's transaction: the lock, then the common case in one statement
+/// ([`INSERT_IF_IT_FITS`]); if the batch did not fit, the client's share, then
+/// room made from larger holders ([`VICTIMS`], [`EVICT_AND_INSERT`]), all or
+/// nothing.
+async fn issue_transaction(
+    db: &mut deadpool_postgres::Object,
+    rows: &Rows,
+    bounds: Bounds,
+) -> Result<Issue, tokio_postgres::Error> {
+    let transaction = db.transaction().await?;
+    transaction
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({ISSUE_LOCK})",
+            (OPERATION_TIMEOUT - Duration::from_millis(500)).as_millis()
+        ))
+        .await?;
+    // Statements of their own, after the lock: their snapshots see every
+    // earlier issue's commit (module doc).
+    let wanted = rows.len();
+    let row = transaction
+        .query_one(
+            INSERT_IF_IT_FITS,
+            &[
+                &rows.ids,
+                &rows.epochs,
+                &rows.wrapped,
+                &rows.expiries,
+                &rows.client,
+                &bounds.now_ms,
+                &wanted,
+                &bounds.max_pending,
+                &bounds.share,
+            ],
+        )
+        .await?;
+    let (inserted, total, mine, oldest, my_oldest): (i64, i64, i64, Option<i64>, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    if inserted == wanted {
+        transaction.commit().await?;
+        return Ok(Issue::Issued {
+            pending: total + wanted,
+        });
+    }
+    if bounds.share > 0 && mine + wanted > bounds.share {
+        transaction.rollback().await?;
+        return Ok(Issue::ShareReached { my_oldest });
+    }
+    let free = (bounds.max_pending - total).clamp(0, wanted);
+    let Some(victims) = victims(&transaction, rows, bounds, mine, free).await? else {
+        // All or nothing: no one is evicted for a batch refused.
+        transaction.rollback().await?;
+        return Ok(Issue::PoolFull { oldest });
+    };
+    let lacking = victims.len() as i64;
+    transaction
+        .execute(
+            EVICT_AND_INSERT,
+            &[
+                &victims,
+                &rows.ids,
+                &rows.epochs,
+                &rows.wrapped,
+                &rows.expiries,
+                &rows.client,
+            ],
+        )
+        .await?;
+    transaction.commit().await?;
+    Ok(Issue::Issued {
+        pending: total - lacking + wanted,
+    })
 }
 
 #[async_trait::async_trait]
