@@ -53,10 +53,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+
 use uuid::Uuid;
 
 use super::{Cluster, ClusterError, DbError, OPERATION_TIMEOUT};
@@ -725,7 +724,10 @@ async fn tailer(log: Weak<Inner>) {
             return;
         };
         if listener.as_ref().is_none_or(|client| client.is_closed()) {
-            listener = listen(&inner.cluster, notified.clone(), heard.clone()).await;
+            listener = inner
+                .cluster
+                .listen(CHANNEL, heard_of(notified.clone(), heard.clone()))
+                .await;
             // Notifications may have been missed meanwhile.
             by_notification = false;
         }
@@ -768,38 +770,13 @@ async fn tailer(log: Weak<Inner>) {
     }
 }
 
-/// A connection that `LISTEN`s on [`CHANNEL`], telling `notified` of each
-/// notification after raising `heard` to the log size it announces (one it
-/// cannot parse counts as unbounded, so that it is read); `None` if the
-/// database cannot be reached now.
-async fn listen(
-    cluster: &Cluster,
-    notified: Arc<Notify>,
-    heard: Arc<AtomicU64>,
-) -> Option<tokio_postgres::Client> {
-    let attempt = async {
-        let (client, mut connection) = cluster.config().connect(NoTls).await?;
-        tokio::spawn(async move {
-            let mut messages =
-                futures_util::stream::poll_fn(move |context| connection.poll_message(context));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(notification)) => {
-                        let size = notification.payload().parse().unwrap_or(u64::MAX);
-                        heard.fetch_max(size, Ordering::AcqRel);
-                        notified.notify_one();
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        Ok::<_, tokio_postgres::Error>(client)
-    };
-    match tokio::time::timeout(OPERATION_TIMEOUT, attempt).await {
-        Ok(Ok(client)) => Some(client),
-        _ => None,
+/// What the tailer's listener does with a notification: raise `heard` to the
+/// log size it announces (one it cannot parse counts as unbounded, so that it is
+/// read), then wake the tailer.
+fn heard_of(notified: Arc<Notify>, heard: Arc<AtomicU64>) -> impl FnMut(&str) + Send + 'static {
+    move |payload| {
+        heard.fetch_max(payload.parse().unwrap_or(u64::MAX), Ordering::AcqRel);
+        notified.notify_one();
     }
 }
 

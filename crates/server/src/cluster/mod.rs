@@ -253,6 +253,40 @@ impl Cluster {
             .await
             .map_err(|_| DbError::Timeout)?
     }
+
+    /// A connection of its own that `LISTEN`s on `channel`, calling
+    /// `on_notification` with each notification's payload until the connection
+    /// closes (`Client::is_closed` then tells the caller to listen again);
+    /// `None` if the database cannot be reached within [`OPERATION_TIMEOUT`].
+    pub(crate) async fn listen(
+        &self,
+        channel: &str,
+        mut on_notification: impl FnMut(&str) + Send + 'static,
+    ) -> Option<tokio_postgres::Client> {
+        use futures_util::StreamExt as _;
+        let attempt = async {
+            let (client, mut connection) = self.config().connect(NoTls).await?;
+            tokio::spawn(async move {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |context| connection.poll_message(context));
+                while let Some(message) = messages.next().await {
+                    match message {
+                        Ok(tokio_postgres::AsyncMessage::Notification(notification)) => {
+                            on_notification(notification.payload());
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            });
+            client.batch_execute(&format!("LISTEN {channel}")).await?;
+            Ok::<_, tokio_postgres::Error>(client)
+        };
+        match tokio::time::timeout(OPERATION_TIMEOUT, attempt).await {
+            Ok(Ok(client)) => Some(client),
+            _ => None,
+        }
+    }
 }
 
 /// `wasm-hypervisor <host>/<pid>`: each replica's connections are told apart in

@@ -19,9 +19,8 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt as _;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::NoTls;
 
 use super::{Cluster, OPERATION_TIMEOUT, unix_millis};
 use crate::witness::state::{Lead, Shared, SharedStore};
@@ -182,7 +181,10 @@ impl SharedStore for PgWitnessState {
     async fn listen(&self, changed: Arc<Notify>) -> bool {
         let mut listener = self.listener.lock().await;
         if listener.as_ref().is_none_or(|client| client.is_closed()) {
-            *listener = listen(&self.cluster, changed).await;
+            *listener = self
+                .cluster
+                .listen(CHANNEL, move |_| changed.notify_one())
+                .await;
             if listener.is_none() {
                 tracing::warn!(
                     "cannot listen for the witnesses' shared state; reading it at each poll"
@@ -190,31 +192,6 @@ impl SharedStore for PgWitnessState {
             }
         }
         listener.is_some()
-    }
-}
-
-/// A connection that `LISTEN`s on [`CHANNEL`], telling `changed` of each
-/// notification until it closes; `None` if the database cannot be reached now.
-async fn listen(cluster: &Cluster, changed: Arc<Notify>) -> Option<tokio_postgres::Client> {
-    let attempt = async {
-        let (client, mut connection) = cluster.config().connect(NoTls).await?;
-        tokio::spawn(async move {
-            let mut messages =
-                futures_util::stream::poll_fn(move |context| connection.poll_message(context));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(_)) => changed.notify_one(),
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        Ok::<_, tokio_postgres::Error>(client)
-    };
-    match tokio::time::timeout(OPERATION_TIMEOUT, attempt).await {
-        Ok(Ok(client)) => Some(client),
-        _ => None,
     }
 }
 
