@@ -152,16 +152,7 @@ impl P1 {
                     .await
             }
             Slot::Node(open) => {
-                let atime = time_arg(
-                    fst_flags.contains(types::Fstflags::ATIM),
-                    atim,
-                    fst_flags.contains(types::Fstflags::ATIM_NOW),
-                )?;
-                let mtime = time_arg(
-                    fst_flags.contains(types::Fstflags::MTIM),
-                    mtim,
-                    fst_flags.contains(types::Fstflags::MTIM_NOW),
-                )?;
+                let (atime, mtime) = set_times(atim, mtim, fst_flags)?;
                 Ok(self
                     .mounts
                     .set_times(open.mount, &open.node, atime, mtime)?)
@@ -275,11 +266,30 @@ pub(super) fn filetype(kind: Kind) -> types::Filetype {
 }
 
 /// A `set_times` argument: the given time, now, or unchanged.
-pub(super) fn time_arg(
-    set: bool,
-    time: Timestamp,
-    now: bool,
-) -> Result<Option<Timestamp>, types::Error> {
+/// The access and modification times `fd_filestat_set_times` and
+/// `path_filestat_set_times` ask for: each given, now, or left (`None`);
+/// `EINVAL` for one both given and now.
+pub(super) fn set_times(
+    atim: Timestamp,
+    mtim: Timestamp,
+    flags: types::Fstflags,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), types::Error> {
+    use types::Fstflags;
+    Ok((
+        time_arg(
+            flags.contains(Fstflags::ATIM),
+            atim,
+            flags.contains(Fstflags::ATIM_NOW),
+        )?,
+        time_arg(
+            flags.contains(Fstflags::MTIM),
+            mtim,
+            flags.contains(Fstflags::MTIM_NOW),
+        )?,
+    ))
+}
+
+fn time_arg(set: bool, time: Timestamp, now: bool) -> Result<Option<Timestamp>, types::Error> {
     match (set, now) {
         (true, true) => Err(Errno::Inval.into()),
         (true, false) => Ok(Some(time)),

@@ -7,7 +7,7 @@ use wiggle::{GuestMemory, GuestPtr};
 
 use crate::sandbox::fs::tree::OpenOpts;
 
-use super::fds::time_arg;
+use super::fds::set_times;
 use super::{OpenNode, P1, Slot};
 
 impl P1 {
@@ -47,16 +47,7 @@ impl P1 {
         mtim: types::Timestamp,
         fst_flags: types::Fstflags,
     ) -> Result<(), types::Error> {
-        let atime = time_arg(
-            fst_flags.contains(types::Fstflags::ATIM),
-            atim,
-            fst_flags.contains(types::Fstflags::ATIM_NOW),
-        )?;
-        let mtime = time_arg(
-            fst_flags.contains(types::Fstflags::MTIM),
-            mtim,
-            fst_flags.contains(types::Fstflags::MTIM_NOW),
-        )?;
+        let (atime, mtime) = set_times(atim, mtim, fst_flags)?;
         let (mount, base) = self.dir(dirfd)?;
         let path = self.read_string(memory, path)?;
         let node = self.mounts.lookup(&base, &path)?;
