@@ -516,3 +516,18 @@ pub fn cli_command() -> tokio::process::Command {
     );
     command
 }
+
+/// `command` run to its end with no stdin: its exit code, stdout and stderr.
+pub async fn cli_output(mut command: tokio::process::Command) -> (Option<i32>, String, String) {
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}

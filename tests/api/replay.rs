@@ -155,18 +155,9 @@ async fn the_fuel_cost_table_and_the_deterministic_engine_are_published_with_the
 
 /// The CLI with `args`: its exit code, stdout and stderr.
 async fn cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = crate::helpers::cli_command()
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    (
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr),
-    )
+    let mut command = crate::helpers::cli_command();
+    command.args(args);
+    crate::helpers::cli_output(command).await
 }
 
 /// `bundle` with one byte of `field`'s plaintext changed where `needle` is in

@@ -23,19 +23,9 @@ use crate::postgres;
 /// The CLI with `args` (`XDG_CACHE_HOME` under `work`): its exit code, stdout
 /// and stderr.
 async fn cli(work: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let output = cli_command()
-        .env("XDG_CACHE_HOME", work.join("cache"))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    (
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr),
-    )
+    let mut command = cli_command();
+    command.env("XDG_CACHE_HOME", work.join("cache")).args(args);
+    crate::helpers::cli_output(command).await
 }
 
 /// The result a bundle holds.
