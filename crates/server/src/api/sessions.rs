@@ -46,7 +46,7 @@ enum SessionsAnswer {
         (status = 408, description = "`request_timeout`: the body did not arrive within `http.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over 1,024 bytes", body = ErrorBody),
         (status = 429, description = "`rate_limited`: this client is over `clients.requests_per_second`; `too_many_client_sessions`: this client has `sessions.max_pending_per_client` sessions pending (or would, with the batch)", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again (`rate_limited`) or until its oldest pending session expires (`too_many_client_sessions`), at least 1"))),
+            headers(("Retry-After" = u64, description = "Seconds until the client may make a request again (`rate_limited`) or until its oldest pending session expires (`too_many_client_sessions`; 1 while its batches are still being made), at least 1"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`too_many_sessions`: `sessions.max_pending` sessions are pending (or would be, with the batch) and no client holds more of them than this one; `database_unavailable`: cluster mode's database cannot be reached", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the oldest pending session expires (`too_many_sessions`), or to wait (`database_unavailable`), at least 1"))),
