@@ -13,14 +13,14 @@ use wasm_hypervisor_client::RunProgress;
 use wasm_hypervisor_protocol::wire::PendingState;
 
 /// The shortest time between two redraws.
-pub const REDRAW_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const REDRAW_EVERY: Duration = Duration::from_millis(100);
 
 /// Uploads smaller than this are not shown: they are over before a line helps.
-pub const UPLOAD_SHOWN_FROM: u64 = 1 << 20;
+pub(crate) const UPLOAD_SHOWN_FROM: u64 = 1 << 20;
 
 /// The progress line; clones draw the same line. Inert off a terminal.
 #[derive(Clone)]
-pub struct ProgressLine {
+pub(crate) struct ProgressLine {
     state: Option<Arc<Mutex<LineState>>>,
 }
 
@@ -36,7 +36,7 @@ struct LineState {
 
 impl ProgressLine {
     /// A line on stderr if it is a terminal, else one that never draws.
-    pub fn on_stderr() -> ProgressLine {
+    pub(crate) fn on_stderr() -> ProgressLine {
         let state = std::io::stderr().is_terminal().then(|| {
             Arc::new(Mutex::new(LineState {
                 drawn_at: None,
@@ -49,7 +49,7 @@ impl ProgressLine {
 
     /// Draws `event`, unless the last redraw was too recent (the end of an
     /// upload is always drawn).
-    pub fn show(&self, event: &RunProgress) {
+    pub(crate) fn show(&self, event: &RunProgress) {
         let Some(state) = &self.state else { return };
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -73,7 +73,7 @@ impl ProgressLine {
     }
 
     /// Erases the line, before other output or at the end.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let Some(state) = &self.state else { return };
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.visible {

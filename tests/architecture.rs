@@ -587,7 +587,7 @@ fn unsafe_code_is_forbidden_everywhere_but_where_the_sandbox_loads_compiled_code
     // the server denies it (one function allows it, which `forbid` would refuse).
     assert_eq!(
         manifest_table("Cargo.toml", "workspace.lints.rust"),
-        [r#"unsafe_code = "forbid""#]
+        [r#"unsafe_code = "forbid""#, r#"unreachable_pub = "warn""#]
     );
     for manifest in [
         "Cargo.toml",
@@ -602,7 +602,7 @@ fn unsafe_code_is_forbidden_everywhere_but_where_the_sandbox_loads_compiled_code
     }
     assert_eq!(
         manifest_table("crates/server/Cargo.toml", "lints.rust"),
-        [r#"unsafe_code = "deny""#]
+        [r#"unsafe_code = "deny""#, r#"unreachable_pub = "warn""#]
     );
     let mut files = Vec::new();
     rust_files(&root().join("crates/server/src"), &mut files);

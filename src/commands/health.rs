@@ -14,7 +14,7 @@ use wasm_hypervisor_server::config::{Config, Overrides};
 use super::runtime;
 
 #[derive(Debug, Args)]
-pub struct HealthArgs {
+pub(crate) struct HealthArgs {
     /// The server's URL (default: the address `serve` is configured to listen on,
     /// from the same file and WASM_HYPERVISOR_* environment, with 0.0.0.0 or ::
     /// probed on loopback).
@@ -29,7 +29,7 @@ pub struct HealthArgs {
 /// How long `health` waits for an answer: it is a container's health check.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub fn health(args: HealthArgs) -> ExitCode {
+pub(crate) fn health(args: HealthArgs) -> ExitCode {
     let server = match args.server {
         Some(server) => server,
         // The server's own configuration, loaded as `serve` loads it, so that the

@@ -7,7 +7,7 @@ use wasm_hypervisor_protocol::provider::Provider;
 use wasm_hypervisor_server::keys::ServerKey;
 
 /// Writes a new signing key file, never over an existing one, and prints its key id.
-pub fn key_new(file: &Path) -> ExitCode {
+pub(crate) fn key_new(file: &Path) -> ExitCode {
     match ServerKey::create_new_at(Provider::default(), file) {
         Ok(key) => {
             println!("{}", key.public().key_id_hex());

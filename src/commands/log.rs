@@ -30,24 +30,24 @@ use wasm_hypervisor_server::server;
 use super::{init_tracing, load_config, runtime};
 
 /// `log monitor`'s exit codes (the module doc's table).
-pub mod exit {
+pub(crate) mod exit {
     /// The policy file or the state directory.
-    pub const INPUTS: u8 = 2;
+    pub(crate) const INPUTS: u8 = 2;
     /// The log could not be read.
-    pub const UNREACHABLE: u8 = 3;
-    pub const BAD_SIGNATURE: u8 = 4;
-    pub const MISSING_QUORUM: u8 = 5;
-    pub const ROLLBACK: u8 = 6;
-    pub const FORK: u8 = 7;
+    pub(crate) const UNREACHABLE: u8 = 3;
+    pub(crate) const BAD_SIGNATURE: u8 = 4;
+    pub(crate) const MISSING_QUORUM: u8 = 5;
+    pub(crate) const ROLLBACK: u8 = 6;
+    pub(crate) const FORK: u8 = 7;
     /// A tile or an entry that does not hash.
-    pub const BAD_TILE: u8 = 8;
+    pub(crate) const BAD_TILE: u8 = 8;
 }
 
 /// How long one request to the log may take: a monitor run by a timer must end.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Args)]
-pub struct MonitorArgs {
+pub(crate) struct MonitorArgs {
     /// The log's server (or a mirror serving its /tlog/ files), e.g.
     /// https://log.example; its checkpoint is read from <URL>/tlog/checkpoint.
     #[arg(value_name = "URL")]
@@ -64,7 +64,7 @@ pub struct MonitorArgs {
 
 /// One run of the monitor: a one-line summary on stdout and exit 0, or the failure
 /// named on stderr and its exit code.
-pub fn monitor(args: MonitorArgs) -> ExitCode {
+pub(crate) fn monitor(args: MonitorArgs) -> ExitCode {
     let policy = match std::fs::read(&args.policy) {
         Ok(bytes) => Policy::parse(Provider::default(), &bytes)
             .map_err(|error| format!("{}: {error}", args.policy.display())),
@@ -111,7 +111,7 @@ fn failure(error: MonitorError) -> (u8, String) {
 }
 
 #[derive(Debug, Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The cluster's PostgreSQL URL (default: the configuration's
     /// cluster.database_url).
     #[arg(
@@ -129,7 +129,7 @@ pub struct ImportArgs {
     config: Option<PathBuf>,
 }
 
-pub fn import_log(args: ImportArgs) -> ExitCode {
+pub(crate) fn import_log(args: ImportArgs) -> ExitCode {
     let overrides = Overrides {
         listen: None,
         data_dir: args.data_dir,

@@ -15,22 +15,22 @@ use wasm_hypervisor_client::{ClientError, RunError};
 use wasm_hypervisor_protocol::signing::SignatureError;
 use wasm_hypervisor_server::config::{Config, LogFormat, Overrides};
 
-pub mod health;
-pub mod key;
-pub mod log;
-pub mod replay;
-pub mod run;
-pub mod serve;
-pub mod token;
-pub mod verify;
+pub(crate) mod health;
+pub(crate) mod key;
+pub(crate) mod log;
+pub(crate) mod replay;
+pub(crate) mod run;
+pub(crate) mod serve;
+pub(crate) mod token;
+pub(crate) mod verify;
 
 /// Exit code when the client could not complete the protocol.
-pub const EXIT_CLIENT_ERROR: u8 = 125;
+pub(crate) const EXIT_CLIENT_ERROR: u8 = 125;
 
 /// Why a client command (`run`, `verify`, `health`) could not do its work; a
 /// failed check is not one of these, it is a result.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// A file or stdin could not be read.
     #[error("cannot read {what}: {source}")]
     Read {
@@ -82,7 +82,7 @@ pub enum CliError {
     Archive(#[from] wasm_hypervisor_client::archive::ArchiveError),
 }
 
-pub fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,14 +91,14 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// The configuration from `file` (if any), the environment and `overrides`; a
 /// configuration that does not load is said on stderr and exits 2.
-pub fn load_config(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ExitCode> {
+pub(crate) fn load_config(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ExitCode> {
     Config::load(file, overrides).map_err(|error| {
         eprintln!("wasm-hypervisor: {error}");
         ExitCode::from(2)
     })
 }
 
-pub fn init_tracing(format: LogFormat) {
+pub(crate) fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -119,7 +119,7 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CliError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CliError> {
     let bytes = std::fs::read(path).map_err(|source| CliError::Read {
         what: path.display().to_string(),
         source,
@@ -130,7 +130,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CliEr
     })
 }
 
-pub fn write_private(path: &Path, value: &impl Serialize) -> Result<(), CliError> {
+pub(crate) fn write_private(path: &Path, value: &impl Serialize) -> Result<(), CliError> {
     let mut json = serde_json::to_vec_pretty(value).map_err(CliError::Encode)?;
     json.push(b'\n');
     std::fs::OpenOptions::new()

@@ -35,7 +35,7 @@ use super::verify::{VerifyArgs, verify_logged};
 use super::{EXIT_CLIENT_ERROR, read_json, runtime};
 
 #[derive(Debug, Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// The server's URL, to prove the receipt is logged (default: the receipt's
     /// server).
     #[arg(long, value_name = "URL", env = "WASM_HYPERVISOR_SERVER")]
@@ -77,7 +77,7 @@ enum Stop {
     Cannot(String),
 }
 
-pub fn replay(args: ReplayArgs) -> ExitCode {
+pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
     match replay_bundle(&args) {
         Ok(None) => {
             println!("replayed: every output is identical");

@@ -31,7 +31,7 @@ use super::{CliError, EXIT_CLIENT_ERROR, runtime, write_private};
 use crate::progress::ProgressLine;
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The server's URL.
     #[arg(
         long,
@@ -164,7 +164,7 @@ fn parse_env_pair(text: &str) -> Result<(String, String), EnvPairError> {
     }
 }
 
-pub fn run(args: RunArgs) -> ExitCode {
+pub(crate) fn run(args: RunArgs) -> ExitCode {
     match runtime().block_on(run_client(args)) {
         Ok(code) => code,
         Err(message) => {

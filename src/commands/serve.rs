@@ -12,7 +12,7 @@ use wasm_hypervisor_server::server::{ServerError, Service, shutdown_signal};
 use super::{init_tracing, load_config, runtime};
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// YAML configuration file (every key optional; see config.yaml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -24,7 +24,7 @@ pub struct ServeArgs {
     data_dir: Option<PathBuf>,
 }
 
-pub fn serve(args: ServeArgs) -> ExitCode {
+pub(crate) fn serve(args: ServeArgs) -> ExitCode {
     let overrides = Overrides {
         listen: args.listen,
         data_dir: args.data_dir,

@@ -7,7 +7,7 @@ use wasm_hypervisor_server::access;
 
 /// Prints a fresh token and its digest. The token goes to the client, the digest
 /// to the server's configuration; the server never sees the token at rest.
-pub fn token() -> ExitCode {
+pub(crate) fn token() -> ExitCode {
     match access::new_token(Provider::default()) {
         Ok((token, digest)) => {
             println!("{token}");

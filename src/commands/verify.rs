@@ -25,7 +25,7 @@ use wasm_hypervisor_protocol::wire::CheckpointResponse;
 use super::{CliError, EXIT_CLIENT_ERROR, read_json, runtime, write_private};
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The server's URL (default: the receipt's server, else http://127.0.0.1:8080).
     #[arg(long, value_name = "URL", env = "WASM_HYPERVISOR_SERVER")]
     server: Option<String>,
@@ -73,7 +73,7 @@ impl VerifyArgs {
     /// The arguments that prove a receipt held elsewhere than in a file (a replay
     /// bundle's): online against `server`, or offline under `note_key` or
     /// `policy`, as `verify` would.
-    pub fn for_receipt(
+    pub(crate) fn for_receipt(
         server: Option<String>,
         key_id: Option<String>,
         note_key: Option<String>,
@@ -93,7 +93,7 @@ impl VerifyArgs {
     }
 }
 
-pub fn verify(args: VerifyArgs) -> ExitCode {
+pub(crate) fn verify(args: VerifyArgs) -> ExitCode {
     let outcome = if args.note_key.is_some() || args.policy.is_some() {
         read_receipt(&args).and_then(|receipt| verify_offline(&args, &receipt))
     } else {
@@ -149,7 +149,7 @@ fn read_receipt(args: &VerifyArgs) -> Result<Receipt, CliError> {
 /// Proves that `receipt`'s execution is logged as `args` say (online, or offline
 /// with `--note-key` or `--policy`), printing each check as `verify` does;
 /// whether all held.
-pub fn verify_logged(args: &VerifyArgs, receipt: &Receipt) -> Result<bool, CliError> {
+pub(crate) fn verify_logged(args: &VerifyArgs, receipt: &Receipt) -> Result<bool, CliError> {
     if args.note_key.is_some() || args.policy.is_some() {
         verify_offline(args, receipt)
     } else {

@@ -29,7 +29,7 @@ static TRACING: Once = Once::new();
 /// load, not the other's.
 static LOAD_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub async fn load_heavy_test() -> tokio::sync::MutexGuard<'static, ()> {
+pub(crate) async fn load_heavy_test() -> tokio::sync::MutexGuard<'static, ()> {
     LOAD_HEAVY.lock().await
 }
 
@@ -45,7 +45,7 @@ fn init_tracing() {
 }
 
 /// A running server.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub base: String,
     /// The server's executor, for what only the process can see (cache counters).
     pub executor: wasm_hypervisor_server::execution::Executor,
@@ -60,13 +60,13 @@ pub struct TestApp {
 }
 
 /// The data directory of a test server, kept across restarts.
-pub struct DataDir {
+pub(crate) struct DataDir {
     _temp: TempDir,
     pub path: PathBuf,
 }
 
 impl DataDir {
-    pub fn new() -> DataDir {
+    pub(crate) fn new() -> DataDir {
         let temp = tempfile::tempdir().expect("temporary directory");
         let path = temp.path().join("data");
         DataDir { _temp: temp, path }
@@ -74,7 +74,7 @@ impl DataDir {
 }
 
 /// The configuration tests start from: small limits so hostile guests end fast.
-pub fn test_config(data_dir: &Path) -> Config {
+pub(crate) fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.try_into().unwrap(),
@@ -106,18 +106,18 @@ pub fn test_config(data_dir: &Path) -> Config {
 }
 
 impl TestApp {
-    pub async fn spawn() -> TestApp {
+    pub(crate) async fn spawn() -> TestApp {
         TestApp::spawn_with(|_| {}).await
     }
 
-    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         TestApp::spawn_in(DataDir::new(), configure).await
     }
 
     /// A server on `crypto.provider` `server` and a client sealing and verifying on
     /// `client`.
     #[cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
-    pub async fn spawn_with_providers(server: Provider, client: Provider) -> TestApp {
+    pub(crate) async fn spawn_with_providers(server: Provider, client: Provider) -> TestApp {
         TestApp::spawn_with_client_provider(DataDir::new(), client, |config| {
             config.crypto.provider = server
         })
@@ -125,7 +125,10 @@ impl TestApp {
     }
 
     /// Starts a server on `data_dir` (possibly one a previous server used).
-    pub async fn spawn_in(data_dir: DataDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+    pub(crate) async fn spawn_in(
+        data_dir: DataDir,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         TestApp::spawn_with_client_provider(data_dir, Provider::default(), configure).await
     }
 
@@ -171,12 +174,12 @@ impl TestApp {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// Runs a request through the whole protocol and returns the opened result.
-    pub async fn execute(&self, request: &ExecutionRequest) -> Execution {
+    pub(crate) async fn execute(&self, request: &ExecutionRequest) -> Execution {
         let session = self
             .client
             .open_session(&self.identity.public_key)
@@ -190,7 +193,7 @@ impl TestApp {
     }
 
     /// Runs raw request plaintext bytes (for invalid requests).
-    pub async fn execute_plaintext(&self, plaintext: &[u8]) -> Execution {
+    pub(crate) async fn execute_plaintext(&self, plaintext: &[u8]) -> Execution {
         let session = self
             .client
             .open_session(&self.identity.public_key)
@@ -203,24 +206,24 @@ impl TestApp {
     }
 
     /// GETs `path` and parses the JSON answer.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         let response = self.http.get(self.url(path)).send().await.unwrap();
         response.json().await.unwrap()
     }
 
-    pub async fn health(&self) -> serde_json::Value {
+    pub(crate) async fn health(&self) -> serde_json::Value {
         self.get_json("/health").await
     }
 
     /// Signals the server to shut down, as SIGTERM would, without waiting.
-    pub fn begin_stop(&mut self) {
+    pub(crate) fn begin_stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
     }
 
     /// Stops the server gracefully and waits until it has closed its log.
-    pub async fn stop(mut self) -> DataDir {
+    pub(crate) async fn stop(mut self) -> DataDir {
         self.begin_stop();
         self.served
             .take()
@@ -231,14 +234,14 @@ impl TestApp {
         self.data_dir
     }
 
-    pub async fn checkpoint(&self) -> CheckpointResponse {
+    pub(crate) async fn checkpoint(&self) -> CheckpointResponse {
         self.get_json("/log/checkpoint").await
     }
 
     /// Stops the server, then re-reads the whole audit log from the file and checks
     /// it against the latest checkpoint the server signed. Returns the number of
     /// records.
-    pub async fn stop_and_verify_log(self) -> usize {
+    pub(crate) async fn stop_and_verify_log(self) -> usize {
         let key = self.identity.public_key;
         let served = self.checkpoint().await;
         let data_dir = self.stop().await;
@@ -257,7 +260,7 @@ impl TestApp {
 /// checkpoint's signature and root), then, independently of the server's code,
 /// the root of all leaves against that checkpoint, which must cover the whole log
 /// (a clean stop). Returns the record count.
-pub fn verify_log_file(data_dir: &Path, key: &PublicKey) -> usize {
+pub(crate) fn verify_log_file(data_dir: &Path, key: &PublicKey) -> usize {
     let stopped = verify_stopped_log(data_dir, key).expect("the log verifies from scratch");
     let signed = stopped
         .checkpoint
@@ -280,13 +283,13 @@ pub fn verify_log_file(data_dir: &Path, key: &PublicKey) -> usize {
 
 /// The records of a stopped server's log, in order, once it verifies
 /// ([`verify_log_file`]).
-pub fn logged_records(data_dir: &Path, key: &PublicKey) -> Vec<LogRecord> {
+pub(crate) fn logged_records(data_dir: &Path, key: &PublicKey) -> Vec<LogRecord> {
     verify_log_file(data_dir, key);
     verify_stopped_log(data_dir, key).unwrap().records
 }
 
 /// `POST /sessions`, with `token` as the bearer token if given.
-pub async fn open_session(app: &TestApp, token: Option<&str>) -> reqwest::Response {
+pub(crate) async fn open_session(app: &TestApp, token: Option<&str>) -> reqwest::Response {
     let mut post = app.http.post(app.url("/sessions"));
     if let Some(token) = token {
         post = post.bearer_auth(token);
@@ -295,7 +298,7 @@ pub async fn open_session(app: &TestApp, token: Option<&str>) -> reqwest::Respon
 }
 
 /// An `/execute` body sealing `plaintext` to a fresh session, opened with `token`.
-pub async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -> String {
+pub(crate) async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -> String {
     let session: Value = open_session(app, token).await.json().await.unwrap();
     let id: uuid::Uuid = session["session_id"].as_str().unwrap().parse().unwrap();
     let public_key: [u8; 65] =
@@ -313,15 +316,15 @@ pub async fn sealed_body(app: &TestApp, token: Option<&str>, plaintext: &[u8]) -
 }
 
 /// The bearer token tests use when authentication is on.
-pub const TEST_TOKEN: &str = "test-token-please-ignore";
+pub(crate) const TEST_TOKEN: &str = "test-token-please-ignore";
 
 /// What configures `token` in `auth.tokens_sha256` or `auth.metrics_tokens_sha256`.
-pub fn token_digest(token: &str) -> TokenDigest {
+pub(crate) fn token_digest(token: &str) -> TokenDigest {
     TokenDigest::from(envelope::sha256(token.as_bytes()))
 }
 
 /// Reads `tests/fixtures/NAME.wat` and assembles it.
-pub fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(format!("{name}.wat"));
@@ -329,7 +332,7 @@ pub fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// Reads a compiled C example from `examples/`.
-pub fn example(name: &str) -> Vec<u8> {
+pub(crate) fn example(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(format!("{name}.wasm"));
@@ -337,14 +340,14 @@ pub fn example(name: &str) -> Vec<u8> {
 }
 
 /// A request that runs `module` with no input.
-pub fn request(module: &[u8]) -> ExecutionRequest {
+pub(crate) fn request(module: &[u8]) -> ExecutionRequest {
     ExecutionRequest {
         module: Some(encode_base64(module)),
         ..Default::default()
     }
 }
 
-pub fn limits(fuel: Option<u64>, timeout_ms: Option<u64>) -> Option<RequestedLimits> {
+pub(crate) fn limits(fuel: Option<u64>, timeout_ms: Option<u64>) -> Option<RequestedLimits> {
     Some(RequestedLimits {
         fuel,
         timeout_ms,
@@ -354,7 +357,7 @@ pub fn limits(fuel: Option<u64>, timeout_ms: Option<u64>) -> Option<RequestedLim
 
 /// A `wasm-hypervisor serve` child process on an ephemeral port, killed if the test
 /// ends without stopping it.
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Option<Child>,
     pub base: String,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -362,25 +365,29 @@ pub struct ServerProcess {
 }
 
 /// How a server process ended, with everything it wrote on stderr.
-pub struct Exited {
+pub(crate) struct Exited {
     pub status: ExitStatus,
     pub stderr: Vec<String>,
 }
 
 impl ServerProcess {
-    pub fn start(data_dir: &Path) -> ServerProcess {
+    pub(crate) fn start(data_dir: &Path) -> ServerProcess {
         ServerProcess::start_with(data_dir, &[], &[])
     }
 
     /// Starts the server with `env` added to its environment, through `wrapper` if
     /// not empty: a program and its arguments that end by running the command line
     /// that follows them (`sh -c '...; exec "$@"' sh`).
-    pub fn start_with(data_dir: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+    pub(crate) fn start_with(
+        data_dir: &Path,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         ServerProcess::start_listening(data_dir, "127.0.0.1:0", wrapper, env)
     }
 
     /// As [`ServerProcess::start_with`], listening on `listen`.
-    pub fn start_listening(
+    pub(crate) fn start_listening(
         data_dir: &Path,
         listen: &str,
         wrapper: &[&str],
@@ -451,17 +458,17 @@ impl ServerProcess {
     }
 
     /// The server's process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
     /// The lines the server wrote on stderr so far.
-    pub fn stderr_so_far(&self) -> Vec<String> {
+    pub(crate) fn stderr_so_far(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Sends SIGTERM (a graceful stop).
-    pub fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let pid = self.child.as_ref().unwrap().id();
         let status = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -471,7 +478,7 @@ impl ServerProcess {
     }
 
     /// Kills the server with SIGKILL and reaps it.
-    pub fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
@@ -479,7 +486,7 @@ impl ServerProcess {
 
     /// Waits for the server to exit, without blocking the runtime, and for the
     /// last of its stderr.
-    pub async fn wait(mut self) -> Exited {
+    pub(crate) async fn wait(mut self) -> Exited {
         let mut child = self.child.take().unwrap();
         let reader = self.stderr_reader.take().unwrap();
         let status = tokio::task::spawn_blocking(move || {
@@ -508,7 +515,7 @@ impl Drop for ServerProcess {
 /// The real `wasm-hypervisor` binary, with its blob cache (what `run` remembers
 /// of the blobs a server holds) under the target directory rather than the home
 /// directory of whoever runs the tests.
-pub fn cli_command() -> tokio::process::Command {
+pub(crate) fn cli_command() -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-hypervisor"));
     command.env(
         "XDG_CACHE_HOME",
@@ -518,7 +525,9 @@ pub fn cli_command() -> tokio::process::Command {
 }
 
 /// `command` run to its end with no stdin: its exit code, stdout and stderr.
-pub async fn cli_output(mut command: tokio::process::Command) -> (Option<i32>, String, String) {
+pub(crate) async fn cli_output(
+    mut command: tokio::process::Command,
+) -> (Option<i32>, String, String) {
     let output = command
         .stdin(std::process::Stdio::null())
         .output()

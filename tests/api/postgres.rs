@@ -24,7 +24,7 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 const PORT: u16 = 5432;
 
 /// A PostgreSQL server in a directory of its own.
-pub struct TestPostgres {
+pub(crate) struct TestPostgres {
     /// Holds the data directory (`data/`) and the socket.
     pub dir: PathBuf,
     bin: PathBuf,
@@ -32,7 +32,7 @@ pub struct TestPostgres {
 }
 
 /// The server this test binary shares.
-pub fn shared() -> &'static TestPostgres {
+pub(crate) fn shared() -> &'static TestPostgres {
     static SERVER: OnceLock<TestPostgres> = OnceLock::new();
     SERVER.get_or_init(TestPostgres::start)
 }
@@ -80,7 +80,7 @@ fn command(bin: &Path, program: &str) -> Command {
 impl TestPostgres {
     /// A fresh server: `initdb`, then `postgres` under a watchdog; returns once
     /// it accepts connections.
-    pub fn start() -> TestPostgres {
+    pub(crate) fn start() -> TestPostgres {
         let bin = binaries();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "postgres-{}-{}",
@@ -181,12 +181,12 @@ impl TestPostgres {
     }
 
     /// Runs `sql` as the superuser in database `database`.
-    pub fn psql(&self, database: &str, sql: &str) -> String {
+    pub(crate) fn psql(&self, database: &str, sql: &str) -> String {
         self.sql(database).run(sql)
     }
 
     /// `psql` on `database` of this server, as a handle a test can keep.
-    pub fn sql(&self, database: &str) -> Sql {
+    pub(crate) fn sql(&self, database: &str) -> Sql {
         Sql {
             dir: self.dir.clone(),
             bin: self.bin.clone(),
@@ -196,14 +196,14 @@ impl TestPostgres {
 
     /// A new, empty database of its own for one test: its URL, and a handle
     /// that runs SQL in it.
-    pub fn database_with_sql(&self) -> (String, Sql) {
+    pub(crate) fn database_with_sql(&self) -> (String, Sql) {
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
         (self.url(&name), self.sql(&name))
     }
 
     /// The URL of `database` over this server's socket.
-    pub fn url(&self, database: &str) -> String {
+    pub(crate) fn url(&self, database: &str) -> String {
         format!(
             "postgresql://postgres@/{database}?host={}&port={PORT}",
             self.dir.display()
@@ -211,7 +211,7 @@ impl TestPostgres {
     }
 
     /// Stops the server (fast shutdown) and waits for it to exit.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let output = command(&self.bin, "pg_ctl")
             .args(["stop", "-m", "fast", "-w", "-D"])
             .arg(self.dir.join("data"))
@@ -228,14 +228,14 @@ impl TestPostgres {
     }
 
     /// Starts the stopped server again on the same data.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.run();
     }
 }
 
 /// Runs SQL as the superuser in one database of a test server, through `psql`.
 #[derive(Clone)]
-pub struct Sql {
+pub(crate) struct Sql {
     dir: PathBuf,
     bin: PathBuf,
     database: String,
@@ -261,7 +261,7 @@ impl Sql {
     }
 
     /// Runs `sql`; its output (unaligned tuples only), or psql's error.
-    pub fn try_run(&self, sql: &str) -> Result<String, String> {
+    pub(crate) fn try_run(&self, sql: &str) -> Result<String, String> {
         let output = self.command(sql).output().unwrap();
         if output.status.success() {
             Ok(String::from_utf8(output.stdout).unwrap())
@@ -271,13 +271,13 @@ impl Sql {
     }
 
     /// Runs `sql`, which must succeed; its output.
-    pub fn run(&self, sql: &str) -> String {
+    pub(crate) fn run(&self, sql: &str) -> String {
         self.try_run(sql)
             .unwrap_or_else(|error| panic!("psql `{sql}` failed: {error}"))
     }
 
     /// Starts `sql` in a `psql` of its own and returns at once.
-    pub fn spawn(&self, sql: &str) -> Child {
+    pub(crate) fn spawn(&self, sql: &str) -> Child {
         self.command(sql)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

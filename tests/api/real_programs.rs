@@ -15,7 +15,7 @@ use wasm_hypervisor_server::metrics::{Audience, Gauges};
 use crate::helpers::TestApp;
 
 /// `target/third-party/cpython`, fetched once per test binary.
-pub fn cpython() -> &'static Path {
+pub(crate) fn cpython() -> &'static Path {
     static FETCHED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     FETCHED.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -344,9 +344,9 @@ async fn many_addresses_cannot_take_the_session_pool_from_another_client() {
 /// answered when its session was, and every answer's status, the fresh
 /// client's last.
 /// The size of each batch of the flood (`sessions.max_batch` must allow it).
-pub const FLOOD_BATCH: usize = 512;
+pub(crate) const FLOOD_BATCH: usize = 512;
 
-pub async fn batches_answered_before_a_fresh_clients_session(
+pub(crate) async fn batches_answered_before_a_fresh_clients_session(
     base: &str,
     net: u8,
     flood: usize,

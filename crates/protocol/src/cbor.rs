@@ -78,14 +78,14 @@ pub const MAX_SKIP_DEPTH: usize = 16;
 
 /// The CBOR major types (RFC 8949 §3.1).
 pub(crate) mod major {
-    pub const UNSIGNED: u8 = 0;
-    pub const NEGATIVE: u8 = 1;
-    pub const BYTES: u8 = 2;
-    pub const TEXT: u8 = 3;
-    pub const ARRAY: u8 = 4;
-    pub const MAP: u8 = 5;
-    pub const TAG: u8 = 6;
-    pub const SIMPLE: u8 = 7;
+    pub(crate) const UNSIGNED: u8 = 0;
+    pub(crate) const NEGATIVE: u8 = 1;
+    pub(crate) const BYTES: u8 = 2;
+    pub(crate) const TEXT: u8 = 3;
+    pub(crate) const ARRAY: u8 = 4;
+    pub(crate) const MAP: u8 = 5;
+    pub(crate) const TAG: u8 = 6;
+    pub(crate) const SIMPLE: u8 = 7;
 }
 
 const FALSE: u8 = 0xF4;

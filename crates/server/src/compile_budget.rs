@@ -20,18 +20,18 @@ use crate::access::ClientKey;
 /// full, that is for at most an hour after its last compilation; past this many,
 /// the clients whose buckets have refilled are forgotten first, and if none has, a
 /// new client is refused until one does.
-pub const MAX_CLIENTS: usize = 100_000;
+pub(crate) const MAX_CLIENTS: usize = 100_000;
 
 /// Why a compilation may not start now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BudgetError {
+pub(crate) enum BudgetError {
     /// The client's budget is spent; it refills enough within `retry_after`.
     #[error("this client's compilation budget (clients.compile_seconds_per_hour) is spent")]
     Spent { retry_after: Duration },
 }
 
 /// The buckets of every client that compiled within the last hour.
-pub struct CompileBudgets {
+pub(crate) struct CompileBudgets {
     /// Seconds per hour; 0 turns budgets off.
     per_hour: f64,
     buckets: Mutex<HashMap<ClientKey, Bucket>>,
@@ -45,7 +45,7 @@ struct Bucket {
 }
 
 impl CompileBudgets {
-    pub fn new(seconds_per_hour: u64) -> CompileBudgets {
+    pub(crate) fn new(seconds_per_hour: u64) -> CompileBudgets {
         CompileBudgets {
             per_hour: seconds_per_hour as f64,
             buckets: Mutex::new(HashMap::new()),
@@ -53,7 +53,7 @@ impl CompileBudgets {
     }
 
     /// Whether `client` may start a compilation now.
-    pub fn check(&self, client: ClientKey, now: Instant) -> Result<(), BudgetError> {
+    pub(crate) fn check(&self, client: ClientKey, now: Instant) -> Result<(), BudgetError> {
         if self.per_hour == 0.0 {
             return Ok(());
         }
@@ -73,7 +73,7 @@ impl CompileBudgets {
     }
 
     /// Charges `client` for a compilation that took `spent`.
-    pub fn charge(&self, client: ClientKey, spent: Duration, now: Instant) {
+    pub(crate) fn charge(&self, client: ClientKey, spent: Duration, now: Instant) {
         if self.per_hour == 0.0 {
             return;
         }
@@ -100,7 +100,7 @@ impl CompileBudgets {
 
     /// Clients remembered now.
     #[cfg(test)]
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.lock().len()
     }
 

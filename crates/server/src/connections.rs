@@ -33,7 +33,7 @@ use crate::access::ClientKey;
 
 /// What bounds each connection and all of them (`http.*`).
 #[derive(Debug, Clone)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// Connections open at once.
     pub max_connections: usize,
     /// Connections open at once from one address (IPv6: its /64).
@@ -51,7 +51,7 @@ pub struct ConnectionLimits {
 
 /// Every open connection; cheap to clone.
 #[derive(Clone)]
-pub struct Connections {
+pub(crate) struct Connections {
     shared: Arc<Shared>,
 }
 
@@ -77,7 +77,7 @@ struct Table {
 
 /// One open connection, as its task, its requests and its IO see it.
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     id: u64,
     /// `None` for a peer exempt from the per-address cap.
     address: Option<ClientKey>,
@@ -98,7 +98,7 @@ pub struct Connection {
 }
 
 impl Connections {
-    pub fn new(limits: ConnectionLimits) -> Connections {
+    pub(crate) fn new(limits: ConnectionLimits) -> Connections {
         Connections {
             shared: Arc::new(Shared {
                 limits,
@@ -126,7 +126,7 @@ impl Connections {
     /// `None` at the cap (see [`Connections::make_room`]). A connection past its
     /// address's cap is admitted too, marked [`Connection::over_address_cap`], so
     /// that it can be told so; it counts against its address like any other.
-    pub fn admit(&self, peer: IpAddr) -> Option<OpenConnection> {
+    pub(crate) fn admit(&self, peer: IpAddr) -> Option<OpenConnection> {
         let limits = &self.shared.limits;
         let mut table = self.table();
         if table.open.len() >= limits.max_connections {
@@ -172,7 +172,7 @@ impl Connections {
     /// idle connection (no request in flight, no response stalled), unless one
     /// already asked to close is idle and so about to free its place. A
     /// connection with a request in flight is never chosen.
-    pub fn make_room(&self) {
+    pub(crate) fn make_room(&self) {
         let table = self.table();
         let mut oldest_idle = None;
         for connection in table.open.values() {
@@ -195,31 +195,31 @@ impl Connections {
 
     /// Resolves when a connection has closed or gone idle since the last call
     /// resolved (or at once, if one did meanwhile).
-    pub async fn changed(&self) {
+    pub(crate) async fn changed(&self) {
         self.shared.changed.notified().await;
     }
 
     /// Asks every connection to close gracefully: idle ones at once, the others
     /// after their request in flight.
-    pub fn close_all(&self) {
+    pub(crate) fn close_all(&self) {
         self.shared.all.cancel();
     }
 
     /// Connections open now.
     #[cfg(test)]
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.table().open.len()
     }
 }
 
 /// An admitted connection; dropping it (when its task ends) frees its place.
-pub struct OpenConnection {
+pub(crate) struct OpenConnection {
     connections: Connections,
     connection: Arc<Connection>,
 }
 
 impl OpenConnection {
-    pub fn connection(&self) -> &Arc<Connection> {
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
         &self.connection
     }
 }
@@ -244,7 +244,7 @@ impl Drop for OpenConnection {
 
 impl Connection {
     /// Admitted past `http.max_connections_per_address`.
-    pub fn over_address_cap(&self) -> bool {
+    pub(crate) fn over_address_cap(&self) -> bool {
         self.over_address_cap
     }
 
@@ -254,7 +254,7 @@ impl Connection {
     }
 
     /// Counts a request as in flight until the returned value is dropped.
-    pub fn begin_request(self: &Arc<Self>) -> RequestInFlight {
+    pub(crate) fn begin_request(self: &Arc<Self>) -> RequestInFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let number = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
         RequestInFlight {
@@ -265,7 +265,7 @@ impl Connection {
 
     /// Resolves when the connection should close gracefully: it was asked to (to
     /// make room, or a shutdown), or it reached `http.max_connection_age_secs`.
-    pub async fn closing(&self) {
+    pub(crate) async fn closing(&self) {
         tokio::select! {
             () = self.close.cancelled() => {}
             () = tokio::time::sleep_until(self.opened + self.max_age) => self.close.cancel(),
@@ -281,7 +281,7 @@ impl Connection {
 }
 
 /// A request on its way through the router.
-pub struct RequestInFlight {
+pub(crate) struct RequestInFlight {
     connection: Arc<Connection>,
     /// 1 for the connection's first request.
     number: u64,
@@ -291,7 +291,7 @@ impl RequestInFlight {
     /// Whether the connection closes after this request's response: it is the
     /// last one the connection may make, the connection is past its age, or it
     /// was asked to close. The response should then say `Connection: close`.
-    pub fn is_last(&self) -> bool {
+    pub(crate) fn is_last(&self) -> bool {
         let connection = &self.connection;
         self.number >= connection.max_requests
             || connection.opened.elapsed() >= connection.max_age
@@ -312,7 +312,7 @@ impl Drop for RequestInFlight {
 /// hyper has a header read timeout but nothing for writes, and a client that
 /// pipelines requests without reading the answers would otherwise hold its
 /// connection for ever once the socket buffers are full. Reads are untouched.
-pub struct ConnectionIo<T> {
+pub(crate) struct ConnectionIo<T> {
     inner: T,
     connection: Arc<Connection>,
     timeout: Duration,
@@ -322,7 +322,7 @@ pub struct ConnectionIo<T> {
 }
 
 impl<T> ConnectionIo<T> {
-    pub fn new(inner: T, connection: Arc<Connection>, timeout: Duration) -> ConnectionIo<T> {
+    pub(crate) fn new(inner: T, connection: Arc<Connection>, timeout: Duration) -> ConnectionIo<T> {
         ConnectionIo {
             inner,
             connection,

@@ -39,7 +39,7 @@
 //! of map operations, O(log n); the sweep pops at most [`SWEEP_BATCH`] sessions per
 //! lock and drops (zeroizes) their keys after releasing it.
 
-pub mod issuer;
+pub(crate) mod issuer;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -56,7 +56,7 @@ use issuer::Issuer;
 /// creation (which expires the front of the queue first, so that a late sweep
 /// never makes a full pool of dead sessions refuse anyone). Bounds how long
 /// `/execute`'s `take` can wait behind either.
-pub const SWEEP_BATCH: usize = 256;
+pub(crate) const SWEEP_BATCH: usize = 256;
 
 /// The `Retry-After` of a refusal when nothing in the pool is due to expire (every
 /// place is a key being generated, which takes microseconds).
@@ -305,7 +305,7 @@ struct Limits {
 /// The pending sessions of embedded mode, in this process. Shared behind an `Arc`; every method holds the lock only
 /// for a few map operations (never across an `.await`, never while doing crypto,
 /// never to drop a key), so a `std::sync::Mutex` is the right lock.
-pub struct MemorySessionStore {
+pub(crate) struct MemorySessionStore {
     /// Makes every session key (`crypto.provider`); the keys open requests on it.
     provider: Provider,
     pool: Mutex<Pool>,
@@ -386,7 +386,7 @@ impl Drop for Reservation<'_> {
 impl MemorySessionStore {
     /// A store of at most `max_pending` sessions living `ttl` each, with no share
     /// per client (see [`MemorySessionStore::with_client_share`]).
-    pub fn new(provider: Provider, ttl: Duration, max_pending: usize) -> MemorySessionStore {
+    pub(crate) fn new(provider: Provider, ttl: Duration, max_pending: usize) -> MemorySessionStore {
         MemorySessionStore {
             provider,
             pool: Mutex::new(Pool::default()),
@@ -402,12 +402,12 @@ impl MemorySessionStore {
     }
 
     /// The provider session keys are made on; it also checks `enc` points.
-    pub fn provider(&self) -> Provider {
+    pub(crate) fn provider(&self) -> Provider {
         self.provider
     }
 
     /// Limits each client to `share` pending sessions; 0 for no limit.
-    pub fn with_client_share(mut self, share: usize) -> MemorySessionStore {
+    pub(crate) fn with_client_share(mut self, share: usize) -> MemorySessionStore {
         self.limits.max_pending_per_client = share;
         self
     }
@@ -416,7 +416,7 @@ impl MemorySessionStore {
     /// expiry or eviction, as [`MemorySessionStore::create_batch_for`] does but
     /// making the key on the caller's thread (for tests without a runtime).
     #[cfg(test)]
-    pub fn create_for(&self, client: ClientKey) -> Result<IssuedSession, SessionError> {
+    pub(crate) fn create_for(&self, client: ClientKey) -> Result<IssuedSession, SessionError> {
         let mut reservation = self.reserve_many(client, 1, Instant::now())?;
         let (secret, public_key) = envelope::generate_session_key(self.provider);
         let placed = reservation.fulfil_all(vec![secret], Instant::now());
@@ -431,7 +431,7 @@ impl MemorySessionStore {
     /// workers and in the client's turn, then inserted under one hold of the
     /// lock, in the order returned. Dropped while waiting (the client went
     /// away), it gives the places back.
-    pub async fn create_batch_for(
+    pub(crate) async fn create_batch_for(
         &self,
         client: ClientKey,
         count: usize,
@@ -471,7 +471,7 @@ impl MemorySessionStore {
     /// others: the unspecified address, the client `api` gives a request served
     /// without a socket.
     #[cfg(test)]
-    pub fn create(&self) -> Result<IssuedSession, SessionError> {
+    pub(crate) fn create(&self) -> Result<IssuedSession, SessionError> {
         use std::net::{IpAddr, Ipv4Addr};
         self.create_for(ClientKey::address(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
     }
@@ -550,7 +550,7 @@ impl MemorySessionStore {
     }
 
     /// Whether `id` names a live session, without using it.
-    pub fn is_live(&self, id: &Uuid) -> bool {
+    pub(crate) fn is_live(&self, id: &Uuid) -> bool {
         let now = Instant::now();
         self.lock()
             .by_id
@@ -560,7 +560,7 @@ impl MemorySessionStore {
 
     /// Removes the session and hands over its key: after this, `id` is unknown
     /// whatever the caller does with the key.
-    pub fn take(&self, id: &Uuid) -> Result<SessionSecret, SessionError> {
+    pub(crate) fn take(&self, id: &Uuid) -> Result<SessionSecret, SessionError> {
         let session = self.lock().remove(id).ok_or(SessionError::Unknown)?;
         if session.expires <= Instant::now() {
             return Err(SessionError::Unknown);
@@ -570,7 +570,7 @@ impl MemorySessionStore {
 
     /// Destroys every session expired at `now`, [`SWEEP_BATCH`] at a time; returns
     /// when the next one expires, if any is pending.
-    pub fn sweep(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn sweep(&self, now: Instant) -> Option<Instant> {
         loop {
             let mut expired = Vec::new();
             let next = {
@@ -587,12 +587,12 @@ impl MemorySessionStore {
     }
 
     /// Sessions issued and neither used, expired (and swept) nor evicted.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.lock().by_id.len()
     }
 
     /// How long a session lives.
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.limits.ttl
     }
 

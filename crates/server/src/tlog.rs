@@ -24,11 +24,11 @@ use crate::audit::{AuditError, AuditLog};
 
 /// Full tiles kept: at most about 15 KB each (an entry bundle of 256 entries of
 /// 57 bytes and their lengths; a hash tile is 8 KiB), so about 15 MB.
-pub const CACHED_TILES: usize = 1024;
+pub(crate) const CACHED_TILES: usize = 1024;
 
 /// Why a tile is not served.
 #[derive(Debug, thiserror::Error)]
-pub enum TileServeError {
+pub(crate) enum TileServeError {
     /// The path is not a tile's canonical path.
     #[error("not a tile path")]
     NotATile,
@@ -41,13 +41,13 @@ pub enum TileServeError {
 }
 
 /// The tiles of one log, with its cache of full tiles.
-pub struct Tiles {
+pub(crate) struct Tiles {
     log: AuditLog,
     cache: Mutex<LruCache<Tile, Bytes>>,
 }
 
 impl Tiles {
-    pub fn new(log: AuditLog) -> Tiles {
+    pub(crate) fn new(log: AuditLog) -> Tiles {
         Tiles {
             log,
             cache: Mutex::new(LruCache::new(
@@ -58,7 +58,7 @@ impl Tiles {
 
     /// The tile at `path` (`tile/…`, under the log's prefix), and whether it is
     /// full.
-    pub async fn get(&self, path: &str) -> Result<(Bytes, bool), TileServeError> {
+    pub(crate) async fn get(&self, path: &str) -> Result<(Bytes, bool), TileServeError> {
         let tile = Tile::parse_path(path).map_err(|_| TileServeError::NotATile)?;
         if let Some(bytes) = self.cached(&tile) {
             return Ok((bytes, true));

@@ -238,7 +238,7 @@ pub struct Usage {
 }
 
 /// The current Unix second.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())

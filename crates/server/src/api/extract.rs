@@ -18,7 +18,7 @@ use super::middleware::client_of;
 
 /// The two body types `POST /execute` takes (protocol v1.1 §B).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFormat {
+pub(super) enum BodyFormat {
     /// `application/json`: protocol v1.
     Json,
     /// `application/octet-stream`: protocol v1.1 §B.
@@ -27,7 +27,7 @@ pub enum BodyFormat {
 
 impl BodyFormat {
     /// `json` or `binary`, for a metric label.
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             BodyFormat::Json => "json",
             BodyFormat::Binary => "binary",

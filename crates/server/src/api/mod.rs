@@ -35,7 +35,7 @@ mod router;
 mod sessions;
 mod tlog;
 mod usage;
-pub mod witness_client;
+pub(crate) mod witness_client;
 
 pub use self::error::ApiError;
 pub use self::executions::{decode_execute_body, sealed_binary_execution, sealed_execution};

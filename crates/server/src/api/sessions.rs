@@ -108,7 +108,7 @@ pub(super) async fn create_session(
 
 /// The largest `POST /sessions` body: `{"count": N}` is a dozen bytes, and a
 /// client may not make the server buffer more than this to open sessions.
-pub const MAX_SESSIONS_BODY_BYTES: usize = 1024;
+pub(super) const MAX_SESSIONS_BODY_BYTES: usize = 1024;
 
 fn expires_at(session: &IssuedSession) -> String {
     humantime::format_rfc3339_seconds(session.expires_at).to_string()

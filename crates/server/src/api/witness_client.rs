@@ -9,13 +9,13 @@ use futures_util::StreamExt as _;
 use crate::witness::{Answer, MAX_ANSWER_BYTES, Transport};
 
 /// A reqwest client for witnesses.
-pub struct HttpTransport {
+pub(crate) struct HttpTransport {
     client: reqwest::Client,
 }
 
 impl HttpTransport {
     /// A client; `None` if reqwest cannot build one (no TLS roots, say).
-    pub fn new() -> Result<HttpTransport, String> {
+    pub(crate) fn new() -> Result<HttpTransport, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wasm-hypervisor/", env!("CARGO_PKG_VERSION")))

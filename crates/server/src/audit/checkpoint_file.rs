@@ -24,11 +24,11 @@ use wasm_hypervisor_protocol::merkle::MerkleTree;
 /// How far the persisted checkpoint may lag behind the log while appends go on.
 /// Persisting costs a signature, a write and two syncs; once a second bounds that
 /// cost under load, and a clean close always persists the exact tree.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reads the persisted checkpoint at `path` and checks its signature under `key`,
 /// if the file exists.
-pub fn read(path: &Path, key: &PublicKey) -> Result<Option<SignedCheckpoint>, AuditError> {
+pub(crate) fn read(path: &Path, key: &PublicKey) -> Result<Option<SignedCheckpoint>, AuditError> {
     let path = path.to_owned();
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -59,7 +59,7 @@ pub fn read(path: &Path, key: &PublicKey) -> Result<Option<SignedCheckpoint>, Au
 }
 
 /// Writes `dir/name` in this format, atomically.
-pub fn write(dir: &Path, name: &str, signed: &SignedCheckpoint) -> std::io::Result<()> {
+pub(crate) fn write(dir: &Path, name: &str, signed: &SignedCheckpoint) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let mut text = signed.checkpoint.body();
     text.push_str(&B64.encode(&signed.signature));
@@ -79,7 +79,7 @@ pub fn write(dir: &Path, name: &str, signed: &SignedCheckpoint) -> std::io::Resu
 /// How a tree fails to contain a persisted checkpoint's tree. Each backend words
 /// it for its own error (a damaged file, a rolled-back database).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotContained {
+pub(crate) enum NotContained {
     /// The checkpoint names another log.
     Origin { checkpoint: String },
     /// The tree is smaller than the checkpoint's.
@@ -91,7 +91,7 @@ pub enum NotContained {
 /// Whether `tree` contains the tree `stored` signed, under the log name `origin`:
 /// at least as many leaves, and the same root at the checkpoint's size. History
 /// is never rewritten, so any other tree is a lost or a foreign history.
-pub fn check_contained(
+pub(crate) fn check_contained(
     tree: &MerkleTree,
     stored: &SignedCheckpoint,
     origin: &str,

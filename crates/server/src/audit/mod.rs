@@ -29,10 +29,10 @@ use wasm_hypervisor_protocol::merkle::{Hash, MerkleError};
 
 use crate::keys::ServerKey;
 
-pub mod checkpoint_file;
+pub(crate) mod checkpoint_file;
 pub mod file;
 pub mod record;
-pub mod tree;
+pub(crate) mod tree;
 
 pub use self::file::{FileLog, Recovery, WriterStats};
 pub use self::record::LogRecord;

@@ -16,26 +16,26 @@ use wasm_hypervisor_protocol::merkle::{Hash, MerkleTree};
 
 /// The tree of the leaves known here, in log order, and where each execution is.
 #[derive(Default)]
-pub struct LeafIndex {
+pub(crate) struct LeafIndex {
     pub tree: MerkleTree,
     pub by_execution: HashMap<Uuid, u64>,
 }
 
 impl LeafIndex {
     /// Adds `leaf` at the end; returns its index.
-    pub fn push(&mut self, leaf: &Leaf) -> u64 {
+    pub(crate) fn push(&mut self, leaf: &Leaf) -> u64 {
         let position = self.tree.size();
         self.tree.push(leaf.hash());
         self.by_execution.insert(leaf.execution_id, position);
         position
     }
 
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.tree.size()
     }
 
     /// The size and root of the whole tree.
-    pub fn head(&self) -> (u64, Hash) {
+    pub(crate) fn head(&self) -> (u64, Hash) {
         let size = self.tree.size();
         (
             size,
@@ -45,7 +45,7 @@ impl LeafIndex {
 
     /// Approximate heap bytes: the tree and the id map (16-byte key, 8-byte
     /// value, 1 control byte a slot).
-    pub fn memory_bytes(&self) -> usize {
+    pub(crate) fn memory_bytes(&self) -> usize {
         self.tree.memory_bytes() + self.by_execution.capacity() * (16 + 8 + 1)
     }
 }
@@ -53,14 +53,14 @@ impl LeafIndex {
 /// Signs checkpoints of one log (its origin, the server's key), reusing the last
 /// signature while the tree has not grown (signing is most of the cost of
 /// serving a proof).
-pub struct Signer {
+pub(crate) struct Signer {
     origin: String,
     key: Arc<ServerKey>,
     latest: Mutex<Option<SignedCheckpoint>>,
 }
 
 impl Signer {
-    pub fn new(origin: &str, key: Arc<ServerKey>) -> Signer {
+    pub(crate) fn new(origin: &str, key: Arc<ServerKey>) -> Signer {
         Signer {
             origin: origin.to_owned(),
             key,
@@ -68,16 +68,16 @@ impl Signer {
         }
     }
 
-    pub fn origin(&self) -> &str {
+    pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
 
-    pub fn key(&self) -> &Arc<ServerKey> {
+    pub(crate) fn key(&self) -> &Arc<ServerKey> {
         &self.key
     }
 
     /// A signed checkpoint for `size` and `root`.
-    pub fn sign(&self, size: u64, root: Hash) -> SignedCheckpoint {
+    pub(crate) fn sign(&self, size: u64, root: Hash) -> SignedCheckpoint {
         let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(signed) = latest.as_ref()
             && signed.checkpoint.tree_size == size

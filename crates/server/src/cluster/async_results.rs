@@ -43,10 +43,10 @@ use wasm_hypervisor_protocol::payload::Status;
 /// The bytes of a sealed result one query reads for a reader on another
 /// replica: 192 KiB, a multiple of 3 (see [`AnswerPieces::piece_bytes`]), so
 /// that a 64 MiB answer is some 350 queries and a reader holds no more.
-pub const PIECE_BYTES: usize = 192 << 10;
+pub(crate) const PIECE_BYTES: usize = 192 << 10;
 
 /// How often a failed write is tried again, and expired rows deleted.
-pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a registered, unfinished entry is kept (its replica may have died
 /// without finishing it).

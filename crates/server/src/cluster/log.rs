@@ -71,17 +71,17 @@ use wasm_hypervisor_protocol::merkle::{Hash, MerkleError};
 mod file_import;
 
 use file_import::refuse_unimported_file_log;
-pub use file_import::{Imported, import};
+pub(crate) use file_import::{Imported, import};
 
 /// The advisory lock key of the log's sequencer: "wasmhlog" as a big-endian
 /// integer.
-pub const LOG_LOCK: i64 = 0x7761_736d_686c_6f67;
+pub(crate) const LOG_LOCK: i64 = 0x7761_736d_686c_6f67;
 
 /// The channel each commit notifies with the log's new size.
-pub const CHANNEL: &str = "wasm_hypervisor_log";
+pub(crate) const CHANNEL: &str = "wasm_hypervisor_log";
 
 /// Most appends one transaction takes.
-pub const MAX_BATCH: usize = 1024;
+pub(crate) const MAX_BATCH: usize = 1024;
 
 /// Appends queued before more appends wait to queue.
 const QUEUE_DEPTH: usize = 4096;
@@ -91,10 +91,10 @@ const CATCH_UP_CHUNK: i64 = 4096;
 
 /// How often a replica reads new leaves even without a notification, and tries
 /// to reconnect its `LISTEN` connection.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The newest checkpoint this replica has seen, in its data directory.
-pub const CHECKPOINT_FILE: &str = "cluster_checkpoint";
+pub(crate) const CHECKPOINT_FILE: &str = "cluster_checkpoint";
 
 /// What can go wrong with the log in the database.
 #[derive(Debug, thiserror::Error)]

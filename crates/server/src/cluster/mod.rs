@@ -25,12 +25,12 @@ use tokio_postgres::NoTls;
 
 use crate::keys::ServerKey;
 
-pub mod async_results;
-pub mod log;
+pub(crate) mod async_results;
+pub(crate) mod log;
 mod migrations;
-pub mod sessions;
-pub mod usage;
-pub mod witness;
+pub(crate) mod sessions;
+pub(crate) mod usage;
+pub(crate) mod witness;
 mod wrap;
 
 pub use async_results::PgAsyncResults;

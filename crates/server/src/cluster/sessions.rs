@@ -54,7 +54,7 @@ use crate::session::issuer::Issuer;
 use crate::session::{IssuedSession, SessionError, SessionStore};
 
 /// How often a replica deletes expired sessions and epoch keys.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The advisory lock every issue takes, for its transaction: "wasmhses" as a
 /// big-endian integer.

@@ -18,7 +18,7 @@ use crate::access::ClientKey;
 use crate::usage::{Counts, Row, Usage, Window, unix_now};
 
 /// How often each replica adds its counts to the table and reads everyone's.
-pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often hour and day rows whose window ended more than a day ago are
 /// deleted (by every replica: deleting twice is harmless).
@@ -50,7 +50,7 @@ const PRUNE: &str = "DELETE FROM usage_counts WHERE usage_window <> 'total' AND 
 
 /// Starts the task that shares `usage` (made with [`Usage::clustered`]) through
 /// `cluster` until it is aborted.
-pub fn spawn_flusher(cluster: Cluster, usage: Usage) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn_flusher(cluster: Cluster, usage: Usage) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks: u32 = 0;
         loop {

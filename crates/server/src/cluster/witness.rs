@@ -27,11 +27,11 @@ use crate::witness::state::{Lead, Shared, SharedStore};
 
 /// The channel each write of `witness_state` notifies, with the published size
 /// (empty when nothing is published).
-pub const CHANNEL: &str = "wasm_hypervisor_witness";
+pub(crate) const CHANNEL: &str = "wasm_hypervisor_witness";
 
 /// The advisory lock key of the witness submitters' lease: "wasmhwit" as a
 /// big-endian integer.
-pub const WITNESS_LOCK: i64 = 0x7761_736d_6877_6974;
+pub(crate) const WITNESS_LOCK: i64 = 0x7761_736d_6877_6974;
 
 /// The lease connection and whether it holds [`WITNESS_LOCK`].
 #[derive(Default)]
@@ -41,7 +41,7 @@ struct Lease {
 }
 
 /// The witnesses' shared state in the cluster's database.
-pub struct PgWitnessState {
+pub(crate) struct PgWitnessState {
     cluster: Cluster,
     lease: tokio::sync::Mutex<Lease>,
     /// The `LISTEN` connection, while it lives.
@@ -49,7 +49,7 @@ pub struct PgWitnessState {
 }
 
 impl PgWitnessState {
-    pub fn new(cluster: Cluster) -> Arc<PgWitnessState> {
+    pub(crate) fn new(cluster: Cluster) -> Arc<PgWitnessState> {
         Arc::new(PgWitnessState {
             cluster,
             lease: tokio::sync::Mutex::new(Lease::default()),

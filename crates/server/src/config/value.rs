@@ -329,11 +329,16 @@ pub(super) mod networks {
     use ipnet::IpNet;
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
-    pub fn serialize<S: Serializer>(networks: &[IpNet], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        networks: &[IpNet],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(networks.iter().map(ToString::to_string))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<IpNet>, D::Error> {
         Vec::<String>::deserialize(deserializer)?
             .iter()
             .map(|text| super::parse_network(text).map_err(D::Error::custom))
@@ -355,11 +360,16 @@ pub(super) mod provider_name {
 
     use crate::envelope::Provider;
 
-    pub fn serialize<S: Serializer>(provider: &Provider, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        provider: &Provider,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(provider.name())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Provider, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Provider, D::Error> {
         let name = String::deserialize(deserializer)?;
         super::parse_provider(&name).map_err(D::Error::custom)
     }

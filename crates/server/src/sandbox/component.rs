@@ -23,7 +23,7 @@ use super::wasi::GuestInput;
 
 /// Per-store data of a component: its WASI preview2 context, resource table,
 /// file system and the limiter.
-pub struct ComponentState {
+pub(crate) struct ComponentState {
     ctx: WasiCtx,
     table: ResourceTable,
     mounts: Mounts,

@@ -17,7 +17,7 @@ use super::wasi::GuestInput;
 
 /// Per-store data of a core module: its WASI preview1 context (with the
 /// execution's mounts) and the limiter.
-pub struct CoreState {
+pub(crate) struct CoreState {
     wasi: P1,
     limiter: GuestLimiter,
 }

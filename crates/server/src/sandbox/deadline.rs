@@ -13,17 +13,17 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 /// How often the engine's epoch advances. It is the granularity of the wall-clock
 /// timeout and of the points where a running guest yields to other tasks: 10 ms
 /// keeps both tight while costing one atomic increment per tick.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Raised from the epoch callback when the wall-clock deadline has passed.
 #[derive(Debug, thiserror::Error)]
 #[error("wall-clock timeout")]
-pub struct DeadlineReached;
+pub(crate) struct DeadlineReached;
 
 /// Ends the store's guest with [`DeadlineReached`] at the first tick past
 /// `deadline`, and makes it yield to the guest runtime at every tick before, so
 /// that one guest cannot hold a worker thread.
-pub fn arm<T>(store: &mut Store<T>, deadline: Instant) {
+pub(crate) fn arm<T>(store: &mut Store<T>, deadline: Instant) {
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
             Err(wasmtime::Error::from(DeadlineReached))
@@ -36,7 +36,7 @@ pub fn arm<T>(store: &mut Store<T>, deadline: Instant) {
 
 /// Advances the engines' epochs every [`EPOCH_TICK`] on its own thread; stops
 /// when dropped.
-pub struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -44,7 +44,7 @@ pub struct EpochTicker {
 impl EpochTicker {
     /// Starts the `epoch-ticker` thread for `engines`, or says why the OS would
     /// not.
-    pub fn start(engines: Vec<Engine>) -> std::io::Result<EpochTicker> {
+    pub(crate) fn start(engines: Vec<Engine>) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()

@@ -17,33 +17,33 @@ use wasmtime::{
 
 /// Wasm stack available to a guest. Deep enough for ordinary recursive programs;
 /// unbounded recursion ends as a `trap` ("call stack exhausted").
-pub const MAX_WASM_STACK: usize = 512 << 10;
+pub(crate) const MAX_WASM_STACK: usize = 512 << 10;
 
 /// Native stack of the fiber a guest runs on: the wasm stack plus room for host
 /// calls (WASI) made from the deepest wasm frame.
-pub const ASYNC_STACK: usize = MAX_WASM_STACK + (1 << 20);
+pub(crate) const ASYNC_STACK: usize = MAX_WASM_STACK + (1 << 20);
 
 /// Elements per table. A C program's function table has a few hundred; a million
 /// pointer-sized elements is 8 MiB.
-pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
 /// Core instances per store: a core module is one; a component made from a module
 /// and the WASI adapter has a handful.
-pub const MAX_INSTANCES: usize = 16;
+pub(crate) const MAX_INSTANCES: usize = 16;
 /// Tables per core module. Each pooled table slot reserves `MAX_TABLE_ELEMENTS`
 /// pointers of address space, so this stays small.
-pub const MAX_TABLES: usize = 4;
+pub(crate) const MAX_TABLES: usize = 4;
 /// Linear memories per core module, each bounded by the memory limit. Each pooled
 /// memory slot reserves 4 GiB of address space, so this stays small; compilers emit
 /// one memory.
-pub const MAX_MEMORIES: usize = 2;
+pub(crate) const MAX_MEMORIES: usize = 2;
 /// Tables in one execution (all core instances of a component together).
-pub const MAX_STORE_TABLES: usize = 8;
+pub(crate) const MAX_STORE_TABLES: usize = 8;
 /// Linear memories in one execution (all core instances of a component together).
-pub const MAX_STORE_MEMORIES: usize = 4;
+pub(crate) const MAX_STORE_MEMORIES: usize = 4;
 
 /// Frames of wasm backtrace kept in a trap's error text.
-pub const MAX_BACKTRACE_FRAMES: usize = 16;
+pub(crate) const MAX_BACKTRACE_FRAMES: usize = 16;
 
 /// Address space of each pooled memory slot: the whole 32-bit range.
 const POOL_MEMORY_BYTES: usize = 4 << 30;
@@ -103,14 +103,14 @@ pub(super) fn worker(flavor: Flavor) -> wasmtime::Result<Engine> {
 }
 
 /// The version of [`fuel_costs`]. A change of any cost is a new version.
-pub const FUEL_COSTS_VERSION: &str = "v1";
+pub(crate) const FUEL_COSTS_VERSION: &str = "v1";
 
 /// The classes of operators of [`fuel_costs`] `v1`, their cost, and why: the
 /// table is Wasmtime 48's default (so that fuel figures read as they did before
 /// the table was explicit), written down and pinned by its hash (a Wasmtime
 /// upgrade that changes a default fails the test that pins it, and then needs a
 /// new version).
-pub const FUEL_COST_CLASSES: &[(&str, u8, &str)] = &[
+pub(crate) const FUEL_COST_CLASSES: &[(&str, u8, &str)] = &[
     ("nop, drop", 0, "no machine code is generated for them"),
     (
         "block, loop, else, end, return, unreachable",
@@ -146,7 +146,7 @@ pub const FUEL_COST_CLASSES: &[(&str, u8, &str)] = &[
 
 /// The fuel cost table, set explicitly on every engine (`Config::operator_cost`):
 /// the classes of [`FUEL_COST_CLASSES`].
-pub fn fuel_costs() -> OperatorCost {
+pub(crate) fn fuel_costs() -> OperatorCost {
     let mut costs = OperatorCost::new();
     for free in [
         &mut costs.Nop,
@@ -185,14 +185,14 @@ pub fn fuel_costs() -> OperatorCost {
 /// (every operator's cost, as compact JSON in Wasmtime's field order) and that
 /// description's SHA-256.
 #[derive(Debug)]
-pub struct FuelCostTable {
+pub(crate) struct FuelCostTable {
     pub version: &'static str,
     pub description: String,
     pub sha256: [u8; 32],
 }
 
 /// [`fuel_costs`] described and hashed, once.
-pub fn fuel_cost_table() -> &'static FuelCostTable {
+pub(crate) fn fuel_cost_table() -> &'static FuelCostTable {
     static TABLE: OnceLock<FuelCostTable> = OnceLock::new();
     TABLE.get_or_init(|| {
         let description =
@@ -210,25 +210,25 @@ pub fn fuel_cost_table() -> &'static FuelCostTable {
 /// becomes `min(fuel, timeout_ms * this)`. A hundred million units a second is
 /// well under what Cranelift's code does on a current core, so an execution
 /// that fits in its fuel also fits in its time on any reasonable machine.
-pub const DETERMINISTIC_FUEL_PER_MS: u64 = 100_000;
+pub(crate) const DETERMINISTIC_FUEL_PER_MS: u64 = 100_000;
 
 /// A deterministic execution's wall clock still ends it, as a safety net, at
 /// this many times its `timeout_ms` (a host too slow, a guest parked in a
 /// sleep); that outcome is then not reproducible, and a replay says so.
-pub const DETERMINISTIC_WALL_CLOCK_FACTOR: u32 = 4;
+pub(crate) const DETERMINISTIC_WALL_CLOCK_FACTOR: u32 = 4;
 
 /// Where a deterministic guest's wall clock starts: 2024-01-01T00:00:00Z.
-pub const DETERMINISTIC_EPOCH_SECS: u64 = 1_704_067_200;
+pub(crate) const DETERMINISTIC_EPOCH_SECS: u64 = 1_704_067_200;
 
 /// How far a deterministic guest's clocks (wall and monotonic together)
 /// advance at each read: the reads are the guest's own work, and nothing else
 /// moves them.
-pub const DETERMINISTIC_CLOCK_STEP_NS: u64 = 1_000;
+pub(crate) const DETERMINISTIC_CLOCK_STEP_NS: u64 = 1_000;
 
 /// The canonical description of everything a deterministic execution's outputs
 /// depend on besides its request (PROTOCOL.md, "Reproducible executions"): one
 /// `key value` line each.
-pub fn deterministic_description() -> String {
+pub(crate) fn deterministic_description() -> String {
     let table = fuel_cost_table();
     let lines = [
         ("engine", "wasm-hypervisor deterministic v1".to_owned()),
@@ -264,7 +264,7 @@ pub fn deterministic_description() -> String {
 
 /// SHA-256 of [`deterministic_description`]: a deterministic result's
 /// `engine_sha256`.
-pub fn deterministic_sha256() -> [u8; 32] {
+pub(crate) fn deterministic_sha256() -> [u8; 32] {
     static HASH: OnceLock<[u8; 32]> = OnceLock::new();
     *HASH.get_or_init(|| sha256(deterministic_description().as_bytes()))
 }
@@ -345,7 +345,7 @@ fn pool(slots: u32) -> PoolingAllocationConfig {
 }
 
 /// "wasmtime X.Y.Z", the `engine` field of results.
-pub fn name() -> String {
+pub(crate) fn name() -> String {
     format!("wasmtime {}", env!("WASMTIME_VERSION"))
 }
 

@@ -91,7 +91,10 @@ pub fn parse_call(expression: &str) -> Result<(String, UntypedFuncCall<'static>)
 /// The return values in WAVE, `max_output_bytes` for all of them together:
 /// `None` if they need more. Each encoding stops as soon as it passes the room
 /// left, so a huge return value costs the host no more than that in text.
-pub fn render_returns<V: WasmValue>(values: &[V], max_output_bytes: usize) -> Option<Vec<String>> {
+pub(crate) fn render_returns<V: WasmValue>(
+    values: &[V],
+    max_output_bytes: usize,
+) -> Option<Vec<String>> {
     let mut room = max_output_bytes;
     let mut returns = Vec::with_capacity(values.len());
     for value in values {

@@ -10,17 +10,17 @@ use wasmtime::ResourceLimiter;
 use super::engine::{MAX_INSTANCES, MAX_STORE_MEMORIES, MAX_STORE_TABLES, MAX_TABLE_ELEMENTS};
 
 /// Bytes in a WebAssembly page.
-pub const WASM_PAGE: u64 = 65_536;
+pub(crate) const WASM_PAGE: u64 = 65_536;
 
 /// Host bytes of one table element: tables hold pointers.
-pub const TABLE_ELEMENT_BYTES: u64 = 8;
+pub(crate) const TABLE_ELEMENT_BYTES: u64 = 8;
 
 /// Hostcall fuel: the bytes one call may copy from the guest into the host
 /// (a string or list argument of a WASI call, an invoked export's return
 /// values). Wasmtime's default is 128 MiB; it is set to the run's
 /// `max_output_bytes`, and never below this floor so that WASI calls with
 /// ordinary arguments (paths, environment) work when output is capped low.
-pub const MIN_HOSTCALL_FUEL: usize = 1 << 20;
+pub(crate) const MIN_HOSTCALL_FUEL: usize = 1 << 20;
 
 /// Limits for one run, already capped by the server's maxima.
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +65,7 @@ pub enum LimitHit {
 /// instantiation (growth from 0) and for every later growth, with the sizes
 /// before and after, so the sum of `desired - current` over all calls is what the
 /// guest holds.
-pub struct GuestLimiter {
+pub(crate) struct GuestLimiter {
     memory_bytes: u64,
     /// Bytes of memories and tables the guest holds now.
     used: u64,
@@ -73,7 +73,7 @@ pub struct GuestLimiter {
 }
 
 impl GuestLimiter {
-    pub fn new(memory_bytes: u64) -> GuestLimiter {
+    pub(crate) fn new(memory_bytes: u64) -> GuestLimiter {
         GuestLimiter {
             memory_bytes,
             used: 0,
@@ -83,7 +83,7 @@ impl GuestLimiter {
 
     /// The limit the guest ran into, if any: it decides the run's outcome
     /// whatever error Wasmtime wrapped the refusal in.
-    pub fn hit(&self) -> Option<&LimitHit> {
+    pub(crate) fn hit(&self) -> Option<&LimitHit> {
         self.hit.as_ref()
     }
 

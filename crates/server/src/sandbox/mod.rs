@@ -56,18 +56,18 @@
 
 pub mod cache;
 pub mod compiler;
-pub mod component;
-pub mod core;
-pub mod deadline;
-pub mod engine;
+pub(crate) mod component;
+pub(crate) mod core;
+pub(crate) mod deadline;
+pub(crate) mod engine;
 pub mod fs;
-pub mod invoke;
-pub mod limits;
-pub mod output;
-pub mod run;
-pub mod shape;
-pub mod target;
-pub mod wasi;
+pub(crate) mod invoke;
+pub(crate) mod limits;
+pub(crate) mod output;
+pub(crate) mod run;
+pub(crate) mod shape;
+pub(crate) mod target;
+pub(crate) mod wasi;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// drops the rest, remembering that it did. The guest always sees its writes
 /// succeed: output past the cap is the host's truncation, not the guest's error.
 #[derive(Clone)]
-pub struct CappedOutput {
+pub(crate) struct CappedOutput {
     inner: Arc<Mutex<CappedBuffer>>,
 }
 
@@ -32,7 +32,7 @@ impl Drop for CappedBuffer {
 const WRITE_BUDGET: usize = 64 << 10;
 
 impl CappedOutput {
-    pub fn new(capacity: usize) -> CappedOutput {
+    pub(crate) fn new(capacity: usize) -> CappedOutput {
         CappedOutput {
             inner: Arc::new(Mutex::new(CappedBuffer {
                 bytes: Vec::new(),
@@ -54,11 +54,11 @@ impl CappedOutput {
 
     /// What was kept, moved out (the pipe is empty after), in a buffer that is
     /// zeroized when dropped.
-    pub fn take_contents(&self) -> zeroize::Zeroizing<Vec<u8>> {
+    pub(crate) fn take_contents(&self) -> zeroize::Zeroizing<Vec<u8>> {
         zeroize::Zeroizing::new(std::mem::take(&mut self.lock().bytes))
     }
 
-    pub fn truncated(&self) -> bool {
+    pub(crate) fn truncated(&self) -> bool {
         self.lock().truncated
     }
 

@@ -18,14 +18,14 @@
 use wasmparser::{Operator, Parser, Payload};
 
 /// Bytes of one function body (the JS API's limit).
-pub const MAX_FUNCTION_BODY_BYTES: usize = 7_654_321;
+pub(crate) const MAX_FUNCTION_BODY_BYTES: usize = 7_654_321;
 /// Locals of one function, parameters excluded (the JS API's limit).
-pub const MAX_FUNCTION_LOCALS: u64 = 50_000;
+pub(crate) const MAX_FUNCTION_LOCALS: u64 = 50_000;
 /// Control instructions (`block`, `loop`, `if`, `try_table`) open at once in one
 /// function. A C `switch` of N cases compiles to N nested blocks.
-pub const MAX_CONTROL_NESTING: usize = 10_000;
+pub(crate) const MAX_CONTROL_NESTING: usize = 10_000;
 /// `loop`s open at once in one function.
-pub const MAX_LOOP_NESTING: usize = 256;
+pub(crate) const MAX_LOOP_NESTING: usize = 256;
 /// Locals times the deepest loop nesting of one function: the variables the
 /// compiler's SSA construction may have to carry through every loop header.
 /// Measured here (debug build, loaded machine): 2,000 locals in 64 nested loops
@@ -33,7 +33,7 @@ pub const MAX_LOOP_NESTING: usize = 256;
 /// 16 (800,000) in 220 s. Optimised compilers emit hundreds of locals and loops a
 /// few deep (thousands); this bound leaves room for unoptimised code, and the
 /// worker's CPU bound catches whatever passes it.
-pub const MAX_LOCALS_TIMES_LOOP_NESTING: u64 = 250_000;
+pub(crate) const MAX_LOCALS_TIMES_LOOP_NESTING: u64 = 250_000;
 
 /// Why a module was refused before compilation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +71,7 @@ pub enum ShapeError {
 
 /// Checks every function body of a core module or of every core module inside a
 /// component. `index` in an error counts bodies in binary order.
-pub fn check(bytes: &[u8]) -> Result<(), ShapeError> {
+pub(crate) fn check(bytes: &[u8]) -> Result<(), ShapeError> {
     let malformed = |error: wasmparser::BinaryReaderError| ShapeError::Malformed(error.to_string());
     let mut index = 0;
     for payload in Parser::new(0).parse_all(bytes) {

@@ -118,13 +118,13 @@ pub struct LoadError {
 }
 
 /// The WASI linkers, one per kind, built once.
-pub struct Linkers {
+pub(crate) struct Linkers {
     core: wasmtime::Linker<CoreState>,
     component: wasmtime::component::Linker<ComponentState>,
 }
 
 impl Linkers {
-    pub fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
+    pub(crate) fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
         Ok(Linkers {
             core: core::linker(engine)?,
             component: component::linker(engine)?,
@@ -136,7 +136,7 @@ impl Linkers {
 /// bytes to charge the cache for it.
 // The one place the server allows unsafe code (its manifest denies it).
 #[allow(unsafe_code)]
-pub fn load(
+pub(crate) fn load(
     engine: &Engine,
     linkers: &Linkers,
     kind: TargetKind,

@@ -22,7 +22,7 @@ use super::engine::{DETERMINISTIC_CLOCK_STEP_NS, DETERMINISTIC_EPOCH_SECS};
 use super::output::CappedOutput;
 
 /// argv[0] as the guest sees it (protocol §2).
-pub const ARGV0: &str = "module.wasm";
+pub(crate) const ARGV0: &str = "module.wasm";
 
 /// What the guest is given.
 #[derive(Default)]
@@ -78,7 +78,7 @@ impl std::fmt::Debug for GuestInput {
 /// own copies are freed by Wasmtime without clearing, and so is a JSON request's
 /// decoded stdin, while a CBOR request's stdin is a view of the plaintext, wiped
 /// with it (see PROTOCOL.md, "What is zeroized").
-pub fn context(
+pub(crate) fn context(
     mut input: GuestInput,
     stdout: &CappedOutput,
     stderr: &CappedOutput,

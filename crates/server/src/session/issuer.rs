@@ -43,10 +43,10 @@ use super::SessionError;
 use crate::access::ClientKey;
 
 /// Derivations run for one client before the lane picks again.
-pub const SLICE: usize = 8;
+pub(crate) const SLICE: usize = 8;
 
 /// The `Retry-After` of a refusal for a full queue.
-pub const RETRY_SOON: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_SOON: Duration = Duration::from_secs(1);
 
 /// Makes one item of a job (a key pair, in cluster mode with its sealed seed).
 type Make<T> = Box<dyn FnMut() -> Result<T, SessionError> + Send>;
@@ -110,7 +110,7 @@ impl<T> State<T> {
 
 /// The issuance scheduler of one store (module doc). Cheap to clone: clones
 /// share the queue and the lane.
-pub struct Issuer<T> {
+pub(crate) struct Issuer<T> {
     state: Arc<Mutex<State<T>>>,
     max_queued: usize,
 }
@@ -127,7 +127,7 @@ impl<T> Clone for Issuer<T> {
 impl<T: Send + 'static> Issuer<T> {
     /// A scheduler that queues at most `max_queued` derivations (but for a
     /// fresh client's first slice).
-    pub fn new(max_queued: usize) -> Issuer<T> {
+    pub(crate) fn new(max_queued: usize) -> Issuer<T> {
         Issuer {
             state: Arc::new(Mutex::new(State {
                 queues: HashMap::new(),
@@ -144,7 +144,7 @@ impl<T: Send + 'static> Issuer<T> {
     /// once if the queue cannot take them (module doc). `per_client`: the most
     /// a client may have outstanding, 0 for no bound of its own. Must be called
     /// within a Tokio runtime (the lane is a blocking task).
-    pub async fn issue(
+    pub(crate) async fn issue(
         &self,
         client: ClientKey,
         count: usize,

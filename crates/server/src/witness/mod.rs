@@ -52,13 +52,13 @@ use crate::metrics::Metrics;
 
 mod follow;
 mod publication;
-pub mod state;
+pub(crate) mod state;
 mod submission;
 
 pub(crate) use publication::Published;
 use publication::{Progress, State};
 use submission::Target;
-pub use submission::{Answer, MAX_ANSWER_BYTES, Transport};
+pub(crate) use submission::{Answer, MAX_ANSWER_BYTES, Transport};
 
 /// How often the submitter looks at the log's size when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(100);

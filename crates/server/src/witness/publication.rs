@@ -41,12 +41,12 @@ impl Published {
     }
 
     /// The note, cosignatures included.
-    pub fn note(&self) -> &Note {
+    pub(crate) fn note(&self) -> &Note {
         &self.note
     }
 
     /// The note's text, cosignatures included.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.note.to_text()
     }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 /// The state file's name in the data directory.
-pub const STATE_FILE: &str = "witnesses.json";
+pub(crate) const STATE_FILE: &str = "witnesses.json";
 
 /// Why the state file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ pub enum StateError {
 /// What is kept.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Kept {
+pub(crate) struct Kept {
     /// The published checkpoint note, cosignatures included.
     pub published: Option<String>,
     /// By witness name (the policy's).
@@ -54,7 +54,7 @@ pub struct Kept {
 /// What is kept of one witness.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeptWitness {
+pub(crate) struct KeptWitness {
     /// The largest tree size it cosigned (or said it had) for this log.
     pub size: u64,
     /// When it last cosigned, POSIX seconds.
@@ -124,7 +124,7 @@ pub trait SharedStore: Send + Sync + 'static {
 }
 
 /// Reads the state at `path`; none there is the empty state.
-pub fn load(path: &Path) -> Result<Kept, StateError> {
+pub(crate) fn load(path: &Path) -> Result<Kept, StateError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Kept::default()),
@@ -142,7 +142,7 @@ pub fn load(path: &Path) -> Result<Kept, StateError> {
 }
 
 /// Replaces the state at `path` with `kept`, durably.
-pub fn store(path: &Path, kept: &Kept) -> Result<(), StateError> {
+pub(crate) fn store(path: &Path, kept: &Kept) -> Result<(), StateError> {
     let io = |source| StateError::Io {
         path: path.to_owned(),
         source,

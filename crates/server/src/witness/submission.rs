@@ -15,7 +15,7 @@ use wasm_hypervisor_protocol::policy::Policy;
 use super::Witnessing;
 
 /// Most bytes of a witness's answer read (tlog-witness answers are a few lines).
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// A witness's answer to `add-checkpoint`, as the transport read it.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub trait Transport: Send + Sync + 'static {
 /// What kind of failure a submission met: the words of `/health` and the
 /// `witness_failures` metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
+pub(super) enum FailureKind {
     Unreachable,
     Timeout,
     /// 403: the witness does not accept the log's signature.
@@ -58,7 +58,7 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 10] = [
+    pub(super) const ALL: [FailureKind; 10] = [
         FailureKind::Unreachable,
         FailureKind::Timeout,
         FailureKind::Forbidden,
@@ -73,14 +73,14 @@ impl FailureKind {
 
     /// Whether the witness answered and refused (rather than not answering, or
     /// failing in a way of its own, a 5xx say).
-    pub fn is_refusal(self) -> bool {
+    pub(super) fn is_refusal(self) -> bool {
         !matches!(
             self,
             FailureKind::Unreachable | FailureKind::Timeout | FailureKind::HttpStatus
         )
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             FailureKind::Unreachable => "unreachable",
             FailureKind::Timeout => "timeout",

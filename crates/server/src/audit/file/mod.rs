@@ -42,8 +42,8 @@ use wasm_hypervisor_protocol::checkpoint::SignedCheckpoint;
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::merkle::{Hash, MerkleError};
 
-pub mod recovery;
-pub mod writer;
+pub(crate) mod recovery;
+pub(crate) mod writer;
 
 #[cfg(test)]
 mod tests;

@@ -215,7 +215,7 @@ pub(crate) fn read_records(path: &Path) -> Result<Vec<LogRecord>, AuditError> {
 }
 
 /// A record and its bytes as the file stores them.
-pub type RawRecord = (LogRecord, Vec<u8>);
+pub(crate) type RawRecord = (LogRecord, Vec<u8>);
 
 /// A file log that is not in use, read whole for copying elsewhere (`log
 /// import`): the file opened read-only and locked (refused while a server holds

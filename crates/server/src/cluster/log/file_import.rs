@@ -65,7 +65,7 @@ pub struct Imported {
 /// checked against its persisted checkpoint) into the empty log of the database
 /// `cluster` is connected to, in one transaction, checks the copy's root, and
 /// records the import (so that a replica on this data directory starts).
-pub async fn import(
+pub(crate) async fn import(
     cluster: &Cluster,
     data_dir: &Path,
     key: &ServerKey,

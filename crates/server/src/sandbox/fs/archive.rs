@@ -32,7 +32,10 @@ use tar::{EntryType, Header};
 use super::image::{ImageBuilder, ImageError, MemberKind, MountImage};
 use super::tree::{Kind, MAX_NAME_BYTES, MAX_PATH_BYTES};
 
-pub use self::out::{MountsOut, TreeArchive, member_len, mounts_out_bound};
+#[cfg(test)]
+use self::out::member_len;
+pub(crate) use self::out::mounts_out_bound;
+pub use self::out::{MountsOut, TreeArchive};
 
 /// Why an archive cannot be mounted (status `invalid_request`). Members are
 /// named by their index in the archive (from 0) and, where it is text, their name.
@@ -579,7 +582,7 @@ pub(crate) mod forge {
     //! Raw tar headers with anything in them: hostile archives made in code.
 
     /// A 512-byte ustar header for `name` of `typeflag` claiming `size` bytes.
-    pub fn header(name: &[u8], typeflag: u8, size: u64) -> [u8; 512] {
+    pub(crate) fn header(name: &[u8], typeflag: u8, size: u64) -> [u8; 512] {
         let mut h = [0u8; 512];
         h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
         h[100..108].copy_from_slice(b"0000644\0");
@@ -594,30 +597,30 @@ pub(crate) mod forge {
         h
     }
 
-    pub fn set_checksum(h: &mut [u8; 512]) {
+    pub(crate) fn set_checksum(h: &mut [u8; 512]) {
         h[148..156].copy_from_slice(b"        ");
         let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
         h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     }
 
     /// A member: its header and its data, padded.
-    pub fn member(name: &[u8], typeflag: u8, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn member(name: &[u8], typeflag: u8, data: &[u8]) -> Vec<u8> {
         let mut out = header(name, typeflag, data.len() as u64).to_vec();
         out.extend_from_slice(data);
         out.resize(out.len().div_ceil(512) * 512, 0);
         out
     }
 
-    pub fn file(name: &str, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn file(name: &str, data: &[u8]) -> Vec<u8> {
         member(name.as_bytes(), b'0', data)
     }
 
-    pub fn dir(name: &str) -> Vec<u8> {
+    pub(crate) fn dir(name: &str) -> Vec<u8> {
         member(name.as_bytes(), b'5', b"")
     }
 
     /// Members joined, then the end marker.
-    pub fn archive(members: &[Vec<u8>]) -> bytes::Bytes {
+    pub(crate) fn archive(members: &[Vec<u8>]) -> bytes::Bytes {
         let mut out: Vec<u8> = members.concat();
         out.extend_from_slice(&[0; 1024]);
         out.into()

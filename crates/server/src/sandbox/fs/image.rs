@@ -145,7 +145,7 @@ fn show(path: &[u8]) -> String {
 /// deepest directory it shares with the member before it (a memcmp), and each
 /// further component is one hash lookup. Archives list a directory's contents
 /// together, so a deep tree is not walked again from the root for each member.
-pub struct ImageBuilder {
+pub(crate) struct ImageBuilder {
     archive: Bytes,
     max_entries: u32,
     nodes: Vec<BuildNode>,
@@ -168,7 +168,7 @@ pub struct ImageBuilder {
 impl ImageBuilder {
     /// An empty tree over `archive` that will hold at most `max_entries` files
     /// and directories (the root not counted).
-    pub fn new(archive: Bytes, max_entries: u32) -> ImageBuilder {
+    pub(crate) fn new(archive: Bytes, max_entries: u32) -> ImageBuilder {
         ImageBuilder {
             archive,
             // Node ids are u32 and `NO_NODE` is not one.
@@ -192,7 +192,7 @@ impl ImageBuilder {
     }
 
     /// Files and directories made so far, the root not counted.
-    pub fn entry_count(&self) -> u32 {
+    pub(crate) fn entry_count(&self) -> u32 {
         (self.nodes.len() - 1) as u32
     }
 
@@ -201,7 +201,12 @@ impl ImageBuilder {
     /// directories are made (mtime 0); a duplicate, a member under a file, a
     /// file's data outside the archive, or an entry past `max_entries` is an
     /// error, and the builder is not to be used after one.
-    pub fn add(&mut self, path: &[u8], kind: MemberKind, mtime: u64) -> Result<(), ImageError> {
+    pub(crate) fn add(
+        &mut self,
+        path: &[u8],
+        kind: MemberKind,
+        mtime: u64,
+    ) -> Result<(), ImageError> {
         let (parents, last) = match path.iter().rposition(|&b| b == b'/') {
             Some(slash) => (&path[..slash], &path[slash + 1..]),
             None => (&path[..0], path),
@@ -340,7 +345,7 @@ impl ImageBuilder {
 
     /// The image: breadth first, so that each directory's children are
     /// contiguous, and each directory's children sorted by name bytes.
-    pub fn finish(self) -> MountImage {
+    pub(crate) fn finish(self) -> MountImage {
         let ImageBuilder {
             archive,
             nodes,

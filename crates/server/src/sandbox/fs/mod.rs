@@ -19,12 +19,12 @@
 //!
 //! Each builds only on those before it.
 
-pub mod archive;
-pub mod budget;
-pub mod image;
-pub mod p1;
-pub mod p2;
-pub mod tree;
+pub(crate) mod archive;
+pub(crate) mod budget;
+pub(crate) mod image;
+pub(crate) mod p1;
+pub(crate) mod p2;
+pub(crate) mod tree;
 
 use std::sync::Arc;
 

@@ -50,7 +50,7 @@ use self::io::Stdio;
 use super::tree::{Mounts, Node};
 
 /// Descriptors a guest may have open at once (more: `EMFILE`).
-pub const MAX_FDS: usize = 1024;
+pub(crate) const MAX_FDS: usize = 1024;
 
 /// What an `fd_write` poll subscription reports as writable: the files are in
 /// memory, any write can proceed at once.
@@ -62,7 +62,7 @@ const WRITABLE_BYTES: u64 = 64 << 10;
 /// it is within any call's hostcall fuel (at least
 /// [`MIN_HOSTCALL_FUEL`](crate::sandbox::limits::MIN_HOSTCALL_FUEL)), which
 /// refuses a larger buffer with `ENOMEM` instead.
-pub const MAX_IO: usize = 1 << 20;
+pub(crate) const MAX_IO: usize = 1 << 20;
 
 /// An open file or directory of a mount.
 struct OpenNode {
@@ -85,7 +85,7 @@ enum Slot {
 }
 
 /// WASI preview1 with the execution's mounts; see the module doc.
-pub struct P1 {
+pub(crate) struct P1 {
     inner: WasiP1Ctx,
     fds: BTreeMap<u32, Slot>,
     mounts: Mounts,
@@ -99,7 +99,7 @@ pub struct P1 {
 impl P1 {
     /// `inner` for everything but files and stdio reads and writes, `mounts`
     /// preopened at 3, 4, ...
-    pub fn new(mut inner: WasiP1Ctx, mounts: Mounts) -> P1 {
+    pub(crate) fn new(mut inner: WasiP1Ctx, mounts: Mounts) -> P1 {
         let stdio = Stdio::of(&mut inner).ok();
         let mut fds = BTreeMap::new();
         for fd in 0..3 {
@@ -129,7 +129,7 @@ impl P1 {
     }
 
     /// The execution's file system, for `mounts_out` once the guest has ended.
-    pub fn mounts(&self) -> &Mounts {
+    pub(crate) fn mounts(&self) -> &Mounts {
         &self.mounts
     }
 }

@@ -41,17 +41,17 @@ const WRITE_BUDGET: usize = 64 << 10;
 
 /// The table entries a component may hold (wasmtime-wasi's default is 1,000,000,
 /// each host memory outside `memory_bytes`).
-pub const MAX_TABLE_ENTRIES: usize = 65_536;
+pub(crate) const MAX_TABLE_ENTRIES: usize = 65_536;
 
 /// The linker's marker for our `wasi:filesystem`.
-pub struct MemFs;
+pub(crate) struct MemFs;
 
 impl HasData for MemFs {
     type Data<'a> = MemFsView<'a>;
 }
 
 /// What the filesystem host functions see of a component's store.
-pub struct MemFsView<'a> {
+pub(crate) struct MemFsView<'a> {
     pub table: &'a mut ResourceTable,
     pub mounts: &'a mut Mounts,
     /// Per execution: `metadata-hash` values the guest cannot compute.
@@ -59,7 +59,7 @@ pub struct MemFsView<'a> {
 }
 
 /// An open file or directory of a mount: what a descriptor handle is.
-pub struct OpenNode {
+pub(crate) struct OpenNode {
     mount: u32,
     node: Node,
     read: bool,
@@ -69,7 +69,7 @@ pub struct OpenNode {
 }
 
 /// A directory's entries, listed when the stream was opened.
-pub struct MemReaddir {
+pub(crate) struct MemReaddir {
     entries: std::vec::IntoIter<DirectoryEntry>,
 }
 
@@ -83,7 +83,7 @@ fn retag<T: 'static, U: 'static>(handle: &Resource<T>) -> Resource<U> {
 }
 
 /// The `error-code` of a file-system error.
-pub fn error_code(error: FsErr) -> ErrorCode {
+pub(crate) fn error_code(error: FsErr) -> ErrorCode {
     match error {
         FsErr::NoEntry => ErrorCode::NoEntry,
         FsErr::Exist => ErrorCode::Exist,

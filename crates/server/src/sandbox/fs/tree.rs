@@ -27,17 +27,18 @@ use super::budget::FilesBudget;
 use super::image::MountImage;
 use super::{FsErr, MountError, MountSpec};
 
+pub use self::node::Node;
 use self::node::lock;
-pub use self::node::{Content, Kind, MemDir, MemFile, Node};
-pub use self::walk::walk_sorted;
+pub(crate) use self::node::{Content, Kind, MemDir, MemFile};
+pub(crate) use self::walk::walk_sorted;
 
 /// Longest path a call may name, in bytes.
-pub const MAX_PATH_BYTES: usize = 4096;
+pub(crate) const MAX_PATH_BYTES: usize = 4096;
 /// Longest path component, in bytes.
-pub const MAX_NAME_BYTES: usize = 255;
+pub(crate) const MAX_NAME_BYTES: usize = 255;
 
 /// Nanoseconds since the Unix epoch.
-pub type Timestamp = u64;
+pub(crate) type Timestamp = u64;
 
 /// One mount of the execution.
 pub struct Mount {

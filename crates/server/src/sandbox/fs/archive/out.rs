@@ -78,7 +78,7 @@ fn header(kind: Kind, size: u64, mtime_secs: u64, path: &[u8]) -> Header {
 /// 512-byte header and up to 512 more of data padding or pax record) and 1,024
 /// per archive (its two zero blocks). Archives whose paths all fit ustar's fields
 /// never reach it; long paths, whose pax records repeat the whole path, can.
-pub fn mounts_out_bound(files_bytes: u64, entries: u64, archives: u64) -> u64 {
+pub(crate) fn mounts_out_bound(files_bytes: u64, entries: u64, archives: u64) -> u64 {
     files_bytes
         .saturating_add(entries.saturating_mul(2 * BLOCK as u64))
         .saturating_add(archives.saturating_mul(2 * BLOCK as u64))
@@ -88,7 +88,7 @@ pub fn mounts_out_bound(files_bytes: u64, entries: u64, archives: u64) -> u64 {
 /// pax header and its `path` record (padded) if `name` does not fit ustar's
 /// fields, its header, and `size` bytes of data padded to whole blocks. `name`
 /// is the member's name, a directory's with its trailing `/`.
-pub fn member_len(name: &[u8], size: u64) -> u64 {
+pub(crate) fn member_len(name: &[u8], size: u64) -> u64 {
     let pax = match ustar_split(name) {
         Some(_) => 0,
         None => (BLOCK + padded(pax_path_record_len(name.len()))) as u64,

@@ -52,7 +52,7 @@ impl std::fmt::Debug for Node {
 }
 
 /// A node's type.
-pub type Kind = EntryKind;
+pub(crate) type Kind = EntryKind;
 
 impl Node {
     pub fn kind(&self) -> Kind {
@@ -237,24 +237,20 @@ pub(super) struct FileData {
 }
 
 /// A file's bytes: still the archive's (shared, no copy) or the file's own.
-pub enum Content {
+pub(crate) enum Content {
     Shared(Bytes),
     Owned(Zeroizing<Vec<u8>>),
 }
 
 impl Content {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Content::Shared(bytes) => bytes.len(),
             Content::Owned(vec) => vec.len(),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Content::Shared(bytes) => bytes,
             Content::Owned(vec) => vec,

@@ -102,7 +102,7 @@ fn steps(dir: &Node) -> Vec<Step> {
 /// on the current path, its remaining children and one path buffer, never the
 /// whole listing. `visit` may stop the walk. Read-only: for a tree nothing
 /// changes any more (a guest that has ended).
-pub fn walk_sorted(root: &Node, mut visit: impl FnMut(&[u8], &Node) -> ControlFlow<()>) {
+pub(crate) fn walk_sorted(root: &Node, mut visit: impl FnMut(&[u8], &Node) -> ControlFlow<()>) {
     let mut path: Vec<u8> = Vec::new();
     // Each level: its remaining steps (reversed, to pop), and the length of its
     // directory's path with the `/` after it (0 at the root).
