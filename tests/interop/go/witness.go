@@ -85,7 +85,12 @@ func runWitness(args []string) {
 	if err != nil {
 		fail(err)
 	}
-	if err := os.WriteFile(filepath.Join(*dir, "addr"), []byte(listener.Addr().String()+"\n"), 0o600); err != nil {
+	// Written whole, then renamed: a reader that sees "addr" sees the address.
+	partial := filepath.Join(*dir, "addr.partial")
+	if err := os.WriteFile(partial, []byte(listener.Addr().String()+"\n"), 0o600); err != nil {
+		fail(err)
+	}
+	if err := os.Rename(partial, filepath.Join(*dir, "addr")); err != nil {
 		fail(err)
 	}
 	mux := http.NewServeMux()
