@@ -283,7 +283,7 @@ impl Builder {
                 self.add_log(line, parse_key(provider, line, vkey)?, url.first().copied())
             }
             ["witness", name, vkey, url @ ..] if url.len() <= 1 => {
-                // The name is checked before the key, as a reader of the line would.
+                // The name first: a taken name with a bad key is a `Name` error.
                 self.check_new_name(line, name)?;
                 self.add_witness(
                     line,
