@@ -23,6 +23,8 @@
 //!   crate, and the modules inside `audit` and `cluster`);
 //! - ARCHITECTURE.md's code map has a row for every module file of every crate,
 //!   and no row for a module that is gone (the naming rule is in its "Code map").
+//! - no production function is longer than a screen (60 lines from its `fn` line
+//!   to its closing brace; tests and `#[cfg(test)]` items aside).
 //!
 //! They read the sources and ask `cargo metadata` / `cargo tree`, so they hold for
 //! what is actually built, not for what a comment says.
@@ -1180,4 +1182,365 @@ fn the_import_scan_resolves_use_trees_and_relative_paths() {
         ("d".to_owned(), vec![]),
     ]);
     assert_eq!(cycles(&edges), [["a", "b", "c"]]);
+}
+
+/// The longest a production function may be, from its `fn` line to its closing
+/// brace: what one screen shows, so that it can be read without scrolling.
+const LINES_PER_SCREEN: usize = 60;
+
+/// Production functions over [`LINES_PER_SCREEN`] that are being split on other
+/// branches, as (file, function name). It must be empty: once the branches that
+/// shorten them are merged, remove their entries (the test fails on an entry that
+/// is no longer too long, so the list cannot outlive its reason).
+const OVER_A_SCREEN_FOR_NOW: &[(&str, &str)] = &[
+    ("crates/server/src/api/executions.rs", "execute"),
+    ("crates/server/src/api/executions.rs", "execute_async"),
+    ("crates/server/src/api/executions.rs", "get_execution"),
+    ("crates/server/src/cluster/log.rs", "commit"),
+    ("crates/server/src/cluster/log/file_import.rs", "import"),
+    ("crates/server/src/cluster/mod.rs", "connect"),
+    ("crates/server/src/cluster/sessions.rs", "issue"),
+    ("crates/server/src/cluster/sessions.rs", "issue_transaction"),
+    ("crates/server/src/execution/record.rs", "record"),
+    ("crates/server/src/execution/replay.rs", "replay_locally"),
+    ("crates/server/src/sandbox/component.rs", "find_function"),
+    ("crates/server/src/sandbox/component.rs", "run"),
+    ("crates/server/src/sandbox/core.rs", "run"),
+    ("crates/server/src/server.rs", "assemble"),
+    ("crates/server/src/server.rs", "serve"),
+    ("crates/server/src/server.rs", "serve_connections"),
+    ("src/bin/loadgen.rs", "report"),
+];
+
+/// `source` with every comment and the contents of every string and character
+/// literal replaced by spaces, newlines kept: its braces are the code's braces,
+/// and a byte's line is its line in `source`. Knows nested block comments, raw
+/// strings (`r#"…"#`, `br"…"`), escapes, and a lifetime or label (`'a`) from a
+/// character (`'{'`, `'\''`, `'\u{7b}'`).
+fn code_only(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(source.len());
+    // Everything from `from` up to `to` (exclusive) becomes blanks.
+    let blank = |out: &mut String, from: usize, to: usize| {
+        for &c in &chars[from..to.min(chars.len())] {
+            out.push(if c == '\n' { '\n' } else { ' ' });
+        }
+    };
+    let mut at = 0;
+    while at < chars.len() {
+        let c = chars[at];
+        let next = chars.get(at + 1).copied();
+        let starts_token = at == 0 || !is_ident(chars[at - 1]);
+        if c == '/' && next == Some('/') {
+            let end = (at..chars.len())
+                .find(|&i| chars[i] == '\n')
+                .unwrap_or(chars.len());
+            blank(&mut out, at, end);
+            at = end;
+        } else if c == '/' && next == Some('*') {
+            let (mut depth, mut end) = (0usize, at);
+            while end < chars.len() {
+                if chars[end] == '/' && chars.get(end + 1) == Some(&'*') {
+                    depth += 1;
+                    end += 2;
+                } else if chars[end] == '*' && chars.get(end + 1) == Some(&'/') {
+                    depth -= 1;
+                    end += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    end += 1;
+                }
+            }
+            blank(&mut out, at, end);
+            at = end;
+        } else if let Some(open) = raw_string_start(&chars, at).filter(|_| starts_token) {
+            // `r`, `br` or `cr`, then `hashes` times `#`, then the quote.
+            let hashes = open - at - 1 - usize::from(c != 'r');
+            let closing: Vec<char> = std::iter::once('"')
+                .chain(std::iter::repeat_n('#', hashes))
+                .collect();
+            let end = (open + 1..chars.len())
+                .find(|&i| chars[i..].starts_with(&closing))
+                .map_or(chars.len(), |i| i + closing.len());
+            out.extend(&chars[at..=open]);
+            blank(&mut out, open + 1, end);
+            at = end;
+        } else if c == '"' {
+            let mut end = at + 1;
+            while end < chars.len() && chars[end] != '"' {
+                end += if chars[end] == '\\' { 2 } else { 1 };
+            }
+            out.push('"');
+            blank(&mut out, at + 1, end + 1);
+            at = end + 1;
+        } else if c == '\'' && (next == Some('\\') || chars.get(at + 2) == Some(&'\'')) {
+            // A character: `'x'` or an escape; otherwise `'` starts a lifetime.
+            let mut end = at + 1;
+            while end < chars.len() && chars[end] != '\'' {
+                end += if chars[end] == '\\' { 2 } else { 1 };
+            }
+            out.push('\'');
+            blank(&mut out, at + 1, end + 1);
+            at = end + 1;
+        } else {
+            out.push(c);
+            at += 1;
+        }
+    }
+    out
+}
+
+/// Where the opening quote of a raw string starting at `at` is (`r"`, `r#"`,
+/// `br##"`, `cr"`), if one starts there.
+fn raw_string_start(chars: &[char], at: usize) -> Option<usize> {
+    let mut i = at;
+    if matches!(chars[i], 'b' | 'c') {
+        i += 1;
+    }
+    if chars.get(i) != Some(&'r') {
+        return None;
+    }
+    i += 1;
+    while chars.get(i) == Some(&'#') {
+        i += 1;
+    }
+    (chars.get(i) == Some(&'"')).then_some(i)
+}
+
+/// The index just past the item that starts at `at` in `code` (from
+/// [`code_only`]): past the `}` matching its first `{`, or past its `;` if one
+/// comes first outside parentheses and brackets (`fn f() -> [u8; 4];`).
+fn item_end(code: &[u8], at: usize) -> usize {
+    let mut nesting = 0usize;
+    let mut at = at;
+    while at < code.len() {
+        match code[at] {
+            b'(' | b'[' => nesting += 1,
+            b')' | b']' => nesting = nesting.saturating_sub(1),
+            b';' if nesting == 0 => return at + 1,
+            b'{' if nesting == 0 => break,
+            _ => {}
+        }
+        at += 1;
+    }
+    let mut depth = 0usize;
+    while at < code.len() {
+        match code[at] {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return at + 1;
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    code.len()
+}
+
+/// Whether the word `word` starts at `at` in `code`, with no identifier
+/// character just before or after it.
+fn word_at(code: &[u8], at: usize, word: &str) -> bool {
+    let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    code[at..].starts_with(word.as_bytes())
+        && (at == 0 || !is_ident(code[at - 1]))
+        && code.get(at + word.len()).is_none_or(|&c| !is_ident(c))
+}
+
+/// The functions with a body in `source`, outside items marked `#[cfg(test)]`
+/// (a test module, a test helper), as (the line of `fn`, its name, the lines it
+/// spans from that line to its closing brace), and the test-only modules it
+/// declares (`#[cfg(test)] mod tests;`), by name.
+fn functions(source: &str) -> (Vec<(usize, String, usize)>, Vec<String>) {
+    let code = code_only(source);
+    let code = code.as_bytes();
+    let line_of = |at: usize| code[..at].iter().filter(|&&c| c == b'\n').count() + 1;
+    let ident_at = |at: usize| -> String {
+        let start = at
+            + code[at..]
+                .iter()
+                .take_while(|c| c.is_ascii_whitespace())
+                .count();
+        let len = code[start..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+            .count();
+        String::from_utf8_lossy(&code[start..start + len]).into_owned()
+    };
+    let (mut found, mut test_modules) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while at < code.len() {
+        if code[at..].starts_with(b"#[cfg(test)]") {
+            // Skip the item it marks, past any other attributes and `pub`.
+            let mut item = at + b"#[cfg(test)]".len();
+            loop {
+                item += code[item..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_whitespace())
+                    .count();
+                if code[item..].starts_with(b"#[") {
+                    item += code[item..].iter().position(|&c| c == b']').unwrap_or(0) + 1;
+                } else if let Some(prefix) = ["pub(crate) ", "pub(super) ", "pub ", "async "]
+                    .into_iter()
+                    .find(|prefix| code[item..].starts_with(prefix.as_bytes()))
+                {
+                    item += prefix.len();
+                } else {
+                    break;
+                }
+            }
+            if word_at(code, item, "mod") || word_at(code, item, "fn") {
+                let end = item_end(code, item);
+                if word_at(code, item, "mod") && code[end - 1] == b';' {
+                    test_modules.push(ident_at(item + 3));
+                }
+                at = end;
+                continue;
+            }
+        }
+        if word_at(code, at, "fn") {
+            let name = ident_at(at + 2);
+            let end = item_end(code, at);
+            // `fn(u8) -> u8` is a type, and `fn f();` has no body.
+            if !name.is_empty() && code[end - 1] == b'}' {
+                let first = line_of(at);
+                found.push((first, name, line_of(end - 1) - first + 1));
+            }
+        }
+        at += 1;
+    }
+    (found, test_modules)
+}
+
+/// Every production function of the workspace, as (file, line, name, lines
+/// spanned): the functions of `crates/*/src` and `src` (binaries included),
+/// without `#[cfg(test)]` items nor the files of test-only modules.
+fn production_functions() -> Vec<(String, usize, String, usize)> {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        rust_files(&entry.unwrap().path().join("src"), &mut files);
+    }
+    files.sort();
+    let mut test_only = Vec::new();
+    let mut all = Vec::new();
+    for file in &files {
+        let (functions, test_modules) = functions(&std::fs::read_to_string(file).unwrap());
+        // A module declared in `x.rs` lives in `x/`; one declared in `lib.rs`,
+        // `main.rs` or `mod.rs` lives next to it.
+        let stem = file.file_stem().unwrap().to_string_lossy();
+        let dir = match stem.as_ref() {
+            "lib" | "main" | "mod" => file.parent().unwrap().to_path_buf(),
+            _ => file.with_extension(""),
+        };
+        for module in test_modules {
+            test_only.push(dir.join(format!("{module}.rs")));
+            test_only.push(dir.join(&module).join("mod.rs"));
+        }
+        for (line, name, lines) in functions {
+            all.push((file.clone(), line, name, lines));
+        }
+    }
+    all.into_iter()
+        .filter(|(file, ..)| !test_only.contains(file))
+        .map(|(file, line, name, lines)| (relative(&file).replace('\\', "/"), line, name, lines))
+        .collect()
+}
+
+#[test]
+fn no_production_function_is_longer_than_a_screen() {
+    let functions = production_functions();
+    // The scan found the workspace's functions at all.
+    assert!(
+        functions.len() > 500,
+        "found only {} functions",
+        functions.len()
+    );
+    let listed = |file: &str, name: &str| OVER_A_SCREEN_FOR_NOW.contains(&(file, name));
+    let offenders: Vec<String> = functions
+        .iter()
+        .filter(|(file, _, name, lines)| *lines > LINES_PER_SCREEN && !listed(file, name))
+        .map(|(file, line, name, lines)| format!("{file}:{line} {name} ({lines} lines)"))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "{} production function(s) longer than {LINES_PER_SCREEN} lines from `fn` to \
+         their closing brace: split each by what its parts do, into named helpers:\n  {}",
+        offenders.len(),
+        offenders.join("\n  ")
+    );
+    let no_longer_over: Vec<String> = OVER_A_SCREEN_FOR_NOW
+        .iter()
+        .filter(|(file, name)| {
+            !functions
+                .iter()
+                .any(|(f, _, n, lines)| f == file && n == name && *lines > LINES_PER_SCREEN)
+        })
+        .map(|(file, name)| format!("{file} {name}"))
+        .collect();
+    assert!(
+        no_longer_over.is_empty(),
+        "OVER_A_SCREEN_FOR_NOW lists functions that are no longer over {LINES_PER_SCREEN} \
+         lines (or gone): remove them from the list:\n  {}",
+        no_longer_over.join("\n  ")
+    );
+}
+
+#[test]
+fn the_function_scan_measures_bodies_past_strings_chars_lifetimes_and_comments() {
+    // Each brace in a literal or a comment would end a body early or late.
+    let source = r####"
+fn first<'a>(x: &'a str) -> [u8; 4] {
+    let _ = '{'; let _ = '\''; let _ = '\u{7d}'; let _ = b'}';
+    let _ = "}\"}"; let _ = r#"}"# ; let _ = br##"}"#}"##;
+    // }
+    /* } /* nested } */ } */
+    'outer: loop { break 'outer; }
+    [0; 4]
+}
+fn declared_only(x: u8) -> [u8; 2];
+type Callback = fn(u8) -> u8;
+pub(crate) async fn second() {}
+#[cfg(test)]
+mod tests {
+    fn a_test_helper() {}
+}
+#[cfg(test)]
+#[path = "x.rs"]
+mod more_tests;
+#[cfg(test)]
+pub(crate) fn only_for_tests() {
+}
+fn third() {
+    let url = "http://example"; let _ = '"';
+}
+"####;
+    let (functions, test_modules) = functions(source);
+    assert_eq!(
+        functions,
+        [
+            (2, "first".to_owned(), 8),
+            (12, "second".to_owned(), 1),
+            (23, "third".to_owned(), 3),
+        ]
+    );
+    assert_eq!(test_modules, ["more_tests"]);
+    // The scan of the tree finds a known long test-only function nowhere, and
+    // finds functions of the binaries.
+    let all = production_functions();
+    assert!(
+        all.iter()
+            .all(|(file, ..)| !file.ends_with("known_answer_tests.rs")
+                && !file.ends_with("audit/file/tests.rs"))
+    );
+    assert!(all.iter().any(|(file, ..)| file.starts_with("src/bin/")));
+    assert!(
+        !all.iter()
+            .any(|(_, _, name, _)| name.starts_with("a_bad_value_of_every_kind"))
+    );
 }

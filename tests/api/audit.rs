@@ -163,6 +163,120 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `verify` of `receipt` against the live server: every check passes with the
+/// key pinned, the server's key is used and printed without a pin, and a wrong
+/// pin is refused before any check.
+async fn verify_online_pinned_unpinned_and_wrongly_pinned(
+    app: &TestApp,
+    receipt: &str,
+    key_id: &str,
+) {
+    let verified = cli(
+        &["verify", "--server", &app.base, "--key-id", key_id, receipt],
+        b"",
+    )
+    .await;
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+    let stdout = text(&verified.stdout);
+    for check in [
+        "receipt key",
+        "leaf signature",
+        "leaf contents",
+        "commitment opening",
+        "checkpoint signature",
+        "inclusion proof",
+    ] {
+        assert!(stdout.contains(&format!("ok      {check}")), "{stdout}");
+    }
+    assert!(stdout.contains("verified: execution"), "{stdout}");
+
+    // Without a pin, the server's key is used and printed.
+    let unpinned = cli(&["verify", "--server", &app.base, receipt], b"").await;
+    assert!(unpinned.status.success());
+    assert!(text(&unpinned.stdout).contains(key_id));
+
+    // A wrong pin is refused before any check.
+    let wrong = "00".repeat(32);
+    let pinned = cli(
+        &["verify", "--server", &app.base, "--key-id", &wrong, receipt],
+        b"",
+    )
+    .await;
+    assert_eq!(pinned.status.code(), Some(125), "{}", text(&pinned.stderr));
+}
+
+/// `verify` against the live server of a copy of `receipt` (written in `dir`)
+/// whose hex field `field` is 32 bytes of `byte`; it fails (exit 1).
+async fn verify_tampered(
+    app: &TestApp,
+    dir: &std::path::Path,
+    receipt: &str,
+    field: &str,
+    byte: &str,
+) -> Output {
+    let mut tampered: Value = serde_json::from_slice(&std::fs::read(receipt).unwrap()).unwrap();
+    tampered[field] = Value::String(byte.repeat(32));
+    let tampered_path = dir.join("tampered.json");
+    std::fs::write(&tampered_path, serde_json::to_vec(&tampered).unwrap()).unwrap();
+    let failed = cli(
+        &[
+            "verify",
+            "--server",
+            &app.base,
+            tampered_path.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(failed.status.code(), Some(1));
+    failed
+}
+
+/// `verify --save-proof` of `receipt` into `dir`, then `verify --checkpoint`
+/// of the checkpoint of that moment after one more execution: consistent.
+/// Returns the proof's path.
+async fn save_proof_and_check_consistency(
+    app: &TestApp,
+    dir: &std::path::Path,
+    receipt: &str,
+) -> std::path::PathBuf {
+    let proof = dir.join("proof.json");
+    let saved = cli(
+        &[
+            "verify",
+            "--server",
+            &app.base,
+            "--save-proof",
+            proof.to_str().unwrap(),
+            receipt,
+        ],
+        b"",
+    )
+    .await;
+    assert!(saved.status.success());
+    let checkpoint_path = dir.join("checkpoint.json");
+    std::fs::write(
+        &checkpoint_path,
+        serde_json::to_vec(&app.checkpoint().await).unwrap(),
+    )
+    .unwrap();
+    app.execute(&request(&fixture("exit_code"))).await;
+    let monitored = cli(
+        &[
+            "verify",
+            "--server",
+            &app.base,
+            "--checkpoint",
+            checkpoint_path.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .await;
+    assert!(monitored.status.success(), "{}", text(&monitored.stdout));
+    assert!(text(&monitored.stdout).contains("consistent"));
+    proof
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_receipt_from_run_is_proven_by_verify_and_tampering_is_named() {
     let app = TestApp::spawn().await;
@@ -189,116 +303,20 @@ async fn a_receipt_from_run_is_proven_by_verify_and_tampering_is_named() {
     );
     let receipt = receipt_path.to_str().unwrap();
     let key_id = app.identity.key_id.to_string();
-
-    let verified = cli(
-        &[
-            "verify", "--server", &app.base, "--key-id", &key_id, receipt,
-        ],
-        b"",
-    )
-    .await;
-    assert!(verified.status.success(), "{}", text(&verified.stdout));
-    let stdout = text(&verified.stdout);
-    for check in [
-        "receipt key",
-        "leaf signature",
-        "leaf contents",
-        "commitment opening",
-        "checkpoint signature",
-        "inclusion proof",
-    ] {
-        assert!(stdout.contains(&format!("ok      {check}")), "{stdout}");
-    }
-    assert!(stdout.contains("verified: execution"), "{stdout}");
-
-    // Without a pin, the server's key is used and printed.
-    let unpinned = cli(&["verify", "--server", &app.base, receipt], b"").await;
-    assert!(unpinned.status.success());
-    assert!(text(&unpinned.stdout).contains(&key_id));
-
-    // A wrong pin is refused before any check.
-    let wrong = "00".repeat(32);
-    let pinned = cli(
-        &["verify", "--server", &app.base, "--key-id", &wrong, receipt],
-        b"",
-    )
-    .await;
-    assert_eq!(pinned.status.code(), Some(125), "{}", text(&pinned.stderr));
+    verify_online_pinned_unpinned_and_wrongly_pinned(&app, receipt, &key_id).await;
 
     // A receipt whose salt was changed no longer opens its commitment.
-    let mut tampered: Value =
-        serde_json::from_slice(&std::fs::read(&receipt_path).unwrap()).unwrap();
-    tampered["salt"] = Value::String("11".repeat(32));
-    let tampered_path = dir.path().join("tampered.json");
-    std::fs::write(&tampered_path, serde_json::to_vec(&tampered).unwrap()).unwrap();
-    let failed = cli(
-        &[
-            "verify",
-            "--server",
-            &app.base,
-            tampered_path.to_str().unwrap(),
-        ],
-        b"",
-    )
-    .await;
-    assert_eq!(failed.status.code(), Some(1));
+    let failed = verify_tampered(&app, dir.path(), receipt, "salt", "11").await;
     let stdout = text(&failed.stdout);
     assert!(stdout.contains("FAILED  commitment opening"), "{stdout}");
     assert!(stdout.contains("ok      inclusion proof"), "{stdout}");
 
     // A receipt claiming another commitment fails the leaf check.
-    let mut tampered: Value =
-        serde_json::from_slice(&std::fs::read(&receipt_path).unwrap()).unwrap();
-    tampered["commitment"] = Value::String("22".repeat(32));
-    std::fs::write(&tampered_path, serde_json::to_vec(&tampered).unwrap()).unwrap();
-    let failed = cli(
-        &[
-            "verify",
-            "--server",
-            &app.base,
-            tampered_path.to_str().unwrap(),
-        ],
-        b"",
-    )
-    .await;
-    assert_eq!(failed.status.code(), Some(1));
+    let failed = verify_tampered(&app, dir.path(), receipt, "commitment", "22").await;
     assert!(text(&failed.stdout).contains("FAILED  leaf contents"));
 
     // Save the proof, stop the server, and verify offline.
-    let proof = dir.path().join("proof.json");
-    let saved = cli(
-        &[
-            "verify",
-            "--server",
-            &app.base,
-            "--save-proof",
-            proof.to_str().unwrap(),
-            receipt,
-        ],
-        b"",
-    )
-    .await;
-    assert!(saved.status.success());
-    let checkpoint_path = dir.path().join("checkpoint.json");
-    std::fs::write(
-        &checkpoint_path,
-        serde_json::to_vec(&app.checkpoint().await).unwrap(),
-    )
-    .unwrap();
-    app.execute(&request(&fixture("exit_code"))).await;
-    let monitored = cli(
-        &[
-            "verify",
-            "--server",
-            &app.base,
-            "--checkpoint",
-            checkpoint_path.to_str().unwrap(),
-        ],
-        b"",
-    )
-    .await;
-    assert!(monitored.status.success(), "{}", text(&monitored.stdout));
-    assert!(text(&monitored.stdout).contains("consistent"));
+    let proof = save_proof_and_check_consistency(&app, dir.path(), receipt).await;
     let base = app.base.clone();
     app.stop_and_verify_log().await;
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use wasm_hypervisor_client::Execution;
 use wasm_hypervisor_protocol::payload::{Status, encode_base64};
 use wasm_hypervisor_server::config::TokenDigest;
 use wasm_hypervisor_server::envelope::sha256;
@@ -191,8 +192,39 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
     assert_eq!(before.get("wasm_hypervisor_audit_log_size", &[]), 0.0);
     assert_eq!(before.get("wasm_hypervisor_fuel_consumed_total", &[]), 0.0);
 
-    // Five executions: two completed, a trap, an invalid module, and a guest that
-    // sleeps into its timeout while the gauges are read.
+    let traffic = five_executions(&app).await;
+    // Requests that are refused, with ids in their paths and a made-up method.
+    let missing_id = uuid::Uuid::new_v4().to_string();
+    send_refused_requests(&app, &missing_id).await;
+
+    let after = scrape(&app).await;
+    assert_executions_counted(&after, &traffic.executions);
+    assert_requests_counted(&after, traffic.scrapes);
+    let mut secrets = vec![missing_id, traffic.idle_session];
+    for execution in &traffic.executions {
+        secrets.push(execution.execution_id.to_string());
+        secrets.push(execution.response.execution_id.clone());
+        if let Some(hash) = &execution.result.module_sha256 {
+            secrets.push(hash.to_string());
+        }
+    }
+    secrets.push(hex::encode(sha256(&fixture("exit_code"))));
+    assert_nothing_identifies(&app, &after, &secrets).await;
+    app.stop_and_verify_log().await;
+}
+
+/// What [`five_executions`] made happen.
+struct Traffic {
+    executions: Vec<Execution>,
+    /// The id of a session opened and never used.
+    idle_session: String,
+    /// Scrapes of `/metrics` so far (the test's first one included).
+    scrapes: u32,
+}
+
+/// Five executions: two completed, a trap, an invalid module, and a guest that
+/// sleeps into its timeout while the gauges are read (with a session left idle).
+async fn five_executions(app: &TestApp) -> Traffic {
     let mut executions = vec![
         app.execute(&request(&fixture("exit_code"))).await,
         app.execute(&request(&fixture("exit_code"))).await,
@@ -220,7 +252,7 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
     // Scrapes so far (`before`); a scrape counts the ones before it, not itself.
     let mut scrapes = 1;
     let during = loop {
-        let metrics = scrape(&app).await;
+        let metrics = scrape(app).await;
         scrapes += 1;
         if metrics.get("wasm_hypervisor_executions_in_flight", &[]) == 1.0 {
             break metrics;
@@ -233,9 +265,16 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
         0.0
     );
     executions.push(sleeping.await.unwrap());
+    Traffic {
+        executions,
+        idle_session: idle_session.id.to_string(),
+        scrapes,
+    }
+}
 
-    // Requests that are refused, with ids in their paths and a made-up method.
-    let missing_id = uuid::Uuid::new_v4().to_string();
+/// Requests refused 404 or 405, one with `missing_id` in its path and one with
+/// a made-up method.
+async fn send_refused_requests(app: &TestApp, missing_id: &str) {
     let refused = [
         (reqwest::Method::GET, format!("/verify/{missing_id}"), 404),
         (reqwest::Method::GET, format!("/no/such/{missing_id}"), 404),
@@ -254,8 +293,11 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
             .unwrap();
         assert_eq!(response.status().as_u16(), *status, "{method} {path}");
     }
+}
 
-    let after = scrape(&app).await;
+/// The execution series after [`five_executions`]: counts by status, fuel and
+/// guest time.
+fn assert_executions_counted(after: &Exposition, executions: &[Execution]) {
     let statuses: Vec<Status> = executions.iter().map(|e| e.result.status).collect();
     assert_eq!(
         statuses,
@@ -298,6 +340,12 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
         "{sum} != {guest_seconds}"
     );
     assert!(sum >= 1.0, "the sleeper ran into its 1 s timeout");
+    assert_compiles_appends_and_gauges(after);
+}
+
+/// After [`five_executions`]: five modules compiled or found compiled, five
+/// appends, and the gauges back at rest but for the idle session.
+fn assert_compiles_appends_and_gauges(after: &Exposition) {
     // Each of the five modules was compiled or found compiled in the module cache
     // (with a cache, the second exit_code is a hit); every execution was appended.
     let compiles = after.get("wasm_hypervisor_compile_duration_seconds_count", &[]);
@@ -316,7 +364,11 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
             .value("wasm_hypervisor_module_cache_misses_total", &[])
             .is_some()
     );
+}
 
+/// The HTTP series after [`five_executions`], [`send_refused_requests`] and
+/// `scrapes` scrapes, by route template, method and status.
+fn assert_requests_counted(after: &Exposition, scrapes: u32) {
     let requests = "wasm_hypervisor_http_requests_total";
     let counted = |route, method, status| {
         after.get(
@@ -338,9 +390,11 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
         ),
         5.0
     );
+}
 
-    // Labels: only fixed sets, and nothing that identifies an execution, a
-    // session, a module or a path a client sent.
+/// Labels only from fixed sets, and none of `secrets` (what identifies an
+/// execution, a session, a module or a path a client sent) in the text.
+async fn assert_nothing_identifies(app: &TestApp, after: &Exposition, secrets: &[String]) {
     for sample in &after.samples {
         for (key, value) in &sample.labels {
             assert!(
@@ -360,19 +414,9 @@ async fn metrics_follow_real_traffic_with_labels_from_fixed_sets_only() {
         .text()
         .await
         .unwrap();
-    let mut secrets = vec![missing_id, idle_session.id.to_string()];
-    for execution in &executions {
-        secrets.push(execution.execution_id.to_string());
-        secrets.push(execution.response.execution_id.clone());
-        if let Some(hash) = &execution.result.module_sha256 {
-            secrets.push(hash.to_string());
-        }
-    }
-    secrets.push(hex::encode(sha256(&fixture("exit_code"))));
     for secret in secrets {
-        assert!(!text.contains(&secret), "/metrics mentions {secret}");
+        assert!(!text.contains(secret), "/metrics mentions {secret}");
     }
-    app.stop_and_verify_log().await;
 }
 
 /// Every series of `after` with its step since `before` (a series absent before

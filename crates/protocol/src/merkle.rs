@@ -408,6 +408,18 @@ pub fn verify_consistency(
     } else {
         (&proof[0], &proof[1..])
     };
+    let (fr, sr) = consistency_roots(first, second, seed, rest).ok_or(proof_length)?;
+    // Both roots are compared before deciding, and in constant time.
+    if !bool::from(fr.ct_eq(first_root) & sr.ct_eq(second_root)) {
+        return Err(MerkleError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// Steps 3 to 7 of RFC 9162 §2.1.4.2 but the final comparison: the roots of the
+/// trees of `first` and `second` leaves that the consistency path (`seed`, then
+/// `rest`) leads to, or `None` if the path's length does not fit the sizes.
+fn consistency_roots(first: u64, second: u64, seed: &Hash, rest: &[Hash]) -> Option<(Hash, Hash)> {
     // 3. Set fn to first - 1 and sn to second - 1.
     let mut f_n = first - 1;
     let mut s_n = second - 1;
@@ -424,7 +436,7 @@ pub fn verify_consistency(
     for c in rest {
         // a. If sn is 0, then stop the iteration and fail the proof verification.
         if s_n == 0 {
-            return Err(proof_length);
+            return None;
         }
         // b. If LSB(fn) is set, or if fn is equal to sn, then:
         if f_n & 1 == 1 || f_n == s_n {
@@ -450,15 +462,8 @@ pub fn verify_consistency(
     // 7. After completing iterating through the consistency_path array as described
     //    above, verify that the fr calculated is equal to the first_hash supplied,
     //    that the sr calculated is equal to the second_hash supplied, and that sn
-    //    is 0.
-    if s_n != 0 {
-        return Err(proof_length);
-    }
-    // Both roots are compared before deciding, and in constant time.
-    if !bool::from(fr.ct_eq(first_root) & sr.ct_eq(second_root)) {
-        return Err(MerkleError::RootMismatch);
-    }
-    Ok(())
+    //    is 0. (The caller compares the roots.)
+    (s_n == 0).then_some((fr, sr))
 }
 
 #[cfg(test)]

@@ -246,6 +246,26 @@ fn is_met(member: Member, cosigned: &[bool], groups_met: &[bool]) -> bool {
     }
 }
 
+/// A verifier key named on line `line`.
+fn parse_key(provider: Provider, line: usize, text: &str) -> Result<VerifierKey, PolicyError> {
+    VerifierKey::parse(provider, text).map_err(|error| PolicyError::VerifierKey { line, error })
+}
+
+/// A group's threshold of `members` members: `all`, `any`, or a count from 1 to
+/// `members` in plain decimal (no sign, no leading zero).
+fn parse_threshold(line: usize, threshold: &str, members: usize) -> Result<usize, PolicyError> {
+    match threshold {
+        "all" => Ok(members),
+        "any" => Ok(1),
+        digits => digits
+            .parse::<usize>()
+            .ok()
+            .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|k| !digits.starts_with('0') && (1..=members).contains(k))
+            .ok_or(PolicyError::Threshold { line }),
+    }
+}
+
 /// A policy as its lines are read.
 #[derive(Default)]
 struct Builder {
@@ -256,102 +276,130 @@ struct Builder {
 }
 
 impl Builder {
+    /// Reads one line's items into the policy, in the order the lines come.
     fn line(&mut self, provider: Provider, line: usize, items: &[&str]) -> Result<(), PolicyError> {
-        let key = |text: &str| {
-            VerifierKey::parse(provider, text)
-                .map_err(|error| PolicyError::VerifierKey { line, error })
-        };
         match items {
             ["log", vkey, url @ ..] if url.len() <= 1 => {
-                let key = key(vkey)?;
-                if ![TYPE_ED25519, TYPE_ECDSA].contains(&key.signature_type()) {
-                    return Err(PolicyError::KeyType { line });
-                }
-                if self
-                    .logs
-                    .iter()
-                    .any(|log| log.key.public_key() == key.public_key())
-                {
-                    return Err(PolicyError::DuplicateKey { line });
-                }
-                if self.logs.len() == MAX_ENTRIES {
-                    return Err(PolicyError::TooManyEntries { line });
-                }
-                self.logs.push(PolicyLog {
-                    key,
-                    url: url.first().map(|url| (*url).to_owned()),
-                });
+                self.add_log(line, parse_key(provider, line, vkey)?, url.first().copied())
             }
             ["witness", name, vkey, url @ ..] if url.len() <= 1 => {
+                // The name first: a taken name with a bad key is a `Name` error.
                 self.check_new_name(line, name)?;
-                let key = key(vkey)?;
-                if key.signature_type() != TYPE_COSIGNATURE_V1 {
-                    return Err(PolicyError::KeyType { line });
-                }
-                if self
-                    .witnesses
-                    .iter()
-                    .any(|witness| witness.key.public_key() == key.public_key())
-                {
-                    return Err(PolicyError::DuplicateKey { line });
-                }
-                if self.witnesses.len() == MAX_ENTRIES {
-                    return Err(PolicyError::TooManyEntries { line });
-                }
-                self.witnesses.push(PolicyWitness {
-                    name: (*name).to_owned(),
-                    key,
-                    url: url.first().map(|url| (*url).to_owned()),
-                });
+                self.add_witness(
+                    line,
+                    name,
+                    parse_key(provider, line, vkey)?,
+                    url.first().copied(),
+                )
             }
             ["group", name, threshold, members @ ..] if !members.is_empty() => {
                 self.check_new_name(line, name)?;
-                let mut resolved = Vec::with_capacity(members.len());
-                for member in members {
-                    if *member == NONE {
-                        return Err(PolicyError::Member { line });
-                    }
-                    let member = self.lookup(member).ok_or(PolicyError::Undefined { line })?;
-                    if resolved.contains(&member) {
-                        return Err(PolicyError::Member { line });
-                    }
-                    resolved.push(member);
-                }
-                let threshold = match *threshold {
-                    "all" => resolved.len(),
-                    "any" => 1,
-                    digits => digits
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
-                        .filter(|k| !digits.starts_with('0') && (1..=resolved.len()).contains(k))
-                        .ok_or(PolicyError::Threshold { line })?,
-                };
-                if self.groups.len() == MAX_ENTRIES {
-                    return Err(PolicyError::TooManyEntries { line });
-                }
-                self.groups.push(Group {
-                    name: (*name).to_owned(),
-                    threshold,
-                    members: resolved,
-                });
+                self.add_group(line, name, threshold, members)
             }
-            ["quorum", name] => {
-                if self.quorum.is_some() {
-                    return Err(PolicyError::SecondQuorum { line });
-                }
-                let quorum = if *name == NONE {
-                    Member::Nobody
-                } else {
-                    self.lookup(name).ok_or(PolicyError::Undefined { line })?
-                };
-                self.quorum = Some(quorum);
-            }
-            ["log" | "witness" | "group" | "quorum", ..] => {
-                return Err(PolicyError::Items { line });
-            }
-            _ => return Err(PolicyError::UnknownKeyword { line }),
+            ["quorum", name] => self.set_quorum(line, name),
+            ["log" | "witness" | "group" | "quorum", ..] => Err(PolicyError::Items { line }),
+            _ => Err(PolicyError::UnknownKeyword { line }),
         }
+    }
+
+    /// `log <vkey> [<url>]`: a log's key, of a signature type a log signs with.
+    fn add_log(
+        &mut self,
+        line: usize,
+        key: VerifierKey,
+        url: Option<&str>,
+    ) -> Result<(), PolicyError> {
+        if ![TYPE_ED25519, TYPE_ECDSA].contains(&key.signature_type()) {
+            return Err(PolicyError::KeyType { line });
+        }
+        if self
+            .logs
+            .iter()
+            .any(|log| log.key.public_key() == key.public_key())
+        {
+            return Err(PolicyError::DuplicateKey { line });
+        }
+        if self.logs.len() == MAX_ENTRIES {
+            return Err(PolicyError::TooManyEntries { line });
+        }
+        self.logs.push(PolicyLog {
+            key,
+            url: url.map(str::to_owned),
+        });
+        Ok(())
+    }
+
+    /// `witness <name> <vkey> [<url>]`: a witness's cosignature key.
+    fn add_witness(
+        &mut self,
+        line: usize,
+        name: &str,
+        key: VerifierKey,
+        url: Option<&str>,
+    ) -> Result<(), PolicyError> {
+        if key.signature_type() != TYPE_COSIGNATURE_V1 {
+            return Err(PolicyError::KeyType { line });
+        }
+        if self
+            .witnesses
+            .iter()
+            .any(|witness| witness.key.public_key() == key.public_key())
+        {
+            return Err(PolicyError::DuplicateKey { line });
+        }
+        if self.witnesses.len() == MAX_ENTRIES {
+            return Err(PolicyError::TooManyEntries { line });
+        }
+        self.witnesses.push(PolicyWitness {
+            name: name.to_owned(),
+            key,
+            url: url.map(str::to_owned),
+        });
+        Ok(())
+    }
+
+    /// `group <name> <threshold> <member>...`: members defined before, each once.
+    fn add_group(
+        &mut self,
+        line: usize,
+        name: &str,
+        threshold: &str,
+        members: &[&str],
+    ) -> Result<(), PolicyError> {
+        let mut resolved = Vec::with_capacity(members.len());
+        for member in members {
+            if *member == NONE {
+                return Err(PolicyError::Member { line });
+            }
+            let member = self.lookup(member).ok_or(PolicyError::Undefined { line })?;
+            if resolved.contains(&member) {
+                return Err(PolicyError::Member { line });
+            }
+            resolved.push(member);
+        }
+        let threshold = parse_threshold(line, threshold, resolved.len())?;
+        if self.groups.len() == MAX_ENTRIES {
+            return Err(PolicyError::TooManyEntries { line });
+        }
+        self.groups.push(Group {
+            name: name.to_owned(),
+            threshold,
+            members: resolved,
+        });
+        Ok(())
+    }
+
+    /// `quorum <name>`: once, naming a witness, a group or `none`.
+    fn set_quorum(&mut self, line: usize, name: &str) -> Result<(), PolicyError> {
+        if self.quorum.is_some() {
+            return Err(PolicyError::SecondQuorum { line });
+        }
+        let quorum = if name == NONE {
+            Member::Nobody
+        } else {
+            self.lookup(name).ok_or(PolicyError::Undefined { line })?
+        };
+        self.quorum = Some(quorum);
         Ok(())
     }
 

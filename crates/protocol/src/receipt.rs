@@ -311,81 +311,101 @@ pub fn check_receipt_offline(receipt: &Receipt, policy: &Policy, provider: Provi
     });
     let key = PublicKey::from_spki_der(provider, &receipt.public_key.0)
         .map_err(|_| CheckFailure::PublicKey);
-    let mut checks = Vec::new();
-    checks.push(Check::new(
-        "receipt key",
-        (|| {
-            let key = key.as_ref().map_err(Clone::clone)?;
-            let computed = Hex(key.key_id());
-            if computed != receipt.key_id {
-                return Err(CheckFailure::KeyIdNotOfKey {
-                    key_id: receipt.key_id,
-                    computed,
-                });
-            }
-            signed_by_key(proof.as_ref().map_err(Clone::clone)?, key)
-        })(),
-    ));
-    checks.push(Check::new(
-        "leaf signature",
-        (|| {
-            let key = key.as_ref().map_err(Clone::clone)?;
-            let leaf_bytes = leaf_bytes.as_ref().map_err(Clone::clone)?;
-            key.verify(leaf_bytes, &receipt.leaf_signature.0)
-                .map_err(|_| CheckFailure::LeafSignature)
-        })(),
-    ));
-    checks.push(Check::new(
-        "leaf contents",
-        (|| {
-            let index = proof.as_ref().map_err(Clone::clone)?.index();
-            leaf_contents(receipt, leaf_bytes.as_ref().map_err(Clone::clone)?, index)
-        })(),
-    ));
-    checks.push(Check::new(
-        "commitment opening",
-        commitment_opening(receipt, provider),
-    ));
     let checkpoint = proof.as_ref().map_err(Clone::clone).and_then(|proof| {
         policy
             .verify_checkpoint_note(proof.checkpoint().clone())
             .map_err(CheckFailure::Policy)
     });
-    checks.push(Check::new(
-        "checkpoint signature",
-        checkpoint
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|verified| {
-                if verified.checkpoint.origin == receipt.origin {
-                    Ok(())
-                } else {
-                    Err(CheckFailure::OtherOrigin {
-                        receipt: receipt.origin.clone(),
-                        checkpoint: verified.checkpoint.origin.clone(),
-                    })
-                }
+    let leaf_index = proof.as_ref().map(TlogProof::index).map_err(Clone::clone);
+    vec![
+        Check::new("receipt key", receipt_key(receipt, &key, &proof)),
+        Check::new("leaf signature", leaf_signature(receipt, &key, &leaf_bytes)),
+        Check::new(
+            "leaf contents",
+            leaf_index.and_then(|index| {
+                leaf_contents(receipt, leaf_bytes.as_ref().map_err(Clone::clone)?, index)
             }),
-    ));
-    checks.push(Check::new(
-        "inclusion proof",
-        (|| {
-            let proof = proof.as_ref().map_err(Clone::clone)?;
-            let leaf_bytes = leaf_bytes.as_ref().map_err(Clone::clone)?;
-            let VerifiedCheckpoint { checkpoint, .. } = checkpoint
-                .as_ref()
-                .map_err(|_| CheckFailure::NoCheckpoint)?;
-            merkle::verify_inclusion(
-                &merkle::leaf_hash(leaf_bytes),
-                proof.index(),
-                checkpoint.tree_size,
-                proof.inclusion_proof(),
-                &checkpoint.root_hash,
-            )?;
-            Ok(())
-        })(),
-    ));
-    checks
+        ),
+        Check::new("commitment opening", commitment_opening(receipt, provider)),
+        Check::new(
+            "checkpoint signature",
+            checkpoint_of_origin(receipt, &checkpoint),
+        ),
+        Check::new(
+            "inclusion proof",
+            included_offline(&proof, &leaf_bytes, &checkpoint),
+        ),
+    ]
+}
+
+/// [`check_receipt_offline`]'s `receipt key`: `key_id` is the key's digest, and
+/// the key signed the proof's checkpoint note as the log.
+fn receipt_key(
+    receipt: &Receipt,
+    key: &Result<PublicKey, CheckFailure>,
+    proof: &Result<TlogProof, CheckFailure>,
+) -> Result<(), CheckFailure> {
+    let key = key.as_ref().map_err(Clone::clone)?;
+    let computed = Hex(key.key_id());
+    if computed != receipt.key_id {
+        return Err(CheckFailure::KeyIdNotOfKey {
+            key_id: receipt.key_id,
+            computed,
+        });
+    }
+    signed_by_key(proof.as_ref().map_err(Clone::clone)?, key)
+}
+
+/// [`check_receipt_offline`]'s `leaf signature`: the leaf verifies under the
+/// receipt's key.
+fn leaf_signature(
+    receipt: &Receipt,
+    key: &Result<PublicKey, CheckFailure>,
+    leaf_bytes: &Result<Vec<u8>, CheckFailure>,
+) -> Result<(), CheckFailure> {
+    let key = key.as_ref().map_err(Clone::clone)?;
+    let leaf_bytes = leaf_bytes.as_ref().map_err(Clone::clone)?;
+    key.verify(leaf_bytes, &receipt.leaf_signature.0)
+        .map_err(|_| CheckFailure::LeafSignature)
+}
+
+/// [`check_receipt_offline`]'s `checkpoint signature`: the checkpoint passed the
+/// policy and is of the receipt's origin.
+fn checkpoint_of_origin(
+    receipt: &Receipt,
+    checkpoint: &Result<VerifiedCheckpoint, CheckFailure>,
+) -> Result<(), CheckFailure> {
+    let verified = checkpoint.as_ref().map_err(Clone::clone)?;
+    if verified.checkpoint.origin == receipt.origin {
+        Ok(())
+    } else {
+        Err(CheckFailure::OtherOrigin {
+            receipt: receipt.origin.clone(),
+            checkpoint: verified.checkpoint.origin.clone(),
+        })
+    }
+}
+
+/// [`check_receipt_offline`]'s `inclusion proof`: the proof leads from the leaf
+/// to the root of the checkpoint that passed the policy.
+fn included_offline(
+    proof: &Result<TlogProof, CheckFailure>,
+    leaf_bytes: &Result<Vec<u8>, CheckFailure>,
+    checkpoint: &Result<VerifiedCheckpoint, CheckFailure>,
+) -> Result<(), CheckFailure> {
+    let proof = proof.as_ref().map_err(Clone::clone)?;
+    let leaf_bytes = leaf_bytes.as_ref().map_err(Clone::clone)?;
+    let VerifiedCheckpoint { checkpoint, .. } = checkpoint
+        .as_ref()
+        .map_err(|_| CheckFailure::NoCheckpoint)?;
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(leaf_bytes),
+        proof.index(),
+        checkpoint.tree_size,
+        proof.inclusion_proof(),
+        &checkpoint.root_hash,
+    )?;
+    Ok(())
 }
 
 /// Whether the P-256 key `key` signed the proof's checkpoint note as the log

@@ -17,6 +17,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use uuid::Uuid;
 
 use crate::answer::ExecutionReceipt;
 use crate::async_results::{Answer, AnswerPieces, ReadSlot};
@@ -65,6 +66,85 @@ pub(super) struct AnswerBody {
 /// The text of the JSON answer up to the sealed result's base64.
 const CIPHERTEXT_FIELD: &[u8] = br#""ciphertext":""#;
 
+/// What an answer says around its sealed result.
+struct Frame {
+    execution_id: Uuid,
+    log_index: u64,
+    commitment: [u8; 32],
+    leaf_signature: Vec<u8>,
+}
+
+impl Frame {
+    /// The frame of `answer`, the sealed result's length in bytes, and where
+    /// the sealed result is read from.
+    fn of(answer: Answer) -> (Frame, u64, Source) {
+        match answer {
+            Answer::Kept(receipt) => (
+                Frame {
+                    execution_id: receipt.execution_id,
+                    log_index: receipt.log_index,
+                    commitment: receipt.commitment,
+                    leaf_signature: receipt.leaf_signature.clone(),
+                },
+                receipt.ciphertext.len() as u64,
+                Source::Kept(receipt),
+            ),
+            Answer::Shared(shared) => (
+                Frame {
+                    execution_id: shared.execution_id,
+                    log_index: shared.log_index,
+                    commitment: shared.commitment,
+                    leaf_signature: shared.leaf_signature,
+                },
+                shared.ciphertext_bytes,
+                Source::Shared(shared.pieces),
+            ),
+        }
+    }
+
+    /// The JSON document with an empty sealed result, cut where it goes: the
+    /// wire type's own serialization, so that the fields, their order and their
+    /// escaping are those of a synchronous answer.
+    fn json_around_ciphertext(self) -> Result<(Vec<u8>, Bytes), ApiError> {
+        let mut document = serde_json::to_vec(&ExecuteResponse {
+            execution_id: self.execution_id.hyphenated().to_string(),
+            ciphertext: Base64(Vec::new()),
+            commitment: Hex(self.commitment),
+            log_index: self.log_index,
+            leaf_signature: Base64(self.leaf_signature),
+        })
+        .map_err(|error| {
+            tracing::error!(%error, "JSON answer not encodable");
+            ApiError::Internal
+        })?;
+        let Some(at) = document
+            .windows(CIPHERTEXT_FIELD.len())
+            .position(|window| window == CIPHERTEXT_FIELD)
+        else {
+            tracing::error!("the JSON answer has no ciphertext field");
+            return Err(ApiError::Internal);
+        };
+        let tail = document.split_off(at + CIPHERTEXT_FIELD.len());
+        Ok((document, Bytes::from(tail)))
+    }
+
+    /// The binary answer with an empty sealed result, which comes last.
+    fn binary_head(&self) -> Result<Vec<u8>, ApiError> {
+        binary::ExecuteAnswer {
+            execution_id: self.execution_id,
+            log_index: self.log_index,
+            commitment: self.commitment,
+            leaf_signature: &self.leaf_signature,
+            ciphertext: &[],
+        }
+        .to_vec()
+        .map_err(|error| {
+            tracing::error!(%error, "binary answer not encodable");
+            ApiError::Internal
+        })
+    }
+}
+
 impl AnswerBody {
     /// The body of `answer` in `format`, holding `slot` (a long job's reader's
     /// place; none for a synchronous answer) while it is sent.
@@ -73,69 +153,17 @@ impl AnswerBody {
         format: BodyFormat,
         slot: Option<ReadSlot>,
     ) -> Result<AnswerBody, ApiError> {
-        let (execution_id, log_index, commitment, leaf_signature, len, source) = match answer {
-            Answer::Kept(receipt) => (
-                receipt.execution_id,
-                receipt.log_index,
-                receipt.commitment,
-                receipt.leaf_signature.clone(),
-                receipt.ciphertext.len() as u64,
-                Source::Kept(receipt),
-            ),
-            Answer::Shared(shared) => (
-                shared.execution_id,
-                shared.log_index,
-                shared.commitment,
-                shared.leaf_signature,
-                shared.ciphertext_bytes,
-                Source::Shared(shared.pieces),
-            ),
-        };
+        let (frame, len, source) = Frame::of(answer);
         let piece = match &source {
             Source::Kept(_) => KEPT_PIECE_BYTES,
             Source::Shared(pieces) => pieces.piece_bytes(),
         };
         let (head, tail) = match format {
             BodyFormat::Json => {
-                // The document with an empty sealed result, cut where it goes:
-                // the wire type's own serialization, so that the fields, their
-                // order and their escaping are those of a synchronous answer.
-                let mut document = serde_json::to_vec(&ExecuteResponse {
-                    execution_id: execution_id.hyphenated().to_string(),
-                    ciphertext: Base64(Vec::new()),
-                    commitment: Hex(commitment),
-                    log_index,
-                    leaf_signature: Base64(leaf_signature),
-                })
-                .map_err(|error| {
-                    tracing::error!(%error, "JSON answer not encodable");
-                    ApiError::Internal
-                })?;
-                let Some(at) = document
-                    .windows(CIPHERTEXT_FIELD.len())
-                    .position(|window| window == CIPHERTEXT_FIELD)
-                else {
-                    tracing::error!("the JSON answer has no ciphertext field");
-                    return Err(ApiError::Internal);
-                };
-                let tail = document.split_off(at + CIPHERTEXT_FIELD.len());
-                (document, Some(Bytes::from(tail)))
+                let (head, tail) = frame.json_around_ciphertext()?;
+                (head, Some(tail))
             }
-            BodyFormat::Binary => {
-                let head = binary::ExecuteAnswer {
-                    execution_id,
-                    log_index,
-                    commitment,
-                    leaf_signature: &leaf_signature,
-                    ciphertext: &[],
-                }
-                .to_vec()
-                .map_err(|error| {
-                    tracing::error!(%error, "binary answer not encodable");
-                    ApiError::Internal
-                })?;
-                (head, None)
-            }
+            BodyFormat::Binary => (frame.binary_head()?, None),
         };
         Ok(AnswerBody {
             head: Some(Bytes::from(head)),

@@ -177,24 +177,11 @@ impl ApiError {
             ApiError::Internal => "internal_error",
         }
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(code = self.code(), "request failed");
-        } else {
-            tracing::debug!(code = self.code(), "request refused");
-        }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-            },
-        };
-        let mut response = (status, Json(body)).into_response();
-        let retry_after = match &self {
+    /// How long a client should wait before it tries again (`Retry-After`), for
+    /// the refusals that pass.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
             ApiError::Overloaded { retry_after }
             | ApiError::TooManySessions { retry_after }
             | ApiError::TooManyClientSessions { retry_after }
@@ -214,8 +201,26 @@ impl IntoResponse for ApiError {
             // Witnesses cosign within a second or so of a new checkpoint.
             ApiError::NotYetPublished => Some(Duration::from_secs(1)),
             _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(code = self.code(), "request failed");
+        } else {
+            tracing::debug!(code = self.code(), "request refused");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
         };
-        if let Some(wait) = retry_after {
+        let mut response = (status, Json(body)).into_response();
+        if let Some(wait) = self.retry_after() {
             // Whole seconds, at least one (RFC 9110 §10.2.3).
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             response

@@ -379,47 +379,60 @@ async fn apply(cluster: &Cluster, write: &Write, retention: Duration) -> Result<
                 .await?;
         }
         Write::Finish { id, scope, outcome } => {
-            let (id, scope) = (*id, scope_bytes(*scope));
-            let expires_ms = unix_millis(now + retention);
-            let (state, log_index, commitment, signature, ciphertext, status) = match outcome {
-                Ok(receipt) => (
-                    DONE,
-                    i64::try_from(receipt.log_index).ok(),
-                    Some(receipt.commitment.to_vec()),
-                    Some(receipt.leaf_signature.clone()),
-                    Some(receipt.ciphertext.as_ref()),
-                    Some(receipt.status.as_str().to_owned()),
-                ),
-                Err(Withheld::LogUnavailable) => (WITHHELD_LOG, None, None, None, None, None),
-                Err(Withheld::Internal) => (WITHHELD_INTERNAL, None, None, None, None, None),
-            };
-            cluster
-                .run(|client| async move {
-                    client
-                        .execute(
-                            "INSERT INTO async_results (id, scope, state, log_index, commitment, \
-                                 leaf_signature, ciphertext, status, expires_ms) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                             ON CONFLICT (id) DO UPDATE SET state = $3, log_index = $4, \
-                                 commitment = $5, leaf_signature = $6, ciphertext = $7, \
-                                 status = $8, expires_ms = $9",
-                            &[
-                                &id,
-                                &scope,
-                                &state,
-                                &log_index,
-                                &commitment,
-                                &signature,
-                                &ciphertext,
-                                &status,
-                                &expires_ms,
-                            ],
-                        )
-                        .await
-                })
-                .await?;
+            write_finish(cluster, *id, *scope, outcome, retention).await?;
         }
     }
+    Ok(())
+}
+
+/// Writes a finished job's row: its receipt and sealed result, or why it was
+/// withheld, kept for `retention`.
+async fn write_finish(
+    cluster: &Cluster,
+    id: Uuid,
+    scope: Scope,
+    outcome: &Result<ExecutionReceipt, Withheld>,
+    retention: Duration,
+) -> Result<(), DbError> {
+    let scope = scope_bytes(scope);
+    let expires_ms = unix_millis(SystemTime::now() + retention);
+    let (state, log_index, commitment, signature, ciphertext, status) = match outcome {
+        Ok(receipt) => (
+            DONE,
+            i64::try_from(receipt.log_index).ok(),
+            Some(receipt.commitment.to_vec()),
+            Some(receipt.leaf_signature.clone()),
+            Some(receipt.ciphertext.as_ref()),
+            Some(receipt.status.as_str().to_owned()),
+        ),
+        Err(Withheld::LogUnavailable) => (WITHHELD_LOG, None, None, None, None, None),
+        Err(Withheld::Internal) => (WITHHELD_INTERNAL, None, None, None, None, None),
+    };
+    cluster
+        .run(|client| async move {
+            client
+                .execute(
+                    "INSERT INTO async_results (id, scope, state, log_index, commitment, \
+                         leaf_signature, ciphertext, status, expires_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (id) DO UPDATE SET state = $3, log_index = $4, \
+                         commitment = $5, leaf_signature = $6, ciphertext = $7, \
+                         status = $8, expires_ms = $9",
+                    &[
+                        &id,
+                        &scope,
+                        &state,
+                        &log_index,
+                        &commitment,
+                        &signature,
+                        &ciphertext,
+                        &status,
+                        &expires_ms,
+                    ],
+                )
+                .await
+        })
+        .await?;
     Ok(())
 }
 

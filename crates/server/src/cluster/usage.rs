@@ -125,23 +125,24 @@ async fn flush(
             client.query(SNAPSHOT, &[&hour, &day, &max_rows]).await
         })
         .await?;
-    Ok(found
-        .iter()
-        .filter_map(|row| {
-            let count = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
-            Some(Row {
-                client: parse_client(row.get(0))?,
-                window: Window::parse(row.get(1))?,
-                start: u64::try_from(row.get::<_, i64>(2)).ok()?,
-                counts: Counts {
-                    executions: count(3),
-                    fuel: count(4),
-                    bytes_in: count(5),
-                    bytes_out: count(6),
-                },
-            })
-        })
-        .collect())
+    Ok(found.iter().filter_map(snapshot_row).collect())
+}
+
+/// One row of the `SNAPSHOT` query, or none if it names no client or window
+/// this version knows.
+fn snapshot_row(row: &tokio_postgres::Row) -> Option<Row> {
+    let count = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+    Some(Row {
+        client: parse_client(row.get(0))?,
+        window: Window::parse(row.get(1))?,
+        start: u64::try_from(row.get::<_, i64>(2)).ok()?,
+        counts: Counts {
+            executions: count(3),
+            fuel: count(4),
+            bytes_in: count(5),
+            bytes_out: count(6),
+        },
+    })
 }
 
 /// A count as a `bigint`, saturating.

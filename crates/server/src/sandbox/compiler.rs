@@ -198,6 +198,7 @@ impl Compiler {
         compiled
     }
 
+    /// One compilation in one worker, bounded in wall-clock time as well.
     async fn run_worker(
         &self,
         kind: TargetKind,
@@ -206,6 +207,39 @@ impl Compiler {
     ) -> Result<Artifact, CompileError> {
         let settings = &self.settings;
         let cpu_secs = settings.cpu.as_secs().max(1);
+        let child = self.spawn_worker(kind, flavor, cpu_secs)?;
+        // Three times the CPU bound, and some: a worker that is not getting the
+        // CPU on a busy machine is not the module's fault, so this one is not
+        // cached.
+        let wall = settings.cpu * 3 + Duration::from_secs(5);
+        let Ok(exchanged) = tokio::time::timeout(wall, exchange(child, bytes)).await else {
+            // Dropping the exchange drops the child, which kills it.
+            return Err(CompileError::WallClock {
+                wall_secs: wall.as_secs(),
+            });
+        };
+        let status = exchanged.status.map_err(|_| CompileError::Failed)?;
+        if status.success() {
+            return read_answer(&exchanged.answer.unwrap_or_default());
+        }
+        Err(died(
+            status,
+            &exchanged.diagnostics,
+            exchanged.cpu_used,
+            cpu_secs,
+            settings.memory_bytes,
+        ))
+    }
+
+    /// Starts a worker for `kind` and `flavor` under `cpu_secs` of CPU and the
+    /// memory bound, its three streams piped, killed if dropped.
+    fn spawn_worker(
+        &self,
+        kind: TargetKind,
+        flavor: Flavor,
+        cpu_secs: u64,
+    ) -> Result<tokio::process::Child, CompileError> {
+        let settings = &self.settings;
         let mut command = tokio::process::Command::new(&settings.program);
         command
             .arg(WORKER_COMMAND)
@@ -216,7 +250,7 @@ impl Compiler {
         if flavor != Flavor::Normal {
             command.arg(flavor.as_str());
         }
-        let mut child = command
+        command
             .env_clear()
             // mimalloc otherwise reserves 1 GiB of address space up front, in
             // which the heap then grows unseen by RLIMIT_AS; without the
@@ -230,68 +264,64 @@ impl Compiler {
             .map_err(|error| {
                 tracing::error!(%error, program = %settings.program.display(), "cannot start a compile worker");
                 CompileError::CannotStart
-            })?;
-        // Known until the child is reaped, which happens only in `wait` below.
-        let pid = child.id().and_then(|pid| i32::try_from(pid).ok());
-        let mut stdin = child.stdin.take().expect("piped");
-        let mut stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        // Three times the CPU bound, and some: a worker that is not getting the
-        // CPU on a busy machine is not the module's fault, so this one is not
-        // cached.
-        let wall = settings.cpu * 3 + Duration::from_secs(5);
-        let exchange = async {
-            // A worker that dies early closes its stdin: the write fails, and
-            // its exit status says why.
-            let _ = async {
-                stdin.write_all(bytes).await?;
-                stdin.shutdown().await
-            }
-            .await;
-            drop(stdin);
-            let mut answer = Vec::new();
-            let read = stdout.read_to_end(&mut answer).await;
-            let mut diagnostics = Vec::new();
-            let _ = stderr.take(STDERR_KEPT).read_to_end(&mut diagnostics).await;
-            // Its CPU time is gone once it is reaped: read it from the zombie.
-            let cpu_used = match pid {
-                Some(pid) => tokio::task::spawn_blocking(move || cpu_time_at_exit(pid))
-                    .await
-                    .ok()
-                    .flatten(),
-                None => None,
-            };
-            let status = child.wait().await;
-            (read.map(|_| answer), diagnostics, status, cpu_used)
-        };
-        let (answer, diagnostics, status, cpu_used) =
-            match tokio::time::timeout(wall, exchange).await {
-                Ok(done) => done,
-                Err(_elapsed) => {
-                    // Dropping the exchange drops the child, which kills it.
-                    return Err(CompileError::WallClock {
-                        wall_secs: wall.as_secs(),
-                    });
-                }
-            };
-        let status = status.map_err(|_| CompileError::Failed)?;
-        if status.success() {
-            let answer = answer.unwrap_or_default();
-            return match answer.split_first() {
-                Some((&COMPILED, artifact)) => Ok(Artifact(artifact.to_vec())),
-                Some((&REFUSED, reason)) => Err(CompileError::Refused(
-                    String::from_utf8_lossy(reason).into_owned(),
-                )),
-                _ => Err(CompileError::Failed),
-            };
-        }
-        Err(died(
-            status,
-            &diagnostics,
-            cpu_used,
-            cpu_secs,
-            settings.memory_bytes,
-        ))
+            })
+    }
+}
+
+/// What a worker gave back: its stdout, the start of its stderr, how it
+/// exited, and the CPU time it used if that could be read.
+struct Exchanged {
+    answer: std::io::Result<Vec<u8>>,
+    diagnostics: Vec<u8>,
+    status: std::io::Result<std::process::ExitStatus>,
+    cpu_used: Option<Duration>,
+}
+
+/// Writes the module to the worker, reads what it answers and says, and reaps
+/// it. Dropping this future drops the child, which kills it.
+async fn exchange(mut child: tokio::process::Child, bytes: &[u8]) -> Exchanged {
+    // Known until the child is reaped, which happens only in `wait` below.
+    let pid = child.id().and_then(|pid| i32::try_from(pid).ok());
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    // A worker that dies early closes its stdin: the write fails, and its exit
+    // status says why.
+    let _ = async {
+        stdin.write_all(bytes).await?;
+        stdin.shutdown().await
+    }
+    .await;
+    drop(stdin);
+    let mut answer = Vec::new();
+    let read = stdout.read_to_end(&mut answer).await;
+    let mut diagnostics = Vec::new();
+    let _ = stderr.take(STDERR_KEPT).read_to_end(&mut diagnostics).await;
+    // Its CPU time is gone once it is reaped: read it from the zombie.
+    let cpu_used = match pid {
+        Some(pid) => tokio::task::spawn_blocking(move || cpu_time_at_exit(pid))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let status = child.wait().await;
+    Exchanged {
+        answer: read.map(|_| answer),
+        diagnostics,
+        status,
+        cpu_used,
+    }
+}
+
+/// The artifact, or the refusal, a worker that exited normally wrote.
+fn read_answer(answer: &[u8]) -> Result<Artifact, CompileError> {
+    match answer.split_first() {
+        Some((&COMPILED, artifact)) => Ok(Artifact(artifact.to_vec())),
+        Some((&REFUSED, reason)) => Err(CompileError::Refused(
+            String::from_utf8_lossy(reason).into_owned(),
+        )),
+        _ => Err(CompileError::Failed),
     }
 }
 
@@ -398,55 +428,15 @@ const SIGSYS: i32 = 31;
 /// MEMORY_BYTES [normal|deterministic]`, module bytes on stdin, the answer on
 /// stdout. Sets its own limits before it reads a byte.
 pub fn worker_main(args: &[String]) -> ExitCode {
-    let parsed = match args {
-        [kind, cpu, memory, flavor @ ..] if flavor.len() <= 1 => {
-            let flavor = match flavor {
-                [word] => Flavor::parse(word),
-                _ => Some(Flavor::Normal),
-            };
-            match (TargetKind::parse(kind), cpu.parse(), memory.parse(), flavor) {
-                (Some(kind), Ok(cpu), Ok(memory), Some(flavor)) => {
-                    Some((kind, cpu, memory, flavor))
-                }
-                _ => None,
-            }
-        }
-        _ => None,
-    };
-    let Some((kind, cpu_secs, memory_bytes, flavor)) = parsed else {
+    let Some((kind, cpu_secs, memory_bytes, flavor)) = worker_args(args) else {
         eprintln!(
             "usage: {WORKER_COMMAND} module|component CPU_SECS MEMORY_BYTES \
              [normal|deterministic]"
         );
         return ExitCode::from(2);
     };
-    use rustix::process::{Resource, Rlimit, setrlimit};
-    // The budget is for compiling: on top of what the worker has mapped when it
-    // starts (its binary, its libraries, the allocator's first pages).
-    let Some(mapped) = mapped_bytes() else {
-        eprintln!("cannot read the compile worker's own size");
-        return ExitCode::from(3);
-    };
-    let memory_bytes = mapped.saturating_add(memory_bytes);
-    let limited = setrlimit(
-        Resource::Cpu,
-        Rlimit {
-            current: Some(cpu_secs),
-            maximum: Some(cpu_secs + 1),
-        },
-    )
-    .and_then(|()| {
-        setrlimit(
-            Resource::As,
-            Rlimit {
-                current: Some(memory_bytes),
-                maximum: Some(memory_bytes),
-            },
-        )
-    });
-    if let Err(error) = limited {
-        eprintln!("cannot set the compile worker's limits: {error}");
-        return ExitCode::from(3);
+    if let Err(code) = limit_worker(cpu_secs, memory_bytes) {
+        return code;
     }
     let mut bytes = Vec::new();
     if let Err(error) = std::io::stdin().lock().read_to_end(&mut bytes) {
@@ -464,6 +454,58 @@ pub fn worker_main(args: &[String]) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(3),
     }
+}
+
+/// The worker's arguments after its command: kind, CPU seconds, memory bytes,
+/// and the engine's flavor (normal when not given).
+fn worker_args(args: &[String]) -> Option<(TargetKind, u64, u64, Flavor)> {
+    let [kind, cpu, memory, flavor @ ..] = args else {
+        return None;
+    };
+    let flavor = match flavor {
+        [] => Some(Flavor::Normal),
+        [word] => Flavor::parse(word),
+        _ => None,
+    };
+    Some((
+        TargetKind::parse(kind)?,
+        cpu.parse().ok()?,
+        memory.parse().ok()?,
+        flavor?,
+    ))
+}
+
+/// Sets the worker's own CPU and address-space limits, or says why it cannot
+/// and gives the exit code to end with.
+fn limit_worker(cpu_secs: u64, memory_bytes: u64) -> Result<(), ExitCode> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    // The budget is for compiling: on top of what the worker has mapped when it
+    // starts (its binary, its libraries, the allocator's first pages).
+    let Some(mapped) = mapped_bytes() else {
+        eprintln!("cannot read the compile worker's own size");
+        return Err(ExitCode::from(3));
+    };
+    let memory_bytes = mapped.saturating_add(memory_bytes);
+    setrlimit(
+        Resource::Cpu,
+        Rlimit {
+            current: Some(cpu_secs),
+            maximum: Some(cpu_secs + 1),
+        },
+    )
+    .and_then(|()| {
+        setrlimit(
+            Resource::As,
+            Rlimit {
+                current: Some(memory_bytes),
+                maximum: Some(memory_bytes),
+            },
+        )
+    })
+    .map_err(|error| {
+        eprintln!("cannot set the compile worker's limits: {error}");
+        ExitCode::from(3)
+    })
 }
 
 /// Bytes of address space this process has mapped (`VmSize`).

@@ -101,25 +101,13 @@ impl Witnessing {
         if shared.published != current {
             match &shared.published {
                 None => published = Some(None),
-                Some(text) => {
-                    if let Some(size) = note_size(text) {
-                        self.0.log.size_for(size).await;
+                Some(text) => match self.shared_published(text).await {
+                    Ok(reopened) => published = Some(Some(reopened)),
+                    Err(reason) => {
+                        tracing::warn!(%reason, "not serving the shared published checkpoint");
+                        problem = Some(reason);
                     }
-                    let reopened = self.reopen(text).and_then(|reopened| {
-                        if self.0.policy.quorum_met(&reopened.cosigned) {
-                            Ok(reopened)
-                        } else {
-                            Err("the shared published checkpoint lacks the quorum".to_owned())
-                        }
-                    });
-                    match reopened {
-                        Ok(reopened) => published = Some(Some(reopened)),
-                        Err(reason) => {
-                            tracing::warn!(%reason, "not serving the shared published checkpoint");
-                            problem = Some(reason);
-                        }
-                    }
-                }
+                },
             }
         }
         let mut state = self.lock();
@@ -133,33 +121,25 @@ impl Witnessing {
         }
         state.problem = problem;
         for (witness, progress) in self.0.policy.witnesses().iter().zip(&mut state.witnesses) {
-            let kept = shared
-                .witnesses
-                .get(&witness.name)
-                .cloned()
-                .unwrap_or_default();
-            *progress = Progress {
-                size: kept.size,
-                cosigned: if leading { None } else { kept.cosigned },
-                cosigned_at: kept.cosigned_at,
-                cosignature: kept.cosignature,
-                // A follower shows what the submitter says; a new submitter
-                // sends the checkpoint even at the kept size.
-                answered: !leading,
-                failures: kept
-                    .failures
-                    .iter()
-                    .filter_map(|(word, count)| {
-                        let kind = FailureKind::ALL.iter().find(|kind| kind.as_str() == word)?;
-                        Some((kind.as_str(), *count))
-                    })
-                    .collect(),
-                last_error: kept.last_error,
-                ..Progress::default()
-            };
+            let kept = shared.witnesses.get(&witness.name).cloned();
+            *progress = shared_progress(kept.unwrap_or_default(), leading);
         }
         if leading {
             state.candidates.clear();
+        }
+    }
+
+    /// The shared published checkpoint `text`, once this replica's tree holds
+    /// it, checked as at a restart and against the quorum; or why not.
+    async fn shared_published(&self, text: &str) -> Result<Published, String> {
+        if let Some(size) = note_size(text) {
+            self.0.log.size_for(size).await;
+        }
+        let reopened = self.reopen(text)?;
+        if self.0.policy.quorum_met(&reopened.cosigned) {
+            Ok(reopened)
+        } else {
+            Err("the shared published checkpoint lacks the quorum".to_owned())
         }
     }
 
@@ -194,6 +174,30 @@ impl Witnessing {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A witness's progress as the replicas share it. `leading`: this replica has
+/// just become the submitter, and starts from the shared sizes.
+fn shared_progress(kept: state::SharedWitness, leading: bool) -> Progress {
+    Progress {
+        size: kept.size,
+        cosigned: if leading { None } else { kept.cosigned },
+        cosigned_at: kept.cosigned_at,
+        cosignature: kept.cosignature,
+        // A follower shows what the submitter says; a new submitter
+        // sends the checkpoint even at the kept size.
+        answered: !leading,
+        failures: kept
+            .failures
+            .iter()
+            .filter_map(|(word, count)| {
+                let kind = FailureKind::ALL.iter().find(|kind| kind.as_str() == word)?;
+                Some((kind.as_str(), *count))
+            })
+            .collect(),
+        last_error: kept.last_error,
+        ..Progress::default()
     }
 }
 

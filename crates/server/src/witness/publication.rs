@@ -169,26 +169,9 @@ impl Witnessing {
     pub(super) fn tick(&self) {
         let size = self.0.log.size();
         self.update_lag(size);
-        let now = Instant::now();
-        let mut due = Vec::new();
-        {
-            let state = self.lock();
-            for target in &self.0.targets {
-                let progress = &state.witnesses[target.index];
-                let idle = !progress.busy && progress.retry_at.is_none_or(|at| at <= now);
-                let unsent = progress.cosigned != Some(size) || !progress.answered;
-                if idle && unsent && progress.refused_size != Some(size) {
-                    due.push(target.index);
-                }
-            }
-            let needs_candidate = state
-                .published
-                .as_ref()
-                .is_none_or(|published| published.checkpoint.tree_size < size);
-            if due.is_empty() && !needs_candidate {
-                return;
-            }
-        }
+        let Some(due) = self.due_witnesses(size) else {
+            return;
+        };
         let signed = self.0.log.checkpoint();
         let note = match signed.to_note(&self.0.note_key, &self.0.public) {
             Ok(note) => note,
@@ -220,7 +203,38 @@ impl Witnessing {
         if publish {
             self.spawn_persist();
         }
-        for index in due {
+        self.send_to(&due, &checkpoint, &note);
+    }
+
+    /// The witnesses (by index in the policy) that are idle, not backing off,
+    /// and have not cosigned or refused the checkpoint of `size`; `None` if
+    /// there are none and the published checkpoint is already that large.
+    fn due_witnesses(&self, size: u64) -> Option<Vec<usize>> {
+        let now = Instant::now();
+        let state = self.lock();
+        let due: Vec<usize> = self
+            .0
+            .targets
+            .iter()
+            .filter(|target| {
+                let progress = &state.witnesses[target.index];
+                let idle = !progress.busy && progress.retry_at.is_none_or(|at| at <= now);
+                let unsent = progress.cosigned != Some(size) || !progress.answered;
+                idle && unsent && progress.refused_size != Some(size)
+            })
+            .map(|target| target.index)
+            .collect();
+        let needs_candidate = state
+            .published
+            .as_ref()
+            .is_none_or(|published| published.checkpoint.tree_size < size);
+        (!due.is_empty() || needs_candidate).then_some(due)
+    }
+
+    /// Submits `checkpoint` to each of the witnesses `due` (marked busy), each
+    /// in a task of its own that wakes the loop when it is answered.
+    fn send_to(&self, due: &[usize], checkpoint: &Checkpoint, note: &Note) {
+        for &index in due {
             let Some(target) = self.0.targets.iter().position(|t| t.index == index) else {
                 continue;
             };

@@ -240,19 +240,7 @@ impl Witnessing {
         note: &Note,
         body: &[u8],
     ) -> Result<(NoteSignature, u64), Failure> {
-        let lines = std::str::from_utf8(body)
-            .ok()
-            .filter(|lines| {
-                !lines.is_empty()
-                    && lines.ends_with('\n')
-                    && lines.lines().all(|line| line.starts_with("\u{2014} "))
-            })
-            .ok_or_else(|| {
-                failure(
-                    FailureKind::Garbage,
-                    "a 200 whose body is not signature lines",
-                )
-            })?;
+        let lines = signature_lines(body)?;
         let joined = format!("{}{lines}", note.to_text());
         let parsed = Note::parse(joined.as_bytes()).map_err(|error| {
             failure(
@@ -299,6 +287,24 @@ impl Witnessing {
             })?;
         Ok((signature, timestamp))
     }
+}
+
+/// A 200's body as signature lines: text, not empty, every line `— ` and a
+/// name, ending with a newline.
+fn signature_lines(body: &[u8]) -> Result<&str, Failure> {
+    std::str::from_utf8(body)
+        .ok()
+        .filter(|lines| {
+            !lines.is_empty()
+                && lines.ends_with('\n')
+                && lines.lines().all(|line| line.starts_with("\u{2014} "))
+        })
+        .ok_or_else(|| {
+            failure(
+                FailureKind::Garbage,
+                "a 200 whose body is not signature lines",
+            )
+        })
 }
 
 /// The witness cosigned `theirs` leaves of this origin, more than this log's

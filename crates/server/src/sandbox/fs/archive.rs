@@ -127,49 +127,14 @@ pub fn read_image(
         if index >= max_entries as usize {
             return Err(ArchiveError::TooManyMembers { max: max_entries });
         }
-        let header = member.header;
-        let name = printable(&member.path);
-        let kind = match header.entry_type() {
-            EntryType::Regular => Kind::File,
-            EntryType::Directory => Kind::Dir,
-            // A pax global header (git archive writes one): nothing of a member,
-            // and it may not say anything of one either.
-            EntryType::XGlobalHeader => {
-                pax_fields(&bytes[member.data], true).map_err(|reason| ArchiveError::Pax {
-                    index,
-                    name,
-                    reason,
-                })?;
-                continue;
-            }
-            _ => {
-                return Err(ArchiveError::Type {
-                    index,
-                    name,
-                    typeflag: char::from(header.as_bytes()[156]),
-                });
-            }
+        let Some(kind) = member_kind(&bytes, &member, index)? else {
+            continue;
         };
-        if member.link {
-            return Err(ArchiveError::LinkName { index, name });
-        }
-        let text = std::str::from_utf8(&member.path)
-            .ok()
-            .filter(|text| !text.contains('\0'))
-            .ok_or_else(|| ArchiveError::NotUtf8 {
-                index,
-                name: name.clone(),
-            })?;
-        let path = member_path(text, kind).map_err(|reason| ArchiveError::Name {
-            index,
-            name: name.clone(),
-            reason,
-        })?;
-        let Some(path) = path else {
+        let Some(path) = member_name(&member, kind, index)? else {
             // `./` or `.`: the root itself; nothing to record.
             continue;
         };
-        let mtime = header.mtime().unwrap_or(0);
+        let mtime = member.header.mtime().unwrap_or(0);
         let kind = match kind {
             Kind::Dir => MemberKind::Dir,
             Kind::File => {
@@ -188,6 +153,63 @@ pub fn read_image(
             .map_err(|error| ArchiveError::Tree { index, error })?;
     }
     Ok(image.finish())
+}
+
+/// What `member` (the `index`th) makes: a file or a directory, or nothing
+/// (`None`) for a pax global header, whose records must still parse and say
+/// nothing of a member.
+fn member_kind(
+    bytes: &Bytes,
+    member: &Member<'_>,
+    index: usize,
+) -> Result<Option<Kind>, ArchiveError> {
+    match member.header.entry_type() {
+        EntryType::Regular => Ok(Some(Kind::File)),
+        EntryType::Directory => Ok(Some(Kind::Dir)),
+        // A pax global header (git archive writes one): nothing of a member,
+        // and it may not say anything of one either.
+        EntryType::XGlobalHeader => {
+            pax_fields(&bytes[member.data.clone()], true).map_err(|reason| ArchiveError::Pax {
+                index,
+                name: printable(&member.path),
+                reason,
+            })?;
+            Ok(None)
+        }
+        _ => Err(ArchiveError::Type {
+            index,
+            name: printable(&member.path),
+            typeflag: char::from(member.header.as_bytes()[156]),
+        }),
+    }
+}
+
+/// The path `member` (the `index`th, of `kind`) is mounted at, checked, or
+/// `None` for the root itself; a member with a link name has none.
+fn member_name<'a>(
+    member: &'a Member<'_>,
+    kind: Kind,
+    index: usize,
+) -> Result<Option<&'a str>, ArchiveError> {
+    let name = || printable(&member.path);
+    if member.link {
+        return Err(ArchiveError::LinkName {
+            index,
+            name: name(),
+        });
+    }
+    let text = std::str::from_utf8(&member.path)
+        .ok()
+        .filter(|text| !text.contains('\0'))
+        .ok_or_else(|| ArchiveError::NotUtf8 {
+            index,
+            name: name(),
+        })?;
+    member_path(text, kind).map_err(|reason| ArchiveError::Name {
+        index,
+        name: name(),
+        reason,
+    })
 }
 
 /// One member as the archive describes it, the GNU long-name and pax headers

@@ -211,6 +211,30 @@ impl ImageBuilder {
             Some(slash) => (&path[..slash], &path[slash + 1..]),
             None => (&path[..0], path),
         };
+        let dir = self.parent_dir(path, parents)?;
+        let child = self.child(dir, last);
+        let existing = self.find(&child);
+        match kind {
+            MemberKind::File(data) => {
+                if data.end > self.archive.len() as u64 || data.start > data.end {
+                    return Err(ImageError::DataMissing { path: show(path) });
+                }
+                if existing.is_some() {
+                    return Err(ImageError::Duplicate { path: show(path) });
+                }
+                let size = data.end - data.start;
+                self.make(child, BuildKind::File { data }, mtime, path)?;
+                self.file_bytes = self.file_bytes.saturating_add(size);
+            }
+            MemberKind::Dir => self.add_dir(child, existing, mtime, path)?,
+        }
+        Ok(())
+    }
+
+    /// The directory `parents` (the member `path` without its last component)
+    /// names, made with its missing ancestors, walked from the deepest
+    /// directory it shares with the previous member.
+    fn parent_dir(&mut self, path: &[u8], parents: &[u8]) -> Result<u32, ImageError> {
         // Resume below the deepest directory shared with the previous member.
         let shared = path
             .iter()
@@ -247,36 +271,33 @@ impl ImageBuilder {
         }
         self.previous.clear();
         self.previous.extend_from_slice(path);
+        Ok(dir)
+    }
 
-        let child = self.child(dir, last);
-        let existing = self.find(&child);
-        match kind {
-            MemberKind::File(data) => {
-                if data.end > self.archive.len() as u64 || data.start > data.end {
-                    return Err(ImageError::DataMissing { path: show(path) });
-                }
-                if existing.is_some() {
-                    return Err(ImageError::Duplicate { path: show(path) });
-                }
-                let size = data.end - data.start;
-                self.make(child, BuildKind::File { data }, mtime, path)?;
-                self.file_bytes = self.file_bytes.saturating_add(size);
+    /// A directory member at `child` (`existing` if a node is there): new, or
+    /// one an earlier member implied, which it now describes; anything else
+    /// there is a duplicate.
+    fn add_dir(
+        &mut self,
+        child: Child<'_>,
+        existing: Option<u32>,
+        mtime: u64,
+        path: &[u8],
+    ) -> Result<(), ImageError> {
+        match existing {
+            None => {
+                self.make(child, BuildKind::Dir { explicit: true }, mtime, path)?;
             }
-            MemberKind::Dir => match existing {
-                None => {
-                    self.make(child, BuildKind::Dir { explicit: true }, mtime, path)?;
+            Some(node) => match &mut self.nodes[node as usize] {
+                BuildNode {
+                    kind: BuildKind::Dir { explicit },
+                    mtime: node_mtime,
+                    ..
+                } if !*explicit => {
+                    *explicit = true;
+                    *node_mtime = mtime;
                 }
-                Some(node) => match &mut self.nodes[node as usize] {
-                    BuildNode {
-                        kind: BuildKind::Dir { explicit },
-                        mtime: node_mtime,
-                        ..
-                    } if !*explicit => {
-                        *explicit = true;
-                        *node_mtime = mtime;
-                    }
-                    _ => return Err(ImageError::Duplicate { path: show(path) }),
-                },
+                _ => return Err(ImageError::Duplicate { path: show(path) }),
             },
         }
         Ok(())
@@ -355,68 +376,78 @@ impl ImageBuilder {
             ..
         } = self;
         drop(lookup);
-        let name = |node: u32| {
-            let range = &nodes[node as usize].name;
-            &names[range.start as usize..range.end as usize]
-        };
-        // Children grouped by parent (a counting sort), each group sorted.
-        let mut starts = vec![0u32; nodes.len() + 1];
-        for node in &nodes[1..] {
-            starts[node.parent as usize + 1] += 1;
-        }
-        for at in 1..starts.len() {
-            starts[at] += starts[at - 1];
-        }
-        let mut children = vec![0u32; nodes.len() - 1];
-        let mut filled = starts.clone();
-        for (id, node) in nodes.iter().enumerate().skip(1) {
-            let slot = &mut filled[node.parent as usize];
-            children[*slot as usize] = id as u32;
-            *slot += 1;
-        }
-        drop(filled);
-        for dir in 0..nodes.len() {
-            children[starts[dir] as usize..starts[dir + 1] as usize]
-                .sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
-        }
-        let mut entries = Vec::with_capacity(nodes.len());
-        entries.push(ImageEntry {
-            name: 0..0,
-            mtime: 0,
-            kind: ImageKind::Dir { children: 0..0 },
-        });
-        // (node, its entry)
-        let mut queue = VecDeque::from([(ROOT_NODE, 0usize)]);
-        while let Some((dir, entry)) = queue.pop_front() {
-            let first = entries.len() as u32;
-            for &child in
-                &children[starts[dir as usize] as usize..starts[dir as usize + 1] as usize]
-            {
-                let node = &nodes[child as usize];
-                let kind = match &node.kind {
-                    BuildKind::File { data } => ImageKind::File { data: data.clone() },
-                    BuildKind::Dir { .. } => {
-                        queue.push_back((child, entries.len()));
-                        ImageKind::Dir { children: 0..0 }
-                    }
-                };
-                entries.push(ImageEntry {
-                    name: node.name.clone(),
-                    mtime: node.mtime,
-                    kind,
-                });
-            }
-            entries[entry].kind = ImageKind::Dir {
-                children: first..entries.len() as u32,
-            };
-        }
+        let (starts, children) = sorted_children(&nodes, &names);
         MountImage {
-            entries,
+            entries: breadth_first(&nodes, &starts, &children),
             names,
             archive,
             file_bytes,
         }
     }
+}
+
+/// The children of every node, grouped by parent (a counting sort) and each
+/// group sorted by name bytes: node `n`'s are `children[starts[n]..starts[n + 1]]`.
+fn sorted_children(nodes: &[BuildNode], names: &[u8]) -> (Vec<u32>, Vec<u32>) {
+    let name = |node: u32| {
+        let range = &nodes[node as usize].name;
+        &names[range.start as usize..range.end as usize]
+    };
+    let mut starts = vec![0u32; nodes.len() + 1];
+    for node in &nodes[1..] {
+        starts[node.parent as usize + 1] += 1;
+    }
+    for at in 1..starts.len() {
+        starts[at] += starts[at - 1];
+    }
+    let mut children = vec![0u32; nodes.len() - 1];
+    let mut filled = starts.clone();
+    for (id, node) in nodes.iter().enumerate().skip(1) {
+        let slot = &mut filled[node.parent as usize];
+        children[*slot as usize] = id as u32;
+        *slot += 1;
+    }
+    drop(filled);
+    for dir in 0..nodes.len() {
+        children[starts[dir] as usize..starts[dir + 1] as usize]
+            .sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
+    }
+    (starts, children)
+}
+
+/// The image's entries, breadth first from the root, so that each directory's
+/// children are contiguous, in the order [`sorted_children`] gives.
+fn breadth_first(nodes: &[BuildNode], starts: &[u32], children: &[u32]) -> Vec<ImageEntry> {
+    let mut entries = Vec::with_capacity(nodes.len());
+    entries.push(ImageEntry {
+        name: 0..0,
+        mtime: 0,
+        kind: ImageKind::Dir { children: 0..0 },
+    });
+    // (node, its entry)
+    let mut queue = VecDeque::from([(ROOT_NODE, 0usize)]);
+    while let Some((dir, entry)) = queue.pop_front() {
+        let first = entries.len() as u32;
+        for &child in &children[starts[dir as usize] as usize..starts[dir as usize + 1] as usize] {
+            let node = &nodes[child as usize];
+            let kind = match &node.kind {
+                BuildKind::File { data } => ImageKind::File { data: data.clone() },
+                BuildKind::Dir { .. } => {
+                    queue.push_back((child, entries.len()));
+                    ImageKind::Dir { children: 0..0 }
+                }
+            };
+            entries.push(ImageEntry {
+                name: node.name.clone(),
+                mtime: node.mtime,
+                kind,
+            });
+        }
+        entries[entry].kind = ImageKind::Dir {
+            children: first..entries.len() as u32,
+        };
+    }
+    entries
 }
 
 /// The root's node id in an [`ImageBuilder`].

@@ -34,23 +34,7 @@ impl Mounts {
                     if opts.directory || parsed.trailing_slash {
                         return Err(FsErr::Invalid);
                     }
-                    let dir = Self::mem_dir(&parent)?.clone();
-                    let ino = self.next_ino();
-                    let mut data = lock(&dir.data);
-                    if data.removed {
-                        return Err(FsErr::NoEntry);
-                    }
-                    self.budget.add_entry().map_err(|_| FsErr::NoSpace)?;
-                    let time = now();
-                    let file = Node::File(Arc::new(MemFile::new(
-                        ino,
-                        Content::Owned(Zeroizing::new(Vec::new())),
-                        time,
-                        self.budget.clone(),
-                    )));
-                    data.entries.insert(name.into(), file.clone());
-                    data.mtime = time;
-                    file
+                    self.create_file(&parent, name)?
                 }
                 Err(error) => return Err(error),
             }
@@ -77,6 +61,28 @@ impl Mounts {
             self.set_size(mount, &node, 0)?;
         }
         Ok(node)
+    }
+
+    /// Makes an empty file `name` in the directory `parent`, unless the
+    /// directory was removed meanwhile or the mount has no entry left.
+    fn create_file(&mut self, parent: &Node, name: &[u8]) -> Result<Node, FsErr> {
+        let dir = Self::mem_dir(parent)?.clone();
+        let ino = self.next_ino();
+        let mut data = lock(&dir.data);
+        if data.removed {
+            return Err(FsErr::NoEntry);
+        }
+        self.budget.add_entry().map_err(|_| FsErr::NoSpace)?;
+        let time = now();
+        let file = Node::File(Arc::new(MemFile::new(
+            ino,
+            Content::Owned(Zeroizing::new(Vec::new())),
+            time,
+            self.budget.clone(),
+        )));
+        data.entries.insert(name.into(), file.clone());
+        data.mtime = time;
+        Ok(file)
     }
 
     /// Makes the directory `path` names from `base`.
