@@ -161,6 +161,10 @@ struct Inner {
     /// Held by whoever extends the tree (a catch-up, or the sequencer pushing its
     /// own leaves), so that the tree grows in log order.
     tail: tokio::sync::Mutex<()>,
+    /// Held by the sequencer from its transaction until its tree holds the
+    /// batch: the tailer waits for it rather than read this replica's own
+    /// leaves, whose notification can overtake the `COMMIT`'s answer.
+    committing: tokio::sync::Mutex<()>,
     queue: mpsc::Sender<Pending>,
     /// Whether the last transaction committed.
     writable: AtomicBool,
@@ -190,6 +194,7 @@ impl PgLog {
             index: Mutex::new(LeafIndex::default()),
             signer: Signer::new(origin, key),
             tail: tokio::sync::Mutex::new(()),
+            committing: tokio::sync::Mutex::new(()),
             queue,
             writable: AtomicBool::new(true),
             closed: AtomicBool::new(false),
@@ -622,8 +627,12 @@ async fn tailer(log: Weak<Inner>) {
             by_notification = false;
         }
         // Woken by a notification of leaves this tree already holds (this
-        // replica's own commit, pushed without a read): nothing to read. The
-        // read every `POLL_INTERVAL` stays.
+        // replica's own commit, pushed without a read, once the commit in
+        // flight is done): nothing to read. The read every `POLL_INTERVAL`
+        // stays.
+        if by_notification && heard.load(Ordering::Acquire) > inner.size() {
+            drop(inner.committing.lock().await);
+        }
         if by_notification && heard.load(Ordering::Acquire) <= inner.size() {
             drop(inner);
             by_notification = tokio::select! {

@@ -50,6 +50,7 @@ pub(super) async fn sequencer(log: Weak<Inner>, mut receiver: mpsc::Receiver<Pen
 impl Inner {
     /// Commits one batch and answers each of its appends.
     async fn commit(&self, batch: &mut Vec<Pending>) {
+        let _committing = self.committing.lock().await;
         let start = match self.insert(batch).await {
             Ok(start) => start,
             Err(error) => {
