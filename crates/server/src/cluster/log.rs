@@ -16,12 +16,12 @@
 //! released by PostgreSQL, so another replica takes over at once), then one
 //! statement that reads the head, inserts the rows at head, head+1, …, moves the
 //! head and notifies [`CHANNEL`], then COMMIT: sent together, one round trip
-//! (`append`). Only after COMMIT returns is any
-//! append of the batch acknowledged, and only once this replica's tree holds it.
-//! The primary key on `idx` makes a fork impossible even if the lock were
-//! bypassed (the insert fails). The whole transaction is bounded by
-//! [`OPERATION_TIMEOUT`](super::OPERATION_TIMEOUT) (and `lock_timeout` just under it); on any failure
-//! every append of the batch gets [`AuditError::Unavailable`] (503
+//! (`append`). Only after COMMIT returns is any append of the batch
+//! acknowledged, and only once this replica's tree holds it. The primary key on
+//! `idx` makes a fork impossible even if the lock were bypassed (the insert
+//! fails). The whole transaction is bounded by
+//! [`OPERATION_TIMEOUT`](super::OPERATION_TIMEOUT) (and `lock_timeout` just
+//! under it); on any failure every append of the batch gets [`AuditError::Unavailable`] (503
 //! `log_unavailable`) and the log reports itself unwritable (`/health`) until a
 //! transaction commits or the tailer reads the log again. A connection lost
 //! during COMMIT is ambiguous: the leaves may be in the log though their clients
@@ -635,10 +635,7 @@ async fn tailer(log: Weak<Inner>) {
         }
         if by_notification && heard.load(Ordering::Acquire) <= inner.size() {
             drop(inner);
-            by_notification = tokio::select! {
-                () = notified.notified() => true,
-                () = tokio::time::sleep(POLL_INTERVAL) => false,
-            };
+            by_notification = notified_or_polled(&notified).await;
             continue;
         }
         match inner.catch_up().await {
@@ -662,10 +659,15 @@ async fn tailer(log: Weak<Inner>) {
         let persist = inner.clone();
         let _ = tokio::task::spawn_blocking(move || persist.persist_checkpoint(false)).await;
         drop(inner);
-        by_notification = tokio::select! {
-            () = notified.notified() => true,
-            () = tokio::time::sleep(POLL_INTERVAL) => false,
-        };
+        by_notification = notified_or_polled(&notified).await;
+    }
+}
+
+/// Waits for a notification (`true`) or [`POLL_INTERVAL`] (`false`).
+async fn notified_or_polled(notified: &Notify) -> bool {
+    tokio::select! {
+        () = notified.notified() => true,
+        () = tokio::time::sleep(POLL_INTERVAL) => false,
     }
 }
 
