@@ -1547,3 +1547,54 @@ async fn every_replica_serves_the_same_tiles_and_go_accepts_the_clusters_log() {
     let (code, said) = crate::tlog::go(&["check-log", "300"], &dir, Some(&overlay));
     assert_eq!(code, 1, "Go accepted a tampered entry: {said}");
 }
+
+/// How many lines of `log` (PostgreSQL's, every statement logged) are the
+/// `step` (`parse` or `execute`) of a statement starting with `statement`.
+fn steps(log: &str, step: &str, statement: &str) -> usize {
+    log.lines()
+        .filter(|line| {
+            line.split_once(&format!(" {step} "))
+                .and_then(|(_, rest)| rest.split_once(": "))
+                .is_some_and(|(_, text)| text.starts_with(statement))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_statements_of_an_execution_are_prepared_once_per_connection_not_per_call() {
+    let (url, sql) = postgres::shared().database_with_sql();
+    // Only this test's database: the replica's sessions start after it.
+    sql.log_every_statement();
+    let cluster = Cluster::start_on(url, sql, 1);
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    const EXECUTIONS: usize = 30;
+    for _ in 0..EXECUTIONS {
+        execute_across(&cluster, &identity, 0, 0).await;
+    }
+    let log = cluster.sql.server_log();
+    // The live check, the take and the append: each executed once per
+    // execution (the append once per group, here one execution each), and
+    // parsed at most once per pooled connection, far fewer than the calls.
+    for statement in [
+        "SELECT expires_ms FROM sessions WHERE id",
+        "DELETE FROM sessions WHERE id",
+        "WITH head AS (SELECT size FROM log_head)",
+    ] {
+        let (parsed, executed) = (
+            steps(&log, "parse", statement),
+            steps(&log, "execute", statement),
+        );
+        assert!(
+            executed >= EXECUTIONS,
+            "`{statement}` executed {executed} times for {EXECUTIONS} executions"
+        );
+        assert!(
+            (1..=EXECUTIONS / 3).contains(&parsed),
+            "`{statement}` parsed {parsed} times for {executed} calls"
+        );
+    }
+    assert_eq!(
+        cluster.stop_and_check_log(&identity).await,
+        EXECUTIONS as u64
+    );
+}
