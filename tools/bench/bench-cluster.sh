@@ -16,7 +16,10 @@
 #   PROFILE=1         PostgreSQL with pg_stat_statements: after each cluster run,
 #                     per logged execution, the statements (calls and rows of
 #                     each), the transactions, the WAL records and flushes
-#                     (pg_stat_wal), from the statistics reset before the run.
+#                     (pg_stat_wal), from the statistics reset before the run;
+#   PERF=1            each cluster run sampled with `perf record -a` over its
+#                     measured seconds: the samples by process and object, and
+#                     PostgreSQL's top symbols.
 #
 # Needs `cargo build --release --bins` first (BIN=target/debug to try the script
 # itself) and Debian's postgresql (apt-get install postgresql). PostgreSQL runs
@@ -148,10 +151,30 @@ measure() {  # measure LABEL DATABASE EXTRA_PID...: loadgen over SERVERS, both g
         [ $guest = tiny ] || module=(--module examples/hello.component.wasm)
         echo "### $label, $guest, $CLIENTS clients, by reference, v1.1 (load average $(cut -d' ' -f1 /proc/loadavg))"
         [ -z "$database" ] || profile_start "$database"
+        local perf=""
+        if [ -n "${PERF:-}" ] && [ -n "$database" ]; then
+            # Sampled over the measured seconds only (after the warm-up).
+            (sleep 2; exec perf record -q -a -F 999 -o "$WORK/perf.data" -- sleep "$SECONDS_EACH") \
+                >/dev/null 2>&1 &
+            perf=$!
+        fi
         "$BIN/loadgen" "${args[@]}" -c "$CLIENTS" --duration "$SECONDS_EACH" --warmup 2 \
             --by-reference "${module[@]}" \
             | grep -E "executions:|latency:|server CPU:.*all threads|extra CPU|total CPU|http|client error" || true
         [ -z "$database" ] || profile_end "$database"
+        if [ -n "$perf" ]; then
+            wait "$perf" || true
+            echo "  perf: samples by process and object (the whole machine, every process)"
+            perf report -q -i "$WORK/perf.data" --no-children --sort comm,dso --percent-limit 1.5 2>/dev/null \
+                | sed 's/^/  /' | head -25
+            echo "  perf: PostgreSQL's top symbols (% of its samples)"
+            perf report -q -i "$WORK/perf.data" --no-children --comm postgres --sort dso,sym \
+                --percentage relative --percent-limit 1 2>/dev/null | sed 's/^/  /' | head -30
+            echo "  perf: the replicas' top symbols (% of their samples)"
+            perf report -q -i "$WORK/perf.data" --no-children --pid "$(IFS=,; echo "${PIDS[*]}")" \
+                --sort dso,sym --percentage relative --percent-limit 1 2>/dev/null \
+                | sed 's/^/  /' | head -30
+        fi
     done
 }
 
