@@ -24,8 +24,9 @@
 //! under it); on any failure every append of the batch gets [`AuditError::Unavailable`] (503
 //! `log_unavailable`) and the log reports itself unwritable (`/health`) until a
 //! transaction commits or the tailer reads the log again. A connection lost
-//! during COMMIT is ambiguous: the leaves may be in the log though their clients
-//! were answered 503 (PROTOCOL.md).
+//! during COMMIT, or a transaction still running at the bound (its COMMIT is
+//! already sent), is ambiguous: the leaves may be in the log though their
+//! clients were answered 503 (PROTOCOL.md).
 //!
 //! # Every replica has the whole log
 //! Each replica's tree ([`LeafIndex`]) catches up from `log_leaves WHERE idx >=
