@@ -87,12 +87,15 @@ impl Cluster {
     }
 
     fn add_replica_in(&mut self, data_dir: DataDir) {
+        self.add_replica_with(data_dir, &[]);
+    }
+
+    /// A replica with more environment (configuration) than the cluster's.
+    fn add_replica_with(&mut self, data_dir: DataDir, more_env: &[(&str, &str)]) {
         let key_file = self.key_file();
-        let process = ServerProcess::start_with(
-            &data_dir.path,
-            &[],
-            &replica_env(&self.url, &key_file, ORIGIN),
-        );
+        let mut env = replica_env(&self.url, &key_file, ORIGIN);
+        env.extend_from_slice(more_env);
+        let process = ServerProcess::start_with(&data_dir.path, &[], &env);
         let client = Client::new(&process.base, None);
         self.replicas.push(Replica {
             process,
@@ -1546,4 +1549,61 @@ async fn every_replica_serves_the_same_tiles_and_go_accepts_the_clusters_log() {
     crate::tlog::write(&overlay, "tile/entries/000", bundle);
     let (code, said) = crate::tlog::go(&["check-log", "300"], &dir, Some(&overlay));
     assert_eq!(code, 1, "Go accepted a tampered entry: {said}");
+}
+
+/// How many lines of `log` (PostgreSQL's, every statement logged) are the
+/// `step` (`parse` or `execute`) of a statement starting with `statement`.
+fn steps(log: &str, step: &str, statement: &str) -> usize {
+    log.lines()
+        .filter(|line| {
+            line.split_once(&format!(" {step} "))
+                .and_then(|(_, rest)| rest.split_once(": "))
+                .is_some_and(|(_, text)| text.starts_with(statement))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_statements_of_an_execution_are_prepared_once_per_connection_not_per_call() {
+    let (url, sql) = postgres::shared().database_with_sql();
+    // Only this test's database: the replica's sessions start after it.
+    sql.log_every_statement();
+    let mut cluster = Cluster::empty(url, sql);
+    const POOL: usize = 4;
+    let pool = POOL.to_string();
+    cluster.add_replica_with(
+        DataDir::new(),
+        &[("WASM_HYPERVISOR_CLUSTER__POOL_SIZE", pool.as_str())],
+    );
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    const EXECUTIONS: usize = 30;
+    for _ in 0..EXECUTIONS {
+        execute_across(&cluster, &identity, 0, 0).await;
+    }
+    let log = cluster.sql.server_log();
+    // The live check, the take and the append: each executed once per
+    // execution (the append once per group, here one execution each), and
+    // parsed at most once per pooled connection (none was replaced here).
+    for statement in [
+        "SELECT expires_ms FROM sessions WHERE id",
+        "DELETE FROM sessions WHERE id",
+        "WITH head AS (SELECT size FROM log_head)",
+    ] {
+        let (parsed, executed) = (
+            steps(&log, "parse", statement),
+            steps(&log, "execute", statement),
+        );
+        assert!(
+            executed >= EXECUTIONS,
+            "`{statement}` executed {executed} times for {EXECUTIONS} executions"
+        );
+        assert!(
+            (1..=POOL).contains(&parsed),
+            "`{statement}` parsed {parsed} times for {executed} calls"
+        );
+    }
+    assert_eq!(
+        cluster.stop_and_check_log(&identity).await,
+        EXECUTIONS as u64
+    );
 }

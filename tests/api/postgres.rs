@@ -276,6 +276,21 @@ impl Sql {
             .unwrap_or_else(|error| panic!("psql `{sql}` failed: {error}"))
     }
 
+    /// Has PostgreSQL log every statement of this database's sessions that
+    /// start from now on, each step (parse, bind, execute) on a line of its
+    /// own, in the server's log ([`Sql::server_log`]).
+    pub(crate) fn log_every_statement(&self) {
+        self.run(&format!(
+            "ALTER DATABASE {} SET log_min_duration_statement = 0",
+            self.database
+        ));
+    }
+
+    /// The PostgreSQL server's log so far (every database's).
+    pub(crate) fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("postgres.log")).unwrap()
+    }
+
     /// Starts `sql` in a `psql` of its own and returns at once.
     pub(crate) fn spawn(&self, sql: &str) -> Child {
         self.command(sql)

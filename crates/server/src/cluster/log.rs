@@ -15,16 +15,18 @@
 //! transaction runs; a replica killed mid-transaction has it aborted and the lock
 //! released by PostgreSQL, so another replica takes over at once), then one
 //! statement that reads the head, inserts the rows at head, head+1, …, moves the
-//! head and notifies [`CHANNEL`], then COMMIT. Only after COMMIT returns is any
-//! append of the batch acknowledged, and only once this replica's tree holds it.
-//! The primary key on `idx` makes a fork impossible even if the lock were
-//! bypassed (the insert fails). The whole transaction is bounded by
-//! [`OPERATION_TIMEOUT`] (and `lock_timeout` just under it); on any failure
-//! every append of the batch gets [`AuditError::Unavailable`] (503
+//! head and notifies [`CHANNEL`], then COMMIT: sent together, one round trip
+//! (`append`). Only after COMMIT returns is any append of the batch
+//! acknowledged, and only once this replica's tree holds it. The primary key on
+//! `idx` makes a fork impossible even if the lock were bypassed (the insert
+//! fails). The whole transaction is bounded by
+//! [`OPERATION_TIMEOUT`](super::OPERATION_TIMEOUT) (and `lock_timeout` just
+//! under it); on any failure every append of the batch gets [`AuditError::Unavailable`] (503
 //! `log_unavailable`) and the log reports itself unwritable (`/health`) until a
 //! transaction commits or the tailer reads the log again. A connection lost
-//! during COMMIT is ambiguous: the leaves may be in the log though their clients
-//! were answered 503 (PROTOCOL.md).
+//! during COMMIT, or a transaction still running at the bound (its COMMIT is
+//! already sent), is ambiguous: the leaves may be in the log though their
+//! clients were answered 503 (PROTOCOL.md).
 //!
 //! # Every replica has the whole log
 //! Each replica's tree ([`LeafIndex`]) catches up from `log_leaves WHERE idx >=
@@ -58,7 +60,7 @@ use tokio::task::JoinHandle;
 
 use uuid::Uuid;
 
-use super::{Cluster, ClusterError, DbError, OPERATION_TIMEOUT};
+use super::{Cluster, ClusterError, DbError};
 use crate::audit::checkpoint_file::{self, CHECKPOINT_INTERVAL, NotContained};
 use crate::audit::record::{BatchMark, Decoded, LogRecord, Version};
 use crate::audit::tree::{LeafIndex, Signer};
@@ -68,6 +70,7 @@ use wasm_hypervisor_protocol::checkpoint::SignedCheckpoint;
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::merkle::{Hash, MerkleError};
 
+mod append;
 mod file_import;
 
 use file_import::refuse_unimported_file_log;
@@ -159,6 +162,10 @@ struct Inner {
     /// Held by whoever extends the tree (a catch-up, or the sequencer pushing its
     /// own leaves), so that the tree grows in log order.
     tail: tokio::sync::Mutex<()>,
+    /// Held by the sequencer from its transaction until its tree holds the
+    /// batch: the tailer waits for it rather than read this replica's own
+    /// leaves, whose notification can overtake the `COMMIT`'s answer.
+    committing: tokio::sync::Mutex<()>,
     queue: mpsc::Sender<Pending>,
     /// Whether the last transaction committed.
     writable: AtomicBool,
@@ -188,6 +195,7 @@ impl PgLog {
             index: Mutex::new(LeafIndex::default()),
             signer: Signer::new(origin, key),
             tail: tokio::sync::Mutex::new(()),
+            committing: tokio::sync::Mutex::new(()),
             queue,
             writable: AtomicBool::new(true),
             closed: AtomicBool::new(false),
@@ -210,7 +218,7 @@ impl PgLog {
             checkpoint_size = stored.map(|s| s.checkpoint.tree_size),
             "cluster audit log loaded from the database and checked"
         );
-        let sequencer = tokio::spawn(sequencer(Arc::downgrade(&inner), receiver));
+        let sequencer = tokio::spawn(append::sequencer(Arc::downgrade(&inner), receiver));
         let tailer = tokio::spawn(tailer(Arc::downgrade(&inner)));
         Ok((PgLog(inner), vec![sequencer, tailer]))
     }
@@ -501,13 +509,13 @@ impl Inner {
             let rows = self
                 .cluster
                 .run(|client| async move {
-                    client
-                        .query(
+                    let statement = client
+                        .prepare_cached(
                             "SELECT idx, record FROM log_leaves WHERE idx >= $1 \
                              ORDER BY idx LIMIT $2",
-                            &[&start, &CATCH_UP_CHUNK],
                         )
-                        .await
+                        .await?;
+                    client.query(&statement, &[&start, &CATCH_UP_CHUNK]).await
                 })
                 .await?;
             let mut records = Vec::with_capacity(rows.len());
@@ -595,118 +603,6 @@ impl Inner {
             }
         }
     }
-
-    /// Commits one batch and answers each of its appends.
-    async fn commit(&self, batch: &mut Vec<Pending>) {
-        let count = batch.len() as i64;
-        let ids: Vec<Uuid> = batch
-            .iter()
-            .map(|(record, _)| record.leaf.execution_id)
-            .collect();
-        let bytes: Vec<Vec<u8>> = batch.iter().map(|(record, _)| encode(record)).collect();
-        let result = self
-            .cluster
-            .run(|mut client| async move {
-                let transaction = client.transaction().await?;
-                transaction
-                    .batch_execute(&format!(
-                        "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({LOG_LOCK})",
-                        (OPERATION_TIMEOUT - Duration::from_millis(500)).as_millis()
-                    ))
-                    .await?;
-                // A statement of its own, after the lock: its snapshot sees every
-                // earlier sequencer's commit.
-                let row = transaction
-                    .query_one(
-                        "WITH head AS (SELECT size FROM log_head), \
-                         inserted AS ( \
-                            INSERT INTO log_leaves (idx, execution_id, record) \
-                            SELECT head.size + batch.ord - 1, batch.id, batch.record \
-                            FROM head, unnest($1::uuid[], $2::bytea[]) \
-                                 WITH ORDINALITY AS batch(id, record, ord)), \
-                         moved AS ( \
-                            UPDATE log_head SET size = size + $3::bigint RETURNING size) \
-                         SELECT (SELECT size FROM head), \
-                                pg_notify($4, (SELECT size FROM moved)::text)",
-                        &[&ids, &bytes, &count, &CHANNEL],
-                    )
-                    .await?;
-                let start: i64 = row.get(0);
-                transaction.commit().await?;
-                Ok(start as u64)
-            })
-            .await;
-        let start = match result {
-            Ok(start) => start,
-            Err(error) => {
-                self.writable.store(false, Ordering::Release);
-                tracing::error!(%error, records = batch.len(), "cluster audit log append failed; the batch was not acknowledged");
-                for (_, done) in batch.drain(..) {
-                    let _ = done.send(Err(AuditError::Unavailable(error.to_string())));
-                }
-                return;
-            }
-        };
-        self.writable.store(true, Ordering::Release);
-        let end = start + batch.len() as u64;
-        // The tree must hold the batch before anyone is answered.
-        let held = {
-            let _tail = self.tail.lock().await;
-            let size = self.size();
-            if size == start {
-                let mut index = self.lock();
-                for (record, _) in batch.iter() {
-                    index.push(&record.leaf);
-                }
-                Ok(())
-            } else if size < end {
-                self.catch_up_until(end).await
-            } else {
-                Ok(())
-            }
-        };
-        match held {
-            Ok(()) => {
-                for (offset, (_, done)) in batch.drain(..).enumerate() {
-                    let _ = done.send(Ok(start + offset as u64));
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "committed a batch but cannot read the log back up to it; its appends are answered as failed");
-                for (_, done) in batch.drain(..) {
-                    let _ = done.send(Err(AuditError::Unavailable(error.to_string())));
-                }
-            }
-        }
-    }
-
-    /// For a holder of `tail`: catches up until the tree holds `end` leaves,
-    /// trying again for at most [`OPERATION_TIMEOUT`].
-    async fn catch_up_until(&self, end: u64) -> Result<(), LogError> {
-        let deadline = Instant::now() + OPERATION_TIMEOUT;
-        loop {
-            let result = self.catch_up_locked(false).await;
-            if self.size() >= end {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return result.and(Err(LogError::Database(DbError::Timeout)));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// Takes what is queued, at most [`MAX_BATCH`] at a time, and commits it; ends
-/// when the log is dropped.
-async fn sequencer(log: Weak<Inner>, mut receiver: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let Some(inner) = log.upgrade() else {
-            return;
-        };
-        inner.commit(&mut batch).await;
-    }
 }
 
 /// Keeps the tree caught up: on each notification from a dedicated `LISTEN`
@@ -732,14 +628,15 @@ async fn tailer(log: Weak<Inner>) {
             by_notification = false;
         }
         // Woken by a notification of leaves this tree already holds (this
-        // replica's own commit, pushed without a read): nothing to read. The
-        // read every `POLL_INTERVAL` stays.
+        // replica's own commit, pushed without a read, once the commit in
+        // flight is done): nothing to read. The read every `POLL_INTERVAL`
+        // stays.
+        if by_notification && heard.load(Ordering::Acquire) > inner.size() {
+            drop(inner.committing.lock().await);
+        }
         if by_notification && heard.load(Ordering::Acquire) <= inner.size() {
             drop(inner);
-            by_notification = tokio::select! {
-                () = notified.notified() => true,
-                () = tokio::time::sleep(POLL_INTERVAL) => false,
-            };
+            by_notification = notified_or_polled(&notified).await;
             continue;
         }
         match inner.catch_up().await {
@@ -763,10 +660,15 @@ async fn tailer(log: Weak<Inner>) {
         let persist = inner.clone();
         let _ = tokio::task::spawn_blocking(move || persist.persist_checkpoint(false)).await;
         drop(inner);
-        by_notification = tokio::select! {
-            () = notified.notified() => true,
-            () = tokio::time::sleep(POLL_INTERVAL) => false,
-        };
+        by_notification = notified_or_polled(&notified).await;
+    }
+}
+
+/// Waits for a notification (`true`) or [`POLL_INTERVAL`] (`false`).
+async fn notified_or_polled(notified: &Notify) -> bool {
+    tokio::select! {
+        () = notified.notified() => true,
+        () = tokio::time::sleep(POLL_INTERVAL) => false,
     }
 }
 

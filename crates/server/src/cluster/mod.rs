@@ -125,25 +125,8 @@ impl Cluster {
         config.connect_timeout(CONNECT_TIMEOUT);
         // Names this replica in `pg_stat_activity` (who holds the log's lock).
         config.application_name(application_name());
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                // A connection broken by a database restart is found closed and
-                // replaced; a live one is reused without a round trip.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(OPERATION_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|error| ClusterError::Pool(error.to_string()))?;
         let cluster = Cluster {
-            pool,
+            pool: pool(&config, pool_size)?,
             config: Arc::new(config),
             reachable: Arc::new(AtomicBool::new(true)),
         };
@@ -287,6 +270,27 @@ impl Cluster {
             _ => None,
         }
     }
+}
+
+/// The pool of `size` connections to `config` (none made yet).
+fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, ClusterError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            // A connection broken by a database restart is found closed and
+            // replaced; a live one is reused without a round trip.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(OPERATION_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|error| ClusterError::Pool(error.to_string()))
 }
 
 /// `wasm-hypervisor <host>/<pid>`: each replica's connections are told apart in

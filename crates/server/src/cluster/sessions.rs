@@ -483,9 +483,8 @@ impl SessionStore for PgSessionStore {
         let expires: Option<i64> = self
             .cluster
             .run(|client| async move {
-                let row = client
-                    .query_opt("SELECT expires_ms FROM sessions WHERE id = $1", &[&id])
-                    .await?;
+                let live = client.prepare_cached(LIVE).await?;
+                let row = client.query_opt(&live, &[&id]).await?;
                 Ok(row.map(|row| row.get(0)))
             })
             .await
@@ -498,13 +497,8 @@ impl SessionStore for PgSessionStore {
         let row: Option<(i64, Vec<u8>, i64)> = self
             .cluster
             .run(|client| async move {
-                let row = client
-                    .query_opt(
-                        "DELETE FROM sessions WHERE id = $1 \
-                         RETURNING epoch, wrapped_seed, expires_ms",
-                        &[&id],
-                    )
-                    .await?;
+                let take = client.prepare_cached(TAKE).await?;
+                let row = client.query_opt(&take, &[&id]).await?;
                 Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
             })
             .await
@@ -535,6 +529,12 @@ impl SessionStore for PgSessionStore {
         None
     }
 }
+
+/// Whether a session is live: its expiry, if its row is there.
+const LIVE: &str = "SELECT expires_ms FROM sessions WHERE id = $1";
+
+/// Uses a session: of two replicas taking one id, exactly one gets the row.
+const TAKE: &str = "DELETE FROM sessions WHERE id = $1 RETURNING epoch, wrapped_seed, expires_ms";
 
 fn unavailable(error: DbError) -> SessionError {
     tracing::warn!(%error, "the session store's database failed");

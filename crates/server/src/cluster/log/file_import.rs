@@ -5,13 +5,14 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use super::super::{Cluster, unix_millis};
 use super::{CHANNEL, LOG_LOCK, LogError, decode};
 use crate::audit::AuditError;
 use crate::audit::file::LOG_FILE;
-use crate::audit::file::recovery::{read_records, read_unused};
+use crate::audit::file::recovery::{RawRecord, read_records, read_unused};
 use crate::keys::ServerKey;
 use wasm_hypervisor_protocol::merkle::{Hash, MerkleTree};
 
@@ -77,23 +78,7 @@ pub(crate) async fn import(
             path: data_dir.join(LOG_FILE),
         });
     }
-    let mut tree = MerkleTree::default();
-    for (index, (record, _)) in records.iter().enumerate() {
-        if key
-            .public()
-            .verify(&record.leaf.to_bytes(), &record.signature)
-            .is_err()
-        {
-            return Err(LogError::File(AuditError::Corrupt {
-                path: data_dir.join(LOG_FILE),
-                offset: 0,
-                problem: format!(
-                    "record {index}: the leaf's signature does not verify under this key"
-                ),
-            }));
-        }
-        tree.push(record.leaf.hash());
-    }
+    let tree = signed_tree(data_dir, key, &records)?;
     let root = tree.root(tree.size()).expect("the current size");
     let size = records.len() as i64;
     let mut client = cluster.client().await?;
@@ -101,51 +86,20 @@ pub(crate) async fn import(
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
         .await?;
-    let head: i64 = transaction
-        .query_one("SELECT size FROM log_head", &[])
-        .await?
-        .get(0);
-    let imported = transaction
-        .query_opt("SELECT size FROM log_import", &[])
-        .await?;
-    if head != 0 || imported.is_some() {
-        return Err(LogError::NotEmpty {
-            size: head as u64,
-            imported: if imported.is_some() {
-                ", from an earlier import"
-            } else {
-                ""
-            },
-        });
-    }
-    for (chunk_number, chunk) in records.chunks(1000).enumerate() {
-        let first = (chunk_number * 1000) as i64;
-        let indices: Vec<i64> = (first..first + chunk.len() as i64).collect();
-        let ids: Vec<Uuid> = chunk
-            .iter()
-            .map(|(record, _)| record.leaf.execution_id)
-            .collect();
-        let bytes: Vec<&[u8]> = chunk.iter().map(|(_, raw)| raw.as_slice()).collect();
-        transaction
-            .execute(
-                "INSERT INTO log_leaves (idx, execution_id, record) \
-                 SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
-                &[&indices, &ids, &bytes],
-            )
-            .await?;
-    }
+    refuse_non_empty(&transaction).await?;
+    copy(&transaction, &records).await?;
     // The copy, read back, must hash to the file's root.
-    let mut copy = MerkleTree::default();
+    let mut copied = MerkleTree::default();
     for (index, row) in transaction
         .query("SELECT record FROM log_leaves ORDER BY idx", &[])
         .await?
         .iter()
         .enumerate()
     {
-        copy.push(decode(index as u64, row.get(0))?.leaf.hash());
+        copied.push(decode(index as u64, row.get(0))?.leaf.hash());
     }
-    if copy.size() != tree.size()
-        || !crate::envelope::digest_eq(&copy.root(copy.size()).expect("its size"), &root)
+    if copied.size() != tree.size()
+        || !crate::envelope::digest_eq(&copied.root(copied.size()).expect("its size"), &root)
     {
         return Err(LogError::RootMismatch);
     }
@@ -166,4 +120,73 @@ pub(crate) async fn import(
         records: size as u64,
         root,
     })
+}
+
+/// The file's records as a tree, each leaf's signature checked under `key`.
+fn signed_tree(
+    data_dir: &Path,
+    key: &ServerKey,
+    records: &[RawRecord],
+) -> Result<MerkleTree, LogError> {
+    let mut tree = MerkleTree::default();
+    for (index, (record, _)) in records.iter().enumerate() {
+        if key
+            .public()
+            .verify(&record.leaf.to_bytes(), &record.signature)
+            .is_err()
+        {
+            return Err(LogError::File(AuditError::Corrupt {
+                path: data_dir.join(LOG_FILE),
+                offset: 0,
+                problem: format!(
+                    "record {index}: the leaf's signature does not verify under this key"
+                ),
+            }));
+        }
+        tree.push(record.leaf.hash());
+    }
+    Ok(tree)
+}
+
+/// Refuses a database whose log has leaves or an earlier import.
+async fn refuse_non_empty(transaction: &Transaction<'_>) -> Result<(), LogError> {
+    let head: i64 = transaction
+        .query_one("SELECT size FROM log_head", &[])
+        .await?
+        .get(0);
+    let imported = transaction
+        .query_opt("SELECT size FROM log_import", &[])
+        .await?;
+    if head != 0 || imported.is_some() {
+        return Err(LogError::NotEmpty {
+            size: head as u64,
+            imported: if imported.is_some() {
+                ", from an earlier import"
+            } else {
+                ""
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Inserts the file's records, in their file's bytes, at indices from 0.
+async fn copy(transaction: &Transaction<'_>, records: &[RawRecord]) -> Result<(), LogError> {
+    for (chunk_number, chunk) in records.chunks(1000).enumerate() {
+        let first = (chunk_number * 1000) as i64;
+        let indices: Vec<i64> = (first..first + chunk.len() as i64).collect();
+        let ids: Vec<Uuid> = chunk
+            .iter()
+            .map(|(record, _)| record.leaf.execution_id)
+            .collect();
+        let bytes: Vec<&[u8]> = chunk.iter().map(|(_, raw)| raw.as_slice()).collect();
+        transaction
+            .execute(
+                "INSERT INTO log_leaves (idx, execution_id, record) \
+                 SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
+                &[&indices, &ids, &bytes],
+            )
+            .await?;
+    }
+    Ok(())
 }
