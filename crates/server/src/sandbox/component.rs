@@ -121,7 +121,7 @@ pub(super) async fn run(
     };
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_TABLE_ENTRIES);
-    let mut run = Run::new(engine, input, limits, |mut wasi, limiter| ComponentState {
+    let run = Run::new(engine, input, limits, |mut wasi, limiter| ComponentState {
         ctx: wasi.build(),
         table,
         mounts,

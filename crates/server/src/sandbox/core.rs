@@ -72,7 +72,7 @@ pub(super) async fn run(
         Ok(mounts) => (mounts, None),
         Err(error) => (Mounts::none(), Some(error)),
     };
-    let mut run = Run::new(engine, input, limits, |mut wasi, limiter| CoreState {
+    let run = Run::new(engine, input, limits, |mut wasi, limiter| CoreState {
         wasi: P1::new(wasi.build_p1(), mounts),
         limiter,
     });
