@@ -1,7 +1,8 @@
 //! The parts of the service made from the configuration, one function each:
 //! the sandbox's settings, the session store (in memory or in PostgreSQL), the
 //! execution policy, long jobs, access tokens, usage and quotas, and witness
-//! cosigning; [`Service`](super::Service)'s assembly calls them in order.
+//! cosigning, `/health`'s view; [`Service`](super::Service)'s assembly calls them
+//! in order, then [`app_state`] puts them together for the handlers.
 
 use super::*;
 
