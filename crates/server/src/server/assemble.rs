@@ -1,7 +1,7 @@
 //! The parts of the service made from the configuration, one function each:
 //! the sandbox's settings, the session store (in memory or in PostgreSQL), the
-//! execution policy, long jobs, access tokens, usage and quotas, and witness
-//! cosigning, `/health`'s view; [`Service`](super::Service)'s assembly calls them
+//! execution policy, long jobs, access tokens, usage and quotas, witness
+//! cosigning, and `/health`'s view; [`Service`](super::Service)'s assembly calls them
 //! in order, then [`app_state`] puts them together for the handlers.
 
 use super::*;
