@@ -369,10 +369,6 @@ impl CpuSpent {
 
 /// Prints the report, as one JSON object with --json.
 fn report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu: &CpuReport) {
-    let count = all.latencies.len();
-    let per_second = count as f64 / Duration::from_secs_f64(args.duration).as_secs_f64();
-    let micros = |p: f64| all.percentile(p).as_secs_f64() * 1e6;
-    let (guest_median, guest_mean) = all.guest_time();
     if all
         .outcomes
         .keys()
@@ -387,35 +383,62 @@ fn report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu:
         );
     }
     if args.json {
-        let report = serde_json::json!({
-            "module": module_name,
-            "module_bytes": module_bytes,
-            "servers": args.server.len(),
-            "concurrency": args.concurrency,
-            "duration_s": args.duration,
-            "executions": count,
-            "errors": all.errors,
-            "executions_per_s": per_second,
-            "latency_us": {
-                "p50": micros(0.50),
-                "p90": micros(0.90),
-                "p99": micros(0.99),
-                "max": micros(1.0),
-            },
-            "outcomes": all.outcomes,
-            "deterministic": args.deterministic,
-            "guest_us": {"p50": guest_median, "mean": guest_mean},
-            "distinct_stdouts": all.stdouts.len(),
-            "distinct_fuel": all.fuel.len(),
-            "server_cpu_us_per_execution": cpu.server,
-            "server_cpu_outside_guests_us_per_execution": cpu.host,
-            "extra_cpu_us_per_execution": cpu.extra,
-            "server_and_extra_cpu_us_per_execution": cpu.total,
-            "loadgen_cpu_us_per_execution": cpu.loadgen,
-        });
-        println!("{report}");
-        return;
+        println!("{}", json_report(args, module_name, module_bytes, all, cpu));
+    } else {
+        text_report(args, module_name, module_bytes, all, cpu);
     }
+}
+
+/// Executions per second of the measured load.
+fn per_second(args: &Args, all: &Tally) -> f64 {
+    all.latencies.len() as f64 / Duration::from_secs_f64(args.duration).as_secs_f64()
+}
+
+/// The latency percentile `p` in µs.
+fn micros(all: &Tally, p: f64) -> f64 {
+    all.percentile(p).as_secs_f64() * 1e6
+}
+
+/// The report as one JSON object (--json).
+fn json_report(
+    args: &Args,
+    module_name: &str,
+    module_bytes: usize,
+    all: &Tally,
+    cpu: &CpuReport,
+) -> serde_json::Value {
+    let (guest_median, guest_mean) = all.guest_time();
+    serde_json::json!({
+        "module": module_name,
+        "module_bytes": module_bytes,
+        "servers": args.server.len(),
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "executions": all.latencies.len(),
+        "errors": all.errors,
+        "executions_per_s": per_second(args, all),
+        "latency_us": {
+            "p50": micros(all, 0.50),
+            "p90": micros(all, 0.90),
+            "p99": micros(all, 0.99),
+            "max": micros(all, 1.0),
+        },
+        "outcomes": all.outcomes,
+        "deterministic": args.deterministic,
+        "guest_us": {"p50": guest_median, "mean": guest_mean},
+        "distinct_stdouts": all.stdouts.len(),
+        "distinct_fuel": all.fuel.len(),
+        "server_cpu_us_per_execution": cpu.server,
+        "server_cpu_outside_guests_us_per_execution": cpu.host,
+        "extra_cpu_us_per_execution": cpu.extra,
+        "server_and_extra_cpu_us_per_execution": cpu.total,
+        "loadgen_cpu_us_per_execution": cpu.loadgen,
+    })
+}
+
+/// The report as lines of text.
+fn text_report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu: &CpuReport) {
+    let (guest_median, guest_mean) = all.guest_time();
     println!(
         "{module_name} ({module_bytes} bytes), {} clients over {} server(s), {:.1} s measured after {:.1} s warm-up",
         args.concurrency,
@@ -424,15 +447,17 @@ fn report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu:
         args.warmup
     );
     println!(
-        "executions:   {count} ({per_second:.1}/s), and {} requests without a result",
+        "executions:   {} ({:.1}/s), and {} requests without a result",
+        all.latencies.len(),
+        per_second(args, all),
         all.errors
     );
     println!(
         "latency:      p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  max {:.0} µs  (session + execute)",
-        micros(0.50),
-        micros(0.90),
-        micros(0.99),
-        micros(1.0)
+        micros(all, 0.50),
+        micros(all, 0.90),
+        micros(all, 0.99),
+        micros(all, 1.0)
     );
     println!(
         "guest time:   p50 {guest_median} µs  mean {guest_mean:.0} µs  ({}; {} distinct stdouts, {} distinct fuel counts)",
@@ -444,6 +469,15 @@ fn report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu:
         all.stdouts.len(),
         all.fuel.len()
     );
+    cpu_lines(cpu);
+    println!("outcomes:");
+    for (outcome, count) in &all.outcomes {
+        println!("  {outcome}: {count}");
+    }
+}
+
+/// The CPU lines of the text report, those that were measured.
+fn cpu_lines(cpu: &CpuReport) {
     if let Some(us) = cpu.server {
         println!("server CPU:   {us:.1} µs per execution (user + system, all threads)");
     }
@@ -458,10 +492,6 @@ fn report(args: &Args, module_name: &str, module_bytes: usize, all: &Tally, cpu:
     }
     if let Some(us) = cpu.loadgen {
         println!("loadgen CPU:  {us:.1} µs per execution");
-    }
-    println!("outcomes:");
-    for (outcome, count) in &all.outcomes {
-        println!("  {outcome}: {count}");
     }
 }
 

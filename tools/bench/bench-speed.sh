@@ -13,13 +13,18 @@
 #   3. through tools/bench/delay-proxy.py adding 20 ms each way: v1 (a session per
 #      execution: two round trips) against v1.1 with a session pool (one).
 # Needs `cargo build --release --bins`.   Usage: tools/bench/bench-speed.sh [seconds per run]
-# ISSUE30_ONLY=1 runs the floor and issue 30's three goal rows only.
+# ISSUE30_ONLY=1 runs the floor and issue 30's three goal rows only. BIN=DIR takes the
+# server and loadgen from DIR instead of target/release (e.g. a copy of an earlier build).
+# With ISSUE30_ONLY=1, BEFORE=DIR also starts DIR/wasm-hypervisor beside it and runs each
+# goal row ROUNDS times (default 2) against each server in turn ("before", then
+# "after"), so that the ratio between two builds comes from one run; the loadgen is
+# always $BIN's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:-10}
 PORT=${PORT:-18310}
 PROXY_PORT=$((PORT + 1))
-BIN=target/release
+BIN=${BIN:-target/release}
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%FT%TZ)"
 echo "== OpenSSL P-256 floor ($(openssl version))"
@@ -29,7 +34,7 @@ openssl speed -seconds 3 -bytes 16384 -evp aes-256-gcm 2>/dev/null | grep -E "^a
 openssl speed -seconds 3 -bytes 16384 -evp sha256 2>/dev/null | grep -E "^sha256|^SHA256"
 
 work=$(mktemp -d)
-trap 'kill $server $proxy 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $server $proxy $before_server 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 # RUST_BACKTRACE makes every dropped component store walk the stack (BENCHMARKS.md).
 env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
 WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0 \
@@ -37,6 +42,17 @@ WASM_HYPERVISOR_HTTP__MAX_CONNECTIONS_PER_ADDRESS=1000000 \
 WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0 \
     $BIN/wasm-hypervisor serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" 2>"$work/server.log" &
 server=$!
+before_server=
+if [ -n "${BEFORE:-}" ]; then
+    env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
+    WASM_HYPERVISOR_CLIENTS__REQUESTS_PER_SECOND=0 WASM_HYPERVISOR_CLIENTS__MAX_CONCURRENT_EXECUTIONS=0 \
+    WASM_HYPERVISOR_HTTP__MAX_CONNECTIONS_PER_ADDRESS=1000000 \
+    WASM_HYPERVISOR_SESSIONS__MAX_PENDING_PER_CLIENT=0 \
+        "$BEFORE/wasm-hypervisor" serve --listen "127.0.0.1:$((PORT + 2))" --data-dir "$work/before" \
+        2>"$work/before.log" &
+    before_server=$!
+    until curl -sf "127.0.0.1:$((PORT + 2))/health" >/dev/null; do sleep 0.1; done
+fi
 python3 tools/bench/delay-proxy.py --listen "127.0.0.1:$PROXY_PORT" --to "127.0.0.1:$PORT" --delay-ms 20 \
     >"$work/proxy.log" 2>&1 &
 proxy=$!
@@ -46,12 +62,29 @@ loadgen() {
     $BIN/loadgen --server-pid "$server" --duration "$SECONDS_EACH" --warmup 2 "$@" \
         | grep -E "executions:|latency:|server CPU|completed"
 }
+# One goal row against the server before, then the one after, ROUNDS times.
+alternate() {
+    for round in $(seq "${ROUNDS:-2}"); do
+        echo "### before, round $round, load $(cut -d' ' -f1 /proc/loadavg): loadgen $*"
+        $BIN/loadgen --server "http://127.0.0.1:$((PORT + 2))" --server-pid "$before_server" \
+            --duration "$SECONDS_EACH" --warmup 2 "$@" | grep -E "executions:|latency:|server CPU"
+        echo "### after, round $round, load $(cut -d' ' -f1 /proc/loadavg): loadgen $*"
+        $BIN/loadgen "${direct[@]}" --server-pid "$server" \
+            --duration "$SECONDS_EACH" --warmup 2 "$@" | grep -E "executions:|latency:|server CPU"
+    done
+}
 direct=(--server "http://127.0.0.1:$PORT")
 HELLO=(--module examples/hello.component.wasm --by-reference)
 
 if [ -n "${ISSUE30_ONLY:-}" ]; then
     # Issue 30's goal rows only (BENCHMARKS.md, "Near the floor"): the component by
     # reference at 1 and 32 clients, tiny by reference at 32, against the floor above.
+    if [ -n "$before_server" ]; then
+        alternate -c 1 "${HELLO[@]}" --wire v1.1
+        alternate -c 32 "${HELLO[@]}" --wire v1.1
+        alternate -c 32 --by-reference --wire v1.1
+        exit 0
+    fi
     loadgen "${direct[@]}" -c 1 "${HELLO[@]}" --wire v1.1
     loadgen "${direct[@]}" -c 32 "${HELLO[@]}" --wire v1.1
     loadgen "${direct[@]}" -c 32 --by-reference --wire v1.1

@@ -8,8 +8,8 @@
 mod assemble;
 
 use self::assemble::{
-    access_tokens, async_executions, client_quotas, client_usage, execution_policy,
-    sandbox_settings, session_store, witnessing,
+    Parts, app_state, async_executions, client_usage, execution_policy, health, sandbox_settings,
+    session_store, witnessing,
 };
 
 use std::future::Future;
@@ -41,7 +41,7 @@ use crate::cluster::{
     self, Cluster, ClusterError, LogError, PgAsyncResults, PgLog, PgSessionStore,
 };
 use crate::config::Config;
-use crate::connections::{Connection, ConnectionIo, ConnectionLimits, Connections};
+use crate::connections::{Connection, ConnectionIo, ConnectionLimits, Connections, OpenConnection};
 use crate::execution::{ExecutionPolicy, Executor};
 use crate::health::Health;
 use crate::keys::{KeyError, ServerKey};
@@ -255,16 +255,8 @@ impl Service {
         };
         let sandbox = Sandbox::new(sandbox_settings(config)?)?;
         let sessions = session_store(config, &key, cluster.as_ref(), &mut background);
-        let mut health = Health::new(
-            log.clone(),
-            config.data_dir.as_path(),
-            config.data_dir_min_free_bytes,
-        );
+        let health = health(config, &log, cluster.as_ref(), &mut background);
         let async_executions = async_executions(config, cluster.as_ref(), &mut background);
-        if let Some(cluster) = &cluster {
-            health = health.with_database(cluster.reachability());
-            background.push(cluster.spawn_probe());
-        }
         let metrics = Metrics::new();
         let usage = client_usage(config, cluster.as_ref(), &mut background);
         let executor = Executor::new(
@@ -276,45 +268,27 @@ impl Service {
             metrics.clone(),
             usage.clone(),
         );
-        let (tokens, metrics_access) = access_tokens(config);
-        let (quotas, health_quotas) = client_quotas(config);
         let trusted_proxies: Arc<[ipnet::IpNet]> = config.clients.trusted_proxies.as_slice().into();
         let connections = ConnectionSettings::new(config, trusted_proxies.clone());
-        let http = &config.http;
         let note_key = Arc::new(crate::keys::load_or_create_note_key(
             &key,
             config.origin.as_str(),
             &config.note_key_path(),
         )?);
         let witnessing = witnessing(config, &log, &note_key, &key, &metrics, cluster.as_ref())?;
-        let state = AppState::new(Shared {
-            witnessing,
+        let parts = Parts {
             executor,
             log: log.clone(),
-            tiles: crate::tlog::Tiles::new(log.clone()),
             sessions,
             health,
             metrics,
             key,
             note_key,
-            origin: config.origin.as_str().into(),
-            started: Instant::now(),
-            tokens,
-            metrics_access,
-            quotas,
+            witnessing,
             usage,
-            health_quotas,
-            trusted_proxies,
-            body_read_timeout: http.body_read_timeout_ms.get(),
-            max_header_bytes: http.max_header_bytes.get_usize(),
-            executions: TaskTracker::new(),
             async_executions,
-            // Unbounded above: a limit past the address space is no limit.
-            max_request_bytes: usize::try_from(config.limits.max_request_bytes.get())
-                .unwrap_or(usize::MAX),
-            max_session_batch: config.sessions.max_batch.get_usize(),
-            playground: config.playground,
-        });
+        };
+        let state = app_state(config, parts, trusted_proxies);
         Ok(Service {
             connections,
             state,
@@ -333,38 +307,8 @@ impl Service {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        // Destroys session keys as they expire: wakes when the oldest is due (a
-        // session created meanwhile expires later), at most every
-        // `SWEEP_INTERVAL_MIN`, and at least once a TTL.
-        let sweeper = {
-            let sessions = self.state.sessions.clone();
-            tokio::spawn(async move {
-                loop {
-                    let now = Instant::now();
-                    let next = sessions
-                        .sweep(now)
-                        .await
-                        .unwrap_or(now + sessions.ttl())
-                        .max(now + SWEEP_INTERVAL_MIN);
-                    tokio::time::sleep_until(next.into()).await;
-                }
-            })
-        };
-        // Forgets async answers past their retention, oldest first: wakes when the
-        // oldest is due, at most every `ASYNC_SWEEP_INTERVAL_MIN`.
-        let async_sweeper = {
-            let results = self.state.async_executions.clone();
-            tokio::spawn(async move {
-                loop {
-                    let now = Instant::now();
-                    let next = results
-                        .sweep(now)
-                        .unwrap_or(now + results.retention())
-                        .max(now + ASYNC_SWEEP_INTERVAL_MIN);
-                    tokio::time::sleep_until(next.into()).await;
-                }
-            })
-        };
+        let sweeper = spawn_session_sweeper(self.state.sessions.clone());
+        let async_sweeper = spawn_async_sweeper(self.state.async_executions.clone());
         // Submits checkpoints to the witnesses, beside the requests (never in one).
         let submitter = self
             .state
@@ -509,42 +453,87 @@ async fn serve_connections(
                 () = &mut stop => break 'accepting,
             }
         };
-        let connection = open.connection().clone();
-        if connection.over_address_cap() {
-            tracing::debug!(
-                "a connection past http.max_connections_per_address; answering too_many_connections"
-            );
-        }
-        let service = connection_service(router.clone(), peer, connection.clone());
-        let io = ConnectionIo::new(stream, connection.clone(), settings.limits.write_timeout);
-        let serving = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.header_read_timeout)
-            .max_header_size(settings.max_header_bytes)
-            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-        tasks.spawn(async move {
-            let mut serving = pin!(serving);
-            let ended = tokio::select! {
-                ended = serving.as_mut() => ended,
-                () = connection.closing() => {
-                    // Closes an idle connection now; one with a request in flight
-                    // answers it first.
-                    serving.as_mut().graceful_shutdown();
-                    serving.await
-                }
-            };
-            // An error here is one client's broken or timed-out connection.
-            if let Err(error) = ended {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-            drop(open);
-        });
+        serve_one(stream, peer, open, &router, &settings, &tasks);
     }
     drop(listener);
     connections.close_all();
     tasks.close();
     tasks.wait().await;
     Ok(())
+}
+
+/// Serves one accepted connection from `peer` on a task of `tasks`, holding its
+/// place among the open connections (`open`) until it ends.
+fn serve_one(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    open: OpenConnection,
+    router: &Router,
+    settings: &ConnectionSettings,
+    tasks: &TaskTracker,
+) {
+    let connection = open.connection().clone();
+    if connection.over_address_cap() {
+        tracing::debug!(
+            "a connection past http.max_connections_per_address; answering too_many_connections"
+        );
+    }
+    let service = connection_service(router.clone(), peer, connection.clone());
+    let io = ConnectionIo::new(stream, connection.clone(), settings.limits.write_timeout);
+    let serving = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_header_size(settings.max_header_bytes)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tasks.spawn(async move {
+        let mut serving = pin!(serving);
+        let ended = tokio::select! {
+            ended = serving.as_mut() => ended,
+            () = connection.closing() => {
+                // Closes an idle connection now; one with a request in flight
+                // answers it first.
+                serving.as_mut().graceful_shutdown();
+                serving.await
+            }
+        };
+        // An error here is one client's broken or timed-out connection.
+        if let Err(error) = ended {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+        drop(open);
+    });
+}
+
+/// Destroys session keys as they expire: wakes when the oldest is due (a
+/// session created meanwhile expires later), at most every
+/// `SWEEP_INTERVAL_MIN`, and at least once a TTL.
+fn spawn_session_sweeper(sessions: Arc<dyn SessionStore>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let now = Instant::now();
+            let next = sessions
+                .sweep(now)
+                .await
+                .unwrap_or(now + sessions.ttl())
+                .max(now + SWEEP_INTERVAL_MIN);
+            tokio::time::sleep_until(next.into()).await;
+        }
+    })
+}
+
+/// Forgets async answers past their retention, oldest first: wakes when the
+/// oldest is due, at most every `ASYNC_SWEEP_INTERVAL_MIN`.
+fn spawn_async_sweeper(results: AsyncExecutions) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let now = Instant::now();
+            let next = results
+                .sweep(now)
+                .unwrap_or(now + results.retention())
+                .max(now + ASYNC_SWEEP_INTERVAL_MIN);
+            tokio::time::sleep_until(next.into()).await;
+        }
+    })
 }
 
 /// The router as one connection sees it: each request carries its peer address

@@ -207,19 +207,7 @@ pub(super) async fn execute(
     request: Request,
 ) -> Result<Response, ApiError> {
     let format = body_format(&request).ok_or(ApiError::UnsupportedMediaType)?;
-    let provider = state.sessions.provider();
-    let sealed = match format {
-        BodyFormat::Json => {
-            let bytes = read_body(request, &state).await?;
-            sealed_execution(json_body::<ExecuteBody>(&bytes)?, provider, client)?
-        }
-        BodyFormat::Binary => {
-            let (head, ciphertext) =
-                read_split_body(request, &state, binary::MIN_EXECUTE_BODY).await?;
-            sealed_binary_parts(&head, ciphertext, provider, client)?
-        }
-    };
-    state.metrics.record_execute_body(format.as_str());
+    let sealed = read_sealed(request, &state, format, client).await?;
     // Its usage quotas (protocol v1.2 §U), before the session is used: refused,
     // the request can be sent again unchanged once the window ends. Executions
     // in flight are not counted yet, so they may carry the client past a quota.
@@ -261,6 +249,29 @@ pub(super) async fn execute(
         .map_err(api_error)?;
     record_in_span(&receipt);
     execute_response(receipt, format)
+}
+
+/// Reads and decodes the body of an `/execute` request in `format`, and counts it.
+async fn read_sealed(
+    request: Request,
+    state: &AppState,
+    format: BodyFormat,
+    client: ClientKey,
+) -> Result<SealedExecution, ApiError> {
+    let provider = state.sessions.provider();
+    let sealed = match format {
+        BodyFormat::Json => {
+            let bytes = read_body(request, state).await?;
+            sealed_execution(json_body::<ExecuteBody>(&bytes)?, provider, client)?
+        }
+        BodyFormat::Binary => {
+            let (head, ciphertext) =
+                read_split_body(request, state, binary::MIN_EXECUTE_BODY).await?;
+            sealed_binary_parts(&head, ciphertext, provider, client)?
+        }
+    };
+    state.metrics.record_execute_body(format.as_str());
+    Ok(sealed)
 }
 
 fn record_in_span(receipt: &ExecutionReceipt) {
@@ -321,6 +332,12 @@ async fn execute_async(
     state.async_executions.published(execution_id).await;
     state.metrics.record_async_execution();
     tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
+    accepted_response(execution_id)
+}
+
+/// The 202 of an execution accepted with `Prefer: respond-async`: its id, and
+/// where its answer will be.
+fn accepted_response(execution_id: uuid::Uuid) -> Result<Response, ApiError> {
     let id = execution_id.hyphenated().to_string();
     let location = format!("/executions/{id}");
     let mut response = (
@@ -384,21 +401,7 @@ pub(super) async fn get_execution(
         .await
         .map_err(|_| ApiError::DatabaseUnavailable)?
         .ok_or(ApiError::ExecutionNotFound)?;
-    let pending = |state, phase| {
-        let mut response = (
-            StatusCode::ACCEPTED,
-            Json(ExecutionState {
-                execution_id: execution_id.clone(),
-                state,
-                phase: Some(phase),
-            }),
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
-        response
-    };
+    let pending = |state, phase| pending_response(execution_id.clone(), state, phase);
     match view {
         View::Queued => Ok(pending(PendingState::Queued, ExecutionPhase::Queued)),
         View::Running(phase) => Ok(pending(
@@ -409,23 +412,49 @@ pub(super) async fn get_execution(
                 Phase::Running => ExecutionPhase::Running,
             },
         )),
-        View::Done(answer) => {
-            // Streamed from the one copy kept, by a bounded number of readers:
-            // a reader that does not read holds a piece and a slot, no copy.
-            let slot = state
-                .async_executions
-                .begin_read(client)
-                .map_err(|_: ReadersFull| ApiError::TooManyReaders)?;
-            if accepts_binary(&headers) {
-                Ok(AnswerBody::new(answer, BodyFormat::Binary, Some(slot))?
-                    .into_response(OCTET_STREAM))
-            } else {
-                Ok(AnswerBody::new(answer, BodyFormat::Json, Some(slot))?
-                    .into_response("application/json"))
-            }
-        }
+        View::Done(answer) => done_response(&state, client, answer, &headers),
         View::Withheld(Withheld::LogUnavailable) => Err(ApiError::LogUnavailable),
         View::Withheld(Withheld::Internal) => Err(ApiError::Internal),
+    }
+}
+
+/// The 202 of an async execution not finished yet: ask again in a second.
+fn pending_response(execution_id: String, state: PendingState, phase: ExecutionPhase) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(ExecutionState {
+            execution_id,
+            state,
+            phase: Some(phase),
+        }),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
+    response
+}
+
+/// A finished async execution's answer, in binary if `headers` accept it, else
+/// JSON. Streamed from the one copy kept, by a bounded number of readers: a
+/// reader that does not read holds a piece and a slot, no copy.
+fn done_response(
+    state: &AppState,
+    client: ClientKey,
+    answer: Answer,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let slot = state
+        .async_executions
+        .begin_read(client)
+        .map_err(|_: ReadersFull| ApiError::TooManyReaders)?;
+    if accepts_binary(headers) {
+        Ok(AnswerBody::new(answer, BodyFormat::Binary, Some(slot))?.into_response(OCTET_STREAM))
+    } else {
+        Ok(
+            AnswerBody::new(answer, BodyFormat::Json, Some(slot))?
+                .into_response("application/json"),
+        )
     }
 }
 

@@ -44,17 +44,7 @@ impl Executor {
         };
         let leaf_signature = inner.key.sign(&leaf.to_bytes());
         let append_started = Instant::now();
-        let log_index = inner
-            .log
-            .append(LogRecord {
-                leaf,
-                signature: leaf_signature.clone(),
-            })
-            .await
-            .map_err(ExecutionError::LogUnavailable)?;
-        inner
-            .metrics
-            .observe_audit_append(append_started.elapsed().as_secs_f64());
+        let log_index = self.append(leaf, leaf_signature.clone()).await?;
         // Counted once logged: what is counted is what the log proves ran.
         inner.usage.record(
             opened.client,
@@ -88,6 +78,22 @@ impl Executor {
             leaf_signature,
             status,
         })
+    }
+
+    /// Appends `leaf` with its `signature`: its log index, once the log has it
+    /// durably.
+    async fn append(&self, leaf: Leaf, signature: Vec<u8>) -> Result<u64, ExecutionError> {
+        let inner = &self.inner;
+        let append_started = Instant::now();
+        let log_index = inner
+            .log
+            .append(LogRecord { leaf, signature })
+            .await
+            .map_err(ExecutionError::LogUnavailable)?;
+        inner
+            .metrics
+            .observe_audit_append(append_started.elapsed().as_secs_f64());
+        Ok(log_index)
     }
 }
 

@@ -14,7 +14,7 @@
 use wasm_hypervisor_protocol::encoding::Hex;
 use wasm_hypervisor_protocol::payload::{EffectiveLimits, ExecutionResult, Status};
 use wasm_hypervisor_protocol::plaintext::Format;
-use wasm_hypervisor_protocol::request::Ceilings;
+use wasm_hypervisor_protocol::request::{Ceilings, Request};
 use zeroize::Zeroizing;
 
 use super::prepare::{CompileRefusal, Refusal, guest_limits, mount_specs_under};
@@ -66,43 +66,11 @@ pub async fn replay_locally(
     execution_id: uuid::Uuid,
     bounds: ReplayLimits,
 ) -> Result<Zeroizing<Vec<u8>>, ReplayError> {
-    // The request passed the server's own ceilings on args and env; the limits
-    // it ran under are the result's, so a request that asked for less reads
-    // the same here.
-    let ceilings = Ceilings {
-        maxima: bounds.limits,
-        max_args: usize::MAX,
-        max_env: usize::MAX,
-        max_args_env_bytes: usize::MAX,
-    };
     let plaintext = Plaintext::new(plaintext.to_vec());
-    let request = match read(&plaintext, &ceilings) {
-        Reading::Request(request) => request,
-        Reading::Refused(refused) => {
-            return Err(ReplayError::Unreadable(refused.error.to_string()));
-        }
-        Reading::Panicked => return Err(ReplayError::Unreadable("reading it panicked".to_owned())),
-    };
-    if request.deterministic.is_none() {
-        return Err(ReplayError::NotDeterministic);
-    }
+    let request = read_deterministic(&plaintext, bounds.limits)?;
     let mut result = result::for_request(execution_id, &request);
     let limits = request.limits;
-    // A store of its own, for this request alone: what it sent is found, what
-    // it only names is missing.
-    let stores = BlobStores::new(usize::MAX);
-    let store = stores.scope(Scope::Open);
-    let resolved = match resolve::resolve(&store, &Metrics::new(), request, &plaintext) {
-        Ok(resolved) => resolved,
-        Err(resolve::Missing(hashes)) => {
-            let list = hashes
-                .iter()
-                .map(|hash| Hex(*hash).to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(ReplayError::NamedBlobs(list));
-        }
-    };
+    let resolved = resolve_alone(request, &plaintext)?;
     let format = Format::of(&plaintext);
     let files_bytes = limits.files_bytes.unwrap_or(0);
     let prepared = mount_specs_under(resolved.mounts, files_bytes, bounds.max_mount_entries)
@@ -147,6 +115,53 @@ pub async fn replay_locally(
         .await;
     let mounts_out = result::fill_from_report(&mut result, report, writable);
     Ok(finish(&mut result, format, mounts_out))
+}
+
+/// Reads `plaintext` as the executor does and checks that it is deterministic.
+fn read_deterministic(
+    plaintext: &Plaintext,
+    limits: EffectiveLimits,
+) -> Result<Request<'_>, ReplayError> {
+    // The request passed the server's own ceilings on args and env; the limits
+    // it ran under are the result's, so a request that asked for less reads
+    // the same here.
+    let ceilings = Ceilings {
+        maxima: limits,
+        max_args: usize::MAX,
+        max_env: usize::MAX,
+        max_args_env_bytes: usize::MAX,
+    };
+    let request = match read(plaintext, &ceilings) {
+        Reading::Request(request) => request,
+        Reading::Refused(refused) => {
+            return Err(ReplayError::Unreadable(refused.error.to_string()));
+        }
+        Reading::Panicked => return Err(ReplayError::Unreadable("reading it panicked".to_owned())),
+    };
+    if request.deterministic.is_none() {
+        return Err(ReplayError::NotDeterministic);
+    }
+    Ok(request)
+}
+
+/// Resolves `request`'s blobs in a store of its own, for this request alone:
+/// what it sent is found, what it only names is missing.
+fn resolve_alone(
+    request: Request<'_>,
+    plaintext: &Plaintext,
+) -> Result<resolve::Resolved, ReplayError> {
+    let stores = BlobStores::new(usize::MAX);
+    let store = stores.scope(Scope::Open);
+    resolve::resolve(&store, &Metrics::new(), request, plaintext).map_err(
+        |resolve::Missing(hashes)| {
+            let list = hashes
+                .iter()
+                .map(|hash| Hex(*hash).to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            ReplayError::NamedBlobs(list)
+        },
+    )
 }
 
 /// The result plaintext as `record` writes it before sealing.

@@ -121,7 +121,7 @@ pub(super) async fn run(
     };
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_TABLE_ENTRIES);
-    let mut run = Run::new(engine, input, limits, |mut wasi, limiter| ComponentState {
+    let run = Run::new(engine, input, limits, |mut wasi, limiter| ComponentState {
         ctx: wasi.build(),
         table,
         mounts,
@@ -136,47 +136,59 @@ pub(super) async fn run(
         Err(error) => return run.fail(RunError::Unlinkable(error.clone())),
     };
     match entry {
-        Entry::Command => {
-            let Some(command) = &target.command else {
-                return run.fail(RunError::NoCliRun);
-            };
-            let timeout = run.timeout();
-            let store = &mut run.store;
-            let result = tokio::time::timeout(timeout, async {
-                let command = command.instantiate_async(&mut *store).await?;
-                command.wasi_cli_run().call_run(&mut *store).await
-            })
-            .await;
-            // `run` returning `err` is a failed command, which `wasmtime run`
-            // reports as exit code 1.
-            let outcome = match run.outcome(result) {
-                Ok(Ok(())) => GuestOutcome::Exited(0),
-                Ok(Err(())) => GuestOutcome::Exited(1),
-                Err(outcome) => outcome,
-            };
-            run.finish(outcome)
-        }
-        Entry::Invoke(expression) => {
-            let call = match Call::check(engine, &target.component, &expression) {
-                Ok(call) => call,
-                Err(error) => return run.fail(error.into()),
-            };
-            let timeout = run.timeout();
-            let store = &mut run.store;
-            let result = tokio::time::timeout(timeout, async {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                let func = instance
-                    .get_func(&mut *store, call.export)
-                    .expect("checked against the component's exports");
-                let mut results = vec![Val::Bool(false); call.results];
-                func.call_async(&mut *store, &call.params, &mut results)
-                    .await?;
-                Ok(results)
-            })
-            .await;
-            run.finish_invoke(result)
-        }
+        Entry::Command => match &target.command {
+            Some(command) => run_command(run, command).await,
+            None => run.fail(RunError::NoCliRun),
+        },
+        Entry::Invoke(expression) => match Call::check(engine, &target.component, &expression) {
+            Ok(call) => run_invoke(run, pre, call).await,
+            Err(error) => run.fail(error.into()),
+        },
     }
+}
+
+/// Runs `wasi:cli/run` to its end, or to the deadline.
+async fn run_command(
+    mut run: Run<ComponentState>,
+    command: &CommandPre<ComponentState>,
+) -> RunReport {
+    let timeout = run.timeout();
+    let store = &mut run.store;
+    let result = tokio::time::timeout(timeout, async {
+        let command = command.instantiate_async(&mut *store).await?;
+        command.wasi_cli_run().call_run(&mut *store).await
+    })
+    .await;
+    // `run` returning `err` is a failed command, which `wasmtime run`
+    // reports as exit code 1.
+    let outcome = match run.outcome(result) {
+        Ok(Ok(())) => GuestOutcome::Exited(0),
+        Ok(Err(())) => GuestOutcome::Exited(1),
+        Err(outcome) => outcome,
+    };
+    run.finish(outcome)
+}
+
+/// Calls the checked export `call` of a fresh instance of `pre`.
+async fn run_invoke(
+    mut run: Run<ComponentState>,
+    pre: &InstancePre<ComponentState>,
+    call: Call,
+) -> RunReport {
+    let timeout = run.timeout();
+    let store = &mut run.store;
+    let result = tokio::time::timeout(timeout, async {
+        let instance = pre.instantiate_async(&mut *store).await?;
+        let func = instance
+            .get_func(&mut *store, call.export)
+            .expect("checked against the component's exports");
+        let mut results = vec![Val::Bool(false); call.results];
+        func.call_async(&mut *store, &call.params, &mut results)
+            .await?;
+        Ok(results)
+    })
+    .await;
+    run.finish_invoke(result)
 }
 
 /// An invocation checked against the component's type: the export exists, and the
@@ -223,47 +235,62 @@ fn find_function(
     component: &Component,
     name: &str,
 ) -> Result<(ComponentExportIndex, ComponentFunc), InvokeError> {
-    let ty = component.component_type();
     if let Some((interface, function)) = name.rsplit_once('#') {
-        let Some(ComponentItem::ComponentInstance(instance)) =
-            ty.get_export(engine, interface).map(|e| e.ty)
-        else {
-            return Err(InvokeError::NoInterface {
-                interface: interface.to_owned(),
-            });
-        };
-        let Some(ComponentItem::ComponentFunc(func)) =
-            instance.get_export(engine, function).map(|e| e.ty)
-        else {
-            return Err(InvokeError::NoInterfaceFunction {
-                interface: interface.to_owned(),
-                function: function.to_owned(),
-            });
-        };
-        let parent = component
-            .get_export_index(None, interface)
-            .expect("the type lists it");
-        let index = component
-            .get_export_index(Some(&parent), function)
-            .expect("the type lists it");
-        return Ok((index, func));
+        return find_in_interface(engine, component, interface, function);
     }
-    match ty.get_export(engine, name).map(|e| e.ty) {
+    match component
+        .component_type()
+        .get_export(engine, name)
+        .map(|e| e.ty)
+    {
         Some(ComponentItem::ComponentFunc(func)) => {
             let index = component
                 .get_export_index(None, name)
                 .expect("the type lists it");
-            return Ok((index, func));
+            Ok((index, func))
         }
-        Some(_) => {
-            return Err(InvokeError::NotAFunction {
-                name: name.to_owned(),
-            });
-        }
-        None => {}
+        Some(_) => Err(InvokeError::NotAFunction {
+            name: name.to_owned(),
+        }),
+        None => find_in_any_interface(engine, component, name),
     }
+}
+
+/// The function `function` of the exported interface named in full `interface`.
+fn find_in_interface(
+    engine: &Engine,
+    component: &Component,
+    interface: &str,
+    function: &str,
+) -> Result<(ComponentExportIndex, ComponentFunc), InvokeError> {
+    let Some(ComponentItem::ComponentInstance(instance)) = component
+        .component_type()
+        .get_export(engine, interface)
+        .map(|e| e.ty)
+    else {
+        return Err(InvokeError::NoInterface {
+            interface: interface.to_owned(),
+        });
+    };
+    let Some(ComponentItem::ComponentFunc(func)) =
+        instance.get_export(engine, function).map(|e| e.ty)
+    else {
+        return Err(InvokeError::NoInterfaceFunction {
+            interface: interface.to_owned(),
+            function: function.to_owned(),
+        });
+    };
+    Ok((interface_export(component, interface, function), func))
+}
+
+/// The only function named `name` in any exported interface.
+fn find_in_any_interface(
+    engine: &Engine,
+    component: &Component,
+    name: &str,
+) -> Result<(ComponentExportIndex, ComponentFunc), InvokeError> {
     let mut found = Vec::new();
-    for (interface, item) in ty.exports(engine) {
+    for (interface, item) in component.component_type().exports(engine) {
         if let ComponentItem::ComponentInstance(instance) = item.ty
             && let Some(ComponentItem::ComponentFunc(func)) =
                 instance.get_export(engine, name).map(|e| e.ty)
@@ -277,13 +304,7 @@ fn find_function(
         }),
         1 => {
             let (interface, func) = found.pop().expect("one");
-            let parent = component
-                .get_export_index(None, interface.as_str())
-                .expect("the type lists it");
-            let index = component
-                .get_export_index(Some(&parent), name)
-                .expect("the type lists it");
-            Ok((index, func))
+            Ok((interface_export(component, &interface, name), func))
         }
         _ => Err(InvokeError::Ambiguous {
             name: name.to_owned(),
@@ -293,4 +314,19 @@ fn find_function(
                 .collect(),
         }),
     }
+}
+
+/// The export index of `function` in the exported interface `interface`, both
+/// found in the component's type.
+fn interface_export(
+    component: &Component,
+    interface: &str,
+    function: &str,
+) -> ComponentExportIndex {
+    let parent = component
+        .get_export_index(None, interface)
+        .expect("the type lists it");
+    component
+        .get_export_index(Some(&parent), function)
+        .expect("the type lists it")
 }

@@ -72,7 +72,7 @@ pub(super) async fn run(
         Ok(mounts) => (mounts, None),
         Err(error) => (Mounts::none(), Some(error)),
     };
-    let mut run = Run::new(engine, input, limits, |mut wasi, limiter| CoreState {
+    let run = Run::new(engine, input, limits, |mut wasi, limiter| CoreState {
         wasi: P1::new(wasi.build_p1(), mounts),
         limiter,
     });
@@ -87,48 +87,59 @@ pub(super) async fn run(
         return run.fail(error);
     }
     match entry {
-        Entry::Command => {
-            match target.module.get_export("_start") {
-                Some(ExternType::Func(func))
-                    if func.params().len() == 0 && func.results().len() == 0 => {}
-                Some(_) => return run.fail(RunError::StartNotCommand),
-                None => return run.fail(RunError::NoStart),
+        Entry::Command => match target.module.get_export("_start") {
+            Some(ExternType::Func(func))
+                if func.params().len() == 0 && func.results().len() == 0 =>
+            {
+                run_start(run, &pre).await
             }
-            let timeout = run.timeout();
-            let store = &mut run.store;
-            let result = tokio::time::timeout(timeout, async {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-                start.call_async(&mut *store, ()).await
-            })
-            .await;
-            let outcome = match run.outcome(result) {
-                Ok(()) => GuestOutcome::Exited(0),
-                Err(outcome) => outcome,
-            };
-            run.finish(outcome)
-        }
-        Entry::Invoke(expression) => {
-            let call = match Call::check(&target.module, &expression) {
-                Ok(call) => call,
-                Err(error) => return run.fail(error.into()),
-            };
-            let timeout = run.timeout();
-            let store = &mut run.store;
-            let result = tokio::time::timeout(timeout, async {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                let func = instance
-                    .get_func(&mut *store, &call.name)
-                    .expect("checked against the module's exports");
-                let mut results = vec![Val::I32(0); call.results];
-                func.call_async(&mut *store, &call.params, &mut results)
-                    .await?;
-                Ok(results)
-            })
-            .await;
-            run.finish_invoke(result)
-        }
+            Some(_) => run.fail(RunError::StartNotCommand),
+            None => run.fail(RunError::NoStart),
+        },
+        Entry::Invoke(expression) => match Call::check(&target.module, &expression) {
+            Ok(call) => run_invoke(run, &pre, call).await,
+            Err(error) => run.fail(error.into()),
+        },
     }
+}
+
+/// Runs `_start` of a fresh instance of `pre` to its end, or to the deadline.
+async fn run_start(mut run: Run<CoreState>, pre: &InstancePre<CoreState>) -> RunReport {
+    let timeout = run.timeout();
+    let store = &mut run.store;
+    let result = tokio::time::timeout(timeout, async {
+        let instance = pre.instantiate_async(&mut *store).await?;
+        let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+        start.call_async(&mut *store, ()).await
+    })
+    .await;
+    let outcome = match run.outcome(result) {
+        Ok(()) => GuestOutcome::Exited(0),
+        Err(outcome) => outcome,
+    };
+    run.finish(outcome)
+}
+
+/// Calls the checked export `call` of a fresh instance of `pre`.
+async fn run_invoke(
+    mut run: Run<CoreState>,
+    pre: &InstancePre<CoreState>,
+    call: Call,
+) -> RunReport {
+    let timeout = run.timeout();
+    let store = &mut run.store;
+    let result = tokio::time::timeout(timeout, async {
+        let instance = pre.instantiate_async(&mut *store).await?;
+        let func = instance
+            .get_func(&mut *store, &call.name)
+            .expect("checked against the module's exports");
+        let mut results = vec![Val::I32(0); call.results];
+        func.call_async(&mut *store, &call.params, &mut results)
+            .await?;
+        Ok(results)
+    })
+    .await;
+    run.finish_invoke(result)
 }
 
 /// Checks a core module's declared needs before instantiating it, so that the

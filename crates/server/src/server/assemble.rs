@@ -1,7 +1,8 @@
 //! The parts of the service made from the configuration, one function each:
 //! the sandbox's settings, the session store (in memory or in PostgreSQL), the
-//! execution policy, long jobs, access tokens, usage and quotas, and witness
-//! cosigning; [`Service`](super::Service)'s assembly calls them in order.
+//! execution policy, long jobs, access tokens, usage and quotas, witness
+//! cosigning, and `/health`'s view; [`Service`](super::Service)'s assembly calls them
+//! in order, then [`app_state`] puts them together for the handlers.
 
 use super::*;
 
@@ -243,4 +244,82 @@ pub(super) fn client_quotas(config: &Config) -> (Quotas, Quotas) {
         max_tracked: clients.max_tracked.get_usize(),
     });
     (quotas, health_quotas)
+}
+
+/// What [`app_state`] puts beside the configuration's HTTP and access settings:
+/// the parts made before it.
+pub(super) struct Parts {
+    pub(super) executor: Executor,
+    pub(super) log: AuditLog,
+    pub(super) sessions: Arc<dyn SessionStore>,
+    pub(super) health: Health,
+    pub(super) metrics: Metrics,
+    pub(super) key: Arc<ServerKey>,
+    pub(super) note_key: Arc<wasm_hypervisor_protocol::note::NoteSigningKey>,
+    pub(super) witnessing: Option<crate::witness::Witnessing>,
+    pub(super) usage: Usage,
+    pub(super) async_executions: AsyncExecutions,
+}
+
+/// The handlers' shared state: `parts`, the access tokens and quotas, and the
+/// HTTP bounds of `config`; `trusted_proxies` are the peers whose forwarding
+/// headers are believed.
+pub(super) fn app_state(
+    config: &Config,
+    parts: Parts,
+    trusted_proxies: Arc<[ipnet::IpNet]>,
+) -> AppState {
+    let (tokens, metrics_access) = access_tokens(config);
+    let (quotas, health_quotas) = client_quotas(config);
+    let http = &config.http;
+    AppState::new(Shared {
+        witnessing: parts.witnessing,
+        executor: parts.executor,
+        tiles: crate::tlog::Tiles::new(parts.log.clone()),
+        log: parts.log,
+        sessions: parts.sessions,
+        health: parts.health,
+        metrics: parts.metrics,
+        key: parts.key,
+        note_key: parts.note_key,
+        origin: config.origin.as_str().into(),
+        started: Instant::now(),
+        tokens,
+        metrics_access,
+        quotas,
+        usage: parts.usage,
+        health_quotas,
+        trusted_proxies,
+        body_read_timeout: http.body_read_timeout_ms.get(),
+        max_header_bytes: http.max_header_bytes.get_usize(),
+        executions: TaskTracker::new(),
+        async_executions: parts.async_executions,
+        // Unbounded above: a limit past the address space is no limit.
+        max_request_bytes: usize::try_from(config.limits.max_request_bytes.get())
+            .unwrap_or(usize::MAX),
+        max_session_batch: config.sessions.max_batch.get_usize(),
+        playground: config.playground,
+    })
+}
+
+/// `/health`'s view of the log and the data directory, and in cluster mode of the
+/// database, whose probe joins `background`.
+pub(super) fn health(
+    config: &Config,
+    log: &AuditLog,
+    cluster: Option<&Cluster>,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Health {
+    let health = Health::new(
+        log.clone(),
+        config.data_dir.as_path(),
+        config.data_dir_min_free_bytes,
+    );
+    match cluster {
+        Some(cluster) => {
+            background.push(cluster.spawn_probe());
+            health.with_database(cluster.reachability())
+        }
+        None => health,
+    }
 }

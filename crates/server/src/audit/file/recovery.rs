@@ -48,7 +48,7 @@ use super::super::AuditError;
 use super::super::checkpoint_file::{self, NotContained};
 use super::super::record::{BATCH_MODULUS, BatchMark, Decoded, LogRecord, Version};
 use super::super::tree::LeafIndex;
-use super::writer::MAX_BATCH_BYTES;
+use super::writer::{self, MAX_BATCH_BYTES};
 use super::{CHECKPOINT_FILE, Index, LOG_FILE, Recovery};
 use crate::keys::{PublicKey, ServerKey};
 use wasm_hypervisor_protocol::checkpoint::SignedCheckpoint;
@@ -145,7 +145,7 @@ fn open_locked(dir: &Path, path: &Path, chunk: u64) -> Result<(File, Vec<u8>), A
         bytes.clear();
         bytes.extend_from_slice(FILE_MAGIC);
         bytes.resize(FILE_MAGIC.len() + chunk as usize, 0);
-        file.write_all_at(&bytes, 0).map_err(io)?;
+        writer::write_in_pieces(&file, &bytes, 0).map_err(io)?;
         file.sync_all().map_err(io)?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
@@ -349,7 +349,7 @@ fn convert_v1(
         }
         Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
     }
-    file.write_all_at(&bytes, 0).map_err(io)?;
+    writer::write_in_pieces(&file, &bytes, 0).map_err(io)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;

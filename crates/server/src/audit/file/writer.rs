@@ -4,7 +4,8 @@
 //! # The segment
 //! The file grows by [`SEGMENT_CHUNK`] of zeros actually written (not `fallocate`d:
 //! an unwritten extent would make the first write into it a metadata change
-//! again), followed by one `fsync`. Records then overwrite zeros, so the
+//! again), in writes of at most [`SETUP_PIECE`] (so that the page cache holds the
+//! segment in small folios), followed by one `fsync`. Records then overwrite zeros, so the
 //! `fdatasync` after a batch has no file size or extent to record: on ext4 it is a
 //! data-only flush, not a journal commit. Whoever wrote a batch grows the file when
 //! the zeros left fall below a quarter of a chunk, just after acknowledging it: once
@@ -49,6 +50,15 @@ use super::{CHECKPOINT_FILE, Shared};
 /// A larger chunk makes the wait rarer but longer (and costs every new data
 /// directory more disk up front); the total time spent growing is the same.
 pub const SEGMENT_CHUNK: u64 = 4 << 20;
+
+/// Most bytes one `write` of the file's setup (a new file's zeros, a converted
+/// file, the segment's growth) puts in the file. The page cache keeps what one
+/// write brings in as folios of that write's size (up to 2 MiB), and each append
+/// of a few hundred bytes makes the kernel walk every block of the folio it lands
+/// in, when the write begins and again at writeback: a segment written in one
+/// 4 MiB write cost every append ~15–20 µs more CPU (ext4, Linux 6.18;
+/// BENCHMARKS.md, "Near the floor"). At 64 KiB the walk is 16 blocks.
+pub(super) const SETUP_PIECE: usize = 64 * 1024;
 
 /// Most records the writer takes into one write and sync.
 const MAX_BATCH: usize = 1024;
@@ -410,16 +420,83 @@ impl Writer {
     /// `fsync`s it (its size changed): the appends that overwrite them later are
     /// data-only.
     fn grow(&mut self, target: u64) -> std::io::Result<()> {
-        const PIECE: usize = 64 * 1024;
-        let zeros = vec![0u8; PIECE];
+        let zeros = vec![0u8; SETUP_PIECE];
         let mut at = self.allocated;
         while at < target {
-            let piece = PIECE.min((target - at) as usize);
+            let piece = SETUP_PIECE.min((target - at) as usize);
             self.file.write_all_at(&zeros[..piece], at)?;
             at += piece as u64;
         }
         self.file.sync_all()?;
         self.allocated = target;
         Ok(())
+    }
+}
+
+/// The pieces, as ranges of `len` bytes, in which [`write_in_pieces`] writes
+/// them: in order, each at most [`SETUP_PIECE`] bytes.
+fn pieces(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..len)
+        .step_by(SETUP_PIECE)
+        .map(move |start| start..len.min(start + SETUP_PIECE))
+}
+
+/// Writes `bytes` at offset `at` in writes of at most [`SETUP_PIECE`] bytes (see
+/// there why), without syncing.
+pub(super) fn write_in_pieces(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+    for range in pieces(bytes.len()) {
+        file.write_all_at(&bytes[range.clone()], at + range.start as u64)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_writes_are_pieces_of_at_most_64_kib_covering_the_bytes_in_order() {
+        for len in [
+            0,
+            1,
+            SETUP_PIECE - 1,
+            SETUP_PIECE,
+            SETUP_PIECE + 1,
+            32 + (4 << 20),
+        ] {
+            let ranges: Vec<_> = pieces(len).collect();
+            assert!(
+                ranges
+                    .iter()
+                    .all(|r| !r.is_empty() && r.len() <= SETUP_PIECE)
+            );
+            let mut next = 0;
+            for range in &ranges {
+                assert_eq!(range.start, next, "len {len}: {ranges:?}");
+                next = range.end;
+            }
+            assert_eq!(next, len);
+        }
+        // A new data directory's first segment: its 4 MiB of zeros, plus the
+        // header, in 65 writes, not one.
+        assert_eq!(pieces(32 + (4 << 20)).count(), 65);
+    }
+
+    #[test]
+    fn bytes_written_in_pieces_read_back_whole_at_their_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        let bytes: Vec<u8> = (0..3 * SETUP_PIECE + 7).map(|i| (i % 251) as u8).collect();
+        write_in_pieces(&file, &bytes, 5).unwrap();
+        let mut back = vec![0; bytes.len()];
+        file.read_exact_at(&mut back, 5).unwrap();
+        assert_eq!(back, bytes);
+        assert_eq!(file.metadata().unwrap().len(), 5 + bytes.len() as u64);
     }
 }
