@@ -1193,20 +1193,8 @@ const LINES_PER_SCREEN: usize = 60;
 /// shorten them are merged, remove their entries (the test fails on an entry that
 /// is no longer too long, so the list cannot outlive its reason).
 const OVER_A_SCREEN_FOR_NOW: &[(&str, &str)] = &[
-    ("crates/server/src/api/executions.rs", "execute"),
-    ("crates/server/src/api/executions.rs", "execute_async"),
-    ("crates/server/src/api/executions.rs", "get_execution"),
     ("crates/server/src/cluster/sessions.rs", "issue"),
     ("crates/server/src/cluster/sessions.rs", "issue_transaction"),
-    ("crates/server/src/execution/record.rs", "record"),
-    ("crates/server/src/execution/replay.rs", "replay_locally"),
-    ("crates/server/src/sandbox/component.rs", "find_function"),
-    ("crates/server/src/sandbox/component.rs", "run"),
-    ("crates/server/src/sandbox/core.rs", "run"),
-    ("crates/server/src/server.rs", "assemble"),
-    ("crates/server/src/server.rs", "serve"),
-    ("crates/server/src/server.rs", "serve_connections"),
-    ("src/bin/loadgen.rs", "report"),
 ];
 
 /// `source` with every comment and the contents of every string and character
