@@ -32,6 +32,13 @@
 //! which also refuses at once, before deriving, a client whose batches in flight
 //! on this replica would pass its share, and bounds the work queued.
 //!
+//! A replica runs one issue transaction at a time, the smallest request first
+//! (`session::issuer::Turns`): the lock grants waiters first come first served,
+//! so a burst of batches sent as they were made would hold a connection each
+//! while queued (starving executions' `take` of connections) and put a fresh
+//! client's one session behind all of them (issue 25, row 9). Now at most one
+//! transaction per replica is ahead of it at the lock.
+//!
 //! # Expiry
 //! A session past `expires_ms` is unknown (`take` and `is_live` check it); each
 //! replica's sweeper deletes expired rows and epoch keys no session needs, every
@@ -50,7 +57,7 @@ use super::{Cluster, DbError, OPERATION_TIMEOUT, unix_millis};
 use crate::access::ClientKey;
 use crate::envelope::{self, Provider, SessionSecret};
 use crate::keys::ServerKey;
-use crate::session::issuer::Issuer;
+use crate::session::issuer::{Issuer, Turns};
 use crate::session::{IssuedSession, SessionError, SessionStore};
 
 /// How often a replica deletes expired sessions and epoch keys.
@@ -148,6 +155,8 @@ pub struct PgSessionStore {
     keys: Arc<WrapKeys>,
     /// Makes the batches' key pairs and sealed seeds (`session::issuer`).
     issuer: Issuer<Made>,
+    /// One issue transaction at a time, the smallest first (module doc).
+    turns: Turns,
     /// Live sessions in the whole cluster, as of this replica's last issue or
     /// sweep (the gauge).
     pending: AtomicUsize,
@@ -159,6 +168,7 @@ impl PgSessionStore {
             keys: Arc::new(WrapKeys::new(cluster.clone(), key, limits.ttl)),
             // More than the pool's bound could never be pending at once.
             issuer: Issuer::new(limits.max_pending),
+            turns: Turns::new(),
             cluster,
             provider: key.provider(),
             limits,
@@ -244,7 +254,7 @@ impl PgSessionStore {
 
     /// Issues `count` sessions for `client`, or says why not: the key pairs and
     /// sealed seeds made in the client's turn (`maker`), then one transaction
-    /// (`issue_transaction`).
+    /// (`issue_transaction`) in the request's turn (`turns`).
     async fn issue(
         &self,
         client: ClientKey,
@@ -272,11 +282,19 @@ impl PgSessionStore {
             share: share as i64,
         };
         let rows = &rows;
+        // Bounded as the lock's wait was when every request queued there: a
+        // database that stalls fails the requests behind, rather than queueing
+        // them for as long as those ahead take.
+        let turn = tokio::time::timeout(OPERATION_TIMEOUT, self.turns.take(count))
+            .await
+            .map_err(|_| unavailable(DbError::Timeout))?;
         let issue = self
             .cluster
             .run(|mut db| async move { issue_transaction(&mut db, rows, bounds).await })
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable);
+        drop(turn);
+        let issue = issue?;
         let retry_after = |expiry: Option<i64>| {
             expiry.map_or(Duration::from_secs(1), |expiry| {
                 Duration::from_millis(u64::try_from(expiry - now_ms).unwrap_or(0))
