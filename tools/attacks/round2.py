@@ -362,10 +362,10 @@ class Postgres:
     def sample_activity(self, samples, interval_s=0.005):
         """Starts sampling `pg_stat_activity` (`samples` times, every `interval_s`)
         into the table `activity_samples`; returns the `psql` process doing it."""
-        self.psql("round2", "CREATE UNLOGGED TABLE activity_samples (at timestamptz, pid int, app text, "
+        self.psql("round2", "CREATE UNLOGGED TABLE activity_samples (sample int, at timestamptz, pid int, app text, "
                             "state text, wait_type text, wait_event text, query text)")
         sql = (f"DO $$ BEGIN FOR i IN 1..{samples} LOOP PERFORM pg_stat_clear_snapshot(); "
-               "INSERT INTO activity_samples SELECT clock_timestamp(), pid, application_name, state, "
+               "INSERT INTO activity_samples SELECT i, clock_timestamp(), pid, application_name, state, "
                "wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity "
                "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND query NOT LIKE 'LISTEN%'; "
                f"PERFORM pg_sleep({interval_s}); END LOOP; END $$")
@@ -387,7 +387,7 @@ class Postgres:
                                    "round(100.0 * count(*) / sum(count(*)) OVER ()) FROM activity_samples "
                                    "WHERE state <> 'idle' GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 8")
         deepest = self.psql("round2", "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM activity_samples "
-                                      "WHERE wait_event = 'advisory' GROUP BY at) AS per_sample")
+                                      "WHERE wait_event = 'advisory' GROUP BY sample) AS per_sample")
         dump = self.psql("round2", "COPY activity_samples TO STDOUT")
         (self.dir / "activity.tsv").write_text(dump + "\n")
         groups = [line.split("|") for line in rows.splitlines() if line]
