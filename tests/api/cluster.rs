@@ -1354,6 +1354,146 @@ async fn a_fresh_clients_session_is_issued_before_a_flood_of_batches_on_a_replic
     assert_eq!(cluster.live_sessions(), (FLOOD_BATCH * FLOOD + 1) as u64);
 }
 
+/// The issue lock's key (`cluster::sessions::ISSUE_LOCK`, "wasmhses").
+const ISSUE_LOCK: i64 = 0x7761_736d_6873_6573;
+
+impl Cluster {
+    /// Backends of the replicas waiting for the issue lock now.
+    fn waiting_on_the_issue_lock(&self) -> usize {
+        self.sql
+            .run(&format!(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND classid = {} AND objid = {}",
+                ISSUE_LOCK >> 32,
+                ISSUE_LOCK & 0xffff_ffff
+            ))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Polls `done` (at most 60 s) until it holds.
+    async fn until(&self, what: &str, done: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Requests of replica `replica` that waited for their turn to store their
+/// sessions (`session::issuer::Turns`, logged at debug level).
+fn waited_for_a_turn(cluster: &Cluster, replica: usize) -> usize {
+    cluster.replicas[replica]
+        .process
+        .stderr_so_far()
+        .iter()
+        .filter(|line| line.contains("waits for its turn to store"))
+        .count()
+}
+
+/// Issue 25, row 9, at the database: while another connection holds the issue
+/// lock, a flood of batches on a replica (more than its 16 connections) waits
+/// with one transaction at the lock, not one per batch: an execution on that
+/// replica still gets its connections, and a fresh client's one session is
+/// stored right after the one batch already at the lock, not after the flood.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_behind_the_issue_lock_holds_one_connection_and_a_fresh_client_is_stored_next() {
+    const FLOOD: usize = 20;
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            ("WASM_HYPERVISOR_CLIENTS__TRUSTED_PROXIES", "[127.0.0.1]"),
+            (
+                "RUST_LOG",
+                "info,wasm_hypervisor_server::session::issuer=debug",
+            ),
+        ],
+    );
+    let identity = cluster.client(0).identity(None).await.unwrap();
+    // The module compiled before: the execution below waits only for what it
+    // must wait for. (Each batch at the lock gives up after `lock_timeout`,
+    // 4.5 s: what follows takes well under that.)
+    let client = cluster.client(0);
+    let warm_up = open_on(&cluster, &identity, 0).await;
+    let execution = client.execute(&warm_up, &plaintext(client)).await.unwrap();
+    assert_eq!(execution.result.exit_code, Some(42));
+    let session = open_on(&cluster, &identity, 0).await;
+    let mut holder = cluster.sql.spawn(&format!(
+        "SET application_name = 'issue lock holder'; \
+         SELECT pg_advisory_xact_lock({ISSUE_LOCK}); SELECT pg_sleep(90)"
+    ));
+    cluster
+        .until("the test holds the issue lock", |cluster| {
+            cluster
+                .sql
+                .run(&format!(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objid = {} \
+                 AND a.application_name = 'issue lock holder'",
+                    ISSUE_LOCK & 0xffff_ffff
+                ))
+                .trim()
+                == "1"
+        })
+        .await;
+
+    let http = reqwest::Client::new();
+    let base = cluster.replicas[0].process.base.clone();
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|n| {
+            let (http, base) = (http.clone(), base.clone());
+            tokio::spawn(
+                async move { open_batch_as(&http, &base, &format!("10.9.0.{n}"), 8).await },
+            )
+        })
+        .collect();
+    // All made: one at the lock, the others waiting for their turn.
+    cluster
+        .until("the flood waits", |cluster| {
+            waited_for_a_turn(cluster, 0) == FLOOD - 1 && cluster.waiting_on_the_issue_lock() >= 1
+        })
+        .await;
+    assert_eq!(cluster.waiting_on_the_issue_lock(), 1);
+
+    // An execution meanwhile: its session's take and the log's append get
+    // connections, while the whole flood still waits.
+    let execution = client.execute(&session, &plaintext(client)).await.unwrap();
+    assert_eq!(execution.result.exit_code, Some(42));
+    assert!(flood.iter().all(|batch| !batch.is_finished()));
+    assert_eq!(cluster.live_sessions(), 0);
+
+    let fresh = {
+        let (http, base) = (http.clone(), base.clone());
+        tokio::spawn(async move { open_batch_as(&http, &base, "10.9.255.1", 1).await })
+    };
+    cluster
+        .until("the fresh client waits", |cluster| {
+            waited_for_a_turn(cluster, 0) == FLOOD
+        })
+        .await;
+    cluster.sql.run(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'issue lock holder'",
+    );
+    tokio::task::block_in_place(|| holder.wait()).unwrap();
+    assert_eq!(fresh.await.unwrap(), 201);
+    for batch in flood {
+        assert_eq!(batch.await.unwrap(), 201);
+    }
+    // The clients in the order their transactions wrote (a transaction's id
+    // is assigned at its first write, under the lock).
+    let order = cluster.sql.run(
+        "SELECT encode(client, 'hex') FROM sessions \
+         GROUP BY client ORDER BY min(xmin::text::bigint)",
+    );
+    let order: Vec<&str> = order.lines().collect();
+    assert_eq!(order.len(), FLOOD + 1, "{order:?}");
+    let fresh_at = order.iter().position(|&client| client == "040a09ff01");
+    assert_eq!(fresh_at, Some(1), "{order:?}");
+}
+
 /// Live sessions in the cluster's database held by the client at the IPv4
 /// `address` (the `client` column: 4, then the address's octets).
 fn held_by(cluster: &Cluster, address: &str) -> u64 {

@@ -6,6 +6,7 @@ every 0.1-0.3 s meanwhile.
 
     tools/attacks/round2.py ROW --bin target/release/wasm-hypervisor [--keep]
     tools/attacks/round2.py all --bin target/release/wasm-hypervisor [--keep]
+    tools/attacks/round2.py 9 --bin target/release/wasm-hypervisor --diagnose --keep
 
 ROW is one of idle, 1, 2, 3 (both of 3j, 3c), 3j, 3c, 4, 5, 6, 7, 8, 9, 10, write. Each row
 prints one summary line: what the attacker got, the server's memory growth (peak
@@ -13,7 +14,13 @@ VmRSS, or VmHWM when it rose, minus the RSS just before the attack, sampled ever
 20 ms from /proc/PID/status), the honest client's worst and median latency and its
 failures during the attack, and the attack's own timing. `all` runs every row in
 turn and prints a Markdown table at the end. `--keep` keeps each row's temporary
-directory (server logs, data directories) and prints where it is.
+directory (server logs, data directories) and prints where it is. `--diagnose`
+(row 9) says where the honest client's time went: PostgreSQL logs every statement
+with its duration (`pg/postgres.log`), and `pg_stat_activity` is sampled every
+5 ms during the burst (what each connection waits on, summed up in the note, every
+sample kept in `pg/activity.tsv`). It costs the database some CPU: a measuring run
+goes without it. Row 9's note always lists the honest client's slowest runs, with
+the time each spent opening a session batch (the rest is its execution).
 
 What each row does (sizes as the issue gives them; where it is not exact, the
 closest honest reproduction, said here):
@@ -312,7 +319,8 @@ class Postgres:
 
     PORT = 5432  # names the socket file only: no TCP listener
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, diagnose=False):
+        self.diagnose = diagnose
         versions = sorted((int(p.name), p / "bin") for p in Path("/usr/lib/postgresql").glob("*")
                           if p.name.isdigit() and (p / "bin" / "initdb").exists())
         if not versions:
@@ -334,6 +342,8 @@ class Postgres:
         subprocess.run(self.command("initdb", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync",
                                     "-D", str(self.dir / "data")), check=True, capture_output=True)
         options = f"-k {self.dir} -p {self.PORT} -c listen_addresses='' -c fsync=off -c max_connections=200"
+        if self.diagnose:
+            options += " -c log_min_duration_statement=0 -c log_line_prefix='%m [%p] %a '"
         subprocess.run(self.command("pg_ctl", "-D", str(self.dir / "data"), "-o", options, "-l",
                                     str(self.dir / "postgres.log"), "-w", "-t", "60", "start"),
                        check=True, capture_output=True)
@@ -348,6 +358,42 @@ class Postgres:
                                           "-d", database, "-tA", "-c", sql),
                              check=True, capture_output=True, timeout=30)
         return out.stdout.decode().strip()
+
+    def sample_activity(self, samples, interval_s=0.005):
+        """Starts sampling `pg_stat_activity` (`samples` times, every `interval_s`)
+        into the table `activity_samples`; returns the `psql` process doing it."""
+        self.psql("round2", "CREATE UNLOGGED TABLE activity_samples (sample int, at timestamptz, pid int, app text, "
+                            "state text, wait_type text, wait_event text, query text)")
+        sql = (f"DO $$ BEGIN FOR i IN 1..{samples} LOOP PERFORM pg_stat_clear_snapshot(); "
+               "INSERT INTO activity_samples SELECT i, clock_timestamp(), pid, application_name, state, "
+               "wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity "
+               "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND query NOT LIKE 'LISTEN%'; "
+               f"PERFORM pg_sleep({interval_s}); END LOOP; END $$")
+        return subprocess.Popen(self.command("psql", "-h", str(self.dir), "-p", str(self.PORT), "-U", "postgres",
+                                             "-d", "round2", "-q", "-c", sql),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def activity_summary(self):
+        """What the sampled connections did: the most frequent (state, wait, statement)
+        with their share of the samples, and the most connections seen waiting on the
+        advisory lock at once. Every sample goes to `activity.tsv`."""
+        statement = ("CASE WHEN query LIKE '%pg_advisory_xact_lock%' THEN 'issue lock' "
+                     "WHEN query LIKE 'WITH live%' THEN 'insert if it fits' "
+                     "WHEN query LIKE 'WITH holders%' THEN 'victims' "
+                     "WHEN query LIKE 'WITH evicted%' THEN 'evict and insert' "
+                     "WHEN query LIKE 'DELETE FROM sessions WHERE id%' THEN 'take' "
+                     "ELSE left(regexp_replace(query, '\\s+', ' ', 'g'), 30) END")
+        rows = self.psql("round2", f"SELECT state, coalesce(wait_event, 'cpu'), {statement}, count(*), "
+                                   "round(100.0 * count(*) / sum(count(*)) OVER ()) FROM activity_samples "
+                                   "WHERE state <> 'idle' GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 8")
+        deepest = self.psql("round2", "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM activity_samples "
+                                      "WHERE wait_event = 'advisory' GROUP BY sample) AS per_sample")
+        dump = self.psql("round2", "COPY activity_samples TO STDOUT")
+        (self.dir / "activity.tsv").write_text(dump + "\n")
+        groups = [line.split("|") for line in rows.splitlines() if line]
+        return (f"database connections at work (state, waiting on, statement: share of samples): "
+                + "; ".join(f"{state}, {wait}, {what}: {share}%" for state, wait, what, _, share in groups)
+                + f"; at most {deepest} waiting on the issue lock at once")
 
     def stop(self):
         if self.started:
@@ -472,6 +518,19 @@ def monitor_main(url, pids, control, results):
     sampler.start()
     module = tiny_module()
     client = make_client(url, HONEST_SOURCE)
+    # The time each run spends opening a session batch (`POST /sessions`), the rest
+    # being its `POST /execute`: which of the two a slow run waited on.
+    opening = [0.0]
+    open_batch = client._pool._open
+
+    def timed_open():
+        started = time.monotonic()
+        try:
+            return open_batch()
+        finally:
+            opening[0] += time.monotonic() - started
+
+    client._pool._open = timed_open
     ready = False
     for _ in range(3):  # compiles tiny.wasm, opens the first batch of sessions
         try:
@@ -482,13 +541,14 @@ def monitor_main(url, pids, control, results):
     results.put(("ready", ready))
     while not stop.wait(random.uniform(0.1, 0.3)):
         started = time.monotonic()
+        opening[0] = 0.0
         try:
             result = client.run(module)
             ok = result.status == "completed" and result.stdout == b"hello\n"
             error = None if ok else f"status {result.status}"
         except Exception as error_:  # noqa: BLE001 - every failure is counted
             ok, error = False, describe_error(error_).replace("client timeout", f"{HONEST_TIMEOUT:.0f} s")
-        honest.append((started, time.monotonic() - started, ok, error))
+        honest.append((started, time.monotonic() - started, ok, error, opening[0]))
     sampler.join()
     results.put(("done", {"memory": {str(pid): rows for pid, rows in memory.items()}, "honest": honest}))
 
@@ -544,6 +604,8 @@ def summarize_honest(samples, start, end):
         "median_ms": statistics.median(latencies) * 1000 if latencies else None,
         "failures": len(failures),
         "reasons": ", ".join(f"{n}x {r}" for r, n in reasons.most_common(3)),
+        # The three slowest: (seconds after `start` it began, latency, of it opening a batch).
+        "slowest": [(s[0] - start, s[1], s[4]) for s in sorted(window, key=lambda s: -s[1])[:3]],
     }
 
 
@@ -611,8 +673,8 @@ class Row:
     """What a row's attack gets: the servers, the binary, the temporary directory,
     and where it records its window (if not the whole attack) and results."""
 
-    def __init__(self, name, binary, workdir, servers, postgres=None):
-        self.name, self.binary, self.workdir = name, binary, workdir
+    def __init__(self, name, binary, workdir, servers, postgres=None, diagnose=False):
+        self.name, self.binary, self.workdir, self.diagnose = name, binary, workdir, diagnose
         self.servers, self.postgres = servers, postgres
         # The attack proper, if not the whole of it: (start, end) in time.monotonic().
         self.window = None
@@ -1008,6 +1070,7 @@ def row_9(row):
             finished[i] = time.monotonic()
             connection.close()
 
+    sampler = row.postgres.sample_activity(600) if row.diagnose else None
     threads = [threading.Thread(target=batch, args=(i,)) for i in range(160)]
     for thread in threads:
         thread.start()
@@ -1015,6 +1078,8 @@ def row_9(row):
     for thread in threads:
         thread.join(timeout=90)
     burst = max(finished) - started
+    if sampler is not None:
+        sampler.wait(timeout=60)
     pending = row.postgres.psql("round2", "SELECT count(*) FROM sessions")
     refused, reasons = 0, collections.Counter()
     probe_start = time.monotonic()
@@ -1035,7 +1100,8 @@ def row_9(row):
         "attacker": "batches: " + "; ".join(f"{n}x {s}" for s, n in counts.most_common()),
         "timing": f"160 batches answered within {burst:.2f} s; probe {time.monotonic() - probe_start:.0f} s",
         "note": f"{int(pending):,} sessions pending after the burst (the honest client's included); a fresh client refused {refused} of 35"
-        + (f" ({', '.join(f'{n}x {r}' for r, n in reasons.items())})" if reasons else ""),
+        + (f" ({', '.join(f'{n}x {r}' for r, n in reasons.items())})" if reasons else "")
+        + (f"; {row.postgres.activity_summary()}" if sampler is not None else ""),
     }
 
 
@@ -1084,7 +1150,7 @@ ATTACKS = {
 # Running a row
 
 
-def run_row(name, binary, keep):
+def run_row(name, binary, keep, diagnose=False):
     workdir = Path(tempfile.mkdtemp(prefix=f"round2-{name}-"))
     metrics_token = secrets.token_urlsafe(32)
     config = {"auth": {"metrics_tokens_sha256": [hashlib.sha256(metrics_token.encode()).hexdigest()]}}
@@ -1102,7 +1168,7 @@ def run_row(name, binary, keep):
     summary = {"row": name, "title": TITLES[name]}
     try:
         if name == "9":
-            postgres = Postgres(workdir)
+            postgres = Postgres(workdir, diagnose)
             postgres.start()
             config = dict(config, cluster={"database_url": postgres.url()},
                           clients={"trusted_proxies": ["127.0.0.1/32"]},
@@ -1114,7 +1180,7 @@ def run_row(name, binary, keep):
             server.start()
         monitor = Monitor(servers[0].url, [s.pid for s in servers])
         time.sleep(2.0)  # the baseline: the honest client alone
-        row = Row(name, binary, workdir, servers, postgres)
+        row = Row(name, binary, workdir, servers, postgres, diagnose)
         row.metrics_token = metrics_token
         attack_start = time.monotonic()
         try:
@@ -1144,6 +1210,10 @@ def run_row(name, binary, keep):
         summary["memory_mib"] = growth / 1024
         summary["memory_detail"] = "; ".join(details)
         summary["honest"] = summarize_honest(data["honest"], window[0], window[1] + 1.0)
+        if name == "9":
+            summary["note"] = (summary.get("note", "") + "; honest slowest: " + ", ".join(
+                f"{latency * 1000:,.0f} ms at +{at:.2f} s ({opening * 1000:,.0f} ms of it opening a session batch)"
+                for at, latency, opening in summary["honest"]["slowest"])).lstrip("; ")
         for label, start, end in row.extra_windows:
             extra_growth, _, _ = memory(start, end + 1.0)
             extra = summarize_honest(data["honest"], start, end + 1.0)
@@ -1219,6 +1289,8 @@ def main():
     parser.add_argument("row", choices=ROWS + ["3", "all"])
     parser.add_argument("--bin", required=True, help="the wasm-hypervisor binary to attack")
     parser.add_argument("--keep", action="store_true", help="keep each row's temporary directory")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="row 9: log PostgreSQL's statements and sample pg_stat_activity (module doc)")
     args = parser.parse_args()
     binary = str(Path(args.bin).resolve())
     if not os.access(binary, os.X_OK):
@@ -1226,7 +1298,7 @@ def main():
     rows = ROWS if args.row == "all" else ["3j", "3c"] if args.row == "3" else [args.row]
     summaries = []
     for name in rows:
-        summary = run_row(name, binary, args.keep)
+        summary = run_row(name, binary, args.keep, args.diagnose)
         summaries.append(summary)
         print(summary_line(summary), flush=True)
     if len(summaries) > 1:

@@ -31,8 +31,21 @@
 //! A job whose requester went away (its receiver dropped) is dropped at its next
 //! slice; a derivation that panics fails its job with
 //! [`SessionError::Unavailable`] and the lane goes on.
+//!
+//! # Turns
+//! What is made must then be stored, in cluster mode by a transaction behind a
+//! lock every replica takes, granted first come first served. Sent as soon as
+//! it was made, each request's transaction held a pooled connection while it
+//! waited, and a fresh client's one session queued behind every batch made
+//! before it (issue 25, row 9: the order chosen here was lost at the lock, and
+//! executions waited for connections). [`Turns`] lets one request at a time
+//! store what it was given, the request asking for the fewest items first (ties:
+//! the one that came first), so at most one request per replica is ahead of a
+//! fresh client at the lock, and the store's other connections stay free. A
+//! request that goes away while waiting gives up its place, and one that goes
+//! away holding the turn passes it on.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -284,6 +297,114 @@ impl<T: Send + 'static> Issuer<T> {
     }
 }
 
+/// One request at a time stores what it was made, the smallest first (module
+/// doc, "Turns").
+pub(crate) struct Turns {
+    state: Mutex<TurnState>,
+}
+
+struct TurnState {
+    /// Whether a [`Turn`] is held (or granted to a waiter not yet woken).
+    taken: bool,
+    /// Who waits, by (items asked for, arrival): the first is served next.
+    waiting: BTreeMap<(usize, u64), oneshot::Sender<()>>,
+    arrivals: u64,
+}
+
+/// The turn to store; passed on when dropped.
+pub(crate) struct Turn<'a> {
+    turns: &'a Turns,
+}
+
+/// A place in the queue of [`Turns`]: given up when dropped before the turn
+/// came, and the turn passed on if it came but was not taken.
+struct Waiting<'a> {
+    turns: &'a Turns,
+    place: (usize, u64),
+    granted: Option<oneshot::Receiver<()>>,
+}
+
+impl Turns {
+    pub(crate) fn new() -> Turns {
+        Turns {
+            state: Mutex::new(TurnState {
+                taken: false,
+                waiting: BTreeMap::new(),
+                arrivals: 0,
+            }),
+        }
+    }
+
+    /// Waits for the turn of a request for `items`.
+    pub(crate) async fn take(&self, items: usize) -> Turn<'_> {
+        let mut waiting = {
+            let mut state = self.lock();
+            if !state.taken {
+                state.taken = true;
+                return Turn { turns: self };
+            }
+            state.arrivals += 1;
+            let place = (items, state.arrivals);
+            let (grant, granted) = oneshot::channel();
+            state.waiting.insert(place, grant);
+            tracing::debug!(
+                items,
+                "a request waits for its turn to store what it was made"
+            );
+            Waiting {
+                turns: self,
+                place,
+                granted: Some(granted),
+            }
+        };
+        if let Some(granted) = waiting.granted.as_mut() {
+            // Its sender is only ever dropped by `pass`, after sending: an
+            // error cannot happen, and would mean the turn is ours anyway.
+            let _ = granted.await;
+        }
+        waiting.granted = None;
+        Turn { turns: self }
+    }
+
+    /// Gives the turn to the first who still waits, or frees it.
+    fn pass(&self) {
+        let mut state = self.lock();
+        while let Some((_, grant)) = state.waiting.pop_first() {
+            if grant.send(()).is_ok() {
+                return;
+            }
+        }
+        state.taken = false;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TurnState> {
+        // No critical section panics midway (as `Issuer::lock`).
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.turns.pass();
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.granted.is_none() {
+            return;
+        }
+        // Still in the queue: leave it. Out of it: `pass` gave us the turn
+        // (under the lock, while our receiver lived), which goes on.
+        let left = self.turns.lock().waiting.remove(&self.place).is_some();
+        if !left {
+            self.turns.pass();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
@@ -425,6 +546,73 @@ mod tests {
         assert_eq!(second.await.unwrap().unwrap(), vec![1; 30]);
         assert_eq!(held.await.unwrap().unwrap(), vec![0; 64]);
         assert_eq!(issuer.lock().queued, 0);
+    }
+
+    /// Waits until `count` requests wait for a turn.
+    async fn until_waiting(turns: &Turns, count: usize) {
+        while turns.lock().waiting.len() != count {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A task that takes the turn of a request for `items`, says so in `log`,
+    /// and gives the turn up.
+    fn taker(
+        turns: &Arc<Turns>,
+        log: &Arc<Mutex<Vec<usize>>>,
+        items: usize,
+    ) -> tokio::task::JoinHandle<()> {
+        let (turns, log) = (turns.clone(), log.clone());
+        tokio::spawn(async move {
+            let _turn = turns.take(items).await;
+            log.lock().unwrap().push(items);
+        })
+    }
+
+    #[tokio::test]
+    async fn turns_go_one_at_a_time_to_the_smallest_request_then_the_first_come() {
+        let turns = Arc::new(Turns::new());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let held = turns.take(64).await;
+        let mut takers = Vec::new();
+        for (queued, items) in [64, 32, 64, 1, 32].into_iter().enumerate() {
+            takers.push(taker(&turns, &log, items));
+            until_waiting(&turns, queued + 1).await;
+        }
+        assert!(log.lock().unwrap().is_empty(), "the turn is held");
+        drop(held);
+        for taker in takers {
+            taker.await.unwrap();
+        }
+        assert_eq!(*log.lock().unwrap(), [1, 32, 32, 64, 64]);
+        let state = turns.lock();
+        assert!(!state.taken && state.waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_that_leaves_gives_up_its_place_or_passes_the_turn_on() {
+        let turns = Arc::new(Turns::new());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let held = turns.take(8).await;
+        let left_waiting = taker(&turns, &log, 1);
+        until_waiting(&turns, 1).await;
+        let left_granted = taker(&turns, &log, 2);
+        until_waiting(&turns, 2).await;
+        let last = taker(&turns, &log, 3);
+        until_waiting(&turns, 3).await;
+        // One leaves while waiting; then the turn goes to the next (2), which
+        // leaves before it could take it (this runtime has one thread: it has
+        // not run since): the turn goes on to 3.
+        left_waiting.abort();
+        assert!(left_waiting.await.unwrap_err().is_cancelled());
+        assert_eq!(turns.lock().waiting.len(), 2);
+        drop(held);
+        left_granted.abort();
+        assert!(left_granted.await.unwrap_err().is_cancelled());
+        last.await.unwrap();
+        assert_eq!(*log.lock().unwrap(), [3]);
+        let state = turns.lock();
+        assert!(!state.taken && state.waiting.is_empty());
     }
 
     #[tokio::test]
