@@ -1188,15 +1188,6 @@ fn the_import_scan_resolves_use_trees_and_relative_paths() {
 /// brace: what one screen shows, so that it can be read without scrolling.
 const LINES_PER_SCREEN: usize = 60;
 
-/// Production functions over [`LINES_PER_SCREEN`] that are being split on other
-/// branches, as (file, function name). It must be empty: once the branches that
-/// shorten them are merged, remove their entries (the test fails on an entry that
-/// is no longer too long, so the list cannot outlive its reason).
-const OVER_A_SCREEN_FOR_NOW: &[(&str, &str)] = &[
-    ("crates/server/src/cluster/sessions.rs", "issue"),
-    ("crates/server/src/cluster/sessions.rs", "issue_transaction"),
-];
-
 /// `source` with every comment and the contents of every string and character
 /// literal replaced by spaces, newlines kept: its braces are the code's braces,
 /// and a byte's line is its line in `source`. Knows nested block comments, raw
@@ -1446,10 +1437,9 @@ fn no_production_function_is_longer_than_a_screen() {
         "found only {} functions",
         functions.len()
     );
-    let listed = |file: &str, name: &str| OVER_A_SCREEN_FOR_NOW.contains(&(file, name));
     let offenders: Vec<String> = functions
         .iter()
-        .filter(|(file, _, name, lines)| *lines > LINES_PER_SCREEN && !listed(file, name))
+        .filter(|(_, _, _, lines)| *lines > LINES_PER_SCREEN)
         .map(|(file, line, name, lines)| format!("{file}:{line} {name} ({lines} lines)"))
         .collect();
     assert!(
@@ -1458,21 +1448,6 @@ fn no_production_function_is_longer_than_a_screen() {
          their closing brace: split each by what its parts do, into named helpers:\n  {}",
         offenders.len(),
         offenders.join("\n  ")
-    );
-    let no_longer_over: Vec<String> = OVER_A_SCREEN_FOR_NOW
-        .iter()
-        .filter(|(file, name)| {
-            !functions
-                .iter()
-                .any(|(f, _, n, lines)| f == file && n == name && *lines > LINES_PER_SCREEN)
-        })
-        .map(|(file, name)| format!("{file} {name}"))
-        .collect();
-    assert!(
-        no_longer_over.is_empty(),
-        "OVER_A_SCREEN_FOR_NOW lists functions that are no longer over {LINES_PER_SCREEN} \
-         lines (or gone): remove them from the list:\n  {}",
-        no_longer_over.join("\n  ")
     );
 }
 

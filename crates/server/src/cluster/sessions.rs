@@ -465,12 +465,24 @@ async fn issue_transaction(
         transaction.rollback().await?;
         return Ok(Issue::PoolFull { oldest });
     };
-    let lacking = victims.len() as i64;
+    evict_and_insert(transaction, rows, &victims).await?;
+    Ok(Issue::Issued {
+        pending: total - victims.len() as i64 + wanted,
+    })
+}
+
+/// The end of an issue that made room: `victims` evicted, the batch inserted
+/// in their places, committed.
+async fn evict_and_insert(
+    transaction: deadpool_postgres::Transaction<'_>,
+    rows: &Rows,
+    victims: &Vec<Uuid>,
+) -> Result<(), tokio_postgres::Error> {
     transaction
         .execute(
             EVICT_AND_INSERT,
             &[
-                &victims,
+                victims,
                 &rows.ids,
                 &rows.epochs,
                 &rows.wrapped,
@@ -479,10 +491,7 @@ async fn issue_transaction(
             ],
         )
         .await?;
-    transaction.commit().await?;
-    Ok(Issue::Issued {
-        pending: total - lacking + wanted,
-    })
+    transaction.commit().await
 }
 
 #[async_trait::async_trait]
