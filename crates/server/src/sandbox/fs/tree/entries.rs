@@ -7,8 +7,8 @@ use zeroize::Zeroizing;
 
 use super::lookup::{is_dot, parse};
 use super::node::{Content, MemDir, MemFile, Node, lock, now};
-use super::{DirEntry, Mounts, OpenOpts};
-use crate::sandbox::fs::FsErr;
+use super::{DirEntry, Mounts, OpenOpts, Timestamp};
+use crate::sandbox::fs::{FilesBudget, FsErr};
 
 impl Mounts {
     /// Opens (and with `create`, makes) what `path` names from `base`, in `mount`.
@@ -63,9 +63,27 @@ impl Mounts {
         Ok(node)
     }
 
-    /// Makes an empty file `name` in the directory `parent`, unless the
-    /// directory was removed meanwhile or the mount has no entry left.
+    /// Makes an empty file `name` in the directory `parent` ([`Self::add_child`]).
     fn create_file(&mut self, parent: &Node, name: &[u8]) -> Result<Node, FsErr> {
+        self.add_child(parent, name, |ino, time, budget| {
+            Node::File(Arc::new(MemFile::new(
+                ino,
+                Content::Owned(Zeroizing::new(Vec::new())),
+                time,
+                budget,
+            )))
+        })
+    }
+
+    /// Puts the node `make` builds (from its inode number, the time and the
+    /// budget) in the directory `parent` as `name`, unless the directory was
+    /// removed meanwhile or the mount has no entry left.
+    fn add_child(
+        &mut self,
+        parent: &Node,
+        name: &[u8],
+        make: impl FnOnce(u64, Timestamp, Arc<FilesBudget>) -> Node,
+    ) -> Result<Node, FsErr> {
         let dir = Self::mem_dir(parent)?.clone();
         let ino = self.next_ino();
         let mut data = lock(&dir.data);
@@ -74,15 +92,10 @@ impl Mounts {
         }
         self.budget.add_entry().map_err(|_| FsErr::NoSpace)?;
         let time = now();
-        let file = Node::File(Arc::new(MemFile::new(
-            ino,
-            Content::Owned(Zeroizing::new(Vec::new())),
-            time,
-            self.budget.clone(),
-        )));
-        data.entries.insert(name.into(), file.clone());
+        let node = make(ino, time, self.budget.clone());
+        data.entries.insert(name.into(), node.clone());
         data.mtime = time;
-        Ok(file)
+        Ok(node)
     }
 
     /// Makes the directory `path` names from `base`.
@@ -98,17 +111,9 @@ impl Mounts {
             Err(error) => return Err(error),
         }
         self.writable(mount)?;
-        let dir = Self::mem_dir(&parent)?.clone();
-        let ino = self.next_ino();
-        let mut data = lock(&dir.data);
-        if data.removed {
-            return Err(FsErr::NoEntry);
-        }
-        self.budget.add_entry().map_err(|_| FsErr::NoSpace)?;
-        let time = now();
-        let sub = Node::Dir(Arc::new(MemDir::new(ino, time, self.budget.clone())));
-        data.entries.insert(name.into(), sub);
-        data.mtime = time;
+        self.add_child(&parent, name, |ino, time, budget| {
+            Node::Dir(Arc::new(MemDir::new(ino, time, budget)))
+        })?;
         Ok(())
     }
 
