@@ -163,11 +163,7 @@ impl Witnessing {
                             cosigned: progress.cosigned_size(),
                             cosignature: progress.cosignature.clone(),
                             cosigned_at: progress.cosigned_at,
-                            failures: progress
-                                .failures
-                                .iter()
-                                .map(|(kind, count)| ((*kind).to_owned(), *count))
-                                .collect(),
+                            failures: progress.failure_counts(),
                             last_error: progress.last_error.clone(),
                         },
                     )

@@ -302,11 +302,7 @@ impl Witnessing {
                     cosigned_size: progress.cosigned_size(),
                     lag_entries: size.saturating_sub(progress.cosigned_size().unwrap_or(0)),
                     lag_secs: progress.cosigned_at.map(|at| now.saturating_sub(at)),
-                    failures: progress
-                        .failures
-                        .iter()
-                        .map(|(kind, count)| ((*kind).to_owned(), *count))
-                        .collect(),
+                    failures: progress.failure_counts(),
                     last_error: progress.last_error.clone(),
                 })
                 .collect(),

@@ -139,6 +139,14 @@ impl Progress {
         ));
     }
 
+    /// Its failures by kind, as `/health` and the shared state name them.
+    pub(super) fn failure_counts(&self) -> BTreeMap<String, u64> {
+        self.failures
+            .iter()
+            .map(|(kind, count)| ((*kind).to_owned(), *count))
+            .collect()
+    }
+
     /// What it cosigned of this log: for this process, or before it answered
     /// one, as kept.
     pub(super) fn cosigned_size(&self) -> Option<u64> {
