@@ -30,6 +30,17 @@ pub(crate) fn cpython() -> &'static Path {
     })
 }
 
+/// A server whose limits take CPython: a 20 MB module, its library mounted, and
+/// its start-up within the time limit.
+pub(crate) async fn cpython_app() -> TestApp {
+    TestApp::spawn_with(|config| {
+        config.limits.max_module_bytes = Bounded::constant::<{ 64 << 20 }>();
+        config.limits.max_request_bytes = Bounded::constant::<{ 128 << 20 }>();
+        config.limits.timeout_ms = Millis::constant::<60_000>();
+    })
+    .await
+}
+
 /// One series of the operator's metrics.
 fn metric(app: &TestApp, series: &str) -> u64 {
     let text = app
@@ -81,12 +92,7 @@ async fn run_python(app: &TestApp, work: &Path, out: &str) -> Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn cpython_reads_a_read_only_mount_writes_a_writable_one_and_runs_again_by_reference() {
     let _alone = crate::helpers::load_heavy_test().await;
-    let app = TestApp::spawn_with(|config| {
-        config.limits.max_module_bytes = Bounded::constant::<{ 64 << 20 }>();
-        config.limits.max_request_bytes = Bounded::constant::<{ 128 << 20 }>();
-        config.limits.timeout_ms = Millis::constant::<60_000>();
-    })
-    .await;
+    let app = cpython_app().await;
     let work = tempfile::tempdir().unwrap();
     let app_dir = work.path().join("app");
     std::fs::create_dir(&app_dir).unwrap();

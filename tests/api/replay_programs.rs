@@ -15,9 +15,8 @@ use wasm_hypervisor_protocol::payload::{ExecutionResult, Status};
 use wasm_hypervisor_protocol::plaintext;
 use wasm_hypervisor_protocol::reproducible::Bundle;
 use wasm_hypervisor_protocol::wire::KeysResponse;
-use wasm_hypervisor_server::config::{Bounded, Millis};
 
-use crate::helpers::{DataDir, ServerProcess, TestApp, cli_command, fixture};
+use crate::helpers::{DataDir, ServerProcess, cli_command, fixture};
 use crate::postgres;
 
 /// The CLI with `args` (`XDG_CACHE_HOME` under `work`): its exit code, stdout
@@ -69,12 +68,7 @@ async fn run_python(base: &str, work: &Path, deterministic: bool, bundle: &str) 
 #[tokio::test(flavor = "multi_thread")]
 async fn cpython_reads_the_same_clock_and_random_values_in_two_deterministic_runs_and_a_replay() {
     let _alone = crate::helpers::load_heavy_test().await;
-    let app = TestApp::spawn_with(|config| {
-        config.limits.max_module_bytes = Bounded::constant::<{ 64 << 20 }>();
-        config.limits.max_request_bytes = Bounded::constant::<{ 128 << 20 }>();
-        config.limits.timeout_ms = Millis::constant::<60_000>();
-    })
-    .await;
+    let app = crate::real_programs::cpython_app().await;
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
     std::fs::create_dir(work.join("app")).unwrap();
