@@ -4,15 +4,16 @@
 //! fallbacks, each answering with an [`ApiError`].
 
 use std::convert::Infallible;
+use std::future::Ready;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::middleware::Next;
 use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use tower::{Layer, Service};
 
 use crate::access::{ClientKey, TokenSet};
@@ -268,19 +269,15 @@ pub(super) struct Authenticated(ClientKey);
 /// `Authorization: Bearer <token>` with one of them (RFC 6750 §2.1; the scheme is
 /// case-insensitive, RFC 9110 §11.1). The accepted token's digest then keys the
 /// client's quotas; a refused token leaves no trace.
-pub(super) async fn authenticate(
-    State(tokens): State<TokenSet>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub(super) fn authenticate(tokens: &TokenSet, request: &mut Request) -> Result<(), ApiError> {
     if tokens.is_empty() {
-        return Ok(next.run(request).await);
+        return Ok(());
     }
-    let digest = bearer_digest(request.headers(), &tokens).ok_or(ApiError::Unauthorized)?;
+    let digest = bearer_digest(request.headers(), tokens).ok_or(ApiError::Unauthorized)?;
     request
         .extensions_mut()
         .insert(Authenticated(ClientKey::Token(digest)));
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 /// The digest of the request's `Authorization: Bearer` token, if it is one of
@@ -325,12 +322,11 @@ impl MetricsAccess {
 /// Lets a scrape through as [`MetricsAccess`] says, marking it with the
 /// [`Audience`] it may see. An accepted metrics token keys the scraper's request
 /// rate, as a client's token keys its own.
-pub(super) async fn authorize_scraper(
-    State(access): State<MetricsAccess>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let audience = match &access {
+pub(super) fn authorize_scraper(
+    access: &MetricsAccess,
+    request: &mut Request,
+) -> Result<(), ApiError> {
+    let audience = match access {
         MetricsAccess::Open => Audience::Public,
         MetricsAccess::Closed => return Err(ApiError::Unauthorized),
         MetricsAccess::Token(tokens) => {
@@ -342,7 +338,7 @@ pub(super) async fn authorize_scraper(
         }
     };
     request.extensions_mut().insert(audience);
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 /// Whom a request counts against: its accepted token, else its address.
@@ -371,28 +367,66 @@ pub(super) fn address_of(
 }
 
 /// Counts the request against its client's rate (`clients.requests_per_second`).
-pub(super) async fn limit_requests(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let client = client_of(&state, request.extensions(), request.headers());
+pub(super) fn limit_requests(state: &AppState, request: &mut Request) -> Result<(), ApiError> {
+    let client = client_of(state, request.extensions(), request.headers());
     state.quotas.check_request(client, Instant::now())?;
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 /// Counts a `/health` request against its address's own probe rate
 /// (`http.health_requests_per_second`), apart from the API's rate: a map lookup,
 /// so that a flood of probes costs less than answering them would (a `statvfs`
 /// and an `faccessat` each).
-pub(super) async fn limit_health_probes(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let address = address_of(&state, request.extensions(), request.headers());
+pub(super) fn limit_health_probes(state: &AppState, request: &mut Request) -> Result<(), ApiError> {
+    let address = address_of(state, request.extensions(), request.headers());
     state.health_quotas.check_request(address, Instant::now())?;
-    Ok(next.run(request).await)
+    Ok(())
+}
+
+/// A route's own check (a token, a request rate), as a layer: the request goes on
+/// to the route if `check` accepts it, else it is answered with `check`'s error.
+/// Synchronous and without the boxes of a `middleware::from_fn`, which boxes its
+/// inner service and its future on every request.
+#[derive(Clone)]
+pub(super) struct CheckLayer<C>(pub(super) C);
+
+impl<S, C: Clone> Layer<S> for CheckLayer<C> {
+    type Service = Checked<S, C>;
+
+    fn layer(&self, inner: S) -> Checked<S, C> {
+        Checked {
+            inner,
+            check: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`CheckLayer`].
+#[derive(Clone)]
+pub(super) struct Checked<S, C> {
+    inner: S,
+    check: C,
+}
+
+impl<S, C> Service<Request> for Checked<S, C>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    C: Fn(&mut Request) -> Result<(), ApiError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        match (self.check)(&mut request) {
+            Ok(()) => Either::Right(self.inner.call(request)),
+            Err(refused) => Either::Left(std::future::ready(Ok(refused.into_response()))),
+        }
+    }
 }
 
 /// The 404 fallback: a path that is not a route still takes one request of the

@@ -5,7 +5,6 @@
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header;
-use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,7 +18,7 @@ use wasm_hypervisor_protocol::wire::{ErrorBody, ErrorDetail};
 
 use super::AppState;
 use super::middleware::{
-    CountRequestLayer, authenticate, authorize_scraper, drop_unusable_request_id,
+    CheckLayer, CountRequestLayer, authenticate, authorize_scraper, drop_unusable_request_id,
     limit_health_probes, limit_requests, no_such_method, no_such_route, request_span,
 };
 use super::{executions, keys, log, operations, playground, sessions, tlog, usage};
@@ -64,25 +63,32 @@ pub(super) fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json));
     let mut health = OpenApiRouter::new().routes(routes!(operations::health));
     if let Some(state) = state {
-        let limit_rate = || middleware::from_fn_with_state(state.clone(), limit_requests);
-        protected = protected
-            .merge(execute)
-            .route_layer(limit_rate())
-            .route_layer(middleware::from_fn_with_state(
-                state.tokens.clone(),
-                authenticate,
-            ));
-        metrics = metrics
-            .route_layer(limit_rate())
-            .route_layer(middleware::from_fn_with_state(
-                state.metrics_access.clone(),
-                authorize_scraper,
-            ));
-        public = public.route_layer(limit_rate());
-        health = health.route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_health_probes,
-        ));
+        let limit_rate = {
+            let state = state.clone();
+            CheckLayer(move |request: &mut Request| limit_requests(&state, request))
+        };
+        let tokens = state.tokens.clone();
+        // One `route_layer` per group, outermost first: each boxes the routes again.
+        protected = protected.merge(execute).route_layer(
+            ServiceBuilder::new()
+                .layer(CheckLayer(move |request: &mut Request| {
+                    authenticate(&tokens, request)
+                }))
+                .layer(limit_rate.clone()),
+        );
+        let access = state.metrics_access.clone();
+        metrics = metrics.route_layer(
+            ServiceBuilder::new()
+                .layer(CheckLayer(move |request: &mut Request| {
+                    authorize_scraper(&access, request)
+                }))
+                .layer(limit_rate.clone()),
+        );
+        public = public.route_layer(limit_rate);
+        let probes = state.clone();
+        health = health.route_layer(CheckLayer(move |request: &mut Request| {
+            limit_health_probes(&probes, request)
+        }));
     } else {
         protected = protected.merge(execute);
     }
