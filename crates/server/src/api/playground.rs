@@ -8,16 +8,16 @@
 use std::sync::LazyLock;
 
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware;
+
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use base64::Engine as _;
 
 use super::AppState;
 use super::error::ApiError;
-use super::middleware::limit_requests;
+use super::middleware::{CheckLayer, limit_requests};
 
 /// One embedded file: its path under `/playground/` and its media type.
 struct Asset {
@@ -130,10 +130,10 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
             "/playground/{*file}",
             get(|Path(file): Path<String>| async move { serve(&file) }),
         )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_requests,
-        ))
+        .route_layer({
+            let state = state.clone();
+            CheckLayer(move |request: &mut Request| limit_requests(&state, request))
+        })
 }
 
 fn serve(path: &str) -> Response {

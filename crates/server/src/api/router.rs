@@ -3,10 +3,10 @@
 //! apart; which layers each route goes through.
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header;
-use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -18,9 +18,8 @@ use wasm_hypervisor_protocol::wire::{ErrorBody, ErrorDetail};
 
 use super::AppState;
 use super::middleware::{
-    authenticate, authorize_scraper, count_request, drop_unusable_request_id, limit_headers,
-    limit_health_probes, limit_requests, no_such_method, no_such_route, refuse_announced_oversize,
-    refuse_excess_connection, request_span,
+    CheckLayer, CountRequestLayer, authenticate, authorize_scraper, drop_unusable_request_id,
+    limit_health_probes, limit_requests, no_such_method, no_such_route, request_span,
 };
 use super::{executions, keys, log, operations, playground, sessions, tlog, usage};
 
@@ -64,25 +63,32 @@ pub(super) fn routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json));
     let mut health = OpenApiRouter::new().routes(routes!(operations::health));
     if let Some(state) = state {
-        let limit_rate = || middleware::from_fn_with_state(state.clone(), limit_requests);
-        protected = protected
-            .merge(execute)
-            .route_layer(limit_rate())
-            .route_layer(middleware::from_fn_with_state(
-                state.tokens.clone(),
-                authenticate,
-            ));
-        metrics = metrics
-            .route_layer(limit_rate())
-            .route_layer(middleware::from_fn_with_state(
-                state.metrics_access.clone(),
-                authorize_scraper,
-            ));
-        public = public.route_layer(limit_rate());
-        health = health.route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_health_probes,
-        ));
+        let limit_rate = {
+            let state = state.clone();
+            CheckLayer(move |request: &mut Request| limit_requests(&state, request))
+        };
+        let tokens = state.tokens.clone();
+        // One `route_layer` per group, outermost first: each boxes the routes again.
+        protected = protected.merge(execute).route_layer(
+            ServiceBuilder::new()
+                .layer(CheckLayer(move |request: &mut Request| {
+                    authenticate(&tokens, request)
+                }))
+                .layer(limit_rate.clone()),
+        );
+        let access = state.metrics_access.clone();
+        metrics = metrics.route_layer(
+            ServiceBuilder::new()
+                .layer(CheckLayer(move |request: &mut Request| {
+                    authorize_scraper(&access, request)
+                }))
+                .layer(limit_rate.clone()),
+        );
+        public = public.route_layer(limit_rate);
+        let probes = state.clone();
+        health = health.route_layer(CheckLayer(move |request: &mut Request| {
+            limit_health_probes(&probes, request)
+        }));
     } else {
         protected = protected.merge(execute);
     }
@@ -107,36 +113,33 @@ pub fn router(state: AppState) -> Router {
     if state.playground {
         routes = routes.merge(playground::routes(&state));
     }
-    routes
-        .fallback(no_such_route)
-        .method_not_allowed_fallback(no_such_method)
-        .layer(DefaultBodyLimit::max(state.max_request_bytes))
-        .layer(middleware::from_fn_with_state(
-            state.max_request_bytes,
-            refuse_announced_oversize,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.max_header_bytes,
-            limit_headers,
-        ))
-        .layer(middleware::from_fn(refuse_excess_connection))
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            count_request,
-        ))
-        .layer(PropagateRequestIdLayer::x_request_id())
+    // One layer, made of statically composed services, around each route and the
+    // fallbacks: each `Router::layer` boxes the route it wraps, and that box is
+    // cloned and its future boxed again on every request.
+    let every_request = ServiceBuilder::new()
+        .map_request(drop_unusable_request_id)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                // The span only: a request's one line comes from `count_request`
+                .make_span_with(request_span as fn(&Request) -> tracing::Span)
+                // The span only: a request's one line comes from `CountRequest`
                 // (or, for an answered execution, from the execution), and a 5xx is
                 // also logged once, with its code, by `ApiError`.
                 .on_request(())
                 .on_response(())
                 .on_failure(()),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(middleware::map_request(drop_unusable_request_id))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CountRequestLayer {
+            metrics: state.metrics.clone(),
+            max_header_bytes: state.max_header_bytes,
+            max_request_bytes: state.max_request_bytes,
+        })
+        .layer(DefaultBodyLimit::max(state.max_request_bytes));
+    routes
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(no_such_method)
+        .layer(every_request)
         .with_state(state)
 }
 
