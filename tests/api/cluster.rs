@@ -1729,10 +1729,11 @@ async fn an_executions_statements_are_prepared_once_per_connection_and_its_live_
         0,
         "no live check with a slot free"
     );
-    // The take and the append: each executed once per execution (the append
-    // once per group, here one execution each), and parsed at most once per
-    // pooled connection (none was replaced here).
+    // The session's issue, its take and the append: each executed once per
+    // execution (the append once per group, here one execution each), and
+    // parsed at most once per pooled connection (none was replaced here).
     for statement in [
+        "WITH live AS (SELECT count(*) AS total",
         "DELETE FROM sessions WHERE id",
         "WITH head AS (SELECT size FROM log_head)",
     ] {
