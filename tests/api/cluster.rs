@@ -1704,7 +1704,7 @@ fn steps(log: &str, step: &str, statement: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_statements_of_an_execution_are_prepared_once_per_connection_not_per_call() {
+async fn an_executions_statements_are_prepared_once_per_connection_and_its_live_check_skipped() {
     let (url, sql) = postgres::shared().database_with_sql();
     // Only this test's database: the replica's sessions start after it.
     sql.log_every_statement();
@@ -1721,11 +1721,19 @@ async fn the_statements_of_an_execution_are_prepared_once_per_connection_not_per
         execute_across(&cluster, &identity, 0, 0).await;
     }
     let log = cluster.sql.server_log();
-    // The live check, the take and the append: each executed once per
+    // One execution at a time always finds a slot free, so the live check
+    // never runs (it runs only before a wait for a slot): the take alone
+    // refuses a dead session.
+    assert_eq!(
+        steps(&log, "execute", "SELECT expires_ms FROM sessions WHERE id"),
+        0,
+        "no live check with a slot free"
+    );
+    // The session's issue, its take and the append: each executed once per
     // execution (the append once per group, here one execution each), and
     // parsed at most once per pooled connection (none was replaced here).
     for statement in [
-        "SELECT expires_ms FROM sessions WHERE id",
+        "WITH live AS (SELECT count(*) AS total",
         "DELETE FROM sessions WHERE id",
         "WITH head AS (SELECT size FROM log_head)",
     ] {

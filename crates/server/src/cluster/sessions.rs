@@ -25,8 +25,11 @@
 //! granted) see every earlier issue's commit. Only an issue adds rows, so the
 //! count it reads can only fall (a use, a sweep) before it commits: what it
 //! inserts fits. One statement alone cannot do it: its snapshot would be taken
-//! before the lock is granted. The lock is held for two or three statements and
-//! the commit; uses and sweeps do not take it. Key pairs are generated before
+//! before the lock is granted. The common case (the batch fits, or is over the
+//! client's share) is one round trip (`fast_issue`: the lock, the statement and
+//! the commit sent together); a batch that needs room made runs the whole
+//! transaction (`issue_transaction`), its lock held for two or three statements
+//! and the commit. Uses and sweeps do not take the lock. Key pairs are generated before
 //! the lock, so a refusal by the database's count costs them; they are made by a
 //! `session::issuer::Issuer`, off the async workers and in the client's turn,
 //! which also refuses at once, before deriving, a client whose batches in flight
@@ -49,6 +52,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -333,7 +337,12 @@ impl PgSessionStore {
             .await
             .map_err(|_| unavailable(DbError::Timeout))?;
         self.cluster
-            .run(|mut db| async move { issue_transaction(&mut db, rows, bounds).await })
+            .run(|mut db| async move {
+                match fast_issue(&db, rows, bounds).await? {
+                    Some(issue) => Ok(issue),
+                    None => issue_transaction(&mut db, rows, bounds).await,
+                }
+            })
             .await
             .map_err(unavailable)
     }
@@ -410,6 +419,60 @@ async fn victims(
         .map(|(row, _)| row.get(0))
         .collect();
     Ok((victims.len() as i64 == lacking).then_some(victims))
+}
+
+/// The common case of an issue in one round trip: `BEGIN` with the lock,
+/// [`INSERT_IF_IT_FITS`] (prepared once per connection) and `COMMIT` sent
+/// together and run in order, as the log's append is (`cluster::log::append`),
+/// so that the lock is held for the statement and the commit's flush, not
+/// across round trips. A batch that fits is committed; one over the client's
+/// share is refused from the same counts; one that needs room made inserted
+/// nothing (its `COMMIT` ends a transaction that changed nothing) and `None`
+/// sends it to [`issue_transaction`], which counts again under the lock.
+async fn fast_issue(
+    db: &deadpool_postgres::Object,
+    rows: &Rows,
+    bounds: Bounds,
+) -> Result<Option<Issue>, tokio_postgres::Error> {
+    let begin = format!(
+        "BEGIN; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({ISSUE_LOCK})",
+        (OPERATION_TIMEOUT - Duration::from_millis(500)).as_millis()
+    );
+    let insert = db.prepare_cached(INSERT_IF_IT_FITS).await?;
+    let wanted = rows.len();
+    let parameters: [&(dyn ToSql + Sync); 9] = [
+        &rows.ids,
+        &rows.epochs,
+        &rows.wrapped,
+        &rows.expiries,
+        &rows.client,
+        &bounds.now_ms,
+        &wanted,
+        &bounds.max_pending,
+        &bounds.share,
+    ];
+    // Polled together, so sent together; each answer is awaited, so that the
+    // connection goes back to the pool idle. A failed lock or insert aborts the
+    // transaction and its `COMMIT` rolls back: the first error is the answer.
+    let (begun, inserted, committed) = tokio::join!(
+        db.batch_execute(&begin),
+        db.query_one(&insert, &parameters),
+        db.batch_execute("COMMIT"),
+    );
+    begun?;
+    let row = inserted?;
+    committed?;
+    let (inserted, total, mine, my_oldest): (i64, i64, i64, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2), row.get(4));
+    Ok(if inserted == wanted {
+        Some(Issue::Issued {
+            pending: total + wanted,
+        })
+    } else if bounds.share > 0 && mine + wanted > bounds.share {
+        Some(Issue::ShareReached { my_oldest })
+    } else {
+        None
+    })
 }
 
 /// One issue's transaction: the lock, then the common case in one statement

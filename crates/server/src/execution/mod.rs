@@ -324,8 +324,16 @@ impl Executor {
         &self,
         sealed: SealedExecution,
     ) -> Result<ExecutionReceipt, ExecutionError> {
-        self.check_session(&sealed.session_id).await?;
-        let slot = self.admit().await?;
+        // A slot free at once: nothing waits and no queue can refuse, so the
+        // live check would protect nothing (the take refuses a dead session
+        // alike) and is skipped: in cluster mode it is a database round trip.
+        let slot = match self.free_slot() {
+            Some(slot) => slot,
+            None => {
+                self.check_session(&sealed.session_id).await?;
+                self.admit().await?
+            }
+        };
         self.note_peak();
         let client = sealed.client;
         let opened = self.open(sealed).await?;
@@ -351,9 +359,17 @@ impl Executor {
         results: &AsyncExecutions,
         accepted: oneshot::Sender<Uuid>,
     ) -> Result<ExecutionReceipt, ExecutionError> {
-        self.check_session(&sealed.session_id).await?;
-        // Dropped (and so given back) if the session or decryption fails.
-        let ticket = results.reserve(sealed.client).map_err(async_refusal)?;
+        // Dropped (and so given back) if the session or decryption fails. A
+        // refused place is answered as a dead session if the session is one
+        // (as if checked first); a granted one needs no check: the take
+        // refuses a dead session alike.
+        let ticket = match results.reserve(sealed.client) {
+            Ok(ticket) => ticket,
+            Err(full) => {
+                self.check_session(&sealed.session_id).await?;
+                return Err(async_refusal(full));
+            }
+        };
         let client = sealed.client;
         let opened = self.open(sealed).await?;
         let execution_id = Uuid::new_v4();
@@ -379,7 +395,8 @@ impl Executor {
         outcome
     }
 
-    /// Refuses a session that is not live, before anything waits or is used.
+    /// Refuses a session that is not live, before anything waits or is used
+    /// (only needed when something would: see `execute`).
     async fn check_session(&self, session_id: &Uuid) -> Result<(), ExecutionError> {
         let live = self
             .inner
@@ -535,11 +552,16 @@ impl Executor {
             .fetch_max(self.slots_in_use(), Ordering::Relaxed);
     }
 
+    /// A guest slot if one is free now, without waiting.
+    fn free_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.slots.clone().try_acquire_owned().ok()
+    }
+
     /// Waits for a guest slot: at once if one is free, otherwise in a queue bounded
     /// in length and in time.
     async fn admit(&self) -> Result<OwnedSemaphorePermit, ExecutionError> {
         let inner = &self.inner;
-        if let Ok(permit) = inner.slots.clone().try_acquire_owned() {
+        if let Some(permit) = self.free_slot() {
             return Ok(permit);
         }
         let overloaded = ExecutionError::Overloaded {
@@ -716,15 +738,62 @@ mod tests {
         );
     }
 
+    /// A memory session store that counts its live checks.
+    struct CountingStore {
+        sessions: Arc<MemorySessionStore>,
+        live_checks: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl SessionStore for CountingStore {
+        fn provider(&self) -> Provider {
+            self.sessions.provider()
+        }
+        fn ttl(&self) -> Duration {
+            self.sessions.ttl()
+        }
+        fn pending(&self) -> usize {
+            self.sessions.pending()
+        }
+        async fn create_batch_for(
+            &self,
+            client: ClientKey,
+            count: usize,
+        ) -> Result<Vec<crate::session::IssuedSession>, SessionError> {
+            SessionStore::create_batch_for(&*self.sessions, client, count).await
+        }
+        async fn is_live(&self, id: &Uuid) -> Result<bool, SessionError> {
+            self.live_checks.fetch_add(1, Ordering::Relaxed);
+            Ok(self.sessions.is_live(id))
+        }
+        async fn take(&self, id: &Uuid) -> Result<crate::envelope::SessionSecret, SessionError> {
+            self.sessions.take(id)
+        }
+        async fn sweep(&self, now: Instant) -> Option<Instant> {
+            self.sessions.sweep(now)
+        }
+    }
+
     async fn executor(dir: &std::path::Path) -> (Executor, Arc<MemorySessionStore>) {
+        let (executor, counting) = executor_with(dir, policy()).await;
+        (executor, counting.sessions.clone())
+    }
+
+    async fn executor_with(
+        dir: &std::path::Path,
+        policy: ExecutionPolicy,
+    ) -> (Executor, Arc<CountingStore>) {
         let provider = Provider::default();
         let key = Arc::new(ServerKey::from_scalar(provider, &[7; 32]).unwrap());
         let (log, _) = AuditLog::open(dir, "test/log", key.clone()).unwrap();
-        let sessions = Arc::new(MemorySessionStore::new(
-            provider,
-            Duration::from_secs(60),
-            10,
-        ));
+        let sessions = Arc::new(CountingStore {
+            sessions: Arc::new(MemorySessionStore::new(
+                provider,
+                Duration::from_secs(60),
+                10,
+            )),
+            live_checks: AtomicUsize::new(0),
+        });
         let sandbox = Sandbox::new(SandboxSettings {
             max_concurrent: 2,
             module_cache_bytes: 1 << 20,
@@ -744,7 +813,7 @@ mod tests {
                 key,
                 sandbox,
                 log,
-                policy(),
+                policy,
                 crate::metrics::Metrics::new(),
                 Usage::new(crate::usage::UsageSettings {
                     per_hour: Default::default(),
@@ -857,7 +926,18 @@ mod tests {
             .await;
         assert!(matches!(refused, Err(ExecutionError::Overloaded { .. })));
         assert!(sessions.is_live(&sealed_request.session_id));
+        // A dead session is refused as such, with a place or without.
+        let used = sealed(&sessions, b"{}").await;
+        sessions.take(&used.session_id).unwrap();
+        let (accepted, _) = oneshot::channel();
+        let refused = executor
+            .execute_async(used.clone(), &results, accepted)
+            .await;
+        assert!(matches!(refused, Err(ExecutionError::UnknownSession)));
         drop(taken);
+        let (accepted, _) = oneshot::channel();
+        let refused = executor.execute_async(used, &results, accepted).await;
+        assert!(matches!(refused, Err(ExecutionError::UnknownSession)));
 
         let (accepted, opened) = oneshot::channel();
         let receipt = executor
@@ -877,5 +957,69 @@ mod tests {
         assert_eq!(results.counts().pending, 0);
         assert_eq!(executor.log().size(), 1);
         executor.log().close().await;
+    }
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_free_slot_needs_no_live_check_and_a_busy_one_checks_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, store) = executor_with(dir.path(), policy()).await;
+        let sessions = &store.sessions;
+        let receipt = executor
+            .execute(sealed(sessions, b"{}").await)
+            .await
+            .unwrap();
+        assert_eq!(receipt.status, Status::InvalidRequest);
+        assert_eq!(
+            store.live_checks.load(Ordering::Relaxed),
+            0,
+            "a free slot: the take alone refuses a dead session"
+        );
+        // Every slot busy, no queue: a live session is turned away and kept.
+        let held = [
+            executor.admit().await.unwrap(),
+            executor.admit().await.unwrap(),
+        ];
+        let request = sealed(sessions, b"{}").await;
+        let refused = executor.execute(request.clone()).await;
+        assert!(matches!(refused, Err(ExecutionError::Overloaded { .. })));
+        assert_eq!(store.live_checks.load(Ordering::Relaxed), 1);
+        assert!(sessions.is_live(&request.session_id), "not used");
+        drop(held);
+        executor.log().close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_dead_session_is_refused_as_such_before_it_would_wait_or_be_turned_away() {
+        for max_queued in [0, 1] {
+            let dir = tempfile::tempdir().unwrap();
+            // A queue that would wait an hour, or none at all.
+            let policy = ExecutionPolicy {
+                max_queued,
+                queue_timeout: Duration::from_secs(3600),
+                ..policy()
+            };
+            let (executor, store) = executor_with(dir.path(), policy).await;
+            let sessions = &store.sessions;
+            let used = sealed(sessions, b"{}").await;
+            sessions.take(&used.session_id).unwrap();
+            let held = [
+                executor.admit().await.unwrap(),
+                executor.admit().await.unwrap(),
+            ];
+            let refused =
+                tokio::time::timeout(Duration::from_secs(30), executor.execute(used.clone()))
+                    .await
+                    .expect("refused without waiting for a slot");
+            assert!(
+                matches!(refused, Err(ExecutionError::UnknownSession)),
+                "queue of {max_queued}: {refused:?}"
+            );
+            assert_eq!(executor.queue_depth(), 0);
+            // The same with a slot free: the take refuses it.
+            drop(held);
+            let refused = executor.execute(used).await;
+            assert!(matches!(refused, Err(ExecutionError::UnknownSession)));
+            assert_eq!(executor.log().size(), 0, "nothing ran");
+            executor.log().close().await;
+        }
     }
 }
