@@ -1,6 +1,6 @@
 //! The sandbox's per-execution costs: compiling a real ~1 MB module cold and
 //! finding it warm in the cache, and instantiating and running a cached module
-//! from the pool. Run with `cargo bench --bench sandbox`; results in BENCHMARKS.md.
+//! (and the same C program as a component) from the pool. Run with `cargo bench --bench sandbox`; results in BENCHMARKS.md.
 
 use std::time::Duration;
 
@@ -17,6 +17,9 @@ const SQLITE: &[u8] = include_bytes!("fixtures/sqlite3.wasm");
 const TINY: &[u8] = include_bytes!("../examples/tiny.wasm");
 /// The C example from examples/hello.c (33 KB, wasi-libc).
 const HELLO: &[u8] = include_bytes!("../examples/hello.wasm");
+/// The same program wrapped as a `wasi:cli/run` component (64 KB): the guest of
+/// issue 30's component rows.
+const HELLO_COMPONENT: &[u8] = include_bytes!("../examples/hello.component.wasm");
 
 fn limits() -> GuestLimits {
     GuestLimits {
@@ -67,16 +70,29 @@ fn sandbox(c: &mut Criterion) {
         })
     });
 
-    let tiny = runtime
-        .block_on(sandbox.prepare(sha256(TINY), TINY))
-        .value
-        .unwrap();
-    c.bench_function(
-        "a tiny WASI command is instantiated from the pool, run and dropped",
-        |b| {
+    let runs = [
+        (
+            TINY,
+            "a tiny WASI command is instantiated from the pool, run and dropped",
+        ),
+        (
+            HELLO,
+            "a cached C program is instantiated from the pool and run to exit",
+        ),
+        (
+            HELLO_COMPONENT,
+            "the same C program as a component is instantiated and run to exit",
+        ),
+    ];
+    for (bytes, name) in runs {
+        let target = runtime
+            .block_on(sandbox.prepare(sha256(bytes), bytes))
+            .value
+            .unwrap();
+        c.bench_function(name, |b| {
             b.iter(|| {
                 let report = runtime.block_on(sandbox.run(
-                    tiny.clone(),
+                    target.clone(),
                     Entry::Command,
                     GuestInput::default(),
                     Vec::new(),
@@ -88,33 +104,8 @@ fn sandbox(c: &mut Criterion) {
                     report.outcome
                 );
             })
-        },
-    );
-
-    let hello_key = sha256(HELLO);
-    let hello = runtime
-        .block_on(sandbox.prepare(hello_key, HELLO))
-        .value
-        .unwrap();
-    c.bench_function(
-        "a cached C program is instantiated from the pool and run to exit",
-        |b| {
-            b.iter(|| {
-                let report = runtime.block_on(sandbox.run(
-                    hello.clone(),
-                    Entry::Command,
-                    GuestInput::default(),
-                    Vec::new(),
-                    limits(),
-                ));
-                assert!(
-                    matches!(report.outcome, GuestOutcome::Exited(0)),
-                    "{:?}",
-                    report.outcome
-                );
-            })
-        },
-    );
+        });
+    }
 }
 
 criterion_group!(benches, sandbox);

@@ -291,6 +291,13 @@ fn config(pool: Option<PoolingAllocationConfig>, parallel: bool, flavor: Flavor)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
         .wasm_component_model(true)
+        // The component model's async ABI (async-lifted functions, `stream`,
+        // `future`: WASI 0.3) is off. Guests get WASI preview2, whose calls are
+        // synchronous; with it on, Wasmtime keeps a task in a table for every
+        // host call and guest-to-guest adapter call, and runs each export call
+        // through its concurrent scheduler, which `hello.component.wasm` paid
+        // for in every execution (BENCHMARKS.md, "component13, session 13").
+        .concurrency_support(false)
         // Shared memories are not seen by the resource limiter: off, so that
         // `memory_bytes` means what it says. The GC proposal is off too (no guest
         // language the service targets needs it, and it is a large new surface).
@@ -371,6 +378,28 @@ mod tests {
             OperatorCost::new(),
             "v1 is Wasmtime's defaults"
         );
+    }
+
+    /// Every engine runs components without the component model's async
+    /// machinery: neither the ABI (refused when a component is compiled) nor
+    /// the per-store concurrent state.
+    #[test]
+    fn no_engine_has_the_component_model_async_machinery() {
+        let engines = [
+            server(1, Flavor::Normal),
+            server(1, Flavor::Deterministic),
+            worker(Flavor::Normal),
+            worker(Flavor::Deterministic),
+        ];
+        for engine in engines {
+            let engine = engine.expect("the configuration is valid");
+            assert!(!engine.get_concurrency_support());
+            assert!(
+                !engine
+                    .get_wasm_features()
+                    .contains(wasmtime::WasmFeatures::CM_ASYNC)
+            );
+        }
     }
 
     #[test]
