@@ -189,6 +189,24 @@ async fn bad_invocations_are_invalid_request_saying_why() {
     app.stop_and_verify_log().await;
 }
 
+/// The component model's async ABI is not enabled (PROTOCOL.md, "The guest's
+/// world"): a component with an async-lifted export does not compile, and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_using_the_async_abi_is_invalid_module() {
+    let app = TestApp::spawn().await;
+    let result = app
+        .execute(&invoke(&component("async_lift"), "double(2)"))
+        .await
+        .result;
+    assert_eq!(result.status, Status::InvalidModule, "{:?}", result.error);
+    let error = result.error.unwrap();
+    assert!(
+        error.contains("requires the component model async feature"),
+        "{error}"
+    );
+    app.stop_and_verify_log().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn run_invoke_on_the_command_line_prints_the_returns() {
     let app = TestApp::spawn().await;
