@@ -652,9 +652,11 @@ fn large_answer() -> ExecutionRequest {
     flood.limits = Some(RequestedLimits {
         // Ended by fuel, not by the clock, however loaded the machine is: the
         // 64 KiB fill costs 65,536 and each round of 64 KiB about 6, so this is
-        // some 700 rounds, the 256 that fill the cap and a few hundred more.
+        // some 700 rounds, the 256 that fill the cap and a few hundred more. A
+        // debug build on a machine at load 10+ took over 5 s for them: the clock
+        // is a minute (`spawn_for_large_answers`), far past any run's need.
         fuel: Some(70_000),
-        timeout_ms: Some(5_000),
+        timeout_ms: Some(60_000),
         max_output_bytes: Some(LARGE_OUTPUT),
         ..Default::default()
     });
@@ -712,6 +714,7 @@ pub(crate) async fn stalled_reader(base: &str, path: &str, binary: bool) -> TcpS
 async fn spawn_for_large_answers() -> TestApp {
     TestApp::spawn_with(|config| {
         config.limits.max_output_bytes = LARGE_OUTPUT.try_into().unwrap();
+        config.limits.timeout_ms = Millis::constant::<60_000>();
         config.http.response_write_timeout_ms = Millis::constant::<60_000>();
     })
     .await
