@@ -6,8 +6,9 @@
 //! that issues it makes the seed, derives the public key for the client, and
 //! stores only the seed wrapped under the epoch key (`wrap`), with the session id
 //! as associated data. A batch is one multi-row `INSERT` (from arrays). Using a
-//! session is `DELETE ... RETURNING`: of two replicas taking one id, exactly one
-//! gets the row; it unwraps the seed, derives the key pair, and the seed and key
+//! session is `DELETE ... RETURNING`, for the sessions of every execution that
+//! took one while the previous group was on its way (`takes`): of two replicas
+//! taking one id, exactly one gets the row; it unwraps the seed, derives the key pair, and the seed and key
 //! are zeroized after the open attempt, as in embedded mode.
 //!
 //! # Bounds
@@ -47,6 +48,7 @@
 //! replica's sweeper deletes expired rows and epoch keys no session needs, every
 //! [`SWEEP_INTERVAL`]; several replicas sweeping is harmless.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,6 +58,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use self::takes::{GroupFailed, Row, Takes};
 use super::wrap::{CLOCK_MARGIN, WrapKeys};
 use super::{Cluster, DbError, OPERATION_TIMEOUT, unix_millis};
 use crate::access::ClientKey;
@@ -63,6 +66,8 @@ use crate::envelope::{self, Provider, SessionSecret};
 use crate::keys::ServerKey;
 use crate::session::issuer::{Issuer, Turns};
 use crate::session::{IssuedSession, SessionError, SessionStore};
+
+mod takes;
 
 /// How often a replica deletes expired sessions and epoch keys.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -171,6 +176,8 @@ pub struct PgSessionStore {
     issuer: Issuer<Made>,
     /// One issue transaction at a time, the smallest first (module doc).
     turns: Turns,
+    /// Takes grouped while one is on its way to the database (`takes`).
+    takes: Arc<Takes>,
     /// Live sessions in the whole cluster, as of this replica's last issue or
     /// sweep (the gauge).
     pending: AtomicUsize,
@@ -183,6 +190,7 @@ impl PgSessionStore {
             // More than the pool's bound could never be pending at once.
             issuer: Issuer::new(limits.max_pending),
             turns: Turns::new(),
+            takes: Arc::new(Takes::default()),
             cluster,
             provider: key.provider(),
             limits,
@@ -595,15 +603,12 @@ impl SessionStore for PgSessionStore {
 
     async fn take(&self, id: &Uuid) -> Result<SessionSecret, SessionError> {
         let id = *id;
-        let row: Option<(i64, Vec<u8>, i64)> = self
-            .cluster
-            .run(|client| async move {
-                let take = client.prepare_cached(TAKE).await?;
-                let row = client.query_opt(&take, &[&id]).await?;
-                Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
-            })
+        let cluster = self.cluster.clone();
+        let row = self
+            .takes
+            .take(id, move |ids| take_group(cluster.clone(), ids))
             .await
-            .map_err(unavailable)?;
+            .map_err(|GroupFailed| SessionError::Unavailable)?;
         let (epoch, wrapped, expires_ms) = row.ok_or(SessionError::Unknown)?;
         if expires_ms <= unix_millis(SystemTime::now()) {
             return Err(SessionError::Unknown);
@@ -634,8 +639,29 @@ impl SessionStore for PgSessionStore {
 /// Whether a session is live: its expiry, if its row is there.
 const LIVE: &str = "SELECT expires_ms FROM sessions WHERE id = $1";
 
-/// Uses a session: of two replicas taking one id, exactly one gets the row.
-const TAKE: &str = "DELETE FROM sessions WHERE id = $1 RETURNING epoch, wrapped_seed, expires_ms";
+/// Uses a group of sessions (`takes`): of two replicas taking one id, exactly
+/// one gets the row.
+const TAKE: &str =
+    "DELETE FROM sessions WHERE id = ANY($1) RETURNING id, epoch, wrapped_seed, expires_ms";
+
+/// One group of takes (`takes`) on a pooled connection: the rows it deleted,
+/// by id. A failure is logged here, once for the group.
+async fn take_group(cluster: Cluster, ids: Vec<Uuid>) -> Result<HashMap<Uuid, Row>, GroupFailed> {
+    cluster
+        .run(|client| async move {
+            let take = client.prepare_cached(TAKE).await?;
+            let rows = client.query(&take, &[&ids]).await?;
+            Ok(rows
+                .into_iter()
+                .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3))))
+                .collect())
+        })
+        .await
+        .map_err(|error| {
+            unavailable(error);
+            GroupFailed
+        })
+}
 
 fn unavailable(error: DbError) -> SessionError {
     tracing::warn!(%error, "the session store's database failed");
