@@ -429,6 +429,34 @@ async fn victims(
     Ok((victims.len() as i64 == lacking).then_some(victims))
 }
 
+/// Takes [`ISSUE_LOCK`] for the transaction, waiting for it at most half a second
+/// less than an operation may take.
+fn take_the_issue_lock() -> String {
+    format!(
+        "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({ISSUE_LOCK})",
+        (OPERATION_TIMEOUT - Duration::from_millis(500)).as_millis()
+    )
+}
+
+/// [`INSERT_IF_IT_FITS`]'s parameters, in its order.
+fn insert_parameters<'a>(
+    rows: &'a Rows,
+    bounds: &'a Bounds,
+    wanted: &'a i64,
+) -> [&'a (dyn ToSql + Sync); 9] {
+    [
+        &rows.ids,
+        &rows.epochs,
+        &rows.wrapped,
+        &rows.expiries,
+        &rows.client,
+        &bounds.now_ms,
+        wanted,
+        &bounds.max_pending,
+        &bounds.share,
+    ]
+}
+
 /// The common case of an issue in one round trip: `BEGIN` with the lock,
 /// [`INSERT_IF_IT_FITS`] (prepared once per connection) and `COMMIT` sent
 /// together and run in order, as the log's append is (`cluster::log::append`),
@@ -442,23 +470,10 @@ async fn fast_issue(
     rows: &Rows,
     bounds: Bounds,
 ) -> Result<Option<Issue>, tokio_postgres::Error> {
-    let begin = format!(
-        "BEGIN; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({ISSUE_LOCK})",
-        (OPERATION_TIMEOUT - Duration::from_millis(500)).as_millis()
-    );
+    let begin = format!("BEGIN; {}", take_the_issue_lock());
     let insert = db.prepare_cached(INSERT_IF_IT_FITS).await?;
     let wanted = rows.len();
-    let parameters: [&(dyn ToSql + Sync); 9] = [
-        &rows.ids,
-        &rows.epochs,
-        &rows.wrapped,
-        &rows.expiries,
-        &rows.client,
-        &bounds.now_ms,
-        &wanted,
-        &bounds.max_pending,
-        &bounds.share,
-    ];
+    let parameters = insert_parameters(rows, &bounds, &wanted);
     // Polled together, so sent together; each answer is awaited, so that the
     // connection goes back to the pool idle. A failed lock or insert aborts the
     // transaction and its `COMMIT` rolls back: the first error is the answer.
@@ -493,29 +508,14 @@ async fn issue_transaction(
     bounds: Bounds,
 ) -> Result<Issue, tokio_postgres::Error> {
     let transaction = db.transaction().await?;
-    transaction
-        .batch_execute(&format!(
-            "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({ISSUE_LOCK})",
-            (OPERATION_TIMEOUT - Duration::from_millis(500)).as_millis()
-        ))
-        .await?;
+    transaction.batch_execute(&take_the_issue_lock()).await?;
     // Statements of their own, after the lock: their snapshots see every
     // earlier issue's commit (module doc).
     let wanted = rows.len();
     let row = transaction
         .query_one(
             INSERT_IF_IT_FITS,
-            &[
-                &rows.ids,
-                &rows.epochs,
-                &rows.wrapped,
-                &rows.expiries,
-                &rows.client,
-                &bounds.now_ms,
-                &wanted,
-                &bounds.max_pending,
-                &bounds.share,
-            ],
+            &insert_parameters(rows, &bounds, &wanted),
         )
         .await?;
     let (inserted, total, mine, oldest, my_oldest): (i64, i64, i64, Option<i64>, Option<i64>) =
